@@ -1,0 +1,254 @@
+//! Command-line types (clap derive). Owns flag names, defaults and help text;
+//! does no I/O. `commands` turns a parsed [`Cli`] into work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rekindle",
+    version,
+    about = "Bring a fleet of servers back: dependency-ordered, rate-limited, health-gated restarts over SSH",
+    after_help = "Exit codes: 0 all hosts done; 1 finished with failures inside the budgets (validate: invalid); \
+                  2 usage or input error; 3 aborted (failure budget exceeded or canary failed); 130 interrupted."
+)]
+pub struct Cli {
+    /// More detail on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check playbooks (and inventories, if given); report every problem.
+    Validate(ValidateArgs),
+    /// List the expanded inventory with labels, to debug selectors.
+    Hosts(HostsArgs),
+    /// Dry run: show what a playbook would do to an inventory. Touches no host.
+    Plan(PlanArgs),
+    /// Execute a playbook against an inventory over SSH.
+    Run(RunArgs),
+    /// Continue an interrupted run from its journal.
+    Resume(ResumeArgs),
+    /// Summarise a run from its journal.
+    Report(ReportArgs),
+    /// Serve a simulated fleet of SSH hosts on loopback.
+    Sim(SimArgs),
+    /// Fire drill: run a playbook against a simulated copy of an inventory.
+    Drill(DrillArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagFormat {
+    Text,
+    Json,
+    Github,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Junit,
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Playbook files to check.
+    #[arg(required = true, value_name = "PLAYBOOK")]
+    pub playbooks: Vec<String>,
+    /// Inventory files (repeatable); enables the checks that need hosts.
+    #[arg(short, long = "inventory", value_name = "INV")]
+    pub inventories: Vec<String>,
+    #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
+    pub format: DiagFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
+    #[arg(short, long = "inventory", value_name = "INV", required = true)]
+    pub inventories: Vec<String>,
+    /// Only hosts matching, e.g. `role=db,dc=pangyo`, `group=web`, `name=pg-r00*`.
+    #[arg(long, value_name = "SELECTOR")]
+    pub select: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: String,
+    #[arg(short, long = "inventory", value_name = "INV", required = true)]
+    pub inventories: Vec<String>,
+    /// Narrow every stage to hosts matching this selector.
+    #[arg(long, value_name = "SELECTOR")]
+    pub limit: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Also connect to every selected host (auth, host key, boot id); changes nothing.
+    #[arg(long)]
+    pub preflight: bool,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// How to reach hosts over SSH. The inventory's `defaults` may also set these.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SshArgs {
+    /// Private key to offer (repeatable), after ssh-agent.
+    #[arg(long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// OpenSSH known_hosts file [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// OpenSSH client config [default: ~/.ssh/config].
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Append unknown host keys to known_hosts (like StrictHostKeyChecking=accept-new).
+    /// A changed key still fails the host.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: String,
+    #[arg(short, long = "inventory", value_name = "INV", required = true)]
+    pub inventories: Vec<String>,
+    #[arg(long, value_name = "SELECTOR")]
+    pub limit: Option<String>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// Options shared by everything that executes a plan (run, resume, drill).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExecArgs {
+    /// Global cap on hosts in flight across all stages.
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Global cap on host starts, e.g. `100/s` or `3000/m`.
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
+    /// Directory for the run's journal and lock.
+    #[arg(long, value_name = "DIR", default_value = "rekindle-journal")]
+    pub journal: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print only the final summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Take over a lock held by another run (only when it is known to be dead).
+    #[arg(long)]
+    pub break_lock: bool,
+    /// BMC credentials file (`user:password`, mode 0600) for power_on steps.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_credentials: Option<PathBuf>,
+    /// CA bundle (PEM) to trust for BMC HTTPS.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_ca: Option<PathBuf>,
+    /// Skip TLS verification for BMCs (self-signed certificates).
+    #[arg(long)]
+    pub bmc_insecure: bool,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The journal file of the interrupted run.
+    #[arg(value_name = "JOURNAL")]
+    pub journal_file: PathBuf,
+    /// Resume even if the playbook or inventory changed since the run began.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(value_name = "JOURNAL")]
+    pub journal_file: PathBuf,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The simulated fleet's shape and faults, shared by `sim` and `drill`.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Boot time of a simulated host, fixed (`20s`) or a range (`20s..60s`).
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub boot_time: String,
+    /// Faults by fraction, e.g. `never_returns=0.01,unhealthy=0.02`. Kinds:
+    /// never_returns, unhealthy, slow_boot, hang_handshake, flap, no_reboot,
+    /// bmc_unreachable, stuck_powering_on, bmc_bad_credentials.
+    #[arg(long, value_name = "KIND=FRACTION,...")]
+    pub fail: Option<String>,
+    /// Seed for boot times and fault placement.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Start every host powered off, with a Redfish BMC per host.
+    #[arg(long)]
+    pub powered_off: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Number of hosts (named sim-00001...).
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "inventories",
+        required_unless_present = "inventories"
+    )]
+    pub hosts: Option<usize>,
+    /// Mirror these inventories' hosts (names and labels kept).
+    #[arg(short, long = "inventory", value_name = "INV")]
+    pub inventories: Vec<String>,
+    /// SSH port on every host address [default: 22 as root, else 2222].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Where to write inventory.yaml, known_hosts, id_ed25519 and status.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: String,
+    #[arg(short, long = "inventory", value_name = "INV", required = true)]
+    pub inventories: Vec<String>,
+    #[arg(long, value_name = "SELECTOR")]
+    pub limit: Option<String>,
+    /// Simulate this fraction of the inventory, keeping label proportions.
+    #[arg(long, value_name = "FRACTION", default_value_t = 1.0)]
+    pub sample: f64,
+    /// Compress simulated boot times by this factor; reported times are scaled back.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub speed: f64,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}

@@ -1,0 +1,28 @@
+//! One function per subcommand: load inputs, call the library, print results,
+//! choose the exit code. Owns what goes to stdout/stderr for each command; the
+//! modules below it never print.
+
+mod drill;
+mod hosts;
+mod plan;
+mod report;
+mod resume;
+mod run;
+mod sim;
+mod validate;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Exit;
+
+pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Validate(args) => validate::execute(args),
+        Command::Hosts(args) => hosts::execute(args),
+        Command::Plan(args) => plan::execute(args),
+        Command::Run(args) => run::execute(args, cli.verbose),
+        Command::Resume(args) => resume::execute(args, cli.verbose),
+        Command::Report(args) => report::execute(args),
+        Command::Sim(args) => sim::execute(args),
+        Command::Drill(args) => drill::execute(args, cli.verbose),
+    }
+}

@@ -1,0 +1,300 @@
+//! Diagnostics: source spans, the source cache, and rendering problems as
+//! `file:line:col: severity: message` with the offending line and a caret.
+//!
+//! Owns how every input problem looks to a user (text, JSON, GitHub
+//! annotations). It must not decide *what* is a problem: parsers and
+//! validators build [`Diagnostic`]s, this module only stores and renders them.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// A place in a source file. Lines and columns are 1-based; `len` is the
+/// number of characters to underline (at least one is drawn).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub file: Arc<str>,
+    pub line: u32,
+    pub col: u32,
+    pub len: u32,
+}
+
+impl Span {
+    pub fn new(file: Arc<str>, line: u32, col: u32, len: u32) -> Self {
+        Span {
+            file,
+            line,
+            col,
+            len,
+        }
+    }
+
+    /// A span covering a whole file, for problems with no better place.
+    pub fn file(file: Arc<str>) -> Self {
+        Span::new(file, 0, 0, 0)
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file)
+        } else {
+            write!(f, "{}:{}:{}", self.file, self.line, self.col)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One problem found in the input. `code` is a stable kebab-case identifier
+/// (`unknown-key`, `dependency-cycle`, ...) that JSON consumers can match on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: String,
+    pub span: Option<Span>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(
+        code: &'static str,
+        span: impl Into<Option<Span>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            span: span.into(),
+            help: None,
+        }
+    }
+
+    pub fn warning(
+        code: &'static str,
+        span: impl Into<Option<Span>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// True when any diagnostic is an error (warnings alone keep input valid).
+pub fn has_errors(diags: &[Diagnostic]) -> bool {
+    diags.iter().any(Diagnostic::is_error)
+}
+
+/// The nearest candidate to `word`, if one is close enough to be a typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|&(d, c)| d <= 2.max(c.len() / 3))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// The text of every file read, so diagnostics can quote their line.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    files: HashMap<Arc<str>, Arc<str>>,
+}
+
+impl Sources {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Remembers `text` under `name` and returns the shared name to put in spans.
+    pub fn add(&mut self, name: &str, text: Arc<str>) -> Arc<str> {
+        let name: Arc<str> = Arc::from(name);
+        self.files.insert(name.clone(), text);
+        name
+    }
+
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.files.get(name).map(|t| &**t)
+    }
+
+    fn line(&self, span: &Span) -> Option<&str> {
+        if span.line == 0 {
+            return None;
+        }
+        self.text(&span.file)?.lines().nth(span.line as usize - 1)
+    }
+}
+
+/// Sorts by file, line, column, then severity, and drops exact duplicates.
+pub fn sort(diags: &mut Vec<Diagnostic>) {
+    diags.sort_by(|a, b| {
+        let key = |d: &Diagnostic| {
+            d.span
+                .as_ref()
+                .map(|s| (s.file.clone(), s.line, s.col))
+                .unwrap_or_else(|| (Arc::from(""), 0, 0))
+        };
+        key(a).cmp(&key(b)).then(a.severity.cmp(&b.severity))
+    });
+    diags.dedup();
+}
+
+/// Compiler-style text: location, severity, message, the source line and a caret.
+pub fn render_text(sources: &Sources, diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diags {
+        match &d.span {
+            Some(span) => {
+                let _ = writeln!(out, "{span}: {}: {}", d.severity.as_str(), d.message);
+            }
+            None => {
+                let _ = writeln!(out, "{}: {}", d.severity.as_str(), d.message);
+            }
+        }
+        if let Some(span) = &d.span
+            && let Some(line) = sources.line(span)
+        {
+            let number = span.line.to_string();
+            let pad = " ".repeat(number.len());
+            let line = line.replace('\t', " ");
+            let col = (span.col.max(1) - 1) as usize;
+            let width =
+                (span.len.max(1) as usize).min(line.chars().count().saturating_sub(col).max(1));
+            let _ = writeln!(out, "{pad} |");
+            let _ = writeln!(out, "{number} | {line}");
+            let _ = writeln!(out, "{pad} | {}{}", " ".repeat(col), "^".repeat(width));
+        }
+        if let Some(help) = &d.help {
+            let _ = writeln!(out, "  = help: {help}");
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonDiagnostic<'a> {
+    file: Option<&'a str>,
+    line: Option<u32>,
+    column: Option<u32>,
+    severity: Severity,
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help: Option<&'a str>,
+}
+
+/// A JSON array of `{file, line, column, severity, code, message, help?}`.
+pub fn render_json(diags: &[Diagnostic]) -> String {
+    let items: Vec<JsonDiagnostic<'_>> = diags
+        .iter()
+        .map(|d| JsonDiagnostic {
+            file: d.span.as_ref().map(|s| &*s.file),
+            line: d.span.as_ref().filter(|s| s.line > 0).map(|s| s.line),
+            column: d.span.as_ref().filter(|s| s.line > 0).map(|s| s.col),
+            severity: d.severity,
+            code: d.code,
+            message: &d.message,
+            help: d.help.as_deref(),
+        })
+        .collect();
+    serde_json::to_string_pretty(&items).expect("diagnostics serialize") + "\n"
+}
+
+/// GitHub Actions workflow commands (`::error file=..,line=..,col=..::msg`).
+pub fn render_github(diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diags {
+        let mut message = d.message.clone();
+        if let Some(help) = &d.help {
+            message.push_str(&format!(" (help: {help})"));
+        }
+        let _ = write!(out, "::{} ", d.severity.as_str());
+        let mut props = vec![format!("title={}", escape_property(d.code))];
+        if let Some(s) = &d.span {
+            props.insert(0, format!("file={}", escape_property(&s.file)));
+            if s.line > 0 {
+                props.insert(1, format!("line={},col={}", s.line, s.col));
+            }
+        }
+        let _ = writeln!(out, "{}::{}", props.join(","), escape_data(&message));
+    }
+    out
+}
+
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_quotes_the_line_with_a_caret() {
+        let mut sources = Sources::new();
+        let file = sources.add("p.yaml", Arc::from("a: 1\nparalel: 2\n"));
+        let d = Diagnostic::error(
+            "unknown-key",
+            Span::new(file, 2, 1, 7),
+            "unknown key `paralel`",
+        )
+        .with_help("did you mean `parallel`?");
+        assert_eq!(
+            render_text(&sources, &[d]),
+            "p.yaml:2:1: error: unknown key `paralel`\n  |\n2 | paralel: 2\n  | ^^^^^^^\n  = help: did you mean `parallel`?\n"
+        );
+    }
+
+    #[test]
+    fn suggest_finds_typos_only() {
+        let keys = ["parallel", "rate", "select"];
+        assert_eq!(suggest("paralel", keys), Some("parallel"));
+        assert_eq!(suggest("selcet", keys), Some("select"));
+        assert_eq!(suggest("banana", keys), None);
+    }
+
+    #[test]
+    fn github_escapes_properties() {
+        let d = Diagnostic::warning("x", Span::new(Arc::from("a,b.yaml"), 3, 4, 1), "50%\nbad");
+        assert_eq!(
+            render_github(&[d]),
+            "::warning file=a%2Cb.yaml,line=3,col=4,title=x::50%25%0Abad\n"
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! Exit codes, mapped in one place (DESIGN.md "Exit codes").
+
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every host done (validate: input valid).
+    Success,
+    /// Finished with failures inside the budgets (validate: input invalid).
+    Failures,
+    /// Usage or input error; nothing was done.
+    Usage,
+    /// A failure budget was exceeded or a canary failed.
+    Aborted,
+    /// Interrupted by the operator; the journal is consistent and resumable.
+    Interrupted,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Failures => 1,
+            Exit::Usage => 2,
+            Exit::Aborted => 3,
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e.code())
+    }
+}

@@ -1,0 +1,1 @@
+//! Consumers of the event stream that write for people: progress, summary, reports.

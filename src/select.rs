@@ -1,0 +1,224 @@
+//! Selectors: which hosts a stage, `--limit` or `--select` means.
+//!
+//! Owns the selector language (`key=value` pairs joined by commas, glob
+//! values, `group=NAME`, `name=GLOB`; in playbooks the same as a map with
+//! scalar or list values) and matching a [`Host`]. It must not decide what an
+//! empty match means: callers refuse empty selections.
+
+use std::fmt;
+
+use crate::diag::Diagnostic;
+use crate::inventory::Host;
+use crate::yaml::Node;
+
+/// Every term must match (AND); a term matches when any of its values does (OR).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selector {
+    pub terms: Vec<Term>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    /// A label key, or the special keys `group` and `name`.
+    pub key: String,
+    pub values: Vec<glob::Pattern>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid selector `{input}`: {reason}")]
+pub struct SelectorError {
+    pub input: String,
+    pub reason: String,
+}
+
+impl Selector {
+    /// Parses the command-line form: `role=db,dc=pangyo`, `rack=pg-r00*`.
+    /// Repeating a key (`role=db,role=cache`) means either value.
+    pub fn parse(input: &str) -> Result<Selector, SelectorError> {
+        let err = |reason: String| SelectorError {
+            input: input.to_owned(),
+            reason,
+        };
+        let mut selector = Selector::default();
+        for part in input.split(',').map(str::trim) {
+            if part.is_empty() {
+                return Err(err("empty term (two commas, or a trailing comma?)".into()));
+            }
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(err(format!("`{part}` is not key=value")));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if key.is_empty() || value.is_empty() {
+                return Err(err(format!("`{part}` needs both a key and a value")));
+            }
+            let pattern =
+                glob::Pattern::new(value).map_err(|e| err(format!("bad glob `{value}`: {e}")))?;
+            selector.push(key, pattern);
+        }
+        Ok(selector)
+    }
+
+    /// Reads the playbook form: `{ role: [db, cache], dc: pangyo }`.
+    /// Problems are pushed to `diags`; `None` means the node was unusable.
+    pub fn from_node(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Selector> {
+        let Some(entries) = node.as_map() else {
+            diags.push(node.expected("a mapping of label: value(s)"));
+            return None;
+        };
+        if entries.is_empty() {
+            diags.push(Diagnostic::error(
+                "empty-selector",
+                node.span.clone(),
+                "empty selector: a stage must select hosts by at least one label",
+            ));
+            return None;
+        }
+        let mut selector = Selector::default();
+        let mut ok = true;
+        for (k, v) in entries {
+            let Some(key) = k.string(diags) else {
+                ok = false;
+                continue;
+            };
+            let Some(values) = v.string_or_list(diags) else {
+                ok = false;
+                continue;
+            };
+            if values.is_empty() {
+                diags.push(Diagnostic::error(
+                    "empty-selector",
+                    v.span.clone(),
+                    format!("`{key}` lists no values, so it can match no host"),
+                ));
+                ok = false;
+            }
+            for value in values {
+                match glob::Pattern::new(&value) {
+                    Ok(p) => selector.push(&key, p),
+                    Err(e) => {
+                        diags.push(Diagnostic::error(
+                            "bad-glob",
+                            v.span.clone(),
+                            format!("bad glob `{value}`: {e}"),
+                        ));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        ok.then_some(selector)
+    }
+
+    fn push(&mut self, key: &str, pattern: glob::Pattern) {
+        match self.terms.iter_mut().find(|t| t.key == key) {
+            Some(term) => term.values.push(pattern),
+            None => self.terms.push(Term {
+                key: key.to_owned(),
+                values: vec![pattern],
+            }),
+        }
+    }
+
+    /// A selector with no terms matches every host; callers decide whether
+    /// that is allowed (a stage's `select` may never be empty).
+    pub fn matches(&self, host: &Host) -> bool {
+        self.terms.iter().all(|t| t.matches(host))
+    }
+
+    /// Label keys the selector reads (not `group`/`name`).
+    pub fn label_keys(&self) -> impl Iterator<Item = &str> {
+        self.terms
+            .iter()
+            .map(|t| t.key.as_str())
+            .filter(|k| !matches!(*k, "group" | "name"))
+    }
+}
+
+impl Term {
+    pub fn matches(&self, host: &Host) -> bool {
+        match self.key.as_str() {
+            "name" => self.values.iter().any(|p| p.matches(&host.name)),
+            "group" => host
+                .groups
+                .iter()
+                .any(|g| self.values.iter().any(|p| p.matches(g))),
+            key => match host.labels.get(key) {
+                Some(v) => self.values.iter().any(|p| p.matches(v)),
+                None => false,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for t in &self.terms {
+            for v in &t.values {
+                if !first {
+                    f.write_str(",")?;
+                }
+                first = false;
+                write!(f, "{}={}", t.key, v.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::diag::Span;
+
+    fn host(name: &str, labels: &[(&str, &str)], groups: &[&str]) -> Host {
+        Host {
+            name: name.into(),
+            address: name.into(),
+            port: 22,
+            user: None,
+            jump: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            span: Span::file(Arc::from("t")),
+        }
+    }
+
+    #[test]
+    fn terms_and_values() {
+        let h = host(
+            "pg-r001-db1",
+            &[("role", "db"), ("dc", "pangyo"), ("rack", "pg-r001")],
+            &["dbs"],
+        );
+        assert!(Selector::parse("role=db,dc=pangyo").unwrap().matches(&h));
+        assert!(Selector::parse("role=cache,role=db").unwrap().matches(&h));
+        assert!(Selector::parse("rack=pg-r00*").unwrap().matches(&h));
+        assert!(Selector::parse("group=dbs,name=pg-*").unwrap().matches(&h));
+        assert!(!Selector::parse("role=db,dc=ansan").unwrap().matches(&h));
+        assert!(
+            !Selector::parse("pdu=*").unwrap().matches(&h),
+            "a missing label never matches"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        for bad in ["", "role", "role=", "=db", "role=db,,dc=x", "role=[x"] {
+            assert!(Selector::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        let s = Selector::parse("role=db,role=cache,dc=p*").unwrap();
+        assert_eq!(s.to_string(), "role=db,role=cache,dc=p*");
+        assert_eq!(Selector::parse(&s.to_string()).unwrap(), s);
+    }
+}

@@ -1,0 +1,95 @@
+//! Transport: how rekindle reaches a host. SSH sessions (russh), TCP and HTTP
+//! health probes, Redfish BMC calls, local commands.
+//!
+//! Owns connections, authentication, host-key checking, jump hosts and
+//! `~/.ssh/config`. It must not retry, poll or schedule: one call is one
+//! attempt, and the engine decides what to do with its result.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::inventory::Host;
+
+/// Opens sessions to hosts. The engine is generic over this so scheduling
+/// logic can be tested with a recording fake.
+pub trait Connector: Send + Sync + 'static {
+    type Session: Session;
+
+    /// One connection attempt (TCP, handshake, host key, auth), bounded by `timeout`.
+    fn connect(
+        &self,
+        host: &Host,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Self::Session, ConnectError>> + Send;
+}
+
+/// An authenticated connection to one host.
+pub trait Session: Send + Sync + 'static {
+    /// Runs `command` through the login shell, bounded by `timeout`.
+    fn exec(
+        &self,
+        command: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+
+    /// True once the connection is gone (host rebooted, keepalive expired).
+    fn is_closed(&self) -> bool;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// `None` when the command ended without an exit status (killed by a signal).
+    pub exit_status: Option<u32>,
+    /// The last lines of stdout and stderr interleaved, capped in size.
+    pub output: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    #[error("command timed out after {0:?}")]
+    Timeout(Duration),
+    /// The connection dropped before an exit status arrived (expected for reboot).
+    #[error("connection closed before the command finished")]
+    Disconnected,
+    #[error("{0}")]
+    Channel(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    pub kind: ConnectErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectErrorKind {
+    /// Connection refused, reset, no route, or DNS failure.
+    Unreachable,
+    /// No answer (or no finished handshake) within the connect timeout.
+    Timeout,
+    /// The host's key is not in known_hosts.
+    HostKeyUnknown,
+    /// The host's key differs from the one in known_hosts.
+    HostKeyChanged,
+    /// Every authentication method was refused.
+    Auth,
+    /// The jump host could not be reached or refused the forward.
+    Jump,
+    /// Anything else the SSH protocol layer reported.
+    Protocol,
+}
+
+impl ConnectErrorKind {
+    /// Unreachable hosts may be set aside (`on_unreachable: skip`) instead of failed.
+    pub fn is_unreachable(self) -> bool {
+        matches!(
+            self,
+            ConnectErrorKind::Unreachable | ConnectErrorKind::Timeout | ConnectErrorKind::Jump
+        )
+    }
+}
+
+pub mod local;
+pub mod probe;
+pub mod ssh;
