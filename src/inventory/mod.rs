@@ -5,6 +5,8 @@
 //! files and the diagnostics for all of that. It must not know about
 //! playbooks, plans or SSH sessions.
 
+pub mod pattern;
+
 use std::collections::BTreeMap;
 
 use crate::diag::Span;
