@@ -99,13 +99,6 @@ pub(crate) struct FileInventory {
     pub known_hosts: Option<(String, Span)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Native,
-    AnsibleYaml,
-    AnsibleIni,
-}
-
 fn read_file(
     path: &str,
     sources: &mut Sources,
@@ -133,9 +126,10 @@ fn read_file(
             return None;
         }
     };
-    match detect_yaml(&root) {
-        Format::Native => Some(native::read(&root, base, budget, diags)),
-        _ => Some(ansible_yaml::read(&root, base, budget, diags)),
+    if is_native(&root) {
+        Some(native::read(&root, base, budget, diags))
+    } else {
+        Some(ansible_yaml::read(&root, base, budget, diags))
     }
 }
 
@@ -157,17 +151,12 @@ fn looks_like_yaml(path: &str, text: &str) -> bool {
     }
 }
 
-fn detect_yaml(root: &Node) -> Format {
-    let native = root.as_map().is_some_and(|entries| {
+fn is_native(root: &Node) -> bool {
+    root.as_map().is_some_and(|entries| {
         entries
             .iter()
             .any(|(k, _)| matches!(k.as_scalar(), Some("version" | "datacenters")))
-    });
-    if native {
-        Format::Native
-    } else {
-        Format::AnsibleYaml
-    }
+    })
 }
 
 /// The span of the part of a scalar that a pattern error points at.
