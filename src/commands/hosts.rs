@@ -75,6 +75,7 @@ fn labels_text(host: &Host) -> String {
 }
 
 /// Columns are as wide as their widest cell; labels come last, unpadded.
+/// A GROUPS column appears only when some host has groups (Ansible inventories).
 pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()> {
     let user = |h: &Host| h.user.clone().unwrap_or_else(|| "-".into());
     let width = |header: &str, cell: &dyn Fn(&Host) -> usize| {
@@ -89,20 +90,29 @@ pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<(
     let addr_w = width("ADDRESS", &|h| h.address.chars().count());
     let port_w = width("PORT", &|h| h.port.to_string().len());
     let user_w = width("USER", &|h| user(h).chars().count());
-    writeln!(
-        out,
-        "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  LABELS",
+    let show_groups = hosts.iter().any(|h| !h.groups.is_empty());
+    let groups_w = width("GROUPS", &|h| h.groups.join(",").chars().count());
+    let mut line = format!(
+        "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  ",
         "NAME", "ADDRESS", "PORT", "USER"
-    )?;
+    );
+    if show_groups {
+        line.push_str(&format!("{:groups_w$}  ", "GROUPS"));
+    }
+    writeln!(out, "{line}LABELS")?;
     for h in hosts {
-        let line = format!(
-            "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  {}",
+        line.clear();
+        line.push_str(&format!(
+            "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  ",
             h.name,
             h.address,
             h.port,
             user(h),
-            labels_text(h)
-        );
+        ));
+        if show_groups {
+            line.push_str(&format!("{:groups_w$}  ", h.groups.join(",")));
+        }
+        line.push_str(&labels_text(h));
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())

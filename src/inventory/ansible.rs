@@ -36,7 +36,6 @@ struct Group {
     name: String,
     vars: Vec<(String, Var, Span)>,
     parents: Vec<usize>,
-    hosts: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -99,7 +98,6 @@ impl Model {
             name: name.to_owned(),
             vars: Vec::new(),
             parents: Vec::new(),
-            hosts: Vec::new(),
         });
         self.group_index
             .insert(name.to_owned(), self.groups.len() - 1);
@@ -154,7 +152,6 @@ impl Model {
         };
         if !self.hosts[h].groups.contains(&group) {
             self.hosts[h].groups.push(group);
-            self.groups[group].hosts.push(h);
         }
         h
     }

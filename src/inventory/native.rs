@@ -5,6 +5,7 @@
 //! hosts and labels, the `dc` label, patterns and `{N}` captures. Every
 //! problem is collected in one pass. It must not merge files (mod.rs does).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -305,15 +306,16 @@ fn read_host(
         for (i, f) in fields.iter().enumerate() {
             let value = f.template.render(captures);
             let value = match tidy_ipv4(&value) {
-                Ok(v) => v.into_owned(),
-                Err(_) => value,
+                Ok(Cow::Borrowed(_)) => value,
+                Ok(Cow::Owned(tidy)) => tidy,
+                Err(e) => {
+                    // Only `bmc` must be an address; other labels may be anything.
+                    if f.key == "bmc" && !std::mem::replace(&mut reported[i], true) {
+                        diags.push(Diagnostic::error("bad-address", f.node.span.clone(), e));
+                    }
+                    value
+                }
             };
-            if f.key == "bmc"
-                && let Err(e) = tidy_ipv4(&value)
-                && !std::mem::replace(&mut reported[i], true)
-            {
-                diags.push(Diagnostic::error("bad-address", f.node.span.clone(), e));
-            }
             labels.insert(f.key.clone(), value);
         }
         labels.insert("dc".to_owned(), dc.to_owned());
@@ -330,7 +332,7 @@ fn read_host(
                     }
                 }
             }
-            None => name.to_owned(),
+            None => tidy_ipv4(name).map_or_else(|_| name.to_owned(), Cow::into_owned),
         };
         hosts.push(Host {
             name: name.to_owned(),

@@ -468,12 +468,12 @@ impl Template {
 /// meant decimal, while C resolvers would read `010` as octal 8.
 /// `Err` when it looks like an IPv4 address but an octet is over 255.
 pub fn tidy_ipv4(s: &str) -> Result<Cow<'_, str>, String> {
+    // Fast path: most labels and names are not dotted quads (called per host).
+    if !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Ok(Cow::Borrowed(s));
+    }
     let parts: Vec<&str> = s.split('.').collect();
-    if parts.len() != 4
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || p.len() > 10 || !p.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if parts.len() != 4 || parts.iter().any(|p| p.is_empty() || p.len() > 10) {
         return Ok(Cow::Borrowed(s));
     }
     let mut octets = [0u8; 4];
