@@ -31,7 +31,8 @@ pub struct Host {
     pub jump: Option<String>,
     /// Free-form labels; `dc`, `rack`, `role`, `pdu` and `bmc` are conventional.
     pub labels: BTreeMap<String, String>,
-    /// Groups the host belongs to (Ansible groups, with their ancestors).
+    /// Groups the host belongs to, sorted: Ansible groups with their ancestors,
+    /// without `all` (Ansible's `group_names`). Empty for native inventories.
     pub groups: Vec<String>,
     /// Where the host was defined, for diagnostics.
     pub span: Span,
@@ -318,5 +319,61 @@ fn merge_host(first: &mut Host, other: Host, diags: &mut Vec<Diagnostic>) {
         if let Err(i) = first.groups.binary_search(&g) {
             first.groups.insert(i, g);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_detection() {
+        assert!(looks_like_yaml("inv.yaml", "[web]\n"));
+        assert!(looks_like_yaml("inv.YML", ""));
+        assert!(!looks_like_yaml("hosts.ini", "all:\n"));
+        assert!(!looks_like_yaml("hosts", "# c\n[web]\nweb1\n"));
+        assert!(!looks_like_yaml("hosts", "web1 ansible_port=22\n"));
+        assert!(looks_like_yaml("hosts", "; c\nall:\n  hosts:\n"));
+        assert!(looks_like_yaml("hosts", "---\nall: {}\n"));
+    }
+
+    #[test]
+    fn overlapping_entries_in_one_file_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\ndatacenters:\n  x:\n    hosts:\n      - { name: \"w[1-3]\", labels: { role: web } }\n      - { name: \"w[3-4]\", labels: { role: db } }\n",
+        )
+        .unwrap();
+        let path = path.to_string_lossy().into_owned();
+        let mut sources = Sources::new();
+        let diags = load(std::slice::from_ref(&path), &mut sources).unwrap_err();
+        assert_eq!(diags.len(), 1);
+        assert_eq!(
+            diags[0].message,
+            format!("host `w3` has label role `db` here but `web` at {path}:5:17")
+        );
+        assert_eq!(diags[0].span.as_ref().map(|s| s.line), Some(6));
+    }
+
+    #[test]
+    fn relative_key_paths_follow_the_inventory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\ndefaults: { identity_file: id_ed25519, known_hosts: /etc/kh }\ndatacenters:\n  sim:\n    hosts: [ { name: h1, address: 127.0.0.2 } ]\n",
+        )
+        .unwrap();
+        let mut sources = Sources::new();
+        let (inv, warnings) = load(&[path.to_string_lossy().into_owned()], &mut sources).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(
+            inv.identity_files,
+            [dir.path().join("id_ed25519").to_string_lossy().into_owned()]
+        );
+        assert_eq!(inv.known_hosts.as_deref(), Some("/etc/kh"));
+        assert_eq!(inv.hosts[0].address, "127.0.0.2");
     }
 }
