@@ -428,6 +428,16 @@ mod tests {
         assert_eq!(s("-3"), "-3");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_reads_without_panicking(text in "([\\[\\]a-c0-2:=#;'\" \\\\]{0,12}\n){0,8}") {
+            let mut diags = Vec::new();
+            let mut budget = crate::inventory::MAX_HOSTS;
+            let file: Arc<str> = Arc::from("t.ini");
+            let _ = read(&file, &text, Path::new(""), &mut budget, &mut diags);
+        }
+    }
+
     #[test]
     fn sections() {
         assert_eq!(section("[web]"), Some(("web", None)));
