@@ -1,6 +1,148 @@
-use crate::cli::HostsArgs;
-use crate::exit::Exit;
+//! `rekindle hosts`: the expanded inventory, optionally narrowed by a
+//! selector, as an aligned table or JSON. Owns that output; reading and
+//! selecting hosts belong to `inventory` and `select`.
 
-pub fn execute(_args: HostsArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("`rekindle hosts` is not built yet")
+use std::io::{self, Write};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::cli::{HostsArgs, OutputFormat};
+use crate::diag::{Sources, render_text};
+use crate::exit::Exit;
+use crate::inventory::{self, Host};
+use crate::select::Selector;
+
+pub fn execute(args: HostsArgs) -> anyhow::Result<Exit> {
+    let mut sources = Sources::new();
+    let inventory = match inventory::load(&args.inventories, &mut sources) {
+        Ok((inventory, warnings)) => {
+            eprint!("{}", render_text(&sources, &warnings));
+            inventory
+        }
+        Err(diags) => {
+            eprint!("{}", render_text(&sources, &diags));
+            return Ok(Exit::Usage);
+        }
+    };
+    let hosts: Vec<&Host> = match &args.select {
+        None => inventory.hosts.iter().collect(),
+        Some(text) => {
+            let selector = Selector::parse(text)?;
+            let hosts: Vec<&Host> = inventory
+                .hosts
+                .iter()
+                .filter(|h| selector.matches(h))
+                .collect();
+            if hosts.is_empty() {
+                // Never fall back to "everything": an empty selection is an error.
+                eprintln!(
+                    "error: selector `{selector}` matches none of the {} hosts in {}",
+                    inventory.hosts.len(),
+                    args.inventories.join(", ")
+                );
+                eprintln!("  = help: `rekindle hosts -i INV` lists every host with its labels");
+                return Ok(Exit::Usage);
+            }
+            hosts
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let written = match args.format {
+        OutputFormat::Text => write_table(&mut out, &hosts),
+        OutputFormat::Json => write_json(&mut out, &hosts),
+    }
+    .and_then(|()| out.flush());
+    match written {
+        // `rekindle hosts | head` is normal use, not a failure.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+        other => other.map(|()| Exit::Success).context("writing to stdout"),
+    }
+}
+
+fn labels_text(host: &Host) -> String {
+    let mut text = String::new();
+    for (i, (k, v)) in host.labels.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+    }
+    text
+}
+
+/// Columns are as wide as their widest cell; labels come last, unpadded.
+/// A GROUPS column appears only when some host has groups (Ansible inventories).
+pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()> {
+    let user = |h: &Host| h.user.clone().unwrap_or_else(|| "-".into());
+    let width = |header: &str, cell: &dyn Fn(&Host) -> usize| {
+        hosts
+            .iter()
+            .map(|h| cell(h))
+            .max()
+            .unwrap_or(0)
+            .max(header.len())
+    };
+    let name_w = width("NAME", &|h| h.name.chars().count());
+    let addr_w = width("ADDRESS", &|h| h.address.chars().count());
+    let port_w = width("PORT", &|h| h.port.to_string().len());
+    let user_w = width("USER", &|h| user(h).chars().count());
+    let show_groups = hosts.iter().any(|h| !h.groups.is_empty());
+    let groups_w = width("GROUPS", &|h| h.groups.join(",").chars().count());
+    let mut line = format!(
+        "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  ",
+        "NAME", "ADDRESS", "PORT", "USER"
+    );
+    if show_groups {
+        line.push_str(&format!("{:groups_w$}  ", "GROUPS"));
+    }
+    writeln!(out, "{line}LABELS")?;
+    for h in hosts {
+        line.clear();
+        line.push_str(&format!(
+            "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  ",
+            h.name,
+            h.address,
+            h.port,
+            user(h),
+        ));
+        if show_groups {
+            line.push_str(&format!("{:groups_w$}  ", h.groups.join(",")));
+        }
+        line.push_str(&labels_text(h));
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonHost<'a> {
+    name: &'a str,
+    address: &'a str,
+    port: u16,
+    user: Option<&'a str>,
+    jump: Option<&'a str>,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    groups: &'a [String],
+}
+
+/// A JSON array of `{name, address, port, user, jump, labels, groups}`.
+pub(crate) fn write_json(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()> {
+    let items: Vec<JsonHost<'_>> = hosts
+        .iter()
+        .map(|h| JsonHost {
+            name: &h.name,
+            address: &h.address,
+            port: h.port,
+            user: h.user.as_deref(),
+            jump: h.jump.as_deref(),
+            labels: &h.labels,
+            groups: &h.groups,
+        })
+        .collect();
+    serde_json::to_writer_pretty(&mut *out, &items)?;
+    writeln!(out)
 }
