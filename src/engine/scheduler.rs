@@ -1,0 +1,667 @@
+//! The coordinator: one task owns all run state. Host tasks get their work
+//! when they are spawned and send results back over an mpsc channel; the
+//! coordinator `select!`s over those results, rate-limiter readiness and the
+//! cancel signal.
+//!
+//! Owns stage ordering at run time, canaries, rolling windows, failure
+//! budgets, `max_unavailable` across stages, rate limits and cancellation.
+//! It must not talk to hosts itself (that is `steps`) or print.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::events::{
+    Emitter, Event, EventKind, HostOutcome, HostRef, RunOutcome, StageOutcome, StageRef, StepKind,
+};
+use super::limits::Limiter;
+use super::steps::HostRun;
+use super::{CancelLevel, EngineOptions, HostStart};
+use crate::inventory::{Host, Inventory};
+use crate::plan::{Plan, StagePlan};
+use crate::transport::Connector;
+
+/// How far down a stage's queue to look for a host that `max_unavailable`
+/// or a keyed rate limit lets start, so one round stays cheap at 32,000 hosts.
+const SCAN_LIMIT: usize = 1024;
+
+/// Runs `plan` to the end (or until cancelled) and returns its outcome. Every
+/// event goes to `events`; intent events wait for their ack.
+pub async fn run<C: Connector>(
+    plan: Arc<Plan>,
+    inventory: Arc<Inventory>,
+    connector: Arc<C>,
+    opts: EngineOptions,
+    events: mpsc::Sender<Event>,
+    cancel: watch::Receiver<CancelLevel>,
+) -> RunOutcome {
+    let emitter = Emitter::new(events);
+    let mut coord = Coordinator::new(&plan, &inventory, connector, opts, emitter);
+    coord.run(cancel).await
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Status {
+    Waiting,
+    Running,
+    Finished(StageOutcome),
+}
+
+struct StageState {
+    plan: Arc<StagePlan>,
+    sref: StageRef,
+    status: Status,
+    /// Hosts not yet started, canaries first.
+    queue: VecDeque<usize>,
+    /// A host that took this stage's rate token but still waits for the global one.
+    held: Option<usize>,
+    /// Canaries that have not passed yet; while > 0 only they run, one at a time.
+    canaries_left: usize,
+    in_flight: usize,
+    done: usize,
+    failed: usize,
+    skipped: usize,
+    /// Set when a canary failed or the budget was exceeded: start nothing new.
+    abort: Option<String>,
+    limiter: Option<Limiter>,
+}
+
+struct Flight {
+    stage: usize,
+    host: usize,
+    step: usize,
+    kind: StepKind,
+    started: Instant,
+    canary: bool,
+}
+
+enum Msg {
+    Step {
+        slot: u64,
+        step: usize,
+        kind: StepKind,
+    },
+    Finished {
+        slot: u64,
+        outcome: HostOutcome,
+    },
+}
+
+struct Coordinator<C: Connector> {
+    hosts: Vec<Arc<Host>>,
+    stages: Vec<StageState>,
+    connector: Arc<C>,
+    emitter: Emitter,
+    parallel: usize,
+    global: Option<Limiter>,
+    starts: HashMap<(usize, usize), HostStart>,
+    /// Label keys any stage constrains with `max_unavailable`.
+    constrained: Vec<String>,
+    /// Hosts in flight per (label key, value), across all stages.
+    unavailable: HashMap<(String, String), usize>,
+    flights: HashMap<u64, Flight>,
+    next_slot: u64,
+    tasks: JoinSet<()>,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    /// Which stage gets the first chance in the next round (fairness under shared limits).
+    rotate: usize,
+    cancel: CancelLevel,
+    total_hosts: usize,
+    plan_name: String,
+}
+
+impl<C: Connector> Coordinator<C> {
+    fn new(
+        plan: &Plan,
+        inventory: &Inventory,
+        connector: Arc<C>,
+        opts: EngineOptions,
+        emitter: Emitter,
+    ) -> Self {
+        let hosts: Vec<Arc<Host>> = inventory.hosts.iter().cloned().map(Arc::new).collect();
+        let mut constrained: Vec<String> = Vec::new();
+        let stages = plan
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                for (key, _) in &s.max_unavailable {
+                    if !constrained.contains(key) {
+                        constrained.push(key.clone());
+                    }
+                }
+                let limiter = s.rate.map(|r| match s.rate_per {
+                    Some(_) => Limiter::keyed(r),
+                    None => Limiter::direct(r),
+                });
+                StageState {
+                    plan: Arc::new(s.clone()),
+                    sref: StageRef {
+                        index: i,
+                        name: s.name.clone(),
+                    },
+                    status: Status::Waiting,
+                    queue: s.hosts.iter().copied().collect(),
+                    held: None,
+                    canaries_left: s.canaries.min(s.hosts.len()),
+                    in_flight: 0,
+                    done: 0,
+                    failed: 0,
+                    skipped: 0,
+                    abort: None,
+                    limiter,
+                }
+            })
+            .collect();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let total_hosts = plan.stages.iter().map(|s| s.hosts.len()).sum();
+        Coordinator {
+            hosts,
+            stages,
+            connector,
+            emitter,
+            parallel: opts.parallel.max(1),
+            global: opts.rate.map(Limiter::direct),
+            starts: opts.starts,
+            constrained,
+            unavailable: HashMap::new(),
+            flights: HashMap::new(),
+            next_slot: 0,
+            tasks: JoinSet::new(),
+            tx,
+            rx,
+            rotate: 0,
+            cancel: CancelLevel::None,
+            total_hosts,
+            plan_name: plan.name.clone(),
+        }
+    }
+
+    async fn run(&mut self, mut cancel: watch::Receiver<CancelLevel>) -> RunOutcome {
+        self.emitter
+            .emit(EventKind::RunStarted {
+                plan: self.plan_name.clone(),
+                stages: self.stages.len(),
+                hosts: self.total_hosts,
+            })
+            .await;
+        let mut cancel_open = true;
+        loop {
+            self.cancel = self.cancel.max(*cancel.borrow_and_update());
+            if self.cancel == CancelLevel::Abort {
+                self.abort_now().await;
+                break;
+            }
+            self.advance_stages().await;
+            let wake = self.start_hosts().await;
+            self.advance_stages().await;
+            if self.flights.is_empty() {
+                if self.all_finished() {
+                    break;
+                }
+                if wake.is_none() && self.stall_guard().await {
+                    continue;
+                }
+            }
+            tokio::select! {
+                Some(msg) = self.rx.recv() => self.handle(msg).await,
+                _ = sleep_until_opt(wake), if wake.is_some() => {}
+                changed = cancel.changed(), if cancel_open => {
+                    if changed.is_err() {
+                        cancel_open = false;
+                    }
+                }
+            }
+        }
+        let outcome = self.outcome();
+        self.emitter.emit(EventKind::RunFinished { outcome }).await;
+        outcome
+    }
+
+    fn all_finished(&self) -> bool {
+        self.stages
+            .iter()
+            .all(|s| matches!(s.status, Status::Finished(_)))
+    }
+
+    fn outcome(&self) -> RunOutcome {
+        if self.cancel != CancelLevel::None
+            && self
+                .stages
+                .iter()
+                .any(|s| s.status == Status::Finished(StageOutcome::Interrupted))
+        {
+            return RunOutcome::Interrupted;
+        }
+        let mut failures = false;
+        for s in &self.stages {
+            match &s.status {
+                Status::Finished(StageOutcome::Aborted { .. }) => return RunOutcome::Aborted,
+                Status::Finished(StageOutcome::Skipped { .. }) => failures = true,
+                _ => {}
+            }
+            failures |= s.failed > 0 || s.skipped > 0;
+        }
+        if failures {
+            RunOutcome::Failures
+        } else {
+            RunOutcome::Success
+        }
+    }
+
+    /// Finishes stages that have nothing left, starts stages whose
+    /// dependencies are done, skips those whose dependencies are not.
+    async fn advance_stages(&mut self) {
+        loop {
+            let mut changed = false;
+            for i in 0..self.stages.len() {
+                match self.stages[i].status {
+                    Status::Running => {
+                        let s = &self.stages[i];
+                        let nothing_left = s.queue.is_empty() && s.held.is_none();
+                        let stopped = s.abort.is_some() || self.cancel != CancelLevel::None;
+                        if s.in_flight == 0 && (nothing_left || stopped) {
+                            let outcome = match &s.abort {
+                                Some(reason) => StageOutcome::Aborted {
+                                    reason: reason.clone(),
+                                },
+                                None if nothing_left => StageOutcome::Done,
+                                None => StageOutcome::Interrupted,
+                            };
+                            self.finish_stage(i, outcome).await;
+                            changed = true;
+                        }
+                    }
+                    Status::Waiting => {
+                        let mut ready = true;
+                        let mut blocked_by = None;
+                        for &d in &self.stages[i].plan.after {
+                            match self.stages.get(d).map(|s| &s.status) {
+                                Some(Status::Finished(StageOutcome::Done)) => {}
+                                Some(Status::Finished(_)) => {
+                                    blocked_by = self.stages.get(d).map(|s| s.sref.name.clone());
+                                    break;
+                                }
+                                // An out-of-range index would be a planner bug; waiting forever would hide it.
+                                None => {
+                                    blocked_by = Some(format!("#{d}"));
+                                    break;
+                                }
+                                Some(_) => ready = false,
+                            }
+                        }
+                        if let Some(dependency) = blocked_by {
+                            self.finish_stage(i, StageOutcome::Skipped { dependency })
+                                .await;
+                            changed = true;
+                        } else if ready && self.cancel != CancelLevel::None {
+                            self.finish_stage(i, StageOutcome::Interrupted).await;
+                            changed = true;
+                        } else if ready {
+                            self.start_stage(i).await;
+                            changed = true;
+                        }
+                    }
+                    Status::Finished(_) => {}
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    async fn start_stage(&mut self, i: usize) {
+        let stage = &mut self.stages[i];
+        stage.status = Status::Running;
+        // Hosts a previous run finished are counted, not run again.
+        let mut queue = VecDeque::with_capacity(stage.queue.len());
+        for (pos, host) in std::mem::take(&mut stage.queue).into_iter().enumerate() {
+            if self.starts.get(&(i, host)) == Some(&HostStart::Done) {
+                stage.done += 1;
+                if pos < stage.plan.canaries {
+                    stage.canaries_left = stage.canaries_left.saturating_sub(1);
+                }
+            } else {
+                queue.push_back(host);
+            }
+        }
+        stage.queue = queue;
+        let event = EventKind::StageStarted {
+            stage: stage.sref.clone(),
+            hosts: stage.plan.hosts.len(),
+        };
+        self.emitter.emit(event).await;
+    }
+
+    async fn finish_stage(&mut self, i: usize, outcome: StageOutcome) {
+        let stage = &mut self.stages[i];
+        stage.status = Status::Finished(outcome.clone());
+        let event = EventKind::StageFinished {
+            stage: stage.sref.clone(),
+            outcome,
+            done: stage.done,
+            failed: stage.failed,
+            skipped: stage.skipped,
+        };
+        self.emitter.emit(event).await;
+    }
+
+    /// Nothing in flight, nothing to wait for, yet a running stage has hosts:
+    /// only a limit that can never be met does this. Abort those stages
+    /// rather than hang. Returns true when it changed something.
+    async fn stall_guard(&mut self) -> bool {
+        let mut changed = false;
+        for i in 0..self.stages.len() {
+            let s = &mut self.stages[i];
+            if s.status == Status::Running
+                && s.abort.is_none()
+                && self.cancel == CancelLevel::None
+                && (!s.queue.is_empty() || s.held.is_some())
+            {
+                s.abort = Some("no host can start: a limit can never be met".into());
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn blocked_by_unavailable(&self, stage: &StagePlan, host: &Host) -> bool {
+        stage.max_unavailable.iter().any(|(key, limit)| {
+            host.label(key).is_some_and(|value| {
+                let n = self
+                    .unavailable
+                    .get(&(key.clone(), value.to_owned()))
+                    .copied()
+                    .unwrap_or(0);
+                n >= (*limit).max(1)
+            })
+        })
+    }
+
+    /// Starts every host the limits allow now. Returns when to try again if
+    /// a rate limit is what holds hosts back.
+    async fn start_hosts(&mut self) -> Option<Instant> {
+        if self.cancel != CancelLevel::None {
+            // Hosts holding a stage token go back; nothing new starts.
+            for s in &mut self.stages {
+                if let Some(h) = s.held.take() {
+                    s.queue.push_front(h);
+                }
+            }
+            return None;
+        }
+        let n = self.stages.len();
+        let mut wake: Option<Instant> = None;
+        let first = self.rotate;
+        self.rotate = if n == 0 { 0 } else { (self.rotate + 1) % n };
+        for k in 0..n {
+            let i = (first + k) % n;
+            loop {
+                if self.flights.len() >= self.parallel {
+                    return wake;
+                }
+                let s = &self.stages[i];
+                if s.status != Status::Running || s.abort.is_some() {
+                    break;
+                }
+                let canary_phase = s.canaries_left > 0;
+                let window = if canary_phase {
+                    1
+                } else {
+                    s.plan.window.max(1)
+                };
+                if s.in_flight >= window {
+                    break;
+                }
+                let candidate = match self.pick(i, canary_phase, &mut wake) {
+                    Some(c) => c,
+                    None => break,
+                };
+                if let Some(global) = &self.global
+                    && let Err(at) = global.check("")
+                {
+                    // Keep the stage token this host already took.
+                    self.stages[i].held = Some(candidate);
+                    wake = earliest(wake, at);
+                    return wake;
+                }
+                self.spawn_host(i, candidate, canary_phase).await;
+            }
+        }
+        wake
+    }
+
+    /// The next host of stage `i` that `max_unavailable` and the stage's rate
+    /// limit let start now; it is taken out of the queue with its stage token.
+    fn pick(&mut self, i: usize, canary_phase: bool, wake: &mut Option<Instant>) -> Option<usize> {
+        let stage = &self.stages[i];
+        if let Some(h) = stage.held {
+            if self.blocked_by_unavailable(&stage.plan, &self.hosts[h]) {
+                return None;
+            }
+            self.stages[i].held = None;
+            return Some(h);
+        }
+        // Canaries go strictly in order; afterwards any host that fits may go.
+        let scan = if canary_phase { 1 } else { SCAN_LIMIT };
+        let mut chosen = None;
+        for (pos, &h) in stage.queue.iter().enumerate().take(scan) {
+            let host = &self.hosts[h];
+            if self.blocked_by_unavailable(&stage.plan, host) {
+                continue;
+            }
+            match &stage.limiter {
+                None => {}
+                Some(l @ Limiter::Direct(_)) => {
+                    if let Err(at) = l.check("") {
+                        *wake = earliest(*wake, at);
+                        return None;
+                    }
+                }
+                Some(l @ Limiter::Keyed(_)) => {
+                    let key = stage
+                        .plan
+                        .rate_per
+                        .as_deref()
+                        .and_then(|k| host.label(k))
+                        .unwrap_or("");
+                    if let Err(at) = l.check(key) {
+                        *wake = earliest(*wake, at);
+                        continue;
+                    }
+                }
+            }
+            chosen = Some(pos);
+            break;
+        }
+        let pos = chosen?;
+        self.stages[i].queue.remove(pos)
+    }
+
+    async fn spawn_host(&mut self, i: usize, host: usize, canary: bool) {
+        let stage = &mut self.stages[i];
+        stage.in_flight += 1;
+        let h = Arc::clone(&self.hosts[host]);
+        for key in &self.constrained {
+            if let Some(value) = h.label(key) {
+                *self
+                    .unavailable
+                    .entry((key.clone(), value.to_owned()))
+                    .or_insert(0) += 1;
+            }
+        }
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        let start = self.starts.get(&(i, host)).cloned().unwrap_or_default();
+        let first_step = match &start {
+            HostStart::From { step, .. } => *step,
+            _ => 0,
+        };
+        let first_kind = stage
+            .plan
+            .steps
+            .get(first_step)
+            .map(StepKind::of)
+            .unwrap_or(StepKind::Run);
+        self.flights.insert(
+            slot,
+            Flight {
+                stage: i,
+                host,
+                step: first_step,
+                kind: first_kind,
+                started: Instant::now(),
+                canary,
+            },
+        );
+        let host_ref = HostRef {
+            index: host,
+            name: h.name.clone(),
+        };
+        let sref = stage.sref.clone();
+        self.emitter
+            .emit(EventKind::HostStarted {
+                stage: sref.clone(),
+                host: host_ref.clone(),
+                canary,
+            })
+            .await;
+        let runner = HostRun::new(
+            Arc::clone(&self.connector),
+            h,
+            host_ref,
+            Arc::clone(&self.stages[i].plan),
+            sref,
+            self.emitter.clone(),
+        );
+        let tx = self.tx.clone();
+        let steps = Arc::clone(&self.stages[i].plan);
+        self.tasks.spawn(async move {
+            let progress = tx.clone();
+            let outcome = runner
+                .run(start, move |step| {
+                    let kind = steps
+                        .steps
+                        .get(step)
+                        .map(StepKind::of)
+                        .unwrap_or(StepKind::Run);
+                    let _ = progress.send(Msg::Step { slot, step, kind });
+                })
+                .await;
+            let _ = tx.send(Msg::Finished { slot, outcome });
+        });
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Step { slot, step, kind } => {
+                if let Some(f) = self.flights.get_mut(&slot) {
+                    f.step = step;
+                    f.kind = kind;
+                }
+            }
+            Msg::Finished { slot, outcome } => {
+                if let Some(flight) = self.flights.remove(&slot) {
+                    self.land(flight, outcome).await;
+                }
+            }
+        }
+        // Reap finished tasks so the set does not grow with the run.
+        while self.tasks.try_join_next().is_some() {}
+    }
+
+    /// Books a host's outcome: counts, budget, canary verdict, its event.
+    async fn land(&mut self, flight: Flight, outcome: HostOutcome) {
+        let host = Arc::clone(&self.hosts[flight.host]);
+        for key in &self.constrained {
+            if let Some(value) = host.label(key)
+                && let Some(n) = self.unavailable.get_mut(&(key.clone(), value.to_owned()))
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let stage = &mut self.stages[flight.stage];
+        stage.in_flight = stage.in_flight.saturating_sub(1);
+        match &outcome {
+            HostOutcome::Done => {
+                stage.done += 1;
+                if flight.canary {
+                    stage.canaries_left = stage.canaries_left.saturating_sub(1);
+                }
+            }
+            HostOutcome::Failed { reason, .. } => {
+                stage.failed += 1;
+                if flight.canary {
+                    stage
+                        .abort
+                        .get_or_insert_with(|| format!("canary {} failed: {reason}", host.name));
+                } else if stage.failed > stage.plan.failure_budget {
+                    let (failed, budget) = (stage.failed, stage.plan.failure_budget);
+                    stage.abort.get_or_insert_with(|| {
+                        format!("failure budget exceeded: {failed} hosts failed, budget {budget}")
+                    });
+                }
+            }
+            HostOutcome::Unreachable { reason, .. } => {
+                stage.skipped += 1;
+                if flight.canary {
+                    stage.abort.get_or_insert_with(|| {
+                        format!("canary {} was unreachable: {reason}", host.name)
+                    });
+                }
+            }
+            HostOutcome::Interrupted { .. } => {}
+        }
+        let event = EventKind::HostFinished {
+            stage: stage.sref.clone(),
+            host: HostRef {
+                index: flight.host,
+                name: host.name.clone(),
+            },
+            outcome,
+            duration: flight.started.elapsed(),
+        };
+        self.emitter.emit(event).await;
+    }
+
+    /// Ctrl-C twice: drop every host task now and say where each one was.
+    async fn abort_now(&mut self) {
+        self.tasks.abort_all();
+        let mut flights: Vec<(u64, Flight)> = self.flights.drain().collect();
+        flights.sort_by_key(|(slot, _)| *slot);
+        for (_, flight) in flights {
+            let outcome = HostOutcome::Interrupted {
+                step: flight.step,
+                kind: flight.kind,
+            };
+            self.land(flight, outcome).await;
+        }
+        for i in 0..self.stages.len() {
+            if !matches!(self.stages[i].status, Status::Finished(_)) {
+                let outcome = match &self.stages[i].abort {
+                    Some(reason) => StageOutcome::Aborted {
+                        reason: reason.clone(),
+                    },
+                    None => StageOutcome::Interrupted,
+                };
+                self.finish_stage(i, outcome).await;
+            }
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
