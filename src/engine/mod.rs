@@ -71,3 +71,8 @@ impl Default for EngineOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;

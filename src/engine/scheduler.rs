@@ -279,9 +279,14 @@ impl<C: Connector> Coordinator<C> {
                     Status::Waiting => {
                         let mut ready = true;
                         let mut blocked_by = None;
+                        let mut interrupted = false;
                         for &d in &self.stages[i].plan.after {
                             match self.stages.get(d).map(|s| &s.status) {
                                 Some(Status::Finished(StageOutcome::Done)) => {}
+                                // Cut short by the operator: resumable, not skipped.
+                                Some(Status::Finished(StageOutcome::Interrupted)) => {
+                                    interrupted = true;
+                                }
                                 Some(Status::Finished(_)) => {
                                     blocked_by = self.stages.get(d).map(|s| s.sref.name.clone());
                                     break;
@@ -298,7 +303,7 @@ impl<C: Connector> Coordinator<C> {
                             self.finish_stage(i, StageOutcome::Skipped { dependency })
                                 .await;
                             changed = true;
-                        } else if ready && self.cancel != CancelLevel::None {
+                        } else if interrupted || (ready && self.cancel != CancelLevel::None) {
                             self.finish_stage(i, StageOutcome::Interrupted).await;
                             changed = true;
                         } else if ready {

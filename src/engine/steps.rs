@@ -262,6 +262,8 @@ impl<C: Connector> HostRun<C> {
             // A resumed run: the reboot was sent before; never send it twice.
             Some(before) => before,
             None => {
+                let command =
+                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
                 let before = self
                     .boot_id(self.stage.command_timeout.min(timeout))
                     .await?;
@@ -274,24 +276,18 @@ impl<C: Connector> HostRun<C> {
                     })
                     .await
                     .map_err(|e| StepFailure::new(e.to_string()))?;
-                let command =
-                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
-                match self
+                // The host going down under us (dropped connection, timeout)
+                // is the expected outcome; a command that was never delivered
+                // shows up below as an unchanged boot id.
+                if let Ok(out) = self
                     .exec(&command, REBOOT_COMMAND_TIMEOUT.min(timeout))
                     .await
+                    && let Some(code) = out.exit_status.filter(|c| *c != 0)
                 {
-                    Ok(out) => match out.exit_status {
-                        Some(0) | None => {}
-                        Some(code) => {
-                            return Err(StepFailure::new(format!(
-                                "reboot command `{command}` exited with {code}"
-                            ))
-                            .with_output(&out.output));
-                        }
-                    },
-                    // The host going down under us is the expected outcome; a
-                    // failure to even send it shows up below as an unchanged boot id.
-                    Err(_) => {}
+                    return Err(StepFailure::new(format!(
+                        "reboot command `{command}` exited with {code}"
+                    ))
+                    .with_output(&out.output));
                 }
                 before
             }
