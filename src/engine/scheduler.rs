@@ -7,7 +7,8 @@
 //! budgets, `max_unavailable` across stages, rate limits and cancellation.
 //! It must not talk to hosts itself (that is `steps`) or print.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -23,10 +24,6 @@ use super::{CancelLevel, EngineOptions, HostStart};
 use crate::inventory::{Host, Inventory};
 use crate::plan::{Plan, StagePlan};
 use crate::transport::Connector;
-
-/// How far down a stage's queue to look for a host that `max_unavailable`
-/// or a keyed rate limit lets start, so one round stays cheap at 32,000 hosts.
-const SCAN_LIMIT: usize = 1024;
 
 /// Runs `plan` to the end (or until cancelled) and returns its outcome. Every
 /// event goes to `events`; intent events wait for their ack.
@@ -54,8 +51,23 @@ struct StageState {
     plan: Arc<StagePlan>,
     sref: StageRef,
     status: Status,
-    /// Hosts not yet started, canaries first.
-    queue: VecDeque<usize>,
+    /// Canaries not yet started, in plan order.
+    canary_queue: VecDeque<usize>,
+    /// The other hosts not yet started, grouped by the values of the labels
+    /// that limit them (`max_unavailable` keys, `rate_per`), so a blocked rack
+    /// or PDU never hides a free one behind it.
+    buckets: Vec<VecDeque<usize>>,
+    /// Buckets worth looking at, in turn (racks take turns).
+    ready: VecDeque<usize>,
+    /// Buckets whose next host waits for a (key, value) to have room, so a
+    /// full rack costs nothing until one of its hosts lands.
+    parked: HashMap<(usize, u32), Vec<usize>>,
+    /// Buckets whose next host waits for its keyed rate token, by when.
+    timed: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Hosts in `canary_queue` and `buckets`.
+    remaining: usize,
+    /// (index of the key in `Coordinator::host_values` rows, most in flight per value).
+    limits: Vec<(usize, usize)>,
     /// A host that took this stage's rate token but still waits for the global one.
     held: Option<usize>,
     /// Canaries that have not passed yet; while > 0 only they run, one at a time.
@@ -98,10 +110,10 @@ struct Coordinator<C: Connector> {
     parallel: usize,
     global: Option<Limiter>,
     starts: HashMap<(usize, usize), HostStart>,
-    /// Label keys any stage constrains with `max_unavailable`.
-    constrained: Vec<String>,
-    /// Hosts in flight per (label key, value), across all stages.
-    unavailable: HashMap<(String, String), usize>,
+    /// Per host, per label key any stage constrains with `max_unavailable`: an id of the host's value (None: no such label).
+    host_values: Vec<Vec<Option<u32>>>,
+    /// Hosts in flight per (constrained key index, value id), across all stages.
+    unavailable: HashMap<(usize, u32), usize>,
     flights: HashMap<u64, Flight>,
     next_slot: u64,
     tasks: JoinSet<()>,
@@ -124,20 +136,46 @@ impl<C: Connector> Coordinator<C> {
     ) -> Self {
         let hosts: Vec<Arc<Host>> = inventory.hosts.iter().cloned().map(Arc::new).collect();
         let mut constrained: Vec<String> = Vec::new();
+        for s in &plan.stages {
+            for (key, _) in &s.max_unavailable {
+                if !constrained.contains(key) {
+                    constrained.push(key.clone());
+                }
+            }
+        }
+        // Interned so the hot path compares integers, not strings.
+        let mut ids: HashMap<&str, u32> = HashMap::new();
+        let host_values: Vec<Vec<Option<u32>>> = hosts
+            .iter()
+            .map(|h| {
+                constrained
+                    .iter()
+                    .map(|k| {
+                        h.label(k).map(|v| {
+                            let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+                            *ids.entry(v).or_insert(next)
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         let stages = plan
             .stages
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                for (key, _) in &s.max_unavailable {
-                    if !constrained.contains(key) {
-                        constrained.push(key.clone());
-                    }
-                }
                 let limiter = s.rate.map(|r| match s.rate_per {
                     Some(_) => Limiter::keyed(r),
                     None => Limiter::direct(r),
                 });
+                let limits = s
+                    .max_unavailable
+                    .iter()
+                    .filter_map(|(key, n)| {
+                        let k = constrained.iter().position(|c| c == key)?;
+                        Some((k, (*n).max(1)))
+                    })
+                    .collect();
                 StageState {
                     plan: Arc::new(s.clone()),
                     sref: StageRef {
@@ -145,7 +183,13 @@ impl<C: Connector> Coordinator<C> {
                         name: s.name.clone(),
                     },
                     status: Status::Waiting,
-                    queue: s.hosts.iter().copied().collect(),
+                    canary_queue: VecDeque::new(),
+                    buckets: Vec::new(),
+                    ready: VecDeque::new(),
+                    parked: HashMap::new(),
+                    timed: BinaryHeap::new(),
+                    remaining: 0,
+                    limits,
                     held: None,
                     canaries_left: s.canaries.min(s.hosts.len()),
                     in_flight: 0,
@@ -167,7 +211,7 @@ impl<C: Connector> Coordinator<C> {
             parallel: opts.parallel.max(1),
             global: opts.rate.map(Limiter::direct),
             starts: opts.starts,
-            constrained,
+            host_values,
             unavailable: HashMap::new(),
             flights: HashMap::new(),
             next_slot: 0,
@@ -262,7 +306,7 @@ impl<C: Connector> Coordinator<C> {
                 match self.stages[i].status {
                     Status::Running => {
                         let s = &self.stages[i];
-                        let nothing_left = s.queue.is_empty() && s.held.is_none();
+                        let nothing_left = s.remaining == 0 && s.held.is_none();
                         let stopped = s.abort.is_some() || self.cancel != CancelLevel::None;
                         if s.in_flight == 0 && (nothing_left || stopped) {
                             let outcome = match &s.abort {
@@ -323,22 +367,41 @@ impl<C: Connector> Coordinator<C> {
     async fn start_stage(&mut self, i: usize) {
         let stage = &mut self.stages[i];
         stage.status = Status::Running;
-        // Hosts a previous run finished are counted, not run again.
-        let mut queue = VecDeque::with_capacity(stage.queue.len());
-        for (pos, host) in std::mem::take(&mut stage.queue).into_iter().enumerate() {
+        let plan = Arc::clone(&stage.plan);
+        let rate_key = plan.rate_per.as_deref();
+        let mut bucket_of: HashMap<(Vec<Option<u32>>, Option<&str>), usize> = HashMap::new();
+        for (pos, &host) in plan.hosts.iter().enumerate() {
+            let canary = pos < plan.canaries;
+            // Hosts a previous run finished are counted, not run again.
             if self.starts.get(&(i, host)) == Some(&HostStart::Done) {
                 stage.done += 1;
-                if pos < stage.plan.canaries {
+                if canary {
                     stage.canaries_left = stage.canaries_left.saturating_sub(1);
                 }
-            } else {
-                queue.push_back(host);
+                continue;
             }
+            stage.remaining += 1;
+            if canary {
+                stage.canary_queue.push_back(host);
+                continue;
+            }
+            let values: Vec<Option<u32>> = stage
+                .limits
+                .iter()
+                .map(|&(k, _)| self.host_values[host][k])
+                .collect();
+            let key = (values, rate_key.and_then(|k| self.hosts[host].label(k)));
+            let next = stage.buckets.len();
+            let b = *bucket_of.entry(key).or_insert(next);
+            if b == next {
+                stage.buckets.push(VecDeque::new());
+                stage.ready.push_back(b);
+            }
+            stage.buckets[b].push_back(host);
         }
-        stage.queue = queue;
         let event = EventKind::StageStarted {
             stage: stage.sref.clone(),
-            hosts: stage.plan.hosts.len(),
+            hosts: plan.hosts.len(),
         };
         self.emitter.emit(event).await;
     }
@@ -366,7 +429,7 @@ impl<C: Connector> Coordinator<C> {
             if s.status == Status::Running
                 && s.abort.is_none()
                 && self.cancel == CancelLevel::None
-                && (!s.queue.is_empty() || s.held.is_some())
+                && (s.remaining > 0 || s.held.is_some())
             {
                 s.abort = Some("no host can start: a limit can never be met".into());
                 changed = true;
@@ -375,16 +438,18 @@ impl<C: Connector> Coordinator<C> {
         changed
     }
 
-    fn blocked_by_unavailable(&self, stage: &StagePlan, host: &Host) -> bool {
-        stage.max_unavailable.iter().any(|(key, limit)| {
-            host.label(key).is_some_and(|value| {
-                let n = self
-                    .unavailable
-                    .get(&(key.clone(), value.to_owned()))
-                    .copied()
-                    .unwrap_or(0);
-                n >= (*limit).max(1)
-            })
+    /// The first (key, value) of `host` that has no room left under `limits`.
+    fn full_value(&self, limits: &[(usize, usize)], host: usize) -> Option<(usize, u32)> {
+        limits.iter().find_map(|&(k, limit)| {
+            let v = self.host_values[host][k]?;
+            (self.unavailable.get(&(k, v)).copied().unwrap_or(0) >= limit).then_some((k, v))
+        })
+    }
+
+    fn blocked_by_unavailable(&self, limits: &[(usize, usize)], host: usize) -> bool {
+        limits.iter().any(|&(k, limit)| {
+            self.host_values[host][k]
+                .is_some_and(|v| self.unavailable.get(&(k, v)).copied().unwrap_or(0) >= limit)
         })
     }
 
@@ -392,12 +457,6 @@ impl<C: Connector> Coordinator<C> {
     /// a rate limit is what holds hosts back.
     async fn start_hosts(&mut self) -> Option<Instant> {
         if self.cancel != CancelLevel::None {
-            // Hosts holding a stage token go back; nothing new starts.
-            for s in &mut self.stages {
-                if let Some(h) = s.held.take() {
-                    s.queue.push_front(h);
-                }
-            }
             return None;
         }
         let n = self.stages.len();
@@ -442,62 +501,100 @@ impl<C: Connector> Coordinator<C> {
     }
 
     /// The next host of stage `i` that `max_unavailable` and the stage's rate
-    /// limit let start now; it is taken out of the queue with its stage token.
+    /// limit let start now; it is taken out of its queue with its stage token.
     fn pick(&mut self, i: usize, canary_phase: bool, wake: &mut Option<Instant>) -> Option<usize> {
         let stage = &self.stages[i];
         if let Some(h) = stage.held {
-            if self.blocked_by_unavailable(&stage.plan, &self.hosts[h]) {
+            if self.blocked_by_unavailable(&stage.limits, h) {
                 return None;
             }
             self.stages[i].held = None;
             return Some(h);
         }
-        // Canaries go strictly in order; afterwards any host that fits may go.
-        let scan = if canary_phase { 1 } else { SCAN_LIMIT };
-        let mut chosen = None;
-        for (pos, &h) in stage.queue.iter().enumerate().take(scan) {
-            let host = &self.hosts[h];
-            if self.blocked_by_unavailable(&stage.plan, host) {
+        if canary_phase {
+            // Canaries go strictly in order.
+            let &h = stage.canary_queue.front()?;
+            if self.blocked_by_unavailable(&stage.limits, h) || !self.take_token(i, h, wake) {
+                return None;
+            }
+            let stage = &mut self.stages[i];
+            stage.remaining -= 1;
+            return stage.canary_queue.pop_front();
+        }
+        let now = Instant::now();
+        let stage = &mut self.stages[i];
+        while let Some(Reverse((at, b))) = stage.timed.peek().copied()
+            && at <= now
+        {
+            stage.timed.pop();
+            stage.ready.push_back(b);
+        }
+        while let Some(b) = self.stages[i].ready.pop_front() {
+            let Some(&h) = self.stages[i].buckets[b].front() else {
+                continue;
+            };
+            if let Some(full) = self.full_value(&self.stages[i].limits, h) {
+                self.stages[i].parked.entry(full).or_default().push(b);
                 continue;
             }
-            match &stage.limiter {
-                None => {}
-                Some(l @ Limiter::Direct(_)) => {
-                    if let Err(at) = l.check("") {
-                        *wake = earliest(*wake, at);
+            let mut retry = None;
+            if !self.take_token(i, h, &mut retry) {
+                let stage = &mut self.stages[i];
+                if let Some(at) = retry {
+                    *wake = earliest(*wake, at);
+                }
+                match (&stage.limiter, retry) {
+                    (Some(Limiter::Keyed(_)), Some(at)) => stage.timed.push(Reverse((at, b))),
+                    // A stage-wide bucket is empty: nothing in this stage can start.
+                    _ => {
+                        stage.ready.push_front(b);
                         return None;
                     }
                 }
-                Some(l @ Limiter::Keyed(_)) => {
-                    let key = stage
-                        .plan
-                        .rate_per
-                        .as_deref()
-                        .and_then(|k| host.label(k))
-                        .unwrap_or("");
-                    if let Err(at) = l.check(key) {
-                        *wake = earliest(*wake, at);
-                        continue;
-                    }
-                }
+                continue;
             }
-            chosen = Some(pos);
-            break;
+            let stage = &mut self.stages[i];
+            stage.remaining -= 1;
+            let host = stage.buckets[b].pop_front();
+            if !stage.buckets[b].is_empty() {
+                stage.ready.push_back(b);
+            }
+            return host;
         }
-        let pos = chosen?;
-        self.stages[i].queue.remove(pos)
+        if let Some(Reverse((at, _))) = self.stages[i].timed.peek() {
+            *wake = earliest(*wake, *at);
+        }
+        None
+    }
+
+    /// Takes the stage's rate token for `host`, or records when to try again.
+    fn take_token(&self, i: usize, host: usize, wake: &mut Option<Instant>) -> bool {
+        let stage = &self.stages[i];
+        let Some(limiter) = &stage.limiter else {
+            return true;
+        };
+        let key = stage
+            .plan
+            .rate_per
+            .as_deref()
+            .and_then(|k| self.hosts[host].label(k))
+            .unwrap_or("");
+        match limiter.check(key) {
+            Ok(()) => true,
+            Err(at) => {
+                *wake = earliest(*wake, at);
+                false
+            }
+        }
     }
 
     async fn spawn_host(&mut self, i: usize, host: usize, canary: bool) {
         let stage = &mut self.stages[i];
         stage.in_flight += 1;
         let h = Arc::clone(&self.hosts[host]);
-        for key in &self.constrained {
-            if let Some(value) = h.label(key) {
-                *self
-                    .unavailable
-                    .entry((key.clone(), value.to_owned()))
-                    .or_insert(0) += 1;
+        for (k, v) in self.host_values[host].iter().enumerate() {
+            if let Some(v) = v {
+                *self.unavailable.entry((k, *v)).or_insert(0) += 1;
             }
         }
         let slot = self.next_slot;
@@ -583,11 +680,17 @@ impl<C: Connector> Coordinator<C> {
     /// Books a host's outcome: counts, budget, canary verdict, its event.
     async fn land(&mut self, flight: Flight, outcome: HostOutcome) {
         let host = Arc::clone(&self.hosts[flight.host]);
-        for key in &self.constrained {
-            if let Some(value) = host.label(key)
-                && let Some(n) = self.unavailable.get_mut(&(key.clone(), value.to_owned()))
+        for (k, v) in self.host_values[flight.host].iter().enumerate() {
+            if let Some(v) = v
+                && let Some(n) = self.unavailable.get_mut(&(k, *v))
             {
                 *n = n.saturating_sub(1);
+                // Room in this rack again: its waiting buckets, in every stage, get a look.
+                for s in &mut self.stages {
+                    if let Some(buckets) = s.parked.remove(&(k, *v)) {
+                        s.ready.extend(buckets);
+                    }
+                }
             }
         }
         let stage = &mut self.stages[flight.stage];

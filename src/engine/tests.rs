@@ -891,3 +891,56 @@ async fn health_checks_are_polled_until_they_pass() {
         .count();
     assert!((3..=60).contains(&polls), "{polls} polls");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_rack_never_hides_a_free_one() {
+    let fleet = Fleet::new();
+    let mut inv = Vec::new();
+    for r in 0..3 {
+        for n in 0..3 {
+            let name = format!("r{r}n{n}");
+            fleet.script(&name, working(1.0));
+            inv.push(host(&name, &[("rack", &format!("r{r}"))]));
+        }
+    }
+    let mut s = stage("s", &(0..9).collect::<Vec<_>>(), vec![run_step()]);
+    s.window = 3;
+    s.max_unavailable = vec![("rack".into(), 1)];
+    let out = simple(plan(vec![s]), inv, &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Success);
+    for r in 0..3 {
+        for n in 0..3 {
+            let name = format!("r{r}n{n}");
+            assert_eq!(out.started(&name), Some(secs(n as f64)), "{name}");
+        }
+    }
+}
+
+/// 32,000 hosts through one stage with a window of 4,000 and one host per
+/// rack in flight: every host runs exactly once and the rack limit holds.
+#[tokio::test(start_paused = true)]
+async fn thirty_two_thousand_hosts_each_run_once() {
+    let fleet = Fleet::new();
+    let n = 32_000;
+    let inv: Vec<Host> = (0..n)
+        .map(|i| host(&format!("h{i}"), &[("rack", &format!("r{}", i / 40))]))
+        .collect();
+    for h in &inv {
+        fleet.script(&h.name, working(1.0));
+    }
+    let mut s = stage("s", &(0..n).collect::<Vec<_>>(), vec![run_step()]);
+    s.window = 4000;
+    s.max_unavailable = vec![("rack".into(), 1)];
+    let out = simple(plan(vec![s]), inv, &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Success);
+    let starts = out
+        .events
+        .iter()
+        .filter(|(_, k)| matches!(k, EventKind::HostStarted { .. }))
+        .count();
+    assert_eq!(starts, n);
+    assert_eq!(fleet.calls().iter().filter(|c| c.what == WORK).count(), n);
+    // 800 racks, one host each at a time, 1 s per host: 40 rounds exactly.
+    let (last, _) = out.events.last().expect("events");
+    assert_eq!(*last, secs(40.0));
+}
