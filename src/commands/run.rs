@@ -153,12 +153,14 @@ fn fd_parallelism(requested: Option<usize>, plan: &Plan) -> usize {
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
         }
     };
-    // One socket per host in flight (a jump host's channels share its one).
-    let fit = usize::try_from(limit.saturating_sub(FD_HEADROOM).max(1)).unwrap_or(usize::MAX);
+    let per_host = fds_per_host(plan);
+    let fit = usize::try_from(limit.saturating_sub(FD_HEADROOM).max(1) / per_host)
+        .unwrap_or(usize::MAX)
+        .max(1);
     match requested {
         Some(n) if n > fit => {
             eprintln!(
-                "note: --parallel {n} clamped to {fit}: the file descriptor limit is {limit} (minus {FD_HEADROOM} kept free)"
+                "note: --parallel {n} clamped to {fit}: the file descriptor limit is {limit} ({FD_HEADROOM} kept free, {per_host} per host)"
             );
             fit
         }
@@ -180,12 +182,32 @@ fn fd_parallelism(requested: Option<usize>, plan: &Plan) -> usize {
             if together > fit {
                 eprintln!(
                     "note: hosts in flight clamped to {fit} (stages ask for up to {together} at once): \
-                     the file descriptor limit is {limit} (minus {FD_HEADROOM} kept free)"
+                     the file descriptor limit is {limit} ({FD_HEADROOM} kept free, {per_host} per host)"
                 );
             }
             fit
         }
     }
+}
+
+/// The most descriptors one host in flight holds at once: its SSH socket (a
+/// jump host's channels share one), plus a probe socket during tcp/http
+/// checks, or three pipes for a local command.
+fn fds_per_host(plan: &Plan) -> u64 {
+    use crate::playbook::{Check, Step};
+    let step_extra = |step: &Step| match step {
+        Step::Local { .. } => 3,
+        Step::Health(h) if h.checks.iter().any(|c| !matches!(c, Check::Ssh(_))) => 1,
+        Step::PowerOn(_) => 1,
+        _ => 0,
+    };
+    1 + plan
+        .stages
+        .iter()
+        .flat_map(|s| s.steps.iter())
+        .map(step_extra)
+        .max()
+        .unwrap_or(0)
 }
 
 /// `100/s`, `3000/m`, `10/h`.

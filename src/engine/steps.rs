@@ -186,12 +186,23 @@ impl<C: Connector> HostRun<C> {
 
     /// The open session, connecting (once) if there is none or it closed.
     async fn session(&mut self) -> Result<&C::Session, ConnectError> {
+        self.session_within(None).await
+    }
+
+    /// Like [`Self::session`], but a connect never runs past `deadline`, so
+    /// a black-holed host cannot stretch a poll beyond its step's timeout.
+    async fn session_within(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<&C::Session, ConnectError> {
         if self.session.as_ref().is_none_or(|s| s.is_closed()) {
             self.session = None;
-            let s = self
-                .connector
-                .connect(&self.host, self.stage.connect_timeout)
-                .await?;
+            let mut timeout = self.stage.connect_timeout;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                timeout = timeout.min(left.max(Duration::from_millis(1)));
+            }
+            let s = self.connector.connect(&self.host, timeout).await?;
             self.session = Some(s);
         }
         // Just set above when it was missing.
@@ -213,7 +224,7 @@ impl<C: Connector> HostRun<C> {
     async fn wait_for_ssh(&mut self, deadline: Instant) -> Result<(), ConnectError> {
         let mut backoff = Backoff::ssh();
         loop {
-            let err = match self.session().await {
+            let err = match self.session_within(Some(deadline)).await {
                 Ok(_) => return Ok(()),
                 Err(e) => e,
             };
@@ -310,7 +321,7 @@ impl<C: Connector> HostRun<C> {
                     ))
                 });
             }
-            match self.session().await {
+            match self.session_within(Some(deadline)).await {
                 Err(e) => last_error = e.to_string(),
                 Ok(_) => {
                     let left = deadline.saturating_duration_since(Instant::now());
