@@ -944,3 +944,131 @@ async fn thirty_two_thousand_hosts_each_run_once() {
     let (last, _) = out.events.last().expect("events");
     assert_eq!(*last, secs(40.0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stage_starts_when_its_dependencies_are_done_and_independent_ones_run_together() {
+    let fleet = Fleet::new();
+    fleet.script("h0", working(2.0));
+    fleet.script("h1", working(5.0));
+    fleet.script("h2", failing(1.0));
+    fleet.script("h3", working(1.0));
+    let a = stage("a", &[0], vec![run_step()]);
+    let b = stage("b", &[1], vec![run_step()]);
+    let mut c = stage("c", &[2, 3], vec![run_step()]);
+    c.after = vec![0];
+    // One failure inside c's budget still lets d start.
+    c.failure_budget = 1;
+    let mut d = stage("d", &[0], vec![run_step()]);
+    d.after = vec![2, 1];
+    let out = simple(plan(vec![a, b, c, d]), hosts(4), &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Failures);
+    assert_eq!(out.started("h1"), Some(secs(0.0)), "b runs beside a");
+    assert_eq!(out.started("h2"), Some(secs(2.0)), "c waits for a only");
+    let d_start = out.events.iter().find_map(|(t, k)| match k {
+        EventKind::StageStarted { stage, .. } if stage.name == "d" => Some(*t),
+        _ => None,
+    });
+    assert_eq!(d_start, Some(secs(5.0)), "d waits for b and c");
+    assert_eq!(out.stage("d"), Some(StageOutcome::Done));
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_service_records_its_intent_then_checks_the_unit() {
+    let fleet = Fleet::new();
+    fleet.script("h0", Script::default());
+    fleet.script(
+        "h1",
+        Script {
+            exits: HashMap::from([("systemctl is-active 'nginx'".to_owned(), 3)]),
+            ..Script::default()
+        },
+    );
+    let mut s = stage(
+        "s",
+        &[0, 1],
+        vec![Step::RestartService {
+            unit: "nginx".into(),
+            timeout: secs(30.0),
+        }],
+    );
+    s.failure_budget = 1;
+    let out = simple(plan(vec![s]), hosts(2), &fleet).await;
+    assert_eq!(
+        fleet.calls_to("h0"),
+        [
+            "connect",
+            "systemctl restart 'nginx'",
+            "systemctl is-active 'nginx'"
+        ]
+    );
+    let intents = out
+        .events
+        .iter()
+        .filter(
+            |(_, k)| matches!(k, EventKind::ServiceRestartIssued { unit, .. } if unit == "nginx"),
+        )
+        .count();
+    assert_eq!(intents, 2);
+    assert!(matches!(
+        out.finished("h1"),
+        Some((_, HostOutcome::Failed { reason, .. })) if reason.contains("is-active 'nginx'` exited with 3")
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_ssh_gives_up_at_its_timeout_and_counts_as_unreachable() {
+    let fleet = Fleet::new();
+    fleet.script(
+        "h0",
+        Script {
+            unreachable: true,
+            ..Script::default()
+        },
+    );
+    let mut s = stage(
+        "s",
+        &[0],
+        vec![Step::WaitSsh {
+            timeout: secs(90.0),
+        }],
+    );
+    s.on_unreachable = OnUnreachable::Skip;
+    let out = simple(plan(vec![s]), hosts(1), &fleet).await;
+    match out.finished("h0") {
+        Some((t, HostOutcome::Unreachable { reason, .. })) => {
+            assert!(
+                reason.contains("did not answer SSH within 1m30s"),
+                "{reason}"
+            );
+            assert!(t >= secs(90.0) && t < secs(91.0), "{t:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(out.outcome, RunOutcome::Failures);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_power_on_step_fails_clearly_for_now() {
+    let fleet = Fleet::new();
+    let s = stage(
+        "s",
+        &[0],
+        vec![Step::PowerOn(crate::playbook::PowerOn {
+            timeout: secs(60.0),
+            pdu_interval: secs(2.0),
+            rate: Rate {
+                count: 20,
+                per: secs(1.0),
+            },
+            reprobe: secs(60.0),
+            jitter: Duration::ZERO,
+            reset_type: "On".into(),
+        })],
+    );
+    let out = simple(plan(vec![s]), hosts(1), &fleet).await;
+    assert!(matches!(
+        out.finished("h0"),
+        Some((_, HostOutcome::Failed { reason, .. })) if reason == "power_on is not available yet"
+    ));
+    assert!(fleet.calls().is_empty());
+}
