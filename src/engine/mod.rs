@@ -1,1 +1,78 @@
-//! The execution engine (see engine/ files).
+//! The execution engine: runs a [`Plan`](crate::plan::Plan) against hosts
+//! through a [`Connector`](crate::transport::Connector) and reports only
+//! through [`events::Event`]s.
+//!
+//! - [`scheduler`]: the one coordinator that owns all run state (stages,
+//!   windows, canaries, budgets, rate limits, `max_unavailable`, cancel).
+//! - [`steps`]: what each step does on one host.
+//! - [`limits`], [`backoff`]: token buckets on tokio's clock; polling delays.
+//!
+//! The engine never prints, never reads files, and never imports the simulator.
+
+pub mod backoff;
+pub mod events;
+pub mod limits;
+pub mod scheduler;
+pub mod steps;
+
+use std::collections::HashMap;
+
+pub use events::{Event, EventKind, HostOutcome, RunOutcome, StageOutcome, StepKind};
+pub use scheduler::run;
+
+use crate::playbook::Rate;
+
+/// What the operator asked for with Ctrl-C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum CancelLevel {
+    #[default]
+    None,
+    /// Start nothing new; let hosts in flight finish.
+    Drain,
+    /// Stop now; hosts in flight are reported as interrupted mid-step.
+    Abort,
+}
+
+/// Where a host starts, for resuming a run from its journal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HostStart {
+    /// From its first step.
+    #[default]
+    Fresh,
+    /// Finished before: skipped, counted as done.
+    Done,
+    /// From step `step`. When `reboot_boot_id` is set, that step is a reboot
+    /// whose command was already sent with this boot id read before it: the
+    /// engine does not send it again, it waits for the host and checks that
+    /// the boot id changed.
+    From {
+        step: usize,
+        reboot_boot_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Global cap on hosts in flight across all stages (already clamped to
+    /// what the file descriptor limit allows). At least 1.
+    pub parallel: usize,
+    /// Global cap on host starts (`--rate`), shared by all stages.
+    pub rate: Option<Rate>,
+    /// Per (stage index, host index): where to start. Missing means [`HostStart::Fresh`].
+    pub starts: HashMap<(usize, usize), HostStart>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            parallel: usize::MAX,
+            rate: None,
+            starts: HashMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,3 @@
 //! Consumers of the event stream that write for people: progress, summary, reports.
+
+pub mod plain;

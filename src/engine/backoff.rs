@@ -1,0 +1,74 @@
+//! Exponential backoff with full jitter for polling (wait_ssh, reboot wait,
+//! health), so a recovering fleet is not hit by synchronized retries.
+//!
+//! Owns delay computation only; callers bound every wait by their deadline.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+}
+
+/// Never sleep less than this, so a jitter draw near zero cannot spin.
+const FLOOR: Duration = Duration::from_millis(10);
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Backoff {
+        Backoff {
+            base,
+            cap: cap.max(base),
+            attempt: 0,
+        }
+    }
+
+    /// The default for SSH polling: 250 ms doubling to 10 s.
+    pub fn ssh() -> Backoff {
+        Backoff::new(Duration::from_millis(250), Duration::from_secs(10))
+    }
+
+    /// The next delay: uniform in [0, min(cap, base * 2^attempt)].
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::rng().random_range(0..=nanos)).max(FLOOR)
+    }
+
+    /// Sleeps the next delay, but never past `deadline`. Returns false when
+    /// the deadline has already passed (the caller should give up).
+    pub async fn sleep_until_next(&mut self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let wake = (now + self.next_delay()).min(deadline);
+        tokio::time::sleep_until(wake).await;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_but_stay_capped() {
+        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+        for attempt in 0..40u32 {
+            let d = b.next_delay();
+            let ceiling = Duration::from_millis(250)
+                .saturating_mul(1 << attempt.min(20))
+                .min(Duration::from_secs(10));
+            assert!(d <= ceiling.max(FLOOR), "attempt {attempt}: {d:?}");
+        }
+    }
+}

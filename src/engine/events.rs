@@ -1,0 +1,254 @@
+//! Events: the only way the engine tells the world anything. Consumers
+//! (journal, progress, plain printer, report) read them from one channel.
+//!
+//! Owns the event vocabulary and the acknowledgement of intent events. It must
+//! not print, write files or know any consumer.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// One thing that happened during a run, with wall-clock time and time since
+/// the run started (the latter follows tokio's clock, so paused-clock tests see it).
+#[derive(Debug)]
+pub struct Event {
+    pub at: SystemTime,
+    pub elapsed: Duration,
+    pub kind: EventKind,
+    /// Present on intent events only: the engine does not act on the host
+    /// until this is acknowledged, so a journal can write and flush first.
+    pub ack: Option<Ack>,
+}
+
+/// The acknowledgement an intent event waits for. Dropping it without
+/// calling [`Ack::done`] tells the engine the intent was NOT recorded, and the
+/// action is not sent.
+#[derive(Debug)]
+pub struct Ack(oneshot::Sender<()>);
+
+impl Ack {
+    pub fn done(self) {
+        // The engine may have been aborted meanwhile; nobody is left to tell.
+        let _ = self.0.send(());
+    }
+}
+
+/// Which host an event is about: its index in `Inventory::hosts` and its
+/// name, so consumers need no inventory lookups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRef {
+    pub index: usize,
+    pub name: String,
+}
+
+/// Which stage: its index in `Plan::stages` and its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageRef {
+    pub index: usize,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        plan: String,
+        stages: usize,
+        hosts: usize,
+    },
+    RunFinished {
+        outcome: RunOutcome,
+    },
+    StageStarted {
+        stage: StageRef,
+        hosts: usize,
+    },
+    StageFinished {
+        stage: StageRef,
+        outcome: StageOutcome,
+        done: usize,
+        failed: usize,
+        skipped: usize,
+    },
+    HostStarted {
+        stage: StageRef,
+        host: HostRef,
+        canary: bool,
+    },
+    StepStarted {
+        stage: StageRef,
+        host: HostRef,
+        step: usize,
+        kind: StepKind,
+    },
+    StepFinished {
+        stage: StageRef,
+        host: HostRef,
+        step: usize,
+        kind: StepKind,
+        /// `None` on success, the reason otherwise.
+        error: Option<String>,
+    },
+    /// Intent: the reboot command is about to be sent. Acknowledged before sending.
+    RebootIssued {
+        stage: StageRef,
+        host: HostRef,
+        step: usize,
+        boot_id_before: String,
+    },
+    /// Intent: `systemctl restart UNIT` is about to be sent.
+    ServiceRestartIssued {
+        stage: StageRef,
+        host: HostRef,
+        step: usize,
+        unit: String,
+    },
+    /// Intent: a BMC power-on is about to be sent.
+    PowerOnIssued {
+        stage: StageRef,
+        host: HostRef,
+        step: usize,
+    },
+    HostFinished {
+        stage: StageRef,
+        host: HostRef,
+        outcome: HostOutcome,
+        duration: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every host done.
+    Success,
+    /// Every stage finished inside its budget, but some hosts failed or were skipped.
+    Failures,
+    /// A failure budget was exceeded or a canary failed.
+    Aborted,
+    /// Cancelled by the operator.
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StageOutcome {
+    /// Every host finished; failures stayed inside the budget.
+    Done,
+    /// Budget exceeded or a canary failed; dependants will not start.
+    Aborted { reason: String },
+    /// Never started because a stage it waits for did not finish inside its budget.
+    Skipped { dependency: String },
+    /// Cancelled before all of its hosts ran.
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HostOutcome {
+    Done,
+    /// A step failed; the host spends the stage's failure budget.
+    Failed {
+        step: usize,
+        kind: StepKind,
+        reason: String,
+        /// The last lines of the failing command's output, if any.
+        output: String,
+    },
+    /// The host could not be reached and the stage says `on_unreachable: skip`.
+    Unreachable {
+        step: usize,
+        reason: String,
+    },
+    /// Stopped by Ctrl-C twice while a step was running.
+    Interrupted {
+        step: usize,
+        kind: StepKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    WaitSsh,
+    Run,
+    Reboot,
+    RestartService,
+    PowerOn,
+    Health,
+    Local,
+}
+
+impl StepKind {
+    pub fn of(step: &crate::playbook::Step) -> StepKind {
+        use crate::playbook::Step;
+        match step {
+            Step::WaitSsh { .. } => StepKind::WaitSsh,
+            Step::Run { .. } => StepKind::Run,
+            Step::Reboot { .. } => StepKind::Reboot,
+            Step::RestartService { .. } => StepKind::RestartService,
+            Step::PowerOn(_) => StepKind::PowerOn,
+            Step::Health(_) => StepKind::Health,
+            Step::Local { .. } => StepKind::Local,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::WaitSsh => "wait_ssh",
+            StepKind::Run => "run",
+            StepKind::Reboot => "reboot",
+            StepKind::RestartService => "restart_service",
+            StepKind::PowerOn => "power_on",
+            StepKind::Health => "health",
+            StepKind::Local => "local",
+        }
+    }
+}
+
+/// The engine's side of the event channel: stamps times and waits for acks.
+#[derive(Debug, Clone)]
+pub struct Emitter {
+    tx: mpsc::Sender<Event>,
+    started: tokio::time::Instant,
+}
+
+/// The consumer did not record an intent (it dropped the ack or hung up).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the event consumer did not record the intent; not acting on the host")]
+pub struct NotAcknowledged;
+
+impl Emitter {
+    pub fn new(tx: mpsc::Sender<Event>) -> Emitter {
+        Emitter {
+            tx,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    fn stamp(&self, kind: EventKind, ack: Option<Ack>) -> Event {
+        Event {
+            at: SystemTime::now(),
+            elapsed: self.started.elapsed(),
+            kind,
+            ack,
+        }
+    }
+
+    /// Sends an event. A consumer that hung up is not the engine's problem:
+    /// the run goes on (the command decides whether that is fatal).
+    pub async fn emit(&self, kind: EventKind) {
+        let _ = self.tx.send(self.stamp(kind, None)).await;
+    }
+
+    /// Sends an intent event and waits until the consumer acknowledges it.
+    pub async fn intent(&self, kind: EventKind) -> Result<(), NotAcknowledged> {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        self.tx
+            .send(self.stamp(kind, Some(Ack(ack_tx))))
+            .await
+            .map_err(|_| NotAcknowledged)?;
+        ack_rx.await.map_err(|_| NotAcknowledged)
+    }
+}

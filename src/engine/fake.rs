@@ -1,0 +1,221 @@
+//! A recording fake [`Connector`] for scheduler tests: scripted per-host
+//! behaviour (exit codes, delays, unreachable, reboots and boot ids) and a
+//! log of every call with its time on tokio's (paused) clock.
+//!
+//! Test-only. Real SSH behaviour is tested against sshd and the simulator.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::inventory::Host;
+use crate::transport::{ConnectError, ConnectErrorKind, Connector, ExecError, ExecOutput, Session};
+
+pub const REBOOT_COMMAND: &str = "systemctl reboot";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reboot {
+    /// Goes down at once, answers again after `boot_time` with a new boot id.
+    #[default]
+    Normal,
+    /// The command "succeeds" but nothing happens.
+    NoChange,
+    /// Goes down and never answers again.
+    NeverReturns,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    pub unreachable: bool,
+    /// How long each command other than boot id / reboot takes.
+    pub delay: Duration,
+    /// Exit status per command (default 0).
+    pub exits: HashMap<String, u32>,
+    pub reboot: Reboot,
+    pub boot_time: Duration,
+}
+
+#[derive(Debug)]
+struct HostState {
+    script: Script,
+    boot: u32,
+    down_until: Option<Instant>,
+    reboots: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub at: Duration,
+    pub host: String,
+    /// `connect`, or the command executed.
+    pub what: String,
+}
+
+pub struct Fleet {
+    origin: Instant,
+    hosts: Mutex<HashMap<String, HostState>>,
+    log: Mutex<Vec<Call>>,
+}
+
+impl Fleet {
+    pub fn new() -> Arc<Fleet> {
+        Arc::new(Fleet {
+            origin: Instant::now(),
+            hosts: Mutex::new(HashMap::new()),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn script(&self, host: &str, script: Script) {
+        self.hosts.lock().unwrap().insert(
+            host.to_owned(),
+            HostState {
+                script,
+                boot: 0,
+                down_until: None,
+                reboots: 0,
+            },
+        );
+    }
+
+    /// Pretends the host already rebooted once (for resume tests).
+    pub fn set_boot(&self, host: &str, boot: u32) {
+        if let Some(h) = self.hosts.lock().unwrap().get_mut(host) {
+            h.boot = boot;
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn calls_to(&self, host: &str) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.host == host)
+            .map(|c| c.what)
+            .collect()
+    }
+
+    pub fn reboots(&self, host: &str) -> u32 {
+        self.hosts
+            .lock()
+            .unwrap()
+            .get(host)
+            .map_or(0, |h| h.reboots)
+    }
+
+    fn record(&self, host: &str, what: &str) {
+        self.log.lock().unwrap().push(Call {
+            at: self.origin.elapsed(),
+            host: host.to_owned(),
+            what: what.to_owned(),
+        });
+    }
+
+    /// `Some(boot)` when the host answers now.
+    fn up(&self, host: &str) -> Option<u32> {
+        let mut hosts = self.hosts.lock().unwrap();
+        let h = hosts.entry(host.to_owned()).or_insert_with(|| HostState {
+            script: Script::default(),
+            boot: 0,
+            down_until: None,
+            reboots: 0,
+        });
+        if h.script.unreachable {
+            return None;
+        }
+        match h.down_until {
+            Some(t) if Instant::now() < t => None,
+            _ => Some(h.boot),
+        }
+    }
+}
+
+pub struct FakeConnector(pub Arc<Fleet>);
+
+pub struct FakeSession {
+    fleet: Arc<Fleet>,
+    host: String,
+    boot: u32,
+}
+
+impl Connector for FakeConnector {
+    type Session = FakeSession;
+
+    async fn connect(&self, host: &Host, _timeout: Duration) -> Result<FakeSession, ConnectError> {
+        self.0.record(&host.name, "connect");
+        match self.0.up(&host.name) {
+            Some(boot) => Ok(FakeSession {
+                fleet: Arc::clone(&self.0),
+                host: host.name.clone(),
+                boot,
+            }),
+            None => Err(ConnectError {
+                kind: ConnectErrorKind::Unreachable,
+                message: format!("{}: connection refused", host.name),
+            }),
+        }
+    }
+}
+
+impl Session for FakeSession {
+    async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ExecError> {
+        self.fleet.record(&self.host, command);
+        if self.is_closed() {
+            return Err(ExecError::Disconnected);
+        }
+        if command == crate::engine::steps::BOOT_ID_COMMAND {
+            return Ok(ExecOutput {
+                exit_status: Some(0),
+                output: format!("boot-{}\n", self.boot),
+            });
+        }
+        let (delay, exit) = {
+            let mut hosts = self.fleet.hosts.lock().unwrap();
+            let Some(h) = hosts.get_mut(&self.host) else {
+                return Err(ExecError::Disconnected);
+            };
+            if command == REBOOT_COMMAND {
+                h.reboots += 1;
+                match h.script.reboot {
+                    Reboot::NoChange => {}
+                    Reboot::Normal => {
+                        h.boot += 1;
+                        h.down_until = Some(Instant::now() + h.script.boot_time);
+                    }
+                    Reboot::NeverReturns => {
+                        h.boot += 1;
+                        h.down_until = Some(Instant::now() + Duration::from_secs(1 << 30));
+                    }
+                }
+                return match h.script.reboot {
+                    Reboot::NoChange => Ok(ExecOutput {
+                        exit_status: Some(0),
+                        output: String::new(),
+                    }),
+                    _ => Err(ExecError::Disconnected),
+                };
+            }
+            (
+                h.script.delay,
+                h.script.exits.get(command).copied().unwrap_or(0),
+            )
+        };
+        if delay > timeout {
+            tokio::time::sleep(timeout).await;
+            return Err(ExecError::Timeout(timeout));
+        }
+        tokio::time::sleep(delay).await;
+        Ok(ExecOutput {
+            exit_status: Some(exit),
+            output: format!("ran {command}\n"),
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.fleet.up(&self.host) != Some(self.boot)
+    }
+}

@@ -1,0 +1,642 @@
+//! The steps of one host, in order: connect, run, reboot with boot-id proof,
+//! restart a service, health checks, local commands.
+//!
+//! Owns what a step means and its polling. It must not schedule hosts, count
+//! budgets, or print; it reports through the [`Emitter`] and its return value.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::HostStart;
+use super::backoff::Backoff;
+use super::events::{Emitter, EventKind, HostOutcome, HostRef, StageRef, StepKind};
+use crate::inventory::Host;
+use crate::plan::StagePlan;
+use crate::playbook::{Check, Health, Step};
+use crate::transport::{ConnectError, Connector, ExecOutput, Session};
+
+/// Where Linux exposes the id of the current boot; it changes on every boot.
+pub const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
+
+/// How long the reboot command itself may take before we assume the host is
+/// going down (a hung `systemctl reboot` usually means it is).
+const REBOOT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a step failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    pub reason: String,
+    /// The last lines of output of the failing command.
+    pub output: String,
+    /// The host could not be reached at all (may be skipped by `on_unreachable: skip`).
+    pub unreachable: bool,
+}
+
+impl StepFailure {
+    fn new(reason: impl Into<String>) -> StepFailure {
+        StepFailure {
+            reason: reason.into(),
+            output: String::new(),
+            unreachable: false,
+        }
+    }
+
+    fn with_output(mut self, output: &str) -> StepFailure {
+        self.output = output.to_owned();
+        self
+    }
+
+    fn connect(err: &ConnectError) -> StepFailure {
+        StepFailure {
+            reason: format!("cannot connect: {err}"),
+            output: String::new(),
+            unreachable: err.kind.is_unreachable(),
+        }
+    }
+}
+
+/// One host's run through its stage's steps. Holds the SSH session so it is
+/// reused across steps (and reopened when it closed, e.g. after a reboot).
+pub struct HostRun<C: Connector> {
+    pub connector: Arc<C>,
+    pub host: Arc<Host>,
+    pub host_ref: HostRef,
+    pub stage: Arc<StagePlan>,
+    pub stage_ref: StageRef,
+    pub emitter: Emitter,
+    session: Option<C::Session>,
+}
+
+impl<C: Connector> HostRun<C> {
+    pub fn new(
+        connector: Arc<C>,
+        host: Arc<Host>,
+        host_ref: HostRef,
+        stage: Arc<StagePlan>,
+        stage_ref: StageRef,
+        emitter: Emitter,
+    ) -> Self {
+        HostRun {
+            connector,
+            host,
+            host_ref,
+            stage,
+            stage_ref,
+            emitter,
+            session: None,
+        }
+    }
+
+    /// Runs the steps from where `start` says; `on_step` learns each step
+    /// index before it begins (the coordinator needs it to report an abort).
+    pub async fn run(mut self, start: HostStart, on_step: impl Fn(usize)) -> HostOutcome {
+        let (first, mut resumed_boot_id) = match start {
+            HostStart::Done => return HostOutcome::Done,
+            HostStart::Fresh => (0, None),
+            HostStart::From {
+                step,
+                reboot_boot_id,
+            } => (step, reboot_boot_id),
+        };
+        let stage = Arc::clone(&self.stage);
+        for (index, step) in stage.steps.iter().enumerate().skip(first) {
+            let kind = StepKind::of(step);
+            on_step(index);
+            self.emitter
+                .emit(EventKind::StepStarted {
+                    stage: self.stage_ref.clone(),
+                    host: self.host_ref.clone(),
+                    step: index,
+                    kind,
+                })
+                .await;
+            // Only the step a resume starts at may carry a previously issued reboot.
+            let issued = if index == first {
+                resumed_boot_id.take()
+            } else {
+                None
+            };
+            let result = self.step(index, step, issued).await;
+            self.emitter
+                .emit(EventKind::StepFinished {
+                    stage: self.stage_ref.clone(),
+                    host: self.host_ref.clone(),
+                    step: index,
+                    kind,
+                    error: result.as_ref().err().map(|f| f.reason.clone()),
+                })
+                .await;
+            if let Err(f) = result {
+                return if f.unreachable && self.skip_unreachable() {
+                    HostOutcome::Unreachable {
+                        step: index,
+                        reason: f.reason,
+                    }
+                } else {
+                    HostOutcome::Failed {
+                        step: index,
+                        kind,
+                        reason: f.reason,
+                        output: f.output,
+                    }
+                };
+            }
+        }
+        HostOutcome::Done
+    }
+
+    fn skip_unreachable(&self) -> bool {
+        self.stage.on_unreachable == crate::playbook::OnUnreachable::Skip
+    }
+
+    async fn step(
+        &mut self,
+        index: usize,
+        step: &Step,
+        reboot_issued: Option<String>,
+    ) -> Result<(), StepFailure> {
+        match step {
+            Step::WaitSsh { timeout } => self.wait_ssh(*timeout).await,
+            Step::Run { command, timeout } => {
+                let command =
+                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+                let out = self.exec(&command, *timeout).await?;
+                check_exit(&command, &out)
+            }
+            Step::Reboot { timeout, command } => {
+                self.reboot(index, *timeout, command, reboot_issued).await
+            }
+            Step::RestartService { unit, timeout } => {
+                self.restart_service(index, unit, *timeout).await
+            }
+            Step::PowerOn(_) => Err(StepFailure::new("power_on is not available yet")),
+            Step::Health(health) => self.health(health).await,
+            Step::Local { command, timeout } => {
+                let command =
+                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+                let out = crate::transport::local::run(&command, &local_env(&self.host), *timeout)
+                    .await
+                    .map_err(|e| StepFailure::new(format!("local command `{command}`: {e}")))?;
+                check_exit(&command, &out)
+            }
+        }
+    }
+
+    /// The open session, connecting (once) if there is none or it closed.
+    async fn session(&mut self) -> Result<&C::Session, ConnectError> {
+        self.session_within(None).await
+    }
+
+    /// Like [`Self::session`], but a connect never runs past `deadline`, so
+    /// a black-holed host cannot stretch a poll beyond its step's timeout.
+    async fn session_within(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<&C::Session, ConnectError> {
+        if self.session.as_ref().is_none_or(|s| s.is_closed()) {
+            self.session = None;
+            let mut timeout = self.stage.connect_timeout;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                timeout = timeout.min(left.max(Duration::from_millis(1)));
+            }
+            let s = self.connector.connect(&self.host, timeout).await?;
+            self.session = Some(s);
+        }
+        // Just set above when it was missing.
+        self.session.as_ref().ok_or_else(|| ConnectError {
+            kind: crate::transport::ConnectErrorKind::Protocol,
+            message: "session vanished".into(),
+        })
+    }
+
+    async fn exec(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, StepFailure> {
+        let session = self.session().await.map_err(|e| StepFailure::connect(&e))?;
+        session
+            .exec(command, timeout)
+            .await
+            .map_err(|e| StepFailure::new(format!("`{command}`: {e}")))
+    }
+
+    /// Polls connect with backoff until it succeeds or `timeout` passes.
+    async fn wait_for_ssh(&mut self, deadline: Instant) -> Result<(), ConnectError> {
+        let mut backoff = Backoff::ssh();
+        loop {
+            let err = match self.session_within(Some(deadline)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if !backoff.sleep_until_next(deadline).await {
+                return Err(err);
+            }
+        }
+    }
+
+    async fn wait_ssh(&mut self, timeout: Duration) -> Result<(), StepFailure> {
+        let deadline = Instant::now() + timeout;
+        self.wait_for_ssh(deadline).await.map_err(|e| StepFailure {
+            reason: format!(
+                "host did not answer SSH within {} (last error: {e})",
+                humane(timeout)
+            ),
+            output: String::new(),
+            unreachable: e.kind.is_unreachable(),
+        })
+    }
+
+    async fn boot_id(&mut self, timeout: Duration) -> Result<String, StepFailure> {
+        let out = self.exec(BOOT_ID_COMMAND, timeout).await?;
+        check_exit(BOOT_ID_COMMAND, &out)?;
+        let id = out.output.trim().to_owned();
+        if id.is_empty() {
+            return Err(StepFailure::new(
+                "could not read the boot id (empty output)",
+            ));
+        }
+        Ok(id)
+    }
+
+    /// DESIGN.md's reboot: boot id, intent, reboot command (a dropped
+    /// connection is success), wait for SSH, boot id again.
+    async fn reboot(
+        &mut self,
+        index: usize,
+        timeout: Duration,
+        command: &str,
+        already_issued: Option<String>,
+    ) -> Result<(), StepFailure> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let before = match already_issued {
+            // A resumed run: the reboot was sent before; never send it twice.
+            Some(before) => before,
+            None => {
+                let command =
+                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+                let before = self
+                    .boot_id(self.stage.command_timeout.min(timeout))
+                    .await?;
+                self.emitter
+                    .intent(EventKind::RebootIssued {
+                        stage: self.stage_ref.clone(),
+                        host: self.host_ref.clone(),
+                        step: index,
+                        boot_id_before: before.clone(),
+                    })
+                    .await
+                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                // The host going down under us (dropped connection, timeout)
+                // is the expected outcome; a command that was never delivered
+                // shows up below as an unchanged boot id.
+                if let Ok(out) = self
+                    .exec(&command, REBOOT_COMMAND_TIMEOUT.min(timeout))
+                    .await
+                    && let Some(code) = out.exit_status.filter(|c| *c != 0)
+                {
+                    return Err(StepFailure::new(format!(
+                        "reboot command `{command}` exited with {code}"
+                    ))
+                    .with_output(&out.output));
+                }
+                before
+            }
+        };
+        // The old session belongs to the old boot.
+        self.session = None;
+        let mut backoff = Backoff::ssh();
+        let mut last_error = String::from("no attempt finished");
+        loop {
+            if Instant::now() >= deadline {
+                return Err(if last_error.starts_with("boot id unchanged") {
+                    StepFailure::new(format!(
+                        "host did not reboot (boot id unchanged: {before}) within {}",
+                        humane(timeout)
+                    ))
+                } else {
+                    StepFailure::new(format!(
+                        "host did not come back within the reboot timeout of {} (last error: {last_error})",
+                        humane(timeout)
+                    ))
+                });
+            }
+            match self.session_within(Some(deadline)).await {
+                Err(e) => last_error = e.to_string(),
+                Ok(_) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.boot_id(self.stage.command_timeout.min(left)).await {
+                        Ok(after) if after != before => return Ok(()),
+                        // Still the old boot: the host may not have gone down yet.
+                        Ok(_) => {
+                            last_error = "boot id unchanged".into();
+                            self.session = None;
+                        }
+                        Err(f) => {
+                            last_error = f.reason;
+                            self.session = None;
+                        }
+                    }
+                }
+            }
+            if !backoff.sleep_until_next(deadline).await {
+                continue;
+            }
+        }
+    }
+
+    async fn restart_service(
+        &mut self,
+        index: usize,
+        unit: &str,
+        timeout: Duration,
+    ) -> Result<(), StepFailure> {
+        let unit = substitute(unit, &self.host, Quote::None).map_err(StepFailure::new)?;
+        let quoted = shell_quote(&unit);
+        // Connect before the intent, so an unreachable host records no action.
+        self.session().await.map_err(|e| StepFailure::connect(&e))?;
+        self.emitter
+            .intent(EventKind::ServiceRestartIssued {
+                stage: self.stage_ref.clone(),
+                host: self.host_ref.clone(),
+                step: index,
+                unit: unit.clone(),
+            })
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let restart = format!("systemctl restart {quoted}");
+        let out = self.exec(&restart, timeout).await?;
+        check_exit(&restart, &out)?;
+        let active = format!("systemctl is-active {quoted}");
+        let out = self.exec(&active, timeout).await?;
+        check_exit(&active, &out)
+    }
+
+    /// Every check must pass in the same round, before the timeout.
+    async fn health(&mut self, health: &Health) -> Result<(), StepFailure> {
+        let deadline = Instant::now() + health.timeout;
+        let mut backoff = Backoff::new(
+            health.interval,
+            health.interval.max(Duration::from_secs(10)),
+        );
+        loop {
+            let failure = self.health_round(health, deadline).await;
+            let Some(failure) = failure else {
+                return Ok(());
+            };
+            if !backoff.sleep_until_next(deadline).await {
+                return Err(StepFailure::new(format!(
+                    "health checks did not pass within {}: {}",
+                    humane(health.timeout),
+                    failure.reason
+                ))
+                .with_output(&failure.output));
+            }
+        }
+    }
+
+    /// The first failing check of one round, or `None` when all pass.
+    async fn health_round(&mut self, health: &Health, deadline: Instant) -> Option<StepFailure> {
+        for check in &health.checks {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let left = left.max(Duration::from_millis(1));
+            let result = match check {
+                Check::Ssh(command) => match substitute(command, &self.host, Quote::Shell) {
+                    Err(e) => Err(StepFailure::new(e)),
+                    Ok(command) => {
+                        let timeout = self.stage.command_timeout.min(left);
+                        match self.exec(&command, timeout).await {
+                            Ok(out) => check_exit(&command, &out),
+                            Err(f) => {
+                                // A broken session is retried on the next round.
+                                self.session = None;
+                                Err(f)
+                            }
+                        }
+                    }
+                },
+                Check::Tcp(port) => {
+                    let timeout = self.stage.connect_timeout.min(left);
+                    crate::transport::probe::tcp(&self.host.address, *port, timeout)
+                        .await
+                        .map_err(|e| StepFailure::new(format!("tcp {port}: {e}")))
+                }
+                Check::Http {
+                    url,
+                    status,
+                    body_contains,
+                } => match substitute(url, &self.host, Quote::Url) {
+                    Err(e) => Err(StepFailure::new(e)),
+                    Ok(url) => {
+                        let timeout = self.stage.command_timeout.min(left);
+                        crate::transport::probe::http(
+                            &url,
+                            *status,
+                            body_contains.as_deref(),
+                            timeout,
+                        )
+                        .await
+                        .map_err(|e| StepFailure::new(format!("http {url}: {e}")))
+                    }
+                },
+            };
+            if let Err(f) = result {
+                return Some(f);
+            }
+        }
+        None
+    }
+}
+
+fn check_exit(command: &str, out: &ExecOutput) -> Result<(), StepFailure> {
+    match out.exit_status {
+        Some(0) => Ok(()),
+        Some(code) => {
+            Err(StepFailure::new(format!("`{command}` exited with {code}"))
+                .with_output(&out.output))
+        }
+        None => Err(
+            StepFailure::new(format!("`{command}` ended without an exit status"))
+                .with_output(&out.output),
+        ),
+    }
+}
+
+/// `REKINDLE_HOST`, `REKINDLE_ADDRESS`, `REKINDLE_LABEL_<KEY>` for local steps.
+pub fn local_env(host: &Host) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("REKINDLE_HOST".to_owned(), host.name.clone()),
+        ("REKINDLE_ADDRESS".to_owned(), host.address.clone()),
+        ("REKINDLE_PORT".to_owned(), host.port.to_string()),
+    ];
+    for (k, v) in &host.labels {
+        let key: String = k
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        env.push((format!("REKINDLE_LABEL_{key}"), v.clone()));
+    }
+    env
+}
+
+/// How substituted host values are escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quote {
+    /// Single-quoted for `sh`.
+    Shell,
+    /// Percent-encoded for a URL.
+    Url,
+    /// As is (a value that is quoted later as a whole).
+    None,
+}
+
+/// Replaces `{name}`, `{address}`, `{port}` and `{label.KEY}`; other braces
+/// (awk programs, shell `${X}`) are left alone. A missing label is an error,
+/// never an empty string in a command.
+pub fn substitute(template: &str, host: &Host, quote: Quote) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            out.push_str(&rest[open..]);
+            return Ok(out);
+        };
+        let key = &after[..close];
+        let value = match key {
+            "name" => Some(host.name.clone()),
+            "address" => Some(host.address.clone()),
+            "port" => Some(host.port.to_string()),
+            _ => match key.strip_prefix("label.") {
+                Some(label) => Some(host.label(label).map(str::to_owned).ok_or_else(|| {
+                    format!("host {} has no label `{label}` for `{{{key}}}`", host.name)
+                })?),
+                None => None,
+            },
+        };
+        match value {
+            Some(v) => out.push_str(&match quote {
+                Quote::Shell => shell_quote(&v),
+                Quote::Url => percent_encode(&v),
+                Quote::None => v,
+            }),
+            None => out.push_str(&rest[open..open + 1 + close + 1]),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `90s`, `15m`, `1h30m`: how durations read in messages.
+pub fn humane(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_millis() != 0 && secs < 10 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::diag::Span;
+
+    fn host() -> Host {
+        Host {
+            name: "db1".into(),
+            address: "10.0.0.1".into(),
+            port: 2222,
+            user: None,
+            jump: None,
+            labels: BTreeMap::from([
+                ("rack".to_owned(), "r'1".to_owned()),
+                ("path".to_owned(), "a b/c".to_owned()),
+            ]),
+            groups: vec![],
+            span: Span::file(Arc::from("t")),
+        }
+    }
+
+    #[test]
+    fn placeholders_are_shell_quoted() {
+        let s = substitute(
+            "echo {name} {address}:{port} {label.rack}",
+            &host(),
+            Quote::Shell,
+        );
+        assert_eq!(s.unwrap(), r"echo 'db1' '10.0.0.1':'2222' 'r'\''1'");
+    }
+
+    #[test]
+    fn other_braces_survive() {
+        let s = substitute("awk '{print $1}' ${HOME} {", &host(), Quote::Shell);
+        assert_eq!(s.unwrap(), "awk '{print $1}' ${HOME} {");
+    }
+
+    #[test]
+    fn urls_are_percent_encoded() {
+        let s = substitute(
+            "http://{address}:8080/h?p={label.path}",
+            &host(),
+            Quote::Url,
+        );
+        assert_eq!(s.unwrap(), "http://10.0.0.1:8080/h?p=a%20b%2Fc");
+    }
+
+    #[test]
+    fn a_missing_label_is_an_error() {
+        let e = substitute("echo {label.pdu}", &host(), Quote::Shell).unwrap_err();
+        assert!(e.contains("no label `pdu`"), "{e}");
+    }
+
+    #[test]
+    fn local_env_names_labels() {
+        let env = local_env(&host());
+        assert!(env.contains(&("REKINDLE_LABEL_RACK".into(), "r'1".into())));
+        assert!(env.contains(&("REKINDLE_HOST".into(), "db1".into())));
+    }
+
+    #[test]
+    fn humane_durations() {
+        assert_eq!(humane(Duration::from_secs(900)), "15m");
+        assert_eq!(humane(Duration::from_secs(90)), "1m30s");
+        assert_eq!(humane(Duration::from_millis(1500)), "1500ms");
+    }
+}
