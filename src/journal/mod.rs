@@ -1,0 +1,519 @@
+//! The append-only run journal: one JSON line per record, mode 0600. A
+//! header says what ran (plan and inventory hashes, operator, bastion); then
+//! every engine event follows with its time. Intent events are written and
+//! flushed (fdatasync) before their ack, with group commit so thousands of
+//! hosts in flight share one flush. [`replay`] turns a journal back into
+//! per-host starts for `resume`; [`lock`] stops two runs of one plan at once.
+//!
+//! Owns the journal's file format, its writer thread and its reader. It must
+//! not print, touch hosts, or record secrets (no environment, no credentials:
+//! only what the header names and what events carry).
+
+pub mod lock;
+pub mod replay;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::engine::events::{Ack, EventKind};
+
+/// Version of the record format; bumped when a reader could misread old files.
+pub const FORMAT: u32 = 1;
+
+/// What ran, where and by whom: the first record of every journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: u32,
+    pub run_id: String,
+    /// The plan's name (the playbook's `name`).
+    pub plan: String,
+    /// The playbook path, absolute, and the SHA-256 of its content.
+    pub playbook: FileHash,
+    pub inventories: Vec<FileHash>,
+    pub limit: Option<String>,
+    /// `--parallel` and `--rate` as given, so `resume` runs the same way.
+    pub parallel: Option<usize>,
+    pub rate: Option<String>,
+    pub operator: String,
+    pub bastion: String,
+    pub rekindle_version: String,
+    pub started_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHash {
+    pub path: String,
+    pub sha256: String,
+}
+
+impl FileHash {
+    /// Hashes the file at `path` and records it by its absolute path, so a
+    /// resume from another directory finds it.
+    pub fn of(path: &str) -> io::Result<FileHash> {
+        let abs = std::fs::canonicalize(path)?;
+        Ok(FileHash {
+            sha256: sha256_file(&abs)?,
+            path: abs.to_string_lossy().into_owned(),
+        })
+    }
+
+    /// Whether the file still has the content it had; `Err` if unreadable.
+    pub fn unchanged(&self) -> io::Result<bool> {
+        Ok(sha256_file(Path::new(&self.path))? == self.sha256)
+    }
+}
+
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    Header(Header),
+    /// A `resume` continued the run from here on.
+    Resumed {
+        at: String,
+        operator: String,
+        bastion: String,
+        pid: u32,
+        /// The operator passed `--force` over a changed playbook or inventory.
+        forced: bool,
+    },
+    Event {
+        /// Wall-clock time, RFC 3339 UTC with milliseconds.
+        at: String,
+        /// Milliseconds since this process's run started.
+        ms: u64,
+        #[serde(flatten)]
+        kind: EventKind,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {kind}")]
+pub struct JournalError {
+    pub path: PathBuf,
+    pub kind: JournalErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalErrorKind {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("line {line}: not a journal record: {message}")]
+    Corrupt { line: usize, message: String },
+    #[error("empty journal (no header record)")]
+    NoHeader,
+    #[error("the first record is not a header")]
+    HeaderFirst,
+}
+
+impl JournalError {
+    fn new(path: &Path, kind: impl Into<JournalErrorKind>) -> Self {
+        JournalError {
+            path: path.to_owned(),
+            kind: kind.into(),
+        }
+    }
+}
+
+/// A journal read back: its header and every record after it (header
+/// included as the first record).
+#[derive(Debug, Clone)]
+pub struct Journal {
+    pub header: Header,
+    pub records: Vec<Record>,
+    /// A last line cut short (power loss, kill -9) was dropped.
+    pub torn_tail: bool,
+}
+
+/// Reads a journal. A torn last line is tolerated (reported in `torn_tail`);
+/// a bad line anywhere else is corruption.
+pub fn read(path: &Path) -> Result<Journal, JournalError> {
+    let file = File::open(path).map_err(|e| JournalError::new(path, e))?;
+    let mut reader = BufReader::new(file);
+    let mut records = Vec::new();
+    let mut torn_tail = false;
+    let mut line = String::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| JournalError::new(path, e))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        let complete = line.ends_with('\n');
+        let text = line.trim_end();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(text) {
+            Ok(r) if complete => records.push(r),
+            // Without its newline a record may be a prefix that happens to
+            // parse; the writer always ends records with one, so it is torn.
+            Ok(_) => torn_tail = true,
+            Err(e) => {
+                if !complete {
+                    torn_tail = true;
+                } else {
+                    return Err(JournalError::new(
+                        path,
+                        JournalErrorKind::Corrupt {
+                            line: number,
+                            message: e.to_string(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    let header = match records.first() {
+        None => return Err(JournalError::new(path, JournalErrorKind::NoHeader)),
+        Some(Record::Header(h)) => h.clone(),
+        Some(_) => return Err(JournalError::new(path, JournalErrorKind::HeaderFirst)),
+    };
+    Ok(Journal {
+        header,
+        records,
+        torn_tail,
+    })
+}
+
+/// Creates a new journal file (mode 0600, never over an existing one) and
+/// writes its header, flushed.
+pub fn create(path: &Path, header: &Header) -> Result<Writer, JournalError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| JournalError::new(path, e))?;
+    let mut line = serde_json::to_vec(&Record::Header(header.clone()))
+        .map_err(|e| JournalError::new(path, io::Error::other(e)))?;
+    line.push(b'\n');
+    file.write_all(&line)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| JournalError::new(path, e))?;
+    Ok(Writer::spawn(file, path))
+}
+
+/// Opens an existing journal to append to it. A torn last line is cut off
+/// first, so the next record starts on a line of its own.
+pub fn append(path: &Path) -> Result<Writer, JournalError> {
+    let err = |e| JournalError::new(path, e);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(err)?;
+    let len = file.metadata().map_err(err)?.len();
+    let keep = complete_prefix(&mut file, len).map_err(err)?;
+    if keep < len {
+        file.set_len(keep).map_err(err)?;
+        file.sync_data().map_err(err)?;
+    }
+    file.seek(SeekFrom::Start(keep)).map_err(err)?;
+    Ok(Writer::spawn(file, path))
+}
+
+/// Length of the file up to and including its last newline.
+fn complete_prefix(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut end = len;
+    let mut buf = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(pos) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + pos as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// What the consumer hands the writer thread: encoded lines and the acks
+/// that wait for them to be on disk.
+struct Batch {
+    bytes: Vec<u8>,
+    acks: Vec<Ack>,
+}
+
+/// Appends records from a dedicated thread. While that thread waits for one
+/// fdatasync, new records queue up and go out together with the next one
+/// (group commit): intents never wait for more than one flush in progress.
+pub struct Writer {
+    tx: Option<std_mpsc::Sender<Batch>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    pending: Batch,
+    path: PathBuf,
+}
+
+/// Records without an intent are flushed at least this often, so a crash
+/// loses little of what finished.
+const IDLE_FLUSH: Duration = Duration::from_secs(1);
+
+impl Writer {
+    fn spawn(file: File, path: &Path) -> Writer {
+        let (tx, rx) = std_mpsc::channel::<Batch>();
+        let thread = std::thread::Builder::new()
+            .name("rekindle-journal".into())
+            .spawn(move || write_loop(file, rx))
+            .ok();
+        Writer {
+            tx: Some(tx),
+            thread,
+            pending: Batch {
+                bytes: Vec::new(),
+                acks: Vec::new(),
+            },
+            path: path.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a record. Its `ack` (intent events) is kept until the record
+    /// is on disk; call [`Writer::commit`] to hand the queue to the disk.
+    pub fn push(&mut self, record: &Record, ack: Option<Ack>) {
+        // Records are plain data; encoding into a Vec cannot fail.
+        if serde_json::to_writer(&mut self.pending.bytes, record).is_ok() {
+            self.pending.bytes.push(b'\n');
+        }
+        if let Some(ack) = ack {
+            self.pending.acks.push(ack);
+        }
+    }
+
+    /// Queues an engine event with its times.
+    pub fn push_event(
+        &mut self,
+        at: SystemTime,
+        elapsed: Duration,
+        kind: &EventKind,
+        ack: Option<Ack>,
+    ) {
+        let record = Record::Event {
+            at: rfc3339(at),
+            ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            kind: kind.clone(),
+        };
+        self.push(&record, ack);
+    }
+
+    /// Hands what is queued to the writer thread. Cheap: call it whenever
+    /// the event channel is momentarily empty.
+    pub fn commit(&mut self) {
+        if self.pending.bytes.is_empty() && self.pending.acks.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(
+            &mut self.pending,
+            Batch {
+                bytes: Vec::new(),
+                acks: Vec::new(),
+            },
+        );
+        if let Some(tx) = &self.tx {
+            // A dead writer thread drops the acks: the engine then does not act.
+            let _ = tx.send(batch);
+        }
+    }
+
+    /// Writes and flushes everything and stops the thread.
+    pub fn finish(mut self) -> Result<(), JournalError> {
+        self.close()
+    }
+
+    fn close(&mut self) -> Result<(), JournalError> {
+        self.commit();
+        self.tx = None;
+        match self.thread.take().map(JoinHandle::join) {
+            None => Err(JournalError::new(
+                &self.path,
+                io::Error::other("the journal writer thread did not start"),
+            )),
+            Some(Err(_)) => Err(JournalError::new(
+                &self.path,
+                io::Error::other("the journal writer thread panicked"),
+            )),
+            Some(Ok(r)) => r.map_err(|e| JournalError::new(&self.path, e)),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<()> {
+    let mut dirty = false;
+    loop {
+        let first = match rx.recv_timeout(IDLE_FLUSH) {
+            Ok(b) => b,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                if dirty {
+                    file.sync_data()?;
+                    dirty = false;
+                }
+                continue;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut acks = first.acks;
+        let mut bytes = first.bytes;
+        // Everything queued meanwhile goes out with this flush.
+        while let Ok(more) = rx.try_recv() {
+            bytes.extend_from_slice(&more.bytes);
+            acks.extend(more.acks);
+        }
+        file.write_all(&bytes)?;
+        dirty = true;
+        if !acks.is_empty() {
+            file.sync_data()?;
+            dirty = false;
+            for ack in acks {
+                ack.done();
+            }
+        }
+    }
+    if dirty {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// `2026-11-21T22:15:00.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Parses what [`rfc3339`] writes back into a time.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let ms = if b.get(19) == Some(&b'.') {
+        num(20..23).unwrap_or(0)
+    } else {
+        0
+    };
+    let days = days_from_civil(i64::try_from(y).ok()?, mo, d);
+    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + mi * 60 + sec;
+    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms))
+}
+
+// Howard Hinnant's civil calendar algorithms (public domain).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: u64, d: u64) -> i64 {
+    let (m, d) = (m as i64, d as i64);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The login name running this process: `$USER`, `$LOGNAME`, else the uid.
+pub fn operator() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v;
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map_or_else(|_| "unknown".into(), |m| format!("uid {}", m.uid()))
+}
+
+/// This machine's host name.
+pub fn bastion() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A run id that sorts by time: `20261121T221500Z-PLAN-1a2b`.
+pub fn run_id(plan: &str, at: SystemTime) -> String {
+    let stamp: String = rfc3339(at)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .take(15)
+        .collect();
+    let safe: String = plan
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    format!("{stamp}Z-{safe}-{:04x}", rand::random::<u16>())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,490 @@
+//! Journal round trips, torn tails, file mode, intent-before-ack, replay rules.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::replay::replay;
+use super::*;
+use crate::diag::Span;
+use crate::engine::HostStart;
+use crate::engine::events::{Emitter, HostOutcome, HostRef, StageRef, StepKind};
+use crate::inventory::{Host, Inventory};
+use crate::plan::{Plan, StagePlan};
+use crate::playbook::{OnUnreachable, Step};
+
+fn header() -> Header {
+    Header {
+        format: FORMAT,
+        run_id: "20261121T221500Z-test-0001".into(),
+        plan: "test".into(),
+        playbook: FileHash {
+            path: "/p/play.yaml".into(),
+            sha256: "ab".repeat(32),
+        },
+        inventories: vec![FileHash {
+            path: "/p/inv.yaml".into(),
+            sha256: "cd".repeat(32),
+        }],
+        limit: Some("role=db".into()),
+        parallel: None,
+        rate: None,
+        operator: "root".into(),
+        bastion: "bastion1".into(),
+        rekindle_version: "0.1.0".into(),
+        started_at: "2026-11-21T22:15:00.000Z".into(),
+    }
+}
+
+fn sref(i: usize, name: &str) -> StageRef {
+    StageRef {
+        index: i,
+        name: name.into(),
+    }
+}
+
+fn href(i: usize, name: &str) -> HostRef {
+    HostRef {
+        index: i,
+        name: name.into(),
+    }
+}
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(1_795_000_000_000 + ms)
+}
+
+#[test]
+fn rfc3339_round_trip() {
+    let t = UNIX_EPOCH + Duration::from_millis(1_795_299_300_123);
+    let s = rfc3339(t);
+    assert_eq!(s, "2026-11-21T22:15:00.123Z");
+    assert_eq!(parse_rfc3339(&s), Some(t));
+    assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    assert_eq!(
+        parse_rfc3339("2024-02-29T12:00:00.000Z")
+            .map(rfc3339)
+            .as_deref(),
+        Some("2024-02-29T12:00:00.000Z")
+    );
+}
+
+#[test]
+fn write_read_round_trip_with_mode_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut w = create(&path, &header()).unwrap();
+    let events = vec![
+        EventKind::HostStarted {
+            stage: sref(0, "db"),
+            host: href(3, "db1"),
+            canary: true,
+        },
+        EventKind::HostFinished {
+            stage: sref(0, "db"),
+            host: href(3, "db1"),
+            outcome: HostOutcome::Failed {
+                step: 1,
+                kind: StepKind::Run,
+                reason: "exited with 3".into(),
+                output: "line \"quoted\"\nlast\n".into(),
+            },
+            duration: Duration::from_millis(1500),
+        },
+    ];
+    for (i, e) in events.iter().enumerate() {
+        w.push_event(
+            at(i as u64 * 10),
+            Duration::from_millis(i as u64 * 10),
+            e,
+            None,
+        );
+    }
+    w.finish().unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let j = read(&path).unwrap();
+    assert_eq!(j.header, header());
+    assert!(!j.torn_tail);
+    let got: Vec<EventKind> = j
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event { kind, .. } => Some(kind.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, events);
+    // One JSON object per line, each with its record type.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("{\"record\":\"event\",\"at\":")
+    );
+}
+
+#[test]
+fn torn_last_line_is_tolerated_and_cut_before_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut w = create(&path, &header()).unwrap();
+    w.push_event(
+        at(0),
+        Duration::ZERO,
+        &EventKind::RunStarted {
+            plan: "test".into(),
+            stages: 1,
+            hosts: 1,
+        },
+        None,
+    );
+    w.finish().unwrap();
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"{\"record\":\"event\",\"at\":\"2026-11-2")
+        .unwrap();
+    drop(f);
+    let j = read(&path).unwrap();
+    assert!(j.torn_tail);
+    assert_eq!(j.records.len(), 2);
+
+    let mut w = append(&path).unwrap();
+    w.push(
+        &Record::Resumed {
+            at: rfc3339(at(5)),
+            operator: "root".into(),
+            bastion: "b".into(),
+            pid: 1,
+            forced: false,
+        },
+        None,
+    );
+    w.finish().unwrap();
+    let j = read(&path).unwrap();
+    assert!(!j.torn_tail);
+    assert_eq!(j.records.len(), 3);
+    assert!(matches!(j.records[2], Record::Resumed { .. }));
+}
+
+#[test]
+fn a_bad_line_in_the_middle_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let h = serde_json::to_string(&Record::Header(header())).unwrap();
+    std::fs::write(&path, format!("{h}\nnot json\n{h}\n")).unwrap();
+    let err = read(&path).unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+    std::fs::write(&path, "").unwrap();
+    assert!(read(&path).unwrap_err().to_string().contains("no header"));
+}
+
+#[test]
+fn create_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    create(&path, &header()).unwrap().finish().unwrap();
+    assert!(create(&path, &header()).is_err());
+}
+
+#[tokio::test]
+async fn intent_is_on_disk_before_its_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut w = create(&path, &header()).unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let emitter = Emitter::new(tx);
+    let check = path.clone();
+    let engine = tokio::spawn(async move {
+        let r = emitter
+            .intent(EventKind::RebootIssued {
+                stage: sref(0, "db"),
+                host: href(0, "db1"),
+                step: 0,
+                boot_id_before: "boot-a".into(),
+            })
+            .await;
+        // The moment the engine may act, the intent must be in the file.
+        let text = std::fs::read_to_string(&check).unwrap();
+        (
+            r.is_ok(),
+            text.contains("\"reboot_issued\"") && text.contains("boot-a"),
+        )
+    });
+    let event = rx.recv().await.unwrap();
+    assert!(event.ack.is_some());
+    w.push_event(event.at, event.elapsed, &event.kind, event.ack);
+    w.commit();
+    let (acked, on_disk) = engine.await.unwrap();
+    assert!(acked);
+    assert!(on_disk, "ack came before the intent was written");
+    w.finish().unwrap();
+}
+
+#[tokio::test]
+async fn many_intents_share_flushes_and_all_get_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut w = create(&path, &header()).unwrap();
+    let (tx, mut rx) = mpsc::channel(4096);
+    let emitter = Emitter::new(tx);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..500 {
+        let e = emitter.clone();
+        tasks.spawn(async move {
+            e.intent(EventKind::PowerOnIssued {
+                stage: sref(0, "s"),
+                host: href(i, &format!("h{i}")),
+                step: 0,
+            })
+            .await
+            .is_ok()
+        });
+    }
+    drop(emitter);
+    while let Some(event) = rx.recv().await {
+        w.push_event(event.at, event.elapsed, &event.kind, event.ack);
+        if rx.is_empty() {
+            w.commit();
+        }
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        ok += usize::from(r.unwrap());
+    }
+    assert_eq!(ok, 500);
+    w.finish().unwrap();
+    assert_eq!(read(&path).unwrap().records.len(), 501);
+}
+
+fn host(name: &str) -> Host {
+    Host {
+        name: name.into(),
+        address: name.into(),
+        port: 22,
+        user: None,
+        jump: None,
+        labels: BTreeMap::new(),
+        groups: vec![],
+        span: Span::file(Arc::from("test")),
+    }
+}
+
+fn two_step_plan(hosts: usize) -> (Plan, Inventory) {
+    let inv = Inventory {
+        hosts: (0..hosts).map(|i| host(&format!("h{i}"))).collect(),
+        ..Inventory::default()
+    };
+    let stage = StagePlan {
+        name: "s".into(),
+        after: vec![],
+        hosts: (0..hosts).collect(),
+        canaries: 0,
+        window: 1,
+        failure_budget: 0,
+        rate: None,
+        rate_per: None,
+        max_unavailable: vec![],
+        on_unreachable: OnUnreachable::Fail,
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(5),
+        steps: vec![
+            Step::Reboot {
+                timeout: Duration::from_secs(60),
+                command: "reboot".into(),
+            },
+            Step::Run {
+                command: "true".into(),
+                timeout: Duration::from_secs(5),
+            },
+        ],
+        host_estimate: Duration::ZERO,
+        estimate: Duration::ZERO,
+    };
+    let plan = Plan {
+        name: "p".into(),
+        stages: vec![stage],
+        waves: vec![vec![0]],
+        warnings: vec![],
+        estimate: Duration::ZERO,
+    };
+    (plan, inv)
+}
+
+fn ev(kind: EventKind) -> Record {
+    Record::Event {
+        at: "2026-11-21T22:15:00.000Z".into(),
+        ms: 0,
+        kind,
+    }
+}
+
+fn started(h: usize) -> Record {
+    ev(EventKind::HostStarted {
+        stage: sref(0, "s"),
+        host: href(h, &format!("h{h}")),
+        canary: false,
+    })
+}
+
+fn step_started(h: usize, step: usize) -> Record {
+    ev(EventKind::StepStarted {
+        stage: sref(0, "s"),
+        host: href(h, &format!("h{h}")),
+        step,
+        kind: if step == 0 {
+            StepKind::Reboot
+        } else {
+            StepKind::Run
+        },
+    })
+}
+
+fn step_finished(h: usize, step: usize, error: Option<&str>) -> Record {
+    ev(EventKind::StepFinished {
+        stage: sref(0, "s"),
+        host: href(h, &format!("h{h}")),
+        step,
+        kind: if step == 0 {
+            StepKind::Reboot
+        } else {
+            StepKind::Run
+        },
+        error: error.map(Into::into),
+    })
+}
+
+fn issued(h: usize, boot: &str) -> Record {
+    ev(EventKind::RebootIssued {
+        stage: sref(0, "s"),
+        host: href(h, &format!("h{h}")),
+        step: 0,
+        boot_id_before: boot.into(),
+    })
+}
+
+fn finished(h: usize, outcome: HostOutcome) -> Record {
+    ev(EventKind::HostFinished {
+        stage: sref(0, "s"),
+        host: href(h, &format!("h{h}")),
+        outcome,
+        duration: Duration::from_secs(1),
+    })
+}
+
+#[test]
+fn replay_rules() {
+    let (plan, inv) = two_step_plan(7);
+    let failed = |step| HostOutcome::Failed {
+        step,
+        kind: StepKind::Run,
+        reason: "x".into(),
+        output: String::new(),
+    };
+    let records = vec![
+        Record::Header(header()),
+        // h0: done.
+        started(0),
+        step_started(0, 0),
+        issued(0, "b0"),
+        step_finished(0, 0, None),
+        step_started(0, 1),
+        step_finished(0, 1, None),
+        finished(0, HostOutcome::Done),
+        // h1: reboot issued, never verified (killed mid-reboot).
+        started(1),
+        step_started(1, 0),
+        issued(1, "b1"),
+        // h2: reboot verified, killed during step 1.
+        started(2),
+        step_started(2, 0),
+        issued(2, "b2"),
+        step_finished(2, 0, None),
+        step_started(2, 1),
+        // h3: failed at step 1.
+        started(3),
+        step_started(3, 0),
+        issued(3, "b3"),
+        step_finished(3, 0, None),
+        step_started(3, 1),
+        step_finished(3, 1, Some("exit 1")),
+        finished(3, failed(1)),
+        // h4: started, nothing begun; h5 never started.
+        started(4),
+        // h6: mid-reboot, resumed once (no new intent), killed again.
+        started(6),
+        step_started(6, 0),
+        issued(6, "b6"),
+        started(6),
+        step_started(6, 0),
+    ];
+    let r = replay(&records, &plan, &inv);
+    assert_eq!(r.starts.get(&(0, 0)), Some(&HostStart::Done));
+    assert_eq!(
+        r.starts.get(&(0, 1)),
+        Some(&HostStart::From {
+            step: 0,
+            reboot_boot_id: Some("b1".into())
+        })
+    );
+    assert_eq!(
+        r.starts.get(&(0, 2)),
+        Some(&HostStart::From {
+            step: 1,
+            reboot_boot_id: None
+        })
+    );
+    assert_eq!(
+        r.starts.get(&(0, 3)),
+        Some(&HostStart::From {
+            step: 1,
+            reboot_boot_id: None
+        })
+    );
+    assert_eq!(r.starts.get(&(0, 4)), None);
+    assert_eq!(r.starts.get(&(0, 5)), None);
+    assert_eq!(
+        r.starts.get(&(0, 6)),
+        Some(&HostStart::From {
+            step: 0,
+            reboot_boot_id: Some("b6".into())
+        })
+    );
+    assert_eq!(r.done, 1);
+    assert_eq!(r.retried, vec!["h3 (s)".to_string()]);
+    assert_eq!(r.reverify, vec!["h1 (s)".to_string(), "h6 (s)".to_string()]);
+    assert_eq!(r.mid_step, vec!["h2 (s)".to_string()]);
+}
+
+#[test]
+fn replay_reverifies_a_failed_reboot_instead_of_rebooting_again() {
+    let (plan, inv) = two_step_plan(1);
+    let records = vec![
+        started(0),
+        step_started(0, 0),
+        issued(0, "b0"),
+        step_finished(0, 0, Some("host did not come back")),
+        finished(
+            0,
+            HostOutcome::Failed {
+                step: 0,
+                kind: StepKind::Reboot,
+                reason: "host did not come back".into(),
+                output: String::new(),
+            },
+        ),
+    ];
+    let r = replay(&records, &plan, &inv);
+    assert_eq!(
+        r.starts.get(&(0, 0)),
+        Some(&HostStart::From {
+            step: 0,
+            reboot_boot_id: Some("b0".into())
+        })
+    );
+    assert_eq!(r.retried.len(), 1);
+}
