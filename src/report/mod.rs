@@ -1,3 +1,13 @@
-//! Consumers of the event stream that write for people: progress, summary, reports.
+//! Consumers of the event stream that write for people and machines: live
+//! progress, the end-of-run summary, and the `report` formats.
+//!
+//! Owns presentation only. It must never touch a host, and reads the journal
+//! only through [`crate::journal`].
 
+pub mod formats;
 pub mod plain;
+pub mod progress;
+pub mod summary;
+
+#[cfg(test)]
+mod tests;
