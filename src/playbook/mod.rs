@@ -129,9 +129,30 @@ pub fn load(
 ) -> Result<(Playbook, Vec<crate::diag::Diagnostic>), Vec<crate::diag::Diagnostic>> {
     let root = crate::yaml::load_file(sources, path, crate::yaml::Limits::default())
         .map_err(|d| vec![d])?;
+    check(&root, path, inventory)
+}
+
+/// Like [`load`], for a playbook held in memory under the name `file`.
+pub fn load_str(
+    file: &str,
+    text: &str,
+    inventory: Option<&crate::inventory::Inventory>,
+    sources: &mut crate::diag::Sources,
+) -> Result<(Playbook, Vec<crate::diag::Diagnostic>), Vec<crate::diag::Diagnostic>> {
+    let name = sources.add(file, std::sync::Arc::from(text));
+    let root =
+        crate::yaml::parse(name, text, crate::yaml::Limits::default()).map_err(|d| vec![d])?;
+    check(&root, file, inventory)
+}
+
+fn check(
+    root: &crate::yaml::Node,
+    path: &str,
+    inventory: Option<&crate::inventory::Inventory>,
+) -> Result<(Playbook, Vec<crate::diag::Diagnostic>), Vec<crate::diag::Diagnostic>> {
     let file: std::sync::Arc<str> = std::sync::Arc::from(path);
     let mut diags = Vec::new();
-    let Some(parsed) = parse::parse(&root, &file, &mut diags) else {
+    let Some(parsed) = parse::parse(root, &file, &mut diags) else {
         return Err(diags);
     };
     diags.extend(validate::check_structure(&parsed.playbook, &parsed.spans));

@@ -292,7 +292,8 @@ fn read_stage(
     }
     let mut select = Selector::default();
     if let Some(n) = r.require("select", &spans.name, diags) {
-        spans.select = n.span.clone();
+        // The key reads better under a caret than a flow mapping's opening brace.
+        spans.select = r.key_span("select").unwrap_or(&n.span).clone();
         if let Some(s) = Selector::from_node(n, diags) {
             select = s;
             spans.select_ok = true;

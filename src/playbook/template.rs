@@ -236,7 +236,13 @@ mod tests {
         assert_eq!((e.offset, e.len), (5, 10));
         assert_eq!(
             e.message,
-            "unknown placeholder `{hostname}`: did you mean `{name}`? placeholders are {name}, {address}, {port} and {label.KEY}; write `{{` and `}}` for literal braces"
+            "unknown placeholder `{hostname}`: placeholders are {name}, {address}, {port} and {label.KEY}; write `{{` and `}}` for literal braces"
+        );
+        assert!(
+            parse("ping {adress}")
+                .unwrap_err()
+                .message
+                .contains("did you mean `{address}`?")
         );
         let e = parse("echo {name").unwrap_err();
         assert_eq!(

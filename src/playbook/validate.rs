@@ -330,8 +330,12 @@ pub fn check_hosts(
             }
         }
     }
-    overlaps(playbook, spans, inventory, selections, &mut diags);
-    unselected(inventory, limit, selections, in_scope, &file, &mut diags);
+    // Coverage warnings follow from the selections; while a selection is wrong
+    // they would only repeat the error in other words.
+    if !crate::diag::has_errors(&diags) {
+        overlaps(playbook, spans, inventory, selections, &mut diags);
+        unselected(inventory, limit, selections, in_scope, &file, &mut diags);
+    }
     diags
 }
 
@@ -516,5 +520,136 @@ pub(crate) fn test_host(name: &str, labels: &[(&str, &str)]) -> crate::inventory
             .collect(),
         groups: vec![],
         span: Span::file(Arc::from("inv.yaml")),
+    }
+}
+
+/// A small fleet for tests: pangyo has two racks of three storage hosts, two
+/// db hosts and two app hosts (no rack label); ansan has two db hosts.
+#[cfg(test)]
+pub(crate) fn test_inventory() -> Inventory {
+    let mut hosts = Vec::new();
+    for r in 1..=2 {
+        for n in 1..=3 {
+            let rack = format!("pg-r{r:02}");
+            hosts.push(test_host(
+                &format!("pg-r{r:02}-st{n}"),
+                &[
+                    ("dc", "pangyo"),
+                    ("rack", &rack),
+                    ("role", "storage"),
+                    ("pdu", &format!("{rack}-a")),
+                    ("bmc", "10.9.0.1"),
+                ],
+            ));
+        }
+    }
+    for n in 1..=2 {
+        hosts.push(test_host(
+            &format!("pg-db{n}"),
+            &[("dc", "pangyo"), ("rack", "pg-r03"), ("role", "db")],
+        ));
+    }
+    for n in 1..=2 {
+        hosts.push(test_host(
+            &format!("pg-app{n}"),
+            &[("dc", "pangyo"), ("role", "app")],
+        ));
+    }
+    for n in 1..=2 {
+        hosts.push(test_host(
+            &format!("as-db{n}"),
+            &[("dc", "ansan"), ("rack", "as-r01"), ("role", "db")],
+        ));
+    }
+    Inventory {
+        hosts,
+        ..Inventory::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::{Sources, render_text};
+
+    /// Loads `text` against the test inventory and renders every diagnostic.
+    fn check(text: &str) -> String {
+        let mut sources = Sources::new();
+        let inv = test_inventory();
+        let diags = match crate::playbook::load_str("p.yaml", text, Some(&inv), &mut sources) {
+            Ok((_, warnings)) => warnings,
+            Err(errors) => errors,
+        };
+        render_text(&sources, &diags)
+    }
+
+    const STORAGE: &str = "version: 1\nstages:\n  - name: storage\n    select: { role: storage }\n    steps: [ reboot ]\n";
+
+    #[test]
+    fn a_selector_matching_nothing_is_an_error_with_the_nearest_value() {
+        let text = format!(
+            "{STORAGE}  - name: db\n    select: {{ role: dbs }}\n    steps: [ reboot ]\n  - name: app\n    select: {{ role: app }}\n    steps: [ reboot ]\n"
+        );
+        let out = check(&text);
+        assert!(out.starts_with(
+            "p.yaml:7:5: error: stage `db` selects no host: `role=dbs` matches none of the 12 hosts in the inventory\n  |\n7 |     select: { role: dbs }\n  |     ^^^^^^\n  = help: no host has role=dbs; did you mean `db`?\n"
+        ), "{out}");
+    }
+
+    #[test]
+    fn canary_larger_than_the_stage() {
+        let text = "version: 1\nstages:\n  - name: db\n    select: { role: db, dc: ansan }\n    canary: 3\n    steps: [ reboot ]\n";
+        let out = check(text);
+        assert!(
+            out.starts_with(
+                "p.yaml:5:13: error: stage `db` wants 3 canaries but selects only 2 hosts\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn max_unavailable_label_missing_on_some_hosts() {
+        let text = "version: 1\nstages:\n  - name: pg\n    select: { dc: pangyo }\n    max_unavailable: { rack: 1 }\n    steps: [ reboot ]\n";
+        assert_eq!(
+            check(text),
+            "p.yaml:5:24: error: 2 of 10 hosts selected by stage `pg` have no `rack` label (e.g. pg-app1, pg-app2)\n  |\n5 |     max_unavailable: { rack: 1 }\n  |                        ^^^^\n  = help: `max_unavailable` is per label value; give every selected host a `rack` label or narrow `select`\n"
+        );
+    }
+
+    #[test]
+    fn overlapping_and_unselected_hosts_are_warnings() {
+        let text = format!(
+            "{STORAGE}  - name: pangyo-db\n    select: {{ dc: pangyo, role: [db, storage] }}\n    steps: [ reboot ]\n"
+        );
+        assert_eq!(
+            check(&text),
+            "p.yaml: warning: 4 of 12 hosts are selected by no stage (e.g. pg-app1, pg-app2, as-db1)\n\
+             p.yaml:7:5: warning: 6 hosts selected by both stage `storage` and stage `pangyo-db` will run both stages (e.g. pg-r01-st1, pg-r01-st2, pg-r01-st3)\n  |\n7 |     select: { dc: pangyo, role: [db, storage] }\n  |     ^^^^^^\n"
+        );
+    }
+
+    #[test]
+    fn power_on_needs_bmc_labels_and_placeholders_need_their_labels() {
+        let text = "version: 1\nstages:\n  - name: all\n    select: { dc: '*' }\n    steps:\n      - power_on\n      - run: \"echo {label.pdu}\"\n";
+        let out = check(text);
+        assert!(out.contains("p.yaml:6:9: error: 6 of 12 hosts selected by stage `all` have no `bmc` label (e.g. pg-db1, pg-db2, pg-app1)\n"), "{out}");
+        assert!(
+            out.contains(
+                "p.yaml:7:14: error: 6 of 12 hosts selected by stage `all` have no `pdu` label"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("p.yaml:6:9: warning: 6 of 12 hosts of stage `all` have no `pdu` label, so their power-ons are paced only fleet-wide"), "{out}");
+    }
+
+    #[test]
+    fn structural_errors_skip_host_checks() {
+        // An unknown `after` would make host warnings noise: only the error is reported.
+        let text = format!("{STORAGE}    after: [stroage]\n");
+        assert_eq!(
+            check(&text),
+            "p.yaml:6:13: error: stage `storage` runs after unknown stage `stroage`\n  |\n6 |     after: [stroage]\n  |             ^^^^^^^\n  = help: did you mean `storage`?\n"
+        );
     }
 }
