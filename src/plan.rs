@@ -419,3 +419,146 @@ fn stage_estimate(
     }
     (canary_phase + phase, concurrency)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Sources;
+    use crate::playbook::validate::test_inventory;
+
+    fn playbook(text: &str) -> Playbook {
+        let mut sources = Sources::new();
+        match crate::playbook::load_str("p.yaml", text, None, &mut sources) {
+            Ok((p, _)) => p,
+            Err(e) => panic!("{}", crate::diag::render_text(&sources, &e)),
+        }
+    }
+
+    fn names<'a>(inv: &'a Inventory, hosts: &[usize]) -> Vec<&'a str> {
+        hosts.iter().map(|&h| inv.hosts[h].name.as_str()).collect()
+    }
+
+    const TWO_STAGES: &str = "\
+version: 1
+stages:
+  - name: db
+    after: storage
+    select: { role: db }
+    parallel: 2
+    rate: 1/m
+    estimate: 2m
+    max_failures: 50%
+    steps: [ reboot ]
+  - name: storage
+    select: { role: storage }
+    parallel: 50%
+    canary: 2
+    max_unavailable: { rack: 1 }
+    max_failures: 20%
+    steps: [ { reboot: { timeout: 10m } } ]
+";
+
+    #[test]
+    fn stages_come_in_dependency_order_with_absolute_limits() {
+        let inv = test_inventory();
+        let plan = build(&playbook(TWO_STAGES), &inv, None).unwrap();
+        let storage = &plan.stages[0];
+        assert_eq!(storage.name, "storage");
+        assert_eq!(plan.stages[1].after, [0]);
+        assert_eq!(plan.waves, [vec![0], vec![1]]);
+        assert_eq!((storage.window, storage.failure_budget), (3, 1));
+        assert_eq!(storage.max_unavailable, [("rack".to_string(), 1)]);
+        // One canary per rack, then the rest in inventory order.
+        assert_eq!(
+            names(&inv, &storage.hosts),
+            [
+                "pg-r01-st1",
+                "pg-r02-st1",
+                "pg-r01-st2",
+                "pg-r01-st3",
+                "pg-r02-st2",
+                "pg-r02-st3"
+            ]
+        );
+        assert_eq!(storage.canaries, 2);
+        let db = &plan.stages[1];
+        assert_eq!((db.hosts.len(), db.window, db.failure_budget), (4, 2, 2));
+    }
+
+    #[test]
+    fn estimates_follow_the_tightest_limit_and_the_critical_path() {
+        let inv = test_inventory();
+        let plan = build(&playbook(TWO_STAGES), &inv, None).unwrap();
+        let storage = &plan.stages[0];
+        assert_eq!(storage.host_estimate, Duration::from_secs(600));
+        // Two canaries one at a time (20m), then 4 hosts over 2 racks at one per
+        // rack: 2 rounds (20m), tighter than the window of 3.
+        assert_eq!(storage.estimate, Duration::from_secs(2400));
+        let db = &plan.stages[1];
+        // 4 starts at 1/m: the last starts after 3m and runs 2m.
+        assert_eq!(db.estimate, Duration::from_secs(300));
+        assert_eq!(
+            plan.schedule(),
+            [
+                (Duration::ZERO, Duration::from_secs(2400)),
+                (Duration::from_secs(2400), Duration::from_secs(2700))
+            ]
+        );
+        assert_eq!(plan.estimate, Duration::from_secs(2700));
+        let codes: Vec<&str> = plan.warnings.iter().map(|d| d.code).collect();
+        // Window 3 cannot be reached with one host per rack over two racks; the app hosts go unselected.
+        assert_eq!(codes, ["unselected-hosts", "limit-unreachable"]);
+    }
+
+    #[test]
+    fn independent_stages_share_a_wave() {
+        let text = "version: 1\nstages:\n\
+          - { name: a, select: { role: storage }, steps: [reboot] }\n\
+          - { name: b, select: { role: db }, after: [a, c], steps: [reboot] }\n\
+          - { name: c, select: { role: app }, steps: [reboot] }\n";
+        let plan = build(&playbook(text), &test_inventory(), None).unwrap();
+        let order: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(order, ["a", "c", "b"]);
+        assert_eq!(plan.waves, [vec![0, 1], vec![2]]);
+        assert_eq!(plan.stages[2].after, [0, 1]);
+        // a: 6 hosts one at a time at 15m; c: 2 hosts; b starts when the longer one ends.
+        assert_eq!(plan.schedule()[2].0, Duration::from_secs(6 * 900));
+    }
+
+    #[test]
+    fn an_empty_selection_is_refused_never_all_hosts() {
+        let inv = test_inventory();
+        let p = playbook(TWO_STAGES);
+        let limit = Selector::parse("dc=ansan").unwrap();
+        let err = build(&p, &inv, Some(&limit)).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(
+            err[0].message,
+            "stage `storage` selects no host: `role=storage` matches none of the 2 hosts left by --limit `dc=ansan`"
+        );
+        let nothing = Selector::parse("dc=mars").unwrap();
+        let err = build(&p, &inv, Some(&nothing)).unwrap_err();
+        assert_eq!(
+            err[0].message,
+            "nothing to plan: --limit `dc=mars` matches none of the 12 hosts"
+        );
+    }
+
+    #[test]
+    fn limit_narrows_every_stage() {
+        let inv = test_inventory();
+        let text = "version: 1\nstages:\n  - { name: db, select: { role: db }, parallel: 100%, steps: [reboot] }\n";
+        let limit = Selector::parse("dc=pangyo").unwrap();
+        let plan = build(&playbook(text), &inv, Some(&limit)).unwrap();
+        assert_eq!(names(&inv, &plan.stages[0].hosts), ["pg-db1", "pg-db2"]);
+        assert_eq!(plan.stages[0].window, 2);
+    }
+
+    #[test]
+    fn power_on_pacing_bounds_the_estimate() {
+        let text = "version: 1\nstages:\n  - name: on\n    select: { role: storage }\n    parallel: 100%\n    steps:\n      - power_on: { timeout: 1m, pdu_interval: 30s }\n";
+        let plan = build(&playbook(text), &test_inventory(), None).unwrap();
+        // Three hosts per PDU, 30s apart: the last starts after 60s and may take 1m.
+        assert_eq!(plan.stages[0].estimate, Duration::from_secs(120));
+    }
+}

@@ -376,3 +376,42 @@ pub(crate) fn render_text(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::validate::test_inventory;
+
+    /// Renders the fixture playbook against the hand-made test inventory
+    /// (inventory loading is another module; these snapshots pin the output).
+    fn rendered(json: bool) -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/playbooks/valid.yaml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut sources = Sources::new();
+        let inv = test_inventory();
+        let (playbook, _) =
+            crate::playbook::load_str("valid.yaml", &text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        if json {
+            render_json(&plan, &playbook, &inv, None)
+        } else {
+            render_text(&plan, &playbook, &inv, None, &sources)
+        }
+    }
+
+    #[test]
+    fn plan_text() {
+        insta::assert_snapshot!(rendered(false));
+    }
+
+    #[test]
+    fn plan_json_format_1() {
+        let out = rendered(true);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["format"], 1);
+        insta::assert_snapshot!(out);
+    }
+}

@@ -137,7 +137,7 @@ impl Default for Policy {
 /// `None` only when the document is not a mapping at all.
 pub fn parse(root: &Node, file: &Arc<str>, diags: &mut Vec<Diagnostic>) -> Option<Parsed> {
     let mut r = MapReader::new(root, "playbook", PLAYBOOK_KEYS, diags)?;
-    match r.require("version", &root.span, diags) {
+    match require(&mut r, root, "version", PLAYBOOK_KEYS, &root.span, diags) {
         Some(v) if v.as_u64() == Some(1) => {}
         Some(v) => diags.push(Diagnostic::error(
             "unsupported-version",
@@ -162,7 +162,7 @@ pub fn parse(root: &Node, file: &Arc<str>, diags: &mut Vec<Diagnostic>) -> Optio
     }
     let mut stages = Vec::new();
     let mut spans = Vec::new();
-    if let Some(list) = r.require("stages", &root.span, diags) {
+    if let Some(list) = require(&mut r, root, "stages", PLAYBOOK_KEYS, &root.span, diags) {
         match list.as_seq() {
             Some([]) => diags.push(Diagnostic::error(
                 "no-stages",
@@ -203,13 +203,13 @@ fn read_defaults(node: &Node, policy: &mut Policy, diags: &mut Vec<Diagnostic>) 
 fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagnostic>) {
     if let Some(d) = r
         .get("connect_timeout")
-        .and_then(|n| positive_duration(n, diags))
+        .and_then(|n| positive_duration(n, "connect_timeout", diags))
     {
         policy.connect_timeout = d;
     }
     if let Some(d) = r
         .get("command_timeout")
-        .and_then(|n| positive_duration(n, diags))
+        .and_then(|n| positive_duration(n, "command_timeout", diags))
     {
         policy.command_timeout = d;
     }
@@ -256,7 +256,7 @@ fn read_stage(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(Stage, StageSpans)> {
     let mut r = MapReader::new(node, "stage", STAGE_KEYS, diags)?;
-    let name_node = r.require("name", &node.span, diags);
+    let name_node = require(&mut r, node, "name", STAGE_KEYS, &node.span, diags);
     let name = name_node.and_then(|n| n.string(diags)).unwrap_or_default();
     let mut spans = StageSpans {
         name: name_node.map_or_else(|| node.span.clone(), |n| n.span.clone()),
@@ -291,7 +291,7 @@ fn read_stage(
         }
     }
     let mut select = Selector::default();
-    if let Some(n) = r.require("select", &spans.name, diags) {
+    if let Some(n) = require(&mut r, node, "select", STAGE_KEYS, &spans.name, diags) {
         // The key reads better under a caret than a flow mapping's opening brace.
         spans.select = r.key_span("select").unwrap_or(&n.span).clone();
         if let Some(s) = Selector::from_node(n, diags) {
@@ -315,9 +315,11 @@ fn read_stage(
             None => diags.push(n.expected("a whole number of canary hosts")),
         }
     }
-    let estimate = r.get("estimate").and_then(|n| positive_duration(n, diags));
+    let estimate = r
+        .get("estimate")
+        .and_then(|n| positive_duration(n, "estimate", diags));
     let mut steps = Vec::new();
-    if let Some(n) = r.require("steps", &spans.name, diags) {
+    if let Some(n) = require(&mut r, node, "steps", STAGE_KEYS, &spans.name, diags) {
         match n.as_seq() {
             Some([]) => diags.push(Diagnostic::error(
                 "no-steps",
@@ -337,7 +339,8 @@ fn read_stage(
     r.finish(diags);
     let stage = Stage {
         name,
-        span: node.span.clone(),
+        // The name reads better under a caret than the mapping's first character.
+        span: spans.name.clone(),
         after,
         select,
         parallel: policy.parallel,
@@ -495,10 +498,44 @@ fn unknown_step(kind: &Node) -> Diagnostic {
         kind.span.clone(),
         format!("unknown step `{name}`"),
     );
+    if name.split_whitespace().count() > 1
+        && name
+            .split_whitespace()
+            .all(|w| STEP_KINDS.contains(&w.trim_end_matches(':')))
+    {
+        return d.with_help("one step per list item: is a `- ` missing?");
+    }
     match suggest(name, STEP_KINDS.iter().copied()) {
         Some(s) => d.with_help(format!("did you mean `{s}`?")),
         None => d.with_help(format!("steps are: {}", STEP_KINDS.join(", "))),
     }
+}
+
+/// True when the mapping has an unknown key that is a typo of `key`: the
+/// unknown-key diagnostic already says so, a "missing" one would repeat it.
+fn misspelled(node: &Node, key: &str, known: &[&str]) -> bool {
+    node.as_map().is_some_and(|entries| {
+        entries.iter().any(|(k, _)| {
+            k.as_scalar().is_some_and(|k| {
+                !known.contains(&k) && suggest(k, known.iter().copied()) == Some(key)
+            })
+        })
+    })
+}
+
+/// `MapReader::require`, quiet when a misspelled key was meant.
+fn require<'a>(
+    r: &mut MapReader<'a>,
+    node: &Node,
+    key: &str,
+    known: &[&str],
+    at: &Span,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'a Node> {
+    if misspelled(node, key, known) {
+        return r.get(key);
+    }
+    r.require(key, at, diags)
 }
 
 /// `run: CMD` or `run: { command: CMD, timeout: 5m }` (and the same shape for
@@ -591,7 +628,10 @@ fn read_power_on(value: Option<&Node>, diags: &mut Vec<Diagnostic>) -> Option<Po
     if let Some(rate) = r.get("rate").and_then(|n| rate(n, diags)) {
         p.rate = rate;
     }
-    if let Some(d) = r.get("reprobe").and_then(|n| positive_duration(n, diags)) {
+    if let Some(d) = r
+        .get("reprobe")
+        .and_then(|n| positive_duration(n, "reprobe", diags))
+    {
         p.reprobe = d;
     }
     if let Some(d) = r.get("jitter").and_then(|n| duration(n, diags)) {
@@ -640,7 +680,7 @@ fn read_health(v: &Node, spans: &mut StageSpans, diags: &mut Vec<Diagnostic>) ->
     }
     let timeout = opt_timeout(&mut r, DEFAULT_HEALTH_TIMEOUT, diags);
     let interval = match r.get("interval") {
-        Some(n) => positive_duration(n, diags).unwrap_or(DEFAULT_HEALTH_INTERVAL),
+        Some(n) => positive_duration(n, "interval", diags).unwrap_or(DEFAULT_HEALTH_INTERVAL),
         None => DEFAULT_HEALTH_INTERVAL,
     };
     r.finish(diags);
@@ -733,7 +773,7 @@ fn read_check(node: &Node, spans: &mut StageSpans, diags: &mut Vec<Diagnostic>) 
 
 fn opt_timeout(r: &mut MapReader<'_>, default: Duration, diags: &mut Vec<Diagnostic>) -> Duration {
     r.get("timeout")
-        .and_then(|n| positive_duration(n, diags))
+        .and_then(|n| positive_duration(n, "timeout", diags))
         .unwrap_or(default)
 }
 
@@ -751,13 +791,13 @@ fn duration(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
     }
 }
 
-fn positive_duration(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
+fn positive_duration(node: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
     let d = duration(node, diags)?;
     if d.is_zero() {
         diags.push(Diagnostic::error(
             "bad-duration",
             node.span.clone(),
-            "this duration must be longer than 0s",
+            format!("`{key}` must be longer than 0s"),
         ));
         return None;
     }

@@ -26,6 +26,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(&format!("add a unit, e.g. `{s}s` or `{s}m`")));
     }
+    if s.contains('.') {
+        return Err(bad(
+            "use whole numbers of each unit, e.g. `1h30m` or `1500ms`",
+        ));
+    }
+    if s.contains(char::is_whitespace) {
+        return Err(bad("write it without spaces, e.g. `15m` or `1h30m`"));
+    }
     let mut total = Duration::ZERO;
     let mut rest = s;
     let mut last_rank = usize::MAX;
@@ -212,7 +220,10 @@ mod tests {
         );
         assert_eq!(
             d("5 minutes"),
-            Err("invalid duration `5 minutes`: every number needs a unit (ms, s, m, h, d)".into())
+            Err(
+                "invalid duration `5 minutes`: write it without spaces, e.g. `15m` or `1h30m`"
+                    .into()
+            )
         );
         assert_eq!(
             d("5min"),
@@ -227,7 +238,10 @@ mod tests {
         );
         assert_eq!(
             d("1.5h"),
-            Err("invalid duration `1.5h`: every number needs a unit (ms, s, m, h, d)".into())
+            Err(
+                "invalid duration `1.5h`: use whole numbers of each unit, e.g. `1h30m` or `1500ms`"
+                    .into()
+            )
         );
         assert!(d("").is_err());
         assert!(d("s").is_err());
