@@ -307,12 +307,14 @@ fn canaries_first(inventory: &Inventory, selected: &[usize], canaries: usize) ->
         return selected.to_vec();
     }
     let mut racks: Vec<(Option<&str>, std::collections::VecDeque<usize>)> = Vec::new();
+    let mut rack_index: HashMap<Option<&str>, usize> = HashMap::new();
     for &h in selected {
         let rack = inventory.hosts[h].label("rack");
-        match racks.iter_mut().find(|(r, _)| *r == rack) {
-            Some((_, q)) => q.push_back(h),
-            None => racks.push((rack, [h].into())),
-        }
+        let k = *rack_index.entry(rack).or_insert_with(|| {
+            racks.push((rack, std::collections::VecDeque::new()));
+            racks.len() - 1
+        });
+        racks[k].1.push_back(h);
     }
     let mut picked = Vec::with_capacity(canaries);
     'outer: while picked.len() < canaries {
@@ -560,5 +562,134 @@ stages:
         let plan = build(&playbook(text), &test_inventory(), None).unwrap();
         // Three hosts per PDU, 30s apart: the last starts after 60s and may take 1m.
         assert_eq!(plan.stages[0].estimate, Duration::from_secs(120));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod examples {
+    //! The example playbooks planned over a hand-built fleet shaped like
+    //! inventories/kakao-like.yaml (its labels: dc, rack, pdu, bmc, role).
+    use super::*;
+    use crate::diag::Sources;
+    use crate::playbook::validate::test_host;
+
+    /// Pangyo: `per_rack` hosts of each role in `racks` racks per role, two
+    /// PDUs per rack; ansan: two racks of app hosts.
+    pub(crate) fn fleet(racks: usize, per_rack: usize) -> Inventory {
+        let roles = [
+            "network", "oob", "storage", "dns", "ntp", "auth", "config", "cache", "db", "mq",
+            "app", "batch",
+        ];
+        let mut hosts = Vec::new();
+        for (dc, prefix, roles) in [
+            ("pangyo", "pg", &roles[..]),
+            ("ansan", "as", &roles[10..11]),
+        ] {
+            for role in roles {
+                for r in 1..=racks {
+                    let rack = format!("{prefix}-{role}-r{r:03}");
+                    for n in 1..=per_rack {
+                        let pdu = format!("{rack}-p{}", n % 2);
+                        hosts.push(test_host(
+                            &format!("{rack}-{n:02}"),
+                            &[
+                                ("dc", dc),
+                                ("role", role),
+                                ("rack", &rack),
+                                ("pdu", &pdu),
+                                ("bmc", "10.250.0.1"),
+                            ],
+                        ));
+                    }
+                }
+            }
+        }
+        Inventory {
+            hosts,
+            ..Inventory::default()
+        }
+    }
+
+    fn load(name: &str, inv: &Inventory) -> (Playbook, Vec<Diagnostic>) {
+        let path = format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut sources = Sources::new();
+        match crate::playbook::load(&path, Some(inv), &mut sources) {
+            Ok(found) => found,
+            Err(e) => panic!("{}", crate::diag::render_text(&sources, &e)),
+        }
+    }
+
+    fn wave_names(plan: &Plan) -> Vec<Vec<&str>> {
+        plan.waves
+            .iter()
+            .map(|w| w.iter().map(|&k| plan.stages[k].name.as_str()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn cold_start_tiers_come_in_dependency_order() {
+        let inv = fleet(4, 10);
+        let (playbook, warnings) = load("dc-cold-start.yaml", &inv);
+        let codes: Vec<&str> = warnings.iter().map(|d| d.code).collect();
+        // Only ansan's app hosts are left out: the playbook is about pangyo.
+        assert_eq!(codes, ["unselected-hosts"]);
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("40 of 520 hosts are selected by no stage"),
+            "{}",
+            warnings[0].message
+        );
+        let plan = build(&playbook, &inv, None).unwrap();
+        assert_eq!(
+            wave_names(&plan),
+            [
+                vec!["network", "oob"],
+                vec!["storage"],
+                vec!["dns", "ntp"],
+                vec!["auth"],
+                vec!["config"],
+                vec!["cache", "db"],
+                vec!["mq"],
+                vec!["app"],
+                vec!["batch"],
+            ]
+        );
+        let db = plan.stages.iter().find(|s| s.name == "db").unwrap();
+        // Two canaries from two different racks.
+        let racks: Vec<&str> = db.hosts[..db.canaries]
+            .iter()
+            .map(|&h| inv.hosts[h].label("rack").unwrap_or_default())
+            .collect();
+        assert_eq!(racks, ["pg-db-r001", "pg-db-r002"]);
+        assert_eq!((db.window, db.failure_budget), (4, 0));
+        assert_eq!(db.max_unavailable, [("rack".to_string(), 2)]);
+    }
+
+    #[test]
+    fn rolling_reboot_and_service_restart_plan_cleanly() {
+        let inv = fleet(3, 8);
+        for name in ["rolling-kernel-reboot.yaml", "service-restart.yaml"] {
+            let (playbook, warnings) = load(name, &inv);
+            let plan = build(&playbook, &inv, None).unwrap();
+            assert!(
+                plan.stages
+                    .iter()
+                    .all(|s| s.max_unavailable == [("rack".to_string(), 1)]),
+                "{name}"
+            );
+            assert!(!warnings.iter().any(Diagnostic::is_error));
+        }
+        let (playbook, _) = load("rolling-kernel-reboot.yaml", &inv);
+        let plan = build(&playbook, &inv, None).unwrap();
+        assert_eq!(
+            wave_names(&plan),
+            [
+                vec!["infra"],
+                vec!["storage", "db", "cache-mq"],
+                vec!["app"],
+                vec!["batch"]
+            ]
+        );
     }
 }

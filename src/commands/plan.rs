@@ -415,3 +415,45 @@ mod tests {
         insta::assert_snapshot!(out);
     }
 }
+
+#[cfg(test)]
+mod example_snapshots {
+    //! The examples' plans over a hand-built kakao-like fleet, until the real
+    //! inventories/kakao-like.yaml can be loaded here.
+    use super::*;
+
+    fn rendered(name: &str, json: bool) -> String {
+        let inv = crate::plan::examples::fleet(4, 10);
+        let path = format!("playbooks/{name}");
+        let text =
+            std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let mut sources = Sources::new();
+        let (playbook, _) = crate::playbook::load_str(&path, &text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        if json {
+            render_json(&plan, &playbook, &inv, None)
+        } else {
+            render_text(&plan, &playbook, &inv, None, &sources)
+        }
+    }
+
+    #[test]
+    fn dc_cold_start_text() {
+        insta::assert_snapshot!(rendered("dc-cold-start.yaml", false));
+    }
+
+    #[test]
+    fn dc_cold_start_json() {
+        insta::assert_snapshot!(rendered("dc-cold-start.yaml", true));
+    }
+
+    #[test]
+    fn rolling_kernel_reboot_json() {
+        insta::assert_snapshot!(rendered("rolling-kernel-reboot.yaml", true));
+    }
+
+    #[test]
+    fn service_restart_json() {
+        insta::assert_snapshot!(rendered("service-restart.yaml", true));
+    }
+}
