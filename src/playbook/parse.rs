@@ -92,6 +92,8 @@ pub struct StageSpans {
     /// The key of each `max_unavailable` entry, in order.
     pub max_unavailable: Vec<Span>,
     pub rate_per: Option<Span>,
+    /// The `max_failures` value (the stage's or the defaults').
+    pub max_failures: Option<Span>,
     /// Every command or URL with placeholders, where it was written.
     pub templates: Vec<(String, Span)>,
     /// The first `power_on` step, if any.
@@ -115,6 +117,7 @@ struct Policy {
     rate_per: Option<(String, Span)>,
     max_unavailable: Vec<(String, Amount, Span)>,
     max_failures: Amount,
+    max_failures_span: Option<Span>,
     on_unreachable: OnUnreachable,
 }
 
@@ -128,6 +131,7 @@ impl Default for Policy {
             rate_per: None,
             max_unavailable: Vec::new(),
             max_failures: Amount::Count(0),
+            max_failures_span: None,
             on_unreachable: OnUnreachable::Fail,
         }
     }
@@ -237,8 +241,11 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
     if let Some(n) = r.get("max_unavailable") {
         policy.max_unavailable = max_unavailable(n, diags);
     }
-    if let Some(a) = r.get("max_failures").and_then(|n| amount(n, diags)) {
+    if let Some(n) = r.get("max_failures")
+        && let Some(a) = amount(n, diags)
+    {
         policy.max_failures = a;
+        policy.max_failures_span = Some(n.span.clone());
     }
     if let Some(n) = r.get("on_unreachable") {
         match n.as_scalar() {
@@ -266,6 +273,7 @@ fn read_stage(
         canary: None,
         max_unavailable: Vec::new(),
         rate_per: None,
+        max_failures: None,
         templates: Vec::new(),
         power_on: None,
     };
@@ -302,6 +310,7 @@ fn read_stage(
     let mut policy = defaults.clone();
     read_policy(&mut r, &mut policy, diags);
     spans.rate_per = policy.rate_per.as_ref().map(|(_, s)| s.clone());
+    spans.max_failures = policy.max_failures_span.clone();
     spans.max_unavailable = policy
         .max_unavailable
         .iter()

@@ -259,6 +259,30 @@ pub fn check_hosts(
                 ),
             ));
         }
+        if stage.canary > 0 && stage.canary == hosts.len() {
+            diags.push(Diagnostic::warning(
+                "all-canaries",
+                at(sp.and_then(|s| s.canary.clone())),
+                format!(
+                    "every host of stage `{}` is a canary, so its {} host{} run one at a time",
+                    stage.name,
+                    hosts.len(),
+                    plural(hosts.len())
+                ),
+            ));
+        }
+        if stage.max_failures.resolve(hosts.len(), false) >= hosts.len() {
+            diags.push(Diagnostic::warning(
+                "budget-allows-all",
+                at(sp.and_then(|s| s.max_failures.clone())),
+                format!(
+                    "`max_failures` lets all {} host{} of stage `{}` fail without aborting it",
+                    hosts.len(),
+                    plural(hosts.len()),
+                    stage.name
+                ),
+            ));
+        }
         for (k, (key, _)) in stage.max_unavailable.iter().enumerate() {
             let span = at(sp.and_then(|s| s.max_unavailable.get(k).cloned()));
             missing_label(
@@ -641,6 +665,14 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("p.yaml:6:9: warning: 6 of 12 hosts of stage `all` have no `pdu` label, so their power-ons are paced only fleet-wide"), "{out}");
+    }
+
+    #[test]
+    fn canaries_and_budgets_that_cover_the_whole_stage_are_warnings() {
+        let text = "version: 1\nstages:\n  - name: db\n    select: { role: db, dc: ansan }\n    canary: 2\n    max_failures: 100%\n    steps: [ reboot ]\n";
+        let out = check(text);
+        assert!(out.contains("p.yaml:5:13: warning: every host of stage `db` is a canary, so its 2 hosts run one at a time\n"), "{out}");
+        assert!(out.contains("p.yaml:6:19: warning: `max_failures` lets all 2 hosts of stage `db` fail without aborting it\n"), "{out}");
     }
 
     #[test]

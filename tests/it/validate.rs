@@ -133,3 +133,22 @@ fn the_examples_are_valid_without_an_inventory() {
         "playbooks/dc-cold-start.yaml: valid\nplaybooks/rolling-kernel-reboot.yaml: valid\nplaybooks/service-restart.yaml: valid\n"
     );
 }
+
+#[test]
+fn an_alias_bomb_is_refused() {
+    let (code, out, _) = validate(&["alias-bomb.yaml"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("error: document expands to more than 3000000 nodes (an alias bomb?)"),
+        "{out}"
+    );
+    assert!(out.ends_with("alias-bomb.yaml: invalid (1 error)\n"), "{out}");
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    let (code, out, _) = validate(&["deep.yaml"]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("deep.yaml:2:"), "{out}");
+    assert!(out.contains("error: document is nested more than 64 levels deep"), "{out}");
+}
