@@ -142,7 +142,8 @@ impl Default for Policy {
 pub fn parse(root: &Node, file: &Arc<str>, diags: &mut Vec<Diagnostic>) -> Option<Parsed> {
     let mut r = MapReader::new(root, "playbook", PLAYBOOK_KEYS, diags)?;
     match require(&mut r, root, "version", PLAYBOOK_KEYS, &root.span, diags) {
-        Some(v) if v.as_u64() == Some(1) => {}
+        // `version: "1"` is as clear as `version: 1`.
+        Some(v) if v.as_scalar() == Some("1") => {}
         Some(v) => diags.push(Diagnostic::error(
             "unsupported-version",
             v.span.clone(),
@@ -265,6 +266,15 @@ fn read_stage(
     let mut r = MapReader::new(node, "stage", STAGE_KEYS, diags)?;
     let name_node = require(&mut r, node, "name", STAGE_KEYS, &node.span, diags);
     let name = name_node.and_then(|n| n.string(diags)).unwrap_or_default();
+    if let Some(n) = name_node
+        && n.as_scalar().is_some_and(|s| s.trim().is_empty())
+    {
+        diags.push(Diagnostic::error(
+            "bad-value",
+            n.span.clone(),
+            "a stage name must not be empty",
+        ));
+    }
     let mut spans = StageSpans {
         name: name_node.map_or_else(|| node.span.clone(), |n| n.span.clone()),
         select: node.span.clone(),
@@ -940,4 +950,166 @@ fn inner_span(node: &Node, text: &str, offset: usize, len: usize) -> Span {
     s.col += quote + offset as u32;
     s.len = len as u32;
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::{Sources, render_text};
+
+    fn load(text: &str) -> Playbook {
+        let mut sources = Sources::new();
+        match crate::playbook::load_str("p.yaml", text, None, &mut sources) {
+            Ok((p, _)) => p,
+            Err(e) => panic!("{}", render_text(&sources, &e)),
+        }
+    }
+
+    #[test]
+    fn every_step_form_reads_into_its_model() {
+        let p = load(
+            r#"
+version: 1
+name: forms
+defaults: { command_timeout: 3m, parallel: 10%, max_failures: 2, max_unavailable: { rack: 1 }, on_unreachable: skip }
+stages:
+  - name: s
+    select: { role: [db, cache], dc: "pg*" }
+    parallel: 4
+    rate: 3000/m
+    rate_per: pdu
+    canary: 2
+    estimate: 1h30m
+    steps:
+      - wait_ssh
+      - wait_ssh: { timeout: 2m }
+      - run: "uptime"
+      - run: { command: "sync", timeout: 10s }
+      - reboot
+      - reboot: { timeout: 20m, command: "shutdown -r now" }
+      - restart_service: nginx
+      - restart_service: { name: "kafka", timeout: 4m }
+      - power_on
+      - power_on: { timeout: 1h, pdu_interval: 500ms, rate: 5/s, reprobe: 30s, jitter: 3s, reset_type: PowerCycle }
+      - health:
+          checks: [ { tcp: 22 }, { ssh: "true" }, { http: "http://{address}/", status: 204, body: ok } ]
+      - local: "notify {name}"
+"#,
+        );
+        assert_eq!(p.name, "forms");
+        let s = &p.stages[0];
+        assert_eq!(s.select.to_string(), "role=db,role=cache,dc=pg*");
+        assert_eq!(s.parallel, Amount::Count(4));
+        assert_eq!(
+            s.rate,
+            Some(Rate {
+                count: 3000,
+                per: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(s.rate_per.as_deref(), Some("pdu"));
+        // From the defaults:
+        assert_eq!(s.max_failures, Amount::Count(2));
+        assert_eq!(s.max_unavailable, [("rack".to_string(), Amount::Count(1))]);
+        assert_eq!(s.on_unreachable, OnUnreachable::Skip);
+        assert_eq!(s.command_timeout, Duration::from_secs(180));
+        assert_eq!(s.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!((s.canary, s.estimate), (2, Some(Duration::from_secs(5400))));
+        let m = Duration::from_secs(60);
+        let power = |timeout, pdu_interval, rate, reprobe, jitter, reset_type: &str| {
+            Step::PowerOn(PowerOn {
+                timeout,
+                pdu_interval,
+                rate,
+                reprobe,
+                jitter,
+                reset_type: reset_type.into(),
+            })
+        };
+        assert_eq!(
+            s.steps,
+            [
+                Step::WaitSsh {
+                    timeout: DEFAULT_WAIT_SSH_TIMEOUT
+                },
+                Step::WaitSsh { timeout: 2 * m },
+                Step::Run {
+                    command: "uptime".into(),
+                    timeout: 3 * m
+                },
+                Step::Run {
+                    command: "sync".into(),
+                    timeout: Duration::from_secs(10)
+                },
+                Step::Reboot {
+                    timeout: DEFAULT_REBOOT_TIMEOUT,
+                    command: "systemctl reboot".into()
+                },
+                Step::Reboot {
+                    timeout: 20 * m,
+                    command: "shutdown -r now".into()
+                },
+                Step::RestartService {
+                    unit: "nginx".into(),
+                    timeout: 3 * m
+                },
+                Step::RestartService {
+                    unit: "kafka".into(),
+                    timeout: 4 * m
+                },
+                power(
+                    DEFAULT_POWER_ON_TIMEOUT,
+                    Duration::from_secs(2),
+                    DEFAULT_POWER_ON_RATE,
+                    DEFAULT_REPROBE,
+                    Duration::ZERO,
+                    "On"
+                ),
+                power(
+                    60 * m,
+                    Duration::from_millis(500),
+                    Rate {
+                        count: 5,
+                        per: Duration::from_secs(1)
+                    },
+                    Duration::from_secs(30),
+                    Duration::from_secs(3),
+                    "PowerCycle"
+                ),
+                Step::Health(Health {
+                    checks: vec![
+                        Check::Tcp(22),
+                        Check::Ssh("true".into()),
+                        Check::Http {
+                            url: "http://{address}/".into(),
+                            status: 204,
+                            body_contains: Some("ok".into())
+                        },
+                    ],
+                    timeout: DEFAULT_HEALTH_TIMEOUT,
+                    interval: DEFAULT_HEALTH_INTERVAL,
+                }),
+                Step::Local {
+                    command: "notify {name}".into(),
+                    timeout: 3 * m
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn name_defaults_to_the_file_stem_and_version_may_be_quoted() {
+        let mut sources = Sources::new();
+        let (p, _) = crate::playbook::load_str(
+            "dir/cold-start.yaml",
+            "version: \"1\"\nstages: [ { name: a, select: { role: x }, steps: [ wait_ssh ] } ]\n",
+            None,
+            &mut sources,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.file.as_str()),
+            ("cold-start", "dir/cold-start.yaml")
+        );
+    }
 }

@@ -142,7 +142,10 @@ fn an_alias_bomb_is_refused() {
         out.contains("error: document expands to more than 3000000 nodes (an alias bomb?)"),
         "{out}"
     );
-    assert!(out.ends_with("alias-bomb.yaml: invalid (1 error)\n"), "{out}");
+    assert!(
+        out.ends_with("alias-bomb.yaml: invalid (1 error)\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -150,5 +153,8 @@ fn deep_nesting_is_refused() {
     let (code, out, _) = validate(&["deep.yaml"]);
     assert_eq!(code, 1);
     assert!(out.starts_with("deep.yaml:2:"), "{out}");
-    assert!(out.contains("error: document is nested more than 64 levels deep"), "{out}");
+    assert!(
+        out.contains("error: document is nested more than 64 levels deep"),
+        "{out}"
+    );
 }
