@@ -662,8 +662,8 @@ pub(crate) mod examples {
             .map(|&h| inv.hosts[h].label("rack").unwrap_or_default())
             .collect();
         assert_eq!(racks, ["pg-db-r001", "pg-db-r002"]);
-        assert_eq!((db.window, db.failure_budget), (4, 0));
-        assert_eq!(db.max_unavailable, [("rack".to_string(), 2)]);
+        assert_eq!((db.window, db.failure_budget), (10, 0));
+        assert_eq!(db.max_unavailable, [("rack".to_string(), 10)]);
     }
 
     #[test]
