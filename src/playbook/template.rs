@@ -230,6 +230,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_is_refused_without_panicking(s in "[{}a-z. é]{0,16}") {
+            if let Err(e) = parse(&s) {
+                proptest::prop_assert!(e.offset + e.len <= s.chars().count());
+            }
+        }
+
+        #[test]
+        fn text_without_braces_expands_to_itself(s in "[^{}]{0,24}") {
+            proptest::prop_assert_eq!(expand(&s, &host(), Quote::Shell).unwrap(), s);
+        }
+    }
+
     #[test]
     fn malformed_placeholders_are_refused_with_their_place() {
         let e = parse("echo {hostname}").unwrap_err();

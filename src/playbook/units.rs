@@ -267,6 +267,19 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn printed_durations_parse_back(ms in 0u64..30 * 86_400_000) {
+            let d = Duration::from_millis(ms);
+            proptest::prop_assert_eq!(parse_duration(&HumanDuration(d).to_string()), Ok(d));
+        }
+
+        #[test]
+        fn no_input_panics(s in "\\PC{0,12}") {
+            let _ = (parse_duration(&s), parse_rate(&s), parse_amount(&s));
+        }
+    }
+
     #[test]
     fn rates() {
         let r = parse_rate("50/s").unwrap();

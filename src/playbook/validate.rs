@@ -675,6 +675,50 @@ mod tests {
         assert!(out.contains("p.yaml:6:19: warning: `max_failures` lets all 2 hosts of stage `db` fail without aborting it\n"), "{out}");
     }
 
+    fn messages(text: &str) -> Vec<String> {
+        let mut sources = Sources::new();
+        match crate::playbook::load_str("p.yaml", text, None, &mut sources) {
+            Ok((_, d)) | Err(d) => d.into_iter().map(|d| d.message).collect(),
+        }
+    }
+
+    fn stages(list: &[(&str, &str)]) -> String {
+        let mut text = String::from("version: 1\nstages:\n");
+        for (name, after) in list {
+            text.push_str(&format!(
+                "  - {{ name: {name}, after: [{after}], select: {{ role: x }}, steps: [reboot] }}\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn every_cycle_is_named_whole_from_its_first_stage() {
+        let text = stages(&[
+            ("x", ""),
+            ("b", "a"),
+            ("a", "c"),
+            ("c", "b, x"),
+            ("self", "self"),
+            ("p", "q"),
+            ("q", "p"),
+        ]);
+        assert_eq!(
+            messages(&text),
+            [
+                "dependency cycle: b -> c -> a -> b",
+                "dependency cycle: self -> self",
+                "dependency cycle: p -> q -> p",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dag_with_shared_dependencies_is_not_a_cycle() {
+        let text = stages(&[("a", ""), ("b", "a"), ("c", "a"), ("d", "b, c, a")]);
+        assert_eq!(messages(&text), Vec::<String>::new());
+    }
+
     #[test]
     fn structural_errors_skip_host_checks() {
         // An unknown `after` would make host warnings noise: only the error is reported.
