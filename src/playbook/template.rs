@@ -127,7 +127,9 @@ pub fn label_keys(template: &str) -> Vec<&str> {
 pub enum Quote {
     /// POSIX single-quoted, for commands run by a shell.
     Shell,
-    /// As is, for URLs.
+    /// Percent-encoded (everything but RFC 3986 unreserved characters), for URLs.
+    Url,
+    /// As is.
     None,
 }
 
@@ -153,9 +155,21 @@ pub fn expand(template: &str, host: &Host, quote: Quote) -> Result<String, Templ
         match quote {
             Quote::None => out.push_str(&value),
             Quote::Shell => shell_quote(&value, &mut out),
+            Quote::Url => percent_encode(&value, &mut out),
         }
     }
     Ok(out)
+}
+
+/// Appends `s` with every byte outside `A-Za-z0-9-._~` written as `%XX`.
+pub fn percent_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
 }
 
 /// Appends `s` so that a POSIX shell reads it back as one word, unchanged.
@@ -223,6 +237,15 @@ mod tests {
         assert_eq!(
             expand("http://{address}:8080/health", &h, Quote::None).unwrap(),
             "http://10.1.1.1:8080/health"
+        );
+        assert_eq!(
+            expand(
+                "http://{address}:{port}/pool/{label.lb}?rack={label.rack}",
+                &h,
+                Quote::Url
+            )
+            .unwrap(),
+            "http://10.1.1.1:2222/pool/pool%20a%3B%20rm%20-rf%20%2F%27?rack=pg-r001"
         );
         assert_eq!(
             expand("awk '{{print $1}}' {label.missing}", &h, Quote::Shell).unwrap(),
