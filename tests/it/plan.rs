@@ -73,6 +73,34 @@ fn json_plan_of_the_small_fleet() {
 
 #[test]
 #[ignore = "needs inventory::load (inventory branch)"]
+fn an_invalid_playbook_is_reported_on_stderr_with_exit_2() {
+    let (code, out, err) = plan(&["playbooks/typos.yaml", "-i", "inventories/small.yaml"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(
+        err.starts_with("playbooks/typos.yaml:5:5: error: unknown key `selct` in stage\n"),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs inventory::load (inventory branch)"]
+fn a_stage_selecting_nothing_is_refused() {
+    let (code, out, err) = plan(&[
+        "playbooks/valid.yaml",
+        "-i",
+        "inventories/small.yaml",
+        "--limit",
+        "role=app",
+    ]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(
+        err.starts_with("playbooks/valid.yaml:5:11: error: stage `storage` selects no host: `role=storage` matches none of the 2 hosts left by --limit `role=app`\n"),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs inventory::load (inventory branch)"]
 fn an_empty_limit_is_refused_never_all_hosts() {
     let (code, out, err) = plan(&[
         "playbooks/valid.yaml",
