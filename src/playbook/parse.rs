@@ -100,7 +100,7 @@ pub struct StageSpans {
     pub power_on: Option<Span>,
 }
 
-/// A playbook as read, with its spans; `ok` is false when errors were reported.
+/// A playbook as read (possibly with errors already reported), with its spans.
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub playbook: Playbook,
