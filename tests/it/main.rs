@@ -3,4 +3,6 @@
 
 mod hosts;
 mod inventory;
+mod plan;
 mod support;
+mod validate;
