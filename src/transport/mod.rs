@@ -90,6 +90,8 @@ impl ConnectErrorKind {
     }
 }
 
+pub mod known_hosts;
 pub mod local;
 pub mod probe;
 pub mod ssh;
+pub mod ssh_config;
