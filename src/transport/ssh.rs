@@ -241,7 +241,13 @@ impl Inner {
             let (result, via) = match &ep.jump {
                 Some(spec) => {
                     phase.store(PHASE_JUMP, Ordering::Relaxed);
-                    let jump = self.jump_conn(spec, depth + 1).await?;
+                    let jump = self
+                        .jump_conn(spec, depth + 1)
+                        .await
+                        .map_err(|e| ConnectError {
+                            kind: e.kind,
+                            message: format!("{}: {}", ep.name, e.message),
+                        })?;
                     let channel = jump
                         .handle
                         .channel_open_direct_tcpip(
@@ -425,7 +431,10 @@ impl Inner {
             }
             let key = match self.identity(&path) {
                 KeyLoad::Loaded(k) => k,
-                KeyLoad::Missing => continue,
+                KeyLoad::Missing => {
+                    skipped.push(format!("{} (not found)", path.display()));
+                    continue;
+                }
                 KeyLoad::Unusable(why) => {
                     skipped.push(format!("{} ({why})", path.display()));
                     continue;

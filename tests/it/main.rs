@@ -1,4 +1,6 @@
 //! The one integration-test binary: a module per topic, all driving the real
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
+mod ssh;
+mod sshd;
 mod support;
