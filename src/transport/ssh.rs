@@ -708,6 +708,7 @@ impl Session for SshSession {
         let mut tail = Tail::default();
         let mut status = None;
         let mut signalled = false;
+        let mut closed = false;
         let ran = tokio::time::timeout_at(deadline, async {
             channel.exec(true, command).await?;
             while let Some(msg) = channel.wait().await {
@@ -719,7 +720,10 @@ impl Session for SshSession {
                     ChannelMsg::Failure => {
                         return Err(russh::Error::RequestDenied);
                     }
-                    ChannelMsg::Close => break,
+                    ChannelMsg::Close => {
+                        closed = true;
+                        break;
+                    }
                     _ => {}
                 }
             }
@@ -728,9 +732,15 @@ impl Session for SshSession {
         .await;
         match ran {
             Err(_) => {
-                // Tell the server to drop the channel (and the command's session) now;
-                // bounded so a dead connection cannot hold us.
-                let _ = tokio::time::timeout(Duration::from_secs(2), channel.close()).await;
+                // Without a pty, sshd leaves the command running when the channel
+                // closes: signal it first. OpenSSH honours this for non-root users
+                // only (root sessions lack privilege separation); bounded so a dead
+                // connection cannot hold us.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = channel.signal(russh::Sig::TERM).await;
+                    let _ = channel.close().await;
+                })
+                .await;
                 Err(ExecError::Timeout(timeout))
             }
             Ok(Err(e)) => {
@@ -738,15 +748,10 @@ impl Session for SshSession {
                 Err(channel_error(handle, e))
             }
             Ok(Ok(())) => {
-                if status.is_none() && !signalled && handle.is_closed() {
+                // The channel's stream ending without a Close means the
+                // connection went away under it (host rebooted, keepalive expired).
+                if status.is_none() && !signalled && (!closed || handle.is_closed()) {
                     return Err(ExecError::Disconnected);
-                }
-                if status.is_none() && !signalled {
-                    // The channel ended without a status: was it the connection?
-                    tokio::task::yield_now().await;
-                    if handle.is_closed() {
-                        return Err(ExecError::Disconnected);
-                    }
                 }
                 Ok(ExecOutput {
                     exit_status: status,
