@@ -54,6 +54,32 @@ pub struct SshOptions {
     pub use_agent: bool,
 }
 
+impl SshOptions {
+    /// The identities OpenSSH offers when none is configured:
+    /// `~/.ssh/id_ed25519`, `~/.ssh/id_rsa` (append these after `--identity`
+    /// and the inventory's `identity_file`).
+    pub fn default_identities() -> Vec<PathBuf> {
+        ["id_ed25519", "id_rsa"]
+            .iter()
+            .filter_map(|f| dot_ssh(f))
+            .collect()
+    }
+
+    /// `~/.ssh/known_hosts`.
+    pub fn default_known_hosts() -> PathBuf {
+        dot_ssh("known_hosts").unwrap_or_else(|| PathBuf::from(".ssh/known_hosts"))
+    }
+
+    /// `~/.ssh/config`.
+    pub fn default_ssh_config() -> Option<PathBuf> {
+        dot_ssh("config")
+    }
+}
+
+fn dot_ssh(file: &str) -> Option<PathBuf> {
+    std::env::home_dir().map(|h| h.join(".ssh").join(file))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SshSetupError(pub String);
@@ -93,6 +119,8 @@ struct JumpSlot {
 
 struct Inner {
     opts: SshOptions,
+    /// ssh-agent socket, from `SSH_AUTH_SOCK` at start (when `use_agent`).
+    agent: Option<PathBuf>,
     known: Arc<KnownHosts>,
     config: ClientConfig,
     /// `opts.identities`, loaded once.
@@ -135,6 +163,12 @@ impl SshConnector {
         }
         Ok(SshConnector {
             inner: Arc::new(Inner {
+                agent: opts
+                    .use_agent
+                    .then(|| std::env::var_os("SSH_AUTH_SOCK"))
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from),
                 opts,
                 known: Arc::new(known),
                 config,
@@ -145,6 +179,15 @@ impl SshConnector {
                 configs: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Uses this ssh-agent socket instead of `SSH_AUTH_SOCK` (tests, or an
+    /// agent the operator names explicitly). Call before sharing the connector.
+    pub fn with_agent_socket(mut self, socket: PathBuf) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.agent = Some(socket);
+        }
+        self
     }
 
     /// Identity files that could not be used (missing or unreadable), for a
@@ -378,11 +421,11 @@ impl Inner {
         let mut rsa_hash: Option<Option<HashAlg>> = None;
         let mut publickey_refused = false;
 
-        if self.opts.use_agent {
-            match std::env::var_os("SSH_AUTH_SOCK") {
+        if self.opts.use_agent || self.agent.is_some() {
+            match &self.agent {
                 None => skipped.push("ssh-agent (SSH_AUTH_SOCK not set)".into()),
-                Some(sock) => match AgentClient::connect_uds(&sock).await {
-                    Err(e) => skipped.push(format!("ssh-agent ({e})")),
+                Some(sock) => match AgentClient::connect_uds(sock).await {
+                    Err(e) => skipped.push(format!("ssh-agent at {} ({e})", sock.display())),
                     Ok(mut agent) => {
                         let ids = agent.request_identities().await.unwrap_or_default();
                         let mut offered = 0;
@@ -413,7 +456,8 @@ impl Inner {
                                 Err(_) => {}
                             }
                         }
-                        tried.push(format!("ssh-agent ({offered} keys)"));
+                        let plural = if offered == 1 { "" } else { "s" };
+                        tried.push(format!("ssh-agent ({offered} key{plural})"));
                     }
                 },
             }

@@ -353,14 +353,100 @@ async fn hashed_known_hosts_entries_match() {
     );
 }
 
+/// A private ssh-agent holding `key`, killed on Drop.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(keys: &ClientKeys, key: &std::path::Path) -> Agent {
+        let socket = keys.path("agent.sock");
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent starts");
+        let agent = Agent { child, socket };
+        for _ in 0..100 {
+            if agent.socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let st = std::process::Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .status()
+            .expect("ssh-add");
+        assert!(st.success(), "ssh-add failed");
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_agent_keys_are_offered_first() {
+    let keys = ClientKeys::new();
+    let sshd = Sshd::start(&keys, 1);
+    let agent = Agent::start(&keys, &keys.key());
+    let opts = SshOptions {
+        identities: vec![],
+        known_hosts: keys.known_hosts(&[&sshd]),
+        ssh_config: None,
+        accept_new_host_keys: false,
+        use_agent: true,
+    };
+    let c = connector(opts).with_agent_socket(agent.socket.clone());
+    let s = connect(&c, &sshd_host(&sshd), CONNECT)
+        .await
+        .expect("agent key accepted");
+    assert_eq!(
+        s.exec("true", CMD).await.expect("runs").exit_status,
+        Some(0)
+    );
+    assert_eq!(sshd.logins(), 1);
+
+    // An agent with the wrong key: named in the failure, with its key count.
+    let stranger = ClientKeys::new();
+    let wrong = Agent::start(&stranger, &stranger.key());
+    let opts = SshOptions {
+        identities: vec![],
+        known_hosts: keys.known_hosts(&[&sshd]),
+        ssh_config: None,
+        accept_new_host_keys: false,
+        use_agent: true,
+    };
+    let c = connector(opts).with_agent_socket(wrong.socket.clone());
+    let e = expect_err(&c, &sshd_host(&sshd), CONNECT).await;
+    assert_eq!(e.kind, ConnectErrorKind::Auth, "{e}");
+    assert!(e.message.contains("tried ssh-agent (1 key)"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_auth_names_what_was_tried() {
     let keys = ClientKeys::new();
     let sshd = Sshd::start(&keys, 1);
     let stranger = ClientKeys::new();
     let missing = keys.path("id_missing");
+    let encrypted = keys.path("id_encrypted");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+        .arg(&encrypted)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
     let opts = SshOptions {
-        identities: vec![stranger.key(), missing.clone()],
+        identities: vec![stranger.key(), missing.clone(), encrypted.clone()],
         known_hosts: keys.known_hosts(&[&sshd]),
         ssh_config: None,
         accept_new_host_keys: false,
@@ -371,6 +457,18 @@ async fn failed_auth_names_what_was_tried() {
     assert!(e.message.contains("ssh-agent"), "{e}");
     assert!(
         e.message.contains(&stranger.key().display().to_string()),
+        "{e}"
+    );
+    assert!(
+        e.message
+            .contains(&format!("{} (not found)", missing.display())),
+        "{e}"
+    );
+    assert!(
+        e.message.contains(&format!(
+            "{} (encrypted; add it to ssh-agent)",
+            encrypted.display()
+        )),
         "{e}"
     );
     assert_eq!(sshd.logins(), 0);
@@ -462,6 +560,57 @@ async fn jump_host_carries_several_targets_over_one_login() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_jump_connection_is_reopened() {
+    let keys = ClientKeys::new();
+    let jump = Sshd::start(&keys, 1);
+    let targets = Sshd::start(&keys, 2);
+    let c = connector(options(&keys, keys.known_hosts(&[&jump, &targets])));
+    let mut hosts = targets.addrs().iter().map(|a| {
+        let mut h = host(&format!("t-{a}"), &a.to_string(), targets.port());
+        h.jump = Some(jump.spec());
+        h
+    });
+    let (h1, h2) = (hosts.next().expect("h1"), hosts.next().expect("h2"));
+    let s1 = connect(&c, &h1, CONNECT).await.expect("via jump");
+    assert!(jump.drop_connections() > 0);
+    for _ in 0..200 {
+        if s1.is_closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        s1.is_closed(),
+        "a target carried by a dead jump connection is gone"
+    );
+    let s2 = connect(&c, &h2, CONNECT).await.expect("jump reopened");
+    assert_eq!(
+        s2.exec("true", CMD).await.expect("runs").exit_status,
+        Some(0)
+    );
+    assert_eq!(jump.logins(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_refusing_behind_a_jump_host_is_unreachable() {
+    let keys = ClientKeys::new();
+    let jump = Sshd::start(&keys, 1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let c = connector(options(&keys, keys.known_hosts(&[&jump])));
+    let mut h = host("behind", "127.0.0.1", port);
+    h.jump = Some(jump.spec());
+    let e = expect_err(&c, &h, CONNECT).await;
+    assert_eq!(e.kind, ConnectErrorKind::Unreachable, "{e}");
+    assert!(
+        e.message.contains("jump host") && e.message.contains(&format!("127.0.0.1:{port}")),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jump_host_key_is_checked_too() {
     let keys = ClientKeys::new();
     let jump = Sshd::start(&keys, 1);
@@ -472,6 +621,7 @@ async fn jump_host_key_is_checked_too() {
     h.jump = Some(jump.spec());
     let e = expect_err(&c, &h, CONNECT).await;
     assert_eq!(e.kind, ConnectErrorKind::HostKeyUnknown, "{e}");
+    assert!(e.message.starts_with(&h.name), "{e}");
     assert!(
         e.message.contains("jump host") && e.message.contains(&jump.fingerprint()),
         "{e}"

@@ -223,6 +223,44 @@ impl Sshd {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// Kills every per-connection sshd process (and what runs under them),
+    /// keeping the listener: like a host dropping all its connections. Returns
+    /// how many processes were killed.
+    pub fn drop_connections(&self) -> usize {
+        let root = self.child.id() as i32;
+        let mut parents: Vec<(i32, i32)> = Vec::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // Fields after the ")" that closes the command name: state, ppid, ...
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse().ok());
+                if let Some(ppid) = ppid {
+                    parents.push((pid, ppid));
+                }
+            }
+        }
+        let mut tree = vec![root];
+        let mut i = 0;
+        while i < tree.len() {
+            let p = tree[i];
+            tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+            i += 1;
+        }
+        for pid in &tree[1..] {
+            // SAFETY: plain syscall on descendants of the sshd this fixture started.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        tree.len() - 1
+    }
+
     /// Successful logins so far (one per SSH connection that authenticated).
     pub fn logins(&self) -> usize {
         self.log().matches("Accepted publickey").count()
