@@ -6,7 +6,8 @@
 //!
 //! Plain literal patterns are indexed in a hash map, so a 32,000-host file
 //! costs one map lookup per host. Hashed entries cannot be indexed (each has
-//! its own salt): they are scanned with a precomputed HMAC key state.
+//! its own salt): they are scanned with a precomputed HMAC key state, once
+//! per name per run (a host is connected several times around a reboot).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -74,6 +75,8 @@ struct PatternRecord {
 struct Store {
     literal: HashMap<String, Vec<Record>>,
     hashed: Vec<HashedRecord>,
+    /// Indexes into `hashed` matching a name, computed on first lookup.
+    hashed_hits: Mutex<HashMap<String, Vec<usize>>>,
     patterns: Vec<PatternRecord>,
     lines: usize,
 }
@@ -227,6 +230,11 @@ impl Store {
                 let Ok(mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(salt) else {
                     return;
                 };
+                // A new hashed entry may match names already cached as misses.
+                self.hashed_hits
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 self.hashed.push(HashedRecord {
                     mac,
                     hash: *hash,
@@ -270,10 +278,8 @@ impl Store {
             if let Some(records) = self.literal.get(&lower) {
                 records.iter().for_each(&mut f);
             }
-            for h in &self.hashed {
-                let mut mac = h.mac.clone();
-                mac.update(lower.as_bytes());
-                if mac.finalize().into_bytes().as_slice() == h.hash {
+            for i in self.hashed_matches(&lower) {
+                if let Some(h) = self.hashed.get(i) {
                     f(&h.record);
                 }
             }
@@ -283,6 +289,29 @@ impl Store {
                 }
             }
         }
+    }
+
+    fn hashed_matches(&self, lower: &str) -> Vec<usize> {
+        if self.hashed.is_empty() {
+            return Vec::new();
+        }
+        let mut cache = self.hashed_hits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hits) = cache.get(lower) {
+            return hits.clone();
+        }
+        let hits: Vec<usize> = self
+            .hashed
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| {
+                let mut mac = h.mac.clone();
+                mac.update(lower.as_bytes());
+                mac.finalize().into_bytes().as_slice() == h.hash
+            })
+            .map(|(i, _)| i)
+            .collect();
+        cache.insert(lower.to_string(), hits.clone());
+        hits
     }
 
     fn check(&self, names: &[String], key: &PublicKey) -> Verdict {
