@@ -12,6 +12,8 @@ use super::{ExecError, ExecOutput};
 
 const TAIL_BYTES: usize = 4096;
 const TAIL_LINES: usize = 20;
+/// How long output may trail the shell's exit.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
 /// Runs `command` with `sh -c`, with `env` added to the environment, bounded by `timeout`
 /// (the process group is killed on timeout).
@@ -48,9 +50,11 @@ pub async fn run(
                     None => return child.wait().await,
                 },
                 status = child.wait() => {
-                    // Output may still be in flight: collect what the readers have.
+                    // Output may still be in flight: collect it, but a background
+                    // child holding the pipes open must not keep us waiting.
                     let status = status?;
-                    while let Some(c) = rx.recv().await {
+                    let grace = tokio::time::Instant::now() + OUTPUT_GRACE;
+                    while let Ok(Some(c)) = tokio::time::timeout_at(grace, rx.recv()).await {
                         push_tail(&mut tail, &c);
                     }
                     return Ok(status);
@@ -73,7 +77,6 @@ pub async fn run(
         }
         Ok(Err(e)) => Err(ExecError::Channel(format!("waiting for sh: {e}"))),
         Ok(Ok(status)) => {
-            // A background child holding the pipes open must not keep us waiting.
             readers.iter().for_each(|r| r.abort());
             Ok(ExecOutput {
                 exit_status: status.code().and_then(|c| u32::try_from(c).ok()),

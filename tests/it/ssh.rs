@@ -827,3 +827,14 @@ async fn local_run_timeout_kills_the_process_group() {
     // The background sleep was in the group: it must die.
     assert!(gone(pid).await, "sleep {pid} survived the timeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_run_returns_when_the_shell_exits_despite_a_background_child() {
+    let out = local::run("sleep 300 & echo $!", &[], Duration::from_secs(20))
+        .await
+        .expect("returns when sh exits, not when the pipe closes");
+    assert_eq!(out.exit_status, Some(0));
+    let pid: i32 = out.output.trim().parse().expect("pid printed");
+    // The daemon-like child is not ours to keep: stop it.
+    let _guard = KillOnDrop(pid);
+}
