@@ -475,6 +475,31 @@ mod tests {
     }
 
     #[test]
+    fn fleet_sized_file_is_indexed() {
+        let mut text = String::new();
+        for i in 0..32_000 {
+            text.push_str(&format!(
+                "pg-{i:05}.example.net,10.1.{}.{} {ED1}\n",
+                i / 250,
+                i % 250
+            ));
+        }
+        let kh = store(&text);
+        assert_eq!(
+            kh.check(&names(&["10.1.127.249"]), &key(ED1)),
+            Verdict::Match
+        );
+        assert_eq!(
+            kh.check(&names(&["pg-31999.example.net"]), &key(ED1)),
+            Verdict::Match
+        );
+        assert_eq!(
+            kh.check(&names(&["pg-32000.example.net"]), &key(ED1)),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
     fn accept_new_appends_once_and_rereads() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/known_hosts");
