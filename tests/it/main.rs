@@ -4,5 +4,7 @@
 mod hosts;
 mod inventory;
 mod plan;
+mod ssh;
+mod sshd;
 mod support;
 mod validate;
