@@ -1,4 +1,5 @@
 //! The one integration-test binary: a module per topic, all driving the real
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
+mod sim;
 mod support;
