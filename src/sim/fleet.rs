@@ -27,6 +27,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// status.json is rewritten this often when something changed.
 const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+/// status.json is rewritten at least this often even when nothing changed.
+const STATUS_MAX_AGE: Duration = Duration::from_millis(900);
 
 /// The files a fleet wrote (all absolute).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +135,8 @@ impl Board {
     }
 }
 
+// Few shards per fleet: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Shard {
     Local(Arc<ShardRuntime>),
     Worker {
@@ -261,20 +265,27 @@ impl Fleet {
         };
         handle.write_status()?;
         handle.ticker = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(STATUS_INTERVAL.min(DELTA_INTERVAL));
-            let mut since_write = Duration::ZERO;
+            let mut tick = tokio::time::interval(DELTA_INTERVAL);
+            let mut last_write = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
                 if let Some(rt) = &local {
                     handle_board.apply(rt.deltas());
                 }
-                since_write += STATUS_INTERVAL.min(DELTA_INTERVAL);
-                if since_write >= STATUS_INTERVAL {
-                    since_write = Duration::ZERO;
-                    if let Some(status) = handle_board.take_changed() {
-                        // A failed write is retried on the next tick.
-                        let _ = write_status_file(&status_path, &status, port, http_port);
-                    }
+                let age = last_write.elapsed();
+                if age < STATUS_INTERVAL {
+                    continue;
+                }
+                // Rewritten when something changed, and at least every second
+                // regardless, so `updated_unix_ms` shows the fleet is alive.
+                let status = match handle_board.take_changed() {
+                    Some(s) => s,
+                    None if age >= STATUS_MAX_AGE => handle_board.snapshot(),
+                    None => continue,
+                };
+                // A failed write is retried on the next tick.
+                if write_status_file(&status_path, &status, port, http_port).is_ok() {
+                    last_write = tokio::time::Instant::now();
                 }
             }
         });
@@ -637,7 +648,13 @@ fn write_status_file(
             .map(|d| d.as_millis())
             .unwrap_or(0),
     };
-    let json = serde_json::to_vec_pretty(&file).map_err(|e| SimError::worker(e.to_string()))?;
+    // Pretty for fleets people read; compact where the file would be megabytes.
+    let json = if status.hosts.len() <= 1000 {
+        serde_json::to_vec_pretty(&file)
+    } else {
+        serde_json::to_vec(&file)
+    }
+    .map_err(|e| SimError::worker(e.to_string()))?;
     write_atomic(path, &json)
 }
 

@@ -258,11 +258,7 @@ pub(crate) async fn run(
                     // Never returns: nothing listens on this address again.
                     std::future::pending::<()>().await;
                 }
-                let mut boot = shared.boot_time.sample(shared.seed, core.idx, boot_no);
-                if core.fault == Some(FaultKind::SlowBoot) {
-                    boot *= 5;
-                }
-                tokio::time::sleep(boot).await;
+                tokio::time::sleep(boot_duration(&shared, &core, boot_no)).await;
                 let mut s = core.lock();
                 s.boots = boot_no;
                 s.boot_id = new_boot_id();
@@ -271,12 +267,7 @@ pub(crate) async fn run(
             }
             Outage::Flap => {
                 core.set_phase(Phase::Flapping);
-                let down = shared
-                    .boot_time
-                    .sample(shared.seed, core.idx, u32::MAX)
-                    .div_f64(2.0)
-                    .max(Duration::from_secs(1));
-                tokio::time::sleep(down).await;
+                tokio::time::sleep(flap_duration(&shared, &core)).await;
                 let mut s = core.lock();
                 s.flaps_left = s.flaps_left.saturating_sub(1);
                 s.phase = Phase::Up;
@@ -284,6 +275,26 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// How long boot number `boot_no` takes (`slow_boot`: five times as long).
+fn boot_duration(shared: &Shared, core: &HostCore, boot_no: u32) -> Duration {
+    let boot = shared.boot_time.sample(shared.seed, core.idx, boot_no);
+    if core.fault == Some(FaultKind::SlowBoot) {
+        boot * 5
+    } else {
+        boot
+    }
+}
+
+/// How long a flapping host stays away: half a boot, at least a second, so
+/// a poller has a fair chance to notice.
+fn flap_duration(shared: &Shared, core: &HostCore) -> Duration {
+    shared
+        .boot_time
+        .sample(shared.seed, core.idx, u32::MAX)
+        .div_f64(2.0)
+        .max(Duration::from_secs(1))
 }
 
 async fn rebind(core: &HostCore, shared: &Shared) -> Option<(TcpListener, TcpListener)> {
@@ -399,6 +410,40 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(id.as_bytes()[14], b'4');
         assert_ne!(id, format_boot_id(&new_boot_id()));
+    }
+
+    fn shared(boot: Duration) -> Shared {
+        let key = russh::keys::PrivateKey::from(
+            russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]),
+        );
+        Shared {
+            ssh_config: Arc::new(crate::sim::ssh::server_config(key.clone())),
+            client_key: key.public_key().clone(),
+            port: 1,
+            http_port: 2,
+            boot_time: BootTime::fixed(boot),
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn slow_boot_takes_five_times_as_long() {
+        let sh = shared(Duration::from_secs(2));
+        let slow = HostCore::new(
+            0,
+            "h".into(),
+            Ipv4Addr::LOCALHOST,
+            Some(FaultKind::SlowBoot),
+            1,
+        );
+        let normal = HostCore::new(1, "h".into(), Ipv4Addr::LOCALHOST, None, 1);
+        assert_eq!(boot_duration(&sh, &slow, 1), Duration::from_secs(10));
+        assert_eq!(boot_duration(&sh, &normal, 1), Duration::from_secs(2));
+        assert_eq!(flap_duration(&sh, &normal), Duration::from_secs(1));
+        assert_eq!(
+            flap_duration(&shared(Duration::from_secs(30)), &normal),
+            Duration::from_secs(15)
+        );
     }
 
     #[test]

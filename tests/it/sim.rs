@@ -411,3 +411,98 @@ fn sim_rejects_unknown_fault_with_suggestion() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("did you mean `never_returns`"), "{err}");
 }
+
+#[test]
+fn sim_flap_goes_away_after_coming_back_then_stays() {
+    let sim = Sim::start(
+        2491,
+        2492,
+        &["--hosts", "1", "--boot-time", "1s", "--fail", "flap=1"],
+    );
+    let a = "127.1.0.1";
+    let before = sim.boot_id(a);
+    assert_eq!(sim.ssh(a, "reboot").0, 0);
+    sim.wait_status("rebooting", |s| {
+        s["hosts"]["sim-00001"]["state"] == "rebooting"
+    });
+    sim.wait_status("flapping after the reboot", |s| {
+        s["hosts"]["sim-00001"]["state"] == "flapping"
+    });
+    sim.wait_ssh(a);
+    let after = sim.boot_id(a);
+    assert_ne!(after, before);
+    // Flaps keep the boot id: the host did not reboot again.
+    let s = sim.wait_status("up, flaps over", |s| {
+        s["hosts"]["sim-00001"]["state"] == "up"
+            && s["hosts"]["sim-00001"]["boot_id"] == after.as_str()
+    });
+    assert_eq!(s["hosts"]["sim-00001"]["reboots"], 1);
+}
+
+/// The library API that `drill` uses, with real worker processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_library_fleet_reports_and_shuts_down() {
+    use rekindle::sim::{Fleet, FleetConfig, Phase, SimHost};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = FleetConfig::new(SimHost::numbered(3), dir.path().to_owned());
+    config.port = 2495;
+    config.http_port = 2496;
+    config.shard_size = 2;
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_rekindle").into());
+    let fleet = Fleet::start(config).await.expect("fleet starts");
+    assert_eq!(fleet.workers(), 2);
+    assert_eq!(fleet.worker_pids().len(), 2);
+    let paths = fleet.paths().clone();
+    assert!(paths.inventory.is_absolute() && paths.status.exists());
+    let status = fleet.status();
+    assert_eq!(status.hosts.len(), 3);
+    assert_eq!(status.hosts[2].name, "sim-00003");
+    let id = status.hosts[2].boot_id.clone();
+    assert!(id.is_empty() || id.len() == 36, "{id}");
+
+    let key = paths.identity.clone();
+    let kh = paths.known_hosts.clone();
+    let out = tokio::process::Command::new("ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(&key)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args(["-p", "2495", "root@127.1.0.3", "reboot"])
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .await
+        .expect("ssh runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seen = false;
+    for _ in 0..100 {
+        if fleet
+            .status()
+            .host("sim-00003")
+            .is_some_and(|h| h.reboots == 1)
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "status() shows the reboot");
+    let last = fleet.shutdown().await.expect("clean shutdown");
+    assert_eq!(last.total_reboots(), 1);
+    assert!(
+        last.hosts
+            .iter()
+            .all(|h| h.state == Phase::Up && h.boot_id.len() == 36)
+    );
+}
