@@ -81,11 +81,31 @@ async fn serve(config: FleetConfig) -> anyhow::Result<Exit> {
         "status: {}  (Ctrl-C to stop)",
         fleet.paths().status.display()
     );
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+    let failure = loop {
+        tokio::select! {
+            _ = int.recv() => break None,
+            _ = term.recv() => break None,
+            _ = check.tick() => {
+                if let Some(f) = fleet.failure() {
+                    break Some(f);
+                }
+            }
+        }
+    };
+    if let Some(f) = &failure {
+        eprintln!("error: {f}; stopping the fleet");
     }
-    let status = fleet.shutdown().await?;
+    // Kept in case a worker cannot report its final counts.
+    let last_known = fleet.status();
+    let (status, code) = match fleet.shutdown().await {
+        Ok(s) if failure.is_none() => (s, Exit::Success),
+        Ok(s) => (s, Exit::Failures),
+        Err(e) => {
+            eprintln!("error: {e}; counts below are the last reported");
+            (last_known, Exit::Failures)
+        }
+    };
     let mut rebooted = 0usize;
     for h in status.hosts.iter().filter(|h| h.reboots > 0) {
         rebooted += 1;
@@ -96,7 +116,7 @@ async fn serve(config: FleetConfig) -> anyhow::Result<Exit> {
         "total: {} reboots on {rebooted} of {n} hosts ({twice} rebooted more than once)",
         status.total_reboots()
     );
-    Ok(Exit::Success)
+    Ok(code)
 }
 
 fn hosts_from_inventories(paths: &[String]) -> anyhow::Result<Vec<SimHost>> {

@@ -80,6 +80,8 @@ struct HostMeta {
 struct Board {
     meta: Vec<HostMeta>,
     status: Mutex<(Vec<Option<HostStatus>>, bool)>,
+    /// The first worker failure (a worker that died or broke the protocol).
+    failure: Mutex<Option<String>>,
 }
 
 impl Board {
@@ -191,6 +193,7 @@ impl Fleet {
 
         let board = Arc::new(Board {
             status: Mutex::new((vec![None; n], true)),
+            failure: Mutex::new(None),
             meta,
         });
         let shard_size = config.shard_size.max(1);
@@ -322,6 +325,15 @@ impl FleetHandle {
             .collect()
     }
 
+    /// Why a worker process failed, if one did (its hosts no longer answer).
+    pub fn failure(&self) -> Option<String> {
+        self.board
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Every host's state, at most a fraction of a second old.
     pub fn status(&self) -> FleetStatus {
         if let Some(poll) = self.local_poll_now() {
@@ -425,6 +437,30 @@ async fn spawn_worker(
         .map_err(|e| SimError::io("cannot send the worker its hosts", e))?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let reader = tokio::spawn(async move {
+        let result = read_worker(stdout, ready_tx, &board).await;
+        if let Err(e) = &result {
+            let mut f = board.failure.lock().unwrap_or_else(|p| p.into_inner());
+            f.get_or_insert_with(|| e.to_string());
+        }
+        result
+    });
+    Ok((
+        Shard::Worker {
+            child,
+            stdin: Some(stdin),
+            reader,
+        },
+        ready_rx,
+    ))
+}
+
+/// Applies a worker's reports to the board until it exits.
+async fn read_worker(
+    stdout: tokio::process::ChildStdout,
+    ready_tx: tokio::sync::oneshot::Sender<Result<(), SimError>>,
+    board: &Board,
+) -> Result<(), SimError> {
+    {
         let mut ready_tx = Some(ready_tx);
         let mut lines = BufReader::new(stdout).lines();
         let mut finished = false;
@@ -456,15 +492,7 @@ async fn spawn_worker(
         } else {
             Err(SimError::worker("a worker exited without its final counts"))
         }
-    });
-    Ok((
-        Shard::Worker {
-            child,
-            stdin: Some(stdin),
-            reader,
-        },
-        ready_rx,
-    ))
+    }
 }
 
 fn raise_fd_limit() {

@@ -327,8 +327,8 @@ async fn serve(
     tokio::pin!(flap);
     loop {
         tokio::select! {
-            accepted = ssh_l.accept() => {
-                if let Ok((stream, _)) = accepted {
+            accepted = ssh_l.accept() => match accepted {
+                Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     if core.fault == Some(FaultKind::HangHandshake) {
                         tokio::spawn(hang(stream, core.subscribe()));
@@ -336,12 +336,14 @@ async fn serve(
                         ssh::serve_connection(core.clone(), shared.clone(), stream);
                     }
                 }
-            }
-            accepted = http_l.accept() => {
-                if let Ok((stream, _)) = accepted {
+                Err(_) => accept_backoff().await,
+            },
+            accepted = http_l.accept() => match accepted {
+                Ok((stream, _)) => {
                     tokio::spawn(serve_http(core.clone(), stream));
                 }
-            }
+                Err(_) => accept_backoff().await,
+            },
             () = core.wake.notified() => {
                 // Let the reboot command's reply reach the client before the plug is pulled.
                 tokio::time::sleep(REBOOT_GRACE).await;
@@ -350,6 +352,12 @@ async fn serve(
             () = &mut flap => return Outage::Flap,
         }
     }
+}
+
+/// After a failed accept (typically out of descriptors: EMFILE), pause
+/// instead of spinning; the pending connection waits in the backlog.
+async fn accept_backoff() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// Holds a TCP connection without ever sending the SSH banner.

@@ -506,3 +506,36 @@ async fn sim_library_fleet_reports_and_shuts_down() {
             .all(|h| h.state == Phase::Up && h.boot_id.len() == 36)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_library_notices_a_dead_worker() {
+    use rekindle::sim::{Fleet, FleetConfig, SimHost};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = FleetConfig::new(SimHost::numbered(2), dir.path().to_owned());
+    config.port = 2497;
+    config.http_port = 2498;
+    config.shard_size = 1;
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_rekindle").into());
+    let fleet = Fleet::start(config).await.expect("fleet starts");
+    assert_eq!(fleet.failure(), None);
+    let pid = i32::try_from(fleet.worker_pids()[0]).expect("pid fits");
+    // SAFETY: killing a worker process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let mut failure = None;
+    for _ in 0..100 {
+        failure = fleet.failure();
+        if failure.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failure = failure.expect("the dead worker is noticed");
+    assert!(
+        failure.contains("exited without its final counts"),
+        "{failure}"
+    );
+    assert!(
+        fleet.shutdown().await.is_err(),
+        "shutdown reports the lost worker"
+    );
+}
