@@ -196,20 +196,21 @@ impl Fleet {
             failure: Mutex::new(None),
             meta,
         });
-        let shard_size = config.shard_size.max(1);
-        let specs: Vec<ShardSpec> = board
-            .meta
-            .chunks(shard_size)
-            .enumerate()
-            .map(|(c, chunk)| ShardSpec {
-                hosts: chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(j, m)| ShardHost {
-                        idx: c * shard_size + j,
-                        name: m.name.clone(),
-                        address: m.address,
-                        fault: m.fault,
+        // Hosts are dealt round-robin, so a plan that walks the fleet in order
+        // (rack by rack) spreads its connections and CPU over every worker.
+        let shard_count = n.div_ceil(config.shard_size.max(1));
+        let specs: Vec<ShardSpec> = (0..shard_count)
+            .map(|c| ShardSpec {
+                hosts: (c..n)
+                    .step_by(shard_count)
+                    .map(|idx| {
+                        let m = &board.meta[idx];
+                        ShardHost {
+                            idx,
+                            name: m.name.clone(),
+                            address: m.address,
+                            fault: m.fault,
+                        }
                     })
                     .collect(),
                 port: config.port,
