@@ -38,6 +38,18 @@ pub enum Phase {
     Broken,
 }
 
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Up => "up",
+            Phase::Rebooting => "rebooting",
+            Phase::Flapping => "flapping",
+            Phase::Down => "down",
+            Phase::Broken => "broken",
+        }
+    }
+}
+
 /// A host's externally visible state, as status.json shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostStatus {
