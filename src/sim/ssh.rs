@@ -25,6 +25,18 @@ pub(crate) fn server_config(host_key: russh::keys::PrivateKey) -> russh::server:
         keys: vec![host_key],
         inactivity_timeout: Some(Duration::from_secs(3600)),
         nodelay: true,
+        // curve25519 only: what a russh client gets from today's Debian 12
+        // OpenSSH 9.2 hosts anyway (russh lacks their sntrup761), and ML-KEM
+        // would triple the cost of every handshake in a 32,000-host rehearsal.
+        preferred: russh::Preferred {
+            kex: std::borrow::Cow::Borrowed(&[
+                russh::kex::CURVE25519,
+                russh::kex::CURVE25519_PRE_RFC_8731,
+                russh::kex::EXTENSION_SUPPORT_AS_SERVER,
+                russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+            ]),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
