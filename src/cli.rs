@@ -39,6 +39,9 @@ pub enum Command {
     Sim(SimArgs),
     /// Fire drill: run a playbook against a simulated copy of an inventory.
     Drill(DrillArgs),
+    /// Internal: serve one shard of a simulated fleet (started by `sim`; reads its hosts on stdin).
+    #[command(hide = true)]
+    SimWorker,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -226,9 +229,15 @@ pub struct SimArgs {
     /// SSH port on every host address [default: 22 as root, else 2222].
     #[arg(long)]
     pub port: Option<u16>,
+    /// HTTP health port on every host address [default: 8080 as root, else 8081].
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
     /// Where to write inventory.yaml, known_hosts, id_ed25519 and status.json.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Hosts per worker process (a fleet of at most this many runs in one process).
+    #[arg(long, value_name = "N", default_value_t = crate::sim::config::DEFAULT_SHARD_SIZE)]
+    pub shard_size: usize,
     #[command(flatten)]
     pub fleet: FleetArgs,
 }

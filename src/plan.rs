@@ -6,10 +6,13 @@
 //! Owns dependency ordering, host selection per stage, canary choice and the
 //! translation of percentages into counts. It must not touch hosts or print.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::diag::Diagnostic;
-use crate::playbook::{OnUnreachable, Rate, Step};
+use crate::diag::{self, Diagnostic};
+use crate::inventory::Inventory;
+use crate::playbook::{Amount, OnUnreachable, Playbook, Rate, Stage, Step, validate};
+use crate::select::Selector;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -49,18 +52,644 @@ pub struct StagePlan {
     pub estimate: Duration,
 }
 
+impl Plan {
+    /// Estimated (start, finish) of each stage from the start of the run: a
+    /// stage starts when the last stage it waits for finishes (critical path;
+    /// global limits shared by stages running at once are not modelled).
+    pub fn schedule(&self) -> Vec<(Duration, Duration)> {
+        let mut times: Vec<(Duration, Duration)> = Vec::with_capacity(self.stages.len());
+        for s in &self.stages {
+            // `after` points to earlier stages only (dependency order).
+            let start = s
+                .after
+                .iter()
+                .filter_map(|&d| times.get(d).map(|t| t.1))
+                .max()
+                .unwrap_or_default();
+            times.push((start, start + s.estimate));
+        }
+        times
+    }
+
+    /// The wave each stage belongs to.
+    pub fn wave_of(&self, stage: usize) -> usize {
+        self.waves
+            .iter()
+            .position(|w| w.contains(&stage))
+            .unwrap_or_default()
+    }
+}
+
 /// Resolves `playbook` against `inventory` (narrowed by `limit`). Pure.
 /// An empty selection is an error, never "all hosts".
+///
+/// Hosts of a stage keep inventory order, except that the canaries come first
+/// and are taken from as many racks (label `rack`) as possible, so one bad
+/// rack cannot pass or fail the canary phase alone.
 pub fn build(
-    playbook: &crate::playbook::Playbook,
-    inventory: &crate::inventory::Inventory,
-    limit: Option<&crate::select::Selector>,
+    playbook: &Playbook,
+    inventory: &Inventory,
+    limit: Option<&Selector>,
 ) -> Result<Plan, Vec<Diagnostic>> {
-    // Placeholder until planning lands; see issue "The offline half".
-    let _ = (inventory, limit);
-    Err(vec![Diagnostic::error(
-        "unsupported",
-        None,
-        format!("cannot plan `{}` yet", playbook.name),
-    )])
+    let order = dependency_order(playbook)?;
+    let hosts_in_scope = inventory
+        .hosts
+        .iter()
+        .filter(|h| limit.is_none_or(|l| l.matches(h)))
+        .count();
+    if hosts_in_scope == 0 {
+        let why = match limit {
+            Some(l) => format!(
+                "--limit `{l}` matches none of the {} hosts",
+                inventory.hosts.len()
+            ),
+            None => "the inventory has no hosts".to_owned(),
+        };
+        return Err(vec![Diagnostic::error(
+            "empty-selection",
+            None,
+            format!("nothing to plan: {why}"),
+        )]);
+    }
+    let selections: Vec<Vec<usize>> = playbook
+        .stages
+        .iter()
+        .map(|s| validate::select_hosts(&s.select, inventory, limit))
+        .collect();
+    let mut diags = validate::check_hosts(playbook, None, inventory, limit, &selections);
+    if diag::has_errors(&diags) {
+        diag::sort(&mut diags);
+        return Err(diags);
+    }
+
+    // Position of each original stage index in the dependency order.
+    let mut position = vec![0; playbook.stages.len()];
+    for (pos, &(i, _)) in order.iter().enumerate() {
+        position[i] = pos;
+    }
+    let mut stages: Vec<StagePlan> = Vec::with_capacity(order.len());
+    for &(i, _) in &order {
+        let stage = &playbook.stages[i];
+        let after: Vec<usize> = stage
+            .after
+            .iter()
+            .filter_map(|d| playbook.stages.iter().position(|s| &s.name == d))
+            .map(|j| position[j])
+            .collect();
+        let sp = stage_plan(stage, inventory, &selections[i], after, &mut diags);
+        stages.push(sp);
+    }
+    let waves_count = order.iter().map(|&(_, w)| w + 1).max().unwrap_or(0);
+    let mut waves = vec![Vec::new(); waves_count];
+    for (k, &(_, w)) in order.iter().enumerate() {
+        waves[w].push(k);
+    }
+    diag::sort(&mut diags);
+    let mut plan = Plan {
+        name: playbook.name.clone(),
+        stages,
+        waves,
+        warnings: diags,
+        estimate: Duration::ZERO,
+    };
+    plan.estimate = plan
+        .schedule()
+        .iter()
+        .map(|t| t.1)
+        .max()
+        .unwrap_or_default();
+    Ok(plan)
+}
+
+/// Stages in dependency order with their wave (the longest chain of `after`
+/// before them); file order breaks ties, so the order is deterministic.
+fn dependency_order(playbook: &Playbook) -> Result<Vec<(usize, usize)>, Vec<Diagnostic>> {
+    let n = playbook.stages.len();
+    let index: HashMap<&str, usize> = playbook
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(n);
+    for s in &playbook.stages {
+        let mut d = Vec::new();
+        for name in &s.after {
+            match index.get(name.as_str()) {
+                Some(&j) => d.push(j),
+                None => {
+                    return Err(vec![Diagnostic::error(
+                        "unknown-stage",
+                        s.span.clone(),
+                        format!("stage `{}` runs after unknown stage `{name}`", s.name),
+                    )]);
+                }
+            }
+        }
+        deps.push(d);
+    }
+    let mut wave: Vec<Option<usize>> = vec![None; n];
+    // At most n rounds: each round settles at least one stage, or there is a cycle.
+    for _ in 0..n {
+        let mut progressed = false;
+        for i in 0..n {
+            if wave[i].is_some() {
+                continue;
+            }
+            let settled: Option<Vec<usize>> = deps[i].iter().map(|&d| wave[d]).collect();
+            if let Some(levels) = settled {
+                wave[i] = Some(levels.iter().map(|l| l + 1).max().unwrap_or(0));
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    let mut order = Vec::with_capacity(n);
+    for (i, w) in wave.iter().enumerate() {
+        match w {
+            Some(w) => order.push((i, *w)),
+            None => {
+                return Err(vec![Diagnostic::error(
+                    "dependency-cycle",
+                    playbook.stages[i].span.clone(),
+                    format!(
+                        "stage `{}` is part of a dependency cycle",
+                        playbook.stages[i].name
+                    ),
+                )]);
+            }
+        }
+    }
+    order.sort_by_key(|&(i, w)| (w, i));
+    Ok(order)
+}
+
+fn stage_plan(
+    stage: &Stage,
+    inventory: &Inventory,
+    selected: &[usize],
+    after: Vec<usize>,
+    diags: &mut Vec<Diagnostic>,
+) -> StagePlan {
+    let n = selected.len();
+    let canaries = stage.canary.min(n);
+    let hosts = canaries_first(inventory, selected, canaries);
+    let window = stage.parallel.resolve(n, true).clamp(1, n.max(1));
+    let failure_budget = stage.max_failures.resolve(n, false).min(n);
+    let max_unavailable: Vec<(String, usize)> = stage
+        .max_unavailable
+        .iter()
+        .map(|(key, amount)| {
+            let limit = match amount {
+                Amount::Count(c) => *c,
+                // A percentage of the largest group: exact when groups are even
+                // (racks of one size), and never below one host.
+                Amount::Percent(_) => {
+                    let largest = group_sizes(inventory, &hosts, key)
+                        .into_values()
+                        .max()
+                        .unwrap_or(0);
+                    amount.resolve(largest, true)
+                }
+            }
+            .max(1);
+            (key.clone(), limit)
+        })
+        .collect();
+    let host_estimate = stage
+        .estimate
+        .unwrap_or_else(|| host_estimate(&stage.steps));
+    let (estimate, concurrency) = stage_estimate(
+        stage,
+        inventory,
+        &hosts,
+        canaries,
+        window,
+        &max_unavailable,
+        host_estimate,
+    );
+    if concurrency < window {
+        diags.push(Diagnostic::warning(
+            "limit-unreachable",
+            stage.span.clone(),
+            format!(
+                "stage `{}` can never have {window} hosts in flight: its max_unavailable allows at most {concurrency} at once",
+                stage.name
+            ),
+        ));
+    }
+    StagePlan {
+        name: stage.name.clone(),
+        after,
+        hosts,
+        canaries,
+        window,
+        failure_budget,
+        rate: stage.rate,
+        rate_per: stage.rate_per.clone(),
+        max_unavailable,
+        on_unreachable: stage.on_unreachable,
+        connect_timeout: stage.connect_timeout,
+        command_timeout: stage.command_timeout,
+        steps: stage.steps.clone(),
+        host_estimate,
+        estimate,
+    }
+}
+
+/// `selected` reordered so that the first `canaries` hosts come from as many
+/// racks as possible (round robin over racks in order of first appearance);
+/// the rest keep inventory order.
+fn canaries_first(inventory: &Inventory, selected: &[usize], canaries: usize) -> Vec<usize> {
+    if canaries == 0 {
+        return selected.to_vec();
+    }
+    let mut racks: Vec<(Option<&str>, std::collections::VecDeque<usize>)> = Vec::new();
+    let mut rack_index: HashMap<Option<&str>, usize> = HashMap::new();
+    for &h in selected {
+        let rack = inventory.hosts[h].label("rack");
+        let k = *rack_index.entry(rack).or_insert_with(|| {
+            racks.push((rack, std::collections::VecDeque::new()));
+            racks.len() - 1
+        });
+        racks[k].1.push_back(h);
+    }
+    let mut picked = Vec::with_capacity(canaries);
+    'outer: while picked.len() < canaries {
+        let before = picked.len();
+        for (_, q) in racks.iter_mut() {
+            if let Some(h) = q.pop_front() {
+                picked.push(h);
+                if picked.len() == canaries {
+                    break 'outer;
+                }
+            }
+        }
+        if picked.len() == before {
+            break;
+        }
+    }
+    let chosen: std::collections::HashSet<usize> = picked.iter().copied().collect();
+    // Canaries in inventory order, so the output reads naturally.
+    picked.sort_unstable();
+    picked.extend(selected.iter().copied().filter(|h| !chosen.contains(h)));
+    picked
+}
+
+fn group_sizes<'a>(
+    inventory: &'a Inventory,
+    hosts: &[usize],
+    key: &str,
+) -> BTreeMap<&'a str, usize> {
+    let mut sizes = BTreeMap::new();
+    for &h in hosts {
+        if let Some(v) = inventory.hosts[h].label(key) {
+            *sizes.entry(v).or_insert(0) += 1;
+        }
+    }
+    sizes
+}
+
+/// One host's worst case: the sum of its steps' timeouts.
+pub fn host_estimate(steps: &[Step]) -> Duration {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::WaitSsh { timeout }
+            | Step::Run { timeout, .. }
+            | Step::Reboot { timeout, .. }
+            | Step::RestartService { timeout, .. }
+            | Step::Local { timeout, .. } => *timeout,
+            Step::PowerOn(p) => p.timeout,
+            Step::Health(h) => h.timeout,
+        })
+        .sum()
+}
+
+/// A stage's duration: the canaries one at a time, then the rest bounded by
+/// whichever limit is tightest (window, max_unavailable per label value,
+/// start rate, power-on pacing per PDU). Returns the estimate and the most
+/// hosts that can be in flight at once.
+fn stage_estimate(
+    stage: &Stage,
+    inventory: &Inventory,
+    hosts: &[usize],
+    canaries: usize,
+    window: usize,
+    max_unavailable: &[(String, usize)],
+    per_host: Duration,
+) -> (Duration, usize) {
+    let rest = &hosts[canaries.min(hosts.len())..];
+    let canary_phase = per_host * canaries as u32;
+    if rest.is_empty() {
+        return (canary_phase, window);
+    }
+    let rounds = |count: usize, at_once: usize| count.div_ceil(at_once.max(1)) as u32;
+    let mut concurrency = window.min(rest.len());
+    let mut phase = per_host * rounds(rest.len(), window);
+    for (key, limit) in max_unavailable {
+        let sizes = group_sizes(inventory, rest, key);
+        concurrency = concurrency.min(sizes.len() * limit);
+        let largest = sizes.values().copied().max().unwrap_or(0);
+        phase = phase.max(per_host * rounds(largest, *limit));
+    }
+    if let Some(rate) = stage.rate {
+        // Starts per key (or the whole stage) at `rate`, the last one then runs a full host.
+        let per_key = match &stage.rate_per {
+            Some(key) => group_sizes(inventory, rest, key)
+                .into_values()
+                .max()
+                .unwrap_or(0),
+            None => rest.len(),
+        };
+        let starts = Duration::from_secs_f64(per_key.saturating_sub(1) as f64 / rate.per_second());
+        phase = phase.max(starts + per_host);
+    }
+    for step in &stage.steps {
+        if let Step::PowerOn(p) = step {
+            let on_busiest_pdu = group_sizes(inventory, rest, "pdu")
+                .into_values()
+                .max()
+                .unwrap_or(0);
+            let pdu = p.pdu_interval * on_busiest_pdu.saturating_sub(1) as u32;
+            let fleet =
+                Duration::from_secs_f64(rest.len().saturating_sub(1) as f64 / p.rate.per_second());
+            phase = phase.max(pdu.max(fleet) + per_host);
+        }
+    }
+    (canary_phase + phase, concurrency)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Sources;
+    use crate::playbook::validate::test_inventory;
+
+    fn playbook(text: &str) -> Playbook {
+        let mut sources = Sources::new();
+        match crate::playbook::load_str("p.yaml", text, None, &mut sources) {
+            Ok((p, _)) => p,
+            Err(e) => panic!("{}", crate::diag::render_text(&sources, &e)),
+        }
+    }
+
+    fn names<'a>(inv: &'a Inventory, hosts: &[usize]) -> Vec<&'a str> {
+        hosts.iter().map(|&h| inv.hosts[h].name.as_str()).collect()
+    }
+
+    const TWO_STAGES: &str = "\
+version: 1
+stages:
+  - name: db
+    after: storage
+    select: { role: db }
+    parallel: 2
+    rate: 1/m
+    estimate: 2m
+    max_failures: 50%
+    steps: [ reboot ]
+  - name: storage
+    select: { role: storage }
+    parallel: 50%
+    canary: 2
+    max_unavailable: { rack: 1 }
+    max_failures: 20%
+    steps: [ { reboot: { timeout: 10m } } ]
+";
+
+    #[test]
+    fn stages_come_in_dependency_order_with_absolute_limits() {
+        let inv = test_inventory();
+        let plan = build(&playbook(TWO_STAGES), &inv, None).unwrap();
+        let storage = &plan.stages[0];
+        assert_eq!(storage.name, "storage");
+        assert_eq!(plan.stages[1].after, [0]);
+        assert_eq!(plan.waves, [vec![0], vec![1]]);
+        assert_eq!((storage.window, storage.failure_budget), (3, 1));
+        assert_eq!(storage.max_unavailable, [("rack".to_string(), 1)]);
+        // One canary per rack, then the rest in inventory order.
+        assert_eq!(
+            names(&inv, &storage.hosts),
+            [
+                "pg-r01-st1",
+                "pg-r02-st1",
+                "pg-r01-st2",
+                "pg-r01-st3",
+                "pg-r02-st2",
+                "pg-r02-st3"
+            ]
+        );
+        assert_eq!(storage.canaries, 2);
+        let db = &plan.stages[1];
+        assert_eq!((db.hosts.len(), db.window, db.failure_budget), (4, 2, 2));
+    }
+
+    #[test]
+    fn estimates_follow_the_tightest_limit_and_the_critical_path() {
+        let inv = test_inventory();
+        let plan = build(&playbook(TWO_STAGES), &inv, None).unwrap();
+        let storage = &plan.stages[0];
+        assert_eq!(storage.host_estimate, Duration::from_secs(600));
+        // Two canaries one at a time (20m), then 4 hosts over 2 racks at one per
+        // rack: 2 rounds (20m), tighter than the window of 3.
+        assert_eq!(storage.estimate, Duration::from_secs(2400));
+        let db = &plan.stages[1];
+        // 4 starts at 1/m: the last starts after 3m and runs 2m.
+        assert_eq!(db.estimate, Duration::from_secs(300));
+        assert_eq!(
+            plan.schedule(),
+            [
+                (Duration::ZERO, Duration::from_secs(2400)),
+                (Duration::from_secs(2400), Duration::from_secs(2700))
+            ]
+        );
+        assert_eq!(plan.estimate, Duration::from_secs(2700));
+        let codes: Vec<&str> = plan.warnings.iter().map(|d| d.code).collect();
+        // Window 3 cannot be reached with one host per rack over two racks; the app hosts go unselected.
+        assert_eq!(codes, ["unselected-hosts", "limit-unreachable"]);
+    }
+
+    #[test]
+    fn independent_stages_share_a_wave() {
+        let text = "version: 1\nstages:\n\
+          - { name: a, select: { role: storage }, steps: [reboot] }\n\
+          - { name: b, select: { role: db }, after: [a, c], steps: [reboot] }\n\
+          - { name: c, select: { role: app }, steps: [reboot] }\n";
+        let plan = build(&playbook(text), &test_inventory(), None).unwrap();
+        let order: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(order, ["a", "c", "b"]);
+        assert_eq!(plan.waves, [vec![0, 1], vec![2]]);
+        assert_eq!(plan.stages[2].after, [0, 1]);
+        // a: 6 hosts one at a time at 15m; c: 2 hosts; b starts when the longer one ends.
+        assert_eq!(plan.schedule()[2].0, Duration::from_secs(6 * 900));
+    }
+
+    #[test]
+    fn an_empty_selection_is_refused_never_all_hosts() {
+        let inv = test_inventory();
+        let p = playbook(TWO_STAGES);
+        let limit = Selector::parse("dc=ansan").unwrap();
+        let err = build(&p, &inv, Some(&limit)).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(
+            err[0].message,
+            "stage `storage` selects no host: `role=storage` matches none of the 2 hosts left by --limit `dc=ansan`"
+        );
+        let nothing = Selector::parse("dc=mars").unwrap();
+        let err = build(&p, &inv, Some(&nothing)).unwrap_err();
+        assert_eq!(
+            err[0].message,
+            "nothing to plan: --limit `dc=mars` matches none of the 12 hosts"
+        );
+    }
+
+    #[test]
+    fn limit_narrows_every_stage() {
+        let inv = test_inventory();
+        let text = "version: 1\nstages:\n  - { name: db, select: { role: db }, parallel: 100%, steps: [reboot] }\n";
+        let limit = Selector::parse("dc=pangyo").unwrap();
+        let plan = build(&playbook(text), &inv, Some(&limit)).unwrap();
+        assert_eq!(names(&inv, &plan.stages[0].hosts), ["pg-db1", "pg-db2"]);
+        assert_eq!(plan.stages[0].window, 2);
+    }
+
+    #[test]
+    fn power_on_pacing_bounds_the_estimate() {
+        let text = "version: 1\nstages:\n  - name: on\n    select: { role: storage }\n    parallel: 100%\n    steps:\n      - power_on: { timeout: 1m, pdu_interval: 30s }\n";
+        let plan = build(&playbook(text), &test_inventory(), None).unwrap();
+        // Three hosts per PDU, 30s apart: the last starts after 60s and may take 1m.
+        assert_eq!(plan.stages[0].estimate, Duration::from_secs(120));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod examples {
+    //! The example playbooks planned over a hand-built fleet shaped like
+    //! inventories/kakao-like.yaml (its labels: dc, rack, pdu, bmc, role).
+    use super::*;
+    use crate::diag::Sources;
+    use crate::playbook::validate::test_host;
+
+    /// Pangyo: `per_rack` hosts of each role in `racks` racks per role, two
+    /// PDUs per rack; ansan: two racks of app hosts.
+    pub(crate) fn fleet(racks: usize, per_rack: usize) -> Inventory {
+        let roles = [
+            "network", "oob", "storage", "dns", "ntp", "auth", "config", "cache", "db", "mq",
+            "app", "batch",
+        ];
+        let mut hosts = Vec::new();
+        for (dc, prefix, roles) in [
+            ("pangyo", "pg", &roles[..]),
+            ("ansan", "as", &roles[10..11]),
+        ] {
+            for role in roles {
+                for r in 1..=racks {
+                    let rack = format!("{prefix}-{role}-r{r:03}");
+                    for n in 1..=per_rack {
+                        let pdu = format!("{rack}-p{}", n % 2);
+                        hosts.push(test_host(
+                            &format!("{rack}-{n:02}"),
+                            &[
+                                ("dc", dc),
+                                ("role", role),
+                                ("rack", &rack),
+                                ("pdu", &pdu),
+                                ("bmc", "10.250.0.1"),
+                            ],
+                        ));
+                    }
+                }
+            }
+        }
+        Inventory {
+            hosts,
+            ..Inventory::default()
+        }
+    }
+
+    fn load(name: &str, inv: &Inventory) -> (Playbook, Vec<Diagnostic>) {
+        let path = format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut sources = Sources::new();
+        match crate::playbook::load(&path, Some(inv), &mut sources) {
+            Ok(found) => found,
+            Err(e) => panic!("{}", crate::diag::render_text(&sources, &e)),
+        }
+    }
+
+    fn wave_names(plan: &Plan) -> Vec<Vec<&str>> {
+        plan.waves
+            .iter()
+            .map(|w| w.iter().map(|&k| plan.stages[k].name.as_str()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn cold_start_tiers_come_in_dependency_order() {
+        let inv = fleet(4, 10);
+        let (playbook, warnings) = load("dc-cold-start.yaml", &inv);
+        let codes: Vec<&str> = warnings.iter().map(|d| d.code).collect();
+        // Only ansan's app hosts are left out: the playbook is about pangyo.
+        assert_eq!(codes, ["unselected-hosts"]);
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("40 of 520 hosts are selected by no stage"),
+            "{}",
+            warnings[0].message
+        );
+        let plan = build(&playbook, &inv, None).unwrap();
+        assert_eq!(
+            wave_names(&plan),
+            [
+                vec!["network", "oob"],
+                vec!["storage"],
+                vec!["dns", "ntp"],
+                vec!["auth"],
+                vec!["config"],
+                vec!["cache", "db"],
+                vec!["mq"],
+                vec!["app"],
+                vec!["batch"],
+            ]
+        );
+        let db = plan.stages.iter().find(|s| s.name == "db").unwrap();
+        // Two canaries from two different racks.
+        let racks: Vec<&str> = db.hosts[..db.canaries]
+            .iter()
+            .map(|&h| inv.hosts[h].label("rack").unwrap_or_default())
+            .collect();
+        assert_eq!(racks, ["pg-db-r001", "pg-db-r002"]);
+        assert_eq!((db.window, db.failure_budget), (10, 0));
+        assert_eq!(db.max_unavailable, [("rack".to_string(), 10)]);
+    }
+
+    #[test]
+    fn rolling_reboot_and_service_restart_plan_cleanly() {
+        let inv = fleet(3, 8);
+        for name in ["rolling-kernel-reboot.yaml", "service-restart.yaml"] {
+            let (playbook, warnings) = load(name, &inv);
+            let plan = build(&playbook, &inv, None).unwrap();
+            assert!(
+                plan.stages
+                    .iter()
+                    .all(|s| s.max_unavailable == [("rack".to_string(), 1)]),
+                "{name}"
+            );
+            assert!(!warnings.iter().any(Diagnostic::is_error));
+        }
+        let (playbook, _) = load("rolling-kernel-reboot.yaml", &inv);
+        let plan = build(&playbook, &inv, None).unwrap();
+        assert_eq!(
+            wave_names(&plan),
+            [
+                vec!["infra"],
+                vec!["storage", "db", "cache-mq"],
+                vec!["app"],
+                vec!["batch"]
+            ]
+        );
+    }
 }

@@ -24,5 +24,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Report(args) => report::execute(args),
         Command::Sim(args) => sim::execute(args),
         Command::Drill(args) => drill::execute(args, cli.verbose),
+        Command::SimWorker => sim::worker(),
     }
 }

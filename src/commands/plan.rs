@@ -1,6 +1,459 @@
-use crate::cli::PlanArgs;
-use crate::exit::Exit;
+//! `rekindle plan PLAYBOOK -i INV [--limit SEL] [--format text|json]`: the dry
+//! run. Input problems go to stderr with exit 2; the plan goes to stdout.
 
-pub fn execute(_args: PlanArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("`rekindle plan` is not built yet")
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::cli::{OutputFormat, PlanArgs};
+use crate::diag::{self, Diagnostic, Sources};
+use crate::exit::Exit;
+use crate::inventory::Inventory;
+use crate::plan::Plan;
+use crate::playbook::units::HumanDuration;
+use crate::playbook::{OnUnreachable, Playbook, Step};
+use crate::select::Selector;
+
+pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
+    if args.preflight {
+        eprintln!("error: --preflight is not available yet");
+        return Ok(Exit::Usage);
+    }
+    let limit = match args.limit.as_deref().map(Selector::parse).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: --limit: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let mut sources = Sources::new();
+    let (inventory, mut notes) = match crate::inventory::load(&args.inventories, &mut sources) {
+        Ok(found) => found,
+        Err(errors) => return Ok(refuse(&sources, &errors)),
+    };
+    let playbook = match crate::playbook::load(&args.playbook, None, &mut sources) {
+        Ok((playbook, warnings)) => {
+            notes.extend(warnings);
+            playbook
+        }
+        Err(errors) => return Ok(refuse(&sources, &errors)),
+    };
+    let mut plan = match crate::plan::build(&playbook, &inventory, limit.as_ref()) {
+        Ok(plan) => plan,
+        Err(errors) => return Ok(refuse(&sources, &errors)),
+    };
+    notes.append(&mut plan.warnings);
+    diag::sort(&mut notes);
+    plan.warnings = notes;
+    let out = match args.format {
+        OutputFormat::Text => render_text(&plan, &playbook, &inventory, limit.as_ref(), &sources),
+        OutputFormat::Json => render_json(&plan, &playbook, &inventory, limit.as_ref()),
+    };
+    print!("{out}");
+    Ok(Exit::Success)
+}
+
+fn refuse(sources: &Sources, diags: &[Diagnostic]) -> Exit {
+    eprint!("{}", diag::render_text(sources, diags));
+    Exit::Usage
+}
+
+fn hosts_in_scope(inventory: &Inventory, limit: Option<&Selector>) -> usize {
+    inventory
+        .hosts
+        .iter()
+        .filter(|h| limit.is_none_or(|l| l.matches(h)))
+        .count()
+}
+
+fn selected(plan: &Plan) -> usize {
+    let mut hosts: Vec<usize> = plan
+        .stages
+        .iter()
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts.len()
+}
+
+fn counts<'a>(inventory: &'a Inventory, hosts: &[usize], key: &str) -> BTreeMap<&'a str, usize> {
+    let mut out = BTreeMap::new();
+    for &h in hosts {
+        let v = inventory.hosts[h].label(key).unwrap_or("(none)");
+        *out.entry(v).or_insert(0) += 1;
+    }
+    out
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn step_kind(step: &Step) -> &'static str {
+    match step {
+        Step::WaitSsh { .. } => "wait_ssh",
+        Step::Run { .. } => "run",
+        Step::Reboot { .. } => "reboot",
+        Step::RestartService { .. } => "restart_service",
+        Step::PowerOn(_) => "power_on",
+        Step::Health(_) => "health",
+        Step::Local { .. } => "local",
+    }
+}
+
+fn step_timeout(step: &Step) -> Duration {
+    crate::plan::host_estimate(std::slice::from_ref(step))
+}
+
+fn on_unreachable(o: OnUnreachable) -> &'static str {
+    match o {
+        OnUnreachable::Fail => "fail",
+        OnUnreachable::Skip => "skip",
+    }
+}
+
+/// The plan as JSON, format 1. This is a contract for CI diffs: keys are
+/// sorted, durations are whole milliseconds (`*_ms`) with a humane copy, and
+/// fields are only ever added under the same `format`.
+///
+/// ```text
+/// {
+///   "format": 1,
+///   "playbook": { "name": str, "file": str },
+///   "limit": str | null,           // the --limit selector
+///   "hosts_in_scope": int,         // inventory hosts left by --limit
+///   "hosts_selected": int,         // distinct hosts some stage selects
+///   "estimate_ms": int, "estimate": str,   // whole plan, critical path
+///   "waves": [[stage name, ...], ...],     // stages that may run together, in order
+///   "stages": [{                           // in dependency order
+///     "name": str, "wave": int (0-based), "after": [stage name],
+///     "hosts": int, "by_dc": {value: int}, "by_role": {value: int},
+///     "racks": int,                        // distinct `rack` values
+///     "canaries": [host name],             // first, one at a time
+///     "window": int,                       // hosts in flight after canaries
+///     "failure_budget": int,               // failures tolerated; one more aborts
+///     "rate": str | null, "rate_per": str | null,
+///     "max_unavailable": {label: int},     // hosts in flight per label value
+///     "on_unreachable": "fail" | "skip",
+///     "connect_timeout_ms": int, "command_timeout_ms": int,
+///     "steps": [{ "kind": str, "timeout_ms": int }],
+///     "host_estimate_ms": int, "estimate_ms": int,
+///     "start_ms": int, "finish_ms": int    // from the start of the run
+///   }],
+///   "warnings": [{ "code", "severity", "message", "file", "line", "column" }]
+/// }
+/// ```
+pub(crate) fn render_json(
+    plan: &Plan,
+    playbook: &Playbook,
+    inventory: &Inventory,
+    limit: Option<&Selector>,
+) -> String {
+    let schedule = plan.schedule();
+    let stages: Vec<Value> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let racks = counts(inventory, &s.hosts, "rack");
+            let racks = racks.len() - usize::from(racks.contains_key("(none)"));
+            json!({
+                "name": s.name,
+                "wave": plan.wave_of(k),
+                "after": s.after.iter().map(|&a| plan.stages[a].name.as_str()).collect::<Vec<_>>(),
+                "hosts": s.hosts.len(),
+                "by_dc": counts(inventory, &s.hosts, "dc"),
+                "by_role": counts(inventory, &s.hosts, "role"),
+                "racks": racks,
+                "canaries": s.hosts[..s.canaries].iter().map(|&h| inventory.hosts[h].name.as_str()).collect::<Vec<_>>(),
+                "window": s.window,
+                "failure_budget": s.failure_budget,
+                "rate": s.rate.map(|r| r.to_string()),
+                "rate_per": s.rate_per,
+                "max_unavailable": s.max_unavailable.iter().cloned().collect::<BTreeMap<_, _>>(),
+                "on_unreachable": on_unreachable(s.on_unreachable),
+                "connect_timeout_ms": ms(s.connect_timeout),
+                "command_timeout_ms": ms(s.command_timeout),
+                "steps": s.steps.iter().map(|st| json!({"kind": step_kind(st), "timeout_ms": ms(step_timeout(st))})).collect::<Vec<_>>(),
+                "host_estimate_ms": ms(s.host_estimate),
+                "estimate_ms": ms(s.estimate),
+                "start_ms": ms(schedule[k].0),
+                "finish_ms": ms(schedule[k].1),
+            })
+        })
+        .collect();
+    let warnings: Vec<Value> = plan
+        .warnings
+        .iter()
+        .map(|d| {
+            let span = d.span.as_ref();
+            json!({
+                "code": d.code,
+                "severity": d.severity.as_str(),
+                "message": d.message,
+                "file": span.map(|s| &*s.file),
+                "line": span.filter(|s| s.line > 0).map(|s| s.line),
+                "column": span.filter(|s| s.line > 0).map(|s| s.col),
+            })
+        })
+        .collect();
+    let doc = json!({
+        "format": 1,
+        "playbook": { "name": playbook.name, "file": playbook.file },
+        "limit": limit.map(|l| l.to_string()),
+        "hosts_in_scope": hosts_in_scope(inventory, limit),
+        "hosts_selected": selected(plan),
+        "estimate_ms": ms(plan.estimate),
+        "estimate": HumanDuration(plan.estimate).to_string(),
+        "waves": plan.waves.iter().map(|w| w.iter().map(|&k| plan.stages[k].name.as_str()).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "stages": stages,
+        "warnings": warnings,
+    });
+    serde_json::to_string_pretty(&sorted(doc)).unwrap_or_default() + "\n"
+}
+
+/// Keys sorted at every level, whatever serde_json's map ordering feature.
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// `pangyo 40, ansan 2` (the largest few, then how many more).
+fn breakdown(counts: &BTreeMap<&str, usize>) -> String {
+    let mut items: Vec<(&str, usize)> = counts.iter().map(|(k, v)| (*k, *v)).collect();
+    items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let shown: Vec<String> = items
+        .iter()
+        .take(6)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let more = items.len().saturating_sub(6);
+    if more > 0 {
+        format!("{}, and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn hosts_word(n: usize) -> String {
+    format!("{n} host{}", if n == 1 { "" } else { "s" })
+}
+
+pub(crate) fn render_text(
+    plan: &Plan,
+    playbook: &Playbook,
+    inventory: &Inventory,
+    limit: Option<&Selector>,
+    sources: &Sources,
+) -> String {
+    let mut out = String::new();
+    let schedule = plan.schedule();
+    let _ = writeln!(out, "Plan `{}` ({})", plan.name, playbook.file);
+    let scope = match limit {
+        Some(l) => format!(
+            "{} in scope after --limit `{l}`",
+            hosts_word(hosts_in_scope(inventory, limit))
+        ),
+        None => format!(
+            "{} in the inventory",
+            hosts_word(hosts_in_scope(inventory, limit))
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "  {scope}; {} selected by {} stage{} in {} wave{}",
+        selected(plan),
+        plan.stages.len(),
+        if plan.stages.len() == 1 { "" } else { "s" },
+        plan.waves.len(),
+        if plan.waves.len() == 1 { "" } else { "s" },
+    );
+    let _ = writeln!(
+        out,
+        "  estimated duration: {} (critical path; hosts take their steps' full timeouts unless a stage sets `estimate`)",
+        HumanDuration(plan.estimate)
+    );
+    for (w, wave) in plan.waves.iter().enumerate() {
+        let names: Vec<&str> = wave.iter().map(|&k| plan.stages[k].name.as_str()).collect();
+        let together = if wave.len() > 1 { ", run together" } else { "" };
+        let _ = writeln!(out, "\nWave {}: {}{together}", w + 1, names.join(", "));
+        for &k in wave {
+            let s = &plan.stages[k];
+            let after: Vec<&str> = s
+                .after
+                .iter()
+                .map(|&a| plan.stages[a].name.as_str())
+                .collect();
+            let after = if after.is_empty() {
+                String::new()
+            } else {
+                format!(" (after {})", after.join(", "))
+            };
+            let _ = writeln!(out, "  stage {}{after}", s.name);
+            let racks = counts(inventory, &s.hosts, "rack");
+            let rack_sizes = racks.values().copied();
+            let (lo, hi) = (
+                rack_sizes.clone().min().unwrap_or(0),
+                rack_sizes.max().unwrap_or(0),
+            );
+            let racks_text = match racks.len() {
+                0 => String::new(),
+                n if lo == hi => format!("; {n} rack{} of {lo}", if n == 1 { "" } else { "s" }),
+                n => format!("; {n} racks of {lo}-{hi}"),
+            };
+            let _ = writeln!(
+                out,
+                "    hosts            {}  (dc: {}; role: {}{racks_text})",
+                s.hosts.len(),
+                breakdown(&counts(inventory, &s.hosts, "dc")),
+                breakdown(&counts(inventory, &s.hosts, "role")),
+            );
+            if s.canaries > 0 {
+                let names: Vec<&str> = s.hosts[..s.canaries]
+                    .iter()
+                    .map(|&h| inventory.hosts[h].name.as_str())
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    canaries         {}  one at a time, first: {}",
+                    s.canaries,
+                    names.join(", ")
+                );
+            }
+            let _ = writeln!(out, "    window           {} in flight", s.window);
+            if let Some(rate) = s.rate {
+                let per = s
+                    .rate_per
+                    .as_ref()
+                    .map(|k| format!(" per {k}"))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "    rate             {rate}{per}");
+            }
+            for (key, n) in &s.max_unavailable {
+                let _ = writeln!(out, "    max_unavailable  {n} per {key}");
+            }
+            let _ = writeln!(
+                out,
+                "    failure budget   {} (the stage aborts at failure {})",
+                s.failure_budget,
+                s.failure_budget + 1
+            );
+            if s.on_unreachable == OnUnreachable::Skip {
+                let _ = writeln!(
+                    out,
+                    "    on_unreachable   skip (set aside, not counted as failures)"
+                );
+            }
+            let steps: Vec<String> = s
+                .steps
+                .iter()
+                .map(|st| format!("{} {}", step_kind(st), HumanDuration(step_timeout(st))))
+                .collect();
+            let _ = writeln!(out, "    steps            {}", steps.join(" -> "));
+            let _ = writeln!(
+                out,
+                "    estimate         {} per host, {} for the stage ({} to {})",
+                HumanDuration(s.host_estimate),
+                HumanDuration(s.estimate),
+                HumanDuration(schedule[k].0),
+                HumanDuration(schedule[k].1),
+            );
+        }
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings ({}):", plan.warnings.len());
+        out.push_str(&diag::render_text(sources, &plan.warnings));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::validate::test_inventory;
+
+    /// Renders the fixture playbook against the hand-made test inventory
+    /// (inventory loading is another module; these snapshots pin the output).
+    fn rendered(json: bool) -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/playbooks/valid.yaml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut sources = Sources::new();
+        let inv = test_inventory();
+        let (playbook, _) =
+            crate::playbook::load_str("valid.yaml", &text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        if json {
+            render_json(&plan, &playbook, &inv, None)
+        } else {
+            render_text(&plan, &playbook, &inv, None, &sources)
+        }
+    }
+
+    #[test]
+    fn plan_text() {
+        insta::assert_snapshot!(rendered(false));
+    }
+
+    #[test]
+    fn plan_json_format_1() {
+        let out = rendered(true);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["format"], 1);
+        insta::assert_snapshot!(out);
+    }
+}
+
+#[cfg(test)]
+mod example_snapshots {
+    //! The examples' plans over a hand-built kakao-like fleet, until the real
+    //! inventories/kakao-like.yaml can be loaded here.
+    use super::*;
+
+    fn rendered(name: &str, json: bool) -> String {
+        let inv = crate::plan::examples::fleet(4, 10);
+        let path = format!("playbooks/{name}");
+        let text =
+            std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let mut sources = Sources::new();
+        let (playbook, _) = crate::playbook::load_str(&path, &text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        if json {
+            render_json(&plan, &playbook, &inv, None)
+        } else {
+            render_text(&plan, &playbook, &inv, None, &sources)
+        }
+    }
+
+    #[test]
+    fn dc_cold_start_text() {
+        insta::assert_snapshot!(rendered("dc-cold-start.yaml", false));
+    }
+
+    #[test]
+    fn dc_cold_start_json() {
+        insta::assert_snapshot!(rendered("dc-cold-start.yaml", true));
+    }
+
+    #[test]
+    fn rolling_kernel_reboot_json() {
+        insta::assert_snapshot!(rendered("rolling-kernel-reboot.yaml", true));
+    }
+
+    #[test]
+    fn service_restart_json() {
+        insta::assert_snapshot!(rendered("service-restart.yaml", true));
+    }
 }

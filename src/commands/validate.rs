@@ -1,6 +1,97 @@
-use crate::cli::ValidateArgs;
+//! `rekindle validate PLAYBOOK... [-i INV]`: every problem of every file, then
+//! a verdict per file. Exit 0 valid (warnings allowed), 1 invalid, 2 when a
+//! file cannot be read at all.
+
+use std::fmt::Write as _;
+
+use crate::cli::{DiagFormat, ValidateArgs};
+use crate::diag::{self, Diagnostic, Severity, Sources};
 use crate::exit::Exit;
 
-pub fn execute(_args: ValidateArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("`rekindle validate` is not built yet")
+pub fn execute(args: ValidateArgs) -> anyhow::Result<Exit> {
+    let mut sources = Sources::new();
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    let mut verdicts = String::new();
+    let mut unreadable = false;
+    let mut invalid = false;
+
+    let inventory = if args.inventories.is_empty() {
+        None
+    } else {
+        let (inv, found) = match crate::inventory::load(&args.inventories, &mut sources) {
+            Ok((inv, warnings)) => (Some(inv), warnings),
+            Err(errors) => (None, errors),
+        };
+        let name = args.inventories.join(", ");
+        let verdict = verdict(&found);
+        unreadable |= verdict == Verdict::Unreadable;
+        invalid |= verdict == Verdict::Invalid;
+        let _ = writeln!(verdicts, "{name}: {}", verdict.describe(&found));
+        diags.extend(found);
+        inv
+    };
+
+    for path in &args.playbooks {
+        let found = match crate::playbook::load(path, inventory.as_ref(), &mut sources) {
+            Ok((_, warnings)) => warnings,
+            Err(errors) => errors,
+        };
+        let verdict = verdict(&found);
+        unreadable |= verdict == Verdict::Unreadable;
+        invalid |= verdict == Verdict::Invalid;
+        let _ = writeln!(verdicts, "{path}: {}", verdict.describe(&found));
+        diags.extend(found);
+    }
+
+    let out = match args.format {
+        DiagFormat::Text => diag::render_text(&sources, &diags) + &verdicts,
+        DiagFormat::Json => diag::render_json(&diags),
+        DiagFormat::Github => diag::render_github(&diags),
+    };
+    print!("{out}");
+    Ok(if unreadable {
+        Exit::Usage
+    } else if invalid {
+        Exit::Failures
+    } else {
+        Exit::Success
+    })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Valid,
+    Invalid,
+    Unreadable,
+}
+
+fn verdict(diags: &[Diagnostic]) -> Verdict {
+    if diags.iter().any(|d| d.code == "unreadable") {
+        Verdict::Unreadable
+    } else if diag::has_errors(diags) {
+        Verdict::Invalid
+    } else {
+        Verdict::Valid
+    }
+}
+
+impl Verdict {
+    fn describe(&self, diags: &[Diagnostic]) -> String {
+        let count = |sev| diags.iter().filter(|d| d.severity == sev).count();
+        let n = |k: usize, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
+        let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+        match self {
+            Verdict::Unreadable => "unreadable".into(),
+            Verdict::Invalid if warnings > 0 => {
+                format!(
+                    "invalid ({}, {})",
+                    n(errors, "error"),
+                    n(warnings, "warning")
+                )
+            }
+            Verdict::Invalid => format!("invalid ({})", n(errors, "error")),
+            Verdict::Valid if warnings > 0 => format!("valid ({})", n(warnings, "warning")),
+            Verdict::Valid => "valid".into(),
+        }
+    }
 }

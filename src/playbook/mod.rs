@@ -5,6 +5,11 @@
 //! an inventory (empty selections, canary sizes, missing labels, overlaps).
 //! It must not build schedules (that is `plan`) or touch hosts.
 
+pub mod parse;
+pub mod template;
+pub mod units;
+pub mod validate;
+
 use std::time::Duration;
 
 use crate::diag::Span;
@@ -114,17 +119,65 @@ pub enum Check {
 }
 
 /// Reads and validates one playbook file. With an inventory, also runs the
-/// checks that need hosts. `Ok` may carry warnings; `Err` carries every problem.
+/// checks that need hosts. `Ok` may carry warnings; `Err` carries every problem
+/// (errors and warnings, sorted). An unreadable file gives one diagnostic with
+/// code `unreadable`.
 pub fn load(
     path: &str,
     inventory: Option<&crate::inventory::Inventory>,
     sources: &mut crate::diag::Sources,
 ) -> Result<(Playbook, Vec<crate::diag::Diagnostic>), Vec<crate::diag::Diagnostic>> {
-    // Placeholder until the playbook reader lands; see issue "The offline half".
-    let _ = (inventory, sources);
-    Err(vec![crate::diag::Diagnostic::error(
-        "unsupported",
-        None,
-        format!("cannot read playbooks yet: {path}"),
-    )])
+    let root = crate::yaml::load_file(sources, path, crate::yaml::Limits::default())
+        .map_err(|d| vec![d])?;
+    check(&root, path, inventory)
+}
+
+/// Like [`load`], for a playbook held in memory under the name `file`.
+pub fn load_str(
+    file: &str,
+    text: &str,
+    inventory: Option<&crate::inventory::Inventory>,
+    sources: &mut crate::diag::Sources,
+) -> Result<(Playbook, Vec<crate::diag::Diagnostic>), Vec<crate::diag::Diagnostic>> {
+    let name = sources.add(file, std::sync::Arc::from(text));
+    let root =
+        crate::yaml::parse(name, text, crate::yaml::Limits::default()).map_err(|d| vec![d])?;
+    check(&root, file, inventory)
+}
+
+fn check(
+    root: &crate::yaml::Node,
+    path: &str,
+    inventory: Option<&crate::inventory::Inventory>,
+) -> Result<(Playbook, Vec<crate::diag::Diagnostic>), Vec<crate::diag::Diagnostic>> {
+    let file: std::sync::Arc<str> = std::sync::Arc::from(path);
+    let mut diags = Vec::new();
+    let Some(parsed) = parse::parse(root, &file, &mut diags) else {
+        return Err(diags);
+    };
+    diags.extend(validate::check_structure(&parsed.playbook, &parsed.spans));
+    // Host checks need sound stages; with structural errors they would only add noise.
+    if let Some(inv) = inventory
+        && !crate::diag::has_errors(&diags)
+    {
+        let selections: Vec<Vec<usize>> = parsed
+            .playbook
+            .stages
+            .iter()
+            .map(|s| validate::select_hosts(&s.select, inv, None))
+            .collect();
+        diags.extend(validate::check_hosts(
+            &parsed.playbook,
+            Some(&parsed.spans),
+            inv,
+            None,
+            &selections,
+        ));
+    }
+    crate::diag::sort(&mut diags);
+    if crate::diag::has_errors(&diags) {
+        Err(diags)
+    } else {
+        Ok((parsed.playbook, diags))
+    }
 }

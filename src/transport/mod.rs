@@ -4,6 +4,11 @@
 //! Owns connections, authentication, host-key checking, jump hosts and
 //! `~/.ssh/config`. It must not retry, poll or schedule: one call is one
 //! attempt, and the engine decides what to do with its result.
+//!
+//! - [`ssh`]: [`ssh::SshConnector`] / [`ssh::SshSession`] over russh.
+//! - [`known_hosts`]: OpenSSH known_hosts, parsed once, matched in memory.
+//! - [`ssh_config`]: `~/.ssh/config` merged with inventory values.
+//! - [`probe`]: TCP and HTTP health checks. [`local`]: commands on the bastion.
 
 use std::future::Future;
 use std::time::Duration;
@@ -90,6 +95,8 @@ impl ConnectErrorKind {
     }
 }
 
+pub mod known_hosts;
 pub mod local;
 pub mod probe;
 pub mod ssh;
+pub mod ssh_config;

@@ -1,10 +1,44 @@
-//! SSH sessions over russh: connect, host-key check, auth, jump hosts.
+//! SSH sessions over russh: connect, host-key check, auth, jump hosts, exec.
+//!
+//! Owns one connection attempt per `connect` (bounded by its timeout),
+//! error classification, keepalives, and the shared jump-host connections.
+//! It must not retry, poll or schedule: the engine decides what a failure means.
+//!
+//! Cost per session: one tokio task inside russh and one socket (or one
+//! channel on a shared jump connection); no threads.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use russh::client::{self, AuthResult};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, MethodKind};
+use tokio::time::Instant;
+
+use super::known_hosts::{KnownHosts, Verdict};
+use super::ssh_config::{ClientConfig, Endpoint};
 use super::{ConnectError, ConnectErrorKind, Connector, ExecError, ExecOutput, Session};
 use crate::inventory::Host;
+
+/// Keepalive every 5 s, give up after 3 unanswered: a vanished host is
+/// noticed within about 20 s (FINDINGS.md), under the ~30 s the engine expects.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_MAX: usize = 3;
+/// Output kept per command: the last lines within this many bytes.
+const TAIL_BYTES: usize = 4096;
+const TAIL_LINES: usize = 20;
+/// A ProxyJump chain longer than this is taken for a loop in the config.
+const MAX_JUMP_DEPTH: usize = 4;
+/// Targets waiting on a jump host that just failed get that failure instead
+/// of each hammering it again within this window.
+const JUMP_FAILURE_TTL: Duration = Duration::from_secs(2);
 
 /// Everything the SSH client needs for a run, resolved from flags and the inventory.
 #[derive(Debug, Clone, Default)]
@@ -20,40 +54,818 @@ pub struct SshOptions {
     pub use_agent: bool,
 }
 
+impl SshOptions {
+    /// The identities OpenSSH offers when none is configured:
+    /// `~/.ssh/id_ed25519`, `~/.ssh/id_rsa` (append these after `--identity`
+    /// and the inventory's `identity_file`).
+    pub fn default_identities() -> Vec<PathBuf> {
+        ["id_ed25519", "id_rsa"]
+            .iter()
+            .filter_map(|f| dot_ssh(f))
+            .collect()
+    }
+
+    /// `~/.ssh/known_hosts`.
+    pub fn default_known_hosts() -> PathBuf {
+        dot_ssh("known_hosts").unwrap_or_else(|| PathBuf::from(".ssh/known_hosts"))
+    }
+
+    /// `~/.ssh/config`.
+    pub fn default_ssh_config() -> Option<PathBuf> {
+        dot_ssh("config")
+    }
+}
+
+fn dot_ssh(file: &str) -> Option<PathBuf> {
+    std::env::home_dir().map(|h| h.join(".ssh").join(file))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SshSetupError(pub String);
 
+/// An identity file as loaded at start.
+#[derive(Clone)]
+enum KeyLoad {
+    Loaded(Arc<PrivateKey>),
+    Missing,
+    Unusable(String),
+}
+
+fn load_key(path: &Path) -> KeyLoad {
+    if !path.exists() {
+        return KeyLoad::Missing;
+    }
+    match russh::keys::load_secret_key(path, None) {
+        Ok(k) => KeyLoad::Loaded(Arc::new(k)),
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            KeyLoad::Unusable("encrypted; add it to ssh-agent".into())
+        }
+        Err(e) => KeyLoad::Unusable(e.to_string()),
+    }
+}
+
+/// One live SSH connection; `via` keeps the jump connection that carries it alive.
+struct Conn {
+    handle: client::Handle<Client>,
+    _via: Option<Arc<Conn>>,
+}
+
+#[derive(Default)]
+struct JumpSlot {
+    conn: Option<Arc<Conn>>,
+    failed: Option<(Instant, ConnectError)>,
+}
+
+struct Inner {
+    opts: SshOptions,
+    /// ssh-agent socket, from `SSH_AUTH_SOCK` at start (when `use_agent`).
+    agent: Option<PathBuf>,
+    known: Arc<KnownHosts>,
+    config: ClientConfig,
+    /// `opts.identities`, loaded once.
+    keys: Vec<(PathBuf, KeyLoad)>,
+    /// IdentityFile entries from ssh config, loaded on first use.
+    config_keys: Mutex<HashMap<PathBuf, KeyLoad>>,
+    jumps: Mutex<HashMap<String, Arc<tokio::sync::Mutex<JumpSlot>>>>,
+    base: Arc<client::Config>,
+    /// Configs with a reordered host-key preference, one per distinct order.
+    configs: Mutex<HashMap<Vec<String>, Arc<client::Config>>>,
+}
+
+fn base_config() -> client::Config {
+    client::Config {
+        keepalive_interval: Some(KEEPALIVE_INTERVAL),
+        keepalive_max: KEEPALIVE_MAX,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Opens SSH sessions; cheap to share (`Arc` inside).
+#[derive(Clone)]
 pub struct SshConnector {
-    _opts: SshOptions,
+    inner: Arc<Inner>,
 }
 
 impl SshConnector {
     /// Reads known_hosts, ssh config and identity files once for the whole run.
     pub fn new(opts: SshOptions) -> Result<Self, SshSetupError> {
-        Ok(SshConnector { _opts: opts })
+        let known =
+            KnownHosts::load(&opts.known_hosts).map_err(|e| SshSetupError(e.to_string()))?;
+        let config = ClientConfig::load(opts.ssh_config.as_deref())
+            .map_err(|e| SshSetupError(e.to_string()))?;
+        let mut keys: Vec<(PathBuf, KeyLoad)> = Vec::new();
+        for path in &opts.identities {
+            if !keys.iter().any(|(p, _)| p == path) {
+                keys.push((path.clone(), load_key(path)));
+            }
+        }
+        Ok(SshConnector {
+            inner: Arc::new(Inner {
+                agent: opts
+                    .use_agent
+                    .then(|| std::env::var_os("SSH_AUTH_SOCK"))
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from),
+                opts,
+                known: Arc::new(known),
+                config,
+                keys,
+                config_keys: Mutex::new(HashMap::new()),
+                jumps: Mutex::new(HashMap::new()),
+                base: Arc::new(base_config()),
+                configs: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Uses this ssh-agent socket instead of `SSH_AUTH_SOCK` (tests, or an
+    /// agent the operator names explicitly). Call before sharing the connector.
+    pub fn with_agent_socket(mut self, socket: PathBuf) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.agent = Some(socket);
+        }
+        self
+    }
+
+    /// Identity files that could not be used (missing or unreadable), for a
+    /// startup warning; they are skipped at connect time.
+    pub fn unusable_identities(&self) -> Vec<String> {
+        self.inner
+            .keys
+            .iter()
+            .filter_map(|(p, k)| match k {
+                KeyLoad::Loaded(_) => None,
+                KeyLoad::Missing => Some(format!("{} (not found)", p.display())),
+                KeyLoad::Unusable(why) => Some(format!("{} ({why})", p.display())),
+            })
+            .collect()
+    }
+
+    /// Where `host` would be reached (after ssh config), for `hosts`/preflight output.
+    pub fn endpoint(&self, host: &Host) -> Endpoint {
+        self.inner.config.resolve_host(host)
     }
 }
 
-pub struct SshSession {}
+/// An authenticated connection to one host.
+pub struct SshSession {
+    conn: Arc<Conn>,
+}
+
+// Phases of a connect attempt, for the timeout message.
+const PHASE_TCP: u8 = 0;
+const PHASE_JUMP: u8 = 1;
+const PHASE_HANDSHAKE: u8 = 2;
+const PHASE_AUTH: u8 = 3;
 
 impl Connector for SshConnector {
     type Session = SshSession;
 
-    async fn connect(&self, host: &Host, _timeout: Duration) -> Result<SshSession, ConnectError> {
+    async fn connect(&self, host: &Host, timeout: Duration) -> Result<SshSession, ConnectError> {
+        let ep = self.inner.config.resolve_host(host);
+        let phase = AtomicU8::new(PHASE_TCP);
+        match tokio::time::timeout(timeout, self.inner.connect_endpoint(&ep, 0, &phase)).await {
+            Ok(Ok(conn)) => Ok(SshSession { conn }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                let target = format!("{}:{}", ep.address, ep.port);
+                let (kind, what) = match phase.load(Ordering::Relaxed) {
+                    PHASE_TCP => (
+                        ConnectErrorKind::Timeout,
+                        format!("no TCP connection to {target}"),
+                    ),
+                    PHASE_JUMP => (
+                        ConnectErrorKind::Jump,
+                        format!(
+                            "jump host {} did not connect",
+                            ep.jump.as_deref().unwrap_or("?")
+                        ),
+                    ),
+                    PHASE_HANDSHAKE => (
+                        ConnectErrorKind::Timeout,
+                        format!("SSH handshake with {target} not finished"),
+                    ),
+                    _ => (
+                        ConnectErrorKind::Timeout,
+                        format!("authentication on {target} not finished"),
+                    ),
+                };
+                Err(ConnectError {
+                    kind,
+                    message: format!("{}: {what} within {timeout:?}", host.name),
+                })
+            }
+        }
+    }
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl Inner {
+    /// Connects, checks the host key and authenticates; recursive through jump hosts.
+    fn connect_endpoint<'a>(
+        &'a self,
+        ep: &'a Endpoint,
+        depth: usize,
+        phase: &'a AtomicU8,
+    ) -> BoxFut<'a, Result<Arc<Conn>, ConnectError>> {
+        Box::pin(async move {
+            let names = ep.known_hosts_names();
+            let handler = Client {
+                known: self.known.clone(),
+                names: names.clone(),
+                display: ep.name.clone(),
+                accept_new: self.opts.accept_new_host_keys,
+            };
+            let config = self.config_for(&names);
+            let (result, via) = match &ep.jump {
+                Some(spec) => {
+                    phase.store(PHASE_JUMP, Ordering::Relaxed);
+                    let jump = self
+                        .jump_conn(spec, depth + 1)
+                        .await
+                        .map_err(|e| ConnectError {
+                            kind: e.kind,
+                            message: format!("{}: {}", ep.name, e.message),
+                        })?;
+                    let channel = jump
+                        .handle
+                        .channel_open_direct_tcpip(
+                            ep.address.clone(),
+                            u32::from(ep.port),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| forward_error(e, ep, spec))?;
+                    phase.store(PHASE_HANDSHAKE, Ordering::Relaxed);
+                    let r = client::connect_stream(config, channel.into_stream(), handler).await;
+                    (r, Some(jump))
+                }
+                None => {
+                    let tcp = tcp_connect(ep).await?;
+                    phase.store(PHASE_HANDSHAKE, Ordering::Relaxed);
+                    (client::connect_stream(config, tcp, handler).await, None)
+                }
+            };
+            let mut handle = result.map_err(|e| handshake_error(e, ep))?;
+            phase.store(PHASE_AUTH, Ordering::Relaxed);
+            self.authenticate(&mut handle, ep).await?;
+            Ok(Arc::new(Conn { handle, _via: via }))
+        })
+    }
+
+    /// The base config, with host-key algorithms already known for this host
+    /// preferred (as OpenSSH does), so a host with several keys offers the one
+    /// we have instead of failing as "changed".
+    fn config_for(&self, names: &[String]) -> Arc<client::Config> {
+        let known = self.known.known_algorithms(names);
+        if known.is_empty() {
+            return self.base.clone();
+        }
+        let same_family = |a: &Algorithm, b: &Algorithm| match (a, b) {
+            (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
+            _ => a == b,
+        };
+        let defaults = self.base.preferred.key.to_vec();
+        let (mut first, rest): (Vec<_>, Vec<_>) = defaults
+            .into_iter()
+            .partition(|a| known.iter().any(|k| same_family(a, k)));
+        first.extend(rest);
+        let order: Vec<String> = first.iter().map(|a| a.to_string()).collect();
+        let mut configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        configs
+            .entry(order)
+            .or_insert_with(|| {
+                let mut config = base_config();
+                config.preferred.key = first.into();
+                Arc::new(config)
+            })
+            .clone()
+    }
+
+    /// The shared connection to a jump host, opened (or reopened) on demand.
+    async fn jump_conn(&self, spec: &str, depth: usize) -> Result<Arc<Conn>, ConnectError> {
+        if depth > MAX_JUMP_DEPTH {
+            return Err(ConnectError {
+                kind: ConnectErrorKind::Jump,
+                message: format!(
+                    "ProxyJump chain through {spec} is deeper than {MAX_JUMP_DEPTH} hops (a loop in ssh config?)"
+                ),
+            });
+        }
+        let slot = {
+            let mut map = self.jumps.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(spec.to_string()).or_default().clone()
+        };
+        // Held across the connect so concurrent targets share one login.
+        let mut slot = slot.lock().await;
+        if let Some(conn) = &slot.conn
+            && !conn.handle.is_closed()
+        {
+            return Ok(conn.clone());
+        }
+        if let Some((at, err)) = &slot.failed
+            && at.elapsed() < JUMP_FAILURE_TTL
+        {
+            return Err(err.clone());
+        }
+        let ep = self.config.resolve_jump(spec);
+        let phase = AtomicU8::new(PHASE_TCP);
+        match self.connect_endpoint(&ep, depth, &phase).await {
+            Ok(conn) => {
+                slot.conn = Some(conn.clone());
+                slot.failed = None;
+                Ok(conn)
+            }
+            Err(e) => {
+                // Security failures keep their kind: a bad jump key must not be "skipped".
+                let kind = match e.kind {
+                    ConnectErrorKind::HostKeyUnknown
+                    | ConnectErrorKind::HostKeyChanged
+                    | ConnectErrorKind::Auth => e.kind,
+                    _ => ConnectErrorKind::Jump,
+                };
+                let err = ConnectError {
+                    kind,
+                    message: format!("jump host {spec}: {}", e.message),
+                };
+                slot.conn = None;
+                slot.failed = Some((Instant::now(), err.clone()));
+                Err(err)
+            }
+        }
+    }
+
+    fn identity(&self, path: &Path) -> KeyLoad {
+        if let Some((_, k)) = self.keys.iter().find(|(p, _)| p == path) {
+            return k.clone();
+        }
+        let mut cache = self.config_keys.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(path.to_path_buf())
+            .or_insert_with(|| load_key(path))
+            .clone()
+    }
+
+    async fn authenticate(
+        &self,
+        handle: &mut client::Handle<Client>,
+        ep: &Endpoint,
+    ) -> Result<(), ConnectError> {
+        let mut tried: Vec<String> = Vec::new();
+        let mut skipped: Vec<String> = Vec::new();
+        let mut rsa_hash: Option<Option<HashAlg>> = None;
+        let mut publickey_refused = false;
+
+        if self.opts.use_agent || self.agent.is_some() {
+            match &self.agent {
+                None => skipped.push("ssh-agent (SSH_AUTH_SOCK not set)".into()),
+                Some(sock) => match AgentClient::connect_uds(sock).await {
+                    Err(e) => skipped.push(format!("ssh-agent at {} ({e})", sock.display())),
+                    Ok(mut agent) => {
+                        let ids = agent.request_identities().await.unwrap_or_default();
+                        let mut offered = 0;
+                        for id in ids {
+                            let AgentIdentity::PublicKey { key, .. } = id else {
+                                continue;
+                            };
+                            offered += 1;
+                            let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
+                                rsa_hash_for(handle, &mut rsa_hash).await
+                            } else {
+                                None
+                            };
+                            match handle
+                                .authenticate_publickey_with(&ep.user, key, hash, &mut agent)
+                                .await
+                            {
+                                Ok(AuthResult::Success) => return Ok(()),
+                                Ok(AuthResult::Failure {
+                                    remaining_methods, ..
+                                }) => {
+                                    if !remaining_methods.contains(&MethodKind::PublicKey) {
+                                        publickey_refused = true;
+                                        break;
+                                    }
+                                }
+                                Err(_) if handle.is_closed() => break,
+                                Err(_) => {}
+                            }
+                        }
+                        let plural = if offered == 1 { "" } else { "s" };
+                        tried.push(format!("ssh-agent ({offered} key{plural})"));
+                    }
+                },
+            }
+        }
+
+        let mut paths: Vec<PathBuf> = ep.identity_files.clone();
+        for (p, _) in &self.keys {
+            if !paths.contains(p) {
+                paths.push(p.clone());
+            }
+        }
+        for path in paths {
+            if publickey_refused || handle.is_closed() {
+                break;
+            }
+            let key = match self.identity(&path) {
+                KeyLoad::Loaded(k) => k,
+                KeyLoad::Missing => {
+                    skipped.push(format!("{} (not found)", path.display()));
+                    continue;
+                }
+                KeyLoad::Unusable(why) => {
+                    skipped.push(format!("{} ({why})", path.display()));
+                    continue;
+                }
+            };
+            tried.push(path.display().to_string());
+            let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
+                rsa_hash_for(handle, &mut rsa_hash).await
+            } else {
+                None
+            };
+            match handle
+                .authenticate_publickey(&ep.user, PrivateKeyWithHashAlg::new(key, hash))
+                .await
+            {
+                Ok(AuthResult::Success) => return Ok(()),
+                Ok(AuthResult::Failure {
+                    remaining_methods, ..
+                }) => {
+                    if !remaining_methods.contains(&MethodKind::PublicKey) {
+                        publickey_refused = true;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+
+        let mut message = format!(
+            "{}@{} ({}:{}): authentication failed; tried {}",
+            ep.user,
+            ep.name,
+            ep.address,
+            ep.port,
+            if tried.is_empty() {
+                "nothing (no ssh-agent key, no identity file found)".to_string()
+            } else {
+                tried.join(", ")
+            }
+        );
+        if !skipped.is_empty() {
+            message.push_str(&format!("; skipped {}", skipped.join(", ")));
+        }
+        if handle.is_closed() {
+            message.push_str("; the server closed the connection (MaxAuthTries?)");
+        }
         Err(ConnectError {
-            kind: ConnectErrorKind::Protocol,
-            message: format!("{}: SSH transport not built yet", host.name),
+            kind: ConnectErrorKind::Auth,
+            message,
         })
     }
 }
 
+async fn rsa_hash_for(
+    handle: &client::Handle<Client>,
+    cache: &mut Option<Option<HashAlg>>,
+) -> Option<HashAlg> {
+    if let Some(h) = cache {
+        return *h;
+    }
+    let h = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    *cache = Some(h);
+    h
+}
+
+async fn tcp_connect(ep: &Endpoint) -> Result<tokio::net::TcpStream, ConnectError> {
+    let target = format!("{}:{}", ep.address, ep.port);
+    let addrs: Vec<_> = match tokio::net::lookup_host((ep.address.as_str(), ep.port)).await {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            return Err(ConnectError {
+                kind: ConnectErrorKind::Unreachable,
+                message: format!("{}: cannot resolve {}: {e}", ep.name, ep.address),
+            });
+        }
+    };
+    let mut last = None;
+    for addr in addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                // Nagle would delay our small packets behind the server's acks.
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some(e) = last else {
+        return Err(ConnectError {
+            kind: ConnectErrorKind::Unreachable,
+            message: format!("{}: {} resolves to no address", ep.name, ep.address),
+        });
+    };
+    Err(ConnectError {
+        kind: io_kind(&e),
+        message: format!("{}: cannot connect to {target}: {e}", ep.name),
+    })
+}
+
+fn io_kind(e: &std::io::Error) -> ConnectErrorKind {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut => ConnectErrorKind::Timeout,
+        K::ConnectionRefused
+        | K::ConnectionReset
+        | K::ConnectionAborted
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown
+        | K::AddrNotAvailable
+        | K::BrokenPipe
+        | K::UnexpectedEof
+        | K::NotConnected => ConnectErrorKind::Unreachable,
+        _ => ConnectErrorKind::Protocol,
+    }
+}
+
+fn handshake_error(e: HandlerError, ep: &Endpoint) -> ConnectError {
+    let target = format!("{}:{}", ep.address, ep.port);
+    let e = match e {
+        HandlerError::HostKey(e) => return e,
+        HandlerError::Ssh(e) => e,
+    };
+    let (kind, what) = match &e {
+        russh::Error::IO(io) => (
+            io_kind(io),
+            format!("SSH handshake with {target} failed: {io}"),
+        ),
+        russh::Error::Disconnect | russh::Error::HUP => (
+            ConnectErrorKind::Unreachable,
+            format!("{target} closed the connection during the SSH handshake"),
+        ),
+        russh::Error::Version => (
+            ConnectErrorKind::Protocol,
+            format!("{target} does not speak SSH"),
+        ),
+        other => (
+            ConnectErrorKind::Protocol,
+            format!("SSH handshake with {target} failed: {other}"),
+        ),
+    };
+    ConnectError {
+        kind,
+        message: format!("{}: {what}", ep.name),
+    }
+}
+
+fn forward_error(e: russh::Error, ep: &Endpoint, spec: &str) -> ConnectError {
+    let target = format!("{}:{}", ep.address, ep.port);
+    let kind = match &e {
+        // The jump host is fine but cannot reach the target.
+        russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
+            ConnectErrorKind::Unreachable
+        }
+        _ => ConnectErrorKind::Jump,
+    };
+    ConnectError {
+        kind,
+        message: format!(
+            "{}: jump host {spec} could not open a connection to {target}: {e}",
+            ep.name
+        ),
+    }
+}
+
+#[derive(Debug)]
+enum HandlerError {
+    Ssh(russh::Error),
+    HostKey(ConnectError),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> Self {
+        HandlerError::Ssh(e)
+    }
+}
+
+/// The russh client handler: host-key policy lives here.
+struct Client {
+    known: Arc<KnownHosts>,
+    names: Vec<String>,
+    display: String,
+    accept_new: bool,
+}
+
+impl client::Handler for Client {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            // Host certificates are never requested; judge the bare key if one comes.
+            PublicKeyOrCertificate::Certificate(cert) => {
+                russh::keys::PublicKey::from(cert.public_key().clone())
+            }
+        };
+        let key = &key;
+        let fingerprint = key.fingerprint(HashAlg::Sha256);
+        let kh = self.known.path().display().to_string();
+        let mut verdict = self.known.check(&self.names, key);
+        if verdict == Verdict::Unknown && self.accept_new {
+            verdict = self.known.accept_new(&self.names, key).map_err(|e| {
+                HandlerError::HostKey(ConnectError {
+                    kind: ConnectErrorKind::HostKeyUnknown,
+                    message: format!(
+                        "{}: cannot record the new host key {fingerprint}: {e}",
+                        self.display
+                    ),
+                })
+            })?;
+        }
+        let err = |kind, message| Err(HandlerError::HostKey(ConnectError { kind, message }));
+        match verdict {
+            Verdict::Match => Ok(true),
+            Verdict::Unknown => err(
+                ConnectErrorKind::HostKeyUnknown,
+                format!(
+                    "{}: host key is not in {kh} ({} {fingerprint}, looked up as {}); \
+                     verify it and add it, or pass --accept-new-host-keys",
+                    self.display,
+                    key.algorithm(),
+                    self.names.join(", ")
+                ),
+            ),
+            Verdict::Changed { known } => {
+                let lines: Vec<String> = known
+                    .iter()
+                    .map(|k| format!("{kh}:{} has {} {}", k.line, k.algorithm, k.fingerprint))
+                    .collect();
+                err(
+                    ConnectErrorKind::HostKeyChanged,
+                    format!(
+                        "{}: REMOTE HOST IDENTIFICATION HAS CHANGED! The host now offers {} {fingerprint} \
+                         but {}. Someone could be eavesdropping (man-in-the-middle), or the host was \
+                         reinstalled. Not connecting; if the change is expected, remove the old line \
+                         (ssh-keygen -R) and reconnect",
+                        self.display,
+                        key.algorithm(),
+                        lines.join("; ")
+                    ),
+                )
+            }
+            Verdict::Revoked { line } => err(
+                ConnectErrorKind::HostKeyChanged,
+                format!(
+                    "{}: host key {fingerprint} is marked @revoked in {kh}:{line}; not connecting",
+                    self.display
+                ),
+            ),
+        }
+    }
+}
+
 impl Session for SshSession {
-    async fn exec(&self, _command: &str, _timeout: Duration) -> Result<ExecOutput, ExecError> {
-        Err(ExecError::Channel("SSH transport not built yet".into()))
+    async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ExecError> {
+        let handle = &self.conn.handle;
+        let deadline = Instant::now() + timeout;
+        let mut channel =
+            match tokio::time::timeout_at(deadline, handle.channel_open_session()).await {
+                Err(_) => return Err(ExecError::Timeout(timeout)),
+                Ok(Err(e)) => return Err(channel_error(handle, e)),
+                Ok(Ok(c)) => c,
+            };
+        let mut tail = Tail::default();
+        let mut status = None;
+        let mut signalled = false;
+        let mut closed = false;
+        let ran = tokio::time::timeout_at(deadline, async {
+            channel.exec(true, command).await?;
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => tail.push(&data),
+                    ChannelMsg::ExtendedData { data, .. } => tail.push(&data),
+                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExitSignal { .. } => signalled = true,
+                    ChannelMsg::Failure => {
+                        return Err(russh::Error::RequestDenied);
+                    }
+                    ChannelMsg::Close => {
+                        closed = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<(), russh::Error>(())
+        })
+        .await;
+        match ran {
+            Err(_) => {
+                // Without a pty, sshd leaves the command running when the channel
+                // closes: signal it first. OpenSSH honours this for non-root users
+                // only (root sessions lack privilege separation); bounded so a dead
+                // connection cannot hold us.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = channel.signal(russh::Sig::TERM).await;
+                    let _ = channel.close().await;
+                })
+                .await;
+                Err(ExecError::Timeout(timeout))
+            }
+            Ok(Err(e)) => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), channel.close()).await;
+                Err(channel_error(handle, e))
+            }
+            Ok(Ok(())) => {
+                // The channel's stream ending without a Close means the
+                // connection went away under it (host rebooted, keepalive expired).
+                if status.is_none() && !signalled && (!closed || handle.is_closed()) {
+                    return Err(ExecError::Disconnected);
+                }
+                Ok(ExecOutput {
+                    exit_status: status,
+                    output: tail.finish(),
+                })
+            }
+        }
     }
 
     fn is_closed(&self) -> bool {
-        true
+        self.conn.handle.is_closed()
+    }
+}
+
+fn channel_error(handle: &client::Handle<Client>, e: russh::Error) -> ExecError {
+    if handle.is_closed()
+        || matches!(
+            e,
+            russh::Error::SendError | russh::Error::Disconnect | russh::Error::HUP
+        )
+    {
+        ExecError::Disconnected
+    } else {
+        ExecError::Channel(format!("ssh channel: {e}"))
+    }
+}
+
+/// The last `TAIL_BYTES` of output, cut to the last `TAIL_LINES` lines at the end.
+#[derive(Default)]
+struct Tail {
+    buf: std::collections::VecDeque<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        let data = &data[data.len().saturating_sub(TAIL_BYTES)..];
+        let overflow = (self.buf.len() + data.len()).saturating_sub(TAIL_BYTES);
+        self.buf.drain(..overflow);
+        self.buf.extend(data);
+    }
+
+    fn finish(self) -> String {
+        let bytes: Vec<u8> = self.buf.into();
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_last_lines_and_bytes() {
+        let mut t = Tail::default();
+        for i in 0..100 {
+            t.push(format!("line {i}\n").as_bytes());
+        }
+        let out = t.finish();
+        assert_eq!(out.lines().count(), TAIL_LINES);
+        assert!(out.starts_with("line 80\n"), "{out}");
+        assert!(out.ends_with("line 99"), "{out}");
+
+        let mut t = Tail::default();
+        t.push(&vec![b'x'; 10_000]);
+        t.push(b"end");
+        let out = t.finish();
+        assert_eq!(out.len(), TAIL_BYTES);
+        assert!(out.ends_with("xend"));
     }
 }

@@ -3,4 +3,9 @@
 
 mod hosts;
 mod inventory;
+mod plan;
+mod sim;
+mod ssh;
+mod sshd;
 mod support;
+mod validate;

@@ -1,0 +1,300 @@
+//! Placeholders in step commands and URLs: `{name}`, `{address}`, `{port}`,
+//! `{label.KEY}`; `{{` and `}}` stand for literal braces.
+//!
+//! Owns the placeholder syntax, its validation and substitution (shell-quoted
+//! for commands). It must not run anything.
+
+use crate::inventory::Host;
+
+/// One piece of a command or URL template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    /// A literal `{` or `}` written as `{{` or `}}`.
+    Brace(char),
+    Name,
+    Address,
+    Port,
+    Label(&'a str),
+}
+
+/// A malformed placeholder, with its 0-based character offset in the template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub offset: usize,
+    pub len: usize,
+    pub message: String,
+}
+
+/// Splits a template into pieces, refusing unknown or unterminated placeholders.
+pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    let mut offset = 0;
+    while !rest.is_empty() {
+        let Some(at) = rest.find(['{', '}']) else {
+            pieces.push(Piece::Text(rest));
+            break;
+        };
+        if at > 0 {
+            pieces.push(Piece::Text(&rest[..at]));
+        }
+        let chars_before = offset + rest[..at].chars().count();
+        let tail = &rest[at..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            pieces.push(Piece::Brace(tail.as_bytes()[0] as char));
+            offset = chars_before + 2;
+            rest = &tail[2..];
+            continue;
+        }
+        if tail.starts_with('}') {
+            return Err(TemplateError {
+                offset: chars_before,
+                len: 1,
+                message: "unmatched `}` (write `}}` for a literal brace)".into(),
+            });
+        }
+        let Some(end) = tail.find('}') else {
+            return Err(TemplateError {
+                offset: chars_before,
+                len: tail.chars().count(),
+                message: "unterminated placeholder `{` (write `{{` for a literal brace)".into(),
+            });
+        };
+        let inner = &tail[1..end];
+        let len = inner.chars().count() + 2;
+        let piece = match inner {
+            "name" => Piece::Name,
+            "address" => Piece::Address,
+            "port" => Piece::Port,
+            _ => match inner.strip_prefix("label.") {
+                Some(key) if valid_label_key(key) => Piece::Label(key),
+                Some(_) => {
+                    return Err(TemplateError {
+                        offset: chars_before,
+                        len,
+                        message: format!(
+                            "placeholder `{{{inner}}}` needs a label key of letters, digits, `_`, `-` or `.`"
+                        ),
+                    });
+                }
+                None => {
+                    let hint = crate::diag::suggest(inner, ["name", "address", "port"])
+                        .map(|s| format!("did you mean `{{{s}}}`? "))
+                        .unwrap_or_default();
+                    return Err(TemplateError {
+                        offset: chars_before,
+                        len,
+                        message: format!(
+                            "unknown placeholder `{{{inner}}}`: {hint}placeholders are {{name}}, {{address}}, {{port}} and {{label.KEY}}; write `{{{{` and `}}}}` for literal braces"
+                        ),
+                    });
+                }
+            },
+        };
+        pieces.push(piece);
+        offset = chars_before + len;
+        rest = &tail[end + 1..];
+    }
+    Ok(pieces)
+}
+
+fn valid_label_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+}
+
+/// Label keys a template refers to.
+pub fn label_keys(template: &str) -> Vec<&str> {
+    parse(template)
+        .map(|pieces| {
+            pieces
+                .into_iter()
+                .filter_map(|p| match p {
+                    Piece::Label(k) => Some(k),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How substituted host values are written into the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quote {
+    /// POSIX single-quoted, for commands run by a shell.
+    Shell,
+    /// Percent-encoded (everything but RFC 3986 unreserved characters), for URLs.
+    Url,
+    /// As is.
+    None,
+}
+
+/// Substitutes `host`'s values into a template that [`parse`] accepted.
+/// A missing label becomes an empty string (validation reports it beforehand).
+pub fn expand(template: &str, host: &Host, quote: Quote) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(template.len() + 16);
+    for piece in parse(template)? {
+        let value: std::borrow::Cow<'_, str> = match piece {
+            Piece::Text(t) => {
+                out.push_str(t);
+                continue;
+            }
+            Piece::Brace(c) => {
+                out.push(c);
+                continue;
+            }
+            Piece::Name => host.name.as_str().into(),
+            Piece::Address => host.address.as_str().into(),
+            Piece::Port => host.port.to_string().into(),
+            Piece::Label(k) => host.label(k).unwrap_or("").into(),
+        };
+        match quote {
+            Quote::None => out.push_str(&value),
+            Quote::Shell => shell_quote(&value, &mut out),
+            Quote::Url => percent_encode(&value, &mut out),
+        }
+    }
+    Ok(out)
+}
+
+/// Appends `s` with every byte outside `A-Za-z0-9-._~` written as `%XX`.
+pub fn percent_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// Appends `s` so that a POSIX shell reads it back as one word, unchanged.
+pub fn shell_quote(s: &str, out: &mut String) {
+    let safe = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '_' | '.' | '/' | ':' | '@' | ',' | '+' | '=')
+        });
+    if safe {
+        out.push_str(s);
+        return;
+    }
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::diag::Span;
+
+    fn host() -> Host {
+        Host {
+            name: "pg-r001-db1".into(),
+            address: "10.1.1.1".into(),
+            port: 2222,
+            user: None,
+            jump: None,
+            labels: BTreeMap::from([
+                ("rack".to_string(), "pg-r001".to_string()),
+                ("lb".to_string(), "pool a; rm -rf /'".to_string()),
+            ]),
+            groups: vec![],
+            span: Span::file(Arc::from("t")),
+        }
+    }
+
+    #[test]
+    fn expands_and_quotes() {
+        let h = host();
+        assert_eq!(
+            expand(
+                "drain {name} --rack {label.rack} -p {port}",
+                &h,
+                Quote::Shell
+            )
+            .unwrap(),
+            "drain pg-r001-db1 --rack pg-r001 -p 2222"
+        );
+        assert_eq!(
+            expand("lb-ctl drain {label.lb}", &h, Quote::Shell).unwrap(),
+            r"lb-ctl drain 'pool a; rm -rf /'\'''"
+        );
+        assert_eq!(
+            expand("http://{address}:8080/health", &h, Quote::None).unwrap(),
+            "http://10.1.1.1:8080/health"
+        );
+        assert_eq!(
+            expand(
+                "http://{address}:{port}/pool/{label.lb}?rack={label.rack}",
+                &h,
+                Quote::Url
+            )
+            .unwrap(),
+            "http://10.1.1.1:2222/pool/pool%20a%3B%20rm%20-rf%20%2F%27?rack=pg-r001"
+        );
+        assert_eq!(
+            expand("awk '{{print $1}}' {label.missing}", &h, Quote::Shell).unwrap(),
+            "awk '{print $1}' ''"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_is_refused_without_panicking(s in "[{}a-z. é]{0,16}") {
+            if let Err(e) = parse(&s) {
+                proptest::prop_assert!(e.offset + e.len <= s.chars().count());
+            }
+        }
+
+        #[test]
+        fn text_without_braces_expands_to_itself(s in "[^{}]{0,24}") {
+            proptest::prop_assert_eq!(expand(&s, &host(), Quote::Shell).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn malformed_placeholders_are_refused_with_their_place() {
+        let e = parse("echo {hostname}").unwrap_err();
+        assert_eq!((e.offset, e.len), (5, 10));
+        assert_eq!(
+            e.message,
+            "unknown placeholder `{hostname}`: placeholders are {name}, {address}, {port} and {label.KEY}; write `{{` and `}}` for literal braces"
+        );
+        assert!(
+            parse("ping {adress}")
+                .unwrap_err()
+                .message
+                .contains("did you mean `{address}`?")
+        );
+        let e = parse("echo {name").unwrap_err();
+        assert_eq!(
+            (e.offset, e.message.as_str()),
+            (
+                5,
+                "unterminated placeholder `{` (write `{{` for a literal brace)"
+            )
+        );
+        assert_eq!(parse("a } b").unwrap_err().offset, 2);
+        assert!(parse("{label.}").is_err());
+        assert!(parse("{label.a b}").is_err());
+        assert_eq!(
+            label_keys("{label.rack} {name} {label.pdu}"),
+            ["rack", "pdu"]
+        );
+    }
+}

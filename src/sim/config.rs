@@ -1,0 +1,366 @@
+//! The simulated fleet's shape: hosts, faults, boot times, ports, and the
+//! deterministic placement of faults by seed. Pure data and parsing; no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::SimError;
+
+/// Hosts per worker process by default: 2 listeners per host plus sessions
+/// must stay well under the 20,000 descriptors one process may hold.
+pub const DEFAULT_SHARD_SIZE: usize = 6000;
+
+/// A fault injected into a fraction of the fleet (at most one per host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// After a reboot the host never comes back.
+    NeverReturns,
+    /// Comes back, but `systemctl is-active`/`is-system-running` and HTTP say unhealthy.
+    Unhealthy,
+    /// Boot time times five.
+    SlowBoot,
+    /// Accepts TCP but never completes the SSH handshake.
+    HangHandshake,
+    /// Comes back, goes away again once or twice (same boot id), then stays.
+    Flap,
+    /// The reboot command answers 0 and does nothing: the boot id stays.
+    NoReboot,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::NeverReturns,
+        FaultKind::Unhealthy,
+        FaultKind::SlowBoot,
+        FaultKind::HangHandshake,
+        FaultKind::Flap,
+        FaultKind::NoReboot,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::NeverReturns => "never_returns",
+            FaultKind::Unhealthy => "unhealthy",
+            FaultKind::SlowBoot => "slow_boot",
+            FaultKind::HangHandshake => "hang_handshake",
+            FaultKind::Flap => "flap",
+            FaultKind::NoReboot => "no_reboot",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = SimError;
+    fn from_str(s: &str) -> Result<Self, SimError> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names = FaultKind::ALL.map(FaultKind::as_str);
+                let hint = crate::diag::suggest(s, names)
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                SimError::config(format!(
+                    "unknown fault kind `{s}`{hint}; known: {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// Faults by fraction: `never_returns=0.01,unhealthy=0.02`.
+pub fn parse_faults(input: &str) -> Result<Vec<(FaultKind, f64)>, SimError> {
+    let mut out: Vec<(FaultKind, f64)> = Vec::new();
+    for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((kind, fraction)) = part.split_once('=') else {
+            return Err(SimError::config(format!(
+                "`{part}` is not KIND=FRACTION (e.g. never_returns=0.01)"
+            )));
+        };
+        let kind: FaultKind = kind.trim().parse()?;
+        let fraction = parse_fraction(fraction.trim()).ok_or_else(|| {
+            SimError::config(format!(
+                "`{part}`: fraction must be in 0..=1 or a percentage"
+            ))
+        })?;
+        if out.iter().any(|(k, _)| *k == kind) {
+            return Err(SimError::config(format!("fault `{kind}` given twice")));
+        }
+        out.push((kind, fraction));
+    }
+    let total: f64 = out.iter().map(|(_, f)| f).sum();
+    if total > 1.0 + 1e-9 {
+        return Err(SimError::config(format!(
+            "fault fractions add up to {total}, more than the whole fleet"
+        )));
+    }
+    Ok(out)
+}
+
+fn parse_fraction(s: &str) -> Option<f64> {
+    let value = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok()? / 100.0,
+        None => s.parse::<f64>().ok()?,
+    };
+    (value.is_finite() && (0.0..=1.0).contains(&value)).then_some(value)
+}
+
+/// A boot time, fixed or drawn uniformly from a range per reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BootTime {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl BootTime {
+    pub fn fixed(d: Duration) -> Self {
+        BootTime { min: d, max: d }
+    }
+
+    /// `20s`, `1.5s`, `500ms`, `2m`, or a range `20s..60s`.
+    pub fn parse(input: &str) -> Result<BootTime, SimError> {
+        let bad = || {
+            SimError::config(format!(
+                "bad boot time `{input}` (e.g. `30s` or `20s..60s`)"
+            ))
+        };
+        let (min, max) = match input.split_once("..") {
+            Some((a, b)) => (
+                parse_duration(a.trim()).ok_or_else(bad)?,
+                parse_duration(b.trim()).ok_or_else(bad)?,
+            ),
+            None => {
+                let d = parse_duration(input.trim()).ok_or_else(bad)?;
+                (d, d)
+            }
+        };
+        if min > max {
+            return Err(SimError::config(format!(
+                "boot time range `{input}` runs backwards"
+            )));
+        }
+        Ok(BootTime { min, max })
+    }
+
+    /// The boot time of a host's `boot`-th boot: deterministic in (seed, host, boot).
+    pub fn sample(&self, seed: u64, host: usize, boot: u32) -> Duration {
+        if self.min == self.max {
+            return self.min;
+        }
+        let span = (self.max - self.min).as_millis() as u64;
+        let r =
+            mix(seed ^ (host as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(boot) << 48);
+        self.min + Duration::from_millis(r % (span + 1))
+    }
+}
+
+/// A humane duration: integer or decimal number with `ms`, `s`, `m` or `h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+}
+
+/// splitmix64: a cheap, well-mixed hash so placements need no per-host RNG state.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One host to simulate: its name and labels (the address is assigned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimHost {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl SimHost {
+    /// `sim-00001`.. with dc=sim, rack=r01.. (40 hosts per rack), role=app.
+    pub fn numbered(n: usize) -> Vec<SimHost> {
+        (0..n)
+            .map(|i| SimHost {
+                name: format!("sim-{:05}", i + 1),
+                labels: BTreeMap::from([
+                    ("dc".to_owned(), "sim".to_owned()),
+                    ("rack".to_owned(), format!("r{:02}", i / 40 + 1)),
+                    ("role".to_owned(), "app".to_owned()),
+                ]),
+            })
+            .collect()
+    }
+}
+
+/// Everything [`super::Fleet::start`] needs.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub hosts: Vec<SimHost>,
+    /// SSH port on every host address.
+    pub port: u16,
+    /// HTTP health port on every host address.
+    pub http_port: u16,
+    pub boot_time: BootTime,
+    pub faults: Vec<(FaultKind, f64)>,
+    pub seed: u64,
+    /// Where inventory.yaml, known_hosts, id_ed25519 and status.json go.
+    pub out: PathBuf,
+    /// Hosts per worker process; a fleet that fits in one shard runs in-process.
+    pub shard_size: usize,
+    /// The `rekindle` binary to run workers with; `None`: this executable.
+    pub worker_exe: Option<PathBuf>,
+    /// The first host address; later ones count up, skipping .0 and .255.
+    pub first_address: Ipv4Addr,
+}
+
+impl FleetConfig {
+    /// Defaults for a fleet of `hosts`: port 22/8080 as root, else 2222/8081.
+    pub fn new(hosts: Vec<SimHost>, out: PathBuf) -> Self {
+        let root = is_root();
+        FleetConfig {
+            hosts,
+            port: if root { 22 } else { 2222 },
+            http_port: if root { 8080 } else { 8081 },
+            boot_time: BootTime::default(),
+            faults: Vec::new(),
+            seed: 1,
+            out,
+            shard_size: DEFAULT_SHARD_SIZE,
+            worker_exe: None,
+            first_address: Ipv4Addr::new(127, 1, 0, 1),
+        }
+    }
+}
+
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The `i`-th host address after `first`, skipping .0 and .255 last octets.
+pub fn host_address(first: Ipv4Addr, i: usize) -> Result<Ipv4Addr, SimError> {
+    let [a, b, c, d] = first.octets();
+    if a != 127 || d == 0 || d == 255 {
+        return Err(SimError::config(format!(
+            "first address {first} must be 127.x.y.z with z in 1..=254"
+        )));
+    }
+    // Count in a base-254 space of usable last octets.
+    let start = (u64::from(b) * 256 + u64::from(c)) * 254 + u64::from(d - 1);
+    let n = start + i as u64;
+    let (rest, last) = (n / 254, n % 254);
+    let (b, c) = (rest / 256, rest % 256);
+    if b > 255 {
+        return Err(SimError::config("too many hosts for 127.0.0.0/8"));
+    }
+    Ok(Ipv4Addr::new(127, b as u8, c as u8, last as u8 + 1))
+}
+
+/// Assigns faults to exact counts of hosts (`round(fraction * n)` each), placed
+/// by a seeded shuffle so the same seed gives the same faulty hosts.
+pub fn place_faults(n: usize, faults: &[(FaultKind, f64)], seed: u64) -> Vec<Option<FaultKind>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let mut out = vec![None; n];
+    let mut next = order.into_iter();
+    for &(kind, fraction) in faults {
+        let count = (fraction * n as f64).round() as usize;
+        for idx in next.by_ref().take(count) {
+            out[idx] = Some(kind);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_skip_network_and_broadcast_octets() {
+        let first = Ipv4Addr::new(127, 1, 0, 1);
+        assert_eq!(host_address(first, 0).unwrap(), Ipv4Addr::new(127, 1, 0, 1));
+        assert_eq!(
+            host_address(first, 253).unwrap(),
+            Ipv4Addr::new(127, 1, 0, 254)
+        );
+        assert_eq!(
+            host_address(first, 254).unwrap(),
+            Ipv4Addr::new(127, 1, 1, 1)
+        );
+        assert_eq!(
+            host_address(first, 254 * 256).unwrap(),
+            Ipv4Addr::new(127, 2, 0, 1)
+        );
+        assert!(host_address(Ipv4Addr::new(10, 0, 0, 1), 0).is_err());
+    }
+
+    #[test]
+    fn faults_parse_and_are_checked() {
+        let f = parse_faults("never_returns=0.01, unhealthy=5%").unwrap();
+        assert_eq!(
+            f,
+            vec![
+                (FaultKind::NeverReturns, 0.01),
+                (FaultKind::Unhealthy, 0.05)
+            ]
+        );
+        let e = parse_faults("never_return=0.1").unwrap_err().to_string();
+        assert!(e.contains("did you mean `never_returns`"), "{e}");
+        assert!(parse_faults("flap=2").is_err());
+        assert!(parse_faults("flap=0.6,no_reboot=0.6").is_err());
+        assert!(parse_faults("flap").is_err());
+    }
+
+    #[test]
+    fn fault_placement_is_exact_and_deterministic() {
+        let faults = [(FaultKind::NoReboot, 0.1), (FaultKind::Flap, 0.05)];
+        let a = place_faults(200, &faults, 7);
+        assert_eq!(a, place_faults(200, &faults, 7));
+        assert_ne!(a, place_faults(200, &faults, 8));
+        let count = |k| a.iter().filter(|f| **f == Some(k)).count();
+        assert_eq!(count(FaultKind::NoReboot), 20);
+        assert_eq!(count(FaultKind::Flap), 10);
+    }
+
+    #[test]
+    fn boot_times_parse_and_sample_in_range() {
+        let b = BootTime::parse("20s..60s").unwrap();
+        assert_eq!(b.min, Duration::from_secs(20));
+        for host in 0..100 {
+            let d = b.sample(1, host, 1);
+            assert!(d >= b.min && d <= b.max);
+            assert_eq!(d, b.sample(1, host, 1));
+        }
+        assert_eq!(
+            BootTime::parse("500ms").unwrap(),
+            BootTime::fixed(Duration::from_millis(500))
+        );
+        assert!(BootTime::parse("60s..20s").is_err());
+        assert!(BootTime::parse("soon").is_err());
+    }
+}

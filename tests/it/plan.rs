@@ -1,0 +1,156 @@
+//! `rekindle plan` through the real binary, over the fixture inventory and
+//! the kakao-like example (snapshots of the examples' JSON plans).
+
+use crate::support::{rekindle_in, root, run};
+
+fn fixtures() -> std::path::PathBuf {
+    root().join("tests/fixtures")
+}
+
+fn plan(args: &[&str]) -> (i32, String, String) {
+    run(rekindle_in(&fixtures()).arg("plan").args(args))
+}
+
+#[test]
+fn preflight_is_refused_for_now() {
+    let (code, out, err) = plan(&[
+        "playbooks/valid.yaml",
+        "-i",
+        "inventories/small.yaml",
+        "--preflight",
+    ]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (2, "", "error: --preflight is not available yet\n")
+    );
+}
+
+#[test]
+fn a_bad_limit_is_a_usage_error() {
+    let (code, out, err) = plan(&[
+        "playbooks/valid.yaml",
+        "-i",
+        "inventories/small.yaml",
+        "--limit",
+        "role",
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "error: --limit: invalid selector `role`: `role` is not key=value\n"
+    );
+}
+
+#[test]
+fn json_plan_of_the_small_fleet() {
+    let (code, out, err) = plan(&[
+        "playbooks/valid.yaml",
+        "-i",
+        "inventories/small.yaml",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["format"], 1);
+    assert_eq!(v["waves"], serde_json::json!([["storage"], ["db"]]));
+    assert_eq!(v["stages"][0]["hosts"], 6);
+    assert_eq!(
+        v["stages"][0]["canaries"],
+        serde_json::json!(["pg-r01-st1"])
+    );
+    assert_eq!(v["stages"][0]["window"], 3);
+    assert_eq!(
+        v["stages"][1]["by_dc"],
+        serde_json::json!({"ansan": 2, "pangyo": 2})
+    );
+    assert_eq!(v["estimate"], "1h59m");
+}
+
+#[test]
+fn an_invalid_playbook_is_reported_on_stderr_with_exit_2() {
+    let (code, out, err) = plan(&["playbooks/typos.yaml", "-i", "inventories/small.yaml"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(
+        err.starts_with("playbooks/typos.yaml:5:5: error: unknown key `selct` in stage\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stage_selecting_nothing_is_refused() {
+    let (code, out, err) = plan(&[
+        "playbooks/valid.yaml",
+        "-i",
+        "inventories/small.yaml",
+        "--limit",
+        "role=app",
+    ]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(
+        err.starts_with("playbooks/valid.yaml:5:11: error: stage `storage` selects no host: `role=storage` matches none of the 2 hosts left by --limit `role=app`\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_limit_is_refused_never_all_hosts() {
+    let (code, out, err) = plan(&[
+        "playbooks/valid.yaml",
+        "-i",
+        "inventories/small.yaml",
+        "--limit",
+        "dc=mars",
+    ]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert_eq!(
+        err,
+        "error: nothing to plan: --limit `dc=mars` matches none of the 12 hosts\n"
+    );
+}
+
+#[test]
+fn validate_with_an_inventory_reports_empty_selections() {
+    let (code, out, _) = run(rekindle_in(&fixtures()).args([
+        "validate",
+        "-i",
+        "inventories/small.yaml",
+        "playbooks/valid.yaml",
+    ]));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: 2 of 12 hosts are selected by no stage (e.g. pg-app1, pg-app2)"),
+        "{out}"
+    );
+}
+
+/// `plan --format json` of an example over inventories/kakao-like.yaml, run
+/// from the project root so paths in the output are the documented ones.
+fn example_plan(playbook: &str) -> String {
+    let (code, out, err) = run(crate::support::rekindle().args([
+        "plan",
+        playbook,
+        "-i",
+        "inventories/kakao-like.yaml",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+#[test]
+fn dc_cold_start_plan_json() {
+    insta::assert_snapshot!(example_plan("playbooks/dc-cold-start.yaml"));
+}
+
+#[test]
+fn rolling_kernel_reboot_plan_json() {
+    insta::assert_snapshot!(example_plan("playbooks/rolling-kernel-reboot.yaml"));
+}
+
+#[test]
+fn service_restart_plan_json() {
+    insta::assert_snapshot!(example_plan("playbooks/service-restart.yaml"));
+}
