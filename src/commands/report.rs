@@ -1,6 +1,48 @@
-use crate::cli::ReportArgs;
-use crate::exit::Exit;
+//! `rekindle report JOURNAL --format text|json|junit|html [-o FILE]`: the
+//! summary of a run read back from its journal, for people and machines.
+//!
+//! Owns the command; the formats are `report::formats`'.
 
-pub fn execute(_args: ReportArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("`rekindle report` is not built yet")
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::cli::{ReportArgs, ReportFormat};
+use crate::exit::Exit;
+use crate::journal;
+use crate::report::formats;
+use crate::report::summary::{Collector, render_text};
+
+pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
+    let journal = match journal::read(&args.journal_file) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    if journal.torn_tail {
+        eprintln!("note: the journal's last record was cut short; it is ignored");
+    }
+    let mut collector = Collector::new();
+    for r in &journal.records {
+        collector.record(r);
+    }
+    let summary = collector.summary();
+    let text = match args.format {
+        ReportFormat::Text => render_text(&summary),
+        ReportFormat::Json => formats::json(&summary),
+        ReportFormat::Junit => formats::junit(&summary),
+        ReportFormat::Html => formats::html(&summary),
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(Exit::Success)
 }

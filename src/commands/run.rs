@@ -1,15 +1,17 @@
 //! `rekindle run`: load inventory and playbook, plan, confirm, raise the file
-//! descriptor limit, then drive the engine with a plain printer consuming its
-//! events, Ctrl-C handling, and the exit code.
+//! descriptor limit, take the plan's lock, open the journal, then drive the
+//! engine with one consumer of its events (journal, live progress, summary),
+//! Ctrl-C handling, and the exit code. `resume` and `drill` reuse
+//! [`execute_plan`] / [`execute_recorded`].
 //!
 //! Owns the run command's terminal interaction. The scheduling itself is the
-//! engine's; the wording of host lines is `report::plain`'s.
+//! engine's; the wording of progress and summary is `report`'s.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
@@ -19,9 +21,11 @@ use crate::diag::{self, Diagnostic, Sources};
 use crate::engine::{self, CancelLevel, EngineOptions, HostStart, RunOutcome};
 use crate::exit::Exit;
 use crate::inventory::Inventory;
+use crate::journal::{self, lock};
 use crate::plan::Plan;
 use crate::playbook::Rate;
-use crate::report::plain::Plain;
+use crate::report::progress::{Progress, Totals};
+use crate::report::summary::{self, Collector};
 use crate::select::Selector;
 use crate::transport::ssh::{SshConnector, SshOptions};
 
@@ -42,7 +46,7 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
     if !confirm(&plan, args.exec.yes)? {
         return Ok(Exit::Usage);
     }
-    execute_plan(plan, inventory, &args.exec, verbose, HashMap::new())
+    run_journaled(plan, inventory, &args, verbose)
 }
 
 /// Loads inventories and the playbook and plans them, printing every
@@ -89,7 +93,7 @@ pub(crate) fn load(
 }
 
 /// Asks on a terminal; off a terminal only `--yes` proceeds.
-fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<bool> {
+pub(crate) fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<bool> {
     if yes {
         return Ok(true);
     }
@@ -268,13 +272,38 @@ pub(crate) fn ssh_options(exec: &ExecArgs, inventory: &Inventory) -> SshOptions 
 }
 
 /// Runs a loaded plan to its end over SSH and maps the outcome to an exit
-/// code. `starts` lets `resume` skip finished hosts and re-verify reboots.
+/// code, with live progress and a final summary but no journal (drill).
+/// `starts` lets a caller skip finished hosts and re-verify reboots.
+#[allow(dead_code, reason = "the entry point `drill` runs plans through")]
 pub(crate) fn execute_plan(
     plan: Plan,
     inventory: Inventory,
     exec: &ExecArgs,
     verbose: u8,
     starts: HashMap<(usize, usize), HostStart>,
+) -> anyhow::Result<Exit> {
+    execute_recorded(plan, inventory, exec, verbose, starts, Recording::default())
+}
+
+/// Where a run's events go besides the live display: the journal (if any)
+/// and a summary collector already fed with what happened before (resume).
+#[derive(Default)]
+pub(crate) struct Recording {
+    pub writer: Option<journal::Writer>,
+    pub collector: Collector,
+    /// Hosts a resumed run skips because they finished before.
+    pub already_done: usize,
+}
+
+/// [`execute_plan`] with a journal: every event is recorded, intents are on
+/// disk before the engine acts on them.
+pub(crate) fn execute_recorded(
+    plan: Plan,
+    inventory: Inventory,
+    exec: &ExecArgs,
+    verbose: u8,
+    starts: HashMap<(usize, usize), HostStart>,
+    mut recording: Recording,
 ) -> anyhow::Result<Exit> {
     let rate = match exec.rate.as_deref().map(parse_rate).transpose() {
         Ok(r) => r,
@@ -296,16 +325,24 @@ pub(crate) fn execute_plan(
         rate,
         starts,
     };
+    let stage_sizes: Vec<(String, usize)> = plan
+        .stages
+        .iter()
+        .map(|s| (s.name.clone(), s.hosts.len()))
+        .collect();
+    recording.collector.stages(stage_sizes.clone());
+    let totals = Totals::new(stage_sizes, recording.already_done);
+    let progress = Progress::new(exec.quiet, totals);
+    let _ = verbose;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let quiet = exec.quiet;
-    let outcome = runtime.block_on(async move {
+    let (outcome, consumed) = runtime.block_on(async move {
         let (cancel_tx, cancel_rx) = watch::channel(CancelLevel::None);
         tokio::spawn(ctrl_c(cancel_tx));
         let (tx, rx) = mpsc::channel(4096);
-        let printer = tokio::spawn(print_events(rx, quiet, verbose > 0));
+        let consumer = tokio::spawn(consume(rx, recording, progress));
         let outcome = engine::run(
             Arc::new(plan),
             Arc::new(inventory),
@@ -315,15 +352,28 @@ pub(crate) fn execute_plan(
             cancel_rx,
         )
         .await;
-        match printer.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("warning: output failed: {e}"),
-            Err(e) => eprintln!("warning: output task failed: {e}"),
-        }
-        outcome
+        (outcome, consumer.await)
     });
     // Connections still closing must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    let (recording, output) = consumed.context("the event consumer failed")?;
+    if let Err(e) = output {
+        eprintln!("warning: progress output failed: {e}");
+    }
+    let journal_path = recording.writer.as_ref().map(|w| w.path().to_owned());
+    if let Some(writer) = recording.writer {
+        // The engine already acted on every acknowledged intent; a failure
+        // here loses only later records, so report it and keep the exit code.
+        if let Err(e) = writer.finish() {
+            eprintln!("warning: journal: {e}");
+        }
+    }
+    let summary = recording.collector.summary();
+    print!("{}", summary::render_text(&summary));
+    if let Some(path) = journal_path {
+        println!("journal: {}", path.display());
+    }
+    let _ = std::io::stdout().flush();
     Ok(match outcome {
         RunOutcome::Success => Exit::Success,
         RunOutcome::Failures => Exit::Failures,
@@ -332,24 +382,177 @@ pub(crate) fn execute_plan(
     })
 }
 
-/// The event consumer: prints, then acknowledges intents (the journal will
-/// write and flush before this acknowledgement once it exists).
-async fn print_events(
+/// Records pushed before the journal is handed to its writer thread; intents
+/// always go at once (the engine waits for them).
+const COMMIT_BYTES: usize = 64 * 1024;
+
+/// The one event consumer: journal first (intents are acknowledged by the
+/// journal's writer once flushed, or at once without a journal), then the
+/// live display and the summary.
+async fn consume(
     mut rx: mpsc::Receiver<engine::Event>,
-    quiet: bool,
-    verbose: bool,
-) -> std::io::Result<()> {
-    let mut plain = Plain::new(std::io::stdout(), quiet, verbose);
+    mut rec: Recording,
+    mut progress: Progress,
+) -> (Recording, std::io::Result<()>) {
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut result = Ok(());
-    while let Some(event) = rx.recv().await {
-        if result.is_ok() {
-            result = plain.event(&event.kind, event.elapsed);
-        }
-        if let Some(ack) = event.ack {
-            ack.done();
+    let mut queued = 0usize;
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                let intent = event.ack.is_some();
+                match rec.writer.as_mut() {
+                    Some(w) => {
+                        w.push_event(event.at, event.elapsed, &event.kind, event.ack);
+                        queued += 1;
+                        if intent || queued >= COMMIT_BYTES / 256 || rx.is_empty() {
+                            w.commit();
+                            queued = 0;
+                        }
+                    }
+                    None => {
+                        if let Some(ack) = event.ack {
+                            ack.done();
+                        }
+                    }
+                }
+                rec.collector.event(event.at, &event.kind);
+                if result.is_ok() {
+                    result = progress.event(&event.kind, event.elapsed);
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(w) = rec.writer.as_mut() {
+                    w.commit();
+                }
+                if result.is_ok() {
+                    result = progress.tick(started.elapsed());
+                }
+            }
         }
     }
-    result
+    progress.finish();
+    (rec, result)
+}
+
+/// Creates the journal directory (0700: journals name hosts and commands).
+pub(crate) fn journal_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the journal directory {}", dir.display()))
+}
+
+/// The header of a new run's journal: what ran, from which files, by whom.
+fn header(plan: &Plan, args: &RunArgs, now: SystemTime) -> anyhow::Result<journal::Header> {
+    let hash = |p: &str| {
+        journal::FileHash::of(p).with_context(|| format!("cannot hash {p} for the journal"))
+    };
+    Ok(journal::Header {
+        format: journal::FORMAT,
+        run_id: journal::run_id(&plan.name, now),
+        plan: plan.name.clone(),
+        playbook: hash(&args.playbook)?,
+        inventories: args
+            .inventories
+            .iter()
+            .map(|p| hash(p))
+            .collect::<anyhow::Result<_>>()?,
+        limit: args.limit.clone(),
+        parallel: args.exec.parallel,
+        rate: args.exec.rate.clone(),
+        operator: journal::operator(),
+        bastion: journal::bastion(),
+        rekindle_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: journal::rfc3339(now),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| journal::StageHead {
+                name: s.name.clone(),
+                hosts: s.hosts.len(),
+            })
+            .collect(),
+    })
+}
+
+/// Takes the plan's lock, printing why when it cannot. `None`: exit 2.
+pub(crate) fn take_lock(
+    dir: &Path,
+    playbook_abs: &str,
+    journal_file: &Path,
+    break_lock: bool,
+) -> Option<lock::Lock> {
+    let path = lock::lock_path(dir, playbook_abs);
+    match lock::acquire(&path, journal_file, break_lock) {
+        Ok(l) => {
+            match &l.taken {
+                lock::Taken::Free => {}
+                lock::Taken::Stale(h) => {
+                    eprintln!("note: took over a stale lock of a process that is gone: {h}")
+                }
+                lock::Taken::Broken(Some(h)) => {
+                    eprintln!("note: --break-lock: took the lock from {h}")
+                }
+                lock::Taken::Broken(None) => {
+                    eprintln!("note: --break-lock: replaced an unreadable lock")
+                }
+            }
+            Some(l)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+/// Sets up the journal and lock of a new run, then runs it.
+fn run_journaled(
+    plan: Plan,
+    inventory: Inventory,
+    args: &RunArgs,
+    verbose: u8,
+) -> anyhow::Result<Exit> {
+    let now = SystemTime::now();
+    let header = header(&plan, args, now)?;
+    journal_dir(&args.exec.journal)?;
+    let file = args.exec.journal.join(format!("{}.jsonl", header.run_id));
+    let Some(lock) = take_lock(
+        &args.exec.journal,
+        &header.playbook.path,
+        &file,
+        args.exec.break_lock,
+    ) else {
+        return Ok(Exit::Usage);
+    };
+    let writer = journal::create(&file, &header)?;
+    eprintln!(
+        "journal: {} (resume with `rekindle resume {}`)",
+        file.display(),
+        file.display()
+    );
+    let mut collector = Collector::new();
+    collector.record(&journal::Record::Header(header));
+    let exit = execute_recorded(
+        plan,
+        inventory,
+        &args.exec,
+        verbose,
+        HashMap::new(),
+        Recording {
+            writer: Some(writer),
+            collector,
+            already_done: 0,
+        },
+    );
+    drop(lock);
+    exit
 }
 
 /// First Ctrl-C drains, the second aborts.

@@ -46,6 +46,16 @@ pub struct Header {
     pub bastion: String,
     pub rekindle_version: String,
     pub started_at: String,
+    /// The plan's stages in order with their host counts, so a report lists
+    /// stages that never started.
+    #[serde(default)]
+    pub stages: Vec<StageHead>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageHead {
+    pub name: String,
+    pub hosts: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

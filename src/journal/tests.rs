@@ -36,6 +36,10 @@ fn header() -> Header {
         bastion: "bastion1".into(),
         rekindle_version: "0.1.0".into(),
         started_at: "2026-11-21T22:15:00.000Z".into(),
+        stages: vec![StageHead {
+            name: "db".into(),
+            hosts: 3,
+        }],
     }
 }
 

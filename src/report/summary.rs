@@ -146,6 +146,7 @@ impl Collector {
                 if self.origin.is_none() {
                     self.origin = parse_rfc3339(&h.started_at);
                 }
+                self.stages(h.stages.iter().map(|s| (s.name.clone(), s.hosts)));
             }
             Record::Resumed { at, .. } => {
                 self.resumes += 1;
