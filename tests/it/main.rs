@@ -3,7 +3,9 @@
 
 mod hosts;
 mod inventory;
+mod journal;
 mod plan;
+mod report;
 mod sim;
 mod ssh;
 mod sshd;

@@ -1,0 +1,343 @@
+//! `rekindle report` from a synthetic journal: text, JSON, JUnit (parsed as
+//! XML), and HTML opened in headless Chromium for a screenshot.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rekindle::engine::events::{
+    EventKind, HostOutcome, HostRef, RunOutcome, StageOutcome, StageRef, StepKind,
+};
+use rekindle::journal::{self, FileHash, Header, StageHead};
+
+use crate::support;
+
+fn stage(i: usize, name: &str) -> StageRef {
+    StageRef {
+        index: i,
+        name: name.into(),
+    }
+}
+
+fn host(i: usize) -> HostRef {
+    HostRef {
+        index: i,
+        name: format!("pg-r{:03}-db{}", i / 2 + 1, i % 2 + 1),
+    }
+}
+
+/// A run of 40 storage hosts (3 fail, 1 unreachable) and 20 db hosts, with
+/// reboots; the db stage runs after storage.
+pub fn synthetic_journal(dir: &Path) -> PathBuf {
+    let path = dir.join("run.jsonl");
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_795_299_300);
+    let header = Header {
+        format: journal::FORMAT,
+        run_id: "20261121T221500Z-cold-start-0001".into(),
+        plan: "cold-start".into(),
+        playbook: FileHash {
+            path: "/p/cold-start.yaml".into(),
+            sha256: "0".repeat(64),
+        },
+        inventories: vec![],
+        limit: None,
+        parallel: None,
+        rate: None,
+        operator: "sre".into(),
+        bastion: "bastion1".into(),
+        rekindle_version: "0.1.0".into(),
+        started_at: journal::rfc3339(t0),
+        stages: vec![
+            StageHead {
+                name: "storage".into(),
+                hosts: 40,
+            },
+            StageHead {
+                name: "db".into(),
+                hosts: 20,
+            },
+        ],
+    };
+    let mut w = journal::create(&path, &header).expect("journal");
+    let mut events: Vec<(u64, EventKind)> = Vec::new();
+    let mut add_stage = |si: usize, name: &str, first: usize, n: usize, start: u64| {
+        let s = || stage(si, name);
+        events.push((
+            start,
+            EventKind::StageStarted {
+                stage: s(),
+                hosts: n,
+            },
+        ));
+        let mut end = start;
+        for k in 0..n {
+            let h = host(first + k);
+            let begin = start + (k as u64 / 8) * 40 + (k as u64 % 8);
+            let boot = 20 + (k as u64 * 7) % 25;
+            events.push((
+                begin,
+                EventKind::HostStarted {
+                    stage: s(),
+                    host: h.clone(),
+                    canary: k == 0,
+                },
+            ));
+            let outcome = if si == 0 && k == 13 {
+                events.push((
+                    begin + 5,
+                    EventKind::HostFinished {
+                        stage: s(),
+                        host: h,
+                        outcome: HostOutcome::Unreachable {
+                            step: 0,
+                            reason: "cannot connect: connection refused".into(),
+                        },
+                        duration: Duration::from_secs(5),
+                    },
+                ));
+                continue;
+            } else if si == 0 && (k == 7 || k == 21 || k == 30) {
+                HostOutcome::Failed {
+                    step: 1,
+                    kind: StepKind::Health,
+                    reason: "health checks did not pass within 10m: tcp 6800 refused".into(),
+                    output: "osd.3 down\nosd.3 <failed> & \"stuck\"\n".into(),
+                }
+            } else {
+                HostOutcome::Done
+            };
+            events.push((
+                begin + 1,
+                EventKind::RebootIssued {
+                    stage: s(),
+                    host: h.clone(),
+                    step: 0,
+                    boot_id_before: "b".into(),
+                },
+            ));
+            events.push((
+                begin + 1 + boot,
+                EventKind::StepFinished {
+                    stage: s(),
+                    host: h.clone(),
+                    step: 0,
+                    kind: StepKind::Reboot,
+                    error: None,
+                },
+            ));
+            let fin = begin + 5 + boot;
+            end = end.max(fin);
+            events.push((
+                fin,
+                EventKind::HostFinished {
+                    stage: s(),
+                    host: h,
+                    outcome,
+                    duration: Duration::from_secs(fin - begin),
+                },
+            ));
+        }
+        events.push((
+            end,
+            EventKind::StageFinished {
+                stage: s(),
+                outcome: StageOutcome::Done,
+                done: 0,
+                failed: 0,
+                skipped: 0,
+            },
+        ));
+        end
+    };
+    let end = add_stage(0, "storage", 0, 40, 0);
+    let end = add_stage(1, "db", 40, 20, end + 1);
+    events.push((
+        end,
+        EventKind::RunFinished {
+            outcome: RunOutcome::Failures,
+        },
+    ));
+    events.sort_by_key(|e| e.0);
+    for (t, kind) in events {
+        let at: SystemTime = t0 + Duration::from_secs(t);
+        w.push_event(at, Duration::from_secs(t), &kind, None);
+    }
+    w.finish().expect("journal written");
+    path
+}
+
+fn report(journal: &Path, format: &str) -> String {
+    let (code, out, err) = support::run(
+        support::rekindle()
+            .args(["report", "--format", format])
+            .arg(journal),
+    );
+    assert_eq!(code, 0, "report --format {format}: {err}");
+    out
+}
+
+#[test]
+fn text_and_json_reports_from_a_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = synthetic_journal(dir.path());
+    let text = report(&j, "text");
+    assert!(
+        text.contains("storage      40      36       3        1        0  done"),
+        "{text}"
+    );
+    assert!(text.contains("failures (4):"), "{text}");
+    assert!(
+        text.contains("boot time (reboot issued to new boot id verified), 59 hosts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("run cold-start: finished with failures inside the budgets"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&report(&j, "json")).unwrap();
+    assert_eq!(v["stages"][0]["done"], 36);
+    assert_eq!(v["stages"][1]["done"], 20);
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 60);
+    assert_eq!(v["outcome"], "failures");
+}
+
+#[test]
+fn junit_is_xml_with_a_suite_per_stage_and_a_case_per_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = synthetic_journal(dir.path());
+    let out = dir.path().join("junit.xml");
+    let (code, _, err) = support::run(
+        support::rekindle()
+            .args(["report", "--format", "junit", "-o"])
+            .arg(&out)
+            .arg(&j),
+    );
+    assert_eq!(code, 0, "{err}");
+    let xml = std::fs::read_to_string(&out).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit report parses as XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    assert_eq!(root.attribute("tests"), Some("60"));
+    assert_eq!(root.attribute("failures"), Some("3"));
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    let names: Vec<_> = suites
+        .iter()
+        .map(|s| s.attribute("name").unwrap())
+        .collect();
+    assert_eq!(names, ["storage", "db"]);
+    let cases = |s: &roxmltree::Node| s.children().filter(|n| n.has_tag_name("testcase")).count();
+    assert_eq!((cases(&suites[0]), cases(&suites[1])), (40, 20));
+    let failures: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .collect();
+    assert_eq!(failures.len(), 3);
+    assert!(
+        failures[0]
+            .attribute("message")
+            .unwrap()
+            .contains("tcp 6800 refused")
+    );
+    assert!(
+        failures[0]
+            .text()
+            .unwrap()
+            .contains("osd.3 <failed> & \"stuck\"")
+    );
+    assert_eq!(
+        failures[0].parent().unwrap().attribute("classname"),
+        Some("storage")
+    );
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("skipped"))
+            .count(),
+        1
+    );
+}
+
+/// Debian's Chromium (scripts/test.sh installs it when missing).
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Kills the browser if the test ends early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn html_report_renders_its_timeline_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = synthetic_journal(dir.path());
+    let html = dir.path().join("report.html");
+    let (code, _, err) = support::run(
+        support::rekindle()
+            .args(["report", "--format", "html", "-o"])
+            .arg(&html)
+            .arg(&j),
+    );
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg"));
+    assert_eq!(page.matches("class=\"lane\"").count(), 2);
+    assert_eq!(page.matches("class=\"failure\"").count(), 4);
+
+    let Some(browser) = chromium() else {
+        panic!("chromium is not installed: scripts/test.sh installs Debian's `chromium`");
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("report.png");
+    let child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1400,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", html.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    let mut child = KillOnDrop(child);
+    // Bounded wait: Chromium writes the screenshot and exits.
+    let mut exited = None;
+    for _ in 0..600 {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(exited.is_some(), "chromium did not finish within 60 s");
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // A blank 1400x900 page compresses to a few KiB; a drawn timeline does not.
+    assert!(
+        png.len() > 20_000,
+        "screenshot is nearly empty: {} bytes",
+        png.len()
+    );
+    if let Ok(keep) = std::env::var("REKINDLE_KEEP_SCREENSHOT") {
+        let _ = std::fs::copy(&shot, keep);
+    }
+}
