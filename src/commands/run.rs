@@ -332,8 +332,7 @@ pub(crate) fn execute_recorded(
         .collect();
     recording.collector.stages(stage_sizes.clone());
     let totals = Totals::new(stage_sizes, recording.already_done);
-    let progress = Progress::new(exec.quiet, totals);
-    let _ = verbose;
+    let progress = Progress::new(exec.quiet, verbose > 0, totals);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -369,7 +368,12 @@ pub(crate) fn execute_recorded(
         }
     }
     let summary = recording.collector.summary();
-    print!("{}", summary::render_text(&summary));
+    // A blank line between live output and the summary, unless nothing came before.
+    println!(
+        "{}{}",
+        if exec.quiet { "" } else { "\n" },
+        summary::render_text(&summary).trim_end()
+    );
     if let Some(path) = journal_path {
         println!("journal: {}", path.display());
     }
@@ -382,9 +386,10 @@ pub(crate) fn execute_recorded(
     })
 }
 
-/// Records pushed before the journal is handed to its writer thread; intents
-/// always go at once (the engine waits for them).
-const COMMIT_BYTES: usize = 64 * 1024;
+/// Records queued before they are handed to the journal's writer thread
+/// even while events keep coming; intents always go at once (the engine
+/// waits for them) and the writer thread batches them into one flush.
+const COMMIT_RECORDS: usize = 256;
 
 /// The one event consumer: journal first (intents are acknowledged by the
 /// journal's writer once flushed, or at once without a journal), then the
@@ -408,7 +413,7 @@ async fn consume(
                     Some(w) => {
                         w.push_event(event.at, event.elapsed, &event.kind, event.ack);
                         queued += 1;
-                        if intent || queued >= COMMIT_BYTES / 256 || rx.is_empty() {
+                        if intent || queued >= COMMIT_RECORDS || rx.is_empty() {
                             w.commit();
                             queued = 0;
                         }

@@ -37,7 +37,7 @@ impl std::fmt::Display for Holder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("plan is locked by {holder}: another run of it is in progress ({path}); if that run is dead, pass --break-lock", path = path.display())]
-    Held { path: PathBuf, holder: Holder },
+    Held { path: PathBuf, holder: Box<Holder> },
     #[error("{path}: {source}", path = path.display())]
     Io { path: PathBuf, source: io::Error },
 }
@@ -138,13 +138,13 @@ pub fn acquire(path: &Path, journal: &Path, break_lock: bool) -> Result<Lock, Lo
                 } else {
                     return Err(LockError::Held {
                         path: path.to_owned(),
-                        holder: holder.unwrap_or(Holder {
+                        holder: Box::new(holder.unwrap_or(Holder {
                             user: "unknown".into(),
                             host: "unknown".into(),
                             pid: 0,
                             started_at: "unknown".into(),
                             journal: "unknown (lock file unreadable)".into(),
-                        }),
+                        })),
                     });
                 }
                 match std::fs::remove_file(path) {
@@ -159,7 +159,7 @@ pub fn acquire(path: &Path, journal: &Path, break_lock: bool) -> Result<Lock, Lo
     match read_holder(path) {
         Some(holder) => Err(LockError::Held {
             path: path.to_owned(),
-            holder,
+            holder: Box::new(holder),
         }),
         None => Err(io_err(io::Error::other("cannot take the lock"))),
     }

@@ -192,6 +192,8 @@ pub struct Lines<W: Write> {
     out: W,
     totals: Totals,
     next_status: Duration,
+    /// Step lines too (`-v`).
+    verbose: bool,
 }
 
 impl<W: Write> Lines<W> {
@@ -200,7 +202,13 @@ impl<W: Write> Lines<W> {
             out,
             totals,
             next_status: STATUS_EVERY,
+            verbose: false,
         }
+    }
+
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.verbose = on;
+        self
     }
 
     pub fn into_inner(self) -> W {
@@ -211,6 +219,25 @@ impl<W: Write> Lines<W> {
         self.totals.event(kind);
         if let Some((_, line)) = host_line(kind) {
             writeln!(self.out, "{line}")?;
+        }
+        if let EventKind::StepFinished {
+            stage,
+            host,
+            step,
+            kind,
+            error,
+        } = kind
+            && self.verbose
+        {
+            writeln!(
+                self.out,
+                "  step      {}  {}  {} ({}): {}",
+                stage.name,
+                host.name,
+                step + 1,
+                kind.as_str(),
+                error.as_deref().unwrap_or("ok")
+            )?;
         }
         self.tick(elapsed)
     }
@@ -312,14 +339,14 @@ pub enum Progress {
 }
 
 impl Progress {
-    pub fn new(quiet: bool, totals: Totals) -> Progress {
+    pub fn new(quiet: bool, verbose: bool, totals: Totals) -> Progress {
         use std::io::IsTerminal;
         if quiet {
             Progress::Quiet
         } else if io::stderr().is_terminal() {
             Progress::Bars(Box::new(Bars::new(totals)))
         } else {
-            Progress::Lines(Lines::new(io::stdout(), totals))
+            Progress::Lines(Lines::new(io::stdout(), totals).verbose(verbose))
         }
     }
 

@@ -195,10 +195,8 @@ impl Collector {
     pub fn event(&mut self, at: SystemTime, kind: &EventKind) {
         let ms = self.touch(at);
         match kind {
-            EventKind::RunStarted { plan, .. } => {
-                if self.plan.is_empty() {
-                    self.plan.clone_from(plan);
-                }
+            EventKind::RunStarted { plan, .. } if self.plan.is_empty() => {
+                self.plan.clone_from(plan);
             }
             EventKind::RunFinished { outcome } => self.outcome = Some(*outcome),
             EventKind::StageStarted { stage, hosts } => {
