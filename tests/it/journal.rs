@@ -194,7 +194,7 @@ fn kill_9_mid_reboot_then_resume_reboots_every_host_exactly_once() {
     std::fs::write(&playbook, format!("{original}# edited\n")).unwrap();
     let resume = || {
         let mut c = support::rekindle_in(work.path());
-        c.arg("resume").arg(&journal).arg("--yes");
+        c.arg("resume").arg(&journal).args(["--yes", "--quiet"]);
         c
     };
     let (code, _, err) = support::run(&mut resume());
@@ -210,6 +210,11 @@ fn kill_9_mid_reboot_then_resume_reboots_every_host_exactly_once() {
     assert!(err.contains("last record was cut short"), "{err}");
     assert!(err.contains("re-verified by boot id"), "{err}");
     assert!(out.contains("every host done"), "{out}");
+    assert!(
+        !out.contains("ok          all"),
+        "--quiet prints only the summary: {out}"
+    );
+    assert!(out.contains("(resumed once)"), "{out}");
 
     let counts = reboots(&sim_dir);
     assert_eq!(counts.len(), HOSTS);
