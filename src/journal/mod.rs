@@ -278,7 +278,7 @@ struct Batch {
 /// (group commit): intents never wait for more than one flush in progress.
 pub struct Writer {
     tx: Option<std_mpsc::Sender<Batch>>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    thread: Option<JoinHandle<io::Result<WriteStats>>>,
     pending: Batch,
     path: PathBuf,
 }
@@ -357,11 +357,11 @@ impl Writer {
     }
 
     /// Writes and flushes everything and stops the thread.
-    pub fn finish(mut self) -> Result<(), JournalError> {
+    pub fn finish(mut self) -> Result<WriteStats, JournalError> {
         self.close()
     }
 
-    fn close(&mut self) -> Result<(), JournalError> {
+    fn close(&mut self) -> Result<WriteStats, JournalError> {
         self.commit();
         self.tx = None;
         match self.thread.take().map(JoinHandle::join) {
@@ -384,7 +384,17 @@ impl Drop for Writer {
     }
 }
 
-fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<()> {
+/// What the writer thread did, for tests and benchmarks of group commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// fdatasync calls.
+    pub flushes: u64,
+    /// Intents acknowledged.
+    pub intents: u64,
+}
+
+fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<WriteStats> {
+    let mut stats = WriteStats::default();
     let mut dirty = false;
     loop {
         let first = match rx.recv_timeout(IDLE_FLUSH) {
@@ -392,6 +402,7 @@ fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<()> {
             Err(std_mpsc::RecvTimeoutError::Timeout) => {
                 if dirty {
                     file.sync_data()?;
+                    stats.flushes += 1;
                     dirty = false;
                 }
                 continue;
@@ -409,6 +420,8 @@ fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<()> {
         dirty = true;
         if !acks.is_empty() {
             file.sync_data()?;
+            stats.flushes += 1;
+            stats.intents += acks.len() as u64;
             dirty = false;
             for ack in acks {
                 ack.done();
@@ -417,8 +430,9 @@ fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<()> {
     }
     if dirty {
         file.sync_data()?;
+        stats.flushes += 1;
     }
-    Ok(())
+    Ok(stats)
 }
 
 /// `2026-11-21T22:15:00.123Z`.
