@@ -379,12 +379,18 @@ impl<C: Connector> HostRun<C> {
             health.interval,
             health.interval.max(Duration::from_secs(10)),
         );
+        let mut last: Option<StepFailure> = None;
         loop {
-            let failure = self.health_round(health, deadline).await;
-            let Some(failure) = failure else {
+            let Some(failure) = self.health_round(health, deadline).await else {
                 return Ok(());
             };
+            // A round cut short by the deadline ("timed out after 1ms") says
+            // less than the full round before it: report the more telling one.
+            if last.is_none() || Instant::now() < deadline {
+                last = Some(failure);
+            }
             if !backoff.sleep_until_next(deadline).await {
+                let failure = last.expect("a failed round was recorded");
                 return Err(StepFailure::new(format!(
                     "health checks did not pass within {}: {}",
                     humane(health.timeout),
@@ -419,7 +425,7 @@ impl<C: Connector> HostRun<C> {
                     let timeout = self.stage.connect_timeout.min(left);
                     crate::transport::probe::tcp(&self.host.address, *port, timeout)
                         .await
-                        .map_err(|e| StepFailure::new(format!("tcp {port}: {e}")))
+                        .map_err(StepFailure::new)
                 }
                 Check::Http {
                     url,
@@ -436,7 +442,7 @@ impl<C: Connector> HostRun<C> {
                             timeout,
                         )
                         .await
-                        .map_err(|e| StepFailure::new(format!("http {url}: {e}")))
+                        .map_err(StepFailure::new)
                     }
                 },
             };
