@@ -419,7 +419,8 @@ impl<C: Connector> HostRun<C> {
                     let timeout = self.stage.connect_timeout.min(left);
                     crate::transport::probe::tcp(&self.host.address, *port, timeout)
                         .await
-                        .map_err(|e| StepFailure::new(format!("tcp {port}: {e}")))
+                        // The probe's message already names `tcp ADDRESS:PORT`.
+                        .map_err(StepFailure::new)
                 }
                 Check::Http {
                     url,
@@ -436,7 +437,8 @@ impl<C: Connector> HostRun<C> {
                             timeout,
                         )
                         .await
-                        .map_err(|e| StepFailure::new(format!("http {url}: {e}")))
+                        // The probe's message already names `http URL`.
+                        .map_err(StepFailure::new)
                     }
                 },
             };
