@@ -4,6 +4,7 @@
 mod hosts;
 mod inventory;
 mod plan;
+mod run;
 mod ssh;
 mod sshd;
 mod support;
