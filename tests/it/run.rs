@@ -28,6 +28,7 @@ struct H {
     port: u16,
     labels: Vec<(String, String)>,
     jump: Option<String>,
+    user: Option<String>,
 }
 
 impl H {
@@ -38,6 +39,7 @@ impl H {
             port,
             labels: Vec::new(),
             jump: None,
+            user: None,
         }
     }
 
@@ -149,6 +151,9 @@ impl Case {
             }
             if let Some(j) = &h.jump {
                 y.push_str(&format!("        jump: \"{j}\"\n"));
+            }
+            if let Some(u) = &h.user {
+                y.push_str(&format!("        user: \"{u}\"\n"));
             }
         }
         self.write("inventory.yaml", &y)
@@ -1089,4 +1094,118 @@ fn off_a_terminal_without_yes_the_run_is_refused() {
     assert!(o.stderr.contains("--yes"), "{o}");
     assert!(case.marks_ending(".ran").is_empty());
     assert_eq!(sshd.logins(), 0);
+}
+
+// ---------------------------------------------------------------- 10. plan --preflight
+
+#[test]
+fn preflight_reads_every_boot_id_and_changes_nothing() {
+    let case = Case::new();
+    let sshd = Sshd::start(&case.keys, 6);
+    case.trust(&[&sshd]);
+    let hosts = hosts_on(&sshd, "h", 1);
+    case.inventory(&hosts);
+    case.playbook(&one_run(&case));
+    let o = case.preflight(&["--format", "json"]);
+    assert_eq!(o.code, 0, "{o}");
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    // Still the plan...
+    assert_eq!(doc["hosts_selected"], 6, "{o}");
+    // ...and every host's boot id: these sshds run here, so it is ours.
+    let ours = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    let pf = &doc["preflight"];
+    assert_eq!(pf["checked"], 6, "{o}");
+    assert_eq!(pf["problems"], 0, "{o}");
+    for h in &hosts {
+        assert_eq!(pf["boot_ids"][&h.name], ours.trim(), "{o}");
+    }
+    assert_eq!(sshd.logins(), 6);
+    assert!(case.marks_ending(".ran").is_empty(), "no step ran");
+
+    let o = case.preflight(&[]);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.contains("stage all"), "the plan comes first: {o}");
+    assert!(
+        o.stdout
+            .contains("Preflight: 6 hosts checked, 6 ok, 0 with problems"),
+        "{o}"
+    );
+}
+
+#[test]
+fn preflight_groups_problems_by_kind() {
+    let case = Case::new();
+    let good = Sshd::start(&case.keys, 3);
+    let stranger = Sshd::start(&case.keys, 2);
+    // good: h01 trusted, h02 trusted but logs in as a user that does not
+    // exist, h03 known with another key; stranger's hosts are not known.
+    let (g, s) = (good.addrs(), stranger.addrs());
+    std::fs::write(
+        &case.known_hosts,
+        format!(
+            "[{}]:{p} {k}\n[{}]:{p} {k}\n[{}]:{p} {other}\n",
+            g[0],
+            g[1],
+            g[2],
+            p = good.port(),
+            k = good.host_key(),
+            other = stranger.host_key()
+        ),
+    )
+    .expect("known_hosts");
+    let hole = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hole_port = hole.local_addr().expect("addr").port();
+    let mut nobody = H::new("h02", &g[1].to_string(), good.port());
+    nobody.user = Some("no-such-user-here".into());
+    let hosts = vec![
+        H::new("h01", &g[0].to_string(), good.port()),
+        nobody,
+        H::new("h03", &g[2].to_string(), good.port()),
+        H::new("new1", &s[0].to_string(), stranger.port()),
+        H::new("new2", &s[1].to_string(), stranger.port()),
+        H::new("refused", "127.0.0.1", closed_port()),
+        H::new("holed", "127.0.0.1", hole_port),
+    ];
+    case.inventory(&hosts);
+    case.playbook(&one_run(&case).replace("parallel: 4", "parallel: 4\n    connect_timeout: 1s"));
+    let o = case.preflight(&[]);
+    assert_eq!(o.code, 1, "{o}");
+    assert!(
+        o.stdout
+            .contains("Preflight: 7 hosts checked, 1 ok, 6 with problems"),
+        "{o}"
+    );
+    let section = o.stdout.split("Preflight:").nth(1).expect("section");
+    let groups: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("    "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "unknown host key (2):",
+            "CHANGED host key (1):",
+            "authentication failed (1):",
+            "unreachable (2):",
+        ],
+        "{o}"
+    );
+    let line = |name: &str| {
+        section
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {o}"))
+    };
+    assert!(line("new1").contains(&stranger.fingerprint()), "{o}");
+    assert!(
+        line("h03").contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{o}"
+    );
+    assert!(line("h02").contains("authentication failed"), "{o}");
+    assert!(line("refused").contains("refused"), "{o}");
+    assert!(line("holed").contains("within 1s"), "{o}");
+    assert!(!section.contains("h01"), "h01 is fine: {o}");
+    assert!(case.marks_ending(".ran").is_empty(), "no step ran");
+    drop(hole);
 }
