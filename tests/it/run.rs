@@ -315,6 +315,9 @@ impl Running {
             status.is_some(),
             "rekindle did not exit within {limit:?}:\n{outcome}"
         );
+        if std::env::var_os("REKINDLE_TEST_SHOW").is_some() {
+            eprintln!("{outcome}");
+        }
         outcome
     }
 }
@@ -1066,6 +1069,27 @@ fn limit_narrows_the_hosts() {
     assert_eq!(o.code, 0, "{o}");
     assert_eq!(case.marks_ending(".ran"), ["h02.ran", "h03.ran"], "{o}");
     assert_eq!(o.lines("ok").len(), 2, "{o}");
+}
+
+/// Regression: `run` checked the playbook against the whole inventory and
+/// then again in the plan, so each warning printed twice, once counting
+/// hosts that `--limit` excludes.
+#[test]
+fn warnings_print_once_and_count_only_hosts_inside_the_limit() {
+    let case = Case::new();
+    let sshd = Sshd::start(&case.keys, 4);
+    case.trust(&[&sshd]);
+    case.inventory(&hosts_on(&sshd, "h", 1));
+    case.playbook(&one_run(&case));
+    let o = case.run(&["--limit", "name=h0[23]"]);
+    assert_eq!(o.code, 0, "{o}");
+    let warnings: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{o}");
+    assert!(warnings[0].contains("lets all 2 hosts"), "{o}");
 }
 
 #[test]
