@@ -607,6 +607,48 @@ fn refused_and_black_holed_hosts_fail_within_connect_timeout_or_are_skipped() {
     drop(hole);
 }
 
+/// Regression: the last poll ran at the deadline with 1 ms left, and its
+/// "SSH handshake not finished within 1ms" replaced the real reason; a host
+/// with an unknown key was then taken for unreachable and skipped.
+#[test]
+fn wait_ssh_reports_the_real_failure_not_a_last_instant_timeout() {
+    let case = Case::new();
+    let sshd = Sshd::start(&case.keys, 1);
+    // known_hosts stays empty: sshd's key is unknown.
+    case.inventory(&[
+        H::new("refused", "127.0.0.1", closed_port()),
+        H::new("stranger", &sshd.addr(), sshd.port()),
+    ]);
+    case.playbook(
+        r#"version: 1
+stages:
+  - name: wait
+    select: { dc: test }
+    parallel: 2
+    on_unreachable: skip
+    steps:
+      - wait_ssh: { timeout: 1s }
+"#,
+    );
+    let o = case.run(&[]);
+    assert_eq!(
+        o.code, 3,
+        "an unknown key is a failure, not unreachable\n{o}"
+    );
+    let line = o.host_line("refused");
+    assert!(line.starts_with("skipped"), "{o}");
+    assert!(
+        line.contains("did not answer SSH within 1s") && line.contains("Connection refused"),
+        "{line}"
+    );
+    let line = o.host_line("stranger");
+    assert!(line.starts_with("FAILED"), "{o}");
+    assert!(
+        line.contains("did not answer SSH within 1s") && line.contains("host key is not in"),
+        "{line}"
+    );
+}
+
 // ---------------------------------------------------------------- 4. health checks
 
 /// A tiny HTTP server on a thread: `/ok` answers 200 "status: healthy",
@@ -823,54 +865,76 @@ stages:
 
 // ---------------------------------------------------------------- 6. limits
 
-#[test]
-fn max_unavailable_keeps_one_host_per_rack_in_flight() {
-    let case = Case::new();
-    let sshd = Sshd::start(&case.keys, 12);
-    case.trust(&[&sshd]);
-    let hosts: Vec<H> = hosts_on(&sshd, "h", 1)
-        .into_iter()
-        .enumerate()
-        .map(|(i, h)| h.label("rack", &format!("r{}", i % 3)))
-        .collect();
-    case.inventory(&hosts);
-    case.playbook(&format!(
-        r#"version: 1
-stages:
-  - name: all
-    select: {{ dc: test }}
-    parallel: 12
-    max_unavailable: {{ rack: 1 }}
-    steps:
-      - run: 'date +%s.%N > {marks}/{{name}}.start; sleep 0.3; date +%s.%N > {marks}/{{name}}.end'
-"#,
-        marks = case.marks()
-    ));
-    let o = case.run(&[]);
-    assert_eq!(o.code, 0, "{o}");
-    // (start, end, rack) of each host's command: inside its time in flight.
-    let spans: Vec<(f64, f64, String)> = hosts
+/// `(start, end)` stamps each host's command wrote, in `hosts` order.
+fn spans(case: &Case, hosts: &[H]) -> Vec<(f64, f64)> {
+    hosts
         .iter()
         .map(|h| {
             (
                 stamp(&case.mark(&format!("{}.start", h.name))),
                 stamp(&case.mark(&format!("{}.end", h.name))),
-                h.labels[0].1.clone(),
             )
         })
+        .collect()
+}
+
+fn overlap(a: (f64, f64), b: (f64, f64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+#[test]
+fn max_unavailable_keeps_one_host_per_rack_in_flight_across_stages() {
+    let case = Case::new();
+    let sshd = Sshd::start(&case.keys, 12);
+    case.trust(&[&sshd]);
+    // Two independent stages (they run at once) over the same three racks.
+    let hosts: Vec<H> = hosts_on(&sshd, "h", 1)
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            h.label("rack", &format!("r{}", i % 3))
+                .label("role", if i < 6 { "a" } else { "b" })
+        })
         .collect();
-    for (i, a) in spans.iter().enumerate() {
-        for b in &spans[i + 1..] {
-            if a.2 == b.2 {
+    case.inventory(&hosts);
+    let stage = |name: &str| {
+        format!(
+            r#"  - name: {name}
+    select: {{ role: {name} }}
+    parallel: 6
+    max_unavailable: {{ rack: 1 }}
+    steps:
+      - run: 'date +%s.%N > {marks}/{{name}}.start; sleep 0.3; date +%s.%N > {marks}/{{name}}.end'
+"#,
+            marks = case.marks()
+        )
+    };
+    case.playbook(&format!(
+        "version: 1\nstages:\n{}{}",
+        stage("a"),
+        stage("b")
+    ));
+    let o = case.run(&[]);
+    assert_eq!(o.code, 0, "{o}");
+    // Each command runs inside its host's time in flight, so overlapping
+    // commands prove overlapping flights.
+    let spans = spans(&case, &hosts);
+    for i in 0..hosts.len() {
+        for j in i + 1..hosts.len() {
+            if hosts[i].labels[0] == hosts[j].labels[0] {
                 assert!(
-                    a.1 <= b.0 || b.1 <= a.0,
-                    "two hosts of rack {} in flight at once: {a:?} {b:?}",
-                    a.2
+                    !overlap(spans[i], spans[j]),
+                    "{} and {} ({:?}) in flight at once: {:?} {:?}",
+                    hosts[i].name,
+                    hosts[j].name,
+                    hosts[i].labels[0],
+                    spans[i],
+                    spans[j]
                 );
             }
         }
     }
-    // The window is not serialised beyond the constraint: racks overlap.
+    // Not serialised beyond the constraint: different racks overlap.
     let most = spans
         .iter()
         .map(|a| spans.iter().filter(|b| b.0 <= a.0 && a.0 < b.1).count())
@@ -878,15 +942,87 @@ stages:
         .unwrap_or(0);
     assert!(
         (2..=3).contains(&most),
-        "{most} hosts in flight at once: {spans:?}"
+        "{most} in flight at once: {spans:?}"
     );
+}
+
+#[test]
+fn canaries_go_first_and_alone() {
+    let case = Case::new();
+    // local steps: no SSH needed to see the order hosts start in.
+    let hosts: Vec<H> = (1..=6)
+        .map(|i| H::new(&format!("c{i}"), "127.0.0.1", 22))
+        .collect();
+    case.inventory(&hosts);
+    case.playbook(&format!(
+        r#"version: 1
+stages:
+  - name: canaried
+    select: {{ dc: test }}
+    parallel: 4
+    canary: 2
+    steps:
+      - local: 'date +%s.%N > {marks}/$REKINDLE_HOST.start; sleep 0.2; date +%s.%N > {marks}/$REKINDLE_HOST.end'
+"#,
+        marks = case.marks()
+    ));
+    let o = case.run(&[]);
+    assert_eq!(o.code, 0, "{o}");
+    let spans = spans(&case, &hosts);
+    // The plan's canaries are its first hosts: c1 then c2, each alone.
+    assert!(
+        spans[0].1 <= spans[1].0,
+        "canaries one at a time: {spans:?}"
+    );
+    for rest in &spans[2..] {
+        assert!(
+            spans[1].1 <= rest.0,
+            "the others wait for the canaries: {spans:?}"
+        );
+    }
+    let most = spans[2..]
+        .iter()
+        .map(|a| {
+            spans[2..]
+                .iter()
+                .filter(|b| b.0 <= a.0 && a.0 < b.1)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(most >= 2, "after the canaries, the window opens: {spans:?}");
+}
+
+/// Host start stamps are at least `gap` apart (4/s: 250 ms, burst of one).
+/// Only lower bounds are asserted (a slow machine spaces them more), with
+/// slack for the time a local shell takes to stamp.
+fn assert_spaced(mut starts: Vec<f64>, gap: f64) {
+    starts.sort_by(f64::total_cmp);
+    let slack = 0.15;
+    for (k, s) in starts.iter().enumerate() {
+        assert!(
+            s - starts[0] >= gap * k as f64 - slack,
+            "start {k} came {:.3}s after the first: {starts:?}",
+            s - starts[0]
+        );
+    }
+    for w in starts.windows(2) {
+        assert!(w[1] - w[0] >= gap - slack, "{starts:?}");
+    }
+}
+
+fn start_stamps(case: &Case, hosts: &[H]) -> Vec<f64> {
+    hosts
+        .iter()
+        .map(|h| stamp(&case.mark(&format!("{}.start", h.name))))
+        .collect()
 }
 
 #[test]
 fn stage_rate_spaces_host_starts() {
     let case = Case::new();
-    // local steps: the stamp is taken on the bastion the moment a host starts,
-    // so no SSH latency blurs it.
+    // local steps: the stamp is taken on the bastion the moment a host
+    // starts, so no SSH latency blurs it.
     let hosts: Vec<H> = (1..=8)
         .map(|i| H::new(&format!("r{i}"), "127.0.0.1", 22))
         .collect();
@@ -905,25 +1041,68 @@ stages:
     ));
     let o = case.run(&[]);
     assert_eq!(o.code, 0, "{o}");
-    let mut starts: Vec<f64> = hosts
-        .iter()
-        .map(|h| stamp(&case.mark(&format!("{}.start", h.name))))
+    assert_spaced(start_stamps(&case, &hosts), 0.25);
+}
+
+#[test]
+fn global_rate_spaces_starts_across_stages_running_at_once() {
+    let case = Case::new();
+    let hosts: Vec<H> = (1..=8)
+        .map(|i| {
+            H::new(&format!("g{i}"), "127.0.0.1", 22).label("role", if i <= 4 { "a" } else { "b" })
+        })
         .collect();
-    starts.sort_by(f64::total_cmp);
-    // 4/s with a burst of one: one start per 250 ms. Only lower bounds are
-    // asserted (a slow machine spaces them more), with slack for the time a
-    // local shell takes to stamp.
-    let slack = 0.15;
-    for (k, s) in starts.iter().enumerate() {
-        assert!(
-            s - starts[0] >= 0.25 * k as f64 - slack,
-            "start {k} came {:.3}s after the first: {starts:?}",
-            s - starts[0]
-        );
+    case.inventory(&hosts);
+    let stage = |name: &str| {
+        format!(
+            "  - name: {name}\n    select: {{ role: {name} }}\n    parallel: 4\n    steps:\n      - local: 'date +%s.%N > {marks}/$REKINDLE_HOST.start'\n",
+            marks = case.marks()
+        )
+    };
+    case.playbook(&format!(
+        "version: 1\nstages:\n{}{}",
+        stage("a"),
+        stage("b")
+    ));
+    let o = case.run(&["--rate", "4/s"]);
+    assert_eq!(o.code, 0, "{o}");
+    assert_spaced(start_stamps(&case, &hosts), 0.25);
+}
+
+/// A soft and hard `RLIMIT_NOFILE` of `n` for the child.
+fn nofile_limit(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the hook.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    for w in starts.windows(2) {
-        assert!(w[1] - w[0] >= 0.25 - slack, "{starts:?}");
-    }
+}
+
+#[test]
+fn parallel_beyond_the_file_descriptor_limit_is_clamped_and_said() {
+    let case = Case::new();
+    let sshd = Sshd::start(&case.keys, 2);
+    case.trust(&[&sshd]);
+    case.inventory(&hosts_on(&sshd, "h", 1));
+    case.playbook(&one_run(&case));
+    let mut cmd = case.command("run", &["--yes", "--parallel", "5000"]);
+    nofile_limit(&mut cmd, 400);
+    let o = Running::start(cmd).wait(RUN_LIMIT);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        o.stderr.contains("--parallel 5000 clamped to") && o.stderr.contains("limit is 400"),
+        "{o}"
+    );
+    assert_eq!(case.marks_ending(".ran").len(), 2);
 }
 
 // ---------------------------------------------------------------- 7. Ctrl-C
@@ -953,7 +1132,7 @@ fn first_ctrl_c_lets_hosts_in_flight_finish_and_starts_nothing_new() {
     let sshd = Sshd::start(&case.keys, 8);
     case.trust(&[&sshd]);
     case.inventory(&hosts_on(&sshd, "h", 1));
-    case.playbook(&slow_playbook(&case, "2"));
+    case.playbook(&slow_playbook(&case, "3"));
     let run = Running::start(case.command("run", &["--yes"]));
     wait_for("three hosts in flight", Duration::from_secs(20), || {
         case.marks_ending(".start").len() >= 3
