@@ -649,6 +649,43 @@ stages:
     );
 }
 
+#[test]
+fn a_host_dropping_its_connection_mid_command_fails_that_host() {
+    let case = Case::new();
+    let sshd = Sshd::start(&case.keys, 2);
+    case.trust(&[&sshd]);
+    case.inventory(&hosts_on(&sshd, "h", 1));
+    case.playbook(&format!(
+        r#"version: 1
+stages:
+  - name: all
+    select: {{ dc: test }}
+    parallel: 2
+    max_failures: 100%
+    steps:
+      - run: 'touch {marks}/{{name}}.start; sleep 30; touch {marks}/{{name}}.end'
+"#,
+        marks = case.marks()
+    ));
+    let run = Running::start(case.command("run", &["--yes"]));
+    wait_for("both hosts in flight", Duration::from_secs(20), || {
+        case.marks_ending(".start").len() == 2
+    });
+    // Like a host that crashes: its sshd processes (and the command) die.
+    assert!(sshd.drop_connections() > 0);
+    let o = run.wait(Duration::from_secs(25));
+    assert_eq!(o.code, 1, "{o}");
+    for h in ["h01", "h02"] {
+        let line = o.host_line(h);
+        assert!(
+            line.starts_with("FAILED")
+                && line.contains("connection closed before the command finished"),
+            "{line}"
+        );
+    }
+    assert!(case.marks_ending(".end").is_empty());
+}
+
 // ---------------------------------------------------------------- 4. health checks
 
 /// A tiny HTTP server on a thread: `/ok` answers 200 "status: healthy",
