@@ -356,6 +356,46 @@ fn closed_port() -> u16 {
         .port()
 }
 
+/// A port that drops SYNs, like a firewall black hole: a listener with a
+/// backlog of 0 whose one queue slot is taken and never accepted, so the
+/// kernel ignores further connection attempts.
+struct SynHole {
+    _listener: TcpListener,
+    _filler: std::net::TcpStream,
+    port: u16,
+}
+
+impl SynHole {
+    fn new() -> SynHole {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket syscalls on a fresh descriptor that the
+        // TcpListener takes ownership of right after.
+        let listener = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket");
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+                },
+                sin_zero: [0; 8],
+            };
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(libc::bind(fd, (&raw const addr).cast(), len), 0, "bind");
+            assert_eq!(libc::listen(fd, 0), 0, "listen");
+            TcpListener::from_raw_fd(fd)
+        };
+        let port = listener.local_addr().expect("addr").port();
+        let filler = std::net::TcpStream::connect(("127.0.0.1", port)).expect("fill the queue");
+        SynHole {
+            _listener: listener,
+            _filler: filler,
+            port,
+        }
+    }
+}
+
 // ---------------------------------------------------------------- 1. run: commands
 
 #[test]
@@ -548,7 +588,7 @@ fn unreachable_playbook(case: &Case, on_unreachable: &str) -> String {
 stages:
   - name: all
     select: {{ dc: test }}
-    parallel: 3
+    parallel: 4
     connect_timeout: 1s
     on_unreachable: {on_unreachable}
     steps:
@@ -566,9 +606,11 @@ fn refused_and_black_holed_hosts_fail_within_connect_timeout_or_are_skipped() {
     // Accepts TCP (the kernel's backlog) but never speaks SSH: a hung host.
     let hole = TcpListener::bind("127.0.0.1:0").expect("bind");
     let hole_port = hole.local_addr().expect("addr").port();
+    let syn_hole = SynHole::new();
     let mut hosts = hosts_on(&sshd, "good", 1);
     hosts.push(H::new("refused", "127.0.0.1", closed_port()));
     hosts.push(H::new("holed", "127.0.0.1", hole_port));
+    hosts.push(H::new("dropped", "127.0.0.1", syn_hole.port));
     case.inventory(&hosts);
 
     // Default: unreachable hosts are failures and spend the budget (0).
@@ -585,6 +627,12 @@ fn refused_and_black_holed_hosts_fail_within_connect_timeout_or_are_skipped() {
         holed.starts_with("FAILED") && holed.contains("not finished within 1s"),
         "{holed}"
     );
+    let dropped = o.host_line("dropped");
+    assert!(
+        dropped.starts_with("FAILED") && dropped.contains("no TCP connection to 127.0.0.1"),
+        "{dropped}"
+    );
+    assert!(dropped.contains("within 1s"), "{dropped}");
 
     // `on_unreachable: skip`: set aside, reported, and the budget is untouched.
     std::fs::remove_file(case.mark("good01.ran")).ok();
@@ -592,7 +640,7 @@ fn refused_and_black_holed_hosts_fail_within_connect_timeout_or_are_skipped() {
     let o = case.run(&[]);
     assert_eq!(o.code, 1, "skipped hosts are not success\n{o}");
     assert!(o.host_line("good01").starts_with("ok"), "{o}");
-    for h in ["refused", "holed"] {
+    for h in ["refused", "holed", "dropped"] {
         let line = o.host_line(h);
         assert!(
             line.starts_with("skipped") && line.contains("unreachable"),
@@ -600,7 +648,7 @@ fn refused_and_black_holed_hosts_fail_within_connect_timeout_or_are_skipped() {
         );
     }
     assert!(
-        o.stdout.contains("1 done, 0 failed, 2 skipped  done"),
+        o.stdout.contains("1 done, 0 failed, 3 skipped  done"),
         "{o}"
     );
     assert!(case.has_mark("good01.ran"));
