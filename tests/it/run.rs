@@ -1410,9 +1410,18 @@ fn preflight_reads_every_boot_id_and_changes_nothing() {
     assert_eq!(sshd.logins(), 6);
     assert!(case.marks_ending(".ran").is_empty(), "no step ran");
 
-    let o = case.preflight(&[]);
+    let o = case.preflight(&["--limit", "name=h0[12]"]);
     assert_eq!(o.code, 0, "{o}");
     assert!(o.stdout.contains("stage all"), "the plan comes first: {o}");
+    assert!(
+        o.stdout
+            .contains("Preflight: 2 hosts checked, 2 ok, 0 with problems"),
+        "--limit narrows the preflight too: {o}"
+    );
+    assert_eq!(sshd.logins(), 8);
+
+    let o = case.preflight(&[]);
+    assert_eq!(o.code, 0, "{o}");
     assert!(
         o.stdout
             .contains("Preflight: 6 hosts checked, 6 ok, 0 with problems"),
