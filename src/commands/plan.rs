@@ -101,7 +101,7 @@ fn preflight(
     let out = match args.format {
         OutputFormat::Text => {
             render_text(plan, playbook, inventory, limit, sources)
-                + &super::preflight::render_text(inventory, &checks)
+                + &super::preflight::render_text(inventory, plan, &checks)
         }
         OutputFormat::Json => {
             let text = render_json(plan, playbook, inventory, limit);
@@ -109,7 +109,7 @@ fn preflight(
             if let Value::Object(map) = &mut doc {
                 map.insert(
                     "preflight".into(),
-                    super::preflight::render_json(inventory, &checks),
+                    super::preflight::render_json(inventory, plan, &checks),
                 );
             }
             serde_json::to_string_pretty(&sorted(doc)).unwrap_or_default() + "\n"

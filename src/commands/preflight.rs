@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::engine::steps::BOOT_ID_COMMAND;
 use crate::inventory::{Host, Inventory};
 use crate::plan::Plan;
+use crate::playbook::{Check, Step};
 use crate::transport::{ConnectErrorKind, Connector, Session};
 
 /// Hosts checked at once. sshd handles about 40 handshakes a second per
@@ -83,16 +84,43 @@ pub(crate) struct HostCheck {
     pub result: Result<String, Problem>,
 }
 
-/// Every host some stage selects, once, with the connect timeout of the
-/// first stage (in plan order) that selects it.
+/// Whether a step logs in over SSH (`local`, `power_on`, tcp and http
+/// checks never do).
+fn uses_ssh(step: &Step) -> bool {
+    match step {
+        Step::WaitSsh { .. }
+        | Step::Run { .. }
+        | Step::Reboot { .. }
+        | Step::RestartService { .. } => true,
+        Step::Health(h) => h.checks.iter().any(|c| matches!(c, Check::Ssh(_))),
+        Step::PowerOn(_) | Step::Local { .. } => false,
+    }
+}
+
+/// Every host some stage would reach over SSH, once, with the connect
+/// timeout of the first such stage (in plan order). A host only `local` or
+/// `power_on` steps touch is not checked: nothing in the run logs into it.
 fn targets(plan: &Plan) -> Vec<(usize, Duration)> {
     let mut seen: BTreeMap<usize, Duration> = BTreeMap::new();
-    for s in &plan.stages {
+    for s in plan.stages.iter().filter(|s| s.steps.iter().any(uses_ssh)) {
         for &h in &s.hosts {
             seen.entry(h).or_insert(s.connect_timeout);
         }
     }
     seen.into_iter().collect()
+}
+
+/// Hosts some stage selects that [`check`] leaves alone (no SSH step).
+pub(crate) fn unchecked(plan: &Plan) -> usize {
+    let checked = targets(plan).len();
+    let mut all: Vec<usize> = plan
+        .stages
+        .iter()
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all.len() - checked
 }
 
 /// Checks every selected host, at most `parallel` at once; results in
@@ -199,7 +227,7 @@ fn grouped<'a>(
 }
 
 /// The preflight section of `plan`'s text output.
-pub(crate) fn render_text(inventory: &Inventory, checks: &[HostCheck]) -> String {
+pub(crate) fn render_text(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> String {
     let mut out = String::new();
     let problems = checks.iter().filter(|c| c.result.is_err()).count();
     let _ = writeln!(
@@ -208,6 +236,13 @@ pub(crate) fn render_text(inventory: &Inventory, checks: &[HostCheck]) -> String
         checks.len(),
         checks.len() - problems
     );
+    let skipped = unchecked(plan);
+    if skipped > 0 {
+        let _ = writeln!(
+            out,
+            "  {skipped} hosts not checked: their stages never log in over SSH"
+        );
+    }
     for (kind, hosts) in grouped(inventory, checks) {
         let _ = writeln!(out, "  {} ({}):", kind.title(), hosts.len());
         let width = hosts.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
@@ -219,9 +254,9 @@ pub(crate) fn render_text(inventory: &Inventory, checks: &[HostCheck]) -> String
 }
 
 /// The `preflight` member of `plan --format json`:
-/// `{ "checked": int, "ok": int, "problems": int,
+/// `{ "checked": int, "ok": int, "problems": int, "not_checked": int,
 ///    "by_kind": { kind: [{ "host", "message" }] }, "boot_ids": { host: id } }`.
-pub(crate) fn render_json(inventory: &Inventory, checks: &[HostCheck]) -> Value {
+pub(crate) fn render_json(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> Value {
     let problems = checks.iter().filter(|c| c.result.is_err()).count();
     let by_kind: serde_json::Map<String, Value> = grouped(inventory, checks)
         .into_iter()
@@ -245,6 +280,7 @@ pub(crate) fn render_json(inventory: &Inventory, checks: &[HostCheck]) -> Value 
         "checked": checks.len(),
         "ok": checks.len() - problems,
         "problems": problems,
+        "not_checked": unchecked(plan),
         "by_kind": by_kind,
         "boot_ids": boot_ids,
     })
@@ -351,7 +387,10 @@ mod tests {
             on_unreachable: crate::playbook::OnUnreachable::Fail,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
-            steps: vec![],
+            steps: vec![Step::Run {
+                command: "true".into(),
+                timeout: Duration::from_secs(2),
+            }],
             host_estimate: Duration::ZERO,
             estimate: Duration::ZERO,
         };
@@ -387,13 +426,38 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn hosts_no_stage_logs_into_are_not_checked() {
+        let (inv, mut plan) = world(&["ssh1", "ssh2", "local1"], &[&[0, 1], &[1, 2]]);
+        plan.stages[1].steps = vec![
+            Step::Local {
+                command: "drain {name}".into(),
+                timeout: Duration::from_secs(1),
+            },
+            Step::Health(crate::playbook::Health {
+                checks: vec![Check::Tcp(80)],
+                timeout: Duration::from_secs(1),
+                interval: Duration::from_secs(1),
+            }),
+        ];
+        let fake = Arc::new(Fake::default());
+        let checks = check(Arc::clone(&fake), &inv, &plan, 4).await;
+        assert_eq!(*fake.calls.lock().unwrap(), ["ssh1", "ssh2"]);
+        assert_eq!(checks.len(), 2);
+        assert_eq!(unchecked(&plan), 1);
+        assert!(
+            render_text(&inv, &plan, &checks)
+                .contains("1 hosts not checked: their stages never log in over SSH")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn problems_are_grouped_by_kind() {
         let names = [
             "ok1", "down1", "unknown1", "auth1", "changed1", "down2", "weird1",
         ];
         let (inv, plan) = world(&names, &[&[0, 1, 2, 3, 4, 5, 6]]);
         let checks = check(Arc::new(Fake::default()), &inv, &plan, 8).await;
-        let text = render_text(&inv, &checks);
+        let text = render_text(&inv, &plan, &checks);
         let expected = "
 Preflight: 7 hosts checked, 1 ok, 6 with problems
   unknown host key (1):
@@ -409,7 +473,7 @@ Preflight: 7 hosts checked, 1 ok, 6 with problems
     weird1  `cat /proc/sys/kernel/random/boot_id` printed \"hello\", not a boot id
 ";
         assert_eq!(text, expected);
-        let json = render_json(&inv, &checks);
+        let json = render_json(&inv, &plan, &checks);
         assert_eq!(json["problems"], 6);
         assert_eq!(json["by_kind"]["unreachable"][1]["host"], "down2");
         assert_eq!(
