@@ -491,16 +491,17 @@ fn one_run(case: &Case) -> String {
 #[test]
 fn unknown_host_key_fails_with_its_fingerprint_until_accept_new_appends_it() {
     let case = Case::new();
-    let sshd = Sshd::start(&case.keys, 2);
+    let sshd = Sshd::start(&case.keys, 12);
     // known_hosts exists but is empty: every key is unknown.
-    case.inventory(&hosts_on(&sshd, "h", 1));
-    case.playbook(&one_run(&case));
+    let hosts = hosts_on(&sshd, "h", 1);
+    case.inventory(&hosts);
+    case.playbook(&one_run(&case).replace("parallel: 4", "parallel: 12"));
     let o = case.run(&[]);
     assert_eq!(o.code, 1, "{o}");
-    assert_eq!(o.lines("FAILED").len(), 2, "{o}");
+    assert_eq!(o.lines("FAILED").len(), 12, "{o}");
     let fp = sshd.fingerprint();
-    for h in ["h01", "h02"] {
-        let line = o.host_line(h);
+    for h in &hosts {
+        let line = o.host_line(&h.name);
         assert!(
             line.contains("host key is not in") && line.contains(&fp),
             "{line}"
@@ -510,14 +511,32 @@ fn unknown_host_key_fails_with_its_fingerprint_until_accept_new_appends_it() {
     assert!(case.marks_ending(".ran").is_empty(), "nothing ran");
     assert_eq!(sshd.logins(), 0, "no login to an unverified host");
 
+    // Twelve hosts accepted at once: twelve whole lines, one per address.
     let o = case.run(&["--accept-new-host-keys"]);
     assert_eq!(o.code, 0, "{o}");
     let kh = std::fs::read_to_string(&case.known_hosts).expect("known_hosts");
-    assert_eq!(kh.lines().count(), 2, "{kh}");
+    assert_eq!(kh.lines().count(), 12, "{kh}");
     for a in sshd.addrs() {
-        assert!(kh.contains(&format!("[{a}]:{}", sshd.port())), "{kh}");
+        let entry = format!("[{a}]:{}", sshd.port());
+        assert_eq!(
+            kh.lines().filter(|l| l.contains(&entry)).count(),
+            1,
+            "{entry}: {kh}"
+        );
     }
-    assert_eq!(case.marks_ending(".ran").len(), 2);
+    // OpenSSH itself reads every appended line as this host's key.
+    for a in sshd.addrs() {
+        let out = Command::new("ssh-keygen")
+            .arg("-F")
+            .arg(format!("[{a}]:{}", sshd.port()))
+            .arg("-f")
+            .arg(&case.known_hosts)
+            .output()
+            .expect("ssh-keygen -F");
+        let found = String::from_utf8_lossy(&out.stdout);
+        assert!(found.contains(&sshd.host_key()), "{a}: {found}");
+    }
+    assert_eq!(case.marks_ending(".ran").len(), 12);
 
     // The appended lines are what a later run trusts.
     let o = case.run(&[]);
@@ -1188,6 +1207,37 @@ fn parallel_beyond_the_file_descriptor_limit_is_clamped_and_said() {
         "{o}"
     );
     assert_eq!(case.marks_ending(".ran").len(), 2);
+}
+
+#[test]
+fn a_finished_host_is_replaced_at_once_not_after_the_slowest_of_a_batch() {
+    let case = Case::new();
+    let hosts: Vec<H> = (1..=5)
+        .map(|i| H::new(&format!("w{i}"), "127.0.0.1", 22))
+        .collect();
+    case.inventory(&hosts);
+    case.playbook(&format!(
+        r#"version: 1
+stages:
+  - name: rolling
+    select: {{ dc: test }}
+    parallel: 2
+    steps:
+      - local: 'date +%s.%N > {marks}/$REKINDLE_HOST.start; case $REKINDLE_HOST in w1) sleep 2;; *) sleep 0.1;; esac; date +%s.%N > {marks}/$REKINDLE_HOST.end'
+"#,
+        marks = case.marks()
+    ));
+    let o = case.run(&[]);
+    assert_eq!(o.code, 0, "{o}");
+    let spans = spans(&case, &hosts);
+    // w1 is slow; w2..w5 take turns in the second slot while it runs.
+    for (h, span) in hosts.iter().zip(&spans).skip(2) {
+        assert!(
+            span.0 < spans[0].1,
+            "{} waited for w1 to finish: {spans:?}",
+            h.name
+        );
+    }
 }
 
 // ---------------------------------------------------------------- 7. Ctrl-C
