@@ -1008,7 +1008,7 @@ fn max_unavailable_keeps_one_host_per_rack_in_flight_across_stages() {
     parallel: 6
     max_unavailable: {{ rack: 1 }}
     steps:
-      - run: 'date +%s.%N > {marks}/{{name}}.start; sleep 0.3; date +%s.%N > {marks}/{{name}}.end'
+      - run: 'date +%s.%N > {marks}/{{name}}.start; sleep 0.5; date +%s.%N > {marks}/{{name}}.end'
 "#,
             marks = case.marks()
         )
@@ -1066,7 +1066,7 @@ stages:
     parallel: 4
     canary: 2
     steps:
-      - local: 'date +%s.%N > {marks}/$REKINDLE_HOST.start; sleep 0.2; date +%s.%N > {marks}/$REKINDLE_HOST.end'
+      - local: 'date +%s.%N > {marks}/$REKINDLE_HOST.start; sleep 0.4; date +%s.%N > {marks}/$REKINDLE_HOST.end'
 "#,
         marks = case.marks()
     ));
