@@ -405,13 +405,18 @@ impl<C: Connector> HostRun<C> {
                     Err(e) => Err(StepFailure::new(e)),
                     Ok(command) => {
                         let timeout = self.stage.command_timeout.min(left);
-                        match self.exec(&command, timeout).await {
-                            Ok(out) => check_exit(&command, &out),
-                            Err(f) => {
-                                // A broken session is retried on the next round.
-                                self.session = None;
-                                Err(f)
-                            }
+                        // Connect within the check's deadline: a silent host must
+                        // not hold the step for the stage's whole connect_timeout.
+                        match self.session_within(Some(deadline)).await {
+                            Err(e) => Err(StepFailure::connect(&e)),
+                            Ok(_) => match self.exec(&command, timeout).await {
+                                Ok(out) => check_exit(&command, &out),
+                                Err(f) => {
+                                    // A broken session is retried on the next round.
+                                    self.session = None;
+                                    Err(f)
+                                }
+                            },
                         }
                     }
                 },

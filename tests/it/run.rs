@@ -901,6 +901,38 @@ stages:
     drop(open);
 }
 
+/// Regression: an `ssh:` health check connected with the stage's whole
+/// `connect_timeout`, so a silent host held the step past its own timeout.
+#[test]
+fn ssh_health_check_on_a_silent_host_stops_at_the_health_timeout() {
+    let case = Case::new();
+    let hole = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = hole.local_addr().expect("addr").port();
+    case.inventory(&[H::new("silent", "127.0.0.1", port)]);
+    case.playbook(
+        r#"version: 1
+stages:
+  - name: check
+    select: { dc: test }
+    connect_timeout: 20s
+    steps:
+      - health: { checks: [ { ssh: "true" } ], timeout: 1s, interval: 200ms }
+"#,
+    );
+    let o = case.run(&[]);
+    assert_eq!(o.code, 3, "{o}");
+    let line = o.host_line("silent");
+    assert!(
+        line.contains("health checks did not pass within 1s"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("within 20s"),
+        "the connect outlived the check: {line}"
+    );
+    drop(hole);
+}
+
 // ---------------------------------------------------------------- 5. failure budget
 
 #[test]
