@@ -1361,6 +1361,83 @@ fn second_ctrl_c_stops_at_once() {
     assert!(o.host_line("h01").contains("during step 1 (run)"), "{o}");
 }
 
+fn alive(pid: i32) -> bool {
+    // Zombies count as gone: only a process that still runs matters.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Regression: stopping at once dropped a `local` step's shell, but what the
+/// shell had started kept running after rekindle exited.
+#[test]
+fn second_ctrl_c_kills_what_local_steps_started() {
+    let case = Case::new();
+    let hosts: Vec<H> = (1..=2)
+        .map(|i| H::new(&format!("l{i}"), "127.0.0.1", 22))
+        .collect();
+    case.inventory(&hosts);
+    case.playbook(&format!(
+        r#"version: 1
+stages:
+  - name: local
+    select: {{ dc: test }}
+    parallel: 2
+    steps:
+      - local: 'sleep 60 & echo $! > {marks}/$REKINDLE_HOST.child; wait; touch {marks}/$REKINDLE_HOST.end'
+"#,
+        marks = case.marks()
+    ));
+    let run = Running::start(case.command("run", &["--yes"]));
+    wait_for("both local commands", Duration::from_secs(20), || {
+        case.marks_ending(".child").len() == 2
+    });
+    let pids: Vec<i32> = case
+        .marks_ending(".child")
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(case.mark(f))
+                .unwrap_or_default()
+                .trim()
+                .parse()
+                .unwrap_or(0)
+        })
+        .collect();
+    assert!(pids.iter().all(|&p| p > 1 && alive(p)), "{pids:?}");
+    run.signal(libc::SIGINT);
+    wait_for("the first interrupt", Duration::from_secs(10), || {
+        run.stderr_so_far().contains("starting no new hosts")
+    });
+    run.signal(libc::SIGINT);
+    let o = run.wait(Duration::from_secs(20));
+    let survivors = || {
+        pids.iter()
+            .copied()
+            .filter(|&p| alive(p))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !survivors().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = survivors();
+    for &p in &left {
+        // SAFETY: plain syscall; clean up what this test's run started.
+        unsafe {
+            libc::kill(p, libc::SIGKILL);
+        }
+    }
+    assert_eq!(o.code, 130, "{o}");
+    assert!(
+        left.is_empty(),
+        "still running after rekindle exited: {left:?}\n{o}"
+    );
+}
+
 // ---------------------------------------------------------------- 8. jump host
 
 #[test]
