@@ -257,11 +257,24 @@ fn text(s: &Shared) -> String {
 }
 
 impl Running {
-    fn start(mut cmd: Command) -> Running {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+    fn start(cmd: Command) -> Running {
+        Running::start_with_input(cmd, None)
+    }
+
+    /// Starts `cmd` with `input` on its stdin (then closed), or none.
+    fn start_with_input(mut cmd: Command, input: Option<&str>) -> Running {
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("rekindle starts");
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            use std::io::Write;
+            stdin.write_all(text.as_bytes()).expect("write stdin");
+        }
         let (out, err) = (Shared::default(), Shared::default());
         let mut readers = Vec::new();
         if let Some(o) = child.stdout.take() {
@@ -1541,6 +1554,55 @@ fn off_a_terminal_without_yes_the_run_is_refused() {
     assert!(o.stderr.contains("--yes"), "{o}");
     assert!(case.marks_ending(".ran").is_empty());
     assert_eq!(sshd.logins(), 0);
+}
+
+/// `rekindle run` on a terminal (a pty from util-linux `script`), answering
+/// the confirmation prompt with `answer`.
+fn run_on_a_terminal(case: &Case, answer: &str) -> Outcome {
+    let line = format!(
+        "{} run {} -i {} --ssh-config /dev/null",
+        env!("CARGO_BIN_EXE_rekindle"),
+        case.path("playbook.yaml").display(),
+        case.path("inventory.yaml").display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
+        .current_dir(case.dir.path())
+        .env_remove("SSH_AUTH_SOCK");
+    Running::start_with_input(cmd, Some(answer)).wait(RUN_LIMIT)
+}
+
+#[test]
+fn on_a_terminal_the_run_asks_first_and_only_yes_proceeds() {
+    let case = Case::new();
+    let hosts: Vec<H> = (1..=3)
+        .map(|i| H::new(&format!("t{i}"), "127.0.0.1", 22))
+        .collect();
+    case.inventory(&hosts);
+    case.playbook(&format!(
+        r#"version: 1
+name: asked
+stages:
+  - name: only
+    select: {{ dc: test }}
+    parallel: 3
+    steps:
+      - local: 'touch {marks}/$REKINDLE_HOST.ran'
+"#,
+        marks = case.marks()
+    ));
+    let o = run_on_a_terminal(&case, "n\n");
+    assert_eq!(o.code, 2, "{o}");
+    // A pty merges stderr into what `script` prints.
+    assert!(o.stdout.contains("About to run `asked`"), "{o}");
+    assert!(o.stdout.contains("only: 3 hosts"), "{o}");
+    assert!(o.stdout.contains("Proceed? [y/N]"), "{o}");
+    assert!(o.stdout.contains("not confirmed; nothing was done"), "{o}");
+    assert!(case.marks_ending(".ran").is_empty(), "{o}");
+
+    let o = run_on_a_terminal(&case, "y\n");
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(case.marks_ending(".ran").len(), 3, "{o}");
 }
 
 // ---------------------------------------------------------------- 10. plan --preflight
