@@ -589,6 +589,13 @@ fn changed_host_key_fails_loudly_even_with_accept_new() {
     );
     assert!(!case.has_mark("h01.ran"));
     assert_eq!(real.logins(), 0);
+
+    // `--known-hosts` overrides the inventory's file.
+    let right = case.write("right_known_hosts", &real.known_hosts_lines());
+    let right = right.display().to_string();
+    let o = case.run(&["--known-hosts", &right]);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(case.has_mark("h01.ran"));
 }
 
 #[test]
@@ -610,6 +617,12 @@ fn failed_auth_names_the_identity_it_tried() {
         "names the key it tried: {line}"
     );
     assert!(!case.has_mark("h01.ran"));
+
+    // `--identity` adds a key ahead of the inventory's.
+    let good = case.keys.key().display().to_string();
+    let o = case.run(&["--identity", &good]);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(case.has_mark("h01.ran"));
 }
 
 // ---------------------------------------------------------------- 3. unreachable
