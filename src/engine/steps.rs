@@ -393,20 +393,18 @@ impl<C: Connector> HostRun<C> {
             health.interval,
             health.interval.max(Duration::from_secs(10)),
         );
-        let mut previous: Option<StepFailure> = None;
+        let mut last: Option<StepFailure> = None;
         loop {
-            let failure = self.health_round(health, deadline).await;
-            let Some(failure) = failure else {
+            let Some(failure) = self.health_round(health, deadline).await else {
                 return Ok(());
             };
-            // A round that ran into the deadline had its checks' timeouts cut
-            // to what was left; its "no answer within 2ms" says less than
-            // what the round before found (a 503, a refused port).
-            let failure = match previous.take() {
-                Some(p) if Instant::now() >= deadline => p,
-                _ => failure,
-            };
+            // A round cut short by the deadline ("timed out after 1ms") says
+            // less than the full round before it: report the more telling one.
+            if last.is_none() || Instant::now() < deadline {
+                last = Some(failure);
+            }
             if !backoff.sleep_until_next(deadline).await {
+                let failure = last.expect("a failed round was recorded");
                 return Err(StepFailure::new(format!(
                     "health checks did not pass within {}: {}",
                     humane(health.timeout),
@@ -414,7 +412,6 @@ impl<C: Connector> HostRun<C> {
                 ))
                 .with_output(&failure.output));
             }
-            previous = Some(failure);
         }
     }
 
@@ -447,7 +444,6 @@ impl<C: Connector> HostRun<C> {
                     let timeout = self.stage.connect_timeout.min(left);
                     crate::transport::probe::tcp(&self.host.address, *port, timeout)
                         .await
-                        // The probe's message already names `tcp ADDRESS:PORT`.
                         .map_err(StepFailure::new)
                 }
                 Check::Http {
@@ -465,7 +461,6 @@ impl<C: Connector> HostRun<C> {
                             timeout,
                         )
                         .await
-                        // The probe's message already names `http URL`.
                         .map_err(StepFailure::new)
                     }
                 },
