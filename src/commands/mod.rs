@@ -5,6 +5,7 @@
 mod drill;
 mod hosts;
 mod plan;
+mod preflight;
 mod report;
 mod resume;
 mod run;

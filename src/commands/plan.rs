@@ -1,9 +1,13 @@
 //! `rekindle plan PLAYBOOK -i INV [--limit SEL] [--format text|json]`: the dry
 //! run. Input problems go to stderr with exit 2; the plan goes to stdout.
+//! With `--preflight` it also checks every selected host (see `preflight`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use serde_json::{Value, json};
 
@@ -15,12 +19,9 @@ use crate::plan::Plan;
 use crate::playbook::units::HumanDuration;
 use crate::playbook::{OnUnreachable, Playbook, Step};
 use crate::select::Selector;
+use crate::transport::ssh::SshConnector;
 
 pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
-    if args.preflight {
-        eprintln!("error: --preflight is not available yet");
-        return Ok(Exit::Usage);
-    }
     let limit = match args.limit.as_deref().map(Selector::parse).transpose() {
         Ok(l) => l,
         Err(e) => {
@@ -47,12 +48,89 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
     notes.append(&mut plan.warnings);
     diag::sort(&mut notes);
     plan.warnings = notes;
+    if args.preflight {
+        return preflight(
+            &args,
+            &plan,
+            &playbook,
+            &inventory,
+            limit.as_ref(),
+            &sources,
+        );
+    }
     let out = match args.format {
         OutputFormat::Text => render_text(&plan, &playbook, &inventory, limit.as_ref(), &sources),
         OutputFormat::Json => render_json(&plan, &playbook, &inventory, limit.as_ref()),
     };
     print!("{out}");
     Ok(Exit::Success)
+}
+
+/// The plan, then every selected host's connection check: exit 0 when all
+/// answered with a boot id, 1 otherwise.
+fn preflight(
+    args: &PlanArgs,
+    plan: &Plan,
+    playbook: &Playbook,
+    inventory: &Inventory,
+    limit: Option<&Selector>,
+    sources: &Sources,
+) -> anyhow::Result<Exit> {
+    let exec = crate::cli::ExecArgs {
+        ssh: args.ssh.clone(),
+        ..Default::default()
+    };
+    let connector = match SshConnector::new(super::run::ssh_options(&exec, inventory)) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let parallel = preflight_parallelism();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let checks = runtime.block_on(super::preflight::check(
+        connector, inventory, plan, parallel,
+    ));
+    // Connections still closing must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let all_ok = checks.iter().all(|c| c.result.is_ok());
+    let out = match args.format {
+        OutputFormat::Text => {
+            render_text(plan, playbook, inventory, limit, sources)
+                + &super::preflight::render_text(inventory, plan, &checks)
+        }
+        OutputFormat::Json => {
+            let text = render_json(plan, playbook, inventory, limit);
+            let mut doc: Value = serde_json::from_str(&text).context("plan JSON")?;
+            if let Value::Object(map) = &mut doc {
+                map.insert(
+                    "preflight".into(),
+                    super::preflight::render_json(inventory, plan, &checks),
+                );
+            }
+            serde_json::to_string_pretty(&sorted(doc)).unwrap_or_default() + "\n"
+        }
+    };
+    print!("{out}");
+    Ok(if all_ok {
+        Exit::Success
+    } else {
+        Exit::Failures
+    })
+}
+
+/// [`super::preflight::PARALLEL`], or fewer when the file descriptor limit
+/// (raised to its hard limit first) cannot hold that many sockets.
+fn preflight_parallelism() -> usize {
+    let limit = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024);
+    let fit = usize::try_from(limit.saturating_sub(64)).unwrap_or(usize::MAX);
+    super::preflight::PARALLEL.min(fit).max(1)
 }
 
 fn refuse(sources: &Sources, diags: &[Diagnostic]) -> Exit {

@@ -68,7 +68,10 @@ pub(crate) fn load(
         Err(d) => return fail(sources, d),
     };
     warnings.extend(w);
-    let (book, w) = match crate::playbook::load(playbook, Some(&inventory), sources) {
+    // The checks against hosts run once, in `plan::build`, where `--limit`
+    // is known; with the inventory here too, every such warning printed twice
+    // (once counting hosts the limit excludes).
+    let (book, w) = match crate::playbook::load(playbook, None, sources) {
         Ok(x) => x,
         Err(d) => return fail(sources, d),
     };

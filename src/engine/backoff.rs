@@ -44,7 +44,9 @@ impl Backoff {
     }
 
     /// Sleeps the next delay, but never past `deadline`. Returns false when
-    /// the deadline has already passed (the caller should give up).
+    /// the deadline is reached (the caller should give up with its last
+    /// error): an attempt started at the deadline would have no time left and
+    /// could only fail with a timeout that hides the real cause.
     pub async fn sleep_until_next(&mut self, deadline: Instant) -> bool {
         let now = Instant::now();
         if now >= deadline {
@@ -52,7 +54,7 @@ impl Backoff {
         }
         let wake = (now + self.next_delay()).min(deadline);
         tokio::time::sleep_until(wake).await;
-        true
+        wake < deadline
     }
 }
 
@@ -70,5 +72,28 @@ mod tests {
                 .min(Duration::from_secs(10));
             assert!(d <= ceiling.max(FLOOR), "attempt {attempt}: {d:?}");
         }
+    }
+
+    /// Regression: health and wait_ssh used to run one more attempt at the
+    /// deadline, with 1 ms left, and reported its "no answer within 1ms"
+    /// instead of the real failure (a 503, a refused port).
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_that_reaches_the_deadline_says_stop() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(1);
+        let mut b = Backoff::new(Duration::from_secs(5), Duration::from_secs(5));
+        // Every delay of at least 10 ms would overshoot eventually: keep sleeping.
+        let mut sleeps = 0;
+        while b.sleep_until_next(deadline).await {
+            sleeps += 1;
+            assert!(Instant::now() < deadline);
+            assert!(sleeps < 1000, "bounded");
+        }
+        assert_eq!(
+            Instant::now(),
+            deadline,
+            "slept up to the deadline, not past"
+        );
+        assert!(!b.sleep_until_next(deadline).await);
     }
 }

@@ -223,13 +223,27 @@ impl<C: Connector> HostRun<C> {
     /// Polls connect with backoff until it succeeds or `timeout` passes.
     async fn wait_for_ssh(&mut self, deadline: Instant) -> Result<(), ConnectError> {
         let mut backoff = Backoff::ssh();
+        let mut last: Option<ConnectError> = None;
         loop {
             let err = match self.session_within(Some(deadline)).await {
                 Ok(_) => return Ok(()),
                 Err(e) => e,
             };
+            // An attempt cut short by the deadline times out; that says less
+            // than what an earlier attempt found (an unknown host key, a
+            // refusal), and must not turn a key problem into "unreachable".
+            let cut_short = err.kind == crate::transport::ConnectErrorKind::Timeout
+                && last
+                    .as_ref()
+                    .is_some_and(|p| p.kind != crate::transport::ConnectErrorKind::Timeout);
+            if !cut_short {
+                last = Some(err);
+            }
             if !backoff.sleep_until_next(deadline).await {
-                return Err(err);
+                return Err(last.unwrap_or_else(|| ConnectError {
+                    kind: crate::transport::ConnectErrorKind::Timeout,
+                    message: "no connection attempt finished".into(),
+                }));
             }
         }
     }
@@ -411,13 +425,18 @@ impl<C: Connector> HostRun<C> {
                     Err(e) => Err(StepFailure::new(e)),
                     Ok(command) => {
                         let timeout = self.stage.command_timeout.min(left);
-                        match self.exec(&command, timeout).await {
-                            Ok(out) => check_exit(&command, &out),
-                            Err(f) => {
-                                // A broken session is retried on the next round.
-                                self.session = None;
-                                Err(f)
-                            }
+                        // Connect within the check's deadline: a silent host must
+                        // not hold the step for the stage's whole connect_timeout.
+                        match self.session_within(Some(deadline)).await {
+                            Err(e) => Err(StepFailure::connect(&e)),
+                            Ok(_) => match self.exec(&command, timeout).await {
+                                Ok(out) => check_exit(&command, &out),
+                                Err(f) => {
+                                    // A broken session is retried on the next round.
+                                    self.session = None;
+                                    Err(f)
+                                }
+                            },
                         }
                     }
                 },

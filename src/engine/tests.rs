@@ -1072,3 +1072,43 @@ async fn a_power_on_step_fails_clearly_for_now() {
     ));
     assert!(fleet.calls().is_empty());
 }
+
+/// Regression: the round that ran into the deadline had its check's timeout
+/// cut to the few milliseconds left, and its "timed out" replaced the real
+/// failure (here an exit status) in the report. Rounds land at random times
+/// (jittered backoff), so this runs many hosts to meet that case.
+#[tokio::test(start_paused = true)]
+async fn health_reports_the_last_real_failure_not_a_round_cut_short() {
+    let fleet = Fleet::new();
+    let n = 40;
+    for h in 0..n {
+        fleet.script(
+            &format!("h{h}"),
+            Script {
+                exits: HashMap::from([("check".to_owned(), 3)]),
+                delay: secs(0.3),
+                ..Script::default()
+            },
+        );
+    }
+    let mut s = stage(
+        "s",
+        &(0..n).collect::<Vec<_>>(),
+        vec![Step::Health(crate::playbook::Health {
+            checks: vec![crate::playbook::Check::Ssh("check".into())],
+            timeout: secs(2.0),
+            interval: secs(0.1),
+        })],
+    );
+    s.window = n;
+    s.failure_budget = n;
+    let out = simple(plan(vec![s]), hosts(n), &fleet).await;
+    for h in 0..n {
+        match out.finished(&format!("h{h}")) {
+            Some((_, HostOutcome::Failed { reason, .. })) => {
+                assert!(reason.contains("exited with 3"), "h{h}: {reason}");
+            }
+            other => panic!("h{h}: {other:?}"),
+        }
+    }
+}

@@ -35,7 +35,10 @@ pub async fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| ExecError::Channel(format!("cannot start sh: {e}")))?;
-    let pgid = child.id();
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    // Dropped before the shell finished (the run was stopped at once): kill
+    // the whole group, or what the shell started outlives rekindle.
+    let mut group = GroupKill(pgid);
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let readers = [spawn_reader(out, tx.clone()), spawn_reader(err, tx)];
@@ -65,24 +68,46 @@ pub async fn run(
     .await;
     match status {
         Err(_) => {
-            if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-                // SAFETY: plain syscall; pgid is the group this child leads.
-                unsafe {
-                    libc::kill(-pgid, libc::SIGKILL);
-                }
-            }
+            group.kill();
             let _ = child.kill().await;
             readers.iter().for_each(|r| r.abort());
             Err(ExecError::Timeout(timeout))
         }
         Ok(Err(e)) => Err(ExecError::Channel(format!("waiting for sh: {e}"))),
         Ok(Ok(status)) => {
+            // The shell finished: what it left running in the background is
+            // the command's business (`nohup ... &`), not ours to kill.
+            group.disarm();
             readers.iter().for_each(|r| r.abort());
             Ok(ExecOutput {
                 exit_status: status.code().and_then(|c| u32::try_from(c).ok()),
                 output: finish_tail(&tail),
             })
         }
+    }
+}
+
+/// Kills a process group with SIGKILL when told to or when dropped armed.
+struct GroupKill(Option<i32>);
+
+impl GroupKill {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // SAFETY: plain syscall; pgid is the group our child leads.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

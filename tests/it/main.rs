@@ -6,6 +6,7 @@ mod inventory;
 mod journal;
 mod plan;
 mod report;
+mod run;
 mod sim;
 mod ssh;
 mod sshd;

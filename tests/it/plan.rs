@@ -12,20 +12,6 @@ fn plan(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
-fn preflight_is_refused_for_now() {
-    let (code, out, err) = plan(&[
-        "playbooks/valid.yaml",
-        "-i",
-        "inventories/small.yaml",
-        "--preflight",
-    ]);
-    assert_eq!(
-        (code, out.as_str(), err.as_str()),
-        (2, "", "error: --preflight is not available yet\n")
-    );
-}
-
-#[test]
 fn a_bad_limit_is_a_usage_error() {
     let (code, out, err) = plan(&[
         "playbooks/valid.yaml",
