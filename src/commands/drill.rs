@@ -116,6 +116,16 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         all.len()
     };
     let fraction = chosen.len() as f64 / selected.max(1) as f64;
+    let stage_sample: BTreeMap<String, f64> = {
+        let simulated: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+        plan.stages
+            .iter()
+            .map(|st| {
+                let kept = st.hosts.iter().filter(|h| simulated.contains(h)).count();
+                (st.name.clone(), kept as f64 / st.hosts.len().max(1) as f64)
+            })
+            .collect()
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -128,6 +138,7 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         chosen,
         selected,
         fraction,
+        stage_sample,
         shape: fleet_shape,
         speed: args.speed,
         global_rate,
@@ -172,6 +183,7 @@ struct Setup {
     chosen: Vec<usize>,
     selected: usize,
     fraction: f64,
+    stage_sample: BTreeMap<String, f64>,
     shape: FleetShape,
     speed: f64,
     global_rate: Option<crate::playbook::Rate>,
@@ -341,6 +353,7 @@ async fn rehearse_on(
     let rehearsal = Rehearsal {
         speed: s.speed,
         sample: s.fraction,
+        stage_sample: s.stage_sample.clone(),
         http_port: fleet.http_port(),
     };
     let book = rehearse(&s.book, &rehearsal);
@@ -447,7 +460,7 @@ fn print_preamble(s: &Setup, plan: &Plan, fleet: &FleetHandle) {
     );
     if s.fraction < 1.0 {
         println!(
-            "drill: counts in the plan (parallel, max_failures, rates) shrink with the sample; \
+            "drill: counts in the plan (parallel, max_failures, rates) shrink with each stage's sample; \
              max_unavailable and canaries do not, so a stage bound by them runs faster than it would"
         );
     }

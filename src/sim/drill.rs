@@ -12,9 +12,12 @@
 //! - divided by the speed: `reboot`, `wait_ssh`, `health` and `power_on`
 //!   timeouts, health `interval`, power_on `pdu_interval`/`reprobe`/`jitter`,
 //!   and the stage `connect_timeout` (never below [`MIN_CONNECT_TIMEOUT`]);
-//! - multiplied by speed × sample: stage `rate`, power_on `rate`, global `--rate`;
-//! - multiplied by the sample fraction (rounded up, at least 1): `parallel`
-//!   and `max_failures` given as counts (percentages already follow the sample);
+//! - multiplied by speed × the stage's sample fraction: stage `rate`,
+//!   power_on `rate` (global `--rate`: speed × the whole sample fraction);
+//! - multiplied by the stage's sample fraction (rounded up, at least 1):
+//!   `parallel` and `max_failures` given as counts (percentages already
+//!   follow the sample); a small stage keeps relatively more hosts than the
+//!   whole (every stratum keeps one), so its own fraction is the right one;
 //! - unchanged: `command_timeout`, `run`/`local`/`restart_service` timeouts
 //!   (simulated commands take no time), `canary`, `max_unavailable`;
 //! - `tcp: PORT` checks probe the simulator's HTTP port (open while the host
@@ -41,12 +44,16 @@ pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MIN_SCALED: Duration = Duration::from_millis(100);
 
 /// How to turn a playbook into its rehearsal.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rehearsal {
     /// Time compression: simulated time runs this many times faster.
     pub speed: f64,
     /// Fraction of the selected hosts that are simulated, in (0, 1].
     pub sample: f64,
+    /// Per stage name, the fraction of its hosts that are simulated (small
+    /// strata keep one host, so a small stage is sampled more densely than
+    /// the whole); stages not listed use `sample`.
+    pub stage_sample: BTreeMap<String, f64>,
     /// The simulator's HTTP port (health endpoint, and stand-in for tcp checks).
     pub http_port: u16,
 }
@@ -114,18 +121,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn rehearse(book: &Playbook, r: &Rehearsal) -> Playbook {
     let mut book = book.clone();
     for stage in &mut book.stages {
-        stage.parallel = shrink(stage.parallel, r.sample);
-        stage.max_failures = shrink(stage.max_failures, r.sample);
-        stage.rate = stage.rate.map(|rate| scale_rate(rate, r.speed * r.sample));
+        let sample = r.stage_sample.get(&stage.name).copied().unwrap_or(r.sample);
+        stage.parallel = shrink(stage.parallel, sample);
+        stage.max_failures = shrink(stage.max_failures, sample);
+        stage.rate = stage.rate.map(|rate| scale_rate(rate, r.speed * sample));
         stage.connect_timeout = compress(stage.connect_timeout, r.speed).max(MIN_CONNECT_TIMEOUT);
         for step in &mut stage.steps {
-            rehearse_step(step, r);
+            rehearse_step(step, r, sample);
         }
     }
     book
 }
 
-fn rehearse_step(step: &mut Step, r: &Rehearsal) {
+fn rehearse_step(step: &mut Step, r: &Rehearsal, sample: f64) {
     match step {
         Step::WaitSsh { timeout } => *timeout = compress(*timeout, r.speed),
         Step::Reboot { timeout, command } => {
@@ -153,7 +161,7 @@ fn rehearse_step(step: &mut Step, r: &Rehearsal) {
             p.pdu_interval = compress(p.pdu_interval, r.speed);
             p.reprobe = compress(p.reprobe, r.speed);
             p.jitter = p.jitter.div_f64(r.speed);
-            p.rate = scale_rate(p.rate, r.speed * r.sample);
+            p.rate = scale_rate(p.rate, r.speed * sample);
         }
     }
 }
@@ -374,6 +382,7 @@ stages:
         let r = Rehearsal {
             speed: 20.0,
             sample: 0.1,
+            stage_sample: BTreeMap::from([("dns".to_owned(), 0.5)]),
             http_port: 18081,
         };
         let out = rehearse(&book, &r);
