@@ -4,6 +4,7 @@
 mod hosts;
 mod inventory;
 mod plan;
+mod reboot;
 mod sim;
 mod ssh;
 mod sshd;
