@@ -19,7 +19,7 @@ INVENTORY=${INVENTORY:-inventories/kakao-like.yaml}
 # 0.5% of the fleet (every stage, dc and role keeps at least one host), and
 # time compressed 100x: a 90 s boot takes 0.9 s; reported times are real.
 SAMPLE=${SAMPLE:-0.005}
-SPEED=${SPEED:-100}
+SPEED=${SPEED:-150}
 BOOT_TIME=${BOOT_TIME:-60s..120s}
 FAIL=${FAIL:-never_returns=0.003,slow_boot=0.01,flap=0.01}
 SEED=${SEED:-1}
