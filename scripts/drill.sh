@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 PLAYBOOK=${PLAYBOOK:-playbooks/rolling-kernel-reboot.yaml}
 INVENTORY=${INVENTORY:-inventories/kakao-like.yaml}
 # 0.5% of the fleet (every stage, dc and role keeps at least one host), and
-# time compressed 100x: a 90 s boot takes 0.9 s; reported times are real.
+# time compressed 150x: a 90 s boot takes 0.6 s; reported times are real.
 SAMPLE=${SAMPLE:-0.005}
 SPEED=${SPEED:-150}
 BOOT_TIME=${BOOT_TIME:-60s..120s}
