@@ -17,6 +17,8 @@ pub struct Backoff {
 
 /// Never sleep less than this, so a jitter draw near zero cannot spin.
 const FLOOR: Duration = Duration::from_millis(10);
+/// A poll's backoff cap is at most its timeout divided by this.
+const POLLS_PER_TIMEOUT: u32 = 60;
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Backoff {
@@ -30,6 +32,22 @@ impl Backoff {
     /// The default for SSH polling: 250 ms doubling to 10 s.
     pub fn ssh() -> Backoff {
         Backoff::new(Duration::from_millis(250), Duration::from_secs(10))
+    }
+
+    /// SSH polling bounded by a step's `timeout`: as [`Backoff::ssh`], but
+    /// the cap never exceeds a sixtieth of the timeout, so a short timeout
+    /// (a drill compresses them) still gets about sixty looks at the host
+    /// instead of a handful, and notices it back as soon, relatively.
+    pub fn ssh_within(timeout: Duration) -> Backoff {
+        let cap = (timeout / POLLS_PER_TIMEOUT).clamp(FLOOR, Duration::from_secs(10));
+        Backoff::new(Duration::from_millis(250).min(cap), cap)
+    }
+
+    /// Health polling every `interval`, backing off to at most 10 s, or a
+    /// sixtieth of the `timeout` when that is shorter (never below `interval`).
+    pub fn health(interval: Duration, timeout: Duration) -> Backoff {
+        let cap = (timeout / POLLS_PER_TIMEOUT).min(Duration::from_secs(10));
+        Backoff::new(interval, cap.max(interval))
     }
 
     /// The next delay: uniform in [0, min(cap, base * 2^attempt)].
@@ -95,5 +113,30 @@ mod tests {
             "slept up to the deadline, not past"
         );
         assert!(!b.sleep_until_next(deadline).await);
+    }
+
+    #[test]
+    fn short_timeouts_cap_the_delay() {
+        // Long timeouts keep the usual 250 ms .. 10 s.
+        let b = Backoff::ssh_within(Duration::from_secs(15 * 60));
+        assert_eq!(
+            (b.base, b.cap),
+            (Duration::from_millis(250), Duration::from_secs(10))
+        );
+        // A 9 s timeout (15 min compressed 100x) polls at most every 150 ms.
+        let mut b = Backoff::ssh_within(Duration::from_secs(9));
+        assert_eq!(b.cap, Duration::from_millis(150));
+        for _ in 0..30 {
+            assert!(b.next_delay() <= Duration::from_millis(150));
+        }
+        let h = Backoff::health(Duration::from_secs(10), Duration::from_secs(15 * 60));
+        assert_eq!(
+            (h.base, h.cap),
+            (Duration::from_secs(10), Duration::from_secs(10))
+        );
+        let h = Backoff::health(Duration::from_millis(100), Duration::from_secs(9));
+        assert_eq!(h.cap, Duration::from_millis(150));
+        let h = Backoff::health(Duration::from_secs(2), Duration::from_secs(60));
+        assert_eq!(h.cap, Duration::from_secs(2), "never below the interval");
     }
 }

@@ -222,7 +222,7 @@ impl<C: Connector> HostRun<C> {
 
     /// Polls connect with backoff until it succeeds or `timeout` passes.
     async fn wait_for_ssh(&mut self, deadline: Instant) -> Result<(), ConnectError> {
-        let mut backoff = Backoff::ssh();
+        let mut backoff = Backoff::ssh_within(deadline.saturating_duration_since(Instant::now()));
         let mut last: Option<ConnectError> = None;
         loop {
             let err = match self.session_within(Some(deadline)).await {
@@ -319,7 +319,7 @@ impl<C: Connector> HostRun<C> {
         };
         // The old session belongs to the old boot.
         self.session = None;
-        let mut backoff = Backoff::ssh();
+        let mut backoff = Backoff::ssh_within(timeout);
         let mut last_error = String::from("no attempt finished");
         loop {
             if Instant::now() >= deadline {
@@ -389,10 +389,7 @@ impl<C: Connector> HostRun<C> {
     /// Every check must pass in the same round, before the timeout.
     async fn health(&mut self, health: &Health) -> Result<(), StepFailure> {
         let deadline = Instant::now() + health.timeout;
-        let mut backoff = Backoff::new(
-            health.interval,
-            health.interval.max(Duration::from_secs(10)),
-        );
+        let mut backoff = Backoff::health(health.interval, health.timeout);
         let mut last: Option<StepFailure> = None;
         loop {
             let Some(failure) = self.health_round(health, deadline).await else {

@@ -12,8 +12,10 @@
 //! - `host`: one host's boot cycle and listeners; `ssh`: its SSH side and shell.
 //! - `shard`: hosts of one process, and the worker-process protocol.
 //! - [`fleet`]: [`Fleet::start`] -> [`FleetHandle`]: files, workers, status.
+//! - [`drill`]: an inventory and playbook mapped onto a fleet for `rekindle drill`.
 
 pub mod config;
+pub mod drill;
 pub mod fleet;
 mod host;
 mod shard;

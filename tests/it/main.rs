@@ -1,10 +1,12 @@
 //! The one integration-test binary: a module per topic, all driving the real
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
+mod drill;
 mod hosts;
 mod inventory;
 mod journal;
 mod plan;
+mod reboot;
 mod report;
 mod run;
 mod sim;

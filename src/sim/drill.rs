@@ -1,0 +1,509 @@
+//! Mapping a real inventory and playbook onto a simulated fleet for
+//! `rekindle drill`: which hosts to simulate (a stratified, seeded sample),
+//! and the rehearsal playbook the engine runs against them (time-based
+//! policies compressed by `--speed`, absolute counts shrunk with the sample,
+//! health checks pointed at what the simulator answers, bastion-side
+//! commands made harmless).
+//!
+//! Pure: no I/O, no clock. It reads inventory, playbook and plan models but
+//! must not import the engine (the simulator never does).
+//!
+//! What a rehearsal changes, exactly (also printed by `drill`):
+//! - divided by the speed: `reboot`, `wait_ssh`, `health` and `power_on`
+//!   timeouts, health `interval`, power_on `pdu_interval`/`reprobe`/`jitter`,
+//!   and the stage `connect_timeout` (never below [`MIN_CONNECT_TIMEOUT`]);
+//! - multiplied by speed × the stage's sample fraction: stage `rate`,
+//!   power_on `rate` (global `--rate`: speed × the whole sample fraction);
+//! - multiplied by the stage's sample fraction (rounded up, at least 1):
+//!   `parallel` and `max_failures` given as counts (percentages already
+//!   follow the sample); a small stage keeps relatively more hosts than the
+//!   whole (every stratum keeps one), so its own fraction is the right one;
+//! - unchanged: `command_timeout`, `run`/`local`/`restart_service` timeouts
+//!   (simulated commands take no time), `canary`, `max_unavailable`;
+//! - `tcp: PORT` checks probe the simulator's HTTP port (open while the host
+//!   is up); `http:` URLs go to `http://{address}:HTTP_PORT/PATH` expecting 200
+//!   (the simulator's health endpoint: 503 while unhealthy);
+//! - `ssh:` checks and `run:` commands the simulator cannot answer become
+//!   `systemctl is-system-running` (health follows the injected faults) and
+//!   `true`; `local:` steps become `true` (a drill must never drain a real
+//!   load balancer or open a real ticket); a reboot command it does not know
+//!   becomes `systemctl reboot`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::config::{SimHost, mix};
+use crate::inventory::Inventory;
+use crate::plan::Plan;
+use crate::playbook::{Amount, Check, Playbook, Rate, Step};
+
+/// Handshakes on a loaded 2-core machine can take a second or two; a
+/// compressed connect timeout below this would fail healthy hosts.
+pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// No compressed timeout or interval goes below this.
+const MIN_SCALED: Duration = Duration::from_millis(100);
+
+/// How to turn a playbook into its rehearsal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rehearsal {
+    /// Time compression: simulated time runs this many times faster.
+    pub speed: f64,
+    /// Fraction of the selected hosts that are simulated, in (0, 1].
+    pub sample: f64,
+    /// Per stage name, the fraction of its hosts that are simulated (small
+    /// strata keep one host, so a small stage is sampled more densely than
+    /// the whole); stages not listed use `sample`.
+    pub stage_sample: BTreeMap<String, f64>,
+    /// The simulator's HTTP port (health endpoint, and stand-in for tcp checks).
+    pub http_port: u16,
+}
+
+/// The hosts a plan touches, as inventory indices in inventory order,
+/// sampled to about `fraction` of them. Strata are (the set of stages that
+/// select the host, `dc`, `role`); each non-empty stratum keeps
+/// `round(fraction * size)` hosts and at least one, so every stage and every
+/// (dc, role) pair stays represented. The choice inside a stratum is a
+/// seeded hash of the host name: the same seed picks the same hosts.
+pub fn sample_hosts(plan: &Plan, inventory: &Inventory, fraction: f64, seed: u64) -> Vec<usize> {
+    let mut stages_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (s, stage) in plan.stages.iter().enumerate() {
+        for &h in &stage.hosts {
+            stages_of.entry(h).or_default().push(s);
+        }
+    }
+    if fraction >= 1.0 {
+        return stages_of.into_keys().collect();
+    }
+    type Stratum<'a> = (Vec<usize>, Option<&'a str>, Option<&'a str>);
+    let mut strata: BTreeMap<Stratum<'_>, Vec<usize>> = BTreeMap::new();
+    for (h, stages) in stages_of {
+        let Some(host) = inventory.hosts.get(h) else {
+            continue;
+        };
+        strata
+            .entry((stages, host.label("dc"), host.label("role")))
+            .or_default()
+            .push(h);
+    }
+    let mut chosen = Vec::new();
+    for mut members in strata.into_values() {
+        let keep = ((members.len() as f64 * fraction).round() as usize).clamp(1, members.len());
+        members.sort_by_key(|&h| {
+            let name = inventory.hosts.get(h).map_or("", |x| x.name.as_str());
+            (mix(seed ^ fnv1a(name.as_bytes())), h)
+        });
+        chosen.extend(members.into_iter().take(keep));
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// The simulator's view of the chosen hosts: names and labels kept.
+pub fn sim_hosts(inventory: &Inventory, chosen: &[usize]) -> Vec<SimHost> {
+    chosen
+        .iter()
+        .filter_map(|&h| inventory.hosts.get(h))
+        .map(|h| SimHost {
+            name: h.name.clone(),
+            labels: h.labels.clone(),
+        })
+        .collect()
+}
+
+/// FNV-1a: a hash that stays the same across Rust versions (std's does not promise to).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The rehearsal of `book` (see the module docs for every change).
+pub fn rehearse(book: &Playbook, r: &Rehearsal) -> Playbook {
+    let mut book = book.clone();
+    for stage in &mut book.stages {
+        let sample = r.stage_sample.get(&stage.name).copied().unwrap_or(r.sample);
+        stage.parallel = shrink(stage.parallel, sample);
+        stage.max_failures = shrink(stage.max_failures, sample);
+        stage.rate = stage.rate.map(|rate| scale_rate(rate, r.speed * sample));
+        stage.connect_timeout = compress(stage.connect_timeout, r.speed).max(MIN_CONNECT_TIMEOUT);
+        for step in &mut stage.steps {
+            rehearse_step(step, r, sample);
+        }
+    }
+    book
+}
+
+fn rehearse_step(step: &mut Step, r: &Rehearsal, sample: f64) {
+    match step {
+        Step::WaitSsh { timeout } => *timeout = compress(*timeout, r.speed),
+        Step::Reboot { timeout, command } => {
+            *timeout = compress(*timeout, r.speed);
+            if !sim_answers(command) {
+                *command = "systemctl reboot".to_owned();
+            }
+        }
+        Step::Run { command, .. } => {
+            if !sim_answers(command) {
+                *command = "true".to_owned();
+            }
+        }
+        Step::Local { command, .. } => *command = "true".to_owned(),
+        Step::RestartService { .. } => {}
+        Step::Health(h) => {
+            h.timeout = compress(h.timeout, r.speed);
+            h.interval = compress(h.interval, r.speed);
+            for check in &mut h.checks {
+                rehearse_check(check, r.http_port);
+            }
+        }
+        Step::PowerOn(p) => {
+            p.timeout = compress(p.timeout, r.speed);
+            p.pdu_interval = compress(p.pdu_interval, r.speed);
+            p.reprobe = compress(p.reprobe, r.speed);
+            p.jitter = p.jitter.div_f64(r.speed);
+            p.rate = scale_rate(p.rate, r.speed * sample);
+        }
+    }
+}
+
+fn rehearse_check(check: &mut Check, http_port: u16) {
+    match check {
+        Check::Ssh(command) => {
+            if !sim_answers(command) {
+                *command = "systemctl is-system-running".to_owned();
+            }
+        }
+        Check::Tcp(port) => *port = http_port,
+        Check::Http {
+            url,
+            status,
+            body_contains,
+        } => {
+            *url = format!("http://{{address}}:{http_port}{}", url_path(url));
+            *status = 200;
+            *body_contains = None;
+        }
+    }
+}
+
+/// The path (with query) of a URL, `/` when it has none.
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.find(['/', '?', '#']) {
+        Some(i) if rest[i..].starts_with('/') => &rest[i..],
+        _ => "/",
+    }
+}
+
+/// Whether the simulator's shell answers every command of `script` (it
+/// understands `;`, `&&`, `||`, not pipes or quoting).
+pub fn sim_answers(script: &str) -> bool {
+    if script.contains(['|', '`', '$', '>', '<', '"', '\'']) && !script.contains("||") {
+        return false;
+    }
+    script
+        .split([';', '\n'])
+        .flat_map(|seq| seq.split("&&"))
+        .flat_map(|part| part.split("||"))
+        .all(|cmd| {
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            let words: &[&str] = match words.as_slice() {
+                ["sudo", "-n", rest @ ..] | ["sudo", rest @ ..] => rest,
+                all => all,
+            };
+            match words {
+                [] => true,
+                ["true" | ":" | "false" | "hostname" | "exit", ..] => true,
+                ["echo", ..] | ["sleep", _] | ["reboot", ..] => true,
+                ["cat", "/proc/sys/kernel/random/boot_id"] => true,
+                ["shutdown", "-r", ..] => true,
+                ["systemctl", verb, ..] => matches!(
+                    *verb,
+                    "reboot"
+                        | "is-active"
+                        | "is-system-running"
+                        | "restart"
+                        | "start"
+                        | "stop"
+                        | "reload"
+                ),
+                _ => false,
+            }
+        })
+}
+
+/// A count shrunk with the sample (rounded up, at least 1 unless it was 0);
+/// a percentage already follows the sample.
+fn shrink(amount: Amount, fraction: f64) -> Amount {
+    match amount {
+        Amount::Count(0) => Amount::Count(0),
+        Amount::Count(n) => Amount::Count(((n as f64 * fraction).ceil() as usize).max(1)),
+        p @ Amount::Percent(_) => p,
+    }
+}
+
+fn compress(d: Duration, speed: f64) -> Duration {
+    d.div_f64(speed).max(MIN_SCALED.min(d))
+}
+
+/// `rate` multiplied by `factor`, kept as whole tokens: when fewer than one
+/// token per period remains, the period grows instead.
+pub fn scale_rate(rate: Rate, factor: f64) -> Rate {
+    let tokens = f64::from(rate.count) * factor;
+    if tokens >= 1.0 {
+        Rate {
+            count: tokens.round().min(f64::from(u32::MAX)) as u32,
+            per: rate.per,
+        }
+    } else {
+        Rate {
+            count: 1,
+            per: rate.per.div_f64(tokens.max(1e-6)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::diag::Sources;
+
+    fn inventory(yaml: &str) -> Inventory {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut sources = Sources::new();
+        crate::inventory::load(&[path.to_string_lossy().into_owned()], &mut sources)
+            .unwrap()
+            .0
+    }
+
+    fn playbook(yaml: &str, inv: &Inventory) -> Playbook {
+        let mut sources = Sources::new();
+        crate::playbook::load_str("book.yaml", yaml, Some(inv), &mut sources)
+            .unwrap()
+            .0
+    }
+
+    const INV: &str = r#"
+version: 1
+datacenters:
+  a:
+    hosts:
+      - name: "db[001-100]"
+        labels: { role: db, rack: "r{1}" }
+      - name: "app[001-300]"
+        labels: { role: app }
+      - name: "dns[1-2]"
+        labels: { role: dns }
+  b:
+    hosts:
+      - name: "bapp[1-3]"
+        labels: { role: app }
+"#;
+
+    const BOOK: &str = r#"
+version: 1
+name: t
+defaults: { connect_timeout: 10s }
+stages:
+  - name: dns
+    select: { role: dns }
+    steps: [ { reboot: { timeout: 10m } } ]
+  - name: db
+    after: [dns]
+    select: { role: db }
+    parallel: 10
+    max_failures: 3
+    rate: 10/s
+    steps:
+      - run: "dnf -y upgrade kernel"
+      - reboot
+      - health:
+          checks: [ { tcp: 5432 }, { ssh: "pg_isready -q" }, { ssh: "systemctl is-active postgres" } ]
+          timeout: 10m
+          interval: 10s
+  - name: app
+    after: [db]
+    select: { role: app }
+    parallel: 10%
+    steps:
+      - local: "lb-ctl drain {name}"
+      - health:
+          checks: [ { http: "https://{name}:8443/healthz?deep=1", status: 204, body: "fine" } ]
+"#;
+
+    #[test]
+    fn sample_keeps_every_stratum_and_is_deterministic() {
+        let inv = inventory(INV);
+        let book = playbook(BOOK, &inv);
+        let plan = crate::plan::build(&book, &inv, None).unwrap();
+        let all = sample_hosts(&plan, &inv, 1.0, 1);
+        assert_eq!(all.len(), inv.hosts.len());
+        let s = sample_hosts(&plan, &inv, 0.1, 7);
+        assert_eq!(s, sample_hosts(&plan, &inv, 0.1, 7));
+        assert_ne!(s, sample_hosts(&plan, &inv, 0.1, 8));
+        let count = |dc: &str, role: &str| {
+            s.iter()
+                .filter(|&&h| {
+                    inv.hosts[h].label("dc") == Some(dc) && inv.hosts[h].label("role") == Some(role)
+                })
+                .count()
+        };
+        // 10 of 100 db, 30 of 300 app in a; the small strata keep one host each.
+        assert_eq!(count("a", "db"), 10);
+        assert_eq!(count("a", "app"), 30);
+        assert_eq!(count("a", "dns"), 1);
+        assert_eq!(count("b", "app"), 1);
+        assert_eq!(s.len(), 42);
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "inventory order");
+    }
+
+    #[test]
+    fn hosts_no_stage_selects_are_not_simulated() {
+        let inv = inventory(INV);
+        let book = playbook(
+            "version: 1\nname: t\nstages:\n  - name: app\n    select: { role: app }\n    steps: [ reboot ]\n",
+            &inv,
+        );
+        let limit = crate::select::Selector::parse("dc=b").unwrap();
+        let plan = crate::plan::build(&book, &inv, Some(&limit)).unwrap();
+        let s = sample_hosts(&plan, &inv, 1.0, 1);
+        let names: Vec<&str> = s.iter().map(|&h| inv.hosts[h].name.as_str()).collect();
+        assert_eq!(names, ["bapp1", "bapp2", "bapp3"]);
+    }
+
+    #[test]
+    fn rehearsal_compresses_time_shrinks_counts_and_points_checks_at_the_sim() {
+        let inv = inventory(INV);
+        let book = playbook(BOOK, &inv);
+        let r = Rehearsal {
+            speed: 20.0,
+            sample: 0.1,
+            stage_sample: BTreeMap::from([("dns".to_owned(), 0.5)]),
+            http_port: 18081,
+        };
+        let out = rehearse(&book, &r);
+        let dns = &out.stages[0];
+        assert_eq!(
+            dns.steps[0],
+            Step::Reboot {
+                timeout: Duration::from_secs(30),
+                command: "systemctl reboot".into()
+            }
+        );
+        assert_eq!(dns.connect_timeout, MIN_CONNECT_TIMEOUT);
+        let db = &out.stages[1];
+        assert_eq!(db.parallel, Amount::Count(1));
+        assert_eq!(db.max_failures, Amount::Count(1));
+        // 10/s × 20 × 0.1 = 20/s
+        assert_eq!(
+            db.rate,
+            Some(Rate {
+                count: 20,
+                per: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            db.steps[0],
+            Step::Run {
+                command: "true".into(),
+                timeout: match &book.stages[1].steps[0] {
+                    Step::Run { timeout, .. } => *timeout,
+                    other => panic!("{other:?}"),
+                }
+            }
+        );
+        let Step::Health(h) = &db.steps[2] else {
+            panic!("health")
+        };
+        assert_eq!(h.timeout, Duration::from_secs(30));
+        assert_eq!(h.interval, Duration::from_millis(500));
+        assert_eq!(
+            h.checks,
+            [
+                Check::Tcp(18081),
+                Check::Ssh("systemctl is-system-running".into()),
+                Check::Ssh("systemctl is-active postgres".into()),
+            ]
+        );
+        let app = &out.stages[2];
+        assert_eq!(app.parallel, book.stages[2].parallel, "percentages stay");
+        assert!(matches!(&app.steps[0], Step::Local { command, .. } if command == "true"));
+        let Step::Health(h) = &app.steps[1] else {
+            panic!("health")
+        };
+        assert_eq!(
+            h.checks,
+            [Check::Http {
+                url: "http://{address}:18081/healthz?deep=1".into(),
+                status: 200,
+                body_contains: None
+            }]
+        );
+    }
+
+    #[test]
+    fn rates_too_slow_for_one_token_stretch_their_period() {
+        let r = scale_rate(
+            Rate {
+                count: 1,
+                per: Duration::from_secs(1),
+            },
+            0.25,
+        );
+        assert_eq!((r.count, r.per), (1, Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn url_paths() {
+        assert_eq!(url_path("http://{address}:8080/healthz"), "/healthz");
+        assert_eq!(url_path("http://x"), "/");
+        assert_eq!(url_path("http://x?y=1"), "/");
+        assert_eq!(url_path("http://x:1/a?b"), "/a?b");
+    }
+
+    /// Every command judged answerable really is (no exit 127 from the
+    /// simulator's shell), and the rest really are not.
+    #[tokio::test]
+    async fn answerable_commands_agree_with_the_sim_shell() {
+        let core = super::super::host::HostCore::new(
+            0,
+            "h".into(),
+            Ipv4Addr::LOCALHOST,
+            Some(super::super::FaultKind::NoReboot),
+            1,
+        );
+        let yes = [
+            "true",
+            "systemctl is-active ceph-osd.target",
+            "sudo systemctl is-system-running",
+            "systemctl restart nginx && systemctl is-active nginx",
+            "echo hi; hostname",
+            "cat /proc/sys/kernel/random/boot_id",
+            "false || true",
+            "systemctl reboot",
+            "shutdown -r now",
+            "sleep 0",
+        ];
+        for cmd in yes {
+            assert!(sim_answers(cmd), "{cmd}");
+            let out = super::super::ssh::run_script(&core, cmd).await;
+            assert_ne!(out.code, 127, "{cmd}");
+        }
+        let no = [
+            "pg_isready -q",
+            "dnf -y -q upgrade kernel",
+            "true && chronyc tracking",
+            "ceph osd set noout",
+        ];
+        for cmd in no {
+            assert!(!sim_answers(cmd), "{cmd}");
+            let out = super::super::ssh::run_script(&core, cmd).await;
+            assert_eq!(out.code, 127, "{cmd}");
+        }
+        assert!(!sim_answers("systemctl is-active x | grep y"));
+    }
+}

@@ -1,0 +1,243 @@
+//! `rekindle drill` through the real binary: a small inventory rehearsed on
+//! an in-process simulated fleet (real SSH on 127.1.0.x; the drill picks its
+//! own free ports), with and without injected faults.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::support;
+
+const INVENTORY: &str = r#"
+version: 1
+datacenters:
+  lab:
+    hosts:
+      - name: "db[1-4]"
+        labels: { role: db, rack: "r{1}" }
+      - name: "app[1-8]"
+        labels: { role: app, rack: "r{1}" }
+"#;
+
+/// Commands the simulator cannot run (`pg_isready`, `dnf`) and a `local:`
+/// step that would fail on this machine (`lb-ctl` does not exist): a drill
+/// must replace them, or every host fails.
+const PLAYBOOK: &str = r#"
+version: 1
+name: lab-reboot
+defaults: { connect_timeout: 10s, max_failures: 50% }
+stages:
+  - name: db
+    select: { role: db }
+    parallel: 2
+    steps:
+      - run: "dnf -y -q upgrade kernel"
+      - reboot: { timeout: 10m }
+      - health:
+          checks: [ { tcp: 5432 }, { ssh: "pg_isready -q" } ]
+          timeout: 5m
+          interval: 10s
+  - name: app
+    after: [db]
+    select: { role: app }
+    parallel: 4
+    steps:
+      - local: "lb-ctl drain {name}"
+      - reboot
+      - health:
+          checks: [ { http: "http://{address}:8080/healthz", status: 200, body: "ok" } ]
+          timeout: 5m
+"#;
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new(playbook: &str) -> Files {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("inv.yaml"), INVENTORY).expect("inventory");
+        std::fs::write(dir.path().join("book.yaml"), playbook).expect("playbook");
+        Files { dir }
+    }
+
+    fn drill(&self, extra: &[&str]) -> (i32, String, String) {
+        support::run(
+            support::rekindle_in(self.dir.path())
+                .args(["drill", "book.yaml", "-i", "inv.yaml"])
+                .args(extra)
+                .stdin(Stdio::null()),
+        )
+    }
+}
+
+/// `1h2m3s` -> seconds.
+fn seconds(humane: &str) -> u64 {
+    let (mut total, mut n) = (0u64, 0u64);
+    for c in humane.chars() {
+        match c {
+            '0'..='9' => n = n * 10 + u64::from(c.to_digit(10).unwrap_or(0)),
+            'h' => (total, n) = (total + n * 3600, 0),
+            'm' => (total, n) = (total + n * 60, 0),
+            's' => (total, n) = (total + n, 0),
+            _ => panic!("not a duration: {humane}"),
+        }
+    }
+    total
+}
+
+fn predicted(out: &str) -> u64 {
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("predicted recovery time: "))
+        .unwrap_or_else(|| panic!("no prediction:\n{out}"));
+    seconds(line.split_whitespace().next().unwrap_or(""))
+}
+
+#[test]
+fn drill_rehearses_a_small_inventory_and_predicts_in_real_time() {
+    let files = Files::new(PLAYBOOK);
+    let (code, out, err) = files.drill(&["--speed", "20", "--boot-time", "20s"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("drill: `lab-reboot` on 12 simulated hosts (100% of the 12"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        12,
+        "{out}"
+    );
+    // Two windows per stage, two stages, each host booting 20 s (real time):
+    // the prediction cannot be below 4 boots.
+    assert!(predicted(&out) >= 80, "{out}");
+    assert!(out.contains("slowest stage: "), "{out}");
+    assert!(out.contains("failures: none"), "{out}");
+    for stage in ["db ", "app "] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(stage) && l.trim_end().ends_with("done")),
+            "{stage}row:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn drill_lists_injected_failures_by_kind() {
+    let files = Files::new(PLAYBOOK);
+    // At 60x the 10 min reboot timeout a lost host waits out is 10 s.
+    let (code, out, err) = files.drill(&[
+        "--speed",
+        "60",
+        "--boot-time",
+        "10s",
+        "--fail",
+        "never_returns=0.25",
+        "--seed",
+        "4",
+    ]);
+    // 3 of 12 never return; budgets of 50% hold: finished with failures.
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("failures by kind (3 hosts"), "{out}");
+    assert!(out.contains("  reboot: did not come back: 3"), "{out}");
+    assert_eq!(out.matches("[injected: never_returns]").count(), 3, "{out}");
+    assert!(predicted(&out) > 0, "{out}");
+}
+
+#[test]
+fn drill_samples_keeping_every_role() {
+    let files = Files::new(PLAYBOOK);
+    let (code, out, err) = files.drill(&["--sample", "0.25", "--speed", "50"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // round(4 × 0.25) = 1 db, round(8 × 0.25) = 2 app.
+    assert!(out.contains("on 3 simulated hosts (25% of the 12"), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("ok ") && l.contains(" db "))
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(out.contains("note: from a 25% sample"), "{out}");
+}
+
+#[test]
+fn drill_refuses_bad_flags_and_power_on_before_touching_anything() {
+    let files = Files::new(PLAYBOOK);
+    let (code, _, err) = files.drill(&["--sample", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--sample must be a fraction"), "{err}");
+    let (code, _, err) = files.drill(&["--speed", "0.5"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = files.drill(&["--fail", "never_return=0.1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("did you mean `never_returns`"), "{err}");
+    let (code, _, err) = files.drill(&["--limit", "role=nothing"]);
+    assert_eq!(code, 2, "{err}");
+
+    let power = Files::new(
+        "version: 1\nname: p\nstages:\n  - name: all\n    select: { role: db }\n    steps: [ power_on, wait_ssh ]\n",
+    );
+    let (code, _, err) = power.drill(&[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("power_on"), "{err}");
+}
+
+#[test]
+fn drill_interrupted_twice_stops_now_with_130() {
+    let files = Files::new(PLAYBOOK);
+    // Real-time boots of a minute: hosts are surely in flight when interrupted.
+    let mut child = support::rekindle_in(files.dir.path())
+        .args(["drill", "book.yaml", "-i", "inv.yaml", "--boot-time", "60s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drill starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The preamble's last line comes once the fleet is up and the engine starts.
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        let last = line.contains("harmless stand-ins");
+        seen.push(line);
+        if last {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("harmless stand-ins")),
+        "{seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = i32::try_from(child.id()).expect("pid");
+    for _ in 0..2 {
+        // SAFETY: signalling our own child by its pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = child.try_wait().expect("wait") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("drill did not stop after two interrupts");
+    };
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("drill report")),
+        "a report even when interrupted: {rest:?}"
+    );
+}
