@@ -19,6 +19,7 @@ use super::events::{
     Emitter, Event, EventKind, HostOutcome, HostRef, RunOutcome, StageOutcome, StageRef, StepKind,
 };
 use super::limits::Limiter;
+use super::power::Power;
 use super::steps::HostRun;
 use super::{CancelLevel, EngineOptions, HostStart};
 use crate::inventory::{Host, Inventory};
@@ -110,6 +111,8 @@ struct Coordinator<C: Connector> {
     parallel: usize,
     global: Option<Limiter>,
     starts: HashMap<(usize, usize), HostStart>,
+    /// Power-on pacing and the BMC client, shared by every host of the run.
+    power: Option<Arc<Power>>,
     /// Per host, per label key any stage constrains with `max_unavailable`: an id of the host's value (None: no such label).
     host_values: Vec<Vec<Option<u32>>>,
     /// Hosts in flight per (constrained key index, value id), across all stages.
@@ -211,6 +214,7 @@ impl<C: Connector> Coordinator<C> {
             parallel: opts.parallel.max(1),
             global: opts.rate.map(Limiter::direct),
             starts: opts.starts,
+            power: opts.bmc.map(|b| Arc::new(Power::new(b))),
             host_values,
             unavailable: HashMap::new(),
             flights: HashMap::new(),
@@ -640,7 +644,8 @@ impl<C: Connector> Coordinator<C> {
             Arc::clone(&self.stages[i].plan),
             sref,
             self.emitter.clone(),
-        );
+        )
+        .with_power(self.power.clone());
         let tx = self.tx.clone();
         let steps = Arc::clone(&self.stages[i].plan);
         self.tasks.spawn(async move {
