@@ -4,6 +4,7 @@
 mod hosts;
 mod inventory;
 mod plan;
+mod power;
 mod sim;
 mod ssh;
 mod sshd;
