@@ -40,6 +40,8 @@ const POLL_CAP: Duration = Duration::from_secs(15);
 
 /// When the last request to one BMC ended (one request in flight per BMC).
 type Gate = Arc<AsyncMutex<Option<Instant>>>;
+/// A fleet-wide bucket behind a FIFO lock.
+type Bucket = Arc<AsyncMutex<Limiter>>;
 
 /// Shared by every host of a run: the BMC client and all pacing state.
 pub struct Power {
@@ -49,7 +51,7 @@ pub struct Power {
     pdus: Mutex<HashMap<String, Gate>>,
     /// Fleet-wide buckets, one per distinct `rate` of the playbook's steps.
     /// Behind a FIFO lock so waiters queue instead of all polling the bucket.
-    fleet: Mutex<HashMap<(u32, Duration), Arc<AsyncMutex<Limiter>>>>,
+    fleet: Mutex<HashMap<(u32, Duration), Bucket>>,
     bmcs: Mutex<HashMap<Endpoint, Gate>>,
     in_flight: Semaphore,
 }
@@ -87,7 +89,7 @@ impl Power {
         Arc::clone(m.entry(key.clone()).or_default())
     }
 
-    fn fleet_bucket(&self, rate: Rate) -> Arc<AsyncMutex<Limiter>> {
+    fn fleet_bucket(&self, rate: Rate) -> Bucket {
         let mut m = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(
             m.entry((rate.count, rate.per))
