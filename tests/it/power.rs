@@ -18,6 +18,9 @@ use crate::support;
 struct PoweredOffSim {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Its stdout lines. Kept open: the sim must never see its stdout
+    /// closed (it would die on its next line).
+    lines: mpsc::Receiver<String>,
 }
 
 impl PoweredOffSim {
@@ -46,15 +49,19 @@ impl PoweredOffSim {
                 }
             }
         });
+        // Built first, so a failed assertion below still kills the sim.
         let sim = PoweredOffSim {
             child: Some(child),
             dir,
+            lines,
         };
-        let first = lines
+        let first = sim
+            .lines
             .recv_timeout(Duration::from_secs(120))
             .expect("sim prints a ready line");
         assert!(first.starts_with("ready: "), "{first}");
-        let bmc = lines
+        let bmc = sim
+            .lines
             .recv_timeout(Duration::from_secs(10))
             .expect("sim prints its BMC line");
         assert!(bmc.starts_with("bmc: every host powered off"), "{bmc}");
