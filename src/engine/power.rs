@@ -678,4 +678,111 @@ mod tests {
             f.reason
         );
     }
+
+    /// The whole engine (scheduler, steps, events) with the fake BMCs:
+    /// (events, resets in order). `ack` false: the consumer drops intents.
+    async fn run_engine(
+        hosts: Vec<Host>,
+        window: usize,
+        ack: bool,
+        bmcs: &Arc<FakeBmcs>,
+    ) -> (Vec<crate::engine::EventKind>, Vec<String>) {
+        use crate::engine::fake::{FakeConnector, Fleet};
+        use crate::engine::{CancelLevel, EngineOptions};
+        use crate::plan::{Plan, StagePlan};
+        let stage = StagePlan {
+            name: "power".into(),
+            after: vec![],
+            hosts: (0..hosts.len()).collect(),
+            canaries: 0,
+            window,
+            failure_budget: hosts.len(),
+            rate: None,
+            rate_per: None,
+            max_unavailable: vec![],
+            on_unreachable: crate::playbook::OnUnreachable::Fail,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(60),
+            steps: vec![crate::playbook::Step::PowerOn(step(2.0, 1000))],
+            host_estimate: Duration::ZERO,
+            estimate: Duration::ZERO,
+        };
+        let plan = Plan {
+            name: "p".into(),
+            waves: vec![],
+            stages: vec![stage],
+            warnings: vec![],
+            estimate: Duration::ZERO,
+        };
+        let inventory = crate::inventory::Inventory {
+            hosts,
+            ..crate::inventory::Inventory::default()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::engine::Event>(64);
+        let consumer = tokio::spawn(async move {
+            let mut events = Vec::new();
+            while let Some(ev) = rx.recv().await {
+                if let Some(a) = ev.ack
+                    && ack
+                {
+                    a.done();
+                }
+                events.push(ev.kind);
+            }
+            events
+        });
+        let (_cancel_tx, cancel) = tokio::sync::watch::channel(CancelLevel::None);
+        let bmc: Arc<dyn Bmc> = bmcs.clone();
+        let opts = EngineOptions {
+            bmc: Some(bmc),
+            ..EngineOptions::default()
+        };
+        crate::engine::run(
+            Arc::new(plan),
+            Arc::new(inventory),
+            Arc::new(FakeConnector(Fleet::new())),
+            opts,
+            tx,
+            cancel,
+        )
+        .await;
+        let events = consumer.await.unwrap();
+        let mut resets = bmcs.calls("reset");
+        resets.sort();
+        (events, resets.into_iter().map(|(_, b)| b).collect())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_takes_hosts_of_every_pdu_in_turn() {
+        let bmcs = FakeBmcs::new();
+        // Plan order puts PDU a's hosts first; a window of 2 must not spend
+        // both slots waiting on PDU a.
+        let hosts = vec![host(0, "a"), host(1, "a"), host(2, "b"), host(3, "b")];
+        let (events, resets) = run_engine(hosts, 2, true, &bmcs).await;
+        let first: Vec<&str> = resets.iter().take(2).map(String::as_str).collect();
+        assert!(
+            first.contains(&"http://bmc0") && first.contains(&"http://bmc2"),
+            "{resets:?}"
+        );
+        let issued = events
+            .iter()
+            .filter(|e| matches!(e, crate::engine::EventKind::PowerOnIssued { .. }))
+            .count();
+        assert_eq!(issued, 4);
+        assert_eq!(resets.len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_reset_is_sent_when_the_intent_is_not_recorded() {
+        let bmcs = FakeBmcs::new();
+        let (events, resets) = run_engine(vec![host(0, "a")], 1, false, &bmcs).await;
+        assert!(resets.is_empty(), "{resets:?}");
+        assert!(events.iter().any(|e| matches!(
+            e,
+            crate::engine::EventKind::HostFinished {
+                outcome: crate::engine::HostOutcome::Failed { reason, .. },
+                ..
+            } if reason.contains("did not record the intent")
+        )));
+    }
 }

@@ -373,7 +373,14 @@ impl<C: Connector> Coordinator<C> {
         stage.status = Status::Running;
         let plan = Arc::clone(&stage.plan);
         let rate_key = plan.rate_per.as_deref();
-        let mut bucket_of: HashMap<(Vec<Option<u32>>, Option<&str>), usize> = HashMap::new();
+        // Power-on waits its turn per PDU: PDUs take turns too, so the
+        // window holds hosts of every PDU instead of idling behind a few.
+        let powers_on = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, crate::playbook::Step::PowerOn(_)));
+        let mut bucket_of: HashMap<(Vec<Option<u32>>, Option<&str>, Option<&str>), usize> =
+            HashMap::new();
         for (pos, &host) in plan.hosts.iter().enumerate() {
             let canary = pos < plan.canaries;
             // Hosts a previous run finished are counted, not run again.
@@ -394,7 +401,16 @@ impl<C: Connector> Coordinator<C> {
                 .iter()
                 .map(|&(k, _)| self.host_values[host][k])
                 .collect();
-            let key = (values, rate_key.and_then(|k| self.hosts[host].label(k)));
+            let pdu = if powers_on {
+                self.hosts[host].label("pdu")
+            } else {
+                None
+            };
+            let key = (
+                values,
+                rate_key.and_then(|k| self.hosts[host].label(k)),
+                pdu,
+            );
             let next = stage.buckets.len();
             let b = *bucket_of.entry(key).or_insert(next);
             if b == next {

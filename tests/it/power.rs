@@ -209,8 +209,9 @@ fn power_ons_on_one_pdu_are_at_least_pdu_interval_apart() {
             .collect();
         at.sort_unstable();
         for w in at.windows(2) {
-            // Sent >= 1 s apart; a few ms of loopback delivery jitter allowed.
-            assert!(w[1] - w[0] >= 980, "pdu-{pdu} power-ons too close: {at:?}");
+            // Sent >= 1 s apart; arrival is stamped by the sim, so allow
+            // delivery jitter on a loaded machine (unpaced would be ~0 apart).
+            assert!(w[1] - w[0] >= 900, "pdu-{pdu} power-ons too close: {at:?}");
         }
     }
 }
