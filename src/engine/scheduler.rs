@@ -379,8 +379,9 @@ impl<C: Connector> Coordinator<C> {
             .steps
             .iter()
             .any(|s| matches!(s, crate::playbook::Step::PowerOn(_)));
-        let mut bucket_of: HashMap<(Vec<Option<u32>>, Option<&str>, Option<&str>), usize> =
-            HashMap::new();
+        // (limited label values, rate_per value, pdu) -> bucket.
+        type BucketKey<'a> = (Vec<Option<u32>>, Option<&'a str>, Option<&'a str>);
+        let mut bucket_of: HashMap<BucketKey<'_>, usize> = HashMap::new();
         for (pos, &host) in plan.hosts.iter().enumerate() {
             let canary = pos < plan.canaries;
             // Hosts a previous run finished are counted, not run again.
