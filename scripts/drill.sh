@@ -8,13 +8,12 @@
 # Override with environment variables, or pass more `rekindle drill` flags:
 #   PLAYBOOK=playbooks/service-restart.yaml ./scripts/drill.sh --limit dc=pangyo
 #
-# The cold start (playbooks/dc-cold-start.yaml) is the intended default: it
-# begins with power_on, which needs the simulator's BMCs; until they land the
-# default is the rolling kernel reboot of the same fleet.
+# The cold start powers every host on through its (simulated) Redfish BMC,
+# paced per PDU, then waits for SSH and health checks, tier by tier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PLAYBOOK=${PLAYBOOK:-playbooks/rolling-kernel-reboot.yaml}
+PLAYBOOK=${PLAYBOOK:-playbooks/dc-cold-start.yaml}
 INVENTORY=${INVENTORY:-inventories/kakao-like.yaml}
 # 0.5% of the fleet (every stage, dc and role keeps at least one host), and
 # time compressed 150x: a 90 s boot takes 0.6 s; reported times are real.

@@ -232,6 +232,12 @@ pub struct SimArgs {
     /// HTTP health port on every host address [default: 8080 as root, else 8081].
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<u16>,
+    /// Redfish BMC port on every host address with --powered-off [default: 443 as root, else 8443].
+    #[arg(long, value_name = "PORT")]
+    pub bmc_port: Option<u16>,
+    /// How long a `bmc_unreachable` BMC refuses connections before it answers.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub bmc_outage: String,
     /// Where to write inventory.yaml, known_hosts, id_ed25519 and status.json.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,

@@ -30,6 +30,7 @@ use crate::playbook::Step;
 use crate::report::plain::Plain;
 use crate::sim::drill::{Rehearsal, rehearse, sample_hosts, scale_rate, sim_hosts};
 use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle, parse_faults};
+use crate::transport::redfish::{Credentials, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
 
 /// Fleets bigger than this run in worker processes, so the engine's own
@@ -81,20 +82,13 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
     ) else {
         return Ok(Exit::Usage);
     };
-    if plan
-        .stages
-        .iter()
-        .any(|s| s.steps.iter().any(|st| matches!(st, Step::PowerOn(_))))
-    {
-        // The simulator's BMCs (issue 6) are not here yet: a drill of power_on
-        // would fail every host for the wrong reason.
-        eprintln!(
-            "error: `{}` has power_on steps, and the simulator has no BMCs yet; \
-             drill a playbook without power_on (or narrow with --limit) for now",
-            args.playbook
-        );
-        return Ok(Exit::Usage);
-    }
+    // A playbook that powers hosts on is rehearsed on a powered-off fleet
+    // with a Redfish BMC per simulated host.
+    let powered_off = args.fleet.powered_off
+        || plan
+            .stages
+            .iter()
+            .any(|s| s.steps.iter().any(|st| matches!(st, Step::PowerOn(_))));
     // Parsed again without host checks: the rehearsal is built from the model,
     // and `load` above already reported every problem (and succeeded).
     let book = match crate::playbook::load(&args.playbook, None, &mut sources) {
@@ -140,6 +134,7 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         fraction,
         stage_sample,
         shape: fleet_shape,
+        powered_off,
         speed: args.speed,
         global_rate,
         parallel: args.exec.parallel,
@@ -162,9 +157,6 @@ struct FleetShape {
 }
 
 fn fleet_shape(args: &DrillArgs) -> anyhow::Result<FleetShape> {
-    if args.fleet.powered_off {
-        bail!("--powered-off needs the simulator's BMCs, which are not built yet");
-    }
     let boot_time = BootTime::parse(&args.fleet.boot_time)?;
     let faults = match &args.fleet.fail {
         Some(f) => parse_faults(f)?,
@@ -185,6 +177,8 @@ struct Setup {
     fraction: f64,
     stage_sample: BTreeMap<String, f64>,
     shape: FleetShape,
+    /// Hosts start off and are powered on through their simulated BMCs.
+    powered_off: bool,
     speed: f64,
     global_rate: Option<crate::playbook::Rate>,
     parallel: Option<usize>,
@@ -266,12 +260,16 @@ async fn start_fleet(s: &Setup) -> anyhow::Result<FleetHandle> {
     let hosts = sim_hosts(&s.inventory, &s.chosen);
     let mut last = None;
     for attempt in 0..PORT_ATTEMPTS {
-        // Even ports in 20000..32000: below the ephemeral range, spread by pid.
-        let spread = (std::process::id() + attempt * 7919) % 6000;
-        let port = 20000 + 2 * spread as u16;
+        // Three ports (SSH, HTTP, BMC) in 20000..32000: below the ephemeral
+        // range, spread by pid.
+        let spread = (std::process::id() + attempt * 7919) % 4000;
+        let port = 20000 + 3 * spread as u16;
         let mut config = FleetConfig::new(hosts.clone(), s.dir.clone());
         config.port = port;
         config.http_port = port + 1;
+        config.bmc_port = port + 2;
+        config.powered_off = s.powered_off;
+        config.power_on_delay = config.power_on_delay.div_f64(s.speed);
         config.boot_time = BootTime {
             min: s.shape.boot_time.min.div_f64(s.speed),
             max: s.shape.boot_time.max.div_f64(s.speed),
@@ -383,10 +381,21 @@ async fn rehearse_on(
             0
         },
     );
+    let bmc = match &paths.bmc_credentials {
+        Some(file) if s.powered_off => {
+            let credentials = Credentials::from_file(file)?;
+            let client = Redfish::new(credentials, &RedfishOptions::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(Arc::new(client) as Arc<dyn crate::transport::redfish::Bmc>)
+        }
+        _ => None,
+    };
     let opts = EngineOptions {
         parallel,
         rate: s.global_rate.map(|r| scale_rate(r, s.speed * s.fraction)),
         starts: HashMap::new(),
+        bmc,
+        bmc_time_scale: s.speed,
     };
     print_preamble(s, &plan, fleet);
     let (tx, rx) = mpsc::channel(4096);

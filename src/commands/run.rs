@@ -323,10 +323,19 @@ pub(crate) fn execute_recorded(
             return Ok(Exit::Usage);
         }
     };
+    let bmc = match bmc_client(&plan, exec) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
     let opts = EngineOptions {
         parallel,
         rate,
         starts,
+        bmc,
+        bmc_time_scale: 1.0,
     };
     let stage_sizes: Vec<(String, usize)> = plan
         .stages
@@ -387,6 +396,29 @@ pub(crate) fn execute_recorded(
         RunOutcome::Aborted => Exit::Aborted,
         RunOutcome::Interrupted => Exit::Interrupted,
     })
+}
+
+/// The Redfish client when the plan has power_on steps (credentials are
+/// loaded only then, and checked before any host is touched).
+fn bmc_client(
+    plan: &Plan,
+    exec: &ExecArgs,
+) -> anyhow::Result<Option<Arc<dyn crate::transport::redfish::Bmc>>> {
+    use crate::transport::redfish::{Credentials, Redfish, RedfishOptions};
+    let needs = plan
+        .stages
+        .iter()
+        .flat_map(|s| s.steps.iter())
+        .any(|s| matches!(s, crate::playbook::Step::PowerOn(_)));
+    if !needs {
+        return Ok(None);
+    }
+    let credentials = Credentials::load(exec.bmc_credentials.as_deref())?;
+    let opts = RedfishOptions {
+        ca_bundle: exec.bmc_ca.clone(),
+        insecure: exec.bmc_insecure,
+    };
+    Ok(Some(Arc::new(Redfish::new(credentials, &opts)?)))
 }
 
 /// Records queued before they are handed to the journal's writer thread

@@ -8,17 +8,7 @@ use crate::cli::SimArgs;
 use crate::exit::Exit;
 use crate::sim::{BootTime, Fleet, FleetConfig, SimHost, parse_faults};
 
-/// Fault kinds of the BMC simulator (issue 6), accepted by the CLI but not built yet.
-const BMC_FAULTS: [&str; 3] = [
-    "bmc_unreachable",
-    "stuck_powering_on",
-    "bmc_bad_credentials",
-];
-
 pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
-    if args.fleet.powered_off {
-        bail!("`--powered-off` (simulated BMCs) is not built yet");
-    }
     let hosts = match args.hosts {
         Some(0) => bail!("--hosts must be at least 1"),
         Some(n) => SimHost::numbered(n),
@@ -32,10 +22,13 @@ pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
         config.http_port = p;
     }
     config.boot_time = BootTime::parse(&args.fleet.boot_time)?;
+    if let Some(p) = args.bmc_port {
+        config.bmc_port = p;
+    }
+    config.powered_off = args.fleet.powered_off;
+    config.bmc_outage = crate::sim::config::parse_duration(&args.bmc_outage)
+        .with_context(|| format!("bad --bmc-outage `{}` (e.g. 30s)", args.bmc_outage))?;
     if let Some(fail) = &args.fleet.fail {
-        if let Some(kind) = BMC_FAULTS.iter().find(|k| fail.contains(*k)) {
-            bail!("fault `{kind}` needs simulated BMCs, which are not built yet");
-        }
         config.faults = parse_faults(fail)?;
     }
     config.seed = args.fleet.seed;
@@ -54,6 +47,7 @@ async fn serve(config: FleetConfig) -> anyhow::Result<Exit> {
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let n = config.hosts.len();
+    let bmc_port = config.bmc_port;
     let fleet = Fleet::start(config).await?;
     let status = fleet.status();
     let first = status
@@ -77,6 +71,13 @@ async fn serve(config: FleetConfig) -> anyhow::Result<Exit> {
         fleet.http_port(),
         fleet.paths().inventory.display(),
     );
+    if let Some(creds) = &fleet.paths().bmc_credentials {
+        println!(
+            "bmc: every host powered off; Redfish on port {} of its address; credentials {}",
+            bmc_port,
+            creds.display()
+        );
+    }
     println!(
         "status: {}  (Ctrl-C to stop)",
         fleet.paths().status.display()
@@ -112,6 +113,14 @@ async fn serve(config: FleetConfig) -> anyhow::Result<Exit> {
         println!("{}  {}  reboots {}", h.name, h.address, h.reboots);
     }
     let twice = status.hosts.iter().filter(|h| h.reboots > 1).count();
+    let powered: Vec<_> = status.hosts.iter().filter(|h| h.power_ons > 0).collect();
+    if !powered.is_empty() {
+        println!(
+            "power-ons: {} on {} of {n} hosts",
+            status.total_power_ons(),
+            powered.len()
+        );
+    }
     println!(
         "total: {} reboots on {rebooted} of {n} hosts ({twice} rebooted more than once)",
         status.total_reboots()

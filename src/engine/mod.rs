@@ -5,6 +5,7 @@
 //! - [`scheduler`]: the one coordinator that owns all run state (stages,
 //!   windows, canaries, budgets, rate limits, `max_unavailable`, cancel).
 //! - [`steps`]: what each step does on one host.
+//! - [`power`]: the `power_on` step and its run-wide pacing (PDU, fleet, BMC etiquette).
 //! - [`limits`], [`backoff`]: token buckets on tokio's clock; polling delays.
 //!
 //! The engine never prints, never reads files, and never imports the simulator.
@@ -12,15 +13,18 @@
 pub mod backoff;
 pub mod events;
 pub mod limits;
+pub mod power;
 pub mod scheduler;
 pub mod steps;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use events::{Event, EventKind, HostOutcome, RunOutcome, StageOutcome, StepKind};
 pub use scheduler::run;
 
 use crate::playbook::Rate;
+use crate::transport::redfish::Bmc;
 
 /// What the operator asked for with Ctrl-C.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -60,6 +64,11 @@ pub struct EngineOptions {
     pub rate: Option<Rate>,
     /// Per (stage index, host index): where to start. Missing means [`HostStart::Fresh`].
     pub starts: HashMap<(usize, usize), HostStart>,
+    /// The BMC client for `power_on` steps (`None`: those steps fail clearly).
+    pub bmc: Option<Arc<dyn Bmc>>,
+    /// Divides BMC etiquette and PowerState polling intervals; 1 for real
+    /// runs, the drill's `--speed` for a rehearsal with compressed time.
+    pub bmc_time_scale: f64,
 }
 
 impl Default for EngineOptions {
@@ -68,6 +77,8 @@ impl Default for EngineOptions {
             parallel: usize::MAX,
             rate: None,
             starts: HashMap::new(),
+            bmc: None,
+            bmc_time_scale: 1.0,
         }
     }
 }

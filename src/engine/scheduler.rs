@@ -19,6 +19,7 @@ use super::events::{
     Emitter, Event, EventKind, HostOutcome, HostRef, RunOutcome, StageOutcome, StageRef, StepKind,
 };
 use super::limits::Limiter;
+use super::power::Power;
 use super::steps::HostRun;
 use super::{CancelLevel, EngineOptions, HostStart};
 use crate::inventory::{Host, Inventory};
@@ -110,6 +111,8 @@ struct Coordinator<C: Connector> {
     parallel: usize,
     global: Option<Limiter>,
     starts: HashMap<(usize, usize), HostStart>,
+    /// Power-on pacing and the BMC client, shared by every host of the run.
+    power: Option<Arc<Power>>,
     /// Per host, per label key any stage constrains with `max_unavailable`: an id of the host's value (None: no such label).
     host_values: Vec<Vec<Option<u32>>>,
     /// Hosts in flight per (constrained key index, value id), across all stages.
@@ -211,6 +214,9 @@ impl<C: Connector> Coordinator<C> {
             parallel: opts.parallel.max(1),
             global: opts.rate.map(Limiter::direct),
             starts: opts.starts,
+            power: opts
+                .bmc
+                .map(|b| Arc::new(Power::new(b).time_scaled(opts.bmc_time_scale))),
             host_values,
             unavailable: HashMap::new(),
             flights: HashMap::new(),
@@ -369,7 +375,15 @@ impl<C: Connector> Coordinator<C> {
         stage.status = Status::Running;
         let plan = Arc::clone(&stage.plan);
         let rate_key = plan.rate_per.as_deref();
-        let mut bucket_of: HashMap<(Vec<Option<u32>>, Option<&str>), usize> = HashMap::new();
+        // Power-on waits its turn per PDU: PDUs take turns too, so the
+        // window holds hosts of every PDU instead of idling behind a few.
+        let powers_on = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, crate::playbook::Step::PowerOn(_)));
+        // (limited label values, rate_per value, pdu) -> bucket.
+        type BucketKey<'a> = (Vec<Option<u32>>, Option<&'a str>, Option<&'a str>);
+        let mut bucket_of: HashMap<BucketKey<'_>, usize> = HashMap::new();
         for (pos, &host) in plan.hosts.iter().enumerate() {
             let canary = pos < plan.canaries;
             // Hosts a previous run finished are counted, not run again.
@@ -390,7 +404,16 @@ impl<C: Connector> Coordinator<C> {
                 .iter()
                 .map(|&(k, _)| self.host_values[host][k])
                 .collect();
-            let key = (values, rate_key.and_then(|k| self.hosts[host].label(k)));
+            let pdu = if powers_on {
+                self.hosts[host].label("pdu")
+            } else {
+                None
+            };
+            let key = (
+                values,
+                rate_key.and_then(|k| self.hosts[host].label(k)),
+                pdu,
+            );
             let next = stage.buckets.len();
             let b = *bucket_of.entry(key).or_insert(next);
             if b == next {
@@ -640,7 +663,8 @@ impl<C: Connector> Coordinator<C> {
             Arc::clone(&self.stages[i].plan),
             sref,
             self.emitter.clone(),
-        );
+        )
+        .with_power(self.power.clone());
         let tx = self.tx.clone();
         let steps = Arc::clone(&self.stages[i].plan);
         self.tasks.spawn(async move {

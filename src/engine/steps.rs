@@ -12,9 +12,10 @@ use tokio::time::Instant;
 use super::HostStart;
 use super::backoff::Backoff;
 use super::events::{Emitter, EventKind, HostOutcome, HostRef, StageRef, StepKind};
+use super::power::Power;
 use crate::inventory::Host;
 use crate::plan::StagePlan;
-use crate::playbook::{Check, Health, Step};
+use crate::playbook::{Check, Health, PowerOn, Step};
 use crate::transport::{ConnectError, Connector, ExecOutput, Session};
 
 /// Where Linux exposes the id of the current boot; it changes on every boot.
@@ -35,7 +36,7 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
-    fn new(reason: impl Into<String>) -> StepFailure {
+    pub(crate) fn new(reason: impl Into<String>) -> StepFailure {
         StepFailure {
             reason: reason.into(),
             output: String::new(),
@@ -67,6 +68,8 @@ pub struct HostRun<C: Connector> {
     pub stage_ref: StageRef,
     pub emitter: Emitter,
     session: Option<C::Session>,
+    /// BMC client and power-on pacing shared by the run (`None`: no BMC configured).
+    power: Option<Arc<Power>>,
 }
 
 impl<C: Connector> HostRun<C> {
@@ -86,7 +89,14 @@ impl<C: Connector> HostRun<C> {
             stage_ref,
             emitter,
             session: None,
+            power: None,
         }
+    }
+
+    /// Gives this host the run's BMC client and power-on pacing.
+    pub fn with_power(mut self, power: Option<Arc<Power>>) -> Self {
+        self.power = power;
+        self
     }
 
     /// Runs the steps from where `start` says; `on_step` learns each step
@@ -171,7 +181,7 @@ impl<C: Connector> HostRun<C> {
             Step::RestartService { unit, timeout } => {
                 self.restart_service(index, unit, *timeout).await
             }
-            Step::PowerOn(_) => Err(StepFailure::new("power_on is not available yet")),
+            Step::PowerOn(p) => self.power_on(index, p).await,
             Step::Health(health) => self.health(health).await,
             Step::Local { command, timeout } => {
                 let command =
@@ -357,6 +367,30 @@ impl<C: Connector> HostRun<C> {
                 continue;
             }
         }
+    }
+
+    /// Redfish power-on through the host's BMC, paced run-wide (`engine::power`).
+    async fn power_on(&mut self, index: usize, step: &PowerOn) -> Result<(), StepFailure> {
+        let Some(power) = self.power.clone() else {
+            return Err(StepFailure::new(
+                "power_on needs a BMC client: no BMC credentials were configured for this run",
+            ));
+        };
+        let (emitter, stage, host) = (
+            self.emitter.clone(),
+            self.stage_ref.clone(),
+            self.host_ref.clone(),
+        );
+        let intent = || async move {
+            emitter
+                .intent(EventKind::PowerOnIssued {
+                    stage,
+                    host,
+                    step: index,
+                })
+                .await
+        };
+        power.power_on(&self.host, step, intent).await.map(|_| ())
     }
 
     async fn restart_service(

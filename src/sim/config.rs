@@ -18,6 +18,9 @@ use super::SimError;
 /// Hosts per worker process by default: 2 listeners per host plus sessions
 /// must stay well under the 20,000 descriptors one process may hold.
 pub const DEFAULT_SHARD_SIZE: usize = 6000;
+/// Hosts per worker process at most when powered off: each host also holds
+/// a BMC listener, 3 listeners per host once it is on.
+pub const POWERED_OFF_SHARD_SIZE: usize = 4000;
 
 /// A fault injected into a fraction of the fleet (at most one per host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,17 +38,35 @@ pub enum FaultKind {
     Flap,
     /// The reboot command answers 0 and does nothing: the boot id stays.
     NoReboot,
+    /// The BMC refuses connections for `FleetConfig::bmc_outage`, then answers
+    /// (power returning in stages).
+    BmcUnreachable,
+    /// A power-on is accepted, but the host stays in PoweringOn forever.
+    StuckPoweringOn,
+    /// The BMC rejects the fleet's BMC credentials.
+    BmcBadCredentials,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::NeverReturns,
         FaultKind::Unhealthy,
         FaultKind::SlowBoot,
         FaultKind::HangHandshake,
         FaultKind::Flap,
         FaultKind::NoReboot,
+        FaultKind::BmcUnreachable,
+        FaultKind::StuckPoweringOn,
+        FaultKind::BmcBadCredentials,
     ];
+
+    /// Faults of the simulated BMCs, which exist only in powered-off fleets.
+    pub fn needs_bmc(self) -> bool {
+        matches!(
+            self,
+            FaultKind::BmcUnreachable | FaultKind::StuckPoweringOn | FaultKind::BmcBadCredentials
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,6 +76,9 @@ impl FaultKind {
             FaultKind::HangHandshake => "hang_handshake",
             FaultKind::Flap => "flap",
             FaultKind::NoReboot => "no_reboot",
+            FaultKind::BmcUnreachable => "bmc_unreachable",
+            FaultKind::StuckPoweringOn => "stuck_powering_on",
+            FaultKind::BmcBadCredentials => "bmc_bad_credentials",
         }
     }
 }
@@ -235,6 +259,15 @@ pub struct FleetConfig {
     pub worker_exe: Option<PathBuf>,
     /// The first host address; later ones count up, skipping .0 and .255.
     pub first_address: Ipv4Addr,
+    /// Every host starts powered off (SSH and HTTP refuse) with a Redfish
+    /// BMC on `bmc_port` of its address; DIR/bmc-credentials is written.
+    pub powered_off: bool,
+    /// The BMC port on every host address (powered-off fleets only).
+    pub bmc_port: u16,
+    /// How long a BMC stays in PoweringOn before the host boots.
+    pub power_on_delay: Duration,
+    /// How long a `bmc_unreachable` BMC refuses connections after the start.
+    pub bmc_outage: Duration,
 }
 
 impl FleetConfig {
@@ -252,6 +285,10 @@ impl FleetConfig {
             shard_size: DEFAULT_SHARD_SIZE,
             worker_exe: None,
             first_address: Ipv4Addr::new(127, 1, 0, 1),
+            powered_off: false,
+            bmc_port: if root { 443 } else { 8443 },
+            power_on_delay: Duration::from_secs(1),
+            bmc_outage: Duration::from_secs(10),
         }
     }
 }

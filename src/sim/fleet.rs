@@ -17,8 +17,9 @@ use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
 use super::SimError;
-use super::config::{FaultKind, FleetConfig, host_address, place_faults};
-use super::host::{HostStatus, Phase};
+use super::bmc::BmcConfig;
+use super::config::{FaultKind, FleetConfig, POWERED_OFF_SHARD_SIZE, host_address, place_faults};
+use super::host::{HostStatus, Phase, Power};
 use super::shard::{DELTA_INTERVAL, ShardHost, ShardRuntime, ShardSpec, WorkerMsg};
 
 /// How long workers may take to bind their hosts.
@@ -38,6 +39,8 @@ pub struct FleetPaths {
     pub known_hosts: PathBuf,
     pub identity: PathBuf,
     pub status: PathBuf,
+    /// `user:password` (mode 0600) for the BMCs of a powered-off fleet.
+    pub bmc_credentials: Option<PathBuf>,
 }
 
 /// One host as the fleet reports it.
@@ -50,6 +53,12 @@ pub struct HostReport {
     pub state: Phase,
     pub reboots: u32,
     pub boot_id: String,
+    pub power: Power,
+    /// Reset actions the host's BMC received.
+    pub power_ons: u32,
+    /// When the last reset action arrived (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_at_ms: Option<u64>,
 }
 
 /// A snapshot of every host, in fleet order.
@@ -61,6 +70,10 @@ pub struct FleetStatus {
 impl FleetStatus {
     pub fn total_reboots(&self) -> u64 {
         self.hosts.iter().map(|h| u64::from(h.reboots)).sum()
+    }
+
+    pub fn total_power_ons(&self) -> u64 {
+        self.hosts.iter().map(|h| u64::from(h.power_ons)).sum()
     }
 
     pub fn host(&self, name: &str) -> Option<&HostReport> {
@@ -81,6 +94,8 @@ struct HostMeta {
 
 struct Board {
     meta: Vec<HostMeta>,
+    /// What a host not yet reported is: off in a powered-off fleet.
+    initial: HostStatus,
     status: Mutex<(Vec<Option<HostStatus>>, bool)>,
     /// The first worker failure (a worker that died or broke the protocol).
     failure: Mutex<Option<String>>,
@@ -108,11 +123,7 @@ impl Board {
             .iter()
             .zip(g.0.iter())
             .map(|(m, s)| {
-                let s = s.clone().unwrap_or(HostStatus {
-                    state: Phase::Up,
-                    reboots: 0,
-                    boot_id: String::new(),
-                });
+                let s = s.clone().unwrap_or_else(|| self.initial.clone());
                 HostReport {
                     name: m.name.clone(),
                     address: m.address,
@@ -120,6 +131,9 @@ impl Board {
                     state: s.state,
                     reboots: s.reboots,
                     boot_id: s.boot_id,
+                    power: s.power,
+                    power_ons: s.power_ons,
+                    reset_at_ms: s.reset_at_ms,
                 }
             })
             .collect();
@@ -139,10 +153,8 @@ impl Board {
         let (mut total, mut up) = (0u64, 0usize);
         out.push_str("{\"hosts\": {");
         for (i, (m, st)) in self.meta.iter().zip(g.0.iter()).enumerate() {
-            let (state, reboots, boot_id) = match st {
-                Some(s) => (s.state, s.reboots, s.boot_id.as_str()),
-                None => (Phase::Up, 0, ""),
-            };
+            let s = st.as_ref().unwrap_or(&self.initial);
+            let (state, reboots, boot_id) = (s.state, s.reboots, s.boot_id.as_str());
             total += u64::from(reboots);
             up += usize::from(state == Phase::Up);
             out.push_str(if i == 0 { "\n" } else { ",\n" });
@@ -153,6 +165,15 @@ impl Board {
                 state.as_str(),
                 m.address
             );
+            let _ = write!(
+                out,
+                ", \"power\": \"{}\", \"power_ons\": {}",
+                s.power.as_str(),
+                s.power_ons
+            );
+            if let Some(at) = s.reset_at_ms {
+                let _ = write!(out, ", \"reset_at_ms\": {at}");
+            }
             if let Some(f) = m.fault {
                 let _ = write!(out, ", \"fault\": \"{}\"", f.as_str());
             }
@@ -205,6 +226,22 @@ impl Fleet {
         if config.port == config.http_port {
             return Err(SimError::config("SSH and HTTP ports must differ"));
         }
+        if config.powered_off
+            && (config.bmc_port == config.port || config.bmc_port == config.http_port)
+        {
+            return Err(SimError::config(
+                "the BMC port must differ from the SSH and HTTP ports",
+            ));
+        }
+        if let Some((kind, _)) = config
+            .faults
+            .iter()
+            .find(|(k, f)| k.needs_bmc() && *f > 0.0 && !config.powered_off)
+        {
+            return Err(SimError::config(format!(
+                "fault `{kind}` needs simulated BMCs: start the fleet with --powered-off"
+            )));
+        }
         raise_fd_limit();
         let n = config.hosts.len();
         let faults = place_faults(n, &config.faults, config.seed);
@@ -219,7 +256,14 @@ impl Fleet {
             });
         }
         let (host_key, client_key) = (ed25519()?, ed25519()?);
-        let paths = write_files(&config, &meta, &host_key, &client_key)?;
+        let bmc = config.powered_off.then(|| BmcConfig {
+            port: config.bmc_port,
+            user: "rekindle".to_owned(),
+            password: hex::encode(rand::random::<[u8; 16]>()),
+            power_on_delay: config.power_on_delay,
+            outage: config.bmc_outage,
+        });
+        let paths = write_files(&config, &meta, &host_key, &client_key, bmc.as_ref())?;
         let host_key_pem = host_key
             .to_openssh(russh::keys::ssh_key::LineEnding::LF)
             .map_err(|e| SimError::key(e.to_string()))?;
@@ -229,13 +273,34 @@ impl Fleet {
             .map_err(|e| SimError::key(e.to_string()))?;
 
         let board = Arc::new(Board {
+            initial: HostStatus {
+                state: if config.powered_off {
+                    Phase::Off
+                } else {
+                    Phase::Up
+                },
+                reboots: 0,
+                boot_id: String::new(),
+                power: if config.powered_off {
+                    Power::Off
+                } else {
+                    Power::On
+                },
+                power_ons: 0,
+                reset_at_ms: None,
+            },
             status: Mutex::new((vec![None; n], true)),
             failure: Mutex::new(None),
             meta,
         });
         // Hosts are dealt round-robin, so a plan that walks the fleet in order
         // (rack by rack) spreads its connections and CPU over every worker.
-        let shard_count = n.div_ceil(config.shard_size.max(1));
+        let shard_size = if config.powered_off {
+            config.shard_size.min(POWERED_OFF_SHARD_SIZE)
+        } else {
+            config.shard_size
+        };
+        let shard_count = n.div_ceil(shard_size.max(1));
         let specs: Vec<ShardSpec> = (0..shard_count)
             .map(|c| ShardSpec {
                 hosts: (c..n)
@@ -256,6 +321,7 @@ impl Fleet {
                 seed: config.seed,
                 host_key: host_key_pem.to_string(),
                 client_key: client_pub.clone(),
+                bmc: bmc.clone(),
             })
             .collect();
 
@@ -548,6 +614,7 @@ fn write_files(
     meta: &[HostMeta],
     host_key: &russh::keys::PrivateKey,
     client_key: &russh::keys::PrivateKey,
+    bmc: Option<&BmcConfig>,
 ) -> Result<FleetPaths, SimError> {
     std::fs::create_dir_all(&config.out)
         .map_err(|e| SimError::io(format!("cannot create {}", config.out.display()), e))?;
@@ -558,8 +625,12 @@ fn write_files(
         known_hosts: dir.join("known_hosts"),
         identity: dir.join("id_ed25519"),
         status: dir.join("status.json"),
+        bmc_credentials: bmc.map(|_| dir.join("bmc-credentials")),
         dir,
     };
+    if let (Some(b), Some(path)) = (bmc, &paths.bmc_credentials) {
+        write_private(path, format!("{}:{}\n", b.user, b.password).as_bytes())?;
+    }
     let pem = client_key
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
         .map_err(|e| SimError::key(e.to_string()))?;
@@ -626,8 +697,23 @@ fn inventory_yaml(config: &FleetConfig, meta: &[HostMeta], paths: &FleetPaths) -
         let _ = writeln!(y, "    hosts:");
         for i in idxs {
             let (h, m) = (&config.hosts[i], &meta[i]);
-            let labels: Vec<String> = h
-                .labels
+            let mut labels = h.labels.clone();
+            if config.powered_off {
+                // The sim's own BMC replaces any the input named; an input
+                // `pdu` is kept, else one PDU per rack.
+                labels.insert(
+                    "bmc".to_owned(),
+                    format!("http://{}:{}", m.address, config.bmc_port),
+                );
+                if !labels.contains_key("pdu") {
+                    let pdu = match labels.get("rack") {
+                        Some(rack) => format!("pdu-{rack}"),
+                        None => format!("pdu-{:03}", i / 40 + 1),
+                    };
+                    labels.insert("pdu".to_owned(), pdu);
+                }
+            }
+            let labels: Vec<String> = labels
                 .iter()
                 .map(|(k, v)| format!("{}: {}", q(k), q(v)))
                 .collect();
@@ -699,6 +785,14 @@ mod tests {
                     fault: (i == 1).then_some(FaultKind::Flap),
                 })
                 .collect(),
+            initial: HostStatus {
+                state: Phase::Up,
+                reboots: 0,
+                boot_id: String::new(),
+                power: Power::On,
+                power_ons: 0,
+                reset_at_ms: None,
+            },
             status: Mutex::new((vec![None, None], true)),
             failure: Mutex::new(None),
         };
@@ -708,6 +802,9 @@ mod tests {
                 state: Phase::Rebooting,
                 reboots: 2,
                 boot_id: "b".into(),
+                power: Power::On,
+                power_ons: 1,
+                reset_at_ms: Some(5),
             },
         )]);
         let text = board.status_json(false, 2222, 8081).expect("changed");
@@ -715,6 +812,9 @@ mod tests {
         assert_eq!(v["hosts"]["we\"ird\\name"]["state"], "rebooting");
         assert_eq!(v["hosts"]["we\"ird\\name"]["fault"], "flap");
         assert_eq!(v["hosts"]["plain"]["reboots"], 0);
+        assert_eq!(v["hosts"]["we\"ird\\name"]["power_ons"], 1);
+        assert_eq!(v["hosts"]["we\"ird\\name"]["reset_at_ms"], 5);
+        assert_eq!(v["hosts"]["plain"]["power"], "on");
         assert_eq!(
             (v["total_reboots"].as_u64(), v["hosts_up"].as_u64()),
             (Some(2), Some(1))

@@ -36,6 +36,8 @@ pub enum Phase {
     Down,
     /// A listener could not be bound again after a reboot.
     Broken,
+    /// Powered off (or powering on): nothing but its BMC answers.
+    Off,
 }
 
 impl Phase {
@@ -46,6 +48,36 @@ impl Phase {
             Phase::Flapping => "flapping",
             Phase::Down => "down",
             Phase::Broken => "broken",
+            Phase::Off => "off",
+        }
+    }
+}
+
+/// A host's `PowerState` as its BMC reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Power {
+    #[default]
+    On,
+    Off,
+    PoweringOn,
+}
+
+impl Power {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Power::On => "on",
+            Power::Off => "off",
+            Power::PoweringOn => "powering_on",
+        }
+    }
+
+    /// The Redfish spelling.
+    pub fn redfish(self) -> &'static str {
+        match self {
+            Power::On => "On",
+            Power::Off => "Off",
+            Power::PoweringOn => "PoweringOn",
         }
     }
 }
@@ -56,6 +88,14 @@ pub struct HostStatus {
     pub state: Phase,
     pub reboots: u32,
     pub boot_id: String,
+    #[serde(default)]
+    pub power: Power,
+    /// Reset actions its BMC received.
+    #[serde(default)]
+    pub power_ons: u32,
+    /// When the last reset action arrived (Unix ms).
+    #[serde(default)]
+    pub reset_at_ms: Option<u64>,
 }
 
 /// Fleet-wide, read-only things every host shares (one copy per process).
@@ -66,6 +106,8 @@ pub(crate) struct Shared {
     pub http_port: u16,
     pub boot_time: BootTime,
     pub seed: u64,
+    /// The BMCs of a powered-off fleet.
+    pub bmc: Option<super::bmc::BmcConfig>,
 }
 
 struct State {
@@ -77,6 +119,9 @@ struct State {
     boots: u32,
     flaps_left: u8,
     reboot_pending: bool,
+    power: Power,
+    power_ons: u32,
+    reset_at_ms: Option<u64>,
     /// Changed since the last status delta.
     dirty: bool,
 }
@@ -91,6 +136,8 @@ pub(crate) struct HostCore {
     /// Bumped whenever the host goes away: every connection task watches it.
     epoch: watch::Sender<u64>,
     wake: Notify,
+    /// The power button: a BMC reset action on a host that is off.
+    power_button: Notify,
 }
 
 impl HostCore {
@@ -118,11 +165,56 @@ impl HostCore {
                     0
                 },
                 reboot_pending: false,
+                power: Power::On,
+                power_ons: 0,
+                reset_at_ms: None,
                 dirty: true,
             }),
             epoch: watch::Sender::new(0),
             wake: Notify::new(),
+            power_button: Notify::new(),
         }
+    }
+
+    /// Starts the host powered off (nothing listens until a BMC powers it on).
+    pub fn powered_off(self) -> Self {
+        {
+            let mut s = self.lock();
+            s.power = Power::Off;
+            s.phase = Phase::Off;
+        }
+        self
+    }
+
+    pub fn power(&self) -> Power {
+        self.lock().power
+    }
+
+    /// A BMC reset action: counted; powers the host on when it is off, and
+    /// reboots it for a restart type when it is on. Unknown types are refused.
+    pub fn reset(&self, reset_type: &str) -> Result<(), String> {
+        let restart = match reset_type {
+            "On" | "ForceOn" => false,
+            "ForceRestart" | "GracefulRestart" | "PowerCycle" => true,
+            other => return Err(format!("unsupported ResetType `{other}`")),
+        };
+        let mut s = self.lock();
+        s.power_ons += 1;
+        s.reset_at_ms = Some(unix_ms());
+        s.dirty = true;
+        match s.power {
+            Power::Off => {
+                s.power = Power::PoweringOn;
+                drop(s);
+                self.power_button.notify_one();
+            }
+            Power::On if restart => {
+                drop(s);
+                self.request_reboot();
+            }
+            Power::On | Power::PoweringOn => {}
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -159,6 +251,9 @@ impl HostCore {
             state: s.phase,
             reboots: s.reboots,
             boot_id: format_boot_id(&s.boot_id),
+            power: s.power,
+            power_ons: s.power_ons,
+            reset_at_ms: s.reset_at_ms,
         }
     }
 
@@ -173,6 +268,9 @@ impl HostCore {
             state: s.phase,
             reboots: s.reboots,
             boot_id: format_boot_id(&s.boot_id),
+            power: s.power,
+            power_ons: s.power_ons,
+            reset_at_ms: s.reset_at_ms,
         })
     }
 
@@ -190,6 +288,13 @@ impl HostCore {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.epoch.subscribe()
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn new_boot_id() -> [u8; 16] {
@@ -235,6 +340,9 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut listeners: Option<(TcpListener, TcpListener)>,
 ) {
+    if core.power() != Power::On {
+        power_up(&core, &shared).await;
+    }
     loop {
         let (ssh_l, http_l) = match listeners.take() {
             Some(l) => l,
@@ -287,6 +395,38 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Off until the power button is pressed, then PoweringOn for the BMC's
+/// delay (forever with `stuck_powering_on`), then a boot of the host's boot
+/// time. Returns when the host should start listening.
+async fn power_up(core: &HostCore, shared: &Shared) {
+    // Bounded by the fleet's life: the host task is aborted when it stops.
+    while core.power() == Power::Off {
+        core.power_button.notified().await;
+    }
+    if core.fault == Some(FaultKind::StuckPoweringOn) {
+        std::future::pending::<()>().await;
+    }
+    let delay = shared
+        .bmc
+        .as_ref()
+        .map_or(Duration::ZERO, |b| b.power_on_delay);
+    tokio::time::sleep(delay).await;
+    let boot_no = {
+        let mut s = core.lock();
+        s.power = Power::On;
+        // Booting: refuses connections like a rebooting host.
+        s.phase = Phase::Rebooting;
+        s.dirty = true;
+        s.boots + 1
+    };
+    tokio::time::sleep(boot_duration(shared, core, boot_no)).await;
+    let mut s = core.lock();
+    s.boots = boot_no;
+    s.boot_id = new_boot_id();
+    s.phase = Phase::Up;
+    s.dirty = true;
 }
 
 /// How long boot number `boot_no` takes (`slow_boot`: five times as long).
@@ -443,6 +583,7 @@ mod tests {
             http_port: 2,
             boot_time: BootTime::fixed(boot),
             seed: 1,
+            bmc: None,
         }
     }
 

@@ -5,15 +5,17 @@
 //! descriptor limit.
 //!
 //! Owns everything a simulated host does and the files a fleet writes
-//! (inventory.yaml, known_hosts, id_ed25519, status.json). It must not import
+//! (inventory.yaml, known_hosts, id_ed25519, status.json, bmc-credentials). It must not import
 //! the engine, and the engine must never import it: they meet only over SSH.
 //!
 //! - [`config`]: fleet shape, faults, boot times, address assignment.
-//! - `host`: one host's boot cycle and listeners; `ssh`: its SSH side and shell.
+//! - `host`: one host's boot cycle and listeners; `ssh`: its SSH side and shell;
+//!   `bmc`: its Redfish BMC (powered-off fleets).
 //! - `shard`: hosts of one process, and the worker-process protocol.
 //! - [`fleet`]: [`Fleet::start`] -> [`FleetHandle`]: files, workers, status.
 //! - [`drill`]: an inventory and playbook mapped onto a fleet for `rekindle drill`.
 
+mod bmc;
 pub mod config;
 pub mod drill;
 pub mod fleet;
@@ -25,7 +27,7 @@ use std::net::SocketAddr;
 
 pub use config::{BootTime, FaultKind, FleetConfig, SimHost, parse_faults};
 pub use fleet::{Fleet, FleetHandle, FleetPaths, FleetStatus, HostReport};
-pub use host::Phase;
+pub use host::{Phase, Power};
 pub use shard::run_worker;
 
 /// Why the simulator could not start or stop.

@@ -41,6 +41,9 @@ pub(crate) struct ShardSpec {
     pub host_key: String,
     /// OpenSSH-format public key of the only client allowed in.
     pub client_key: String,
+    /// Powered-off fleets: hosts start off, each with a Redfish BMC.
+    #[serde(default)]
+    pub bmc: Option<super::bmc::BmcConfig>,
 }
 
 /// A worker's report, one JSON object per stdout line.
@@ -74,25 +77,38 @@ impl ShardRuntime {
             http_port: spec.http_port,
             boot_time: spec.boot_time,
             seed: spec.seed,
+            bmc: spec.bmc.clone(),
         });
+        // A powered-off host listens only with its BMC (a `bmc_unreachable`
+        // one not even that, at first); SSH and HTTP bind when it boots.
         let mut listeners = Vec::with_capacity(spec.hosts.len());
         for h in &spec.hosts {
-            let ssh = host::bind(h.address, spec.port)?;
-            let http = host::bind(h.address, spec.http_port)?;
-            listeners.push((ssh, http));
+            listeners.push(match &spec.bmc {
+                None => (
+                    Some((
+                        host::bind(h.address, spec.port)?,
+                        host::bind(h.address, spec.http_port)?,
+                    )),
+                    None,
+                ),
+                Some(_) if h.fault == Some(FaultKind::BmcUnreachable) => (None, None),
+                Some(b) => (None, Some(host::bind(h.address, b.port)?)),
+            });
         }
         let mut hosts = Vec::with_capacity(spec.hosts.len());
         let mut tasks = Vec::with_capacity(spec.hosts.len());
-        for (h, l) in spec.hosts.iter().zip(listeners) {
-            let core = Arc::new(HostCore::new(
-                h.idx,
-                h.name.clone(),
-                h.address,
-                h.fault,
-                spec.seed,
-            ));
-            let task = tokio::spawn(host::run(core.clone(), shared.clone(), Some(l)));
+        for (h, (l, bmc_l)) in spec.hosts.iter().zip(listeners) {
+            let mut core = HostCore::new(h.idx, h.name.clone(), h.address, h.fault, spec.seed);
+            if spec.bmc.is_some() {
+                core = core.powered_off();
+            }
+            let core = Arc::new(core);
+            let task = tokio::spawn(host::run(core.clone(), shared.clone(), l));
             tasks.push(task.abort_handle());
+            if spec.bmc.is_some() {
+                let bmc = tokio::spawn(super::bmc::run(core.clone(), shared.clone(), bmc_l));
+                tasks.push(bmc.abort_handle());
+            }
             hosts.push(core);
         }
         Ok(ShardRuntime { hosts, tasks })

@@ -9,6 +9,7 @@
 //! - [`known_hosts`]: OpenSSH known_hosts, parsed once, matched in memory.
 //! - [`ssh_config`]: `~/.ssh/config` merged with inventory values.
 //! - [`probe`]: TCP and HTTP health checks. [`local`]: commands on the bastion.
+//! - [`redfish`]: BMC power control for `power_on`, and BMC credentials.
 
 use std::future::Future;
 use std::time::Duration;
@@ -98,5 +99,6 @@ impl ConnectErrorKind {
 pub mod known_hosts;
 pub mod local;
 pub mod probe;
+pub mod redfish;
 pub mod ssh;
 pub mod ssh_config;

@@ -14,7 +14,7 @@ datacenters:
   lab:
     hosts:
       - name: "db[1-4]"
-        labels: { role: db, rack: "r{1}" }
+        labels: { role: db, rack: "r{1}", pdu: "pdu-{1}", bmc: "10.9.0.{1}" }
       - name: "app[1-8]"
         labels: { role: app, rack: "r{1}" }
 "#;
@@ -162,7 +162,7 @@ fn drill_samples_keeping_every_role() {
 }
 
 #[test]
-fn drill_refuses_bad_flags_and_power_on_before_touching_anything() {
+fn drill_refuses_bad_flags_before_touching_anything() {
     let files = Files::new(PLAYBOOK);
     let (code, _, err) = files.drill(&["--sample", "0"]);
     assert_eq!(code, 2, "{err}");
@@ -174,13 +174,6 @@ fn drill_refuses_bad_flags_and_power_on_before_touching_anything() {
     assert!(err.contains("did you mean `never_returns`"), "{err}");
     let (code, _, err) = files.drill(&["--limit", "role=nothing"]);
     assert_eq!(code, 2, "{err}");
-
-    let power = Files::new(
-        "version: 1\nname: p\nstages:\n  - name: all\n    select: { role: db }\n    steps: [ power_on, wait_ssh ]\n",
-    );
-    let (code, _, err) = power.drill(&[]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("power_on"), "{err}");
 }
 
 #[test]
@@ -240,4 +233,14 @@ fn drill_interrupted_twice_stops_now_with_130() {
         rest.iter().any(|l| l.contains("drill report")),
         "a report even when interrupted: {rest:?}"
     );
+}
+
+#[test]
+fn drill_of_a_power_on_playbook_powers_the_simulated_fleet_on_through_its_bmcs() {
+    let power = Files::new(
+        "version: 1\nname: p\nstages:\n  - name: all\n    select: { role: db }\n    parallel: 4\n    steps:\n      - power_on: { pdu_interval: 2s, timeout: 10m }\n      - wait_ssh: { timeout: 10m }\n",
+    );
+    let (code, out, err) = power.drill(&["--speed", "50"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(predicted(&out) > 0, "{out}");
 }

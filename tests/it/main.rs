@@ -6,6 +6,7 @@ mod hosts;
 mod inventory;
 mod journal;
 mod plan;
+mod power;
 mod reboot;
 mod report;
 mod run;

@@ -1,0 +1,803 @@
+//! The `power_on` step: Redfish power-on of one host through its BMC, paced
+//! so that breakers hold, and BMC etiquette shared by every host of a run.
+//!
+//! Owns the pacing state (per-PDU spacing, the fleet-wide power-on rate,
+//! per-BMC request spacing, the cap on BMC requests in flight) and the step's
+//! sequence: login, read the system, reset when it is Off, wait for On,
+//! logout. It must not schedule hosts (the scheduler does) or speak HTTP
+//! (`transport::redfish` does); it reports only through its return value and
+//! the intent callback.
+//!
+//! Every wait is on tokio's clock, so tests drive it under a paused clock.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Mutex as AsyncMutex, Semaphore};
+use tokio::time::Instant;
+
+use super::backoff::Backoff;
+use super::events::NotAcknowledged;
+use super::limits::Limiter;
+use super::steps::{StepFailure, humane};
+use crate::inventory::Host;
+use crate::playbook::{PowerOn, Rate};
+use crate::transport::redfish::{
+    Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, Endpoint, PowerState, SYSTEMS_PATH, SystemInfo,
+    first_member,
+};
+
+/// Requests to one BMC are at least this far apart (BMCs are small computers).
+pub const BMC_SPACING: Duration = Duration::from_secs(1);
+/// BMC requests in flight across the whole run.
+pub const BMC_IN_FLIGHT: usize = 256;
+/// Polling PowerState after a reset: full-jitter backoff from 1 s, capped.
+const POLL_BASE: Duration = Duration::from_secs(1);
+const POLL_CAP: Duration = Duration::from_secs(15);
+
+/// When the last request to one BMC ended (one request in flight per BMC).
+type Gate = Arc<AsyncMutex<Option<Instant>>>;
+/// A fleet-wide bucket behind a FIFO lock.
+type Bucket = Arc<AsyncMutex<Limiter>>;
+
+/// Shared by every host of a run: the BMC client and all pacing state.
+pub struct Power {
+    bmc: Arc<dyn Bmc>,
+    /// Per PDU: when its last power-on was sent. The lock is held while a
+    /// host waits its turn, so a PDU's hosts go one at a time in FIFO order.
+    pdus: Mutex<HashMap<String, Gate>>,
+    /// Fleet-wide buckets, one per distinct `rate` of the playbook's steps.
+    /// Behind a FIFO lock so waiters queue instead of all polling the bucket.
+    fleet: Mutex<HashMap<(u32, Duration), Bucket>>,
+    bmcs: Mutex<HashMap<Endpoint, Gate>>,
+    in_flight: Semaphore,
+    /// BMC spacing and PowerState polling, divided for compressed-time drills.
+    spacing: Duration,
+    poll: (Duration, Duration),
+}
+
+impl std::fmt::Debug for Power {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Power")
+            .field("bmc", &self.bmc)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a successful step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerOutcome {
+    /// The host was already On: nothing was sent.
+    AlreadyOn,
+    /// A reset was sent and the host reached On.
+    PoweredOn,
+}
+
+impl Power {
+    pub fn new(bmc: Arc<dyn Bmc>) -> Power {
+        Power {
+            bmc,
+            pdus: Mutex::new(HashMap::new()),
+            fleet: Mutex::new(HashMap::new()),
+            bmcs: Mutex::new(HashMap::new()),
+            in_flight: Semaphore::new(BMC_IN_FLIGHT),
+            spacing: BMC_SPACING,
+            poll: (POLL_BASE, POLL_CAP),
+        }
+    }
+
+    /// Divides BMC etiquette and polling by `scale` (a drill's `--speed`:
+    /// its simulated BMCs answer in compressed time too). 1 leaves them.
+    pub fn time_scaled(mut self, scale: f64) -> Power {
+        if scale > 1.0 {
+            self.spacing = BMC_SPACING.div_f64(scale);
+            self.poll = (POLL_BASE.div_f64(scale), POLL_CAP.div_f64(scale));
+        }
+        self
+    }
+
+    fn gate<K: std::hash::Hash + Eq + Clone>(map: &Mutex<HashMap<K, Gate>>, key: &K) -> Gate {
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(m.entry(key.clone()).or_default())
+    }
+
+    fn fleet_bucket(&self, rate: Rate) -> Bucket {
+        let mut m = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            m.entry((rate.count, rate.per))
+                .or_insert_with(|| Arc::new(AsyncMutex::new(Limiter::direct(rate)))),
+        )
+    }
+
+    /// Powers `host` on (unless it is On) and waits until its BMC says On.
+    /// `intent` is awaited right before the reset is sent; an error from it
+    /// means the intent was not recorded, and nothing is sent.
+    pub async fn power_on<F, Fut>(
+        &self,
+        host: &Host,
+        step: &PowerOn,
+        intent: F,
+    ) -> Result<PowerOutcome, StepFailure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), NotAcknowledged>>,
+    {
+        let label = host.label("bmc").ok_or_else(|| {
+            StepFailure::new(format!(
+                "host {} has no `bmc` label: power_on needs its BMC address",
+                host.name
+            ))
+        })?;
+        let bmc = Endpoint::parse(label).map_err(|e| StepFailure::new(e.message))?;
+        let mut last = String::from("no answer yet");
+        let mut auth = None;
+        let result = tokio::time::timeout(
+            step.timeout,
+            self.run(host, &bmc, step, intent, &mut last, &mut auth),
+        )
+        .await;
+        // Best effort: a session left behind expires on the BMC anyway.
+        if let Some(auth) = auth {
+            let gate = Power::gate(&self.bmcs, &bmc);
+            let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
+        }
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(StepFailure {
+                reason: format!(
+                    "power_on did not finish within {} (BMC {bmc}: {last})",
+                    humane(step.timeout)
+                ),
+                output: String::new(),
+                unreachable: last.starts_with("unreachable"),
+            }),
+        }
+    }
+
+    async fn run<F, Fut>(
+        &self,
+        host: &Host,
+        bmc: &Endpoint,
+        step: &PowerOn,
+        intent: F,
+        last: &mut String,
+        auth_slot: &mut Option<Auth>,
+    ) -> Result<PowerOutcome, StepFailure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), NotAcknowledged>>,
+    {
+        let gate = Power::gate(&self.bmcs, bmc);
+        // Power returns in stages: an unreachable BMC is probed again every
+        // `reprobe` until the step's timeout (which bounds this loop).
+        let (path, mut info) = loop {
+            match self.discover(&gate, bmc, auth_slot).await {
+                Ok(found) => break found,
+                Err(e) if e.kind == BmcErrorKind::Unreachable => {
+                    *last = format!("unreachable: {}", e.message);
+                    tokio::time::sleep(step.reprobe).await;
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        };
+        *last = format!("PowerState {}", info.power_state.as_str());
+        let on_means_done = matches!(step.reset_type.as_str(), "On" | "ForceOn");
+        if info.power_state == PowerState::On && on_means_done {
+            return Ok(PowerOutcome::AlreadyOn);
+        }
+        let mut intent = Some(intent);
+        let mut poll = Backoff::new(self.poll.0, self.poll.1);
+        loop {
+            let ready = match &info.power_state {
+                PowerState::Off => true,
+                // An explicit restart type the playbook asked for goes to an On host too.
+                PowerState::On => !on_means_done,
+                _ => false,
+            };
+            if ready && let Some(intent) = intent.take() {
+                let target = info.reset_target.clone().ok_or_else(|| {
+                    StepFailure::new(format!(
+                        "BMC {bmc}: the system {path} offers no #ComputerSystem.Reset action"
+                    ))
+                })?;
+                let auth = auth_slot
+                    .clone()
+                    .ok_or_else(|| StepFailure::new("no BMC session"))?;
+                self.paced_reset(host, &gate, bmc, &auth, &target, step, intent)
+                    .await?;
+                *last = format!("reset {} sent", step.reset_type);
+            } else if info.power_state == PowerState::On {
+                // Still holding the intent: someone else powered it on meanwhile.
+                return Ok(if intent.is_some() {
+                    PowerOutcome::AlreadyOn
+                } else {
+                    PowerOutcome::PoweredOn
+                });
+            }
+            // Bounded by the step's timeout around `run`.
+            tokio::time::sleep(poll.next_delay()).await;
+            match self.read_system(&gate, bmc, auth_slot, &path).await {
+                Ok(i) => {
+                    info = i;
+                    *last = format!("PowerState {}", info.power_state.as_str());
+                }
+                // A BMC busy with the power-on may miss an answer: poll again.
+                Err(e) if e.kind == BmcErrorKind::Unreachable => {
+                    *last = format!("unreachable: {}", e.message);
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        }
+    }
+
+    /// Login, the systems collection, the first system.
+    async fn discover(
+        &self,
+        gate: &Gate,
+        bmc: &Endpoint,
+        auth_slot: &mut Option<Auth>,
+    ) -> Result<(String, SystemInfo), BmcError> {
+        if auth_slot.is_none() {
+            *auth_slot = Some(self.call(gate, || self.bmc.login(bmc)).await?);
+        }
+        let collection = self.get(gate, bmc, auth_slot, SYSTEMS_PATH).await?;
+        let path = first_member(&collection)?;
+        let info = self.read_system(gate, bmc, auth_slot, &path).await?;
+        Ok((path, info))
+    }
+
+    async fn read_system(
+        &self,
+        gate: &Gate,
+        bmc: &Endpoint,
+        auth_slot: &mut Option<Auth>,
+        path: &str,
+    ) -> Result<SystemInfo, BmcError> {
+        SystemInfo::from_json(&self.get(gate, bmc, auth_slot, path).await?)
+    }
+
+    /// A GET; a session the BMC forgot (expired during a long wait) is
+    /// replaced once by a new login.
+    async fn get(
+        &self,
+        gate: &Gate,
+        bmc: &Endpoint,
+        auth_slot: &mut Option<Auth>,
+        path: &str,
+    ) -> Result<serde_json::Value, BmcError> {
+        let auth = auth_slot
+            .clone()
+            .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "not logged in"))?;
+        match self.call(gate, || self.bmc.get(bmc, &auth, path)).await {
+            Err(e) if e.kind == BmcErrorKind::Auth && matches!(auth, Auth::Session { .. }) => {
+                let fresh = self.call(gate, || self.bmc.login(bmc)).await?;
+                *auth_slot = Some(fresh.clone());
+                self.call(gate, || self.bmc.get(bmc, &fresh, path)).await
+            }
+            other => other,
+        }
+    }
+
+    /// One request under BMC etiquette: alone on its BMC, a second after the
+    /// previous one ended, and within the run-wide cap.
+    async fn call<'a, T>(
+        &self,
+        gate: &Gate,
+        request: impl FnOnce() -> BmcFuture<'a, T>,
+    ) -> Result<T, BmcError> {
+        let mut ended = gate.lock().await;
+        if let Some(t) = *ended {
+            tokio::time::sleep_until(t + self.spacing).await;
+        }
+        let permit = self.in_flight.acquire().await;
+        let result = request().await;
+        drop(permit);
+        *ended = Some(Instant::now());
+        result
+    }
+
+    /// The reset, sent when the BMC, the host's PDU and the fleet all allow.
+    /// The PDU's time is taken when the reset goes out, not when the host
+    /// joined the queue, so a wait for the fleet bucket cannot squeeze two
+    /// power-ons on one PDU closer than `pdu_interval`.
+    #[allow(clippy::too_many_arguments)]
+    async fn paced_reset<F, Fut>(
+        &self,
+        host: &Host,
+        gate: &Gate,
+        bmc: &Endpoint,
+        auth: &Auth,
+        target: &str,
+        step: &PowerOn,
+        intent: F,
+    ) -> Result<(), StepFailure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), NotAcknowledged>>,
+    {
+        let mut ended = gate.lock().await;
+        if let Some(t) = *ended {
+            tokio::time::sleep_until(t + self.spacing).await;
+        }
+        // Hosts without a `pdu` label share only the fleet rate (validate warns about them).
+        let pdu_gate = host
+            .label("pdu")
+            .map(|p| Power::gate(&self.pdus, &p.to_owned()));
+        let mut pdu_last = match &pdu_gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        };
+        let jitter = if step.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            let nanos = u64::try_from(step.jitter.as_nanos()).unwrap_or(u64::MAX);
+            Duration::from_nanos(rand::rng().random_range(0..=nanos))
+        };
+        let earliest = match pdu_last.as_deref() {
+            Some(Some(t)) => *t + step.pdu_interval,
+            _ => Instant::now(),
+        };
+        tokio::time::sleep_until(earliest + jitter).await;
+        {
+            let bucket = self.fleet_bucket(step.rate);
+            let bucket = bucket.lock().await;
+            while let Err(at) = bucket.check("") {
+                tokio::time::sleep_until(at).await;
+            }
+        }
+        let permit = self.in_flight.acquire().await;
+        intent()
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        if let Some(last) = pdu_last.as_deref_mut() {
+            *last = Some(Instant::now());
+        }
+        drop(pdu_last);
+        let result = self.bmc.reset(bmc, auth, target, &step.reset_type).await;
+        drop(permit);
+        *ended = Some(Instant::now());
+        result.map_err(fail)
+    }
+}
+
+fn fail(e: BmcError) -> StepFailure {
+    StepFailure {
+        unreachable: e.kind == BmcErrorKind::Unreachable,
+        reason: e.message,
+        output: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::diag::Span;
+
+    /// A recording fake BMC per host address: power state machine and a log
+    /// of (time, bmc, request) on tokio's paused clock.
+    #[derive(Debug)]
+    struct FakeBmcs {
+        origin: Instant,
+        log: Mutex<Vec<(Duration, String, String)>>,
+        state: Mutex<HashMap<String, FakeState>>,
+        in_flight: AtomicUsize,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct FakeState {
+        on: bool,
+        /// Refuses until this long after the start.
+        unreachable_until: Duration,
+        powering_for: Duration,
+        powered_at: Option<Duration>,
+    }
+
+    impl FakeBmcs {
+        fn new() -> Arc<FakeBmcs> {
+            Arc::new(FakeBmcs {
+                origin: Instant::now(),
+                log: Mutex::new(Vec::new()),
+                state: Mutex::new(HashMap::new()),
+                in_flight: AtomicUsize::new(0),
+            })
+        }
+
+        fn set(&self, bmc: &str, s: FakeState) {
+            self.state
+                .lock()
+                .unwrap()
+                .insert(format!("http://{bmc}"), s);
+        }
+
+        fn calls(&self, what: &str) -> Vec<(Duration, String)> {
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .filter(|(_, _, w)| w == what)
+                .map(|(t, b, _)| (*t, b.clone()))
+                .collect()
+        }
+
+        fn enter(&self, bmc: &Endpoint, what: &str) -> Result<(), BmcError> {
+            let now = self.origin.elapsed();
+            self.log
+                .lock()
+                .unwrap()
+                .push((now, bmc.to_string(), what.to_owned()));
+            let s = self.state.lock().unwrap();
+            let st = s.get(bmc.as_str()).cloned().unwrap_or_default();
+            if now < st.unreachable_until {
+                return Err(BmcError::new(BmcErrorKind::Unreachable, "refused"));
+            }
+            Ok(())
+        }
+
+        async fn slow(&self) {
+            // Two requests to one BMC must never overlap: count and hold a while.
+            let n = self.in_flight.fetch_add(1, Ordering::SeqCst);
+            assert!(n < BMC_IN_FLIGHT);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Bmc for FakeBmcs {
+        fn login<'a>(&'a self, bmc: &'a Endpoint) -> BmcFuture<'a, Auth> {
+            Box::pin(async move {
+                self.enter(bmc, "login")?;
+                self.slow().await;
+                Ok(Auth::Session {
+                    token: crate::transport::redfish::Secret::new("t"),
+                    location: Some("/s/1".into()),
+                })
+            })
+        }
+
+        fn get<'a>(
+            &'a self,
+            bmc: &'a Endpoint,
+            _auth: &'a Auth,
+            path: &'a str,
+        ) -> BmcFuture<'a, serde_json::Value> {
+            Box::pin(async move {
+                self.enter(bmc, "get")?;
+                self.slow().await;
+                if path == SYSTEMS_PATH {
+                    return Ok(json!({"Members": [{"@odata.id": "/redfish/v1/Systems/Self"}]}));
+                }
+                let now = self.origin.elapsed();
+                let s = self.state.lock().unwrap();
+                let st = s.get(bmc.as_str()).cloned().unwrap_or_default();
+                let state = match st.powered_at {
+                    _ if st.on => "On",
+                    Some(at) if now >= at + st.powering_for => "On",
+                    Some(_) => "PoweringOn",
+                    None => "Off",
+                };
+                Ok(json!({
+                    "PowerState": state,
+                    "Actions": {"#ComputerSystem.Reset": {"target": "/redfish/v1/Systems/Self/Actions/ComputerSystem.Reset"}}
+                }))
+            })
+        }
+
+        fn reset<'a>(
+            &'a self,
+            bmc: &'a Endpoint,
+            _auth: &'a Auth,
+            target: &'a str,
+            reset_type: &'a str,
+        ) -> BmcFuture<'a, ()> {
+            Box::pin(async move {
+                assert_eq!(
+                    target,
+                    "/redfish/v1/Systems/Self/Actions/ComputerSystem.Reset"
+                );
+                assert_eq!(reset_type, "On");
+                self.enter(bmc, "reset")?;
+                let now = self.origin.elapsed();
+                let mut s = self.state.lock().unwrap();
+                s.entry(bmc.to_string()).or_default().powered_at = Some(now);
+                Ok(())
+            })
+        }
+
+        fn logout<'a>(&'a self, bmc: &'a Endpoint, _auth: &'a Auth) -> BmcFuture<'a, ()> {
+            Box::pin(async move { self.enter(bmc, "logout") })
+        }
+    }
+
+    fn host(i: usize, pdu: &str) -> Host {
+        Host {
+            name: format!("h{i}"),
+            address: format!("10.0.0.{i}"),
+            port: 22,
+            user: None,
+            jump: None,
+            labels: BTreeMap::from([
+                ("bmc".to_owned(), format!("http://bmc{i}")),
+                ("pdu".to_owned(), pdu.to_owned()),
+            ]),
+            groups: vec![],
+            span: Span::file(Arc::from("t")),
+        }
+    }
+
+    fn step(pdu_interval: f64, rate: u32) -> PowerOn {
+        PowerOn {
+            timeout: Duration::from_secs(600),
+            pdu_interval: Duration::from_secs_f64(pdu_interval),
+            rate: Rate {
+                count: rate,
+                per: Duration::from_secs(1),
+            },
+            reprobe: Duration::from_secs(60),
+            jitter: Duration::ZERO,
+            reset_type: "On".into(),
+        }
+    }
+
+    async fn power_all(
+        power: &Arc<Power>,
+        hosts: Vec<Host>,
+        step: PowerOn,
+    ) -> Vec<Result<PowerOutcome, StepFailure>> {
+        let tasks: Vec<_> = hosts
+            .into_iter()
+            .map(|h| {
+                let (power, step) = (Arc::clone(power), step.clone());
+                tokio::spawn(async move { power.power_on(&h, &step, || async { Ok(()) }).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn power_ons_on_one_pdu_are_spaced_by_its_interval() {
+        let bmcs = FakeBmcs::new();
+        let power = Arc::new(Power::new(bmcs.clone()));
+        // Six hosts on two PDUs, a fleet rate that never binds.
+        let hosts: Vec<Host> = (0..6)
+            .map(|i| host(i, if i % 2 == 0 { "a" } else { "b" }))
+            .collect();
+        let results = power_all(&power, hosts, step(2.0, 1000)).await;
+        assert!(results.iter().all(|r| *r == Ok(PowerOutcome::PoweredOn)));
+        let resets = bmcs.calls("reset");
+        assert_eq!(resets.len(), 6);
+        for pdu in [
+            ["http://bmc0", "http://bmc2", "http://bmc4"],
+            ["http://bmc1", "http://bmc3", "http://bmc5"],
+        ] {
+            let mut times: Vec<Duration> = resets
+                .iter()
+                .filter(|(_, b)| pdu.contains(&b.as_str()))
+                .map(|(t, _)| *t)
+                .collect();
+            times.sort();
+            for w in times.windows(2) {
+                assert!(w[1] - w[0] >= Duration::from_secs(2), "{times:?}");
+            }
+            // Paced, not serialized behind anything else: each next one at exactly the interval.
+            assert!(
+                times[2] - times[0] < Duration::from_millis(4100),
+                "{times:?}"
+            );
+        }
+        // Two PDUs go side by side.
+        let mut all: Vec<Duration> = resets.iter().map(|(t, _)| *t).collect();
+        all.sort();
+        assert!(all[1] - all[0] < Duration::from_millis(100), "{all:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fleet_rate_spaces_power_ons_across_pdus() {
+        let bmcs = FakeBmcs::new();
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let hosts: Vec<Host> = (0..5).map(|i| host(i, &format!("p{i}"))).collect();
+        power_all(&power, hosts, step(0.1, 2)).await;
+        let mut times: Vec<Duration> = bmcs.calls("reset").iter().map(|(t, _)| *t).collect();
+        times.sort();
+        assert_eq!(times.len(), 5);
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(499), "{times:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_to_one_bmc_are_a_second_apart_and_the_session_is_closed() {
+        let bmcs = FakeBmcs::new();
+        bmcs.set(
+            "bmc0",
+            FakeState {
+                powering_for: Duration::from_secs(5),
+                ..FakeState::default()
+            },
+        );
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
+        assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
+        let log = bmcs.log.lock().unwrap().clone();
+        for w in log.windows(2) {
+            assert!(w[1].0 - w[0].0 >= BMC_SPACING, "{log:?}");
+        }
+        let kinds: Vec<&str> = log.iter().map(|(_, _, w)| w.as_str()).collect();
+        assert_eq!(kinds[..4], ["login", "get", "get", "reset"]);
+        assert_eq!(kinds.last(), Some(&"logout"));
+        assert_eq!(kinds.iter().filter(|k| **k == "reset").count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn already_on_hosts_get_no_reset() {
+        let bmcs = FakeBmcs::new();
+        bmcs.set(
+            "bmc0",
+            FakeState {
+                on: true,
+                ..FakeState::default()
+            },
+        );
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
+        assert_eq!(r, vec![Ok(PowerOutcome::AlreadyOn)]);
+        assert!(bmcs.calls("reset").is_empty());
+        assert_eq!(bmcs.calls("logout").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_bmc_is_reprobed_until_it_answers() {
+        let bmcs = FakeBmcs::new();
+        bmcs.set(
+            "bmc0",
+            FakeState {
+                unreachable_until: Duration::from_secs(150),
+                ..FakeState::default()
+            },
+        );
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
+        assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
+        let logins: Vec<Duration> = bmcs.calls("login").iter().map(|(t, _)| *t).collect();
+        // Probed at 0, 60, 120 (refused), answered at 180.
+        assert_eq!(logins.len(), 4, "{logins:?}");
+        assert!(logins[3] >= Duration::from_secs(180), "{logins:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bmc_that_never_answers_fails_at_the_timeout_as_unreachable() {
+        let bmcs = FakeBmcs::new();
+        bmcs.set(
+            "bmc0",
+            FakeState {
+                unreachable_until: Duration::from_secs(10_000),
+                ..FakeState::default()
+            },
+        );
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
+        let Err(f) = &r[0] else { panic!("{r:?}") };
+        assert!(f.unreachable, "{f:?}");
+        assert!(
+            f.reason.contains("did not finish within 10m"),
+            "{}",
+            f.reason
+        );
+    }
+
+    /// The whole engine (scheduler, steps, events) with the fake BMCs:
+    /// (events, resets in order). `ack` false: the consumer drops intents.
+    async fn run_engine(
+        hosts: Vec<Host>,
+        window: usize,
+        ack: bool,
+        bmcs: &Arc<FakeBmcs>,
+    ) -> (Vec<crate::engine::EventKind>, Vec<String>) {
+        use crate::engine::fake::{FakeConnector, Fleet};
+        use crate::engine::{CancelLevel, EngineOptions};
+        use crate::plan::{Plan, StagePlan};
+        let stage = StagePlan {
+            name: "power".into(),
+            after: vec![],
+            hosts: (0..hosts.len()).collect(),
+            canaries: 0,
+            window,
+            failure_budget: hosts.len(),
+            rate: None,
+            rate_per: None,
+            max_unavailable: vec![],
+            on_unreachable: crate::playbook::OnUnreachable::Fail,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(60),
+            steps: vec![crate::playbook::Step::PowerOn(step(2.0, 1000))],
+            host_estimate: Duration::ZERO,
+            estimate: Duration::ZERO,
+        };
+        let plan = Plan {
+            name: "p".into(),
+            waves: vec![],
+            stages: vec![stage],
+            warnings: vec![],
+            estimate: Duration::ZERO,
+        };
+        let inventory = crate::inventory::Inventory {
+            hosts,
+            ..crate::inventory::Inventory::default()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::engine::Event>(64);
+        let consumer = tokio::spawn(async move {
+            let mut events = Vec::new();
+            while let Some(ev) = rx.recv().await {
+                if let Some(a) = ev.ack
+                    && ack
+                {
+                    a.done();
+                }
+                events.push(ev.kind);
+            }
+            events
+        });
+        let (_cancel_tx, cancel) = tokio::sync::watch::channel(CancelLevel::None);
+        let bmc: Arc<dyn Bmc> = bmcs.clone();
+        let opts = EngineOptions {
+            bmc: Some(bmc),
+            ..EngineOptions::default()
+        };
+        crate::engine::run(
+            Arc::new(plan),
+            Arc::new(inventory),
+            Arc::new(FakeConnector(Fleet::new())),
+            opts,
+            tx,
+            cancel,
+        )
+        .await;
+        let events = consumer.await.unwrap();
+        let mut resets = bmcs.calls("reset");
+        resets.sort();
+        (events, resets.into_iter().map(|(_, b)| b).collect())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_takes_hosts_of_every_pdu_in_turn() {
+        let bmcs = FakeBmcs::new();
+        // Plan order puts PDU a's hosts first; a window of 2 must not spend
+        // both slots waiting on PDU a.
+        let hosts = vec![host(0, "a"), host(1, "a"), host(2, "b"), host(3, "b")];
+        let (events, resets) = run_engine(hosts, 2, true, &bmcs).await;
+        let first: Vec<&str> = resets.iter().take(2).map(String::as_str).collect();
+        assert!(
+            first.contains(&"http://bmc0") && first.contains(&"http://bmc2"),
+            "{resets:?}"
+        );
+        let issued = events
+            .iter()
+            .filter(|e| matches!(e, crate::engine::EventKind::PowerOnIssued { .. }))
+            .count();
+        assert_eq!(issued, 4);
+        assert_eq!(resets.len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_reset_is_sent_when_the_intent_is_not_recorded() {
+        let bmcs = FakeBmcs::new();
+        let (events, resets) = run_engine(vec![host(0, "a")], 1, false, &bmcs).await;
+        assert!(resets.is_empty(), "{resets:?}");
+        assert!(events.iter().any(|e| matches!(
+            e,
+            crate::engine::EventKind::HostFinished {
+                outcome: crate::engine::HostOutcome::Failed { reason, .. },
+                ..
+            } if reason.contains("did not record the intent")
+        )));
+    }
+}

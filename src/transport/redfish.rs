@@ -1,0 +1,646 @@
+//! Redfish BMC calls for the `power_on` step: session login (with HTTP Basic
+//! as fallback), the system resource (`PowerState`, the `ComputerSystem.Reset`
+//! target), the reset action, logout; and where BMC credentials come from.
+//!
+//! Owns HTTP, TLS and the Redfish wire format. Like the rest of the transport
+//! it must not retry, poll, pace or schedule: one call is one HTTP request,
+//! and the engine (`engine::power`) decides when to make it. Credentials never
+//! appear in an error, a `Debug` output or an event.
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Where the login goes (DMTF Redfish spec, SessionService).
+pub const SESSIONS_PATH: &str = "/redfish/v1/SessionService/Sessions";
+/// The systems collection; its first member is the host.
+pub const SYSTEMS_PATH: &str = "/redfish/v1/Systems";
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Environment variables with the BMC user and password.
+pub const USER_VAR: &str = "REKINDLE_BMC_USER";
+pub const PASSWORD_VAR: &str = "REKINDLE_BMC_PASSWORD";
+/// A credentials file or a BMC answer larger than this is not what we expect.
+const MAX_FILE: u64 = 64 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
+
+/// A secret string: its `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// BMC login credentials and where they came from (for messages).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Secret,
+    /// `REKINDLE_BMC_USER/REKINDLE_BMC_PASSWORD` or the file's path.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialsError(String);
+
+impl Credentials {
+    /// From `file` when given (`--bmc-credentials`), else from the environment.
+    pub fn load(file: Option<&Path>) -> Result<Credentials, CredentialsError> {
+        match file {
+            Some(path) => Credentials::from_file(path),
+            None => Credentials::from_env(
+                std::env::var(USER_VAR).ok(),
+                std::env::var(PASSWORD_VAR).ok(),
+            ),
+        }
+    }
+
+    pub fn from_env(
+        user: Option<String>,
+        password: Option<String>,
+    ) -> Result<Credentials, CredentialsError> {
+        match (user, password) {
+            (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
+                Ok(Credentials {
+                    user,
+                    password: Secret(password),
+                    source: format!("{USER_VAR}/{PASSWORD_VAR}"),
+                })
+            }
+            _ => Err(CredentialsError(format!(
+                "power_on needs BMC credentials: set {USER_VAR} and {PASSWORD_VAR}, \
+                 or pass --bmc-credentials FILE (user:password, mode 0600)"
+            ))),
+        }
+    }
+
+    /// A `user:password` file that only its owner may read (no group or other bits).
+    pub fn from_file(path: &Path) -> Result<Credentials, CredentialsError> {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let shown = path.display();
+        let err = |e: std::io::Error| CredentialsError(format!("BMC credentials {shown}: {e}"));
+        let file = std::fs::File::open(path).map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CredentialsError(format!(
+                "BMC credentials {shown} are readable by others (mode {mode:04o}); \
+                 refusing to use them: run `chmod 600 {shown}`"
+            )));
+        }
+        if !meta.is_file() || meta.len() > MAX_FILE {
+            return Err(CredentialsError(format!(
+                "BMC credentials {shown}: not a small regular file"
+            )));
+        }
+        let mut text = String::new();
+        file.take(MAX_FILE).read_to_string(&mut text).map_err(err)?;
+        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        match line.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Credentials {
+                user: user.to_owned(),
+                password: Secret(password.to_owned()),
+                source: shown.to_string(),
+            }),
+            // Never quote the line: it may hold the password.
+            _ => Err(CredentialsError(format!(
+                "BMC credentials {shown}: expected one line `user:password`"
+            ))),
+        }
+    }
+}
+
+/// A BMC's base URL, from the host's `bmc` label: an address means
+/// `https://ADDR`, a URL is used as given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint(String);
+
+impl Endpoint {
+    pub fn parse(label: &str) -> Result<Endpoint, BmcError> {
+        let label = label.trim();
+        if label.is_empty() {
+            return Err(BmcError::new(BmcErrorKind::Protocol, "empty `bmc` label"));
+        }
+        let url = if label.contains("://") {
+            label.to_owned()
+        } else {
+            format!("https://{label}")
+        };
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| BmcError::new(BmcErrorKind::Protocol, format!("bmc `{label}`: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(BmcError::new(
+                BmcErrorKind::Protocol,
+                format!("bmc `{label}`: expected an address or an http(s) URL"),
+            ));
+        }
+        Ok(Endpoint(url.trim_end_matches('/').to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `path` (absolute, as Redfish links are) on this BMC.
+    fn url(&self, path: &str) -> String {
+        if path.contains("://") {
+            return path.to_owned();
+        }
+        // A URL with a path prefix keeps it only for our own fixed paths;
+        // Redfish links are absolute paths on the BMC's origin.
+        match reqwest::Url::parse(&self.0) {
+            Ok(u) if path.starts_with('/') => {
+                let origin = u.origin().ascii_serialization();
+                format!("{origin}{path}")
+            }
+            _ => format!("{}/{}", self.0, path.trim_start_matches('/')),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How requests authenticate after [`Bmc::login`].
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A Redfish session: `X-Auth-Token`, deleted by [`Bmc::logout`].
+    Session {
+        token: Secret,
+        location: Option<String>,
+    },
+    /// The BMC has no session service: HTTP Basic on every request.
+    Basic,
+}
+
+/// `PowerState` of a ComputerSystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerState {
+    On,
+    Off,
+    PoweringOn,
+    PoweringOff,
+    Other(String),
+}
+
+impl PowerState {
+    pub fn parse(s: &str) -> PowerState {
+        match s {
+            "On" => PowerState::On,
+            "Off" => PowerState::Off,
+            "PoweringOn" => PowerState::PoweringOn,
+            "PoweringOff" => PowerState::PoweringOff,
+            other => PowerState::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            PowerState::On => "On",
+            PowerState::Off => "Off",
+            PowerState::PoweringOn => "PoweringOn",
+            PowerState::PoweringOff => "PoweringOff",
+            PowerState::Other(s) => s,
+        }
+    }
+}
+
+/// What the engine needs of a ComputerSystem resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemInfo {
+    pub power_state: PowerState,
+    /// The `#ComputerSystem.Reset` action's `target`, as the BMC gave it.
+    pub reset_target: Option<String>,
+}
+
+impl SystemInfo {
+    pub fn from_json(v: &Value) -> Result<SystemInfo, BmcError> {
+        let power_state = v
+            .get("PowerState")
+            .and_then(Value::as_str)
+            .map(PowerState::parse)
+            .ok_or_else(|| {
+                BmcError::new(BmcErrorKind::Protocol, "the system has no `PowerState`")
+            })?;
+        let reset_target = v
+            .pointer("/Actions/#ComputerSystem.Reset/target")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(SystemInfo {
+            power_state,
+            reset_target,
+        })
+    }
+}
+
+/// The first member of a systems collection.
+pub fn first_member(v: &Value) -> Result<String, BmcError> {
+    v.get("Members")
+        .and_then(Value::as_array)
+        .and_then(|m| m.first())
+        .and_then(|m| m.get("@odata.id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            BmcError::new(
+                BmcErrorKind::Protocol,
+                "the Systems collection has no members",
+            )
+        })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BmcError {
+    pub kind: BmcErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BmcErrorKind {
+    /// Connection refused or failed, or no answer in time: re-probe later.
+    Unreachable,
+    /// The BMC rejected the credentials (401/403).
+    Auth,
+    /// Any other HTTP status.
+    Status(u16),
+    /// An answer that is not the Redfish we expect, or a bad `bmc` label.
+    Protocol,
+}
+
+impl BmcError {
+    pub fn new(kind: BmcErrorKind, message: impl Into<String>) -> BmcError {
+        BmcError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+pub type BmcFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BmcError>> + Send + 'a>>;
+
+/// One HTTP request per call. A trait so the engine's pacing can be tested
+/// under a paused clock with a recording fake; boxed futures because there
+/// are a handful of calls per host, not per byte.
+pub trait Bmc: Send + Sync + fmt::Debug + 'static {
+    /// Creates a session, or says the BMC wants HTTP Basic.
+    fn login<'a>(&'a self, bmc: &'a Endpoint) -> BmcFuture<'a, Auth>;
+    /// A resource's JSON (`GET path`).
+    fn get<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth, path: &'a str) -> BmcFuture<'a, Value>;
+    /// Posts `{"ResetType": reset_type}` to the action `target`.
+    fn reset<'a>(
+        &'a self,
+        bmc: &'a Endpoint,
+        auth: &'a Auth,
+        target: &'a str,
+        reset_type: &'a str,
+    ) -> BmcFuture<'a, ()>;
+    /// Deletes the session (nothing to do for Basic).
+    fn logout<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth) -> BmcFuture<'a, ()>;
+}
+
+/// TLS choices for BMCs.
+#[derive(Debug, Clone, Default)]
+pub struct RedfishOptions {
+    /// PEM bundle of CAs to trust (in addition to the system's).
+    pub ca_bundle: Option<PathBuf>,
+    /// Accept any certificate (self-signed BMCs); asked for explicitly.
+    pub insecure: bool,
+}
+
+/// The real client (reqwest, rustls).
+pub struct Redfish {
+    client: reqwest::Client,
+    credentials: Credentials,
+}
+
+impl fmt::Debug for Redfish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redfish")
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redfish {
+    pub fn new(credentials: Credentials, opts: &RedfishOptions) -> Result<Redfish, BmcError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .no_proxy()
+            // No idle connections: thousands of BMCs would each keep a
+            // descriptor, and requests to one BMC are a second apart anyway.
+            .pool_max_idle_per_host(0)
+            .tls_danger_accept_invalid_certs(opts.insecure);
+        if let Some(path) = &opts.ca_bundle {
+            let pem = std::fs::read(path).map_err(|e| {
+                BmcError::new(
+                    BmcErrorKind::Protocol,
+                    format!("--bmc-ca {}: {e}", path.display()),
+                )
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                BmcError::new(
+                    BmcErrorKind::Protocol,
+                    format!("--bmc-ca {}: {e}", path.display()),
+                )
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| {
+            BmcError::new(
+                BmcErrorKind::Protocol,
+                format!("cannot build the HTTPS client: {e}"),
+            )
+        })?;
+        Ok(Redfish {
+            client,
+            credentials,
+        })
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder, auth: &Auth) -> reqwest::RequestBuilder {
+        match auth {
+            Auth::Session { token, .. } => req.header("X-Auth-Token", token.expose()),
+            Auth::Basic => req.basic_auth(
+                &self.credentials.user,
+                Some(self.credentials.password.expose()),
+            ),
+        }
+    }
+
+    fn rejected(&self, bmc: &Endpoint, status: StatusCode) -> BmcError {
+        BmcError::new(
+            BmcErrorKind::Auth,
+            format!(
+                "BMC {bmc} rejected the credentials from {} (HTTP {})",
+                self.credentials.source,
+                status.as_u16()
+            ),
+        )
+    }
+
+    async fn send(
+        &self,
+        bmc: &Endpoint,
+        what: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BmcError> {
+        req.send().await.map_err(|e| {
+            let kind = if e.is_connect() || e.is_timeout() || e.is_request() {
+                BmcErrorKind::Unreachable
+            } else {
+                BmcErrorKind::Protocol
+            };
+            BmcError::new(kind, format!("BMC {bmc}: {what}: {}", error_chain(&e)))
+        })
+    }
+
+    async fn expect_ok(
+        &self,
+        bmc: &Endpoint,
+        what: &str,
+        resp: reqwest::Response,
+    ) -> Result<reqwest::Response, BmcError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(self.rejected(bmc, status));
+        }
+        Err(BmcError::new(
+            BmcErrorKind::Status(status.as_u16()),
+            format!("BMC {bmc}: {what}: HTTP {}", status.as_u16()),
+        ))
+    }
+}
+
+impl Bmc for Redfish {
+    fn login<'a>(&'a self, bmc: &'a Endpoint) -> BmcFuture<'a, Auth> {
+        Box::pin(async move {
+            let body = serde_json::json!({
+                "UserName": self.credentials.user,
+                "Password": self.credentials.password.expose(),
+            });
+            let req = self.client.post(bmc.url(SESSIONS_PATH)).json(&body);
+            let resp = self.send(bmc, "login", req).await?;
+            let status = resp.status();
+            // No session service: fall back to Basic on every request.
+            if matches!(
+                status,
+                StatusCode::NOT_FOUND
+                    | StatusCode::METHOD_NOT_ALLOWED
+                    | StatusCode::NOT_IMPLEMENTED
+            ) {
+                return Ok(Auth::Basic);
+            }
+            let resp = self.expect_ok(bmc, "login", resp).await?;
+            let token = resp
+                .headers()
+                .get("x-auth-token")
+                .and_then(|v| v.to_str().ok())
+                .map(Secret::new)
+                .ok_or_else(|| {
+                    BmcError::new(
+                        BmcErrorKind::Protocol,
+                        format!("BMC {bmc}: login answered without an X-Auth-Token"),
+                    )
+                })?;
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let location = match location {
+                Some(l) => Some(l),
+                None => read_json(bmc, resp).await.ok().and_then(|v| {
+                    v.get("@odata.id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                }),
+            };
+            Ok(Auth::Session { token, location })
+        })
+    }
+
+    fn get<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth, path: &'a str) -> BmcFuture<'a, Value> {
+        Box::pin(async move {
+            let req = self.authed(self.client.get(bmc.url(path)), auth);
+            let what = format!("GET {path}");
+            let resp = self.send(bmc, &what, req).await?;
+            let resp = self.expect_ok(bmc, &what, resp).await?;
+            read_json(bmc, resp).await
+        })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        bmc: &'a Endpoint,
+        auth: &'a Auth,
+        target: &'a str,
+        reset_type: &'a str,
+    ) -> BmcFuture<'a, ()> {
+        Box::pin(async move {
+            let body = serde_json::json!({ "ResetType": reset_type });
+            let req = self.authed(self.client.post(bmc.url(target)).json(&body), auth);
+            let what = format!("reset {reset_type}");
+            let resp = self.send(bmc, &what, req).await?;
+            self.expect_ok(bmc, &what, resp).await.map(|_| ())
+        })
+    }
+
+    fn logout<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth) -> BmcFuture<'a, ()> {
+        Box::pin(async move {
+            let Auth::Session {
+                location: Some(location),
+                ..
+            } = auth
+            else {
+                return Ok(());
+            };
+            let req = self.authed(self.client.delete(bmc.url(location)), auth);
+            let resp = self.send(bmc, "logout", req).await?;
+            self.expect_ok(bmc, "logout", resp).await.map(|_| ())
+        })
+    }
+}
+
+async fn read_json(bmc: &Endpoint, mut resp: reqwest::Response) -> Result<Value, BmcError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        BmcError::new(
+            BmcErrorKind::Unreachable,
+            format!("BMC {bmc}: reading the answer: {}", error_chain(&e)),
+        )
+    })? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err(BmcError::new(
+                BmcErrorKind::Protocol,
+                format!("BMC {bmc}: answer larger than {MAX_BODY} bytes"),
+            ));
+        }
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| BmcError::new(BmcErrorKind::Protocol, format!("BMC {bmc}: not JSON: {e}")))
+}
+
+/// reqwest's top-level message is "error sending request"; the cause says why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_from_labels() {
+        assert_eq!(
+            Endpoint::parse("10.0.0.5").unwrap().as_str(),
+            "https://10.0.0.5"
+        );
+        let e = Endpoint::parse("http://127.1.0.1:8443/").unwrap();
+        assert_eq!(e.as_str(), "http://127.1.0.1:8443");
+        assert_eq!(
+            e.url("/redfish/v1/Systems"),
+            "http://127.1.0.1:8443/redfish/v1/Systems"
+        );
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("").is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let c = Credentials::from_env(Some("admin".into()), Some("hunter2".into())).unwrap();
+        let shown = format!("{c:?} {}", c.password);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"));
+        let auth = Auth::Session {
+            token: Secret::new("tok-123"),
+            location: None,
+        };
+        assert!(!format!("{auth:?}").contains("tok-123"));
+    }
+
+    #[test]
+    fn credentials_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds");
+        std::fs::write(&path, "admin:s3cret-pw\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Credentials::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("readable by others (mode 0644)"), "{e}");
+        assert!(!e.contains("s3cret-pw"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Credentials::from_file(&path).unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.expose()),
+            ("admin", "s3cret-pw")
+        );
+        std::fs::write(&path, "no-colon-s3cret\n").unwrap();
+        let e = Credentials::from_file(&path).unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn system_resources_parse() {
+        let v = serde_json::json!({
+            "PowerState": "Off",
+            "Actions": {"#ComputerSystem.Reset": {"target": "/redfish/v1/Systems/X/Actions/ComputerSystem.Reset"}}
+        });
+        let s = SystemInfo::from_json(&v).unwrap();
+        assert_eq!(s.power_state, PowerState::Off);
+        assert_eq!(
+            s.reset_target.as_deref(),
+            Some("/redfish/v1/Systems/X/Actions/ComputerSystem.Reset")
+        );
+        assert!(SystemInfo::from_json(&serde_json::json!({})).is_err());
+        let c = serde_json::json!({"Members": [{"@odata.id": "/redfish/v1/Systems/a"}]});
+        assert_eq!(first_member(&c).unwrap(), "/redfish/v1/Systems/a");
+        assert!(first_member(&serde_json::json!({"Members": []})).is_err());
+    }
+}

@@ -1,0 +1,311 @@
+//! `power_on` end to end: `rekindle run` with a power_on + wait_ssh playbook
+//! against the Redfish BMCs of `rekindle sim --powered-off` (real HTTP, real
+//! SSH on loopback). What the hosts received is read from the sim's
+//! status.json: power state, power-on count and when each reset arrived.
+//! Each test uses its own ports.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support;
+
+/// A running `rekindle sim --powered-off`; killed on drop.
+struct PoweredOffSim {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// Its stdout lines. Kept open: the sim must never see its stdout
+    /// closed (it would die on its next line).
+    lines: mpsc::Receiver<String>,
+}
+
+impl PoweredOffSim {
+    /// `base` picks the ports: SSH `base`, HTTP `base+1`, BMC `base+2`.
+    fn start(base: u16, extra: &[&str]) -> PoweredOffSim {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = support::rekindle();
+        cmd.args(["sim", "--powered-off", "--boot-time", "500ms", "--port"])
+            .arg(base.to_string())
+            .arg("--http-port")
+            .arg((base + 1).to_string())
+            .arg("--bmc-port")
+            .arg((base + 2).to_string())
+            .arg("--out")
+            .arg(dir.path().join("fleet"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("rekindle sim starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Built first, so a failed assertion below still kills the sim.
+        let sim = PoweredOffSim {
+            child: Some(child),
+            dir,
+            lines,
+        };
+        let first = sim
+            .lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("sim prints a ready line");
+        assert!(first.starts_with("ready: "), "{first}");
+        let bmc = sim
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("sim prints its BMC line");
+        assert!(bmc.starts_with("bmc: every host powered off"), "{bmc}");
+        sim
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("fleet").join(name)
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.path("inventory.yaml")
+    }
+
+    fn password(&self) -> String {
+        let text = std::fs::read_to_string(self.path("bmc-credentials")).expect("credentials");
+        let (_, pw) = text.trim().split_once(':').expect("user:password");
+        pw.to_owned()
+    }
+
+    fn status(&self) -> Value {
+        let text = std::fs::read_to_string(self.path("status.json")).expect("status.json");
+        serde_json::from_str(&text).expect("status.json is JSON")
+    }
+
+    /// Polls status.json (bounded: 15 s) until `pred` holds.
+    fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..75 {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("status.json never showed {what}: {}", self.status());
+    }
+
+    /// `rekindle run` of `playbook` against this fleet: (exit code, stdout, stderr).
+    fn run(&self, playbook: &Path, extra: &[&str]) -> (i32, String, String) {
+        let mut cmd = support::rekindle();
+        cmd.arg("run")
+            .arg(playbook)
+            .arg("-i")
+            .arg(self.inventory())
+            .args(["--yes", "--journal"])
+            .arg(self.dir.path().join("journal"))
+            .args(extra)
+            .env_remove("REKINDLE_BMC_USER")
+            .env_remove("REKINDLE_BMC_PASSWORD");
+        support::run(&mut cmd)
+    }
+
+    fn run_with_credentials(&self, playbook: &Path, extra: &[&str]) -> (i32, String, String) {
+        let creds = self.path("bmc-credentials");
+        let mut args = vec!["--bmc-credentials", creds.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        self.run(playbook, &args)
+    }
+}
+
+impl Drop for PoweredOffSim {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn playbook(dir: &Path, power_on: &str) -> PathBuf {
+    let path = dir.join("power.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: power\nstages:\n  - name: all\n    select: {{ dc: sim }}\n    parallel: 100%\n    steps:\n      - power_on: {power_on}\n      - wait_ssh: {{ timeout: 1m }}\n"
+        ),
+    )
+    .expect("write playbook");
+    path
+}
+
+fn host<'a>(status: &'a Value, name: &str) -> &'a Value {
+    &status["hosts"][name]
+}
+
+#[test]
+fn power_on_brings_hosts_up_for_ssh_and_leaves_hosts_that_are_on_alone() {
+    let sim = PoweredOffSim::start(3601, &["--hosts", "3"]);
+    let pb = playbook(sim.dir.path(), "{ timeout: 2m, pdu_interval: 200ms }");
+    let before = sim.status();
+    for name in ["sim-00001", "sim-00002", "sim-00003"] {
+        assert_eq!(host(&before, name)["power"], "off", "{before}");
+        assert_eq!(host(&before, name)["state"], "off", "{before}");
+    }
+
+    // First only one host: the others stay off.
+    let (code, out, err) = sim.run_with_credentials(&pb, &["--limit", "name=sim-00001"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let s = sim.wait_status("sim-00001 up", |s| host(s, "sim-00001")["state"] == "up");
+    assert_eq!(host(&s, "sim-00001")["power_ons"], 1);
+    assert_eq!(host(&s, "sim-00002")["power"], "off");
+    assert_eq!(host(&s, "sim-00002")["power_ons"], 0);
+
+    // Then all: the one already on gets no second power-on, and wait_ssh
+    // passing proves SSH came up on the others.
+    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("3 done, 0 failed"), "{out}");
+    let s = sim.wait_status("all up", |s| s["hosts_up"] == 3);
+    for name in ["sim-00001", "sim-00002", "sim-00003"] {
+        assert_eq!(host(&s, name)["power"], "on", "{s}");
+        assert_eq!(host(&s, name)["power_ons"], 1, "{name}: {s}");
+        assert_eq!(host(&s, name)["reboots"], 0, "{name}: {s}");
+    }
+}
+
+#[test]
+fn power_ons_on_one_pdu_are_at_least_pdu_interval_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = dir.path().join("racks.yaml");
+    std::fs::write(
+        &inv,
+        "version: 1\ndatacenters:\n  sim:\n    hosts:\n      - name: \"a[1-3]\"\n        labels: { pdu: pdu-a, rack: a }\n      - name: \"b[1-3]\"\n        labels: { pdu: pdu-b, rack: b }\n",
+    )
+    .expect("write inventory");
+    let sim = PoweredOffSim::start(3611, &["-i", inv.to_str().expect("utf-8")]);
+    let pb = playbook(
+        sim.dir.path(),
+        "{ timeout: 2m, pdu_interval: 1s, rate: 100/s }",
+    );
+    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let s = sim.wait_status("six power-ons", |s| {
+        s["hosts"]
+            .as_object()
+            .is_some_and(|h| h.values().all(|v| v["reset_at_ms"].is_u64()))
+    });
+    for pdu in ["a", "b"] {
+        let mut at: Vec<u64> = (1..=3)
+            .map(|i| {
+                host(&s, &format!("{pdu}{i}"))["reset_at_ms"]
+                    .as_u64()
+                    .expect("time")
+            })
+            .collect();
+        at.sort_unstable();
+        for w in at.windows(2) {
+            // Sent >= 1 s apart; arrival is stamped by the sim, so allow
+            // delivery jitter on a loaded machine (unpaced would be ~0 apart).
+            assert!(w[1] - w[0] >= 900, "pdu-{pdu} power-ons too close: {at:?}");
+        }
+    }
+}
+
+#[test]
+fn a_bmc_that_answers_late_is_powered_on_when_it_returns() {
+    let sim = PoweredOffSim::start(
+        3621,
+        &[
+            "--hosts",
+            "1",
+            "--fail",
+            "bmc_unreachable=1",
+            "--bmc-outage",
+            "3s",
+        ],
+    );
+    let pb = playbook(sim.dir.path(), "{ timeout: 1m, reprobe: 1s }");
+    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let s = sim.wait_status("host up", |s| s["hosts_up"] == 1);
+    assert_eq!(host(&s, "sim-00001")["power_ons"], 1, "{s}");
+    assert_eq!(host(&s, "sim-00001")["fault"], "bmc_unreachable");
+}
+
+#[test]
+fn bad_credentials_fail_clearly_without_showing_them() {
+    let sim = PoweredOffSim::start(3631, &["--hosts", "2", "--fail", "bmc_bad_credentials=0.5"]);
+    let pb = playbook(sim.dir.path(), "{ timeout: 1m }");
+    let password = sim.password();
+    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+    assert_ne!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("rejected the credentials"), "{out}");
+    assert!(!out.contains(&password) && !err.contains(&password));
+
+    // Wrong ones from the environment: same message, never the password.
+    let wrong = "not-the-password-5e5e";
+    let mut cmd = support::rekindle();
+    cmd.arg("run")
+        .arg(&pb)
+        .arg("-i")
+        .arg(sim.inventory())
+        .args(["--yes", "--journal"])
+        .arg(sim.dir.path().join("journal2"))
+        .env("REKINDLE_BMC_USER", "rekindle")
+        .env("REKINDLE_BMC_PASSWORD", wrong);
+    let (code, out, err) = support::run(&mut cmd);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("rejected the credentials from REKINDLE_BMC_USER/REKINDLE_BMC_PASSWORD"),
+        "{out}"
+    );
+    assert!(!out.contains(wrong) && !err.contains(wrong), "{out}\n{err}");
+    let s = sim.status();
+    let faulty = ["sim-00001", "sim-00002"]
+        .into_iter()
+        .find(|n| host(&s, n)["fault"] == "bmc_bad_credentials")
+        .expect("one host has the fault");
+    assert_eq!(host(&s, faulty)["power_ons"], 0, "{s}");
+    assert_eq!(host(&s, faulty)["power"], "off", "{s}");
+}
+
+#[test]
+fn a_credentials_file_others_can_read_is_refused_before_any_host_is_touched() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = PoweredOffSim::start(3641, &["--hosts", "1"]);
+    let pb = playbook(sim.dir.path(), "{ timeout: 1m }");
+    let creds = sim.path("bmc-credentials");
+    let mode = std::fs::metadata(&creds)
+        .expect("credentials")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the sim writes it private");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let password = sim.password();
+    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("readable by others (mode 0644)"), "{err}");
+    assert!(!out.contains(&password) && !err.contains(&password));
+    assert_eq!(host(&sim.status(), "sim-00001")["power_ons"], 0);
+}
+
+#[test]
+fn a_host_stuck_powering_on_fails_at_the_step_timeout() {
+    let sim = PoweredOffSim::start(3651, &["--hosts", "1", "--fail", "stuck_powering_on=1"]);
+    let pb = playbook(sim.dir.path(), "{ timeout: 6s }");
+    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+    assert_ne!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("power_on did not finish within 6s") && out.contains("PoweringOn"),
+        "{out}"
+    );
+    let s = sim.wait_status("the reset counted", |s| {
+        host(s, "sim-00001")["power_ons"] == 1
+    });
+    assert_eq!(host(&s, "sim-00001")["power"], "powering_on");
+}
