@@ -23,6 +23,9 @@ pub const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
 
 /// How long the reboot command itself may take before we assume the host is
 /// going down (a hung `systemctl reboot` usually means it is).
+/// A resumed reboot whose host stays up on its old boot this long (or a
+/// quarter of the step timeout, if shorter) was never delivered: send it.
+const REISSUE_GRACE: Duration = Duration::from_secs(30);
 const REBOOT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a step failed.
@@ -293,40 +296,24 @@ impl<C: Connector> HostRun<C> {
     ) -> Result<(), StepFailure> {
         let started = Instant::now();
         let deadline = started + timeout;
+        let command = substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+        // A resumed run whose reboot intent was recorded: the command may or
+        // may not have left before the interruption. Never send it blindly;
+        // only when the host stays up on its old boot for a grace period and
+        // is not shutting down (below) was it certainly not delivered.
+        let mut undelivered_check = already_issued.is_some();
         let before = match already_issued {
-            // A resumed run: the reboot was sent before; never send it twice.
             Some(before) => before,
             None => {
-                let command =
-                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
                 let before = self
                     .boot_id(self.stage.command_timeout.min(timeout))
                     .await?;
-                self.emitter
-                    .intent(EventKind::RebootIssued {
-                        stage: self.stage_ref.clone(),
-                        host: self.host_ref.clone(),
-                        step: index,
-                        boot_id_before: before.clone(),
-                    })
-                    .await
-                    .map_err(|e| StepFailure::new(e.to_string()))?;
-                // The host going down under us (dropped connection, timeout)
-                // is the expected outcome; a command that was never delivered
-                // shows up below as an unchanged boot id.
-                if let Ok(out) = self
-                    .exec(&command, REBOOT_COMMAND_TIMEOUT.min(timeout))
-                    .await
-                    && let Some(code) = out.exit_status.filter(|c| *c != 0)
-                {
-                    return Err(StepFailure::new(format!(
-                        "reboot command `{command}` exited with {code}"
-                    ))
-                    .with_output(&out.output));
-                }
+                self.issue_reboot(index, &command, &before, timeout).await?;
                 before
             }
         };
+        let grace = REISSUE_GRACE.min(timeout / 4);
+        let mut unchanged_since: Option<Instant> = None;
         // The old session belongs to the old boot.
         self.session = None;
         let mut backoff = Backoff::ssh_within(timeout);
@@ -354,6 +341,16 @@ impl<C: Connector> HostRun<C> {
                         // Still the old boot: the host may not have gone down yet.
                         Ok(_) => {
                             last_error = "boot id unchanged".into();
+                            let since = *unchanged_since.get_or_insert_with(Instant::now);
+                            if undelivered_check
+                                && since.elapsed() >= grace
+                                && !self.shutting_down(left).await
+                            {
+                                // Up on the old boot all along and not stopping:
+                                // the interrupted run never delivered the command.
+                                undelivered_check = false;
+                                self.issue_reboot(index, &command, &before, left).await?;
+                            }
                             self.session = None;
                         }
                         Err(f) => {
@@ -363,9 +360,63 @@ impl<C: Connector> HostRun<C> {
                     }
                 }
             }
+            if last_error != "boot id unchanged" {
+                // The host went away: whatever happens next is the reboot.
+                unchanged_since = None;
+                undelivered_check = false;
+            }
             if !backoff.sleep_until_next(deadline).await {
                 continue;
             }
+        }
+    }
+
+    /// Records the reboot intent (flushed before anything is sent), then sends
+    /// the command. The host going down under us (dropped connection,
+    /// timeout) is the expected outcome; a command that was never delivered
+    /// shows up later as an unchanged boot id.
+    async fn issue_reboot(
+        &mut self,
+        index: usize,
+        command: &str,
+        before: &str,
+        timeout: Duration,
+    ) -> Result<(), StepFailure> {
+        self.emitter
+            .intent(EventKind::RebootIssued {
+                stage: self.stage_ref.clone(),
+                host: self.host_ref.clone(),
+                step: index,
+                boot_id_before: before.to_owned(),
+            })
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        if let Ok(out) = self
+            .exec(command, REBOOT_COMMAND_TIMEOUT.min(timeout))
+            .await
+            && let Some(code) = out.exit_status.filter(|c| *c != 0)
+        {
+            return Err(
+                StepFailure::new(format!("reboot command `{command}` exited with {code}"))
+                    .with_output(&out.output),
+            );
+        }
+        Ok(())
+    }
+
+    /// True when systemd says the host is on its way down (a reboot that was
+    /// delivered but is still stopping services).
+    async fn shutting_down(&mut self, left: Duration) -> bool {
+        match self
+            .exec(
+                "systemctl is-system-running",
+                self.stage.command_timeout.min(left),
+            )
+            .await
+        {
+            Ok(out) => out.output.contains("stopping"),
+            // No answer is no proof that the host is up: do not re-send.
+            Err(_) => true,
         }
     }
 
