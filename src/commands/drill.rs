@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::{mpsc, watch};
 
-use super::run::{load, parse_rate};
+use super::run::{ctrl_c, load, parse_rate};
 use crate::cli::DrillArgs;
 use crate::diag::Sources;
 use crate::engine::{self, CancelLevel, EngineOptions, EventKind, HostOutcome, RunOutcome};
@@ -683,20 +683,4 @@ fn report(
         );
     }
     out
-}
-
-/// First Ctrl-C drains, the second stops now (as `run`).
-async fn ctrl_c(cancel: watch::Sender<CancelLevel>) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    eprintln!(
-        "\ninterrupt: starting no new hosts; waiting for hosts in flight (Ctrl-C again to stop now)"
-    );
-    let _ = cancel.send(CancelLevel::Drain);
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    eprintln!("\ninterrupt: stopping now");
-    let _ = cancel.send(CancelLevel::Abort);
 }

@@ -595,8 +595,8 @@ fn run_journaled(
     exit
 }
 
-/// First Ctrl-C drains, the second aborts.
-async fn ctrl_c(cancel: watch::Sender<CancelLevel>) {
+/// First Ctrl-C drains, the second aborts (run, resume and drill alike).
+pub(crate) async fn ctrl_c(cancel: watch::Sender<CancelLevel>) {
     if tokio::signal::ctrl_c().await.is_err() {
         return;
     }

@@ -83,7 +83,7 @@ pub async fn http(
 }
 
 /// reqwest's top-level message is "error sending request"; the cause says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {

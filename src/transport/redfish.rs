@@ -424,7 +424,10 @@ impl Redfish {
             } else {
                 BmcErrorKind::Protocol
             };
-            BmcError::new(kind, format!("BMC {bmc}: {what}: {}", error_chain(&e)))
+            BmcError::new(
+                kind,
+                format!("BMC {bmc}: {what}: {}", super::probe::error_chain(&e)),
+            )
         })
     }
 
@@ -543,7 +546,10 @@ async fn read_json(bmc: &Endpoint, mut resp: reqwest::Response) -> Result<Value,
     while let Some(chunk) = resp.chunk().await.map_err(|e| {
         BmcError::new(
             BmcErrorKind::Unreachable,
-            format!("BMC {bmc}: reading the answer: {}", error_chain(&e)),
+            format!(
+                "BMC {bmc}: reading the answer: {}",
+                super::probe::error_chain(&e)
+            ),
         )
     })? {
         body.extend_from_slice(&chunk);
@@ -556,20 +562,6 @@ async fn read_json(bmc: &Endpoint, mut resp: reqwest::Response) -> Result<Value,
     }
     serde_json::from_slice(&body)
         .map_err(|e| BmcError::new(BmcErrorKind::Protocol, format!("BMC {bmc}: not JSON: {e}")))
-}
-
-/// reqwest's top-level message is "error sending request"; the cause says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
