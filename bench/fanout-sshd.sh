@@ -88,7 +88,7 @@ CFG
 
 netns_up sshd
 mkdir -p /run/sshd
-in_ns /usr/sbin/sshd -D -e -f "$D/sshd_config" 2>>"$D/sshd.log" &
+ip netns exec "$NETNS" /usr/sbin/sshd -D -e -f "$D/sshd_config" 2>>"$D/sshd.log" &
 SSHD_PID=$!
 for ((i = 0; i < 100; i++)); do
     in_ns ssh -F "$D/ssh_config" 127.10.0.1 true 2>/dev/null && break

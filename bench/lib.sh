@@ -127,14 +127,17 @@ PY
 }
 
 # Starts `rekindle sim` in the namespace: sim_start DIR ARGS... Waits (bounded)
-# for its ready line; sets SIM_PID. sim_stop sends SIGINT and waits.
+# for its ready line; sets SIM_PID. sim_stop sends SIGTERM and waits (30 s at most).
 SIM_PID=""
 SIM_WRAP=() # e.g. (/usr/bin/time -o FILE -f FORMAT) to measure the simulator
 sim_start() {
     local dir="$1"
     shift
     rm -rf "$dir" && mkdir -p "$dir"
-    in_ns "${SIM_WRAP[@]}" "$REKINDLE" sim --port 22 --http-port 8080 --out "$dir" "$@" >"$dir.log" 2>&1 &
+    # Not through in_ns: a function run in the background is a subshell, and
+    # $! would name the subshell instead of the simulator.
+    ip netns exec "$NETNS" "${SIM_WRAP[@]}" "$REKINDLE" sim --port 22 --http-port 8080 --out "$dir" "$@" \
+        >"$dir.log" 2>&1 &
     SIM_PID=$!
     local i
     for ((i = 0; i < 1200; i++)); do
@@ -147,9 +150,10 @@ sim_start() {
 sim_stop() {
     [[ -n "$SIM_PID" ]] || return 0
     local target="$SIM_PID"
-    # Wrapped: GNU time ignores SIGINT, so signal the simulator under it.
+    # Wrapped: signal the simulator under GNU time. SIGTERM, because a
+    # background job of a script starts with SIGINT ignored.
     ((${#SIM_WRAP[@]})) && target="$(pgrep -P "$SIM_PID" | head -1)"
-    [[ -n "$target" ]] && kill -INT "$target" 2>/dev/null || true
+    [[ -n "$target" ]] && kill -TERM "$target" 2>/dev/null || true
     local i
     for ((i = 0; i < 300 && $(kill -0 "$SIM_PID" 2>/dev/null && echo 1 || echo 0); i++)); do sleep 0.1; done
     kill -9 "$SIM_PID" 2>/dev/null || true

@@ -305,7 +305,7 @@ impl<C: Connector> HostRun<C> {
         };
         // The old session belongs to the old boot.
         self.session = None;
-        let mut backoff = Backoff::ssh();
+        let mut backoff = Backoff::reboot_wait();
         let mut last_error = String::from("no attempt finished");
         loop {
             if Instant::now() >= deadline {
