@@ -54,8 +54,8 @@ run_tool() { # tool, n, round, fleet dir
             ANSIBLE_NOCOLOR=1 ANSIBLE_REMOTE_USER=root \
             "$VENV/bin/ansible" all -i "$D/hosts.ini" -m raw -a true -f "$FANOUT"
         # How far Ansible got (it prints one line per host).
-        log "ansible-raw: $(grep -c ' | CHANGED\| | SUCCESS' "$OUT/last.stdout" || true) hosts ok, $(grep -c ' | FAILED\| | UNREACHABLE' "$OUT/last.stdout" || true) failed"
-        cp "$OUT/last.stdout" "$D/ansible-$n-$r.out" ;;
+        log "ansible-raw: $(grep -c ' | CHANGED\| | SUCCESS' "$OUT/last-$$.stdout" || true) hosts ok, $(grep -c ' | FAILED\| | UNREACHABLE' "$OUT/last-$$.stdout" || true) failed"
+        cp "$OUT/last-$$.stdout" "$D/ansible-$n-$r.out" ;;
     *) die "unknown tool $t" ;;
     esac
 }

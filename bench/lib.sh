@@ -98,7 +98,7 @@ measure() {
     local tf="$OUT/time.$$" rc=0
     rm -f "$tf"
     in_ns /usr/bin/time -o "$tf" -f '%e\t%U\t%S\t%M' timeout -k 5 "$limit" "$@" \
-        >"$OUT/last.stdout" 2>"$OUT/last.stderr" || rc=$?
+        >"$OUT/last-$$.stdout" 2>"$OUT/last-$$.stderr" || rc=$?
     local t
     t="$(tail -1 "$tf" 2>/dev/null || printf 'nan\tnan\tnan\t0')"
     printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$n" "$run" "$rc" "$t" >>"$RESULTS"

@@ -42,7 +42,7 @@ sim_start "$D/fleet" --hosts "$HOSTS" --boot-time "$BOOT" --seed "$SEED"
 playbook "$D/reboot.yaml" "{ dc: sim }" "$WINDOW" "reboot: { timeout: 10m }"
 measure rekindle "$HOSTS" 1 "$LIMIT" env -u SSH_AUTH_SOCK "$REKINDLE" run "$D/reboot.yaml" \
     -i "$D/fleet/inventory.yaml" --yes --quiet --journal "$D/journal" --ssh-config "$D/empty_ssh_config"
-cp "$OUT/last.stdout" "$D/rekindle.out"
+cp "$OUT/last-$$.stdout" "$D/rekindle.out"
 sim_stop
 REK_REBOOTS="$(check_reboots "$D/fleet")"
 log "rekindle reboots per host: $REK_REBOOTS"
@@ -98,7 +98,7 @@ cat >"$D/reboot-raw.yaml" <<YAML
 YAML
 measure ansible-serial-raw "$HOSTS" 1 "$LIMIT" "${ANSIBLE[@]}" \
     "$VENV/bin/ansible-playbook" -i "$D/hosts.ini" "$D/reboot-raw.yaml"
-cp "$OUT/last.stdout" "$D/ansible.out"
+cp "$OUT/last-$$.stdout" "$D/ansible.out"
 sim_stop
 ANS_REBOOTS="$(check_reboots "$D/fleet")"
 ANS_RECAP="$(grep -c ' ok=4 ' "$D/ansible.out" || true) hosts ok, $(grep -c 'failed=[1-9]\|unreachable=[1-9]' "$D/ansible.out" || true) failed or unreachable"

@@ -31,8 +31,8 @@ playbook "$D/reboot.yaml" "{ dc: sim }" "$PARALLEL" "reboot: { timeout: 10m }"
 measure rekindle "$HOSTS" 1 "$LIMIT" env -u SSH_AUTH_SOCK "$REKINDLE" run "$D/reboot.yaml" \
     -i "$D/fleet/inventory.yaml" --yes --quiet --journal "$D/journal" --ssh-config "$D/empty_ssh_config"
 T2="$(date +%s.%N)"
-cp "$OUT/last.stdout" "$D/rekindle.out"
-cp "$OUT/last.stderr" "$D/rekindle.err"
+cp "$OUT/last-$$.stdout" "$D/rekindle.out"
+cp "$OUT/last-$$.stderr" "$D/rekindle.err"
 sim_stop
 SIM_WRAP=()
 REBOOTS="$(python3 - "$D/fleet/status.json" <<'PY'
