@@ -33,13 +33,23 @@ impl Backoff {
     }
 
     /// Waiting for a rebooted host to answer again: the same jitter, capped
-    /// at 1 s. A poll of a host that is still down costs one refused or
-    /// unanswered SYN, while the cap decides how late a host that is back
-    /// gets noticed (a third of the cap on average): with the 10 s cap of
+    /// at 1 s at first; [`Backoff::cap_for_elapsed`] widens the cap as the
+    /// wait grows. The cap decides how late a host that is back gets
+    /// noticed (a third of the cap on average): with the fixed 10 s cap of
     /// [`Backoff::ssh`] a rolling reboot of 10-20 s boots ran 28 % past
     /// what its window allows (BENCHMARKS.md, rolling reboot).
     pub fn reboot_wait() -> Backoff {
         Backoff::new(Duration::from_millis(250), Duration::from_secs(1))
+    }
+
+    /// Cap = a twentieth of the time waited so far, between 1 s and 10 s:
+    /// a host is noticed within about 2 % of its own boot time, and a host
+    /// that never returns is polled a few hundred times in 15 minutes, not
+    /// thousands.
+    pub fn cap_for_elapsed(&mut self, elapsed: Duration) {
+        self.cap = (elapsed / 20)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10))
+            .max(self.base);
     }
 
     /// The next delay: uniform in [0, min(cap, base * 2^attempt)].
@@ -80,5 +90,16 @@ mod tests {
                 .min(Duration::from_secs(10));
             assert!(d <= ceiling.max(FLOOR), "attempt {attempt}: {d:?}");
         }
+    }
+
+    #[test]
+    fn reboot_wait_cap_follows_the_time_waited() {
+        let mut b = Backoff::reboot_wait();
+        b.cap_for_elapsed(Duration::from_secs(5));
+        assert_eq!(b.cap, Duration::from_secs(1));
+        b.cap_for_elapsed(Duration::from_secs(60));
+        assert_eq!(b.cap, Duration::from_secs(3));
+        b.cap_for_elapsed(Duration::from_secs(900));
+        assert_eq!(b.cap, Duration::from_secs(10));
     }
 }

@@ -339,6 +339,7 @@ impl<C: Connector> HostRun<C> {
                     }
                 }
             }
+            backoff.cap_for_elapsed(started.elapsed());
             if !backoff.sleep_until_next(deadline).await {
                 continue;
             }
