@@ -12,6 +12,8 @@ use tokio::time::Instant;
 pub struct Backoff {
     base: Duration,
     cap: Duration,
+    /// What `cap_for_elapsed` may widen the cap to.
+    ceiling: Duration,
     attempt: u32,
 }
 
@@ -25,6 +27,7 @@ impl Backoff {
         Backoff {
             base,
             cap: cap.max(base),
+            ceiling: Duration::from_secs(10),
             attempt: 0,
         }
     }
@@ -48,6 +51,36 @@ impl Backoff {
     pub fn health(interval: Duration, timeout: Duration) -> Backoff {
         let cap = (timeout / POLLS_PER_TIMEOUT).min(Duration::from_secs(10));
         Backoff::new(interval, cap.max(interval))
+    }
+
+    /// Waiting for a rebooted host to answer again: the same jitter, capped
+    /// at 1 s at first; [`Backoff::cap_for_elapsed`] widens the cap as the
+    /// wait grows. The cap decides how late a host that is back gets
+    /// noticed (a third of the cap on average): with the fixed 10 s cap of
+    /// [`Backoff::ssh`] a rolling reboot of 10-20 s boots ran 28 % past
+    /// what its window allows (BENCHMARKS.md, rolling reboot).
+    /// Never above [`Backoff::ssh_within`]'s cap for the step's `timeout`
+    /// (a drill compresses timeouts).
+    pub fn reboot_wait(timeout: Duration) -> Backoff {
+        let ceiling = Backoff::ssh_within(timeout).cap;
+        Backoff {
+            ceiling,
+            ..Backoff::new(
+                Duration::from_millis(250).min(ceiling),
+                Duration::from_secs(1).min(ceiling),
+            )
+        }
+    }
+
+    /// Cap = a twentieth of the time waited so far, between 1 s and 10 s:
+    /// a host is noticed within about 2 % of its own boot time, and a host
+    /// that never returns is polled a few hundred times in 15 minutes, not
+    /// thousands.
+    pub fn cap_for_elapsed(&mut self, elapsed: Duration) {
+        self.cap = (elapsed / 20)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10))
+            .min(self.ceiling)
+            .max(self.base);
     }
 
     /// The next delay: uniform in [0, min(cap, base * 2^attempt)].
@@ -138,5 +171,20 @@ mod tests {
         assert_eq!(h.cap, Duration::from_millis(150));
         let h = Backoff::health(Duration::from_secs(2), Duration::from_secs(60));
         assert_eq!(h.cap, Duration::from_secs(2), "never below the interval");
+    }
+
+    #[test]
+    fn reboot_wait_cap_follows_the_time_waited() {
+        let mut b = Backoff::reboot_wait(Duration::from_secs(15 * 60));
+        b.cap_for_elapsed(Duration::from_secs(5));
+        assert_eq!(b.cap, Duration::from_secs(1));
+        b.cap_for_elapsed(Duration::from_secs(60));
+        assert_eq!(b.cap, Duration::from_secs(3));
+        b.cap_for_elapsed(Duration::from_secs(900));
+        assert_eq!(b.cap, Duration::from_secs(10));
+        // A drill's compressed 6 s timeout keeps polling at most every 100 ms.
+        let mut b = Backoff::reboot_wait(Duration::from_secs(6));
+        b.cap_for_elapsed(Duration::from_secs(5));
+        assert_eq!(b.cap, Duration::from_millis(100));
     }
 }

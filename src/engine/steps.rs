@@ -316,7 +316,7 @@ impl<C: Connector> HostRun<C> {
         let mut unchanged_since: Option<Instant> = None;
         // The old session belongs to the old boot.
         self.session = None;
-        let mut backoff = Backoff::ssh_within(timeout);
+        let mut backoff = Backoff::reboot_wait(timeout);
         let mut last_error = String::from("no attempt finished");
         loop {
             if Instant::now() >= deadline {
@@ -365,6 +365,7 @@ impl<C: Connector> HostRun<C> {
                 unchanged_since = None;
                 undelivered_check = false;
             }
+            backoff.cap_for_elapsed(started.elapsed());
             if !backoff.sleep_until_next(deadline).await {
                 continue;
             }

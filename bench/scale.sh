@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Benchmark 5 (issue 4 "Speed", issue 7 item 5): $HOSTS simulated hosts (sim
+# sharded into worker processes) rebooted with zero boot time at parallel
+# $PARALLEL. Checks every host received exactly one reboot (status.json).
+# Wall counts from starting the simulator to the end of the run; rekindle's
+# CPU and RSS are its own process's, the simulator is measured separately.
+# Goals: wall < 90 s, rekindle CPU < 1 ms per host, RSS < 1 GiB.
+source "$(dirname "$0")/lib.sh"
+HOSTS="${HOSTS:-32000}"
+PARALLEL="${PARALLEL:-4000}"
+LIMIT="${LIMIT:-300}"
+D="$OUT/scale"
+RESULTS="$D/results.tsv"
+
+cleanup() { sim_stop; netns_down; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+install_peers
+build_release
+rm -rf "$D" && mkdir -p "$D"
+: >"$RESULTS"
+: >"$D/empty_ssh_config"
+netns_up scale
+
+T0="$(date +%s.%N)"
+SIM_WRAP=(/usr/bin/time -o "$D/sim.time" -f '%e\t%U\t%S\t%M')
+sim_start "$D/fleet" --hosts "$HOSTS" --boot-time 0s
+T1="$(date +%s.%N)"
+playbook "$D/reboot.yaml" "{ dc: sim }" "$PARALLEL" "reboot: { timeout: 10m }"
+measure rekindle "$HOSTS" 1 "$LIMIT" env -u SSH_AUTH_SOCK "$REKINDLE" run "$D/reboot.yaml" \
+    -i "$D/fleet/inventory.yaml" --yes --quiet --journal "$D/journal" --ssh-config "$D/empty_ssh_config"
+T2="$(date +%s.%N)"
+cp "$OUT/last-$$.stdout" "$D/rekindle.out"
+cp "$OUT/last-$$.stderr" "$D/rekindle.err"
+sim_stop
+SIM_WRAP=()
+REBOOTS="$(python3 - "$D/fleet/status.json" <<'PY'
+import json, sys, collections
+d = json.load(open(sys.argv[1]))
+c = collections.Counter(h["reboots"] for h in d["hosts"].values())
+print(" ".join(f"{k}x:{v}" for k, v in sorted(c.items())))
+PY
+)"
+WORKERS="$(grep -o 'in [0-9]* worker processes' "$D/fleet.log" || echo 'in one process')"
+
+echo "### Scale: $HOSTS simulated hosts, reboot, zero boot time, parallel $PARALLEL ($(machine))"
+echo
+python3 - "$RESULTS" "$D/sim.time" "$T0" "$T1" "$T2" "$HOSTS" "$REBOOTS" "$WORKERS" <<'PY'
+import sys
+tool, n, run, rc, wall, user, sys_, rss = open(sys.argv[1]).read().split("\n")[0].split("\t")
+sw, su, ss, srss = open(sys.argv[2]).read().strip().split("\n")[-1].split("\t")
+t0, t1, t2 = map(float, sys.argv[3:6])
+n = int(sys.argv[6])
+cpu = float(user) + float(sys_)
+print("| measure | value | goal |")
+print("| --- | ---: | --- |")
+print(f"| rekindle run exit code | {rc} | 0 |")
+print(f"| reboots per host (count x: hosts) | {sys.argv[7]} | 1x:{n} |")
+print(f"| simulator start (until ready, {sys.argv[8]}) | {t1 - t0:.1f} s | |")
+print(f"| rekindle run wall | {float(wall):.1f} s | |")
+print(f"| total wall, simulator included | {t2 - t0:.1f} s | < 90 s |")
+print(f"| rekindle CPU (user+sys) | {cpu:.1f} s = {cpu * 1000 / n:.2f} ms/host | < 1 ms/host |")
+print(f"| rekindle peak RSS | {int(rss) / 1024:.0f} MiB | < 1024 MiB |")
+print(f"| simulator CPU (all workers, whole life) | {float(su) + float(ss):.1f} s | |")
+print(f"| simulator peak RSS (largest process) | {int(srss) / 1024:.0f} MiB | |")
+PY
