@@ -318,9 +318,12 @@ impl<C: Connector> HostRun<C> {
         self.session = None;
         let mut backoff = Backoff::reboot_wait(timeout);
         let mut last_error = String::from("no attempt finished");
+        // Whether the latest look found the host up on its old boot (rather
+        // than unreachable): decides the failure message and the resend rule.
+        let mut on_old_boot = false;
         loop {
             if Instant::now() >= deadline {
-                return Err(if last_error.starts_with("boot id unchanged") {
+                return Err(if on_old_boot {
                     StepFailure::new(format!(
                         "host did not reboot (boot id unchanged: {before}) within {}",
                         humane(timeout)
@@ -333,14 +336,17 @@ impl<C: Connector> HostRun<C> {
                 });
             }
             match self.session_within(Some(deadline)).await {
-                Err(e) => last_error = e.to_string(),
+                Err(e) => {
+                    last_error = e.to_string();
+                    on_old_boot = false;
+                }
                 Ok(_) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.boot_id(self.stage.command_timeout.min(left)).await {
                         Ok(after) if after != before => return Ok(()),
                         // Still the old boot: the host may not have gone down yet.
                         Ok(_) => {
-                            last_error = "boot id unchanged".into();
+                            on_old_boot = true;
                             let since = *unchanged_since.get_or_insert_with(Instant::now);
                             if undelivered_check
                                 && since.elapsed() >= grace
@@ -355,12 +361,13 @@ impl<C: Connector> HostRun<C> {
                         }
                         Err(f) => {
                             last_error = f.reason;
+                            on_old_boot = false;
                             self.session = None;
                         }
                     }
                 }
             }
-            if last_error != "boot id unchanged" {
+            if !on_old_boot {
                 // The host went away: whatever happens next is the reboot.
                 unchanged_since = None;
                 undelivered_check = false;
