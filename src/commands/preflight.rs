@@ -325,6 +325,10 @@ mod tests {
         fn is_closed(&self) -> bool {
             false
         }
+
+        async fn closed(&self) {
+            std::future::pending().await
+        }
     }
 
     impl Connector for Fake {

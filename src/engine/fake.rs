@@ -24,6 +24,9 @@ pub enum Reboot {
     NoChange,
     /// Goes down and never answers again.
     NeverReturns,
+    /// The command returns at once and the host stays up on its old boot
+    /// this long (stopping services) before it goes down for `boot_time`.
+    Slow(Duration),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,7 +45,21 @@ struct HostState {
     script: Script,
     boot: u32,
     down_until: Option<Instant>,
+    /// A [`Reboot::Slow`] host's moment of going down.
+    going_down_at: Option<Instant>,
     reboots: u32,
+}
+
+impl HostState {
+    fn new(script: Script) -> HostState {
+        HostState {
+            script,
+            boot: 0,
+            down_until: None,
+            going_down_at: None,
+            reboots: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,15 +86,10 @@ impl Fleet {
     }
 
     pub fn script(&self, host: &str, script: Script) {
-        self.hosts.lock().unwrap().insert(
-            host.to_owned(),
-            HostState {
-                script,
-                boot: 0,
-                down_until: None,
-                reboots: 0,
-            },
-        );
+        self.hosts
+            .lock()
+            .unwrap()
+            .insert(host.to_owned(), HostState::new(script));
     }
 
     /// Pretends the host already rebooted once (for resume tests).
@@ -118,14 +130,16 @@ impl Fleet {
     /// `Some(boot)` when the host answers now.
     fn up(&self, host: &str) -> Option<u32> {
         let mut hosts = self.hosts.lock().unwrap();
-        let h = hosts.entry(host.to_owned()).or_insert_with(|| HostState {
-            script: Script::default(),
-            boot: 0,
-            down_until: None,
-            reboots: 0,
-        });
+        let h = hosts
+            .entry(host.to_owned())
+            .or_insert_with(|| HostState::new(Script::default()));
         if h.script.unreachable {
             return None;
+        }
+        if let Some(at) = h.going_down_at.filter(|at| Instant::now() >= *at) {
+            h.going_down_at = None;
+            h.boot += 1;
+            h.down_until = Some(at + h.script.boot_time);
         }
         match h.down_until {
             Some(t) if Instant::now() < t => None,
@@ -190,9 +204,10 @@ impl Session for FakeSession {
                         h.boot += 1;
                         h.down_until = Some(Instant::now() + Duration::from_secs(1 << 30));
                     }
+                    Reboot::Slow(after) => h.going_down_at = Some(Instant::now() + after),
                 }
                 return match h.script.reboot {
-                    Reboot::NoChange => Ok(ExecOutput {
+                    Reboot::NoChange | Reboot::Slow(_) => Ok(ExecOutput {
                         exit_status: Some(0),
                         output: String::new(),
                     }),
@@ -217,5 +232,11 @@ impl Session for FakeSession {
 
     fn is_closed(&self) -> bool {
         self.fleet.up(&self.host) != Some(self.boot)
+    }
+
+    async fn closed(&self) {
+        while !self.is_closed() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::fake::{FakeConnector, Fleet, REBOOT_COMMAND, Reboot, Script};
+use super::steps::BOOT_ID_COMMAND;
 use super::*;
 use crate::diag::Span;
 use crate::inventory::{Host, Inventory};
@@ -533,6 +534,39 @@ async fn reboot_proves_a_new_boot_id() {
     let calls = fleet.calls_to("h0");
     assert_eq!(calls.iter().filter(|c| *c == REBOOT_COMMAND).count(), 1);
     assert_eq!(calls.last().map(String::as_str), Some(WORK));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_still_shutting_down_is_not_polled_on_its_old_boot() {
+    // `systemctl reboot` returns at once; the host takes 5 s to stop its
+    // services and drop our connection. Polling before that would log in to
+    // the old boot again, a wasted login per host.
+    let fleet = Fleet::new();
+    fleet.script(
+        "h0",
+        Script {
+            reboot: Reboot::Slow(secs(5.0)),
+            boot_time: secs(30.0),
+            ..Script::default()
+        },
+    );
+    let s = stage("s", &[0], vec![reboot(600.0)]);
+    let out = simple(plan(vec![s]), hosts(1), &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Success);
+    let calls = fleet.calls();
+    let sent = calls
+        .iter()
+        .find(|c| c.what == REBOOT_COMMAND)
+        .map(|c| c.at)
+        .expect("reboot sent");
+    let first_poll = calls
+        .iter()
+        .find(|c| c.at > sent && c.what == "connect")
+        .map(|c| c.at)
+        .expect("polled");
+    assert!(first_poll >= sent + secs(5.0), "polled at {first_poll:?}");
+    let boot_id_reads = calls.iter().filter(|c| c.what == BOOT_ID_COMMAND).count();
+    assert_eq!(boot_id_reads, 2, "before and after only: {calls:?}");
 }
 
 #[tokio::test(start_paused = true)]

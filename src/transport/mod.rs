@@ -40,6 +40,9 @@ pub trait Session: Send + Sync + 'static {
 
     /// True once the connection is gone (host rebooted, keepalive expired).
     fn is_closed(&self) -> bool;
+
+    /// Resolves once the connection is gone; pending while it stays up.
+    fn closed(&self) -> impl Future<Output = ()> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

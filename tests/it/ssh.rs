@@ -433,6 +433,36 @@ async fn ssh_agent_keys_are_offered_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_and_ecdsa_identity_files_log_in_too() {
+    // Ed25519 keys sign through rekindle's prepared signer; the others
+    // through russh's own path (RSA with the server's SHA-2 choice).
+    let keys = ClientKeys::new();
+    let sshd = Sshd::start(&keys, 1);
+    for (kind, bits) in [("rsa", "3072"), ("ecdsa", "256")] {
+        let path = keys.path(&format!("id_{kind}"));
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-b", bits, "-N", "", "-f"])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen");
+        assert!(st.success());
+        sshd.authorize(&path.with_extension("pub"));
+        let opts = SshOptions {
+            identities: vec![path],
+            ..options(&keys, keys.known_hosts(&[&sshd]))
+        };
+        let s = connect(&connector(opts), &sshd_host(&sshd), CONNECT)
+            .await
+            .unwrap_or_else(|e| panic!("{kind} key accepted: {e}"));
+        assert_eq!(
+            s.exec("true", CMD).await.expect("runs").exit_status,
+            Some(0)
+        );
+    }
+    assert_eq!(sshd.logins(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_auth_names_what_was_tried() {
     let keys = ClientKeys::new();
     let sshd = Sshd::start(&keys, 1);

@@ -181,6 +181,17 @@ impl Sshd {
         format!("{}:{}", self.addrs[0], self.port)
     }
 
+    /// Also accepts the client key whose public half is `public` (sshd
+    /// reads authorized_keys at each login).
+    pub fn authorize(&self, public: &Path) {
+        let line = std::fs::read_to_string(public).expect("public key");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .expect("authorized_keys");
+        std::io::Write::write_all(&mut file, line.as_bytes()).expect("authorize");
+    }
+
     /// The host public key line (`ssh-ed25519 AAAA...`).
     pub fn host_key(&self) -> String {
         let text =
