@@ -81,7 +81,9 @@ impl Plan {
 }
 
 /// Resolves `playbook` against `inventory` (narrowed by `limit`). Pure.
-/// An empty selection is an error, never "all hosts".
+/// An empty selection is an error, never "all hosts"; a stage that only
+/// `limit` empties stays in the plan with no host (a warning says so), and
+/// the stages after it do not wait for anything.
 ///
 /// Hosts of a stage keep inventory order, except that the canaries come first
 /// and are taken from as many racks (label `rack`) as possible, so one bad
@@ -120,6 +122,18 @@ pub fn build(
     if diag::has_errors(&diags) {
         diag::sort(&mut diags);
         return Err(diags);
+    }
+    if let Some(l) = limit
+        && selections.iter().all(Vec::is_empty)
+    {
+        return Err(vec![Diagnostic::error(
+            "empty-selection",
+            None,
+            format!(
+                "nothing to plan: --limit `{l}` keeps {hosts_in_scope} host{} but no stage selects any of them",
+                if hosts_in_scope == 1 { "" } else { "s" }
+            ),
+        )]);
     }
 
     // Position of each original stage index in the dependency order.
@@ -531,18 +545,62 @@ stages:
     fn an_empty_selection_is_refused_never_all_hosts() {
         let inv = test_inventory();
         let p = playbook(TWO_STAGES);
-        let limit = Selector::parse("dc=ansan").unwrap();
-        let err = build(&p, &inv, Some(&limit)).unwrap_err();
+        let typo = playbook(&TWO_STAGES.replace("role: storage", "role: storag"));
+        let err = build(&typo, &inv, None).unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(
             err[0].message,
-            "stage `storage` selects no host: `role=storage` matches none of the 2 hosts left by --limit `dc=ansan`"
+            "stage `storage` selects no host: `role=storag` matches none of the 12 hosts in the inventory"
+        );
+        let limit = Selector::parse("dc=ansan").unwrap();
+        let err = build(&typo, &inv, Some(&limit)).unwrap_err();
+        assert!(
+            err[0]
+                .message
+                .contains("matches none of the 2 hosts left by --limit `dc=ansan`"),
+            "{err:?}"
         );
         let nothing = Selector::parse("dc=mars").unwrap();
         let err = build(&p, &inv, Some(&nothing)).unwrap_err();
         assert_eq!(
             err[0].message,
             "nothing to plan: --limit `dc=mars` matches none of the 12 hosts"
+        );
+    }
+
+    #[test]
+    fn a_stage_only_the_limit_empties_runs_no_host_and_holds_nothing_up() {
+        let inv = test_inventory();
+        let limit = Selector::parse("dc=ansan").unwrap();
+        let plan = build(&playbook(TWO_STAGES), &inv, Some(&limit)).unwrap();
+        let storage = &plan.stages[0];
+        assert_eq!((storage.name.as_str(), storage.hosts.len()), ("storage", 0));
+        assert_eq!(storage.canaries, 0);
+        assert!(
+            !plan.stages[1].hosts.is_empty(),
+            "db inside the limit still runs"
+        );
+        let warning = plan
+            .warnings
+            .iter()
+            .find(|d| d.code == "stage-outside-limit")
+            .expect("a warning names the skipped stage");
+        assert!(
+            warning
+                .message
+                .starts_with("stage `storage` runs no host: none of the"),
+            "{}",
+            warning.message
+        );
+        // A limit that keeps hosts no stage selects leaves nothing to do.
+        let apps = Selector::parse("role=app").unwrap();
+        let err = build(&playbook(TWO_STAGES), &inv, Some(&apps)).unwrap_err();
+        assert!(
+            err[0]
+                .message
+                .starts_with("nothing to plan: --limit `role=app` keeps"),
+            "{}",
+            err[0].message
         );
     }
 

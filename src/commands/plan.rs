@@ -378,6 +378,14 @@ pub(crate) fn render_text(
                 format!(" (after {})", after.join(", "))
             };
             let _ = writeln!(out, "  stage {}{after}", s.name);
+            if s.hosts.is_empty() {
+                // Only --limit can leave a stage empty (see the warning).
+                let _ = writeln!(
+                    out,
+                    "    hosts            0  (none inside --limit: runs no host)"
+                );
+                continue;
+            }
             let racks = counts(inventory, &s.hosts, "rack");
             let rack_sizes = racks.values().copied();
             let (lo, hi) = (

@@ -205,7 +205,9 @@ pub fn select_hosts(
 /// (after `limit`); `spans`, when known, place diagnostics precisely
 /// (otherwise they point at the stage). Errors: a stage selecting nothing, a
 /// canary larger than its stage, labels that limits or placeholders need but
-/// hosts lack. Warnings: hosts two stages select, hosts no stage selects.
+/// hosts lack. Warnings: hosts two stages select, hosts no stage selects, a
+/// stage whose hosts all lie outside `limit` (it runs no host; a stage that
+/// selects nothing in the whole inventory stays an error).
 pub fn check_hosts(
     playbook: &Playbook,
     spans: Option<&[StageSpans]>,
@@ -227,6 +229,30 @@ pub fn check_hosts(
         }
         let at = |picked: Option<Span>| picked.unwrap_or_else(|| stage.span.clone());
         let hosts = &selections[i];
+        if hosts.is_empty()
+            && let Some(l) = limit
+        {
+            let unlimited = inventory
+                .hosts
+                .iter()
+                .filter(|h| stage.select.matches(h))
+                .count();
+            if unlimited > 0 {
+                // The operator narrowed the run (one rack of a cold start):
+                // this stage has nothing inside it and runs no host.
+                diags.push(Diagnostic::warning(
+                    "stage-outside-limit",
+                    at(sp.map(|s| s.select.clone())),
+                    format!(
+                        "stage `{}` runs no host: none of the {unlimited} host{} `{}` selects is inside --limit `{l}`",
+                        stage.name,
+                        plural(unlimited),
+                        stage.select
+                    ),
+                ));
+                continue;
+            }
+        }
         if hosts.is_empty() {
             let scope = match limit {
                 Some(l) => format!("none of the {in_scope} hosts left by --limit `{l}`"),

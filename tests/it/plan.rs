@@ -65,7 +65,7 @@ fn an_invalid_playbook_is_reported_on_stderr_with_exit_2() {
 }
 
 #[test]
-fn a_stage_selecting_nothing_is_refused() {
+fn a_limit_that_no_stage_selects_from_is_refused() {
     let (code, out, err) = plan(&[
         "playbooks/valid.yaml",
         "-i",
@@ -74,9 +74,37 @@ fn a_stage_selecting_nothing_is_refused() {
         "role=app",
     ]);
     assert_eq!((code, out.as_str()), (2, ""));
+    assert_eq!(
+        err,
+        "error: nothing to plan: --limit `role=app` keeps 2 hosts but no stage selects any of them\n"
+    );
+}
+
+#[test]
+fn a_stage_the_limit_empties_runs_no_host_with_a_warning() {
+    // One rack of a cold start: the stages with nothing in it run no host
+    // instead of refusing the whole plan.
+    let (code, out, err) = plan(&[
+        "playbooks/valid.yaml",
+        "-i",
+        "inventories/small.yaml",
+        "--limit",
+        "role=db",
+    ]);
+    assert_eq!(code, 0, "{err}");
     assert!(
-        err.starts_with("playbooks/valid.yaml:5:11: error: stage `storage` selects no host: `role=storage` matches none of the 2 hosts left by --limit `role=app`\n"),
-        "{err}"
+        out.contains(
+            "  stage storage\n    hosts            0  (none inside --limit: runs no host)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  stage db (after storage)\n    hosts            4 "),
+        "{out}"
+    );
+    assert!(
+        out.contains("playbooks/valid.yaml:5:11: warning: stage `storage` runs no host: none of the 6 hosts `role=storage` selects is inside --limit `role=db`\n"),
+        "{out}"
     );
 }
 
