@@ -295,10 +295,19 @@ impl Store {
         if self.hashed.is_empty() {
             return Vec::new();
         }
-        let mut cache = self.hashed_hits.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(hits) = cache.get(lower) {
-            return hits.clone();
+        let cached = self
+            .hashed_hits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(lower)
+            .cloned();
+        if let Some(hits) = cached {
+            return hits;
         }
+        // One HMAC per hashed entry: with a fleet-sized hashed file that is
+        // milliseconds per name, so the scan runs without the lock (lookups
+        // of other names proceed; a name looked up twice at once is merely
+        // computed twice).
         let hits: Vec<usize> = self
             .hashed
             .iter()
@@ -310,7 +319,10 @@ impl Store {
             })
             .map(|(i, _)| i)
             .collect();
-        cache.insert(lower.to_string(), hits.clone());
+        self.hashed_hits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(lower.to_string(), hits.clone());
         hits
     }
 
