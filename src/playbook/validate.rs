@@ -229,38 +229,33 @@ pub fn check_hosts(
         }
         let at = |picked: Option<Span>| picked.unwrap_or_else(|| stage.span.clone());
         let hosts = &selections[i];
-        if hosts.is_empty()
-            && let Some(l) = limit
-        {
-            let unlimited = inventory
-                .hosts
-                .iter()
-                .filter(|h| stage.select.matches(h))
-                .count();
-            if unlimited > 0 {
-                // The operator narrowed the run (one rack of a cold start):
-                // this stage has nothing inside it and runs no host.
-                diags.push(Diagnostic::warning(
-                    "stage-outside-limit",
-                    at(sp.map(|s| s.select.clone())),
-                    format!(
-                        "stage `{}` runs no host: none of the {unlimited} host{} `{}` selects is inside --limit `{l}`",
-                        stage.name,
-                        plural(unlimited),
-                        stage.select
-                    ),
-                ));
-                continue;
-            }
-        }
         if hosts.is_empty() {
+            let at_select = at(sp.map(|s| s.select.clone()));
             let scope = match limit {
-                Some(l) => format!("none of the {in_scope} hosts left by --limit `{l}`"),
+                Some(l) => {
+                    let unlimited = select_hosts(&stage.select, inventory, None).len();
+                    if unlimited > 0 {
+                        // The operator narrowed the run (one rack of a cold
+                        // start): this stage has nothing inside it.
+                        diags.push(Diagnostic::warning(
+                            "stage-outside-limit",
+                            at_select,
+                            format!(
+                                "stage `{}` runs no host: none of the {unlimited} host{} `{}` selects is inside --limit `{l}`",
+                                stage.name,
+                                plural(unlimited),
+                                stage.select
+                            ),
+                        ));
+                        continue;
+                    }
+                    format!("none of the {in_scope} hosts left by --limit `{l}`")
+                }
                 None => format!("none of the {in_scope} hosts in the inventory"),
             };
             let mut d = Diagnostic::error(
                 "empty-selection",
-                at(sp.map(|s| s.select.clone())),
+                at_select,
                 format!(
                     "stage `{}` selects no host: `{}` matches {scope}",
                     stage.name, stage.select
