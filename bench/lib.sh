@@ -10,6 +10,8 @@ ROOT="$(cd "$BENCH_DIR/.." && pwd)"
 OUT="$BENCH_DIR/out"
 VENV="$OUT/venv"
 REKINDLE="${REKINDLE:-$ROOT/target/release/rekindle}"
+# The simulator's binary; set it to compare two rekindle builds against one simulator.
+SIM_REKINDLE="${SIM_REKINDLE:-$REKINDLE}"
 mkdir -p "$OUT"
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -136,7 +138,7 @@ sim_start() {
     rm -rf "$dir" && mkdir -p "$dir"
     # Not through in_ns: a function run in the background is a subshell, and
     # $! would name the subshell instead of the simulator.
-    ip netns exec "$NETNS" "${SIM_WRAP[@]}" "$REKINDLE" sim --port 22 --http-port 8080 --out "$dir" "$@" \
+    ip netns exec "$NETNS" "${SIM_WRAP[@]}" "$SIM_REKINDLE" sim --port 22 --http-port 8080 --out "$dir" "$@" \
         >"$dir.log" 2>&1 &
     SIM_PID=$!
     local i

@@ -31,6 +31,9 @@ playbook "$D/reboot.yaml" "{ dc: sim }" "$PARALLEL" "reboot: { timeout: 10m }"
 measure rekindle "$HOSTS" 1 "$LIMIT" env -u SSH_AUTH_SOCK "$REKINDLE" run "$D/reboot.yaml" \
     -i "$D/fleet/inventory.yaml" --yes --quiet --journal "$D/journal" --ssh-config "$D/empty_ssh_config"
 T2="$(date +%s.%N)"
+# TCP connections rekindle opened (the namespace's own counter; the simulator
+# opens none): two logins per host is the floor for a verified reboot.
+CONNECTS="$(in_ns nstat -az TcpActiveOpens | awk '$1 == "TcpActiveOpens" {print $2}')"
 cp "$OUT/last-$$.stdout" "$D/rekindle.out"
 cp "$OUT/last-$$.stderr" "$D/rekindle.err"
 sim_stop
@@ -46,7 +49,7 @@ WORKERS="$(grep -o 'in [0-9]* worker processes' "$D/fleet.log" || echo 'in one p
 
 echo "### Scale: $HOSTS simulated hosts, reboot, zero boot time, parallel $PARALLEL ($(machine))"
 echo
-python3 - "$RESULTS" "$D/sim.time" "$T0" "$T1" "$T2" "$HOSTS" "$REBOOTS" "$WORKERS" <<'PY'
+python3 - "$RESULTS" "$D/sim.time" "$T0" "$T1" "$T2" "$HOSTS" "$REBOOTS" "$WORKERS" "$CONNECTS" <<'PY'
 import sys
 tool, n, run, rc, wall, user, sys_, rss = open(sys.argv[1]).read().split("\n")[0].split("\t")
 sw, su, ss, srss = open(sys.argv[2]).read().strip().split("\n")[-1].split("\t")
@@ -62,6 +65,8 @@ print(f"| rekindle run wall | {float(wall):.1f} s | |")
 print(f"| total wall, simulator included | {t2 - t0:.1f} s | < 90 s |")
 print(f"| rekindle CPU (user+sys) | {cpu:.1f} s = {cpu * 1000 / n:.2f} ms/host | < 1 ms/host |")
 print(f"| rekindle peak RSS | {int(rss) / 1024:.0f} MiB | < 1024 MiB |")
+connects = int(sys.argv[9] or 0)
+print(f"| TCP connects by rekindle | {connects} = {connects / n:.2f} per host | 2 per host |")
 print(f"| simulator CPU (all workers, whole life) | {float(su) + float(ss):.1f} s | |")
 print(f"| simulator peak RSS (largest process) | {int(srss) / 1024:.0f} MiB | |")
 PY
