@@ -342,21 +342,24 @@ stages:
 "#,
     )
     .expect("write playbook");
-    let mut run = support::rekindle_in(fleet.dir())
-        .arg("run")
-        .arg(&book)
-        .args(["-i", &path_str(&fleet.inventory()), "--yes", "--journal"])
-        .arg(fleet.dir().join("journal"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run starts");
+    // Killed on drop: a failed assertion below must not leave the run going.
+    let mut run = support::KillOnDrop::new(
+        support::rekindle_in(fleet.dir())
+            .arg("run")
+            .arg(&book)
+            .args(["-i", &path_str(&fleet.inventory()), "--yes", "--journal"])
+            .arg(fleet.dir().join("journal"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run starts"),
+    );
     // Sample the simulator's view while the run goes (bounded: 60 s).
     let (mut samples, mut seen_down) = (0, 0);
     let mut exit = None;
     for _ in 0..600 {
-        if let Some(st) = run.try_wait().expect("wait") {
+        if let Some(st) = run.child().try_wait().expect("wait") {
             exit = Some(st);
             break;
         }
@@ -377,12 +380,12 @@ stages:
     let exit = match exit {
         Some(e) => e,
         None => {
-            let _ = run.kill();
-            run.wait().expect("killed run exits")
+            let _ = run.child().kill();
+            run.child().wait().expect("killed run exits")
         }
     };
     let mut out = String::new();
-    if let Some(mut o) = run.stdout.take() {
+    if let Some(mut o) = run.child().stdout.take() {
         let _ = std::io::Read::read_to_string(&mut o, &mut out);
     }
     assert_eq!(exit.code(), Some(0), "{out}");

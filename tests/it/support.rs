@@ -59,6 +59,11 @@ impl KillOnDrop {
         self.0.as_ref().map_or(0, Child::id)
     }
 
+    /// The child itself (its pipes, `try_wait`), until [`Self::wait_for`] reaps it.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the child was already reaped")
+    }
+
     /// Polls (bounded by `limit`) for the child to exit by itself. On exit it
     /// is reaped and no longer killed on drop; None if it still runs.
     pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
