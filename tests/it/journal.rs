@@ -3,69 +3,29 @@
 //! playbook, with a torn last line): every host ends verified and rebooted
 //! exactly once. Also: a second concurrent run is refused naming the holder.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support;
+use crate::support::{self, KillOnDrop, SimProcess};
 
-/// Kills and reaps a child when the test ends, however it ends.
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn pid(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A `rekindle sim` of `hosts` hosts on its own ports.
-fn start_sim(dir: &Path, hosts: usize, port: u16, boot: &str) -> Guard {
-    let mut child = support::rekindle()
-        .args([
-            "sim",
-            "--hosts",
-            &hosts.to_string(),
-            "--port",
-            &port.to_string(),
-        ])
-        .args([
-            "--http-port",
-            &(port + 1).to_string(),
-            "--boot-time",
-            boot,
-            "--out",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rekindle sim starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let guard = Guard(Some(child));
-    let line = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("sim prints a ready line");
-    assert!(line.starts_with("ready: "), "{line}");
-    guard
+/// A `rekindle sim` of `hosts` hosts on its own ports, its fleet in `dir`.
+fn start_sim(dir: &Path, hosts: usize, port: u16, boot: &str) -> SimProcess {
+    let (n, p, h) = (hosts.to_string(), port.to_string(), (port + 1).to_string());
+    SimProcess::builder(&[
+        "--hosts",
+        &n,
+        "--port",
+        &p,
+        "--http-port",
+        &h,
+        "--boot-time",
+        boot,
+    ])
+    .out(dir)
+    .stderr_null()
+    .start()
 }
 
 fn reboots(sim_dir: &Path) -> Vec<(String, u64)> {
@@ -146,13 +106,13 @@ fn kill_9_mid_reboot_then_resume_reboots_every_host_exactly_once() {
         c
     };
 
-    let first = Guard(Some(
+    let first = KillOnDrop::new(
         run_cmd()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("run starts"),
-    ));
+    );
     let journal = only_journal(&journal_dir);
 
     // A second run of the same plan while the first holds the lock.

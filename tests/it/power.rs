@@ -4,72 +4,41 @@
 //! status.json: power state, power-on count and when each reset arrived.
 //! Each test uses its own ports.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support;
+use crate::support::{self, SimProcess};
 
-/// A running `rekindle sim --powered-off`; killed on drop.
+/// A running `rekindle sim --powered-off` with its fleet in `fleet/` of a
+/// tempdir that also holds the playbooks and journals of the test.
 struct PoweredOffSim {
-    child: Option<Child>,
+    /// Declared first: killed before the tempdir is removed.
+    sim: SimProcess,
     dir: tempfile::TempDir,
-    /// Its stdout lines. Kept open: the sim must never see its stdout
-    /// closed (it would die on its next line).
-    lines: mpsc::Receiver<String>,
 }
 
 impl PoweredOffSim {
     /// `base` picks the ports: SSH `base`, HTTP `base+1`, BMC `base+2`.
     fn start(base: u16, extra: &[&str]) -> PoweredOffSim {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut cmd = support::rekindle();
-        cmd.args(["sim", "--powered-off", "--boot-time", "500ms", "--port"])
-            .arg(base.to_string())
-            .arg("--http-port")
-            .arg((base + 1).to_string())
-            .arg("--bmc-port")
-            .arg((base + 2).to_string())
-            .arg("--out")
-            .arg(dir.path().join("fleet"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("rekindle sim starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // Built first, so a failed assertion below still kills the sim.
-        let sim = PoweredOffSim {
-            child: Some(child),
-            dir,
-            lines,
-        };
-        let first = sim
-            .lines
-            .recv_timeout(Duration::from_secs(120))
-            .expect("sim prints a ready line");
-        assert!(first.starts_with("ready: "), "{first}");
+        let ports = [base, base + 1, base + 2].map(|p| p.to_string());
+        let mut args = vec!["--powered-off", "--boot-time", "500ms", "--port", &ports[0]];
+        args.extend(["--http-port", &ports[1], "--bmc-port", &ports[2]]);
+        args.extend_from_slice(extra);
+        let sim = SimProcess::builder(&args)
+            .out(dir.path().join("fleet"))
+            .start();
         let bmc = sim
-            .lines
-            .recv_timeout(Duration::from_secs(10))
+            .next_line(Duration::from_secs(10))
             .expect("sim prints its BMC line");
         assert!(bmc.starts_with("bmc: every host powered off"), "{bmc}");
-        sim
+        PoweredOffSim { sim, dir }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join("fleet").join(name)
+        self.sim.path(name)
     }
 
     fn inventory(&self) -> PathBuf {
@@ -119,15 +88,6 @@ impl PoweredOffSim {
         let mut args = vec!["--bmc-credentials", creds.to_str().expect("utf-8 path")];
         args.extend_from_slice(extra);
         self.run(playbook, &args)
-    }
-}
-
-impl Drop for PoweredOffSim {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

@@ -3,58 +3,40 @@
 //! simulator's own record (status.json: boot ids, reboot counts, states).
 //! Each test has its own ports (26xx), so tests run side by side.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support;
+use crate::support::{self, SimProcess};
 
-/// A running `rekindle sim`, killed on drop.
+/// A running `rekindle sim` on `port` (HTTP `port+1`); its out directory (a
+/// tempdir) also holds the playbook and journal of the test.
 struct Fleet {
-    child: Child,
-    dir: tempfile::TempDir,
+    sim: SimProcess,
 }
 
 impl Fleet {
     fn start(port: u16, args: &[&str]) -> Fleet {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = support::rekindle()
-            .args(["sim", "--port", &port.to_string()])
-            .args(["--http-port", &(port + 1).to_string(), "--out"])
-            .arg(dir.path())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rekindle sim starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Drains stdout for the sim's whole life: a closed pipe would make its
-        // later prints fail.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let fleet = Fleet { child, dir };
-        // The ready line comes once every host listens.
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_default();
-        assert!(line.starts_with("ready: "), "sim did not start: {line:?}");
-        fleet
+        let (p, h) = (port.to_string(), (port + 1).to_string());
+        let mut all = vec!["--port", &p, "--http-port", &h];
+        all.extend_from_slice(args);
+        Fleet {
+            sim: SimProcess::start(&all),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.sim.out()
     }
 
     fn inventory(&self) -> PathBuf {
-        self.dir.path().join("inventory.yaml")
+        self.dir().join("inventory.yaml")
     }
 
     fn status(&self) -> Value {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("status.json")).expect("status.json");
+        let text = std::fs::read_to_string(self.dir().join("status.json")).expect("status.json");
         serde_json::from_str(&text).expect("status.json is JSON")
     }
 
@@ -72,11 +54,11 @@ impl Fleet {
 
     /// Runs `playbook` (YAML text) over the fleet: (exit code, stdout, stderr).
     fn run(&self, playbook: &str, extra: &[&str]) -> (i32, String, String) {
-        let book = self.dir.path().join("book.yaml");
+        let book = self.dir().join("book.yaml");
         std::fs::write(&book, playbook).expect("write playbook");
-        let journal = self.dir.path().join("journal");
+        let journal = self.dir().join("journal");
         support::run(
-            support::rekindle_in(self.dir.path())
+            support::rekindle_in(self.dir())
                 .arg("run")
                 .arg(&book)
                 .arg("-i")
@@ -87,13 +69,6 @@ impl Fleet {
                 .args(extra)
                 .stdin(Stdio::null()),
         )
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -351,7 +326,7 @@ datacenters:
             .map(|n| (n.clone(), n.rsplit('-').next().unwrap_or("").to_owned()))
             .collect()
     };
-    let book = fleet.dir.path().join("book.yaml");
+    let book = fleet.dir().join("book.yaml");
     std::fs::write(
         &book,
         r#"
@@ -367,21 +342,24 @@ stages:
 "#,
     )
     .expect("write playbook");
-    let mut run = support::rekindle_in(fleet.dir.path())
-        .arg("run")
-        .arg(&book)
-        .args(["-i", &path_str(&fleet.inventory()), "--yes", "--journal"])
-        .arg(fleet.dir.path().join("journal"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run starts");
+    // Killed on drop: a failed assertion below must not leave the run going.
+    let mut run = support::KillOnDrop::new(
+        support::rekindle_in(fleet.dir())
+            .arg("run")
+            .arg(&book)
+            .args(["-i", &path_str(&fleet.inventory()), "--yes", "--journal"])
+            .arg(fleet.dir().join("journal"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run starts"),
+    );
     // Sample the simulator's view while the run goes (bounded: 60 s).
     let (mut samples, mut seen_down) = (0, 0);
     let mut exit = None;
     for _ in 0..600 {
-        if let Some(st) = run.try_wait().expect("wait") {
+        if let Some(st) = run.child().try_wait().expect("wait") {
             exit = Some(st);
             break;
         }
@@ -402,12 +380,12 @@ stages:
     let exit = match exit {
         Some(e) => e,
         None => {
-            let _ = run.kill();
-            run.wait().expect("killed run exits")
+            let _ = run.child().kill();
+            run.child().wait().expect("killed run exits")
         }
     };
     let mut out = String::new();
-    if let Some(mut o) = run.stdout.take() {
+    if let Some(mut o) = run.child().stdout.take() {
         let _ = std::io::Read::read_to_string(&mut o, &mut out);
     }
     assert_eq!(exit.code(), Some(0), "{out}");

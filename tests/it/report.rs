@@ -268,15 +268,6 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// Kills the browser if the test ends early.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn html_report_renders_its_timeline_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -318,16 +309,8 @@ fn html_report_renders_its_timeline_in_headless_chromium() {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromium starts");
-    let mut child = KillOnDrop(child);
     // Bounded wait: Chromium writes the screenshot and exits.
-    let mut exited = None;
-    for _ in 0..600 {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let exited = support::KillOnDrop::new(child).wait_for(Duration::from_secs(60));
     assert!(exited.is_some(), "chromium did not finish within 60 s");
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

@@ -1,70 +1,40 @@
 //! `rekindle sim` through the real binary, spoken to with the real OpenSSH
 //! client (`ssh`) and plain HTTP over loopback. Each test uses its own ports.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support;
+use crate::support::{self, SimProcess};
 
-/// A running `rekindle sim`; killed on drop if the test did not stop it.
+/// A running `rekindle sim` on known ports, with OpenSSH and status.json
+/// conveniences; the process itself is a [`SimProcess`].
 struct Sim {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
+    process: SimProcess,
     port: u16,
     http_port: u16,
-    ready_line: String,
-    lines: mpsc::Receiver<String>,
 }
 
 impl Sim {
     fn start(port: u16, http_port: u16, extra: &[&str]) -> Sim {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cmd = support::rekindle();
-        cmd.args([
-            "sim",
-            "--port",
-            &port.to_string(),
-            "--http-port",
-            &http_port.to_string(),
-            "--out",
-        ])
-        .arg(dir.path())
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("rekindle sim starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut sim = Sim {
-            child: Some(child),
-            dir,
+        let (p, h) = (port.to_string(), http_port.to_string());
+        let mut args = vec!["--port", &p, "--http-port", &h];
+        args.extend_from_slice(extra);
+        Sim {
+            process: SimProcess::start(&args),
             port,
             http_port,
-            ready_line: String::new(),
-            lines,
-        };
-        let line = sim
-            .lines
-            .recv_timeout(Duration::from_secs(120))
-            .expect("sim prints a ready line");
-        assert!(line.starts_with("ready: "), "first line: {line}");
-        sim.ready_line = line;
-        sim
+        }
+    }
+
+    fn ready_line(&self) -> &str {
+        self.process.ready_line()
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.process.path(name)
     }
 
     /// Runs `cmd` on `addr` with the OpenSSH client: (exit code, stdout, stderr).
@@ -161,22 +131,7 @@ impl Sim {
 
     /// SIGINT, then the exit code and everything printed after the ready line.
     fn interrupt(&mut self) -> (i32, String) {
-        let mut child = self.child.take().expect("still running");
-        let pid = i32::try_from(child.id()).expect("pid fits");
-        // SAFETY: signalling our own child process by its pid.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-        let status = child.wait().expect("sim exits");
-        let rest: Vec<String> = self.lines.iter().collect();
-        (status.code().unwrap_or(-1), rest.join("\n"))
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.interrupt()
     }
 }
 
@@ -204,9 +159,9 @@ fn read(path: &Path) -> String {
 fn sim_writes_inventory_key_and_known_hosts() {
     let sim = Sim::start(2431, 2432, &["--hosts", "3"]);
     assert!(
-        sim.ready_line.contains("ready: 3 hosts"),
+        sim.ready_line().contains("ready: 3 hosts"),
         "{}",
-        sim.ready_line
+        sim.ready_line()
     );
     let inv = read(&sim.path("inventory.yaml"));
     assert!(inv.contains("version: 1"), "{inv}");
@@ -314,9 +269,9 @@ fn sim_faults_no_reboot_never_returns_unhealthy_hang() {
         ],
     );
     assert!(
-        sim.ready_line.contains("4 with faults"),
+        sim.ready_line().contains("4 with faults"),
         "{}",
-        sim.ready_line
+        sim.ready_line()
     );
 
     // no_reboot: the command answers 0, the host stays, the boot id stays.
@@ -363,9 +318,9 @@ fn sim_faults_no_reboot_never_returns_unhealthy_hang() {
 fn sim_shards_across_worker_processes_and_merges_counts() {
     let mut sim = Sim::start(2471, 2472, &["--hosts", "5", "--shard-size", "2"]);
     assert!(
-        sim.ready_line.contains("in 3 worker processes"),
+        sim.ready_line().contains("in 3 worker processes"),
         "{}",
-        sim.ready_line
+        sim.ready_line()
     );
     // One host in each shard answers, with its own name.
     for (i, a) in ["127.1.0.1", "127.1.0.3", "127.1.0.5"].iter().enumerate() {

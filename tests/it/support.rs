@@ -1,8 +1,12 @@
-//! Shared test helpers: running the CLI and reading its output.
+//! Shared test helpers: running the CLI and reading its output, and running
+//! `rekindle sim` for the tests that need a simulated fleet.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The project root (for examples under inventories/ and playbooks/).
 pub fn root() -> PathBuf {
@@ -39,4 +43,205 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&stdout).into_owned(),
         String::from_utf8_lossy(&stderr).into_owned(),
     )
+}
+
+/// Kills (SIGKILL) and reaps a child process when dropped, however the test
+/// ends, so nothing a test starts outlives it.
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    pub fn new(child: Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// The child's pid; 0 once it has been reaped.
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// The child itself (its pipes, `try_wait`), until [`Self::wait_for`] reaps it.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the child was already reaped")
+    }
+
+    /// Polls (bounded by `limit`) for the child to exit by itself. On exit it
+    /// is reaped and no longer killed on drop; None if it still runs.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let step = Duration::from_millis(20);
+        let deadline = Instant::now() + limit;
+        let child = self.0.as_mut()?;
+        for _ in 0..=limit.as_millis() / step.as_millis() {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.0 = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(step);
+        }
+        None
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// How long `rekindle sim` may take to print its ready line (every host listening).
+const SIM_READY_WITHIN: Duration = Duration::from_secs(120);
+
+/// A running `rekindle sim ... --out DIR` for one test. It owns the child
+/// process (killed and reaped on drop: nothing is left running), the out
+/// directory (a fresh tempdir, removed on drop, unless the caller gave a
+/// path), and a thread draining the sim's stdout for its whole life (the sim
+/// must never see its stdout closed: its next print would fail). Starting it
+/// waits (bounded) for the first line and asserts it is the `ready: ` line;
+/// later lines are read with [`SimProcess::next_line`], and
+/// [`SimProcess::interrupt`] stops it gracefully to get its summary.
+pub struct SimProcess {
+    child: KillOnDrop,
+    out: PathBuf,
+    ready: String,
+    lines: mpsc::Receiver<String>,
+    /// Declared after `child`: removed only once the sim is dead.
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+/// Options for [`SimProcess`]: see [`SimProcess::builder`].
+pub struct SimBuilder {
+    args: Vec<String>,
+    out: Option<PathBuf>,
+    stderr_null: bool,
+}
+
+impl SimBuilder {
+    /// The `--out` directory (the sim creates it); default: a fresh tempdir.
+    pub fn out(mut self, dir: impl Into<PathBuf>) -> SimBuilder {
+        self.out = Some(dir.into());
+        self
+    }
+
+    /// Discards the sim's stderr (default: inherited, shown with the test output).
+    pub fn stderr_null(mut self) -> SimBuilder {
+        self.stderr_null = true;
+        self
+    }
+
+    /// Starts the sim and waits (bounded) for its ready line.
+    pub fn start(self) -> SimProcess {
+        let (out, tempdir) = match self.out {
+            Some(dir) => (dir, None),
+            None => {
+                let t = tempfile::tempdir().expect("tempdir");
+                (t.path().to_owned(), Some(t))
+            }
+        };
+        let mut cmd = rekindle();
+        cmd.arg("sim")
+            .args(&self.args)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(if self.stderr_null {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            });
+        let mut child = cmd.spawn().expect("rekindle sim starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        // Built first, so a panic below still kills the sim.
+        let mut sim = SimProcess {
+            child: KillOnDrop::new(child),
+            out,
+            ready: String::new(),
+            lines,
+            _tempdir: tempdir,
+        };
+        // Ends at EOF, when the sim exits; keeps draining even if nobody listens.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = sim
+            .next_line(SIM_READY_WITHIN)
+            .expect("sim prints a ready line");
+        assert!(line.starts_with("ready: "), "first line: {line:?}");
+        sim.ready = line;
+        sim
+    }
+}
+
+impl SimProcess {
+    /// `rekindle sim <args> --out <a fresh tempdir>`, started and ready.
+    pub fn start(args: &[&str]) -> SimProcess {
+        SimProcess::builder(args).start()
+    }
+
+    /// `rekindle sim <args> --out ...`, with options, started by `.start()`.
+    pub fn builder(args: &[&str]) -> SimBuilder {
+        SimBuilder {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            out: None,
+            stderr_null: false,
+        }
+    }
+
+    /// The `ready: ...` line it printed first.
+    pub fn ready_line(&self) -> &str {
+        &self.ready
+    }
+
+    /// Its `--out` directory.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// A file in its out directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.out.join(name)
+    }
+
+    /// The next stdout line not yet read, waiting at most `timeout`.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// SIGINT (so it shuts down and prints its summary), then the exit code
+    /// and every stdout line not yet read, joined by newlines. Bounded: it
+    /// must exit within 60 s and close stdout within 10 s after.
+    pub fn interrupt(&mut self) -> (i32, String) {
+        let pid = i32::try_from(self.child.pid()).expect("pid fits");
+        assert!(pid > 0, "the sim is still running");
+        // SAFETY: signalling our own child process, not yet reaped, by its pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let status = self
+            .child
+            .wait_for(Duration::from_secs(60))
+            .expect("sim exits within 60 s of SIGINT");
+        let code = status.code().unwrap_or(-1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut rest = Vec::new();
+        for _ in 0..100_000 {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => rest.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return (code, rest.join("\n")),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+            }
+        }
+        panic!(
+            "sim stdout not closed 10 s after it exited (exit {code}): {}",
+            rest.join("\n")
+        );
+    }
 }
