@@ -52,20 +52,12 @@ impl PoweredOffSim {
     }
 
     fn status(&self) -> Value {
-        let text = std::fs::read_to_string(self.path("status.json")).expect("status.json");
-        serde_json::from_str(&text).expect("status.json is JSON")
+        self.sim.status()
     }
 
     /// Polls status.json (bounded: 15 s) until `pred` holds.
     fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..75 {
-            let s = self.status();
-            if pred(&s) {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("status.json never showed {what}: {}", self.status());
+        self.sim.wait_status(what, Duration::from_secs(15), pred)
     }
 
     /// `rekindle run` of `playbook` against this fleet: (exit code, stdout, stderr).

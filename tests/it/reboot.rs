@@ -36,20 +36,12 @@ impl Fleet {
     }
 
     fn status(&self) -> Value {
-        let text = std::fs::read_to_string(self.dir().join("status.json")).expect("status.json");
-        serde_json::from_str(&text).expect("status.json is JSON")
+        self.sim.status()
     }
 
-    /// Polls status.json (at most 20 s) until `pred` holds.
+    /// Polls status.json (bounded: 20 s) until `pred` holds.
     fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..200 {
-            let s = self.status();
-            if pred(&s) {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("status.json never showed {what}: {}", self.status());
+        self.sim.wait_status(what, Duration::from_secs(20), pred)
     }
 
     /// Runs `playbook` (YAML text) over the fleet: (exit code, stdout, stderr).

@@ -84,24 +84,17 @@ impl Sim {
     }
 
     fn status(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.path("status.json")).expect("status.json exists");
-        serde_json::from_str(&text).expect("status.json is whole JSON (written atomically)")
+        self.process.status()
     }
 
-    /// Polls status.json (bounded) until `pred` holds; returns the last value.
+    /// Polls status.json (bounded: 15 s) until `pred` holds.
     fn wait_status(
         &self,
         what: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        for _ in 0..150 {
-            let s = self.status();
-            if pred(&s) {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("status.json never showed {what}: {}", self.status());
+        self.process
+            .wait_status(what, Duration::from_secs(15), pred)
     }
 
     /// Polls (bounded) until `cmd` succeeds on `addr`.

@@ -209,6 +209,31 @@ impl SimProcess {
         self.out.join(name)
     }
 
+    /// Its status.json, as written (atomically) while it runs.
+    pub fn status(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path("status.json")).expect("status.json exists");
+        serde_json::from_str(&text).expect("status.json is whole JSON (written atomically)")
+    }
+
+    /// Polls status.json every 100 ms, for at most `within`, until `pred`
+    /// holds; returns that value, or panics naming `what`.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let step = Duration::from_millis(100);
+        for _ in 0..=within.as_millis() / step.as_millis() {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            std::thread::sleep(step);
+        }
+        panic!("status.json never showed {what}: {}", self.status());
+    }
+
     /// The next stdout line not yet read, waiting at most `timeout`.
     pub fn next_line(&self, timeout: Duration) -> Option<String> {
         self.lines.recv_timeout(timeout).ok()
