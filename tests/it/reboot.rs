@@ -68,6 +68,21 @@ fn hosts(status: &Value) -> &serde_json::Map<String, Value> {
     status["hosts"].as_object().expect("hosts map")
 }
 
+/// The (name, status) of the host carrying `fault`.
+fn faulted<'a>(status: &'a Value, fault: &str) -> (&'a String, &'a Value) {
+    hosts(status)
+        .iter()
+        .find(|(_, h)| h["fault"] == fault)
+        .unwrap_or_else(|| panic!("no host with fault {fault}: {status}"))
+}
+
+/// The run's `FAILED` line for `host`.
+fn failed_line<'a>(out: &'a str, host: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with("FAILED") && l.contains(host))
+        .unwrap_or_else(|| panic!("no FAILED line for {host}:\n{out}"))
+}
+
 /// Every host's boot id, once each has one.
 fn boot_ids(fleet: &Fleet) -> Vec<(String, String)> {
     let s = fleet.wait_status("boot ids", |s| {
@@ -156,14 +171,8 @@ stages:
         "failures inside the budget\nstdout:\n{out}\nstderr:\n{err}"
     );
     let status = fleet.status();
-    let (bad, _) = hosts(&status)
-        .iter()
-        .find(|(_, h)| h["fault"] == "never_returns")
-        .expect("one host never returns");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("FAILED") && l.contains(bad.as_str()))
-        .unwrap_or_else(|| panic!("no FAILED line for {bad}:\n{out}"));
+    let (bad, _) = faulted(&status, "never_returns");
+    let line = failed_line(&out, bad);
     assert!(
         line.contains("did not come back within the reboot timeout of 4s"),
         "{line}"
@@ -197,16 +206,10 @@ stages:
     );
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     let status = fleet.status();
-    let (bad, h) = hosts(&status)
-        .iter()
-        .find(|(_, h)| h["fault"] == "no_reboot")
-        .expect("one host ignores reboots");
+    let (bad, h) = faulted(&status, "no_reboot");
     // The command reached it (counted) and did nothing.
     assert_eq!(h["reboots"], 1, "{h}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("FAILED") && l.contains(bad.as_str()))
-        .unwrap_or_else(|| panic!("no FAILED line for {bad}:\n{out}"));
+    let line = failed_line(&out, bad);
     assert!(
         line.contains("host did not reboot (boot id unchanged"),
         "{line}"
@@ -242,15 +245,9 @@ stages:
     );
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     let status = fleet.status();
-    let (bad, h) = hosts(&status)
-        .iter()
-        .find(|(_, h)| h["fault"] == "hang_handshake")
-        .expect("one host hangs");
+    let (bad, h) = faulted(&status, "hang_handshake");
     assert_eq!(h["reboots"], 0, "never got a command: {h}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("FAILED") && l.contains(bad.as_str()))
-        .unwrap_or_else(|| panic!("no FAILED line for {bad}:\n{out}"));
+    let line = failed_line(&out, bad);
     assert!(
         line.contains("cannot connect") && line.contains("handshake") && line.contains("within 1s"),
         "{line}"
