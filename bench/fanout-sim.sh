@@ -13,17 +13,11 @@ WIDE="${WIDE:-1000}"
 ROUNDS_SMALL="${ROUNDS_SMALL:-3}" # rounds for fleets up to 2,000 hosts, one above
 LIMIT="${LIMIT:-240}"
 TOOLS="${TOOLS:-rekindle rekindle-wide pdsh clush pssh-debian parallel-ssh-pip ansible-raw}"
-D="$OUT/fanout-sim"
-RESULTS="$D/results.tsv"
 
-cleanup() { sim_stop; netns_down; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_outdir fanout-sim
 
 install_peers
 build_release
-rm -rf "$D" && mkdir -p "$D"
-: >"$RESULTS"
 netns_up sim
 
 run_tool() { # tool, n, round, fleet dir
@@ -60,7 +54,6 @@ run_tool() { # tool, n, round, fleet dir
     esac
 }
 
-: >"$D/empty_ssh_config"
 for n in $SIZES; do
     sim_start "$D/fleet" --hosts "$n"
     sim_addresses "$D/fleet" >"$D/hosts"

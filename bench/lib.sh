@@ -185,6 +185,19 @@ Host *
 CFG
 }
 
+# Start of a simulator benchmark: $D = bench/out/$1, emptied, with an empty
+# $RESULTS and an empty ssh config ($D/empty_ssh_config, so rekindle reads
+# no ~/.ssh/config); the simulator and the namespace are stopped on exit.
+bench_outdir() {
+    D="$OUT/$1"
+    RESULTS="$D/results.tsv"
+    trap 'sim_stop; netns_down' EXIT
+    trap 'exit 130' INT TERM
+    rm -rf "$D" && mkdir -p "$D"
+    : >"$RESULTS"
+    : >"$D/empty_ssh_config"
+}
+
 # One-stage playbook: $1 file, $2 selector map, $3 parallel, rest: step lines.
 playbook() {
     local f="$1" sel="$2" par="$3"

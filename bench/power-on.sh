@@ -12,18 +12,11 @@ PARALLEL="${PARALLEL:-4000}"
 PDU_INTERVAL_S="${PDU_INTERVAL_S:-2}"
 RATE="${RATE:-1000}"
 LIMIT="${LIMIT:-400}"
-D="$OUT/power-on"
-RESULTS="$D/results.tsv"
 
-cleanup() { sim_stop; netns_down; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_outdir power-on
 
 build_release
 [[ -x /usr/bin/time ]] || die "needs /usr/bin/time (apt-get install time)"
-rm -rf "$D" && mkdir -p "$D"
-: >"$RESULTS"
-: >"$D/empty_ssh_config"
 netns_up power
 
 sim_start "$D/fleet" --hosts "$HOSTS" --powered-off --boot-time 0s

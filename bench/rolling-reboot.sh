@@ -10,19 +10,12 @@ WINDOW="${WINDOW:-500}"
 BOOT="${BOOT:-10s..20s}"
 SEED="${SEED:-1}"
 LIMIT="${LIMIT:-600}"
-D="$OUT/rolling-reboot"
-RESULTS="$D/results.tsv"
 
-cleanup() { sim_stop; netns_down; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_outdir rolling-reboot
 
 install_peers
 build_release
 (cd "$ROOT" && cargo build --release --locked --quiet --example boot_times)
-rm -rf "$D" && mkdir -p "$D"
-: >"$RESULTS"
-: >"$D/empty_ssh_config"
 BOUNDS="$("$ROOT/target/release/examples/boot_times" "$HOSTS" "$WINDOW" "$BOOT" "$SEED")"
 log "bounds: $BOUNDS"
 netns_up roll

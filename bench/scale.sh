@@ -9,18 +9,11 @@ source "$(dirname "$0")/lib.sh"
 HOSTS="${HOSTS:-32000}"
 PARALLEL="${PARALLEL:-4000}"
 LIMIT="${LIMIT:-300}"
-D="$OUT/scale"
-RESULTS="$D/results.tsv"
 
-cleanup() { sim_stop; netns_down; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_outdir scale
 
 install_peers
 build_release
-rm -rf "$D" && mkdir -p "$D"
-: >"$RESULTS"
-: >"$D/empty_ssh_config"
 netns_up scale
 
 T0="$(date +%s.%N)"
