@@ -342,16 +342,21 @@ fn started(h: usize) -> Record {
     })
 }
 
+/// The test playbook's steps: a reboot, then commands.
+fn step_kind(step: usize) -> StepKind {
+    if step == 0 {
+        StepKind::Reboot
+    } else {
+        StepKind::Run
+    }
+}
+
 fn step_started(h: usize, step: usize) -> Record {
     ev(EventKind::StepStarted {
         stage: sref(0, "s"),
         host: href(h, &format!("h{h}")),
         step,
-        kind: if step == 0 {
-            StepKind::Reboot
-        } else {
-            StepKind::Run
-        },
+        kind: step_kind(step),
     })
 }
 
@@ -360,11 +365,7 @@ fn step_finished(h: usize, step: usize, error: Option<&str>) -> Record {
         stage: sref(0, "s"),
         host: href(h, &format!("h{h}")),
         step,
-        kind: if step == 0 {
-            StepKind::Reboot
-        } else {
-            StepKind::Run
-        },
+        kind: step_kind(step),
         error: error.map(Into::into),
     })
 }
