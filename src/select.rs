@@ -185,6 +185,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            identity_file: None,
+            escalation: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
             span: Span::file(Arc::from("t")),
         }

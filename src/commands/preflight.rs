@@ -367,6 +367,8 @@ mod tests {
             user: None,
             jump: None,
             labels: BTreeMap::new(),
+            identity_file: None,
+            escalation: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }

@@ -529,6 +529,8 @@ mod tests {
                 ("bmc".to_owned(), format!("http://bmc{i}")),
                 ("pdu".to_owned(), pdu.to_owned()),
             ]),
+            identity_file: None,
+            escalation: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }

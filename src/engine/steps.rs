@@ -725,6 +725,8 @@ mod tests {
                 ("rack".to_owned(), "r'1".to_owned()),
                 ("path".to_owned(), "a b/c".to_owned()),
             ]),
+            identity_file: None,
+            escalation: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }

@@ -32,6 +32,8 @@ fn host(name: &str, labels: &[(&str, &str)]) -> Host {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
+        identity_file: None,
+        escalation: None,
         groups: vec![],
         span: Span::file(Arc::from("test")),
     }

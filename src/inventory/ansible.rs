@@ -319,6 +319,8 @@ fn to_host(
         user,
         jump,
         labels,
+        identity_file: None,
+        escalation: None,
         groups,
         span: h.span.clone(),
     }

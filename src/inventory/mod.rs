@@ -31,6 +31,12 @@ pub struct Host {
     pub jump: Option<String>,
     /// Free-form labels; `dc`, `rack`, `role`, `pdu` and `bmc` are conventional.
     pub labels: BTreeMap<String, String>,
+    /// Identity file for this host alone (Ansible's `ansible_ssh_private_key_file`),
+    /// offered before the run's own identity files.
+    pub identity_file: Option<std::path::PathBuf>,
+    /// Privilege escalation this host asks for (Ansible's `ansible_become*`);
+    /// it takes precedence over the playbook's `become`.
+    pub escalation: Option<crate::transport::escalation::Escalation>,
     /// Groups the host belongs to, sorted: Ansible groups with their ancestors,
     /// without `all` (Ansible's `group_names`). Empty for native inventories.
     pub groups: Vec<String>,

@@ -341,6 +341,8 @@ fn read_host(
             user: user.clone(),
             jump: jump.clone(),
             labels,
+            identity_file: None,
+            escalation: None,
             groups: Vec::new(),
             span: name_node.span.clone(),
         });

@@ -280,6 +280,8 @@ fn host(name: &str) -> Host {
         user: None,
         jump: None,
         labels: BTreeMap::new(),
+        identity_file: None,
+        escalation: None,
         groups: vec![],
         span: Span::file(Arc::from("test")),
     }

@@ -213,6 +213,8 @@ mod tests {
                 ("rack".to_string(), "pg-r001".to_string()),
                 ("lb".to_string(), "pool a; rm -rf /'".to_string()),
             ]),
+            identity_file: None,
+            escalation: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }

@@ -563,6 +563,8 @@ pub(crate) fn test_host(name: &str, labels: &[(&str, &str)]) -> crate::inventory
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        identity_file: None,
+        escalation: None,
         groups: vec![],
         span: Span::file(Arc::from("inv.yaml")),
     }

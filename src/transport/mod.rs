@@ -10,6 +10,7 @@
 //! - [`ssh_config`]: `~/.ssh/config` merged with inventory values.
 //! - [`probe`]: TCP and HTTP health checks. [`local`]: commands on the bastion.
 //! - [`redfish`]: BMC power control for `power_on`, and BMC credentials.
+//! - [`escalation`]: the `become` policy (sudo, doas) applied to host commands.
 
 use std::future::Future;
 use std::time::Duration;
@@ -99,6 +100,7 @@ impl ConnectErrorKind {
     }
 }
 
+pub mod escalation;
 pub mod known_hosts;
 pub mod local;
 pub mod probe;

@@ -234,6 +234,8 @@ mod tests {
             user: user.map(str::to_string),
             jump: None,
             labels: BTreeMap::new(),
+            identity_file: None,
+            escalation: None,
             groups: vec![],
             span: crate::diag::Span::new("inv.yaml".into(), 1, 1, 1),
         }

@@ -25,6 +25,8 @@ fn host(name: &str, address: &str, port: u16) -> Host {
         user: None,
         jump: None,
         labels: BTreeMap::new(),
+        identity_file: None,
+        escalation: None,
         groups: vec![],
         span: rekindle::diag::Span::new("test".into(), 1, 1, 1),
     }
