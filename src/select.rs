@@ -24,6 +24,9 @@ pub struct Term {
     pub values: Vec<glob::Pattern>,
 }
 
+/// Ansible's implicit group of every host: `group=all` selects the whole inventory.
+const ALL_GROUP: &str = "all";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid selector `{input}`: {reason}")]
 pub struct SelectorError {
@@ -50,6 +53,14 @@ impl Selector {
             let (key, value) = (key.trim(), value.trim());
             if key.is_empty() || value.is_empty() {
                 return Err(err(format!("`{part}` needs both a key and a value")));
+            }
+            if key.contains(char::is_whitespace) || value.contains(char::is_whitespace) {
+                // `role=db role=lb` would otherwise be one value, `db role=lb`, matching nothing.
+                let joined = part.split_whitespace().collect::<Vec<_>>().join(",");
+                return Err(err(format!(
+                    "`{part}` contains a space; join terms with commas (`{joined}`), \
+                     and match a space inside a value with `?`"
+                )));
             }
             let pattern =
                 glob::Pattern::new(value).map_err(|e| err(format!("bad glob `{value}`: {e}")))?;
@@ -138,10 +149,11 @@ impl Term {
     pub fn matches(&self, host: &Host) -> bool {
         match self.key.as_str() {
             "name" => self.values.iter().any(|p| p.matches(&host.name)),
-            "group" => host
-                .groups
+            // Every host is in Ansible's implicit group `all`.
+            "group" => self
+                .values
                 .iter()
-                .any(|g| self.values.iter().any(|p| p.matches(g))),
+                .any(|p| p.matches(ALL_GROUP) || host.groups.iter().any(|g| p.matches(g))),
             key => match host.labels.get(key) {
                 Some(v) => self.values.iter().any(|p| p.matches(v)),
                 None => false,
@@ -208,6 +220,29 @@ mod tests {
             !Selector::parse("pdu=*").unwrap().matches(&h),
             "a missing label never matches"
         );
+    }
+
+    #[test]
+    fn group_all_matches_every_host() {
+        let grouped = host("web01", &[], &["web"]);
+        let native = host("pg-r001-db1", &[("role", "db")], &[]);
+        let all = Selector::parse("group=all").unwrap();
+        assert!(all.matches(&grouped) && all.matches(&native));
+        assert!(!Selector::parse("group=db").unwrap().matches(&native));
+    }
+
+    #[test]
+    fn whitespace_inside_a_term_is_refused_with_a_hint() {
+        let e = Selector::parse("role=db role=lb").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid selector `role=db role=lb`: `role=db role=lb` contains a space; \
+             join terms with commas (`role=db,role=lb`), and match a space inside a value with `?`"
+        );
+        assert!(Selector::parse("dc=pangyo rack=x").is_err());
+        // Spaces around the separators stay allowed.
+        assert!(Selector::parse(" role=db , dc=pangyo ").is_ok());
+        assert!(Selector::parse("role = db").is_ok());
     }
 
     #[test]

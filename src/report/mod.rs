@@ -11,3 +11,12 @@ pub mod summary;
 
 #[cfg(test)]
 mod tests;
+
+/// `1 host`, `3 hosts`: a count with its noun, singular for one.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
