@@ -5,6 +5,7 @@
 //! only through [`crate::journal`].
 
 pub mod formats;
+pub mod nodeset;
 pub mod plain;
 pub mod progress;
 pub mod summary;
