@@ -47,9 +47,9 @@ fn split(name: &str) -> Split {
 /// Names that a host pattern cannot spell are passed through unfolded.
 fn foldable(name: &str) -> bool {
     !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| matches!(c, '[' | ']' | ',' | '{' | '}') || c.is_whitespace() || c.is_control())
+        && !name.chars().any(|c| {
+            matches!(c, '[' | ']' | ',' | '{' | '}') || c.is_whitespace() || c.is_control()
+        })
 }
 
 /// Folds `names` (duplicates ignored) into as few patterns as this method
@@ -166,10 +166,9 @@ fn natural(s: &str) -> Vec<(String, u128, usize)> {
     let parts = split(s);
     let mut key = Vec::with_capacity(parts.literals.len());
     for (i, lit) in parts.literals.iter().enumerate() {
-        let (n, w) = parts
-            .fields
-            .get(i)
-            .map_or((0, 0), |f| (f.parse::<u128>().unwrap_or(u128::MAX), f.len()));
+        let (n, w) = parts.fields.get(i).map_or((0, 0), |f| {
+            (f.parse::<u128>().unwrap_or(u128::MAX), f.len())
+        });
         key.push((lit.clone(), n, w));
     }
     key
