@@ -6,8 +6,9 @@
 //! Hostile inputs run under an address-space ceiling (`setrlimit`) in the
 //! child, never a timed assertion. Simulators here use ports 29xx.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use crate::support::{self, SimProcess};
 
@@ -17,6 +18,47 @@ fn start_sim(port: u16, hosts: usize, extra: &[&str]) -> SimProcess {
     let mut args = vec!["--hosts", &n, "--port", &p, "--http-port", &h];
     args.extend_from_slice(extra);
     SimProcess::builder(&args).stderr_null().start()
+}
+
+/// The address-space ceiling hostile inputs run under: far above what
+/// `validate`, `plan` or `hosts` need for any input the limits let through
+/// (64 MiB files), far below what the attacks reached (3 to 17 GB).
+const CEILING: u64 = 1024 * 1024 * 1024;
+
+/// Runs `cmd` with its address space capped at `bytes` (RLIMIT_AS, set in the
+/// child before exec), so a test of a memory bound fails by the child running
+/// out of memory (killed or aborting), not by a timer.
+fn run_under_ceiling(cmd: &mut Command, bytes: u64) -> (i32, String, String) {
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // setrlimit, which is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("rekindle runs");
+    let code = match out.status.code() {
+        Some(c) => c,
+        None => panic!(
+            "killed by a signal (over the {} MiB ceiling?): {:?}\n{}",
+            bytes >> 20,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    };
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Every `.jsonl` journal in `dir`.
@@ -135,4 +177,62 @@ fn torn_tail_splitting_a_utf8_character_leaves_resume_working() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["stages"][0]["done"], 4, "{out}");
+}
+
+/// `x: &a "<1 MiB>"` and `aliases` references to it, under `key:` as a list.
+fn one_large_string_bomb(prefix: &str, key: &str, aliases: usize) -> String {
+    let indent = " ".repeat(key.len() - key.trim_start().len() + 2);
+    let mut text = format!("{prefix}{key}:\n");
+    text.reserve((1 << 20) + aliases * (indent.len() + 6));
+    text.push_str(&format!("{indent}- &a \""));
+    text.push_str(&"A".repeat(1 << 20));
+    text.push_str("\"\n");
+    for _ in 0..aliases {
+        text.push_str(&format!("{indent}- *a\n"));
+    }
+    text
+}
+
+#[test]
+fn alias_bomb_of_one_large_string_is_refused_by_validate_under_a_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("bomb.yaml");
+    let text = one_large_string_bomb(
+        "version: 1\nstages:\n",
+        "  - name: s\n    select: { role: x }\n    steps",
+        20_000,
+    );
+    std::fs::write(&book, text).unwrap();
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path()).arg("validate").arg(&book),
+        CEILING,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("error: document expands to more than 64 MiB of text through its aliases (an alias bomb?)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn alias_bomb_of_one_large_string_is_refused_by_hosts_under_a_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    let text = one_large_string_bomb(
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels:\n",
+        "          x",
+        3_000,
+    );
+    std::fs::write(&inv, text).unwrap();
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path())
+            .args(["hosts", "-i"])
+            .arg(&inv),
+        CEILING,
+    );
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("document expands to more than 64 MiB of text through its aliases"),
+        "{err}"
+    );
 }
