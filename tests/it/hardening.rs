@@ -236,3 +236,71 @@ fn alias_bomb_of_one_large_string_is_refused_by_hosts_under_a_memory_ceiling() {
         "{err}"
     );
 }
+
+/// A playbook of `stages` stages that all select `role=x`, and an inventory of
+/// `hosts` such hosts, in `dir`.
+fn same_selector_fleet(dir: &Path, stages: usize, hosts: usize) -> (PathBuf, PathBuf) {
+    let mut book = String::from("version: 1\nstages:\n");
+    for i in 0..stages {
+        book.push_str(&format!(
+            "  - {{ name: s{i}, select: {{ role: x }}, steps: [reboot] }}\n"
+        ));
+    }
+    let inv = format!(
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: \"h[1-{hosts}]\"\n        labels: {{ role: x }}\n"
+    );
+    let (b, i) = (dir.join("book.yaml"), dir.join("inv.yaml"));
+    std::fs::write(&b, book).unwrap();
+    std::fs::write(&i, inv).unwrap();
+    (b, i)
+}
+
+#[test]
+fn ten_thousand_stages_with_one_selector_are_refused_under_a_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, inv) = same_selector_fleet(dir.path(), 10_000, 2_000);
+    for command in ["validate", "plan"] {
+        let (code, out, err) = run_under_ceiling(
+            support::rekindle_in(dir.path())
+                .arg(command)
+                .arg("book.yaml")
+                .arg("-i")
+                .arg(&inv),
+            CEILING,
+        );
+        let all = format!("{out}{err}");
+        assert_ne!(code, 0, "{command}: {all}");
+        assert!(
+            all.contains(
+                "book.yaml:1003:13: error: the playbook has 10000 stages, over the limit of 1000"
+            ),
+            "{command}: {all}"
+        );
+    }
+}
+
+#[test]
+fn overlap_warnings_of_a_thousand_stages_stay_bounded_under_a_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, inv) = same_selector_fleet(dir.path(), 1_000, 2_000);
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path())
+            .args(["validate", "book.yaml", "-i"])
+            .arg(&inv),
+        CEILING,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out.matches("warning: ").count(), 11, "{out}");
+    assert!(out.contains("book.yaml:4:17: warning: 2000 hosts selected by both stage `s0` and stage `s1` will run both stages (e.g. h1, h2, h3)"), "{out}");
+    assert!(out.contains("warning: more stages overlap than the 10 pairs shown, from stage `s0` and stage `s11` on: in all, 2000 hosts are selected by more than one stage"), "{out}");
+
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path())
+            .args(["plan", "book.yaml", "--format", "json", "-i"])
+            .arg(&inv),
+        CEILING,
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("plan json");
+    assert_eq!(v["stages"].as_array().map(Vec::len), Some(1_000));
+}
