@@ -304,3 +304,53 @@ fn overlap_warnings_of_a_thousand_stages_stay_bounded_under_a_memory_ceiling() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("plan json");
     assert_eq!(v["stages"].as_array().map(Vec::len), Some(1_000));
 }
+
+#[test]
+fn placeholder_inside_the_authors_quotes_is_refused_by_validate_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("quoted.yaml"),
+        r#"version: 1
+stages:
+  - name: s
+    select: { role: x }
+    steps:
+      - run: "logger '{label.role}'"
+      - local: "echo \"{label.sub}\""
+      - health: { checks: [ { ssh: "test -n '{name}'" }, { http: "http://{address}/'{name}'" } ] }
+"#,
+    )
+    .unwrap();
+    let (code, out, _) =
+        support::run(support::rekindle_in(dir.path()).args(["validate", "quoted.yaml"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("quoted.yaml:6:23: error: placeholder `{label.role}` is inside single quotes: rekindle shell-quotes every value itself, and this undoes that quoting (a value such as `$(...)` would run)\n"), "{out}");
+    assert!(
+        out.contains(
+            "= help: close the quotes before `{label.role}` and open them again after it if needed"
+        ),
+        "{out}"
+    );
+    // An escaped scalar: the place is the whole command.
+    assert!(
+        out.contains("quoted.yaml:7:16: error: placeholder `{label.sub}` is inside double quotes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("quoted.yaml:8:36: error: placeholder `{name}` is inside single quotes"),
+        "{out}"
+    );
+    // The URL's value is percent-encoded: its quotes are not an error.
+    assert!(out.ends_with("quoted.yaml: invalid (3 errors)\n"), "{out}");
+
+    // Every example playbook still validates, against the example inventory too.
+    for book in ["dc-cold-start", "rolling-kernel-reboot", "service-restart"] {
+        let (code, out, err) = support::run(support::rekindle().args([
+            "validate",
+            &format!("playbooks/{book}.yaml"),
+            "-i",
+            "inventories/kakao-like.yaml",
+        ]));
+        assert_eq!(code, 0, "{book}: {out}{err}");
+    }
+}
