@@ -452,7 +452,7 @@ fn size(node: &Node) -> Size {
 /// `64 MiB`, or `1000 bytes` when not a whole number of MiB.
 fn in_mib(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{bytes} bytes")
