@@ -323,7 +323,7 @@ pub(crate) fn execute_recorded(
             return Ok(Exit::Usage);
         }
     };
-    let bmc = match bmc_client(&plan, exec) {
+    let bmc = match bmc_client(&plan, &inventory, exec) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -398,27 +398,73 @@ pub(crate) fn execute_recorded(
     })
 }
 
-/// The Redfish client when the plan has power_on steps (credentials are
-/// loaded only then, and checked before any host is touched).
+/// The BMC client when the plan has power_on steps (credentials are
+/// loaded only then, and every host's entry is checked before any host is
+/// touched).
 fn bmc_client(
     plan: &Plan,
+    inventory: &Inventory,
     exec: &ExecArgs,
 ) -> anyhow::Result<Option<Arc<dyn crate::transport::redfish::Bmc>>> {
-    use crate::transport::redfish::{Credentials, Redfish, RedfishOptions};
-    let needs = plan
-        .stages
-        .iter()
-        .flat_map(|s| s.steps.iter())
-        .any(|s| matches!(s, crate::playbook::Step::PowerOn(_)));
-    if !needs {
+    use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
+    if !needs_bmc(plan) {
         return Ok(None);
     }
-    let credentials = Credentials::load(exec.bmc_credentials.as_deref())?;
+    let credentials = CredentialStore::load(exec.bmc_credentials.as_deref())?;
+    let problems = bmc_credential_problems(plan, inventory, &credentials);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{}",
+            diag::render_text(&Sources::new(), &problems).trim_end()
+        );
+    }
     let opts = RedfishOptions {
         ca_bundle: exec.bmc_ca.clone(),
         insecure: exec.bmc_insecure,
     };
-    Ok(Some(Arc::new(Redfish::new(credentials, &opts)?)))
+    Ok(Some(Arc::new(Redfish::new(Arc::new(credentials), &opts)?)))
+}
+
+/// True when some stage powers hosts on.
+pub(crate) fn needs_bmc(plan: &Plan) -> bool {
+    plan.stages
+        .iter()
+        .flat_map(|s| s.steps.iter())
+        .any(|s| matches!(s, crate::playbook::Step::PowerOn(_)))
+}
+
+/// One error per host a power_on step reaches whose `bmc_credentials`
+/// entry (or the default account) the credentials do not hold, at the
+/// host's place in the inventory.
+pub(crate) fn bmc_credential_problems(
+    plan: &Plan,
+    inventory: &Inventory,
+    credentials: &crate::transport::redfish::CredentialStore,
+) -> Vec<Diagnostic> {
+    let mut hosts: Vec<usize> = plan
+        .stages
+        .iter()
+        .filter(|s| {
+            s.steps
+                .iter()
+                .any(|s| matches!(s, crate::playbook::Step::PowerOn(_)))
+        })
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts
+        .into_iter()
+        .filter_map(|i| inventory.hosts.get(i))
+        .filter_map(|h| {
+            let e = credentials.for_host(h).err()?;
+            Some(Diagnostic::error(
+                "missing-bmc-credentials",
+                h.span.clone(),
+                format!("host {}: {e}", h.name),
+            ))
+        })
+        .collect()
 }
 
 /// Records queued before they are handed to the journal's writer thread
