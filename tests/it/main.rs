@@ -3,6 +3,7 @@
 
 mod certs;
 mod drill;
+mod hardening;
 mod hosts;
 mod inventory;
 mod journal;
