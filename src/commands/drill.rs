@@ -33,7 +33,7 @@ use crate::report::summary::{Collector, HostResult, Summary};
 use crate::session::{self, Display, Execution, Finished, Loaded, Locking, Prepared};
 use crate::sim::drill::{Rehearsal, rehearse, sample_hosts, scale_rate, sim_hosts};
 use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle};
-use crate::transport::redfish::{Credentials, Redfish, RedfishOptions};
+use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
 
 /// Fleets bigger than this run in worker processes, so the engine's own
@@ -317,8 +317,8 @@ async fn rehearse_on(
     args::print_notes(&fit.notes);
     let bmc = match &paths.bmc_credentials {
         Some(file) if s.powered_off => {
-            let credentials = Credentials::from_file(file)?;
-            let client = Redfish::new(credentials, &RedfishOptions::default())
+            let credentials = CredentialStore::from_file(file)?;
+            let client = Redfish::new(Arc::new(credentials), &RedfishOptions::default())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             Some(Arc::new(client) as Arc<dyn crate::transport::redfish::Bmc>)
         }

@@ -45,6 +45,21 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
         Ok(plan) => plan,
         Err(errors) => return Ok(refuse(&sources, &errors)),
     };
+    if let Some(file) = &args.bmc_credentials
+        && crate::session::powers_on(&plan)
+    {
+        let store = match crate::transport::redfish::CredentialStore::from_file(file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(Exit::Usage);
+            }
+        };
+        let problems = crate::session::bmc_credential_problems(&plan, &inventory, &store);
+        if !problems.is_empty() {
+            return Ok(refuse(&sources, &problems));
+        }
+    }
     notes.append(&mut plan.warnings);
     diag::sort(&mut notes);
     plan.warnings = notes;

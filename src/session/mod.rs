@@ -36,7 +36,7 @@ use crate::plan::Plan;
 use crate::playbook::{Rate, Step};
 use crate::report::summary::{Collector, Summary};
 use crate::select::Selector;
-use crate::transport::redfish::{Bmc, Credentials, Redfish, RedfishOptions};
+use crate::transport::redfish::{Bmc, CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
 use consume::Consumer;
 
@@ -117,7 +117,7 @@ pub struct Prepared {
 pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow::Result<Prepared> {
     let fit = descriptors::for_plan(&plan, settings.parallel, 0, 0);
     let connector = SshConnector::new(settings.ssh.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let bmc = bmc_client(&plan, &settings.bmc)?;
+    let bmc = bmc_client(&plan, &inventory, &settings.bmc)?;
     Ok(Prepared {
         opts: EngineOptions {
             parallel: fit.parallel,
@@ -141,18 +141,60 @@ pub fn powers_on(plan: &Plan) -> bool {
         .any(|s| matches!(s, Step::PowerOn(_)))
 }
 
-/// The Redfish client when the plan has power_on steps (credentials are
-/// loaded only then, and checked before any host is touched).
-fn bmc_client(plan: &Plan, bmc: &BmcSettings) -> anyhow::Result<Option<Arc<dyn Bmc>>> {
+/// The BMC client when the plan has power_on steps (credentials are
+/// loaded only then, and every host's entry is checked before any host is
+/// touched).
+fn bmc_client(
+    plan: &Plan,
+    inventory: &Inventory,
+    bmc: &BmcSettings,
+) -> anyhow::Result<Option<Arc<dyn Bmc>>> {
     if !powers_on(plan) {
         return Ok(None);
     }
-    let credentials = Credentials::load(bmc.credentials.as_deref())?;
+    let credentials = CredentialStore::load(bmc.credentials.as_deref())?;
+    let problems = bmc_credential_problems(plan, inventory, &credentials);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{}",
+            crate::diag::render_text(&Sources::new(), &problems).trim_end()
+        );
+    }
     let opts = RedfishOptions {
         ca_bundle: bmc.ca_bundle.clone(),
         insecure: bmc.insecure,
     };
-    Ok(Some(Arc::new(Redfish::new(credentials, &opts)?)))
+    Ok(Some(Arc::new(Redfish::new(Arc::new(credentials), &opts)?)))
+}
+
+/// One error per host a power_on step reaches whose `bmc_credentials`
+/// entry (or the default account) the credentials do not hold, at the
+/// host's place in the inventory.
+pub fn bmc_credential_problems(
+    plan: &Plan,
+    inventory: &Inventory,
+    credentials: &CredentialStore,
+) -> Vec<Diagnostic> {
+    let mut hosts: Vec<usize> = plan
+        .stages
+        .iter()
+        .filter(|s| s.steps.iter().any(|s| matches!(s, Step::PowerOn(_))))
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts
+        .into_iter()
+        .filter_map(|i| inventory.hosts.get(i))
+        .filter_map(|h| {
+            let e = credentials.for_host(h).err()?;
+            Some(Diagnostic::error(
+                "missing-bmc-credentials",
+                h.span.clone(),
+                format!("host {}: {e}", h.name),
+            ))
+        })
+        .collect()
 }
 
 /// The header of a new run's journal: what ran, from which files, by whom.
