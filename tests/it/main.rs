@@ -2,6 +2,7 @@
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
 mod drill;
+mod hardening;
 mod hosts;
 mod inventory;
 mod journal;
