@@ -108,6 +108,9 @@ pub struct PlanArgs {
     /// Also connect to every selected host (auth, host key, boot id); changes nothing.
     #[arg(long)]
     pub preflight: bool,
+    /// BMC credentials file: check that every host a power_on step reaches has its entry.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_credentials: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
 }

@@ -156,6 +156,9 @@ impl Collector {
                     self.touch(t);
                 }
             }
+            Record::Drill { speed, .. } => self.note(format!(
+                "a drill on simulated hosts: times are drill time, compressed {speed}x"
+            )),
             Record::Event { at, kind, .. } => {
                 let t = parse_rfc3339(at).unwrap_or(SystemTime::UNIX_EPOCH);
                 self.event(t, kind);

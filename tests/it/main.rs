@@ -1,7 +1,9 @@
 //! The one integration-test binary: a module per topic, all driving the real
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
+mod certs;
 mod drill;
+mod hardening;
 mod hosts;
 mod inventory;
 mod journal;
