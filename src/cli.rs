@@ -178,6 +178,10 @@ pub struct ExecArgs {
     /// Skip TLS verification for BMCs (self-signed certificates).
     #[arg(long)]
     pub bmc_insecure: bool,
+    /// Serve a live status page, /api/status and /metrics on ADDR: `PORT` (loopback),
+    /// `127.0.0.1:PORT`, or an interface's `IP:PORT` named explicitly (never 0.0.0.0).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
     #[command(flatten)]
     pub ssh: SshArgs,
 }

@@ -7,6 +7,7 @@ mod hardening;
 mod hosts;
 mod inventory;
 mod journal;
+mod live;
 mod plan;
 mod power;
 mod reboot;
