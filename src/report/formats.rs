@@ -9,6 +9,25 @@ use std::fmt::Write as _;
 
 use super::summary::{HostResult, Summary, ms, outcome_words, render_text};
 
+/// The hosts whose status is one of `statuses` (all when empty), folded into
+/// one selector of `host=PATTERN` terms that `--limit` reads back exactly:
+/// `host=pg-r[001-003,007]-db1,host=web2`. `None` when no host has them.
+pub fn hosts_selector(s: &Summary, statuses: &[&str]) -> Option<String> {
+    let names = s
+        .hosts
+        .iter()
+        .filter(|h| statuses.is_empty() || statuses.contains(&h.status.as_str()))
+        .map(|h| h.host.as_str());
+    let patterns = super::nodeset::fold(names);
+    (!patterns.is_empty()).then(|| {
+        patterns
+            .iter()
+            .map(|p| format!("{}={p}", crate::select::HOST_KEY))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
 pub fn json(s: &Summary) -> String {
     let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
     if let Some(obj) = v.as_object_mut() {
