@@ -347,26 +347,27 @@ pub fn html(s: &Summary) -> String {
         );
     }
     out.push_str("</table>\n");
-    let failures: Vec<&HostResult> = s.failures().collect();
-    let _ = writeln!(out, "<h2>Failures ({})</h2>", failures.len());
-    if !failures.is_empty() {
-        out.push_str("<table><tr><th>host</th><th>stage</th><th>step</th><th>reason</th></tr>\n");
-        for h in failures {
+    let groups = super::failures::groups(s);
+    let total: usize = groups.iter().map(|g| g.hosts.len()).sum();
+    let _ = writeln!(out, "<h2>Failures ({total})</h2>");
+    if !groups.is_empty() {
+        out.push_str("<p class=\"sub\">Hosts that failed the same way (stage, step, reason, last output) are one row, largest first; <code>rekindle report JOURNAL --format json</code> lists every host.</p>\n");
+        out.push_str("<table><tr><th>hosts</th><th>which</th><th>stage</th><th>step</th><th>reason</th></tr>\n");
+        for g in groups {
+            let output = g.output.join("\n");
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
-                html_escape(&h.host),
-                html_escape(&h.stage),
-                match (h.step, &h.step_kind) {
-                    (Some(n), Some(k)) => format!("{n} ({})", html_escape(k)),
-                    (Some(n), None) => n.to_string(),
-                    _ => "-".into(),
-                },
-                html_escape(h.reason.as_deref().unwrap_or("")),
-                h.output
-                    .as_deref()
-                    .map(|o| format!("<pre>{}</pre>", html_escape(o)))
-                    .unwrap_or_default()
+                "<tr class=\"cause\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                g.hosts.len(),
+                html_escape(&g.folded_line()),
+                html_escape(g.stage),
+                html_escape(&g.what),
+                html_escape(g.reason),
+                if output.is_empty() {
+                    String::new()
+                } else {
+                    format!("<pre>{}</pre>", html_escape(&output))
+                }
             );
         }
         out.push_str("</table>\n");

@@ -186,6 +186,13 @@ fn text_and_json_reports_from_a_journal() {
         "{text}"
     );
     assert!(text.contains("failures (4):"), "{text}");
+    // The three identical health failures fold into one group, largest first.
+    assert!(
+        text.contains(
+            "failures (4):\n  storage  step 2 (health): health checks did not pass within 10m: tcp 6800 refused\n    3 hosts: pg-r[004,011]-db2,pg-r016-db1\n"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("boot time (reboot issued to new boot id verified), 59 hosts"),
         "{text}"
@@ -284,6 +291,9 @@ fn html_report_renders_its_timeline_in_headless_chromium() {
     assert!(page.contains("<svg"));
     assert_eq!(page.matches("class=\"lane\"").count(), 2);
     assert_eq!(page.matches("class=\"failure\"").count(), 4);
+    // Failures folded by cause: 3 identical health failures and 1 unreachable host.
+    assert_eq!(page.matches("class=\"cause\"").count(), 2);
+    assert!(page.contains("<td class=\"n\">3</td><td>pg-r[004,011]-db2,pg-r016-db1</td>"));
 
     let Some(browser) = chromium() else {
         panic!("chromium is not installed: scripts/test.sh installs Debian's `chromium`");
