@@ -69,7 +69,7 @@ fn last_lines(h: &HostResult) -> Vec<&str> {
 /// What makes two failures the same cause: today the stage, step, status
 /// and reason text plus the last output lines. The one place to change when
 /// failures carry a typed kind.
-fn cause<'a>(h: &'a HostResult) -> (&'a str, String, &'a str, Vec<&'a str>) {
+fn cause(h: &HostResult) -> (&str, String, &str, Vec<&str>) {
     (
         h.stage.as_str(),
         what(h),
