@@ -13,6 +13,7 @@ mod power;
 mod reboot;
 mod report;
 mod run;
+mod scripts;
 mod sim;
 mod ssh;
 mod sshd;
