@@ -4,6 +4,7 @@
 mod drill;
 mod hosts;
 mod inventory;
+mod inventory_ansible;
 mod journal;
 mod plan;
 mod power;
