@@ -71,6 +71,18 @@ impl Plan {
         times
     }
 
+    /// How many distinct hosts the stages select (a host in two stages counts once).
+    pub fn distinct_hosts(&self) -> usize {
+        let mut all: Vec<usize> = self
+            .stages
+            .iter()
+            .flat_map(|s| s.hosts.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all.len()
+    }
+
     /// The wave each stage belongs to.
     pub fn wave_of(&self, stage: usize) -> usize {
         self.waves

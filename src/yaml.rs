@@ -2,8 +2,9 @@
 //! events, with limits against hostile input, and helpers to turn nodes into
 //! typed models while collecting every problem in one pass.
 //!
-//! Owns YAML syntax, anchors/aliases (expanded under a node budget, so an
-//! alias bomb is refused instead of eating memory), merge keys (`<<`),
+//! Owns YAML syntax, anchors/aliases (expanded under a node budget and a
+//! byte budget, so an alias bomb is refused instead of eating memory, whether
+//! it multiplies nodes or one large string), merge keys (`<<`),
 //! duplicate keys, and the "unknown key, did you mean" diagnostics. It must not
 //! know what an inventory or a playbook is: nothing downstream sees YAML events.
 
@@ -21,6 +22,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// Nodes in the tree after aliases are expanded.
     pub max_nodes: usize,
+    /// Bytes of scalar text in the tree after aliases are expanded. At least
+    /// `max_bytes`, so a document without aliases never reaches it.
+    pub max_expanded_bytes: u64,
 }
 
 impl Default for Limits {
@@ -29,6 +33,7 @@ impl Default for Limits {
             max_bytes: 64 * 1024 * 1024,
             max_depth: 64,
             max_nodes: 3_000_000,
+            max_expanded_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -186,6 +191,7 @@ pub fn parse(file: Arc<str>, text: &str, limits: Limits) -> Result<Node, Diagnos
     let mut builder = Builder {
         limits,
         nodes: 0,
+        bytes: 0,
         anchors: HashMap::new(),
         stack: Vec::new(),
         root: None,
@@ -235,8 +241,10 @@ enum Open {
 struct Builder {
     limits: Limits,
     nodes: usize,
+    /// Bytes of scalar text so far, aliases expanded.
+    bytes: u64,
     /// Anchored nodes with their size, so an alias is counted before it is copied.
-    anchors: HashMap<usize, (Node, usize)>,
+    anchors: HashMap<usize, (Node, Size)>,
     stack: Vec<Open>,
     root: Option<Node>,
 }
@@ -253,7 +261,8 @@ impl Builder {
                     }),
                     span,
                 };
-                self.count(1, &node.span)?;
+                let bytes = text_len(&node);
+                self.count(Size { nodes: 1, bytes }, &node.span)?;
                 self.finish_node(node, anchor)
             }
             Event::Alias(id) => {
@@ -335,13 +344,25 @@ impl Builder {
                 ),
             ));
         }
-        self.count(1, &span)?;
+        self.count(Size { nodes: 1, bytes: 0 }, &span)?;
         self.stack.push(open);
         Ok(())
     }
 
-    fn count(&mut self, n: usize, span: &Span) -> Result<(), Diagnostic> {
-        self.nodes += n;
+    /// Adds a node (or an alias's whole copy) to the budget, before it is built.
+    fn count(&mut self, size: Size, span: &Span) -> Result<(), Diagnostic> {
+        self.nodes += size.nodes;
+        self.bytes += size.bytes;
+        if self.bytes > self.limits.max_expanded_bytes {
+            return Err(Diagnostic::error(
+                "too-large",
+                span.clone(),
+                format!(
+                    "document expands to more than {} of text through its aliases (an alias bomb?)",
+                    in_mib(self.limits.max_expanded_bytes)
+                ),
+            ));
+        }
         if self.nodes > self.limits.max_nodes {
             return Err(Diagnostic::error(
                 "too-large",
@@ -357,8 +378,7 @@ impl Builder {
 
     fn finish_node(&mut self, node: Node, anchor: usize) -> Result<bool, Diagnostic> {
         if anchor != 0 {
-            self.anchors
-                .insert(anchor, (node.clone(), count_nodes(&node)));
+            self.anchors.insert(anchor, (node.clone(), size(&node)));
         }
         match self.stack.last_mut() {
             None => {
@@ -396,14 +416,53 @@ impl Builder {
     }
 }
 
-fn count_nodes(node: &Node) -> usize {
-    1 + match &node.value {
-        Value::Scalar(_) => 0,
-        Value::Seq(items) => items.iter().map(count_nodes).sum(),
+/// What a node costs once expanded: every node and every byte of scalar
+/// text below it, merged entries included.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: u64,
+}
+
+impl std::ops::Add for Size {
+    type Output = Size;
+    fn add(self, other: Size) -> Size {
+        Size {
+            nodes: self.nodes + other.nodes,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+fn size(node: &Node) -> Size {
+    let own = Size {
+        nodes: 1,
+        bytes: text_len(node),
+    };
+    match &node.value {
+        Value::Scalar(_) => own,
+        Value::Seq(items) => items.iter().map(size).fold(own, |a, b| a + b),
         Value::Map(entries) => entries
             .iter()
-            .map(|(k, v)| count_nodes(k) + count_nodes(v))
-            .sum(),
+            .map(|(k, v)| size(k) + size(v))
+            .fold(own, |a, b| a + b),
+    }
+}
+
+/// `64 MiB`, or `1000 bytes` when not a whole number of MiB.
+fn in_mib(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn text_len(node: &Node) -> u64 {
+    match &node.value {
+        Value::Scalar(s) => s.text.len() as u64,
+        _ => 0,
     }
 }
 
@@ -598,6 +657,48 @@ mod tests {
         }
         let e = p(&text).unwrap_err();
         assert_eq!(e.code, "too-large");
+    }
+
+    /// A 1 KiB budget of expanded text: a kilobyte string repeated by aliases
+    /// is refused whatever form carries it.
+    fn small(text: &str) -> Result<Node, Diagnostic> {
+        let limits = Limits {
+            max_expanded_bytes: 1024,
+            ..Limits::default()
+        };
+        parse(Arc::from("t.yaml"), text, limits)
+    }
+
+    #[test]
+    fn alias_bomb_of_one_large_string_is_refused_in_every_form() {
+        let big = "A".repeat(300);
+        let forms = [
+            // Scalars.
+            format!("x: &a \"{big}\"\ny: [*a, *a, *a, *a]\n"),
+            // A sequence holding the string.
+            format!("x: &s [\"{big}\"]\ny: [*s, *s, *s, *s]\n"),
+            // A mapping holding it, aliased as values.
+            format!("x: &m {{ k: \"{big}\" }}\ny: [*m, *m, *m, *m]\n"),
+            // Merge keys.
+            format!(
+                "x: &m {{ k: \"{big}\" }}\ny: [ {{ <<: *m }}, {{ <<: *m }}, {{ <<: [*m, *m] }} ]\n"
+            ),
+        ];
+        for text in &forms {
+            let e = small(text).unwrap_err();
+            assert_eq!(e.code, "too-large", "{text}");
+            assert_eq!(
+                e.message,
+                "document expands to more than 1024 bytes of text through its aliases (an alias bomb?)"
+            );
+            // The alias that crossed the budget, on line 2.
+            assert_eq!(e.span.unwrap().line, 2, "{text}");
+        }
+        // Three copies fit: the same forms with fewer aliases load.
+        assert!(small(&format!("x: &a \"{big}\"\ny: [*a, *a]\n")).is_ok());
+        // Without aliases, text up to the file size limit is never refused.
+        let d = Limits::default();
+        assert!(d.max_expanded_bytes >= d.max_bytes);
     }
 
     #[test]

@@ -26,8 +26,8 @@ use super::steps::{StepFailure, humane};
 use crate::inventory::Host;
 use crate::playbook::{PowerOn, Rate};
 use crate::transport::redfish::{
-    Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, Endpoint, PowerState, SYSTEMS_PATH, SystemInfo,
-    first_member,
+    Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CREDENTIALS_LABEL, Endpoint, PowerState,
+    SYSTEM_LABEL, SYSTEMS_PATH, SystemInfo, pick_member,
 };
 
 /// Requests to one BMC are at least this far apart (BMCs are small computers).
@@ -174,7 +174,7 @@ impl Power {
         // Power returns in stages: an unreachable BMC is probed again every
         // `reprobe` until the step's timeout (which bounds this loop).
         let (path, mut info) = loop {
-            match self.discover(&gate, bmc, auth_slot).await {
+            match self.discover(&gate, bmc, host, auth_slot).await {
                 Ok(found) => break found,
                 Err(e) if e.kind == BmcErrorKind::Unreachable => {
                     *last = format!("unreachable: {}", e.message);
@@ -233,18 +233,21 @@ impl Power {
         }
     }
 
-    /// Login, the systems collection, the first system.
+    /// Login with the host's credentials entry, the systems collection, the
+    /// host's system (its `redfish_system` label, else the first).
     async fn discover(
         &self,
         gate: &Gate,
         bmc: &Endpoint,
+        host: &Host,
         auth_slot: &mut Option<Auth>,
     ) -> Result<(String, SystemInfo), BmcError> {
         if auth_slot.is_none() {
-            *auth_slot = Some(self.call(gate, || self.bmc.login(bmc)).await?);
+            let account = host.label(CREDENTIALS_LABEL);
+            *auth_slot = Some(self.call(gate, || self.bmc.login(bmc, account)).await?);
         }
         let collection = self.get(gate, bmc, auth_slot, SYSTEMS_PATH).await?;
-        let path = first_member(&collection)?;
+        let path = pick_member(&collection, host.label(SYSTEM_LABEL))?;
         let info = self.read_system(gate, bmc, auth_slot, &path).await?;
         Ok((path, info))
     }
@@ -273,7 +276,9 @@ impl Power {
             .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "not logged in"))?;
         match self.call(gate, || self.bmc.get(bmc, &auth, path)).await {
             Err(e) if e.kind == BmcErrorKind::Auth && matches!(auth, Auth::Session { .. }) => {
-                let fresh = self.call(gate, || self.bmc.login(bmc)).await?;
+                let fresh = self
+                    .call(gate, || self.bmc.login(bmc, auth.account()))
+                    .await?;
                 *auth_slot = Some(fresh.clone());
                 self.call(gate, || self.bmc.get(bmc, &fresh, path)).await
             }
@@ -453,13 +458,14 @@ mod tests {
     }
 
     impl Bmc for FakeBmcs {
-        fn login<'a>(&'a self, bmc: &'a Endpoint) -> BmcFuture<'a, Auth> {
+        fn login<'a>(&'a self, bmc: &'a Endpoint, account: Option<&'a str>) -> BmcFuture<'a, Auth> {
             Box::pin(async move {
                 self.enter(bmc, "login")?;
                 self.slow().await;
                 Ok(Auth::Session {
                     token: crate::transport::redfish::Secret::new("t"),
                     location: Some("/s/1".into()),
+                    account: account.map(str::to_owned),
                 })
             })
         }

@@ -109,6 +109,12 @@ pub enum Record {
         /// The operator passed `--force` over a changed playbook or inventory.
         forced: bool,
     },
+    /// The run is a drill: a rehearsal on simulated hosts with time
+    /// compressed `speed` times, never to be resumed against real hosts.
+    Drill {
+        speed: f64,
+        sample: f64,
+    },
     Event {
         /// Wall-clock time, RFC 3339 UTC with milliseconds.
         at: String,
@@ -157,48 +163,54 @@ pub struct Journal {
     pub torn_tail: bool,
 }
 
-/// Reads a journal. A torn last line is tolerated (reported in `torn_tail`);
-/// a bad line anywhere else is corruption.
+/// Reads a journal. A torn last line is tolerated (reported in `torn_tail`)
+/// whatever byte it was cut at, even inside a multi-byte UTF-8 character;
+/// a bad line anywhere else (invalid JSON or UTF-8) is corruption.
 pub fn read(path: &Path) -> Result<Journal, JournalError> {
     let file = File::open(path).map_err(|e| JournalError::new(path, e))?;
     let mut reader = BufReader::new(file);
     let mut records = Vec::new();
     let mut torn_tail = false;
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut number = 0;
     loop {
         line.clear();
+        // Bytes, not `read_line`: a cut can split a character, and only a
+        // complete line has to be text.
         let n = reader
-            .read_line(&mut line)
+            .read_until(b'\n', &mut line)
             .map_err(|e| JournalError::new(path, e))?;
         if n == 0 {
             break;
         }
         number += 1;
-        let complete = line.ends_with('\n');
-        let text = line.trim_end();
+        // The writer ends every record with a newline: a line without one is
+        // the torn tail, even when it is a prefix that happens to parse.
+        if !line.ends_with(b"\n") {
+            torn_tail = true;
+            break;
+        }
+        let corrupt = |message: String| {
+            JournalError::new(
+                path,
+                JournalErrorKind::Corrupt {
+                    line: number,
+                    message,
+                },
+            )
+        };
+        let text = std::str::from_utf8(&line).map_err(|e| {
+            corrupt(format!(
+                "invalid UTF-8 at byte {} of the line",
+                e.valid_up_to() + 1
+            ))
+        })?;
+        let text = text.trim_end();
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(text) {
-            Ok(r) if complete => records.push(r),
-            // Without its newline a record may be a prefix that happens to
-            // parse; the writer always ends records with one, so it is torn.
-            Ok(_) => torn_tail = true,
-            Err(e) => {
-                if !complete {
-                    torn_tail = true;
-                } else {
-                    return Err(JournalError::new(
-                        path,
-                        JournalErrorKind::Corrupt {
-                            line: number,
-                            message: e.to_string(),
-                        },
-                    ));
-                }
-            }
-        }
+        let record = serde_json::from_str::<Record>(text).map_err(|e| corrupt(e.to_string()))?;
+        records.push(record);
     }
     let header = match records.first() {
         None => return Err(JournalError::new(path, JournalErrorKind::NoHeader)),

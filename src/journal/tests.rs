@@ -502,3 +502,81 @@ fn replay_reverifies_a_failed_reboot_instead_of_rebooting_again() {
     );
     assert_eq!(r.retried.len(), 1);
 }
+
+/// A journal with a header and one complete event whose text has multi-byte
+/// characters, as the writer writes it.
+fn journal_with_output(path: &Path) {
+    let mut w = create(path, &header()).unwrap();
+    w.push_event(
+        at(0),
+        Duration::ZERO,
+        &EventKind::RunStarted {
+            plan: "정전-복구".into(),
+            stages: 1,
+            hosts: 1,
+        },
+        None,
+    );
+    w.finish().unwrap();
+}
+
+#[test]
+fn torn_tail_splitting_a_multibyte_character_is_tolerated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    journal_with_output(&path);
+    // A disk that fills mid-write cuts `정` (EC A0 95) after its first byte,
+    // or after its second.
+    for cut in [1, 2] {
+        let complete = std::fs::read(&path).unwrap();
+        let mut bytes = complete.clone();
+        bytes.extend_from_slice(b"{\"record\":\"event\",\"at\":\"x\",\"plan\":\"");
+        bytes.extend_from_slice(&"정".as_bytes()[..cut]);
+        std::fs::write(&path, &bytes).unwrap();
+        let j = read(&path).unwrap();
+        assert!(j.torn_tail, "cut after byte {cut}");
+        assert_eq!(j.records.len(), 2);
+
+        // Appending cuts the torn bytes off first, so the journal reads whole again.
+        let mut w = append(&path).unwrap();
+        w.push(
+            &Record::Resumed {
+                at: rfc3339(at(5)),
+                operator: "root".into(),
+                bastion: "b".into(),
+                pid: 1,
+                forced: false,
+            },
+            None,
+        );
+        w.finish().unwrap();
+        let j = read(&path).unwrap();
+        assert!(!j.torn_tail);
+        assert_eq!(j.records.len(), 3);
+        std::fs::write(&path, &complete).unwrap();
+    }
+}
+
+#[test]
+fn invalid_utf8_before_the_last_line_is_corruption_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    journal_with_output(&path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let h = serde_json::to_string(&Record::Header(header())).unwrap();
+    // Line 3: a complete line with a lone continuation byte in it.
+    bytes.extend_from_slice(b"{\"record\":\"event\",\"at\":\"\x80\"}\n");
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.push(b'\n');
+    std::fs::write(&path, &bytes).unwrap();
+    let err = read(&path).unwrap_err();
+    assert!(
+        matches!(err.kind, JournalErrorKind::Corrupt { line: 3, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("line 3: not a journal record: invalid UTF-8 at byte 25 of the line"),
+        "{err}"
+    );
+}

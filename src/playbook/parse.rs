@@ -481,7 +481,7 @@ fn read_step(
                 let mut r = MapReader::new(v, "reboot step", &["timeout", "command"], diags)?;
                 timeout = opt_timeout(&mut r, timeout, diags);
                 if let Some(c) = r.get("command") {
-                    command = checked_template(c, spans, diags)?;
+                    command = checked_template(c, template::Quote::Shell, spans, diags)?;
                 }
                 r.finish(diags);
             }
@@ -568,6 +568,12 @@ fn command_and_timeout(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(String, Duration)> {
     let what = kind.as_scalar().unwrap_or_default();
+    // A unit name is shell-quoted whole when it is used; a command is run by a shell.
+    let quote = if key == "name" {
+        template::Quote::None
+    } else {
+        template::Quote::Shell
+    };
     let Some(v) = value else {
         diags.push(Diagnostic::error(
             "missing-key",
@@ -585,7 +591,7 @@ fn command_and_timeout(
         let mut r = MapReader::new(v, step_what(what), known, diags)?;
         let text = r
             .require(key, &v.span, diags)
-            .and_then(|c| checked_template(c, spans, diags));
+            .and_then(|c| checked_template(c, quote, spans, diags));
         let timeout = opt_timeout(&mut r, policy.command_timeout, diags);
         r.finish(diags);
         return Some((text?, timeout));
@@ -594,7 +600,10 @@ fn command_and_timeout(
         diags.push(v.expected(&format!("a {key} or a mapping with `{key}` and `timeout`")));
         return None;
     }
-    Some((checked_template(v, spans, diags)?, policy.command_timeout))
+    Some((
+        checked_template(v, quote, spans, diags)?,
+        policy.command_timeout,
+    ))
 }
 
 fn step_what(kind: &str) -> &'static str {
@@ -753,10 +762,10 @@ fn read_check(node: &Node, spans: &mut StageSpans, diags: &mut Vec<Diagnostic>) 
         };
     }
     if let Some(n) = ssh {
-        return checked_template(n, spans, diags).map(Check::Ssh);
+        return checked_template(n, template::Quote::Shell, spans, diags).map(Check::Ssh);
     }
     let n = http?;
-    let url = checked_template(n, spans, diags)?;
+    let url = checked_template(n, template::Quote::Url, spans, diags)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         diags.push(Diagnostic::error(
             "bad-url",
@@ -904,10 +913,12 @@ fn one_of(node: &Node, key: &str, found: &str, allowed: &[&str]) -> Diagnostic {
     }
 }
 
-/// A command or URL whose placeholders are well-formed; remembered in `spans`
-/// so label placeholders can be checked against hosts later.
+/// A command or URL whose placeholders are well-formed (and, in a command,
+/// outside the author's quotes); remembered in `spans` so label placeholders
+/// can be checked against hosts later. `quote` says how values are written in.
 fn checked_template(
     node: &Node,
+    quote: template::Quote,
     spans: &mut StageSpans,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<String> {
@@ -920,17 +931,21 @@ fn checked_template(
         ));
         return None;
     }
-    match template::parse(&text) {
+    match template::parse_for(&text, quote) {
         Ok(_) => {
             spans.templates.push((text.clone(), node.span.clone()));
             Some(text)
         }
         Err(e) => {
-            diags.push(Diagnostic::error(
+            let mut d = Diagnostic::error(
                 "bad-placeholder",
                 inner_span(node, &text, e.offset, e.len),
                 e.message,
-            ));
+            );
+            if let Some(help) = e.help {
+                d = d.with_help(help);
+            }
+            diags.push(d);
             None
         }
     }

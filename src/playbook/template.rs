@@ -2,7 +2,9 @@
 //! `{label.KEY}`; `{{` and `}}` stand for literal braces.
 //!
 //! Owns the placeholder syntax, its validation and substitution (shell-quoted
-//! for commands). It must not run anything.
+//! for commands), and the rule that a command's placeholder stands outside
+//! the author's own quotes (inside them, rekindle's quoting would be undone).
+//! It must not run anything.
 
 use crate::inventory::Host;
 
@@ -25,6 +27,8 @@ pub struct TemplateError {
     pub offset: usize,
     pub len: usize,
     pub message: String,
+    /// How to write it instead, when there is a clear way.
+    pub help: Option<String>,
 }
 
 /// Splits a template into pieces, refusing unknown or unterminated placeholders.
@@ -53,6 +57,7 @@ pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
                 offset: chars_before,
                 len: 1,
                 message: "unmatched `}` (write `}}` for a literal brace)".into(),
+                help: None,
             });
         }
         let Some(end) = tail.find('}') else {
@@ -60,6 +65,7 @@ pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
                 offset: chars_before,
                 len: tail.chars().count(),
                 message: "unterminated placeholder `{` (write `{{` for a literal brace)".into(),
+                help: None,
             });
         };
         let inner = &tail[1..end];
@@ -77,6 +83,7 @@ pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
                         message: format!(
                             "placeholder `{{{inner}}}` needs a label key of letters, digits, `_`, `-` or `.`"
                         ),
+                        help: None,
                     });
                 }
                 None => {
@@ -89,6 +96,7 @@ pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
                         message: format!(
                             "unknown placeholder `{{{inner}}}`: {hint}placeholders are {{name}}, {{address}}, {{port}} and {{label.KEY}}; write `{{{{` and `}}}}` for literal braces"
                         ),
+                        help: None,
                     });
                 }
             },
@@ -98,6 +106,119 @@ pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
         rest = &tail[end + 1..];
     }
     Ok(pieces)
+}
+
+/// Parses a template for where its values go: for [`Quote::Shell`] (a
+/// command) it also refuses a placeholder inside single, double or `$'...'`
+/// quotes, or right after a backslash. rekindle writes each value as one
+/// shell word, already quoted; inside the author's quotes that quoting is
+/// undone, and a value like `$(...)` would run. Conservative: inside `"$(...)"`
+/// a placeholder is refused too.
+pub fn parse_for(template: &str, quote: Quote) -> Result<Vec<Piece<'_>>, TemplateError> {
+    let pieces = parse(template)?;
+    if quote == Quote::Shell {
+        check_shell_quoting(&pieces)?;
+    }
+    Ok(pieces)
+}
+
+/// Where a shell reading the command stands, character by character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    None,
+    Single,
+    Double,
+    /// `$'...'`: like single quotes, but a backslash escapes.
+    AnsiC,
+}
+
+fn check_shell_quoting(pieces: &[Piece<'_>]) -> Result<(), TemplateError> {
+    let mut state = Quoting::None;
+    // The next character is escaped by a backslash.
+    let mut escaped = false;
+    let mut offset = 0;
+    for piece in pieces {
+        let len = piece_len(piece);
+        match piece {
+            Piece::Text(t) => {
+                let mut prev = None;
+                for c in t.chars() {
+                    if escaped {
+                        escaped = false;
+                    } else {
+                        state = match (state, c) {
+                            (Quoting::None | Quoting::Double | Quoting::AnsiC, '\\') => {
+                                escaped = true;
+                                state
+                            }
+                            (Quoting::None, '\'') if prev == Some('$') => Quoting::AnsiC,
+                            (Quoting::None, '\'') => Quoting::Single,
+                            (Quoting::None, '"') => Quoting::Double,
+                            (Quoting::Single | Quoting::AnsiC, '\'') | (Quoting::Double, '"') => {
+                                Quoting::None
+                            }
+                            (s, _) => s,
+                        };
+                    }
+                    prev = Some(c);
+                }
+            }
+            Piece::Brace(_) => escaped = false,
+            _ => {
+                let written = placeholder_text(piece);
+                let (why, help) = match (state, escaped) {
+                    (Quoting::None, false) => {
+                        offset += len;
+                        continue;
+                    }
+                    (Quoting::None, true) => (
+                        "right after a backslash".to_owned(),
+                        format!("remove the backslash before `{written}`"),
+                    ),
+                    (q, _) => (
+                        format!(
+                            "inside {} quotes",
+                            match q {
+                                Quoting::Double => "double",
+                                Quoting::AnsiC => "`$'...'`",
+                                _ => "single",
+                            }
+                        ),
+                        format!(
+                            "close the quotes before `{written}` and open them again after it if needed, e.g. `echo \"host=\"{written}`"
+                        ),
+                    ),
+                };
+                return Err(TemplateError {
+                    offset,
+                    len,
+                    message: format!(
+                        "placeholder `{written}` is {why}: rekindle shell-quotes every value itself, and this undoes that quoting (a value such as `$(...)` would run)"
+                    ),
+                    help: Some(help),
+                });
+            }
+        }
+        offset += len;
+    }
+    Ok(())
+}
+
+/// A placeholder as written in the template.
+fn placeholder_text(piece: &Piece<'_>) -> String {
+    match piece {
+        Piece::Text(t) => (*t).to_owned(),
+        Piece::Brace(c) => format!("{c}{c}"),
+        Piece::Name => "{name}".into(),
+        Piece::Address => "{address}".into(),
+        Piece::Port => "{port}".into(),
+        Piece::Label(k) => format!("{{label.{k}}}"),
+    }
+}
+
+/// A piece's length in characters of the template.
+fn piece_len(piece: &Piece<'_>) -> usize {
+    placeholder_text(piece).chars().count()
 }
 
 fn valid_label_key(key: &str) -> bool {
@@ -137,7 +258,7 @@ pub enum Quote {
 /// A missing label becomes an empty string (validation reports it beforehand).
 pub fn expand(template: &str, host: &Host, quote: Quote) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len() + 16);
-    for piece in parse(template)? {
+    for piece in parse_for(template, quote)? {
         let value: std::borrow::Cow<'_, str> = match piece {
             Piece::Text(t) => {
                 out.push_str(t);
@@ -297,6 +418,68 @@ mod tests {
         assert_eq!(
             label_keys("{label.rack} {name} {label.pdu}"),
             ["rack", "pdu"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod quoting_tests {
+    use super::*;
+
+    fn refused(template: &str) -> TemplateError {
+        match parse_for(template, Quote::Shell) {
+            Err(e) => e,
+            Ok(p) => panic!("{template} should be refused, parses to {p:?}"),
+        }
+    }
+
+    #[test]
+    fn placeholder_inside_the_authors_own_quotes_is_refused() {
+        let e = refused(r#"echo "{label.sub}""#);
+        assert_eq!((e.offset, e.len), (6, 11));
+        assert_eq!(
+            e.message,
+            "placeholder `{label.sub}` is inside double quotes: rekindle shell-quotes every value itself, and this undoes that quoting (a value such as `$(...)` would run)"
+        );
+        assert_eq!(
+            e.help.as_deref(),
+            Some(
+                "close the quotes before `{label.sub}` and open them again after it if needed, e.g. `echo \"host=\"{label.sub}`"
+            )
+        );
+        let e = refused("logger '{label.role}'");
+        assert_eq!((e.offset, e.len), (8, 12));
+        assert!(e.message.contains("inside single quotes"), "{}", e.message);
+        assert!(
+            refused("printf $'x {name}'")
+                .message
+                .contains("inside `$'...'` quotes")
+        );
+        assert!(
+            refused(r"echo \{name}")
+                .message
+                .contains("right after a backslash")
+        );
+        // Quotes closed before it, escaped quotes, and `{{`/`}}` braces do not count.
+        for ok in [
+            r#"echo "host="{name} 'done'"#,
+            r#"echo \"{name}"#,
+            r#"awk '{{print $1}}' {label.rack}"#,
+            r#"echo "a \" b" {address}"#,
+            r#"echo 'it'\''s' {port}"#,
+        ] {
+            assert!(parse_for(ok, Quote::Shell).is_ok(), "{ok}");
+        }
+        // Only commands: a URL's values are percent-encoded whatever surrounds them.
+        assert!(parse_for("http://x/'{name}'", Quote::Url).is_ok());
+        // The expander refuses what validation refuses.
+        assert!(
+            expand(
+                r#"echo "{name}""#,
+                &crate::playbook::validate::test_host("h", &[]),
+                Quote::Shell
+            )
+            .is_err()
         );
     }
 }

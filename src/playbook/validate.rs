@@ -5,7 +5,7 @@
 //! Owns those rules and their diagnostics. It must not order stages for
 //! execution or size windows (that is `plan`), and it never touches a host.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::parse::StageSpans;
@@ -18,8 +18,26 @@ use crate::select::Selector;
 /// How many example hosts a diagnostic names.
 const EXAMPLES: usize = 3;
 
+/// The most stages a playbook may have. A cold start of a whole datacenter
+/// needs tens; the cap keeps `validate` and `plan` small on any input.
+pub const MAX_STAGES: usize = 1_000;
+
 /// Checks that need no hosts. `spans` is parallel to `playbook.stages`.
 pub fn check_structure(playbook: &Playbook, spans: &[StageSpans]) -> Vec<Diagnostic> {
+    if let Some(over) = playbook.stages.get(MAX_STAGES) {
+        // Alone: checks between stages would only add noise to this one.
+        return vec![
+            Diagnostic::error(
+                "too-many-stages",
+                over.span.clone(),
+                format!(
+                    "the playbook has {} stages, over the limit of {MAX_STAGES}",
+                    playbook.stages.len()
+                ),
+            )
+            .with_help("select hosts by labels in fewer stages, or split the playbook"),
+        ];
+    }
     let mut diags = Vec::new();
     let mut first: HashMap<&str, usize> = HashMap::new();
     for (i, stage) in playbook.stages.iter().enumerate() {
@@ -455,6 +473,15 @@ fn empty_selection_help(select: &Selector, inventory: &Inventory) -> Option<Stri
     Some("each term matches some host, but no host matches all of them".into())
 }
 
+/// Overlapping stage pairs named one by one; beyond them, one warning counts
+/// the hosts involved, so the report stays short whatever the playbook.
+const OVERLAP_PAIRS_SHOWN: usize = 10;
+
+/// Warns about hosts two stages select, pair by pair in stage order, for the
+/// first [`OVERLAP_PAIRS_SHOWN`] pairs. Time and memory stay linear in hosts
+/// × stages: pairs are found from the first stage on and the search stops
+/// once one pair more than shown is known, and a stage costs its hosts times
+/// the later stages that share them (each of which is a pair found).
 fn overlaps(
     playbook: &Playbook,
     spans: Option<&[StageSpans]>,
@@ -462,38 +489,84 @@ fn overlaps(
     selections: &[Vec<usize>],
     diags: &mut Vec<Diagnostic>,
 ) {
-    // Per host, the stages selecting it; then count hosts per pair of stages.
-    let mut by_host: HashMap<usize, Vec<usize>> = HashMap::new();
+    // Per host, the stages selecting it, in stage order.
+    let mut stages_of: Vec<Vec<usize>> = vec![Vec::new(); inventory.hosts.len()];
     for (s, hosts) in selections.iter().enumerate() {
         for &h in hosts {
-            by_host.entry(h).or_default().push(s);
+            stages_of[h].push(s);
         }
     }
-    let mut pairs: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
-    for (&h, stages) in &by_host {
-        for (x, &a) in stages.iter().enumerate() {
-            for &b in &stages[x + 1..] {
-                pairs.entry((a, b)).or_default().push(h);
+    let shared = stages_of.iter().filter(|st| st.len() > 1).count();
+    if shared == 0 {
+        return;
+    }
+    struct Pair {
+        a: usize,
+        b: usize,
+        hosts: usize,
+        /// The first few hosts by inventory order, for the message.
+        examples: Vec<usize>,
+    }
+    let mut pairs: Vec<Pair> = Vec::new();
+    for (a, hosts) in selections.iter().enumerate() {
+        if pairs.len() > OVERLAP_PAIRS_SHOWN {
+            break;
+        }
+        let mut with: HashMap<usize, (usize, Vec<usize>)> = HashMap::new();
+        for &h in hosts {
+            let st = &stages_of[h];
+            let later = &st[st.partition_point(|&s| s <= a)..];
+            for &b in later {
+                let (n, ex) = with.entry(b).or_default();
+                *n += 1;
+                let at = ex.partition_point(|&e| e < h);
+                if at < EXAMPLES {
+                    ex.insert(at, h);
+                    ex.truncate(EXAMPLES);
+                }
             }
         }
+        let mut found: Vec<Pair> = with
+            .into_iter()
+            .map(|(b, (hosts, examples))| Pair {
+                a,
+                b,
+                hosts,
+                examples,
+            })
+            .collect();
+        found.sort_unstable_by_key(|p| p.b);
+        pairs.extend(found);
     }
-    for ((a, b), mut hosts) in pairs {
-        hosts.sort_unstable();
-        let sa = &playbook.stages[a];
-        let sb = &playbook.stages[b];
-        let span = spans
+    let select_of = |b: usize| {
+        spans
             .and_then(|s| s.get(b))
-            .map_or_else(|| sb.span.clone(), |s| s.select.clone());
+            .map_or_else(|| playbook.stages[b].span.clone(), |s| s.select.clone())
+    };
+    for p in pairs.iter().take(OVERLAP_PAIRS_SHOWN) {
         diags.push(Diagnostic::warning(
             "overlapping-selection",
-            span,
+            select_of(p.b),
             format!(
                 "{} host{} selected by both stage `{}` and stage `{}` will run both stages{}",
-                hosts.len(),
-                plural(hosts.len()),
-                sa.name,
-                sb.name,
-                examples(inventory, hosts.iter().copied())
+                p.hosts,
+                plural(p.hosts),
+                playbook.stages[p.a].name,
+                playbook.stages[p.b].name,
+                examples(inventory, p.examples.iter().copied())
+            ),
+        ));
+    }
+    if let Some(next) = pairs.get(OVERLAP_PAIRS_SHOWN) {
+        diags.push(Diagnostic::warning(
+            "overlapping-selection",
+            select_of(next.b),
+            format!(
+                "more stages overlap than the {OVERLAP_PAIRS_SHOWN} pairs shown, from stage `{}` and stage `{}` on: in all, {shared} host{} {} selected by more than one stage",
+                playbook.stages[next.a].name,
+                playbook.stages[next.b].name,
+                plural(shared),
+                if shared == 1 { "is" } else { "are" },
             ),
         ));
     }
@@ -740,6 +813,42 @@ mod tests {
     fn a_dag_with_shared_dependencies_is_not_a_cycle() {
         let text = stages(&[("a", ""), ("b", "a"), ("c", "a"), ("d", "b, c, a")]);
         assert_eq!(messages(&text), Vec::<String>::new());
+    }
+
+    /// `n` stages all selecting the storage hosts.
+    fn same_selector(n: usize) -> String {
+        let mut text = String::from("version: 1\nstages:\n");
+        for i in 0..n {
+            text.push_str(&format!(
+                "  - {{ name: s{i}, select: {{ role: storage }}, steps: [reboot] }}\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn stages_over_the_limit_are_refused_at_the_first_one_over() {
+        let out = check(&same_selector(MAX_STAGES + 5));
+        assert_eq!(
+            out,
+            "p.yaml:1003:13: error: the playbook has 1005 stages, over the limit of 1000\n     |\n1003 |   - { name: s1000, select: { role: storage }, steps: [reboot] }\n     |             ^^^^^\n  = help: select hosts by labels in fewer stages, or split the playbook\n"
+        );
+    }
+
+    #[test]
+    fn overlap_warnings_of_many_stages_name_the_first_pairs_and_count_the_hosts() {
+        let out = check(&same_selector(MAX_STAGES));
+        let overlaps: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("warning:") && l.contains("stage `"))
+            .collect();
+        assert_eq!(overlaps.len(), OVERLAP_PAIRS_SHOWN + 1, "{out}");
+        assert!(overlaps[0].ends_with("warning: 6 hosts selected by both stage `s0` and stage `s1` will run both stages (e.g. pg-r01-st1, pg-r01-st2, pg-r01-st3)"), "{out}");
+        assert!(
+            overlaps[9].contains("stage `s0` and stage `s10` will"),
+            "{out}"
+        );
+        assert!(overlaps[10].ends_with("warning: more stages overlap than the 10 pairs shown, from stage `s0` and stage `s11` on: in all, 6 hosts are selected by more than one stage"), "{out}");
     }
 
     #[test]

@@ -212,11 +212,11 @@ pub fn timeline_svg(s: &Summary) -> String {
         let y = |n: usize| base as f64 - (n as f64 / peak as f64) * (LANE - 20) as f64;
         let _ = writeln!(
             svg,
-            "<text x=\"8\" y=\"{}\" font-size=\"13\" font-weight=\"600\">{}</text><text x=\"8\" y=\"{}\" font-size=\"11\" fill=\"#5b6475\">{} hosts, peak {} in flight</text>",
+            "<text x=\"8\" y=\"{}\" font-size=\"13\" font-weight=\"600\">{}</text><text x=\"8\" y=\"{}\" font-size=\"11\" fill=\"#5b6475\">{}, peak {} in flight</text>",
             y0 + 28,
             html_escape(&st.name),
             y0 + 44,
-            st.hosts.max(hosts.len()),
+            super::plural(st.hosts.max(hosts.len()), "host"),
             points.iter().map(|p| p.1).max().unwrap_or(0)
         );
         let _ = writeln!(
@@ -309,8 +309,8 @@ pub fn html(s: &Summary) -> String {
     if let Some(b) = s.boot_time {
         let _ = writeln!(
             out,
-            "<h2>Boot time</h2><p>reboot issued to new boot id verified, {} hosts: p50 <b>{}</b>, p95 <b>{}</b>, max <b>{}</b></p>",
-            b.hosts,
+            "<h2>Boot time</h2><p>reboot issued to new boot id verified, {}: p50 <b>{}</b>, p95 <b>{}</b>, max <b>{}</b></p>",
+            super::plural(b.hosts, "host"),
             ms(b.p50_ms),
             ms(b.p95_ms),
             ms(b.max_ms)

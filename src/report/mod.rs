@@ -5,9 +5,19 @@
 //! only through [`crate::journal`].
 
 pub mod formats;
+pub mod nodeset;
 pub mod plain;
 pub mod progress;
 pub mod summary;
 
 #[cfg(test)]
 mod tests;
+
+/// `1 host`, `3 hosts`: a count with its noun, singular for one.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -156,6 +156,9 @@ impl Collector {
                     self.touch(t);
                 }
             }
+            Record::Drill { speed, .. } => self.note(format!(
+                "a drill on simulated hosts: times are drill time, compressed {speed}x"
+            )),
             Record::Event { at, kind, .. } => {
                 let t = parse_rfc3339(at).unwrap_or(SystemTime::UNIX_EPOCH);
                 self.event(t, kind);
@@ -459,8 +462,8 @@ pub fn render_text(s: &Summary) -> String {
     if let Some(b) = s.boot_time {
         let _ = writeln!(
             out,
-            "\nboot time (reboot issued to new boot id verified), {} hosts: p50 {}, p95 {}, max {}",
-            b.hosts,
+            "\nboot time (reboot issued to new boot id verified), {}: p50 {}, p95 {}, max {}",
+            super::plural(b.hosts, "host"),
             ms(b.p50_ms),
             ms(b.p95_ms),
             ms(b.max_ms)
@@ -517,7 +520,10 @@ pub fn render_text(s: &Summary) -> String {
     if interrupted > 0 {
         let _ = writeln!(
             out,
-            "\n{interrupted} hosts were stopped mid-step; `rekindle resume` re-verifies them"
+            "\n{} {} stopped mid-step; `rekindle resume` re-verifies {}",
+            super::plural(interrupted, "host"),
+            if interrupted == 1 { "was" } else { "were" },
+            if interrupted == 1 { "it" } else { "them" }
         );
     }
     for note in &s.notes {

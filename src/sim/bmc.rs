@@ -3,6 +3,10 @@
 //! its `PowerState` and `#ComputerSystem.Reset` action, and session login and
 //! logout, with authentication enforced (session token or HTTP Basic).
 //!
+//! A host with a `bmc_credentials` label accepts only that entry's
+//! password (the fleet's credentials file has one per distinct entry), so a
+//! drill rehearses per-host BMC credentials.
+//!
 //! Owns the Redfish side of a simulated host and its faults
 //! (`bmc_unreachable`, `bmc_bad_credentials`; `stuck_powering_on` is the
 //! host's boot cycle). Power changes go through [`HostCore::reset`]; it must
@@ -39,7 +43,11 @@ const CONN_CAP: Duration = Duration::from_secs(600);
 pub(crate) struct BmcConfig {
     pub port: u16,
     pub user: String,
+    /// The default account's password.
     pub password: String,
+    /// Passwords of the named entries (`bmc_credentials` label values).
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, String>,
     pub power_on_delay: Duration,
     pub outage: Duration,
 }
@@ -53,10 +61,20 @@ struct Sessions {
 
 /// Serves the BMC of `core` forever. `listener` was bound at the start;
 /// `None` for a `bmc_unreachable` host, which binds only after its outage.
-pub(crate) async fn run(core: Arc<HostCore>, shared: Arc<Shared>, listener: Option<TcpListener>) {
-    let Some(config) = shared.bmc.clone() else {
+pub(crate) async fn run(
+    core: Arc<HostCore>,
+    shared: Arc<Shared>,
+    listener: Option<TcpListener>,
+    account: Option<String>,
+) {
+    let Some(mut config) = shared.bmc.clone() else {
         return;
     };
+    // This BMC's own account: its entry's password, or the default one.
+    if let Some(pw) = account.and_then(|a| config.accounts.get(&a).cloned()) {
+        config.password = pw;
+    }
+    config.accounts.clear();
     let listener = match listener {
         Some(l) => l,
         None => {

@@ -21,6 +21,7 @@ use super::bmc::BmcConfig;
 use super::config::{FaultKind, FleetConfig, POWERED_OFF_SHARD_SIZE, host_address, place_faults};
 use super::host::{HostStatus, Phase, Power};
 use super::shard::{DELTA_INTERVAL, ShardHost, ShardRuntime, ShardSpec, WorkerMsg};
+use crate::transport::redfish::CREDENTIALS_LABEL;
 
 /// How long workers may take to bind their hosts.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -39,7 +40,8 @@ pub struct FleetPaths {
     pub known_hosts: PathBuf,
     pub identity: PathBuf,
     pub status: PathBuf,
-    /// `user:password` (mode 0600) for the BMCs of a powered-off fleet.
+    /// `user:password` and `NAME user:password` lines (mode 0600) for the
+    /// BMCs of a powered-off fleet.
     pub bmc_credentials: Option<PathBuf>,
 }
 
@@ -256,13 +258,17 @@ impl Fleet {
             });
         }
         let (host_key, client_key) = (ed25519()?, ed25519()?);
-        let bmc = config.powered_off.then(|| BmcConfig {
-            port: config.bmc_port,
-            user: "rekindle".to_owned(),
-            password: hex::encode(rand::random::<[u8; 16]>()),
-            power_on_delay: config.power_on_delay,
-            outage: config.bmc_outage,
-        });
+        let bmc = match config.powered_off {
+            true => Some(BmcConfig {
+                port: config.bmc_port,
+                user: "rekindle".to_owned(),
+                password: hex::encode(rand::random::<[u8; 16]>()),
+                accounts: bmc_accounts(&config)?,
+                power_on_delay: config.power_on_delay,
+                outage: config.bmc_outage,
+            }),
+            false => None,
+        };
         let paths = write_files(&config, &meta, &host_key, &client_key, bmc.as_ref())?;
         let host_key_pem = host_key
             .to_openssh(russh::keys::ssh_key::LineEnding::LF)
@@ -312,6 +318,10 @@ impl Fleet {
                             name: m.name.clone(),
                             address: m.address,
                             fault: m.fault,
+                            bmc_account: bmc
+                                .as_ref()
+                                .and(config.hosts[idx].labels.get(CREDENTIALS_LABEL))
+                                .cloned(),
                         }
                     })
                     .collect(),
@@ -609,6 +619,29 @@ fn ed25519() -> Result<russh::keys::PrivateKey, SimError> {
     ))
 }
 
+/// One account per distinct `bmc_credentials` label of the hosts, each
+/// with its own password, so a powered-off fleet needs the per-host entries
+/// of its credentials file (as real fleets with per-vendor passwords do).
+fn bmc_accounts(config: &FleetConfig) -> Result<BTreeMap<String, String>, SimError> {
+    let mut accounts = BTreeMap::new();
+    for h in &config.hosts {
+        let Some(name) = h.labels.get(CREDENTIALS_LABEL) else {
+            continue;
+        };
+        if name.is_empty() || name.contains(|c: char| c == ':' || c.is_whitespace()) {
+            return Err(SimError::config(format!(
+                "host {}: `{CREDENTIALS_LABEL}: {name}` is not a credentials entry name \
+                 (no spaces or `:`)",
+                h.name
+            )));
+        }
+        accounts
+            .entry(name.clone())
+            .or_insert_with(|| hex::encode(rand::random::<[u8; 16]>()));
+    }
+    Ok(accounts)
+}
+
 fn write_files(
     config: &FleetConfig,
     meta: &[HostMeta],
@@ -629,7 +662,11 @@ fn write_files(
         dir,
     };
     if let (Some(b), Some(path)) = (bmc, &paths.bmc_credentials) {
-        write_private(path, format!("{}:{}\n", b.user, b.password).as_bytes())?;
+        let mut text = format!("{}:{}\n", b.user, b.password);
+        for (name, password) in &b.accounts {
+            let _ = writeln!(text, "{name} {}:{password}", b.user);
+        }
+        write_private(path, text.as_bytes())?;
     }
     let pem = client_key
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)

@@ -26,6 +26,10 @@ pub(crate) struct ShardHost {
     pub name: String,
     pub address: Ipv4Addr,
     pub fault: Option<FaultKind>,
+    /// The entry of the fleet's BMC credentials its BMC accepts (its
+    /// `bmc_credentials` label); `None`: the default account.
+    #[serde(default)]
+    pub bmc_account: Option<String>,
 }
 
 /// What a shard serves. Sent to workers on stdin (never on the command line:
@@ -106,7 +110,12 @@ impl ShardRuntime {
             let task = tokio::spawn(host::run(core.clone(), shared.clone(), l));
             tasks.push(task.abort_handle());
             if spec.bmc.is_some() {
-                let bmc = tokio::spawn(super::bmc::run(core.clone(), shared.clone(), bmc_l));
+                let bmc = tokio::spawn(super::bmc::run(
+                    core.clone(),
+                    shared.clone(),
+                    bmc_l,
+                    h.bmc_account.clone(),
+                ));
                 tasks.push(bmc.abort_handle());
             }
             hosts.push(core);

@@ -7,14 +7,18 @@
 //! and the engine (`engine::power`) decides when to make it. Credentials never
 //! appear in an error, a `Debug` output or an event.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+
+use crate::inventory::Host;
 
 /// Where the login goes (DMTF Redfish spec, SessionService).
 pub const SESSIONS_PATH: &str = "/redfish/v1/SessionService/Sessions";
@@ -70,17 +74,6 @@ pub struct Credentials {
 pub struct CredentialsError(String);
 
 impl Credentials {
-    /// From `file` when given (`--bmc-credentials`), else from the environment.
-    pub fn load(file: Option<&Path>) -> Result<Credentials, CredentialsError> {
-        match file {
-            Some(path) => Credentials::from_file(path),
-            None => Credentials::from_env(
-                std::env::var(USER_VAR).ok(),
-                std::env::var(PASSWORD_VAR).ok(),
-            ),
-        }
-    }
-
     pub fn from_env(
         user: Option<String>,
         password: Option<String>,
@@ -99,9 +92,45 @@ impl Credentials {
             ))),
         }
     }
+}
 
-    /// A `user:password` file that only its owner may read (no group or other bits).
-    pub fn from_file(path: &Path) -> Result<Credentials, CredentialsError> {
+/// The label that names a host's entry in the credentials file.
+pub const CREDENTIALS_LABEL: &str = "bmc_credentials";
+
+/// Every BMC account of a run: the default one (`user:password`, used by
+/// hosts without a `bmc_credentials` label) and named entries
+/// (`NAME user:password`), one per vendor or rack as the fleet has them.
+#[derive(Debug, Clone)]
+pub struct CredentialStore {
+    default: Option<Credentials>,
+    named: BTreeMap<String, Credentials>,
+    /// The file's path or the environment variables' names.
+    source: String,
+}
+
+impl CredentialStore {
+    /// From `file` when given (`--bmc-credentials`), else from the environment.
+    pub fn load(file: Option<&Path>) -> Result<CredentialStore, CredentialsError> {
+        match file {
+            Some(path) => CredentialStore::from_file(path),
+            None => Ok(CredentialStore::single(Credentials::from_env(
+                std::env::var(USER_VAR).ok(),
+                std::env::var(PASSWORD_VAR).ok(),
+            )?)),
+        }
+    }
+
+    /// One default account and no named entries.
+    pub fn single(credentials: Credentials) -> CredentialStore {
+        CredentialStore {
+            source: credentials.source.clone(),
+            default: Some(credentials),
+            named: BTreeMap::new(),
+        }
+    }
+
+    /// A file that only its owner may read (no group or other bits).
+    pub fn from_file(path: &Path) -> Result<CredentialStore, CredentialsError> {
         use std::io::Read;
         use std::os::unix::fs::PermissionsExt;
         let shown = path.display();
@@ -122,17 +151,105 @@ impl Credentials {
         }
         let mut text = String::new();
         file.take(MAX_FILE).read_to_string(&mut text).map_err(err)?;
-        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-        match line.split_once(':') {
-            Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Credentials {
+        CredentialStore::parse(&text, &shown.to_string())
+    }
+
+    /// Lines of `user:password` (at most one: the default) or
+    /// `NAME user:password`; blank lines and `#` comments are skipped. A
+    /// first word without `:` is a name. Errors name the line, never its text
+    /// (it may hold a password).
+    pub fn parse(text: &str, source: &str) -> Result<CredentialStore, CredentialsError> {
+        let mut store = CredentialStore {
+            default: None,
+            named: BTreeMap::new(),
+            source: source.to_owned(),
+        };
+        let mut default_line = 0;
+        for (idx, raw) in text.lines().enumerate() {
+            let n = idx + 1;
+            let line = raw.trim_end_matches('\r').trim_start();
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let first = line.split_whitespace().next().unwrap_or("");
+            let (name, account) = if first.contains(':') {
+                (None, line)
+            } else {
+                (Some(first), line[first.len()..].trim_start())
+            };
+            let bad = || {
+                CredentialsError(format!(
+                    "BMC credentials {source}:{n}: expected `user:password` or `NAME user:password`"
+                ))
+            };
+            let (user, password) = account.split_once(':').ok_or_else(bad)?;
+            if user.is_empty() || password.is_empty() || user.contains(char::is_whitespace) {
+                return Err(bad());
+            }
+            let entry_source = match name {
+                Some(name) => format!("{source} (entry `{name}`)"),
+                None => source.to_owned(),
+            };
+            let credentials = Credentials {
                 user: user.to_owned(),
                 password: Secret(password.to_owned()),
-                source: shown.to_string(),
+                source: entry_source,
+            };
+            match name {
+                None if store.default.is_some() => {
+                    return Err(CredentialsError(format!(
+                        "BMC credentials {source}:{n}: a second default `user:password` line \
+                         (the first is line {default_line}); name one: `NAME user:password`"
+                    )));
+                }
+                None => {
+                    default_line = n;
+                    store.default = Some(credentials);
+                }
+                Some(name) => {
+                    if store.named.insert(name.to_owned(), credentials).is_some() {
+                        return Err(CredentialsError(format!(
+                            "BMC credentials {source}:{n}: entry `{name}` is defined twice"
+                        )));
+                    }
+                }
+            }
+        }
+        if store.default.is_none() && store.named.is_empty() {
+            return Err(CredentialsError(format!(
+                "BMC credentials {source}: no `user:password` line"
+            )));
+        }
+        Ok(store)
+    }
+
+    /// The account for a host: its `bmc_credentials` entry, else the default.
+    pub fn for_host(&self, host: &Host) -> Result<&Credentials, CredentialsError> {
+        self.entry(host.label(CREDENTIALS_LABEL))
+    }
+
+    /// The named entry, or the default for `None`.
+    pub fn entry(&self, name: Option<&str>) -> Result<&Credentials, CredentialsError> {
+        match name {
+            Some(name) => self.named.get(name).ok_or_else(|| {
+                let known: Vec<&str> = self.named.keys().map(String::as_str).collect();
+                CredentialsError(format!(
+                    "BMC credentials {} have no entry `{name}`{}",
+                    self.source,
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (entries: {})", known.join(", "))
+                    }
+                ))
             }),
-            // Never quote the line: it may hold the password.
-            _ => Err(CredentialsError(format!(
-                "BMC credentials {shown}: expected one line `user:password`"
-            ))),
+            None => self.default.as_ref().ok_or_else(|| {
+                CredentialsError(format!(
+                    "BMC credentials {} have no default `user:password` line, and the host \
+                     has no `{CREDENTIALS_LABEL}` label naming an entry",
+                    self.source
+                ))
+            }),
         }
     }
 }
@@ -198,9 +315,21 @@ pub enum Auth {
     Session {
         token: Secret,
         location: Option<String>,
+        /// The credentials entry it was opened with (for messages).
+        account: Option<String>,
     },
-    /// The BMC has no session service: HTTP Basic on every request.
-    Basic,
+    /// The BMC has no session service: HTTP Basic on every request, with
+    /// this entry of the credentials file (`None`: the default account).
+    Basic { account: Option<String> },
+}
+
+impl Auth {
+    /// The credentials entry behind this authentication (`None`: the default).
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            Auth::Session { account, .. } | Auth::Basic { account } => account.as_deref(),
+        }
+    }
 }
 
 /// `PowerState` of a ComputerSystem.
@@ -263,18 +392,48 @@ impl SystemInfo {
     }
 }
 
-/// The first member of a systems collection.
-pub fn first_member(v: &Value) -> Result<String, BmcError> {
-    v.get("Members")
+/// The label that picks one of several Systems behind a BMC.
+pub const SYSTEM_LABEL: &str = "redfish_system";
+
+/// The member of a systems collection that is the host: the one whose
+/// `@odata.id` is `wanted` or ends in `/wanted` (its Id), else the first.
+pub fn pick_member(v: &Value, wanted: Option<&str>) -> Result<String, BmcError> {
+    let members: Vec<&str> = v
+        .get("Members")
         .and_then(Value::as_array)
-        .and_then(|m| m.first())
-        .and_then(|m| m.get("@odata.id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| {
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m.get("@odata.id").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(wanted) = wanted else {
+        return members.first().map(|m| (*m).to_owned()).ok_or_else(|| {
             BmcError::new(
                 BmcErrorKind::Protocol,
                 "the Systems collection has no members",
+            )
+        });
+    };
+    let wanted = wanted.trim_end_matches('/');
+    members
+        .iter()
+        .find(|m| {
+            let m = m.trim_end_matches('/');
+            m == wanted || m.rsplit('/').next() == Some(wanted)
+        })
+        .map(|m| (*m).to_owned())
+        .ok_or_else(|| {
+            BmcError::new(
+                BmcErrorKind::Protocol,
+                format!(
+                    "the BMC has no system `{wanted}` ({SYSTEM_LABEL} label); it has {}",
+                    if members.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        members.join(", ")
+                    }
+                ),
             )
         })
 }
@@ -313,8 +472,10 @@ pub type BmcFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BmcError>> + S
 /// under a paused clock with a recording fake; boxed futures because there
 /// are a handful of calls per host, not per byte.
 pub trait Bmc: Send + Sync + fmt::Debug + 'static {
-    /// Creates a session, or says the BMC wants HTTP Basic.
-    fn login<'a>(&'a self, bmc: &'a Endpoint) -> BmcFuture<'a, Auth>;
+    /// Creates a session with the credentials entry `account` (the host's
+    /// `bmc_credentials` label; `None`: the default), or says the BMC
+    /// wants HTTP Basic.
+    fn login<'a>(&'a self, bmc: &'a Endpoint, account: Option<&'a str>) -> BmcFuture<'a, Auth>;
     /// A resource's JSON (`GET path`).
     fn get<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth, path: &'a str) -> BmcFuture<'a, Value>;
     /// Posts `{"ResetType": reset_type}` to the action `target`.
@@ -341,7 +502,7 @@ pub struct RedfishOptions {
 /// The real client (reqwest, rustls).
 pub struct Redfish {
     client: reqwest::Client,
-    credentials: Credentials,
+    credentials: Arc<CredentialStore>,
 }
 
 impl fmt::Debug for Redfish {
@@ -353,7 +514,10 @@ impl fmt::Debug for Redfish {
 }
 
 impl Redfish {
-    pub fn new(credentials: Credentials, opts: &RedfishOptions) -> Result<Redfish, BmcError> {
+    pub fn new(
+        credentials: Arc<CredentialStore>,
+        opts: &RedfishOptions,
+    ) -> Result<Redfish, BmcError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -391,22 +555,31 @@ impl Redfish {
         })
     }
 
-    fn authed(&self, req: reqwest::RequestBuilder, auth: &Auth) -> reqwest::RequestBuilder {
-        match auth {
-            Auth::Session { token, .. } => req.header("X-Auth-Token", token.expose()),
-            Auth::Basic => req.basic_auth(
-                &self.credentials.user,
-                Some(self.credentials.password.expose()),
-            ),
-        }
+    fn account(&self, account: Option<&str>) -> Result<&Credentials, BmcError> {
+        self.credentials
+            .entry(account)
+            .map_err(|e| BmcError::new(BmcErrorKind::Auth, e.to_string()))
     }
 
-    fn rejected(&self, bmc: &Endpoint, status: StatusCode) -> BmcError {
+    fn authed(
+        &self,
+        req: reqwest::RequestBuilder,
+        auth: &Auth,
+    ) -> Result<reqwest::RequestBuilder, BmcError> {
+        Ok(match auth {
+            Auth::Session { token, .. } => req.header("X-Auth-Token", token.expose()),
+            Auth::Basic { account } => {
+                let c = self.account(account.as_deref())?;
+                req.basic_auth(&c.user, Some(c.password.expose()))
+            }
+        })
+    }
+
+    fn rejected(&self, bmc: &Endpoint, status: StatusCode, source: &str) -> BmcError {
         BmcError::new(
             BmcErrorKind::Auth,
             format!(
-                "BMC {bmc} rejected the credentials from {} (HTTP {})",
-                self.credentials.source,
+                "BMC {bmc} rejected the credentials from {source} (HTTP {})",
                 status.as_u16()
             ),
         )
@@ -436,13 +609,19 @@ impl Redfish {
         bmc: &Endpoint,
         what: &str,
         resp: reqwest::Response,
+        account: Option<&str>,
     ) -> Result<reqwest::Response, BmcError> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            return Err(self.rejected(bmc, status));
+            let source = self
+                .credentials
+                .entry(account)
+                .map(|c| c.source.clone())
+                .unwrap_or_default();
+            return Err(self.rejected(bmc, status, &source));
         }
         Err(BmcError::new(
             BmcErrorKind::Status(status.as_u16()),
@@ -452,11 +631,12 @@ impl Redfish {
 }
 
 impl Bmc for Redfish {
-    fn login<'a>(&'a self, bmc: &'a Endpoint) -> BmcFuture<'a, Auth> {
+    fn login<'a>(&'a self, bmc: &'a Endpoint, account: Option<&'a str>) -> BmcFuture<'a, Auth> {
         Box::pin(async move {
+            let credentials = self.account(account)?;
             let body = serde_json::json!({
-                "UserName": self.credentials.user,
-                "Password": self.credentials.password.expose(),
+                "UserName": credentials.user,
+                "Password": credentials.password.expose(),
             });
             let req = self.client.post(bmc.url(SESSIONS_PATH)).json(&body);
             let resp = self.send(bmc, "login", req).await?;
@@ -468,9 +648,11 @@ impl Bmc for Redfish {
                     | StatusCode::METHOD_NOT_ALLOWED
                     | StatusCode::NOT_IMPLEMENTED
             ) {
-                return Ok(Auth::Basic);
+                return Ok(Auth::Basic {
+                    account: account.map(str::to_owned),
+                });
             }
-            let resp = self.expect_ok(bmc, "login", resp).await?;
+            let resp = self.expect_ok(bmc, "login", resp, account).await?;
             let token = resp
                 .headers()
                 .get("x-auth-token")
@@ -495,16 +677,20 @@ impl Bmc for Redfish {
                         .map(str::to_owned)
                 }),
             };
-            Ok(Auth::Session { token, location })
+            Ok(Auth::Session {
+                token,
+                location,
+                account: account.map(str::to_owned),
+            })
         })
     }
 
     fn get<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth, path: &'a str) -> BmcFuture<'a, Value> {
         Box::pin(async move {
-            let req = self.authed(self.client.get(bmc.url(path)), auth);
+            let req = self.authed(self.client.get(bmc.url(path)), auth)?;
             let what = format!("GET {path}");
             let resp = self.send(bmc, &what, req).await?;
-            let resp = self.expect_ok(bmc, &what, resp).await?;
+            let resp = self.expect_ok(bmc, &what, resp, auth.account()).await?;
             read_json(bmc, resp).await
         })
     }
@@ -518,10 +704,12 @@ impl Bmc for Redfish {
     ) -> BmcFuture<'a, ()> {
         Box::pin(async move {
             let body = serde_json::json!({ "ResetType": reset_type });
-            let req = self.authed(self.client.post(bmc.url(target)).json(&body), auth);
+            let req = self.authed(self.client.post(bmc.url(target)).json(&body), auth)?;
             let what = format!("reset {reset_type}");
             let resp = self.send(bmc, &what, req).await?;
-            self.expect_ok(bmc, &what, resp).await.map(|_| ())
+            self.expect_ok(bmc, &what, resp, auth.account())
+                .await
+                .map(|_| ())
         })
     }
 
@@ -534,9 +722,11 @@ impl Bmc for Redfish {
             else {
                 return Ok(());
             };
-            let req = self.authed(self.client.delete(bmc.url(location)), auth);
+            let req = self.authed(self.client.delete(bmc.url(location)), auth)?;
             let resp = self.send(bmc, "logout", req).await?;
-            self.expect_ok(bmc, "logout", resp).await.map(|_| ())
+            self.expect_ok(bmc, "logout", resp, auth.account())
+                .await
+                .map(|_| ())
         })
     }
 }
@@ -593,6 +783,7 @@ mod tests {
         let auth = Auth::Session {
             token: Secret::new("tok-123"),
             location: None,
+            account: None,
         };
         assert!(!format!("{auth:?}").contains("tok-123"));
     }
@@ -604,18 +795,66 @@ mod tests {
         let path = dir.path().join("creds");
         std::fs::write(&path, "admin:s3cret-pw\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Credentials::from_file(&path).unwrap_err().to_string();
+        let e = CredentialStore::from_file(&path).unwrap_err().to_string();
         assert!(e.contains("readable by others (mode 0644)"), "{e}");
         assert!(!e.contains("s3cret-pw"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let c = Credentials::from_file(&path).unwrap();
+        let store = CredentialStore::from_file(&path).unwrap();
+        let c = store.entry(None).unwrap();
         assert_eq!(
             (c.user.as_str(), c.password.expose()),
             ("admin", "s3cret-pw")
         );
         std::fs::write(&path, "no-colon-s3cret\n").unwrap();
-        let e = Credentials::from_file(&path).unwrap_err().to_string();
+        let e = CredentialStore::from_file(&path).unwrap_err().to_string();
         assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("creds:1: expected"), "{e}");
+    }
+
+    #[test]
+    fn named_entries_beside_the_default() {
+        let text = "# fleet BMCs\nadmin:def-pw\n\ndell-r740 root:calvin pw\nrack-07   ops:x:y\n";
+        let store = CredentialStore::parse(text, "creds").unwrap();
+        let d = store.entry(None).unwrap();
+        assert_eq!((d.user.as_str(), d.password.expose()), ("admin", "def-pw"));
+        let dell = store.entry(Some("dell-r740")).unwrap();
+        // A password may hold spaces and colons.
+        assert_eq!(
+            (dell.user.as_str(), dell.password.expose()),
+            ("root", "calvin pw")
+        );
+        assert_eq!(dell.source, "creds (entry `dell-r740`)");
+        assert_eq!(
+            store.entry(Some("rack-07")).unwrap().password.expose(),
+            "x:y"
+        );
+        let e = store.entry(Some("hp")).unwrap_err().to_string();
+        assert!(
+            e.contains("no entry `hp` (entries: dell-r740, rack-07)"),
+            "{e}"
+        );
+
+        let only_named = CredentialStore::parse("a u:p\n", "f").unwrap();
+        let e = only_named.entry(None).unwrap_err().to_string();
+        assert!(e.contains("no default"), "{e}");
+
+        let e = CredentialStore::parse("a u:p1\na u:p2\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f:2: entry `a` is defined twice"), "{e}");
+        assert!(!e.contains("p2"));
+        let e = CredentialStore::parse("u:p1\nu:p2\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f:2: a second default"), "{e}");
+        let e = CredentialStore::parse("name only-secret\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f:1: expected") && !e.contains("only-secret"),
+            "{e}"
+        );
+        assert!(CredentialStore::parse("# nothing\n", "f").is_err());
     }
 
     #[test]
@@ -632,7 +871,24 @@ mod tests {
         );
         assert!(SystemInfo::from_json(&serde_json::json!({})).is_err());
         let c = serde_json::json!({"Members": [{"@odata.id": "/redfish/v1/Systems/a"}]});
-        assert_eq!(first_member(&c).unwrap(), "/redfish/v1/Systems/a");
-        assert!(first_member(&serde_json::json!({"Members": []})).is_err());
+        assert_eq!(pick_member(&c, None).unwrap(), "/redfish/v1/Systems/a");
+        assert!(pick_member(&serde_json::json!({"Members": []}), None).is_err());
+        let two = serde_json::json!({"Members": [
+            {"@odata.id": "/redfish/v1/Systems/Node.1"},
+            {"@odata.id": "/redfish/v1/Systems/Node.2"}
+        ]});
+        assert_eq!(
+            pick_member(&two, Some("Node.2")).unwrap(),
+            "/redfish/v1/Systems/Node.2"
+        );
+        assert_eq!(
+            pick_member(&two, Some("/redfish/v1/Systems/Node.1")).unwrap(),
+            "/redfish/v1/Systems/Node.1"
+        );
+        let e = pick_member(&two, Some("Node.3")).unwrap_err().message;
+        assert!(
+            e.contains("no system `Node.3`") && e.contains("/redfish/v1/Systems/Node.2"),
+            "{e}"
+        );
     }
 }

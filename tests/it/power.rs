@@ -45,10 +45,21 @@ impl PoweredOffSim {
         self.path("inventory.yaml")
     }
 
+    /// The default account's password (the file's first line).
     fn password(&self) -> String {
+        self.passwords().swap_remove(0)
+    }
+
+    /// Every password of the credentials file, the default's first.
+    fn passwords(&self) -> Vec<String> {
         let text = std::fs::read_to_string(self.path("bmc-credentials")).expect("credentials");
-        let (_, pw) = text.trim().split_once(':').expect("user:password");
-        pw.to_owned()
+        text.lines()
+            .map(|l| {
+                let account = l.rsplit(' ').next().expect("a line");
+                let (_, pw) = account.split_once(':').expect("user:password");
+                pw.to_owned()
+            })
+            .collect()
     }
 
     fn status(&self) -> Value {
@@ -261,4 +272,131 @@ fn a_host_stuck_powering_on_fails_at_the_step_timeout() {
         host(s, "sim-00001")["power_ons"] == 1
     });
     assert_eq!(host(&s, "sim-00001")["power"], "powering_on");
+}
+
+/// Writes `text` as a private credentials file in `dir`.
+fn private_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write credentials");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
+}
+
+#[test]
+fn each_host_logs_in_with_its_own_credentials_entry_and_system() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = dir.path().join("vendors.yaml");
+    std::fs::write(
+        &inv,
+        "version: 1\ndatacenters:\n  sim:\n    hosts:\n      - name: \"dell[1-2]\"\n        labels: { pdu: pdu-a, bmc_credentials: dell }\n      - name: hp1\n        labels: { pdu: pdu-b, bmc_credentials: hp, redfish_system: System.Embedded.1 }\n      - name: plain1\n        labels: { pdu: pdu-b }\n",
+    )
+    .expect("write inventory");
+    let sim = PoweredOffSim::start(3661, &["-i", inv.to_str().expect("utf-8")]);
+    let text = std::fs::read_to_string(sim.path("bmc-credentials")).expect("credentials");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[1].starts_with("dell rekindle:") && lines[2].starts_with("hp rekindle:"));
+    let passwords = sim.passwords();
+    assert_eq!(passwords.len(), 3, "three distinct accounts: {passwords:?}");
+    let pb = playbook(sim.dir.path(), "{ timeout: 1m, pdu_interval: 100ms }");
+
+    // The default account alone: the labelled hosts' entries are missing,
+    // found before any host is touched, at the host's line.
+    let only_default = private_file(sim.dir.path(), "default-only", &format!("{}\n", lines[0]));
+    let shown = only_default.to_str().expect("utf-8");
+    let (code, out, err) = sim.run(&pb, &["--bmc-credentials", shown]);
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+    let inventory = std::fs::read_to_string(sim.inventory()).expect("inventory");
+    let line_of = |name: &str| {
+        1 + inventory
+            .lines()
+            .position(|l| {
+                l.contains(&format!("name: {name},")) || l.contains(&format!("name: \"{name}\""))
+            })
+            .unwrap_or_else(|| panic!("{name} in {inventory}"))
+    };
+    for (name, entry) in [("dell1", "dell"), ("dell2", "dell"), ("hp1", "hp")] {
+        let at = format!("inventory.yaml:{}:", line_of(name));
+        assert!(
+            err.lines().any(|l| l.contains(&at)
+                && l.contains(&format!("error: host {name}: BMC credentials"))
+                && l.contains(&format!("have no entry `{entry}`"))),
+            "{name} at {at}: {err}"
+        );
+    }
+    assert!(!err.contains("plain1"), "{err}");
+    for pw in &passwords {
+        assert!(!out.contains(pw) && !err.contains(pw));
+    }
+    let s = sim.status();
+    assert!(
+        s["hosts"]
+            .as_object()
+            .expect("hosts")
+            .values()
+            .all(|h| h["power_ons"] == 0),
+        "{s}"
+    );
+    // `plan` says the same without touching anything.
+    let mut plan = support::rekindle();
+    plan.arg("plan")
+        .arg(&pb)
+        .arg("-i")
+        .arg(sim.inventory())
+        .args(["--bmc-credentials", shown]);
+    let (code, _, err) = support::run(&mut plan);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("error: host dell1: BMC credentials"), "{err}");
+
+    // Entries swapped: the BMC refuses, and the message names the entry.
+    let swapped = private_file(
+        sim.dir.path(),
+        "swapped",
+        &format!(
+            "{}\ndell rekindle:{}\nhp rekindle:{}\n",
+            lines[0], passwords[2], passwords[1]
+        ),
+    );
+    let (code, out, err) = sim.run(
+        &pb,
+        &["--bmc-credentials", swapped.to_str().expect("utf-8")],
+    );
+    assert_ne!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("rejected the credentials from") && out.contains("(entry `dell`)"),
+        "{out}"
+    );
+    for pw in &passwords {
+        assert!(!out.contains(pw) && !err.contains(pw));
+    }
+
+    // The sim's own file: every host powered on with its entry.
+    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let s = sim.wait_status("all up", |s| s["hosts_up"] == 4);
+    for name in ["dell1", "dell2", "hp1", "plain1"] {
+        assert_eq!(host(&s, name)["power_ons"], 1, "{name}: {s}");
+    }
+}
+
+#[test]
+fn a_redfish_system_the_bmc_lacks_fails_the_host_naming_what_it_has() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = dir.path().join("blade.yaml");
+    std::fs::write(
+        &inv,
+        "version: 1\ndatacenters:\n  sim:\n    hosts:\n      - name: blade1\n        labels: { pdu: p, redfish_system: Node.9 }\n",
+    )
+    .expect("write inventory");
+    let sim = PoweredOffSim::start(3671, &["-i", inv.to_str().expect("utf-8")]);
+    let pb = playbook(sim.dir.path(), "{ timeout: 1m }");
+    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+    assert_ne!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("no system `Node.9` (redfish_system label)")
+            && out.contains("/redfish/v1/Systems/System.Embedded.1"),
+        "{out}"
+    );
+    assert_eq!(host(&sim.status(), "blade1")["power_ons"], 0);
 }

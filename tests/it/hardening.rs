@@ -1,0 +1,356 @@
+//! Regression tests for what an adversarial pass broke (issue 17), each named
+//! after what broke: torn UTF-8 journal tails, alias bombs made of one large
+//! string, quadratic overlap warnings, placeholders inside the author's own
+//! quotes, and the plan lock (an old holder deleting a new holder's lock,
+//! `--break-lock` against a live holder, runs from different directories).
+//! Hostile inputs run under an address-space ceiling (`setrlimit`) in the
+//! child, never a timed assertion. Simulators here use ports 29xx.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::{self, SimProcess};
+
+/// A simulated fleet of `hosts` hosts on `port` (HTTP `port+1`).
+fn start_sim(port: u16, hosts: usize, extra: &[&str]) -> SimProcess {
+    let (n, p, h) = (hosts.to_string(), port.to_string(), (port + 1).to_string());
+    let mut args = vec!["--hosts", &n, "--port", &p, "--http-port", &h];
+    args.extend_from_slice(extra);
+    SimProcess::builder(&args).stderr_null().start()
+}
+
+/// The address-space ceiling hostile inputs run under: far above what
+/// `validate`, `plan` or `hosts` need for any input the limits let through
+/// (64 MiB files), far below what the attacks reached (3 to 17 GB).
+const CEILING: u64 = 1024 * 1024 * 1024;
+
+/// Runs `cmd` with its address space capped at `bytes` (RLIMIT_AS, set in the
+/// child before exec), so a test of a memory bound fails by the child running
+/// out of memory (killed or aborting), not by a timer.
+fn run_under_ceiling(cmd: &mut Command, bytes: u64) -> (i32, String, String) {
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // setrlimit, which is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("rekindle runs");
+    let code = match out.status.code() {
+        Some(c) => c,
+        None => panic!(
+            "killed by a signal (over the {} MiB ceiling?): {:?}\n{}",
+            bytes >> 20,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    };
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every `.jsonl` journal in `dir`.
+fn journals(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Cuts `journal` inside the first multi-byte character of its last line
+/// that has one, `keep` bytes into that character, dropping everything after.
+fn tear_inside_a_character(journal: &Path, keep: usize) {
+    let bytes = std::fs::read(journal).expect("journal");
+    let line_start = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    // The last line holding a multi-byte character.
+    let mut start = line_start;
+    let at = loop {
+        if let Some(i) = bytes[start..].iter().position(|&b| b >= 0xC0) {
+            break start + i;
+        }
+        assert!(start > 0, "no multi-byte character in the journal");
+        start = bytes[..start - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+    };
+    std::fs::write(journal, &bytes[..at + keep]).expect("tear the journal");
+}
+
+#[test]
+fn torn_tail_splitting_a_utf8_character_leaves_report_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = crate::report::synthetic_journal(dir.path());
+    let mut bytes = std::fs::read(&journal).unwrap();
+    // A failure's output line, cut in the middle of `é` (C3 A9).
+    bytes.extend_from_slice("{\"record\":\"event\",\"output\":\"caf".as_bytes());
+    bytes.push(0xC3);
+    std::fs::write(&journal, &bytes).unwrap();
+    let (code, out, err) = support::run(
+        support::rekindle()
+            .args(["report", "--format", "json"])
+            .arg(&journal),
+    );
+    assert_eq!(code, 0, "report over a torn UTF-8 tail: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 60);
+
+    // Invalid UTF-8 in a complete line is corruption, named by its line.
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    bytes.insert(second + 3, 0xFF);
+    std::fs::write(&journal, &bytes).unwrap();
+    let (code, _, err) = support::run(support::rekindle().arg("report").arg(&journal));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 2: not a journal record: invalid UTF-8 at byte 4 of the line"),
+        "{err}"
+    );
+}
+
+#[test]
+fn torn_tail_splitting_a_utf8_character_leaves_resume_working() {
+    let sim = start_sim(2901, 4, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let playbook = work.path().join("복구.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nname: 데이터센터-복구\nstages:\n  - name: 재시작\n    select: { name: \"sim-*\" }\n    parallel: 2\n    steps:\n      - run: \"true\"\n",
+    )
+    .unwrap();
+    let journal_dir = work.path().join("journal");
+    let (code, out, err) = support::run(
+        support::rekindle_in(work.path())
+            .arg("run")
+            .arg(&playbook)
+            .arg("-i")
+            .arg(sim.path("inventory.yaml"))
+            .args(["--yes", "--quiet", "--journal"])
+            .arg(&journal_dir)
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let [journal] = journals(&journal_dir).try_into().expect("one journal");
+    // The disk filled in the middle of the stage name `재` (EC 9E AC).
+    for keep in [1, 2] {
+        tear_inside_a_character(&journal, keep);
+        let (code, out, err) = support::run(
+            support::rekindle_in(work.path())
+                .arg("resume")
+                .arg(&journal)
+                .args(["--yes", "--quiet"])
+                .stdin(Stdio::null()),
+        );
+        assert_eq!(
+            code, 0,
+            "resume over a tail cut {keep} bytes into a character: {out}\n{err}"
+        );
+        assert!(err.contains("last record was cut short"), "{err}");
+        assert!(out.contains("every host done"), "{out}");
+    }
+    let (code, out, err) = support::run(
+        support::rekindle_in(work.path())
+            .args(["report", "--format", "json"])
+            .arg(&journal),
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stages"][0]["done"], 4, "{out}");
+}
+
+/// `x: &a "<1 MiB>"` and `aliases` references to it, under `key:` as a list.
+fn one_large_string_bomb(prefix: &str, key: &str, aliases: usize) -> String {
+    let indent = " ".repeat(key.len() - key.trim_start().len() + 2);
+    let mut text = format!("{prefix}{key}:\n");
+    text.reserve((1 << 20) + aliases * (indent.len() + 6));
+    text.push_str(&format!("{indent}- &a \""));
+    text.push_str(&"A".repeat(1 << 20));
+    text.push_str("\"\n");
+    for _ in 0..aliases {
+        text.push_str(&format!("{indent}- *a\n"));
+    }
+    text
+}
+
+#[test]
+fn alias_bomb_of_one_large_string_is_refused_by_validate_under_a_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("bomb.yaml");
+    let text = one_large_string_bomb(
+        "version: 1\nstages:\n",
+        "  - name: s\n    select: { role: x }\n    steps",
+        20_000,
+    );
+    std::fs::write(&book, text).unwrap();
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path()).arg("validate").arg(&book),
+        CEILING,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("error: document expands to more than 64 MiB of text through its aliases (an alias bomb?)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn alias_bomb_of_one_large_string_is_refused_by_hosts_under_a_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    let text = one_large_string_bomb(
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels:\n",
+        "          x",
+        3_000,
+    );
+    std::fs::write(&inv, text).unwrap();
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path())
+            .args(["hosts", "-i"])
+            .arg(&inv),
+        CEILING,
+    );
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("document expands to more than 64 MiB of text through its aliases"),
+        "{err}"
+    );
+}
+
+/// A playbook of `stages` stages that all select `role=x`, and an inventory of
+/// `hosts` such hosts, in `dir`.
+fn same_selector_fleet(dir: &Path, stages: usize, hosts: usize) -> (PathBuf, PathBuf) {
+    let mut book = String::from("version: 1\nstages:\n");
+    for i in 0..stages {
+        book.push_str(&format!(
+            "  - {{ name: s{i}, select: {{ role: x }}, steps: [reboot] }}\n"
+        ));
+    }
+    let inv = format!(
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: \"h[1-{hosts}]\"\n        labels: {{ role: x }}\n"
+    );
+    let (b, i) = (dir.join("book.yaml"), dir.join("inv.yaml"));
+    std::fs::write(&b, book).unwrap();
+    std::fs::write(&i, inv).unwrap();
+    (b, i)
+}
+
+#[test]
+fn ten_thousand_stages_with_one_selector_are_refused_under_a_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, inv) = same_selector_fleet(dir.path(), 10_000, 2_000);
+    for command in ["validate", "plan"] {
+        let (code, out, err) = run_under_ceiling(
+            support::rekindle_in(dir.path())
+                .arg(command)
+                .arg("book.yaml")
+                .arg("-i")
+                .arg(&inv),
+            CEILING,
+        );
+        let all = format!("{out}{err}");
+        assert_ne!(code, 0, "{command}: {all}");
+        assert!(
+            all.contains(
+                "book.yaml:1003:13: error: the playbook has 10000 stages, over the limit of 1000"
+            ),
+            "{command}: {all}"
+        );
+    }
+}
+
+#[test]
+fn overlap_warnings_of_a_thousand_stages_stay_bounded_under_a_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, inv) = same_selector_fleet(dir.path(), 1_000, 2_000);
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path())
+            .args(["validate", "book.yaml", "-i"])
+            .arg(&inv),
+        CEILING,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out.matches("warning: ").count(), 11, "{out}");
+    assert!(out.contains("book.yaml:4:17: warning: 2000 hosts selected by both stage `s0` and stage `s1` will run both stages (e.g. h1, h2, h3)"), "{out}");
+    assert!(out.contains("warning: more stages overlap than the 10 pairs shown, from stage `s0` and stage `s11` on: in all, 2000 hosts are selected by more than one stage"), "{out}");
+
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path())
+            .args(["plan", "book.yaml", "--format", "json", "-i"])
+            .arg(&inv),
+        CEILING,
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("plan json");
+    assert_eq!(v["stages"].as_array().map(Vec::len), Some(1_000));
+}
+
+#[test]
+fn placeholder_inside_the_authors_quotes_is_refused_by_validate_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("quoted.yaml"),
+        r#"version: 1
+stages:
+  - name: s
+    select: { role: x }
+    steps:
+      - run: "logger '{label.role}'"
+      - local: "echo \"{label.sub}\""
+      - health: { checks: [ { ssh: "test -n '{name}'" }, { http: "http://{address}/'{name}'" } ] }
+"#,
+    )
+    .unwrap();
+    let (code, out, _) =
+        support::run(support::rekindle_in(dir.path()).args(["validate", "quoted.yaml"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("quoted.yaml:6:23: error: placeholder `{label.role}` is inside single quotes: rekindle shell-quotes every value itself, and this undoes that quoting (a value such as `$(...)` would run)\n"), "{out}");
+    assert!(
+        out.contains(
+            "= help: close the quotes before `{label.role}` and open them again after it if needed"
+        ),
+        "{out}"
+    );
+    // An escaped scalar: the place is the whole command.
+    assert!(
+        out.contains("quoted.yaml:7:16: error: placeholder `{label.sub}` is inside double quotes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("quoted.yaml:8:36: error: placeholder `{name}` is inside single quotes"),
+        "{out}"
+    );
+    // The URL's value is percent-encoded: its quotes are not an error.
+    assert!(out.ends_with("quoted.yaml: invalid (3 errors)\n"), "{out}");
+
+    // Every example playbook still validates, against the example inventory too.
+    for book in ["dc-cold-start", "rolling-kernel-reboot", "service-restart"] {
+        let (code, out, err) = support::run(support::rekindle().args([
+            "validate",
+            &format!("playbooks/{book}.yaml"),
+            "-i",
+            "inventories/kakao-like.yaml",
+        ]));
+        assert_eq!(code, 0, "{book}: {out}{err}");
+    }
+}
