@@ -63,6 +63,19 @@ pub enum ReportFormat {
     Json,
     Junit,
     Html,
+    /// The hosts (by `--status`) as one selector for `--limit`.
+    Hosts,
+}
+
+/// A host's result in a run, as `report --status` filters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostStatus {
+    Done,
+    Failed,
+    /// Unreachable and set aside (`on_unreachable: skip`).
+    Unreachable,
+    /// Stopped mid-step (interrupted, or the journal ends while it ran).
+    Interrupted,
 }
 
 #[derive(Debug, Args)]
@@ -199,9 +212,12 @@ pub struct ReportArgs {
     /// The run's journal file (`rekindle-journal/RUN_ID.jsonl`).
     #[arg(value_name = "JOURNAL")]
     pub journal_file: PathBuf,
-    /// Output format: text summary, JSON facts, JUnit XML, or a self-contained HTML page.
+    /// Output format: text summary, JSON facts, JUnit XML, a self-contained HTML page, or a host selector.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// With `--format hosts`: only hosts with this result (repeatable, or comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATUS")]
+    pub status: Vec<HostStatus>,
     /// Write to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
