@@ -7,6 +7,7 @@ mod escalation;
 mod hardening;
 mod hosts;
 mod inventory;
+mod inventory_ansible;
 mod journal;
 mod plan;
 mod power;
