@@ -63,6 +63,19 @@ pub enum ReportFormat {
     Json,
     Junit,
     Html,
+    /// The hosts (by `--status`) as one selector for `--limit`.
+    Hosts,
+}
+
+/// A host's result in a run, as `report --status` filters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostStatus {
+    Done,
+    Failed,
+    /// Unreachable and set aside (`on_unreachable: skip`).
+    Unreachable,
+    /// Stopped mid-step (interrupted, or the journal ends while it ran).
+    Interrupted,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +195,9 @@ pub struct ExecArgs {
     /// `127.0.0.1:PORT`, or an interface's `IP:PORT` named explicitly (never 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// The sudo password for `become` (first line; mode 0600), fed to `sudo -S` on stdin.
+    #[arg(long, value_name = "FILE")]
+    pub become_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
 }
@@ -203,9 +219,12 @@ pub struct ReportArgs {
     /// The run's journal file (`rekindle-journal/RUN_ID.jsonl`).
     #[arg(value_name = "JOURNAL")]
     pub journal_file: PathBuf,
-    /// Output format: text summary, JSON facts, JUnit XML, or a self-contained HTML page.
+    /// Output format: text summary, JSON facts, JUnit XML, a self-contained HTML page, or a host selector.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// With `--format hosts`: only hosts with this result (repeatable, or comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATUS")]
+    pub status: Vec<HostStatus>,
     /// Write to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -70,17 +70,18 @@ pub fn status_json(live: &Live) -> serde_json::Value {
             })
         })
         .collect();
-    let failures: Vec<serde_json::Value> = live
-        .causes()
+    // Folded the way the summary and report fold them.
+    let summary = live.summary();
+    let failures: Vec<serde_json::Value> = crate::report::failures::groups(&summary)
         .into_iter()
-        .map(|(c, hosts)| {
+        .map(|g| {
             json!({
-                "stage": c.stage,
-                "status": c.status,
-                "kind": c.kind,
-                "reason": c.reason,
-                "count": hosts.len(),
-                "hosts": crate::report::nodeset::fold_text(hosts.iter().map(String::as_str)),
+                "stage": g.stage,
+                "what": g.what,
+                "reason": g.reason,
+                "output": g.output,
+                "count": g.hosts.len(),
+                "hosts": g.folded_line(),
             })
         })
         .collect();

@@ -90,8 +90,30 @@ pub fn fold<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
             out.push(text);
         }
     }
-    out.sort_by(|a, b| natural(a).cmp(&natural(b)).then(a.cmp(b)));
+    // In the order of each pattern's first name: `pg-r[004,011]-db2` sorts as `pg-r004-db2`.
+    out.sort_by_cached_key(|p| (natural(&first_name(p)), p.clone()));
     out
+}
+
+/// The first name a folded pattern stands for (each range at its first value).
+fn first_name(pattern: &str) -> String {
+    let mut name = String::with_capacity(pattern.len());
+    let mut in_range = false;
+    let mut taking = false;
+    for c in pattern.chars() {
+        match c {
+            '[' if !in_range => (in_range, taking) = (true, true),
+            ']' if in_range => in_range = false,
+            '-' | ',' if in_range => taking = false,
+            c if in_range => {
+                if taking {
+                    name.push(c);
+                }
+            }
+            c => name.push(c),
+        }
+    }
+    name
 }
 
 /// `fold` joined with commas, for one line of text: `db[1-3],web[01-04]`.
@@ -222,6 +244,11 @@ mod tests {
             ["web[01-02].gasan.example.net"]
         );
         assert_eq!(fold_text(["a1", "b2", "a2"]), "a[1-2],b2");
+        // Ordered by each pattern's first name.
+        assert_eq!(
+            f(&["pg-r016-db1", "pg-r004-db2", "pg-r011-db2"]),
+            ["pg-r[004,011]-db2", "pg-r016-db1"]
+        );
         assert_eq!(f(&[]), Vec::<String>::new());
     }
 

@@ -484,34 +484,7 @@ pub fn render_text(s: &Summary) -> String {
             );
         }
     }
-    let failures: Vec<&HostResult> = s.failures().collect();
-    if !failures.is_empty() {
-        let _ = writeln!(out, "\nfailures ({}):", failures.len());
-        for h in failures {
-            let what = if h.status == "unreachable" {
-                "unreachable, set aside".to_owned()
-            } else {
-                format!(
-                    "step {} ({})",
-                    h.step.unwrap_or(0),
-                    h.step_kind.as_deref().unwrap_or("?")
-                )
-            };
-            let _ = writeln!(
-                out,
-                "  {}  {}  {what}: {}",
-                h.stage,
-                h.host,
-                h.reason.as_deref().unwrap_or("")
-            );
-            if let Some(output) = &h.output {
-                let lines: Vec<&str> = output.lines().collect();
-                for line in &lines[lines.len().saturating_sub(OUTPUT_LINES)..] {
-                    let _ = writeln!(out, "      | {line}");
-                }
-            }
-        }
-    }
+    super::failures::write_text(&mut out, s);
     let interrupted = s
         .hosts
         .iter()

@@ -16,10 +16,11 @@ use serde_json::Value;
 
 use crate::support::{self, KillOnDrop, SimProcess};
 
-/// A `rekindle sim` of `hosts` hosts booting in `boot`, on `port` (HTTP `port+1`).
-pub fn sim(hosts: usize, port: u16, boot: &str) -> SimProcess {
+/// A `rekindle sim` of `hosts` hosts booting in `boot`, on `port` (HTTP
+/// `port+1`), with `extra` arguments (faults).
+pub fn sim(hosts: usize, port: u16, boot: &str, extra: &[&str]) -> SimProcess {
     let (n, p, h) = (hosts.to_string(), port.to_string(), (port + 1).to_string());
-    SimProcess::builder(&[
+    let mut args = vec![
         "--hosts",
         &n,
         "--port",
@@ -28,20 +29,22 @@ pub fn sim(hosts: usize, port: u16, boot: &str) -> SimProcess {
         &h,
         "--boot-time",
         boot,
-    ])
-    .stderr_null()
-    .start()
+    ];
+    args.extend_from_slice(extra);
+    SimProcess::builder(&args).stderr_null().start()
 }
 
-/// A playbook rebooting every simulated host, `parallel` at a time.
-pub fn reboot_book(dir: &Path, parallel: usize) -> PathBuf {
+/// A playbook rebooting every simulated host, `parallel` at a time, within
+/// `timeout`, tolerating `max_failures`.
+pub fn reboot_book(dir: &Path, parallel: usize, timeout: &str, max_failures: usize) -> PathBuf {
     let path = dir.join("book.yaml");
     std::fs::write(
         &path,
         format!(
             "version: 1\nname: war-room\ndefaults: {{ connect_timeout: 5s, command_timeout: 20s }}\n\
-             stages:\n  - name: all\n    select: {{ name: \"sim-*\" }}\n    parallel: {parallel}\n    steps:\n\
-             \x20     - reboot: {{ timeout: 90s }}\n      - run: \"true\"\n"
+             stages:\n  - name: all\n    select: {{ name: \"sim-*\" }}\n    parallel: {parallel}\n\
+             \x20   max_failures: {max_failures}\n    steps:\n\
+             \x20     - reboot: {{ timeout: {timeout} }}\n      - run: \"true\"\n"
         ),
     )
     .expect("write playbook");
@@ -262,8 +265,8 @@ fn run_cmd(work: &Path, sim: &SimProcess, book: &Path, extra: &[&str]) -> Comman
 #[test]
 fn live_page_in_chromium_shows_bars_moving_and_more_hosts_done_later() {
     let work = tempfile::tempdir().unwrap();
-    let sim = sim(HOSTS, 2701, "3s..4s");
-    let book = reboot_book(work.path(), 2);
+    let sim = sim(HOSTS, 2701, "3s..4s", &[]);
+    let book = reboot_book(work.path(), 2, "90s", 0);
     let run = Bg::start(run_cmd(work.path(), &sim, &book, &["--listen", "0"]));
     let err = run.wait_stderr("live: status page", Duration::from_secs(30));
     let addr = live_addr(&err);
@@ -330,8 +333,10 @@ fn scrape(addr: &str) -> prometheus_parse::Scrape {
 #[test]
 fn metrics_parse_as_prometheus_text_and_agree_with_the_status_api() {
     let work = tempfile::tempdir().unwrap();
-    let sim = sim(6, 2711, "2s..3s");
-    let book = reboot_book(work.path(), 2);
+    // A third of the hosts ignore the reboot: they fail "did not reboot"
+    // after the 8 s step timeout, inside the budget.
+    let sim = sim(6, 2711, "2s..3s", &["--fail", "no_reboot=0.34"]);
+    let book = reboot_book(work.path(), 2, "8s", 6);
     let run = Bg::start(run_cmd(
         work.path(),
         &sim,
@@ -397,8 +402,38 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_status_api() {
         assert!(!text.contains("id_ed25519"), "{text}");
     }
 
+    // The failures: counted by kind in the metrics, folded by cause in the API.
+    let s = wait_status(&addr, "a failure", Duration::from_secs(60), |s| {
+        s["totals"]["failed"].as_u64() > Some(0)
+    });
+    let m = scrape(&addr);
+    let failed = s["totals"]["failed"].as_u64().unwrap_or(0) as f64;
+    let counted = sample(
+        &m,
+        "rekindle_failures_total",
+        &[("stage", "all"), ("status", "failed"), ("kind", "reboot")],
+    );
+    // The scrape came after the status: it may have seen one more failure.
+    assert!(
+        counted >= failed,
+        "{counted} failures counted, {failed} in the status"
+    );
+    let group = &s["failures"][0];
+    assert_eq!(group["what"], "step 1 (reboot)", "{s}");
+    assert!(
+        group["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("did not reboot"),
+        "{group}"
+    );
+    assert!(
+        group["hosts"].as_str().unwrap_or("").starts_with("sim-"),
+        "{group}"
+    );
+
     let (code, out, err) = run.finish(Duration::from_secs(120));
-    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(code, 1, "failures inside the budget: {out}\n{err}");
 }
 
 #[test]
