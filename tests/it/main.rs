@@ -6,6 +6,7 @@ mod drill;
 mod hardening;
 mod hosts;
 mod inventory;
+mod inventory_ansible;
 mod journal;
 mod plan;
 mod power;
