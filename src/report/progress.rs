@@ -108,7 +108,11 @@ impl Totals {
             count.hosts = st.hosts.len();
             count.before = before;
             count.shape = Some(StageShape {
-                after: st.after.iter().map(|&a| plan.stages[a].name.clone()).collect(),
+                after: st
+                    .after
+                    .iter()
+                    .map(|&a| plan.stages[a].name.clone())
+                    .collect(),
                 window: st.window.max(1),
                 canaries: st.canaries,
                 rate: st.rate.map(|r| r.per_second()),

@@ -414,7 +414,11 @@ mod eta {
         assert_eq!(t.eta(secs(5)), Some(secs(4)));
         assert_eq!(t.eta(secs(20)), Some(secs(19)));
         assert_eq!(t.eta(secs(40)), Some(secs(20)));
-        assert!(t.line(secs(20)).ends_with("ETA 19s"), "{}", t.line(secs(20)));
+        assert!(
+            t.line(secs(20)).ends_with("ETA 19s"),
+            "{}",
+            t.line(secs(20))
+        );
         // Not yet overdue: what finished hosts took.
         let mut t = totals(&p, &HashMap::new(), 0);
         t.event_at_for_test(&started("web", 0), secs(0));
