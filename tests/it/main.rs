@@ -3,6 +3,7 @@
 
 mod certs;
 mod drill;
+mod escalation;
 mod hardening;
 mod hosts;
 mod inventory;
