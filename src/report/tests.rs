@@ -366,6 +366,7 @@ mod eta {
             }],
             host_estimate: secs(timeout),
             estimate: secs(timeout),
+            escalation: None,
         }
     }
 
