@@ -73,7 +73,6 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     ) else {
         return Ok(Exit::Usage);
     };
-    let resume = journal::replay::replay(&journal.records, &plan, &inventory);
 
     // The journal's directory holds the plan's lock, whatever --journal says.
     let dir = args
@@ -89,10 +88,22 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         &dir,
         &header.playbook.path,
         &args.journal_file,
-        args.exec.break_lock,
+        &args.exec,
+        &plan,
+        &inventory,
     ) else {
         return Ok(Exit::Usage);
     };
+    // Read again now that no other run can add to it: a run this one took
+    // over recorded every intent it acted on before its lock was gone.
+    let journal = match journal::read(&args.journal_file) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: cannot resume: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let resume = journal::replay::replay(&journal.records, &plan, &inventory);
 
     let total: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
     eprintln!(
@@ -117,6 +128,7 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
 
     let mut writer = journal::append(&args.journal_file)
         .with_context(|| format!("cannot append to {}", args.journal_file.display()))?;
+    writer.fence(lock.held());
     writer.push(
         &Record::Resumed {
             at: journal::rfc3339(SystemTime::now()),

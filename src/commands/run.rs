@@ -567,35 +567,69 @@ fn header(plan: &Plan, args: &RunArgs, now: SystemTime) -> anyhow::Result<journa
     })
 }
 
-/// Takes the plan's lock, printing why when it cannot. `None`: exit 2.
+/// Takes the plan's lock and the run's registry entry (for the hosts `plan`
+/// selects), printing why when it cannot. `None`: exit 2.
 pub(crate) fn take_lock(
     dir: &Path,
     playbook_abs: &str,
     journal_file: &Path,
-    break_lock: bool,
-) -> Option<lock::Lock> {
+    exec: &ExecArgs,
+    plan: &Plan,
+    inventory: &Inventory,
+) -> Option<lock::RunLock> {
+    let breaking = lock::Break::from_flags(exec.break_lock, exec.break_live_lock);
+    let flag = if exec.break_live_lock {
+        "--break-live-lock"
+    } else {
+        "--break-lock"
+    };
     let path = lock::lock_path(dir, playbook_abs);
-    match lock::acquire(&path, journal_file, break_lock) {
-        Ok(l) => {
-            match &l.taken {
-                lock::Taken::Free => {}
-                lock::Taken::Stale(h) => {
-                    eprintln!("note: took over a stale lock of a process that is gone: {h}")
-                }
-                lock::Taken::Broken(Some(h)) => {
-                    eprintln!("note: --break-lock: took the lock from {h}")
-                }
-                lock::Taken::Broken(None) => {
-                    eprintln!("note: --break-lock: replaced an unreadable lock")
-                }
-            }
-            Some(l)
-        }
+    let plan_lock = match lock::acquire(&path, journal_file, breaking) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            None
+            return None;
+        }
+    };
+    match &plan_lock.taken {
+        lock::Taken::Free => {}
+        lock::Taken::Stale(h) => {
+            eprintln!("note: took over a stale lock of a process that is gone: {h}")
+        }
+        lock::Taken::Broken(Some(h)) => eprintln!("note: {flag}: took the lock from {h}"),
+        lock::Taken::Broken(None) => eprintln!("note: {flag}: replaced an unreadable lock"),
+    }
+    let hosts = plan
+        .stages
+        .iter()
+        .flat_map(|s| s.hosts.iter())
+        .filter_map(|&h| inventory.hosts.get(h))
+        .map(|h| h.name.as_str());
+    let entry = journal::registry::dir().and_then(|d| {
+        journal::registry::register(
+            &d,
+            &plan.name,
+            hosts,
+            &lock::Holder::me(journal_file),
+            breaking,
+        )
+    });
+    let registry = match entry {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return None;
+        }
+    };
+    for r in &registry.replaced {
+        if let journal::registry::Replaced::Broken(o) = r {
+            eprintln!("note: {flag}: took over the hosts of a live run: {o}");
         }
     }
+    Some(lock::RunLock {
+        plan: plan_lock,
+        registry,
+    })
 }
 
 /// Sets up the journal and lock of a new run, then runs it.
@@ -613,11 +647,14 @@ fn run_journaled(
         &args.exec.journal,
         &header.playbook.path,
         &file,
-        args.exec.break_lock,
+        &args.exec,
+        &plan,
+        &inventory,
     ) else {
         return Ok(Exit::Usage);
     };
-    let writer = journal::create(&file, &header)?;
+    let mut writer = journal::create(&file, &header)?;
+    writer.fence(lock.held());
     eprintln!(
         "journal: {} (resume with `rekindle resume {}`)",
         file.display(),

@@ -10,6 +10,7 @@
 //! only what the header names and what events carry).
 
 pub mod lock;
+pub mod registry;
 pub mod replay;
 
 use std::fs::{File, OpenOptions};
@@ -277,6 +278,8 @@ fn complete_prefix(file: &mut File, len: u64) -> io::Result<u64> {
 struct Batch {
     bytes: Vec<u8>,
     acks: Vec<Ack>,
+    /// From [`Writer::fence`]: what the run must still hold to write.
+    fence: Option<lock::Held>,
 }
 
 /// Appends records from a dedicated thread. While that thread waits for one
@@ -306,6 +309,7 @@ impl Writer {
             pending: Batch {
                 bytes: Vec::new(),
                 acks: Vec::new(),
+                fence: None,
             },
             path: path.to_owned(),
         }
@@ -313,6 +317,16 @@ impl Writer {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// From now on, every batch is written only while the run still holds
+    /// `held` (its plan lock and registry entry), checked before the write
+    /// and again after the flush, before intents are acknowledged. Once
+    /// another run took over, the writer stops: no record more, no ack (the
+    /// engine does not act on an unacknowledged intent), and
+    /// [`Writer::finish`] says why.
+    pub fn fence(&mut self, held: lock::Held) {
+        self.pending.fence = Some(held);
     }
 
     /// Queues a record. Its `ack` (intent events) is kept until the record
@@ -346,7 +360,10 @@ impl Writer {
     /// Hands what is queued to the writer thread. Cheap: call it whenever
     /// the event channel is momentarily empty.
     pub fn commit(&mut self) {
-        if self.pending.bytes.is_empty() && self.pending.acks.is_empty() {
+        if self.pending.bytes.is_empty()
+            && self.pending.acks.is_empty()
+            && self.pending.fence.is_none()
+        {
             return;
         }
         let batch = std::mem::replace(
@@ -354,6 +371,7 @@ impl Writer {
             Batch {
                 bytes: Vec::new(),
                 acks: Vec::new(),
+                fence: None,
             },
         );
         if let Some(tx) = &self.tx {
@@ -402,6 +420,11 @@ pub struct WriteStats {
 fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<WriteStats> {
     let mut stats = WriteStats::default();
     let mut dirty = false;
+    let mut fence: Option<lock::Held> = None;
+    let held = |fence: &Option<lock::Held>| match fence {
+        Some(f) => f.check().map_err(io::Error::other),
+        None => Ok(()),
+    };
     loop {
         let first = match rx.recv_timeout(IDLE_FLUSH) {
             Ok(b) => b,
@@ -417,18 +440,28 @@ fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<Write
         };
         let mut acks = first.acks;
         let mut bytes = first.bytes;
+        fence = first.fence.or(fence);
         // Everything queued meanwhile goes out with this flush.
         while let Ok(more) = rx.try_recv() {
             bytes.extend_from_slice(&more.bytes);
             acks.extend(more.acks);
+            fence = more.fence.or(fence);
         }
+        // Not a record more once another run holds the plan: it may be
+        // appending to this very journal.
+        held(&fence)?;
         file.write_all(&bytes)?;
         dirty = true;
         if !acks.is_empty() {
             file.sync_data()?;
             stats.flushes += 1;
-            stats.intents += acks.len() as u64;
             dirty = false;
+            // After the flush, so that a run taking over later (and reading
+            // the journal after taking the lock) sees every acknowledged
+            // intent; an intent written but refused here is re-verified by
+            // boot id on resume, never acted on here.
+            held(&fence)?;
+            stats.intents += acks.len() as u64;
             for ack in acks {
                 ack.done();
             }
