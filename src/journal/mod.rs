@@ -3,7 +3,9 @@
 //! every engine event follows with its time. Intent events are written and
 //! flushed (fdatasync) before their ack, with group commit so thousands of
 //! hosts in flight share one flush. [`replay`] turns a journal back into
-//! per-host starts for `resume`; [`lock`] stops two runs of one plan at once.
+//! per-host starts for `resume`; [`lock`] stops two runs of one plan at once,
+//! and [`registry`] two runs over one host on this machine; once either is
+//! taken over, the writer stops (see [`Writer::fence`]).
 //!
 //! Owns the journal's file format, its writer thread and its reader. It must
 //! not print, touch hosts, or record secrets (no environment, no credentials:
