@@ -28,6 +28,18 @@ impl Exit {
     }
 }
 
+impl From<crate::engine::RunOutcome> for Exit {
+    fn from(outcome: crate::engine::RunOutcome) -> Exit {
+        use crate::engine::RunOutcome;
+        match outcome {
+            RunOutcome::Success => Exit::Success,
+            RunOutcome::Failures => Exit::Failures,
+            RunOutcome::Aborted => Exit::Aborted,
+            RunOutcome::Interrupted => Exit::Interrupted,
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
         ExitCode::from(e.code())

@@ -16,8 +16,11 @@
 //! - [`engine`]: executes a plan, reports only through events.
 //! - [`transport`]: SSH, TCP/HTTP probes, Redfish.
 //! - [`journal`], [`report`]: consumers of the event stream.
+//! - [`session`]: the execution pipeline `run`, `resume` and `drill` share
+//!   (inputs checked, lock, journal, engine, consumers, exit code).
 //! - [`sim`]: the simulated fleet; the engine never imports it.
-//! - [`cli`], [`commands`]: the command line.
+//! - [`cli`], [`commands`]: the command line: arguments into typed
+//!   settings, confirmation, printing.
 
 pub mod cli;
 pub mod commands;
@@ -30,6 +33,7 @@ pub mod plan;
 pub mod playbook;
 pub mod report;
 pub mod select;
+pub mod session;
 pub mod sim;
 pub mod transport;
 pub mod yaml;

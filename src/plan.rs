@@ -44,6 +44,8 @@ pub struct StagePlan {
     /// Label key and the most hosts in flight per value of it.
     pub max_unavailable: Vec<(String, usize)>,
     pub on_unreachable: OnUnreachable,
+    /// The stage's `become` (a host's own escalation takes precedence).
+    pub escalation: Option<crate::transport::escalation::Escalation>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub steps: Vec<Step>,
@@ -69,6 +71,18 @@ impl Plan {
             times.push((start, start + s.estimate));
         }
         times
+    }
+
+    /// How many distinct hosts the stages select (a host in two stages counts once).
+    pub fn distinct_hosts(&self) -> usize {
+        let mut all: Vec<usize> = self
+            .stages
+            .iter()
+            .flat_map(|s| s.hosts.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all.len()
     }
 
     /// The wave each stage belongs to.
@@ -305,6 +319,7 @@ fn stage_plan(
         rate_per: stage.rate_per.clone(),
         max_unavailable,
         on_unreachable: stage.on_unreachable,
+        escalation: stage.escalation.clone(),
         connect_timeout: stage.connect_timeout,
         command_timeout: stage.command_timeout,
         steps: stage.steps.clone(),

@@ -1,9 +1,12 @@
 //! `rekindle drill`: a fire drill. Loads and plans like `run`, simulates the
 //! hosts the plan touches (or a stratified sample of them) as a fleet of real
 //! SSH servers on loopback, runs the real engine with the rehearsal of the
-//! plan (`sim::drill` says what a rehearsal changes), prints progress with the
-//! run's plain printer, and ends with a report in real time: the predicted
-//! recovery time, each stage's duration, the slowest stage, failures by kind.
+//! plan (`sim::drill` says what a rehearsal changes) through the session's
+//! pipeline like any run (a journal `report` reads, marked as a drill so it
+//! is never resumed against real hosts; no plan lock, no real host touched),
+//! prints progress with the plain printer, and ends with a rendering of the
+//! run's summary in real time: the predicted recovery time, each stage's
+//! duration, the slowest stage, failures by kind.
 //!
 //! Owns the drill's terminal output and the fleet's lifetime (stopped on every
 //! path: success, errors, Ctrl-C). Scheduling is the engine's; what a
@@ -13,82 +16,55 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use super::run::{ctrl_c, load, parse_rate};
+use super::args::{self, DrillShape};
 use crate::cli::DrillArgs;
 use crate::diag::Sources;
-use crate::engine::{self, CancelLevel, EngineOptions, EventKind, HostOutcome, RunOutcome};
-use crate::engine::{StageOutcome, StepKind};
+use crate::engine::{self, CancelLevel, EngineOptions};
 use crate::exit::Exit;
 use crate::inventory::Inventory;
+use crate::journal;
 use crate::plan::Plan;
-use crate::playbook::Step;
-use crate::report::plain::Plain;
+use crate::report::summary::{Collector, HostResult, Summary};
+use crate::session::{self, Display, Execution, Finished, Loaded, Locking, Prepared};
 use crate::sim::drill::{Rehearsal, rehearse, sample_hosts, scale_rate, sim_hosts};
-use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle, parse_faults};
+use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle};
 use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
 
 /// Fleets bigger than this run in worker processes, so the engine's own
 /// sockets and the simulated hosts' never share one descriptor table.
 const DRILL_SHARD_SIZE: usize = 2000;
-/// Descriptors kept free for everything that is not a host socket.
-const FD_HEADROOM: u64 = 256;
 /// Port pairs tried before giving up when another fleet holds the ports.
 const PORT_ATTEMPTS: u32 = 8;
-/// The fastest a drill may compress time: beyond it, simulated commands and
-/// handshakes (which are not compressed) dominate and the prediction is noise.
-const MAX_SPEED: f64 = 1000.0;
 
 pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
-    if !(args.sample > 0.0 && args.sample <= 1.0) {
-        eprintln!(
-            "error: --sample must be a fraction in (0, 1], got {}",
-            args.sample
-        );
-        return Ok(Exit::Usage);
-    }
-    if !(args.speed >= 1.0 && args.speed <= MAX_SPEED) {
-        eprintln!(
-            "error: --speed must be between 1 and {MAX_SPEED}, got {}",
-            args.speed
-        );
-        return Ok(Exit::Usage);
-    }
-    let fleet_shape = match fleet_shape(&args) {
+    let shape = match args::drill_shape(args.sample, args.speed, &args.fleet, &args.exec) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            return Ok(Exit::Usage);
-        }
-    };
-    let global_rate = match args.exec.rate.as_deref().map(parse_rate).transpose() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: --rate: {e}");
+            eprintln!("error: {e}");
             return Ok(Exit::Usage);
         }
     };
     let mut sources = Sources::new();
-    let Some((inventory, plan)) = load(
+    let Some(Loaded {
+        inventory, plan, ..
+    }) = args::load(
         &args.inventories,
         &args.playbook,
         args.limit.as_deref(),
         &mut sources,
-    ) else {
+    )
+    else {
         return Ok(Exit::Usage);
     };
     // A playbook that powers hosts on is rehearsed on a powered-off fleet
     // with a Redfish BMC per simulated host.
-    let powered_off = args.fleet.powered_off
-        || plan
-            .stages
-            .iter()
-            .any(|s| s.steps.iter().any(|st| matches!(st, Step::PowerOn(_))));
+    let powered_off = args.fleet.powered_off || session::powers_on(&plan);
     // Parsed again without host checks: the rehearsal is built from the model,
     // and `load` above already reported every problem (and succeeded).
     let book = match crate::playbook::load(&args.playbook, None, &mut sources) {
@@ -98,17 +74,8 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
             return Ok(Exit::Usage);
         }
     };
-    let chosen = sample_hosts(&plan, &inventory, args.sample, args.fleet.seed);
-    let selected: usize = {
-        let mut all: Vec<usize> = plan
-            .stages
-            .iter()
-            .flat_map(|s| s.hosts.iter().copied())
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        all.len()
-    };
+    let chosen = sample_hosts(&plan, &inventory, shape.sample, shape.seed);
+    let selected = plan.distinct_hosts();
     let fraction = chosen.len() as f64 / selected.max(1) as f64;
     let stage_sample: BTreeMap<String, f64> = {
         let simulated: std::collections::HashSet<usize> = chosen.iter().copied().collect();
@@ -133,40 +100,23 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         selected,
         fraction,
         stage_sample,
-        shape: fleet_shape,
+        shape,
         powered_off,
-        speed: args.speed,
-        global_rate,
         parallel: args.exec.parallel,
         quiet: args.exec.quiet,
         verbose: verbose > 0,
         dir: dir.clone(),
+        journal_dir: args.exec.journal.clone(),
+        playbook: args.playbook.clone(),
+        inventories: args.inventories.clone(),
+        limit: args.limit.clone(),
+        rate: args.exec.rate.clone(),
     };
     let result = runtime.block_on(drill(setup));
     runtime.shutdown_timeout(Duration::from_secs(1));
     // The keys and status of a finished drill are of no further use.
     let _ = std::fs::remove_dir_all(&dir);
     result
-}
-
-/// Boot times and faults, as the operator gave them (in real time).
-struct FleetShape {
-    boot_time: BootTime,
-    faults: Vec<(FaultKind, f64)>,
-    seed: u64,
-}
-
-fn fleet_shape(args: &DrillArgs) -> anyhow::Result<FleetShape> {
-    let boot_time = BootTime::parse(&args.fleet.boot_time)?;
-    let faults = match &args.fleet.fail {
-        Some(f) => parse_faults(f)?,
-        None => Vec::new(),
-    };
-    Ok(FleetShape {
-        boot_time,
-        faults,
-        seed: args.fleet.seed,
-    })
 }
 
 struct Setup {
@@ -176,15 +126,20 @@ struct Setup {
     selected: usize,
     fraction: f64,
     stage_sample: BTreeMap<String, f64>,
-    shape: FleetShape,
+    shape: DrillShape,
     /// Hosts start off and are powered on through their simulated BMCs.
     powered_off: bool,
-    speed: f64,
-    global_rate: Option<crate::playbook::Rate>,
     parallel: Option<usize>,
     quiet: bool,
     verbose: bool,
+    /// The fleet's keys and files.
     dir: PathBuf,
+    /// Where the drill's journal goes (`--journal`), and what its header names.
+    journal_dir: PathBuf,
+    playbook: String,
+    inventories: Vec<String>,
+    limit: Option<String>,
+    rate: Option<String>,
 }
 
 /// A fresh private directory for the fleet's keys and files.
@@ -206,8 +161,7 @@ fn drill_dir() -> anyhow::Result<PathBuf> {
 
 async fn drill(s: Setup) -> anyhow::Result<Exit> {
     // Watched before the fleet starts, so an early Ctrl-C still stops it cleanly.
-    let (cancel_tx, cancel_rx) = watch::channel(CancelLevel::None);
-    let ctrl_c = tokio::spawn(ctrl_c(cancel_tx));
+    let (cancel_rx, ctrl_c) = session::ctrl_c(args::notice);
     let started = tokio::select! {
         r = start_fleet(&s) => r,
         _ = wait_cancel(cancel_rx.clone()) => {
@@ -234,20 +188,24 @@ async fn drill(s: Setup) -> anyhow::Result<Exit> {
     if let Err(e) = fleet.shutdown().await {
         eprintln!("warning: stopping the simulated fleet: {e}");
     }
-    let (outcome, record, elapsed) = match result {
+    let finished = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(Exit::Usage);
         }
     };
-    print!("{}", report(&s, &record, elapsed, &faults));
-    Ok(match outcome {
-        RunOutcome::Success => Exit::Success,
-        RunOutcome::Failures => Exit::Failures,
-        RunOutcome::Aborted => Exit::Aborted,
-        RunOutcome::Interrupted => Exit::Interrupted,
-    })
+    for w in &finished.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!(
+        "{}",
+        report(&s, &finished.summary, finished.elapsed, &faults)
+    );
+    if let Some(path) = &finished.journal {
+        println!("journal: {}", path.display());
+    }
+    Ok(finished.exit)
 }
 
 async fn wait_cancel(mut rx: watch::Receiver<CancelLevel>) {
@@ -269,10 +227,10 @@ async fn start_fleet(s: &Setup) -> anyhow::Result<FleetHandle> {
         config.http_port = port + 1;
         config.bmc_port = port + 2;
         config.powered_off = s.powered_off;
-        config.power_on_delay = config.power_on_delay.div_f64(s.speed);
+        config.power_on_delay = config.power_on_delay.div_f64(s.shape.speed);
         config.boot_time = BootTime {
-            min: s.shape.boot_time.min.div_f64(s.speed),
-            max: s.shape.boot_time.max.div_f64(s.speed),
+            min: s.shape.boot_time.min.div_f64(s.shape.speed),
+            max: s.shape.boot_time.max.div_f64(s.shape.speed),
         };
         config.faults = s.shape.faults.clone();
         config.seed = s.shape.seed;
@@ -286,41 +244,11 @@ async fn start_fleet(s: &Setup) -> anyhow::Result<FleetHandle> {
     Err(last.map_or_else(|| anyhow::anyhow!("no free ports"), Into::into))
 }
 
-/// What the drill saw, in drill time (scaled back when reported).
-#[derive(Default)]
-struct Record {
-    /// Per stage index: (name, hosts, start, end, outcome, done, failed, skipped).
-    stages: BTreeMap<usize, StageRecord>,
-    failures: Vec<Failure>,
-    host_durations: Vec<Duration>,
-}
-
-/// A failed or unreachable host.
-struct Failure {
-    stage: String,
-    host: String,
-    /// The failed step's kind; `None` for an unreachable host set aside.
-    step: Option<StepKind>,
-    reason: String,
-}
-
-#[derive(Default)]
-struct StageRecord {
-    name: String,
-    hosts: usize,
-    start: Option<Duration>,
-    end: Option<Duration>,
-    outcome: Option<StageOutcome>,
-    done: usize,
-    failed: usize,
-    skipped: usize,
-}
-
 async fn rehearse_on(
     s: &Setup,
     fleet: &FleetHandle,
     cancel: watch::Receiver<CancelLevel>,
-) -> anyhow::Result<(RunOutcome, Record, Duration)> {
+) -> anyhow::Result<Finished> {
     let paths = fleet.paths();
     let mut sources = Sources::new();
     let mut sim_inventory = match crate::inventory::load(
@@ -349,7 +277,7 @@ async fn rehearse_on(
         }
     }
     let rehearsal = Rehearsal {
-        speed: s.speed,
+        speed: s.shape.speed,
         sample: s.fraction,
         stage_sample: s.stage_sample.clone(),
         http_port: fleet.http_port(),
@@ -372,15 +300,21 @@ async fn rehearse_on(
         use_agent: false,
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let parallel = parallelism(
+    // An in-process fleet holds the server's end of every connection and
+    // two listeners per host in this process's descriptor table.
+    let in_process = fleet.workers() == 0;
+    let fit = session::descriptors::for_plan(
+        &plan,
         s.parallel
             .map(|p| ((p as f64 * s.fraction).ceil() as usize).max(1)),
-        if fleet.workers() == 0 {
-            sim_inventory.hosts.len()
+        u64::from(in_process),
+        if in_process {
+            2 * sim_inventory.hosts.len() as u64
         } else {
             0
         },
     );
+    args::print_notes(&fit.notes);
     let bmc = match &paths.bmc_credentials {
         Some(file) if s.powered_off => {
             let credentials = CredentialStore::from_file(file)?;
@@ -391,53 +325,61 @@ async fn rehearse_on(
         _ => None,
     };
     let opts = EngineOptions {
-        parallel,
-        rate: s.global_rate.map(|r| scale_rate(r, s.speed * s.fraction)),
+        parallel: fit.parallel,
+        rate: s
+            .shape
+            .rate
+            .map(|r| scale_rate(r, s.shape.speed * s.fraction)),
         starts: HashMap::new(),
         bmc,
-        bmc_time_scale: s.speed,
+        bmc_time_scale: s.shape.speed,
+        // The simulated hosts' sudo asks for no password.
+        become_password: None,
     };
+    // A journal like any run's, marked as a drill.
+    let header = session::header(
+        &plan,
+        &s.playbook,
+        &s.inventories,
+        s.limit.as_deref(),
+        s.parallel,
+        s.rate.as_deref(),
+        SystemTime::now(),
+    )?;
+    let marker = journal::Record::Drill {
+        speed: s.shape.speed,
+        sample: s.fraction,
+    };
+    let opened = session::open_new(
+        &s.journal_dir,
+        &header,
+        Locking::None,
+        std::slice::from_ref(&marker),
+    )?;
+    let mut collector = Collector::new();
+    collector.record(&journal::Record::Header(header));
+    collector.record(&marker);
     print_preamble(s, &plan, fleet);
-    let (tx, rx) = mpsc::channel(4096);
-    let consumer = tokio::spawn(consume(rx, s.speed, s.quiet, s.verbose));
-    let clock = Instant::now();
-    let outcome = engine::run(
-        Arc::new(plan),
-        Arc::new(sim_inventory),
-        Arc::new(connector),
-        opts,
-        tx,
-        cancel,
-    )
-    .await;
-    let elapsed = clock.elapsed();
-    let record = consumer.await.context("the progress printer failed")?;
-    Ok((outcome, record, elapsed))
-}
-
-/// Hosts in flight that fit the descriptor limit: each holds a client socket,
-/// a probe or pipes, and (for an in-process fleet) the server's socket;
-/// in-process hosts also hold two listeners each.
-fn parallelism(requested: Option<usize>, local_hosts: usize) -> usize {
-    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
-    let per_host: u64 = if local_hosts > 0 { 5 } else { 4 };
-    let free = limit
-        .saturating_sub(FD_HEADROOM)
-        .saturating_sub(2 * local_hosts as u64)
-        .max(per_host);
-    let fit = usize::try_from(free / per_host)
-        .unwrap_or(usize::MAX)
-        .max(1);
-    match requested {
-        Some(n) if n > fit => {
-            eprintln!(
-                "note: --parallel clamped to {fit} hosts in flight (file descriptor limit {limit})"
-            );
-            fit
-        }
-        Some(n) => n,
-        None => fit,
-    }
+    let execution = Execution {
+        prepared: Prepared {
+            plan,
+            inventory: sim_inventory,
+            connector,
+            opts,
+            notes: Vec::new(),
+        },
+        journal: Some(opened),
+        collector,
+        already_done: 0,
+        starts: HashMap::new(),
+        display: Display::Plain {
+            quiet: s.quiet,
+            verbose: s.verbose,
+            scale: s.shape.speed,
+        },
+        consumers: Vec::new(),
+    };
+    Ok(session::execute_in(execution, cancel).await)
 }
 
 fn print_preamble(s: &Setup, plan: &Plan, fleet: &FleetHandle) {
@@ -465,7 +407,7 @@ fn print_preamble(s: &Setup, plan: &Plan, fleet: &FleetHandle) {
     println!(
         "drill: boot time {boot}, speed {}x: timeouts, intervals and rates are compressed \
          {}x; times below are real time",
-        s.speed, s.speed
+        s.shape.speed, s.shape.speed
     );
     if s.fraction < 1.0 {
         println!(
@@ -479,7 +421,6 @@ fn print_preamble(s: &Setup, plan: &Plan, fleet: &FleetHandle) {
         fleet.http_port()
     );
 }
-
 fn percent(f: f64) -> String {
     let p = f * 100.0;
     if p >= 10.0 || p == p.round() {
@@ -489,79 +430,12 @@ fn percent(f: f64) -> String {
     }
 }
 
-/// Prints progress with the run's plain printer (durations scaled back to
-/// real time), acknowledges intents, and records what the report needs.
-async fn consume(
-    mut rx: mpsc::Receiver<engine::Event>,
-    speed: f64,
-    quiet: bool,
-    verbose: bool,
-) -> Record {
-    let mut plain = Plain::new(std::io::stdout(), quiet, verbose);
-    let mut record = Record::default();
-    let mut printing = true;
-    while let Some(event) = rx.recv().await {
-        if let Some(ack) = event.ack {
-            ack.done();
-        }
-        let real = event.elapsed.mul_f64(speed);
-        let mut kind = event.kind;
-        match &mut kind {
-            EventKind::StageStarted { stage, hosts } => {
-                let r = record.stages.entry(stage.index).or_default();
-                r.name = stage.name.clone();
-                r.hosts = *hosts;
-                r.start = Some(event.elapsed);
-            }
-            EventKind::StageFinished {
-                stage,
-                outcome,
-                done,
-                failed,
-                skipped,
-            } => {
-                let r = record.stages.entry(stage.index).or_default();
-                r.name = stage.name.clone();
-                r.end = Some(event.elapsed);
-                r.outcome = Some(outcome.clone());
-                (r.done, r.failed, r.skipped) = (*done, *failed, *skipped);
-            }
-            EventKind::HostFinished {
-                stage,
-                host,
-                outcome,
-                duration,
-            } => {
-                record.host_durations.push(*duration);
-                *duration = duration.mul_f64(speed);
-                match outcome {
-                    HostOutcome::Failed { kind, reason, .. } => record.failures.push(Failure {
-                        stage: stage.name.clone(),
-                        host: host.name.clone(),
-                        step: Some(*kind),
-                        reason: reason.clone(),
-                    }),
-                    HostOutcome::Unreachable { step: _, reason } => record.failures.push(Failure {
-                        stage: stage.name.clone(),
-                        host: host.name.clone(),
-                        step: None,
-                        reason: format!("unreachable: {reason}"),
-                    }),
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-        if printing && plain.event(&kind, real).is_err() {
-            // stdout closed (a pipe into `head`): keep draining so the engine never blocks.
-            printing = false;
-        }
-    }
-    record
-}
-
 /// The kind of a failure, from its reason: what an SRE would group by.
-fn failure_kind(step: Option<StepKind>, reason: &str) -> String {
+fn failure_kind(h: &HostResult) -> String {
+    let reason = h.reason.as_deref().unwrap_or("");
+    if h.status == "unreachable" {
+        return "unreachable".to_owned();
+    }
     let class = if reason.contains("did not reboot") {
         "did not reboot (boot id unchanged)"
     } else if reason.contains("did not come back") {
@@ -577,19 +451,22 @@ fn failure_kind(step: Option<StepKind>, reason: &str) -> String {
     } else {
         "other"
     };
-    match step {
-        Some(step) => format!("{}: {class}", step.as_str()),
+    match &h.step_kind {
+        Some(step) => format!("{step}: {class}"),
         None => class.to_owned(),
     }
 }
 
+/// The drill's report: the run's summary in real time.
 fn report(
     s: &Setup,
-    record: &Record,
+    summary: &Summary,
     elapsed: Duration,
     faults: &HashMap<String, FaultKind>,
 ) -> String {
-    let real = |d: Duration| engine::steps::humane(d.mul_f64(s.speed));
+    let speed = s.shape.speed;
+    let real = |d: Duration| engine::steps::humane(d.mul_f64(speed));
+    let real_ms = |ms: u64| real(Duration::from_millis(ms));
     let mut out = String::new();
     let _ = writeln!(out, "\n== drill report ==");
     let _ = writeln!(
@@ -597,80 +474,87 @@ fn report(
         "predicted recovery time: {} (the drill took {} at {}x)",
         real(elapsed),
         engine::steps::humane(elapsed),
-        s.speed
+        speed
     );
     let _ = writeln!(
         out,
         "{:<20} {:>6} {:>6} {:>6} {:>7}  {:>10}  outcome",
         "stage", "hosts", "done", "failed", "skipped", "duration"
     );
-    let mut slowest: Option<(&str, Duration)> = None;
-    for r in record.stages.values() {
-        let duration = match (r.start, r.end) {
+    let mut slowest: Option<(&str, u64)> = None;
+    for st in &summary.stages {
+        let duration = match (st.start_ms, st.end_ms) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         };
         if let Some(d) = duration
             && slowest.is_none_or(|(_, best)| d > best)
         {
-            slowest = Some((&r.name, d));
+            slowest = Some((&st.name, d));
         }
-        let outcome = match &r.outcome {
-            Some(StageOutcome::Done) => "done".to_owned(),
-            Some(StageOutcome::Aborted { reason }) => format!("ABORTED: {reason}"),
-            Some(StageOutcome::Skipped { dependency }) => format!("not started ({dependency})"),
-            Some(StageOutcome::Interrupted) => "interrupted".to_owned(),
-            None => "unfinished".to_owned(),
+        let outcome = match (st.status.as_str(), &st.reason) {
+            ("aborted", Some(r)) => format!("ABORTED: {r}"),
+            ("skipped", Some(r)) => format!("not started ({r})"),
+            ("incomplete", _) => "unfinished".to_owned(),
+            (other, _) => other.to_owned(),
         };
         let _ = writeln!(
             out,
             "{:<20} {:>6} {:>6} {:>6} {:>7}  {:>10}  {outcome}",
-            r.name,
-            r.hosts,
-            r.done,
-            r.failed,
-            r.skipped,
-            duration.map_or_else(|| "-".to_owned(), real)
+            st.name,
+            st.hosts,
+            st.done,
+            st.failed,
+            st.skipped,
+            duration.map_or_else(|| "-".to_owned(), real_ms)
         );
     }
     if let Some((name, d)) = slowest {
-        let _ = writeln!(out, "slowest stage: {name} ({})", real(d));
+        let _ = writeln!(out, "slowest stage: {name} ({})", real_ms(d));
     }
-    let mut durations = record.host_durations.clone();
+    let mut durations: Vec<u64> = summary
+        .hosts
+        .iter()
+        .filter(|h| h.status != "running")
+        .map(|h| h.duration_ms)
+        .collect();
     durations.sort_unstable();
     if let (Some(p50), Some(max)) = (durations.get(durations.len() / 2), durations.last()) {
-        let _ = writeln!(out, "host time: median {}, max {}", real(*p50), real(*max));
+        let _ = writeln!(
+            out,
+            "host time: median {}, max {}",
+            real_ms(*p50),
+            real_ms(*max)
+        );
     }
-    if record.failures.is_empty() {
+    let failures: Vec<&HostResult> = summary.failures().collect();
+    if failures.is_empty() {
         let _ = writeln!(out, "failures: none");
     } else {
-        let mut by_kind: BTreeMap<String, Vec<&Failure>> = BTreeMap::new();
-        for f in &record.failures {
-            by_kind
-                .entry(failure_kind(f.step, &f.reason))
-                .or_default()
-                .push(f);
+        let mut by_kind: BTreeMap<String, Vec<&HostResult>> = BTreeMap::new();
+        for h in &failures {
+            by_kind.entry(failure_kind(h)).or_default().push(h);
         }
         let _ = writeln!(
             out,
             "failures by kind ({} hosts; timeouts in reasons are drill time, {}x compressed):",
-            record.failures.len(),
-            s.speed
+            failures.len(),
+            speed
         );
         for (kind, hosts) in by_kind {
             let _ = writeln!(out, "  {kind}: {}", hosts.len());
-            for Failure {
-                stage,
-                host,
-                reason,
-                ..
-            } in hosts
-            {
+            for h in hosts {
                 let injected = faults
-                    .get(host)
+                    .get(&h.host)
                     .map(|f| format!(" [injected: {f}]"))
                     .unwrap_or_default();
-                let _ = writeln!(out, "    {stage} {host}{injected}: {reason}");
+                let reason = h.reason.as_deref().unwrap_or("");
+                let reason = if h.status == "unreachable" {
+                    format!("unreachable: {reason}")
+                } else {
+                    reason.to_owned()
+                };
+                let _ = writeln!(out, "    {} {}{injected}: {reason}", h.stage, h.host);
             }
         }
     }
@@ -679,7 +563,7 @@ fn report(
             out,
             "note: from a {} sample; the whole selection would fail about {:.0} hosts the same ways",
             percent(s.fraction),
-            record.failures.len() as f64 / s.fraction
+            failures.len() as f64 / s.fraction
         );
     }
     out

@@ -75,9 +75,11 @@ fn labels_text(host: &Host) -> String {
 }
 
 /// Columns are as wide as their widest cell; labels come last, unpadded.
-/// A GROUPS column appears only when some host has groups (Ansible inventories).
+/// JUMP is `-` for a host reached directly. A GROUPS column appears only when
+/// some host has groups (Ansible inventories).
 pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()> {
     let user = |h: &Host| h.user.clone().unwrap_or_else(|| "-".into());
+    let jump = |h: &Host| h.jump.clone().unwrap_or_else(|| "-".into());
     let width = |header: &str, cell: &dyn Fn(&Host) -> usize| {
         hosts
             .iter()
@@ -90,11 +92,12 @@ pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<(
     let addr_w = width("ADDRESS", &|h| h.address.chars().count());
     let port_w = width("PORT", &|h| h.port.to_string().len());
     let user_w = width("USER", &|h| user(h).chars().count());
+    let jump_w = width("JUMP", &|h| jump(h).chars().count());
     let show_groups = hosts.iter().any(|h| !h.groups.is_empty());
     let groups_w = width("GROUPS", &|h| h.groups.join(",").chars().count());
     let mut line = format!(
-        "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  ",
-        "NAME", "ADDRESS", "PORT", "USER"
+        "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  {:jump_w$}  ",
+        "NAME", "ADDRESS", "PORT", "USER", "JUMP"
     );
     if show_groups {
         line.push_str(&format!("{:groups_w$}  ", "GROUPS"));
@@ -103,11 +106,12 @@ pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<(
     for h in hosts {
         line.clear();
         line.push_str(&format!(
-            "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  ",
+            "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  {:jump_w$}  ",
             h.name,
             h.address,
             h.port,
             user(h),
+            jump(h),
         ));
         if show_groups {
             line.push_str(&format!("{:groups_w$}  ", h.groups.join(",")));
@@ -127,9 +131,20 @@ struct JsonHost<'a> {
     jump: Option<&'a str>,
     labels: &'a std::collections::BTreeMap<String, String>,
     groups: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_file: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "become", skip_serializing_if = "Option::is_none")]
+    escalation: Option<JsonBecome<'a>>,
 }
 
-/// A JSON array of `{name, address, port, user, jump, labels, groups}`.
+#[derive(Serialize)]
+struct JsonBecome<'a> {
+    method: &'static str,
+    user: &'a str,
+}
+
+/// A JSON array of `{name, address, port, user, jump, labels, groups}`, plus
+/// `identity_file` and `become: {method, user}` for hosts that have them.
 pub(crate) fn write_json(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()> {
     let items: Vec<JsonHost<'_>> = hosts
         .iter()
@@ -141,6 +156,14 @@ pub(crate) fn write_json(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()
             jump: h.jump.as_deref(),
             labels: &h.labels,
             groups: &h.groups,
+            identity_file: h.identity_file.as_deref().map(|p| p.to_string_lossy()),
+            escalation: h.escalation.as_ref().map(|e| JsonBecome {
+                method: match e.method {
+                    crate::transport::escalation::EscalationMethod::Sudo => "sudo",
+                    crate::transport::escalation::EscalationMethod::Doas => "doas",
+                },
+                user: &e.user,
+            }),
         })
         .collect();
     serde_json::to_writer_pretty(&mut *out, &items)?;

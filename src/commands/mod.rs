@@ -2,10 +2,10 @@
 //! choose the exit code. Owns what goes to stdout/stderr for each command; the
 //! modules below it never print.
 
+mod args;
 mod drill;
 mod hosts;
 mod plan;
-mod preflight;
 mod report;
 mod resume;
 mod run;

@@ -46,7 +46,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
         Err(errors) => return Ok(refuse(&sources, &errors)),
     };
     if let Some(file) = &args.bmc_credentials
-        && super::run::needs_bmc(&plan)
+        && crate::session::powers_on(&plan)
     {
         let store = match crate::transport::redfish::CredentialStore::from_file(file) {
             Ok(s) => s,
@@ -55,7 +55,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
                 return Ok(Exit::Usage);
             }
         };
-        let problems = super::run::bmc_credential_problems(&plan, &inventory, &store);
+        let problems = crate::session::bmc_credential_problems(&plan, &inventory, &store);
         if !problems.is_empty() {
             return Ok(refuse(&sources, &problems));
         }
@@ -91,11 +91,7 @@ fn preflight(
     limit: Option<&Selector>,
     sources: &Sources,
 ) -> anyhow::Result<Exit> {
-    let exec = crate::cli::ExecArgs {
-        ssh: args.ssh.clone(),
-        ..Default::default()
-    };
-    let connector = match SshConnector::new(super::run::ssh_options(&exec, inventory)) {
+    let connector = match SshConnector::new(super::args::ssh_options(&args.ssh, inventory)) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             eprintln!("error: {e}");
@@ -107,7 +103,7 @@ fn preflight(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let checks = runtime.block_on(super::preflight::check(
+    let checks = runtime.block_on(crate::session::preflight::check(
         connector, inventory, plan, parallel,
     ));
     // Connections still closing must not hold the exit.
@@ -116,7 +112,7 @@ fn preflight(
     let out = match args.format {
         OutputFormat::Text => {
             render_text(plan, playbook, inventory, limit, sources)
-                + &super::preflight::render_text(inventory, plan, &checks)
+                + &crate::session::preflight::render_text(inventory, plan, &checks)
         }
         OutputFormat::Json => {
             let text = render_json(plan, playbook, inventory, limit);
@@ -124,7 +120,7 @@ fn preflight(
             if let Value::Object(map) = &mut doc {
                 map.insert(
                     "preflight".into(),
-                    super::preflight::render_json(inventory, plan, &checks),
+                    crate::session::preflight::render_json(inventory, plan, &checks),
                 );
             }
             serde_json::to_string_pretty(&sorted(doc)).unwrap_or_default() + "\n"
@@ -138,14 +134,14 @@ fn preflight(
     })
 }
 
-/// [`super::preflight::PARALLEL`], or fewer when the file descriptor limit
+/// [`crate::session::preflight::PARALLEL`], or fewer when the file descriptor limit
 /// (raised to its hard limit first) cannot hold that many sockets.
 fn preflight_parallelism() -> usize {
-    let limit = rlimit::increase_nofile_limit(u64::MAX)
-        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
-        .unwrap_or(1024);
-    let fit = usize::try_from(limit.saturating_sub(64)).unwrap_or(usize::MAX);
-    super::preflight::PARALLEL.min(fit).max(1)
+    use crate::session::descriptors;
+    let mut notes = Vec::new();
+    let limit = descriptors::raise_limit(&mut notes);
+    let fit = descriptors::fit(limit, 1, 0, None, 1).parallel;
+    crate::session::preflight::PARALLEL.min(fit)
 }
 
 fn refuse(sources: &Sources, diags: &[Diagnostic]) -> Exit {
@@ -162,14 +158,7 @@ fn hosts_in_scope(inventory: &Inventory, limit: Option<&Selector>) -> usize {
 }
 
 fn selected(plan: &Plan) -> usize {
-    let mut hosts: Vec<usize> = plan
-        .stages
-        .iter()
-        .flat_map(|s| s.hosts.iter().copied())
-        .collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    hosts.len()
+    plan.distinct_hosts()
 }
 
 fn counts<'a>(inventory: &'a Inventory, hosts: &[usize], key: &str) -> BTreeMap<&'a str, usize> {
@@ -338,6 +327,47 @@ fn breakdown(counts: &BTreeMap<&str, usize>) -> String {
     }
 }
 
+/// `dc: pangyo 40; role: db 40; 20 racks of 2`, naming only the dimensions
+/// some host has; without any, the Ansible groups, or that there are none.
+fn grouping(inventory: &Inventory, hosts: &[usize]) -> String {
+    let mut parts = Vec::new();
+    for key in ["dc", "role"] {
+        let c = counts(inventory, hosts, key);
+        if c.keys().any(|v| *v != "(none)") {
+            parts.push(format!("{key}: {}", breakdown(&c)));
+        }
+    }
+    let mut racks = counts(inventory, hosts, "rack");
+    let unracked = racks.remove("(none)");
+    if let (Some(lo), Some(hi)) = (racks.values().min(), racks.values().max()) {
+        let n = racks.len();
+        let sizes = if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        };
+        let mut text = format!("{n} rack{} of {sizes}", if n == 1 { "" } else { "s" });
+        if let Some(u) = unracked {
+            text.push_str(&format!(", {u} without a rack"));
+        }
+        parts.push(text);
+    }
+    if parts.is_empty() {
+        let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+        for &h in hosts {
+            for g in &inventory.hosts[h].groups {
+                *groups.entry(g.as_str()).or_insert(0) += 1;
+            }
+        }
+        parts.push(if groups.is_empty() {
+            "no dc, role or rack labels".to_owned()
+        } else {
+            format!("no dc, role or rack labels; groups: {}", breakdown(&groups))
+        });
+    }
+    parts.join("; ")
+}
+
 fn hosts_word(n: usize) -> String {
     format!("{n} host{}", if n == 1 { "" } else { "s" })
 }
@@ -401,23 +431,11 @@ pub(crate) fn render_text(
                 );
                 continue;
             }
-            let racks = counts(inventory, &s.hosts, "rack");
-            let rack_sizes = racks.values().copied();
-            let (lo, hi) = (
-                rack_sizes.clone().min().unwrap_or(0),
-                rack_sizes.max().unwrap_or(0),
-            );
-            let racks_text = match racks.len() {
-                0 => String::new(),
-                n if lo == hi => format!("; {n} rack{} of {lo}", if n == 1 { "" } else { "s" }),
-                n => format!("; {n} racks of {lo}-{hi}"),
-            };
             let _ = writeln!(
                 out,
-                "    hosts            {}  (dc: {}; role: {}{racks_text})",
+                "    hosts            {}  ({})",
                 s.hosts.len(),
-                breakdown(&counts(inventory, &s.hosts, "dc")),
-                breakdown(&counts(inventory, &s.hosts, "role")),
+                grouping(inventory, &s.hosts)
             );
             if s.canaries > 0 {
                 let names: Vec<&str> = s.hosts[..s.canaries]

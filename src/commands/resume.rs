@@ -1,22 +1,26 @@
 //! `rekindle resume JOURNAL`: continue an interrupted run. Reloads the
 //! playbook and inventories named in the journal's header (refusing if their
 //! content changed, unless `--force`), replays the journal into per-host
-//! starts, takes the plan's lock and runs the same engine, appending to the
-//! same journal.
+//! starts, and hands them to the session's pipeline, appending to the same
+//! journal under the plan's lock.
 //!
 //! Owns the resume command's checks and messages; the replay rules are
-//! `journal::replay`'s, the execution `run`'s.
+//! `journal::replay`'s, the execution `session`'s.
 
+use std::collections::HashSet;
+use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use anyhow::Context;
-
-use super::run::{Recording, execute_recorded, journal_dir, load, take_lock};
+use super::args;
 use crate::cli::ResumeArgs;
 use crate::diag::Sources;
+use crate::engine::events::{Ack, EventKind, StepKind};
 use crate::exit::Exit;
 use crate::journal::{self, Record};
 use crate::report::summary::Collector;
+use crate::session::consume::{Consumer, Seen};
+use crate::session::{self, Display, Execution};
 
 pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     let journal = match journal::read(&args.journal_file) {
@@ -30,6 +34,18 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         eprintln!(
             "note: the journal's last record was cut short (the run died while writing it); it is ignored"
         );
+    }
+    if journal
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Drill { .. }))
+    {
+        eprintln!(
+            "error: cannot resume: {} is the journal of a drill, which rehearsed the plan on simulated hosts; \
+             `rekindle run` the plan to act on the real ones",
+            args.journal_file.display()
+        );
+        return Ok(Exit::Usage);
     }
     let header = &journal.header;
     let mut changed = Vec::new();
@@ -61,12 +77,9 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     }
 
     let mut sources = Sources::new();
-    let Some((inventory, plan)) = load(
-        &header
-            .inventories
-            .iter()
-            .map(|f| f.path.clone())
-            .collect::<Vec<_>>(),
+    let inventories: Vec<String> = header.inventories.iter().map(|f| f.path.clone()).collect();
+    let Some(loaded) = args::load(
+        &inventories,
         &header.playbook.path,
         header.limit.as_deref(),
         &mut sources,
@@ -74,28 +87,41 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         return Ok(Exit::Usage);
     };
 
-    // The journal's directory holds the plan's lock, whatever --journal says.
-    let dir = args
-        .journal_file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(
-            || std::path::PathBuf::from("."),
-            std::path::Path::to_path_buf,
-        );
-    journal_dir(&dir)?;
-    let Some(lock) = take_lock(
-        &dir,
-        &header.playbook.path,
-        &args.journal_file,
-        &args.exec,
-        &plan,
-        &inventory,
-    ) else {
-        return Ok(Exit::Usage);
+    // `--parallel`/`--rate` of the original run unless given again.
+    let mut exec = args.exec.clone();
+    exec.parallel = exec.parallel.or(header.parallel);
+    exec.rate = exec.rate.clone().or_else(|| header.rate.clone());
+    let rate = match args::rate(&exec) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
     };
+    let settings = args::settings(&exec, rate, &loaded.inventory);
+    let prepared = match session::prepare(loaded.plan, loaded.inventory, &settings) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(Exit::Usage);
+        }
+    };
+    args::print_notes(&prepared.notes);
+    let (lock, notes) = match session::lock_existing(
+        &args.journal_file,
+        &header.playbook.path,
+        args::breaking(&args.exec),
+        (&prepared.plan, &prepared.inventory),
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(Exit::Usage);
+        }
+    };
+    args::print_notes(&notes);
     // Read again now that no other run can add to it: a run this one took
-    // over recorded every intent it acted on before its lock was gone.
+    // over had recorded every intent it acted on before its lock was gone.
     let journal = match journal::read(&args.journal_file) {
         Ok(j) => j,
         Err(e) => {
@@ -103,11 +129,12 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
             return Ok(Exit::Usage);
         }
     };
-    let resume = journal::replay::replay(&journal.records, &plan, &inventory);
+    let resume = journal::replay::replay(&journal.records, &prepared.plan, &prepared.inventory);
 
+    let plan = &prepared.plan;
     let total: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
     eprintln!(
-        "resuming run {} of `{}`: {} of {} host runs done before and skipped; {} reboots re-verified by boot id (not sent again); {} hosts restart the step they were in; {} failed hosts retried from their failed step",
+        "resuming run {} of `{}`: {} of {} host runs done before and skipped; {} reboots re-verified by boot id (not sent again unless the host is still up on its old boot); {} hosts restart the step they were in; {} failed hosts retried from their failed step",
         header.run_id,
         plan.name,
         resume.done,
@@ -122,36 +149,32 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
             resume.unknown
         );
     }
-    if !super::run::confirm(&plan, args.exec.yes)? {
+    if !args::confirm(plan, args.exec.yes)? {
         return Ok(Exit::Usage);
     }
 
-    let mut writer = journal::append(&args.journal_file)
-        .with_context(|| format!("cannot append to {}", args.journal_file.display()))?;
-    writer.fence(lock.held());
-    writer.push(
-        &Record::Resumed {
-            at: journal::rfc3339(SystemTime::now()),
-            operator: journal::operator(),
-            bastion: journal::bastion(),
-            pid: std::process::id(),
-            forced: !changed.is_empty(),
-        },
-        None,
-    );
-    writer.commit();
+    let mut opened = match session::open_append(&args.journal_file, lock) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let resumed = Record::Resumed {
+        at: journal::rfc3339(SystemTime::now()),
+        operator: journal::operator(),
+        bastion: journal::bastion(),
+        pid: std::process::id(),
+        forced: !changed.is_empty(),
+    };
+    opened.writer.push(&resumed, None);
+    opened.writer.commit();
 
     let mut collector = Collector::new();
     for r in &journal.records {
         collector.record(r);
     }
-    collector.record(&Record::Resumed {
-        at: journal::rfc3339(SystemTime::now()),
-        operator: String::new(),
-        bastion: String::new(),
-        pid: 0,
-        forced: false,
-    });
+    collector.record(&resumed);
     if !resume.retried.is_empty() {
         collector.note(format!(
             "{} hosts that had failed were retried from their failed step: {}",
@@ -159,31 +182,107 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
             list(&resume.retried)
         ));
     }
-    if !resume.reverify.is_empty() {
-        collector.note(format!(
-            "{} hosts had a reboot issued before the interruption; it was verified by boot id, not sent again: {}",
-            resume.reverify.len(),
-            list(&resume.reverify)
-        ));
-    }
-    // `--parallel`/`--rate` of the original run unless given again.
-    let mut exec = args.exec.clone();
-    exec.parallel = exec.parallel.or(header.parallel);
-    exec.rate = exec.rate.clone().or_else(|| header.rate.clone());
-    let exit = execute_recorded(
-        plan,
-        inventory,
-        &exec,
-        verbose,
-        resume.starts,
-        Recording {
-            writer: Some(writer),
+    let reboots = Arc::new(Mutex::new(Reverified::new(&resume.reverify)));
+    let finished = session::execute(
+        Execution {
+            prepared,
+            journal: Some(opened),
             collector,
             already_done: resume.done,
+            starts: resume.starts,
+            display: Display::Progress {
+                quiet: args.exec.quiet,
+                verbose: verbose > 0,
+            },
+            consumers: vec![Box::new(ReverifyConsumer(Arc::clone(&reboots)))],
         },
-    );
-    drop(lock);
-    exit
+        args::notice,
+    )?;
+    let mut finished = finished;
+    let reboots = reboots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    finished.summary.notes.extend(reboots.notes());
+    args::print_finished(&finished, args.exec.quiet);
+    Ok(finished.exit)
+}
+
+/// What became of the hosts whose reboot was issued before the
+/// interruption: verified by boot id, sent again (the host was still up on
+/// its old boot, so the first never arrived), or neither.
+#[derive(Debug, Default)]
+struct Reverified {
+    waiting: HashSet<String>,
+    resent: Vec<String>,
+    verified: Vec<String>,
+}
+
+impl Reverified {
+    fn new(hosts: &[String]) -> Self {
+        Reverified {
+            waiting: hosts.iter().cloned().collect(),
+            ..Default::default()
+        }
+    }
+
+    fn event(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::RebootIssued { host, .. } if self.waiting.remove(&host.name) => {
+                self.resent.push(host.name.clone());
+            }
+            EventKind::StepFinished {
+                host,
+                kind: StepKind::Reboot,
+                error: None,
+                ..
+            } if self.waiting.remove(&host.name) => self.verified.push(host.name.clone()),
+            _ => {}
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.verified.is_empty() {
+            notes.push(format!(
+                "{} hosts had a reboot issued before the interruption; it was verified by boot id, not sent again: {}",
+                self.verified.len(),
+                list(&self.verified)
+            ));
+        }
+        if !self.resent.is_empty() {
+            notes.push(format!(
+                "{} hosts had a reboot issued before the interruption but were still up on their old boot; the reboot was sent again: {}",
+                self.resent.len(),
+                list(&self.resent)
+            ));
+        }
+        if !self.waiting.is_empty() {
+            let mut left: Vec<String> = self.waiting.iter().cloned().collect();
+            left.sort();
+            notes.push(format!(
+                "{} hosts had a reboot issued before the interruption that this run could not verify: {}",
+                left.len(),
+                list(&left)
+            ));
+        }
+        notes
+    }
+}
+
+struct ReverifyConsumer(Arc<Mutex<Reverified>>);
+
+impl Consumer for ReverifyConsumer {
+    fn event(&mut self, e: Seen<'_>, _ack: &mut Option<Ack>) -> io::Result<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .event(e.kind);
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "resume notes"
+    }
 }
 
 /// At most ten names, then a count.
@@ -198,4 +297,53 @@ fn list(names: &[String]) -> String {
         s.push_str(&format!(" and {} more", names.len() - 10));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::{HostRef, StageRef};
+
+    fn host(name: &str) -> HostRef {
+        HostRef {
+            index: 0,
+            name: name.into(),
+        }
+    }
+
+    fn stage() -> StageRef {
+        StageRef {
+            index: 0,
+            name: "s".into(),
+        }
+    }
+
+    #[test]
+    fn resume_note_tells_verified_from_resent_reboots() {
+        let mut r = Reverified::new(&["a".into(), "b".into(), "c".into()]);
+        // `b` was still on its old boot: the engine sent the reboot again.
+        r.event(&EventKind::RebootIssued {
+            stage: stage(),
+            host: host("b"),
+            step: 0,
+            boot_id_before: "x".into(),
+        });
+        for h in ["a", "b"] {
+            r.event(&EventKind::StepFinished {
+                stage: stage(),
+                host: host(h),
+                step: 0,
+                kind: StepKind::Reboot,
+                error: None,
+            });
+        }
+        let notes = r.notes();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes[0].starts_with("1 hosts") && notes[0].contains("not sent again: a"),
+            "{notes:?}"
+        );
+        assert!(notes[1].contains("was sent again: b"), "{notes:?}");
+        assert!(notes[2].contains("could not verify: c"), "{notes:?}");
+    }
 }

@@ -26,8 +26,7 @@ pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
         config.bmc_port = p;
     }
     config.powered_off = args.fleet.powered_off;
-    config.bmc_outage = crate::sim::config::parse_duration(&args.bmc_outage)
-        .with_context(|| format!("bad --bmc-outage `{}` (e.g. 30s)", args.bmc_outage))?;
+    config.bmc_outage = super::args::outage(&args.bmc_outage).map_err(anyhow::Error::msg)?;
     if let Some(fail) = &args.fleet.fail {
         config.faults = parse_faults(fail)?;
     }

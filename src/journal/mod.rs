@@ -112,6 +112,12 @@ pub enum Record {
         /// The operator passed `--force` over a changed playbook or inventory.
         forced: bool,
     },
+    /// The run is a drill: a rehearsal on simulated hosts with time
+    /// compressed `speed` times, never to be resumed against real hosts.
+    Drill {
+        speed: f64,
+        sample: f64,
+    },
     Event {
         /// Wall-clock time, RFC 3339 UTC with milliseconds.
         at: String,

@@ -145,6 +145,48 @@ fn drill_lists_injected_failures_by_kind() {
 }
 
 #[test]
+fn drill_writes_a_journal_report_reads_and_resume_refuses() {
+    let files = Files::new(PLAYBOOK);
+    let (code, out, err) = files.drill(&[
+        "--speed",
+        "50",
+        "--fail",
+        "never_returns=0.25",
+        "--journal",
+        "drills",
+    ]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let journal = out
+        .lines()
+        .find_map(|l| l.strip_prefix("journal: "))
+        .unwrap_or_else(|| panic!("no journal line:\n{out}"));
+    let journal = files.dir.path().join(journal);
+    assert!(
+        journal.starts_with(files.dir.path().join("drills")),
+        "{journal:?}"
+    );
+    let (code, report, err) = support::run(
+        support::rekindle_in(files.dir.path()).args(["report", journal.to_str().unwrap_or("")]),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(report.contains("a drill on simulated hosts"), "{report}");
+    // The drill's summary and the report agree on every failed host.
+    let failed = out.matches("[injected: never_returns]").count();
+    assert!(failed > 0, "{out}");
+    assert!(
+        report.contains(&format!("failures ({failed}):")),
+        "{report}"
+    );
+    let (code, _, err) = support::run(
+        support::rekindle_in(files.dir.path())
+            .args(["resume", journal.to_str().unwrap_or(""), "--yes"])
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is the journal of a drill"), "{err}");
+}
+
+#[test]
 fn drill_samples_keeping_every_role() {
     let files = Files::new(PLAYBOOK);
     let (code, out, err) = files.drill(&["--sample", "0.25", "--speed", "50"]);

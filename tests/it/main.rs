@@ -1,16 +1,20 @@
 //! The one integration-test binary: a module per topic, all driving the real
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
+mod certs;
 mod drill;
+mod escalation;
 mod hardening;
 mod hosts;
 mod inventory;
+mod inventory_ansible;
 mod journal;
 mod plan;
 mod power;
 mod reboot;
 mod report;
 mod run;
+mod scripts;
 mod sim;
 mod ssh;
 mod sshd;

@@ -23,15 +23,17 @@ use crate::transport::{ConnectErrorKind, Connector, Session};
 
 /// Hosts checked at once. sshd handles about 40 handshakes a second per
 /// core; more in flight only queues them and risks `MaxStartups` drops.
-pub(crate) const PARALLEL: usize = 32;
+pub const PARALLEL: usize = 32;
 /// Reading the boot id is instant on a healthy host.
 const BOOT_ID_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a host would not start cleanly, in the order the report lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum ProblemKind {
+pub enum ProblemKind {
     UnknownKey,
     ChangedKey,
+    /// A host certificate the known CAs do not vouch for.
+    Certificate,
     Auth,
     Unreachable,
     /// Connected, but something else went wrong (protocol, boot id unreadable).
@@ -43,6 +45,7 @@ impl ProblemKind {
         match self {
             ProblemKind::UnknownKey => "unknown host key",
             ProblemKind::ChangedKey => "CHANGED host key",
+            ProblemKind::Certificate => "host certificate refused",
             ProblemKind::Auth => "authentication failed",
             ProblemKind::Unreachable => "unreachable",
             ProblemKind::Other => "other",
@@ -53,6 +56,7 @@ impl ProblemKind {
         match self {
             ProblemKind::UnknownKey => "unknown_host_key",
             ProblemKind::ChangedKey => "changed_host_key",
+            ProblemKind::Certificate => "host_certificate",
             ProblemKind::Auth => "auth",
             ProblemKind::Unreachable => "unreachable",
             ProblemKind::Other => "other",
@@ -63,6 +67,7 @@ impl ProblemKind {
         match kind {
             ConnectErrorKind::HostKeyUnknown => ProblemKind::UnknownKey,
             ConnectErrorKind::HostKeyChanged => ProblemKind::ChangedKey,
+            ConnectErrorKind::HostCertificate => ProblemKind::Certificate,
             ConnectErrorKind::Auth => ProblemKind::Auth,
             k if k.is_unreachable() => ProblemKind::Unreachable,
             _ => ProblemKind::Other,
@@ -71,14 +76,14 @@ impl ProblemKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Problem {
+pub struct Problem {
     pub kind: ProblemKind,
     pub message: String,
 }
 
 /// One host's preflight: its boot id, or what stopped us reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HostCheck {
+pub struct HostCheck {
     /// Index in `Inventory::hosts`.
     pub host: usize,
     pub result: Result<String, Problem>,
@@ -111,21 +116,13 @@ fn targets(plan: &Plan) -> Vec<(usize, Duration)> {
 }
 
 /// Hosts some stage selects that [`check`] leaves alone (no SSH step).
-pub(crate) fn unchecked(plan: &Plan) -> usize {
-    let checked = targets(plan).len();
-    let mut all: Vec<usize> = plan
-        .stages
-        .iter()
-        .flat_map(|s| s.hosts.iter().copied())
-        .collect();
-    all.sort_unstable();
-    all.dedup();
-    all.len() - checked
+pub fn unchecked(plan: &Plan) -> usize {
+    plan.distinct_hosts() - targets(plan).len()
 }
 
 /// Checks every selected host, at most `parallel` at once; results in
 /// inventory order.
-pub(crate) async fn check<C: Connector>(
+pub async fn check<C: Connector>(
     connector: Arc<C>,
     inventory: &Inventory,
     plan: &Plan,
@@ -227,7 +224,7 @@ fn grouped<'a>(
 }
 
 /// The preflight section of `plan`'s text output.
-pub(crate) fn render_text(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> String {
+pub fn render_text(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> String {
     let mut out = String::new();
     let problems = checks.iter().filter(|c| c.result.is_err()).count();
     let _ = writeln!(
@@ -256,7 +253,7 @@ pub(crate) fn render_text(inventory: &Inventory, plan: &Plan, checks: &[HostChec
 /// The `preflight` member of `plan --format json`:
 /// `{ "checked": int, "ok": int, "problems": int, "not_checked": int,
 ///    "by_kind": { kind: [{ "host", "message" }] }, "boot_ids": { host: id } }`.
-pub(crate) fn render_json(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> Value {
+pub fn render_json(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> Value {
     let problems = checks.iter().filter(|c| c.result.is_err()).count();
     let by_kind: serde_json::Map<String, Value> = grouped(inventory, checks)
         .into_iter()
@@ -391,6 +388,7 @@ mod tests {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: crate::playbook::OnUnreachable::Fail,
+            escalation: None,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             steps: vec![Step::Run {

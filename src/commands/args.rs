@@ -1,0 +1,323 @@
+//! High-level arguments: every command-line string that carries a value
+//! (rates, boot times, faults, outages, fractions, speeds) parsed and
+//! range-checked once, here, into typed settings the library takes. Also
+//! the terminal interaction the running commands share (printing load
+//! errors and warnings, confirmation).
+//!
+//! Owns the wording of bad-argument errors. It must not run anything.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{ExecArgs, FleetArgs};
+use crate::diag::{self, Sources};
+use crate::engine;
+use crate::inventory::Inventory;
+use crate::plan::Plan;
+use crate::playbook::Rate;
+use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
+use crate::sim::{BootTime, FaultKind, parse_faults};
+use crate::transport::ssh::SshOptions;
+
+/// The fastest a drill may compress time: beyond it, simulated commands and
+/// handshakes (which are not compressed) dominate and the prediction is noise.
+pub(crate) const MAX_SPEED: f64 = 1000.0;
+
+/// `100/s`, `3000/m`, `10/h`.
+pub(crate) fn parse_rate(input: &str) -> Result<Rate, String> {
+    let bad = || format!("invalid rate `{input}`: expected COUNT/UNIT such as 100/s or 3000/m");
+    let (count, unit) = input.trim().split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    if count == 0 {
+        return Err(format!(
+            "invalid rate `{input}`: the count must be at least 1"
+        ));
+    }
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    Ok(Rate { count, per })
+}
+
+/// `--rate`, checked.
+pub(crate) fn rate(exec: &ExecArgs) -> Result<Option<Rate>, String> {
+    exec.rate
+        .as_deref()
+        .map(parse_rate)
+        .transpose()
+        .map_err(|e| format!("--rate: {e}"))
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+fn expand_tilde(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), home()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// Flags first, then the inventory's defaults, then OpenSSH's usual files.
+/// `--break-lock` / `--break-live-lock` as what the lock may take over.
+pub(crate) fn breaking(exec: &ExecArgs) -> crate::journal::lock::Break {
+    crate::journal::lock::Break::from_flags(exec.break_lock, exec.break_live_lock)
+}
+
+pub(crate) fn ssh_options(ssh: &crate::cli::SshArgs, inventory: &Inventory) -> SshOptions {
+    let mut identities: Vec<PathBuf> = ssh.identities.clone();
+    identities.extend(inventory.identity_files.iter().map(|p| expand_tilde(p)));
+    if let Some(home) = home() {
+        identities.push(home.join(".ssh/id_ed25519"));
+        identities.push(home.join(".ssh/id_rsa"));
+    }
+    let known_hosts = ssh
+        .known_hosts
+        .clone()
+        .or_else(|| inventory.known_hosts.as_deref().map(expand_tilde))
+        .unwrap_or_else(|| expand_tilde("~/.ssh/known_hosts"));
+    let ssh_config = ssh.ssh_config.clone().or_else(|| {
+        let default = expand_tilde("~/.ssh/config");
+        default.is_file().then_some(default)
+    });
+    SshOptions {
+        identities,
+        known_hosts,
+        ssh_config,
+        accept_new_host_keys: ssh.accept_new_host_keys,
+        use_agent: std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()),
+    }
+}
+
+/// A run's settings from its flags (`rate` already parsed).
+pub(crate) fn settings(exec: &ExecArgs, rate: Option<Rate>, inventory: &Inventory) -> Settings {
+    Settings {
+        parallel: exec.parallel,
+        rate,
+        ssh: ssh_options(&exec.ssh, inventory),
+        bmc: BmcSettings {
+            credentials: exec.bmc_credentials.clone(),
+            ca_bundle: exec.bmc_ca.clone(),
+            insecure: exec.bmc_insecure,
+        },
+        become_password: exec.become_password_file.clone(),
+    }
+}
+
+/// A drill's own arguments, checked.
+pub(crate) struct DrillShape {
+    pub sample: f64,
+    pub speed: f64,
+    pub boot_time: BootTime,
+    pub faults: Vec<(FaultKind, f64)>,
+    pub seed: u64,
+    pub rate: Option<Rate>,
+}
+
+pub(crate) fn drill_shape(
+    sample: f64,
+    speed: f64,
+    fleet: &FleetArgs,
+    exec: &ExecArgs,
+) -> Result<DrillShape, String> {
+    if !(sample > 0.0 && sample <= 1.0) {
+        return Err(format!(
+            "--sample must be a fraction in (0, 1], got {sample}"
+        ));
+    }
+    if !(1.0..=MAX_SPEED).contains(&speed) {
+        return Err(format!(
+            "--speed must be between 1 and {MAX_SPEED}, got {speed}"
+        ));
+    }
+    let boot_time = BootTime::parse(&fleet.boot_time).map_err(|e| e.to_string())?;
+    let faults = match &fleet.fail {
+        Some(f) => parse_faults(f).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    Ok(DrillShape {
+        sample,
+        speed,
+        boot_time,
+        faults,
+        seed: fleet.seed,
+        rate: rate(exec)?,
+    })
+}
+
+/// `--bmc-outage`, checked.
+pub(crate) fn outage(input: &str) -> Result<Duration, String> {
+    crate::sim::config::parse_duration(input)
+        .ok_or_else(|| format!("bad --bmc-outage `{input}` (e.g. 30s)"))
+}
+
+/// Loads and plans, printing every diagnostic and warning to stderr. `None`
+/// means errors were printed (exit 2).
+pub(crate) fn load(
+    inventories: &[String],
+    playbook: &str,
+    limit: Option<&str>,
+    sources: &mut Sources,
+) -> Option<Loaded> {
+    match session::load(inventories, playbook, limit, sources) {
+        Ok(mut loaded) => {
+            if !loaded.warnings.is_empty() {
+                diag::sort(&mut loaded.warnings);
+                eprint!("{}", diag::render_text(sources, &loaded.warnings));
+            }
+            Some(loaded)
+        }
+        Err(LoadError::Diagnostics(mut d)) => {
+            diag::sort(&mut d);
+            eprint!("{}", diag::render_text(sources, &d));
+            None
+        }
+        Err(LoadError::Limit(e)) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+/// Prints notes the library returned.
+pub(crate) fn print_notes(notes: &[String]) {
+    for n in notes {
+        eprintln!("{n}");
+    }
+}
+
+/// Where the interrupt notices go.
+pub(crate) fn notice(message: &str) {
+    eprintln!("{message}");
+}
+
+/// Asks on a terminal; off a terminal only `--yes` proceeds.
+pub(crate) fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() || !std::io::stderr().is_terminal() {
+        eprintln!(
+            "error: not on a terminal, so nobody can confirm; pass --yes to run `{}` unattended",
+            plan.name
+        );
+        return Ok(false);
+    }
+    let hosts: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
+    let mut err = std::io::stderr().lock();
+    writeln!(
+        err,
+        "About to run `{}`: {} stages, {} host runs, estimated {}",
+        plan.name,
+        plan.stages.len(),
+        hosts,
+        engine::steps::humane(plan.estimate)
+    )?;
+    for s in &plan.stages {
+        let after: Vec<&str> = s
+            .after
+            .iter()
+            .filter_map(|&i| plan.stages.get(i).map(|d| d.name.as_str()))
+            .collect();
+        writeln!(
+            err,
+            "  {}: {} hosts, {} canaries, window {}, failure budget {}{}",
+            s.name,
+            s.hosts.len(),
+            s.canaries,
+            s.window,
+            s.failure_budget,
+            if after.is_empty() {
+                String::new()
+            } else {
+                format!(", after {}", after.join(", "))
+            }
+        )?;
+    }
+    write!(err, "Proceed? [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    let go = matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes");
+    if !go {
+        eprintln!("not confirmed; nothing was done");
+    }
+    Ok(go)
+}
+
+/// Prints a finished execution's summary (after a blank line unless quiet),
+/// its warnings and where its journal is.
+pub(crate) fn print_finished(finished: &session::Finished, quiet: bool) {
+    for w in &finished.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{}{}",
+        if quiet { "" } else { "\n" },
+        crate::report::summary::render_text(&finished.summary).trim_end()
+    );
+    if let Some(path) = &finished.journal {
+        println!("journal: {}", path.display());
+    }
+    let _ = std::io::stdout().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(
+            parse_rate("100/s"),
+            Ok(Rate {
+                count: 100,
+                per: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            parse_rate("3000/m").map(|r| r.per),
+            Ok(Duration::from_secs(60))
+        );
+        for bad in ["", "100", "0/s", "x/s", "10/fortnight", "-1/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn drill_fractions_and_speeds_are_range_checked() {
+        let fleet = FleetArgs {
+            boot_time: "0s".into(),
+            fail: None,
+            seed: 1,
+            powered_off: false,
+        };
+        let exec = ExecArgs::default();
+        assert!(drill_shape(1.0, 1.0, &fleet, &exec).is_ok());
+        for (sample, speed) in [
+            (0.0, 1.0),
+            (1.5, 1.0),
+            (1.0, 0.5),
+            (1.0, 2000.0),
+            (f64::NAN, 1.0),
+        ] {
+            assert!(
+                drill_shape(sample, speed, &fleet, &exec).is_err(),
+                "{sample} {speed}"
+            );
+        }
+        let bad_boot = FleetArgs {
+            boot_time: "soon".into(),
+            ..fleet.clone()
+        };
+        assert!(drill_shape(1.0, 1.0, &bad_boot, &exec).is_err());
+        assert!(outage("30s").is_ok());
+        assert!(outage("later").is_err());
+    }
+}

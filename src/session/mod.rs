@@ -1,0 +1,590 @@
+//! The execution pipeline `run`, `resume` and `drill` share: load the
+//! inputs and plan them, prepare what a run needs (hosts in flight under the
+//! descriptor limit, the SSH connector, the BMC client), open the journal
+//! under the plan's lock, then execute: the engine, every consumer of its
+//! events, Ctrl-C, and the outcome's exit code.
+//!
+//! - [`consume`]: the consumer trait and the one fan-out loop.
+//! - [`descriptors`]: the one file-descriptor policy.
+//! - [`preflight`]: `plan --preflight`'s bounded connection check.
+//!
+//! Owns the order of those steps: every input is checked before the lock is
+//! taken or the journal created, and the lock is held until the journal is
+//! closed. It does not print: what it has to say comes back as notes and
+//! errors for the command to print (the interrupt notices go through the
+//! function the command hands [`ctrl_c`]). The scheduling is the engine's,
+//! the wording of progress and summary `report`'s.
+
+pub mod consume;
+pub mod descriptors;
+pub mod preflight;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use crate::diag::{Diagnostic, Sources};
+use crate::engine::{self, CancelLevel, EngineOptions, HostStart, RunOutcome};
+use crate::exit::Exit;
+use crate::inventory::Inventory;
+use crate::journal::{self, lock};
+use crate::plan::Plan;
+use crate::playbook::{Rate, Step};
+use crate::report::summary::{Collector, Summary};
+use crate::select::Selector;
+use crate::transport::redfish::{Bmc, CredentialStore, Redfish, RedfishOptions};
+use crate::transport::ssh::{SshConnector, SshOptions};
+use consume::Consumer;
+
+/// Inputs loaded and planned, with the warnings found on the way.
+pub struct Loaded {
+    pub inventory: Inventory,
+    pub plan: Plan,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Why inputs could not be loaded: diagnostics with places, or a bad `--limit`.
+#[derive(Debug)]
+pub enum LoadError {
+    Diagnostics(Vec<Diagnostic>),
+    Limit(String),
+}
+
+/// Loads inventories and the playbook and plans them. The checks against
+/// hosts run once, in `plan::build`, where `--limit` is known.
+pub fn load(
+    inventories: &[String],
+    playbook: &str,
+    limit: Option<&str>,
+    sources: &mut Sources,
+) -> Result<Loaded, LoadError> {
+    let mut warnings: Vec<Diagnostic> = Vec::new();
+    let (inventory, w) =
+        crate::inventory::load(inventories, sources).map_err(LoadError::Diagnostics)?;
+    warnings.extend(w);
+    let (book, w) =
+        crate::playbook::load(playbook, None, sources).map_err(LoadError::Diagnostics)?;
+    warnings.extend(w);
+    let limit = limit
+        .map(Selector::parse)
+        .transpose()
+        .map_err(|e| LoadError::Limit(format!("--limit: {e}")))?;
+    let plan =
+        crate::plan::build(&book, &inventory, limit.as_ref()).map_err(LoadError::Diagnostics)?;
+    warnings.extend(plan.warnings.iter().cloned());
+    Ok(Loaded {
+        inventory,
+        plan,
+        warnings,
+    })
+}
+
+/// How to reach BMCs, as the operator configured it.
+#[derive(Debug, Clone, Default)]
+pub struct BmcSettings {
+    pub credentials: Option<PathBuf>,
+    pub ca_bundle: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+/// A run's typed configuration, from the command line (and, for a resume,
+/// the journal's header).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub parallel: Option<usize>,
+    pub rate: Option<Rate>,
+    pub ssh: SshOptions,
+    pub bmc: BmcSettings,
+    /// `--become-password-file` (read, and its mode checked, in [`prepare`]).
+    pub become_password: Option<PathBuf>,
+}
+
+/// Everything the engine needs, checked: nothing here touched a host, took
+/// a lock or created a file.
+pub struct Prepared {
+    pub plan: Plan,
+    pub inventory: Inventory,
+    pub connector: SshConnector,
+    pub opts: EngineOptions,
+    /// Notes for the operator (clamped parallelism).
+    pub notes: Vec<String>,
+}
+
+/// Checks settings against the plan and builds the connector and BMC client.
+/// An error here means exit 2 with nothing done.
+pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow::Result<Prepared> {
+    let fit = descriptors::for_plan(&plan, settings.parallel, 0, 0);
+    let connector = SshConnector::new(settings.ssh.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bmc = bmc_client(&plan, &inventory, &settings.bmc)?;
+    let become_password = settings
+        .become_password
+        .as_deref()
+        .map(crate::transport::escalation::read_password_file)
+        .transpose()?;
+    Ok(Prepared {
+        opts: EngineOptions {
+            parallel: fit.parallel,
+            rate: settings.rate,
+            starts: HashMap::new(),
+            bmc,
+            bmc_time_scale: 1.0,
+            become_password,
+        },
+        plan,
+        inventory,
+        connector,
+        notes: fit.notes,
+    })
+}
+
+/// Whether any stage powers hosts on.
+pub fn powers_on(plan: &Plan) -> bool {
+    plan.stages
+        .iter()
+        .flat_map(|s| s.steps.iter())
+        .any(|s| matches!(s, Step::PowerOn(_)))
+}
+
+/// The BMC client when the plan has power_on steps (credentials are
+/// loaded only then, and every host's entry is checked before any host is
+/// touched).
+fn bmc_client(
+    plan: &Plan,
+    inventory: &Inventory,
+    bmc: &BmcSettings,
+) -> anyhow::Result<Option<Arc<dyn Bmc>>> {
+    if !powers_on(plan) {
+        return Ok(None);
+    }
+    let credentials = CredentialStore::load(bmc.credentials.as_deref())?;
+    let problems = bmc_credential_problems(plan, inventory, &credentials);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{}",
+            crate::diag::render_text(&Sources::new(), &problems).trim_end()
+        );
+    }
+    let opts = RedfishOptions {
+        ca_bundle: bmc.ca_bundle.clone(),
+        insecure: bmc.insecure,
+    };
+    Ok(Some(Arc::new(Redfish::new(Arc::new(credentials), &opts)?)))
+}
+
+/// One error per host a power_on step reaches whose `bmc_credentials`
+/// entry (or the default account) the credentials do not hold, at the
+/// host's place in the inventory.
+pub fn bmc_credential_problems(
+    plan: &Plan,
+    inventory: &Inventory,
+    credentials: &CredentialStore,
+) -> Vec<Diagnostic> {
+    let mut hosts: Vec<usize> = plan
+        .stages
+        .iter()
+        .filter(|s| s.steps.iter().any(|s| matches!(s, Step::PowerOn(_))))
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts
+        .into_iter()
+        .filter_map(|i| inventory.hosts.get(i))
+        .filter_map(|h| {
+            let e = credentials.for_host(h).err()?;
+            Some(Diagnostic::error(
+                "missing-bmc-credentials",
+                h.span.clone(),
+                format!("host {}: {e}", h.name),
+            ))
+        })
+        .collect()
+}
+
+/// The header of a new run's journal: what ran, from which files, by whom.
+pub fn header(
+    plan: &Plan,
+    playbook: &str,
+    inventories: &[String],
+    limit: Option<&str>,
+    parallel: Option<usize>,
+    rate: Option<&str>,
+    now: SystemTime,
+) -> anyhow::Result<journal::Header> {
+    let hash = |p: &str| {
+        journal::FileHash::of(p).with_context(|| format!("cannot hash {p} for the journal"))
+    };
+    Ok(journal::Header {
+        format: journal::FORMAT,
+        run_id: journal::run_id(&plan.name, now),
+        plan: plan.name.clone(),
+        playbook: hash(playbook)?,
+        inventories: inventories
+            .iter()
+            .map(|p| hash(p))
+            .collect::<anyhow::Result<_>>()?,
+        limit: limit.map(str::to_owned),
+        parallel,
+        rate: rate.map(str::to_owned),
+        operator: journal::operator(),
+        bastion: journal::bastion(),
+        rekindle_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: journal::rfc3339(now),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| journal::StageHead {
+                name: s.name.clone(),
+                hosts: s.hosts.len(),
+            })
+            .collect(),
+    })
+}
+
+/// A journal open for writing, and the plan's lock (with the run's registry
+/// entry) when the run holds one; the writer then stops once either is
+/// taken over by another run.
+pub struct Opened {
+    pub writer: journal::Writer,
+    pub path: PathBuf,
+    pub lock: Option<lock::RunLock>,
+    /// What taking the lock found (a stale lock taken over, ...).
+    pub notes: Vec<String>,
+}
+
+/// Whether a new journal is taken under the plan's lock (and the hosts of
+/// `plan` registered in the per-user run registry). A drill touches no real
+/// host, so it writes its journal without locking the plan.
+#[derive(Debug, Clone, Copy)]
+pub enum Locking<'a> {
+    Lock {
+        breaking: lock::Break,
+        plan: &'a Plan,
+        inventory: &'a Inventory,
+    },
+    None,
+}
+
+/// Creates the journal directory (0700: journals name hosts and commands).
+pub fn journal_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the journal directory {}", dir.display()))
+}
+
+/// Takes the plan's lock in `dir` for `journal_file`, then registers the
+/// hosts `plan` selects in the per-user run registry (refused when a live
+/// run selects one of them, whatever its journal directory).
+fn take_lock(
+    dir: &Path,
+    playbook_abs: &str,
+    journal_file: &Path,
+    breaking: lock::Break,
+    (plan, inventory): (&Plan, &Inventory),
+    notes: &mut Vec<String>,
+) -> anyhow::Result<lock::RunLock> {
+    let flag = match breaking {
+        lock::Break::Live => "--break-live-lock",
+        _ => "--break-lock",
+    };
+    let path = lock::lock_path(dir, playbook_abs);
+    let l = lock::acquire(&path, journal_file, breaking)?;
+    match &l.taken {
+        lock::Taken::Free => {}
+        lock::Taken::Stale(h) => notes.push(format!(
+            "note: took over a stale lock of a process that is gone: {h}"
+        )),
+        lock::Taken::Broken(Some(h)) => notes.push(format!("note: {flag}: took the lock from {h}")),
+        lock::Taken::Broken(None) => {
+            notes.push(format!("note: {flag}: replaced an unreadable lock"))
+        }
+    }
+    let hosts = plan
+        .stages
+        .iter()
+        .flat_map(|s| s.hosts.iter())
+        .filter_map(|&h| inventory.hosts.get(h))
+        .map(|h| h.name.as_str());
+    let registry = journal::registry::register(
+        &journal::registry::dir()?,
+        &plan.name,
+        hosts,
+        &lock::Holder::me(journal_file),
+        breaking,
+    )?;
+    for r in &registry.replaced {
+        if let journal::registry::Replaced::Broken(o) = r {
+            notes.push(format!(
+                "note: {flag}: took over the hosts of a live run: {o}"
+            ));
+        }
+    }
+    Ok(lock::RunLock { plan: l, registry })
+}
+
+/// A new run's journal in `dir`, named after its run id, with `extra`
+/// records after the header (a drill's marker).
+pub fn open_new(
+    dir: &Path,
+    header: &journal::Header,
+    locking: Locking,
+    extra: &[journal::Record],
+) -> anyhow::Result<Opened> {
+    journal_dir(dir)?;
+    let path = dir.join(format!("{}.jsonl", header.run_id));
+    let mut notes = Vec::new();
+    let lock = match locking {
+        Locking::Lock {
+            breaking,
+            plan,
+            inventory,
+        } => Some(take_lock(
+            dir,
+            &header.playbook.path,
+            &path,
+            breaking,
+            (plan, inventory),
+            &mut notes,
+        )?),
+        Locking::None => None,
+    };
+    let mut writer = journal::create(&path, header)?;
+    if let Some(l) = &lock {
+        writer.fence(l.held());
+    }
+    for r in extra {
+        writer.push(r, None);
+    }
+    writer.commit();
+    Ok(Opened {
+        writer,
+        path,
+        lock,
+        notes,
+    })
+}
+
+/// Takes the plan's lock for an existing journal (the journal's directory
+/// holds it, whatever `--journal` says); the journal is opened for
+/// appending later, by [`open_append`], once the operator confirmed.
+pub fn lock_existing(
+    journal_file: &Path,
+    playbook_abs: &str,
+    breaking: lock::Break,
+    selected: (&Plan, &Inventory),
+) -> anyhow::Result<(lock::RunLock, Vec<String>)> {
+    let dir = journal_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    journal_dir(&dir)?;
+    let mut notes = Vec::new();
+    let l = take_lock(
+        &dir,
+        playbook_abs,
+        journal_file,
+        breaking,
+        selected,
+        &mut notes,
+    )?;
+    Ok((l, notes))
+}
+
+/// An existing journal opened for appending under a lock already held.
+pub fn open_append(journal_file: &Path, lock: lock::RunLock) -> anyhow::Result<Opened> {
+    let mut writer = journal::append(journal_file)
+        .with_context(|| format!("cannot append to {}", journal_file.display()))?;
+    writer.fence(lock.held());
+    Ok(Opened {
+        writer,
+        path: journal_file.to_owned(),
+        lock: Some(lock),
+        notes: Vec::new(),
+    })
+}
+
+/// How the live display reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Display {
+    /// Bars on a terminal, lines otherwise (run, resume).
+    Progress { quiet: bool, verbose: bool },
+    /// The plain printer on stdout, durations multiplied by `scale` (drill).
+    Plain {
+        quiet: bool,
+        verbose: bool,
+        scale: f64,
+    },
+}
+
+/// One execution: what was prepared, where it is recorded, how it shows.
+pub struct Execution {
+    pub prepared: Prepared,
+    pub journal: Option<Opened>,
+    /// Already fed with what happened before (a resume's journal).
+    pub collector: Collector,
+    /// Hosts a resumed run skips because they finished before.
+    pub already_done: usize,
+    /// Per (stage, host): where to start (resume).
+    pub starts: HashMap<(usize, usize), HostStart>,
+    pub display: Display,
+    /// More consumers, after the journal, display and summary.
+    pub consumers: Vec<Box<dyn Consumer>>,
+}
+
+/// What an execution ended with.
+pub struct Finished {
+    pub outcome: RunOutcome,
+    pub exit: Exit,
+    pub summary: Summary,
+    pub journal: Option<PathBuf>,
+    /// Time from the engine's start to its end.
+    pub elapsed: Duration,
+    /// Consumers that failed, a journal that could not close.
+    pub warnings: Vec<String>,
+}
+
+/// Runs an execution on a runtime of its own, with Ctrl-C handling.
+pub fn execute(execution: Execution, notice: fn(&str)) -> anyhow::Result<Finished> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let finished = runtime.block_on(async move {
+        let (cancel, handler) = ctrl_c(notice);
+        let finished = execute_in(execution, cancel).await;
+        handler.abort();
+        finished
+    });
+    // Connections still closing must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(finished)
+}
+
+/// Runs an execution on the current runtime; `cancel` says when to drain or stop.
+pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLevel>) -> Finished {
+    let Execution {
+        prepared,
+        journal,
+        mut collector,
+        already_done,
+        starts,
+        display,
+        consumers: extra,
+    } = execution;
+    let Prepared {
+        plan,
+        inventory,
+        connector,
+        mut opts,
+        notes: _,
+    } = prepared;
+    opts.starts = starts;
+    let stage_sizes: Vec<(String, usize)> = plan
+        .stages
+        .iter()
+        .map(|s| (s.name.clone(), s.hosts.len()))
+        .collect();
+    collector.stages(stage_sizes.clone());
+    let collector = Arc::new(Mutex::new(collector));
+    let (writer, journal_path, lock) = match journal {
+        Some(o) => (Some(Arc::new(Mutex::new(o.writer))), Some(o.path), o.lock),
+        None => (None, None, None),
+    };
+    let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
+    // The journal first: an intent is on disk before anyone else hears of it.
+    if let Some(w) = &writer {
+        consumers.push(Box::new(consume::JournalConsumer::new(Arc::clone(w))));
+    }
+    match display {
+        Display::Progress { quiet, verbose } => {
+            let totals = crate::report::progress::Totals::new(stage_sizes, already_done);
+            consumers.push(Box::new(consume::ProgressConsumer(
+                crate::report::progress::Progress::new(quiet, verbose, totals),
+            )));
+        }
+        Display::Plain {
+            quiet,
+            verbose,
+            scale,
+        } => consumers.push(Box::new(consume::PlainConsumer::new(
+            crate::report::plain::Plain::new(std::io::stdout(), quiet, verbose),
+            scale,
+        ))),
+    }
+    consumers.push(Box::new(consume::SummaryConsumer(Arc::clone(&collector))));
+    consumers.extend(extra);
+
+    let (tx, rx) = mpsc::channel(4096);
+    let fan = tokio::spawn(consume::fan_out(rx, consumers));
+    let clock = tokio::time::Instant::now();
+    let outcome = engine::run(
+        Arc::new(plan),
+        Arc::new(inventory),
+        Arc::new(connector),
+        opts,
+        tx,
+        cancel,
+    )
+    .await;
+    let elapsed = clock.elapsed();
+    let mut warnings = match fan.await {
+        Ok(w) => w,
+        Err(e) => vec![format!("the event consumers failed: {e}")],
+    };
+    if let Some(w) = writer {
+        match Arc::try_unwrap(w) {
+            Ok(w) => {
+                let w = w
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // The engine already acted on every acknowledged intent; a
+                // failure here loses only later records.
+                if let Err(e) = w.finish() {
+                    warnings.push(format!("journal: {e}"));
+                }
+            }
+            Err(_) => warnings.push("journal: still in use after the run".to_owned()),
+        }
+    }
+    drop(lock);
+    let summary = collector
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .summary();
+    Finished {
+        outcome,
+        exit: Exit::from(outcome),
+        summary,
+        journal: journal_path,
+        elapsed,
+        warnings,
+    }
+}
+
+/// Watches Ctrl-C: the first drains, the second aborts (run, resume and
+/// drill alike). `notice` tells the operator what each one does.
+pub fn ctrl_c(notice: fn(&str)) -> (watch::Receiver<CancelLevel>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(CancelLevel::None);
+    let handler = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        notice(
+            "\ninterrupt: starting no new hosts; waiting for hosts in flight to finish (Ctrl-C again to stop now)",
+        );
+        let _ = tx.send(CancelLevel::Drain);
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        notice("\ninterrupt: stopping now; hosts in flight are recorded as interrupted");
+        let _ = tx.send(CancelLevel::Abort);
+    });
+    (rx, handler)
+}
