@@ -504,7 +504,8 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     }
     match display {
         Display::Progress { quiet, verbose } => {
-            let totals = crate::report::progress::Totals::new(stage_sizes, already_done);
+            let totals = crate::report::progress::Totals::new(stage_sizes, already_done)
+                .with_plan(&plan, &opts.starts);
             consumers.push(Box::new(consume::ProgressConsumer(
                 crate::report::progress::Progress::new(quiet, verbose, totals),
             )));
