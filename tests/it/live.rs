@@ -94,6 +94,10 @@ impl Bg {
         }
     }
 
+    pub fn child_pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     pub fn stderr(&self) -> String {
         self.err.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -691,5 +695,163 @@ fn notify_posts_stage_and_run_messages_and_a_hung_or_failing_receiver_only_warns
     assert!(
         !err.contains("SECRET-TOKEN"),
         "URL paths stay out of warnings: {err}"
+    );
+}
+
+/// The run's only journal in `dir` (bounded wait for it to appear).
+fn only_journal(dir: &Path) -> PathBuf {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let [one] = files.as_slice() {
+            return one.clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no journal appeared in {}", dir.display());
+}
+
+fn total_reboots(sim: &SimProcess) -> u64 {
+    sim.status()["total_reboots"]
+        .as_u64()
+        .expect("total_reboots")
+}
+
+fn reboots_per_host(sim: &SimProcess) -> Vec<u64> {
+    sim.status()["hosts"]
+        .as_object()
+        .expect("hosts")
+        .values()
+        .map(|h| h["reboots"].as_u64().unwrap_or(u64::MAX))
+        .collect()
+}
+
+#[test]
+fn pause_starts_no_new_host_or_step_until_continue_then_the_run_finishes() {
+    let work = tempfile::tempdir().unwrap();
+    let hosts = 8;
+    let sim = sim(hosts, 2731, "2s..3s", &[]);
+    let book = reboot_book(work.path(), 2, "90s", 0);
+    let run = Bg::start(run_cmd(work.path(), &sim, &book, &["--listen", "0"]));
+    let addr = live_addr(&run.wait_stderr("live: status page", Duration::from_secs(30)));
+    let journal = only_journal(&work.path().join("journal"));
+    wait_status(&addr, "a reboot sent", Duration::from_secs(60), |s| {
+        s["actions"]["reboot"].as_u64() > Some(0)
+    });
+
+    let (code, _, err) = support::run(
+        support::rekindle_in(work.path())
+            .arg("pause")
+            .arg(&journal)
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("paused run "), "{err}");
+    let at_pause = wait_status(&addr, "paused", Duration::from_secs(10), |s| {
+        s["paused"] == true
+    });
+    assert_eq!(at_pause["state"], "paused");
+    let pending = at_pause["totals"]["pending"].as_u64().expect("pending");
+    assert!(pending > 0, "paused mid-run: {at_pause}");
+    let in_flight = at_pause["totals"]["in_flight"].as_u64().expect("in flight");
+    let sent = total_reboots(&sim);
+    assert_eq!(sample(&scrape(&addr), "rekindle_run_paused", &[]), 1.0);
+
+    // For longer than a boot: nothing new starts; a host in flight sends at
+    // most the reboot of the step it was in.
+    std::thread::sleep(Duration::from_secs(5));
+    let held = status(&addr);
+    assert_eq!(
+        held["totals"]["pending"].as_u64(),
+        Some(pending),
+        "no host started: {held}"
+    );
+    assert!(
+        total_reboots(&sim) <= sent + in_flight,
+        "reboots grew beyond the hosts in flight: {sent} + {in_flight} -> {}",
+        total_reboots(&sim)
+    );
+    assert!(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .contains("\"event\":\"run_paused\""),
+        "the journal says so"
+    );
+    assert!(
+        held["totals"]["done"].as_u64() < Some(hosts as u64),
+        "{held}"
+    );
+
+    // Continue by run id, from the journal's directory.
+    let run_id = at_pause["run_id"].as_str().expect("run id").to_owned();
+    let (code, _, err) = support::run(
+        support::rekindle_in(work.path())
+            .args(["continue", &run_id, "--journal"])
+            .arg(work.path().join("journal"))
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("continued run "), "{err}");
+
+    let (code, out, err) = run.finish(Duration::from_secs(120));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("paused: no host starts"),
+        "progress says so: {out}"
+    );
+    assert!(out.contains("continued: hosts start again"), "{out}");
+    assert!(
+        reboots_per_host(&sim).iter().all(|&n| n == 1),
+        "{:?}",
+        reboots_per_host(&sim)
+    );
+    // A finished run cannot be paused.
+    let (code, _, err) = support::run(support::rekindle_in(work.path()).arg("pause").arg(&journal));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has finished"), "{err}");
+}
+
+#[test]
+fn sigterm_drains_like_the_first_ctrl_c_and_resume_finishes() {
+    let work = tempfile::tempdir().unwrap();
+    let sim = sim(8, 2741, "2s..3s", &[]);
+    let book = reboot_book(work.path(), 2, "90s", 0);
+    let run = Bg::start(run_cmd(work.path(), &sim, &book, &[]));
+    let journal = only_journal(&work.path().join("journal"));
+    let start = Instant::now();
+    while total_reboots(&sim) == 0 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = i32::try_from(run.child_pid()).expect("pid");
+    // SAFETY: signalling the child this test started and still holds.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let (code, out, err) = run.finish(Duration::from_secs(120));
+    assert_eq!(code, 130, "{out}\n{err}");
+    assert!(err.contains("interrupt: starting no new hosts"), "{err}");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.contains("\"outcome\":\"interrupted\""),
+        "journal consistent to the end"
+    );
+
+    let (code, out, err) = support::run(
+        support::rekindle_in(work.path())
+            .arg("resume")
+            .arg(&journal)
+            .args(["--yes", "--quiet"])
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        reboots_per_host(&sim).iter().all(|&n| n == 1),
+        "{:?}",
+        reboots_per_host(&sim)
     );
 }
