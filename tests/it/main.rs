@@ -10,6 +10,7 @@ mod inventory;
 mod inventory_ansible;
 mod ipmi;
 mod journal;
+mod live;
 mod plan;
 mod power;
 mod reboot;
