@@ -191,6 +191,10 @@ pub struct ExecArgs {
     /// Skip TLS verification for BMCs (self-signed certificates).
     #[arg(long)]
     pub bmc_insecure: bool,
+    /// Serve a live status page, /api/status and /metrics on ADDR: `PORT` (loopback),
+    /// `127.0.0.1:PORT`, or an interface's `IP:PORT` named explicitly (never 0.0.0.0).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
     /// The sudo password for `become` (first line; mode 0600), fed to `sudo -S` on stdin.
     #[arg(long, value_name = "FILE")]
     pub become_password_file: Option<PathBuf>,

@@ -186,6 +186,30 @@ pub(crate) fn print_notes(notes: &[String]) {
     }
 }
 
+/// `--listen`: starts serving the live status page and says where; the
+/// consumers to add to the execution. `Err` is a usage error, found before
+/// anything ran.
+pub(crate) fn live_views(
+    exec: &ExecArgs,
+    run_id: &str,
+    plan: &Plan,
+    collector: crate::report::summary::Collector,
+    done_before: &[usize],
+) -> Result<Vec<Box<dyn crate::session::consume::Consumer>>, String> {
+    let Some(addr) = exec.listen.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let l = crate::live::listen(addr, run_id, plan, collector, done_before)?;
+    if let Some(w) = &l.warning {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "live: status page {} (also {}api/status and {}metrics)",
+        l.url, l.url, l.url
+    );
+    Ok(vec![Box::new(l.consumer)])
+}
+
 /// Where the interrupt notices go.
 pub(crate) fn notice(message: &str) {
     eprintln!("{message}");

@@ -54,6 +54,16 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
         args.exec.rate.as_deref(),
         SystemTime::now(),
     )?;
+    let mut earlier = Collector::new();
+    earlier.record(&journal::Record::Header(header.clone()));
+    let consumers = match args::live_views(&args.exec, &header.run_id, &prepared.plan, earlier, &[])
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
     let locking = Locking::Lock {
         break_lock: args.exec.break_lock,
     };
@@ -83,7 +93,7 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
                 quiet: args.exec.quiet,
                 verbose: verbose > 0,
             },
-            consumers: Vec::new(),
+            consumers,
         },
         args::notice,
     )?;
