@@ -64,6 +64,11 @@ fn expand_tilde(path: &str) -> PathBuf {
 }
 
 /// Flags first, then the inventory's defaults, then OpenSSH's usual files.
+/// `--break-lock` / `--break-live-lock` as what the lock may take over.
+pub(crate) fn breaking(exec: &ExecArgs) -> crate::journal::lock::Break {
+    crate::journal::lock::Break::from_flags(exec.break_lock, exec.break_live_lock)
+}
+
 pub(crate) fn ssh_options(ssh: &crate::cli::SshArgs, inventory: &Inventory) -> SshOptions {
     let mut identities: Vec<PathBuf> = ssh.identities.clone();
     identities.extend(inventory.identity_files.iter().map(|p| expand_tilde(p)));

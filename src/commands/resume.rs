@@ -86,7 +86,6 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     ) else {
         return Ok(Exit::Usage);
     };
-    let resume = journal::replay::replay(&journal.records, &loaded.plan, &loaded.inventory);
 
     // `--parallel`/`--rate` of the original run unless given again.
     let mut exec = args.exec.clone();
@@ -111,7 +110,8 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     let (lock, notes) = match session::lock_existing(
         &args.journal_file,
         &header.playbook.path,
-        args.exec.break_lock,
+        args::breaking(&args.exec),
+        (&prepared.plan, &prepared.inventory),
     ) {
         Ok(l) => l,
         Err(e) => {
@@ -120,6 +120,16 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         }
     };
     args::print_notes(&notes);
+    // Read again now that no other run can add to it: a run this one took
+    // over had recorded every intent it acted on before its lock was gone.
+    let journal = match journal::read(&args.journal_file) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: cannot resume: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let resume = journal::replay::replay(&journal.records, &prepared.plan, &prepared.inventory);
 
     let plan = &prepared.plan;
     let total: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();

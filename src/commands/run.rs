@@ -65,7 +65,9 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
         }
     };
     let locking = Locking::Lock {
-        break_lock: args.exec.break_lock,
+        breaking: args::breaking(&args.exec),
+        plan: &prepared.plan,
+        inventory: &prepared.inventory,
     };
     let opened = match session::open_new(&args.exec.journal, &header, locking, &[]) {
         Ok(o) => o,
