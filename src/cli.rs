@@ -203,6 +203,10 @@ pub struct ExecArgs {
     /// `127.0.0.1:PORT`, or an interface's `IP:PORT` named explicitly (never 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// POST a JSON message (Slack-compatible `text`) to URL when a stage starts, finishes
+    /// or aborts and when the run ends (repeatable; `@FILE` reads URLs from a file).
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
     /// The sudo password for `become` (first line; mode 0600), fed to `sudo -S` on stdin.
     #[arg(long, value_name = "FILE")]
     pub become_password_file: Option<PathBuf>,
