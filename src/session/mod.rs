@@ -172,7 +172,12 @@ fn bmc_client(
         ca_bundle: bmc.ca_bundle.clone(),
         insecure: bmc.insecure,
     };
-    Ok(Some(Arc::new(Redfish::new(Arc::new(credentials), &opts)?)))
+    let credentials = Arc::new(credentials);
+    let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
+    let ipmi = crate::transport::ipmi::Ipmi::new(credentials);
+    Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
+        redfish, ipmi,
+    ))))
 }
 
 /// One error per host a power_on step reaches whose `bmc_credentials`
