@@ -100,7 +100,7 @@ pub struct HostsArgs {
     /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
     #[arg(short, long = "inventory", value_name = "INV", required = true)]
     pub inventories: Vec<String>,
-    /// Only hosts matching, e.g. `role=db,dc=pangyo`, `group=web`, `name=pg-r00*`.
+    /// Only hosts matching, e.g. `role=db,dc=pangyo`, `group=web`, `name=pg-r00*`, `host=web[01-04]`.
     #[arg(long, value_name = "SELECTOR")]
     pub select: Option<String>,
     /// Output format: an aligned table, or JSON for scripts.

@@ -8,6 +8,7 @@
 //! - [`control`]: `rekindle pause` / `continue` through a control file.
 //! - [`descriptors`]: the one file-descriptor policy.
 //! - [`preflight`]: `plan --preflight`'s bounded connection check.
+//! - [`power_check`]: `plan --preflight`'s power state read of `power_on` hosts.
 //!
 //! Owns the order of those steps: every input is checked before the lock is
 //! taken or the journal created, and the lock is held until the journal is
@@ -19,6 +20,7 @@
 pub mod consume;
 pub mod control;
 pub mod descriptors;
+pub mod power_check;
 pub mod preflight;
 
 use std::collections::HashMap;
@@ -155,7 +157,7 @@ pub fn powers_on(plan: &Plan) -> bool {
 /// The BMC client when the plan has power_on steps (credentials are
 /// loaded only then, and every host's entry is checked before any host is
 /// touched).
-fn bmc_client(
+pub fn bmc_client(
     plan: &Plan,
     inventory: &Inventory,
     bmc: &BmcSettings,
@@ -175,7 +177,12 @@ fn bmc_client(
         ca_bundle: bmc.ca_bundle.clone(),
         insecure: bmc.insecure,
     };
-    Ok(Some(Arc::new(Redfish::new(Arc::new(credentials), &opts)?)))
+    let credentials = Arc::new(credentials);
+    let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
+    let ipmi = crate::transport::ipmi::Ipmi::new(credentials);
+    Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
+        redfish, ipmi,
+    ))))
 }
 
 /// One error per host a power_on step reaches whose `bmc_credentials`
