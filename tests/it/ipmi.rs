@@ -236,6 +236,25 @@ fn ipmi_bmcs_are_powered_on_with_their_own_credentials() {
     let creds = case.credentials(
         "admin:pw-default-91e\nrack-a admin:pw-rack-a-7c1\nrack-c admin:not-the-ipmi-pw-55\n",
     );
+    // `plan --preflight` reads every power state and changes nothing.
+    let mut cmd = support::rekindle_in(case.dir.path());
+    cmd.arg("plan")
+        .arg(case.path("power.yaml"))
+        .arg("-i")
+        .arg(case.path("inventory.yaml"))
+        .arg("--preflight")
+        .arg("--bmc-credentials")
+        .arg(&creds);
+    let (code, out, err) = support::run(&mut cmd);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("power (4 hosts through their BMCs): on 1, off 1, not read 2"),
+        "{out}"
+    );
+    assert!(out.contains("  wrong1: credentials rejected: "), "{out}");
+    assert!(out.contains("  gone1: BMC unreachable: "), "{out}");
+    assert!(off.commands().is_empty() && !off.is_on());
+
     let (code, out, err) = case.run("j", &creds);
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
 
