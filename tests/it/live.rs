@@ -1,8 +1,8 @@
 //! The war room end to end against the simulator's real SSH hosts: the live
 //! status page in real headless Chromium, `/metrics` through a real
 //! Prometheus text-format parser, `/api/status`, and refusals (other methods,
-//! addresses on every interface). Ports 27xx for the simulators; the status
-//! page listens on a port the kernel picks (`--listen 0`).
+//! addresses on every interface), notifications, pause and SIGTERM. The
+//! simulators and the status page listen on ports the kernel picks.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,10 +16,23 @@ use serde_json::Value;
 
 use crate::support::{self, KillOnDrop, SimProcess};
 
-/// A `rekindle sim` of `hosts` hosts booting in `boot`, on `port` (HTTP
-/// `port+1`), with `extra` arguments (faults).
-pub fn sim(hosts: usize, port: u16, boot: &str, extra: &[&str]) -> SimProcess {
-    let (n, p, h) = (hosts.to_string(), port.to_string(), (port + 1).to_string());
+/// A port free on the simulator's first address right now: other
+/// developers' test runs on this machine use the fixed ports too.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.1.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.1.0.1")
+}
+
+/// A `rekindle sim` of `hosts` hosts booting in `boot`, with `extra`
+/// arguments (faults), on SSH and HTTP ports the kernel says are free.
+pub fn sim(hosts: usize, boot: &str, extra: &[&str]) -> SimProcess {
+    let (n, p, h) = (
+        hosts.to_string(),
+        free_port().to_string(),
+        free_port().to_string(),
+    );
     let mut args = vec![
         "--hosts",
         &n,
@@ -269,7 +282,7 @@ fn run_cmd(work: &Path, sim: &SimProcess, book: &Path, extra: &[&str]) -> Comman
 #[test]
 fn live_page_in_chromium_shows_bars_moving_and_more_hosts_done_later() {
     let work = tempfile::tempdir().unwrap();
-    let sim = sim(HOSTS, 2701, "3s..4s", &[]);
+    let sim = sim(HOSTS, "3s..4s", &[]);
     let book = reboot_book(work.path(), 2, "90s", 0);
     let run = Bg::start(run_cmd(work.path(), &sim, &book, &["--listen", "0"]));
     let err = run.wait_stderr("live: status page", Duration::from_secs(30));
@@ -339,7 +352,7 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_status_api() {
     let work = tempfile::tempdir().unwrap();
     // A third of the hosts ignore the reboot: they fail "did not reboot"
     // after the 8 s step timeout, inside the budget.
-    let sim = sim(6, 2711, "2s..3s", &["--fail", "no_reboot=0.34"]);
+    let sim = sim(6, "2s..3s", &["--fail", "no_reboot=0.34"]);
     let book = reboot_book(work.path(), 2, "8s", 6);
     let run = Bg::start(run_cmd(
         work.path(),
@@ -606,7 +619,7 @@ impl Drop for Receiver {
 #[test]
 fn notify_posts_stage_and_run_messages_and_a_hung_or_failing_receiver_only_warns() {
     let work = tempfile::tempdir().unwrap();
-    let sim = sim(2, 2721, "0s", &[]);
+    let sim = sim(2, "0s", &[]);
     let book = work.path().join("book.yaml");
     std::fs::write(
         &book,
@@ -737,7 +750,7 @@ fn reboots_per_host(sim: &SimProcess) -> Vec<u64> {
 fn pause_starts_no_new_host_or_step_until_continue_then_the_run_finishes() {
     let work = tempfile::tempdir().unwrap();
     let hosts = 8;
-    let sim = sim(hosts, 2731, "2s..3s", &[]);
+    let sim = sim(hosts, "2s..3s", &[]);
     let book = reboot_book(work.path(), 2, "90s", 0);
     let run = Bg::start(run_cmd(work.path(), &sim, &book, &["--listen", "0"]));
     let addr = live_addr(&run.wait_stderr("live: status page", Duration::from_secs(30)));
@@ -821,7 +834,7 @@ fn pause_starts_no_new_host_or_step_until_continue_then_the_run_finishes() {
 #[test]
 fn sigterm_drains_like_the_first_ctrl_c_and_resume_finishes() {
     let work = tempfile::tempdir().unwrap();
-    let sim = sim(8, 2741, "2s..3s", &[]);
+    let sim = sim(8, "2s..3s", &[]);
     let book = reboot_book(work.path(), 2, "90s", 0);
     let run = Bg::start(run_cmd(work.path(), &sim, &book, &[]));
     let journal = only_journal(&work.path().join("journal"));
