@@ -38,6 +38,8 @@ pub struct Script {
     pub exits: HashMap<String, u32>,
     pub reboot: Reboot,
     pub boot_time: Duration,
+    /// A command that panics the host's task (a bug in rekindle, simulated).
+    pub panics_on: Option<String>,
 }
 
 #[derive(Debug)]
@@ -181,6 +183,14 @@ impl Session for FakeSession {
         if self.is_closed() {
             return Err(ExecError::Disconnected);
         }
+        let panics = self
+            .fleet
+            .hosts
+            .lock()
+            .unwrap()
+            .get(&self.host)
+            .is_some_and(|h| h.script.panics_on.as_deref() == Some(command));
+        assert!(!panics, "simulated bug on {}", self.host);
         if command == crate::engine::steps::BOOT_ID_COMMAND {
             return Ok(ExecOutput {
                 exit_status: Some(0),

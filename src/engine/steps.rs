@@ -11,12 +11,15 @@ use tokio::time::Instant;
 
 use super::HostStart;
 use super::backoff::Backoff;
-use super::events::{Emitter, EventKind, HostOutcome, HostRef, StageRef, StepKind};
+use super::events::{
+    Emitter, EventKind, HostOutcome, HostRef, NotAcknowledged, StageRef, StepKind,
+};
+use super::failure::{Failure, StepFailure};
 use super::power::Power;
 use crate::inventory::Host;
 use crate::plan::StagePlan;
 use crate::playbook::{Check, Health, PowerOn, Step};
-use crate::transport::{ConnectError, Connector, ExecOutput, Session};
+use crate::transport::{ConnectError, Connector, ExecError, ExecOutput, Session};
 
 /// Where Linux exposes the id of the current boot; it changes on every boot.
 pub const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
@@ -31,37 +34,24 @@ const REBOOT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// polling it anyway.
 const GOING_DOWN_WAIT_MAX: Duration = Duration::from_secs(10);
 
-/// Why a step failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepFailure {
-    pub reason: String,
-    /// The last lines of output of the failing command.
-    pub output: String,
-    /// The host could not be reached at all (may be skipped by `on_unreachable: skip`).
-    pub unreachable: bool,
+/// A connection for a command could not be made.
+fn connect_failure(err: &ConnectError) -> StepFailure {
+    StepFailure::new(
+        Failure::Connect {
+            error: err.kind.into(),
+        },
+        format!("cannot connect: {err}"),
+    )
 }
 
-impl StepFailure {
-    pub(crate) fn new(reason: impl Into<String>) -> StepFailure {
-        StepFailure {
-            reason: reason.into(),
-            output: String::new(),
-            unreachable: false,
-        }
-    }
+/// A placeholder that cannot be filled for this host.
+fn template_failure(message: String) -> StepFailure {
+    StepFailure::new(Failure::Template, message)
+}
 
-    fn with_output(mut self, output: &str) -> StepFailure {
-        self.output = output.to_owned();
-        self
-    }
-
-    fn connect(err: &ConnectError) -> StepFailure {
-        StepFailure {
-            reason: format!("cannot connect: {err}"),
-            output: String::new(),
-            unreachable: err.kind.is_unreachable(),
-        }
-    }
+/// The journal did not take an intent: nothing is sent.
+fn not_recorded(e: NotAcknowledged) -> StepFailure {
+    StepFailure::new(Failure::NotRecorded, e.to_string())
 }
 
 /// One host's run through its stage's steps. Holds the SSH session so it is
@@ -145,15 +135,17 @@ impl<C: Connector> HostRun<C> {
                 })
                 .await;
             if let Err(f) = result {
-                return if f.unreachable && self.skip_unreachable() {
+                return if f.unreachable() && self.skip_unreachable() {
                     HostOutcome::Unreachable {
                         step: index,
+                        failure: f.failure,
                         reason: f.reason,
                     }
                 } else {
                     HostOutcome::Failed {
                         step: index,
                         kind,
+                        failure: f.failure,
                         reason: f.reason,
                         output: f.output,
                     }
@@ -177,7 +169,7 @@ impl<C: Connector> HostRun<C> {
             Step::WaitSsh { timeout } => self.wait_ssh(*timeout).await,
             Step::Run { command, timeout } => {
                 let command =
-                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+                    substitute(command, &self.host, Quote::Shell).map_err(template_failure)?;
                 let out = self.exec(&command, *timeout).await?;
                 check_exit(&command, &out)
             }
@@ -191,10 +183,12 @@ impl<C: Connector> HostRun<C> {
             Step::Health(health) => self.health(health).await,
             Step::Local { command, timeout } => {
                 let command =
-                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+                    substitute(command, &self.host, Quote::Shell).map_err(template_failure)?;
                 let out = crate::transport::local::run(&command, &local_env(&self.host), *timeout)
                     .await
-                    .map_err(|e| StepFailure::new(format!("local command `{command}`: {e}")))?;
+                    .map_err(|e| {
+                        StepFailure::new(Failure::Local, format!("local command `{command}`: {e}"))
+                    })?;
                 check_exit(&command, &out)
             }
         }
@@ -229,11 +223,14 @@ impl<C: Connector> HostRun<C> {
     }
 
     async fn exec(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, StepFailure> {
-        let session = self.session().await.map_err(|e| StepFailure::connect(&e))?;
-        session
-            .exec(command, timeout)
-            .await
-            .map_err(|e| StepFailure::new(format!("`{command}`: {e}")))
+        let session = self.session().await.map_err(|e| connect_failure(&e))?;
+        session.exec(command, timeout).await.map_err(|e| {
+            let failure = match e {
+                ExecError::Timeout(_) => Failure::CommandTimeout,
+                ExecError::Disconnected | ExecError::Channel(_) => Failure::CommandLost,
+            };
+            StepFailure::new(failure, format!("`{command}`: {e}"))
+        })
     }
 
     /// Polls connect with backoff until it succeeds or `timeout` passes.
@@ -266,13 +263,16 @@ impl<C: Connector> HostRun<C> {
 
     async fn wait_ssh(&mut self, timeout: Duration) -> Result<(), StepFailure> {
         let deadline = Instant::now() + timeout;
-        self.wait_for_ssh(deadline).await.map_err(|e| StepFailure {
-            reason: format!(
-                "host did not answer SSH within {} (last error: {e})",
-                humane(timeout)
-            ),
-            output: String::new(),
-            unreachable: e.kind.is_unreachable(),
+        self.wait_for_ssh(deadline).await.map_err(|e| {
+            StepFailure::new(
+                Failure::NoSsh {
+                    error: e.kind.into(),
+                },
+                format!(
+                    "host did not answer SSH within {} (last error: {e})",
+                    humane(timeout)
+                ),
+            )
         })
     }
 
@@ -282,6 +282,7 @@ impl<C: Connector> HostRun<C> {
         let id = out.output.trim().to_owned();
         if id.is_empty() {
             return Err(StepFailure::new(
+                Failure::BootId,
                 "could not read the boot id (empty output)",
             ));
         }
@@ -299,7 +300,7 @@ impl<C: Connector> HostRun<C> {
     ) -> Result<(), StepFailure> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let command = substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+        let command = substitute(command, &self.host, Quote::Shell).map_err(template_failure)?;
         // A resumed run whose reboot intent was recorded: the command may or
         // may not have left before the interruption. Never send it blindly;
         // only when the host stays up on its old boot for a grace period and
@@ -328,15 +329,21 @@ impl<C: Connector> HostRun<C> {
         loop {
             if Instant::now() >= deadline {
                 return Err(if on_old_boot {
-                    StepFailure::new(format!(
-                        "host did not reboot (boot id unchanged: {before}) within {}",
-                        humane(timeout)
-                    ))
+                    StepFailure::new(
+                        Failure::DidNotReboot,
+                        format!(
+                            "host did not reboot (boot id unchanged: {before}) within {}",
+                            humane(timeout)
+                        ),
+                    )
                 } else {
-                    StepFailure::new(format!(
-                        "host did not come back within the reboot timeout of {} (last error: {last_error})",
-                        humane(timeout)
-                    ))
+                    StepFailure::new(
+                        Failure::DidNotComeBack,
+                        format!(
+                            "host did not come back within the reboot timeout of {} (last error: {last_error})",
+                            humane(timeout)
+                        ),
+                    )
                 });
             }
             match self.session_within(Some(deadline)).await {
@@ -403,16 +410,17 @@ impl<C: Connector> HostRun<C> {
                 boot_id_before: before.to_owned(),
             })
             .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+            .map_err(not_recorded)?;
         if let Ok(out) = self
             .exec(command, REBOOT_COMMAND_TIMEOUT.min(timeout))
             .await
             && let Some(code) = out.exit_status.filter(|c| *c != 0)
         {
-            return Err(
-                StepFailure::new(format!("reboot command `{command}` exited with {code}"))
-                    .with_output(&out.output),
-            );
+            return Err(StepFailure::new(
+                Failure::Exited { code },
+                format!("reboot command `{command}` exited with {code}"),
+            )
+            .with_output(&out.output));
         }
         Ok(())
     }
@@ -453,6 +461,7 @@ impl<C: Connector> HostRun<C> {
     async fn power_on(&mut self, index: usize, step: &PowerOn) -> Result<(), StepFailure> {
         let Some(power) = self.power.clone() else {
             return Err(StepFailure::new(
+                Failure::NoBmc,
                 "power_on needs a BMC client: no BMC credentials were configured for this run",
             ));
         };
@@ -479,10 +488,10 @@ impl<C: Connector> HostRun<C> {
         unit: &str,
         timeout: Duration,
     ) -> Result<(), StepFailure> {
-        let unit = substitute(unit, &self.host, Quote::None).map_err(StepFailure::new)?;
+        let unit = substitute(unit, &self.host, Quote::None).map_err(template_failure)?;
         let quoted = shell_quote(&unit);
         // Connect before the intent, so an unreachable host records no action.
-        self.session().await.map_err(|e| StepFailure::connect(&e))?;
+        self.session().await.map_err(|e| connect_failure(&e))?;
         self.emitter
             .intent(EventKind::ServiceRestartIssued {
                 stage: self.stage_ref.clone(),
@@ -491,7 +500,7 @@ impl<C: Connector> HostRun<C> {
                 unit: unit.clone(),
             })
             .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+            .map_err(not_recorded)?;
         let restart = format!("systemctl restart {quoted}");
         let out = self.exec(&restart, timeout).await?;
         check_exit(&restart, &out)?;
@@ -516,11 +525,14 @@ impl<C: Connector> HostRun<C> {
             }
             if !backoff.sleep_until_next(deadline).await {
                 let failure = last.expect("a failed round was recorded");
-                return Err(StepFailure::new(format!(
-                    "health checks did not pass within {}: {}",
-                    humane(health.timeout),
-                    failure.reason
-                ))
+                return Err(StepFailure::new(
+                    Failure::Unhealthy,
+                    format!(
+                        "health checks did not pass within {}: {}",
+                        humane(health.timeout),
+                        failure.reason
+                    ),
+                )
                 .with_output(&failure.output));
             }
         }
@@ -533,13 +545,13 @@ impl<C: Connector> HostRun<C> {
             let left = left.max(Duration::from_millis(1));
             let result = match check {
                 Check::Ssh(command) => match substitute(command, &self.host, Quote::Shell) {
-                    Err(e) => Err(StepFailure::new(e)),
+                    Err(e) => Err(template_failure(e)),
                     Ok(command) => {
                         let timeout = self.stage.command_timeout.min(left);
                         // Connect within the check's deadline: a silent host must
                         // not hold the step for the stage's whole connect_timeout.
                         match self.session_within(Some(deadline)).await {
-                            Err(e) => Err(StepFailure::connect(&e)),
+                            Err(e) => Err(connect_failure(&e)),
                             Ok(_) => match self.exec(&command, timeout).await {
                                 Ok(out) => check_exit(&command, &out),
                                 Err(f) => {
@@ -555,14 +567,14 @@ impl<C: Connector> HostRun<C> {
                     let timeout = self.stage.connect_timeout.min(left);
                     crate::transport::probe::tcp(&self.host.address, *port, timeout)
                         .await
-                        .map_err(StepFailure::new)
+                        .map_err(|e| StepFailure::new(Failure::Probe, e))
                 }
                 Check::Http {
                     url,
                     status,
                     body_contains,
                 } => match substitute(url, &self.host, Quote::Url) {
-                    Err(e) => Err(StepFailure::new(e)),
+                    Err(e) => Err(template_failure(e)),
                     Ok(url) => {
                         let timeout = self.stage.command_timeout.min(left);
                         crate::transport::probe::http(
@@ -572,7 +584,7 @@ impl<C: Connector> HostRun<C> {
                             timeout,
                         )
                         .await
-                        .map_err(StepFailure::new)
+                        .map_err(|e| StepFailure::new(Failure::Probe, e))
                     }
                 },
             };
@@ -587,14 +599,16 @@ impl<C: Connector> HostRun<C> {
 fn check_exit(command: &str, out: &ExecOutput) -> Result<(), StepFailure> {
     match out.exit_status {
         Some(0) => Ok(()),
-        Some(code) => {
-            Err(StepFailure::new(format!("`{command}` exited with {code}"))
-                .with_output(&out.output))
-        }
-        None => Err(
-            StepFailure::new(format!("`{command}` ended without an exit status"))
-                .with_output(&out.output),
-        ),
+        Some(code) => Err(StepFailure::new(
+            Failure::Exited { code },
+            format!("`{command}` exited with {code}"),
+        )
+        .with_output(&out.output)),
+        None => Err(StepFailure::new(
+            Failure::NoExitStatus,
+            format!("`{command}` ended without an exit status"),
+        )
+        .with_output(&out.output)),
     }
 }
 
@@ -687,25 +701,7 @@ fn percent_encode(value: &str) -> String {
     out
 }
 
-/// `90s`, `15m`, `1h30m`: how durations read in messages.
-pub fn humane(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_millis() != 0 && secs < 10 {
-        return format!("{}ms", d.as_millis());
-    }
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
+pub use crate::playbook::units::humane;
 
 #[cfg(test)]
 mod tests {
