@@ -23,11 +23,15 @@ BOOT_TIME=${BOOT_TIME:-60s..120s}
 FAIL=${FAIL:-never_returns=0.003,slow_boot=0.01,flap=0.01}
 SEED=${SEED:-1}
 
-# A debug build: its dependencies are optimised (Cargo.toml), the drill
-# itself spends about 2 s of CPU, and it is the build scripts/test.sh makes,
-# so a release build would only add a second full compile.
-echo "building rekindle (cargo build --locked) ..." >&2
-cargo build --locked --quiet --bin rekindle
+# A debug build (its dependencies are optimised, Cargo.toml; the drill itself
+# spends about 2 s of CPU), made by `cargo test --no-run`: the test build
+# turns on dev-dependency features (tokio's test-util, ...), so a plain
+# `cargo build` would compile most dependencies a second time for
+# scripts/test.sh. This way test.sh reuses every artifact, and the binary
+# below is the one the tests run. A first build compiles about 300 crates:
+# several minutes on 2 cores (README); cargo shows its progress.
+echo "building rekindle (cargo test --locked --no-run; the first build takes minutes) ..." >&2
+cargo test --locked --no-run
 target_dir=$(cargo metadata --locked --format-version 1 --no-deps \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null \
   || echo target)

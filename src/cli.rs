@@ -63,6 +63,19 @@ pub enum ReportFormat {
     Json,
     Junit,
     Html,
+    /// The hosts (by `--status`) as one selector for `--limit`.
+    Hosts,
+}
+
+/// A host's result in a run, as `report --status` filters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostStatus {
+    Done,
+    Failed,
+    /// Unreachable and set aside (`on_unreachable: skip`).
+    Unreachable,
+    /// Stopped mid-step (interrupted, or the journal ends while it ran).
+    Interrupted,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +86,7 @@ pub struct ValidateArgs {
     /// Inventory files (repeatable); enables the checks that need hosts.
     #[arg(short, long = "inventory", value_name = "INV")]
     pub inventories: Vec<String>,
+    /// How to print problems: text with the source line, JSON, or GitHub annotations.
     #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
     pub format: DiagFormat,
 }
@@ -85,19 +99,23 @@ pub struct HostsArgs {
     /// Only hosts matching, e.g. `role=db,dc=pangyo`, `group=web`, `name=pg-r00*`.
     #[arg(long, value_name = "SELECTOR")]
     pub select: Option<String>,
+    /// Output format: an aligned table, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// The playbook (YAML) to plan.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: String,
+    /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
     #[arg(short, long = "inventory", value_name = "INV", required = true)]
     pub inventories: Vec<String>,
     /// Narrow every stage to hosts matching this selector.
     #[arg(long, value_name = "SELECTOR")]
     pub limit: Option<String>,
+    /// Output format: text for people, JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// Also connect to every selected host (auth, host key, boot id); changes nothing.
@@ -130,10 +148,13 @@ pub struct SshArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The playbook (YAML) to execute.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: String,
+    /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
     #[arg(short, long = "inventory", value_name = "INV", required = true)]
     pub inventories: Vec<String>,
+    /// Narrow every stage to hosts matching this selector, e.g. `rack=pg-r017`.
     #[arg(long, value_name = "SELECTOR")]
     pub limit: Option<String>,
     #[command(flatten)]
@@ -188,10 +209,15 @@ pub struct ResumeArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
+    /// The run's journal file (`rekindle-journal/RUN_ID.jsonl`).
     #[arg(value_name = "JOURNAL")]
     pub journal_file: PathBuf,
+    /// Output format: text summary, JSON facts, JUnit XML, a self-contained HTML page, or a host selector.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// With `--format hosts`: only hosts with this result (repeatable, or comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATUS")]
+    pub status: Vec<HostStatus>,
     /// Write to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -208,7 +234,7 @@ pub struct FleetArgs {
     /// bmc_unreachable, stuck_powering_on, bmc_bad_credentials.
     #[arg(long, value_name = "KIND=FRACTION,...")]
     pub fail: Option<String>,
-    /// Seed for boot times and fault placement.
+    /// Seed for boot times and fault placement (same seed, same fleet).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Start every host powered off, with a Redfish BMC per host.
@@ -230,7 +256,7 @@ pub struct SimArgs {
     #[arg(short, long = "inventory", value_name = "INV")]
     pub inventories: Vec<String>,
     /// SSH port on every host address [default: 22 as root, else 2222].
-    #[arg(long)]
+    #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
     /// HTTP health port on every host address [default: 8080 as root, else 8081].
     #[arg(long, value_name = "PORT")]
@@ -253,10 +279,13 @@ pub struct SimArgs {
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
+    /// The playbook (YAML) to rehearse.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: String,
+    /// Inventory files (repeatable) to copy onto the simulated fleet.
     #[arg(short, long = "inventory", value_name = "INV", required = true)]
     pub inventories: Vec<String>,
+    /// Narrow every stage to hosts matching this selector, e.g. `dc=pangyo`.
     #[arg(long, value_name = "SELECTOR")]
     pub limit: Option<String>,
     /// Simulate this fraction of the inventory, keeping label proportions.
@@ -269,4 +298,52 @@ pub struct DrillArgs {
     pub fleet: FleetArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument and flag of every subcommand, `path: id`, that has no help line.
+    fn missing_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg
+                .get_help()
+                .is_none_or(|h| h.to_string().trim().is_empty())
+            {
+                out.push(format!("{path}: {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.is_hide_set() {
+                continue;
+            }
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {}: (no about)", sub.get_name()));
+            }
+            missing_help(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_flag_has_help() {
+        let mut cmd = Cli::command();
+        // Builds clap's own --help/--version so they are walked like the rest.
+        cmd.build();
+        let mut missing = Vec::new();
+        missing_help(&cmd, "rekindle", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    #[test]
+    fn the_walker_sees_arguments_without_help() {
+        // The check above must be able to fail: an argument with no doc comment is caught.
+        let cmd = clap::Command::new("x")
+            .subcommand(clap::Command::new("plan").arg(clap::Arg::new("playbook").required(true)));
+        let mut missing = Vec::new();
+        missing_help(&cmd, "x", &mut missing);
+        assert_eq!(missing, ["x plan: (no about)", "x plan: playbook"]);
+    }
 }

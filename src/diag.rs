@@ -115,12 +115,15 @@ pub fn has_errors(diags: &[Diagnostic]) -> bool {
     diags.iter().any(Diagnostic::is_error)
 }
 
-/// The nearest candidate to `word`, if one is close enough to be a typo.
+/// The nearest candidate to `word`, if one is close enough to be a typo:
+/// at most 2 edits (a third of a long name), and fewer edits than half the
+/// longer name, so `dbs` never suggests `b`.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let chars = |s: &str| s.chars().count();
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|&(d, c)| d <= 2.max(c.len() / 3))
+        .filter(|&(d, c)| d <= 2.max(chars(c) / 3) && 2 * d < chars(word).max(chars(c)))
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
 }
@@ -287,6 +290,15 @@ mod tests {
         assert_eq!(suggest("paralel", keys), Some("parallel"));
         assert_eq!(suggest("selcet", keys), Some("select"));
         assert_eq!(suggest("banana", keys), None);
+    }
+
+    #[test]
+    fn suggest_only_close_names() {
+        // Regression: an unknown stage `dbs` suggested the stage `b`.
+        assert_eq!(suggest("dbs", ["a", "b"]), None);
+        assert_eq!(suggest("dbs", ["b", "db"]), Some("db"));
+        assert_eq!(suggest("ab", ["xy"]), None);
+        assert_eq!(suggest("netwrk", ["network", "storage"]), Some("network"));
     }
 
     #[test]

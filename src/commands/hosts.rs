@@ -75,9 +75,11 @@ fn labels_text(host: &Host) -> String {
 }
 
 /// Columns are as wide as their widest cell; labels come last, unpadded.
-/// A GROUPS column appears only when some host has groups (Ansible inventories).
+/// JUMP is `-` for a host reached directly. A GROUPS column appears only when
+/// some host has groups (Ansible inventories).
 pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()> {
     let user = |h: &Host| h.user.clone().unwrap_or_else(|| "-".into());
+    let jump = |h: &Host| h.jump.clone().unwrap_or_else(|| "-".into());
     let width = |header: &str, cell: &dyn Fn(&Host) -> usize| {
         hosts
             .iter()
@@ -90,11 +92,12 @@ pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<(
     let addr_w = width("ADDRESS", &|h| h.address.chars().count());
     let port_w = width("PORT", &|h| h.port.to_string().len());
     let user_w = width("USER", &|h| user(h).chars().count());
+    let jump_w = width("JUMP", &|h| jump(h).chars().count());
     let show_groups = hosts.iter().any(|h| !h.groups.is_empty());
     let groups_w = width("GROUPS", &|h| h.groups.join(",").chars().count());
     let mut line = format!(
-        "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  ",
-        "NAME", "ADDRESS", "PORT", "USER"
+        "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  {:jump_w$}  ",
+        "NAME", "ADDRESS", "PORT", "USER", "JUMP"
     );
     if show_groups {
         line.push_str(&format!("{:groups_w$}  ", "GROUPS"));
@@ -103,11 +106,12 @@ pub(crate) fn write_table(out: &mut impl Write, hosts: &[&Host]) -> io::Result<(
     for h in hosts {
         line.clear();
         line.push_str(&format!(
-            "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  ",
+            "{:name_w$}  {:addr_w$}  {:>port_w$}  {:user_w$}  {:jump_w$}  ",
             h.name,
             h.address,
             h.port,
             user(h),
+            jump(h),
         ));
         if show_groups {
             line.push_str(&format!("{:groups_w$}  ", h.groups.join(",")));

@@ -327,6 +327,47 @@ fn breakdown(counts: &BTreeMap<&str, usize>) -> String {
     }
 }
 
+/// `dc: pangyo 40; role: db 40; 20 racks of 2`, naming only the dimensions
+/// some host has; without any, the Ansible groups, or that there are none.
+fn grouping(inventory: &Inventory, hosts: &[usize]) -> String {
+    let mut parts = Vec::new();
+    for key in ["dc", "role"] {
+        let c = counts(inventory, hosts, key);
+        if c.keys().any(|v| *v != "(none)") {
+            parts.push(format!("{key}: {}", breakdown(&c)));
+        }
+    }
+    let mut racks = counts(inventory, hosts, "rack");
+    let unracked = racks.remove("(none)");
+    if let (Some(lo), Some(hi)) = (racks.values().min(), racks.values().max()) {
+        let n = racks.len();
+        let sizes = if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        };
+        let mut text = format!("{n} rack{} of {sizes}", if n == 1 { "" } else { "s" });
+        if let Some(u) = unracked {
+            text.push_str(&format!(", {u} without a rack"));
+        }
+        parts.push(text);
+    }
+    if parts.is_empty() {
+        let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+        for &h in hosts {
+            for g in &inventory.hosts[h].groups {
+                *groups.entry(g.as_str()).or_insert(0) += 1;
+            }
+        }
+        parts.push(if groups.is_empty() {
+            "no dc, role or rack labels".to_owned()
+        } else {
+            format!("no dc, role or rack labels; groups: {}", breakdown(&groups))
+        });
+    }
+    parts.join("; ")
+}
+
 fn hosts_word(n: usize) -> String {
     format!("{n} host{}", if n == 1 { "" } else { "s" })
 }
@@ -390,23 +431,11 @@ pub(crate) fn render_text(
                 );
                 continue;
             }
-            let racks = counts(inventory, &s.hosts, "rack");
-            let rack_sizes = racks.values().copied();
-            let (lo, hi) = (
-                rack_sizes.clone().min().unwrap_or(0),
-                rack_sizes.max().unwrap_or(0),
-            );
-            let racks_text = match racks.len() {
-                0 => String::new(),
-                n if lo == hi => format!("; {n} rack{} of {lo}", if n == 1 { "" } else { "s" }),
-                n => format!("; {n} racks of {lo}-{hi}"),
-            };
             let _ = writeln!(
                 out,
-                "    hosts            {}  (dc: {}; role: {}{racks_text})",
+                "    hosts            {}  ({})",
                 s.hosts.len(),
-                breakdown(&counts(inventory, &s.hosts, "dc")),
-                breakdown(&counts(inventory, &s.hosts, "role")),
+                grouping(inventory, &s.hosts)
             );
             if s.canaries > 0 {
                 let names: Vec<&str> = s.hosts[..s.canaries]

@@ -1,5 +1,5 @@
-//! `rekindle report JOURNAL --format text|json|junit|html [-o FILE]`: the
-//! summary of a run read back from its journal, for people and machines.
+//! `rekindle report JOURNAL --format text|json|junit|html|hosts [-o FILE]`:
+//! the summary of a run read back from its journal, for people and machines.
 //!
 //! Owns the command; the formats are `report::formats`'.
 
@@ -7,13 +7,17 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::cli::{ReportArgs, ReportFormat};
+use crate::cli::{HostStatus, ReportArgs, ReportFormat};
 use crate::exit::Exit;
 use crate::journal;
 use crate::report::formats;
 use crate::report::summary::{Collector, render_text};
 
 pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
+    if !args.status.is_empty() && args.format != ReportFormat::Hosts {
+        eprintln!("error: --status selects hosts for `--format hosts` only");
+        return Ok(Exit::Usage);
+    }
     let journal = match journal::read(&args.journal_file) {
         Ok(j) => j,
         Err(e) => {
@@ -34,6 +38,27 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
         ReportFormat::Json => formats::json(&summary),
         ReportFormat::Junit => formats::junit(&summary),
         ReportFormat::Html => formats::html(&summary),
+        ReportFormat::Hosts => {
+            let statuses: Vec<&str> = args
+                .status
+                .iter()
+                .flat_map(|s| match s {
+                    HostStatus::Done => &["done"][..],
+                    HostStatus::Failed => &["failed"][..],
+                    HostStatus::Unreachable => &["unreachable"][..],
+                    HostStatus::Interrupted => &["interrupted", "running"][..],
+                })
+                .copied()
+                .collect();
+            match formats::hosts_selector(&summary, &statuses) {
+                Some(selector) => format!("{selector}\n"),
+                None => {
+                    // Nothing to retry is an answer, not an error; stdout stays empty.
+                    eprintln!("note: no host of this run has the status asked for");
+                    String::new()
+                }
+            }
+        }
     };
     match &args.output {
         Some(path) => std::fs::write(path, text)

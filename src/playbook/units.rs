@@ -317,6 +317,21 @@ mod tests {
     }
 
     #[test]
+    fn the_rate_spellings_the_readme_lists() {
+        // README "Values": keep the two in step.
+        let per = |s: &str| parse_rate(s).map(|r| r.per.as_secs()).unwrap();
+        for (unit, secs) in [("s", 1), ("sec", 1), ("second", 1), ("m", 60), ("min", 60)] {
+            assert_eq!(per(&format!("5/{unit}")), secs, "5/{unit}");
+        }
+        for (unit, secs) in [("minute", 60), ("h", 3600), ("hour", 3600)] {
+            assert_eq!(per(&format!("5/{unit}")), secs, "5/{unit}");
+        }
+        for bad in ["5/secs", "5/d", "0.5/s", "5/S", "5/hours"] {
+            assert!(parse_rate(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
     fn amounts() {
         assert_eq!(parse_amount("10"), Ok(Amount::Count(10)));
         assert_eq!(parse_amount("0"), Ok(Amount::Count(0)));

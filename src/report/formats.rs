@@ -9,6 +9,25 @@ use std::fmt::Write as _;
 
 use super::summary::{HostResult, Summary, ms, outcome_words, render_text};
 
+/// The hosts whose status is one of `statuses` (all when empty), folded into
+/// one selector of `host=PATTERN` terms that `--limit` reads back exactly:
+/// `host=pg-r[001-003,007]-db1,host=web2`. `None` when no host has them.
+pub fn hosts_selector(s: &Summary, statuses: &[&str]) -> Option<String> {
+    let names = s
+        .hosts
+        .iter()
+        .filter(|h| statuses.is_empty() || statuses.contains(&h.status.as_str()))
+        .map(|h| h.host.as_str());
+    let patterns = super::nodeset::fold(names);
+    (!patterns.is_empty()).then(|| {
+        patterns
+            .iter()
+            .map(|p| format!("{}={p}", crate::select::HOST_KEY))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
 pub fn json(s: &Summary) -> String {
     let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
     if let Some(obj) = v.as_object_mut() {
@@ -212,11 +231,11 @@ pub fn timeline_svg(s: &Summary) -> String {
         let y = |n: usize| base as f64 - (n as f64 / peak as f64) * (LANE - 20) as f64;
         let _ = writeln!(
             svg,
-            "<text x=\"8\" y=\"{}\" font-size=\"13\" font-weight=\"600\">{}</text><text x=\"8\" y=\"{}\" font-size=\"11\" fill=\"#5b6475\">{} hosts, peak {} in flight</text>",
+            "<text x=\"8\" y=\"{}\" font-size=\"13\" font-weight=\"600\">{}</text><text x=\"8\" y=\"{}\" font-size=\"11\" fill=\"#5b6475\">{}, peak {} in flight</text>",
             y0 + 28,
             html_escape(&st.name),
             y0 + 44,
-            st.hosts.max(hosts.len()),
+            super::plural(st.hosts.max(hosts.len()), "host"),
             points.iter().map(|p| p.1).max().unwrap_or(0)
         );
         let _ = writeln!(
@@ -309,8 +328,8 @@ pub fn html(s: &Summary) -> String {
     if let Some(b) = s.boot_time {
         let _ = writeln!(
             out,
-            "<h2>Boot time</h2><p>reboot issued to new boot id verified, {} hosts: p50 <b>{}</b>, p95 <b>{}</b>, max <b>{}</b></p>",
-            b.hosts,
+            "<h2>Boot time</h2><p>reboot issued to new boot id verified, {}: p50 <b>{}</b>, p95 <b>{}</b>, max <b>{}</b></p>",
+            super::plural(b.hosts, "host"),
             ms(b.p50_ms),
             ms(b.p95_ms),
             ms(b.max_ms)
@@ -328,26 +347,27 @@ pub fn html(s: &Summary) -> String {
         );
     }
     out.push_str("</table>\n");
-    let failures: Vec<&HostResult> = s.failures().collect();
-    let _ = writeln!(out, "<h2>Failures ({})</h2>", failures.len());
-    if !failures.is_empty() {
-        out.push_str("<table><tr><th>host</th><th>stage</th><th>step</th><th>reason</th></tr>\n");
-        for h in failures {
+    let groups = super::failures::groups(s);
+    let total: usize = groups.iter().map(|g| g.hosts.len()).sum();
+    let _ = writeln!(out, "<h2>Failures ({total})</h2>");
+    if !groups.is_empty() {
+        out.push_str("<p class=\"sub\">Hosts that failed the same way (stage, step, reason, last output) are one row, largest first; <code>rekindle report JOURNAL --format json</code> lists every host.</p>\n");
+        out.push_str("<table><tr><th>hosts</th><th>which</th><th>stage</th><th>step</th><th>reason</th></tr>\n");
+        for g in groups {
+            let output = g.output.join("\n");
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
-                html_escape(&h.host),
-                html_escape(&h.stage),
-                match (h.step, &h.step_kind) {
-                    (Some(n), Some(k)) => format!("{n} ({})", html_escape(k)),
-                    (Some(n), None) => n.to_string(),
-                    _ => "-".into(),
-                },
-                html_escape(h.reason.as_deref().unwrap_or("")),
-                h.output
-                    .as_deref()
-                    .map(|o| format!("<pre>{}</pre>", html_escape(o)))
-                    .unwrap_or_default()
+                "<tr class=\"cause\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                g.hosts.len(),
+                html_escape(&g.folded_line()),
+                html_escape(g.stage),
+                html_escape(&g.what),
+                html_escape(g.reason),
+                if output.is_empty() {
+                    String::new()
+                } else {
+                    format!("<pre>{}</pre>", html_escape(&output))
+                }
             );
         }
         out.push_str("</table>\n");

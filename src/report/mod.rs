@@ -4,10 +4,21 @@
 //! Owns presentation only. It must never touch a host, and reads the journal
 //! only through [`crate::journal`].
 
+pub mod failures;
 pub mod formats;
+pub mod nodeset;
 pub mod plain;
 pub mod progress;
 pub mod summary;
 
 #[cfg(test)]
 mod tests;
+
+/// `1 host`, `3 hosts`: a count with its noun, singular for one.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -472,8 +472,8 @@ pub fn render_text(s: &Summary) -> String {
     if let Some(b) = s.boot_time {
         let _ = writeln!(
             out,
-            "\nboot time (reboot issued to new boot id verified), {} hosts: p50 {}, p95 {}, max {}",
-            b.hosts,
+            "\nboot time (reboot issued to new boot id verified), {}: p50 {}, p95 {}, max {}",
+            super::plural(b.hosts, "host"),
             ms(b.p50_ms),
             ms(b.p95_ms),
             ms(b.max_ms)
@@ -494,34 +494,7 @@ pub fn render_text(s: &Summary) -> String {
             );
         }
     }
-    let failures: Vec<&HostResult> = s.failures().collect();
-    if !failures.is_empty() {
-        let _ = writeln!(out, "\nfailures ({}):", failures.len());
-        for h in failures {
-            let what = if h.status == "unreachable" {
-                "unreachable, set aside".to_owned()
-            } else {
-                format!(
-                    "step {} ({})",
-                    h.step.unwrap_or(0),
-                    h.step_kind.as_deref().unwrap_or("?")
-                )
-            };
-            let _ = writeln!(
-                out,
-                "  {}  {}  {what}: {}",
-                h.stage,
-                h.host,
-                h.reason.as_deref().unwrap_or("")
-            );
-            if let Some(output) = &h.output {
-                let lines: Vec<&str> = output.lines().collect();
-                for line in &lines[lines.len().saturating_sub(OUTPUT_LINES)..] {
-                    let _ = writeln!(out, "      | {line}");
-                }
-            }
-        }
-    }
+    super::failures::write_text(&mut out, s);
     let interrupted = s
         .hosts
         .iter()
@@ -530,7 +503,10 @@ pub fn render_text(s: &Summary) -> String {
     if interrupted > 0 {
         let _ = writeln!(
             out,
-            "\n{interrupted} hosts were stopped mid-step; `rekindle resume` re-verifies them"
+            "\n{} {} stopped mid-step; `rekindle resume` re-verifies {}",
+            super::plural(interrupted, "host"),
+            if interrupted == 1 { "was" } else { "were" },
+            if interrupted == 1 { "it" } else { "them" }
         );
     }
     for note in &s.notes {

@@ -294,3 +294,26 @@ fn a_killed_run_shows_hosts_still_running() {
     assert!(text.contains("2 hosts were stopped mid-step"), "{text}");
     assert!(text.contains("did not finish (resumable"), "{text}");
 }
+
+#[test]
+fn one_host_is_singular() {
+    // Regression: "1 hosts" in the summary and the HTML report.
+    let mut c = Collector::new();
+    for (t, e) in events().into_iter().filter(|(t, _)| *t < secs(41)) {
+        c.event(t0() + t, &e);
+    }
+    let sum = c.summary();
+    let text = render_text(&sum);
+    assert!(text.contains("verified), 1 host: p50"), "{text}");
+    assert!(text.contains("\n3 hosts were stopped mid-step"), "{text}");
+    let mut c = Collector::new();
+    for (t, e) in events().into_iter().filter(|(t, _)| *t < secs(2)) {
+        c.event(t0() + t, &e);
+    }
+    let text = render_text(&c.summary());
+    assert!(
+        text.contains("\n1 host was stopped mid-step; `rekindle resume` re-verifies it"),
+        "{text}"
+    );
+    assert!(!formats::html(&c.summary()).contains("1 hosts"));
+}

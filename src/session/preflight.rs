@@ -32,6 +32,8 @@ const BOOT_ID_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ProblemKind {
     UnknownKey,
     ChangedKey,
+    /// A host certificate the known CAs do not vouch for.
+    Certificate,
     Auth,
     Unreachable,
     /// Connected, but something else went wrong (protocol, boot id unreadable).
@@ -43,6 +45,7 @@ impl ProblemKind {
         match self {
             ProblemKind::UnknownKey => "unknown host key",
             ProblemKind::ChangedKey => "CHANGED host key",
+            ProblemKind::Certificate => "host certificate refused",
             ProblemKind::Auth => "authentication failed",
             ProblemKind::Unreachable => "unreachable",
             ProblemKind::Other => "other",
@@ -53,6 +56,7 @@ impl ProblemKind {
         match self {
             ProblemKind::UnknownKey => "unknown_host_key",
             ProblemKind::ChangedKey => "changed_host_key",
+            ProblemKind::Certificate => "host_certificate",
             ProblemKind::Auth => "auth",
             ProblemKind::Unreachable => "unreachable",
             ProblemKind::Other => "other",
@@ -63,6 +67,7 @@ impl ProblemKind {
         match kind {
             ConnectErrorKind::HostKeyUnknown => ProblemKind::UnknownKey,
             ConnectErrorKind::HostKeyChanged => ProblemKind::ChangedKey,
+            ConnectErrorKind::HostCertificate => ProblemKind::Certificate,
             ConnectErrorKind::Auth => ProblemKind::Auth,
             k if k.is_unreachable() => ProblemKind::Unreachable,
             _ => ProblemKind::Other,

@@ -1,8 +1,10 @@
 //! OpenSSH `known_hosts`, parsed once per run and matched in memory.
 //!
 //! Owns parsing (plain, `[host]:port`, wildcard, negated and hashed `|1|`
-//! entries, `@revoked`), lookups and accept-new appends. It must not open
-//! connections or decide policy beyond "match / unknown / changed / revoked".
+//! entries, `@revoked`, `@cert-authority`), lookups, the checks of a host
+//! certificate (CA, signature, validity, principals, revocation) and
+//! accept-new appends. It must not open connections or decide policy beyond
+//! "match / unknown / changed / revoked" and the certificate's verdict.
 //!
 //! Plain literal patterns are indexed in a hash map, so a 32,000-host file
 //! costs one map lookup per host. Hashed entries cannot be indexed (each has
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
 use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::ssh_key::Certificate;
+use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, Marker};
 use russh::keys::{HashAlg, PublicKey};
 use sha1::Sha1;
@@ -56,7 +60,51 @@ pub struct KnownLine {
 struct Record {
     line: usize,
     key: PublicKey,
-    revoked: bool,
+    marker: Kind,
+}
+
+/// What a line says about its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The host's own key.
+    Host,
+    /// `@revoked`: never accept this key (a host key, a CA or a certificate's key).
+    Revoked,
+    /// `@cert-authority`: host certificates it signed are trusted for these names.
+    Authority,
+}
+
+/// What known_hosts says about a host certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertVerdict {
+    /// Signed by the CA on this line, valid now, for one of the names.
+    Trusted {
+        ca_line: usize,
+    },
+    /// No `@cert-authority` line for these names holds the signing key.
+    UnknownAuthority {
+        ca_fingerprint: String,
+    },
+    /// The CA key or the certificate's key is `@revoked` on this line.
+    Revoked {
+        line: usize,
+        what: &'static str,
+    },
+    /// Outside its validity window (Unix seconds).
+    Expired {
+        valid_before: u64,
+    },
+    NotYetValid {
+        valid_after: u64,
+    },
+    /// Valid, but for other hosts.
+    WrongPrincipal {
+        principals: Vec<String>,
+    },
+    /// Not a host certificate, a bad signature, or a critical option we do not know.
+    Invalid {
+        reason: String,
+    },
 }
 
 struct HashedRecord {
@@ -140,11 +188,97 @@ impl KnownHosts {
         let mut algs = Vec::new();
         store.for_each_match(names, |r| {
             let alg = r.key.algorithm();
-            if !r.revoked && !algs.contains(&alg) {
+            if r.marker == Kind::Host && !algs.contains(&alg) {
                 algs.push(alg);
             }
         });
         algs
+    }
+
+    /// True when an `@cert-authority` line matches one of `names`: the host
+    /// may prove itself with a certificate, so the client asks for one.
+    pub fn has_authority(&self, names: &[String]) -> bool {
+        let store = self.store.read().unwrap_or_else(|p| p.into_inner());
+        let mut any = false;
+        store.for_each_match(names, |r| any |= r.marker == Kind::Authority);
+        any
+    }
+
+    /// Checks a host certificate presented by a host known under `names`
+    /// (`[host]:port` forms, as for [`Self::check`]); `principals` are the
+    /// host's name and address as the certificate would list them; `now`
+    /// is Unix seconds.
+    pub fn check_certificate(
+        &self,
+        names: &[String],
+        principals: &[&str],
+        cert: &Certificate,
+        now: u64,
+    ) -> CertVerdict {
+        let store = self.store.read().unwrap_or_else(|p| p.into_inner());
+        let ca = cert.signature_key();
+        let own = cert.public_key();
+        let mut ca_line = None;
+        let mut revoked = None;
+        store.for_each_match(names, |r| match r.marker {
+            Kind::Revoked if r.key.key_data() == ca => {
+                revoked.get_or_insert((r.line, "the CA key that signed it"));
+            }
+            Kind::Revoked if r.key.key_data() == own => {
+                revoked.get_or_insert((r.line, "its key"));
+            }
+            Kind::Authority if r.key.key_data() == ca => {
+                ca_line = Some(ca_line.map_or(r.line, |l: usize| l.min(r.line)));
+            }
+            _ => {}
+        });
+        if let Some((line, what)) = revoked {
+            return CertVerdict::Revoked { line, what };
+        }
+        if cert.cert_type() != CertType::Host {
+            return CertVerdict::Invalid {
+                reason: "it is a user certificate, not a host certificate".into(),
+            };
+        }
+        let Some(ca_line) = ca_line else {
+            return CertVerdict::UnknownAuthority {
+                ca_fingerprint: ca.fingerprint(HashAlg::Sha256).to_string(),
+            };
+        };
+        if cert.verify_signature().is_err() {
+            return CertVerdict::Invalid {
+                reason: "its signature does not verify with the CA key".into(),
+            };
+        }
+        if now < cert.valid_after() {
+            return CertVerdict::NotYetValid {
+                valid_after: cert.valid_after(),
+            };
+        }
+        if now >= cert.valid_before() {
+            return CertVerdict::Expired {
+                valid_before: cert.valid_before(),
+            };
+        }
+        if let Some((name, _)) = cert.critical_options().iter().next() {
+            return CertVerdict::Invalid {
+                reason: format!(
+                    "it has the critical option `{name}`, which rekindle does not know"
+                ),
+            };
+        }
+        // No principals: valid for any host (as OpenSSH treats host certificates).
+        let listed = cert.valid_principals();
+        if !listed.is_empty()
+            && !principals
+                .iter()
+                .any(|p| listed.iter().any(|l| l.eq_ignore_ascii_case(p)))
+        {
+            return CertVerdict::WrongPrincipal {
+                principals: listed.to_vec(),
+            };
+        }
+        CertVerdict::Trusted { ca_line }
     }
 
     /// Checks `key` for a host known under any of `names` (already in
@@ -214,16 +348,15 @@ impl Store {
         let Ok(entry) = trimmed.parse::<Entry>() else {
             return;
         };
-        let revoked = match entry.marker() {
-            None => false,
-            Some(Marker::Revoked) => true,
-            // Host certificates are not requested, so CA lines never apply.
-            Some(Marker::CertAuthority) => return,
+        let marker = match entry.marker() {
+            None => Kind::Host,
+            Some(Marker::Revoked) => Kind::Revoked,
+            Some(Marker::CertAuthority) => Kind::Authority,
         };
         let record = Record {
             line: line_no,
             key: entry.public_key().clone(),
-            revoked,
+            marker,
         };
         match entry.host_patterns() {
             HostPatterns::HashedName { salt, hash } => {
@@ -259,7 +392,7 @@ impl Store {
                             .push(Record {
                                 line: record.line,
                                 key: record.key.clone(),
-                                revoked: record.revoked,
+                                marker: record.marker,
                             });
                     }
                 } else {
@@ -332,7 +465,9 @@ impl Store {
         let mut known = Vec::new();
         self.for_each_match(names, |r| {
             let same = r.key.key_data() == key.key_data();
-            if r.revoked {
+            if r.marker == Kind::Authority {
+                // A CA vouches for certificates, never for a bare key.
+            } else if r.marker == Kind::Revoked {
                 if same {
                     revoked = Some(r.line);
                 }
@@ -536,5 +671,142 @@ mod tests {
             again.accept_new(&n, &key(ED2)).expect("no append"),
             Verdict::Changed { .. }
         ));
+    }
+
+    /// A certificate for `key`, signed by `ca`, valid `from..to` (Unix s).
+    fn cert(
+        ca: &russh::keys::PrivateKey,
+        key: &PublicKey,
+        kind: CertType,
+        principals: &[&str],
+        (from, to): (u64, u64),
+    ) -> Certificate {
+        use russh::keys::ssh_key::certificate::Builder;
+        let mut b =
+            Builder::new([7u8; 16].to_vec(), key.key_data().clone(), from, to).expect("builder");
+        b.cert_type(kind).expect("type");
+        if principals.is_empty() {
+            b.all_principals_valid().expect("principals");
+        }
+        for p in principals {
+            b.valid_principal(*p).expect("principal");
+        }
+        b.sign(ca).expect("sign")
+    }
+
+    fn ed25519(seed: u8) -> russh::keys::PrivateKey {
+        russh::keys::PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
+            &[seed; 32],
+        ))
+    }
+
+    #[test]
+    fn host_certificates_are_checked_against_cert_authority_lines() {
+        let ca = ed25519(1);
+        let other_ca = ed25519(2);
+        let host = ed25519(3);
+        let ca_pub = ca.public_key().to_openssh().expect("encode");
+        let other_pub = other_ca.public_key().to_openssh().expect("encode");
+        let host_pub = host.public_key().clone();
+        let kh = store(&format!(
+            "@cert-authority *.pg.example,[10.0.0.*]:2222 {ca_pub}\n@cert-authority revoked-ca.example {other_pub}\n@revoked revoked-ca.example {other_pub}\n"
+        ));
+        let n = names(&["db1.pg.example"]);
+        assert!(kh.has_authority(&n));
+        assert!(kh.has_authority(&names(&["[10.0.0.7]:2222"])));
+        assert!(!kh.has_authority(&names(&["db1.other.example"])));
+        // A CA line never vouches for a bare key.
+        assert_eq!(kh.check(&n, ca.public_key()), Verdict::Unknown);
+
+        let now = 1_000_000;
+        let window = (now - 60, now + 3600);
+        let good = cert(&ca, &host_pub, CertType::Host, &["db1.pg.example"], window);
+        assert_eq!(
+            kh.check_certificate(&n, &["db1.pg.example", "10.0.0.1"], &good, now),
+            CertVerdict::Trusted { ca_line: 1 }
+        );
+        // By address too.
+        let by_addr = cert(&ca, &host_pub, CertType::Host, &["10.0.0.7"], window);
+        assert_eq!(
+            kh.check_certificate(
+                &names(&["[10.0.0.7]:2222"]),
+                &["x", "10.0.0.7"],
+                &by_addr,
+                now
+            ),
+            CertVerdict::Trusted { ca_line: 1 }
+        );
+        let any = cert(&ca, &host_pub, CertType::Host, &[], window);
+        assert!(matches!(
+            kh.check_certificate(&n, &["db1.pg.example"], &any, now),
+            CertVerdict::Trusted { .. }
+        ));
+        assert_eq!(
+            kh.check_certificate(&n, &["db2.pg.example"], &good, now),
+            CertVerdict::WrongPrincipal {
+                principals: vec!["db1.pg.example".into()]
+            }
+        );
+        assert_eq!(
+            kh.check_certificate(&n, &["db1.pg.example"], &good, now + 3600),
+            CertVerdict::Expired {
+                valid_before: now + 3600
+            }
+        );
+        assert_eq!(
+            kh.check_certificate(&n, &["db1.pg.example"], &good, now - 61),
+            CertVerdict::NotYetValid {
+                valid_after: now - 60
+            }
+        );
+        let foreign = cert(
+            &other_ca,
+            &host_pub,
+            CertType::Host,
+            &["db1.pg.example"],
+            window,
+        );
+        assert!(matches!(
+            kh.check_certificate(&n, &["db1.pg.example"], &foreign, now),
+            CertVerdict::UnknownAuthority { .. }
+        ));
+        let user = cert(&ca, &host_pub, CertType::User, &["db1.pg.example"], window);
+        assert!(matches!(
+            kh.check_certificate(&n, &["db1.pg.example"], &user, now),
+            CertVerdict::Invalid { .. }
+        ));
+        let rn = names(&["revoked-ca.example"]);
+        assert_eq!(
+            kh.check_certificate(&rn, &["revoked-ca.example"], &foreign, now),
+            CertVerdict::Revoked {
+                line: 3,
+                what: "the CA key that signed it"
+            }
+        );
+    }
+
+    #[test]
+    fn a_revoked_certificate_key_is_refused() {
+        let ca = ed25519(1);
+        let host = ed25519(3);
+        let kh = store(&format!(
+            "@cert-authority * {}\n@revoked * {}\n",
+            ca.public_key().to_openssh().expect("encode"),
+            host.public_key().to_openssh().expect("encode")
+        ));
+        let c = cert(
+            &ca,
+            host.public_key(),
+            CertType::Host,
+            &["h"],
+            (0, u64::MAX),
+        );
+        assert_eq!(
+            kh.check_certificate(&names(&["h"]), &["h"], &c, 10),
+            CertVerdict::Revoked {
+                line: 2,
+                what: "its key"
+            }
+        );
     }
 }

@@ -82,6 +82,9 @@ pub enum ConnectErrorKind {
     HostKeyUnknown,
     /// The host's key differs from the one in known_hosts.
     HostKeyChanged,
+    /// The host presented a certificate that known_hosts' CAs do not vouch
+    /// for: unknown CA, expired, another host's, revoked.
+    HostCertificate,
     /// Every authentication method was refused.
     Auth,
     /// The jump host could not be reached or refused the forward.

@@ -18,7 +18,9 @@ use std::time::Duration;
 use russh::client::{self, AuthResult};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{
+    Algorithm, Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate,
+};
 use russh::{ChannelMsg, MethodKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -95,6 +97,8 @@ enum KeyLoad {
     Loaded(Arc<Identity>),
     Missing,
     Unusable(String),
+    /// Its `-cert.pub` does not parse: an input error, not a key to skip.
+    BadCertificate(String),
 }
 
 /// A private key, and for Ed25519 the signing key prepared once: ssh-key
@@ -103,10 +107,12 @@ enum KeyLoad {
 struct Identity {
     key: Arc<PrivateKey>,
     ed25519: Option<Ed25519Signer>,
+    /// `IDENTITY-cert.pub` next to the key, offered before the bare key.
+    cert: Option<Certificate>,
 }
 
 impl Identity {
-    fn new(key: PrivateKey) -> Identity {
+    fn new(key: PrivateKey, cert: Option<Certificate>) -> Identity {
         let ed25519 = key
             .key_data()
             .ed25519()
@@ -115,8 +121,34 @@ impl Identity {
         Identity {
             key: Arc::new(key),
             ed25519,
+            cert,
         }
     }
+}
+
+/// `PATH-cert.pub`, where OpenSSH looks for an identity's certificate.
+fn cert_path(identity: &Path) -> PathBuf {
+    let mut name = identity.as_os_str().to_owned();
+    name.push("-cert.pub");
+    PathBuf::from(name)
+}
+
+/// An OpenSSH certificate file; the error names the file and line (a
+/// certificate is one line).
+fn load_certificate(path: &Path) -> Result<Certificate, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text
+        .lines()
+        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .unwrap_or(0);
+    let first = text.lines().nth(line).unwrap_or("").trim();
+    Certificate::from_openssh(first).map_err(|e| {
+        format!(
+            "{}:{}: not an OpenSSH certificate ({e})",
+            path.display(),
+            line + 1
+        )
+    })
 }
 
 /// Signs russh's authentication request with a prepared Ed25519 key, the
@@ -169,8 +201,16 @@ fn load_key(path: &Path) -> KeyLoad {
     if !path.exists() {
         return KeyLoad::Missing;
     }
+    let cert_file = cert_path(path);
+    let cert = match cert_file.exists() {
+        false => None,
+        true => match load_certificate(&cert_file) {
+            Ok(c) => Some(c),
+            Err(e) => return KeyLoad::BadCertificate(e),
+        },
+    };
     match russh::keys::load_secret_key(path, None) {
-        Ok(k) => KeyLoad::Loaded(Arc::new(Identity::new(k))),
+        Ok(k) => KeyLoad::Loaded(Arc::new(Identity::new(k, cert))),
         Err(russh::keys::Error::KeyIsEncrypted) => {
             KeyLoad::Unusable("encrypted; add it to ssh-agent".into())
         }
@@ -202,6 +242,8 @@ struct Inner {
     keys: Vec<(PathBuf, KeyLoad)>,
     /// IdentityFile entries from ssh config, loaded on first use.
     config_keys: Mutex<HashMap<PathBuf, KeyLoad>>,
+    /// CertificateFile entries from ssh config, parsed on first use.
+    config_certs: Mutex<HashMap<PathBuf, Result<Certificate, String>>>,
     jumps: Mutex<HashMap<String, Arc<tokio::sync::Mutex<JumpSlot>>>>,
     base: Arc<client::Config>,
     /// Configs with a reordered host-key preference, one per distinct order.
@@ -233,7 +275,11 @@ impl SshConnector {
         let mut keys: Vec<(PathBuf, KeyLoad)> = Vec::new();
         for path in &opts.identities {
             if !keys.iter().any(|(p, _)| p == path) {
-                keys.push((path.clone(), load_key(path)));
+                let key = load_key(path);
+                if let KeyLoad::BadCertificate(e) = &key {
+                    return Err(SshSetupError(format!("certificate {e}")));
+                }
+                keys.push((path.clone(), key));
             }
         }
         Ok(SshConnector {
@@ -249,6 +295,7 @@ impl SshConnector {
                 config,
                 keys,
                 config_keys: Mutex::new(HashMap::new()),
+                config_certs: Mutex::new(HashMap::new()),
                 jumps: Mutex::new(HashMap::new()),
                 base: Arc::new(base_config()),
                 configs: Mutex::new(HashMap::new()),
@@ -274,7 +321,9 @@ impl SshConnector {
             .filter_map(|(p, k)| match k {
                 KeyLoad::Loaded(_) => None,
                 KeyLoad::Missing => Some(format!("{} (not found)", p.display())),
-                KeyLoad::Unusable(why) => Some(format!("{} ({why})", p.display())),
+                KeyLoad::Unusable(why) | KeyLoad::BadCertificate(why) => {
+                    Some(format!("{} ({why})", p.display()))
+                }
             })
             .collect()
     }
@@ -354,6 +403,7 @@ impl Inner {
                 _alive: alive_tx,
                 known: self.known.clone(),
                 names: names.clone(),
+                principals: vec![ep.name.clone(), ep.address.clone()],
                 display: ep.name.clone(),
                 accept_new: self.opts.accept_new_host_keys,
             };
@@ -402,10 +452,13 @@ impl Inner {
 
     /// The base config, with host-key algorithms already known for this host
     /// preferred (as OpenSSH does), so a host with several keys offers the one
-    /// we have instead of failing as "changed".
+    /// we have instead of failing as "changed". When an `@cert-authority`
+    /// line could match, certificate host-key algorithms come first, so a
+    /// host with a certificate proves itself with it.
     fn config_for(&self, names: &[String]) -> Arc<client::Config> {
         let known = self.known.known_algorithms(names);
-        if known.is_empty() {
+        let certificates = self.known.has_authority(names);
+        if known.is_empty() && !certificates {
             return self.base.clone();
         }
         let same_family = |a: &Algorithm, b: &Algorithm| match (a, b) {
@@ -417,12 +470,18 @@ impl Inner {
             .into_iter()
             .partition(|a| known.iter().any(|k| same_family(a, k)));
         first.extend(rest);
-        let order: Vec<String> = first.iter().map(|a| a.to_string()).collect();
+        let mut order: Vec<String> = first.iter().map(|a| a.to_string()).collect();
+        if certificates {
+            order.push("+certificates".into());
+        }
         let mut configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
         configs
             .entry(order)
             .or_insert_with(|| {
                 let mut config = base_config();
+                if certificates {
+                    config.preferred.host_key_certificates = first.clone().into();
+                }
                 config.preferred.key = first.into();
                 Arc::new(config)
             })
@@ -468,6 +527,7 @@ impl Inner {
                 let kind = match e.kind {
                     ConnectErrorKind::HostKeyUnknown
                     | ConnectErrorKind::HostKeyChanged
+                    | ConnectErrorKind::HostCertificate
                     | ConnectErrorKind::Auth => e.kind,
                     _ => ConnectErrorKind::Jump,
                 };
@@ -502,6 +562,17 @@ impl Inner {
         let mut skipped: Vec<String> = Vec::new();
         let mut rsa_hash: Option<Option<HashAlg>> = None;
         let mut publickey_refused = false;
+        // Success, or whether to go on offering.
+        let judge = |r: Option<AuthResult>, refused: &mut bool| match r {
+            Some(AuthResult::Success) => true,
+            Some(AuthResult::Failure {
+                remaining_methods, ..
+            }) => {
+                *refused |= !remaining_methods.contains(&MethodKind::PublicKey);
+                false
+            }
+            None => false,
+        };
 
         if self.opts.use_agent || self.agent.is_some() {
             match &self.agent {
@@ -509,37 +580,65 @@ impl Inner {
                 Some(sock) => match AgentClient::connect_uds(sock).await {
                     Err(e) => skipped.push(format!("ssh-agent at {} ({e})", sock.display())),
                     Ok(mut agent) => {
-                        let ids = agent.request_identities().await.unwrap_or_default();
-                        let mut offered = 0;
+                        let mut ids = agent.request_identities().await.unwrap_or_default();
+                        // Certificates first, as OpenSSH offers them.
+                        ids.sort_by_key(|id| !matches!(id, AgentIdentity::Certificate { .. }));
+                        let (mut keys, mut certs) = (0, 0);
                         for id in ids {
-                            let AgentIdentity::PublicKey { key, .. } = id else {
-                                continue;
-                            };
-                            offered += 1;
-                            let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
-                                rsa_hash_for(handle, &mut rsa_hash).await
-                            } else {
-                                None
-                            };
-                            match handle
-                                .authenticate_publickey_with(&ep.user, key, hash, &mut agent)
-                                .await
-                            {
-                                Ok(AuthResult::Success) => return Ok(()),
-                                Ok(AuthResult::Failure {
-                                    remaining_methods, ..
-                                }) => {
-                                    if !remaining_methods.contains(&MethodKind::PublicKey) {
-                                        publickey_refused = true;
-                                        break;
-                                    }
+                            if publickey_refused || handle.is_closed() {
+                                break;
+                            }
+                            let result = match id {
+                                AgentIdentity::PublicKey { key, .. } => {
+                                    keys += 1;
+                                    let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
+                                        rsa_hash_for(handle, &mut rsa_hash).await
+                                    } else {
+                                        None
+                                    };
+                                    handle
+                                        .authenticate_publickey_with(
+                                            &ep.user, key, hash, &mut agent,
+                                        )
+                                        .await
+                                        .ok()
                                 }
-                                Err(_) if handle.is_closed() => break,
-                                Err(_) => {}
+                                AgentIdentity::Certificate { certificate, .. } => {
+                                    certs += 1;
+                                    let hash =
+                                        if matches!(certificate.algorithm(), Algorithm::Rsa { .. })
+                                        {
+                                            rsa_hash_for(handle, &mut rsa_hash).await
+                                        } else {
+                                            None
+                                        };
+                                    handle
+                                        .authenticate_certificate_with(
+                                            &ep.user,
+                                            certificate,
+                                            hash,
+                                            &mut agent,
+                                        )
+                                        .await
+                                        .ok()
+                                }
+                            };
+                            if judge(result, &mut publickey_refused) {
+                                return Ok(());
                             }
                         }
-                        let plural = if offered == 1 { "" } else { "s" };
-                        tried.push(format!("ssh-agent ({offered} key{plural})"));
+                        let plural = |n: usize, what: &str| {
+                            format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+                        };
+                        tried.push(if certs == 0 {
+                            format!("ssh-agent ({})", plural(keys, "key"))
+                        } else {
+                            format!(
+                                "ssh-agent ({}, {})",
+                                plural(keys, "key"),
+                                plural(certs, "certificate")
+                            )
+                        });
                     }
                 },
             }
@@ -551,6 +650,7 @@ impl Inner {
                 paths.push(p.clone());
             }
         }
+        let config_certs = self.config_certificates(ep, &mut skipped);
         for path in paths {
             if publickey_refused || handle.is_closed() {
                 break;
@@ -561,11 +661,48 @@ impl Inner {
                     skipped.push(format!("{} (not found)", path.display()));
                     continue;
                 }
-                KeyLoad::Unusable(why) => {
+                KeyLoad::Unusable(why) | KeyLoad::BadCertificate(why) => {
                     skipped.push(format!("{} ({why})", path.display()));
                     continue;
                 }
             };
+            let public = key.key.public_key().key_data().clone();
+            let mut certs: Vec<(String, Certificate)> = Vec::new();
+            if let Some(c) = &key.cert {
+                certs.push((cert_path(&path).display().to_string(), c.clone()));
+            }
+            for (file, c) in &config_certs {
+                if *c.public_key() == public && !certs.iter().any(|(_, k)| k == c) {
+                    certs.push((file.display().to_string(), c.clone()));
+                }
+            }
+            let hash = if matches!(key.key.algorithm(), Algorithm::Rsa { .. }) {
+                rsa_hash_for(handle, &mut rsa_hash).await
+            } else {
+                None
+            };
+            for (file, cert) in certs {
+                if publickey_refused || handle.is_closed() {
+                    break;
+                }
+                tried.push(format!("{file} (certificate `{}`)", cert.key_id()));
+                let result = match &key.ed25519 {
+                    Some(signer) => handle
+                        .authenticate_certificate_with(&ep.user, cert, None, &mut signer.clone())
+                        .await
+                        .ok(),
+                    None => handle
+                        .authenticate_openssh_cert(&ep.user, key.key.clone(), cert)
+                        .await
+                        .ok(),
+                };
+                if judge(result, &mut publickey_refused) {
+                    return Ok(());
+                }
+            }
+            if publickey_refused || handle.is_closed() {
+                break;
+            }
             tried.push(path.display().to_string());
             let result = match &key.ed25519 {
                 Some(signer) => {
@@ -576,23 +713,12 @@ impl Inner {
                         .ok()
                 }
                 None => {
-                    let hash = if matches!(key.key.algorithm(), Algorithm::Rsa { .. }) {
-                        rsa_hash_for(handle, &mut rsa_hash).await
-                    } else {
-                        None
-                    };
                     let key = PrivateKeyWithHashAlg::new(key.key.clone(), hash);
                     handle.authenticate_publickey(&ep.user, key).await.ok()
                 }
             };
-            match result {
-                Some(AuthResult::Success) => return Ok(()),
-                Some(AuthResult::Failure {
-                    remaining_methods, ..
-                }) if !remaining_methods.contains(&MethodKind::PublicKey) => {
-                    publickey_refused = true;
-                }
-                _ => {}
+            if judge(result, &mut publickey_refused) {
+                return Ok(());
             }
         }
 
@@ -618,6 +744,27 @@ impl Inner {
             kind: ConnectErrorKind::Auth,
             message,
         })
+    }
+
+    /// The ssh config's `CertificateFile`s for this host, parsed once per
+    /// run; one that does not parse is skipped, and said so.
+    fn config_certificates(
+        &self,
+        ep: &Endpoint,
+        skipped: &mut Vec<String>,
+    ) -> Vec<(PathBuf, Certificate)> {
+        let mut cache = self.config_certs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for file in &ep.certificate_files {
+            let loaded = cache
+                .entry(file.clone())
+                .or_insert_with(|| load_certificate(file));
+            match loaded {
+                Ok(c) => out.push((file.clone(), c.clone())),
+                Err(e) => skipped.push(format!("CertificateFile {e}")),
+            }
+        }
+        out
     }
 }
 
@@ -757,8 +904,68 @@ struct Client {
     _alive: watch::Sender<()>,
     known: Arc<KnownHosts>,
     names: Vec<String>,
+    /// The host's name and address, which a host certificate must list.
+    principals: Vec<String>,
     display: String,
     accept_new: bool,
+}
+
+impl Client {
+    /// A host certificate: trusted only through an `@cert-authority` line
+    /// (accept-new never records a CA).
+    fn check_certificate(&self, cert: &russh::keys::Certificate) -> Result<bool, HandlerError> {
+        use super::known_hosts::CertVerdict;
+        let kh = self.known.path().display().to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let principals: Vec<&str> = self.principals.iter().map(String::as_str).collect();
+        let why = match self
+            .known
+            .check_certificate(&self.names, &principals, cert, now)
+        {
+            CertVerdict::Trusted { .. } => return Ok(true),
+            CertVerdict::UnknownAuthority { ca_fingerprint } => format!(
+                "its host certificate is signed by CA {ca_fingerprint}, which no \
+                 @cert-authority line of {kh} trusts for {}",
+                self.names.join(", ")
+            ),
+            CertVerdict::Revoked { line, what } => {
+                format!("its host certificate is refused: {what} is marked @revoked in {kh}:{line}")
+            }
+            CertVerdict::Expired { valid_before } => format!(
+                "its host certificate expired at {} ({} s ago)",
+                unix_time(valid_before),
+                now.saturating_sub(valid_before)
+            ),
+            CertVerdict::NotYetValid { valid_after } => format!(
+                "its host certificate is not valid before {} (clock skew?)",
+                unix_time(valid_after)
+            ),
+            CertVerdict::WrongPrincipal { principals: listed } => format!(
+                "its host certificate is for {}, not for {}",
+                listed.join(", "),
+                principals.join(" or ")
+            ),
+            CertVerdict::Invalid { reason } => format!("its host certificate is refused: {reason}"),
+        };
+        Err(HandlerError::HostKey(ConnectError {
+            kind: ConnectErrorKind::HostCertificate,
+            message: format!(
+                "{}: {why} (key ID `{}`, serial {}); not connecting",
+                self.display,
+                cert.key_id(),
+                cert.serial()
+            ),
+        }))
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC (the journal's format, a pure function).
+fn unix_time(secs: u64) -> String {
+    // Far-future `valid_before` (forever) stays printable.
+    let secs = secs.min(253_402_300_799);
+    crate::journal::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 impl client::Handler for Client {
@@ -770,10 +977,7 @@ impl client::Handler for Client {
     ) -> Result<bool, Self::Error> {
         let key = match server_public_key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            // Host certificates are never requested; judge the bare key if one comes.
-            PublicKeyOrCertificate::Certificate(cert) => {
-                russh::keys::PublicKey::from(cert.public_key().clone())
-            }
+            PublicKeyOrCertificate::Certificate(cert) => return self.check_certificate(cert),
         };
         let key = &key;
         let fingerprint = key.fingerprint(HashAlg::Sha256);

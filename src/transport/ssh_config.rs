@@ -27,8 +27,11 @@ pub struct Endpoint {
     pub user: String,
     /// ProxyJump spec (`[user@]host[:port]`, first hop of a list).
     pub jump: Option<String>,
-    /// IdentityFile entries of the config for this host, in order.
+    /// Identity files for this host, in order: the inventory's own
+    /// (`identity_file` of the host), then the config's IdentityFile entries.
     pub identity_files: Vec<PathBuf>,
+    /// The config's CertificateFile for this host.
+    pub certificate_files: Vec<PathBuf>,
 }
 
 impl Endpoint {
@@ -122,7 +125,16 @@ impl ClientConfig {
             port,
             user,
             jump,
-            identity_files: p.and_then(|p| p.identity_file.clone()).unwrap_or_default(),
+            identity_files: host
+                .identity_file
+                .iter()
+                .cloned()
+                .chain(p.and_then(|p| p.identity_file.clone()).unwrap_or_default())
+                .collect(),
+            certificate_files: p
+                .and_then(|p| p.certificate_file.clone())
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -151,6 +163,10 @@ impl ClientConfig {
                 .unwrap_or_else(|| self.local_user.clone()),
             jump: chain.or_else(|| p.and_then(|p| jump_list(p.proxy_jump.as_deref()))),
             identity_files: p.and_then(|p| p.identity_file.clone()).unwrap_or_default(),
+            certificate_files: p
+                .and_then(|p| p.certificate_file.clone())
+                .into_iter()
+                .collect(),
             name,
         }
     }

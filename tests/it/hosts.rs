@@ -12,16 +12,16 @@ fn text_is_an_aligned_table() {
     assert_eq!(
         out,
         "\
-NAME        ADDRESS    PORT  USER  LABELS
-pg-r08-db1  10.1.8.1     22  root  dc=pangyo,rack=pg-r08,role=db
-pg-r08-db2  10.1.8.2     22  root  dc=pangyo,rack=pg-r08,role=db
-pg-r09-db1  10.1.9.1     22  root  dc=pangyo,rack=pg-r09,role=db
-pg-r09-db2  10.1.9.2     22  root  dc=pangyo,rack=pg-r09,role=db
-pg-r10-db1  10.1.10.1    22  root  dc=pangyo,rack=pg-r10,role=db
-pg-r10-db2  10.1.10.2    22  root  dc=pangyo,rack=pg-r10,role=db
-pg-lb1      pg-lb1     2222  ops   dc=pangyo,role=lb
-as-web1     as-web1      22  root  dc=ansan,role=web
-as-web3     as-web3      22  root  dc=ansan,role=web
+NAME        ADDRESS    PORT  USER  JUMP                        LABELS
+pg-r08-db1  10.1.8.1     22  root  bastion.pangyo.example.net  dc=pangyo,rack=pg-r08,role=db
+pg-r08-db2  10.1.8.2     22  root  bastion.pangyo.example.net  dc=pangyo,rack=pg-r08,role=db
+pg-r09-db1  10.1.9.1     22  root  bastion.pangyo.example.net  dc=pangyo,rack=pg-r09,role=db
+pg-r09-db2  10.1.9.2     22  root  bastion.pangyo.example.net  dc=pangyo,rack=pg-r09,role=db
+pg-r10-db1  10.1.10.1    22  root  bastion.pangyo.example.net  dc=pangyo,rack=pg-r10,role=db
+pg-r10-db2  10.1.10.2    22  root  bastion.pangyo.example.net  dc=pangyo,rack=pg-r10,role=db
+pg-lb1      pg-lb1     2222  ops   bastion.pangyo.example.net  dc=pangyo,role=lb
+as-web1     as-web1      22  root  -                           dc=ansan,role=web
+as-web3     as-web3      22  root  -                           dc=ansan,role=web
 "
     );
 }
@@ -86,10 +86,10 @@ fn ansible_groups_are_selectable() {
     assert_eq!(
         out,
         "\
-NAME                    ADDRESS                 PORT  USER  GROUPS               LABELS
-db02.gasan.example.net  db02.gasan.example.net    22  root  db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
-db03.gasan.example.net  db03.gasan.example.net    22  root  db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
-db04.gasan.example.net  db04.gasan.example.net    22  root  db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
+NAME                    ADDRESS                 PORT  USER  JUMP  GROUPS               LABELS
+db02.gasan.example.net  db02.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
+db03.gasan.example.net  db03.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
+db04.gasan.example.net  db04.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
 "
     );
 }
@@ -104,6 +104,30 @@ fn an_empty_selection_is_an_error_not_all_hosts() {
         format!(
             "error: selector `role=dbb` matches none of the 9 hosts in {SMALL}\n  = help: `rekindle hosts -i INV` lists every host with its labels\n"
         )
+    );
+}
+
+#[test]
+fn group_all_selects_every_host_as_in_ansible() {
+    for inv in [SMALL, "inventories/ansible-example.ini"] {
+        let (code, every, err) = run(rekindle().args(["hosts", "-i", inv]));
+        assert_eq!((code, err.as_str()), (0, ""), "{inv}");
+        let (code, all, err) = run(rekindle().args(["hosts", "-i", inv, "--select", "group=all"]));
+        assert_eq!((code, err.as_str()), (0, ""), "{inv}");
+        assert_eq!(all, every, "{inv}: group=all is every host");
+    }
+}
+
+#[test]
+fn a_selector_with_a_space_is_refused_with_a_hint() {
+    // Regression: read silently as one value `db role=lb`, which matched nothing.
+    let (code, out, err) =
+        run(rekindle().args(["hosts", "-i", SMALL, "--select", "role=db role=lb"]));
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert_eq!(
+        err,
+        "error: invalid selector `role=db role=lb`: `role=db role=lb` contains a space; \
+         join terms with commas (`role=db,role=lb`), and match a space inside a value with `?`\n"
     );
 }
 
@@ -173,6 +197,7 @@ fn kakao_like_lists_every_host() {
             "10.11.6.1",
             "22",
             "root",
+            "bastion.pangyo.example.net",
             "bmc=10.201.6.1,dc=pangyo,pdu=pg-h1-r006-pdu,rack=pg-h1-r006,role=storage"
         ]
     );

@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per topic, all driving the real
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
+mod certs;
 mod drill;
 mod hardening;
 mod hosts;
@@ -11,6 +12,7 @@ mod power;
 mod reboot;
 mod report;
 mod run;
+mod scripts;
 mod sim;
 mod ssh;
 mod sshd;

@@ -168,3 +168,54 @@ fn rolling_kernel_reboot_plan_json() {
 fn service_restart_plan_json() {
     insta::assert_snapshot!(example_plan("playbooks/service-restart.yaml"));
 }
+
+#[test]
+fn an_ansible_inventory_without_labels_shows_its_groups() {
+    // Regression: printed `dc: (none) 3; role: (none) 3; 1 rack of 3`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hosts.ini"),
+        "[web]\nweb[1:3].example.net\n\n[db]\ndb1.example.net\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "version: 1\nstages:\n  - name: web\n    select: { group: web }\n    steps: [ wait_ssh ]\n  - name: everything\n    after: web\n    select: { group: all }\n    steps: [ wait_ssh ]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(rekindle_in(dir.path()).args(["plan", "p.yaml", "-i", "hosts.ini"]));
+    assert_eq!(code, 0, "{err}");
+    let hosts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("hosts "))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "    hosts            3  (no dc, role or rack labels; groups: web 3)",
+            "    hosts            4  (no dc, role or rack labels; groups: web 3, db 1)",
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn only_the_label_dimensions_hosts_have_are_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inv.yaml"),
+        "version: 1\ndatacenters:\n  pangyo:\n    hosts:\n      - name: \"pg-r[1-2]-db[1-2]\"\n        labels: { role: db, rack: \"pg-r{1}\" }\n      - name: pg-lb1\n        labels: { role: lb }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "version: 1\nstages:\n  - name: all\n    select: { dc: pangyo }\n    steps: [ wait_ssh ]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(rekindle_in(dir.path()).args(["plan", "p.yaml", "-i", "inv.yaml"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("    hosts            5  (dc: pangyo 5; role: db 4, lb 1; 2 racks of 2, 1 without a rack)\n"),
+        "{out}"
+    );
+}

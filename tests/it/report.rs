@@ -190,6 +190,13 @@ fn text_and_json_reports_from_a_journal() {
         "{text}"
     );
     assert!(text.contains("failures (4):"), "{text}");
+    // The three identical health failures fold into one group, largest first.
+    assert!(
+        text.contains(
+            "failures (4):\n  storage  step 2 (health): health checks did not pass within 10m: tcp 6800 refused\n    3 hosts: pg-r[004,011]-db2,pg-r016-db1\n"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("boot time (reboot issued to new boot id verified), 59 hosts"),
         "{text}"
@@ -288,6 +295,9 @@ fn html_report_renders_its_timeline_in_headless_chromium() {
     assert!(page.contains("<svg"));
     assert_eq!(page.matches("class=\"lane\"").count(), 2);
     assert_eq!(page.matches("class=\"failure\"").count(), 4);
+    // Failures folded by cause: 3 identical health failures and 1 unreachable host.
+    assert_eq!(page.matches("class=\"cause\"").count(), 2);
+    assert!(page.contains("<td class=\"n\">3</td><td>pg-r[004,011]-db2,pg-r016-db1</td>"));
 
     let Some(browser) = chromium() else {
         panic!("chromium is not installed: scripts/test.sh installs Debian's `chromium`");
@@ -327,4 +337,129 @@ fn html_report_renders_its_timeline_in_headless_chromium() {
     if let Ok(keep) = std::env::var("REKINDLE_KEEP_SCREENSHOT") {
         let _ = std::fs::copy(&shot, keep);
     }
+}
+
+/// The one journal file (`RUN_ID.jsonl`) a run wrote into `dir`.
+fn only_journal(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("journal dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn failed_hosts_as_a_selector_retry_exactly_those_hosts_with_limit() {
+    // Ansible's retry files, as a selector: run, list the failed hosts
+    // folded into ranges, and run again with `--limit` on just those.
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inv,
+        "version: 1\ndatacenters:\n  pangyo:\n    hosts:\n\
+         \x20     - name: \"pg-r[001-003]-db1\"\n        labels: { code: \"3\" }\n\
+         \x20     - name: pg-r007-db1\n        labels: { code: \"3\" }\n\
+         \x20     - name: \"pg-r[004-006]-db1\"\n        labels: { code: \"0\" }\n\
+         \x20     - name: \"pg-r[001-004]-db2\"\n        labels: { code: \"0\" }\n",
+    )
+    .unwrap();
+    let sim = support::SimProcess::start(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "--port",
+        "2801",
+        "--http-port",
+        "2802",
+    ]);
+    let fleet = sim.path("inventory.yaml");
+    // Hosts labelled code=3 exit 3 (the simulator runs `exit N`), the rest `true`.
+    let book = |name: &str, bad: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\ndefaults: {{ parallel: 100%, max_failures: 100% }}\nstages:\n\
+                 \x20 - name: bad\n    select: {{ code: \"3\" }}\n    steps: [ run: \"{bad}\" ]\n\
+                 \x20 - name: good\n    select: {{ code: \"0\" }}\n    steps: [ run: \"true\" ]\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |playbook: &Path, journal: &str, limit: Option<&str>| {
+        let mut cmd = support::rekindle_in(dir.path());
+        cmd.arg("run")
+            .arg(playbook)
+            .arg("-i")
+            .arg(&fleet)
+            .args(["--yes", "--journal", journal])
+            .stdin(Stdio::null());
+        if let Some(l) = limit {
+            cmd.args(["--limit", l]);
+        }
+        support::run(&mut cmd)
+    };
+    let (code, out, err) = run(&book("first.yaml", "exit 3"), "j1", None);
+    assert_eq!(code, 1, "failures inside the budget\n{out}\n{err}");
+    let journal = only_journal(&dir.path().join("j1"));
+
+    let (code, selector, err) = support::run(
+        support::rekindle_in(dir.path())
+            .arg("report")
+            .arg(&journal)
+            .args(["--format", "hosts", "--status", "failed"]),
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(selector, "host=pg-r[001-003,007]-db1\n");
+    // Done hosts, and several statuses at once.
+    let (_, done, _) = support::run(
+        support::rekindle_in(dir.path())
+            .arg("report")
+            .arg(&journal)
+            .args(["--format", "hosts", "--status", "done,unreachable"]),
+    );
+    assert_eq!(done, "host=pg-r[001-004]-db2,host=pg-r[004-006]-db1\n");
+
+    let (code, out, err) = run(&book("retry.yaml", "true"), "j2", Some(selector.trim()));
+    assert_eq!(code, 0, "the retry succeeds\n{out}\n{err}");
+    let retried = report(&only_journal(&dir.path().join("j2")), "json");
+    let v: serde_json::Value = serde_json::from_str(&retried).unwrap();
+    let mut names: Vec<&str> = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            assert_eq!(h["status"], "done", "{h}");
+            h["host"].as_str().unwrap()
+        })
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["pg-r001-db1", "pg-r002-db1", "pg-r003-db1", "pg-r007-db1"]
+    );
+
+    // Nothing failed in the retry: an empty answer, said on stderr.
+    let (code, out, err) = support::run(
+        support::rekindle_in(dir.path())
+            .arg("report")
+            .arg(only_journal(&dir.path().join("j2")))
+            .args(["--format", "hosts", "--status", "failed"]),
+    );
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert!(err.contains("no host of this run has the status"), "{err}");
+    // --status means nothing to the other formats: refused, not ignored.
+    let (code, _, err) = support::run(
+        support::rekindle_in(dir.path())
+            .arg("report")
+            .arg(&journal)
+            .args(["--status", "failed"]),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--status selects hosts for `--format hosts` only"),
+        "{err}"
+    );
 }

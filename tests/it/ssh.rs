@@ -356,13 +356,13 @@ async fn hashed_known_hosts_entries_match() {
 }
 
 /// A private ssh-agent holding `key`, killed on Drop.
-struct Agent {
+pub struct Agent {
     child: std::process::Child,
-    socket: PathBuf,
+    pub socket: PathBuf,
 }
 
 impl Agent {
-    fn start(keys: &ClientKeys, key: &std::path::Path) -> Agent {
+    pub fn start(keys: &ClientKeys, key: &std::path::Path) -> Agent {
         let socket = keys.path("agent.sock");
         let child = std::process::Command::new("ssh-agent")
             .arg("-D")

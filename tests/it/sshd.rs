@@ -77,7 +77,7 @@ fn fresh_addrs(n: usize) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-fn keygen(path: &Path) {
+pub fn keygen(path: &Path) {
     let st = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "rekindle-test", "-f"])
         .arg(path)
@@ -90,6 +90,17 @@ fn keygen(path: &Path) {
 impl Sshd {
     /// Starts one sshd on `n` (1..=16) fresh loopback addresses, one shared port.
     pub fn start(keys: &ClientKeys, n: usize) -> Sshd {
+        Sshd::start_with(keys, n, |_, _| String::new())
+    }
+
+    /// [`Sshd::start`] with extra config lines, which take precedence (sshd
+    /// keeps the first value of a keyword). `extra` gets the sshd's directory
+    /// (its host key is `host_ed25519` there) and its addresses, before sshd starts.
+    pub fn start_with(
+        keys: &ClientKeys,
+        n: usize,
+        extra: impl FnOnce(&Path, &[Ipv4Addr]) -> String,
+    ) -> Sshd {
         assert!(
             (1..=MAX_ADDRS).contains(&n),
             "one sshd serves 1..=16 addresses"
@@ -103,6 +114,7 @@ impl Sshd {
         )
         .expect("authorize client key");
         let addrs = fresh_addrs(n);
+        let extra = extra(dir.path(), &addrs);
         // The port is picked by the kernel and released; a lost race shows as an
         // early exit, and we try again with another port.
         for _attempt in 0..5 {
@@ -111,7 +123,8 @@ impl Sshd {
                 .expect("free port")
                 .port();
             let config = dir.path().join("sshd_config");
-            std::fs::write(&config, sshd_config(dir.path(), &addrs, port)).expect("write config");
+            std::fs::write(&config, sshd_config(dir.path(), &addrs, port, &extra))
+                .expect("write config");
             let log = std::fs::File::create(dir.path().join("sshd.log")).expect("log");
             let child = Command::new("/usr/sbin/sshd")
                 .args(["-D", "-e", "-f"])
@@ -272,6 +285,11 @@ impl Sshd {
         tree.len() - 1
     }
 
+    /// The sshd's own directory (host key, config, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Successful logins so far (one per SSH connection that authenticated).
     pub fn logins(&self) -> usize {
         self.log().matches("Accepted publickey").count()
@@ -285,11 +303,12 @@ impl Drop for Sshd {
     }
 }
 
-fn sshd_config(dir: &Path, addrs: &[Ipv4Addr], port: u16) -> String {
+fn sshd_config(dir: &Path, addrs: &[Ipv4Addr], port: u16, extra: &str) -> String {
     let mut c = format!("Port {port}\n");
     for a in addrs {
         c.push_str(&format!("ListenAddress {a}\n"));
     }
+    c.push_str(extra);
     c.push_str(&format!(
         "HostKey {dir}/host_ed25519\n\
          AuthorizedKeysFile {dir}/authorized_keys\n\

@@ -158,3 +158,18 @@ fn deep_nesting_is_refused() {
         "{out}"
     );
 }
+
+#[test]
+fn an_unknown_stage_suggests_only_a_close_name() {
+    // Regression: `after: dbs` suggested the stage `b`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "version: 1\nstages:\n  - name: b\n    select: { role: b }\n    steps: [ wait_ssh ]\n  - name: c\n    after: dbs\n    select: { role: c }\n    steps: [ wait_ssh ]\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(rekindle_in(dir.path()).args(["validate", "p.yaml"]));
+    assert_eq!(code, 1);
+    assert!(out.contains("unknown stage `dbs`"), "{out}");
+    assert!(!out.contains("did you mean"), "{out}");
+}
