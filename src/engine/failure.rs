@@ -22,6 +22,7 @@ pub enum ConnectKind {
     Timeout,
     HostKeyUnknown,
     HostKeyChanged,
+    HostCertificate,
     Auth,
     Jump,
     Protocol,
@@ -34,6 +35,7 @@ impl From<ConnectErrorKind> for ConnectKind {
             ConnectErrorKind::Timeout => ConnectKind::Timeout,
             ConnectErrorKind::HostKeyUnknown => ConnectKind::HostKeyUnknown,
             ConnectErrorKind::HostKeyChanged => ConnectKind::HostKeyChanged,
+            ConnectErrorKind::HostCertificate => ConnectKind::HostCertificate,
             ConnectErrorKind::Auth => ConnectKind::Auth,
             ConnectErrorKind::Jump => ConnectKind::Jump,
             ConnectErrorKind::Protocol => ConnectKind::Protocol,
@@ -56,6 +58,7 @@ impl ConnectKind {
             ConnectKind::Unreachable | ConnectKind::Timeout | ConnectKind::Jump => "unreachable",
             ConnectKind::HostKeyUnknown => "unknown host key",
             ConnectKind::HostKeyChanged => "CHANGED host key",
+            ConnectKind::HostCertificate => "host certificate rejected",
             ConnectKind::Auth => "authentication failed",
             ConnectKind::Protocol => "SSH protocol error",
         }
