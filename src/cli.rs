@@ -191,6 +191,9 @@ pub struct ExecArgs {
     /// Skip TLS verification for BMCs (self-signed certificates).
     #[arg(long)]
     pub bmc_insecure: bool,
+    /// The sudo password for `become` (first line; mode 0600), fed to `sudo -S` on stdin.
+    #[arg(long, value_name = "FILE")]
+    pub become_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
 }

@@ -86,6 +86,7 @@ pub(crate) fn settings(exec: &ExecArgs, rate: Option<Rate>, inventory: &Inventor
             ca_bundle: exec.bmc_ca.clone(),
             insecure: exec.bmc_insecure,
         },
+        become_password: exec.become_password_file.clone(),
     }
 }
 

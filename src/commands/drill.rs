@@ -333,6 +333,8 @@ async fn rehearse_on(
         starts: HashMap::new(),
         bmc,
         bmc_time_scale: s.shape.speed,
+        // The simulated hosts' sudo asks for no password.
+        become_password: None,
     };
     // A journal like any run's, marked as a drill.
     let header = session::header(

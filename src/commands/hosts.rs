@@ -131,9 +131,20 @@ struct JsonHost<'a> {
     jump: Option<&'a str>,
     labels: &'a std::collections::BTreeMap<String, String>,
     groups: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_file: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "become", skip_serializing_if = "Option::is_none")]
+    escalation: Option<JsonBecome<'a>>,
 }
 
-/// A JSON array of `{name, address, port, user, jump, labels, groups}`.
+#[derive(Serialize)]
+struct JsonBecome<'a> {
+    method: &'static str,
+    user: &'a str,
+}
+
+/// A JSON array of `{name, address, port, user, jump, labels, groups}`, plus
+/// `identity_file` and `become: {method, user}` for hosts that have them.
 pub(crate) fn write_json(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()> {
     let items: Vec<JsonHost<'_>> = hosts
         .iter()
@@ -145,6 +156,14 @@ pub(crate) fn write_json(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()
             jump: h.jump.as_deref(),
             labels: &h.labels,
             groups: &h.groups,
+            identity_file: h.identity_file.as_deref().map(|p| p.to_string_lossy()),
+            escalation: h.escalation.as_ref().map(|e| JsonBecome {
+                method: match e.method {
+                    crate::transport::escalation::EscalationMethod::Sudo => "sudo",
+                    crate::transport::escalation::EscalationMethod::Doas => "doas",
+                },
+                user: &e.user,
+            }),
         })
         .collect();
     serde_json::to_writer_pretty(&mut *out, &items)?;

@@ -102,6 +102,9 @@ pub enum Failure {
     CommandTimeout,
     /// The session broke while a command ran.
     CommandLost,
+    /// sudo or doas refused to run the command (password wanted or wrong,
+    /// not allowed): nothing ran.
+    BecomeRefused,
     /// A tcp or http check could not pass.
     Probe,
     /// A BMC request failed; `status` is the HTTP status when it was one.
@@ -165,6 +168,7 @@ impl fmt::Display for Failure {
             Failure::BootId => f.write_str("boot id unreadable"),
             Failure::CommandTimeout => f.write_str("command timed out"),
             Failure::CommandLost => f.write_str("session lost mid-command"),
+            Failure::BecomeRefused => f.write_str("privilege escalation refused"),
             Failure::Probe => f.write_str("check failed"),
             Failure::Bmc { error, status } => match (error, status) {
                 (BmcKind::Unreachable, _) => f.write_str("BMC unreachable"),

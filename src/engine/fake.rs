@@ -15,6 +15,11 @@ use crate::transport::{ConnectError, ConnectErrorKind, Connector, ExecError, Exe
 
 pub const REBOOT_COMMAND: &str = "systemctl reboot";
 
+/// The boot id of a host's `n`th boot, shaped like the kernel's.
+pub fn boot_id(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reboot {
     /// Goes down at once, answers again after `boot_time` with a new boot id.
@@ -194,7 +199,7 @@ impl Session for FakeSession {
         if command == crate::engine::steps::BOOT_ID_COMMAND {
             return Ok(ExecOutput {
                 exit_status: Some(0),
-                output: format!("boot-{}\n", self.boot),
+                output: format!("{}\n", boot_id(self.boot)),
             });
         }
         let (delay, exit) = {

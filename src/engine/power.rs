@@ -761,6 +761,7 @@ mod tests {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: crate::playbook::OnUnreachable::Fail,
+            escalation: None,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(60),
             steps: vec![crate::playbook::Step::PowerOn(step(2.0, 1000))],

@@ -18,11 +18,37 @@ use super::failure::{Failure, StepFailure};
 use super::power::Power;
 use crate::inventory::Host;
 use crate::plan::StagePlan;
+use crate::playbook::template::{self, Quote, shell_quote};
 use crate::playbook::{Check, Health, PowerOn, Step};
+use crate::transport::escalation::{Escalation, EscalationMethod, Prompt, Refusal};
+use crate::transport::redfish::Secret;
 use crate::transport::{ConnectError, Connector, ExecError, ExecOutput, Session};
 
 /// Where Linux exposes the id of the current boot; it changes on every boot.
 pub const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
+
+/// The boot id in `cat /proc/sys/kernel/random/boot_id`'s output: a UUID
+/// (36 hex digits and dashes). Anything else would make every reboot look
+/// like "did not reboot" or "rebooted", so it is refused. The one rule for
+/// steps and `plan --preflight`.
+pub fn parse_boot_id(output: &str) -> Result<String, String> {
+    let id = output.trim();
+    let uuid = id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if uuid {
+        Ok(id.to_owned())
+    } else if id.is_empty() {
+        Err("could not read the boot id (empty output)".to_owned())
+    } else {
+        let last = id.lines().last().unwrap_or("");
+        Err(format!(
+            "`{BOOT_ID_COMMAND}` printed {last:?}, not a boot id"
+        ))
+    }
+}
 
 /// A resumed reboot whose host stays up on its old boot this long (or a
 /// quarter of the step timeout, if shorter) was never delivered: send it.
@@ -44,9 +70,19 @@ fn connect_failure(err: &ConnectError) -> StepFailure {
     )
 }
 
-/// A placeholder that cannot be filled for this host.
-fn template_failure(message: String) -> StepFailure {
-    StepFailure::new(Failure::Template, message)
+/// A command that did not finish: timed out, or its session broke.
+fn exec_failure(command: &str, e: &ExecError) -> StepFailure {
+    let failure = match e {
+        ExecError::Timeout(_) => Failure::CommandTimeout,
+        ExecError::Disconnected | ExecError::Channel(_) => Failure::CommandLost,
+    };
+    StepFailure::new(failure, format!("`{command}`: {e}"))
+}
+
+/// A step's template with `host`'s values, by the code that validated it.
+fn fill(template: &str, host: &Host, quote: Quote) -> Result<String, StepFailure> {
+    template::expand(template, host, quote)
+        .map_err(|e| StepFailure::new(Failure::Template, e.message))
 }
 
 /// The journal did not take an intent: nothing is sent.
@@ -66,6 +102,8 @@ pub struct HostRun<C: Connector> {
     session: Option<C::Session>,
     /// BMC client and power-on pacing shared by the run (`None`: no BMC configured).
     power: Option<Arc<Power>>,
+    /// `--become-password-file`: fed to `sudo -S` on stdin.
+    become_password: Option<Secret>,
 }
 
 impl<C: Connector> HostRun<C> {
@@ -86,7 +124,14 @@ impl<C: Connector> HostRun<C> {
             emitter,
             session: None,
             power: None,
+            become_password: None,
         }
+    }
+
+    /// Gives this host the run's become password (`None`: sudo runs with `-n`).
+    pub fn with_become_password(mut self, password: Option<Secret>) -> Self {
+        self.become_password = password;
+        self
     }
 
     /// Gives this host the run's BMC client and power-on pacing.
@@ -168,9 +213,8 @@ impl<C: Connector> HostRun<C> {
         match step {
             Step::WaitSsh { timeout } => self.wait_ssh(*timeout).await,
             Step::Run { command, timeout } => {
-                let command =
-                    substitute(command, &self.host, Quote::Shell).map_err(template_failure)?;
-                let out = self.exec(&command, *timeout).await?;
+                let command = fill(command, &self.host, Quote::Shell)?;
+                let out = self.exec_privileged(&command, *timeout).await?;
                 check_exit(&command, &out)
             }
             Step::Reboot { timeout, command } => {
@@ -182,8 +226,7 @@ impl<C: Connector> HostRun<C> {
             Step::PowerOn(p) => self.power_on(index, p).await,
             Step::Health(health) => self.health(health).await,
             Step::Local { command, timeout } => {
-                let command =
-                    substitute(command, &self.host, Quote::Shell).map_err(template_failure)?;
+                let command = fill(command, &self.host, Quote::Shell)?;
                 let out = crate::transport::local::run(&command, &local_env(&self.host), *timeout)
                     .await
                     .map_err(|e| {
@@ -224,13 +267,71 @@ impl<C: Connector> HostRun<C> {
 
     async fn exec(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, StepFailure> {
         let session = self.session().await.map_err(|e| connect_failure(&e))?;
-        session.exec(command, timeout).await.map_err(|e| {
-            let failure = match e {
-                ExecError::Timeout(_) => Failure::CommandTimeout,
-                ExecError::Disconnected | ExecError::Channel(_) => Failure::CommandLost,
-            };
-            StepFailure::new(failure, format!("`{command}`: {e}"))
-        })
+        session
+            .exec(command, timeout)
+            .await
+            .map_err(|e| exec_failure(command, &e))
+    }
+
+    /// A command that needs privilege (`run`, the reboot command, service
+    /// restarts, `ssh:` health checks), through the host's own escalation,
+    /// else the stage's `become`; without either it runs as is. sudo's
+    /// refusals (password wanted, password wrong, not allowed) are failures
+    /// of their own, never the command's exit code.
+    async fn exec_privileged(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, StepFailure> {
+        match self.exec_escalated(command, timeout).await {
+            Ok(out) => Ok(out),
+            Err(Escalated::Refused(f) | Escalated::Failed(f)) => Err(f),
+        }
+    }
+
+    /// [`Self::exec_privileged`], telling a refused escalation (certain:
+    /// nothing ran) from a command that did not finish.
+    async fn exec_escalated(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, Escalated> {
+        let escalation = self
+            .host
+            .escalation
+            .clone()
+            .or_else(|| self.stage.escalation.clone());
+        let Some(escalation) = escalation else {
+            return self.exec(command, timeout).await.map_err(Escalated::Failed);
+        };
+        let password = self
+            .become_password
+            .clone()
+            .filter(|_| escalation.takes_stdin_password());
+        let prompt = match password {
+            Some(_) => Prompt::Stdin,
+            None => Prompt::Never,
+        };
+        let wrapped = escalation.wrap(command, prompt);
+        let session = self
+            .session()
+            .await
+            .map_err(|e| Escalated::Failed(connect_failure(&e)))?;
+        let out = match &password {
+            None => session.exec(&wrapped, timeout).await,
+            Some(password) => session.exec_with_stdin(&wrapped, password, timeout).await,
+        }
+        .map_err(|e| Escalated::Failed(exec_failure(command, &e)))?;
+        match escalation.refusal(out.exit_status, &out.output) {
+            None => Ok(out),
+            Some(refusal) => Err(Escalated::Refused(
+                StepFailure::new(
+                    Failure::BecomeRefused,
+                    become_refused(&escalation, &refusal, &self.host.name, password.is_some()),
+                )
+                .with_output(&out.output),
+            )),
+        }
     }
 
     /// Polls connect with backoff until it succeeds or `timeout` passes.
@@ -279,14 +380,7 @@ impl<C: Connector> HostRun<C> {
     async fn boot_id(&mut self, timeout: Duration) -> Result<String, StepFailure> {
         let out = self.exec(BOOT_ID_COMMAND, timeout).await?;
         check_exit(BOOT_ID_COMMAND, &out)?;
-        let id = out.output.trim().to_owned();
-        if id.is_empty() {
-            return Err(StepFailure::new(
-                Failure::BootId,
-                "could not read the boot id (empty output)",
-            ));
-        }
-        Ok(id)
+        parse_boot_id(&out.output).map_err(|e| StepFailure::new(Failure::BootId, e))
     }
 
     /// DESIGN.md's reboot: boot id, intent, reboot command (a dropped
@@ -300,7 +394,7 @@ impl<C: Connector> HostRun<C> {
     ) -> Result<(), StepFailure> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let command = substitute(command, &self.host, Quote::Shell).map_err(template_failure)?;
+        let command = fill(command, &self.host, Quote::Shell)?;
         // A resumed run whose reboot intent was recorded: the command may or
         // may not have left before the interruption. Never send it blindly;
         // only when the host stays up on its old boot for a grace period and
@@ -411,9 +505,14 @@ impl<C: Connector> HostRun<C> {
             })
             .await
             .map_err(not_recorded)?;
-        if let Ok(out) = self
-            .exec(command, REBOOT_COMMAND_TIMEOUT.min(timeout))
-            .await
+        let out = self
+            .exec_escalated(command, REBOOT_COMMAND_TIMEOUT.min(timeout))
+            .await;
+        // A refused escalation is certain: nothing ran, the host stays up.
+        if let Err(Escalated::Refused(f)) = out {
+            return Err(f);
+        }
+        if let Ok(out) = out
             && let Some(code) = out.exit_status.filter(|c| *c != 0)
         {
             return Err(StepFailure::new(
@@ -488,7 +587,7 @@ impl<C: Connector> HostRun<C> {
         unit: &str,
         timeout: Duration,
     ) -> Result<(), StepFailure> {
-        let unit = substitute(unit, &self.host, Quote::None).map_err(template_failure)?;
+        let unit = fill(unit, &self.host, Quote::None)?;
         let quoted = shell_quote(&unit);
         // Connect before the intent, so an unreachable host records no action.
         self.session().await.map_err(|e| connect_failure(&e))?;
@@ -502,10 +601,10 @@ impl<C: Connector> HostRun<C> {
             .await
             .map_err(not_recorded)?;
         let restart = format!("systemctl restart {quoted}");
-        let out = self.exec(&restart, timeout).await?;
+        let out = self.exec_privileged(&restart, timeout).await?;
         check_exit(&restart, &out)?;
         let active = format!("systemctl is-active {quoted}");
-        let out = self.exec(&active, timeout).await?;
+        let out = self.exec_privileged(&active, timeout).await?;
         check_exit(&active, &out)
     }
 
@@ -544,15 +643,15 @@ impl<C: Connector> HostRun<C> {
             let left = deadline.saturating_duration_since(Instant::now());
             let left = left.max(Duration::from_millis(1));
             let result = match check {
-                Check::Ssh(command) => match substitute(command, &self.host, Quote::Shell) {
-                    Err(e) => Err(template_failure(e)),
+                Check::Ssh(command) => match fill(command, &self.host, Quote::Shell) {
+                    Err(e) => Err(e),
                     Ok(command) => {
                         let timeout = self.stage.command_timeout.min(left);
                         // Connect within the check's deadline: a silent host must
                         // not hold the step for the stage's whole connect_timeout.
                         match self.session_within(Some(deadline)).await {
                             Err(e) => Err(connect_failure(&e)),
-                            Ok(_) => match self.exec(&command, timeout).await {
+                            Ok(_) => match self.exec_privileged(&command, timeout).await {
                                 Ok(out) => check_exit(&command, &out),
                                 Err(f) => {
                                     // A broken session is retried on the next round.
@@ -573,8 +672,8 @@ impl<C: Connector> HostRun<C> {
                     url,
                     status,
                     body_contains,
-                } => match substitute(url, &self.host, Quote::Url) {
-                    Err(e) => Err(template_failure(e)),
+                } => match fill(url, &self.host, Quote::Url) {
+                    Err(e) => Err(e),
                     Ok(url) => {
                         let timeout = self.stage.command_timeout.min(left);
                         crate::transport::probe::http(
@@ -593,6 +692,51 @@ impl<C: Connector> HostRun<C> {
             }
         }
         None
+    }
+}
+
+/// How a privileged command failed.
+enum Escalated {
+    /// sudo/doas refused: the command never ran.
+    Refused(StepFailure),
+    /// Connecting or running failed (for a reboot, often the expected drop).
+    Failed(StepFailure),
+}
+
+/// The words for a refused escalation; never the password.
+fn become_refused(
+    escalation: &Escalation,
+    refusal: &Refusal,
+    host: &str,
+    had_password: bool,
+) -> String {
+    let method = match escalation.method {
+        EscalationMethod::Sudo => "sudo",
+        EscalationMethod::Doas => "doas",
+    };
+    match refusal {
+        Refusal::NeedsPassword if escalation.method == EscalationMethod::Doas => format!(
+            "doas requires a password on {host} (doas reads passwords only from a \
+             terminal: allow the login user with `permit nopass`)"
+        ),
+        Refusal::NeedsPassword if had_password => format!(
+            "sudo requires a password on {host} and did not take the one from \
+             --become-password-file"
+        ),
+        Refusal::NeedsPassword => format!(
+            "sudo requires a password on {host} (pass --become-password-file FILE, \
+             or allow the login user NOPASSWD)"
+        ),
+        Refusal::WrongPassword => {
+            format!("sudo rejected the password from --become-password-file on {host}")
+        }
+        Refusal::NotAllowed(said) => format!(
+            "{method} refused to run the command as {} on {host}: {said}",
+            escalation.user
+        ),
+        Refusal::Missing(said) => {
+            format!("{method} is not available on {host}: {said}")
+        }
     }
 }
 
@@ -635,72 +779,6 @@ pub fn local_env(host: &Host) -> Vec<(String, String)> {
     env
 }
 
-/// How substituted host values are escaped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quote {
-    /// Single-quoted for `sh`.
-    Shell,
-    /// Percent-encoded for a URL.
-    Url,
-    /// As is (a value that is quoted later as a whole).
-    None,
-}
-
-/// Replaces `{name}`, `{address}`, `{port}` and `{label.KEY}`; other braces
-/// (awk programs, shell `${X}`) are left alone. A missing label is an error,
-/// never an empty string in a command.
-pub fn substitute(template: &str, host: &Host, quote: Quote) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            out.push_str(&rest[open..]);
-            return Ok(out);
-        };
-        let key = &after[..close];
-        let value = match key {
-            "name" => Some(host.name.clone()),
-            "address" => Some(host.address.clone()),
-            "port" => Some(host.port.to_string()),
-            _ => match key.strip_prefix("label.") {
-                Some(label) => Some(host.label(label).map(str::to_owned).ok_or_else(|| {
-                    format!("host {} has no label `{label}` for `{{{key}}}`", host.name)
-                })?),
-                None => None,
-            },
-        };
-        match value {
-            Some(v) => out.push_str(&match quote {
-                Quote::Shell => shell_quote(&v),
-                Quote::Url => percent_encode(&v),
-                Quote::None => v,
-            }),
-            None => out.push_str(&rest[open..open + 1 + close + 1]),
-        }
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-pub fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 pub use crate::playbook::units::humane;
 
 #[cfg(test)]
@@ -729,35 +807,16 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_are_shell_quoted() {
-        let s = substitute(
-            "echo {name} {address}:{port} {label.rack}",
-            &host(),
-            Quote::Shell,
+    fn boot_ids_are_uuids() {
+        let id = "3f2a1c9e-8b7d-4e6f-a5c4-0123456789ab";
+        assert_eq!(parse_boot_id(&format!("{id}\n")).as_deref(), Ok(id));
+        assert!(parse_boot_id("").unwrap_err().contains("empty output"));
+        assert!(
+            parse_boot_id("hello")
+                .unwrap_err()
+                .contains("printed \"hello\", not a boot id")
         );
-        assert_eq!(s.unwrap(), r"echo 'db1' '10.0.0.1':'2222' 'r'\''1'");
-    }
-
-    #[test]
-    fn other_braces_survive() {
-        let s = substitute("awk '{print $1}' ${HOME} {", &host(), Quote::Shell);
-        assert_eq!(s.unwrap(), "awk '{print $1}' ${HOME} {");
-    }
-
-    #[test]
-    fn urls_are_percent_encoded() {
-        let s = substitute(
-            "http://{address}:8080/h?p={label.path}",
-            &host(),
-            Quote::Url,
-        );
-        assert_eq!(s.unwrap(), "http://10.0.0.1:8080/h?p=a%20b%2Fc");
-    }
-
-    #[test]
-    fn a_missing_label_is_an_error() {
-        let e = substitute("echo {label.pdu}", &host(), Quote::Shell).unwrap_err();
-        assert!(e.contains("no label `pdu`"), "{e}");
+        assert!(parse_boot_id("3f2a1c9e88b7d-4e6f-a5c4-0123456789ab").is_err());
     }
 
     #[test]

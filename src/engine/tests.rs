@@ -58,6 +58,7 @@ fn stage(name: &str, hosts: &[usize], steps: Vec<Step>) -> StagePlan {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        escalation: None,
         connect_timeout: secs(5.0),
         command_timeout: secs(60.0),
         steps,
@@ -574,7 +575,7 @@ async fn reboot_proves_a_new_boot_id() {
         EventKind::RebootIssued { boot_id_before, .. } => Some(boot_id_before.clone()),
         _ => None,
     });
-    assert_eq!(intent.as_deref(), Some("boot-0"));
+    assert_eq!(intent, Some(super::fake::boot_id(0)));
     let calls = fleet.calls_to("h0");
     assert_eq!(calls.iter().filter(|c| *c == REBOOT_COMMAND).count(), 1);
     assert_eq!(calls.last().map(String::as_str), Some(WORK));
@@ -822,14 +823,14 @@ async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
             (0, 1),
             HostStart::From {
                 step: 0,
-                reboot_boot_id: Some("boot-0".into()),
+                reboot_boot_id: Some(super::fake::boot_id(0)),
             },
         ),
         (
             (0, 2),
             HostStart::From {
                 step: 0,
-                reboot_boot_id: Some("boot-0".into()),
+                reboot_boot_id: Some(super::fake::boot_id(0)),
             },
         ),
     ]);

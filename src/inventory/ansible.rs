@@ -1,47 +1,55 @@
-//! The Ansible inventory model shared by the INI and YAML readers: groups,
-//! children, group and host variables, implicit `all`/`ungrouped`, variable
-//! precedence, and the mapping of an Ansible host onto a [`Host`].
+//! The Ansible inventory model shared by every Ansible source (INI, YAML,
+//! script JSON, directories, `group_vars/`, `host_vars/`): groups, children,
+//! variables by layer, implicit `all`/`ungrouped`, and Ansible's variable
+//! precedence. All `-i` sources of one load feed one [`Model`], as Ansible's
+//! sources feed one `InventoryData`, so a group declared in one file can get
+//! children or variables in another.
 //!
-//! Mapping (documented for users in the report and `rekindle hosts --help`):
-//! - `ansible_host`/`ansible_ssh_host` -> address (default: the name),
-//!   `ansible_port`/`ansible_ssh_port` -> port (default 22),
-//!   `ansible_user`/`ansible_ssh_user` -> user,
-//!   `-J X`/`ProxyJump=X` in `ansible_ssh_common_args`/`ansible_ssh_extra_args` -> jump;
-//! - every group the host is in, with ancestor groups and without `all`
-//!   (Ansible's `group_names`), sorted -> `groups` (selector `group=NAME`);
-//! - every other variable with a scalar value (after Ansible's precedence:
-//!   `all`, then groups by depth, priority and name, then host vars) -> a label;
-//!   `ansible_*` variables and lists/maps are not labels.
+//! Precedence (Ansible's `VariableManager.get_vars` with the default
+//! `VARIABLE_PRECEDENCE`), lowest first: `all`'s inventory vars; the host's
+//! other groups' inventory vars, sorted by depth, `ansible_group_priority` and
+//! name; `group_vars/all` of each source in `-i` order; `group_vars/GROUP`,
+//! source by source and in the same group order within a source; the host's
+//! inventory vars; `host_vars/HOST` source by source.
 //!
-//! It must not parse files; the readers feed it.
+//! It must not parse files (the readers feed it) nor decide what a variable
+//! means to rekindle (`connection.rs` does).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use super::pattern::tidy_ipv4;
-use super::{Host, check_label_key};
+use super::Host;
+use super::connection::{self, Reports};
+use super::template::{Compiled, is_template};
 use crate::diag::{Diagnostic, Span};
 
 /// A variable value, reduced to what rekindle can use.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Var {
-    /// Strings, numbers and booleans, as text (`true`, `22`, `db`).
+    /// Strings, numbers and booleans, as Ansible's JSON shows them (`true`, `22`, `db`).
     Scalar(String),
     Null,
     /// Lists and mappings: kept by Ansible, not usable as a label.
     Complex,
 }
 
+/// One variable setting with the place it came from.
+pub(crate) type Setting = (String, Var, Span);
+
 #[derive(Debug)]
 struct Group {
     name: String,
-    vars: Vec<(String, Var, Span)>,
+    /// Set by inventory sources (`[g:vars]`, `vars:`).
+    vars: Vec<Setting>,
+    /// Set by `group_vars/` files: (vars source index, settings).
+    file_vars: Vec<(usize, Vec<Setting>)>,
     parents: Vec<usize>,
 }
 
 #[derive(Debug)]
 struct AHost {
     name: String,
-    vars: Vec<(String, Var, Span)>,
+    vars: Vec<Setting>,
+    file_vars: Vec<(usize, Vec<Setting>)>,
     span: Span,
     groups: Vec<usize>,
 }
@@ -57,7 +65,7 @@ pub(crate) struct Model {
 pub(crate) const ALL: usize = 0;
 pub(crate) const UNGROUPED: usize = 1;
 
-fn set_var(vars: &mut Vec<(String, Var, Span)>, key: &str, value: Var, span: Span) {
+fn set_var(vars: &mut Vec<Setting>, key: &str, value: Var, span: Span) {
     match vars.iter_mut().find(|(k, _, _)| k == key) {
         Some(slot) => {
             slot.1 = value;
@@ -65,6 +73,26 @@ fn set_var(vars: &mut Vec<(String, Var, Span)>, key: &str, value: Var, span: Spa
         }
         None => vars.push((key.to_owned(), value, span)),
     }
+}
+
+/// Ansible's `combine_vars` with the default `hash_behaviour=replace`.
+fn combine<'a>(into: &mut Vec<(&'a str, &'a Var, &'a Span)>, layer: &'a [Setting]) {
+    for (k, v, s) in layer {
+        match into.iter_mut().find(|(key, _, _)| key == k) {
+            Some(slot) => *slot = (k, v, s),
+            None => into.push((k, v, s)),
+        }
+    }
+}
+
+fn file_layer(
+    file_vars: &[(usize, Vec<Setting>)],
+    source: usize,
+) -> impl Iterator<Item = &[Setting]> {
+    file_vars
+        .iter()
+        .filter(move |(s, _)| *s == source)
+        .map(|(_, v)| v.as_slice())
 }
 
 impl Model {
@@ -89,6 +117,18 @@ impl Model {
         self.group_index.contains_key(name)
     }
 
+    pub(crate) fn find_group(&self, name: &str) -> Option<usize> {
+        self.group_index.get(name).copied()
+    }
+
+    pub(crate) fn host_name(&self, host: usize) -> &str {
+        &self.hosts[host].name
+    }
+
+    pub(crate) fn find_host(&self, name: &str) -> Option<usize> {
+        self.host_index.get(name).copied()
+    }
+
     /// The group's index, creating it if needed.
     pub(crate) fn group(&mut self, name: &str) -> usize {
         if let Some(&i) = self.group_index.get(name) {
@@ -97,6 +137,7 @@ impl Model {
         self.groups.push(Group {
             name: name.to_owned(),
             vars: Vec::new(),
+            file_vars: Vec::new(),
             parents: Vec::new(),
         });
         self.group_index
@@ -142,6 +183,7 @@ impl Model {
                 self.hosts.push(AHost {
                     name: name.to_owned(),
                     vars: Vec::new(),
+                    file_vars: Vec::new(),
                     span: span.clone(),
                     groups: Vec::new(),
                 });
@@ -164,8 +206,18 @@ impl Model {
         set_var(&mut self.groups[group].vars, key, value, span);
     }
 
+    /// Variables of one `group_vars/` file (in the order Ansible loads them).
+    pub(crate) fn add_group_file_vars(&mut self, group: usize, source: usize, vars: Vec<Setting>) {
+        self.groups[group].file_vars.push((source, vars));
+    }
+
+    /// Variables of one `host_vars/` file.
+    pub(crate) fn add_host_file_vars(&mut self, host: usize, source: usize, vars: Vec<Setting>) {
+        self.hosts[host].file_vars.push((source, vars));
+    }
+
     /// Ansible's reconcile step, variable precedence and the mapping onto hosts.
-    pub(crate) fn resolve(mut self, diags: &mut Vec<Diagnostic>) -> Vec<Host> {
+    pub(crate) fn resolve(mut self, sources: usize, diags: &mut Vec<Diagnostic>) -> Vec<Host> {
         for g in 2..self.groups.len() {
             if self.groups[g].parents.is_empty() {
                 self.groups[g].parents.push(ALL);
@@ -186,8 +238,11 @@ impl Model {
                     .unwrap_or(1)
             })
             .collect();
+        let compiled = self.compile_templates();
+        let mut reports = Reports::default();
         let mut hosts = Vec::with_capacity(self.hosts.len());
         let mut member = vec![false; self.groups.len()];
+        let mut vars: Vec<(&str, &Var, &Span)> = Vec::new();
         for h in &self.hosts {
             member.iter_mut().for_each(|m| *m = false);
             let mut direct: Vec<usize> = h.groups.clone();
@@ -203,7 +258,7 @@ impl Model {
                     stack.extend(self.groups[g].parents.iter().copied());
                 }
             }
-            let mut mine: Vec<usize> = (0..self.groups.len()).filter(|&g| member[g]).collect();
+            let mut mine: Vec<usize> = (1..self.groups.len()).filter(|&g| member[g]).collect();
             mine.sort_by(|&a, &b| {
                 (depth[a], priority[a], &self.groups[a].name).cmp(&(
                     depth[b],
@@ -211,28 +266,87 @@ impl Model {
                     &self.groups[b].name,
                 ))
             });
-            let mut vars: Vec<(&str, &Var, &Span)> = Vec::new();
-            let layers = mine
-                .iter()
-                .map(|&g| &self.groups[g].vars)
-                .chain(std::iter::once(&h.vars));
-            for layer in layers {
-                for (k, v, s) in layer {
-                    match vars.iter_mut().find(|(key, _, _)| key == k) {
-                        Some(slot) => *slot = (k, v, s),
-                        None => vars.push((k, v, s)),
+            vars.clear();
+            combine(&mut vars, &self.groups[ALL].vars);
+            for &g in &mine {
+                combine(&mut vars, &self.groups[g].vars);
+            }
+            for source in 0..sources {
+                for layer in file_layer(&self.groups[ALL].file_vars, source) {
+                    combine(&mut vars, layer);
+                }
+            }
+            for source in 0..sources {
+                for &g in &mine {
+                    for layer in file_layer(&self.groups[g].file_vars, source) {
+                        combine(&mut vars, layer);
                     }
                 }
             }
-            let mut groups: Vec<String> = mine
-                .iter()
-                .filter(|&&g| g != ALL)
-                .map(|&g| self.groups[g].name.clone())
-                .collect();
+            combine(&mut vars, &h.vars);
+            for source in 0..sources {
+                for layer in file_layer(&h.file_vars, source) {
+                    combine(&mut vars, layer);
+                }
+            }
+            let mut groups: Vec<String> =
+                mine.iter().map(|&g| self.groups[g].name.clone()).collect();
             groups.sort();
-            hosts.push(to_host(h, vars, groups, diags));
+            hosts.push(connection::to_host(
+                &h.name,
+                &h.span,
+                &vars,
+                groups,
+                compiled.as_ref(),
+                &mut reports,
+            ));
         }
+        reports.finish(diags);
         hosts
+    }
+
+    /// Every distinct template string of the model, compiled once (none: no work).
+    fn compile_templates(&self) -> Option<Compiled> {
+        let settings = self
+            .groups
+            .iter()
+            .flat_map(|g| g.vars.iter().chain(g.file_vars.iter().flat_map(|(_, v)| v)))
+            .chain(
+                self.hosts
+                    .iter()
+                    .flat_map(|h| h.vars.iter().chain(h.file_vars.iter().flat_map(|(_, v)| v))),
+            );
+        let templates: Vec<&str> = settings
+            .filter_map(|(_, v, _)| match v {
+                Var::Scalar(s) if is_template(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        if templates.is_empty() {
+            return None;
+        }
+        Some(Compiled::new(templates, &self.group_members()))
+    }
+
+    /// Every group's hosts (with descendants' hosts), for templates' `groups`.
+    fn group_members(&self) -> Vec<(&str, Vec<&str>)> {
+        let mut members: Vec<Vec<&str>> = vec![Vec::new(); self.groups.len()];
+        for h in &self.hosts {
+            let mut seen = vec![false; self.groups.len()];
+            let mut stack = h.groups.clone();
+            stack.push(ALL);
+            while let Some(g) = stack.pop() {
+                if !std::mem::replace(&mut seen[g], true) {
+                    members[g].push(&h.name);
+                    stack.extend(self.groups[g].parents.iter().copied());
+                }
+            }
+        }
+        self.groups
+            .iter()
+            .zip(members)
+            .map(|(g, m)| (g.name.as_str(), m))
+            .collect()
     }
 
     /// Longest path from `all`, as Ansible's `Group.depth`.
@@ -257,78 +371,24 @@ impl Model {
     }
 }
 
-fn to_host(
-    h: &AHost,
-    vars: Vec<(&str, &Var, &Span)>,
-    groups: Vec<String>,
-    diags: &mut Vec<Diagnostic>,
-) -> Host {
-    let scalar = |names: &[&str]| {
-        // The current name wins over its legacy `ansible_ssh_*` alias.
-        names.iter().find_map(|n| {
-            vars.iter().find_map(|(k, v, s)| match v {
-                Var::Scalar(text) if k == n => Some((text.clone(), *s)),
-                _ => None,
-            })
-        })
-    };
-    let mut address = scalar(&["ansible_host", "ansible_ssh_host"])
-        .map(|(a, _)| a)
-        .unwrap_or_else(|| h.name.clone());
-    if let Ok(tidy) = tidy_ipv4(&address) {
-        address = tidy.into_owned();
-    }
-    let port = match scalar(&["ansible_port", "ansible_ssh_port"]) {
-        None => 22,
-        Some((text, span)) => match text.parse::<u16>() {
-            Ok(p) if p > 0 => p,
-            _ => {
-                diags.push(Diagnostic::error(
-                    "wrong-type",
-                    span.clone(),
-                    format!("ansible_port `{text}` is not a port number (1-65535)"),
-                ));
-                22
-            }
-        },
-    };
-    let user = scalar(&["ansible_user", "ansible_ssh_user"]).map(|(u, _)| u);
-    let jump = ["ansible_ssh_common_args", "ansible_ssh_extra_args"]
-        .iter()
-        .find_map(|n| scalar(&[n]).and_then(|(args, _)| proxy_jump(&args)));
-    let mut labels = BTreeMap::new();
-    for (k, v, span) in &vars {
-        let Var::Scalar(value) = v else { continue };
-        if k.starts_with("ansible_") {
-            continue;
-        }
-        if let Err(e) = check_label_key(k) {
-            diags.push(Diagnostic::warning(
-                "unusable-variable",
-                (*span).clone(),
-                format!("variable `{k}` is not a label: {e}"),
-            ));
-            continue;
-        }
-        labels.insert((*k).to_owned(), value.clone());
-    }
-    Host {
-        name: h.name.clone(),
-        address,
-        port,
-        user,
-        jump,
-        labels,
-        identity_file: None,
-        escalation: None,
-        groups,
-        span: h.span.clone(),
-    }
-}
-
 /// Splits Ansible's `host:port` (the colon must be outside `[...]` ranges and
 /// the only one there, so bare IPv6 addresses keep their colons).
+/// `[2001:db8::11]:2222` (Ansible's `bracketed_hostport`) is an address with a port.
 pub(crate) fn split_port(token: &str) -> Result<(&str, Option<u16>), String> {
+    if let Some(rest) = token.strip_prefix('[')
+        && let Some((inside, port)) = rest.rsplit_once("]:")
+        && inside.contains(':')
+        && !inside.contains(['[', ']'])
+        && !port.is_empty()
+        && port.chars().all(|c| c.is_ascii_digit())
+    {
+        return match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok((inside, Some(p))),
+            _ => Err(format!(
+                "`{port}` in `{token}` is not a port number (1-65535)"
+            )),
+        };
+    }
     let mut depth = 0i32;
     let mut colons = Vec::new();
     for (i, c) in token.char_indices() {
@@ -356,44 +416,9 @@ pub(crate) fn split_port(token: &str) -> Result<(&str, Option<u16>), String> {
     }
 }
 
-/// The ProxyJump target in ssh arguments: `-J x`, `-Jx`, `-o ProxyJump=x`.
-fn proxy_jump(args: &str) -> Option<String> {
-    let words: Vec<&str> = args.split_whitespace().collect();
-    for (i, w) in words.iter().enumerate() {
-        let w = w.trim_matches(|c| c == '"' || c == '\'');
-        if w == "-J" {
-            return words.get(i + 1).map(|s| s.to_string());
-        }
-        if let Some(rest) = w.strip_prefix("-J") {
-            return Some(rest.to_owned());
-        }
-        let option = w.strip_prefix("-o").unwrap_or(w);
-        let lower = option.to_ascii_lowercase();
-        if let Some(value) = lower
-            .strip_prefix("proxyjump=")
-            .map(|_| &option["proxyjump=".len()..])
-        {
-            return Some(value.to_owned());
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn proxy_jump_forms() {
-        assert_eq!(proxy_jump("-J bastion").as_deref(), Some("bastion"));
-        assert_eq!(proxy_jump("-Jops@b:22").as_deref(), Some("ops@b:22"));
-        assert_eq!(
-            proxy_jump("-o StrictHostKeyChecking=no -o ProxyJump=b1").as_deref(),
-            Some("b1")
-        );
-        assert_eq!(proxy_jump("-oProxyJump=b2").as_deref(), Some("b2"));
-        assert_eq!(proxy_jump("-C"), None);
-    }
 
     #[test]
     fn ports_split_outside_ranges() {
@@ -403,6 +428,10 @@ mod tests {
         );
         assert_eq!(split_port("web[01:03]").unwrap(), ("web[01:03]", None));
         assert_eq!(split_port("fe80::1").unwrap(), ("fe80::1", None));
+        assert_eq!(
+            split_port("[2001:db8::11]:2222").unwrap(),
+            ("2001:db8::11", Some(2222))
+        );
         assert!(split_port("web:").is_err());
         assert!(split_port("web:http").is_err());
     }

@@ -7,13 +7,11 @@
 //! Owns the INI syntax and its diagnostics (file:line:col). Groups,
 //! precedence and the mapping onto hosts belong to `ansible.rs`.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::ansible::{Model, UNGROUPED, Var, split_port};
 use super::pattern::{HostPattern, PatternError, Syntax};
-use super::{FileInventory, take_budget};
+use super::take_budget;
 use crate::diag::{Diagnostic, Span};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -23,22 +21,26 @@ enum State {
     Vars,
 }
 
+/// A group named before this file declared it (Ansible's `pending_declarations`).
+enum Pending {
+    /// `[g:vars]` of a group not (yet) declared.
+    Vars(Span),
+    /// `[p:children]` entries naming `g`: (parent, place).
+    Children(Vec<(usize, Span)>),
+}
+
+/// Reads one INI file into `model`, which may already hold other sources'
+/// groups: a group they declared counts as declared here, as in Ansible.
 pub(crate) fn read(
+    model: &mut Model,
     file: &Arc<str>,
     text: &str,
-    _base: &Path,
     budget: &mut u64,
     diags: &mut Vec<Diagnostic>,
-) -> FileInventory {
-    let mut model = Model::new();
+) {
     let mut group = UNGROUPED;
     let mut state = State::Hosts;
-    // Groups declared by `[g]` or `[g:children]`; `[g:vars]` alone does not declare.
-    let mut declared: HashMap<String, ()> = HashMap::new();
-    let mut vars_sections: Vec<(String, Span)> = Vec::new();
-    let mut child_refs: Vec<(String, String, Span)> = Vec::new();
-    declared.insert("all".into(), ());
-    declared.insert("ungrouped".into(), ());
+    let mut pending: Vec<(String, Pending)> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line_no = n as u32 + 1;
         let indent = raw.len() - raw.trim_start().len();
@@ -73,11 +75,15 @@ pub(crate) fn read(
                     State::Hosts
                 }
             };
+            let waiting = pending.iter().position(|(g, _)| g == name);
+            if !model.has_group(name) && state == State::Vars && waiting.is_none() {
+                pending.push((name.to_owned(), Pending::Vars(span)));
+            }
             group = model.group(name);
-            if state == State::Vars {
-                vars_sections.push((name.to_owned(), span));
-            } else {
-                declared.insert(name.to_owned(), ());
+            if state != State::Vars
+                && let Some(i) = waiting
+            {
+                declare(model, &mut pending, i, diags);
             }
             continue;
         }
@@ -90,7 +96,7 @@ pub(crate) fn read(
             continue;
         }
         match state {
-            State::Hosts => host_line(&mut model, group, line, &at, budget, diags),
+            State::Hosts => host_line(model, group, line, &at, budget, diags),
             State::Vars => match line.split_once('=') {
                 Some((k, v)) => {
                     let (k, v) = (k.trim(), v.trim());
@@ -115,46 +121,71 @@ pub(crate) fn read(
                     ));
                     continue;
                 }
-                let parent_name = model.group_name(group).to_owned();
-                child_refs.push((name.to_owned(), parent_name, at(0, name.chars().count())));
-                let child = model.group(name);
-                if let Err(e) = model.add_child(group, child) {
-                    diags.push(Diagnostic::error(
-                        "group-loop",
-                        at(0, name.chars().count()),
-                        e,
-                    ));
+                let span = at(0, name.chars().count());
+                match model.find_group(name) {
+                    Some(child) => {
+                        if let Err(e) = model.add_child(group, child) {
+                            diags.push(Diagnostic::error("group-loop", span, e));
+                        }
+                    }
+                    None => match pending.iter_mut().find(|(g, _)| g == name) {
+                        Some((_, Pending::Children(parents))) => parents.push((group, span)),
+                        // `[g:vars]` adds g to the inventory: not reachable.
+                        Some((_, Pending::Vars(_))) => {}
+                        None => {
+                            pending.push((name.to_owned(), Pending::Children(vec![(group, span)])))
+                        }
+                    },
                 }
             }
         }
     }
-    for (child, parent, span) in child_refs {
-        if !declared.contains_key(&child) {
-            diags.push(
-                Diagnostic::error(
-                    "undefined-group",
-                    span,
-                    format!("[{parent}:children] includes undefined group `{child}`"),
-                )
-                .with_help(format!("declare it with a [{child}] section")),
-            );
-        }
-    }
-    for (name, span) in vars_sections {
-        if !declared.contains_key(&name) && model.has_group(&name) {
-            diags.push(
+    // Whatever is still pending was never declared in this file or before it.
+    for (name, p) in pending {
+        match p {
+            Pending::Vars(span) => diags.push(
                 Diagnostic::error(
                     "undefined-group",
                     span,
                     format!("section [{name}:vars] is for group `{name}`, which is never defined"),
                 )
                 .with_help(format!("declare it with a [{name}] section")),
-            );
+            ),
+            Pending::Children(parents) => {
+                for (parent, span) in parents {
+                    diags.push(
+                        Diagnostic::error(
+                            "undefined-group",
+                            span,
+                            format!(
+                                "[{}:children] includes undefined group `{name}`",
+                                model.group_name(parent)
+                            ),
+                        )
+                        .with_help(format!("declare it with a [{name}] section")),
+                    );
+                }
+            }
         }
     }
-    FileInventory {
-        hosts: model.resolve(diags),
-        ..FileInventory::default()
+}
+
+/// The group `pending[i]` is declared now: its waiting parents adopt it.
+fn declare(
+    model: &mut Model,
+    pending: &mut Vec<(String, Pending)>,
+    i: usize,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let (name, p) = pending.remove(i);
+    let Pending::Children(parents) = p else {
+        return;
+    };
+    let child = model.group(&name);
+    for (parent, span) in parents {
+        if let Err(e) = model.add_child(parent, child) {
+            diags.push(Diagnostic::error("group-loop", span, e));
+        }
     }
 }
 
@@ -199,6 +230,27 @@ fn host_line(
         return;
     };
     let span = at(*first_at, first.chars().count());
+    if line.starts_with("{{") || line.starts_with("{%") {
+        diags.push(Diagnostic::error(
+            "bad-pattern",
+            at(0, line.chars().count()),
+            "host names cannot be Jinja templates: templates are evaluated in variable values (e.g. ansible_host), not in names",
+        ));
+        return;
+    }
+    if first.contains(',') {
+        diags.push(
+            Diagnostic::error(
+                "bad-host",
+                span,
+                format!("host name `{first}` contains `,`"),
+            )
+            .with_help(
+                "a CSV export needs a header row naming a `name` column (or a .csv file name)",
+            ),
+        );
+        return;
+    }
     let (pattern_text, port) = match split_port(first) {
         Ok(p) => p,
         Err(e) => {
@@ -356,7 +408,8 @@ fn python_literal(v: &str) -> Option<Var> {
         }
         return Some(Var::Scalar(out));
     }
-    if matches!(first, '[' | '{' | '(') {
+    // `{{ x }}` is no Python literal (`ast` refuses a set of sets): a template string.
+    if matches!(first, '[' | '{' | '(') && !super::template::is_template(v) {
         let last = v.chars().last()?;
         let pair = matches!((first, last), ('[', ']') | ('{', '}') | ('(', ')'));
         return pair.then_some(Var::Complex);
@@ -434,7 +487,9 @@ mod tests {
             let mut diags = Vec::new();
             let mut budget = crate::inventory::MAX_HOSTS;
             let file: Arc<str> = Arc::from("t.ini");
-            let _ = read(&file, &text, Path::new(""), &mut budget, &mut diags);
+            let mut model = Model::new();
+            read(&mut model, &file, &text, &mut budget, &mut diags);
+            let _ = model.resolve(0, &mut diags);
         }
     }
 

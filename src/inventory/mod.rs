@@ -1,19 +1,31 @@
-//! Inventories: native YAML, Ansible INI and Ansible YAML files read into one
-//! [`Inventory`] of fully expanded [`Host`]s, plus host-pattern expansion.
+//! Inventories read into one [`Inventory`] of fully expanded [`Host`]s:
+//! rekindle's native YAML, and what SREs already have: Ansible INI and YAML
+//! files, Ansible directories (every inventory file in it, Ansible's order and
+//! ignored extensions), `group_vars/` and `host_vars/`, inventory scripts and
+//! their JSON, comma-separated host lists, and CSV exports from a CMDB.
+//! Plus host-pattern expansion.
 //!
 //! Owns file formats, range expansion, `{N}` captures, merging several `-i`
-//! files and the diagnostics for all of that. It must not know about
-//! playbooks, plans or SSH sessions.
+//! sources and the diagnostics for all of that. Every Ansible source of one
+//! load feeds one Ansible model (as Ansible merges its sources); native and
+//! CSV files are merged host by host. It must not know about playbooks,
+//! plans or SSH sessions.
 
 mod ansible;
 mod ansible_ini;
 mod ansible_yaml;
+mod connection;
+mod csv;
 mod native;
 pub mod pattern;
+mod script;
+mod template;
+mod vars_dirs;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::diag::{Diagnostic, Sources, Span};
 use crate::yaml::{self, Limits, Node, Value};
@@ -63,9 +75,12 @@ pub struct Inventory {
 /// Hosts over this many in one `load` are refused (memory bound).
 pub const MAX_HOSTS: u64 = 1_000_000;
 
-/// Reads and merges inventory files (format detected per file: native YAML
-/// has `version:` and `datacenters:`, Ansible YAML has `all:`/groups, else INI).
-/// Returns every problem found; warnings may accompany an `Ok`.
+/// Reads and merges inventory sources (format detected per file: native
+/// YAML has `version:` and `datacenters:`, Ansible YAML has `all:`/groups,
+/// script JSON has `_meta` or host lists, CSV a header row with `name`, an
+/// executable with a `#!` line is run with `--list`, else INI; a directory is
+/// an Ansible directory inventory). Returns every problem found; warnings may
+/// accompany an `Ok`.
 ///
 /// Merging: a host named in several places is one host; its labels and groups
 /// are united. Different `address`, `port`, `user` or `jump`, or two values for
@@ -75,11 +90,42 @@ pub fn load(
     sources: &mut Sources,
 ) -> Result<(Inventory, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let mut merged = Merger::default();
-    let mut budget = MAX_HOSTS;
+    let mut reader = Reader {
+        sources,
+        budget: MAX_HOSTS,
+        model: ansible::Model::new(),
+        basedirs: Vec::new(),
+        parts: Vec::new(),
+    };
     for path in paths {
-        if let Some(file) = read_file(path, sources, &mut budget, &mut diags) {
-            merged.add(file, &mut diags);
+        reader.source(path, &mut diags);
+    }
+    let Reader {
+        sources,
+        mut model,
+        basedirs,
+        parts,
+        ..
+    } = reader;
+    let mut ansible_hosts = None;
+    if parts.iter().any(|p| matches!(p, Part::Ansible)) {
+        vars_dirs::apply(&mut model, &basedirs, sources, &mut diags);
+        ansible_hosts = Some(model.resolve(basedirs.len(), &mut diags));
+    }
+    let mut merged = Merger::default();
+    for part in parts {
+        match part {
+            Part::Other(file) => merged.add(file, &mut diags),
+            Part::Ansible => {
+                let hosts = ansible_hosts.take().unwrap_or_default();
+                merged.add(
+                    FileInventory {
+                        hosts,
+                        ..FileInventory::default()
+                    },
+                    &mut diags,
+                );
+            }
         }
     }
     let inventory = merged.finish();
@@ -97,7 +143,6 @@ pub fn load(
         Ok((inventory, diags))
     }
 }
-
 /// What one file contributes before merging.
 #[derive(Debug, Default)]
 pub(crate) struct FileInventory {
@@ -106,42 +151,241 @@ pub(crate) struct FileInventory {
     pub known_hosts: Option<(String, Span)>,
 }
 
-fn read_file(
-    path: &str,
-    sources: &mut Sources,
-    budget: &mut u64,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<FileInventory> {
-    let limits = Limits::default();
-    let text = match yaml::read_bounded(path, limits.max_bytes) {
-        Ok(text) => text,
-        Err(d) => {
-            diags.push(d);
-            return None;
+/// Where each source's hosts go: native and CSV files are merged host by
+/// host; every Ansible source goes into the one model, placed where the first
+/// Ansible source was named (so `hosts` lists hosts in `-i` order).
+enum Part {
+    Other(FileInventory),
+    Ansible,
+}
+
+struct Reader<'a> {
+    sources: &'a mut Sources,
+    budget: u64,
+    model: ansible::Model,
+    /// The `group_vars/`/`host_vars/` base of each Ansible `-i` source, in order.
+    basedirs: Vec<PathBuf>,
+    parts: Vec<Part>,
+}
+
+/// Names Ansible skips in an inventory directory (`IGNORED_ALWAYS`), and
+/// the endings of its default `INVENTORY_IGNORE_EXTS`.
+const IGNORED_NAMES: &[&str] = &["host_vars", "group_vars", "vars_plugins"];
+const IGNORED_ENDINGS: &[&str] = &[
+    ".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".cfg", ".retry",
+];
+
+fn file_span(path: &Path) -> Span {
+    Span::file(Arc::from(path.to_string_lossy().as_ref()))
+}
+
+impl Reader<'_> {
+    fn source(&mut self, path: &str, diags: &mut Vec<Diagnostic>) {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                self.basedirs.push(PathBuf::from(path));
+                self.ansible();
+                self.directory(Path::new(path), diags);
+            }
+            Ok(_) => {
+                if self.file(path, diags) {
+                    let base = Path::new(path).parent().unwrap_or(Path::new(""));
+                    let base = if base.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        base
+                    };
+                    self.basedirs.push(base.to_path_buf());
+                }
+            }
+            // Ansible's `host_list` plugin: `-i 'web1,web2:2222,'`.
+            Err(_) if path.contains(',') => {
+                self.ansible();
+                self.host_list(path, diags);
+            }
+            Err(e) => diags.push(Diagnostic::error(
+                "unreadable",
+                file_span(Path::new(path)),
+                format!("cannot read {path}: {e}"),
+            )),
         }
-    };
-    let base = Path::new(path).parent().unwrap_or(Path::new(""));
-    let text: std::sync::Arc<str> = std::sync::Arc::from(text);
-    let file = sources.add(path, text.clone());
-    if !looks_like_yaml(path, &text) {
-        return Some(ansible_ini::read(&file, &text, base, budget, diags));
     }
-    let root = match yaml::parse(file.clone(), &text, limits) {
-        Ok(root) => root,
-        Err(d) => {
-            diags.push(d);
-            return None;
+
+    fn ansible(&mut self) {
+        if !self.parts.iter().any(|p| matches!(p, Part::Ansible)) {
+            self.parts.push(Part::Ansible);
         }
-    };
-    if is_native(&root) {
-        Some(native::read(&root, base, budget, diags))
-    } else {
-        Some(ansible_yaml::read(&root, base, budget, diags))
+    }
+
+    /// Ansible's directory inventory: entries in byte order, recursively.
+    fn directory(&mut self, dir: &Path, diags: &mut Vec<Diagnostic>) {
+        let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries.flatten().map(|e| e.file_name()).collect(),
+            Err(e) => {
+                diags.push(Diagnostic::error(
+                    "unreadable",
+                    file_span(dir),
+                    format!("cannot read {}: {e}", dir.display()),
+                ));
+                return;
+            }
+        };
+        names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+        for name in names {
+            let text = name.to_string_lossy();
+            let path = dir.join(&name);
+            if text.starts_with('.') || IGNORED_NAMES.contains(&text.as_ref()) {
+                continue;
+            }
+            if let Some(ending) = IGNORED_ENDINGS.iter().find(|e| text.ends_with(*e)) {
+                if *ending == ".cfg" && path.is_file() {
+                    diags.push(Diagnostic::warning(
+                        "ignored-file",
+                        file_span(&path),
+                        format!(
+                            "{} is skipped: Ansible ignores `{ending}` files in an inventory directory (INVENTORY_IGNORE_EXTS)",
+                            path.display()
+                        ),
+                    ));
+                }
+                continue;
+            }
+            if path.is_dir() {
+                self.directory(&path, diags);
+            } else {
+                self.file(&path.to_string_lossy(), diags);
+            }
+        }
+    }
+
+    /// Reads one inventory file; true when it went into the Ansible model.
+    fn file(&mut self, path: &str, diags: &mut Vec<Diagnostic>) -> bool {
+        let limits = Limits::default();
+        let text = match yaml::read_bounded(path, limits.max_bytes) {
+            Ok(text) => text,
+            Err(d) => {
+                diags.push(d);
+                return false;
+            }
+        };
+        let base = Path::new(path).parent().unwrap_or(Path::new(""));
+        let text: Arc<str> = Arc::from(text);
+        let file = self.sources.add(path, text.clone());
+        let ext = Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if text.starts_with("#!") {
+            self.ansible();
+            script::read(path, &mut self.model, self.sources, &mut self.budget, diags);
+            return true;
+        }
+        if ext.as_deref() == Some("csv") || csv::looks_like_csv(&text) {
+            let hosts = csv::read(&file, &text, &mut self.budget, diags);
+            self.parts.push(Part::Other(hosts));
+            return false;
+        }
+        if ext.as_deref() == Some("toml") {
+            diags.push(Diagnostic::error(
+                "unsupported-format",
+                Span::file(file),
+                format!("{path}: TOML inventories are not supported; convert it with `ansible-inventory -i {path} --list > inventory.json`"),
+            ));
+            return false;
+        }
+        if !looks_like_yaml(path, &text) {
+            self.ansible();
+            ansible_ini::read(&mut self.model, &file, &text, &mut self.budget, diags);
+            return true;
+        }
+        let root = match yaml::parse(file.clone(), &text, limits) {
+            Ok(root) => root,
+            Err(d) => {
+                diags.push(d);
+                return false;
+            }
+        };
+        if is_native(&root) {
+            let hosts = native::read(&root, base, &mut self.budget, diags);
+            self.parts.push(Part::Other(hosts));
+            return false;
+        }
+        if let Some((_, plugin)) = root
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_scalar() == Some("plugin")))
+        {
+            diags.push(
+                Diagnostic::error(
+                    "unsupported-format",
+                    plugin.span.clone(),
+                    format!(
+                        "inventory plugin configuration (`plugin: {}`) is not supported",
+                        plugin.as_scalar().unwrap_or("?")
+                    ),
+                )
+                .with_help(format!(
+                    "export it once: `ansible-inventory -i {path} --list > inventory.json`, then use that file"
+                )),
+            );
+            return false;
+        }
+        self.ansible();
+        if ansible_yaml::is_script_json(&root) {
+            // Saved script output without `_meta`: its hosts have only group
+            // variables (there is no script to ask with `--host`).
+            let _ = ansible_yaml::read_script(&mut self.model, &root, &mut self.budget, diags);
+        } else {
+            ansible_yaml::read(&mut self.model, &root, &mut self.budget, diags);
+        }
+        true
+    }
+
+    /// `web1,web2:2222,[2001:db8::1]:22` as Ansible's `host_list` reads it.
+    fn host_list(&mut self, list: &str, diags: &mut Vec<Diagnostic>) {
+        let file = self.sources.add(&format!("-i {list}"), Arc::from(list));
+        let mut col = 1u32;
+        for part in list.split(',') {
+            let name = part.trim();
+            let lead = (part.len() - part.trim_start().len()) as u32;
+            let span = Span::new(
+                file.clone(),
+                1,
+                col + lead,
+                name.chars().count().max(1) as u32,
+            );
+            col += part.chars().count() as u32 + 1;
+            if name.is_empty() {
+                continue;
+            }
+            match ansible::split_port(name) {
+                Ok((host, port)) if !host.contains(['[', ']']) => {
+                    if !take_budget(&mut self.budget, 1, &span, diags) {
+                        return;
+                    }
+                    let h = self.model.add_host(host, ansible::UNGROUPED, &span);
+                    if let Some(p) = port {
+                        self.model.set_host_var(
+                            h,
+                            "ansible_port",
+                            ansible::Var::Scalar(p.to_string()),
+                            span,
+                        );
+                    }
+                }
+                Ok(_) => diags.push(Diagnostic::error(
+                    "bad-host",
+                    span,
+                    format!("`{name}`: a comma-separated host list takes no ranges"),
+                )),
+                Err(e) => diags.push(Diagnostic::error("bad-host", span, e)),
+            }
+        }
     }
 }
 
 /// `.yaml`/`.yml`/`.json` are YAML; other names (Ansible's `hosts`, `*.ini`)
-/// are INI unless the first meaningful line reads as a YAML mapping key.
+/// are INI unless the first meaningful line reads as a YAML mapping key
+/// (`key:` at the end or before a space, not `host:2222`) or a JSON object.
 fn looks_like_yaml(path: &str, text: &str) -> bool {
     let ext = Path::new(path)
         .extension()
@@ -154,7 +398,12 @@ fn looks_like_yaml(path: &str, text: &str) -> bool {
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
-            .is_some_and(|l| l == "---" || (!l.starts_with('[') && l.contains(':'))),
+            .is_some_and(|l| {
+                l == "---"
+                    || l.starts_with('{')
+                    || (!l.starts_with('[')
+                        && (l.ends_with(':') || l.contains(": ") || l.contains(":\t")))
+            }),
     }
 }
 
@@ -311,6 +560,22 @@ fn merge_host(first: &mut Host, other: Host, diags: &mut Vec<Diagnostic>) {
         {
             conflict(&format!("label {k}"), mine, v);
         }
+    }
+    if let (Some(a), Some(b)) = (&first.identity_file, &other.identity_file)
+        && a != b
+    {
+        conflict("identity file", &a.to_string_lossy(), &b.to_string_lossy());
+    }
+    if let (Some(a), Some(b)) = (&first.escalation, &other.escalation)
+        && a != b
+    {
+        conflict("escalation", &format!("{a:?}"), &format!("{b:?}"));
+    }
+    if first.identity_file.is_none() {
+        first.identity_file = other.identity_file;
+    }
+    if first.escalation.is_none() {
+        first.escalation = other.escalation;
     }
     if first.user.is_none() {
         first.user = other.user;

@@ -113,6 +113,13 @@ impl HostPattern {
         if chars.is_empty() {
             return Err(err(0, 1, "empty host name"));
         }
+        if let Some(at) = text.find("{{").or_else(|| text.find("{%")) {
+            return Err(err(
+                text[..at].chars().count(),
+                chars.len() - text[..at].chars().count(),
+                "host names cannot be Jinja templates: templates are evaluated in variable values (e.g. ansible_host), not in names",
+            ));
+        }
         let mut segments = Vec::new();
         let mut literal = String::new();
         let mut i = 0;

@@ -304,6 +304,7 @@ fn two_step_plan(hosts: usize) -> (Plan, Inventory) {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        escalation: None,
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
         steps: vec![

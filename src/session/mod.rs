@@ -99,6 +99,8 @@ pub struct Settings {
     pub rate: Option<Rate>,
     pub ssh: SshOptions,
     pub bmc: BmcSettings,
+    /// `--become-password-file` (read, and its mode checked, in [`prepare`]).
+    pub become_password: Option<PathBuf>,
 }
 
 /// Everything the engine needs, checked: nothing here touched a host, took
@@ -118,6 +120,11 @@ pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow:
     let fit = descriptors::for_plan(&plan, settings.parallel, 0, 0);
     let connector = SshConnector::new(settings.ssh.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let bmc = bmc_client(&plan, &inventory, &settings.bmc)?;
+    let become_password = settings
+        .become_password
+        .as_deref()
+        .map(crate::transport::escalation::read_password_file)
+        .transpose()?;
     Ok(Prepared {
         opts: EngineOptions {
             parallel: fit.parallel,
@@ -125,6 +132,7 @@ pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow:
             starts: HashMap::new(),
             bmc,
             bmc_time_scale: 1.0,
+            become_password,
         },
         plan,
         inventory,

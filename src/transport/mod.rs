@@ -39,6 +39,23 @@ pub trait Session: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
 
+    /// [`Self::exec`] with `input` written to the command's stdin, then
+    /// end-of-file (the become password for `sudo -S`). A transport that
+    /// cannot feed stdin says so rather than run the command without it.
+    fn exec_with_stdin(
+        &self,
+        command: &str,
+        input: &redfish::Secret,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send {
+        let _ = (command, input, timeout);
+        async {
+            Err(ExecError::Channel(
+                "this transport cannot feed stdin".into(),
+            ))
+        }
+    }
+
     /// True once the connection is gone (host rebooted, keepalive expired).
     fn is_closed(&self) -> bool;
 

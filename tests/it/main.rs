@@ -3,9 +3,11 @@
 
 mod certs;
 mod drill;
+mod escalation;
 mod hardening;
 mod hosts;
 mod inventory;
+mod inventory_ansible;
 mod journal;
 mod plan;
 mod power;

@@ -1,0 +1,540 @@
+//! Ansible inventories as SREs keep them (issue 11), each case checked
+//! against what ansible-core 2.19 itself reports for the same sources:
+//! `tests/fixtures/inventory/cases/CASE/ansible-inventory.json` (host set,
+//! groups, variables) and `connection.json` (connection variables as Ansible
+//! templates them before connecting), both written by
+//! `tests/fixtures/inventory/regenerate.sh`. Refusals are checked by their
+//! exact messages.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rekindle::diag::{Sources, render_text};
+use rekindle::inventory::{Host, Inventory, load};
+use serde_json::Value;
+
+use crate::support::{project_file, rekindle, run};
+
+const CASES: &str = "tests/fixtures/inventory/cases";
+
+fn load_paths(paths: &[String]) -> (Inventory, String) {
+    let mut sources = Sources::new();
+    match load(paths, &mut sources) {
+        Ok((inv, warnings)) => (inv, render_text(&sources, &warnings)),
+        Err(diags) => panic!("{}", render_text(&sources, &diags)),
+    }
+}
+
+/// Loads `files` written into a fresh directory (name, content); paths are
+/// given as `-i` in that order (a name ending in `/` is a directory source).
+fn load_files(
+    files: &[(&str, &str)],
+    sources_in_order: &[&str],
+) -> Result<(Inventory, String), String> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+    let paths: Vec<String> = sources_in_order
+        .iter()
+        .map(|s| dir.path().join(s).to_string_lossy().into_owned())
+        .collect();
+    let mut sources = Sources::new();
+    let clean = |t: String| t.replace(&*dir.path().to_string_lossy(), "DIR");
+    match load(&paths, &mut sources) {
+        Ok((inv, warnings)) => Ok((inv, clean(render_text(&sources, &warnings)))),
+        Err(diags) => Err(clean(render_text(&sources, &diags))),
+    }
+}
+
+fn load_err(files: &[(&str, &str)], order: &[&str]) -> String {
+    match load_files(files, order) {
+        Ok((inv, _)) => panic!("expected errors, loaded {} hosts", inv.hosts.len()),
+        Err(text) => text,
+    }
+}
+
+/// What rekindle must derive for one host, from Ansible's own output only.
+#[derive(Debug, PartialEq)]
+struct Expected {
+    address: String,
+    port: u16,
+    user: Option<String>,
+    jump: Option<String>,
+    identity_file: Option<String>,
+    escalation: Option<(String, String)>,
+    labels: BTreeMap<String, String>,
+    groups: BTreeSet<String>,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// ProxyJump as ssh reads it from Ansible's (templated) ssh arguments.
+fn jump_from(args: &str) -> Option<String> {
+    let words = shlex::split(args)?;
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        if w == "-J" {
+            return it.next().cloned();
+        }
+        let option = match w.strip_prefix("-o") {
+            Some("") => it.next()?.clone(),
+            Some(rest) => rest.to_owned(),
+            None => continue,
+        };
+        let (key, value) = option.split_once(['=', ' '])?;
+        if key.eq_ignore_ascii_case("proxyjump") {
+            return Some(value.trim().to_owned());
+        }
+    }
+    None
+}
+
+fn expected(case_dir: &str) -> BTreeMap<String, Expected> {
+    let read = |name: &str| -> Value {
+        let text = std::fs::read_to_string(format!("{case_dir}/{name}")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let listed = read("ansible-inventory.json");
+    let connection = read("connection.json");
+    let listed = listed.as_object().unwrap();
+    let empty = serde_json::Map::new();
+    let hostvars = listed["_meta"]["hostvars"].as_object().unwrap_or(&empty);
+    let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut direct: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (group, body) in listed.iter().filter(|(k, _)| *k != "_meta") {
+        for child in body["children"].as_array().into_iter().flatten() {
+            parents
+                .entry(child.as_str().unwrap())
+                .or_default()
+                .push(group);
+        }
+        for host in body["hosts"].as_array().into_iter().flatten() {
+            direct
+                .entry(host.as_str().unwrap())
+                .or_default()
+                .push(group);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, conn) in connection.as_object().unwrap() {
+        let mut groups = BTreeSet::new();
+        let mut stack: Vec<&str> = direct.get(name.as_str()).cloned().unwrap_or_default();
+        while let Some(g) = stack.pop() {
+            if groups.insert(g.to_owned()) {
+                stack.extend(parents.get(g).into_iter().flatten().copied());
+            }
+        }
+        groups.remove("all");
+        let vars = hostvars
+            .get(name)
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let c = |k: &str| conn.get(k).and_then(text);
+        let escalation = (conn.get("ansible_become") == Some(&Value::Bool(true))).then(|| {
+            (
+                c("ansible_become_method").unwrap_or_else(|| "sudo".into()),
+                c("ansible_become_user").unwrap_or_else(|| "root".into()),
+            )
+        });
+        out.insert(
+            name.clone(),
+            Expected {
+                address: c("ansible_host")
+                    .or_else(|| c("ansible_ssh_host"))
+                    .unwrap_or_else(|| name.clone()),
+                port: c("ansible_port").map_or(22, |p| p.parse().unwrap()),
+                user: c("ansible_user"),
+                jump: ["ansible_ssh_common_args", "ansible_ssh_extra_args"]
+                    .iter()
+                    .find_map(|k| jump_from(&c(k)?)),
+                identity_file: c("ansible_ssh_private_key_file")
+                    .or_else(|| c("ansible_private_key_file")),
+                escalation,
+                labels: vars
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("ansible_"))
+                    .filter_map(|(k, v)| Some((k.clone(), text(v)?)))
+                    .collect(),
+                groups,
+            },
+        );
+    }
+    out
+}
+
+fn derived(h: &Host) -> Expected {
+    Expected {
+        address: h.address.clone(),
+        port: h.port,
+        user: h.user.clone(),
+        jump: h.jump.clone(),
+        identity_file: h
+            .identity_file
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        escalation: h
+            .escalation
+            .as_ref()
+            .map(|e| (format!("{:?}", e.method).to_lowercase(), e.user.clone())),
+        labels: h.labels.clone(),
+        groups: h.groups.iter().cloned().collect(),
+    }
+}
+
+/// Loads a case's sources (as listed in its `sources` file) and compares
+/// every host with Ansible's view; returns the warnings.
+fn assert_case(case: &str) -> String {
+    let dir = project_file(&format!("{CASES}/{case}"));
+    let listed = std::fs::read_to_string(format!("{dir}/sources")).unwrap();
+    let paths: Vec<String> = listed.lines().map(|s| format!("{dir}/{s}")).collect();
+    let (inv, warnings) = load_paths(&paths);
+    let want = expected(&dir);
+    let got: BTreeMap<String, Expected> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), derived(h)))
+        .collect();
+    assert_eq!(got.len(), inv.hosts.len(), "host names are unique");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "host set of {case}"
+    );
+    for (name, w) in &want {
+        assert_eq!(&got[name], w, "host {name} of {case}");
+    }
+    warnings.replace(&dir, "CASE")
+}
+
+#[test]
+fn group_vars_and_host_vars_beside_an_ini_file_match_ansible() {
+    let warnings = assert_case("vars-dirs");
+    // group_vars/web.yaml is shadowed by web.yml, as Ansible shadows it.
+    assert_eq!(
+        warnings,
+        "CASE/group_vars/web.yaml: warning: CASE/group_vars/web.yaml is not read: `web.yml` is read for group `web` instead, as in Ansible\n"
+    );
+}
+
+#[test]
+fn host_vars_give_the_address_and_port_rekindle_connects_to() {
+    let (inv, _) = load_files(
+        &[
+            ("hosts", "[web]\nweb1\n"),
+            (
+                "host_vars/web1.yml",
+                "ansible_host: 10.0.0.5\nansible_port: 2222\n",
+            ),
+        ],
+        &["hosts"],
+    )
+    .unwrap();
+    assert_eq!(
+        (inv.hosts[0].address.as_str(), inv.hosts[0].port),
+        ("10.0.0.5", 2222)
+    );
+}
+
+#[test]
+fn a_directory_inventory_matches_ansible() {
+    let warnings = assert_case("directory");
+    assert_eq!(warnings, "");
+}
+
+#[test]
+fn several_sources_merge_as_ansible_merges_them() {
+    let warnings = assert_case("multi-source");
+    assert_eq!(warnings, "");
+}
+
+#[test]
+fn children_of_a_group_no_source_declares_are_still_an_error() {
+    let text = load_err(
+        &[
+            ("a.ini", "[web]\nweb1\n"),
+            ("b.ini", "[front:children]\nweb\nnope\n"),
+        ],
+        &["a.ini", "b.ini"],
+    );
+    assert_eq!(
+        text,
+        "DIR/b.ini:3:1: error: [front:children] includes undefined group `nope`\n  |\n3 | nope\n  | ^^^^\n  = help: declare it with a [nope] section\n"
+    );
+}
+
+#[test]
+fn connection_variables_become_identity_file_escalation_and_jump() {
+    let warnings = assert_case("connection");
+    assert_eq!(
+        warnings,
+        "CASE/hosts.yml:17:9: warning: host `db1.example.net` and 1 more: ansible_ssh_extra_args: `-o ServerAliveInterval=30` ignored: rekindle honours only ProxyJump (`-J`, `-o ProxyJump=`) here\n   |\n17 |         ansible_ssh_extra_args: -o \"ProxyJump jump2.example.net\" -o ServerAliveInterval=30\n   |         ^^^^^^^^^^^^^^^^^^^^^^\n"
+    );
+}
+
+#[test]
+fn hosts_json_shows_identity_file_and_become() {
+    let inv = format!("{CASES}/connection/hosts.yml");
+    let (code, out, _) = run(rekindle().args([
+        "hosts",
+        "-i",
+        &inv,
+        "--select",
+        "name=web2*",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 0);
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["identity_file"], "~/.ssh/fleet_ed25519");
+    assert_eq!(
+        json[0]["become"],
+        serde_json::json!({"method": "doas", "user": "www-data"})
+    );
+    assert_eq!(json[0]["jump"], "ops@bastion.example.net");
+}
+
+#[test]
+fn refused_connection_settings_name_their_place() {
+    let text = load_err(
+        &[(
+            "hosts",
+            "[local]\nlocalhost ansible_connection=local\n\n[win]\nw1 ansible_connection=winrm\n\n[su]\ns1 ansible_become=true ansible_become_method=su\n\n[pc]\np1 ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p b\"'\n",
+        )],
+        &["hosts"],
+    );
+    assert_eq!(
+        text,
+        "DIR/hosts:2:11: error: host `localhost`: ansible_connection `local` is not supported: rekindle reaches every host over SSH; put the host's address in ansible_host to reach it by SSH, or use a `local:` step for work on the bastion
+  |
+2 | localhost ansible_connection=local
+  |           ^^^^^^^^^^^^^^^^^^
+DIR/hosts:5:4: error: host `w1`: ansible_connection `winrm` is not supported: rekindle reaches hosts over SSH only
+  |
+5 | w1 ansible_connection=winrm
+  |    ^^^^^^^^^^^^^^^^^^
+DIR/hosts:8:24: error: host `s1`: ansible_become_method `su` is not supported: rekindle escalates with sudo or doas
+  |
+8 | s1 ansible_become=true ansible_become_method=su
+  |                        ^^^^^^^^^^^^^^^^^^^^^
+DIR/hosts:11:4: error: host `p1`: ProxyCommand in ansible_ssh_common_args is not supported: use ProxyJump (`-o ProxyJump=HOST` or `-J HOST`)
+   |
+11 | p1 ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p b\"'
+   |    ^^^^^^^^^^^^^^^^^^^^^^^
+"
+    );
+}
+
+#[test]
+fn unsupported_connection_variables_are_warned_about_once_per_place() {
+    let (inv, warnings) = load_files(
+        &[(
+            "hosts",
+            "[web]\nweb[1:3]\n\n[web:vars]\nansible_ssh_pass=secret\nansible_ssh_executable=/opt/ssh\nansible_python_interpreter=/usr/bin/python3\n",
+        )],
+        &["hosts"],
+    )
+    .unwrap();
+    assert_eq!(inv.hosts.len(), 3);
+    assert_eq!(
+        warnings,
+        "DIR/hosts:5:1: warning: host `web1` and 2 more: ansible_ssh_pass is not used: rekindle authenticates with ssh-agent and identity files only; the password is not used
+  |
+5 | ansible_ssh_pass=secret
+  | ^^^^^^^^^^^^^^^^
+DIR/hosts:6:1: warning: host `web1` and 2 more: ansible_ssh_executable is not used: rekindle speaks SSH itself and runs no ssh program
+  |
+6 | ansible_ssh_executable=/opt/ssh
+  | ^^^^^^^^^^^^^^^^^^^^^^
+"
+    );
+    assert!(!warnings.contains("secret") || warnings.contains("ansible_ssh_pass=secret"));
+}
+
+#[test]
+fn templates_are_evaluated_from_the_host_variables_as_ansible_does() {
+    let warnings = assert_case("templates");
+    assert_eq!(warnings, "");
+}
+
+#[test]
+fn templates_that_need_ansible_are_refused_with_the_template() {
+    let text = load_err(
+        &[(
+            "hosts",
+            "web1 ansible_user=\"{{ lookup('env', 'USER') }}\" ansible_host=\"{{ mgmt }}\"\n",
+        )],
+        &["hosts"],
+    );
+    assert_eq!(
+        text,
+        "DIR/hosts:1:6: error: host `web1`: cannot evaluate ansible_user `{{ lookup('env', 'USER') }}`: `lookup(...)` needs Ansible's runtime (lookup plugins); rekindle cannot evaluate it
+  |
+1 | web1 ansible_user=\"{{ lookup('env', 'USER') }}\" ansible_host=\"{{ mgmt }}\"
+  |      ^^^^^^^^^^^^
+DIR/hosts:1:49: error: host `web1`: cannot evaluate ansible_host `{{ mgmt }}`: `mgmt` is undefined
+  |
+1 | web1 ansible_user=\"{{ lookup('env', 'USER') }}\" ansible_host=\"{{ mgmt }}\"
+  |                                                 ^^^^^^^^^^^^
+"
+    );
+}
+
+#[test]
+fn a_template_in_a_host_name_gets_a_message_about_templates() {
+    let text = load_err(
+        &[(
+            "inv.yml",
+            "all:\n  hosts:\n    \"{{ name }}.example.net\":\n",
+        )],
+        &["inv.yml"],
+    );
+    assert!(
+        text.starts_with("DIR/inv.yml:3:6: error: host names cannot be Jinja templates"),
+        "{text}"
+    );
+    let text = load_err(
+        &[("hosts", "[web]\n{{ name }} ansible_port=22\n")],
+        &["hosts"],
+    );
+    assert!(
+        text.starts_with("DIR/hosts:2:1: error: host names cannot be Jinja templates"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ipv6_ports_non_group_keys_and_value_types_match_ansible() {
+    let warnings = assert_case("ipv6-types");
+    assert!(
+        warnings.contains("CASE/hosts.yml:2:1: warning: top-level key `x-defaults` is not a group (no `hosts`, `vars` or `children`): skipped, as Ansible skips it"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("CASE/hosts.yml:4:1: warning: top-level key `x-version`"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn an_inventory_script_is_run_with_list() {
+    assert_eq!(assert_case("script"), "");
+}
+
+#[test]
+fn saved_ansible_inventory_list_output_reads_like_the_source() {
+    // Ansible's own `--list` of the vars-dirs case, read back as an input file.
+    let listed = project_file(&format!("{CASES}/vars-dirs/ansible-inventory.json"));
+    let (inv, _) = load_paths(&[listed]);
+    let want = expected(&project_file(&format!("{CASES}/vars-dirs")));
+    for h in &inv.hosts {
+        assert_eq!(derived(h), want[&h.name], "host {}", h.name);
+    }
+    assert_eq!(inv.hosts.len(), want.len());
+}
+
+#[test]
+fn a_failing_inventory_script_is_an_error_with_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("netbox.py");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho 'netbox: 401 Unauthorized' >&2\nexit 3\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let mut sources = Sources::new();
+    let diags = load(std::slice::from_ref(&path), &mut sources).unwrap_err();
+    assert_eq!(
+        diags[0].message,
+        format!(
+            "inventory script `{path} --list` failed (exit status: 3); its stderr: netbox: 401 Unauthorized"
+        )
+    );
+}
+
+#[test]
+fn a_cmdb_csv_export_is_read_by_its_header() {
+    let (inv, warnings) = load_files(
+        &[(
+            "cmdb-export",
+            "name,address,port,user,jump,role,rack\nweb1,10.0.0.1,2222,ops,bastion,web,r01\n\"db1\",10.0.0.2,,,,db,\"r,02\"\n",
+        )],
+        &["cmdb-export"],
+    )
+    .unwrap();
+    assert_eq!(warnings, "");
+    let hosts: Vec<String> = inv
+        .hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "{} {}:{} {:?} {:?}",
+                h.name, h.address, h.port, h.user, h.jump
+            )
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            r#"web1 10.0.0.1:2222 Some("ops") Some("bastion")"#,
+            "db1 10.0.0.2:22 None None"
+        ]
+    );
+    assert_eq!(inv.hosts[1].label("rack"), Some("r,02"));
+    assert_eq!(inv.hosts[0].label("role"), Some("web"));
+}
+
+#[test]
+fn a_csv_without_name_column_is_never_read_as_ini() {
+    let text = load_err(
+        &[("export.csv", "hostname,address\nweb1,10.0.0.1\n")],
+        &["export.csv"],
+    );
+    assert!(
+        text.contains("the CSV header has no `name` column"),
+        "{text}"
+    );
+    let text = load_err(&[("hosts", "[web]\nweb1,web2\n")], &["hosts"]);
+    assert!(
+        text.contains("host name `web1,web2` contains `,`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_comma_separated_host_list_is_a_source() {
+    let (code, out, err) = run(rekindle().args([
+        "hosts",
+        "-i",
+        "web1,[2001:db8::1]:2200,",
+        "--format",
+        "json",
+    ]));
+    assert_eq!((code, err.as_str()), (0, ""));
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[1]["address"], "2001:db8::1");
+    assert_eq!(json[1]["port"], 2200);
+    assert_eq!(json[0]["groups"], serde_json::json!(["ungrouped"]));
+}
+
+#[test]
+fn ini_files_in_an_inventory_directory_are_read_like_ansible_2_19() {
+    let (inv, _) = load_files(
+        &[("inv/a.ini", "[web]\nweb1\n"), ("inv/b.cfg", "[db]\ndb1\n")],
+        &["inv"],
+    )
+    .unwrap();
+    let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["web1"]);
+}
