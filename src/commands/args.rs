@@ -50,6 +50,11 @@ fn expand_tilde(path: &str) -> PathBuf {
 }
 
 /// Flags first, then the inventory's defaults, then OpenSSH's usual files.
+/// `--break-lock` / `--break-live-lock` as what the lock may take over.
+pub(crate) fn breaking(exec: &ExecArgs) -> crate::journal::lock::Break {
+    crate::journal::lock::Break::from_flags(exec.break_lock, exec.break_live_lock)
+}
+
 pub(crate) fn ssh_options(ssh: &crate::cli::SshArgs, inventory: &Inventory) -> SshOptions {
     let mut identities: Vec<PathBuf> = ssh.identities.clone();
     identities.extend(inventory.identity_files.iter().map(|p| expand_tilde(p)));
@@ -170,6 +175,30 @@ pub(crate) fn print_notes(notes: &[String]) {
     for n in notes {
         eprintln!("{n}");
     }
+}
+
+/// `--listen`: starts serving the live status page and says where; the
+/// consumers to add to the execution. `Err` is a usage error, found before
+/// anything ran.
+pub(crate) fn live_views(
+    exec: &ExecArgs,
+    run_id: &str,
+    plan: &Plan,
+    collector: crate::report::summary::Collector,
+    done_before: &[usize],
+) -> Result<Vec<Box<dyn crate::session::consume::Consumer>>, String> {
+    let Some(addr) = exec.listen.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let l = crate::live::listen(addr, run_id, plan, collector, done_before)?;
+    if let Some(w) = &l.warning {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "live: status page {} (also {}api/status and {}metrics)",
+        l.url, l.url, l.url
+    );
+    Ok(vec![Box::new(l.consumer)])
 }
 
 /// Where the interrupt notices go.

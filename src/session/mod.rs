@@ -245,20 +245,27 @@ pub fn header(
     })
 }
 
-/// A journal open for writing, and the plan's lock when the run holds one.
+/// A journal open for writing, and the plan's lock (with the run's registry
+/// entry) when the run holds one; the writer then stops once either is
+/// taken over by another run.
 pub struct Opened {
     pub writer: journal::Writer,
     pub path: PathBuf,
-    pub lock: Option<lock::Lock>,
+    pub lock: Option<lock::RunLock>,
     /// What taking the lock found (a stale lock taken over, ...).
     pub notes: Vec<String>,
 }
 
-/// Whether a new journal is taken under the plan's lock. A drill touches
-/// no real host, so it writes its journal without locking the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locking {
-    Lock { break_lock: bool },
+/// Whether a new journal is taken under the plan's lock (and the hosts of
+/// `plan` registered in the per-user run registry). A drill touches no real
+/// host, so it writes its journal without locking the plan.
+#[derive(Debug, Clone, Copy)]
+pub enum Locking<'a> {
+    Lock {
+        breaking: lock::Break,
+        plan: &'a Plan,
+        inventory: &'a Inventory,
+    },
     None,
 }
 
@@ -272,29 +279,54 @@ pub fn journal_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the journal directory {}", dir.display()))
 }
 
-/// Takes the plan's lock in `dir` for `journal_file`.
+/// Takes the plan's lock in `dir` for `journal_file`, then registers the
+/// hosts `plan` selects in the per-user run registry (refused when a live
+/// run selects one of them, whatever its journal directory).
 fn take_lock(
     dir: &Path,
     playbook_abs: &str,
     journal_file: &Path,
-    break_lock: bool,
+    breaking: lock::Break,
+    (plan, inventory): (&Plan, &Inventory),
     notes: &mut Vec<String>,
-) -> anyhow::Result<lock::Lock> {
+) -> anyhow::Result<lock::RunLock> {
+    let flag = match breaking {
+        lock::Break::Live => "--break-live-lock",
+        _ => "--break-lock",
+    };
     let path = lock::lock_path(dir, playbook_abs);
-    let l = lock::acquire(&path, journal_file, break_lock)?;
+    let l = lock::acquire(&path, journal_file, breaking)?;
     match &l.taken {
         lock::Taken::Free => {}
         lock::Taken::Stale(h) => notes.push(format!(
             "note: took over a stale lock of a process that is gone: {h}"
         )),
-        lock::Taken::Broken(Some(h)) => {
-            notes.push(format!("note: --break-lock: took the lock from {h}"))
-        }
+        lock::Taken::Broken(Some(h)) => notes.push(format!("note: {flag}: took the lock from {h}")),
         lock::Taken::Broken(None) => {
-            notes.push("note: --break-lock: replaced an unreadable lock".to_owned())
+            notes.push(format!("note: {flag}: replaced an unreadable lock"))
         }
     }
-    Ok(l)
+    let hosts = plan
+        .stages
+        .iter()
+        .flat_map(|s| s.hosts.iter())
+        .filter_map(|&h| inventory.hosts.get(h))
+        .map(|h| h.name.as_str());
+    let registry = journal::registry::register(
+        &journal::registry::dir()?,
+        &plan.name,
+        hosts,
+        &lock::Holder::me(journal_file),
+        breaking,
+    )?;
+    for r in &registry.replaced {
+        if let journal::registry::Replaced::Broken(o) = r {
+            notes.push(format!(
+                "note: {flag}: took over the hosts of a live run: {o}"
+            ));
+        }
+    }
+    Ok(lock::RunLock { plan: l, registry })
 }
 
 /// A new run's journal in `dir`, named after its run id, with `extra`
@@ -309,16 +341,24 @@ pub fn open_new(
     let path = dir.join(format!("{}.jsonl", header.run_id));
     let mut notes = Vec::new();
     let lock = match locking {
-        Locking::Lock { break_lock } => Some(take_lock(
+        Locking::Lock {
+            breaking,
+            plan,
+            inventory,
+        } => Some(take_lock(
             dir,
             &header.playbook.path,
             &path,
-            break_lock,
+            breaking,
+            (plan, inventory),
             &mut notes,
         )?),
         Locking::None => None,
     };
     let mut writer = journal::create(&path, header)?;
+    if let Some(l) = &lock {
+        writer.fence(l.held());
+    }
     for r in extra {
         writer.push(r, None);
     }
@@ -337,22 +377,31 @@ pub fn open_new(
 pub fn lock_existing(
     journal_file: &Path,
     playbook_abs: &str,
-    break_lock: bool,
-) -> anyhow::Result<(lock::Lock, Vec<String>)> {
+    breaking: lock::Break,
+    selected: (&Plan, &Inventory),
+) -> anyhow::Result<(lock::RunLock, Vec<String>)> {
     let dir = journal_file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     journal_dir(&dir)?;
     let mut notes = Vec::new();
-    let l = take_lock(&dir, playbook_abs, journal_file, break_lock, &mut notes)?;
+    let l = take_lock(
+        &dir,
+        playbook_abs,
+        journal_file,
+        breaking,
+        selected,
+        &mut notes,
+    )?;
     Ok((l, notes))
 }
 
 /// An existing journal opened for appending under a lock already held.
-pub fn open_append(journal_file: &Path, lock: lock::Lock) -> anyhow::Result<Opened> {
-    let writer = journal::append(journal_file)
+pub fn open_append(journal_file: &Path, lock: lock::RunLock) -> anyhow::Result<Opened> {
+    let mut writer = journal::append(journal_file)
         .with_context(|| format!("cannot append to {}", journal_file.display()))?;
+    writer.fence(lock.held());
     Ok(Opened {
         writer,
         path: journal_file.to_owned(),
@@ -455,7 +504,8 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     }
     match display {
         Display::Progress { quiet, verbose } => {
-            let totals = crate::report::progress::Totals::new(stage_sizes, already_done);
+            let totals = crate::report::progress::Totals::new(stage_sizes, already_done)
+                .with_plan(&plan, &opts.starts);
             consumers.push(Box::new(consume::ProgressConsumer(
                 crate::report::progress::Progress::new(quiet, verbose, totals),
             )));

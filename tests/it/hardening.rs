@@ -9,6 +9,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::{self, SimProcess};
 
@@ -353,4 +354,165 @@ stages:
         ]));
         assert_eq!(code, 0, "{book}: {out}{err}");
     }
+}
+
+/// Polls (bounded: `within`) until `file` holds `needle` at least `n` times.
+fn wait_for_count(file: &Path, needle: &str, n: usize, within: Duration) -> String {
+    let step = Duration::from_millis(50);
+    for _ in 0..=within.as_millis() / step.as_millis() {
+        if let Ok(text) = std::fs::read_to_string(file)
+            && text.matches(needle).count() >= n
+        {
+            return text;
+        }
+        std::thread::sleep(step);
+    }
+    panic!("{} never held {n} × {needle}", file.display());
+}
+
+fn reboot_counts(sim: &SimProcess) -> Vec<(String, u64)> {
+    let status = sim.status();
+    let mut counts: Vec<(String, u64)> = status["hosts"]
+        .as_object()
+        .expect("hosts")
+        .iter()
+        .map(|(k, h)| (k.clone(), h["reboots"].as_u64().unwrap_or(u64::MAX)))
+        .collect();
+    counts.sort();
+    counts
+}
+
+#[test]
+fn old_lock_holder_never_deletes_the_new_holders_lock_and_stops_issuing_intents() {
+    const HOSTS: usize = 10;
+    let sim = start_sim(2911, HOSTS, &["--boot-time", "2s"]);
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let playbook = work.path().join("reboot.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nname: lock-e2e\nstages:\n  - name: all\n    select: { name: \"sim-*\" }\n    parallel: 1\n    steps:\n      - reboot: { timeout: 60s }\n",
+    )
+    .unwrap();
+    let inventory = sim.path("inventory.yaml");
+    let journal_dir = work.path().join("journal");
+    let cmd = |args: &[&str]| {
+        let mut c = support::rekindle_in(work.path());
+        c.args(args)
+            .env("XDG_STATE_HOME", &state)
+            .stdin(Stdio::null());
+        c
+    };
+    let run_args = |journal: &Path| {
+        let mut c = cmd(&["run"]);
+        c.arg(&playbook)
+            .arg("-i")
+            .arg(&inventory)
+            .args(["--yes", "--quiet", "--journal"])
+            .arg(journal);
+        c
+    };
+    let log = |name: &str| std::fs::File::create(work.path().join(name)).unwrap();
+
+    // A runs, one host at a time.
+    let mut a = support::KillOnDrop::new(
+        run_args(&journal_dir)
+            .stdout(log("a.out"))
+            .stderr(log("a.err"))
+            .spawn()
+            .expect("run A starts"),
+    );
+    let journal = {
+        let start = std::time::Instant::now();
+        loop {
+            if let [one] = journals(&journal_dir).as_slice() {
+                break one.clone();
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no journal");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for_count(&journal, "\"reboot_issued\"", 2, Duration::from_secs(60));
+
+    // --break-lock does not take a run alive on this machine.
+    let resume = |flag: &str| {
+        let mut c = cmd(&["resume"]);
+        c.arg(&journal).args([flag, "--yes", "--quiet"]);
+        c
+    };
+    let (code, _, err) = support::run(&mut resume("--break-lock"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("(pid {}", a.pid())), "{err}");
+    assert!(
+        err.contains("its process is alive on this machine, so --break-lock does not take it"),
+        "{err}"
+    );
+    assert!(err.contains("--break-live-lock"), "{err}");
+
+    // B takes A's run over on purpose.
+    let mut b = support::KillOnDrop::new(
+        resume("--break-live-lock")
+            .stdout(log("b.out"))
+            .stderr(log("b.err"))
+            .spawn()
+            .expect("resume B starts"),
+    );
+    let b_pid = b.pid();
+    let a_status = a.wait_for(Duration::from_secs(60)).expect("A stops");
+    let a_err = std::fs::read_to_string(work.path().join("a.err")).unwrap();
+    assert!(!a_status.success(), "A must not report success: {a_err}");
+    assert!(a_err.contains("was taken over by"), "{a_err}");
+    assert!(a_err.contains(&format!("(pid {b_pid}")), "{a_err}");
+
+    // A is gone; B holds the lock A left alone, so C is refused, from the
+    // same journal directory (the plan lock) and from another (the registry).
+    let b_running = b.child().try_wait().unwrap().is_none();
+    assert!(b_running, "B still runs (the test needs it to)");
+    let lock_file = std::fs::read_dir(&journal_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("B's lock is still there after A exited");
+    assert!(
+        std::fs::read_to_string(&lock_file)
+            .unwrap()
+            .contains(&format!("\"pid\": {b_pid}")),
+        "the lock is B's"
+    );
+    let (code, _, err) = support::run(&mut run_args(&journal_dir));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("plan is locked by") && err.contains(&format!("(pid {b_pid}")),
+        "{err}"
+    );
+    let (code, _, err) = support::run(&mut run_args(&work.path().join("elsewhere")));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{HOSTS} of the {HOSTS} hosts this run selects are in run `lock-e2e` of "
+        )) && err.contains(&format!("(pid {b_pid}")),
+        "{err}"
+    );
+
+    let b_status = b.wait_for(Duration::from_secs(120)).expect("B finishes");
+    let b_out = std::fs::read_to_string(work.path().join("b.out")).unwrap();
+    let b_err = std::fs::read_to_string(work.path().join("b.err")).unwrap();
+    assert!(b_status.success(), "{b_out}\n{b_err}");
+    assert!(
+        b_err.contains("--break-live-lock: took the lock from"),
+        "{b_err}"
+    );
+    let counts = reboot_counts(&sim);
+    assert_eq!(counts.len(), HOSTS);
+    for (host, n) in &counts {
+        assert_eq!(*n, 1, "{host} rebooted {n} times: {counts:?}");
+    }
+    assert!(!lock_file.exists(), "B released its lock");
+    let entries = std::fs::read_dir(state.join("rekindle/runs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "run"))
+        .count();
+    assert_eq!(entries, 0, "every registry entry released");
 }

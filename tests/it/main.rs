@@ -9,6 +9,7 @@ mod hosts;
 mod inventory;
 mod inventory_ansible;
 mod journal;
+mod live;
 mod plan;
 mod power;
 mod reboot;
