@@ -96,7 +96,7 @@ pub struct HostsArgs {
     /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
     #[arg(short, long = "inventory", value_name = "INV", required = true)]
     pub inventories: Vec<String>,
-    /// Only hosts matching, e.g. `role=db,dc=pangyo`, `group=web`, `name=pg-r00*`.
+    /// Only hosts matching, e.g. `role=db,dc=pangyo`, `group=web`, `name=pg-r00*`, `host=web[01-04]`.
     #[arg(long, value_name = "SELECTOR")]
     pub select: Option<String>,
     /// Output format: an aligned table, or JSON for scripts.
@@ -203,6 +203,10 @@ pub struct ExecArgs {
     /// `127.0.0.1:PORT`, or an interface's `IP:PORT` named explicitly (never 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// POST a JSON message (Slack-compatible `text`) to URL when a stage starts, finishes
+    /// or aborts and when the run ends (repeatable; `@FILE` reads URLs from a file).
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
     /// The sudo password for `become` (first line; mode 0600), fed to `sudo -S` on stdin.
     #[arg(long, value_name = "FILE")]
     pub become_password_file: Option<PathBuf>,

@@ -177,9 +177,9 @@ pub(crate) fn print_notes(notes: &[String]) {
     }
 }
 
-/// `--listen`: starts serving the live status page and says where; the
-/// consumers to add to the execution. `Err` is a usage error, found before
-/// anything ran.
+/// `--listen` and `--notify`: starts serving the live status page (and says
+/// where) and the notifications; the consumers to add to the execution.
+/// `Err` is a usage error, found before anything ran.
 pub(crate) fn live_views(
     exec: &ExecArgs,
     run_id: &str,
@@ -187,8 +187,15 @@ pub(crate) fn live_views(
     collector: crate::report::summary::Collector,
     done_before: &[usize],
 ) -> Result<Vec<Box<dyn crate::session::consume::Consumer>>, String> {
+    let mut consumers: Vec<Box<dyn crate::session::consume::Consumer>> = Vec::new();
+    let targets = crate::live::notify::targets(&exec.notify)?;
+    if !targets.is_empty() {
+        let n = crate::live::notify::NotifyConsumer::start(run_id, &plan.name, targets)
+            .map_err(|e| format!("--notify: cannot start: {e}"))?;
+        consumers.push(Box::new(n));
+    }
     let Some(addr) = exec.listen.as_deref() else {
-        return Ok(Vec::new());
+        return Ok(consumers);
     };
     let l = crate::live::listen(addr, run_id, plan, collector, done_before)?;
     if let Some(w) = &l.warning {
@@ -198,7 +205,8 @@ pub(crate) fn live_views(
         "live: status page {} (also {}api/status and {}metrics)",
         l.url, l.url, l.url
     );
-    Ok(vec![Box::new(l.consumer)])
+    consumers.push(Box::new(l.consumer));
+    Ok(consumers)
 }
 
 /// Where the interrupt notices go.

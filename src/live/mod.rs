@@ -5,6 +5,7 @@
 //! - [`state`]: the live state, folded from the event stream.
 //! - [`metrics`]: that state in the Prometheus text format.
 //! - [`server`]: the read-only HTTP server and the listen-address policy.
+//! - [`notify`]: `--notify` messages to webhooks (Slack-compatible).
 //!
 //! The state is fed by a [`LiveConsumer`] (one more consumer of the event
 //! stream) and read by the server through one `Arc<Mutex<Live>>`. Owns what
@@ -13,6 +14,7 @@
 //! environment) is ever in the state.
 
 pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod state;
 

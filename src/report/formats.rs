@@ -11,21 +11,27 @@ use super::summary::{HostResult, Summary, ms, outcome_words, render_text};
 
 /// The hosts whose status is one of `statuses` (all when empty), folded into
 /// one selector of `host=PATTERN` terms that `--limit` reads back exactly:
-/// `host=pg-r[001-003,007]-db1,host=web2`. `None` when no host has them.
-pub fn hosts_selector(s: &Summary, statuses: &[&str]) -> Option<String> {
-    let names = s
+/// `host=pg-r[001-003,007]-db1,host=web2`. Returns the selector (`None`
+/// when no host has those statuses) and the names a host pattern cannot
+/// spell (brackets, braces, commas or spaces in them), for the caller to
+/// warn about: terms of different keys would AND, not OR.
+pub fn hosts_selector(s: &Summary, statuses: &[&str]) -> (Option<String>, Vec<String>) {
+    let mut names: Vec<&str> = s
         .hosts
         .iter()
         .filter(|h| statuses.is_empty() || statuses.contains(&h.status.as_str()))
-        .map(|h| h.host.as_str());
-    let patterns = super::nodeset::fold(names);
-    (!patterns.is_empty()).then(|| {
-        patterns
-            .iter()
-            .map(|p| format!("{}={p}", crate::select::HOST_KEY))
-            .collect::<Vec<_>>()
-            .join(",")
-    })
+        .map(|h| h.host.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let (plain, odd): (Vec<&str>, Vec<&str>) =
+        names.into_iter().partition(|n| super::nodeset::foldable(n));
+    let terms: Vec<String> = super::nodeset::fold(plain)
+        .iter()
+        .map(|p| format!("{}={p}", crate::select::HOST_KEY))
+        .collect();
+    let unspellable = odd.into_iter().map(str::to_owned).collect();
+    ((!terms.is_empty()).then(|| terms.join(",")), unspellable)
 }
 
 pub fn json(s: &Summary) -> String {

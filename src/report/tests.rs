@@ -462,3 +462,38 @@ mod eta {
         assert_eq!(t.eta(secs(0)), Some(secs(200 + 60 + 120)));
     }
 }
+
+#[test]
+fn host_selectors_read_back_exactly_what_they_list() {
+    use crate::select::Selector;
+    let mut sum = summary();
+    let names = ["pg-r001-db1", "pg-r002-db1", "odd[1]", "a,b"];
+    for (h, name) in sum.hosts.iter_mut().zip(names) {
+        h.host = name.into();
+        h.status = "failed".into();
+    }
+    let (selector, unspellable) = formats::hosts_selector(&sum, &["failed"]);
+    let selector = selector.unwrap();
+    assert_eq!(selector, "host=pg-r[001-002]-db1");
+    assert_eq!(unspellable, ["a,b", "odd[1]"]);
+    let parsed = Selector::parse(&selector).unwrap();
+    let host = |name: &str| crate::inventory::Host {
+        name: name.into(),
+        address: name.into(),
+        port: 22,
+        user: None,
+        jump: None,
+        labels: Default::default(),
+        identity_file: None,
+        escalation: None,
+        groups: vec![],
+        span: crate::diag::Span::file(std::sync::Arc::from("t")),
+    };
+    for name in ["pg-r001-db1", "pg-r002-db1"] {
+        assert!(parsed.matches(&host(name)), "{name}");
+    }
+    for name in ["pg-r003-db1", "odd1", "odd[1]"] {
+        assert!(!parsed.matches(&host(name)), "{name}");
+    }
+    assert_eq!(formats::hosts_selector(&sum, &["done"]), (None, vec![]));
+}

@@ -7,6 +7,7 @@
 //! - [`consume`]: the consumer trait and the one fan-out loop.
 //! - [`descriptors`]: the one file-descriptor policy.
 //! - [`preflight`]: `plan --preflight`'s bounded connection check.
+//! - [`power_check`]: `plan --preflight`'s power state read of `power_on` hosts.
 //!
 //! Owns the order of those steps: every input is checked before the lock is
 //! taken or the journal created, and the lock is held until the journal is
@@ -17,6 +18,7 @@
 
 pub mod consume;
 pub mod descriptors;
+pub mod power_check;
 pub mod preflight;
 
 use std::collections::HashMap;
@@ -152,7 +154,7 @@ pub fn powers_on(plan: &Plan) -> bool {
 /// The BMC client when the plan has power_on steps (credentials are
 /// loaded only then, and every host's entry is checked before any host is
 /// touched).
-fn bmc_client(
+pub fn bmc_client(
     plan: &Plan,
     inventory: &Inventory,
     bmc: &BmcSettings,
@@ -172,7 +174,12 @@ fn bmc_client(
         ca_bundle: bmc.ca_bundle.clone(),
         insecure: bmc.insecure,
     };
-    Ok(Some(Arc::new(Redfish::new(Arc::new(credentials), &opts)?)))
+    let credentials = Arc::new(credentials);
+    let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
+    let ipmi = crate::transport::ipmi::Ipmi::new(credentials);
+    Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
+        redfish, ipmi,
+    ))))
 }
 
 /// One error per host a power_on step reaches whose `bmc_credentials`

@@ -10,6 +10,8 @@
 //! - [`ssh_config`]: `~/.ssh/config` merged with inventory values.
 //! - [`probe`]: TCP and HTTP health checks. [`local`]: commands on the bastion.
 //! - [`redfish`]: BMC power control for `power_on`, and BMC credentials.
+//! - [`ipmi`]: IPMI 2.0 power control through `ipmitool`, and [`ipmi::Bmcs`],
+//!   which routes each BMC to Redfish or IPMI.
 //! - [`escalation`]: the `become` policy (sudo, doas) applied to host commands.
 
 use std::future::Future;
@@ -121,6 +123,7 @@ impl ConnectErrorKind {
 }
 
 pub mod escalation;
+pub mod ipmi;
 pub mod known_hosts;
 pub mod local;
 pub mod probe;

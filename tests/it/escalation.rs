@@ -187,7 +187,6 @@ fn nopasswd_sudo_runs_every_privileged_step_as_root_and_keeps_values_quoted() {
     let (code, out, _) = w.run(&defaults, "j3", &[]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("sudo requires a password on box1"), "{out}");
-    drop(w.keys);
 }
 
 #[test]
@@ -274,6 +273,63 @@ fn a_sudo_that_wants_a_password_fails_at_once_or_takes_it_from_the_file() {
     // Lock the account's password again.
     let st = Command::new("usermod").args(["-p", "*", USER]).status();
     assert!(st.is_ok_and(|s| s.success()));
+}
+
+#[test]
+fn a_hosts_own_ansible_become_wins_over_the_stages() {
+    assert!(prepared());
+    let w = World::start();
+    // The host asks for rekindle-test-pw (which needs a password); the stage
+    // for root (which does not): the host's wins, so sudo wants a password.
+    let inv = w.path("hosts.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "[t]\nbox1 ansible_host={} ansible_port={} ansible_user={USER} ansible_become=true ansible_become_user=rekindle-test-pw\nbox2 ansible_host={} ansible_port={} ansible_user={USER}\n",
+            w.sshd.addr(),
+            w.sshd.port(),
+            w.sshd.addr(),
+            w.sshd.port()
+        ),
+    )
+    .expect("inventory");
+    let kh = w.path("kh2");
+    std::fs::write(
+        &kh,
+        format!(
+            "{}[box1]:{port} {key}\n[box2]:{port} {key}\n",
+            w.sshd.known_hosts_lines(),
+            port = w.sshd.port(),
+            key = w.sshd.host_key()
+        ),
+    )
+    .expect("known_hosts");
+    let pb = w.path("pb.yaml");
+    std::fs::write(
+        &pb,
+        "version: 1\nstages:\n  - name: s\n    select: { group: t }\n    parallel: 2\n    max_failures: 1\n    become: true\n    steps: [ { run: \"test $(id -u) = 0\" } ]\n",
+    )
+    .expect("playbook");
+    let mut cmd = support::rekindle_in(w.dir.path());
+    cmd.arg("run")
+        .arg(&pb)
+        .arg("-i")
+        .arg(&inv)
+        .arg("--ssh-config")
+        .arg(w.path("ssh_config"))
+        .arg("--identity")
+        .arg(w.keys.key())
+        .arg("--known-hosts")
+        .arg(&kh)
+        .args(["--yes", "--journal"])
+        .arg(w.path("j"));
+    let (code, out, err) = support::run(&mut cmd);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("sudo requires a password on box1"), "{out}");
+    assert!(
+        !out.contains("on box2"),
+        "box2 ran as root with the stage's become: {out}"
+    );
 }
 
 #[test]

@@ -213,6 +213,26 @@ fn alias_bomb_of_one_large_string_is_refused_by_validate_under_a_memory_ceiling(
         out.contains("error: document expands to more than 64 MiB of text through its aliases (an alias bomb?)"),
         "{out}"
     );
+    // `plan` reads the same playbook through the same bound.
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inv,
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels: { role: x }\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path())
+            .arg("plan")
+            .arg(&book)
+            .arg("-i")
+            .arg(&inv),
+        CEILING,
+    );
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("document expands to more than 64 MiB of text through its aliases"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -515,4 +535,97 @@ fn old_lock_holder_never_deletes_the_new_holders_lock_and_stops_issuing_intents(
         .filter(|e| e.path().extension().is_some_and(|x| x == "run"))
         .count();
     assert_eq!(entries, 0, "every registry entry released");
+}
+
+#[test]
+fn lock_depends_on_the_working_directory_no_more_overlapping_runs_are_refused() {
+    let sim = start_sim(2921, 4, &["--boot-time", "5s"]);
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let playbook = work.path().join("reboot.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nname: wd\nstages:\n  - name: all\n    select: { name: \"sim-*\" }\n    steps:\n      - reboot: { timeout: 60s }\n",
+    )
+    .unwrap();
+    // Each run from its own working directory, with the default journal
+    // directory there: the plan locks are in different places.
+    let run = |cwd: &str, limit: Option<&str>| {
+        let dir = work.path().join(cwd);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = support::rekindle_in(&dir);
+        c.arg("run")
+            .arg(&playbook)
+            .arg("-i")
+            .arg(sim.path("inventory.yaml"))
+            .args(["--yes", "--quiet"])
+            .args(limit.map(|l| ["--limit", l]).into_iter().flatten())
+            .env("XDG_STATE_HOME", &state)
+            .stdin(Stdio::null());
+        c
+    };
+    let mut a = support::KillOnDrop::new(
+        run("one", Some("name=sim-00001"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run A starts"),
+    );
+    let a_pid = a.pid();
+    // A is registered once its journal exists.
+    let start = std::time::Instant::now();
+    while journals(&work.path().join("one/rekindle-journal")).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "A wrote no journal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, _, err) = support::run(&mut run("two", None));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("error: 1 of the 4 hosts this run selects are in run `wd` of ")
+            && err.contains(&format!("(pid {a_pid}"))
+            && err.contains("two runs must not act on one host at once"),
+        "{err}"
+    );
+    // Another host only: no overlap, it runs beside A.
+    let (code, out, err) = support::run(&mut run("three", Some("name=sim-00002")));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        a.wait_for(Duration::from_secs(60))
+            .expect("A ends")
+            .success()
+    );
+    let counts = reboot_counts(&sim);
+    let n = |h: &str| counts.iter().find(|(k, _)| k == h).map(|(_, n)| *n);
+    assert_eq!(
+        (
+            n("sim-00001"),
+            n("sim-00002"),
+            n("sim-00003"),
+            n("sim-00004")
+        ),
+        (Some(1), Some(1), Some(0), Some(0)),
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn break_lock_help_and_readme_agree_it_never_takes_a_live_run_on_this_machine() {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    for command in ["run", "resume"] {
+        let (code, out, _) = support::run(support::rekindle().args([command, "--help"]));
+        assert_eq!(code, 0);
+        let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains(
+                "a run whose process is alive on this machine is never taken by this flag"
+            ),
+            "{out}"
+        );
+        assert!(flat.contains("--break-live-lock DANGEROUS: take over even a run whose process is alive on this machine"), "{out}");
+    }
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("A holder whose process is alive on this machine is never taken by `--break-lock`; `--break-live-lock` does that"));
 }

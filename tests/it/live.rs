@@ -437,7 +437,7 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_status_api() {
 }
 
 #[test]
-fn listen_on_every_interface_is_refused_before_anything_runs() {
+fn listen_on_every_interface_or_a_bad_notify_url_is_refused_before_anything_runs() {
     let work = tempfile::tempdir().unwrap();
     let inv = work.path().join("inv.yaml");
     std::fs::write(
@@ -451,10 +451,15 @@ fn listen_on_every_interface_is_refused_before_anything_runs() {
         "version: 1\nname: refuse\nstages:\n  - name: all\n    select: { role: app }\n    steps:\n      - run: \"true\"\n",
     )
     .unwrap();
-    for (addr, says) in [
-        ("0.0.0.0:8080", "every interface"),
-        ("[::]:8080", "every interface"),
-        ("localhost:8080", "host names are not accepted"),
+    for (flag, addr, says) in [
+        ("--listen", "0.0.0.0:8080", "every interface"),
+        ("--listen", "[::]:8080", "every interface"),
+        ("--listen", "localhost:8080", "host names are not accepted"),
+        (
+            "--notify",
+            "ftp://127.0.0.1/x",
+            "expected an http:// or https:// URL",
+        ),
     ] {
         let (code, _, err) = support::run(
             support::rekindle_in(work.path())
@@ -462,7 +467,7 @@ fn listen_on_every_interface_is_refused_before_anything_runs() {
                 .arg(&book)
                 .arg("-i")
                 .arg(&inv)
-                .args(["--yes", "--listen", addr, "--journal"])
+                .args(["--yes", flag, addr, "--journal"])
                 .arg(work.path().join("journal")),
         );
         assert_eq!(code, 2, "{addr}: {err}");
@@ -475,4 +480,216 @@ fn listen_on_every_interface_is_refused_before_anything_runs() {
             "no journal for a refused run"
         );
     }
+}
+
+/// How a test's webhook receiver answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    Ok,
+    Error,
+    /// Reads the request and never answers (until the test ends).
+    Hang,
+}
+
+/// A loopback HTTP receiver: records every JSON body POSTed to it. Stops
+/// (bounded) when dropped.
+struct Receiver {
+    addr: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn read_request(s: &mut TcpStream) -> Option<Value> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if raw.len() > 1 << 20 {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())?;
+    while raw.len() < head_end + len {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    serde_json::from_slice(&raw[head_end..head_end + len]).ok()
+}
+
+impl Receiver {
+    fn start(answer: Answer) -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (b, st) = (Arc::clone(&bodies), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let stopped = || st.load(std::sync::atomic::Ordering::Relaxed);
+            // Bounded: at most 2 minutes of serving.
+            let until = Instant::now() + Duration::from_secs(120);
+            let mut held = Vec::new();
+            while !stopped() && Instant::now() < until {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let Some(body) = read_request(&mut s) else {
+                    continue;
+                };
+                b.lock().unwrap_or_else(|p| p.into_inner()).push(body);
+                match answer {
+                    Answer::Ok => {
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        );
+                    }
+                    Answer::Error => {
+                        let _ = s.write_all(
+                            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                    Answer::Hang => held.push(s),
+                }
+            }
+        });
+        Receiver {
+            addr,
+            bodies,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook/SECRET-TOKEN", self.addr)
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn notify_posts_stage_and_run_messages_and_a_hung_or_failing_receiver_only_warns() {
+    let work = tempfile::tempdir().unwrap();
+    let sim = sim(2, 2721, "0s", &[]);
+    let book = work.path().join("book.yaml");
+    std::fs::write(
+        &book,
+        "version: 1\nname: notify\ndefaults: { connect_timeout: 5s, command_timeout: 20s }\nstages:\n\
+         \x20 - name: first\n    select: { name: sim-00001 }\n    steps:\n      - run: \"true\"\n\
+         \x20 - name: second\n    after: [first]\n    select: { name: sim-00002 }\n    steps:\n      - run: \"false\"\n",
+    )
+    .unwrap();
+    let ok = Receiver::start(Answer::Ok);
+    let failing = Receiver::start(Answer::Error);
+    let hung = Receiver::start(Answer::Hang);
+    // The good URL from a file (a webhook's secret stays off the command line).
+    let list = work.path().join("hooks");
+    std::fs::write(&list, format!("# the room\n{}\n", ok.url())).unwrap();
+    let run = Bg::start(run_cmd(
+        work.path(),
+        &sim,
+        &book,
+        &[
+            "--notify",
+            &format!("@{}", list.display()),
+            "--notify",
+            &failing.url(),
+            "--notify",
+            &hung.url(),
+        ],
+    ));
+    let (code, out, err) = run.finish(Duration::from_secs(120));
+    assert_eq!(code, 3, "the second stage aborts: {out}\n{err}");
+
+    let got = ok.bodies();
+    let events: Vec<&str> = got.iter().filter_map(|m| m["event"].as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "stage_started",
+            "stage_finished",
+            "stage_started",
+            "stage_aborted",
+            "run_finished"
+        ],
+        "{got:?}"
+    );
+    for m in &got {
+        assert!(
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("rekindle `notify`")),
+            "{m}"
+        );
+        assert!(
+            m["run_id"].as_str().is_some_and(|r| r.contains("notify")),
+            "{m}"
+        );
+    }
+    assert_eq!(got[1]["stage"], "first");
+    assert_eq!(got[1]["done"], 1);
+    assert_eq!(got[3]["stage"], "second");
+    assert_eq!(got[3]["failed"], 1);
+    assert!(
+        got[3]["text"].as_str().unwrap_or("").contains("ABORTED"),
+        "{}",
+        got[3]
+    );
+    assert_eq!(got[4]["outcome"], "aborted");
+    // The failing receiver got every message and answered 500 to each.
+    assert_eq!(failing.bodies().len(), 5);
+    assert!(
+        err.contains(&format!(
+            "warning: --notify http://{}/…: answered 500",
+            failing.addr
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: --notify http://{}/…: no answer within 5s",
+            hung.addr
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("gave up on the messages still waiting"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("SECRET-TOKEN"),
+        "URL paths stay out of warnings: {err}"
+    );
 }

@@ -8,6 +8,7 @@ mod hardening;
 mod hosts;
 mod inventory;
 mod inventory_ansible;
+mod ipmi;
 mod journal;
 mod live;
 mod plan;
