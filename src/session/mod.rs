@@ -529,6 +529,15 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     consumers.push(Box::new(consume::SummaryConsumer(Arc::clone(&collector))));
     consumers.extend(extra);
 
+    // A run whose lock another run took over starts no new host (its
+    // journal already refuses every intent).
+    let (cancel, watcher) = match &lock {
+        Some(l) => {
+            let (c, w) = drain_when_lost(l.held(), cancel);
+            (c, Some(w))
+        }
+        None => (cancel, None),
+    };
     let (tx, rx) = mpsc::channel(4096);
     let fan = tokio::spawn(consume::fan_out(rx, consumers));
     let clock = tokio::time::Instant::now();
@@ -541,6 +550,9 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         cancel,
     )
     .await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     let elapsed = clock.elapsed();
     let mut warnings = match fan.await {
         Ok(w) => w,
@@ -576,6 +588,56 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     }
 }
 
+/// How often a locked run checks that its lock is still its own, besides
+/// the journal's check at every record.
+const LOCK_CHECK: Duration = Duration::from_secs(1);
+
+/// `outer`'s cancel levels, raised to `Drain` once `held` fails its check:
+/// a run taken over by another starts no new host.
+fn drain_when_lost(
+    held: lock::Held,
+    mut outer: watch::Receiver<CancelLevel>,
+) -> (watch::Receiver<CancelLevel>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(*outer.borrow());
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LOCK_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut outer_open = true;
+        let mut lost = false;
+        loop {
+            tokio::select! {
+                changed = outer.changed(), if outer_open => {
+                    outer_open = changed.is_ok();
+                    let level = *outer.borrow();
+                    tx.send_if_modified(|l| {
+                        let raise = level > *l;
+                        if raise {
+                            *l = level;
+                        }
+                        raise
+                    });
+                }
+                _ = tick.tick(), if !lost => {
+                    if held.check().is_err() {
+                        lost = true;
+                        tx.send_if_modified(|l| {
+                            let raise = *l < CancelLevel::Drain;
+                            if raise {
+                                *l = CancelLevel::Drain;
+                            }
+                            raise
+                        });
+                    }
+                }
+                // Kept open until the engine is done with it (the task is
+                // aborted then): a closed channel would read as a change.
+                () = tx.closed() => break,
+            }
+        }
+    });
+    (rx, task)
+}
+
 /// Watches Ctrl-C: the first drains, the second aborts (run, resume and
 /// drill alike). `notice` tells the operator what each one does.
 pub fn ctrl_c(notice: fn(&str)) -> (watch::Receiver<CancelLevel>, tokio::task::JoinHandle<()>) {
@@ -595,4 +657,65 @@ pub fn ctrl_c(notice: fn(&str)) -> (watch::Receiver<CancelLevel>, tokio::task::J
         let _ = tx.send(CancelLevel::Abort);
     });
     (rx, handler)
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_whose_lock_is_taken_over_starts_no_new_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("run.jsonl");
+        let me = lock::Holder::me(&journal);
+        let take = |breaking| lock::RunLock {
+            plan: lock::acquire(&dir.path().join("p.lock"), &journal, breaking).unwrap(),
+            registry: journal::registry::register(
+                &dir.path().join("runs"),
+                "p",
+                ["h1"],
+                &me,
+                breaking,
+            )
+            .unwrap(),
+        };
+        let old = take(lock::Break::No);
+        let (_outer_tx, outer) = watch::channel(CancelLevel::None);
+        let (mut cancel, task) = drain_when_lost(old.held(), outer);
+        tokio::time::sleep(LOCK_CHECK * 3).await;
+        assert_eq!(*cancel.borrow_and_update(), CancelLevel::None);
+        let _new = take(lock::Break::Live);
+        tokio::time::timeout(LOCK_CHECK * 3, cancel.changed())
+            .await
+            .expect("noticed within a few checks")
+            .unwrap();
+        assert_eq!(*cancel.borrow(), CancelLevel::Drain);
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ctrl_c_levels_pass_through_the_lock_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("run.jsonl");
+        let l = lock::RunLock {
+            plan: lock::acquire(&dir.path().join("p.lock"), &journal, lock::Break::No).unwrap(),
+            registry: journal::registry::register(
+                &dir.path().join("runs"),
+                "p",
+                ["h1"],
+                &lock::Holder::me(&journal),
+                lock::Break::No,
+            )
+            .unwrap(),
+        };
+        let (outer_tx, outer) = watch::channel(CancelLevel::None);
+        let (mut cancel, task) = drain_when_lost(l.held(), outer);
+        outer_tx.send(CancelLevel::Abort).unwrap();
+        tokio::time::timeout(LOCK_CHECK, cancel.changed())
+            .await
+            .expect("forwarded")
+            .unwrap();
+        assert_eq!(*cancel.borrow(), CancelLevel::Abort);
+        task.abort();
+    }
 }
