@@ -538,3 +538,25 @@ fn ini_files_in_an_inventory_directory_are_read_like_ansible_2_19() {
     let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["web1"]);
 }
+
+#[test]
+fn every_example_ansible_inventory_plans_with_every_example_playbook() {
+    for inventory in [
+        "inventories/ansible-example.ini",
+        "inventories/ansible-example.yaml",
+    ] {
+        for playbook in [
+            "playbooks/dc-cold-start.yaml",
+            "playbooks/rolling-kernel-reboot.yaml",
+            "playbooks/service-restart.yaml",
+        ] {
+            let (code, out, err) = run(rekindle().args(["plan", playbook, "-i", inventory]));
+            assert_eq!(code, 0, "plan {playbook} -i {inventory}:\n{err}");
+            assert!(
+                !err.contains("error"),
+                "plan {playbook} -i {inventory}:\n{err}"
+            );
+            assert!(out.contains("stage"), "{out}");
+        }
+    }
+}
