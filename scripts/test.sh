@@ -2,7 +2,12 @@
 # Runs rekindle's whole test suite. Installs what the tests need when it is
 # missing, so this one command works on a fresh Debian machine:
 # - OpenSSH's sshd: the SSH tests start private sshd instances on loopback;
-# - Chromium: the HTML report test takes a headless screenshot of it.
+# - Chromium: the HTML report test takes a headless screenshot of it;
+# - sudo, and a dedicated unprivileged login user `rekindle-test` with a
+#   sudoers drop-in: the `become` tests log in as it (NOPASSWD to root, a
+#   password to the user `rekindle-test-pw`, nothing else; the tests set a
+#   fresh random password each run, so no fixed password exists);
+# - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,10 +16,36 @@ sudo=""
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/sudo ] || missing+=(sudo)
+[ -x /usr/bin/ipmitool ] || missing+=(ipmitool)
+[ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! id rekindle-test >/dev/null 2>&1; then
+  echo "test.sh: creating the unprivileged test user rekindle-test" >&2
+  $sudo useradd -m -s /bin/bash rekindle-test
+  # Not locked ('!'), so sshd lets it log in with a key; no password yet.
+  $sudo usermod -p '*' rekindle-test
+fi
+id rekindle-test-pw >/dev/null 2>&1 || $sudo useradd -M -s /usr/sbin/nologin rekindle-test-pw
+dropin=/etc/sudoers.d/rekindle-test
+if [ ! -f "$dropin" ]; then
+  echo "test.sh: writing $dropin" >&2
+  tmp=$(mktemp)
+  cat >"$tmp" <<'SUDOERS'
+# rekindle's `become` tests (scripts/test.sh): NOPASSWD to root, a password
+# to rekindle-test-pw, nothing else.
+Defaults:rekindle-test !lecture
+rekindle-test ALL=(root) NOPASSWD: ALL
+rekindle-test ALL=(rekindle-test-pw) ALL
+SUDOERS
+  $sudo visudo -cqf "$tmp"
+  $sudo install -m 0440 "$tmp" "$dropin"
+  rm -f "$tmp"
 fi
 
 cargo test --locked "$@"

@@ -96,7 +96,7 @@ pub struct HostsArgs {
     /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
     #[arg(short, long = "inventory", value_name = "INV", required = true)]
     pub inventories: Vec<String>,
-    /// Only hosts matching, e.g. `role=db,dc=pangyo`, `group=web`, `name=pg-r00*`.
+    /// Only hosts matching, e.g. `role=db,dc=pangyo`, `group=web`, `name=pg-r00*`, `host=web[01-04]`.
     #[arg(long, value_name = "SELECTOR")]
     pub select: Option<String>,
     /// Output format: an aligned table, or JSON for scripts.
@@ -179,9 +179,17 @@ pub struct ExecArgs {
     /// Print only the final summary.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Take over a lock held by another run (only when it is known to be dead).
+    /// Take over the plan's lock (and registry entry) of a run this machine
+    /// cannot check: one on another bastion, or an unreadable lock. Only
+    /// when that run is known to be dead; a run whose process is alive on
+    /// this machine is never taken by this flag.
     #[arg(long)]
     pub break_lock: bool,
+    /// DANGEROUS: take over even a run whose process is alive on this
+    /// machine. It stops acting at its next intent; hosts it is rebooting
+    /// right now may still be mid-reboot. Prefer stopping that run first.
+    #[arg(long)]
+    pub break_live_lock: bool,
     /// BMC credentials file (`user:password`, mode 0600) for power_on steps.
     #[arg(long, value_name = "FILE")]
     pub bmc_credentials: Option<PathBuf>,
@@ -191,6 +199,17 @@ pub struct ExecArgs {
     /// Skip TLS verification for BMCs (self-signed certificates).
     #[arg(long)]
     pub bmc_insecure: bool,
+    /// Serve a live status page, /api/status and /metrics on ADDR: `PORT` (loopback),
+    /// `127.0.0.1:PORT`, or an interface's `IP:PORT` named explicitly (never 0.0.0.0).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// POST a JSON message (Slack-compatible `text`) to URL when a stage starts, finishes
+    /// or aborts and when the run ends (repeatable; `@FILE` reads URLs from a file).
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+    /// The sudo password for `become` (first line; mode 0600), fed to `sudo -S` on stdin.
+    #[arg(long, value_name = "FILE")]
+    pub become_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
 }

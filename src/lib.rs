@@ -16,6 +16,7 @@
 //! - [`engine`]: executes a plan, reports only through events.
 //! - [`transport`]: SSH, TCP/HTTP probes, Redfish.
 //! - [`journal`], [`report`]: consumers of the event stream.
+//! - [`live`]: the live status page, JSON status and metrics of `--listen`.
 //! - [`session`]: the execution pipeline `run`, `resume` and `drill` share
 //!   (inputs checked, lock, journal, engine, consumers, exit code).
 //! - [`sim`]: the simulated fleet; the engine never imports it.
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod exit;
 pub mod inventory;
 pub mod journal;
+pub mod live;
 pub mod plan;
 pub mod playbook;
 pub mod report;

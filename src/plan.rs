@@ -44,6 +44,8 @@ pub struct StagePlan {
     /// Label key and the most hosts in flight per value of it.
     pub max_unavailable: Vec<(String, usize)>,
     pub on_unreachable: OnUnreachable,
+    /// The stage's `become` (a host's own escalation takes precedence).
+    pub escalation: Option<crate::transport::escalation::Escalation>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub steps: Vec<Step>,
@@ -317,6 +319,7 @@ fn stage_plan(
         rate_per: stage.rate_per.clone(),
         max_unavailable,
         on_unreachable: stage.on_unreachable,
+        escalation: stage.escalation.clone(),
         connect_timeout: stage.connect_timeout,
         command_timeout: stage.command_timeout,
         steps: stage.steps.clone(),

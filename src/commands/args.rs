@@ -64,6 +64,11 @@ fn expand_tilde(path: &str) -> PathBuf {
 }
 
 /// Flags first, then the inventory's defaults, then OpenSSH's usual files.
+/// `--break-lock` / `--break-live-lock` as what the lock may take over.
+pub(crate) fn breaking(exec: &ExecArgs) -> crate::journal::lock::Break {
+    crate::journal::lock::Break::from_flags(exec.break_lock, exec.break_live_lock)
+}
+
 pub(crate) fn ssh_options(ssh: &crate::cli::SshArgs, inventory: &Inventory) -> SshOptions {
     let mut identities: Vec<PathBuf> = ssh.identities.clone();
     identities.extend(inventory.identity_files.iter().map(|p| expand_tilde(p)));
@@ -100,6 +105,7 @@ pub(crate) fn settings(exec: &ExecArgs, rate: Option<Rate>, inventory: &Inventor
             ca_bundle: exec.bmc_ca.clone(),
             insecure: exec.bmc_insecure,
         },
+        become_password: exec.become_password_file.clone(),
     }
 }
 
@@ -183,6 +189,38 @@ pub(crate) fn print_notes(notes: &[String]) {
     for n in notes {
         eprintln!("{n}");
     }
+}
+
+/// `--listen` and `--notify`: starts serving the live status page (and says
+/// where) and the notifications; the consumers to add to the execution.
+/// `Err` is a usage error, found before anything ran.
+pub(crate) fn live_views(
+    exec: &ExecArgs,
+    run_id: &str,
+    plan: &Plan,
+    collector: crate::report::summary::Collector,
+    done_before: &[usize],
+) -> Result<Vec<Box<dyn crate::session::consume::Consumer>>, String> {
+    let mut consumers: Vec<Box<dyn crate::session::consume::Consumer>> = Vec::new();
+    let targets = crate::live::notify::targets(&exec.notify)?;
+    if !targets.is_empty() {
+        let n = crate::live::notify::NotifyConsumer::start(run_id, &plan.name, targets)
+            .map_err(|e| format!("--notify: cannot start: {e}"))?;
+        consumers.push(Box::new(n));
+    }
+    let Some(addr) = exec.listen.as_deref() else {
+        return Ok(consumers);
+    };
+    let l = crate::live::listen(addr, run_id, plan, collector, done_before)?;
+    if let Some(w) = &l.warning {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "live: status page {} (also {}api/status and {}metrics)",
+        l.url, l.url, l.url
+    );
+    consumers.push(Box::new(l.consumer));
+    Ok(consumers)
 }
 
 /// Where the interrupt notices go.

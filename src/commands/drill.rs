@@ -111,6 +111,7 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         inventories: args.inventories.clone(),
         limit: args.limit.clone(),
         rate: args.exec.rate.clone(),
+        exec: args.exec.clone(),
     };
     let result = runtime.block_on(drill(setup));
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -140,6 +141,8 @@ struct Setup {
     inventories: Vec<String>,
     limit: Option<String>,
     rate: Option<String>,
+    /// The live views' flags (`--listen`).
+    exec: crate::cli::ExecArgs,
 }
 
 /// A fresh private directory for the fleet's keys and files.
@@ -333,6 +336,8 @@ async fn rehearse_on(
         starts: HashMap::new(),
         bmc,
         bmc_time_scale: s.shape.speed,
+        // The simulated hosts' sudo asks for no password.
+        become_password: None,
     };
     // A journal like any run's, marked as a drill.
     let header = session::header(
@@ -355,8 +360,13 @@ async fn rehearse_on(
         std::slice::from_ref(&marker),
     )?;
     let mut collector = Collector::new();
-    collector.record(&journal::Record::Header(header));
+    collector.record(&journal::Record::Header(header.clone()));
     collector.record(&marker);
+    let mut earlier = Collector::new();
+    earlier.record(&journal::Record::Header(header.clone()));
+    earlier.record(&marker);
+    let consumers = args::live_views(&s.exec, &header.run_id, &plan, earlier, &[])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     print_preamble(s, &plan, fleet);
     let execution = Execution {
         prepared: Prepared {
@@ -375,7 +385,7 @@ async fn rehearse_on(
             verbose: s.verbose,
             scale: s.shape.speed,
         },
-        consumers: Vec::new(),
+        consumers,
     };
     Ok(session::execute_in(execution, cancel).await)
 }

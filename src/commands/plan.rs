@@ -106,13 +106,19 @@ fn preflight(
     let checks = runtime.block_on(crate::session::preflight::check(
         connector, inventory, plan, parallel,
     ));
+    let power = power_preflight(args, plan, inventory, &runtime, parallel);
     // Connections still closing must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let all_ok = checks.iter().all(|c| c.result.is_ok());
+    let all_ok =
+        checks.iter().all(|c| c.result.is_ok()) && power.iter().flatten().all(|c| c.result.is_ok());
     let out = match args.format {
         OutputFormat::Text => {
-            render_text(plan, playbook, inventory, limit, sources)
-                + &crate::session::preflight::render_text(inventory, plan, &checks)
+            let mut text = render_text(plan, playbook, inventory, limit, sources)
+                + &crate::session::preflight::render_text(inventory, plan, &checks);
+            if let Some(power) = &power {
+                text.push_str(&crate::session::power_check::render_text(inventory, power));
+            }
+            text
         }
         OutputFormat::Json => {
             let text = render_json(plan, playbook, inventory, limit);
@@ -122,6 +128,12 @@ fn preflight(
                     "preflight".into(),
                     crate::session::preflight::render_json(inventory, plan, &checks),
                 );
+                if let Some(power) = &power {
+                    map.insert(
+                        "power".into(),
+                        crate::session::power_check::render_json(inventory, power),
+                    );
+                }
             }
             serde_json::to_string_pretty(&sorted(doc)).unwrap_or_default() + "\n"
         }
@@ -132,6 +144,37 @@ fn preflight(
     } else {
         Exit::Failures
     })
+}
+
+/// The power state of every host a power_on step reaches, through its BMC
+/// (Redfish or IPMI). `None`, with a warning saying why, when the plan
+/// powers nothing on or no credentials are at hand.
+fn power_preflight(
+    args: &PlanArgs,
+    plan: &Plan,
+    inventory: &Inventory,
+    runtime: &tokio::runtime::Runtime,
+    parallel: usize,
+) -> Option<Vec<crate::session::power_check::PowerCheck>> {
+    if !crate::session::powers_on(plan) {
+        return None;
+    }
+    let settings = crate::session::BmcSettings {
+        credentials: args.bmc_credentials.clone(),
+        ..crate::session::BmcSettings::default()
+    };
+    let bmc = match crate::session::bmc_client(plan, inventory, &settings) {
+        Ok(Some(bmc)) => bmc,
+        Ok(None) => return None,
+        Err(e) => {
+            eprintln!("warning: power state not read: {e}");
+            return None;
+        }
+    };
+    let power = Arc::new(crate::engine::power::Power::new(bmc));
+    Some(runtime.block_on(crate::session::power_check::check(
+        power, inventory, plan, parallel,
+    )))
 }
 
 /// [`crate::session::preflight::PARALLEL`], or fewer when the file descriptor limit

@@ -50,7 +50,15 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
                 })
                 .copied()
                 .collect();
-            match formats::hosts_selector(&summary, &statuses) {
+            let (selector, unspellable) = formats::hosts_selector(&summary, &statuses);
+            if !unspellable.is_empty() {
+                eprintln!(
+                    "warning: {} cannot be written as a host pattern (brackets, braces, commas or spaces in the name), left out: {}",
+                    crate::report::plural(unspellable.len(), "host"),
+                    unspellable.join(" ")
+                );
+            }
+            match selector {
                 Some(selector) => format!("{selector}\n"),
                 None => {
                     // Nothing to retry is an answer, not an error; stdout stays empty.

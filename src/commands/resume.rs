@@ -86,7 +86,6 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     ) else {
         return Ok(Exit::Usage);
     };
-    let resume = journal::replay::replay(&journal.records, &loaded.plan, &loaded.inventory);
 
     // `--parallel`/`--rate` of the original run unless given again.
     let mut exec = args.exec.clone();
@@ -111,7 +110,8 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     let (lock, notes) = match session::lock_existing(
         &args.journal_file,
         &header.playbook.path,
-        args.exec.break_lock,
+        args::breaking(&args.exec),
+        (&prepared.plan, &prepared.inventory),
     ) {
         Ok(l) => l,
         Err(e) => {
@@ -120,6 +120,16 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         }
     };
     args::print_notes(&notes);
+    // Read again now that no other run can add to it: a run this one took
+    // over had recorded every intent it acted on before its lock was gone.
+    let journal = match journal::read(&args.journal_file) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: cannot resume: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let resume = journal::replay::replay(&journal.records, &prepared.plan, &prepared.inventory);
 
     let plan = &prepared.plan;
     let total: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
@@ -143,19 +153,45 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         return Ok(Exit::Usage);
     }
 
-    let mut opened = match session::open_append(&args.journal_file, lock) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return Ok(Exit::Usage);
-        }
-    };
     let resumed = Record::Resumed {
         at: journal::rfc3339(SystemTime::now()),
         operator: journal::operator(),
         bastion: journal::bastion(),
         pid: std::process::id(),
         forced: !changed.is_empty(),
+    };
+    let mut earlier = Collector::new();
+    for r in &journal.records {
+        earlier.record(r);
+    }
+    earlier.record(&resumed);
+    let mut done_before = vec![0; prepared.plan.stages.len()];
+    for ((stage, _), start) in &resume.starts {
+        if *start == crate::engine::HostStart::Done
+            && let Some(n) = done_before.get_mut(*stage)
+        {
+            *n += 1;
+        }
+    }
+    let mut consumers = match args::live_views(
+        &args.exec,
+        &header.run_id,
+        &prepared.plan,
+        earlier,
+        &done_before,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let mut opened = match session::open_append(&args.journal_file, lock) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(Exit::Usage);
+        }
     };
     opened.writer.push(&resumed, None);
     opened.writer.commit();
@@ -173,6 +209,7 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         ));
     }
     let reboots = Arc::new(Mutex::new(Reverified::new(&resume.reverify)));
+    consumers.push(Box::new(ReverifyConsumer(Arc::clone(&reboots))));
     let finished = session::execute(
         Execution {
             prepared,
@@ -184,7 +221,7 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
                 quiet: args.exec.quiet,
                 verbose: verbose > 0,
             },
-            consumers: vec![Box::new(ReverifyConsumer(Arc::clone(&reboots)))],
+            consumers,
         },
         args::notice,
     )?;

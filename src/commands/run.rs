@@ -54,8 +54,20 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
         args.exec.rate.as_deref(),
         SystemTime::now(),
     )?;
+    let mut earlier = Collector::new();
+    earlier.record(&journal::Record::Header(header.clone()));
+    let consumers = match args::live_views(&args.exec, &header.run_id, &prepared.plan, earlier, &[])
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
     let locking = Locking::Lock {
-        break_lock: args.exec.break_lock,
+        breaking: args::breaking(&args.exec),
+        plan: &prepared.plan,
+        inventory: &prepared.inventory,
     };
     let opened = match session::open_new(&args.exec.journal, &header, locking, &[]) {
         Ok(o) => o,
@@ -83,7 +95,7 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
                 quiet: args.exec.quiet,
                 verbose: verbose > 0,
             },
-            consumers: Vec::new(),
+            consumers,
         },
         args::notice,
     )?;

@@ -69,6 +69,9 @@ pub struct EngineOptions {
     /// Divides BMC etiquette and PowerState polling intervals; 1 for real
     /// runs, the drill's `--speed` for a rehearsal with compressed time.
     pub bmc_time_scale: f64,
+    /// `--become-password-file`: the password sudo reads on stdin (`None`:
+    /// sudo runs non-interactively and a host that wants one fails).
+    pub become_password: Option<crate::transport::redfish::Secret>,
 }
 
 impl Default for EngineOptions {
@@ -79,6 +82,7 @@ impl Default for EngineOptions {
             starts: HashMap::new(),
             bmc: None,
             bmc_time_scale: 1.0,
+            become_password: None,
         }
     }
 }

@@ -112,6 +112,23 @@ impl Power {
         )
     }
 
+    /// Reads `host`'s PowerState through its BMC (login, its system,
+    /// logout) under the same etiquette as a power-on; changes nothing.
+    /// For `plan --preflight`.
+    pub async fn power_state(&self, host: &Host) -> Result<PowerState, BmcError> {
+        let label = host
+            .label("bmc")
+            .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))?;
+        let bmc = Endpoint::parse(label)?;
+        let gate = Power::gate(&self.bmcs, &bmc);
+        let mut auth = None;
+        let result = self.discover(&gate, &bmc, host, &mut auth).await;
+        if let Some(auth) = auth {
+            let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
+        }
+        result.map(|(_, info)| info.power_state)
+    }
+
     /// Powers `host` on (unless it is On) and waits until its BMC says On.
     /// `intent` is awaited right before the reset is sent; an error from it
     /// means the intent was not recorded, and nothing is sent.
@@ -728,6 +745,7 @@ mod tests {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: crate::playbook::OnUnreachable::Fail,
+            escalation: None,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(60),
             steps: vec![crate::playbook::Step::PowerOn(step(2.0, 1000))],

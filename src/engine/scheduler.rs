@@ -113,6 +113,7 @@ struct Coordinator<C: Connector> {
     starts: HashMap<(usize, usize), HostStart>,
     /// Power-on pacing and the BMC client, shared by every host of the run.
     power: Option<Arc<Power>>,
+    become_password: Option<crate::transport::redfish::Secret>,
     /// Per host, per label key any stage constrains with `max_unavailable`: an id of the host's value (None: no such label).
     host_values: Vec<Vec<Option<u32>>>,
     /// Hosts in flight per (constrained key index, value id), across all stages.
@@ -217,6 +218,7 @@ impl<C: Connector> Coordinator<C> {
             power: opts
                 .bmc
                 .map(|b| Arc::new(Power::new(b).time_scaled(opts.bmc_time_scale))),
+            become_password: opts.become_password,
             host_values,
             unavailable: HashMap::new(),
             flights: HashMap::new(),
@@ -664,7 +666,8 @@ impl<C: Connector> Coordinator<C> {
             sref,
             self.emitter.clone(),
         )
-        .with_power(self.power.clone());
+        .with_power(self.power.clone())
+        .with_become_password(self.become_password.clone());
         let tx = self.tx.clone();
         let steps = Arc::clone(&self.stages[i].plan);
         self.tasks.spawn(async move {

@@ -16,6 +16,8 @@ use super::power::Power;
 use crate::inventory::Host;
 use crate::plan::StagePlan;
 use crate::playbook::{Check, Health, PowerOn, Step};
+use crate::transport::escalation::{Escalation, EscalationMethod, Prompt, Refusal};
+use crate::transport::redfish::Secret;
 use crate::transport::{ConnectError, Connector, ExecOutput, Session};
 
 /// Where Linux exposes the id of the current boot; it changes on every boot.
@@ -76,6 +78,8 @@ pub struct HostRun<C: Connector> {
     session: Option<C::Session>,
     /// BMC client and power-on pacing shared by the run (`None`: no BMC configured).
     power: Option<Arc<Power>>,
+    /// `--become-password-file`: fed to `sudo -S` on stdin.
+    become_password: Option<Secret>,
 }
 
 impl<C: Connector> HostRun<C> {
@@ -96,7 +100,14 @@ impl<C: Connector> HostRun<C> {
             emitter,
             session: None,
             power: None,
+            become_password: None,
         }
+    }
+
+    /// Gives this host the run's become password (`None`: sudo runs with `-n`).
+    pub fn with_become_password(mut self, password: Option<Secret>) -> Self {
+        self.become_password = password;
+        self
     }
 
     /// Gives this host the run's BMC client and power-on pacing.
@@ -178,7 +189,7 @@ impl<C: Connector> HostRun<C> {
             Step::Run { command, timeout } => {
                 let command =
                     substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
-                let out = self.exec(&command, *timeout).await?;
+                let out = self.exec_privileged(&command, *timeout).await?;
                 check_exit(&command, &out)
             }
             Step::Reboot { timeout, command } => {
@@ -234,6 +245,69 @@ impl<C: Connector> HostRun<C> {
             .exec(command, timeout)
             .await
             .map_err(|e| StepFailure::new(format!("`{command}`: {e}")))
+    }
+
+    /// A command that needs privilege (`run`, the reboot command, service
+    /// restarts, `ssh:` health checks), through the host's own escalation,
+    /// else the stage's `become`; without either it runs as is. sudo's
+    /// refusals (password wanted, password wrong, not allowed) are failures
+    /// of their own, never the command's exit code.
+    async fn exec_privileged(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, StepFailure> {
+        match self.exec_escalated(command, timeout).await {
+            Ok(out) => Ok(out),
+            Err(Escalated::Refused(f) | Escalated::Failed(f)) => Err(f),
+        }
+    }
+
+    /// [`Self::exec_privileged`], telling a refused escalation (certain:
+    /// nothing ran) from a command that did not finish.
+    async fn exec_escalated(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, Escalated> {
+        let escalation = self
+            .host
+            .escalation
+            .clone()
+            .or_else(|| self.stage.escalation.clone());
+        let Some(escalation) = escalation else {
+            return self.exec(command, timeout).await.map_err(Escalated::Failed);
+        };
+        let password = self
+            .become_password
+            .clone()
+            .filter(|_| escalation.takes_stdin_password());
+        let prompt = match password {
+            Some(_) => Prompt::Stdin,
+            None => Prompt::Never,
+        };
+        let wrapped = escalation.wrap(command, prompt);
+        let session = self
+            .session()
+            .await
+            .map_err(|e| Escalated::Failed(StepFailure::connect(&e)))?;
+        let out = match &password {
+            None => session.exec(&wrapped, timeout).await,
+            Some(password) => session.exec_with_stdin(&wrapped, password, timeout).await,
+        }
+        .map_err(|e| Escalated::Failed(StepFailure::new(format!("`{command}`: {e}"))))?;
+        match escalation.refusal(out.exit_status, &out.output) {
+            None => Ok(out),
+            Some(refusal) => Err(Escalated::Refused(
+                StepFailure::new(become_refused(
+                    &escalation,
+                    &refusal,
+                    &self.host.name,
+                    password.is_some(),
+                ))
+                .with_output(&out.output),
+            )),
+        }
     }
 
     /// Polls connect with backoff until it succeeds or `timeout` passes.
@@ -404,9 +478,14 @@ impl<C: Connector> HostRun<C> {
             })
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
-        if let Ok(out) = self
-            .exec(command, REBOOT_COMMAND_TIMEOUT.min(timeout))
-            .await
+        let out = self
+            .exec_escalated(command, REBOOT_COMMAND_TIMEOUT.min(timeout))
+            .await;
+        // A refused escalation is certain: nothing ran, the host stays up.
+        if let Err(Escalated::Refused(f)) = out {
+            return Err(f);
+        }
+        if let Ok(out) = out
             && let Some(code) = out.exit_status.filter(|c| *c != 0)
         {
             return Err(
@@ -493,10 +572,10 @@ impl<C: Connector> HostRun<C> {
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
         let restart = format!("systemctl restart {quoted}");
-        let out = self.exec(&restart, timeout).await?;
+        let out = self.exec_privileged(&restart, timeout).await?;
         check_exit(&restart, &out)?;
         let active = format!("systemctl is-active {quoted}");
-        let out = self.exec(&active, timeout).await?;
+        let out = self.exec_privileged(&active, timeout).await?;
         check_exit(&active, &out)
     }
 
@@ -540,7 +619,7 @@ impl<C: Connector> HostRun<C> {
                         // not hold the step for the stage's whole connect_timeout.
                         match self.session_within(Some(deadline)).await {
                             Err(e) => Err(StepFailure::connect(&e)),
-                            Ok(_) => match self.exec(&command, timeout).await {
+                            Ok(_) => match self.exec_privileged(&command, timeout).await {
                                 Ok(out) => check_exit(&command, &out),
                                 Err(f) => {
                                     // A broken session is retried on the next round.
@@ -581,6 +660,51 @@ impl<C: Connector> HostRun<C> {
             }
         }
         None
+    }
+}
+
+/// How a privileged command failed.
+enum Escalated {
+    /// sudo/doas refused: the command never ran.
+    Refused(StepFailure),
+    /// Connecting or running failed (for a reboot, often the expected drop).
+    Failed(StepFailure),
+}
+
+/// The words for a refused escalation; never the password.
+fn become_refused(
+    escalation: &Escalation,
+    refusal: &Refusal,
+    host: &str,
+    had_password: bool,
+) -> String {
+    let method = match escalation.method {
+        EscalationMethod::Sudo => "sudo",
+        EscalationMethod::Doas => "doas",
+    };
+    match refusal {
+        Refusal::NeedsPassword if escalation.method == EscalationMethod::Doas => format!(
+            "doas requires a password on {host} (doas reads passwords only from a \
+             terminal: allow the login user with `permit nopass`)"
+        ),
+        Refusal::NeedsPassword if had_password => format!(
+            "sudo requires a password on {host} and did not take the one from \
+             --become-password-file"
+        ),
+        Refusal::NeedsPassword => format!(
+            "sudo requires a password on {host} (pass --become-password-file FILE, \
+             or allow the login user NOPASSWD)"
+        ),
+        Refusal::WrongPassword => {
+            format!("sudo rejected the password from --become-password-file on {host}")
+        }
+        Refusal::NotAllowed(said) => format!(
+            "{method} refused to run the command as {} on {host}: {said}",
+            escalation.user
+        ),
+        Refusal::Missing(said) => {
+            format!("{method} is not available on {host}: {said}")
+        }
     }
 }
 

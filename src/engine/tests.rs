@@ -58,6 +58,7 @@ fn stage(name: &str, hosts: &[usize], steps: Vec<Step>) -> StagePlan {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        escalation: None,
         connect_timeout: secs(5.0),
         command_timeout: secs(60.0),
         steps,

@@ -3,13 +3,16 @@
 //! every engine event follows with its time. Intent events are written and
 //! flushed (fdatasync) before their ack, with group commit so thousands of
 //! hosts in flight share one flush. [`replay`] turns a journal back into
-//! per-host starts for `resume`; [`lock`] stops two runs of one plan at once.
+//! per-host starts for `resume`; [`lock`] stops two runs of one plan at once,
+//! and [`registry`] two runs over one host on this machine; once either is
+//! taken over, the writer stops (see [`Writer::fence`]).
 //!
 //! Owns the journal's file format, its writer thread and its reader. It must
 //! not print, touch hosts, or record secrets (no environment, no credentials:
 //! only what the header names and what events carry).
 
 pub mod lock;
+pub mod registry;
 pub mod replay;
 
 use std::fs::{File, OpenOptions};
@@ -283,6 +286,8 @@ fn complete_prefix(file: &mut File, len: u64) -> io::Result<u64> {
 struct Batch {
     bytes: Vec<u8>,
     acks: Vec<Ack>,
+    /// From [`Writer::fence`]: what the run must still hold to write.
+    fence: Option<lock::Held>,
 }
 
 /// Appends records from a dedicated thread. While that thread waits for one
@@ -312,6 +317,7 @@ impl Writer {
             pending: Batch {
                 bytes: Vec::new(),
                 acks: Vec::new(),
+                fence: None,
             },
             path: path.to_owned(),
         }
@@ -319,6 +325,16 @@ impl Writer {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// From now on, every batch is written only while the run still holds
+    /// `held` (its plan lock and registry entry), checked before the write
+    /// and again after the flush, before intents are acknowledged. Once
+    /// another run took over, the writer stops: no record more, no ack (the
+    /// engine does not act on an unacknowledged intent), and
+    /// [`Writer::finish`] says why.
+    pub fn fence(&mut self, held: lock::Held) {
+        self.pending.fence = Some(held);
     }
 
     /// Queues a record. Its `ack` (intent events) is kept until the record
@@ -352,7 +368,10 @@ impl Writer {
     /// Hands what is queued to the writer thread. Cheap: call it whenever
     /// the event channel is momentarily empty.
     pub fn commit(&mut self) {
-        if self.pending.bytes.is_empty() && self.pending.acks.is_empty() {
+        if self.pending.bytes.is_empty()
+            && self.pending.acks.is_empty()
+            && self.pending.fence.is_none()
+        {
             return;
         }
         let batch = std::mem::replace(
@@ -360,6 +379,7 @@ impl Writer {
             Batch {
                 bytes: Vec::new(),
                 acks: Vec::new(),
+                fence: None,
             },
         );
         if let Some(tx) = &self.tx {
@@ -408,6 +428,11 @@ pub struct WriteStats {
 fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<WriteStats> {
     let mut stats = WriteStats::default();
     let mut dirty = false;
+    let mut fence: Option<lock::Held> = None;
+    let held = |fence: &Option<lock::Held>| match fence {
+        Some(f) => f.check().map_err(io::Error::other),
+        None => Ok(()),
+    };
     loop {
         let first = match rx.recv_timeout(IDLE_FLUSH) {
             Ok(b) => b,
@@ -423,18 +448,28 @@ fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<Write
         };
         let mut acks = first.acks;
         let mut bytes = first.bytes;
+        fence = first.fence.or(fence);
         // Everything queued meanwhile goes out with this flush.
         while let Ok(more) = rx.try_recv() {
             bytes.extend_from_slice(&more.bytes);
             acks.extend(more.acks);
+            fence = more.fence.or(fence);
         }
+        // Not a record more once another run holds the plan: it may be
+        // appending to this very journal.
+        held(&fence)?;
         file.write_all(&bytes)?;
         dirty = true;
         if !acks.is_empty() {
             file.sync_data()?;
             stats.flushes += 1;
-            stats.intents += acks.len() as u64;
             dirty = false;
+            // After the flush, so that a run taking over later (and reading
+            // the journal after taking the lock) sees every acknowledged
+            // intent; an intent written but refused here is re-verified by
+            // boot id on resume, never acted on here.
+            held(&fence)?;
+            stats.intents += acks.len() as u64;
             for ack in acks {
                 ack.done();
             }

@@ -303,6 +303,7 @@ fn two_step_plan(hosts: usize) -> (Plan, Inventory) {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        escalation: None,
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
         steps: vec![
@@ -579,4 +580,54 @@ fn invalid_utf8_before_the_last_line_is_corruption_naming_the_line() {
             .ends_with("line 3: not a journal record: invalid UTF-8 at byte 25 of the line"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_broken_lock_stops_the_old_holders_intents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let lock_path = dir.path().join("p.lock");
+    let registry = dir.path().join("runs");
+    let me = lock::Holder::me(&path);
+    let take = |breaking| lock::RunLock {
+        plan: lock::acquire(&lock_path, &path, breaking).unwrap(),
+        registry: registry::register(&registry, "p", ["h1", "h2"], &me, breaking).unwrap(),
+    };
+    let old = take(lock::Break::No);
+    let mut w = create(&path, &header()).unwrap();
+    w.fence(old.held());
+    let (tx, mut rx) = mpsc::channel(16);
+    let emitter = Emitter::new(tx);
+    let reboot = |host: &str| EventKind::RebootIssued {
+        stage: sref(0, "db"),
+        host: href(0, host),
+        step: 0,
+        boot_id_before: "boot-a".into(),
+    };
+    // While held, an intent is recorded and acknowledged.
+    let e = emitter.clone();
+    let first = tokio::spawn(async move { e.intent(reboot("h1")).await.is_ok() });
+    let ev = rx.recv().await.unwrap();
+    w.push_event(ev.at, ev.elapsed, &ev.kind, ev.ack);
+    w.commit();
+    assert!(first.await.unwrap());
+
+    // Another run takes over; the old holder's next intent is refused.
+    let new = take(lock::Break::Live);
+    let second = tokio::spawn(async move { emitter.intent(reboot("h2")).await.is_ok() });
+    let ev = rx.recv().await.unwrap();
+    w.push_event(ev.at, ev.elapsed, &ev.kind, ev.ack);
+    w.commit();
+    assert!(!second.await.unwrap(), "no ack once the lock is gone");
+    let err = w.finish().unwrap_err().to_string();
+    assert!(err.contains("was taken over by"), "{err}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("\"h1\"") && !text.contains("\"h2\""),
+        "{text}"
+    );
+    // The old holder's release leaves the new holder's lock and entry.
+    drop(old);
+    assert!(new.plan.still_held().unwrap());
+    assert!(new.registry.still_held().unwrap());
 }

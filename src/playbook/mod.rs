@@ -43,6 +43,9 @@ pub struct Stage {
     /// Hosts that go first, alone; all must pass.
     pub canary: usize,
     pub on_unreachable: OnUnreachable,
+    /// `become`: how commands that need privilege are run (the host's own
+    /// escalation, from its inventory, takes precedence).
+    pub escalation: Option<crate::transport::escalation::Escalation>,
     /// The operator's own estimate of one host's duration, for `plan`.
     pub estimate: Option<Duration>,
     pub connect_timeout: Duration,

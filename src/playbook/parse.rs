@@ -13,6 +13,7 @@ use super::units::{parse_amount, parse_duration, parse_rate};
 use super::{Amount, Check, Health, OnUnreachable, Playbook, PowerOn, Rate, Stage, Step};
 use crate::diag::{Diagnostic, Span, suggest};
 use crate::select::Selector;
+use crate::transport::escalation::{Escalation, EscalationMethod};
 use crate::yaml::{MapReader, Node, Value};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +62,10 @@ const DEFAULTS_KEYS: &[&str] = &[
     "max_unavailable",
     "max_failures",
     "on_unreachable",
+    "become",
 ];
+const BECOME_KEYS: &[&str] = &["method", "user"];
+const BECOME_METHODS: &[&str] = &["sudo", "doas"];
 const STAGE_KEYS: &[&str] = &[
     "name",
     "after",
@@ -73,6 +77,7 @@ const STAGE_KEYS: &[&str] = &[
     "max_failures",
     "canary",
     "on_unreachable",
+    "become",
     "estimate",
     "connect_timeout",
     "command_timeout",
@@ -119,6 +124,7 @@ struct Policy {
     max_failures: Amount,
     max_failures_span: Option<Span>,
     on_unreachable: OnUnreachable,
+    escalation: Option<Escalation>,
 }
 
 impl Default for Policy {
@@ -133,6 +139,7 @@ impl Default for Policy {
             max_failures: Amount::Count(0),
             max_failures_span: None,
             on_unreachable: OnUnreachable::Fail,
+            escalation: None,
         }
     }
 }
@@ -248,6 +255,9 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
         policy.max_failures = a;
         policy.max_failures_span = Some(n.span.clone());
     }
+    if let Some(n) = r.get("become") {
+        policy.escalation = read_become(n, diags).unwrap_or(policy.escalation.clone());
+    }
     if let Some(n) = r.get("on_unreachable") {
         match n.as_scalar() {
             Some("fail") => policy.on_unreachable = OnUnreachable::Fail,
@@ -256,6 +266,61 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
             None => diags.push(n.expected("`fail` or `skip`")),
         }
     }
+}
+
+/// `become: true|false` or `become: { method: sudo|doas, user: NAME }`
+/// (method defaults to sudo, user to root). `Some(None)` turns it off;
+/// `None` means an error was reported.
+fn read_become(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Option<Escalation>> {
+    let root = || Escalation {
+        method: EscalationMethod::Sudo,
+        user: "root".into(),
+    };
+    if let Some(on) = node.as_bool() {
+        return Some(on.then(root));
+    }
+    if node.as_map().is_none() {
+        diags.push(node.expected("`true`, `false` or a mapping `{ method, user }` (become)"));
+        return None;
+    }
+    let mut r = MapReader::new(node, "become", BECOME_KEYS, diags)?;
+    let mut escalation = root();
+    let mut ok = true;
+    if let Some(m) = r.get("method") {
+        match m.as_scalar() {
+            Some(name) => match EscalationMethod::parse(name) {
+                Some(method) => escalation.method = method,
+                None => {
+                    diags.push(
+                        one_of(m, "method", name, BECOME_METHODS)
+                            .with_help("rekindle knows the become methods sudo and doas"),
+                    );
+                    ok = false;
+                }
+            },
+            None => {
+                diags.push(m.expected("`sudo` or `doas`"));
+                ok = false;
+            }
+        }
+    }
+    if let Some(u) = r.get("user") {
+        match u.as_scalar() {
+            Some(name) if !name.trim().is_empty() && !name.contains(char::is_whitespace) => {
+                escalation.user = name.to_owned();
+            }
+            _ => {
+                diags.push(Diagnostic::error(
+                    "bad-value",
+                    u.span.clone(),
+                    "`user` must be a user name (no spaces)",
+                ));
+                ok = false;
+            }
+        }
+    }
+    r.finish(diags);
+    ok.then_some(Some(escalation))
 }
 
 fn read_stage(
@@ -373,6 +438,7 @@ fn read_stage(
         max_failures: policy.max_failures,
         canary,
         on_unreachable: policy.on_unreachable,
+        escalation: policy.escalation,
         estimate,
         connect_timeout: policy.connect_timeout,
         command_timeout: policy.command_timeout,

@@ -375,6 +375,7 @@ pub fn check_hosts(
                 span.clone(),
                 "`power_on` reaches each host through its BMC",
             );
+            bad_bmc_labels(&mut diags, inventory, hosts);
             let without_pdu = hosts
                 .iter()
                 .filter(|&&h| inventory.hosts[h].label("pdu").is_none())
@@ -607,6 +608,38 @@ fn unselected(
 }
 
 /// ` (e.g. a, b, c)` naming up to three hosts.
+/// A `bmc` label that is no BMC address (a broken `ipmi://ADDR[:PORT]`, a
+/// URL of another scheme), at the host's place; the first ten, then a count.
+fn bad_bmc_labels(diags: &mut Vec<Diagnostic>, inventory: &Inventory, hosts: &[usize]) {
+    const SHOWN: usize = 10;
+    let bad: Vec<(&crate::inventory::Host, String)> = hosts
+        .iter()
+        .filter_map(|&h| {
+            let host = &inventory.hosts[h];
+            let label = host.label("bmc")?;
+            let e = crate::transport::redfish::Endpoint::parse(label).err()?;
+            Some((host, e.message))
+        })
+        .collect();
+    for (host, message) in bad.iter().take(SHOWN) {
+        diags.push(Diagnostic::error(
+            "bad-bmc",
+            host.span.clone(),
+            format!("host {}: {message}", host.name),
+        ));
+    }
+    if bad.len() > SHOWN {
+        diags.push(Diagnostic::error(
+            "bad-bmc",
+            None,
+            format!(
+                "{} more hosts have a `bmc` label that is no BMC address",
+                bad.len() - SHOWN
+            ),
+        ));
+    }
+}
+
 fn examples(inventory: &Inventory, hosts: impl Iterator<Item = usize>) -> String {
     let names: Vec<&str> = hosts
         .take(EXAMPLES)

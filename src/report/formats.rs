@@ -11,21 +11,27 @@ use super::summary::{HostResult, Summary, ms, outcome_words, render_text};
 
 /// The hosts whose status is one of `statuses` (all when empty), folded into
 /// one selector of `host=PATTERN` terms that `--limit` reads back exactly:
-/// `host=pg-r[001-003,007]-db1,host=web2`. `None` when no host has them.
-pub fn hosts_selector(s: &Summary, statuses: &[&str]) -> Option<String> {
-    let names = s
+/// `host=pg-r[001-003,007]-db1,host=web2`. Returns the selector (`None`
+/// when no host has those statuses) and the names a host pattern cannot
+/// spell (brackets, braces, commas or spaces in them), for the caller to
+/// warn about: terms of different keys would AND, not OR.
+pub fn hosts_selector(s: &Summary, statuses: &[&str]) -> (Option<String>, Vec<String>) {
+    let mut names: Vec<&str> = s
         .hosts
         .iter()
         .filter(|h| statuses.is_empty() || statuses.contains(&h.status.as_str()))
-        .map(|h| h.host.as_str());
-    let patterns = super::nodeset::fold(names);
-    (!patterns.is_empty()).then(|| {
-        patterns
-            .iter()
-            .map(|p| format!("{}={p}", crate::select::HOST_KEY))
-            .collect::<Vec<_>>()
-            .join(",")
-    })
+        .map(|h| h.host.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let (plain, odd): (Vec<&str>, Vec<&str>) =
+        names.into_iter().partition(|n| super::nodeset::foldable(n));
+    let terms: Vec<String> = super::nodeset::fold(plain)
+        .iter()
+        .map(|p| format!("{}={p}", crate::select::HOST_KEY))
+        .collect();
+    let unspellable = odd.into_iter().map(str::to_owned).collect();
+    ((!terms.is_empty()).then(|| terms.join(",")), unspellable)
 }
 
 pub fn json(s: &Summary) -> String {
@@ -193,6 +199,49 @@ fn html_escape(s: &str) -> String {
     xml_escape(s)
 }
 
+/// Most intervals on the timeline's time axis.
+const MAX_TICKS: u64 = 6;
+
+/// The tick spacing (ms) for a timeline `end_ms` long: the smallest human
+/// step (1, 2, 5, 10, 15, 30 s; 1, 2, 5, 10, 15, 30 min; 1, 2, 3, 6, 12 h;
+/// days) giving at most [`MAX_TICKS`] intervals.
+pub fn tick_step(end_ms: u64) -> u64 {
+    const S: u64 = 1000;
+    const M: u64 = 60 * S;
+    const H: u64 = 60 * M;
+    const STEPS: [u64; 20] = [
+        100,
+        200,
+        500,
+        S,
+        2 * S,
+        5 * S,
+        10 * S,
+        15 * S,
+        30 * S,
+        M,
+        2 * M,
+        5 * M,
+        10 * M,
+        15 * M,
+        30 * M,
+        H,
+        2 * H,
+        3 * H,
+        6 * H,
+        12 * H,
+    ];
+    STEPS
+        .iter()
+        .copied()
+        .find(|&step| end_ms.div_ceil(step) <= MAX_TICKS)
+        .unwrap_or_else(|| {
+            // Whole days beyond that.
+            let day = 24 * H;
+            end_ms.div_ceil(day).div_ceil(MAX_TICKS).max(1) * day
+        })
+}
+
 /// The timeline: one lane per stage, the area is hosts in flight over time,
 /// red marks are failures at the time they happened.
 pub fn timeline_svg(s: &Summary) -> String {
@@ -210,9 +259,10 @@ pub fn timeline_svg(s: &Summary) -> String {
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"timeline\">"
     );
-    // Time axis: five ticks.
-    for k in 0..=5u64 {
-        let t = end * k / 5;
+    // Time axis: ticks at round times, at most MAX_TICKS intervals.
+    let step = tick_step(end);
+    for k in 0..=end / step {
+        let t = k * step;
         let xx = x(t);
         let _ = writeln!(
             svg,

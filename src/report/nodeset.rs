@@ -44,8 +44,9 @@ fn split(name: &str) -> Split {
     Split { literals, fields }
 }
 
-/// Names that a host pattern cannot spell are passed through unfolded.
-fn foldable(name: &str) -> bool {
+/// Whether a host pattern can spell `name` (no brackets, braces, commas or
+/// spaces); other names are passed through unfolded.
+pub fn foldable(name: &str) -> bool {
     !name.is_empty()
         && !name.chars().any(|c| {
             matches!(c, '[' | ']' | ',' | '{' | '}') || c.is_whitespace() || c.is_control()

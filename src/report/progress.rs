@@ -13,8 +13,10 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::summary::OUTPUT_LINES;
+use crate::engine::HostStart;
 use crate::engine::events::{EventKind, HostOutcome};
 use crate::engine::steps::humane;
+use crate::plan::{Plan, host_estimate};
 
 /// How often the off-terminal status line is printed.
 pub const STATUS_EVERY: Duration = Duration::from_secs(10);
@@ -33,6 +35,8 @@ pub struct Totals {
     /// Hosts finished in this process (for the rate; a resume's skipped hosts do not count).
     finished_here: usize,
     stages: HashMap<String, StageCount>,
+    /// Stage names in the plan's dependency order, once [`Totals::with_plan`] told them.
+    order: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -40,6 +44,30 @@ struct StageCount {
     hosts: usize,
     finished: usize,
     done_here: usize,
+    /// What the ETA needs from the plan ([`Totals::with_plan`]).
+    shape: Option<StageShape>,
+    /// Hosts a resumed run skips because they finished before.
+    before: usize,
+    started: usize,
+    /// Hosts in flight: when each started (elapsed time of the run).
+    flying: HashMap<String, Duration>,
+    /// Sum and count of the durations of hosts finished here, whatever their outcome.
+    observed: (Duration, u32),
+    ended: bool,
+}
+
+/// One stage's plan, as far as time goes.
+#[derive(Debug, Clone)]
+struct StageShape {
+    after: Vec<String>,
+    window: usize,
+    canaries: usize,
+    /// Host starts per second, if the stage is rate limited.
+    rate: Option<f64>,
+    /// One host's expected duration (the stage's `estimate`, else its worst case).
+    expected: Duration,
+    /// One host's worst case: the sum of its steps' timeouts.
+    worst: Duration,
 }
 
 impl Totals {
@@ -66,15 +94,54 @@ impl Totals {
         }
     }
 
+    /// Tells the ETA the plan's shape: dependencies, windows, canaries, rates,
+    /// step timeouts, and which hosts a resume skips (`starts`).
+    pub fn with_plan(mut self, plan: &Plan, starts: &HashMap<(usize, usize), HostStart>) -> Self {
+        self.order = plan.stages.iter().map(|s| s.name.clone()).collect();
+        for (i, st) in plan.stages.iter().enumerate() {
+            let before = st
+                .hosts
+                .iter()
+                .filter(|&&h| matches!(starts.get(&(i, h)), Some(HostStart::Done)))
+                .count();
+            let count = self.stages.entry(st.name.clone()).or_default();
+            count.hosts = st.hosts.len();
+            count.before = before;
+            count.shape = Some(StageShape {
+                after: st
+                    .after
+                    .iter()
+                    .map(|&a| plan.stages[a].name.clone())
+                    .collect(),
+                window: st.window.max(1),
+                canaries: st.canaries,
+                rate: st.rate.map(|r| r.per_second()),
+                expected: st.host_estimate,
+                worst: host_estimate(&st.steps).max(st.host_estimate),
+            });
+        }
+        self
+    }
+
     pub fn waiting(&self) -> usize {
         self.total
             .saturating_sub(self.done + self.failed + self.skipped + self.in_flight + self.not_run)
     }
 
-    fn event(&mut self, kind: &EventKind) {
+    fn event(&mut self, kind: &EventKind, elapsed: Duration) {
         match kind {
-            EventKind::HostStarted { .. } => self.in_flight += 1,
-            EventKind::HostFinished { stage, outcome, .. } => {
+            EventKind::HostStarted { stage, host, .. } => {
+                self.in_flight += 1;
+                let s = self.stages.entry(stage.name.clone()).or_default();
+                s.started += 1;
+                s.flying.insert(host.name.clone(), elapsed);
+            }
+            EventKind::HostFinished {
+                stage,
+                host,
+                outcome,
+                duration,
+            } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 self.finished_here += 1;
                 match outcome {
@@ -87,6 +154,9 @@ impl Totals {
                 let s = self.stages.entry(stage.name.clone()).or_default();
                 s.finished += 1;
                 s.done_here += usize::from(matches!(outcome, HostOutcome::Done));
+                s.flying.remove(&host.name);
+                s.observed.0 += *duration;
+                s.observed.1 += 1;
             }
             EventKind::StageFinished { stage, done, .. } => {
                 // `done` also counts hosts a resume skipped as finished before;
@@ -94,9 +164,45 @@ impl Totals {
                 let s = self.stages.entry(stage.name.clone()).or_default();
                 let before = done.saturating_sub(s.done_here);
                 self.not_run += s.hosts.saturating_sub(s.finished + before);
+                s.ended = true;
+                s.flying.clear();
             }
             _ => {}
         }
+    }
+
+    /// Time left, from the plan's shape ([`Totals::with_plan`]): per stage,
+    /// hosts in flight need what the stage's finished hosts took on average
+    /// (before any finished: the stage's estimate), and a host past that
+    /// needs as long again as it is late, bounded by its steps' timeouts;
+    /// waiting hosts go through
+    /// canaries one by one, then windows (or the stage rate, if slower).
+    /// Stages run after the stages they wait for. `None` without a plan.
+    pub fn eta(&self, now: Duration) -> Option<Duration> {
+        if self.order.is_empty() {
+            return None;
+        }
+        let mut finish: HashMap<&str, Duration> = HashMap::new();
+        let mut last = Duration::ZERO;
+        for name in &self.order {
+            let s = self.stages.get(name)?;
+            let shape = s.shape.as_ref()?;
+            let start = shape
+                .after
+                .iter()
+                .filter_map(|a| finish.get(a.as_str()).copied())
+                .max()
+                .unwrap_or_default();
+            let left = if s.ended {
+                Duration::ZERO
+            } else {
+                stage_left(s, shape, now)
+            };
+            let end = start + left;
+            finish.insert(name.as_str(), end);
+            last = last.max(end);
+        }
+        Some(last)
     }
 
     /// `120/400 done, 3 failed, 0 skipped, 50 in flight, 227 waiting, 1.5 hosts/s, elapsed 1m20s, ETA 2m31s`
@@ -110,6 +216,9 @@ impl Totals {
         let left = self.waiting() + self.in_flight;
         let eta = if left == 0 {
             "0s".to_owned()
+        } else if let Some(eta) = self.eta(elapsed) {
+            // Whole seconds, and never "0s" while hosts are left.
+            humane(Duration::from_secs(eta.as_secs_f64().ceil().max(1.0) as u64))
         } else if rate > 0.0 {
             humane(Duration::from_secs_f64(
                 (left as f64 / rate).min(1e7).round(),
@@ -128,6 +237,45 @@ impl Totals {
             humane(Duration::from_secs(elapsed.as_secs())),
         )
     }
+}
+
+/// One unfinished stage's time left at `now` (see [`Totals::eta`]).
+fn stage_left(s: &StageCount, shape: &StageShape, now: Duration) -> Duration {
+    let per_host = if s.observed.1 > 0 {
+        s.observed.0 / s.observed.1
+    } else {
+        shape.expected
+    };
+    let worst = shape.worst.max(per_host);
+    let flying = s
+        .flying
+        .values()
+        .map(|&started| {
+            let age = now.saturating_sub(started);
+            if age < per_host {
+                per_host - age
+            } else {
+                // Overdue: as long again as it is late, at most until its
+                // timeouts run out, so the ETA grows while a host waits one out.
+                (age - per_host).min(worst.saturating_sub(age))
+            }
+        })
+        .max()
+        .unwrap_or_default();
+    let waiting = s
+        .hosts
+        .saturating_sub(s.before + s.finished + s.flying.len());
+    let canaries = shape
+        .canaries
+        .saturating_sub(s.before + s.started)
+        .min(waiting);
+    let rest = waiting - canaries;
+    let windows = rest.div_ceil(shape.window) as u32;
+    let mut queue = per_host * (canaries as u32) + per_host * windows;
+    if let Some(rate) = shape.rate.filter(|r| *r > 0.0) {
+        queue = queue.max(Duration::from_secs_f64(rest as f64 / rate));
+    }
+    flying + queue
 }
 
 /// The one-line description of a finished host, or `None` for a plain success in quiet modes.
@@ -216,7 +364,7 @@ impl<W: Write> Lines<W> {
     }
 
     pub fn event(&mut self, kind: &EventKind, elapsed: Duration) -> io::Result<()> {
-        self.totals.event(kind);
+        self.totals.event(kind, elapsed);
         if let Some((_, line)) = host_line(kind) {
             writeln!(self.out, "{line}")?;
         }
@@ -285,7 +433,7 @@ impl Bars {
     }
 
     pub fn event(&mut self, kind: &EventKind, elapsed: Duration) {
-        self.totals.event(kind);
+        self.totals.event(kind, elapsed);
         match kind {
             EventKind::StageStarted { stage, hosts } => {
                 let bar = self.multi.add(ProgressBar::new(*hosts as u64));
@@ -378,6 +526,10 @@ impl Progress {
 #[cfg(test)]
 impl Totals {
     pub(crate) fn event_for_test(&mut self, kind: &EventKind) {
-        self.event(kind);
+        self.event(kind, Duration::ZERO);
+    }
+
+    pub(crate) fn event_at_for_test(&mut self, kind: &EventKind, elapsed: Duration) {
+        self.event(kind, elapsed);
     }
 }

@@ -313,3 +313,183 @@ fn one_host_is_singular() {
     );
     assert!(!formats::html(&c.summary()).contains("1 hosts"));
 }
+
+#[test]
+fn timeline_ticks_fall_on_human_steps() {
+    // Regression: ticks at 15s, 31s, 47s, 1m3s for a 79 s run.
+    use formats::tick_step;
+    let s = |x: u64| x * 1000;
+    assert_eq!(tick_step(s(79)), s(15));
+    assert_eq!(tick_step(s(6)), s(1));
+    assert_eq!(tick_step(s(7)), s(2));
+    assert_eq!(tick_step(s(341)), s(60));
+    assert_eq!(tick_step(s(3600)), s(600));
+    assert_eq!(tick_step(s(5 * 3600)), s(3600));
+    assert_eq!(tick_step(800), 200);
+    assert_eq!(tick_step(s(10 * 86_400)), s(2 * 86_400));
+    let page = formats::html(&summary());
+    let labels: Vec<&str> = page
+        .split("text-anchor=\"middle\" fill=\"#5b6475\">")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('<').unwrap()])
+        .collect();
+    // The synthetic run lasts 2m3s: a tick every 30 s.
+    assert_eq!(labels, ["0s", "30s", "1m", "1m30s", "2m"]);
+}
+
+mod eta {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::engine::HostStart;
+    use crate::plan::{Plan, StagePlan};
+    use crate::playbook::{OnUnreachable, Step};
+
+    /// A stage of `hosts` (inventory indices), one `run` step with `timeout`.
+    fn stage(name: &str, hosts: std::ops::Range<usize>, window: usize, timeout: u64) -> StagePlan {
+        StagePlan {
+            name: name.into(),
+            after: vec![],
+            hosts: hosts.collect(),
+            canaries: 0,
+            window,
+            failure_budget: 0,
+            rate: None,
+            rate_per: None,
+            max_unavailable: vec![],
+            on_unreachable: OnUnreachable::Fail,
+            connect_timeout: secs(10),
+            command_timeout: secs(timeout),
+            steps: vec![Step::Run {
+                command: "true".into(),
+                timeout: secs(timeout),
+            }],
+            host_estimate: secs(timeout),
+            estimate: secs(timeout),
+            escalation: None,
+        }
+    }
+
+    fn plan(stages: Vec<StagePlan>) -> Plan {
+        Plan {
+            name: "p".into(),
+            waves: vec![],
+            stages,
+            warnings: vec![],
+            estimate: Duration::ZERO,
+        }
+    }
+
+    fn started(stage: &str, i: usize) -> EventKind {
+        EventKind::HostStarted {
+            stage: s(0, stage),
+            host: h(i),
+            canary: false,
+        }
+    }
+
+    fn finished(stage: &str, i: usize, took: u64) -> EventKind {
+        EventKind::HostFinished {
+            stage: s(0, stage),
+            host: h(i),
+            outcome: HostOutcome::Done,
+            duration: secs(took),
+        }
+    }
+
+    fn totals(p: &Plan, starts: &HashMap<(usize, usize), HostStart>, done: usize) -> Totals {
+        let sizes = p.stages.iter().map(|s| (s.name.clone(), s.hosts.len()));
+        Totals::new(sizes, done).with_plan(p, starts)
+    }
+
+    #[test]
+    fn a_host_waiting_out_a_timeout_keeps_the_eta_up() {
+        // Regression: "ETA 1s" stayed up while a host waited out a 1-minute timeout.
+        let p = plan(vec![stage("web", 0..2, 2, 60)]);
+        let mut t = totals(&p, &HashMap::new(), 0);
+        t.event_at_for_test(&started("web", 0), secs(0));
+        t.event_at_for_test(&started("web", 1), secs(0));
+        t.event_at_for_test(&finished("web", 0, 1), secs(1));
+        // Host 1 is past the 1 s the other took: the ETA grows while it
+        // waits, up to what its 60 s timeout leaves.
+        assert_eq!(t.eta(secs(5)), Some(secs(4)));
+        assert_eq!(t.eta(secs(20)), Some(secs(19)));
+        assert_eq!(t.eta(secs(40)), Some(secs(20)));
+        assert!(
+            t.line(secs(20)).ends_with("ETA 19s"),
+            "{}",
+            t.line(secs(20))
+        );
+        // Not yet overdue: what finished hosts took.
+        let mut t = totals(&p, &HashMap::new(), 0);
+        t.event_at_for_test(&started("web", 0), secs(0));
+        t.event_at_for_test(&finished("web", 0, 4), secs(4));
+        t.event_at_for_test(&started("web", 1), secs(4));
+        assert_eq!(t.eta(secs(5)), Some(secs(3)));
+    }
+
+    #[test]
+    fn a_resume_estimates_only_the_hosts_left() {
+        // Regression: during a resume the ETA equalled the elapsed time.
+        let p = plan(vec![stage("db", 0..10, 2, 600)]);
+        let starts: HashMap<(usize, usize), HostStart> =
+            (0..7).map(|h| ((0, h), HostStart::Done)).collect();
+        let mut t = totals(&p, &starts, 7);
+        t.event_at_for_test(&started("db", 7), secs(0));
+        t.event_at_for_test(&started("db", 8), secs(0));
+        t.event_at_for_test(&finished("db", 7, 20), secs(20));
+        t.event_at_for_test(&started("db", 9), secs(20));
+        // Host 8 needs 20 s like host 7 (it is at 20 s: 0 left), host 9 too: 20 s.
+        assert_eq!(t.eta(secs(20)), Some(secs(20)));
+        assert_eq!(t.eta(secs(30)), Some(secs(10)));
+        let line = t.line(secs(30));
+        assert!(line.starts_with("8/10 done"), "{line}");
+        assert!(line.ends_with("elapsed 30s, ETA 10s"), "{line}");
+    }
+
+    #[test]
+    fn stages_wait_for_their_dependencies_and_windows() {
+        let mut db = stage("db", 4..8, 2, 60);
+        db.after = vec![0];
+        db.canaries = 1;
+        let p = plan(vec![stage("storage", 0..4, 2, 100), db]);
+        let t = totals(&p, &HashMap::new(), 0);
+        // storage: 2 windows of 100 s; then db: 1 canary + 2 windows (3 left, 2 at a time) of 60 s.
+        assert_eq!(t.eta(secs(0)), Some(secs(200 + 60 + 120)));
+    }
+}
+
+#[test]
+fn host_selectors_read_back_exactly_what_they_list() {
+    use crate::select::Selector;
+    let mut sum = summary();
+    let names = ["pg-r001-db1", "pg-r002-db1", "odd[1]", "a,b"];
+    for (h, name) in sum.hosts.iter_mut().zip(names) {
+        h.host = name.into();
+        h.status = "failed".into();
+    }
+    let (selector, unspellable) = formats::hosts_selector(&sum, &["failed"]);
+    let selector = selector.unwrap();
+    assert_eq!(selector, "host=pg-r[001-002]-db1");
+    assert_eq!(unspellable, ["a,b", "odd[1]"]);
+    let parsed = Selector::parse(&selector).unwrap();
+    let host = |name: &str| crate::inventory::Host {
+        name: name.into(),
+        address: name.into(),
+        port: 22,
+        user: None,
+        jump: None,
+        labels: Default::default(),
+        identity_file: None,
+        escalation: None,
+        groups: vec![],
+        span: crate::diag::Span::file(std::sync::Arc::from("t")),
+    };
+    for name in ["pg-r001-db1", "pg-r002-db1"] {
+        assert!(parsed.matches(&host(name)), "{name}");
+    }
+    for name in ["pg-r003-db1", "odd1", "odd[1]"] {
+        assert!(!parsed.matches(&host(name)), "{name}");
+    }
+    assert_eq!(formats::hosts_selector(&sum, &["done"]), (None, vec![]));
+}

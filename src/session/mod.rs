@@ -7,6 +7,7 @@
 //! - [`consume`]: the consumer trait and the one fan-out loop.
 //! - [`descriptors`]: the one file-descriptor policy.
 //! - [`preflight`]: `plan --preflight`'s bounded connection check.
+//! - [`power_check`]: `plan --preflight`'s power state read of `power_on` hosts.
 //!
 //! Owns the order of those steps: every input is checked before the lock is
 //! taken or the journal created, and the lock is held until the journal is
@@ -17,6 +18,7 @@
 
 pub mod consume;
 pub mod descriptors;
+pub mod power_check;
 pub mod preflight;
 
 use std::collections::HashMap;
@@ -99,6 +101,8 @@ pub struct Settings {
     pub rate: Option<Rate>,
     pub ssh: SshOptions,
     pub bmc: BmcSettings,
+    /// `--become-password-file` (read, and its mode checked, in [`prepare`]).
+    pub become_password: Option<PathBuf>,
 }
 
 /// Everything the engine needs, checked: nothing here touched a host, took
@@ -118,6 +122,11 @@ pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow:
     let fit = descriptors::for_plan(&plan, settings.parallel, 0, 0);
     let connector = SshConnector::new(settings.ssh.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let bmc = bmc_client(&plan, &inventory, &settings.bmc)?;
+    let become_password = settings
+        .become_password
+        .as_deref()
+        .map(crate::transport::escalation::read_password_file)
+        .transpose()?;
     Ok(Prepared {
         opts: EngineOptions {
             parallel: fit.parallel,
@@ -125,6 +134,7 @@ pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow:
             starts: HashMap::new(),
             bmc,
             bmc_time_scale: 1.0,
+            become_password,
         },
         plan,
         inventory,
@@ -144,7 +154,7 @@ pub fn powers_on(plan: &Plan) -> bool {
 /// The BMC client when the plan has power_on steps (credentials are
 /// loaded only then, and every host's entry is checked before any host is
 /// touched).
-fn bmc_client(
+pub fn bmc_client(
     plan: &Plan,
     inventory: &Inventory,
     bmc: &BmcSettings,
@@ -164,7 +174,12 @@ fn bmc_client(
         ca_bundle: bmc.ca_bundle.clone(),
         insecure: bmc.insecure,
     };
-    Ok(Some(Arc::new(Redfish::new(Arc::new(credentials), &opts)?)))
+    let credentials = Arc::new(credentials);
+    let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
+    let ipmi = crate::transport::ipmi::Ipmi::new(credentials);
+    Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
+        redfish, ipmi,
+    ))))
 }
 
 /// One error per host a power_on step reaches whose `bmc_credentials`
@@ -237,20 +252,27 @@ pub fn header(
     })
 }
 
-/// A journal open for writing, and the plan's lock when the run holds one.
+/// A journal open for writing, and the plan's lock (with the run's registry
+/// entry) when the run holds one; the writer then stops once either is
+/// taken over by another run.
 pub struct Opened {
     pub writer: journal::Writer,
     pub path: PathBuf,
-    pub lock: Option<lock::Lock>,
+    pub lock: Option<lock::RunLock>,
     /// What taking the lock found (a stale lock taken over, ...).
     pub notes: Vec<String>,
 }
 
-/// Whether a new journal is taken under the plan's lock. A drill touches
-/// no real host, so it writes its journal without locking the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locking {
-    Lock { break_lock: bool },
+/// Whether a new journal is taken under the plan's lock (and the hosts of
+/// `plan` registered in the per-user run registry). A drill touches no real
+/// host, so it writes its journal without locking the plan.
+#[derive(Debug, Clone, Copy)]
+pub enum Locking<'a> {
+    Lock {
+        breaking: lock::Break,
+        plan: &'a Plan,
+        inventory: &'a Inventory,
+    },
     None,
 }
 
@@ -264,29 +286,54 @@ pub fn journal_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the journal directory {}", dir.display()))
 }
 
-/// Takes the plan's lock in `dir` for `journal_file`.
+/// Takes the plan's lock in `dir` for `journal_file`, then registers the
+/// hosts `plan` selects in the per-user run registry (refused when a live
+/// run selects one of them, whatever its journal directory).
 fn take_lock(
     dir: &Path,
     playbook_abs: &str,
     journal_file: &Path,
-    break_lock: bool,
+    breaking: lock::Break,
+    (plan, inventory): (&Plan, &Inventory),
     notes: &mut Vec<String>,
-) -> anyhow::Result<lock::Lock> {
+) -> anyhow::Result<lock::RunLock> {
+    let flag = match breaking {
+        lock::Break::Live => "--break-live-lock",
+        _ => "--break-lock",
+    };
     let path = lock::lock_path(dir, playbook_abs);
-    let l = lock::acquire(&path, journal_file, break_lock)?;
+    let l = lock::acquire(&path, journal_file, breaking)?;
     match &l.taken {
         lock::Taken::Free => {}
         lock::Taken::Stale(h) => notes.push(format!(
             "note: took over a stale lock of a process that is gone: {h}"
         )),
-        lock::Taken::Broken(Some(h)) => {
-            notes.push(format!("note: --break-lock: took the lock from {h}"))
-        }
+        lock::Taken::Broken(Some(h)) => notes.push(format!("note: {flag}: took the lock from {h}")),
         lock::Taken::Broken(None) => {
-            notes.push("note: --break-lock: replaced an unreadable lock".to_owned())
+            notes.push(format!("note: {flag}: replaced an unreadable lock"))
         }
     }
-    Ok(l)
+    let hosts = plan
+        .stages
+        .iter()
+        .flat_map(|s| s.hosts.iter())
+        .filter_map(|&h| inventory.hosts.get(h))
+        .map(|h| h.name.as_str());
+    let registry = journal::registry::register(
+        &journal::registry::dir()?,
+        &plan.name,
+        hosts,
+        &lock::Holder::me(journal_file),
+        breaking,
+    )?;
+    for r in &registry.replaced {
+        if let journal::registry::Replaced::Broken(o) = r {
+            notes.push(format!(
+                "note: {flag}: took over the hosts of a live run: {o}"
+            ));
+        }
+    }
+    Ok(lock::RunLock { plan: l, registry })
 }
 
 /// A new run's journal in `dir`, named after its run id, with `extra`
@@ -301,16 +348,24 @@ pub fn open_new(
     let path = dir.join(format!("{}.jsonl", header.run_id));
     let mut notes = Vec::new();
     let lock = match locking {
-        Locking::Lock { break_lock } => Some(take_lock(
+        Locking::Lock {
+            breaking,
+            plan,
+            inventory,
+        } => Some(take_lock(
             dir,
             &header.playbook.path,
             &path,
-            break_lock,
+            breaking,
+            (plan, inventory),
             &mut notes,
         )?),
         Locking::None => None,
     };
     let mut writer = journal::create(&path, header)?;
+    if let Some(l) = &lock {
+        writer.fence(l.held());
+    }
     for r in extra {
         writer.push(r, None);
     }
@@ -329,22 +384,31 @@ pub fn open_new(
 pub fn lock_existing(
     journal_file: &Path,
     playbook_abs: &str,
-    break_lock: bool,
-) -> anyhow::Result<(lock::Lock, Vec<String>)> {
+    breaking: lock::Break,
+    selected: (&Plan, &Inventory),
+) -> anyhow::Result<(lock::RunLock, Vec<String>)> {
     let dir = journal_file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     journal_dir(&dir)?;
     let mut notes = Vec::new();
-    let l = take_lock(&dir, playbook_abs, journal_file, break_lock, &mut notes)?;
+    let l = take_lock(
+        &dir,
+        playbook_abs,
+        journal_file,
+        breaking,
+        selected,
+        &mut notes,
+    )?;
     Ok((l, notes))
 }
 
 /// An existing journal opened for appending under a lock already held.
-pub fn open_append(journal_file: &Path, lock: lock::Lock) -> anyhow::Result<Opened> {
-    let writer = journal::append(journal_file)
+pub fn open_append(journal_file: &Path, lock: lock::RunLock) -> anyhow::Result<Opened> {
+    let mut writer = journal::append(journal_file)
         .with_context(|| format!("cannot append to {}", journal_file.display()))?;
+    writer.fence(lock.held());
     Ok(Opened {
         writer,
         path: journal_file.to_owned(),
@@ -447,7 +511,8 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     }
     match display {
         Display::Progress { quiet, verbose } => {
-            let totals = crate::report::progress::Totals::new(stage_sizes, already_done);
+            let totals = crate::report::progress::Totals::new(stage_sizes, already_done)
+                .with_plan(&plan, &opts.starts);
             consumers.push(Box::new(consume::ProgressConsumer(
                 crate::report::progress::Progress::new(quiet, verbose, totals),
             )));
@@ -464,6 +529,15 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     consumers.push(Box::new(consume::SummaryConsumer(Arc::clone(&collector))));
     consumers.extend(extra);
 
+    // A run whose lock another run took over starts no new host (its
+    // journal already refuses every intent).
+    let (cancel, watcher) = match &lock {
+        Some(l) => {
+            let (c, w) = drain_when_lost(l.held(), cancel);
+            (c, Some(w))
+        }
+        None => (cancel, None),
+    };
     let (tx, rx) = mpsc::channel(4096);
     let fan = tokio::spawn(consume::fan_out(rx, consumers));
     let clock = tokio::time::Instant::now();
@@ -476,6 +550,9 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         cancel,
     )
     .await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     let elapsed = clock.elapsed();
     let mut warnings = match fan.await {
         Ok(w) => w,
@@ -511,6 +588,56 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     }
 }
 
+/// How often a locked run checks that its lock is still its own, besides
+/// the journal's check at every record.
+const LOCK_CHECK: Duration = Duration::from_secs(1);
+
+/// `outer`'s cancel levels, raised to `Drain` once `held` fails its check:
+/// a run taken over by another starts no new host.
+fn drain_when_lost(
+    held: lock::Held,
+    mut outer: watch::Receiver<CancelLevel>,
+) -> (watch::Receiver<CancelLevel>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(*outer.borrow());
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LOCK_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut outer_open = true;
+        let mut lost = false;
+        loop {
+            tokio::select! {
+                changed = outer.changed(), if outer_open => {
+                    outer_open = changed.is_ok();
+                    let level = *outer.borrow();
+                    tx.send_if_modified(|l| {
+                        let raise = level > *l;
+                        if raise {
+                            *l = level;
+                        }
+                        raise
+                    });
+                }
+                _ = tick.tick(), if !lost => {
+                    if held.check().is_err() {
+                        lost = true;
+                        tx.send_if_modified(|l| {
+                            let raise = *l < CancelLevel::Drain;
+                            if raise {
+                                *l = CancelLevel::Drain;
+                            }
+                            raise
+                        });
+                    }
+                }
+                // Kept open until the engine is done with it (the task is
+                // aborted then): a closed channel would read as a change.
+                () = tx.closed() => break,
+            }
+        }
+    });
+    (rx, task)
+}
+
 /// Watches Ctrl-C: the first drains, the second aborts (run, resume and
 /// drill alike). `notice` tells the operator what each one does.
 pub fn ctrl_c(notice: fn(&str)) -> (watch::Receiver<CancelLevel>, tokio::task::JoinHandle<()>) {
@@ -530,4 +657,65 @@ pub fn ctrl_c(notice: fn(&str)) -> (watch::Receiver<CancelLevel>, tokio::task::J
         let _ = tx.send(CancelLevel::Abort);
     });
     (rx, handler)
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_whose_lock_is_taken_over_starts_no_new_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("run.jsonl");
+        let me = lock::Holder::me(&journal);
+        let take = |breaking| lock::RunLock {
+            plan: lock::acquire(&dir.path().join("p.lock"), &journal, breaking).unwrap(),
+            registry: journal::registry::register(
+                &dir.path().join("runs"),
+                "p",
+                ["h1"],
+                &me,
+                breaking,
+            )
+            .unwrap(),
+        };
+        let old = take(lock::Break::No);
+        let (_outer_tx, outer) = watch::channel(CancelLevel::None);
+        let (mut cancel, task) = drain_when_lost(old.held(), outer);
+        tokio::time::sleep(LOCK_CHECK * 3).await;
+        assert_eq!(*cancel.borrow_and_update(), CancelLevel::None);
+        let _new = take(lock::Break::Live);
+        tokio::time::timeout(LOCK_CHECK * 3, cancel.changed())
+            .await
+            .expect("noticed within a few checks")
+            .unwrap();
+        assert_eq!(*cancel.borrow(), CancelLevel::Drain);
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ctrl_c_levels_pass_through_the_lock_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("run.jsonl");
+        let l = lock::RunLock {
+            plan: lock::acquire(&dir.path().join("p.lock"), &journal, lock::Break::No).unwrap(),
+            registry: journal::registry::register(
+                &dir.path().join("runs"),
+                "p",
+                ["h1"],
+                &lock::Holder::me(&journal),
+                lock::Break::No,
+            )
+            .unwrap(),
+        };
+        let (outer_tx, outer) = watch::channel(CancelLevel::None);
+        let (mut cancel, task) = drain_when_lost(l.held(), outer);
+        outer_tx.send(CancelLevel::Abort).unwrap();
+        tokio::time::timeout(LOCK_CHECK, cancel.changed())
+            .await
+            .expect("forwarded")
+            .unwrap();
+        assert_eq!(*cancel.borrow(), CancelLevel::Abort);
+        task.abort();
+    }
 }

@@ -155,6 +155,15 @@ pub(crate) struct Output {
 
 /// Runs `a && b || c; d` with sh's left-to-right semantics (no quoting, no pipes).
 pub(crate) async fn run_script(core: &HostCore, script: &str) -> Output {
+    // rekindle's `become` wrapping: every simulated user may become root.
+    let unwrapped;
+    let script = match unwrap_become(script) {
+        Some(inner) => {
+            unwrapped = inner;
+            unwrapped.as_str()
+        }
+        None => script,
+    };
     let mut total = Output::default();
     for sequence in script.split([';', '\n']) {
         if sequence.trim().is_empty() {
@@ -183,6 +192,38 @@ pub(crate) async fn run_script(core: &HostCore, script: &str) -> Output {
         total.code = last_code;
     }
     total
+}
+
+/// The inner script of `sudo -n -u USER -- sh -c 'SCRIPT'` or
+/// `doas -n -u USER sh -c 'SCRIPT'` (one POSIX single-quoted argument).
+fn unwrap_become(script: &str) -> Option<String> {
+    let rest = script.trim_start();
+    let rest = if let Some(r) = rest.strip_prefix("sudo -n -u ") {
+        let (_user, r) = r.split_once(' ')?;
+        r.strip_prefix("-- sh -c ")?
+    } else if let Some(r) = rest.strip_prefix("doas -n -u ") {
+        let (_user, r) = r.split_once(' ')?;
+        r.strip_prefix("sh -c ")?
+    } else {
+        return None;
+    };
+    let mut out = String::new();
+    let mut chars = rest.trim_end().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                    out.push(q);
+                }
+            }
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -319,6 +360,22 @@ mod tests {
             String::from_utf8_lossy(&o.stdout).into_owned(),
             String::from_utf8_lossy(&o.stderr).into_owned(),
         )
+    }
+
+    #[tokio::test]
+    async fn become_wrapped_commands_run_as_root_does() {
+        let h = HostCore::new(0, "h".into(), Ipv4Addr::LOCALHOST, None, 1);
+        let esc = crate::transport::escalation::Escalation {
+            method: crate::transport::escalation::EscalationMethod::Sudo,
+            user: "root".into(),
+        };
+        let wrapped = esc.wrap(
+            "echo it's && systemctl restart 'a b'",
+            crate::transport::escalation::Prompt::Never,
+        );
+        let out = run_script(&h, &wrapped).await;
+        assert_eq!(out.code, 0);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's\n");
     }
 
     #[tokio::test]

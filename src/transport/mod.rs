@@ -10,6 +10,8 @@
 //! - [`ssh_config`]: `~/.ssh/config` merged with inventory values.
 //! - [`probe`]: TCP and HTTP health checks. [`local`]: commands on the bastion.
 //! - [`redfish`]: BMC power control for `power_on`, and BMC credentials.
+//! - [`ipmi`]: IPMI 2.0 power control through `ipmitool`, and [`ipmi::Bmcs`],
+//!   which routes each BMC to Redfish or IPMI.
 //! - [`escalation`]: the `become` policy (sudo, doas) applied to host commands.
 
 use std::future::Future;
@@ -38,6 +40,23 @@ pub trait Session: Send + Sync + 'static {
         command: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send;
+
+    /// [`Self::exec`] with `input` written to the command's stdin, then
+    /// end-of-file (the become password for `sudo -S`). A transport that
+    /// cannot feed stdin says so rather than run the command without it.
+    fn exec_with_stdin(
+        &self,
+        command: &str,
+        input: &redfish::Secret,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send {
+        let _ = (command, input, timeout);
+        async {
+            Err(ExecError::Channel(
+                "this transport cannot feed stdin".into(),
+            ))
+        }
+    }
 
     /// True once the connection is gone (host rebooted, keepalive expired).
     fn is_closed(&self) -> bool;
@@ -104,6 +123,7 @@ impl ConnectErrorKind {
 }
 
 pub mod escalation;
+pub mod ipmi;
 pub mod known_hosts;
 pub mod local;
 pub mod probe;

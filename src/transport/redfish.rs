@@ -265,6 +265,10 @@ impl Endpoint {
         if label.is_empty() {
             return Err(BmcError::new(BmcErrorKind::Protocol, "empty `bmc` label"));
         }
+        if let Some(ipmi) = super::ipmi::Target::parse(label) {
+            let target = ipmi.map_err(|e| BmcError::new(BmcErrorKind::Protocol, e))?;
+            return Ok(Endpoint(target.to_string()));
+        }
         let url = if label.contains("://") {
             label.to_owned()
         } else {
@@ -275,7 +279,7 @@ impl Endpoint {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(BmcError::new(
                 BmcErrorKind::Protocol,
-                format!("bmc `{label}`: expected an address or an http(s) URL"),
+                format!("bmc `{label}`: expected an address, an http(s) URL or ipmi://ADDR[:PORT]"),
             ));
         }
         Ok(Endpoint(url.trim_end_matches('/').to_owned()))

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::known_hosts::{KnownHosts, Verdict};
+use super::redfish::Secret;
 use super::ssh_config::{ClientConfig, Endpoint};
 use super::{ConnectError, ConnectErrorKind, Connector, ExecError, ExecOutput, Session};
 use crate::inventory::Host;
@@ -1038,6 +1039,38 @@ impl client::Handler for Client {
 
 impl Session for SshSession {
     async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ExecError> {
+        self.run(command, None, timeout).await
+    }
+
+    async fn exec_with_stdin(
+        &self,
+        command: &str,
+        input: &Secret,
+        timeout: Duration,
+    ) -> Result<ExecOutput, ExecError> {
+        self.run(command, Some(input), timeout).await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.conn.handle.is_closed()
+    }
+
+    async fn closed(&self) {
+        let mut alive = self.conn.alive.clone();
+        // Nothing is ever sent: `changed` fails once the sender is dropped.
+        while alive.changed().await.is_ok() {}
+    }
+}
+
+impl SshSession {
+    /// One command on a new channel; `input` (one line, then EOF) goes to
+    /// its stdin inside the channel, never on a command line.
+    async fn run(
+        &self,
+        command: &str,
+        input: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, ExecError> {
         let handle = &self.conn.handle;
         let deadline = Instant::now() + timeout;
         let mut channel =
@@ -1052,6 +1085,12 @@ impl Session for SshSession {
         let mut closed = false;
         let ran = tokio::time::timeout_at(deadline, async {
             channel.exec(true, command).await?;
+            if let Some(input) = input {
+                let mut line = input.expose().as_bytes().to_vec();
+                line.push(b'\n');
+                channel.data(&line[..]).await?;
+                channel.eof().await?;
+            }
             while let Some(msg) = channel.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => tail.push(&data),
@@ -1100,16 +1139,6 @@ impl Session for SshSession {
                 })
             }
         }
-    }
-
-    fn is_closed(&self) -> bool {
-        self.conn.handle.is_closed()
-    }
-
-    async fn closed(&self) {
-        let mut alive = self.conn.alive.clone();
-        // Nothing is ever sent: `changed` fails once the sender is dropped.
-        while alive.changed().await.is_ok() {}
     }
 }
 

@@ -9,6 +9,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::{self, SimProcess};
 
@@ -212,6 +213,26 @@ fn alias_bomb_of_one_large_string_is_refused_by_validate_under_a_memory_ceiling(
         out.contains("error: document expands to more than 64 MiB of text through its aliases (an alias bomb?)"),
         "{out}"
     );
+    // `plan` reads the same playbook through the same bound.
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inv,
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels: { role: x }\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_under_ceiling(
+        support::rekindle_in(dir.path())
+            .arg("plan")
+            .arg(&book)
+            .arg("-i")
+            .arg(&inv),
+        CEILING,
+    );
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("document expands to more than 64 MiB of text through its aliases"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -353,4 +374,258 @@ stages:
         ]));
         assert_eq!(code, 0, "{book}: {out}{err}");
     }
+}
+
+/// Polls (bounded: `within`) until `file` holds `needle` at least `n` times.
+fn wait_for_count(file: &Path, needle: &str, n: usize, within: Duration) -> String {
+    let step = Duration::from_millis(50);
+    for _ in 0..=within.as_millis() / step.as_millis() {
+        if let Ok(text) = std::fs::read_to_string(file)
+            && text.matches(needle).count() >= n
+        {
+            return text;
+        }
+        std::thread::sleep(step);
+    }
+    panic!("{} never held {n} × {needle}", file.display());
+}
+
+fn reboot_counts(sim: &SimProcess) -> Vec<(String, u64)> {
+    let status = sim.status();
+    let mut counts: Vec<(String, u64)> = status["hosts"]
+        .as_object()
+        .expect("hosts")
+        .iter()
+        .map(|(k, h)| (k.clone(), h["reboots"].as_u64().unwrap_or(u64::MAX)))
+        .collect();
+    counts.sort();
+    counts
+}
+
+#[test]
+fn old_lock_holder_never_deletes_the_new_holders_lock_and_stops_issuing_intents() {
+    const HOSTS: usize = 10;
+    let sim = start_sim(2911, HOSTS, &["--boot-time", "2s"]);
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let playbook = work.path().join("reboot.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nname: lock-e2e\nstages:\n  - name: all\n    select: { name: \"sim-*\" }\n    parallel: 1\n    steps:\n      - reboot: { timeout: 60s }\n",
+    )
+    .unwrap();
+    let inventory = sim.path("inventory.yaml");
+    let journal_dir = work.path().join("journal");
+    let cmd = |args: &[&str]| {
+        let mut c = support::rekindle_in(work.path());
+        c.args(args)
+            .env("XDG_STATE_HOME", &state)
+            .stdin(Stdio::null());
+        c
+    };
+    let run_args = |journal: &Path| {
+        let mut c = cmd(&["run"]);
+        c.arg(&playbook)
+            .arg("-i")
+            .arg(&inventory)
+            .args(["--yes", "--quiet", "--journal"])
+            .arg(journal);
+        c
+    };
+    let log = |name: &str| std::fs::File::create(work.path().join(name)).unwrap();
+
+    // A runs, one host at a time.
+    let mut a = support::KillOnDrop::new(
+        run_args(&journal_dir)
+            .stdout(log("a.out"))
+            .stderr(log("a.err"))
+            .spawn()
+            .expect("run A starts"),
+    );
+    let journal = {
+        let start = std::time::Instant::now();
+        loop {
+            if let [one] = journals(&journal_dir).as_slice() {
+                break one.clone();
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no journal");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for_count(&journal, "\"reboot_issued\"", 2, Duration::from_secs(60));
+
+    // --break-lock does not take a run alive on this machine.
+    let resume = |flag: &str| {
+        let mut c = cmd(&["resume"]);
+        c.arg(&journal).args([flag, "--yes", "--quiet"]);
+        c
+    };
+    let (code, _, err) = support::run(&mut resume("--break-lock"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("(pid {}", a.pid())), "{err}");
+    assert!(
+        err.contains("its process is alive on this machine, so --break-lock does not take it"),
+        "{err}"
+    );
+    assert!(err.contains("--break-live-lock"), "{err}");
+
+    // B takes A's run over on purpose.
+    let mut b = support::KillOnDrop::new(
+        resume("--break-live-lock")
+            .stdout(log("b.out"))
+            .stderr(log("b.err"))
+            .spawn()
+            .expect("resume B starts"),
+    );
+    let b_pid = b.pid();
+    let a_status = a.wait_for(Duration::from_secs(60)).expect("A stops");
+    let a_err = std::fs::read_to_string(work.path().join("a.err")).unwrap();
+    assert!(!a_status.success(), "A must not report success: {a_err}");
+    assert!(a_err.contains("was taken over by"), "{a_err}");
+    assert!(a_err.contains(&format!("(pid {b_pid}")), "{a_err}");
+
+    // A is gone; B holds the lock A left alone, so C is refused, from the
+    // same journal directory (the plan lock) and from another (the registry).
+    let b_running = b.child().try_wait().unwrap().is_none();
+    assert!(b_running, "B still runs (the test needs it to)");
+    let lock_file = std::fs::read_dir(&journal_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("B's lock is still there after A exited");
+    assert!(
+        std::fs::read_to_string(&lock_file)
+            .unwrap()
+            .contains(&format!("\"pid\": {b_pid}")),
+        "the lock is B's"
+    );
+    let (code, _, err) = support::run(&mut run_args(&journal_dir));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("plan is locked by") && err.contains(&format!("(pid {b_pid}")),
+        "{err}"
+    );
+    let (code, _, err) = support::run(&mut run_args(&work.path().join("elsewhere")));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{HOSTS} of the {HOSTS} hosts this run selects are in run `lock-e2e` of "
+        )) && err.contains(&format!("(pid {b_pid}")),
+        "{err}"
+    );
+
+    let b_status = b.wait_for(Duration::from_secs(120)).expect("B finishes");
+    let b_out = std::fs::read_to_string(work.path().join("b.out")).unwrap();
+    let b_err = std::fs::read_to_string(work.path().join("b.err")).unwrap();
+    assert!(b_status.success(), "{b_out}\n{b_err}");
+    assert!(
+        b_err.contains("--break-live-lock: took the lock from"),
+        "{b_err}"
+    );
+    let counts = reboot_counts(&sim);
+    assert_eq!(counts.len(), HOSTS);
+    for (host, n) in &counts {
+        assert_eq!(*n, 1, "{host} rebooted {n} times: {counts:?}");
+    }
+    assert!(!lock_file.exists(), "B released its lock");
+    let entries = std::fs::read_dir(state.join("rekindle/runs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "run"))
+        .count();
+    assert_eq!(entries, 0, "every registry entry released");
+}
+
+#[test]
+fn lock_depends_on_the_working_directory_no_more_overlapping_runs_are_refused() {
+    let sim = start_sim(2921, 4, &["--boot-time", "5s"]);
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let playbook = work.path().join("reboot.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nname: wd\nstages:\n  - name: all\n    select: { name: \"sim-*\" }\n    steps:\n      - reboot: { timeout: 60s }\n",
+    )
+    .unwrap();
+    // Each run from its own working directory, with the default journal
+    // directory there: the plan locks are in different places.
+    let run = |cwd: &str, limit: Option<&str>| {
+        let dir = work.path().join(cwd);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = support::rekindle_in(&dir);
+        c.arg("run")
+            .arg(&playbook)
+            .arg("-i")
+            .arg(sim.path("inventory.yaml"))
+            .args(["--yes", "--quiet"])
+            .args(limit.map(|l| ["--limit", l]).into_iter().flatten())
+            .env("XDG_STATE_HOME", &state)
+            .stdin(Stdio::null());
+        c
+    };
+    let mut a = support::KillOnDrop::new(
+        run("one", Some("name=sim-00001"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run A starts"),
+    );
+    let a_pid = a.pid();
+    // A is registered once its journal exists.
+    let start = std::time::Instant::now();
+    while journals(&work.path().join("one/rekindle-journal")).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "A wrote no journal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, _, err) = support::run(&mut run("two", None));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("error: 1 of the 4 hosts this run selects are in run `wd` of ")
+            && err.contains(&format!("(pid {a_pid}"))
+            && err.contains("two runs must not act on one host at once"),
+        "{err}"
+    );
+    // Another host only: no overlap, it runs beside A.
+    let (code, out, err) = support::run(&mut run("three", Some("name=sim-00002")));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        a.wait_for(Duration::from_secs(60))
+            .expect("A ends")
+            .success()
+    );
+    let counts = reboot_counts(&sim);
+    let n = |h: &str| counts.iter().find(|(k, _)| k == h).map(|(_, n)| *n);
+    assert_eq!(
+        (
+            n("sim-00001"),
+            n("sim-00002"),
+            n("sim-00003"),
+            n("sim-00004")
+        ),
+        (Some(1), Some(1), Some(0), Some(0)),
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn break_lock_help_and_readme_agree_it_never_takes_a_live_run_on_this_machine() {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    for command in ["run", "resume"] {
+        let (code, out, _) = support::run(support::rekindle().args([command, "--help"]));
+        assert_eq!(code, 0);
+        let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains(
+                "a run whose process is alive on this machine is never taken by this flag"
+            ),
+            "{out}"
+        );
+        assert!(flat.contains("--break-live-lock DANGEROUS: take over even a run whose process is alive on this machine"), "{out}");
+    }
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("A holder whose process is alive on this machine is never taken by `--break-lock`; `--break-live-lock` does that"));
 }

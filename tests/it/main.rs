@@ -3,11 +3,14 @@
 
 mod certs;
 mod drill;
+mod escalation;
 mod hardening;
 mod hosts;
 mod inventory;
 mod inventory_ansible;
+mod ipmi;
 mod journal;
+mod live;
 mod plan;
 mod power;
 mod reboot;

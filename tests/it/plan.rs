@@ -219,3 +219,33 @@ fn only_the_label_dimensions_hosts_have_are_shown() {
         "{out}"
     );
 }
+
+#[test]
+fn host_patterns_select_in_playbooks_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "version: 1\nstages:\n  - name: two\n    select: { host: \"pg-r[08-09]-db1\" }\n    steps: [ wait_ssh ]\n",
+    )
+    .unwrap();
+    let inv = fixtures().join("inventory/small.yaml");
+    let inv = inv.to_str().unwrap();
+    let (code, out, err) =
+        run(rekindle_in(dir.path()).args(["plan", "p.yaml", "-i", inv, "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stages"][0]["hosts"], 2);
+    let (code, out, err) = run(rekindle_in(dir.path()).args([
+        "plan",
+        "p.yaml",
+        "-i",
+        inv,
+        "--format",
+        "json",
+        "--limit",
+        "host=pg-r09-db[1-2]",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stages"][0]["hosts"], 1, "{v}");
+}

@@ -371,6 +371,22 @@ fn each_host_logs_in_with_its_own_credentials_entry_and_system() {
         assert!(!out.contains(pw) && !err.contains(pw));
     }
 
+    // `plan --preflight` reads each power state with its entry (plain1 is on
+    // since the swapped run), and sends nothing.
+    let mut plan = support::rekindle();
+    plan.arg("plan")
+        .arg(&pb)
+        .arg("-i")
+        .arg(sim.inventory())
+        .arg("--preflight")
+        .arg("--bmc-credentials")
+        .arg(sim.path("bmc-credentials"));
+    let (_, out, err) = support::run(&mut plan);
+    assert!(
+        out.contains("power (4 hosts through their BMCs): on 1, off 3\n"),
+        "{out}\n{err}"
+    );
+
     // The sim's own file: every host powered on with its entry.
     let (code, out, err) = sim.run_with_credentials(&pb, &[]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");

@@ -19,11 +19,23 @@ pub fn project_file(rel: &str) -> String {
 }
 
 /// A `rekindle` command running from `dir` (so relative paths in output are stable).
+/// Its per-user run registry is a fresh directory of its own, so tests running
+/// side by side over simulators with the same host names do not refuse each
+/// other; a test of the registry sets `XDG_STATE_HOME` itself.
 pub fn rekindle_in(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekindle"));
     cmd.current_dir(dir);
     cmd.env_remove("SSH_AUTH_SOCK");
+    cmd.env("XDG_STATE_HOME", fresh_state_dir());
     cmd
+}
+
+/// A new directory under the target's scratch space for one command's state.
+fn fresh_state_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("state-{}-{n}", std::process::id()))
 }
 
 /// A `rekindle` command running from the project root.

@@ -173,3 +173,49 @@ fn an_unknown_stage_suggests_only_a_close_name() {
     assert!(out.contains("unknown stage `dbs`"), "{out}");
     assert!(!out.contains("did you mean"), "{out}");
 }
+
+#[test]
+fn every_argument_of_every_subcommand_has_a_help_line() {
+    // Regression: `plan`, `run`, `drill` showed bare `<PLAYBOOK>` and `-i`,
+    // `--limit` and `report <JOURNAL>` had no description.
+    let (_, top, _) = run(crate::support::rekindle().arg("--help"));
+    let subcommands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(
+        subcommands.contains(&"plan") && subcommands.contains(&"report"),
+        "{top}"
+    );
+    for sub in subcommands {
+        let (code, help, _) = run(crate::support::rekindle().args([sub, "--help"]));
+        assert_eq!(code, 0, "{sub}");
+        let mut bare = Vec::new();
+        let lines: Vec<&str> = help.lines().collect();
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        for (i, line) in lines.iter().enumerate() {
+            let item = line.trim_start();
+            // An argument line: `  <PLAYBOOK>  text` or `  -i, --inventory <INV>  text`,
+            // or (clap's long layout) the text indented on the next line.
+            if (2..=6).contains(&indent(line)) && (item.starts_with('-') || item.starts_with('<')) {
+                let inline = item
+                    .split_once("  ")
+                    .is_some_and(|(_, text)| !text.trim().is_empty());
+                let below = lines
+                    .get(i + 1)
+                    .is_some_and(|next| indent(next) > indent(line) + 2 && !next.trim().is_empty());
+                if !inline && !below {
+                    bare.push(item.to_owned());
+                }
+            }
+        }
+        assert!(
+            bare.is_empty(),
+            "`rekindle {sub} --help` has arguments without help: {bare:?}\n{help}"
+        );
+    }
+}

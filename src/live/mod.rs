@@ -1,0 +1,196 @@
+//! The war room's live views of a run in progress, served by the running
+//! process itself with `--listen ADDR` (no external service): a status page
+//! that updates itself, the same facts as JSON, and Prometheus metrics.
+//!
+//! - [`state`]: the live state, folded from the event stream.
+//! - [`metrics`]: that state in the Prometheus text format.
+//! - [`server`]: the read-only HTTP server and the listen-address policy.
+//! - [`notify`]: `--notify` messages to webhooks (Slack-compatible).
+//!
+//! The state is fed by a [`LiveConsumer`] (one more consumer of the event
+//! stream) and read by the server through one `Arc<Mutex<Live>>`. Owns what
+//! the live views say. It must not change the run: nothing here writes to
+//! the engine, the journal or a host, and nothing secret (credentials,
+//! environment) is ever in the state.
+
+pub mod metrics;
+pub mod notify;
+pub mod server;
+pub mod state;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::engine::events::Ack;
+use crate::plan::Plan;
+use crate::report::summary::Collector;
+use crate::session::consume::{Consumer, Seen};
+use state::{FLIGHTS_LISTED, Live};
+
+const PAGE: &str = include_str!("page.html");
+
+/// The live state as `/api/status` serves it.
+pub fn status_json(live: &Live) -> serde_json::Value {
+    let now = live.elapsed_ms;
+    let sum = |f: &dyn Fn(&state::StageLive) -> usize| live.stages.iter().map(f).sum::<usize>();
+    let stages: Vec<serde_json::Value> = live
+        .stages
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "hosts": s.hosts,
+                "done": s.done,
+                "failed": s.failed,
+                "skipped": s.skipped,
+                "in_flight": s.in_flight,
+                "pending": s.pending(),
+                "status": s.status,
+                "reason": s.reason,
+                "started_ms": s.started_ms,
+                "finished_ms": s.finished_ms,
+                "eta_ms": s.eta_ms(now),
+            })
+        })
+        .collect();
+    // The longest in flight first: those are the ones to look at.
+    let mut flights: Vec<&state::Flight> = live.flights.values().collect();
+    flights.sort_by_key(|f| (f.since_ms, f.host.as_str()));
+    let listed: Vec<serde_json::Value> = flights
+        .iter()
+        .take(FLIGHTS_LISTED)
+        .map(|f| {
+            json!({
+                "host": f.host,
+                "stage": f.stage,
+                "step": f.step,
+                "kind": f.kind,
+                "for_ms": now.saturating_sub(f.since_ms),
+            })
+        })
+        .collect();
+    // Folded the way the summary and report fold them.
+    let summary = live.summary();
+    let failures: Vec<serde_json::Value> = crate::report::failures::groups(&summary)
+        .into_iter()
+        .map(|g| {
+            json!({
+                "stage": g.stage,
+                "what": g.what,
+                "reason": g.reason,
+                "output": g.output,
+                "count": g.hosts.len(),
+                "hosts": g.folded_line(),
+            })
+        })
+        .collect();
+    let actions: serde_json::Map<String, serde_json::Value> = live
+        .actions
+        .iter()
+        .map(|(a, n)| (a.as_str().to_owned(), json!(n)))
+        .collect();
+    json!({
+        "run_id": live.run_id,
+        "plan": live.plan,
+        "state": live.state(),
+        "paused": live.paused,
+        "outcome": live.outcome,
+        "elapsed_ms": now,
+        "totals": {
+            "hosts": sum(&|s| s.hosts),
+            "done": sum(&|s| s.done),
+            "failed": sum(&|s| s.failed),
+            "skipped": sum(&|s| s.skipped),
+            "in_flight": sum(&|s| s.in_flight),
+            "pending": sum(&|s| s.pending()),
+        },
+        "stages": stages,
+        "in_flight": { "count": live.flights.len(), "hosts": listed },
+        "failures": failures,
+        "actions": actions,
+        "step_durations": live.durations,
+    })
+}
+
+/// The page with the current state in it, so it shows the run at once
+/// (and to a reader without scripts); its script then polls for updates.
+pub fn page_html(live: &Live) -> String {
+    // Inside a <script> element only `</` could end it early.
+    let status = status_json(live).to_string().replace("</", "<\\/");
+    let svg = crate::report::formats::timeline_svg(&live.summary());
+    PAGE.replacen("__STATUS__", &status, 1)
+        .replacen("__TIMELINE__", &svg, 1)
+}
+
+/// Feeds the shared live state from the event stream.
+pub struct LiveConsumer(pub Arc<Mutex<Live>>);
+
+impl LiveConsumer {
+    fn with(&self, f: impl FnOnce(&mut Live)) {
+        f(&mut self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Consumer for LiveConsumer {
+    fn event(&mut self, e: Seen<'_>, _ack: &mut Option<Ack>) -> io::Result<()> {
+        self.with(|l| l.event(e.at, millis(e.elapsed), e.kind));
+        Ok(())
+    }
+
+    fn tick(&mut self, elapsed: Duration) -> io::Result<()> {
+        self.with(|l| l.tick(millis(elapsed)));
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "live status"
+    }
+}
+
+/// A status page being served.
+pub struct Listening {
+    pub consumer: LiveConsumer,
+    /// `http://ADDR:PORT/`, the port the kernel gave when the operator asked for 0.
+    pub url: String,
+    /// Said when the page is reachable from beyond this machine.
+    pub warning: Option<String>,
+}
+
+/// Binds `--listen`, builds the live state and starts serving it. An error
+/// (bad address, port taken) comes before anything ran.
+pub fn listen(
+    addr: &str,
+    run_id: &str,
+    plan: &Plan,
+    collector: Collector,
+    done_before: &[usize],
+) -> Result<Listening, String> {
+    let want = server::parse_listen(addr)?;
+    let listener = server::bind(want)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("--listen {want}: {e}"))?;
+    let live = Arc::new(Mutex::new(Live::new(run_id, plan, collector, done_before)));
+    server::spawn(listener, Arc::clone(&live))
+        .map_err(|e| format!("--listen {want}: cannot start the server: {e}"))?;
+    let warning = server::is_public(local.ip()).then(|| {
+        format!(
+            "--listen {local}: the status page and metrics are readable by anyone who can reach this address (read-only, no secrets)"
+        )
+    });
+    Ok(Listening {
+        consumer: LiveConsumer(live),
+        url: format!("http://{local}/"),
+        warning,
+    })
+}

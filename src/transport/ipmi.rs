@@ -1,0 +1,463 @@
+//! IPMI 2.0 (RMCP+, "lanplus") power control for `power_on`, through
+//! Debian's `ipmitool` as an external program: no maintained Rust crate
+//! speaks IPMI 2.0 well. A host whose `bmc` label is `ipmi://ADDR[:PORT]`
+//! (port 623 by default) is powered on this way.
+//!
+//! Owns the `ipmitool` command lines, their bounded run (each call is
+//! killed when it overruns [`CALL_TIMEOUT`]) and reading their answers. The
+//! password goes to the child alone, in its `IPMI_PASSWORD` environment
+//! (`-E`): never on a command line (`ps` shows those), never in a message.
+//!
+//! [`Bmcs`] presents an IPMI BMC to the engine as the one-system Redfish
+//! service the [`Bmc`] trait describes (a systems collection with one member,
+//! its `PowerState`, a reset action), so `engine::power` applies the same
+//! pacing, etiquette, intent and resume rules to both. Like the rest of the
+//! transport it must not retry, poll or pace: one call is one `ipmitool` run.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::redfish::{
+    Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CredentialStore, Endpoint, Redfish, SYSTEMS_PATH,
+};
+
+/// The IANA port of RMCP.
+pub const DEFAULT_PORT: u16 = 623;
+/// One `ipmitool` run: a session handshake and one command.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// The one "system" an IPMI BMC has, as the engine addresses it.
+pub const IPMI_SYSTEM: &str = "/ipmi/chassis";
+/// Cipher suite 3 (RAKP-HMAC-SHA1, AES-CBC-128): what BMCs and `ipmi_sim`
+/// accept; ipmitool's default 17 is refused by many.
+const CIPHER_SUITE: &str = "3";
+/// Output kept from a failed call, for the message.
+const TAIL: usize = 300;
+
+/// Where an `ipmi://` BMC listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    /// `ipmi://ADDR[:PORT]`, `ipmi://[V6]:PORT`; `None` when `label` is not
+    /// an `ipmi://` address at all, an error when it is a broken one.
+    pub fn parse(label: &str) -> Option<Result<Target, String>> {
+        let rest = label.trim().strip_prefix("ipmi://")?;
+        Some(Target::parse_authority(label, rest))
+    }
+
+    fn parse_authority(label: &str, rest: &str) -> Result<Target, String> {
+        let bad = |why: &str| format!("bmc `{label}`: {why} (expected ipmi://ADDR[:PORT])");
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() {
+            return Err(bad("no address"));
+        }
+        if rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace) {
+            return Err(bad("an IPMI address has no path, user or query"));
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, tail) = v6.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
+            match tail {
+                "" => (host, None),
+                t => (
+                    host,
+                    Some(t.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?),
+                ),
+            }
+        } else if rest.matches(':').count() > 1 {
+            return Err(bad("an IPv6 address goes in brackets: ipmi://[ADDR]:PORT"));
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no address"));
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(bad(&format!("`{p}` is not a port"))),
+            },
+        };
+        Ok(Target {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "ipmi://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "ipmi://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The `ipmitool` client.
+pub struct Ipmi {
+    program: PathBuf,
+    credentials: Arc<CredentialStore>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Ipmi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ipmi")
+            .field("program", &self.program)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `chassis power status` said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    On,
+    Off,
+}
+
+impl Ipmi {
+    pub fn new(credentials: Arc<CredentialStore>) -> Ipmi {
+        Ipmi {
+            program: PathBuf::from("ipmitool"),
+            credentials,
+            timeout: CALL_TIMEOUT,
+        }
+    }
+
+    /// One `ipmitool -I lanplus` run of `args` against `target` with the
+    /// credentials entry `account`: its stdout, or the classified failure.
+    async fn call(
+        &self,
+        target: &Target,
+        account: Option<&str>,
+        args: &[&str],
+    ) -> Result<String, BmcError> {
+        let credentials = self
+            .credentials
+            .entry(account)
+            .map_err(|e| BmcError::new(BmcErrorKind::Auth, e.to_string()))?;
+        let port = target.port.to_string();
+        let mut cmd = tokio::process::Command::new(&self.program);
+        // -v: its session errors tell a bad password from no answer.
+        // -N/-R: ipmitool's own retransmits stay inside our bound.
+        cmd.args([
+            "-v",
+            "-I",
+            "lanplus",
+            "-C",
+            CIPHER_SUITE,
+            "-N",
+            "2",
+            "-R",
+            "2",
+        ])
+        .args([
+            "-H",
+            &target.host,
+            "-p",
+            &port,
+            "-U",
+            &credentials.user,
+            "-E",
+        ])
+        .args(args)
+        .env("IPMI_PASSWORD", credentials.password.expose())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        let what = args.join(" ");
+        let child = cmd.spawn().map_err(|e| {
+            BmcError::new(
+                BmcErrorKind::Protocol,
+                format!("BMC {target}: cannot run ipmitool ({e}); install Debian's `ipmitool`"),
+            )
+        })?;
+        // Dropping the future on timeout kills the child (kill_on_drop).
+        let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Err(_) => {
+                return Err(BmcError::new(
+                    BmcErrorKind::Unreachable,
+                    format!(
+                        "BMC {target}: `{what}` got no answer within {}s",
+                        self.timeout.as_secs()
+                    ),
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(BmcError::new(
+                    BmcErrorKind::Protocol,
+                    format!("BMC {target}: ipmitool: {e}"),
+                ));
+            }
+            Ok(Ok(out)) => out,
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            return Ok(stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(classify(target, &what, &stderr, &credentials.source))
+    }
+
+    /// `chassis power status`.
+    pub async fn power(&self, target: &Target, account: Option<&str>) -> Result<Power, BmcError> {
+        let out = self
+            .call(target, account, &["chassis", "power", "status"])
+            .await?;
+        parse_status(&out).ok_or_else(|| {
+            BmcError::new(
+                BmcErrorKind::Protocol,
+                format!(
+                    "BMC {target}: unexpected answer to `chassis power status`: {}",
+                    tail(out.trim())
+                ),
+            )
+        })
+    }
+}
+
+/// `Chassis Power is on|off`.
+fn parse_status(out: &str) -> Option<Power> {
+    out.lines().find_map(
+        |l| match l.trim().strip_prefix("Chassis Power is ")?.trim() {
+            "on" => Some(Power::On),
+            "off" => Some(Power::Off),
+            _ => None,
+        },
+    )
+}
+
+/// What a failed `ipmitool` run means. The RAKP errors come only after the
+/// BMC answered, so they are the credentials; a missing answer to the first
+/// request (Get Channel Authentication Capabilities) is an absent BMC.
+fn classify(target: &Target, what: &str, stderr: &str, source: &str) -> BmcError {
+    let said: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Loading IANA"))
+        .collect();
+    let has = |needle: &str| said.iter().any(|l| l.contains(needle));
+    if has("RAKP 2 HMAC is invalid")
+        || has("unauthorized name")
+        || has("RAKP 4 message has invalid integrity check")
+        || has("invalid role")
+    {
+        return BmcError::new(
+            BmcErrorKind::Auth,
+            format!("BMC {target} rejected the credentials from {source} (IPMI RMCP+ session)"),
+        );
+    }
+    let last = said.last().copied().unwrap_or("no message");
+    if has("Get Auth Capabilities error")
+        || has("Error issuing Get Channel Authentication Capabilities")
+        || has("No response")
+        || has("Connection refused")
+    {
+        return BmcError::new(
+            BmcErrorKind::Unreachable,
+            format!("BMC {target}: no IPMI answer to `{what}` ({})", tail(last)),
+        );
+    }
+    BmcError::new(
+        BmcErrorKind::Protocol,
+        format!("BMC {target}: `{what}` failed: {}", tail(last)),
+    )
+}
+
+fn tail(s: &str) -> &str {
+    let start = s.len().saturating_sub(TAIL);
+    let start = (start..=s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    &s[start..]
+}
+
+/// The `ipmitool` commands for a Redfish reset type.
+fn reset_command(reset_type: &str) -> Option<&'static [&'static str]> {
+    Some(match reset_type {
+        "On" | "ForceOn" => &["chassis", "power", "on"],
+        "PowerCycle" => &["chassis", "power", "cycle"],
+        "ForceRestart" => &["chassis", "power", "reset"],
+        _ => return None,
+    })
+}
+
+/// Every BMC of a run: Redfish for `https://` (and bare) `bmc` labels,
+/// IPMI for `ipmi://` ones.
+#[derive(Debug)]
+pub struct Bmcs {
+    redfish: Redfish,
+    ipmi: Ipmi,
+}
+
+impl Bmcs {
+    pub fn new(redfish: Redfish, ipmi: Ipmi) -> Bmcs {
+        Bmcs { redfish, ipmi }
+    }
+}
+
+/// The IPMI target of an endpoint, if it is one.
+fn ipmi_target(bmc: &Endpoint) -> Option<Result<Target, BmcError>> {
+    Target::parse(bmc.as_str()).map(|r| r.map_err(|e| BmcError::new(BmcErrorKind::Protocol, e)))
+}
+
+impl Bmc for Bmcs {
+    fn login<'a>(&'a self, bmc: &'a Endpoint, account: Option<&'a str>) -> BmcFuture<'a, Auth> {
+        match ipmi_target(bmc) {
+            None => self.redfish.login(bmc, account),
+            // RMCP+ opens a session per ipmitool run: nothing to open now.
+            Some(target) => Box::pin(async move {
+                target?;
+                self.ipmi
+                    .credentials
+                    .entry(account)
+                    .map_err(|e| BmcError::new(BmcErrorKind::Auth, e.to_string()))?;
+                Ok(Auth::Basic {
+                    account: account.map(str::to_owned),
+                })
+            }),
+        }
+    }
+
+    fn get<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth, path: &'a str) -> BmcFuture<'a, Value> {
+        match ipmi_target(bmc) {
+            None => self.redfish.get(bmc, auth, path),
+            Some(target) => Box::pin(async move {
+                let target = target?;
+                if path == SYSTEMS_PATH {
+                    return Ok(json!({"Members": [{"@odata.id": IPMI_SYSTEM}]}));
+                }
+                if path != IPMI_SYSTEM {
+                    return Err(BmcError::new(
+                        BmcErrorKind::Protocol,
+                        format!("BMC {target}: an IPMI BMC has no resource {path}"),
+                    ));
+                }
+                let power = self.ipmi.power(&target, auth.account()).await?;
+                Ok(json!({
+                    "@odata.id": IPMI_SYSTEM,
+                    "PowerState": match power { Power::On => "On", Power::Off => "Off" },
+                    "Actions": {"#ComputerSystem.Reset": {"target": IPMI_SYSTEM}},
+                }))
+            }),
+        }
+    }
+
+    fn reset<'a>(
+        &'a self,
+        bmc: &'a Endpoint,
+        auth: &'a Auth,
+        target: &'a str,
+        reset_type: &'a str,
+    ) -> BmcFuture<'a, ()> {
+        match ipmi_target(bmc) {
+            None => self.redfish.reset(bmc, auth, target, reset_type),
+            Some(ipmi) => Box::pin(async move {
+                let ipmi = ipmi?;
+                let command = reset_command(reset_type).ok_or_else(|| {
+                    BmcError::new(
+                        BmcErrorKind::Protocol,
+                        format!(
+                            "BMC {ipmi}: reset_type `{reset_type}` has no IPMI chassis command \
+                             (IPMI BMCs take On, ForceOn, PowerCycle, ForceRestart)"
+                        ),
+                    )
+                })?;
+                self.ipmi
+                    .call(&ipmi, auth.account(), command)
+                    .await
+                    .map(|_| ())
+            }),
+        }
+    }
+
+    fn logout<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth) -> BmcFuture<'a, ()> {
+        match ipmi_target(bmc) {
+            None => self.redfish.logout(bmc, auth),
+            Some(_) => Box::pin(async { Ok(()) }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipmi_addresses() {
+        let t = |s: &str| Target::parse(s).expect("ipmi").expect("valid");
+        assert_eq!(
+            t("ipmi://10.0.0.5"),
+            Target {
+                host: "10.0.0.5".into(),
+                port: 623
+            }
+        );
+        assert_eq!(t("ipmi://bmc.example:6230/").port, 6230);
+        assert_eq!(t("ipmi://[fe80::1]:624").host, "fe80::1");
+        assert_eq!(t("ipmi://[fe80::1]").port, 623);
+        assert_eq!(
+            t("ipmi://[fe80::1]:624").to_string(),
+            "ipmi://[fe80::1]:624"
+        );
+        assert!(Target::parse("https://x").is_none());
+        for bad in [
+            "ipmi://",
+            "ipmi://:623",
+            "ipmi://h:0",
+            "ipmi://h:port",
+            "ipmi://fe80::1",
+            "ipmi://h/path",
+            "ipmi://u@h",
+            "ipmi://[fe80::1",
+        ] {
+            let e = Target::parse(bad).expect("ipmi").expect_err(bad);
+            assert!(e.contains("expected ipmi://ADDR[:PORT]"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ipmitool_answers_are_read() {
+        assert_eq!(parse_status("Chassis Power is on\n"), Some(Power::On));
+        assert_eq!(parse_status("Chassis Power is off"), Some(Power::Off));
+        assert_eq!(parse_status("garbage"), None);
+        let t = Target {
+            host: "h".into(),
+            port: 623,
+        };
+        let e = classify(
+            &t,
+            "chassis power status",
+            "Loading IANA PEN Registry...\n> RAKP 2 HMAC is invalid\nError: Unable to establish IPMI v2 / RMCP+ session\n",
+            "creds (entry `x`)",
+        );
+        assert_eq!(e.kind, BmcErrorKind::Auth);
+        assert!(
+            e.message
+                .contains("rejected the credentials from creds (entry `x`)")
+        );
+        let e = classify(
+            &t,
+            "chassis power status",
+            "Get Auth Capabilities error\nError issuing Get Channel Authentication Capabilities request\nError: Unable to establish IPMI v2 / RMCP+ session\n",
+            "c",
+        );
+        assert_eq!(e.kind, BmcErrorKind::Unreachable, "{e:?}");
+        assert_eq!(reset_command("On"), Some(&["chassis", "power", "on"][..]));
+        assert_eq!(reset_command("GracefulRestart"), None);
+    }
+}

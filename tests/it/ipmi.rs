@@ -1,0 +1,344 @@
+//! `power_on` over IPMI 2.0 (lanplus) end to end: `rekindle run` drives
+//! Debian's `ipmitool` against real `ipmi_sim` BMCs (openipmi) on loopback,
+//! each started and stopped by the test. A BMC's chassis power is a file its
+//! `chassis_control` program reads and writes, and every power command it
+//! receives is appended to a log, so the test sees what was sent.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, KillOnDrop};
+
+/// One `ipmi_sim` BMC on 127.0.0.1:port, user `admin`.
+struct IpmiSim {
+    /// Declared first: killed before its directory is removed.
+    _child: KillOnDrop,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port()
+}
+
+impl IpmiSim {
+    fn start(password: &str, powered_on: bool) -> IpmiSim {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir(d.join("state")).expect("state dir");
+        std::fs::write(d.join("power"), if powered_on { "1\n" } else { "0\n" }).expect("power");
+        let control = d.join("control.sh");
+        std::fs::write(
+            &control,
+            format!(
+                "#!/bin/sh\ncase \"$1 $2\" in\n  'get power') echo \"power:$(cat {d}/power)\" ;;\n  'set power') echo \"$3\" > {d}/power; echo \"set power $3\" >> {d}/commands ;;\nesac\n",
+                d = d.display()
+            ),
+        )
+        .expect("control program");
+        std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::write(
+            d.join("cmds"),
+            "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n",
+        )
+        .expect("cmds");
+        for _attempt in 0..5 {
+            let port = free_udp_port();
+            std::fs::write(
+                d.join("lan.conf"),
+                format!(
+                    "name \"bmc1\"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 {port}\n    priv_limit admin\n    allowed_auths_callback none md2 md5 straight\n    allowed_auths_user none md2 md5 straight\n    allowed_auths_operator none md2 md5 straight\n    allowed_auths_admin none md2 md5 straight\n    guid a123456789abcdefa123456789abcdef\n  endlan\n  chassis_control \"{}\"\n  user 2 true \"admin\" \"{password}\" admin 10 none md2 md5 straight\n",
+                    control.display()
+                ),
+            )
+            .expect("lan.conf");
+            let log = std::fs::File::create(d.join("sim.log")).expect("log");
+            let child = Command::new("ipmi_sim")
+                .arg("-c")
+                .arg(d.join("lan.conf"))
+                .arg("-f")
+                .arg(d.join("cmds"))
+                .arg("-n")
+                .arg("-s")
+                .arg(d.join("state"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("ipmi_sim starts (apt-get install openipmi)");
+            let mut child = KillOnDrop::new(child);
+            // Ready when it answers a power status; bounded (5 s).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if child.child().try_wait().expect("try_wait").is_some() {
+                    break;
+                }
+                let st = Command::new("ipmitool")
+                    .args([
+                        "-I",
+                        "lanplus",
+                        "-C",
+                        "3",
+                        "-N",
+                        "1",
+                        "-R",
+                        "1",
+                        "-H",
+                        "127.0.0.1",
+                    ])
+                    .args(["-p", &port.to_string(), "-U", "admin", "-E"])
+                    .args(["chassis", "power", "status"])
+                    .env("IPMI_PASSWORD", password)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("ipmitool runs (apt-get install ipmitool)");
+                if st.success() {
+                    return IpmiSim {
+                        _child: child,
+                        dir,
+                        port,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!(
+            "ipmi_sim did not start:\n{}",
+            std::fs::read_to_string(dir.path().join("sim.log")).unwrap_or_default()
+        );
+    }
+
+    fn bmc(&self) -> String {
+        format!("ipmi://127.0.0.1:{}", self.port)
+    }
+
+    fn is_on(&self) -> bool {
+        std::fs::read_to_string(self.dir.path().join("power"))
+            .expect("power")
+            .trim()
+            == "1"
+    }
+
+    /// The power commands it received, in order.
+    fn commands(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("commands"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Case {
+        Case {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// An inventory of (name, bmc, extra labels) hosts, and a power_on playbook.
+    fn write(&self, hosts: &[(&str, &str, &str)], power_on: &str) {
+        let mut y = String::from("version: 1\ndatacenters:\n  lab:\n    hosts:\n");
+        for (name, bmc, extra) in hosts {
+            y.push_str(&format!(
+                "      - name: {name}\n        labels: {{ pdu: p1, bmc: \"{bmc}\"{extra} }}\n"
+            ));
+        }
+        std::fs::write(self.path("inventory.yaml"), y).expect("inventory");
+        std::fs::write(
+            self.path("power.yaml"),
+            format!(
+                "version: 1\nstages:\n  - name: power\n    select: {{ dc: lab }}\n    parallel: 100%\n    max_failures: 100%\n    steps:\n      - power_on: {power_on}\n"
+            ),
+        )
+        .expect("playbook");
+    }
+
+    fn credentials(&self, text: &str) -> PathBuf {
+        let p = self.path("bmc-credentials");
+        std::fs::write(&p, text).expect("credentials");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        p
+    }
+
+    fn run(&self, journal: &str, creds: &Path) -> (i32, String, String) {
+        let mut cmd = support::rekindle_in(self.dir.path());
+        cmd.arg("run")
+            .arg(self.path("power.yaml"))
+            .arg("-i")
+            .arg(self.path("inventory.yaml"))
+            .args(["--yes", "--journal"])
+            .arg(self.path(journal))
+            .arg("--bmc-credentials")
+            .arg(creds)
+            .env_remove("REKINDLE_BMC_USER")
+            .env_remove("REKINDLE_BMC_PASSWORD");
+        support::run(&mut cmd)
+    }
+
+    /// The journal and its reports, as an operator would read them.
+    fn written(&self, journal: &str) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(self.path(journal))
+            .expect("journal")
+            .flatten()
+        {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "jsonl") {
+                all.push_str(&std::fs::read_to_string(&p).expect("journal"));
+                for format in ["text", "json"] {
+                    let mut cmd = support::rekindle();
+                    cmd.args(["report", "--format", format]).arg(&p);
+                    all.push_str(&support::run(&mut cmd).1);
+                }
+            }
+        }
+        all
+    }
+}
+
+fn failed_line<'a>(out: &'a str, host: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with("FAILED") && l.split_whitespace().nth(2) == Some(host))
+        .unwrap_or_else(|| panic!("no FAILED line for {host}:\n{out}"))
+}
+
+#[test]
+fn ipmi_bmcs_are_powered_on_with_their_own_credentials() {
+    let off = IpmiSim::start("pw-rack-a-7c1", false);
+    let on = IpmiSim::start("pw-default-91e", true);
+    let wrong = IpmiSim::start("pw-actual-3d0", false);
+    let unreachable = format!("ipmi://127.0.0.1:{}", free_udp_port());
+    let case = Case::new();
+    case.write(
+        &[
+            ("off1", &off.bmc(), ", bmc_credentials: rack-a"),
+            ("on1", &on.bmc(), ""),
+            ("wrong1", &wrong.bmc(), ", bmc_credentials: rack-c"),
+            ("gone1", &unreachable, ""),
+        ],
+        "{ timeout: 20s, reprobe: 2s, pdu_interval: 100ms }",
+    );
+    let creds = case.credentials(
+        "admin:pw-default-91e\nrack-a admin:pw-rack-a-7c1\nrack-c admin:not-the-ipmi-pw-55\n",
+    );
+    // `plan --preflight` reads every power state and changes nothing.
+    let mut cmd = support::rekindle_in(case.dir.path());
+    cmd.arg("plan")
+        .arg(case.path("power.yaml"))
+        .arg("-i")
+        .arg(case.path("inventory.yaml"))
+        .arg("--preflight")
+        .arg("--bmc-credentials")
+        .arg(&creds);
+    let (code, out, err) = support::run(&mut cmd);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("power (4 hosts through their BMCs): on 1, off 1, not read 2"),
+        "{out}"
+    );
+    assert!(out.contains("  wrong1: credentials rejected: "), "{out}");
+    assert!(out.contains("  gone1: BMC unreachable: "), "{out}");
+    assert!(off.commands().is_empty() && !off.is_on());
+
+    let (code, out, err) = case.run("j", &creds);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+
+    // From off: one `chassis power on`, and it is on now.
+    assert!(off.is_on(), "{out}");
+    assert_eq!(off.commands(), ["set power 1"], "{out}");
+    assert!(
+        !out.lines()
+            .any(|l| l.starts_with("FAILED") && l.contains(" off1 "))
+    );
+    // Already on: no command at all.
+    assert!(on.is_on());
+    assert!(on.commands().is_empty(), "{:?}", on.commands());
+    // Wrong password: refused, nothing sent, the entry named.
+    let line = failed_line(&out, "wrong1");
+    assert!(
+        line.contains("rejected the credentials from")
+            && line.contains("(entry `rack-c`)")
+            && line.contains("IPMI"),
+        "{line}"
+    );
+    assert!(!wrong.is_on() && wrong.commands().is_empty());
+    // No BMC there: unreachable until the step's timeout.
+    let line = failed_line(&out, "gone1");
+    assert!(
+        line.contains("power_on did not finish within 20s")
+            && line.contains(&unreachable)
+            && line.contains("unreachable"),
+        "{line}"
+    );
+
+    // Secrets stay out of output, journal and reports.
+    let seen = format!("{out}{err}{}", case.written("j"));
+    for secret in [
+        "pw-rack-a-7c1",
+        "pw-default-91e",
+        "pw-actual-3d0",
+        "not-the-ipmi-pw-55",
+    ] {
+        assert!(!seen.contains(secret), "{secret} leaked");
+    }
+
+    // Run again over the two that are on: neither gets a command.
+    case.write(
+        &[
+            ("off1", &off.bmc(), ", bmc_credentials: rack-a"),
+            ("on1", &on.bmc(), ""),
+        ],
+        "{ timeout: 20s }",
+    );
+    let (code, out, _) = case.run("j2", &creds);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(off.commands(), ["set power 1"], "{out}");
+    assert!(on.commands().is_empty());
+}
+
+#[test]
+fn a_broken_ipmi_address_is_an_input_error_at_the_hosts_line() {
+    let case = Case::new();
+    case.write(
+        &[
+            ("h1", "ipmi://10.0.0.1:6230", ""),
+            ("h2", "ipmi://fe80::1:623", ""),
+        ],
+        "{ timeout: 1m }",
+    );
+    let creds = case.credentials("admin:x\n");
+    let (code, out, err) = case.run("j", &creds);
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("inventory.yaml:7:")
+            && err.contains(
+                "error: host h2: bmc `ipmi://fe80::1:623`: an IPv6 address goes in brackets"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("host h1"), "{err}");
+    // validate with the inventory says the same.
+    let mut cmd = support::rekindle_in(case.dir.path());
+    cmd.arg("validate")
+        .arg(case.path("power.yaml"))
+        .arg("-i")
+        .arg(case.path("inventory.yaml"));
+    let (code, out, err) = support::run(&mut cmd);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(format!("{out}{err}").contains("host h2: bmc `ipmi://fe80::1:623`"));
+}
