@@ -24,23 +24,9 @@ use crate::transport::ssh::SshOptions;
 /// handshakes (which are not compressed) dominate and the prediction is noise.
 pub(crate) const MAX_SPEED: f64 = 1000.0;
 
-/// `100/s`, `3000/m`, `10/h`.
+/// `100/s`, `3000/m`, `10/h`: the same rule as a playbook's `rate:`.
 pub(crate) fn parse_rate(input: &str) -> Result<Rate, String> {
-    let bad = || format!("invalid rate `{input}`: expected COUNT/UNIT such as 100/s or 3000/m");
-    let (count, unit) = input.trim().split_once('/').ok_or_else(bad)?;
-    let count: u32 = count.trim().parse().map_err(|_| bad())?;
-    if count == 0 {
-        return Err(format!(
-            "invalid rate `{input}`: the count must be at least 1"
-        ));
-    }
-    let per = match unit.trim() {
-        "s" | "sec" | "second" => Duration::from_secs(1),
-        "m" | "min" | "minute" => Duration::from_secs(60),
-        "h" | "hour" => Duration::from_secs(3600),
-        _ => return Err(bad()),
-    };
-    Ok(Rate { count, per })
+    crate::playbook::units::parse_rate(input).map_err(|e| e.to_string())
 }
 
 /// `--rate`, checked.

@@ -438,30 +438,14 @@ fn percent(f: f64) -> String {
     }
 }
 
-/// The kind of a failure, from its reason: what an SRE would group by.
-fn failure_kind(h: &HostResult) -> String {
-    let reason = h.reason.as_deref().unwrap_or("");
-    if h.status == "unreachable" {
-        return "unreachable".to_owned();
-    }
-    let class = if reason.contains("did not reboot") {
-        "did not reboot (boot id unchanged)"
-    } else if reason.contains("did not come back") {
-        "did not come back"
-    } else if reason.starts_with("unreachable") || reason.starts_with("cannot connect") {
-        "unreachable"
-    } else if reason.contains("did not answer SSH") {
-        "no SSH"
-    } else if reason.starts_with("health checks") {
-        "unhealthy"
-    } else if reason.contains("exited with") {
-        "command failed"
-    } else {
-        "other"
-    };
-    match &h.step_kind {
-        Some(step) => format!("{step}: {class}"),
-        None => class.to_owned(),
+/// What an SRE would group a failure by: the failed step and the kind of
+/// failure (an unreachable host set aside has no failed step).
+fn failure_group(h: &HostResult) -> String {
+    let kind = h.failure.unwrap_or_default();
+    match (&h.step_kind, h.status == "unreachable") {
+        (_, true) => "unreachable".to_owned(),
+        (Some(step), false) => format!("{step}: {kind}"),
+        (None, false) => kind.to_string(),
     }
 }
 
@@ -541,7 +525,7 @@ fn report(
     } else {
         let mut by_kind: BTreeMap<String, Vec<&HostResult>> = BTreeMap::new();
         for h in &failures {
-            by_kind.entry(failure_kind(h)).or_default().push(h);
+            by_kind.entry(failure_group(h)).or_default().push(h);
         }
         let _ = writeln!(
             out,

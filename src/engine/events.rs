@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::failure::Failure;
+
 /// One thing that happened during a run, with wall-clock time and time since
 /// the run started (the latter follows tokio's clock, so paused-clock tests see it).
 #[derive(Debug)]
@@ -152,6 +154,9 @@ pub enum HostOutcome {
     Failed {
         step: usize,
         kind: StepKind,
+        /// What went wrong, for grouping (absent from format-1 journals).
+        #[serde(default)]
+        failure: Failure,
         reason: String,
         /// The last lines of the failing command's output, if any.
         output: String,
@@ -159,6 +164,8 @@ pub enum HostOutcome {
     /// The host could not be reached and the stage says `on_unreachable: skip`.
     Unreachable {
         step: usize,
+        #[serde(default)]
+        failure: Failure,
         reason: String,
     },
     /// Stopped by Ctrl-C twice while a step was running.

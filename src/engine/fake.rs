@@ -15,6 +15,11 @@ use crate::transport::{ConnectError, ConnectErrorKind, Connector, ExecError, Exe
 
 pub const REBOOT_COMMAND: &str = "systemctl reboot";
 
+/// The boot id of a host's `n`th boot, shaped like the kernel's.
+pub fn boot_id(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reboot {
     /// Goes down at once, answers again after `boot_time` with a new boot id.
@@ -38,6 +43,8 @@ pub struct Script {
     pub exits: HashMap<String, u32>,
     pub reboot: Reboot,
     pub boot_time: Duration,
+    /// A command that panics the host's task (a bug in rekindle, simulated).
+    pub panics_on: Option<String>,
 }
 
 #[derive(Debug)]
@@ -181,10 +188,18 @@ impl Session for FakeSession {
         if self.is_closed() {
             return Err(ExecError::Disconnected);
         }
+        let panics = self
+            .fleet
+            .hosts
+            .lock()
+            .unwrap()
+            .get(&self.host)
+            .is_some_and(|h| h.script.panics_on.as_deref() == Some(command));
+        assert!(!panics, "simulated bug on {}", self.host);
         if command == crate::engine::steps::BOOT_ID_COMMAND {
             return Ok(ExecOutput {
                 exit_status: Some(0),
-                output: format!("boot-{}\n", self.boot),
+                output: format!("{}\n", boot_id(self.boot)),
             });
         }
         let (delay, exit) = {

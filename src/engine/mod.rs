@@ -5,6 +5,7 @@
 //! - [`scheduler`]: the one coordinator that owns all run state (stages,
 //!   windows, canaries, budgets, rate limits, `max_unavailable`, cancel).
 //! - [`steps`]: what each step does on one host.
+//! - [`failure`]: why a host failed, as data.
 //! - [`power`]: the `power_on` step and its run-wide pacing (PDU, fleet, BMC etiquette).
 //! - [`limits`], [`backoff`]: token buckets on tokio's clock; polling delays.
 //!
@@ -12,6 +13,7 @@
 
 pub mod backoff;
 pub mod events;
+pub mod failure;
 pub mod limits;
 pub mod power;
 pub mod scheduler;
@@ -21,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use events::{Event, EventKind, HostOutcome, RunOutcome, StageOutcome, StepKind};
+pub use failure::{Failure, StepFailure};
 pub use scheduler::run;
 
 use crate::playbook::Rate;

@@ -21,9 +21,10 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::events::NotAcknowledged;
+use super::failure::{Failure, StepFailure};
 use super::limits::Limiter;
-use super::steps::{StepFailure, humane};
 use crate::inventory::Host;
+use crate::playbook::units::humane;
 use crate::playbook::{PowerOn, Rate};
 use crate::transport::redfish::{
     Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CREDENTIALS_LABEL, Endpoint, PowerState,
@@ -143,13 +144,19 @@ impl Power {
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
         let label = host.label("bmc").ok_or_else(|| {
-            StepFailure::new(format!(
-                "host {} has no `bmc` label: power_on needs its BMC address",
-                host.name
-            ))
+            StepFailure::new(
+                Failure::NoBmc,
+                format!(
+                    "host {} has no `bmc` label: power_on needs its BMC address",
+                    host.name
+                ),
+            )
         })?;
-        let bmc = Endpoint::parse(label).map_err(|e| StepFailure::new(e.message))?;
-        let mut last = String::from("no answer yet");
+        let bmc = Endpoint::parse(label).map_err(fail)?;
+        let mut last = Last {
+            what: String::from("no answer yet"),
+            unreachable: false,
+        };
         let mut auth = None;
         let result = tokio::time::timeout(
             step.timeout,
@@ -163,14 +170,16 @@ impl Power {
         }
         match result {
             Ok(r) => r,
-            Err(_) => Err(StepFailure {
-                reason: format!(
-                    "power_on did not finish within {} (BMC {bmc}: {last})",
-                    humane(step.timeout)
+            Err(_) => Err(StepFailure::new(
+                Failure::PowerOnTimeout {
+                    bmc_unreachable: last.unreachable,
+                },
+                format!(
+                    "power_on did not finish within {} (BMC {bmc}: {})",
+                    humane(step.timeout),
+                    last.what
                 ),
-                output: String::new(),
-                unreachable: last.starts_with("unreachable"),
-            }),
+            )),
         }
     }
 
@@ -180,7 +189,7 @@ impl Power {
         bmc: &Endpoint,
         step: &PowerOn,
         intent: F,
-        last: &mut String,
+        last: &mut Last,
         auth_slot: &mut Option<Auth>,
     ) -> Result<PowerOutcome, StepFailure>
     where
@@ -194,13 +203,13 @@ impl Power {
             match self.discover(&gate, bmc, host, auth_slot).await {
                 Ok(found) => break found,
                 Err(e) if e.kind == BmcErrorKind::Unreachable => {
-                    *last = format!("unreachable: {}", e.message);
+                    last.unreachable(&e);
                     tokio::time::sleep(step.reprobe).await;
                 }
                 Err(e) => return Err(fail(e)),
             }
         };
-        *last = format!("PowerState {}", info.power_state.as_str());
+        last.saw(format!("PowerState {}", info.power_state.as_str()));
         let on_means_done = matches!(step.reset_type.as_str(), "On" | "ForceOn");
         if info.power_state == PowerState::On && on_means_done {
             return Ok(PowerOutcome::AlreadyOn);
@@ -216,16 +225,28 @@ impl Power {
             };
             if ready && let Some(intent) = intent.take() {
                 let target = info.reset_target.clone().ok_or_else(|| {
-                    StepFailure::new(format!(
-                        "BMC {bmc}: the system {path} offers no #ComputerSystem.Reset action"
-                    ))
+                    StepFailure::new(
+                        Failure::Bmc {
+                            error: super::failure::BmcKind::Protocol,
+                            status: None,
+                        },
+                        format!(
+                            "BMC {bmc}: the system {path} offers no #ComputerSystem.Reset action"
+                        ),
+                    )
                 })?;
-                let auth = auth_slot
-                    .clone()
-                    .ok_or_else(|| StepFailure::new("no BMC session"))?;
+                let auth = auth_slot.clone().ok_or_else(|| {
+                    StepFailure::new(
+                        Failure::Bmc {
+                            error: super::failure::BmcKind::Protocol,
+                            status: None,
+                        },
+                        "no BMC session",
+                    )
+                })?;
                 self.paced_reset(host, &gate, bmc, &auth, &target, step, intent)
                     .await?;
-                *last = format!("reset {} sent", step.reset_type);
+                last.saw(format!("reset {} sent", step.reset_type));
             } else if info.power_state == PowerState::On {
                 // Still holding the intent: someone else powered it on meanwhile.
                 return Ok(if intent.is_some() {
@@ -239,12 +260,10 @@ impl Power {
             match self.read_system(&gate, bmc, auth_slot, &path).await {
                 Ok(i) => {
                     info = i;
-                    *last = format!("PowerState {}", info.power_state.as_str());
+                    last.saw(format!("PowerState {}", info.power_state.as_str()));
                 }
                 // A BMC busy with the power-on may miss an answer: poll again.
-                Err(e) if e.kind == BmcErrorKind::Unreachable => {
-                    *last = format!("unreachable: {}", e.message);
-                }
+                Err(e) if e.kind == BmcErrorKind::Unreachable => last.unreachable(&e),
                 Err(e) => return Err(fail(e)),
             }
         }
@@ -350,7 +369,7 @@ impl Power {
         // first, so a resumed run never powers a host on twice.
         intent()
             .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+            .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
         // Hosts without a `pdu` label share only the fleet rate (validate warns about them).
         let pdu_gate = host
             .label("pdu")
@@ -389,12 +408,26 @@ impl Power {
     }
 }
 
-fn fail(e: BmcError) -> StepFailure {
-    StepFailure {
-        unreachable: e.kind == BmcErrorKind::Unreachable,
-        reason: e.message,
-        output: String::new(),
+/// What the BMC said last, for the timeout's message and kind.
+struct Last {
+    what: String,
+    unreachable: bool,
+}
+
+impl Last {
+    fn saw(&mut self, what: String) {
+        self.what = what;
+        self.unreachable = false;
     }
+
+    fn unreachable(&mut self, e: &BmcError) {
+        self.what = format!("unreachable: {}", e.message);
+        self.unreachable = true;
+    }
+}
+
+fn fail(e: BmcError) -> StepFailure {
+    StepFailure::new(e.kind.into(), e.message)
 }
 
 #[cfg(test)]
@@ -715,7 +748,7 @@ mod tests {
         let power = Arc::new(Power::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         let Err(f) = &r[0] else { panic!("{r:?}") };
-        assert!(f.unreachable, "{f:?}");
+        assert!(f.unreachable(), "{f:?}");
         assert!(
             f.reason.contains("did not finish within 10m"),
             "{}",

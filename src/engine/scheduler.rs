@@ -16,7 +16,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::events::{
-    Emitter, Event, EventKind, HostOutcome, HostRef, RunOutcome, StageOutcome, StageRef, StepKind,
+    Emitter, Event, EventKind, Failure, HostOutcome, HostRef, RunOutcome, StageOutcome, StageRef,
+    StepKind,
 };
 use super::limits::Limiter;
 use super::power::Power;
@@ -121,6 +122,8 @@ struct Coordinator<C: Connector> {
     flights: HashMap<u64, Flight>,
     next_slot: u64,
     tasks: JoinSet<()>,
+    /// The flight slot of each host task, to land a task that panicked.
+    task_slots: HashMap<tokio::task::Id, u64>,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     /// Which stage gets the first chance in the next round (fairness under shared limits).
@@ -224,6 +227,7 @@ impl<C: Connector> Coordinator<C> {
             flights: HashMap::new(),
             next_slot: 0,
             tasks: JoinSet::new(),
+            task_slots: HashMap::new(),
             tx,
             rx,
             rotate: 0,
@@ -261,6 +265,10 @@ impl<C: Connector> Coordinator<C> {
             }
             tokio::select! {
                 Some(msg) = self.rx.recv() => self.handle(msg).await,
+                // A task that panicked never sends its result: its end is the news.
+                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.reaped(joined).await;
+                }
                 _ = sleep_until_opt(wake), if wake.is_some() => {}
                 changed = cancel.changed(), if cancel_open => {
                     if changed.is_err() {
@@ -670,7 +678,7 @@ impl<C: Connector> Coordinator<C> {
         .with_become_password(self.become_password.clone());
         let tx = self.tx.clone();
         let steps = Arc::clone(&self.stages[i].plan);
-        self.tasks.spawn(async move {
+        let task = self.tasks.spawn(async move {
             let progress = tx.clone();
             let outcome = runner
                 .run(start, move |step| {
@@ -684,6 +692,7 @@ impl<C: Connector> Coordinator<C> {
                 .await;
             let _ = tx.send(Msg::Finished { slot, outcome });
         });
+        self.task_slots.insert(task.id(), slot);
     }
 
     async fn handle(&mut self, msg: Msg) {
@@ -701,7 +710,38 @@ impl<C: Connector> Coordinator<C> {
             }
         }
         // Reap finished tasks so the set does not grow with the run.
-        while self.tasks.try_join_next().is_some() {}
+        while let Some(joined) = self.tasks.try_join_next_with_id() {
+            self.reaped(joined).await;
+        }
+    }
+
+    /// A host task ended. One that panicked is landed as an internal failure
+    /// of its host (counted against the budget like any failure), so the run
+    /// goes on; one that finished normally already sent its outcome.
+    async fn reaped(&mut self, joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let (id, panic) = match joined {
+            Ok((id, ())) => (id, None),
+            Err(e) => {
+                let id = e.id();
+                // Cancelled tasks (Ctrl-C twice) were landed by `abort_now`.
+                let panic = e.try_into_panic().ok().map(|p| panic_message(&*p));
+                (id, panic)
+            }
+        };
+        let slot = self.task_slots.remove(&id);
+        if let (Some(message), Some(slot)) = (panic, slot)
+            && let Some(flight) = self.flights.remove(&slot)
+        {
+            let kind = flight.kind;
+            let outcome = HostOutcome::Failed {
+                step: flight.step,
+                kind,
+                failure: Failure::Internal,
+                reason: format!("internal error: the host's task panicked: {message}"),
+                output: String::new(),
+            };
+            self.land(flight, outcome).await;
+        }
     }
 
     /// Books a host's outcome: counts, budget, canary verdict, its event.
@@ -788,6 +828,15 @@ impl<C: Connector> Coordinator<C> {
             }
         }
     }
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {

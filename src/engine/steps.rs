@@ -11,17 +11,44 @@ use tokio::time::Instant;
 
 use super::HostStart;
 use super::backoff::Backoff;
-use super::events::{Emitter, EventKind, HostOutcome, HostRef, StageRef, StepKind};
+use super::events::{
+    Emitter, EventKind, HostOutcome, HostRef, NotAcknowledged, StageRef, StepKind,
+};
+use super::failure::{Failure, StepFailure};
 use super::power::Power;
 use crate::inventory::Host;
 use crate::plan::StagePlan;
+use crate::playbook::template::{self, Quote, shell_quote};
 use crate::playbook::{Check, Health, PowerOn, Step};
 use crate::transport::escalation::{Escalation, EscalationMethod, Prompt, Refusal};
 use crate::transport::redfish::Secret;
-use crate::transport::{ConnectError, Connector, ExecOutput, Session};
+use crate::transport::{ConnectError, Connector, ExecError, ExecOutput, Session};
 
 /// Where Linux exposes the id of the current boot; it changes on every boot.
 pub const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
+
+/// The boot id in `cat /proc/sys/kernel/random/boot_id`'s output: a UUID
+/// (36 hex digits and dashes). Anything else would make every reboot look
+/// like "did not reboot" or "rebooted", so it is refused. The one rule for
+/// steps and `plan --preflight`.
+pub fn parse_boot_id(output: &str) -> Result<String, String> {
+    let id = output.trim();
+    let uuid = id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if uuid {
+        Ok(id.to_owned())
+    } else if id.is_empty() {
+        Err("could not read the boot id (empty output)".to_owned())
+    } else {
+        let last = id.lines().last().unwrap_or("");
+        Err(format!(
+            "`{BOOT_ID_COMMAND}` printed {last:?}, not a boot id"
+        ))
+    }
+}
 
 /// A resumed reboot whose host stays up on its old boot this long (or a
 /// quarter of the step timeout, if shorter) was never delivered: send it.
@@ -33,37 +60,34 @@ const REBOOT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// polling it anyway.
 const GOING_DOWN_WAIT_MAX: Duration = Duration::from_secs(10);
 
-/// Why a step failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepFailure {
-    pub reason: String,
-    /// The last lines of output of the failing command.
-    pub output: String,
-    /// The host could not be reached at all (may be skipped by `on_unreachable: skip`).
-    pub unreachable: bool,
+/// A connection for a command could not be made.
+fn connect_failure(err: &ConnectError) -> StepFailure {
+    StepFailure::new(
+        Failure::Connect {
+            error: err.kind.into(),
+        },
+        format!("cannot connect: {err}"),
+    )
 }
 
-impl StepFailure {
-    pub(crate) fn new(reason: impl Into<String>) -> StepFailure {
-        StepFailure {
-            reason: reason.into(),
-            output: String::new(),
-            unreachable: false,
-        }
-    }
+/// A command that did not finish: timed out, or its session broke.
+fn exec_failure(command: &str, e: &ExecError) -> StepFailure {
+    let failure = match e {
+        ExecError::Timeout(_) => Failure::CommandTimeout,
+        ExecError::Disconnected | ExecError::Channel(_) => Failure::CommandLost,
+    };
+    StepFailure::new(failure, format!("`{command}`: {e}"))
+}
 
-    fn with_output(mut self, output: &str) -> StepFailure {
-        self.output = output.to_owned();
-        self
-    }
+/// A step's template with `host`'s values, by the code that validated it.
+fn fill(template: &str, host: &Host, quote: Quote) -> Result<String, StepFailure> {
+    template::expand(template, host, quote)
+        .map_err(|e| StepFailure::new(Failure::Template, e.message))
+}
 
-    fn connect(err: &ConnectError) -> StepFailure {
-        StepFailure {
-            reason: format!("cannot connect: {err}"),
-            output: String::new(),
-            unreachable: err.kind.is_unreachable(),
-        }
-    }
+/// The journal did not take an intent: nothing is sent.
+fn not_recorded(e: NotAcknowledged) -> StepFailure {
+    StepFailure::new(Failure::NotRecorded, e.to_string())
 }
 
 /// One host's run through its stage's steps. Holds the SSH session so it is
@@ -156,15 +180,17 @@ impl<C: Connector> HostRun<C> {
                 })
                 .await;
             if let Err(f) = result {
-                return if f.unreachable && self.skip_unreachable() {
+                return if f.unreachable() && self.skip_unreachable() {
                     HostOutcome::Unreachable {
                         step: index,
+                        failure: f.failure,
                         reason: f.reason,
                     }
                 } else {
                     HostOutcome::Failed {
                         step: index,
                         kind,
+                        failure: f.failure,
                         reason: f.reason,
                         output: f.output,
                     }
@@ -187,8 +213,7 @@ impl<C: Connector> HostRun<C> {
         match step {
             Step::WaitSsh { timeout } => self.wait_ssh(*timeout).await,
             Step::Run { command, timeout } => {
-                let command =
-                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+                let command = fill(command, &self.host, Quote::Shell)?;
                 let out = self.exec_privileged(&command, *timeout).await?;
                 check_exit(&command, &out)
             }
@@ -201,11 +226,12 @@ impl<C: Connector> HostRun<C> {
             Step::PowerOn(p) => self.power_on(index, p).await,
             Step::Health(health) => self.health(health).await,
             Step::Local { command, timeout } => {
-                let command =
-                    substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+                let command = fill(command, &self.host, Quote::Shell)?;
                 let out = crate::transport::local::run(&command, &local_env(&self.host), *timeout)
                     .await
-                    .map_err(|e| StepFailure::new(format!("local command `{command}`: {e}")))?;
+                    .map_err(|e| {
+                        StepFailure::new(Failure::Local, format!("local command `{command}`: {e}"))
+                    })?;
                 check_exit(&command, &out)
             }
         }
@@ -240,11 +266,11 @@ impl<C: Connector> HostRun<C> {
     }
 
     async fn exec(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, StepFailure> {
-        let session = self.session().await.map_err(|e| StepFailure::connect(&e))?;
+        let session = self.session().await.map_err(|e| connect_failure(&e))?;
         session
             .exec(command, timeout)
             .await
-            .map_err(|e| StepFailure::new(format!("`{command}`: {e}")))
+            .map_err(|e| exec_failure(command, &e))
     }
 
     /// A command that needs privilege (`run`, the reboot command, service
@@ -290,21 +316,19 @@ impl<C: Connector> HostRun<C> {
         let session = self
             .session()
             .await
-            .map_err(|e| Escalated::Failed(StepFailure::connect(&e)))?;
+            .map_err(|e| Escalated::Failed(connect_failure(&e)))?;
         let out = match &password {
             None => session.exec(&wrapped, timeout).await,
             Some(password) => session.exec_with_stdin(&wrapped, password, timeout).await,
         }
-        .map_err(|e| Escalated::Failed(StepFailure::new(format!("`{command}`: {e}"))))?;
+        .map_err(|e| Escalated::Failed(exec_failure(command, &e)))?;
         match escalation.refusal(out.exit_status, &out.output) {
             None => Ok(out),
             Some(refusal) => Err(Escalated::Refused(
-                StepFailure::new(become_refused(
-                    &escalation,
-                    &refusal,
-                    &self.host.name,
-                    password.is_some(),
-                ))
+                StepFailure::new(
+                    Failure::BecomeRefused,
+                    become_refused(&escalation, &refusal, &self.host.name, password.is_some()),
+                )
                 .with_output(&out.output),
             )),
         }
@@ -340,26 +364,23 @@ impl<C: Connector> HostRun<C> {
 
     async fn wait_ssh(&mut self, timeout: Duration) -> Result<(), StepFailure> {
         let deadline = Instant::now() + timeout;
-        self.wait_for_ssh(deadline).await.map_err(|e| StepFailure {
-            reason: format!(
-                "host did not answer SSH within {} (last error: {e})",
-                humane(timeout)
-            ),
-            output: String::new(),
-            unreachable: e.kind.is_unreachable(),
+        self.wait_for_ssh(deadline).await.map_err(|e| {
+            StepFailure::new(
+                Failure::NoSsh {
+                    error: e.kind.into(),
+                },
+                format!(
+                    "host did not answer SSH within {} (last error: {e})",
+                    humane(timeout)
+                ),
+            )
         })
     }
 
     async fn boot_id(&mut self, timeout: Duration) -> Result<String, StepFailure> {
         let out = self.exec(BOOT_ID_COMMAND, timeout).await?;
         check_exit(BOOT_ID_COMMAND, &out)?;
-        let id = out.output.trim().to_owned();
-        if id.is_empty() {
-            return Err(StepFailure::new(
-                "could not read the boot id (empty output)",
-            ));
-        }
-        Ok(id)
+        parse_boot_id(&out.output).map_err(|e| StepFailure::new(Failure::BootId, e))
     }
 
     /// DESIGN.md's reboot: boot id, intent, reboot command (a dropped
@@ -373,7 +394,7 @@ impl<C: Connector> HostRun<C> {
     ) -> Result<(), StepFailure> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let command = substitute(command, &self.host, Quote::Shell).map_err(StepFailure::new)?;
+        let command = fill(command, &self.host, Quote::Shell)?;
         // A resumed run whose reboot intent was recorded: the command may or
         // may not have left before the interruption. Never send it blindly;
         // only when the host stays up on its old boot for a grace period and
@@ -402,15 +423,21 @@ impl<C: Connector> HostRun<C> {
         loop {
             if Instant::now() >= deadline {
                 return Err(if on_old_boot {
-                    StepFailure::new(format!(
-                        "host did not reboot (boot id unchanged: {before}) within {}",
-                        humane(timeout)
-                    ))
+                    StepFailure::new(
+                        Failure::DidNotReboot,
+                        format!(
+                            "host did not reboot (boot id unchanged: {before}) within {}",
+                            humane(timeout)
+                        ),
+                    )
                 } else {
-                    StepFailure::new(format!(
-                        "host did not come back within the reboot timeout of {} (last error: {last_error})",
-                        humane(timeout)
-                    ))
+                    StepFailure::new(
+                        Failure::DidNotComeBack,
+                        format!(
+                            "host did not come back within the reboot timeout of {} (last error: {last_error})",
+                            humane(timeout)
+                        ),
+                    )
                 });
             }
             match self.session_within(Some(deadline)).await {
@@ -477,7 +504,7 @@ impl<C: Connector> HostRun<C> {
                 boot_id_before: before.to_owned(),
             })
             .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+            .map_err(not_recorded)?;
         let out = self
             .exec_escalated(command, REBOOT_COMMAND_TIMEOUT.min(timeout))
             .await;
@@ -488,10 +515,11 @@ impl<C: Connector> HostRun<C> {
         if let Ok(out) = out
             && let Some(code) = out.exit_status.filter(|c| *c != 0)
         {
-            return Err(
-                StepFailure::new(format!("reboot command `{command}` exited with {code}"))
-                    .with_output(&out.output),
-            );
+            return Err(StepFailure::new(
+                Failure::Exited { code },
+                format!("reboot command `{command}` exited with {code}"),
+            )
+            .with_output(&out.output));
         }
         Ok(())
     }
@@ -532,6 +560,7 @@ impl<C: Connector> HostRun<C> {
     async fn power_on(&mut self, index: usize, step: &PowerOn) -> Result<(), StepFailure> {
         let Some(power) = self.power.clone() else {
             return Err(StepFailure::new(
+                Failure::NoBmc,
                 "power_on needs a BMC client: no BMC credentials were configured for this run",
             ));
         };
@@ -558,10 +587,10 @@ impl<C: Connector> HostRun<C> {
         unit: &str,
         timeout: Duration,
     ) -> Result<(), StepFailure> {
-        let unit = substitute(unit, &self.host, Quote::None).map_err(StepFailure::new)?;
+        let unit = fill(unit, &self.host, Quote::None)?;
         let quoted = shell_quote(&unit);
         // Connect before the intent, so an unreachable host records no action.
-        self.session().await.map_err(|e| StepFailure::connect(&e))?;
+        self.session().await.map_err(|e| connect_failure(&e))?;
         self.emitter
             .intent(EventKind::ServiceRestartIssued {
                 stage: self.stage_ref.clone(),
@@ -570,7 +599,7 @@ impl<C: Connector> HostRun<C> {
                 unit: unit.clone(),
             })
             .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+            .map_err(not_recorded)?;
         let restart = format!("systemctl restart {quoted}");
         let out = self.exec_privileged(&restart, timeout).await?;
         check_exit(&restart, &out)?;
@@ -595,11 +624,14 @@ impl<C: Connector> HostRun<C> {
             }
             if !backoff.sleep_until_next(deadline).await {
                 let failure = last.expect("a failed round was recorded");
-                return Err(StepFailure::new(format!(
-                    "health checks did not pass within {}: {}",
-                    humane(health.timeout),
-                    failure.reason
-                ))
+                return Err(StepFailure::new(
+                    Failure::Unhealthy,
+                    format!(
+                        "health checks did not pass within {}: {}",
+                        humane(health.timeout),
+                        failure.reason
+                    ),
+                )
                 .with_output(&failure.output));
             }
         }
@@ -611,14 +643,14 @@ impl<C: Connector> HostRun<C> {
             let left = deadline.saturating_duration_since(Instant::now());
             let left = left.max(Duration::from_millis(1));
             let result = match check {
-                Check::Ssh(command) => match substitute(command, &self.host, Quote::Shell) {
-                    Err(e) => Err(StepFailure::new(e)),
+                Check::Ssh(command) => match fill(command, &self.host, Quote::Shell) {
+                    Err(e) => Err(e),
                     Ok(command) => {
                         let timeout = self.stage.command_timeout.min(left);
                         // Connect within the check's deadline: a silent host must
                         // not hold the step for the stage's whole connect_timeout.
                         match self.session_within(Some(deadline)).await {
-                            Err(e) => Err(StepFailure::connect(&e)),
+                            Err(e) => Err(connect_failure(&e)),
                             Ok(_) => match self.exec_privileged(&command, timeout).await {
                                 Ok(out) => check_exit(&command, &out),
                                 Err(f) => {
@@ -634,14 +666,14 @@ impl<C: Connector> HostRun<C> {
                     let timeout = self.stage.connect_timeout.min(left);
                     crate::transport::probe::tcp(&self.host.address, *port, timeout)
                         .await
-                        .map_err(StepFailure::new)
+                        .map_err(|e| StepFailure::new(Failure::Probe, e))
                 }
                 Check::Http {
                     url,
                     status,
                     body_contains,
-                } => match substitute(url, &self.host, Quote::Url) {
-                    Err(e) => Err(StepFailure::new(e)),
+                } => match fill(url, &self.host, Quote::Url) {
+                    Err(e) => Err(e),
                     Ok(url) => {
                         let timeout = self.stage.command_timeout.min(left);
                         crate::transport::probe::http(
@@ -651,7 +683,7 @@ impl<C: Connector> HostRun<C> {
                             timeout,
                         )
                         .await
-                        .map_err(StepFailure::new)
+                        .map_err(|e| StepFailure::new(Failure::Probe, e))
                     }
                 },
             };
@@ -711,14 +743,16 @@ fn become_refused(
 fn check_exit(command: &str, out: &ExecOutput) -> Result<(), StepFailure> {
     match out.exit_status {
         Some(0) => Ok(()),
-        Some(code) => {
-            Err(StepFailure::new(format!("`{command}` exited with {code}"))
-                .with_output(&out.output))
-        }
-        None => Err(
-            StepFailure::new(format!("`{command}` ended without an exit status"))
-                .with_output(&out.output),
-        ),
+        Some(code) => Err(StepFailure::new(
+            Failure::Exited { code },
+            format!("`{command}` exited with {code}"),
+        )
+        .with_output(&out.output)),
+        None => Err(StepFailure::new(
+            Failure::NoExitStatus,
+            format!("`{command}` ended without an exit status"),
+        )
+        .with_output(&out.output)),
     }
 }
 
@@ -745,91 +779,7 @@ pub fn local_env(host: &Host) -> Vec<(String, String)> {
     env
 }
 
-/// How substituted host values are escaped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quote {
-    /// Single-quoted for `sh`.
-    Shell,
-    /// Percent-encoded for a URL.
-    Url,
-    /// As is (a value that is quoted later as a whole).
-    None,
-}
-
-/// Replaces `{name}`, `{address}`, `{port}` and `{label.KEY}`; other braces
-/// (awk programs, shell `${X}`) are left alone. A missing label is an error,
-/// never an empty string in a command.
-pub fn substitute(template: &str, host: &Host, quote: Quote) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            out.push_str(&rest[open..]);
-            return Ok(out);
-        };
-        let key = &after[..close];
-        let value = match key {
-            "name" => Some(host.name.clone()),
-            "address" => Some(host.address.clone()),
-            "port" => Some(host.port.to_string()),
-            _ => match key.strip_prefix("label.") {
-                Some(label) => Some(host.label(label).map(str::to_owned).ok_or_else(|| {
-                    format!("host {} has no label `{label}` for `{{{key}}}`", host.name)
-                })?),
-                None => None,
-            },
-        };
-        match value {
-            Some(v) => out.push_str(&match quote {
-                Quote::Shell => shell_quote(&v),
-                Quote::Url => percent_encode(&v),
-                Quote::None => v,
-            }),
-            None => out.push_str(&rest[open..open + 1 + close + 1]),
-        }
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-pub fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `90s`, `15m`, `1h30m`: how durations read in messages.
-pub fn humane(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_millis() != 0 && secs < 10 {
-        return format!("{}ms", d.as_millis());
-    }
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
+pub use crate::playbook::units::humane;
 
 #[cfg(test)]
 mod tests {
@@ -857,35 +807,16 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_are_shell_quoted() {
-        let s = substitute(
-            "echo {name} {address}:{port} {label.rack}",
-            &host(),
-            Quote::Shell,
+    fn boot_ids_are_uuids() {
+        let id = "3f2a1c9e-8b7d-4e6f-a5c4-0123456789ab";
+        assert_eq!(parse_boot_id(&format!("{id}\n")).as_deref(), Ok(id));
+        assert!(parse_boot_id("").unwrap_err().contains("empty output"));
+        assert!(
+            parse_boot_id("hello")
+                .unwrap_err()
+                .contains("printed \"hello\", not a boot id")
         );
-        assert_eq!(s.unwrap(), r"echo 'db1' '10.0.0.1':'2222' 'r'\''1'");
-    }
-
-    #[test]
-    fn other_braces_survive() {
-        let s = substitute("awk '{print $1}' ${HOME} {", &host(), Quote::Shell);
-        assert_eq!(s.unwrap(), "awk '{print $1}' ${HOME} {");
-    }
-
-    #[test]
-    fn urls_are_percent_encoded() {
-        let s = substitute(
-            "http://{address}:8080/h?p={label.path}",
-            &host(),
-            Quote::Url,
-        );
-        assert_eq!(s.unwrap(), "http://10.0.0.1:8080/h?p=a%20b%2Fc");
-    }
-
-    #[test]
-    fn a_missing_label_is_an_error() {
-        let e = substitute("echo {label.pdu}", &host(), Quote::Shell).unwrap_err();
-        assert!(e.contains("no label `pdu`"), "{e}");
+        assert!(parse_boot_id("3f2a1c9e88b7d-4e6f-a5c4-0123456789ab").is_err());
     }
 
     #[test]

@@ -396,6 +396,48 @@ async fn unreachable_spends_the_budget_by_default() {
     assert_eq!(out.started("h1"), None);
 }
 
+/// Regression: a panicking host task was dropped with its join result and
+/// the coordinator waited for its outcome forever.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_host_task_is_an_internal_failure_and_the_run_finishes() {
+    let fleet = Fleet::new();
+    for i in 0..4 {
+        fleet.script(&format!("h{i}"), working(1.0));
+    }
+    fleet.script(
+        "h1",
+        Script {
+            panics_on: Some(WORK.to_owned()),
+            ..working(1.0)
+        },
+    );
+    let mut s = stage("s", &[0, 1, 2, 3], vec![run_step()]);
+    s.window = 1;
+    s.failure_budget = 0;
+    let next = stage("after", &[0], vec![run_step()]);
+    let mut next = next;
+    next.after = vec![0];
+    let out = simple(plan(vec![s, next]), hosts(4), &fleet).await;
+    match out.finished("h1") {
+        Some((
+            _,
+            HostOutcome::Failed {
+                failure: crate::engine::Failure::Internal,
+                reason,
+                kind: StepKind::Run,
+                ..
+            },
+        )) => assert!(reason.contains("panicked: simulated bug on h1"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // It spent the budget of 0: the stage aborted, nothing after h1 started,
+    // and the run ended on its own.
+    assert_eq!(out.outcome, RunOutcome::Aborted);
+    assert!(matches!(out.stage("s"), Some(StageOutcome::Aborted { .. })));
+    assert_eq!(out.started("h2"), None);
+    assert!(!out.stage_started("after"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn max_unavailable_holds_across_concurrent_stages() {
     let fleet = Fleet::new();
@@ -533,7 +575,7 @@ async fn reboot_proves_a_new_boot_id() {
         EventKind::RebootIssued { boot_id_before, .. } => Some(boot_id_before.clone()),
         _ => None,
     });
-    assert_eq!(intent.as_deref(), Some("boot-0"));
+    assert_eq!(intent, Some(super::fake::boot_id(0)));
     let calls = fleet.calls_to("h0");
     assert_eq!(calls.iter().filter(|c| *c == REBOOT_COMMAND).count(), 1);
     assert_eq!(calls.last().map(String::as_str), Some(WORK));
@@ -781,14 +823,14 @@ async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
             (0, 1),
             HostStart::From {
                 step: 0,
-                reboot_boot_id: Some("boot-0".into()),
+                reboot_boot_id: Some(super::fake::boot_id(0)),
             },
         ),
         (
             (0, 2),
             HostStart::From {
                 step: 0,
-                reboot_boot_id: Some("boot-0".into()),
+                reboot_boot_id: Some(super::fake::boot_id(0)),
             },
         ),
     ]);

@@ -29,7 +29,9 @@ use sha2::{Digest, Sha256};
 use crate::engine::events::{Ack, EventKind};
 
 /// Version of the record format; bumped when a reader could misread old files.
-pub const FORMAT: u32 = 1;
+/// 2: host outcomes carry a typed `failure`, a drill marks its journal.
+/// Format 1 journals still load (their failures read as kind `unknown`).
+pub const FORMAT: u32 = 2;
 
 /// What ran, where and by whom: the first record of every journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +147,10 @@ pub enum JournalErrorKind {
     NoHeader,
     #[error("the first record is not a header")]
     HeaderFirst,
+    #[error(
+        "journal format {format} was written by a newer rekindle (this one reads up to format {FORMAT})"
+    )]
+    Newer { format: u32 },
 }
 
 impl JournalError {
@@ -213,6 +219,15 @@ pub fn read(path: &Path) -> Result<Journal, JournalError> {
             continue;
         }
         let record = serde_json::from_str::<Record>(text).map_err(|e| corrupt(e.to_string()))?;
+        if let Record::Header(h) = &record
+            && records.is_empty()
+            && h.format > FORMAT
+        {
+            return Err(JournalError::new(
+                path,
+                JournalErrorKind::Newer { format: h.format },
+            ));
+        }
         records.push(record);
     }
     let header = match records.first() {

@@ -93,6 +93,7 @@ fn write_read_round_trip_with_mode_0600() {
             outcome: HostOutcome::Failed {
                 step: 1,
                 kind: StepKind::Run,
+                failure: crate::engine::Failure::Exited { code: 3 },
                 reason: "exited with 3".into(),
                 output: "line \"quoted\"\nlast\n".into(),
             },
@@ -397,6 +398,7 @@ fn replay_rules() {
     let failed = |step| HostOutcome::Failed {
         step,
         kind: StepKind::Run,
+        failure: crate::engine::Failure::Exited { code: 1 },
         reason: "x".into(),
         output: String::new(),
     };
@@ -488,6 +490,7 @@ fn replay_reverifies_a_failed_reboot_instead_of_rebooting_again() {
             HostOutcome::Failed {
                 step: 0,
                 kind: StepKind::Reboot,
+                failure: crate::engine::Failure::DidNotComeBack,
                 reason: "host did not come back".into(),
                 output: String::new(),
             },
@@ -578,6 +581,70 @@ fn invalid_utf8_before_the_last_line_is_corruption_naming_the_line() {
     assert!(
         err.to_string()
             .ends_with("line 3: not a journal record: invalid UTF-8 at byte 25 of the line"),
+        "{err}"
+    );
+}
+
+/// A journal written by rekindle 0.1 (format 1): host outcomes without a
+/// failure kind. It must still load, replay and report; its failures read as
+/// kind `unknown`.
+#[test]
+fn a_format_1_journal_still_loads_with_unknown_failure_kinds() {
+    let old = concat!(
+        r#"{"record":"header","format":1,"run_id":"r1","plan":"old","playbook":{"path":"/p/b.yaml","sha256":"ab"},"inventories":[],"limit":null,"parallel":null,"rate":null,"operator":"root","bastion":"b1","rekindle_version":"0.1.0","started_at":"2026-11-21T22:15:00.000Z","stages":[{"name":"db","hosts":2}]}"#,
+        "\n",
+        r#"{"record":"event","at":"2026-11-21T22:15:01.000Z","ms":1000,"event":"host_started","stage":{"index":0,"name":"db"},"host":{"index":0,"name":"db1"},"canary":false}"#,
+        "\n",
+        r#"{"record":"event","at":"2026-11-21T22:15:09.000Z","ms":9000,"event":"host_finished","stage":{"index":0,"name":"db"},"host":{"index":0,"name":"db1"},"outcome":{"status":"failed","step":0,"kind":"reboot","reason":"host did not come back","output":""},"duration":{"secs":8,"nanos":0}}"#,
+        "\n",
+        r#"{"record":"event","at":"2026-11-21T22:15:10.000Z","ms":10000,"event":"host_finished","stage":{"index":0,"name":"db"},"host":{"index":1,"name":"db2"},"outcome":{"status":"unreachable","step":0,"reason":"cannot connect: refused"},"duration":{"secs":1,"nanos":0}}"#,
+        "\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.jsonl");
+    std::fs::write(&path, old).expect("write");
+    let journal = read(&path).expect("a format 1 journal loads");
+    assert_eq!(journal.header.format, 1);
+    let outcomes: Vec<&HostOutcome> = journal
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event {
+                kind: EventKind::HostFinished { outcome, .. },
+                ..
+            } => Some(outcome),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(
+        outcomes[0],
+        HostOutcome::Failed {
+            failure: crate::engine::Failure::Unknown,
+            ..
+        }
+    ));
+    assert!(matches!(
+        outcomes[1],
+        HostOutcome::Unreachable {
+            failure: crate::engine::Failure::Unknown,
+            ..
+        }
+    ));
+    let mut collector = crate::report::summary::Collector::new();
+    for r in &journal.records {
+        collector.record(r);
+    }
+    let summary = collector.summary();
+    assert_eq!(summary.failures().count(), 2);
+    assert!(crate::report::summary::render_text(&summary).contains("host did not come back"));
+
+    // A journal from a newer rekindle is refused by name, not misread.
+    let newer = old.replacen(r#""format":1"#, r#""format":99"#, 1);
+    std::fs::write(&path, newer).expect("write");
+    let err = read(&path).expect_err("format 99 is refused");
+    assert!(
+        err.to_string()
+            .contains("journal format 99 was written by a newer rekindle"),
         "{err}"
     );
 }

@@ -501,6 +501,7 @@ mod tests {
                     outcome: HostOutcome::Failed {
                         step: 0,
                         kind: StepKind::Reboot,
+                        failure: crate::engine::Failure::DidNotComeBack,
                         reason: "did not come back".into(),
                         output: String::new(),
                     },

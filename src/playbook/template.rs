@@ -254,8 +254,10 @@ pub enum Quote {
     None,
 }
 
-/// Substitutes `host`'s values into a template that [`parse`] accepted.
-/// A missing label becomes an empty string (validation reports it beforehand).
+/// Substitutes `host`'s values into a template, with the same parser that
+/// validated it ([`parse_for`]): `{{`/`}}` become single braces, each value
+/// one shell word (or percent-encoded in a URL). A label the host lacks is
+/// an error, never an empty word in a command.
 pub fn expand(template: &str, host: &Host, quote: Quote) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len() + 16);
     for piece in parse_for(template, quote)? {
@@ -271,11 +273,24 @@ pub fn expand(template: &str, host: &Host, quote: Quote) -> Result<String, Templ
             Piece::Name => host.name.as_str().into(),
             Piece::Address => host.address.as_str().into(),
             Piece::Port => host.port.to_string().into(),
-            Piece::Label(k) => host.label(k).unwrap_or("").into(),
+            Piece::Label(k) => match host.label(k) {
+                Some(v) => v.into(),
+                None => {
+                    return Err(TemplateError {
+                        offset: 0,
+                        len: 0,
+                        message: format!(
+                            "host {} has no label `{k}` for `{{label.{k}}}`",
+                            host.name
+                        ),
+                        help: None,
+                    });
+                }
+            },
         };
         match quote {
             Quote::None => out.push_str(&value),
-            Quote::Shell => shell_quote(&value, &mut out),
+            Quote::Shell => out.push_str(&shell_quote(&value)),
             Quote::Url => percent_encode(&value, &mut out),
         }
     }
@@ -293,26 +308,11 @@ pub fn percent_encode(s: &str, out: &mut String) {
     }
 }
 
-/// Appends `s` so that a POSIX shell reads it back as one word, unchanged.
-pub fn shell_quote(s: &str, out: &mut String) {
-    let safe = !s.is_empty()
-        && s.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, '-' | '_' | '.' | '/' | ':' | '@' | ',' | '+' | '=')
-        });
-    if safe {
-        out.push_str(s);
-        return;
-    }
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
+/// `s` as one POSIX shell word, unchanged when read back: always single
+/// quotes (a `'` inside becomes `'\''`). The one quoting rule for values
+/// rekindle puts into commands (placeholders, units, escalation).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]
@@ -351,7 +351,7 @@ mod tests {
                 Quote::Shell
             )
             .unwrap(),
-            "drain pg-r001-db1 --rack pg-r001 -p 2222"
+            "drain 'pg-r001-db1' --rack 'pg-r001' -p '2222'"
         );
         assert_eq!(
             expand("lb-ctl drain {label.lb}", &h, Quote::Shell).unwrap(),
@@ -371,9 +371,25 @@ mod tests {
             "http://10.1.1.1:2222/pool/pool%20a%3B%20rm%20-rf%20%2F%27?rack=pg-r001"
         );
         assert_eq!(
-            expand("awk '{{print $1}}' {label.missing}", &h, Quote::Shell).unwrap(),
-            "awk '{print $1}' ''"
+            expand("awk '{{print $1}}' {name}", &h, Quote::Shell).unwrap(),
+            "awk '{print $1}' 'pg-r001-db1'"
         );
+        assert_eq!(
+            expand("echo ${{HOME}} a{{b}}c", &h, Quote::Shell).unwrap(),
+            "echo ${HOME} a{b}c"
+        );
+    }
+
+    #[test]
+    fn a_missing_label_is_an_error() {
+        let e = expand("echo {label.pdu}", &host(), Quote::Shell).unwrap_err();
+        assert!(e.message.contains("no label `pdu`"), "{e}");
+    }
+
+    #[test]
+    fn quotes_in_values_survive_one_shell_word() {
+        assert_eq!(shell_quote("r'1"), r"'r'\''1'");
+        assert_eq!(shell_quote(""), "''");
     }
 
     proptest::proptest! {

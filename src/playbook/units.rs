@@ -14,6 +14,26 @@ use super::{Amount, Rate};
 #[error("{0}")]
 pub struct UnitError(pub String);
 
+/// `90s`, `15m`, `1h30m`: how durations read in messages.
+pub fn humane(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_millis() != 0 && secs < 10 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 /// Parses `90s`, `15m`, `1h30m`, `500ms`, `2d`: one or more `<integer><unit>`
 /// parts, units `ms`, `s`, `m`, `h`, `d`, largest first. A bare number is
 /// refused: `30` could mean seconds or minutes, and a restart plan must not guess.

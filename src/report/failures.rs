@@ -144,6 +144,7 @@ mod tests {
             canary: false,
             step: Some(2),
             step_kind: Some("health".into()),
+            failure: None,
             reason: Some(reason.into()),
             output: Some(output.into()).filter(|o: &String| !o.is_empty()),
             start_ms: 0,

@@ -194,6 +194,7 @@ mod tests {
                     outcome: HostOutcome::Failed {
                         step: 1,
                         kind: StepKind::Health,
+                        failure: crate::engine::Failure::Unhealthy,
                         reason: "health checks did not pass within 10m: `ceph` exited with 3"
                             .into(),
                         output: "l1\nl2\nl3\nl4\nl5\nl6\n".into(),
@@ -208,6 +209,9 @@ mod tests {
                     host: host(2, "st3"),
                     outcome: HostOutcome::Unreachable {
                         step: 0,
+                        failure: crate::engine::Failure::Connect {
+                            error: crate::engine::failure::ConnectKind::Unreachable,
+                        },
                         reason: "cannot connect: refused".into(),
                     },
                     duration: s(1),

@@ -300,6 +300,7 @@ fn host_line(kind: &EventKind) -> Option<(bool, String)> {
             kind,
             reason,
             output,
+            ..
         } => {
             let mut s = format!(
                 "FAILED      {}  {}  {d}  step {} ({}): {reason}",

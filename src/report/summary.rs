@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::engine::events::{EventKind, HostOutcome, RunOutcome, StageOutcome};
+use crate::engine::events::{EventKind, Failure, HostOutcome, RunOutcome, StageOutcome};
 use crate::engine::steps::humane;
 use crate::journal::{Record, parse_rfc3339};
 
@@ -68,6 +68,8 @@ pub struct HostResult {
     /// 1-based step number and kind of the failing or interrupted step.
     pub step: Option<usize>,
     pub step_kind: Option<String>,
+    /// What went wrong, for grouping (failed and unreachable hosts).
+    pub failure: Option<Failure>,
     pub reason: Option<String>,
     pub output: Option<String>,
     pub start_ms: u64,
@@ -239,6 +241,7 @@ impl Collector {
                     canary: *canary,
                     step: None,
                     step_kind: None,
+                    failure: None,
                     reason: None,
                     output: None,
                     start_ms: ms,
@@ -294,6 +297,7 @@ impl Collector {
                             canary: false,
                             step: None,
                             step_kind: None,
+                            failure: None,
                             reason: None,
                             output: None,
                             start_ms: start,
@@ -313,6 +317,7 @@ impl Collector {
                         kind,
                         reason,
                         output,
+                        ..
                     } => (
                         "failed",
                         Some(*step + 1),
@@ -320,7 +325,7 @@ impl Collector {
                         Some(reason.clone()),
                         Some(output.clone()).filter(|o| !o.trim().is_empty()),
                     ),
-                    HostOutcome::Unreachable { step, reason } => (
+                    HostOutcome::Unreachable { step, reason, .. } => (
                         "unreachable",
                         Some(*step + 1),
                         None,
@@ -334,6 +339,11 @@ impl Collector {
                         None,
                         None,
                     ),
+                };
+                h.failure = match outcome {
+                    HostOutcome::Failed { failure, .. }
+                    | HostOutcome::Unreachable { failure, .. } => Some(*failure),
+                    _ => None,
                 };
                 h.status = status.into();
                 h.step = step;

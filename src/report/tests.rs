@@ -93,6 +93,9 @@ pub(crate) fn events() -> Vec<(Duration, EventKind)> {
             host: h(3),
             outcome: HostOutcome::Unreachable {
                 step: 0,
+                failure: crate::engine::Failure::Connect {
+                    error: crate::engine::failure::ConnectKind::Unreachable,
+                },
                 reason: "cannot connect to 127.0.0.4:22: connection refused".into(),
             },
             duration: secs(5),
@@ -124,6 +127,7 @@ pub(crate) fn events() -> Vec<(Duration, EventKind)> {
             outcome: HostOutcome::Failed {
                 step: 1,
                 kind: StepKind::Health,
+                failure: crate::engine::Failure::Unhealthy,
                 reason: "health checks did not pass within 1m: `systemctl is-active ceph-osd.target` exited with 3".into(),
                 output: "a\nb\nc\nd\ne\ninactive <osd.2>\n".into(),
             },

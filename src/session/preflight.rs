@@ -182,17 +182,7 @@ async fn check_one<C: Connector>(
             )));
         }
     }
-    let id = out.output.trim();
-    // A reboot step compares boot ids; anything that is not one would make
-    // every reboot look like "did not reboot" or "rebooted".
-    let looks_like_uuid = id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
-    if !looks_like_uuid {
-        return Err(other(format!(
-            "`{BOOT_ID_COMMAND}` printed {:?}, not a boot id",
-            last_line(id)
-        )));
-    }
-    Ok(id.to_owned())
+    crate::engine::steps::parse_boot_id(&out.output).map_err(other)
 }
 
 fn last_line(text: &str) -> &str {

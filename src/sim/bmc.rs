@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::config::FaultKind;
-use super::host::{HostCore, Shared};
+use super::core::{HostCore, Shared};
 
 pub const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
 pub const SYSTEMS: &str = "/redfish/v1/Systems";

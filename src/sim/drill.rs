@@ -469,7 +469,7 @@ stages:
     /// simulator's shell), and the rest really are not.
     #[tokio::test]
     async fn answerable_commands_agree_with_the_sim_shell() {
-        let core = super::super::host::HostCore::new(
+        let core = super::super::core::HostCore::new(
             0,
             "h".into(),
             Ipv4Addr::LOCALHOST,

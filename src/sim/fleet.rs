@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::SimError;
 use super::bmc::BmcConfig;
 use super::config::{FaultKind, FleetConfig, POWERED_OFF_SHARD_SIZE, host_address, place_faults};
-use super::host::{HostStatus, Phase, Power};
+use super::core::{HostStatus, Phase, Power};
 use super::shard::{DELTA_INTERVAL, ShardHost, ShardRuntime, ShardSpec, WorkerMsg};
 use crate::transport::redfish::CREDENTIALS_LABEL;
 

@@ -17,6 +17,7 @@
 
 mod bmc;
 pub mod config;
+pub(crate) mod core;
 pub mod drill;
 pub mod fleet;
 mod host;
@@ -26,8 +27,8 @@ mod ssh;
 use std::net::SocketAddr;
 
 pub use config::{BootTime, FaultKind, FleetConfig, SimHost, parse_faults};
+pub use core::{Phase, Power};
 pub use fleet::{Fleet, FleetHandle, FleetPaths, FleetStatus, HostReport};
-pub use host::{Phase, Power};
 pub use shard::run_worker;
 
 /// Why the simulator could not start or stop.

@@ -14,7 +14,8 @@ use tokio::task::AbortHandle;
 
 use super::SimError;
 use super::config::{BootTime, FaultKind};
-use super::host::{self, HostCore, HostStatus, Shared};
+use super::core::{HostCore, HostStatus, Shared};
+use super::host;
 
 /// How often a shard reports changed hosts.
 pub(crate) const DELTA_INTERVAL: Duration = Duration::from_millis(200);

@@ -9,7 +9,7 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, Verif
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpStream;
 
-use super::host::{HostCore, Shared};
+use super::core::{HostCore, Shared};
 
 /// Longest `sleep N` honoured, so a stray command cannot pin a session forever.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);

@@ -174,10 +174,7 @@ pub fn read_password_file(path: &Path) -> Result<Secret, PasswordFileError> {
 #[error("{0}")]
 pub struct PasswordFileError(String);
 
-/// POSIX single quotes (the same rule as the engine's placeholders).
-fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
+use crate::playbook::template::shell_quote;
 
 #[cfg(test)]
 mod tests {

@@ -174,6 +174,11 @@ impl Ipmi {
             "-E",
         ])
         .args(args)
+        // Only what ipmitool needs: no other secret of ours (the operator's
+        // REKINDLE_BMC_PASSWORD, say) reaches it.
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+        .env("LC_ALL", "C")
         .env("IPMI_PASSWORD", credentials.password.expose())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

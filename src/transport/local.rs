@@ -25,6 +25,8 @@ pub async fn run(
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(command)
+        // The operator's BMC password is rekindle's, not the hook's.
+        .env_remove(super::redfish::PASSWORD_VAR)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

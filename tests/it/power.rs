@@ -416,3 +416,32 @@ fn a_redfish_system_the_bmc_lacks_fails_the_host_naming_what_it_has() {
     );
     assert_eq!(host(&sim.status(), "blade1")["power_ons"], 0);
 }
+
+#[test]
+fn the_bmc_password_from_the_environment_stays_out_of_local_hooks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("inv.yaml"),
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n",
+    )
+    .expect("inventory");
+    std::fs::write(
+        dir.path().join("pb.yaml"),
+        "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { local: \"test -z \\\"$REKINDLE_BMC_PASSWORD\\\" && test -n \\\"$REKINDLE_BMC_USER\\\"\" } ]\n",
+    )
+    .expect("playbook");
+    let mut cmd = support::rekindle_in(dir.path());
+    cmd.args([
+        "run",
+        "pb.yaml",
+        "-i",
+        "inv.yaml",
+        "--yes",
+        "--journal",
+        "j",
+    ])
+    .env("REKINDLE_BMC_USER", "ops")
+    .env("REKINDLE_BMC_PASSWORD", "env-secret-4411");
+    let (code, out, err) = support::run(&mut cmd);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+}

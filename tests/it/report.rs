@@ -90,6 +90,9 @@ pub fn synthetic_journal(dir: &Path) -> PathBuf {
                         host: h,
                         outcome: HostOutcome::Unreachable {
                             step: 0,
+                            failure: rekindle::engine::Failure::Connect {
+                                error: rekindle::engine::failure::ConnectKind::Unreachable,
+                            },
                             reason: "cannot connect: connection refused".into(),
                         },
                         duration: Duration::from_secs(5),
@@ -100,6 +103,7 @@ pub fn synthetic_journal(dir: &Path) -> PathBuf {
                 HostOutcome::Failed {
                     step: 1,
                     kind: StepKind::Health,
+                    failure: rekindle::engine::Failure::Unhealthy,
                     reason: "health checks did not pass within 10m: tcp 6800 refused".into(),
                     output: "osd.3 down\nosd.3 <failed> & \"stuck\"\n".into(),
                 }

@@ -447,6 +447,39 @@ stages:
     assert_eq!(a.logins() + b.logins(), 24);
 }
 
+/// Regression: validation read `{{`/`}}` as literal braces but the engine
+/// substituted with its own code and sent them doubled, so the README's
+/// `awk '{{print $1}}'` validated and then failed on the host (`echo
+/// ${{HOME}}`: "bad substitution"). Real sshd, end to end; awk alone would
+/// accept `{{...}}` as nested blocks, so `printf` proves the braces too.
+#[test]
+fn literal_braces_in_commands_reach_the_host_as_single_braces() {
+    let case = Case::new();
+    let sshd = Sshd::start(&case.keys, 1);
+    case.trust(&[&sshd]);
+    case.inventory(&hosts_on(&sshd, "h", 1));
+    case.playbook(
+        &r#"version: 1
+stages:
+  - name: all
+    select: { dc: test }
+    steps:
+      - run: "echo 'x y' | awk '{{print $2}}' > MARKS/{name}.awk"
+      - run: "echo ${{HOME}} > MARKS/{name}.home"
+      - run: "printf '%s\n' 'a{{b}}c' > MARKS/{name}.braces"
+"#
+        .replace("MARKS", &case.marks()),
+    );
+    let o = case.run(&[]);
+    assert_eq!(o.code, 0, "{o}");
+    let read =
+        |f: &str| std::fs::read_to_string(case.mark(f)).unwrap_or_else(|e| panic!("{f}: {e}\n{o}"));
+    assert_eq!(read("h01.awk"), "y\n");
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert_eq!(read("h01.home").trim_end(), home.trim_end_matches('/'));
+    assert_eq!(read("h01.braces"), "a{b}c\n");
+}
+
 #[test]
 fn nonzero_exits_fail_hosts_with_their_output_tail_inside_the_budget() {
     let case = Case::new();

@@ -1,0 +1,315 @@
+//! One simulated host's state: its phase and power, its boot id, its fault,
+//! and the status it reports. The listeners that serve it are `host`'s, the
+//! SSH protocol `ssh`'s, the BMC `bmc`'s; all of them read and change a host
+//! through [`HostCore`], and this module imports none of them.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use super::config::{BootTime, FaultKind, mix};
+
+/// Sessions of a host are dropped this long after it accepts a reboot, so the
+/// reboot command's own exit status reaches the client first.
+pub(super) const REBOOT_GRACE: Duration = Duration::from_millis(100);
+/// How long a flapping host stays up between its disappearances.
+pub(super) const FLAP_UP: Duration = Duration::from_secs(1);
+/// A hung handshake is held at most this long (bounded even if the client never gives up).
+pub(super) const HANG_CAP: Duration = Duration::from_secs(600);
+
+/// Where a host is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Up,
+    /// Between a reboot and the end of its boot time: connections refused.
+    Rebooting,
+    /// Gone for a moment after coming back (the `flap` fault); same boot id.
+    Flapping,
+    /// Rebooted and never came back (the `never_returns` fault).
+    Down,
+    /// A listener could not be bound again after a reboot.
+    Broken,
+    /// Powered off (or powering on): nothing but its BMC answers.
+    Off,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Up => "up",
+            Phase::Rebooting => "rebooting",
+            Phase::Flapping => "flapping",
+            Phase::Down => "down",
+            Phase::Broken => "broken",
+            Phase::Off => "off",
+        }
+    }
+}
+
+/// A host's `PowerState` as its BMC reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Power {
+    #[default]
+    On,
+    Off,
+    PoweringOn,
+}
+
+impl Power {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Power::On => "on",
+            Power::Off => "off",
+            Power::PoweringOn => "powering_on",
+        }
+    }
+
+    /// The Redfish spelling.
+    pub fn redfish(self) -> &'static str {
+        match self {
+            Power::On => "On",
+            Power::Off => "Off",
+            Power::PoweringOn => "PoweringOn",
+        }
+    }
+}
+
+/// A host's externally visible state, as status.json shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub state: Phase,
+    pub reboots: u32,
+    pub boot_id: String,
+    #[serde(default)]
+    pub power: Power,
+    /// Reset actions its BMC received.
+    #[serde(default)]
+    pub power_ons: u32,
+    /// When the last reset action arrived (Unix ms).
+    #[serde(default)]
+    pub reset_at_ms: Option<u64>,
+}
+
+/// Fleet-wide, read-only things every host shares (one copy per process).
+pub(crate) struct Shared {
+    pub ssh_config: Arc<russh::server::Config>,
+    pub client_key: russh::keys::PublicKey,
+    pub port: u16,
+    pub http_port: u16,
+    pub boot_time: BootTime,
+    pub seed: u64,
+    /// The BMCs of a powered-off fleet.
+    pub bmc: Option<super::bmc::BmcConfig>,
+}
+
+pub(super) struct State {
+    pub(super) phase: Phase,
+    pub(super) boot_id: [u8; 16],
+    /// Reboot commands received (including ones a `no_reboot` host ignored).
+    pub(super) reboots: u32,
+    /// Completed boots after the first; seeds the boot time and boot id.
+    pub(super) boots: u32,
+    pub(super) flaps_left: u8,
+    pub(super) reboot_pending: bool,
+    pub(super) power: Power,
+    pub(super) power_ons: u32,
+    pub(super) reset_at_ms: Option<u64>,
+    /// Changed since the last status delta.
+    pub(super) dirty: bool,
+}
+
+pub(crate) struct HostCore {
+    /// Index in the whole fleet (not the shard).
+    pub idx: usize,
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub fault: Option<FaultKind>,
+    pub(super) state: Mutex<State>,
+    /// Bumped whenever the host goes away: every connection task watches it.
+    pub(super) epoch: watch::Sender<u64>,
+    pub(super) wake: Notify,
+    /// The power button: a BMC reset action on a host that is off.
+    pub(super) power_button: Notify,
+}
+
+impl HostCore {
+    pub fn new(
+        idx: usize,
+        name: String,
+        address: Ipv4Addr,
+        fault: Option<FaultKind>,
+        seed: u64,
+    ) -> Self {
+        let flaps = 1 + (mix(seed ^ idx as u64 ^ 0xF1A9) % 2) as u8;
+        HostCore {
+            idx,
+            name,
+            address,
+            fault,
+            state: Mutex::new(State {
+                phase: Phase::Up,
+                boot_id: new_boot_id(),
+                reboots: 0,
+                boots: 0,
+                flaps_left: if fault == Some(FaultKind::Flap) {
+                    flaps
+                } else {
+                    0
+                },
+                reboot_pending: false,
+                power: Power::On,
+                power_ons: 0,
+                reset_at_ms: None,
+                dirty: true,
+            }),
+            epoch: watch::Sender::new(0),
+            wake: Notify::new(),
+            power_button: Notify::new(),
+        }
+    }
+
+    /// Starts the host powered off (nothing listens until a BMC powers it on).
+    pub fn powered_off(self) -> Self {
+        {
+            let mut s = self.lock();
+            s.power = Power::Off;
+            s.phase = Phase::Off;
+        }
+        self
+    }
+
+    pub fn power(&self) -> Power {
+        self.lock().power
+    }
+
+    /// A BMC reset action: counted; powers the host on when it is off, and
+    /// reboots it for a restart type when it is on. Unknown types are refused.
+    pub fn reset(&self, reset_type: &str) -> Result<(), String> {
+        let restart = match reset_type {
+            "On" | "ForceOn" => false,
+            "ForceRestart" | "GracefulRestart" | "PowerCycle" => true,
+            other => return Err(format!("unsupported ResetType `{other}`")),
+        };
+        let mut s = self.lock();
+        s.power_ons += 1;
+        s.reset_at_ms = Some(unix_ms());
+        s.dirty = true;
+        match s.power {
+            Power::Off => {
+                s.power = Power::PoweringOn;
+                drop(s);
+                self.power_button.notify_one();
+            }
+            Power::On if restart => {
+                drop(s);
+                self.request_reboot();
+            }
+            Power::On | Power::PoweringOn => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn boot_id(&self) -> String {
+        format_boot_id(&self.lock().boot_id)
+    }
+
+    /// Healthy: up and not carrying the `unhealthy` fault.
+    pub fn healthy(&self) -> bool {
+        self.fault != Some(FaultKind::Unhealthy) && self.lock().phase == Phase::Up
+    }
+
+    /// A reboot command arrived: count it, and (unless the host ignores
+    /// reboots) take the host down shortly.
+    pub fn request_reboot(&self) {
+        let mut s = self.lock();
+        s.reboots += 1;
+        s.dirty = true;
+        if self.fault == Some(FaultKind::NoReboot) || s.reboot_pending {
+            return;
+        }
+        s.reboot_pending = true;
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    pub fn status(&self) -> HostStatus {
+        let s = self.lock();
+        HostStatus {
+            state: s.phase,
+            reboots: s.reboots,
+            boot_id: format_boot_id(&s.boot_id),
+            power: s.power,
+            power_ons: s.power_ons,
+            reset_at_ms: s.reset_at_ms,
+        }
+    }
+
+    /// The status if it changed since the last call.
+    pub fn take_dirty(&self) -> Option<HostStatus> {
+        let mut s = self.lock();
+        if !s.dirty {
+            return None;
+        }
+        s.dirty = false;
+        Some(HostStatus {
+            state: s.phase,
+            reboots: s.reboots,
+            boot_id: format_boot_id(&s.boot_id),
+            power: s.power,
+            power_ons: s.power_ons,
+            reset_at_ms: s.reset_at_ms,
+        })
+    }
+
+    pub(super) fn set_phase(&self, phase: Phase) {
+        let mut s = self.lock();
+        s.phase = phase;
+        s.dirty = true;
+    }
+
+    /// Drops every connection of this host (pulls the plug).
+    pub fn drop_connections(&self) {
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+}
+
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+pub(super) fn new_boot_id() -> [u8; 16] {
+    let mut id: [u8; 16] = rand::random();
+    // Shaped like a version-4 UUID, as the kernel's boot_id is.
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+pub(super) fn format_boot_id(id: &[u8; 16]) -> String {
+    let h = hex::encode(id);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
