@@ -4,7 +4,8 @@
 //! Mapping (the README's table says the same for users):
 //! - `ansible_host`/`ansible_ssh_host` -> address (default: the name),
 //!   `ansible_port`/`ansible_ssh_port` -> port (default 22),
-//!   `ansible_user`/`ansible_ssh_user` -> user;
+//!   `ansible_user`/`ansible_ssh_user` -> user; when both spellings are set,
+//!   the `ansible_ssh_*` one wins, as in Ansible;
 //! - `ansible_ssh_common_args`, `ansible_ssh_extra_args`, `ansible_ssh_args`,
 //!   split with shell quoting: `-J X`, `-o ProxyJump=X` (or `-o "ProxyJump X"`)
 //!   -> jump; `ProxyCommand` is refused; any other option is a warning;
@@ -14,7 +15,9 @@
 //! - `ansible_connection` other than ssh/smart/paramiko is refused (rekindle
 //!   reaches hosts over SSH only, `local` included: see README);
 //! - the rest of [`VARS`]: warnings naming the variable, or errors;
-//! - every other scalar variable not starting with `ansible_` -> a label.
+//! - every other scalar variable not starting with `ansible_` -> a label,
+//!   unless it is vault-encrypted or named like a secret (`*password*`,
+//!   `*token*`, ...): labels are printed and journaled, secrets never are.
 //!
 //! Values that are Jinja templates are rendered first (`template.rs`).
 //! Problems are reported once per place (a `[all:vars]` line read by 36,000
@@ -164,6 +167,19 @@ impl Reports {
         ));
     }
 
+    /// Like `push`, for a place whose source line holds a secret: the
+    /// diagnostic names the file and line but does not quote the line.
+    fn push_secret(&mut self, span: &Span, host: &str, message: String) {
+        let line = span.line;
+        self.push(
+            Severity::Warning,
+            "unsupported-variable",
+            &Span::file(span.file.clone()),
+            host,
+            format!("line {line}: {message}"),
+        );
+    }
+
     /// Emits every problem, naming its first host and how many more share it.
     pub(crate) fn finish(self, diags: &mut Vec<Diagnostic>) {
         for (mut d, host, n) in self.list {
@@ -201,6 +217,16 @@ impl<'a> Vars<'a> {
         let Var::Scalar(value) = var else {
             return None;
         };
+        if is_vault(value) {
+            reports.push(
+                Severity::Error,
+                "vault",
+                span,
+                self.host,
+                format!("{name} is encrypted with ansible-vault: rekindle cannot decrypt it"),
+            );
+            return None;
+        }
         match self.render(value) {
             Ok(text) => Some((text, span)),
             Err(e) => {
@@ -227,7 +253,10 @@ impl<'a> Vars<'a> {
         compiled.render(value, self.host, self.groups, map)
     }
 
-    /// The first of `names` that is set (the current name before its legacy alias).
+    /// The first of `names` that is set. Callers list the `ansible_ssh_*`
+    /// spelling first: Ansible's ssh plugin takes the last matching name of
+    /// its option's variable list, and that is the legacy one (checked with
+    /// ansible-core 2.19.14 `-vvv`: `ansible_ssh_host` beats `ansible_host`).
     fn first(&mut self, names: &[&str], reports: &mut Reports) -> Option<(String, &'a Span)> {
         names.iter().find_map(|n| self.text(n, reports))
     }
@@ -251,13 +280,13 @@ pub(crate) fn to_host(
         compiled,
     };
     let mut address = v
-        .first(&["ansible_host", "ansible_ssh_host"], reports)
+        .first(&["ansible_ssh_host", "ansible_host"], reports)
         .map(|(a, _)| a)
         .unwrap_or_else(|| name.to_owned());
     if let Ok(tidy) = tidy_ipv4(&address) {
         address = tidy.into_owned();
     }
-    let port = match v.first(&["ansible_port", "ansible_ssh_port"], reports) {
+    let port = match v.first(&["ansible_ssh_port", "ansible_port"], reports) {
         None => 22,
         Some((text, span)) => match text.parse::<u16>() {
             Ok(p) if p > 0 => p,
@@ -274,13 +303,15 @@ pub(crate) fn to_host(
         },
     };
     let user = v
-        .first(&["ansible_user", "ansible_ssh_user"], reports)
+        .first(&["ansible_ssh_user", "ansible_user"], reports)
         .map(|(u, _)| u);
+    // In the order Ansible puts them on ssh's command line; ssh keeps the
+    // first ProxyJump it is given.
     let mut jump = None;
     for var in [
+        "ansible_ssh_args",
         "ansible_ssh_common_args",
         "ansible_ssh_extra_args",
-        "ansible_ssh_args",
     ] {
         if let Some((args, span)) = v.text(var, reports)
             && let Some(j) = ssh_args(var, &args, span, name, reports)
@@ -288,7 +319,6 @@ pub(crate) fn to_host(
             jump.get_or_insert(j);
         }
     }
-    // Ansible's ssh plugin: the later name in its option list wins.
     let identity_file = v
         .first(
             &["ansible_ssh_private_key_file", "ansible_private_key_file"],
@@ -337,12 +367,20 @@ pub(crate) fn to_host(
         if k.starts_with("ansible_") {
             match VARS.iter().find(|(n, _)| n == k) {
                 Some((_, Handling::Used)) => {}
+                Some((_, Handling::Warn(why))) if looks_secret(k) => {
+                    reports.push_secret(span, name, format!("{k} is not used: {why}"));
+                }
                 Some((_, Handling::Warn(why))) => reports.push(
                     Severity::Warning,
                     "unsupported-variable",
                     span,
                     name,
                     format!("{k} is not used: {why}"),
+                ),
+                None if looks_secret(k) => reports.push_secret(
+                    span,
+                    name,
+                    format!("{k} is not used: rekindle does not support this connection setting"),
                 ),
                 None if UNSUPPORTED_PREFIXES.iter().any(|p| k.starts_with(p)) => reports.push(
                     Severity::Warning,
@@ -356,6 +394,15 @@ pub(crate) fn to_host(
             continue;
         }
         let Var::Scalar(value) = var else { continue };
+        if is_vault(value) || looks_secret(k) {
+            // Labels are printed and journaled; a secret must never be one.
+            reports.push_secret(
+                span,
+                name,
+                format!("variable `{k}` is not a label: it looks like a secret"),
+            );
+            continue;
+        }
         if let Err(e) = check_label_key(k) {
             reports.push(
                 Severity::Warning,
@@ -392,6 +439,29 @@ pub(crate) fn to_host(
         groups,
         span: span.clone(),
     }
+}
+
+/// An inline `!vault` value (its tag is not kept, its text is recognisable).
+fn is_vault(value: &str) -> bool {
+    value.trim_start().starts_with("$ANSIBLE_VAULT;")
+}
+
+/// Variable names that hold credentials by convention.
+fn looks_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "private_key",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+        || k.ends_with("_pass")
+        || k == "pass"
 }
 
 /// Ansible's `boolean()`: the spellings it accepts, case-insensitively.

@@ -261,6 +261,11 @@ impl Reader<'_> {
     /// Reads one inventory file; true when it went into the Ansible model.
     fn file(&mut self, path: &str, diags: &mut Vec<Diagnostic>) -> bool {
         let limits = Limits::default();
+        if is_executable_binary(Path::new(path)) {
+            self.ansible();
+            script::read(path, &mut self.model, self.sources, &mut self.budget, diags);
+            return true;
+        }
         let text = match yaml::read_bounded(path, limits.max_bytes) {
             Ok(text) => text,
             Err(d) => {
@@ -381,6 +386,19 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// A compiled inventory program (ELF, executable): run it like a script.
+fn is_executable_binary(path: &Path) -> bool {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+    let mut magic = [0u8; 4];
+    executable
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+        && magic == *b"\x7fELF"
 }
 
 /// `.yaml`/`.yml`/`.json` are YAML; other names (Ansible's `hosts`, `*.ini`)

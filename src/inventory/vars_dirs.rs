@@ -70,10 +70,17 @@ fn apply_dir(
             return;
         }
     };
-    let mut files: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    // The entry's type comes from readdir: no stat per host file.
+    let mut kinds: HashMap<String, bool> = HashMap::new();
+    for e in entries.flatten() {
+        let is_dir = match e.file_type() {
+            Ok(t) if t.is_symlink() => e.path().is_dir(),
+            Ok(t) => t.is_dir(),
+            Err(_) => false,
+        };
+        kinds.insert(e.file_name().to_string_lossy().into_owned(), is_dir);
+    }
+    let mut files: Vec<String> = kinds.keys().cloned().collect();
     files.sort();
     // NAME -> (rank of the extension in EXTENSIONS, file name): the best wins.
     let mut best: HashMap<&str, (usize, &str)> = HashMap::new();
@@ -93,6 +100,8 @@ fn apply_dir(
         Entity::Host => "host",
     };
     let mut used: HashMap<&str, &str> = HashMap::new();
+    // (entity, file) in Ansible's order; read in parallel, applied in order.
+    let mut jobs: Vec<(usize, PathBuf)> = Vec::new();
     let mut names: Vec<(&str, &str)> = best.into_iter().map(|(n, (_, f))| (n, f)).collect();
     names.sort();
     for (name, file_name) in names {
@@ -103,20 +112,25 @@ fn apply_dir(
         let Some(index) = index else { continue };
         used.insert(file_name, name);
         let path = dir.join(file_name);
-        let mut paths = Vec::new();
-        if path.is_dir() {
+        if kinds.get(file_name).copied().unwrap_or(false) {
+            let mut paths = Vec::new();
             dir_files(&path, &mut paths, diags);
+            jobs.extend(paths.into_iter().map(|p| (index, p)));
         } else {
-            paths.push(path);
+            jobs.push((index, path));
         }
-        for file in paths {
-            let Some(vars) = read_vars_file(&file, sources, diags) else {
-                continue;
-            };
-            match entity {
-                Entity::Group => model.add_group_file_vars(index, source, vars),
-                Entity::Host => model.add_host_file_vars(index, source, vars),
-            }
+    }
+    let opened = std::fs::File::open(dir).ok();
+    let base = opened.as_ref().map(|f| (dir, f));
+    for (index, loaded) in jobs.iter().map(|(i, _)| *i).zip(read_all(&jobs, base)) {
+        diags.extend(loaded.diags);
+        if let Some(text) = loaded.text {
+            sources.add(&loaded.name, text);
+        }
+        let Some(vars) = loaded.vars else { continue };
+        match entity {
+            Entity::Group => model.add_group_file_vars(index, source, vars),
+            Entity::Host => model.add_host_file_vars(index, source, vars),
         }
     }
     // Files that look like vars files but were not read: say why.
@@ -194,57 +208,156 @@ fn unreadable(path: &Path, e: &std::io::Error) -> Diagnostic {
     )
 }
 
-/// One vars file: a YAML (or JSON) mapping of variables; empty is nothing.
-fn read_vars_file(
+/// One vars file, read and parsed off the main thread.
+struct Loaded {
+    name: String,
+    text: Option<Arc<str>>,
+    vars: Option<Vec<Setting>>,
+    diags: Vec<Diagnostic>,
+}
+
+/// Reads and parses `jobs`' files, on a few threads when there are many
+/// (a `host_vars/` per host is tens of thousands of small files).
+fn read_all(jobs: &[(usize, PathBuf)], base: Option<(&Path, &std::fs::File)>) -> Vec<Loaded> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if jobs.len() < 256 || threads < 2 {
+        return jobs.iter().map(|(_, p)| read_vars_file(p, base)).collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(_, p)| read_vars_file(p, base))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a vars file reader panicked"))
+            .collect()
+    })
+}
+
+/// Opens `name` inside the already open directory `dir`: the kernel walks
+/// one path component, not the whole path, for each of thousands of files.
+fn open_at(dir: &std::fs::File, name: &std::ffi::OsStr) -> std::io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = std::ffi::CString::new(name.as_bytes())?;
+    // SAFETY: `dir` is an open descriptor for the call's duration and `name`
+    // a NUL-terminated string; a non-negative result is a new descriptor
+    // that nothing else owns.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: see above; the File takes sole ownership of `fd`.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// A whole small file, refusing one over `max` bytes (one open, no stat).
+fn read_text(
     path: &Path,
-    sources: &mut Sources,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Vec<Setting>> {
+    base: Option<(&Path, &std::fs::File)>,
+    max: u64,
+) -> Result<String, Diagnostic> {
+    use std::io::Read as _;
+    let name = path.to_string_lossy();
+    let span = || Span::file(Arc::from(name.as_ref()));
+    let file = match (base, path.parent(), path.file_name()) {
+        (Some((dir, opened)), Some(parent), Some(file_name)) if parent == dir => {
+            open_at(opened, file_name)
+        }
+        _ => std::fs::File::open(path),
+    };
+    // Most vars files fit one read; `take` bounds the rest.
+    let mut bytes = Vec::with_capacity(4096);
+    file.and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| Diagnostic::error("unreadable", span(), format!("cannot read {name}: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(Diagnostic::error(
+            "too-large",
+            span(),
+            format!(
+                "{name} is over the {} MiB limit for an input file",
+                max / (1024 * 1024)
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Diagnostic::error(
+            "unreadable",
+            span(),
+            format!("cannot read {name}: stream did not contain valid UTF-8"),
+        )
+    })
+}
+
+/// One vars file: a YAML (or JSON) mapping of variables; empty is nothing.
+fn read_vars_file(path: &Path, base: Option<(&Path, &std::fs::File)>) -> Loaded {
     let name = path.to_string_lossy().into_owned();
+    let mut out = Loaded {
+        name,
+        text: None,
+        vars: None,
+        diags: Vec::new(),
+    };
     let limits = Limits::default();
-    let text = match yaml::read_bounded(&name, limits.max_bytes) {
+    let text = match read_text(path, base, limits.max_bytes) {
         Ok(t) => t,
         Err(d) => {
-            diags.push(d);
-            return None;
+            out.diags.push(d);
+            return out;
         }
     };
-    let file_span = Span::file(Arc::from(name.as_str()));
     if text.starts_with("$ANSIBLE_VAULT;") {
-        diags.push(
+        out.diags.push(
             Diagnostic::warning(
                 "vault",
-                file_span,
+                Span::file(Arc::from(out.name.as_str())),
                 format!(
-                    "{name} is encrypted with ansible-vault: skipped, rekindle cannot decrypt it"
+                    "{} is encrypted with ansible-vault: skipped, rekindle cannot decrypt it",
+                    out.name
                 ),
             )
             .with_help(
                 "keep connection variables (ansible_host, ansible_user, ...) outside vault files",
             ),
         );
-        return None;
+        return out;
     }
     let text: Arc<str> = Arc::from(text);
-    let file = sources.add(&name, text.clone());
-    let root = match yaml::parse(file, &text, limits) {
+    out.text = Some(text.clone());
+    let root = match yaml::parse(Arc::from(out.name.as_str()), &text, limits) {
         Ok(r) => r,
         Err(d) => {
-            diags.push(d);
-            return None;
+            out.diags.push(d);
+            return out;
         }
     };
     if root.is_null() {
-        return Some(Vec::new());
+        out.vars = Some(Vec::new());
+    } else if root.as_map().is_none() {
+        out.diags.push(root.expected("a mapping of variables"));
+    } else {
+        out.vars = Some(
+            var_map(&root, &mut out.diags)
+                .into_iter()
+                .map(|(k, v, key)| (k, v, key.span.clone()))
+                .collect(),
+        );
     }
-    if root.as_map().is_none() {
-        diags.push(root.expected("a mapping of variables"));
-        return None;
-    }
-    Some(
-        var_map(&root, diags)
-            .into_iter()
-            .map(|(k, v, key)| (k, v, key.span.clone()))
-            .collect(),
-    )
+    out
 }

@@ -87,9 +87,9 @@ fn ansible_groups_are_selectable() {
         out,
         "\
 NAME                    ADDRESS                 PORT  USER  JUMP  GROUPS               LABELS
-db02.gasan.example.net  db02.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
-db03.gasan.example.net  db03.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
-db04.gasan.example.net  db04.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,role=db,tier=stateful
+db02.gasan.example.net  db02.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,rack=gs-r06,role=db,tier=stateful
+db03.gasan.example.net  db03.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,rack=gs-r06,role=db,tier=stateful
+db04.gasan.example.net  db04.gasan.example.net    22  root  -     db,db_replica,gasan  db_role=replica,dc=gasan,rack=gs-r06,role=db,tier=stateful
 "
     );
 }
