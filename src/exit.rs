@@ -1,4 +1,4 @@
-//! Exit codes, mapped in one place (DESIGN.md "Exit codes").
+//! Exit codes, mapped in one place (docs/design.md, "Commands and exit codes").
 
 use std::process::ExitCode;
 

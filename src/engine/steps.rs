@@ -383,7 +383,7 @@ impl<C: Connector> HostRun<C> {
         parse_boot_id(&out.output).map_err(|e| StepFailure::new(Failure::BootId, e))
     }
 
-    /// DESIGN.md's reboot: boot id, intent, reboot command (a dropped
+    /// The reboot of docs/design.md ("The steps"): boot id, intent, reboot command (a dropped
     /// connection is success), wait for SSH, boot id again.
     async fn reboot(
         &mut self,

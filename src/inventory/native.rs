@@ -1,4 +1,4 @@
-//! rekindle's own inventory format (DESIGN.md "Inventory"): `version`,
+//! rekindle's own inventory format (docs/design.md, "Inputs"): `version`,
 //! `defaults`, `datacenters.NAME.{jump, labels, hosts[...]}`.
 //!
 //! Owns turning that YAML tree into hosts: defaults, per-datacenter jump

@@ -701,7 +701,7 @@ fn write_files(
     Ok(paths)
 }
 
-/// The native inventory (DESIGN.md) for the fleet, one datacenter per `dc` label.
+/// The native inventory (docs/design.md, "Inputs") for the fleet, one datacenter per `dc` label.
 fn inventory_yaml(config: &FleetConfig, meta: &[HostMeta], paths: &FleetPaths) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let mut by_dc: BTreeMap<&str, Vec<usize>> = BTreeMap::new();

@@ -141,28 +141,15 @@ const MAX_PASSWORD_FILE: u64 = 4096;
 /// `--become-password-file`: a regular file only its owner may read; its
 /// first line is the password. Errors never quote the file's content.
 pub fn read_password_file(path: &Path) -> Result<Secret, PasswordFileError> {
-    use std::io::Read;
-    use std::os::unix::fs::PermissionsExt;
+    use super::secret_file::{self, SecretFileError};
     let shown = path.display();
     let err = |why: String| PasswordFileError(format!("--become-password-file {shown}: {why}"));
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(err("not a regular file".into()));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(err(format!(
+    let text = secret_file::read(path, MAX_PASSWORD_FILE).map_err(|e| match e {
+        SecretFileError::OthersCanRead(mode) => err(format!(
             "readable by others (mode {mode:04o}); refusing to use it: run `chmod 600 {shown}`"
-        )));
-    }
-    if meta.len() > MAX_PASSWORD_FILE {
-        return Err(err(format!("larger than {MAX_PASSWORD_FILE} bytes")));
-    }
-    let mut text = String::new();
-    file.take(MAX_PASSWORD_FILE)
-        .read_to_string(&mut text)
-        .map_err(|e| err(e.to_string()))?;
+        )),
+        other => err(other.to_string()),
+    })?;
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if line.is_empty() {
         return Err(err("the first line is empty".into()));

@@ -128,5 +128,6 @@ pub mod known_hosts;
 pub mod local;
 pub mod probe;
 pub mod redfish;
+pub mod secret_file;
 pub mod ssh;
 pub mod ssh_config;

@@ -131,26 +131,18 @@ impl CredentialStore {
 
     /// A file that only its owner may read (no group or other bits).
     pub fn from_file(path: &Path) -> Result<CredentialStore, CredentialsError> {
-        use std::io::Read;
-        use std::os::unix::fs::PermissionsExt;
+        use super::secret_file::{self, SecretFileError};
         let shown = path.display();
-        let err = |e: std::io::Error| CredentialsError(format!("BMC credentials {shown}: {e}"));
-        let file = std::fs::File::open(path).map_err(err)?;
-        let meta = file.metadata().map_err(err)?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(CredentialsError(format!(
+        let text = secret_file::read(path, MAX_FILE).map_err(|e| match e {
+            SecretFileError::OthersCanRead(mode) => CredentialsError(format!(
                 "BMC credentials {shown} are readable by others (mode {mode:04o}); \
                  refusing to use them: run `chmod 600 {shown}`"
-            )));
-        }
-        if !meta.is_file() || meta.len() > MAX_FILE {
-            return Err(CredentialsError(format!(
-                "BMC credentials {shown}: not a small regular file"
-            )));
-        }
-        let mut text = String::new();
-        file.take(MAX_FILE).read_to_string(&mut text).map_err(err)?;
+            )),
+            SecretFileError::NotRegular | SecretFileError::TooLarge(_) => {
+                CredentialsError(format!("BMC credentials {shown}: not a small regular file"))
+            }
+            SecretFileError::Io(e) => CredentialsError(format!("BMC credentials {shown}: {e}")),
+        })?;
         CredentialStore::parse(&text, &shown.to_string())
     }
 

@@ -32,7 +32,7 @@ use super::{ConnectError, ConnectErrorKind, Connector, ExecError, ExecOutput, Se
 use crate::inventory::Host;
 
 /// Keepalive every 5 s, give up after 3 unanswered: a vanished host is
-/// noticed within about 20 s (FINDINGS.md), under the ~30 s the engine expects.
+/// noticed within about 20 s (docs/findings.md, russh), under the ~30 s the engine expects.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_MAX: usize = 3;
 /// Output kept per command: the last lines within this many bytes.

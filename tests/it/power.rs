@@ -445,3 +445,58 @@ fn the_bmc_password_from_the_environment_stays_out_of_local_hooks() {
     let (code, out, err) = support::run(&mut cmd);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
 }
+
+/// Regression: a FIFO as `--bmc-credentials` blocked `open()` forever,
+/// holding the lock, after creating an empty journal. The path is checked
+/// first, and every input before the lock or the journal exists.
+#[test]
+fn a_fifo_as_credentials_file_is_refused_before_any_journal_or_lock() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("inv.yaml"),
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels: { bmc: \"https://127.0.0.1:9\", pdu: p1 }\n",
+    )
+    .expect("inventory");
+    std::fs::write(
+        dir.path().join("pb.yaml"),
+        "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { power_on: { timeout: 1m } } ]\n",
+    )
+    .expect("playbook");
+    let fifo = dir.path().join("creds");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let child = support::rekindle_in(dir.path())
+        .args([
+            "run",
+            "pb.yaml",
+            "-i",
+            "inv.yaml",
+            "--yes",
+            "--journal",
+            "j",
+        ])
+        .arg("--bmc-credentials")
+        .arg(&fifo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rekindle starts");
+    let mut child = support::KillOnDrop::new(child);
+    let stderr = child.child().stderr.take();
+    let status = child
+        .wait_for(std::time::Duration::from_secs(60))
+        .expect("rekindle must not hang on a FIFO");
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    if let Some(mut e) = stderr {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(err.contains("not a small regular file"), "{err}");
+    assert!(
+        !dir.path().join("j").exists(),
+        "no journal directory, journal or lock before the inputs are checked"
+    );
+}

@@ -1511,7 +1511,7 @@ fn jump_host_carries_every_target_over_one_login() {
     let targets = Sshd::start(&case.keys, 6);
     case.trust(&[&jump, &targets]);
     let hosts: Vec<H> = hosts_on(&targets, "t", 1);
-    // The jump host is the datacenter's, as DESIGN.md's inventory has it.
+    // The jump host is the datacenter's, as docs/design.md's inventory has it.
     let text = std::fs::read_to_string(case.inventory(&hosts)).expect("inventory");
     let text = text.replace(
         "  test:\n    hosts:\n",

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// One sshd listens on at most 16 addresses (FINDINGS.md).
+/// One sshd listens on at most 16 addresses (docs/findings.md, the machine).
 pub const MAX_ADDRS: usize = 16;
 
 /// A client key pair, shared by the sshds of one test.
