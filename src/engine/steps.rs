@@ -154,6 +154,10 @@ impl<C: Connector> HostRun<C> {
         let stage = Arc::clone(&self.stage);
         for (index, step) in stage.steps.iter().enumerate().skip(first) {
             let kind = StepKind::of(step);
+            // A paused run starts no new step on a host in flight.
+            if index > first {
+                self.emitter.unpaused().await;
+            }
             on_step(index);
             self.emitter
                 .emit(EventKind::StepStarted {
