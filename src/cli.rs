@@ -33,6 +33,10 @@ pub enum Command {
     Run(RunArgs),
     /// Continue an interrupted run from its journal.
     Resume(ResumeArgs),
+    /// Pause a running run: no host starts and no host starts a new step; steps in flight finish.
+    Pause(ControlArgs),
+    /// Let a paused run go on.
+    Continue(ControlArgs),
     /// Summarise a run from its journal.
     Report(ReportArgs),
     /// Serve a simulated fleet of SSH hosts on loopback.
@@ -212,6 +216,16 @@ pub struct ExecArgs {
     pub become_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The run: its journal file, or its run id (its journal is in --journal DIR).
+    #[arg(value_name = "RUN")]
+    pub run: String,
+    /// Directory of the run's journal, for a run id.
+    #[arg(long, value_name = "DIR", default_value = "rekindle-journal")]
+    pub journal: PathBuf,
 }
 
 #[derive(Debug, Args)]

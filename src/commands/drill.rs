@@ -338,6 +338,7 @@ async fn rehearse_on(
         bmc_time_scale: s.shape.speed,
         // The simulated hosts' sudo asks for no password.
         become_password: None,
+        pause: None,
     };
     // A journal like any run's, marked as a drill.
     let header = session::header(

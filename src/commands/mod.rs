@@ -3,6 +3,7 @@
 //! modules below it never print.
 
 mod args;
+mod control;
 mod drill;
 mod hosts;
 mod plan;
@@ -22,6 +23,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan(args) => plan::execute(args),
         Command::Run(args) => run::execute(args, cli.verbose),
         Command::Resume(args) => resume::execute(args, cli.verbose),
+        Command::Pause(args) => control::execute(args, true),
+        Command::Continue(args) => control::execute(args, false),
         Command::Report(args) => report::execute(args),
         Command::Sim(args) => sim::execute(args),
         Command::Drill(args) => drill::execute(args, cli.verbose),

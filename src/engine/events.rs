@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use super::failure::Failure;
 
@@ -62,6 +62,11 @@ pub enum EventKind {
     RunFinished {
         outcome: RunOutcome,
     },
+    /// The operator paused the run: no host starts, no host starts a new
+    /// step; steps in flight finish.
+    RunPaused,
+    /// The operator let the paused run go on.
+    RunContinued,
     StageStarted {
         stage: StageRef,
         hosts: usize,
@@ -214,11 +219,21 @@ impl StepKind {
     }
 }
 
-/// The engine's side of the event channel: stamps times and waits for acks.
+/// The engine's side of the event channel: stamps times and waits for acks
+/// (and, while the run is paused, holds hosts between steps).
 #[derive(Debug, Clone)]
 pub struct Emitter {
     tx: mpsc::Sender<Event>,
     started: tokio::time::Instant,
+    hold: Option<Hold>,
+}
+
+/// The pause switch, and the cancel level that overrides it (a drain lets
+/// hosts in flight finish even when paused).
+#[derive(Debug, Clone)]
+struct Hold {
+    pause: watch::Receiver<bool>,
+    cancel: watch::Receiver<super::CancelLevel>,
 }
 
 /// The consumer did not record an intent (it dropped the ack or hung up).
@@ -231,6 +246,36 @@ impl Emitter {
         Emitter {
             tx,
             started: tokio::time::Instant::now(),
+            hold: None,
+        }
+    }
+
+    /// Holds hosts between steps while `pause` is true, unless `cancel` says
+    /// to drain or stop.
+    pub fn with_hold(
+        mut self,
+        pause: watch::Receiver<bool>,
+        cancel: watch::Receiver<super::CancelLevel>,
+    ) -> Emitter {
+        self.hold = Some(Hold { pause, cancel });
+        self
+    }
+
+    /// Returns at once unless the run is paused; then when it goes on (or
+    /// is cancelled, or the switch is gone).
+    pub async fn unpaused(&self) {
+        let Some(h) = &self.hold else { return };
+        let (mut pause, mut cancel) = (h.pause.clone(), h.cancel.clone());
+        loop {
+            if !*pause.borrow_and_update()
+                || *cancel.borrow_and_update() != super::CancelLevel::None
+            {
+                return;
+            }
+            tokio::select! {
+                r = pause.changed() => if r.is_err() { return },
+                r = cancel.changed() => if r.is_err() { return },
+            }
         }
     }
 

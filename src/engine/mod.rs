@@ -75,6 +75,9 @@ pub struct EngineOptions {
     /// `--become-password-file`: the password sudo reads on stdin (`None`:
     /// sudo runs non-interactively and a host that wants one fails).
     pub become_password: Option<crate::transport::redfish::Secret>,
+    /// The pause switch (`rekindle pause`): while true no host starts and no
+    /// host in flight starts a new step. `None`: never paused.
+    pub pause: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +89,7 @@ impl Default for EngineOptions {
             bmc: None,
             bmc_time_scale: 1.0,
             become_password: None,
+            pause: None,
         }
     }
 }

@@ -37,9 +37,13 @@ pub async fn run<C: Connector>(
     events: mpsc::Sender<Event>,
     cancel: watch::Receiver<CancelLevel>,
 ) -> RunOutcome {
-    let emitter = Emitter::new(events);
+    let mut emitter = Emitter::new(events);
+    let pause = opts.pause.clone();
+    if let Some(p) = &pause {
+        emitter = emitter.with_hold(p.clone(), cancel.clone());
+    }
     let mut coord = Coordinator::new(&plan, &inventory, connector, opts, emitter);
-    coord.run(cancel).await
+    coord.run(cancel, pause).await
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +133,9 @@ struct Coordinator<C: Connector> {
     /// Which stage gets the first chance in the next round (fairness under shared limits).
     rotate: usize,
     cancel: CancelLevel,
+    /// Paused by the operator: start no host (hosts in flight hold between
+    /// steps, in `steps`).
+    paused: bool,
     total_hosts: usize,
     plan_name: String,
 }
@@ -232,12 +239,17 @@ impl<C: Connector> Coordinator<C> {
             rx,
             rotate: 0,
             cancel: CancelLevel::None,
+            paused: false,
             total_hosts,
             plan_name: plan.name.clone(),
         }
     }
 
-    async fn run(&mut self, mut cancel: watch::Receiver<CancelLevel>) -> RunOutcome {
+    async fn run(
+        &mut self,
+        mut cancel: watch::Receiver<CancelLevel>,
+        mut pause: Option<watch::Receiver<bool>>,
+    ) -> RunOutcome {
         self.emitter
             .emit(EventKind::RunStarted {
                 plan: self.plan_name.clone(),
@@ -246,8 +258,21 @@ impl<C: Connector> Coordinator<C> {
             })
             .await;
         let mut cancel_open = true;
+        let mut pause_open = pause.is_some();
         loop {
             self.cancel = self.cancel.max(*cancel.borrow_and_update());
+            if let Some(p) = &mut pause {
+                let now = *p.borrow_and_update();
+                if now != self.paused {
+                    self.paused = now;
+                    let kind = if now {
+                        EventKind::RunPaused
+                    } else {
+                        EventKind::RunContinued
+                    };
+                    self.emitter.emit(kind).await;
+                }
+            }
             if self.cancel == CancelLevel::Abort {
                 self.abort_now().await;
                 break;
@@ -259,7 +284,8 @@ impl<C: Connector> Coordinator<C> {
                 if self.all_finished() {
                     break;
                 }
-                if wake.is_none() && self.stall_guard().await {
+                // Paused with nothing in flight is waiting, not a stall.
+                if wake.is_none() && !self.paused && self.stall_guard().await {
                     continue;
                 }
             }
@@ -273,6 +299,11 @@ impl<C: Connector> Coordinator<C> {
                 changed = cancel.changed(), if cancel_open => {
                     if changed.is_err() {
                         cancel_open = false;
+                    }
+                }
+                changed = pause_changed(&mut pause), if pause_open => {
+                    if changed.is_err() {
+                        pause_open = false;
                     }
                 }
             }
@@ -489,7 +520,7 @@ impl<C: Connector> Coordinator<C> {
     /// Starts every host the limits allow now. Returns when to try again if
     /// a rate limit is what holds hosts back.
     async fn start_hosts(&mut self) -> Option<Instant> {
-        if self.cancel != CancelLevel::None {
+        if self.cancel != CancelLevel::None || self.paused {
             return None;
         }
         let n = self.stages.len();
@@ -846,6 +877,16 @@ fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The pause switch changed (`Err`: its sender is gone, it stays as it is).
+async fn pause_changed(
+    pause: &mut Option<watch::Receiver<bool>>,
+) -> Result<(), watch::error::RecvError> {
+    match pause {
+        Some(p) => p.changed().await,
         None => std::future::pending().await,
     }
 }

@@ -1,5 +1,5 @@
 //! `--notify URL`: a small JSON message POSTed when a stage starts, finishes
-//! or aborts and when the run ends, Slack-compatible (`text`) with the facts
+//! or aborts, when the run is paused or continues, and when it ends, Slack-compatible (`text`) with the facts
 //! as fields beside it.
 //!
 //! Never in the way of the run: the consumer only queues (a bounded queue
@@ -165,6 +165,16 @@ pub fn message(
             }
             m
         }
+        EventKind::RunPaused => base(
+            "run_paused",
+            format!(
+                "rekindle `{plan}`: run {run_id} PAUSED: no host starts, steps in flight finish"
+            ),
+        ),
+        EventKind::RunContinued => base(
+            "run_continued",
+            format!("rekindle `{plan}`: run {run_id} continues"),
+        ),
         EventKind::RunFinished { outcome } => {
             let words = crate::report::summary::outcome_words(Some(*outcome));
             let mut m = base(

@@ -219,6 +219,8 @@ impl Live {
         let now = self.elapsed_ms;
         match kind {
             EventKind::RunStarted { .. } => {}
+            EventKind::RunPaused => self.paused = true,
+            EventKind::RunContinued => self.paused = false,
             EventKind::RunFinished { outcome } => self.outcome = Some(*outcome),
             EventKind::StageStarted { stage, hosts } => {
                 if let Some(s) = self.stages.get_mut(stage.index) {

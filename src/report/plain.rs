@@ -114,6 +114,11 @@ impl<W: Write> Plain<W> {
                 skipped: *skipped,
             }),
             EventKind::RunFinished { outcome } => self.summary(*outcome, elapsed)?,
+            EventKind::RunPaused => writeln!(
+                self.out,
+                "paused      no host starts and no host starts a new step; steps in flight finish"
+            )?,
+            EventKind::RunContinued => writeln!(self.out, "continued   hosts start again")?,
             _ => {}
         }
         Ok(())

@@ -37,6 +37,8 @@ pub struct Totals {
     stages: HashMap<String, StageCount>,
     /// Stage names in the plan's dependency order, once [`Totals::with_plan`] told them.
     order: Vec<String>,
+    /// Paused by the operator (`rekindle pause`).
+    paused: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -158,6 +160,8 @@ impl Totals {
                 s.observed.0 += *duration;
                 s.observed.1 += 1;
             }
+            EventKind::RunPaused => self.paused = true,
+            EventKind::RunContinued => self.paused = false,
             EventKind::StageFinished { stage, done, .. } => {
                 // `done` also counts hosts a resume skipped as finished before;
                 // whatever neither finished here nor before never ran.
@@ -227,7 +231,8 @@ impl Totals {
             "unknown".to_owned()
         };
         format!(
-            "{}/{} done, {} failed, {} skipped, {} in flight, {} waiting, {rate:.1} hosts/s, elapsed {}, ETA {eta}",
+            "{}{}/{} done, {} failed, {} skipped, {} in flight, {} waiting, {rate:.1} hosts/s, elapsed {}, ETA {eta}",
+            if self.paused { "PAUSED: " } else { "" },
             self.done,
             self.total,
             self.failed,
@@ -279,6 +284,17 @@ fn stage_left(s: &StageCount, shape: &StageShape, now: Duration) -> Duration {
 }
 
 /// The one-line description of a finished host, or `None` for a plain success in quiet modes.
+/// The line that says the run was paused or goes on.
+fn pause_line(kind: &EventKind) -> Option<&'static str> {
+    match kind {
+        EventKind::RunPaused => Some(
+            "paused: no host starts and no host starts a new step; steps in flight finish (`rekindle continue` goes on)",
+        ),
+        EventKind::RunContinued => Some("continued: hosts start again"),
+        _ => None,
+    }
+}
+
 fn host_line(kind: &EventKind) -> Option<(bool, String)> {
     let EventKind::HostFinished {
         stage,
@@ -369,6 +385,10 @@ impl<W: Write> Lines<W> {
         if let Some((_, line)) = host_line(kind) {
             writeln!(self.out, "{line}")?;
         }
+        if let Some(line) = pause_line(kind) {
+            writeln!(self.out, "{line}")?;
+            self.out.flush()?;
+        }
         if let EventKind::StepFinished {
             stage,
             host,
@@ -450,6 +470,11 @@ impl Bars {
                 if let Some(bar) = self.stages.remove(&stage.name) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
+                }
+            }
+            EventKind::RunPaused | EventKind::RunContinued => {
+                if let Some(line) = pause_line(kind) {
+                    let _ = self.multi.println(line);
                 }
             }
             EventKind::HostFinished { stage, .. } => {

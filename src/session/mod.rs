@@ -5,6 +5,7 @@
 //! events, Ctrl-C, and the outcome's exit code.
 //!
 //! - [`consume`]: the consumer trait and the one fan-out loop.
+//! - [`control`]: `rekindle pause` / `continue` through a control file.
 //! - [`descriptors`]: the one file-descriptor policy.
 //! - [`preflight`]: `plan --preflight`'s bounded connection check.
 //! - [`power_check`]: `plan --preflight`'s power state read of `power_on` hosts.
@@ -17,6 +18,7 @@
 //! the wording of progress and summary `report`'s.
 
 pub mod consume;
+pub mod control;
 pub mod descriptors;
 pub mod power_check;
 pub mod preflight;
@@ -135,6 +137,7 @@ pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow:
             bmc,
             bmc_time_scale: 1.0,
             become_password,
+            pause: None,
         },
         plan,
         inventory,
@@ -504,6 +507,11 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         Some(o) => (Some(Arc::new(Mutex::new(o.writer))), Some(o.path), o.lock),
         None => (None, None, None),
     };
+    // A run with a journal can be paused through the control file beside it.
+    let pause = journal_path
+        .as_deref()
+        .map(|j| control::watch(control::pause_file(j)));
+    opts.pause = pause.as_ref().map(|(rx, _)| rx.clone());
     let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
     // The journal first: an intent is on disk before anyone else hears of it.
     if let Some(w) = &writer {
@@ -554,6 +562,9 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         w.abort();
     }
     let elapsed = clock.elapsed();
+    if let Some((_, watching)) = pause {
+        watching.abort();
+    }
     let mut warnings = match fan.await {
         Ok(w) => w,
         Err(e) => vec![format!("the event consumers failed: {e}")],
@@ -638,19 +649,34 @@ fn drain_when_lost(
     (rx, task)
 }
 
-/// Watches Ctrl-C: the first drains, the second aborts (run, resume and
-/// drill alike). `notice` tells the operator what each one does.
+/// Watches Ctrl-C and SIGTERM: the first drains, the second aborts (run,
+/// resume and drill alike; a service manager's SIGTERM is an operator's
+/// first Ctrl-C). `notice` tells the operator what each one does.
 pub fn ctrl_c(notice: fn(&str)) -> (watch::Receiver<CancelLevel>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(CancelLevel::None);
     let handler = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut interrupted = async || {
+            let term = async {
+                match term.as_mut() {
+                    Some(t) => t.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r.is_ok(),
+                r = term => r.is_some(),
+            }
+        };
+        if !interrupted().await {
             return;
         }
         notice(
             "\ninterrupt: starting no new hosts; waiting for hosts in flight to finish (Ctrl-C again to stop now)",
         );
         let _ = tx.send(CancelLevel::Drain);
-        if tokio::signal::ctrl_c().await.is_err() {
+        if !interrupted().await {
             return;
         }
         notice("\ninterrupt: stopping now; hosts in flight are recorded as interrupted");

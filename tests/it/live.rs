@@ -1,8 +1,8 @@
 //! The war room end to end against the simulator's real SSH hosts: the live
 //! status page in real headless Chromium, `/metrics` through a real
 //! Prometheus text-format parser, `/api/status`, and refusals (other methods,
-//! addresses on every interface). Ports 27xx for the simulators; the status
-//! page listens on a port the kernel picks (`--listen 0`).
+//! addresses on every interface), notifications, pause and SIGTERM. The
+//! simulators and the status page listen on ports the kernel picks.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,10 +16,23 @@ use serde_json::Value;
 
 use crate::support::{self, KillOnDrop, SimProcess};
 
-/// A `rekindle sim` of `hosts` hosts booting in `boot`, on `port` (HTTP
-/// `port+1`), with `extra` arguments (faults).
-pub fn sim(hosts: usize, port: u16, boot: &str, extra: &[&str]) -> SimProcess {
-    let (n, p, h) = (hosts.to_string(), port.to_string(), (port + 1).to_string());
+/// A port free on the simulator's first address right now: other
+/// developers' test runs on this machine use the fixed ports too.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.1.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.1.0.1")
+}
+
+/// A `rekindle sim` of `hosts` hosts booting in `boot`, with `extra`
+/// arguments (faults), on SSH and HTTP ports the kernel says are free.
+pub fn sim(hosts: usize, boot: &str, extra: &[&str]) -> SimProcess {
+    let (n, p, h) = (
+        hosts.to_string(),
+        free_port().to_string(),
+        free_port().to_string(),
+    );
     let mut args = vec![
         "--hosts",
         &n,
@@ -92,6 +105,10 @@ impl Bg {
             out,
             readers,
         }
+    }
+
+    pub fn child_pid(&self) -> u32 {
+        self.child.pid()
     }
 
     pub fn stderr(&self) -> String {
@@ -265,7 +282,7 @@ fn run_cmd(work: &Path, sim: &SimProcess, book: &Path, extra: &[&str]) -> Comman
 #[test]
 fn live_page_in_chromium_shows_bars_moving_and_more_hosts_done_later() {
     let work = tempfile::tempdir().unwrap();
-    let sim = sim(HOSTS, 2701, "3s..4s", &[]);
+    let sim = sim(HOSTS, "3s..4s", &[]);
     let book = reboot_book(work.path(), 2, "90s", 0);
     let run = Bg::start(run_cmd(work.path(), &sim, &book, &["--listen", "0"]));
     let err = run.wait_stderr("live: status page", Duration::from_secs(30));
@@ -335,7 +352,7 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_status_api() {
     let work = tempfile::tempdir().unwrap();
     // A third of the hosts ignore the reboot: they fail "did not reboot"
     // after the 8 s step timeout, inside the budget.
-    let sim = sim(6, 2711, "2s..3s", &["--fail", "no_reboot=0.34"]);
+    let sim = sim(6, "2s..3s", &["--fail", "no_reboot=0.34"]);
     let book = reboot_book(work.path(), 2, "8s", 6);
     let run = Bg::start(run_cmd(
         work.path(),
@@ -602,7 +619,7 @@ impl Drop for Receiver {
 #[test]
 fn notify_posts_stage_and_run_messages_and_a_hung_or_failing_receiver_only_warns() {
     let work = tempfile::tempdir().unwrap();
-    let sim = sim(2, 2721, "0s", &[]);
+    let sim = sim(2, "0s", &[]);
     let book = work.path().join("book.yaml");
     std::fs::write(
         &book,
@@ -691,5 +708,163 @@ fn notify_posts_stage_and_run_messages_and_a_hung_or_failing_receiver_only_warns
     assert!(
         !err.contains("SECRET-TOKEN"),
         "URL paths stay out of warnings: {err}"
+    );
+}
+
+/// The run's only journal in `dir` (bounded wait for it to appear).
+fn only_journal(dir: &Path) -> PathBuf {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let [one] = files.as_slice() {
+            return one.clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no journal appeared in {}", dir.display());
+}
+
+fn total_reboots(sim: &SimProcess) -> u64 {
+    sim.status()["total_reboots"]
+        .as_u64()
+        .expect("total_reboots")
+}
+
+fn reboots_per_host(sim: &SimProcess) -> Vec<u64> {
+    sim.status()["hosts"]
+        .as_object()
+        .expect("hosts")
+        .values()
+        .map(|h| h["reboots"].as_u64().unwrap_or(u64::MAX))
+        .collect()
+}
+
+#[test]
+fn pause_starts_no_new_host_or_step_until_continue_then_the_run_finishes() {
+    let work = tempfile::tempdir().unwrap();
+    let hosts = 8;
+    let sim = sim(hosts, "2s..3s", &[]);
+    let book = reboot_book(work.path(), 2, "90s", 0);
+    let run = Bg::start(run_cmd(work.path(), &sim, &book, &["--listen", "0"]));
+    let addr = live_addr(&run.wait_stderr("live: status page", Duration::from_secs(30)));
+    let journal = only_journal(&work.path().join("journal"));
+    wait_status(&addr, "a reboot sent", Duration::from_secs(60), |s| {
+        s["actions"]["reboot"].as_u64() > Some(0)
+    });
+
+    let (code, _, err) = support::run(
+        support::rekindle_in(work.path())
+            .arg("pause")
+            .arg(&journal)
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("paused run "), "{err}");
+    let at_pause = wait_status(&addr, "paused", Duration::from_secs(10), |s| {
+        s["paused"] == true
+    });
+    assert_eq!(at_pause["state"], "paused");
+    let pending = at_pause["totals"]["pending"].as_u64().expect("pending");
+    assert!(pending > 0, "paused mid-run: {at_pause}");
+    let in_flight = at_pause["totals"]["in_flight"].as_u64().expect("in flight");
+    let sent = total_reboots(&sim);
+    assert_eq!(sample(&scrape(&addr), "rekindle_run_paused", &[]), 1.0);
+
+    // For longer than a boot: nothing new starts; a host in flight sends at
+    // most the reboot of the step it was in.
+    std::thread::sleep(Duration::from_secs(5));
+    let held = status(&addr);
+    assert_eq!(
+        held["totals"]["pending"].as_u64(),
+        Some(pending),
+        "no host started: {held}"
+    );
+    assert!(
+        total_reboots(&sim) <= sent + in_flight,
+        "reboots grew beyond the hosts in flight: {sent} + {in_flight} -> {}",
+        total_reboots(&sim)
+    );
+    assert!(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .contains("\"event\":\"run_paused\""),
+        "the journal says so"
+    );
+    assert!(
+        held["totals"]["done"].as_u64() < Some(hosts as u64),
+        "{held}"
+    );
+
+    // Continue by run id, from the journal's directory.
+    let run_id = at_pause["run_id"].as_str().expect("run id").to_owned();
+    let (code, _, err) = support::run(
+        support::rekindle_in(work.path())
+            .args(["continue", &run_id, "--journal"])
+            .arg(work.path().join("journal"))
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("continued run "), "{err}");
+
+    let (code, out, err) = run.finish(Duration::from_secs(120));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("paused: no host starts"),
+        "progress says so: {out}"
+    );
+    assert!(out.contains("continued: hosts start again"), "{out}");
+    assert!(
+        reboots_per_host(&sim).iter().all(|&n| n == 1),
+        "{:?}",
+        reboots_per_host(&sim)
+    );
+    // A finished run cannot be paused.
+    let (code, _, err) = support::run(support::rekindle_in(work.path()).arg("pause").arg(&journal));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has finished"), "{err}");
+}
+
+#[test]
+fn sigterm_drains_like_the_first_ctrl_c_and_resume_finishes() {
+    let work = tempfile::tempdir().unwrap();
+    let sim = sim(8, "2s..3s", &[]);
+    let book = reboot_book(work.path(), 2, "90s", 0);
+    let run = Bg::start(run_cmd(work.path(), &sim, &book, &[]));
+    let journal = only_journal(&work.path().join("journal"));
+    let start = Instant::now();
+    while total_reboots(&sim) == 0 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = i32::try_from(run.child_pid()).expect("pid");
+    // SAFETY: signalling the child this test started and still holds.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let (code, out, err) = run.finish(Duration::from_secs(120));
+    assert_eq!(code, 130, "{out}\n{err}");
+    assert!(err.contains("interrupt: starting no new hosts"), "{err}");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.contains("\"outcome\":\"interrupted\""),
+        "journal consistent to the end"
+    );
+
+    let (code, out, err) = support::run(
+        support::rekindle_in(work.path())
+            .arg("resume")
+            .arg(&journal)
+            .args(["--yes", "--quiet"])
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        reboots_per_host(&sim).iter().all(|&n| n == 1),
+        "{:?}",
+        reboots_per_host(&sim)
     );
 }
