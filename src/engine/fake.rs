@@ -43,6 +43,8 @@ pub struct Script {
     pub exits: HashMap<String, u32>,
     pub reboot: Reboot,
     pub boot_time: Duration,
+    /// The handshake never finishes: a connect takes its whole timeout.
+    pub connect_hangs: bool,
     /// A command that panics the host's task (a bug in rekindle, simulated).
     pub panics_on: Option<String>,
 }
@@ -166,8 +168,22 @@ pub struct FakeSession {
 impl Connector for FakeConnector {
     type Session = FakeSession;
 
-    async fn connect(&self, host: &Host, _timeout: Duration) -> Result<FakeSession, ConnectError> {
+    async fn connect(&self, host: &Host, timeout: Duration) -> Result<FakeSession, ConnectError> {
         self.0.record(&host.name, "connect");
+        let hangs = self
+            .0
+            .hosts
+            .lock()
+            .unwrap()
+            .get(&host.name)
+            .is_some_and(|h| h.script.connect_hangs);
+        if hangs {
+            tokio::time::sleep(timeout).await;
+            return Err(ConnectError {
+                kind: ConnectErrorKind::Timeout,
+                message: format!("{}: handshake timed out", host.name),
+            });
+        }
         match self.0.up(&host.name) {
             Some(boot) => Ok(FakeSession {
                 fleet: Arc::clone(&self.0),

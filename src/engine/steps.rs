@@ -70,6 +70,14 @@ fn connect_failure(err: &ConnectError) -> StepFailure {
     )
 }
 
+/// Time left until `deadline`, at least a millisecond (a zero timeout
+/// would mean "no time at all" to some callees and "none" to others).
+fn left_until(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
 /// A command that did not finish: timed out, or its session broke.
 fn exec_failure(command: &str, e: &ExecError) -> StepFailure {
     let failure = match e {
@@ -241,11 +249,6 @@ impl<C: Connector> HostRun<C> {
         }
     }
 
-    /// The open session, connecting (once) if there is none or it closed.
-    async fn session(&mut self) -> Result<&C::Session, ConnectError> {
-        self.session_within(None).await
-    }
-
     /// Like [`Self::session`], but a connect never runs past `deadline`, so
     /// a black-holed host cannot stretch a poll beyond its step's timeout.
     async fn session_within(
@@ -269,10 +272,17 @@ impl<C: Connector> HostRun<C> {
         })
     }
 
+    /// Runs `command`; `timeout` bounds the connect (when the session must
+    /// be opened first) and the command together, so a host whose handshake
+    /// hangs costs a step its own timeout, not the stage's connect_timeout.
     async fn exec(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, StepFailure> {
-        let session = self.session().await.map_err(|e| connect_failure(&e))?;
+        let deadline = Instant::now() + timeout;
+        let session = self
+            .session_within(Some(deadline))
+            .await
+            .map_err(|e| connect_failure(&e))?;
         session
-            .exec(command, timeout)
+            .exec(command, left_until(deadline))
             .await
             .map_err(|e| exec_failure(command, &e))
     }
@@ -317,10 +327,12 @@ impl<C: Connector> HostRun<C> {
             None => Prompt::Never,
         };
         let wrapped = escalation.wrap(command, prompt);
+        let deadline = Instant::now() + timeout;
         let session = self
-            .session()
+            .session_within(Some(deadline))
             .await
             .map_err(|e| Escalated::Failed(connect_failure(&e)))?;
+        let timeout = left_until(deadline);
         let out = match &password {
             None => session.exec(&wrapped, timeout).await,
             Some(password) => session.exec_with_stdin(&wrapped, password, timeout).await,
@@ -330,7 +342,9 @@ impl<C: Connector> HostRun<C> {
             None => Ok(out),
             Some(refusal) => Err(Escalated::Refused(
                 StepFailure::new(
-                    Failure::BecomeRefused,
+                    Failure::Become {
+                        refusal: (&refusal).into(),
+                    },
                     become_refused(&escalation, &refusal, &self.host.name, password.is_some()),
                 )
                 .with_output(&out.output),
@@ -593,8 +607,12 @@ impl<C: Connector> HostRun<C> {
     ) -> Result<(), StepFailure> {
         let unit = fill(unit, &self.host, Quote::None)?;
         let quoted = shell_quote(&unit);
+        // The step's timeout bounds all of it: connect, restart and check.
+        let deadline = Instant::now() + timeout;
         // Connect before the intent, so an unreachable host records no action.
-        self.session().await.map_err(|e| connect_failure(&e))?;
+        self.session_within(Some(deadline))
+            .await
+            .map_err(|e| connect_failure(&e))?;
         self.emitter
             .intent(EventKind::ServiceRestartIssued {
                 stage: self.stage_ref.clone(),
@@ -605,10 +623,10 @@ impl<C: Connector> HostRun<C> {
             .await
             .map_err(not_recorded)?;
         let restart = format!("systemctl restart {quoted}");
-        let out = self.exec_privileged(&restart, timeout).await?;
+        let out = self.exec_privileged(&restart, left_until(deadline)).await?;
         check_exit(&restart, &out)?;
         let active = format!("systemctl is-active {quoted}");
-        let out = self.exec_privileged(&active, timeout).await?;
+        let out = self.exec_privileged(&active, left_until(deadline)).await?;
         check_exit(&active, &out)
     }
 

@@ -438,6 +438,50 @@ async fn a_panicking_host_task_is_an_internal_failure_and_the_run_finishes() {
     assert!(!out.stage_started("after"));
 }
 
+/// Regression: `reboot`, `run` and `restart_service` with a 5 s timeout
+/// took the stage's 30 s connect_timeout on a host whose handshake hangs,
+/// while `wait_ssh` and `health` stopped at 5 s.
+#[tokio::test(start_paused = true)]
+async fn a_step_timeout_bounds_the_first_connect_too() {
+    let steps = [
+        Step::Run {
+            command: WORK.into(),
+            timeout: secs(5.0),
+        },
+        reboot(5.0),
+        Step::RestartService {
+            unit: "nginx".into(),
+            timeout: secs(5.0),
+        },
+    ];
+    for step in steps {
+        let fleet = Fleet::new();
+        fleet.script(
+            "h0",
+            Script {
+                connect_hangs: true,
+                ..Script::default()
+            },
+        );
+        let mut s = stage("s", &[0], vec![step.clone()]);
+        s.connect_timeout = secs(30.0);
+        let out = simple(plan(vec![s]), hosts(1), &fleet).await;
+        match out.finished("h0") {
+            Some((t, HostOutcome::Failed { failure, .. })) => {
+                assert_eq!(
+                    failure,
+                    crate::engine::Failure::Connect {
+                        error: crate::engine::failure::ConnectKind::Timeout
+                    },
+                    "{step:?}"
+                );
+                assert!(t >= secs(5.0) && t < secs(6.0), "{step:?}: {t:?}");
+            }
+            other => panic!("{step:?}: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn max_unavailable_holds_across_concurrent_stages() {
     let fleet = Fleet::new();

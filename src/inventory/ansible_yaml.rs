@@ -150,7 +150,9 @@ pub(crate) fn read_script(
             }
         }
     }
-    let hostvars = hostvars?;
+    let Some(hostvars) = hostvars else {
+        return Some(hosts);
+    };
     match hostvars.as_map() {
         Some(entries) => {
             for (name, vars) in entries {

@@ -73,6 +73,12 @@ impl FileHash {
     /// Hashes the file at `path` and records it by its absolute path, so a
     /// resume from another directory finds it.
     pub fn of(path: &str) -> io::Result<FileHash> {
+        if is_host_list(path) {
+            return Ok(FileHash {
+                path: path.to_owned(),
+                sha256: hex::encode(Sha256::digest(path.as_bytes())),
+            });
+        }
         let abs = std::fs::canonicalize(path)?;
         Ok(FileHash {
             sha256: sha256_file(&abs)?,
@@ -82,11 +88,34 @@ impl FileHash {
 
     /// Whether the file still has the content it had; `Err` if unreadable.
     pub fn unchanged(&self) -> io::Result<bool> {
+        if is_host_list(&self.path) {
+            return Ok(hex::encode(Sha256::digest(self.path.as_bytes())) == self.sha256);
+        }
         Ok(sha256_file(Path::new(&self.path))? == self.sha256)
     }
 }
 
+/// An inventory given as `-i 'web1,web2,'` (Ansible's host list): no file.
+fn is_host_list(path: &str) -> bool {
+    path.contains(',') && !Path::new(path).exists()
+}
+
+/// A file's SHA-256; for a directory (an Ansible directory inventory), one
+/// over every file below it with its relative path, so a changed
+/// `host_vars/` file counts as a change too.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
+    if path.is_dir() {
+        let mut files = Vec::new();
+        tree_files(path, path, &mut files)?;
+        files.sort();
+        let mut hasher = Sha256::new();
+        for rel in files {
+            hasher.update(rel.as_os_str().as_encoded_bytes());
+            hasher.update([0]);
+            hasher.update(sha256_file(&path.join(&rel))?.as_bytes());
+        }
+        return Ok(hex::encode(hasher.finalize()));
+    }
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -98,6 +127,18 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+fn tree_files(root: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            tree_files(root, &path, out)?;
+        } else {
+            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+        }
+    }
+    Ok(())
 }
 
 /// One line of the journal.

@@ -640,3 +640,145 @@ fn legacy_ansible_ssh_names_win_over_the_current_ones_as_in_ansible() {
         )
     );
 }
+
+#[test]
+fn a_directory_inventory_is_fingerprinted_for_the_journal_with_its_vars_files() {
+    use rekindle::journal::FileHash;
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv");
+    std::fs::create_dir_all(inv.join("host_vars")).unwrap();
+    std::fs::write(inv.join("hosts"), "[web]\nweb1\n").unwrap();
+    std::fs::write(inv.join("host_vars/web1.yml"), "ansible_port: 2222\n").unwrap();
+    let hash = FileHash::of(&inv.to_string_lossy()).unwrap();
+    assert!(hash.unchanged().unwrap());
+    std::fs::write(inv.join("host_vars/web1.yml"), "ansible_port: 2200\n").unwrap();
+    assert!(
+        !hash.unchanged().unwrap(),
+        "a changed host_vars file is a changed inventory"
+    );
+    let list = FileHash::of("web1,web2:2222,").unwrap();
+    assert!(list.unchanged().unwrap());
+}
+
+#[test]
+fn run_connects_where_a_directory_inventorys_host_vars_say() {
+    use std::process::Stdio;
+    use std::time::Duration;
+    let sim = crate::support::SimProcess::start(&[
+        "--port",
+        "2483",
+        "--http-port",
+        "2484",
+        "--hosts",
+        "2",
+    ]);
+    let native = sim.path("inventory.yaml").to_string_lossy().into_owned();
+    let (code, out, err) = run(rekindle().args(["hosts", "-i", &native, "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let served: Value = serde_json::from_str(&out).unwrap();
+    // The same two hosts under other names, reached only through host_vars.
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv");
+    std::fs::create_dir_all(inv.join("host_vars")).unwrap();
+    std::fs::create_dir_all(inv.join("group_vars")).unwrap();
+    std::fs::write(inv.join("hosts"), "[fleet]\nalpha\nbeta\n").unwrap();
+    std::fs::write(
+        inv.join("group_vars/fleet.yml"),
+        format!(
+            "ansible_user: {}\nrole: web\n",
+            served[0]["user"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    for (name, host) in ["alpha", "beta"].iter().zip(served.as_array().unwrap()) {
+        std::fs::write(
+            inv.join(format!("host_vars/{name}.yml")),
+            format!(
+                "ansible_host: {}\nansible_port: {}\n",
+                host["address"].as_str().unwrap(),
+                host["port"]
+            ),
+        )
+        .unwrap();
+    }
+    let playbook = dir.path().join("book.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nstages:\n  - name: all\n    select: { group: fleet }\n    parallel: 2\n    steps: [ { run: \"true\" } ]\n",
+    )
+    .unwrap();
+    let ssh_config = dir.path().join("ssh_config");
+    std::fs::write(&ssh_config, "").unwrap();
+    let err_path = dir.path().join("stderr");
+    let mut child = crate::support::KillOnDrop::new(
+        rekindle()
+            .args([
+                "run",
+                &playbook.to_string_lossy(),
+                "-i",
+                &inv.to_string_lossy(),
+                "--yes",
+                "--quiet",
+            ])
+            .arg("--identity")
+            .arg(sim.path("id_ed25519"))
+            .arg("--known-hosts")
+            .arg(sim.path("known_hosts"))
+            .arg("--ssh-config")
+            .arg(&ssh_config)
+            .arg("--journal")
+            .arg(dir.path().join("journal"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let status = child
+        .wait_for(Duration::from_secs(60))
+        .expect("run finishes within 60 s");
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(status.success(), "rekindle run -i DIR: {status}\n{err}");
+}
+
+#[test]
+fn a_script_without_meta_is_asked_for_each_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.py");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nif [ \"$1\" = --list ]; then echo '{\"web\": [\"web1\", \"web2\"]}'; else echo \"{\\\"ansible_host\\\": \\\"10.0.0.$(echo $2 | tr -dc 0-9)\\\"}\"; fi\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (inv, _) = load_paths(&[path.to_string_lossy().into_owned()]);
+    let got: Vec<(&str, &str)> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.address.as_str()))
+        .collect();
+    assert_eq!(got, [("web1", "10.0.0.1"), ("web2", "10.0.0.2")]);
+}
+
+#[test]
+fn plugin_configurations_and_toml_are_refused_with_a_way_out() {
+    let text = load_err(
+        &[(
+            "aws_ec2.yml",
+            "plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n",
+        )],
+        &["aws_ec2.yml"],
+    );
+    assert_eq!(
+        text,
+        "DIR/aws_ec2.yml:1:9: error: inventory plugin configuration (`plugin: amazon.aws.aws_ec2`) is not supported\n  |\n1 | plugin: amazon.aws.aws_ec2\n  |         ^^^^^^^^^^^^^^^^^^\n  = help: export it once: `ansible-inventory -i DIR/aws_ec2.yml --list > inventory.json`, then use that file\n"
+    );
+    let text = load_err(
+        &[("hosts.toml", "[web.hosts]\nweb1 = {}\n")],
+        &["hosts.toml"],
+    );
+    assert!(
+        text.contains("TOML inventories are not supported"),
+        "{text}"
+    );
+}
