@@ -33,7 +33,7 @@ pub enum Command {
     Run(RunArgs),
     /// Continue an interrupted run from its journal.
     Resume(ResumeArgs),
-    /// Pause a running run: no host starts and no host starts a new step; steps in flight finish.
+    /// Hold a run: no new host or step starts; steps in flight finish.
     Pause(ControlArgs),
     /// Let a paused run go on.
     Continue(ControlArgs),
