@@ -241,6 +241,12 @@ pub struct ResumeArgs {
     /// Resume even if the playbook or inventory changed since the run began.
     #[arg(long)]
     pub force: bool,
+    /// Retry only the hosts that failed (or were set aside unreachable); leave the rest for a later resume.
+    #[arg(long)]
+    pub failed_only: bool,
+    /// Resume only hosts matching this selector (within the run's own --limit); leave the rest for a later resume.
+    #[arg(long, value_name = "SELECTOR")]
+    pub limit: Option<String>,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
