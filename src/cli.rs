@@ -203,6 +203,10 @@ pub struct ExecArgs {
     /// Skip TLS verification for BMCs (self-signed certificates).
     #[arg(long)]
     pub bmc_insecure: bool,
+    /// Allow `http://` BMC URLs: the BMC password then crosses the network
+    /// in cleartext (a host labelled `bmc_allow_http: "true"` allows it too).
+    #[arg(long)]
+    pub bmc_allow_http: bool,
     /// Serve a live status page, /api/status and /metrics on ADDR: `PORT` (loopback),
     /// `127.0.0.1:PORT`, or an interface's `IP:PORT` named explicitly (never 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
@@ -236,6 +240,12 @@ pub struct ResumeArgs {
     /// Resume even if the playbook or inventory changed since the run began.
     #[arg(long)]
     pub force: bool,
+    /// Retry only the hosts that failed (or were set aside unreachable); leave the rest for a later resume.
+    #[arg(long)]
+    pub failed_only: bool,
+    /// Resume only hosts matching this selector (within the run's own --limit); leave the rest for a later resume.
+    #[arg(long, value_name = "SELECTOR")]
+    pub limit: Option<String>,
     #[command(flatten)]
     pub exec: ExecArgs,
 }

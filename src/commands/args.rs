@@ -90,6 +90,7 @@ pub(crate) fn settings(exec: &ExecArgs, rate: Option<Rate>, inventory: &Inventor
             credentials: exec.bmc_credentials.clone(),
             ca_bundle: exec.bmc_ca.clone(),
             insecure: exec.bmc_insecure,
+            allow_http: exec.bmc_allow_http,
         },
         become_password: exec.become_password_file.clone(),
     }

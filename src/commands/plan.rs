@@ -60,6 +60,15 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
             return Ok(refuse(&sources, &problems));
         }
     }
+    // `run` refuses plain-http BMCs without --bmc-allow-http; the plan warns.
+    notes.extend(
+        crate::session::plain_http_bmcs(&plan, &inventory, false)
+            .into_iter()
+            .map(|mut d| {
+                d.severity = diag::Severity::Warning;
+                d
+            }),
+    );
     notes.append(&mut plan.warnings);
     diag::sort(&mut notes);
     plan.warnings = notes;

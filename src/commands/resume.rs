@@ -15,10 +15,15 @@ use std::time::SystemTime;
 use super::args;
 use crate::cli::ResumeArgs;
 use crate::diag::Sources;
+use crate::engine::HostStart;
 use crate::engine::events::{Ack, EventKind, StepKind};
 use crate::exit::Exit;
+use crate::inventory::Inventory;
+use crate::journal::replay::Resume;
 use crate::journal::{self, Record};
+use crate::plan::Plan;
 use crate::report::summary::Collector;
+use crate::select::Selector;
 use crate::session::consume::{Consumer, Seen};
 use crate::session::{self, Display, Execution};
 
@@ -86,6 +91,13 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     ) else {
         return Ok(Exit::Usage);
     };
+    let narrow_to = match args.limit.as_deref().map(Selector::parse).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: --limit: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
 
     // `--parallel`/`--rate` of the original run unless given again.
     let mut exec = args.exec.clone();
@@ -99,7 +111,7 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         }
     };
     let settings = args::settings(&exec, rate, &loaded.inventory);
-    let prepared = match session::prepare(loaded.plan, loaded.inventory, &settings) {
+    let mut prepared = match session::prepare(loaded.plan, loaded.inventory, &settings) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -130,6 +142,53 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         }
     };
     let resume = journal::replay::replay(&journal.records, &prepared.plan, &prepared.inventory);
+    let narrowing = args.failed_only || narrow_to.is_some();
+    let left_out = if narrowing {
+        narrow(
+            &mut prepared.plan,
+            &prepared.inventory,
+            &resume,
+            args.failed_only,
+            narrow_to.as_ref(),
+        )
+    } else {
+        0
+    };
+    let to_run: usize = prepared
+        .plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.hosts
+                .iter()
+                .filter(|&&h| resume.starts.get(&(i, h)) != Some(&HostStart::Done))
+                .count()
+        })
+        .sum();
+    let flags = match (args.failed_only, &args.limit) {
+        (true, Some(l)) => format!("--failed-only --limit {l}"),
+        (true, None) => "--failed-only".to_owned(),
+        (false, Some(l)) => format!("--limit {l}"),
+        (false, None) => String::new(),
+    };
+    if narrowing && to_run == 0 {
+        eprintln!(
+            "error: nothing to resume: {flags} leaves no host of run {} to run{}",
+            header.run_id,
+            if args.failed_only && resume.failed.is_empty() {
+                " (no host failed)"
+            } else {
+                ""
+            }
+        );
+        return Ok(Exit::Usage);
+    }
+    if narrowing {
+        eprintln!(
+            "{flags}: {to_run} hosts to run; {left_out} left out (a later `rekindle resume` runs them)"
+        );
+    }
 
     let plan = &prepared.plan;
     let total: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
@@ -167,7 +226,7 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     earlier.record(&resumed);
     let mut done_before = vec![0; prepared.plan.stages.len()];
     for ((stage, _), start) in &resume.starts {
-        if *start == crate::engine::HostStart::Done
+        if *start == HostStart::Done
             && let Some(n) = done_before.get_mut(*stage)
         {
             *n += 1;
@@ -201,6 +260,11 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         collector.record(r);
     }
     collector.record(&resumed);
+    if left_out > 0 {
+        collector.note(format!(
+            "resumed with {flags}: {left_out} hosts were left out; a later `rekindle resume` runs them"
+        ));
+    }
     if !resume.retried.is_empty() {
         collector.note(format!(
             "{} hosts that had failed were retried from their failed step: {}",
@@ -232,6 +296,39 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     finished.summary.notes.extend(reboots.notes());
     args::print_finished(&finished, args.exec.quiet);
     Ok(finished.exit)
+}
+
+/// `--failed-only` and `--limit`: takes out of the plan's stages every host
+/// that is neither done before (still counted done) nor chosen (failed,
+/// when `failed_only`; matching `limit`, when given). Returns how many were
+/// left out; the journal has nothing new about them, so a later resume
+/// runs them.
+fn narrow(
+    plan: &mut Plan,
+    inventory: &Inventory,
+    resume: &Resume,
+    failed_only: bool,
+    limit: Option<&Selector>,
+) -> usize {
+    let failed: HashSet<(usize, usize)> = resume.failed.iter().copied().collect();
+    let mut left_out = 0;
+    for (i, stage) in plan.stages.iter_mut().enumerate() {
+        let keep = |h: usize| {
+            resume.starts.get(&(i, h)) == Some(&HostStart::Done)
+                || ((!failed_only || failed.contains(&(i, h)))
+                    && limit.is_none_or(|l| inventory.hosts.get(h).is_some_and(|x| l.matches(x))))
+        };
+        // Canaries are the first hosts: those kept stay first.
+        let canaries = stage.hosts[..stage.canaries.min(stage.hosts.len())]
+            .iter()
+            .filter(|&&h| keep(h))
+            .count();
+        let before = stage.hosts.len();
+        stage.hosts.retain(|&h| keep(h));
+        left_out += before - stage.hosts.len();
+        stage.canaries = canaries;
+    }
+    left_out
 }
 
 /// What became of the hosts whose reboot was issued before the

@@ -76,6 +76,43 @@ pub enum BmcKind {
     Protocol,
 }
 
+/// Why sudo or doas refused (the escalation's own failure, not the command's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BecomeKind {
+    /// It wants a password and none was given (or doas, which takes none on stdin).
+    PasswordRequired,
+    /// The `--become-password-file` password was wrong.
+    PasswordRejected,
+    /// The login user may not run commands as the target user.
+    NotAllowed,
+    /// sudo or doas is not installed.
+    Unavailable,
+}
+
+impl BecomeKind {
+    fn title(self) -> &'static str {
+        match self {
+            BecomeKind::PasswordRequired => "sudo requires a password",
+            BecomeKind::PasswordRejected => "become password rejected",
+            BecomeKind::NotAllowed => "privilege escalation not allowed",
+            BecomeKind::Unavailable => "sudo/doas not installed",
+        }
+    }
+}
+
+impl From<&crate::transport::escalation::Refusal> for BecomeKind {
+    fn from(r: &crate::transport::escalation::Refusal) -> Self {
+        use crate::transport::escalation::Refusal;
+        match r {
+            Refusal::NeedsPassword => BecomeKind::PasswordRequired,
+            Refusal::WrongPassword => BecomeKind::PasswordRejected,
+            Refusal::NotAllowed(_) => BecomeKind::NotAllowed,
+            Refusal::Missing(_) => BecomeKind::Unavailable,
+        }
+    }
+}
+
 /// Why a host failed. Every variant is what an operator would group by.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
@@ -102,9 +139,8 @@ pub enum Failure {
     CommandTimeout,
     /// The session broke while a command ran.
     CommandLost,
-    /// sudo or doas refused to run the command (password wanted or wrong,
-    /// not allowed): nothing ran.
-    BecomeRefused,
+    /// sudo or doas refused to run the command: nothing ran.
+    Become { refusal: BecomeKind },
     /// A tcp or http check could not pass.
     Probe,
     /// A BMC request failed; `status` is the HTTP status when it was one.
@@ -168,7 +204,7 @@ impl fmt::Display for Failure {
             Failure::BootId => f.write_str("boot id unreadable"),
             Failure::CommandTimeout => f.write_str("command timed out"),
             Failure::CommandLost => f.write_str("session lost mid-command"),
-            Failure::BecomeRefused => f.write_str("privilege escalation refused"),
+            Failure::Become { refusal } => f.write_str(refusal.title()),
             Failure::Probe => f.write_str("check failed"),
             Failure::Bmc { error, status } => match (error, status) {
                 (BmcKind::Unreachable, _) => f.write_str("BMC unreachable"),
@@ -243,6 +279,9 @@ mod tests {
                 bmc_unreachable: true,
             },
             Failure::Internal,
+            Failure::Become {
+                refusal: BecomeKind::PasswordRequired,
+            },
         ];
         for f in all {
             let text = serde_json::to_string(&f).expect("encode");
@@ -259,7 +298,15 @@ mod tests {
             Some(r#"{"kind":"exited","code":3}"#)
         );
         let unreachable: Vec<bool> = all.iter().map(|f| f.is_unreachable()).collect();
-        assert_eq!(unreachable, [true, false, false, false, true, false]);
+        assert_eq!(unreachable, [true, false, false, false, true, false, false]);
+        assert_eq!(
+            serde_json::to_string(&Failure::Become {
+                refusal: BecomeKind::PasswordRejected
+            })
+            .ok()
+            .as_deref(),
+            Some(r#"{"kind":"become","refusal":"password_rejected"}"#)
+        );
         assert_eq!(Failure::DidNotComeBack.to_string(), "did not come back");
     }
 }

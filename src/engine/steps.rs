@@ -342,7 +342,9 @@ impl<C: Connector> HostRun<C> {
             None => Ok(out),
             Some(refusal) => Err(Escalated::Refused(
                 StepFailure::new(
-                    Failure::BecomeRefused,
+                    Failure::Become {
+                        refusal: (&refusal).into(),
+                    },
                     become_refused(&escalation, &refusal, &self.host.name, password.is_some()),
                 )
                 .with_output(&out.output),

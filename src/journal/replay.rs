@@ -46,6 +46,8 @@ pub struct Resume {
     pub mid_step: Vec<String>,
     /// Hosts that failed: retried from the failed step.
     pub retried: Vec<String>,
+    /// The same hosts, as (stage index, host index) (`resume --failed-only`).
+    pub failed: Vec<(usize, usize)>,
     /// Journal hosts or stages the current plan no longer has (only with --force).
     pub unknown: usize,
 }
@@ -167,6 +169,7 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
             (Some(Final::Failed(_)) | None, Some((step, boot_id))) => {
                 if matches!(t.outcome, Some(Final::Failed(_))) {
                     resume.retried.push(label.clone());
+                    resume.failed.push((si, hi));
                 }
                 resume.reverify.push(label);
                 HostStart::From {
@@ -176,6 +179,7 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
             }
             (Some(Final::Failed(step)), None) => {
                 resume.retried.push(label);
+                resume.failed.push((si, hi));
                 HostStart::From {
                     step: *step,
                     reboot_boot_id: None,

@@ -108,20 +108,26 @@ pub fn render(live: &Live) -> String {
         &mut out,
         "rekindle_failures_total",
         "counter",
-        "Hosts that failed or were set aside unreachable, by stage, status and the kind of step that failed.",
+        "Hosts that failed or were set aside unreachable, by stage, status, failure kind and the kind of step that failed.",
     );
-    let mut by_kind: std::collections::BTreeMap<(&str, &str, &str), usize> =
+    let mut by_kind: std::collections::BTreeMap<(&str, &str, &str, &str), usize> =
         std::collections::BTreeMap::new();
     for (cause, hosts) in &live.failures {
         *by_kind
-            .entry((&cause.stage, cause.status, cause.kind.unwrap_or("connect")))
+            .entry((
+                &cause.stage,
+                cause.status,
+                &cause.kind,
+                cause.step.unwrap_or("none"),
+            ))
             .or_default() += hosts.len();
     }
-    for ((stage, status, kind), n) in by_kind {
+    for ((stage, status, kind, step), n) in by_kind {
         let _ = writeln!(
             out,
-            "rekindle_failures_total{{stage=\"{}\",status=\"{status}\",kind=\"{kind}\"}} {n}",
-            label(stage)
+            "rekindle_failures_total{{stage=\"{}\",status=\"{status}\",kind=\"{}\",step=\"{step}\"}} {n}",
+            label(stage),
+            label(kind)
         );
     }
 

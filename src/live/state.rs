@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::engine::events::{EventKind, HostOutcome, RunOutcome, StageOutcome};
+use crate::engine::events::{EventKind, Failure, HostOutcome, RunOutcome, StageOutcome};
 use crate::plan::Plan;
 use crate::playbook::Step;
 use crate::report::summary::{Collector, Summary};
@@ -104,14 +104,24 @@ pub struct Flight {
     pub since_ms: u64,
 }
 
-/// Failures of one cause: the stage, the kind of step that failed, how it
-/// failed (failed or unreachable) and its reason.
+/// Failures of one cause: the stage, how it failed (failed or
+/// unreachable), the kind of step that failed, the failure's kind
+/// (`did_not_reboot`, `connect`, ...) and its reason.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Cause {
     pub stage: String,
     pub status: &'static str,
-    pub kind: Option<&'static str>,
+    pub step: Option<&'static str>,
+    pub kind: String,
     pub reason: String,
+}
+
+/// A failure's kind as the journal spells it (`did_not_reboot`).
+fn failure_kind(f: &Failure) -> String {
+    serde_json::to_value(f)
+        .ok()
+        .and_then(|v| v["kind"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// A cumulative histogram, as Prometheus reads one.
@@ -314,13 +324,20 @@ impl Live {
                         s.done += 1;
                         None
                     }
-                    HostOutcome::Failed { kind, reason, .. } => {
+                    HostOutcome::Failed {
+                        kind,
+                        failure,
+                        reason,
+                        ..
+                    } => {
                         s.failed += 1;
-                        Some(("failed", Some(kind.as_str()), reason))
+                        Some(("failed", Some(kind.as_str()), failure, reason))
                     }
-                    HostOutcome::Unreachable { reason, .. } => {
+                    HostOutcome::Unreachable {
+                        failure, reason, ..
+                    } => {
                         s.skipped += 1;
-                        Some(("unreachable", None, reason))
+                        Some(("unreachable", None, failure, reason))
                     }
                     // Not finished: a resume runs it again.
                     HostOutcome::Interrupted { .. } => {
@@ -328,11 +345,12 @@ impl Live {
                         None
                     }
                 };
-                if let Some((status, kind, reason)) = cause {
+                if let Some((status, step, failure, reason)) = cause {
                     let cause = Cause {
                         stage: stage.name.clone(),
                         status,
-                        kind,
+                        step,
+                        kind: failure_kind(failure),
                         reason: reason.clone(),
                     };
                     self.failures

@@ -93,6 +93,8 @@ pub struct BmcSettings {
     pub credentials: Option<PathBuf>,
     pub ca_bundle: Option<PathBuf>,
     pub insecure: bool,
+    /// `--bmc-allow-http`: plain-http BMCs are allowed.
+    pub allow_http: bool,
 }
 
 /// A run's typed configuration, from the command line (and, for a resume,
@@ -165,6 +167,13 @@ pub fn bmc_client(
     if !powers_on(plan) {
         return Ok(None);
     }
+    let cleartext = plain_http_bmcs(plan, inventory, bmc.allow_http);
+    if !cleartext.is_empty() {
+        anyhow::bail!(
+            "{}",
+            crate::diag::render_text(&Sources::new(), &cleartext).trim_end()
+        );
+    }
     let credentials = CredentialStore::load(bmc.credentials.as_deref())?;
     let problems = bmc_credential_problems(plan, inventory, &credentials);
     if !problems.is_empty() {
@@ -185,14 +194,48 @@ pub fn bmc_client(
     ))))
 }
 
-/// One error per host a power_on step reaches whose `bmc_credentials`
-/// entry (or the default account) the credentials do not hold, at the
-/// host's place in the inventory.
-pub fn bmc_credential_problems(
-    plan: &Plan,
-    inventory: &Inventory,
-    credentials: &CredentialStore,
-) -> Vec<Diagnostic> {
+/// The label that lets one host's BMC be reached over plain http (the
+/// simulator's inventory sets it: its BMCs live on loopback).
+pub const ALLOW_HTTP_LABEL: &str = "bmc_allow_http";
+
+/// One diagnostic per host a power_on step reaches whose `bmc` label is a
+/// plain `http://` URL: the BMC password would cross the network in
+/// cleartext. Errors unless `allowed` (`--bmc-allow-http`) or the host's
+/// `bmc_allow_http: "true"` label says so; `plan` shows them as warnings.
+pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec<Diagnostic> {
+    if allowed {
+        return Vec::new();
+    }
+    power_on_hosts(plan)
+        .into_iter()
+        .filter_map(|i| inventory.hosts.get(i))
+        .filter(|h| h.label(ALLOW_HTTP_LABEL) != Some("true"))
+        .filter_map(|h| {
+            let bmc = h.label("bmc")?;
+            let http = bmc
+                .trim()
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+            http.then(|| {
+                Diagnostic::error(
+                    "plain-http-bmc",
+                    h.span.clone(),
+                    format!(
+                        "host {}: BMC `{bmc}` is plain http, so its password would cross the network in cleartext",
+                        h.name
+                    ),
+                )
+                .with_help(format!(
+                    "use https (with --bmc-ca or --bmc-insecure for a self-signed certificate), \
+                     or pass --bmc-allow-http (or label the host `{ALLOW_HTTP_LABEL}: \"true\"`)"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Hosts some power_on stage reaches, once each, in inventory order.
+fn power_on_hosts(plan: &Plan) -> Vec<usize> {
     let mut hosts: Vec<usize> = plan
         .stages
         .iter()
@@ -202,6 +245,17 @@ pub fn bmc_credential_problems(
     hosts.sort_unstable();
     hosts.dedup();
     hosts
+}
+
+/// One error per host a power_on step reaches whose `bmc_credentials`
+/// entry (or the default account) the credentials do not hold, at the
+/// host's place in the inventory.
+pub fn bmc_credential_problems(
+    plan: &Plan,
+    inventory: &Inventory,
+    credentials: &CredentialStore,
+) -> Vec<Diagnostic> {
+    power_on_hosts(plan)
         .into_iter()
         .filter_map(|i| inventory.hosts.get(i))
         .filter_map(|h| {

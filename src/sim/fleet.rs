@@ -742,6 +742,8 @@ fn inventory_yaml(config: &FleetConfig, meta: &[HostMeta], paths: &FleetPaths) -
                     "bmc".to_owned(),
                     format!("http://{}:{}", m.address, config.bmc_port),
                 );
+                // Loopback BMCs: plain http is no cleartext on a network.
+                labels.insert("bmc_allow_http".to_owned(), "true".to_owned());
                 if !labels.contains_key("pdu") {
                     let pdu = match labels.get("rack") {
                         Some(rack) => format!("pdu-{rack}"),

@@ -211,6 +211,10 @@ fn a_sudo_that_wants_a_password_fails_at_once_or_takes_it_from_the_file() {
         "{out}"
     );
     assert!(!out.contains("timed out"), "{out}");
+    // Its own kind in the journal and reports, not a command's exit.
+    let j1 = w.written("j1");
+    assert!(j1.contains(r#""refusal":"password_required""#), "{j1}");
+    assert!(j1.contains("sudo requires a password"), "{j1}");
 
     // The right password: the run step passes as the target user; the
     // restart of a missing unit then fails as systemctl's own failure.

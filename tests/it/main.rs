@@ -15,6 +15,7 @@ mod plan;
 mod power;
 mod reboot;
 mod report;
+mod retry;
 mod run;
 mod scripts;
 mod sim;

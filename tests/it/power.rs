@@ -500,3 +500,55 @@ fn a_fifo_as_credentials_file_is_refused_before_any_journal_or_lock() {
         "no journal directory, journal or lock before the inputs are checked"
     );
 }
+
+/// Regression: a `bmc` label with an `http://` URL made rekindle POST the
+/// BMC password in cleartext without a word. `run` refuses it (before any
+/// journal) unless `--bmc-allow-http`; `plan` warns.
+#[test]
+fn plain_http_bmcs_are_refused_unless_allowed_and_plan_warns() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("inv.yaml"),
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels: { bmc: \"http://127.0.0.1:9\", pdu: p1 }\n",
+    )
+    .expect("inventory");
+    std::fs::write(
+        dir.path().join("pb.yaml"),
+        "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { power_on: { timeout: 1m } } ]\n",
+    )
+    .expect("playbook");
+    let creds = dir.path().join("creds");
+    std::fs::write(&creds, "admin:secret-7781\n").expect("credentials");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, out, err) = support::run(
+        support::rekindle_in(dir.path())
+            .args([
+                "run",
+                "pb.yaml",
+                "-i",
+                "inv.yaml",
+                "--yes",
+                "--journal",
+                "j",
+            ])
+            .arg("--bmc-credentials")
+            .arg(&creds)
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("is plain http"), "{err}");
+    assert!(err.contains("--bmc-allow-http"), "{err}");
+    assert!(!err.contains("secret-7781"), "{err}");
+    assert!(
+        !dir.path().join("j").exists(),
+        "nothing recorded before the refusal"
+    );
+    let (code, out, err) =
+        support::run(support::rekindle_in(dir.path()).args(["plan", "pb.yaml", "-i", "inv.yaml"]));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("warning: host h1: BMC `http://127.0.0.1:9` is plain http"),
+        "{out}"
+    );
+}
