@@ -207,6 +207,9 @@ async fn drill(s: Setup) -> anyhow::Result<Exit> {
     for w in &finished.warnings {
         eprintln!("warning: {w}");
     }
+    if let Some(lost) = &finished.lost {
+        eprintln!("error: {}", lost.message());
+    }
     print!(
         "{}",
         report(&s, &finished.summary, finished.elapsed, &faults)
