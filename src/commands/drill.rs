@@ -42,6 +42,12 @@ const DRILL_SHARD_SIZE: usize = 2000;
 const PORT_ATTEMPTS: u32 = 8;
 
 pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
+    if let Some(file) = &args.exec.become_password_file {
+        eprintln!(
+            "warning: --become-password-file {} is not used by a drill: the simulated hosts' sudo asks for no password",
+            file.display()
+        );
+    }
     let shape = match args::drill_shape(args.sample, args.speed, &args.fleet, &args.exec) {
         Ok(s) => s,
         Err(e) => {
