@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Bring a fleet of servers back: dependency-ordered, rate-limited, health-gated restarts over SSH",
     after_help = "Exit codes: 0 all hosts done; 1 finished with failures inside the budgets (validate: invalid); \
-                  2 usage or input error; 3 aborted (failure budget exceeded or canary failed); 130 interrupted."
+                  2 usage or input error; 3 aborted (failure budget exceeded or canary failed); \
+                  4 the journal could not record every outcome; 130 interrupted."
 )]
 pub struct Cli {
     /// More detail on stderr (repeat for more).

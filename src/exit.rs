@@ -14,6 +14,9 @@ pub enum Exit {
     Aborted,
     /// Interrupted by the operator; the journal is consistent and resumable.
     Interrupted,
+    /// The run ended, but its journal could not record every outcome (a
+    /// full disk, say): which records were lost was said on stderr.
+    JournalIncomplete,
 }
 
 impl Exit {
@@ -24,6 +27,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Aborted => 3,
             Exit::Interrupted => 130,
+            Exit::JournalIncomplete => 4,
         }
     }
 }

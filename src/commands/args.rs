@@ -276,6 +276,9 @@ pub(crate) fn print_finished(finished: &session::Finished, quiet: bool) {
     for w in &finished.warnings {
         eprintln!("warning: {w}");
     }
+    if let Some(lost) = &finished.lost {
+        eprintln!("error: {}", lost.message());
+    }
     println!(
         "{}{}",
         if quiet { "" } else { "\n" },

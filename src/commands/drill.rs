@@ -13,7 +13,6 @@
 //! simulated host does is the simulator's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,7 +28,7 @@ use crate::exit::Exit;
 use crate::inventory::Inventory;
 use crate::journal;
 use crate::plan::Plan;
-use crate::report::summary::{Collector, HostResult, Summary};
+use crate::report::summary::Collector;
 use crate::session::{self, Display, Execution, Finished, Loaded, Locking, Prepared};
 use crate::sim::drill::{Rehearsal, rehearse, sample_hosts, scale_rate, sim_hosts};
 use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle};
@@ -43,6 +42,12 @@ const DRILL_SHARD_SIZE: usize = 2000;
 const PORT_ATTEMPTS: u32 = 8;
 
 pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
+    if let Some(file) = &args.exec.become_password_file {
+        eprintln!(
+            "warning: --become-password-file {} is not used by a drill: the simulated hosts' sudo asks for no password",
+            file.display()
+        );
+    }
     let shape = match args::drill_shape(args.sample, args.speed, &args.fleet, &args.exec) {
         Ok(s) => s,
         Err(e) => {
@@ -201,9 +206,22 @@ async fn drill(s: Setup) -> anyhow::Result<Exit> {
     for w in &finished.warnings {
         eprintln!("warning: {w}");
     }
+    if let Some(lost) = &finished.lost {
+        eprintln!("error: {}", lost.message());
+    }
+    let injected: HashMap<String, String> = faults
+        .into_iter()
+        .map(|(h, f)| (h, f.to_string()))
+        .collect();
     print!(
         "{}",
-        report(&s, &finished.summary, finished.elapsed, &faults)
+        crate::report::drill::render(
+            &finished.summary,
+            s.shape.speed,
+            s.fraction,
+            finished.elapsed,
+            &injected
+        )
     );
     if let Some(path) = &finished.journal {
         println!("journal: {}", path.display());
@@ -410,7 +428,7 @@ fn print_preamble(s: &Setup, plan: &Plan, fleet: &FleetHandle) {
     println!(
         "drill: `{}` on {n} simulated hosts ({} of the {} the plan selects), {shards}",
         plan.name,
-        percent(s.fraction),
+        crate::report::drill::percent(s.fraction),
         s.selected,
     );
     println!(
@@ -429,135 +447,4 @@ fn print_preamble(s: &Setup, plan: &Plan, fleet: &FleetHandle) {
          and every `local:` step are replaced by harmless stand-ins",
         fleet.http_port()
     );
-}
-fn percent(f: f64) -> String {
-    let p = f * 100.0;
-    if p >= 10.0 || p == p.round() {
-        format!("{p:.0}%")
-    } else {
-        format!("{p:.1}%")
-    }
-}
-
-/// What an SRE would group a failure by: the failed step and the kind of
-/// failure (an unreachable host set aside has no failed step).
-fn failure_group(h: &HostResult) -> String {
-    let kind = h.failure.unwrap_or_default();
-    match (&h.step_kind, h.status == "unreachable") {
-        (_, true) => "unreachable".to_owned(),
-        (Some(step), false) => format!("{step}: {kind}"),
-        (None, false) => kind.to_string(),
-    }
-}
-
-/// The drill's report: the run's summary in real time.
-fn report(
-    s: &Setup,
-    summary: &Summary,
-    elapsed: Duration,
-    faults: &HashMap<String, FaultKind>,
-) -> String {
-    let speed = s.shape.speed;
-    let real = |d: Duration| engine::steps::humane(d.mul_f64(speed));
-    let real_ms = |ms: u64| real(Duration::from_millis(ms));
-    let mut out = String::new();
-    let _ = writeln!(out, "\n== drill report ==");
-    let _ = writeln!(
-        out,
-        "predicted recovery time: {} (the drill took {} at {}x)",
-        real(elapsed),
-        engine::steps::humane(elapsed),
-        speed
-    );
-    let _ = writeln!(
-        out,
-        "{:<20} {:>6} {:>6} {:>6} {:>7}  {:>10}  outcome",
-        "stage", "hosts", "done", "failed", "skipped", "duration"
-    );
-    let mut slowest: Option<(&str, u64)> = None;
-    for st in &summary.stages {
-        let duration = match (st.start_ms, st.end_ms) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-            _ => None,
-        };
-        if let Some(d) = duration
-            && slowest.is_none_or(|(_, best)| d > best)
-        {
-            slowest = Some((&st.name, d));
-        }
-        let outcome = match (st.status.as_str(), &st.reason) {
-            ("aborted", Some(r)) => format!("ABORTED: {r}"),
-            ("skipped", Some(r)) => format!("not started ({r})"),
-            ("incomplete", _) => "unfinished".to_owned(),
-            (other, _) => other.to_owned(),
-        };
-        let _ = writeln!(
-            out,
-            "{:<20} {:>6} {:>6} {:>6} {:>7}  {:>10}  {outcome}",
-            st.name,
-            st.hosts,
-            st.done,
-            st.failed,
-            st.skipped,
-            duration.map_or_else(|| "-".to_owned(), real_ms)
-        );
-    }
-    if let Some((name, d)) = slowest {
-        let _ = writeln!(out, "slowest stage: {name} ({})", real_ms(d));
-    }
-    let mut durations: Vec<u64> = summary
-        .hosts
-        .iter()
-        .filter(|h| h.status != "running")
-        .map(|h| h.duration_ms)
-        .collect();
-    durations.sort_unstable();
-    if let (Some(p50), Some(max)) = (durations.get(durations.len() / 2), durations.last()) {
-        let _ = writeln!(
-            out,
-            "host time: median {}, max {}",
-            real_ms(*p50),
-            real_ms(*max)
-        );
-    }
-    let failures: Vec<&HostResult> = summary.failures().collect();
-    if failures.is_empty() {
-        let _ = writeln!(out, "failures: none");
-    } else {
-        let mut by_kind: BTreeMap<String, Vec<&HostResult>> = BTreeMap::new();
-        for h in &failures {
-            by_kind.entry(failure_group(h)).or_default().push(h);
-        }
-        let _ = writeln!(
-            out,
-            "failures by kind ({} hosts; timeouts in reasons are drill time, {}x compressed):",
-            failures.len(),
-            speed
-        );
-        for (kind, hosts) in by_kind {
-            let _ = writeln!(out, "  {kind}: {}", hosts.len());
-            for h in hosts {
-                let injected = faults
-                    .get(&h.host)
-                    .map(|f| format!(" [injected: {f}]"))
-                    .unwrap_or_default();
-                let reason = h.reason.as_deref().unwrap_or("");
-                let reason = if h.status == "unreachable" {
-                    format!("unreachable: {reason}")
-                } else {
-                    reason.to_owned()
-                };
-                let _ = writeln!(out, "    {} {}{injected}: {reason}", h.stage, h.host);
-            }
-        }
-    }
-    if s.fraction < 1.0 {
-        let _ = writeln!(
-            out,
-            "note: from a {} sample; the whole selection would fail about {:.0} hosts the same ways",
-            percent(s.fraction),
-            failures.len() as f64 / s.fraction
-        );
-    }
-    out
 }

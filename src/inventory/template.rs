@@ -204,7 +204,10 @@ fn typed(text: &str) -> Value {
         "false" => return Value::from(false),
         _ => {}
     }
-    if let Ok(n) = text.parse::<i64>() {
+    // Only canonical numbers: `007` stays the string it was.
+    if let Ok(n) = text.parse::<i64>()
+        && n.to_string() == text
+    {
         return Value::from(n);
     }
     Value::from(text)
@@ -290,6 +293,10 @@ mod tests {
         assert_eq!(
             render("{{ base + 1 }}", &[("base", s("2200"))]).unwrap(),
             "2201"
+        );
+        assert_eq!(
+            render("r{{ rack }}", &[("rack", s("007"))]).unwrap(),
+            "r007"
         );
         assert_eq!(
             render("{{ groups['web'][0] }}", &[]).unwrap(),

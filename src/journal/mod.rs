@@ -19,6 +19,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -354,6 +356,19 @@ pub struct Writer {
     thread: Option<JoinHandle<io::Result<WriteStats>>>,
     pending: Batch,
     path: PathBuf,
+    /// Records handed to [`Writer::push`] so far.
+    pushed: u64,
+    /// Records the writer thread has on disk (written and flushed).
+    durable: Arc<AtomicU64>,
+}
+
+/// A closed writer's account: how many records it was given, how many are
+/// on disk, and how it ended. `pushed > recorded` means records were lost.
+#[derive(Debug)]
+pub struct Closed {
+    pub pushed: u64,
+    pub recorded: u64,
+    pub result: Result<WriteStats, JournalError>,
 }
 
 /// Records without an intent are flushed at least this often, so a crash
@@ -363,9 +378,11 @@ const IDLE_FLUSH: Duration = Duration::from_secs(1);
 impl Writer {
     fn spawn(file: File, path: &Path) -> Writer {
         let (tx, rx) = std_mpsc::channel::<Batch>();
+        let durable = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&durable);
         let thread = std::thread::Builder::new()
             .name("rekindle-journal".into())
-            .spawn(move || write_loop(file, rx))
+            .spawn(move || write_loop(file, rx, &counter))
             .ok();
         Writer {
             tx: Some(tx),
@@ -376,6 +393,25 @@ impl Writer {
                 fence: None,
             },
             path: path.to_owned(),
+            pushed: 0,
+            durable,
+        }
+    }
+
+    /// Records handed to [`Writer::push`] so far; the next one gets this
+    /// number (0-based, counting from this writer's first).
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// Writes and flushes everything, stops the thread, and says how many
+    /// records reached the disk.
+    pub fn close_counted(mut self) -> Closed {
+        let result = self.close();
+        Closed {
+            pushed: self.pushed,
+            recorded: self.durable.load(Ordering::SeqCst),
+            result,
         }
     }
 
@@ -399,6 +435,7 @@ impl Writer {
         // Records are plain data; encoding into a Vec cannot fail.
         if serde_json::to_writer(&mut self.pending.bytes, record).is_ok() {
             self.pending.bytes.push(b'\n');
+            self.pushed += 1;
         }
         if let Some(ack) = ack {
             self.pending.acks.push(ack);
@@ -481,9 +518,18 @@ pub struct WriteStats {
     pub intents: u64,
 }
 
-fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<WriteStats> {
+fn write_loop(
+    mut file: File,
+    rx: std_mpsc::Receiver<Batch>,
+    durable: &AtomicU64,
+) -> io::Result<WriteStats> {
     let mut stats = WriteStats::default();
     let mut dirty = false;
+    // Records written since the last flush: durable once it succeeds.
+    let mut unsynced = 0u64;
+    let synced = |unsynced: &mut u64| {
+        durable.fetch_add(std::mem::take(unsynced), Ordering::SeqCst);
+    };
     let mut fence: Option<lock::Held> = None;
     let held = |fence: &Option<lock::Held>| match fence {
         Some(f) => f.check().map_err(io::Error::other),
@@ -495,6 +541,7 @@ fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<Write
             Err(std_mpsc::RecvTimeoutError::Timeout) => {
                 if dirty {
                     file.sync_data()?;
+                    synced(&mut unsynced);
                     stats.flushes += 1;
                     dirty = false;
                 }
@@ -515,9 +562,11 @@ fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<Write
         // appending to this very journal.
         held(&fence)?;
         file.write_all(&bytes)?;
+        unsynced += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
         dirty = true;
         if !acks.is_empty() {
             file.sync_data()?;
+            synced(&mut unsynced);
             stats.flushes += 1;
             dirty = false;
             // After the flush, so that a run taking over later (and reading
@@ -533,6 +582,7 @@ fn write_loop(mut file: File, rx: std_mpsc::Receiver<Batch>) -> io::Result<Write
     }
     if dirty {
         file.sync_data()?;
+        synced(&mut unsynced);
         stats.flushes += 1;
     }
     Ok(stats)

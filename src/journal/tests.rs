@@ -698,3 +698,30 @@ async fn a_broken_lock_stops_the_old_holders_intents() {
     assert!(new.plan.still_held().unwrap());
     assert!(new.registry.still_held().unwrap());
 }
+
+/// A disk that refuses every write (`/dev/full`): the writer says how many
+/// records it was given and that none reached the disk.
+#[test]
+fn a_writer_on_a_full_disk_counts_the_records_it_lost() {
+    let file = OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut w = Writer::spawn(file, Path::new("/dev/full"));
+    for i in 0..3 {
+        w.push_event(
+            at(i),
+            Duration::from_millis(i),
+            &EventKind::RunStarted {
+                plan: "p".into(),
+                stages: 0,
+                hosts: 0,
+            },
+            None,
+        );
+    }
+    assert_eq!(w.pushed(), 3);
+    let closed = w.close_counted();
+    assert_eq!((closed.pushed, closed.recorded), (3, 0));
+    assert!(closed.result.is_err());
+}

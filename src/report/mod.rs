@@ -4,6 +4,7 @@
 //! Owns presentation only. It must never touch a host, and reads the journal
 //! only through [`crate::journal`].
 
+pub mod drill;
 pub mod failures;
 pub mod formats;
 pub mod nodeset;

@@ -123,11 +123,21 @@ const COMMIT_RECORDS: usize = 256;
 pub struct JournalConsumer {
     writer: Arc<Mutex<journal::Writer>>,
     queued: usize,
+    outcomes: Arc<Mutex<Vec<(u64, String)>>>,
 }
 
 impl JournalConsumer {
-    pub fn new(writer: Arc<Mutex<journal::Writer>>) -> JournalConsumer {
-        JournalConsumer { writer, queued: 0 }
+    /// `outcomes` learns the record number of every host outcome pushed,
+    /// with the host's name, so a journal that fails can say whose were lost.
+    pub fn new(
+        writer: Arc<Mutex<journal::Writer>>,
+        outcomes: Arc<Mutex<Vec<(u64, String)>>>,
+    ) -> JournalConsumer {
+        JournalConsumer {
+            writer,
+            queued: 0,
+            outcomes,
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut journal::Writer) -> R) -> R {
@@ -145,12 +155,20 @@ impl Consumer for JournalConsumer {
         let intent = ack.is_some();
         self.queued += 1;
         let commit = intent || self.queued >= COMMIT_RECORDS;
-        self.with(|w| {
+        let number = self.with(|w| {
+            let number = w.pushed();
             w.push_event(e.at, e.elapsed, e.kind, ack);
             if commit {
                 w.commit();
             }
+            number
         });
+        if let EventKind::HostFinished { host, .. } = e.kind {
+            self.outcomes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((number, host.name.clone()));
+        }
         if commit {
             self.queued = 0;
         }

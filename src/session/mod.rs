@@ -512,6 +512,8 @@ pub struct Finished {
     pub elapsed: Duration,
     /// Consumers that failed, a journal that could not close.
     pub warnings: Vec<String>,
+    /// Records the journal could not write (a full disk, say).
+    pub lost: Option<Lost>,
 }
 
 /// Runs an execution on a runtime of its own, with Ctrl-C handling.
@@ -566,10 +568,14 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         .as_deref()
         .map(|j| control::watch(control::pause_file(j)));
     opts.pause = pause.as_ref().map(|(rx, _)| rx.clone());
+    let outcomes: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
     let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
     // The journal first: an intent is on disk before anyone else hears of it.
     if let Some(w) = &writer {
-        consumers.push(Box::new(consume::JournalConsumer::new(Arc::clone(w))));
+        consumers.push(Box::new(consume::JournalConsumer::new(
+            Arc::clone(w),
+            Arc::clone(&outcomes),
+        )));
     }
     match display {
         Display::Progress { quiet, verbose } => {
@@ -619,6 +625,7 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     if let Some((_, watching)) = pause {
         watching.abort();
     }
+    let mut lost = None;
     let mut warnings = match fan.await {
         Ok(w) => w,
         Err(e) => vec![format!("the event consumers failed: {e}")],
@@ -630,8 +637,13 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
                     .into_inner()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 // The engine already acted on every acknowledged intent; a
-                // failure here loses only later records.
-                if let Err(e) = w.finish() {
+                // failure loses later records, and the run must say whose.
+                let closed = w.close_counted();
+                let outcomes = outcomes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                lost = lost_records(&closed, &outcomes);
+                if let (None, Err(e)) = (&lost, &closed.result) {
                     warnings.push(format!("journal: {e}"));
                 }
             }
@@ -643,14 +655,83 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .summary();
+    // A run whose journal lost an outcome must not look done: `report` and
+    // `resume` would not know what happened to those hosts.
+    let exit = match (Exit::from(outcome), &lost) {
+        (Exit::Success | Exit::Failures, Some(_)) => Exit::JournalIncomplete,
+        (exit, _) => exit,
+    };
     Finished {
         outcome,
-        exit: Exit::from(outcome),
+        exit,
         summary,
         journal: journal_path,
         elapsed,
         warnings,
+        lost,
     }
+}
+
+/// What a journal that could not write everything lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    /// Records given to the journal and not on disk.
+    pub records: u64,
+    /// The first of them, counting this process's records from 1.
+    pub from: u64,
+    /// Hosts whose outcome is among them, in the order they finished.
+    pub outcomes: Vec<String>,
+    /// Why the journal stopped.
+    pub error: String,
+}
+
+impl Lost {
+    /// For the operator: which records, whose outcomes, what to do.
+    pub fn message(&self) -> String {
+        let hosts = match self.outcomes.len() {
+            0 => "no host outcome among them".to_owned(),
+            n => {
+                let shown: Vec<&str> = self.outcomes.iter().take(10).map(String::as_str).collect();
+                let more = n.saturating_sub(shown.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("the outcomes of {n} hosts: {}{more}", shown.join(", "))
+            }
+        };
+        format!(
+            "the journal could not record {} records (this run's record {} on: {}); lost: {hosts}. \
+             The hosts may have finished, but the journal, `report` and `resume` do not know it; \
+             check them before running again (resume re-verifies reboots by boot id)",
+            self.records, self.from, self.error
+        )
+    }
+}
+
+/// The records a closed journal lost, and whose outcomes they held.
+fn lost_records(closed: &journal::Closed, outcomes: &[(u64, String)]) -> Option<Lost> {
+    if closed.recorded >= closed.pushed && closed.result.is_ok() {
+        return None;
+    }
+    let error = match &closed.result {
+        Err(e) => e.to_string(),
+        Ok(_) => "records missing".to_owned(),
+    };
+    if closed.recorded >= closed.pushed {
+        return None;
+    }
+    Some(Lost {
+        records: closed.pushed - closed.recorded,
+        from: closed.recorded + 1,
+        outcomes: outcomes
+            .iter()
+            .filter(|(n, _)| *n >= closed.recorded)
+            .map(|(_, h)| h.clone())
+            .collect(),
+        error,
+    })
 }
 
 /// How often a locked run checks that its lock is still its own, besides

@@ -1,8 +1,12 @@
 //! Privilege escalation on the host: which program (`sudo`, `doas`) and which
 //! target user wrap the commands that need it.
 //!
-//! Owns the policy's type. The playbook (`become:`) and Ansible inventories
-//! (`ansible_become*`) produce it; the engine applies it to commands.
+//! Owns the policy's type, the wrapping of a command (a pure function: the
+//! command becomes one shell-quoted `sh -c` argument), reading what sudo or
+//! doas said when they refused, and the `--become-password-file` reader. The
+//! playbook (`become:`) and Ansible inventories (`ansible_become*`) produce
+//! the policy; the engine applies it; the SSH session feeds the password on
+//! stdin. It must not run anything itself.
 
 use std::path::Path;
 

@@ -342,8 +342,14 @@ fn drill_runs_become_wrapped_reboots_and_restarts() {
         "--yes",
         "--journal",
         "j",
-    ]);
+    ])
+    .args(["--become-password-file", "pw"]);
     let (code, out, err) = support::run(&mut cmd);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("3 done, 0 failed"), "{out}");
+    // A flag it cannot honour is named, not silently dropped.
+    assert!(
+        err.contains("warning: --become-password-file pw is not used by a drill"),
+        "{err}"
+    );
 }

@@ -1778,3 +1778,53 @@ fn preflight_groups_problems_by_kind() {
     assert!(case.marks_ending(".ran").is_empty(), "no step ran");
     drop(hole);
 }
+
+/// Regression: on a full disk with only command steps the run exited 0
+/// "every host done" while its journal held a fraction of the outcomes.
+/// A file size limit (with SIGXFSZ ignored, as a full disk returns ENOSPC
+/// rather than killing) stops the journal after a few records: the run
+/// must exit 4 and name the hosts whose outcomes were lost.
+#[test]
+fn a_journal_that_cannot_record_every_outcome_does_not_exit_0() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("inv.yaml"),
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: \"h[01-40]\"\n",
+    )
+    .expect("inventory");
+    std::fs::write(
+        dir.path().join("pb.yaml"),
+        "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    parallel: 40\n    steps: [ { local: \"true\" } ]\n",
+    )
+    .expect("playbook");
+    let mut cmd = support::rekindle_in(dir.path());
+    cmd.args([
+        "run",
+        "pb.yaml",
+        "-i",
+        "inv.yaml",
+        "--yes",
+        "--journal",
+        "j",
+    ]);
+    // SAFETY: between fork and exec only async-signal-safe calls
+    // (signal, setrlimit), touching nothing but this child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 4096,
+                rlim_max: 4096,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (code, out, err) = support::run(&mut cmd);
+    assert_eq!(code, 4, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("error: the journal could not record"), "{err}");
+    assert!(err.contains("lost: the outcomes of"), "{err}");
+}
