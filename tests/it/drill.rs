@@ -292,17 +292,10 @@ fn drill_rehearses_per_host_bmc_credentials() {
     // Hosts with `bmc_credentials` labels get simulated BMCs that accept
     // only their entry (tests/it/power.rs proves the refusal); the drill
     // powers them on with the entries the sim wrote.
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("inv.yaml"),
+    let dir = support::inputs(
         "version: 1\ndatacenters:\n  dc1:\n    hosts:\n      - name: \"d[1-3]\"\n        labels: { pdu: p1, bmc: \"10.9.9.{1}\", bmc_credentials: dell }\n      - name: h1\n        labels: { pdu: p2, bmc: \"10.9.9.9\", bmc_credentials: hp }\n",
-    )
-    .expect("inventory");
-    std::fs::write(
-        dir.path().join("pb.yaml"),
         "version: 1\nstages:\n  - name: all\n    select: { dc: dc1 }\n    parallel: 100%\n    steps:\n      - power_on: { timeout: 1m, pdu_interval: 100ms }\n      - wait_ssh: { timeout: 1m }\n",
-    )
-    .expect("playbook");
+    );
     let mut cmd = support::rekindle_in(dir.path());
     cmd.args([
         "drill",
@@ -322,17 +315,10 @@ fn drill_rehearses_per_host_bmc_credentials() {
 fn drill_runs_become_wrapped_reboots_and_restarts() {
     // The simulated hosts answer `sudo -n -u root -- sh -c '...'` as their
     // root would: a playbook with `become` rehearses like any other.
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("inv.yaml"),
+    let dir = support::inputs(
         "version: 1\ndatacenters:\n  dc1:\n    hosts:\n      - name: \"b[1-3]\"\n",
-    )
-    .expect("inventory");
-    std::fs::write(
-        dir.path().join("pb.yaml"),
         "version: 1\nstages:\n  - name: all\n    select: { dc: dc1 }\n    parallel: 100%\n    become: true\n    steps:\n      - reboot: { timeout: 1m }\n      - restart_service: \"svc-{name}\"\n      - health: { checks: [ { ssh: \"systemctl is-active x\" } ], timeout: 30s }\n",
-    )
-    .expect("playbook");
+    );
     let mut cmd = support::rekindle_in(dir.path());
     cmd.args([
         "drill",

@@ -419,17 +419,10 @@ fn a_redfish_system_the_bmc_lacks_fails_the_host_naming_what_it_has() {
 
 #[test]
 fn the_bmc_password_from_the_environment_stays_out_of_local_hooks() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("inv.yaml"),
+    let dir = support::inputs(
         "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n",
-    )
-    .expect("inventory");
-    std::fs::write(
-        dir.path().join("pb.yaml"),
         "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { local: \"test -z \\\"$REKINDLE_BMC_PASSWORD\\\" && test -n \\\"$REKINDLE_BMC_USER\\\"\" } ]\n",
-    )
-    .expect("playbook");
+    );
     let mut cmd = support::rekindle_in(dir.path());
     cmd.args([
         "run",
@@ -452,17 +445,10 @@ fn the_bmc_password_from_the_environment_stays_out_of_local_hooks() {
 #[test]
 fn a_fifo_as_credentials_file_is_refused_before_any_journal_or_lock() {
     use std::os::unix::ffi::OsStrExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("inv.yaml"),
+    let dir = support::inputs(
         "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels: { bmc: \"https://127.0.0.1:9\", pdu: p1 }\n",
-    )
-    .expect("inventory");
-    std::fs::write(
-        dir.path().join("pb.yaml"),
         "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { power_on: { timeout: 1m } } ]\n",
-    )
-    .expect("playbook");
+    );
     let fifo = dir.path().join("creds");
     let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).expect("path");
     // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
@@ -507,17 +493,10 @@ fn a_fifo_as_credentials_file_is_refused_before_any_journal_or_lock() {
 #[test]
 fn plain_http_bmcs_are_refused_unless_allowed_and_plan_warns() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("inv.yaml"),
+    let dir = support::inputs(
         "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels: { bmc: \"http://127.0.0.1:9\", pdu: p1 }\n",
-    )
-    .expect("inventory");
-    std::fs::write(
-        dir.path().join("pb.yaml"),
         "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { power_on: { timeout: 1m } } ]\n",
-    )
-    .expect("playbook");
+    );
     let creds = dir.path().join("creds");
     std::fs::write(&creds, "admin:secret-7781\n").expect("credentials");
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");

@@ -1787,17 +1787,10 @@ fn preflight_groups_problems_by_kind() {
 #[test]
 fn a_journal_that_cannot_record_every_outcome_does_not_exit_0() {
     use std::os::unix::process::CommandExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("inv.yaml"),
+    let dir = support::inputs(
         "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: \"h[01-40]\"\n",
-    )
-    .expect("inventory");
-    std::fs::write(
-        dir.path().join("pb.yaml"),
         "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    parallel: 40\n    steps: [ { local: \"true\" } ]\n",
-    )
-    .expect("playbook");
+    );
     let mut cmd = support::rekindle_in(dir.path());
     cmd.args([
         "run",

@@ -39,6 +39,14 @@ fn fresh_state_dir() -> PathBuf {
 }
 
 /// A `rekindle` command running from the project root.
+/// A temporary directory holding `inv.yaml` and `pb.yaml` with these contents.
+pub fn inputs(inventory: &str, playbook: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("inv.yaml"), inventory).expect("inventory");
+    std::fs::write(dir.path().join("pb.yaml"), playbook).expect("playbook");
+    dir
+}
+
 pub fn rekindle() -> Command {
     rekindle_in(&root())
 }
