@@ -420,10 +420,6 @@ fn grouping(inventory: &Inventory, hosts: &[usize]) -> String {
     parts.join("; ")
 }
 
-fn hosts_word(n: usize) -> String {
-    format!("{n} host{}", if n == 1 { "" } else { "s" })
-}
-
 pub(crate) fn render_text(
     plan: &Plan,
     playbook: &Playbook,
@@ -437,11 +433,11 @@ pub(crate) fn render_text(
     let scope = match limit {
         Some(l) => format!(
             "{} in scope after --limit `{l}`",
-            hosts_word(hosts_in_scope(inventory, limit))
+            crate::report::plural(hosts_in_scope(inventory, limit), "host")
         ),
         None => format!(
             "{} in the inventory",
-            hosts_word(hosts_in_scope(inventory, limit))
+            crate::report::plural(hosts_in_scope(inventory, limit), "host")
         ),
     };
     let _ = writeln!(

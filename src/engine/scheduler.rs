@@ -808,8 +808,9 @@ impl<C: Connector> Coordinator<C> {
                         .get_or_insert_with(|| format!("canary {} failed: {reason}", host.name));
                 } else if stage.failed > stage.plan.failure_budget {
                     let (failed, budget) = (stage.failed, stage.plan.failure_budget);
+                    let hosts = if failed == 1 { "host" } else { "hosts" };
                     stage.abort.get_or_insert_with(|| {
-                        format!("failure budget exceeded: {failed} hosts failed, budget {budget}")
+                        format!("failure budget exceeded: {failed} {hosts} failed, budget {budget}")
                     });
                 }
             }
