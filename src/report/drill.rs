@@ -139,12 +139,21 @@ pub fn render(
         }
     }
     if fraction < 1.0 {
-        let _ = writeln!(
-            out,
-            "note: from a {} sample; the whole selection would fail about {:.0} hosts the same ways",
-            percent(fraction),
-            failures.len() as f64 / fraction
-        );
+        // With no failure in the sample there is nothing to scale up.
+        let _ = if failures.is_empty() {
+            writeln!(
+                out,
+                "note: from a {} sample, which had no failures",
+                percent(fraction)
+            )
+        } else {
+            writeln!(
+                out,
+                "note: from a {} sample; the whole selection would fail about {:.0} hosts the same ways",
+                percent(fraction),
+                failures.len() as f64 / fraction
+            )
+        };
     }
     out
 }
