@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use super::nodeset;
 use super::summary::{HostResult, OUTPUT_LINES, Summary};
+use crate::engine::failure::Failure;
 
 /// Folded patterns shown per group before "and N more".
 const PATTERNS_SHOWN: usize = 20;
@@ -21,7 +22,9 @@ pub struct Group<'a> {
     pub stage: &'a str,
     /// `step 2 (health)` or `unreachable, set aside`.
     pub what: String,
-    pub reason: &'a str,
+    /// The hosts' reason when they all share it; else the kind with the
+    /// first host's reason as an example.
+    pub reason: String,
     /// The last [`OUTPUT_LINES`] lines of output, shared by every host here.
     pub output: Vec<&'a str>,
     /// Host names in the order they appear in the summary.
@@ -66,38 +69,62 @@ fn last_lines(h: &HostResult) -> Vec<&str> {
     lines[lines.len().saturating_sub(OUTPUT_LINES)..].to_vec()
 }
 
-/// What makes two failures the same cause: today the stage, step, status
-/// and reason text plus the last output lines. The one place to change when
-/// failures carry a typed kind.
-fn cause(h: &HostResult) -> (&str, String, &str, Vec<&str>) {
-    (
-        h.stage.as_str(),
-        what(h),
-        h.reason.as_deref().unwrap_or(""),
-        last_lines(h),
-    )
+/// What makes two failures the same cause: the stage, step and status, the
+/// failure's kind (the reason text for journals that predate kinds) and the
+/// last output lines. Hosts unreachable at different addresses fold together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Why<'a> {
+    Kind(Failure),
+    Text(&'a str),
+}
+
+fn cause(h: &HostResult) -> (&str, String, Why<'_>, Vec<&str>) {
+    let why = match h.failure {
+        Some(kind) if kind != Failure::Unknown => Why::Kind(kind),
+        _ => Why::Text(h.reason.as_deref().unwrap_or("")),
+    };
+    (h.stage.as_str(), what(h), why, last_lines(h))
 }
 
 /// The summary's failed and unreachable hosts grouped by [`cause`], largest
 /// group first (ties: the group whose first host comes first).
 pub fn groups(s: &Summary) -> Vec<Group<'_>> {
-    let mut groups: Vec<Group<'_>> = Vec::new();
-    let mut index: HashMap<(&str, String, &str, Vec<&str>), usize> = HashMap::new();
+    // Per group: its first host's reason and whether every host shares it.
+    let mut groups: Vec<(Group<'_>, &str, bool, Option<Failure>)> = Vec::new();
+    let mut index: HashMap<(&str, String, Why<'_>, Vec<&str>), usize> = HashMap::new();
     for h in s.failures() {
         let key = cause(h);
+        let reason = h.reason.as_deref().unwrap_or("");
         let i = *index.entry(key.clone()).or_insert_with(|| {
-            let (stage, what, reason, output) = key;
-            groups.push(Group {
+            let (stage, what, why, output) = key;
+            let kind = match why {
+                Why::Kind(kind) => Some(kind),
+                Why::Text(_) => None,
+            };
+            let group = Group {
                 stage,
                 what,
-                reason,
+                reason: String::new(),
                 output,
                 hosts: Vec::new(),
-            });
+            };
+            groups.push((group, reason, true, kind));
             groups.len() - 1
         });
-        groups[i].hosts.push(h.host.as_str());
+        let (group, first, same, _) = &mut groups[i];
+        *same &= *first == reason;
+        group.hosts.push(h.host.as_str());
     }
+    let mut groups: Vec<Group<'_>> = groups
+        .into_iter()
+        .map(|(mut g, first, same, kind)| {
+            g.reason = match kind {
+                Some(kind) if !same => format!("{kind} (e.g. {first})"),
+                _ => first.to_owned(),
+            };
+            g
+        })
+        .collect();
     // Stable: equal sizes keep the order of their first host.
     groups.sort_by_key(|g| std::cmp::Reverse(g.hosts.len()));
     groups
@@ -185,7 +212,10 @@ mod tests {
         hosts.push(done);
         let s = summary(hosts);
         let g = groups(&s);
-        let sizes: Vec<(usize, &str)> = g.iter().map(|g| (g.hosts.len(), g.reason)).collect();
+        let sizes: Vec<(usize, &str)> = g
+            .iter()
+            .map(|g| (g.hosts.len(), g.reason.as_str()))
+            .collect();
         assert_eq!(sizes, [(4, "exited 3"), (1, "timed out"), (1, "exited 3")]);
         assert_eq!(g[0].folded(), ["pg-r[001-003,007]-db1"]);
         let mut text = String::new();
@@ -201,6 +231,40 @@ mod tests {
             1 host: pg-r009-db1
               | disk full
         ");
+    }
+
+    #[test]
+    fn failures_of_one_kind_fold_together_whatever_their_reason_text() {
+        // Regression: unreachable hosts never folded, their reasons name their addresses.
+        let no_ssh = |host: &str, addr: &str| {
+            let mut h = failed("db", host, &format!("connection refused by {addr}:22"), "");
+            h.failure = Some(Failure::DidNotComeBack);
+            h
+        };
+        let mut other = no_ssh("db9", "10.0.0.9");
+        other.failure = Some(Failure::Unhealthy);
+        let s = summary(vec![
+            no_ssh("db1", "10.0.0.1"),
+            no_ssh("db2", "10.0.0.2"),
+            no_ssh("db3", "10.0.0.3"),
+            other,
+        ]);
+        let g = groups(&s);
+        let sizes: Vec<(usize, &str)> = g
+            .iter()
+            .map(|g| (g.hosts.len(), g.reason.as_str()))
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                (
+                    3,
+                    "did not come back (e.g. connection refused by 10.0.0.1:22)"
+                ),
+                (1, "connection refused by 10.0.0.9:22"),
+            ]
+        );
+        assert_eq!(g[0].folded(), ["db[1-3]"]);
     }
 
     #[test]

@@ -412,7 +412,7 @@ pub fn html(s: &Summary) -> String {
                 html_escape(&g.folded_line()),
                 html_escape(g.stage),
                 html_escape(&g.what),
-                html_escape(g.reason),
+                html_escape(&g.reason),
                 if output.is_empty() {
                     String::new()
                 } else {
