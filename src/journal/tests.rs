@@ -158,19 +158,7 @@ fn torn_last_line_is_tolerated_and_cut_before_appending() {
     assert!(j.torn_tail);
     assert_eq!(j.records.len(), 2);
 
-    let mut w = append(&path).unwrap();
-    w.push(
-        &Record::Resumed {
-            at: rfc3339(at(5)),
-            operator: "root".into(),
-            bastion: "b".into(),
-            pid: 1,
-            forced: false,
-        },
-        None,
-    );
-    w.finish().unwrap();
-    let j = read(&path).unwrap();
+    let j = resume_once(&path);
     assert!(!j.torn_tail);
     assert_eq!(j.records.len(), 3);
     assert!(matches!(j.records[2], Record::Resumed { .. }));
@@ -524,6 +512,23 @@ fn journal_with_output(path: &Path) {
     w.finish().unwrap();
 }
 
+/// Appends one `resumed` record, as a resume does, and reads the journal back.
+fn resume_once(path: &Path) -> Journal {
+    let mut w = append(path).unwrap();
+    w.push(
+        &Record::Resumed {
+            at: rfc3339(at(5)),
+            operator: "root".into(),
+            bastion: "b".into(),
+            pid: 1,
+            forced: false,
+        },
+        None,
+    );
+    w.finish().unwrap();
+    read(path).unwrap()
+}
+
 #[test]
 fn torn_tail_splitting_a_multibyte_character_is_tolerated() {
     let dir = tempfile::tempdir().unwrap();
@@ -542,19 +547,7 @@ fn torn_tail_splitting_a_multibyte_character_is_tolerated() {
         assert_eq!(j.records.len(), 2);
 
         // Appending cuts the torn bytes off first, so the journal reads whole again.
-        let mut w = append(&path).unwrap();
-        w.push(
-            &Record::Resumed {
-                at: rfc3339(at(5)),
-                operator: "root".into(),
-                bastion: "b".into(),
-                pid: 1,
-                forced: false,
-            },
-            None,
-        );
-        w.finish().unwrap();
-        let j = read(&path).unwrap();
+        let j = resume_once(&path);
         assert!(!j.torn_tail);
         assert_eq!(j.records.len(), 3);
         std::fs::write(&path, &complete).unwrap();
