@@ -45,6 +45,8 @@ pub struct Script {
     pub boot_time: Duration,
     /// The handshake never finishes: a connect takes its whole timeout.
     pub connect_hangs: bool,
+    /// Each handshake takes this long; one given less time times out.
+    pub connect_delay: Duration,
     /// A command that panics the host's task (a bug in rekindle, simulated).
     pub panics_on: Option<String>,
 }
@@ -170,15 +172,21 @@ impl Connector for FakeConnector {
 
     async fn connect(&self, host: &Host, timeout: Duration) -> Result<FakeSession, ConnectError> {
         self.0.record(&host.name, "connect");
-        let hangs = self
+        let delay = self
             .0
             .hosts
             .lock()
             .unwrap()
             .get(&host.name)
-            .is_some_and(|h| h.script.connect_hangs);
-        if hangs {
-            tokio::time::sleep(timeout).await;
+            .map_or(Duration::ZERO, |h| {
+                if h.script.connect_hangs {
+                    Duration::MAX
+                } else {
+                    h.script.connect_delay
+                }
+            });
+        tokio::time::sleep(delay.min(timeout)).await;
+        if delay > timeout {
             return Err(ConnectError {
                 kind: ConnectErrorKind::Timeout,
                 message: format!("{}: handshake timed out", host.name),

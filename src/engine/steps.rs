@@ -461,7 +461,9 @@ impl<C: Connector> HostRun<C> {
             match self.session_within(Some(deadline)).await {
                 Err(e) => {
                     last_error = e.to_string();
-                    on_old_boot = false;
+                    // An attempt the deadline cut short saw nothing: the
+                    // last real look decides the failure.
+                    on_old_boot &= Instant::now() >= deadline;
                 }
                 Ok(_) => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -485,7 +487,7 @@ impl<C: Connector> HostRun<C> {
                         }
                         Err(f) => {
                             last_error = f.reason;
-                            on_old_boot = false;
+                            on_old_boot &= Instant::now() >= deadline;
                             self.session = None;
                         }
                     }

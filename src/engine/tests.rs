@@ -690,6 +690,33 @@ async fn reboot_with_unchanged_boot_id_fails_did_not_reboot() {
     );
 }
 
+/// A host seen up on its old boot stays "did not reboot" when the last
+/// look, started just before the deadline, is cut short by it: a slow
+/// handshake at the end is no sign the host went away.
+#[tokio::test(start_paused = true)]
+async fn a_look_cut_short_by_the_deadline_keeps_did_not_reboot() {
+    for delay in [0.5, 1.0, 2.0, 3.0, 5.0] {
+        let fleet = Fleet::new();
+        fleet.script(
+            "h0",
+            Script {
+                reboot: Reboot::NoChange,
+                connect_delay: secs(delay),
+                ..Script::default()
+            },
+        );
+        let s = stage("s", &[0], vec![reboot(60.0)]);
+        let out = simple(plan(vec![s]), hosts(1), &fleet).await;
+        match out.finished("h0") {
+            Some((_, HostOutcome::Failed { reason, .. })) => assert!(
+                reason.contains("host did not reboot (boot id unchanged"),
+                "handshake {delay} s: {reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn reboot_whose_host_never_returns_fails_naming_the_timeout() {
     let fleet = Fleet::new();
