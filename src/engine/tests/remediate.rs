@@ -286,7 +286,7 @@ async fn failing_health_checks_are_never_remediated() {
         },
     );
     let health = Step::Health(Health {
-        checks: vec![Check::Ssh("check".into())],
+        checks: vec![Check::Ssh(crate::playbook::Template::sh("check"))],
         timeout: secs(30.0),
         interval: secs(5.0),
     });
