@@ -915,6 +915,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(60),
             steps: vec![],
+            remediate: None,
             host_estimate: Duration::ZERO,
             estimate: Duration::ZERO,
         }
