@@ -18,8 +18,8 @@ use super::failure::{Failure, StepFailure};
 use super::power::Power;
 use crate::inventory::Host;
 use crate::plan::StagePlan;
-use crate::playbook::template::{self, Quote, shell_quote};
-use crate::playbook::{Check, Health, PowerOn, Step};
+use crate::playbook::template::shell_quote;
+use crate::playbook::{Check, Health, PowerOn, Step, Template};
 use crate::transport::escalation::{Escalation, EscalationMethod, Prompt, Refusal};
 use crate::transport::redfish::Secret;
 use crate::transport::{ConnectError, Connector, ExecError, ExecOutput, Session};
@@ -87,9 +87,11 @@ fn exec_failure(command: &str, e: &ExecError) -> StepFailure {
     StepFailure::new(failure, format!("`{command}`: {e}"))
 }
 
-/// A step's template with `host`'s values, by the code that validated it.
-fn fill(template: &str, host: &Host, quote: Quote) -> Result<String, StepFailure> {
-    template::expand(template, host, quote)
+/// A step's template with `host`'s values, expanded from the parse that
+/// validated it.
+fn fill(template: &Template, host: &Host) -> Result<String, StepFailure> {
+    template
+        .expand(host)
         .map_err(|e| StepFailure::new(Failure::Template, e.message))
 }
 
@@ -225,7 +227,7 @@ impl<C: Connector> HostRun<C> {
         match step {
             Step::WaitSsh { timeout } => self.wait_ssh(*timeout).await,
             Step::Run { command, timeout } => {
-                let command = fill(command, &self.host, Quote::Shell)?;
+                let command = fill(command, &self.host)?;
                 let out = self.exec_privileged(&command, *timeout).await?;
                 check_exit(&command, &out)
             }
@@ -238,7 +240,7 @@ impl<C: Connector> HostRun<C> {
             Step::PowerOn(p) => self.power_on(index, p).await,
             Step::Health(health) => self.health(health).await,
             Step::Local { command, timeout } => {
-                let command = fill(command, &self.host, Quote::Shell)?;
+                let command = fill(command, &self.host)?;
                 let out = crate::transport::local::run(&command, &local_env(&self.host), *timeout)
                     .await
                     .map_err(|e| {
@@ -407,12 +409,12 @@ impl<C: Connector> HostRun<C> {
         &mut self,
         index: usize,
         timeout: Duration,
-        command: &str,
+        command: &Template,
         already_issued: Option<String>,
     ) -> Result<(), StepFailure> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let command = fill(command, &self.host, Quote::Shell)?;
+        let command = fill(command, &self.host)?;
         // A resumed run whose reboot intent was recorded: the command may or
         // may not have left before the interruption. Never send it blindly;
         // only when the host stays up on its old boot for a grace period and
@@ -604,10 +606,10 @@ impl<C: Connector> HostRun<C> {
     async fn restart_service(
         &mut self,
         index: usize,
-        unit: &str,
+        unit: &Template,
         timeout: Duration,
     ) -> Result<(), StepFailure> {
-        let unit = fill(unit, &self.host, Quote::None)?;
+        let unit = fill(unit, &self.host)?;
         let quoted = shell_quote(&unit);
         // The step's timeout bounds all of it: connect, restart and check.
         let deadline = Instant::now() + timeout;
@@ -667,7 +669,7 @@ impl<C: Connector> HostRun<C> {
             let left = deadline.saturating_duration_since(Instant::now());
             let left = left.max(Duration::from_millis(1));
             let result = match check {
-                Check::Ssh(command) => match fill(command, &self.host, Quote::Shell) {
+                Check::Ssh(command) => match fill(command, &self.host) {
                     Err(e) => Err(e),
                     Ok(command) => {
                         let timeout = self.stage.command_timeout.min(left);
@@ -696,7 +698,7 @@ impl<C: Connector> HostRun<C> {
                     url,
                     status,
                     body_contains,
-                } => match fill(url, &self.host, Quote::Url) {
+                } => match fill(url, &self.host) {
                     Err(e) => Err(e),
                     Ok(url) => {
                         let timeout = self.stage.command_timeout.min(left);

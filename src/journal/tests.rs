@@ -298,10 +298,10 @@ fn two_step_plan(hosts: usize) -> (Plan, Inventory) {
         steps: vec![
             Step::Reboot {
                 timeout: Duration::from_secs(60),
-                command: "reboot".into(),
+                command: crate::playbook::Template::sh("reboot"),
             },
             Step::Run {
-                command: "true".into(),
+                command: crate::playbook::Template::sh("true"),
                 timeout: Duration::from_secs(5),
             },
         ],

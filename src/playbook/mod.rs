@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::diag::Span;
 use crate::select::Selector;
+pub use template::Template;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Playbook {
@@ -78,13 +79,28 @@ pub enum OnUnreachable {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    WaitSsh { timeout: Duration },
-    Run { command: String, timeout: Duration },
-    Reboot { timeout: Duration, command: String },
-    RestartService { unit: String, timeout: Duration },
+    WaitSsh {
+        timeout: Duration,
+    },
+    Run {
+        command: Template,
+        timeout: Duration,
+    },
+    Reboot {
+        timeout: Duration,
+        command: Template,
+    },
+    /// `unit` expands unquoted; the engine quotes the whole unit name.
+    RestartService {
+        unit: Template,
+        timeout: Duration,
+    },
     PowerOn(PowerOn),
     Health(Health),
-    Local { command: String, timeout: Duration },
+    Local {
+        command: Template,
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,10 +128,10 @@ pub struct Health {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
-    Ssh(String),
+    Ssh(Template),
     Tcp(u16),
     Http {
-        url: String,
+        url: Template,
         status: u16,
         body_contains: Option<String>,
     },

@@ -21,6 +21,12 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_WAIT_SSH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_REBOOT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_REBOOT_COMMAND: &str = "systemctl reboot";
+
+/// [`DEFAULT_REBOOT_COMMAND`] as the template a `reboot` step keeps.
+pub fn default_reboot_command() -> template::Template {
+    template::Template::new(DEFAULT_REBOOT_COMMAND, template::Quote::Shell)
+        .expect("the default reboot command has no placeholders")
+}
 pub const DEFAULT_POWER_ON_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_PDU_INTERVAL: Duration = Duration::from_secs(2);
 pub const MIN_PDU_INTERVAL: Duration = Duration::from_millis(100);
@@ -100,7 +106,7 @@ pub struct StageSpans {
     /// The `max_failures` value (the stage's or the defaults').
     pub max_failures: Option<Span>,
     /// Every command or URL with placeholders, where it was written.
-    pub templates: Vec<(String, Span)>,
+    pub templates: Vec<(template::Template, Span)>,
     /// The first `power_on` step, if any.
     pub power_on: Option<Span>,
 }
@@ -542,7 +548,7 @@ fn read_step(
         }
         "reboot" => {
             let mut timeout = DEFAULT_REBOOT_TIMEOUT;
-            let mut command = DEFAULT_REBOOT_COMMAND.to_owned();
+            let mut command = default_reboot_command();
             if let Some(v) = value {
                 let mut r = MapReader::new(v, "reboot step", &["timeout", "command"], diags)?;
                 timeout = opt_timeout(&mut r, timeout, diags);
@@ -632,7 +638,7 @@ fn command_and_timeout(
     policy: &Policy,
     spans: &mut StageSpans,
     diags: &mut Vec<Diagnostic>,
-) -> Option<(String, Duration)> {
+) -> Option<(template::Template, Duration)> {
     let what = kind.as_scalar().unwrap_or_default();
     // A unit name is shell-quoted whole when it is used; a command is run by a shell.
     let quote = if key == "name" {
@@ -832,7 +838,7 @@ fn read_check(node: &Node, spans: &mut StageSpans, diags: &mut Vec<Diagnostic>) 
     }
     let n = http?;
     let url = checked_template(n, template::Quote::Url, spans, diags)?;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    if !(url.as_str().starts_with("http://") || url.as_str().starts_with("https://")) {
         diags.push(Diagnostic::error(
             "bad-url",
             n.span.clone(),
@@ -987,7 +993,7 @@ fn checked_template(
     quote: template::Quote,
     spans: &mut StageSpans,
     diags: &mut Vec<Diagnostic>,
-) -> Option<String> {
+) -> Option<template::Template> {
     let text = node.string(diags)?;
     if text.trim().is_empty() {
         diags.push(Diagnostic::error(
@@ -997,10 +1003,10 @@ fn checked_template(
         ));
         return None;
     }
-    match template::parse_for(&text, quote) {
-        Ok(_) => {
-            spans.templates.push((text.clone(), node.span.clone()));
-            Some(text)
+    match template::Template::new(text.as_str(), quote) {
+        Ok(t) => {
+            spans.templates.push((t.clone(), node.span.clone()));
+            Some(t)
         }
         Err(e) => {
             let mut d = Diagnostic::error(
@@ -1115,27 +1121,27 @@ stages:
                 },
                 Step::WaitSsh { timeout: 2 * m },
                 Step::Run {
-                    command: "uptime".into(),
+                    command: crate::playbook::Template::sh("uptime"),
                     timeout: 3 * m
                 },
                 Step::Run {
-                    command: "sync".into(),
+                    command: crate::playbook::Template::sh("sync"),
                     timeout: Duration::from_secs(10)
                 },
                 Step::Reboot {
                     timeout: DEFAULT_REBOOT_TIMEOUT,
-                    command: "systemctl reboot".into()
+                    command: crate::playbook::Template::sh("systemctl reboot")
                 },
                 Step::Reboot {
                     timeout: 20 * m,
-                    command: "shutdown -r now".into()
+                    command: crate::playbook::Template::sh("shutdown -r now")
                 },
                 Step::RestartService {
-                    unit: "nginx".into(),
+                    unit: crate::playbook::Template::unit("nginx"),
                     timeout: 3 * m
                 },
                 Step::RestartService {
-                    unit: "kafka".into(),
+                    unit: crate::playbook::Template::unit("kafka"),
                     timeout: 4 * m
                 },
                 power(
@@ -1160,9 +1166,9 @@ stages:
                 Step::Health(Health {
                     checks: vec![
                         Check::Tcp(22),
-                        Check::Ssh("true".into()),
+                        Check::Ssh(crate::playbook::Template::sh("true")),
                         Check::Http {
-                            url: "http://{address}/".into(),
+                            url: crate::playbook::Template::url("http://{address}/"),
                             status: 204,
                             body_contains: Some("ok".into())
                         },
@@ -1171,7 +1177,7 @@ stages:
                     interval: DEFAULT_HEALTH_INTERVAL,
                 }),
                 Step::Local {
-                    command: "notify {name}".into(),
+                    command: crate::playbook::Template::sh("notify {name}"),
                     timeout: 3 * m
                 },
             ]

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::parse::StageSpans;
-use super::template;
 use super::{Playbook, Stage, Step};
 use crate::diag::{Diagnostic, Span, suggest};
 use crate::inventory::Inventory;
@@ -347,8 +346,8 @@ pub fn check_hosts(
         }
         let mut seen: Vec<&str> = Vec::new();
         if let Some(sp) = sp {
-            for (text, span) in &sp.templates {
-                for key in template::label_keys(text) {
+            for (template, span) in &sp.templates {
+                for key in template.label_keys() {
                     if !seen.contains(&key) {
                         seen.push(key);
                         missing_label(

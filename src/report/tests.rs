@@ -365,7 +365,7 @@ mod eta {
             connect_timeout: secs(10),
             command_timeout: secs(timeout),
             steps: vec![Step::Run {
-                command: "true".into(),
+                command: crate::playbook::Template::sh("true"),
                 timeout: secs(timeout),
             }],
             host_estimate: secs(timeout),

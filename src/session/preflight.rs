@@ -382,7 +382,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             steps: vec![Step::Run {
-                command: "true".into(),
+                command: crate::playbook::Template::sh("true"),
                 timeout: Duration::from_secs(2),
             }],
             host_estimate: Duration::ZERO,
@@ -424,7 +424,7 @@ mod tests {
         let (inv, mut plan) = world(&["ssh1", "ssh2", "local1"], &[&[0, 1], &[1, 2]]);
         plan.stages[1].steps = vec![
             Step::Local {
-                command: "drain {name}".into(),
+                command: crate::playbook::Template::sh("drain {name}"),
                 timeout: Duration::from_secs(1),
             },
             Step::Health(crate::playbook::Health {
