@@ -202,6 +202,13 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         resume.mid_step.len(),
         resume.retried.len()
     );
+    if !resume.power_cycled.is_empty() {
+        eprintln!(
+            "{} hosts were power-cycled by `remediate` before the interruption; their count goes on, no cycle is sent again: {}",
+            resume.power_cycled.len(),
+            list(&resume.power_cycled)
+        );
+    }
     if resume.unknown > 0 {
         eprintln!(
             "warning: {} journal hosts are not in the current plan; they are left alone",

@@ -117,6 +117,16 @@ pub enum EventKind {
         host: HostRef,
         step: usize,
     },
+    /// Intent: a BMC power cycle of a host that did not come back is about
+    /// to be sent (`remediate`); `attempt` counts from 1 per host and step.
+    PowerCycleIssued {
+        stage: StageRef,
+        host: HostRef,
+        step: usize,
+        attempt: u32,
+        /// The ResetType sent (`PowerCycle` or `ForceRestart`).
+        reset_type: String,
+    },
     HostFinished {
         stage: StageRef,
         host: HostRef,

@@ -17,6 +17,9 @@ use crate::playbook::{OnUnreachable, Rate, Step};
 
 const WORK: &str = "work";
 
+/// The remediation ladder (`remediate`), with the fake BMC.
+mod remediate;
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -41,7 +44,7 @@ fn host(name: &str, labels: &[(&str, &str)]) -> Host {
 
 fn run_step() -> Step {
     Step::Run {
-        command: WORK.into(),
+        command: crate::playbook::Template::sh(WORK),
         timeout: secs(600.0),
     }
 }
@@ -58,6 +61,7 @@ fn stage(name: &str, hosts: &[usize], steps: Vec<Step>) -> StagePlan {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        remediate: None,
         escalation: None,
         connect_timeout: secs(5.0),
         command_timeout: secs(60.0),
@@ -445,12 +449,12 @@ async fn a_panicking_host_task_is_an_internal_failure_and_the_run_finishes() {
 async fn a_step_timeout_bounds_the_first_connect_too() {
     let steps = [
         Step::Run {
-            command: WORK.into(),
+            command: crate::playbook::Template::sh(WORK),
             timeout: secs(5.0),
         },
         reboot(5.0),
         Step::RestartService {
-            unit: "nginx".into(),
+            unit: crate::playbook::Template::unit("nginx"),
             timeout: secs(5.0),
         },
     ];
@@ -595,7 +599,7 @@ async fn stage_rate_without_key_spaces_the_stage() {
 fn reboot(timeout: f64) -> Step {
     Step::Reboot {
         timeout: secs(timeout),
-        command: REBOOT_COMMAND.into(),
+        command: crate::playbook::Template::sh(REBOOT_COMMAND),
     }
 }
 
@@ -895,6 +899,7 @@ async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
             HostStart::From {
                 step: 0,
                 reboot_boot_id: Some(super::fake::boot_id(0)),
+                power_cycles: 0,
             },
         ),
         (
@@ -902,6 +907,7 @@ async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
             HostStart::From {
                 step: 0,
                 reboot_boot_id: Some(super::fake::boot_id(0)),
+                power_cycles: 0,
             },
         ),
     ]);
@@ -958,7 +964,7 @@ async fn resume_starts_at_the_given_step() {
         &[0],
         vec![
             Step::Run {
-                command: "first".into(),
+                command: crate::playbook::Template::sh("first"),
                 timeout: secs(5.0),
             },
             run_step(),
@@ -970,6 +976,7 @@ async fn resume_starts_at_the_given_step() {
             HostStart::From {
                 step: 1,
                 reboot_boot_id: None,
+                power_cycles: 0,
             },
         )]),
         ..EngineOptions::default()
@@ -1028,7 +1035,9 @@ async fn health_checks_are_polled_until_they_pass() {
         "s",
         &[0],
         vec![Step::Health(crate::playbook::Health {
-            checks: vec![crate::playbook::Check::Ssh("check".into())],
+            checks: vec![crate::playbook::Check::Ssh(crate::playbook::Template::sh(
+                "check",
+            ))],
             timeout: secs(60.0),
             interval: secs(5.0),
         })],
@@ -1147,7 +1156,7 @@ async fn restart_service_records_its_intent_then_checks_the_unit() {
         "s",
         &[0, 1],
         vec![Step::RestartService {
-            unit: "nginx".into(),
+            unit: crate::playbook::Template::unit("nginx"),
             timeout: secs(30.0),
         }],
     );
@@ -1255,7 +1264,9 @@ async fn health_reports_the_last_real_failure_not_a_round_cut_short() {
         "s",
         &(0..n).collect::<Vec<_>>(),
         vec![Step::Health(crate::playbook::Health {
-            checks: vec![crate::playbook::Check::Ssh("check".into())],
+            checks: vec![crate::playbook::Check::Ssh(crate::playbook::Template::sh(
+                "check",
+            ))],
             timeout: secs(2.0),
             interval: secs(0.1),
         })],

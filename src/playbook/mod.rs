@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::diag::Span;
 use crate::select::Selector;
+pub use template::Template;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Playbook {
@@ -43,6 +44,8 @@ pub struct Stage {
     /// Hosts that go first, alone; all must pass.
     pub canary: usize,
     pub on_unreachable: OnUnreachable,
+    /// `remediate`: what is done about a host that does not come back.
+    pub remediate: Option<Remediate>,
     /// `become`: how commands that need privilege are run (the host's own
     /// escalation, from its inventory, takes precedence).
     pub escalation: Option<crate::transport::escalation::Escalation>,
@@ -76,15 +79,44 @@ pub enum OnUnreachable {
     Skip,
 }
 
+/// `remediate: { power_cycle: N }`: a host that has not answered SSH
+/// within a `wait_ssh` or `reboot` wait is power-cycled through its BMC at
+/// most `power_cycle` times, waited for again each time, then quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remediate {
+    /// BMC power cycles at most, per host and step, in the whole run
+    /// (a resume continues the count).
+    pub power_cycle: u32,
+}
+
+/// The most power cycles `remediate` may ask for: a host that did not come
+/// back after that many needs a person, not another cycle.
+pub const MAX_POWER_CYCLES: u32 = 5;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    WaitSsh { timeout: Duration },
-    Run { command: String, timeout: Duration },
-    Reboot { timeout: Duration, command: String },
-    RestartService { unit: String, timeout: Duration },
+    WaitSsh {
+        timeout: Duration,
+    },
+    Run {
+        command: Template,
+        timeout: Duration,
+    },
+    Reboot {
+        timeout: Duration,
+        command: Template,
+    },
+    /// `unit` expands unquoted; the engine quotes the whole unit name.
+    RestartService {
+        unit: Template,
+        timeout: Duration,
+    },
     PowerOn(PowerOn),
     Health(Health),
-    Local { command: String, timeout: Duration },
+    Local {
+        command: Template,
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,10 +144,10 @@ pub struct Health {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
-    Ssh(String),
+    Ssh(Template),
     Tcp(u16),
     Http {
-        url: String,
+        url: Template,
         status: u16,
         body_contains: Option<String>,
     },

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use super::template;
 use super::units::{parse_amount, parse_duration, parse_rate};
-use super::{Amount, Check, Health, OnUnreachable, Playbook, PowerOn, Rate, Stage, Step};
+use super::{
+    Amount, Check, Health, MAX_POWER_CYCLES, OnUnreachable, Playbook, PowerOn, Rate, Remediate,
+    Stage, Step,
+};
 use crate::diag::{Diagnostic, Span, suggest};
 use crate::select::Selector;
 use crate::transport::escalation::{Escalation, EscalationMethod};
@@ -21,6 +24,12 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_WAIT_SSH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_REBOOT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_REBOOT_COMMAND: &str = "systemctl reboot";
+
+/// [`DEFAULT_REBOOT_COMMAND`] as the template a `reboot` step keeps.
+pub fn default_reboot_command() -> template::Template {
+    template::Template::new(DEFAULT_REBOOT_COMMAND, template::Quote::Shell)
+        .expect("the default reboot command has no placeholders")
+}
 pub const DEFAULT_POWER_ON_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_PDU_INTERVAL: Duration = Duration::from_secs(2);
 pub const MIN_PDU_INTERVAL: Duration = Duration::from_millis(100);
@@ -62,9 +71,11 @@ const DEFAULTS_KEYS: &[&str] = &[
     "max_unavailable",
     "max_failures",
     "on_unreachable",
+    "remediate",
     "become",
 ];
 const BECOME_KEYS: &[&str] = &["method", "user"];
+const REMEDIATE_KEYS: &[&str] = &["power_cycle"];
 const BECOME_METHODS: &[&str] = &["sudo", "doas"];
 const STAGE_KEYS: &[&str] = &[
     "name",
@@ -77,6 +88,7 @@ const STAGE_KEYS: &[&str] = &[
     "max_failures",
     "canary",
     "on_unreachable",
+    "remediate",
     "become",
     "estimate",
     "connect_timeout",
@@ -100,9 +112,13 @@ pub struct StageSpans {
     /// The `max_failures` value (the stage's or the defaults').
     pub max_failures: Option<Span>,
     /// Every command or URL with placeholders, where it was written.
-    pub templates: Vec<(String, Span)>,
+    pub templates: Vec<(template::Template, Span)>,
     /// The first `power_on` step, if any.
     pub power_on: Option<Span>,
+    /// The `remediate` key, when the stage itself (not `defaults`) has it.
+    pub remediate: Option<Span>,
+    /// The `remediate` value in effect (the stage's or the defaults').
+    pub remediate_value: Option<Span>,
 }
 
 /// A playbook as read (possibly with errors already reported), with its spans.
@@ -124,6 +140,7 @@ struct Policy {
     max_failures: Amount,
     max_failures_span: Option<Span>,
     on_unreachable: OnUnreachable,
+    remediate: Option<(Remediate, Span)>,
     escalation: Option<Escalation>,
 }
 
@@ -139,6 +156,7 @@ impl Default for Policy {
             max_failures: Amount::Count(0),
             max_failures_span: None,
             on_unreachable: OnUnreachable::Fail,
+            remediate: None,
             escalation: None,
         }
     }
@@ -266,6 +284,55 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
             None => diags.push(n.expected("`fail` or `skip`")),
         }
     }
+    if let Some(n) = r.get("remediate")
+        && let Some(remediate) = read_remediate(n, diags)
+    {
+        policy.remediate = Some((remediate, n.span.clone()));
+    }
+}
+
+/// `remediate: { power_cycle: N }`, N in 1..=[`MAX_POWER_CYCLES`].
+fn read_remediate(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Remediate> {
+    let mut r = MapReader::new(node, "remediate", REMEDIATE_KEYS, diags)?;
+    let n = require(
+        &mut r,
+        node,
+        "power_cycle",
+        REMEDIATE_KEYS,
+        &node.span,
+        diags,
+    );
+    let mut remediate = None;
+    if let Some(n) = n {
+        match n.as_u64() {
+            Some(0) => diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    n.span.clone(),
+                    "`power_cycle` must be at least 1",
+                )
+                .with_help("leave `remediate` out for no power cycles"),
+            ),
+            Some(c) if c <= u64::from(MAX_POWER_CYCLES) => {
+                remediate = Some(Remediate {
+                    power_cycle: c as u32,
+                });
+            }
+            Some(_) => diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    n.span.clone(),
+                    format!("`power_cycle` is at most {MAX_POWER_CYCLES}"),
+                )
+                .with_help(
+                    "a host that did not come back after a few power cycles needs a person at its BMC",
+                ),
+            ),
+            None => diags.push(n.expected("a whole number of power cycles (power_cycle)")),
+        }
+    }
+    r.finish(diags);
+    remediate
 }
 
 /// `become: true|false` or `become: { method: sudo|doas, user: NAME }`
@@ -351,6 +418,8 @@ fn read_stage(
         max_failures: None,
         templates: Vec::new(),
         power_on: None,
+        remediate: r.key_span("remediate").cloned(),
+        remediate_value: None,
     };
     let mut after = Vec::new();
     if let Some(n) = r.get("after") {
@@ -386,6 +455,7 @@ fn read_stage(
     read_policy(&mut r, &mut policy, diags);
     spans.rate_per = policy.rate_per.as_ref().map(|(_, s)| s.clone());
     spans.max_failures = policy.max_failures_span.clone();
+    spans.remediate_value = policy.remediate.as_ref().map(|(_, s)| s.clone());
     spans.max_unavailable = policy
         .max_unavailable
         .iter()
@@ -438,6 +508,7 @@ fn read_stage(
         max_failures: policy.max_failures,
         canary,
         on_unreachable: policy.on_unreachable,
+        remediate: policy.remediate.map(|(r, _)| r),
         escalation: policy.escalation,
         estimate,
         connect_timeout: policy.connect_timeout,
@@ -542,7 +613,7 @@ fn read_step(
         }
         "reboot" => {
             let mut timeout = DEFAULT_REBOOT_TIMEOUT;
-            let mut command = DEFAULT_REBOOT_COMMAND.to_owned();
+            let mut command = default_reboot_command();
             if let Some(v) = value {
                 let mut r = MapReader::new(v, "reboot step", &["timeout", "command"], diags)?;
                 timeout = opt_timeout(&mut r, timeout, diags);
@@ -632,7 +703,7 @@ fn command_and_timeout(
     policy: &Policy,
     spans: &mut StageSpans,
     diags: &mut Vec<Diagnostic>,
-) -> Option<(String, Duration)> {
+) -> Option<(template::Template, Duration)> {
     let what = kind.as_scalar().unwrap_or_default();
     // A unit name is shell-quoted whole when it is used; a command is run by a shell.
     let quote = if key == "name" {
@@ -832,7 +903,7 @@ fn read_check(node: &Node, spans: &mut StageSpans, diags: &mut Vec<Diagnostic>) 
     }
     let n = http?;
     let url = checked_template(n, template::Quote::Url, spans, diags)?;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    if !(url.as_str().starts_with("http://") || url.as_str().starts_with("https://")) {
         diags.push(Diagnostic::error(
             "bad-url",
             n.span.clone(),
@@ -987,7 +1058,7 @@ fn checked_template(
     quote: template::Quote,
     spans: &mut StageSpans,
     diags: &mut Vec<Diagnostic>,
-) -> Option<String> {
+) -> Option<template::Template> {
     let text = node.string(diags)?;
     if text.trim().is_empty() {
         diags.push(Diagnostic::error(
@@ -997,10 +1068,10 @@ fn checked_template(
         ));
         return None;
     }
-    match template::parse_for(&text, quote) {
-        Ok(_) => {
-            spans.templates.push((text.clone(), node.span.clone()));
-            Some(text)
+    match template::Template::new(text.as_str(), quote) {
+        Ok(t) => {
+            spans.templates.push((t.clone(), node.span.clone()));
+            Some(t)
         }
         Err(e) => {
             let mut d = Diagnostic::error(
@@ -1115,27 +1186,27 @@ stages:
                 },
                 Step::WaitSsh { timeout: 2 * m },
                 Step::Run {
-                    command: "uptime".into(),
+                    command: crate::playbook::Template::sh("uptime"),
                     timeout: 3 * m
                 },
                 Step::Run {
-                    command: "sync".into(),
+                    command: crate::playbook::Template::sh("sync"),
                     timeout: Duration::from_secs(10)
                 },
                 Step::Reboot {
                     timeout: DEFAULT_REBOOT_TIMEOUT,
-                    command: "systemctl reboot".into()
+                    command: crate::playbook::Template::sh("systemctl reboot")
                 },
                 Step::Reboot {
                     timeout: 20 * m,
-                    command: "shutdown -r now".into()
+                    command: crate::playbook::Template::sh("shutdown -r now")
                 },
                 Step::RestartService {
-                    unit: "nginx".into(),
+                    unit: crate::playbook::Template::unit("nginx"),
                     timeout: 3 * m
                 },
                 Step::RestartService {
-                    unit: "kafka".into(),
+                    unit: crate::playbook::Template::unit("kafka"),
                     timeout: 4 * m
                 },
                 power(
@@ -1160,9 +1231,9 @@ stages:
                 Step::Health(Health {
                     checks: vec![
                         Check::Tcp(22),
-                        Check::Ssh("true".into()),
+                        Check::Ssh(crate::playbook::Template::sh("true")),
                         Check::Http {
-                            url: "http://{address}/".into(),
+                            url: crate::playbook::Template::url("http://{address}/"),
                             status: 204,
                             body_contains: Some("ok".into())
                         },
@@ -1171,7 +1242,7 @@ stages:
                     interval: DEFAULT_HEALTH_INTERVAL,
                 }),
                 Step::Local {
-                    command: "notify {name}".into(),
+                    command: crate::playbook::Template::sh("notify {name}"),
                     timeout: 3 * m
                 },
             ]

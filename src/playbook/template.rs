@@ -2,7 +2,8 @@
 //! `{label.KEY}`; `{{` and `}}` stand for literal braces.
 //!
 //! Owns the placeholder syntax, its validation and substitution (shell-quoted
-//! for commands), and the rule that a command's placeholder stands outside
+//! for commands), the parsed [`Template`] that steps keep (parsed once, while
+//! the playbook is read; the engine expands that same parse), and the rule that a command's placeholder stands outside
 //! the author's own quotes (inside them, rekindle's quoting would be undone).
 //! It must not run anything.
 
@@ -228,21 +229,6 @@ fn valid_label_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
 }
 
-/// Label keys a template refers to.
-pub fn label_keys(template: &str) -> Vec<&str> {
-    parse(template)
-        .map(|pieces| {
-            pieces
-                .into_iter()
-                .filter_map(|p| match p {
-                    Piece::Label(k) => Some(k),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// How substituted host values are written into the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quote {
@@ -254,47 +240,137 @@ pub enum Quote {
     None,
 }
 
-/// Substitutes `host`'s values into a template, with the same parser that
-/// validated it ([`parse_for`]): `{{`/`}}` become single braces, each value
-/// one shell word (or percent-encoded in a URL). A label the host lacks is
-/// an error, never an empty word in a command.
-pub fn expand(template: &str, host: &Host, quote: Quote) -> Result<String, TemplateError> {
-    let mut out = String::with_capacity(template.len() + 16);
-    for piece in parse_for(template, quote)? {
-        let value: std::borrow::Cow<'_, str> = match piece {
-            Piece::Text(t) => {
-                out.push_str(t);
-                continue;
-            }
-            Piece::Brace(c) => {
-                out.push(c);
-                continue;
-            }
-            Piece::Name => host.name.as_str().into(),
-            Piece::Address => host.address.as_str().into(),
-            Piece::Port => host.port.to_string().into(),
-            Piece::Label(k) => match host.label(k) {
-                Some(v) => v.into(),
-                None => {
-                    return Err(TemplateError {
-                        offset: 0,
-                        len: 0,
-                        message: format!(
-                            "host {} has no label `{k}` for `{{label.{k}}}`",
-                            host.name
-                        ),
-                        help: None,
-                    });
+/// A command or URL with placeholders, parsed once: validation builds it
+/// (refusing what [`parse_for`] refuses) and the engine expands it per host
+/// from the parsed form, so what validated is exactly what runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    text: String,
+    quote: Quote,
+    parts: Vec<Part>,
+}
+
+/// A parsed piece that owns its text; literal braces are already single.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Name,
+    Address,
+    Port,
+    Label(String),
+}
+
+impl Template {
+    /// Parses `text` for where its values go ([`parse_for`]).
+    pub fn new(text: impl Into<String>, quote: Quote) -> Result<Self, TemplateError> {
+        let text = text.into();
+        let mut parts: Vec<Part> = Vec::new();
+        for piece in parse_for(&text, quote)? {
+            let literal = match piece {
+                Piece::Text(t) => t,
+                Piece::Brace('{') => "{",
+                Piece::Brace(_) => "}",
+                Piece::Name => {
+                    parts.push(Part::Name);
+                    continue;
                 }
-            },
-        };
-        match quote {
-            Quote::None => out.push_str(&value),
-            Quote::Shell => out.push_str(&shell_quote(&value)),
-            Quote::Url => percent_encode(&value, &mut out),
+                Piece::Address => {
+                    parts.push(Part::Address);
+                    continue;
+                }
+                Piece::Port => {
+                    parts.push(Part::Port);
+                    continue;
+                }
+                Piece::Label(k) => {
+                    parts.push(Part::Label(k.to_owned()));
+                    continue;
+                }
+            };
+            match parts.last_mut() {
+                Some(Part::Text(t)) => t.push_str(literal),
+                _ => parts.push(Part::Text(literal.to_owned())),
+            }
         }
+        Ok(Template { text, quote, parts })
     }
-    Ok(out)
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn quote(&self) -> Quote {
+        self.quote
+    }
+
+    /// Label keys the template refers to, in order.
+    pub fn label_keys(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Label(k) => Some(k.as_str()),
+            _ => None,
+        })
+    }
+
+    /// `host`'s values substituted: `{{`/`}}` are single braces, each value
+    /// one shell word (or percent-encoded in a URL). A label the host lacks
+    /// is an error, never an empty word in a command.
+    pub fn expand(&self, host: &Host) -> Result<String, TemplateError> {
+        let mut out = String::with_capacity(self.text.len() + 16);
+        for part in &self.parts {
+            let value: std::borrow::Cow<'_, str> = match part {
+                Part::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                Part::Name => host.name.as_str().into(),
+                Part::Address => host.address.as_str().into(),
+                Part::Port => host.port.to_string().into(),
+                Part::Label(k) => match host.label(k) {
+                    Some(v) => v.into(),
+                    None => {
+                        return Err(TemplateError {
+                            offset: 0,
+                            len: 0,
+                            message: format!(
+                                "host {} has no label `{k}` for `{{label.{k}}}`",
+                                host.name
+                            ),
+                            help: None,
+                        });
+                    }
+                },
+            };
+            match self.quote {
+                Quote::None => out.push_str(&value),
+                Quote::Shell => out.push_str(&shell_quote(&value)),
+                Quote::Url => percent_encode(&value, &mut out),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+impl Template {
+    /// A command template for tests; panics on a malformed one.
+    pub(crate) fn sh(text: &str) -> Self {
+        Self::new(text, Quote::Shell).unwrap()
+    }
+    /// A URL template for tests.
+    pub(crate) fn url(text: &str) -> Self {
+        Self::new(text, Quote::Url).unwrap()
+    }
+    /// A unit name (expanded unquoted) for tests.
+    pub(crate) fn unit(text: &str) -> Self {
+        Self::new(text, Quote::None).unwrap()
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Appends `s` with every byte outside `A-Za-z0-9-._~` written as `%XX`.
@@ -322,6 +398,10 @@ mod tests {
 
     use super::*;
     use crate::diag::Span;
+
+    fn expand(template: &str, host: &Host, quote: Quote) -> Result<String, TemplateError> {
+        Template::new(template, quote)?.expand(host)
+    }
 
     fn host() -> Host {
         Host {
@@ -432,7 +512,10 @@ mod tests {
         assert!(parse("{label.}").is_err());
         assert!(parse("{label.a b}").is_err());
         assert_eq!(
-            label_keys("{label.rack} {name} {label.pdu}"),
+            Template::new("{label.rack} {name} {label.pdu}", Quote::Shell)
+                .unwrap()
+                .label_keys()
+                .collect::<Vec<_>>(),
             ["rack", "pdu"]
         );
     }
@@ -488,14 +571,7 @@ mod quoting_tests {
         }
         // Only commands: a URL's values are percent-encoded whatever surrounds them.
         assert!(parse_for("http://x/'{name}'", Quote::Url).is_ok());
-        // The expander refuses what validation refuses.
-        assert!(
-            expand(
-                r#"echo "{name}""#,
-                &crate::playbook::validate::test_host("h", &[]),
-                Quote::Shell
-            )
-            .is_err()
-        );
+        // What validation refuses never becomes a template the engine could expand.
+        assert!(Template::new(r#"echo "{name}""#, Quote::Shell).is_err());
     }
 }

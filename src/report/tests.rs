@@ -362,10 +362,11 @@ mod eta {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: OnUnreachable::Fail,
+            remediate: None,
             connect_timeout: secs(10),
             command_timeout: secs(timeout),
             steps: vec![Step::Run {
-                command: "true".into(),
+                command: crate::playbook::Template::sh("true"),
                 timeout: secs(timeout),
             }],
             host_estimate: secs(timeout),

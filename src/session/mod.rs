@@ -156,6 +156,17 @@ pub fn powers_on(plan: &Plan) -> bool {
         .any(|s| matches!(s, Step::PowerOn(_)))
 }
 
+/// Whether any stage reaches hosts through their BMCs: a `power_on` step,
+/// or `remediate` power cycles.
+pub fn uses_bmcs(plan: &Plan) -> bool {
+    plan.stages.iter().any(uses_bmc)
+}
+
+/// A stage that powers hosts on or may power-cycle them.
+fn uses_bmc(stage: &crate::plan::StagePlan) -> bool {
+    stage.remediate.is_some() || stage.steps.iter().any(|s| matches!(s, Step::PowerOn(_)))
+}
+
 /// The BMC client when the plan has power_on steps (credentials are
 /// loaded only then, and every host's entry is checked before any host is
 /// touched).
@@ -164,7 +175,7 @@ pub fn bmc_client(
     inventory: &Inventory,
     bmc: &BmcSettings,
 ) -> anyhow::Result<Option<Arc<dyn Bmc>>> {
-    if !powers_on(plan) {
+    if !uses_bmcs(plan) {
         return Ok(None);
     }
     let cleartext = plain_http_bmcs(plan, inventory, bmc.allow_http);
@@ -234,12 +245,12 @@ pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec
         .collect()
 }
 
-/// Hosts some power_on stage reaches, once each, in inventory order.
+/// Hosts some power_on or remediate stage reaches, once each, in inventory order.
 fn power_on_hosts(plan: &Plan) -> Vec<usize> {
     let mut hosts: Vec<usize> = plan
         .stages
         .iter()
-        .filter(|s| s.steps.iter().any(|s| matches!(s, Step::PowerOn(_))))
+        .filter(|s| uses_bmc(s))
         .flat_map(|s| s.hosts.iter().copied())
         .collect();
     hosts.sort_unstable();

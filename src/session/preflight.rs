@@ -378,11 +378,12 @@ mod tests {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: crate::playbook::OnUnreachable::Fail,
+            remediate: None,
             escalation: None,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             steps: vec![Step::Run {
-                command: "true".into(),
+                command: crate::playbook::Template::sh("true"),
                 timeout: Duration::from_secs(2),
             }],
             host_estimate: Duration::ZERO,
@@ -424,7 +425,7 @@ mod tests {
         let (inv, mut plan) = world(&["ssh1", "ssh2", "local1"], &[&[0, 1], &[1, 2]]);
         plan.stages[1].steps = vec![
             Step::Local {
-                command: "drain {name}".into(),
+                command: crate::playbook::Template::sh("drain {name}"),
                 timeout: Duration::from_secs(1),
             },
             Step::Health(crate::playbook::Health {

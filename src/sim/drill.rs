@@ -35,7 +35,8 @@ use std::time::Duration;
 use super::config::{SimHost, mix};
 use crate::inventory::Inventory;
 use crate::plan::Plan;
-use crate::playbook::{Amount, Check, Playbook, Rate, Step};
+use crate::playbook::template::Quote;
+use crate::playbook::{Amount, Check, Playbook, Rate, Step, Template};
 
 /// Handshakes on a loaded 2-core machine can take a second or two; a
 /// compressed connect timeout below this would fail healthy hosts.
@@ -138,16 +139,16 @@ fn rehearse_step(step: &mut Step, r: &Rehearsal, sample: f64) {
         Step::WaitSsh { timeout } => *timeout = compress(*timeout, r.speed),
         Step::Reboot { timeout, command } => {
             *timeout = compress(*timeout, r.speed);
-            if !sim_answers(command) {
-                *command = "systemctl reboot".to_owned();
+            if !sim_answers(command.as_str()) {
+                *command = plain_command("systemctl reboot");
             }
         }
         Step::Run { command, .. } => {
-            if !sim_answers(command) {
-                *command = "true".to_owned();
+            if !sim_answers(command.as_str()) {
+                *command = plain_command("true");
             }
         }
-        Step::Local { command, .. } => *command = "true".to_owned(),
+        Step::Local { command, .. } => *command = plain_command("true"),
         Step::RestartService { .. } => {}
         Step::Health(h) => {
             h.timeout = compress(h.timeout, r.speed);
@@ -169,8 +170,8 @@ fn rehearse_step(step: &mut Step, r: &Rehearsal, sample: f64) {
 fn rehearse_check(check: &mut Check, http_port: u16) {
     match check {
         Check::Ssh(command) => {
-            if !sim_answers(command) {
-                *command = "systemctl is-system-running".to_owned();
+            if !sim_answers(command.as_str()) {
+                *command = plain_command("systemctl is-system-running");
             }
         }
         Check::Tcp(port) => *port = http_port,
@@ -179,20 +180,40 @@ fn rehearse_check(check: &mut Check, http_port: u16) {
             status,
             body_contains,
         } => {
-            *url = format!("http://{{address}}:{http_port}{}", url_path(url));
+            let root = || format!("http://{{address}}:{http_port}/");
+            let path = url_path(url.as_str());
+            // The path is cut from a valid template at a piece boundary, so
+            // it stays one; the root is the fallback all the same.
+            *url = Template::new(format!("http://{{address}}:{http_port}{path}"), Quote::Url)
+                .or_else(|_| Template::new(root(), Quote::Url))
+                .expect("`http://{address}:PORT/` is a valid URL template");
             *status = 200;
             *body_contains = None;
         }
     }
 }
 
-/// The path (with query) of a URL, `/` when it has none.
+/// A command the simulator answers, without placeholders.
+fn plain_command(text: &str) -> Template {
+    Template::new(text, Quote::Shell).expect("a stand-in command has no placeholders")
+}
+
+/// The path (with query) of a URL template, `/` when it has none. A `/`
+/// inside a placeholder (`{label.a/b}`) does not start the path.
 fn url_path(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    match rest.find(['/', '?', '#']) {
-        Some(i) if rest[i..].starts_with('/') => &rest[i..],
-        _ => "/",
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'}' if bytes.get(i + 1) == Some(&bytes[i]) => i += 2,
+            b'{' => i += rest[i..].find('}').map_or(rest.len() - i, |end| end + 1),
+            b'/' => return &rest[i..],
+            b'?' | b'#' => return "/",
+            _ => i += 1,
+        }
     }
+    "/"
 }
 
 /// Whether the simulator's shell answers every command of `script` (it
@@ -391,7 +412,7 @@ stages:
             dns.steps[0],
             Step::Reboot {
                 timeout: Duration::from_secs(30),
-                command: "systemctl reboot".into()
+                command: crate::playbook::Template::sh("systemctl reboot")
             }
         );
         assert_eq!(dns.connect_timeout, MIN_CONNECT_TIMEOUT);
@@ -409,7 +430,7 @@ stages:
         assert_eq!(
             db.steps[0],
             Step::Run {
-                command: "true".into(),
+                command: crate::playbook::Template::sh("true"),
                 timeout: match &book.stages[1].steps[0] {
                     Step::Run { timeout, .. } => *timeout,
                     other => panic!("{other:?}"),
@@ -425,20 +446,22 @@ stages:
             h.checks,
             [
                 Check::Tcp(18081),
-                Check::Ssh("systemctl is-system-running".into()),
-                Check::Ssh("systemctl is-active postgres".into()),
+                Check::Ssh(crate::playbook::Template::sh("systemctl is-system-running")),
+                Check::Ssh(crate::playbook::Template::sh(
+                    "systemctl is-active postgres"
+                )),
             ]
         );
         let app = &out.stages[2];
         assert_eq!(app.parallel, book.stages[2].parallel, "percentages stay");
-        assert!(matches!(&app.steps[0], Step::Local { command, .. } if command == "true"));
+        assert!(matches!(&app.steps[0], Step::Local { command, .. } if command.as_str() == "true"));
         let Step::Health(h) = &app.steps[1] else {
             panic!("health")
         };
         assert_eq!(
             h.checks,
             [Check::Http {
-                url: "http://{address}:18081/healthz?deep=1".into(),
+                url: crate::playbook::Template::url("http://{address}:18081/healthz?deep=1"),
                 status: 200,
                 body_contains: None
             }]
@@ -463,6 +486,23 @@ stages:
         assert_eq!(url_path("http://x"), "/");
         assert_eq!(url_path("http://x?y=1"), "/");
         assert_eq!(url_path("http://x:1/a?b"), "/a?b");
+        // A `/` inside a placeholder is not the path; escaped braces are text.
+        assert_eq!(url_path("http://{label.a/b}:1/p/{name}"), "/p/{name}");
+        assert_eq!(url_path("http://{{x}}/q"), "/q");
+        let mut check = Check::Http {
+            url: Template::url("http://{label.svc/host}/status/{label.svc/path}"),
+            status: 204,
+            body_contains: None,
+        };
+        rehearse_check(&mut check, 9);
+        assert_eq!(
+            check,
+            Check::Http {
+                url: Template::url("http://{address}:9/status/{label.svc/path}"),
+                status: 200,
+                body_contains: None,
+            }
+        );
     }
 
     /// Every command judged answerable really is (no exit 127 from the
