@@ -9,7 +9,8 @@
 #   fresh random password each run, so no fixed password exists);
 # - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests;
 # - file: the static-binary test checks the binary scripts/build-static.sh
-#   makes (and the script itself does).
+#   makes (and the script itself does);
+# - etcd-server: the `--etcd` tests start a three-member cluster on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ missing=()
 [ -x /usr/bin/ipmitool ] || missing+=(ipmitool)
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
 [ -x /usr/bin/file ] || missing+=(file)
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq
