@@ -7,6 +7,7 @@
 //! - [`consume`]: the consumer trait and the one fan-out loop.
 //! - [`control`]: `rekindle pause` / `continue` through a control file.
 //! - [`descriptors`]: the one file-descriptor policy.
+//! - [`drill`]: a run's rehearsal on a simulated copy of its hosts.
 //! - [`preflight`]: `plan --preflight`'s bounded connection check.
 //! - [`power_check`]: `plan --preflight`'s power state read of `power_on` hosts.
 //!
@@ -20,6 +21,7 @@
 pub mod consume;
 pub mod control;
 pub mod descriptors;
+pub mod drill;
 pub mod power_check;
 pub mod preflight;
 
@@ -47,6 +49,8 @@ use consume::Consumer;
 /// Inputs loaded and planned, with the warnings found on the way.
 pub struct Loaded {
     pub inventory: Inventory,
+    /// The playbook the plan was built from (a drill rehearses it).
+    pub book: crate::playbook::Playbook,
     pub plan: Plan,
     pub warnings: Vec<Diagnostic>,
 }
@@ -82,6 +86,7 @@ pub fn load(
     warnings.extend(plan.warnings.iter().cloned());
     Ok(Loaded {
         inventory,
+        book,
         plan,
         warnings,
     })
