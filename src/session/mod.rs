@@ -10,6 +10,7 @@
 //! - [`drill`]: a run's rehearsal on a simulated copy of its hosts.
 //! - [`preflight`]: `plan --preflight`'s bounded connection check.
 //! - [`power_check`]: `plan --preflight`'s power state read of `power_on` hosts.
+//! - [`resume`]: what a resume checks, narrows and reports about its reboots.
 //!
 //! Owns the order of those steps: every input is checked before the lock is
 //! taken or the journal created, and the lock is held until the journal is
@@ -24,6 +25,7 @@ pub mod descriptors;
 pub mod drill;
 pub mod power_check;
 pub mod preflight;
+pub mod resume;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
