@@ -44,6 +44,8 @@ pub struct StagePlan {
     /// Label key and the most hosts in flight per value of it.
     pub max_unavailable: Vec<(String, usize)>,
     pub on_unreachable: OnUnreachable,
+    /// BMC power cycles for a host that does not come back (`None`: none).
+    pub remediate: Option<crate::playbook::Remediate>,
     /// The stage's `become` (a host's own escalation takes precedence).
     pub escalation: Option<crate::transport::escalation::Escalation>,
     pub connect_timeout: Duration,
@@ -319,6 +321,7 @@ fn stage_plan(
         rate_per: stage.rate_per.clone(),
         max_unavailable,
         on_unreachable: stage.on_unreachable,
+        remediate: stage.remediate,
         escalation: stage.escalation.clone(),
         connect_timeout: stage.connect_timeout,
         command_timeout: stage.command_timeout,

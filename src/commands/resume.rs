@@ -20,6 +20,9 @@ use crate::session::resume::{self, Reverified, ReverifyConsumer, list};
 use crate::session::{self, Display, Execution};
 
 pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
+    if args.etcd.etcd.is_some() {
+        return super::etcd::resume(args, verbose);
+    }
     let journal = match journal::read(&args.journal_file) {
         Ok(j) => j,
         Err(e) => {
@@ -179,6 +182,13 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         replayed.mid_step.len(),
         replayed.retried.len()
     );
+    if !replayed.power_cycled.is_empty() {
+        eprintln!(
+            "{} hosts were power-cycled by `remediate` before the interruption; their count goes on, no cycle is sent again: {}",
+            replayed.power_cycled.len(),
+            list(&replayed.power_cycled)
+        );
+    }
     if replayed.unknown > 0 {
         eprintln!(
             "warning: {} journal hosts are not in the current plan; they are left alone",
@@ -246,6 +256,7 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
                 verbose: verbose > 0,
             },
             consumers,
+            mirror: None,
         },
         args::notice,
     )?;

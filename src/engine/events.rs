@@ -30,6 +30,15 @@ pub struct Event {
 pub struct Ack(oneshot::Sender<()>);
 
 impl Ack {
+    /// A fresh acknowledgement and what resolves once it is done (an
+    /// error once it is dropped undone): a recorder that must also wait
+    /// for another one hands that one the fresh ack and acknowledges the
+    /// engine's own only when both are safe.
+    pub fn pair() -> (Ack, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Ack(tx), rx)
+    }
+
     pub fn done(self) {
         // The engine may have been aborted meanwhile; nobody is left to tell.
         let _ = self.0.send(());
@@ -116,6 +125,16 @@ pub enum EventKind {
         stage: StageRef,
         host: HostRef,
         step: usize,
+    },
+    /// Intent: a BMC power cycle of a host that did not come back is about
+    /// to be sent (`remediate`); `attempt` counts from 1 per host and step.
+    PowerCycleIssued {
+        stage: StageRef,
+        host: HostRef,
+        step: usize,
+        attempt: u32,
+        /// The ResetType sent (`PowerCycle` or `ForceRestart`).
+        reset_type: String,
     },
     HostFinished {
         stage: StageRef,

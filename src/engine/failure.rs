@@ -127,6 +127,9 @@ pub enum Failure {
     DidNotReboot,
     /// The host went down and did not answer again within the timeout.
     DidNotComeBack,
+    /// Still silent after the last power cycle `remediate` allowed: set
+    /// aside (`on_unreachable` decides whether it spends the budget).
+    Quarantined { power_cycles: u32 },
     /// Health checks did not all pass within their timeout.
     Unhealthy,
     /// A command exited with a non-zero code.
@@ -184,6 +187,7 @@ impl Failure {
             Failure::Connect { error } | Failure::NoSsh { error } => error.is_unreachable(),
             Failure::Bmc { error, .. } => error == BmcKind::Unreachable,
             Failure::PowerOnTimeout { bmc_unreachable } => bmc_unreachable,
+            Failure::Quarantined { .. } => true,
             _ => false,
         }
     }
@@ -198,6 +202,12 @@ impl fmt::Display for Failure {
             Failure::NoSsh { error } => write!(f, "no SSH ({})", error.title()),
             Failure::DidNotReboot => f.write_str("did not reboot (boot id unchanged)"),
             Failure::DidNotComeBack => f.write_str("did not come back"),
+            Failure::Quarantined { power_cycles: 1 } => {
+                f.write_str("quarantined after 1 power cycle")
+            }
+            Failure::Quarantined { power_cycles } => {
+                write!(f, "quarantined after {power_cycles} power cycles")
+            }
             Failure::Unhealthy => f.write_str("unhealthy"),
             Failure::Exited { code } => write!(f, "command failed (exit {code})"),
             Failure::NoExitStatus => f.write_str("command failed (no exit status)"),

@@ -1,6 +1,7 @@
 //! A recording fake [`Connector`] for scheduler tests: scripted per-host
 //! behaviour (exit codes, delays, unreachable, reboots and boot ids) and a
-//! log of every call with its time on tokio's (paused) clock.
+//! log of every call with its time on tokio's (paused) clock; and
+//! [`FakeBmc`], whose power cycles act on the same fleet.
 //!
 //! Test-only. Real SSH behaviour is tested against sshd and the simulator.
 
@@ -49,6 +50,8 @@ pub struct Script {
     pub connect_delay: Duration,
     /// A command that panics the host's task (a bug in rekindle, simulated).
     pub panics_on: Option<String>,
+    /// A BMC power cycle brings the host back (after `boot_time`, new boot id).
+    pub revived_by_cycle: bool,
 }
 
 #[derive(Debug)]
@@ -59,6 +62,8 @@ struct HostState {
     /// A [`Reboot::Slow`] host's moment of going down.
     going_down_at: Option<Instant>,
     reboots: u32,
+    /// BMC power cycles received.
+    cycles: u32,
 }
 
 impl HostState {
@@ -69,6 +74,7 @@ impl HostState {
             down_until: None,
             going_down_at: None,
             reboots: 0,
+            cycles: 0,
         }
     }
 }
@@ -128,6 +134,32 @@ impl Fleet {
             .unwrap()
             .get(host)
             .map_or(0, |h| h.reboots)
+    }
+
+    pub fn power_cycles(&self, host: &str) -> u32 {
+        self.hosts.lock().unwrap().get(host).map_or(0, |h| h.cycles)
+    }
+
+    pub fn power_cycle_for_test(&self, host: &str) {
+        self.power_cycle(host);
+    }
+
+    /// A BMC power cycle: counted; the host goes down, and comes back after
+    /// its boot time when its script says a cycle revives it.
+    fn power_cycle(&self, host: &str) {
+        let mut hosts = self.hosts.lock().unwrap();
+        let h = hosts
+            .entry(host.to_owned())
+            .or_insert_with(|| HostState::new(Script::default()));
+        h.cycles += 1;
+        h.boot += 1;
+        if h.script.revived_by_cycle {
+            h.script.unreachable = false;
+            h.script.reboot = Reboot::Normal;
+            h.down_until = Some(Instant::now() + h.script.boot_time);
+        } else {
+            h.down_until = Some(Instant::now() + Duration::from_secs(1 << 30));
+        }
     }
 
     fn record(&self, host: &str, what: &str) {
@@ -277,5 +309,104 @@ impl Session for FakeSession {
         while !self.is_closed() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A recording fake BMC for the hosts of a [`Fleet`]: a host's `bmc` label
+/// is `http://NAME`; a reset of type PowerCycle or ForceRestart power-cycles
+/// that host. Logs `login`, `get`, `reset TYPE`, `logout` per host, with
+/// time, into the fleet's call log as `bmc login` and so on.
+#[derive(Debug)]
+pub struct FakeBmc {
+    fleet: Arc<Fleet>,
+    /// The system's `ResetType@Redfish.AllowableValues` (`None`: not given).
+    pub allowed: Option<Vec<String>>,
+    /// PowerState the system reports.
+    pub power_state: &'static str,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet").finish_non_exhaustive()
+    }
+}
+
+impl FakeBmc {
+    pub fn new(fleet: &Arc<Fleet>) -> FakeBmc {
+        FakeBmc {
+            fleet: Arc::clone(fleet),
+            allowed: Some(vec![
+                "On".into(),
+                "ForceRestart".into(),
+                "PowerCycle".into(),
+            ]),
+            power_state: "On",
+        }
+    }
+
+    fn host(bmc: &Endpoint) -> String {
+        bmc.as_str().trim_start_matches("http://").to_owned()
+    }
+}
+
+use crate::transport::redfish::{Auth, Bmc, BmcFuture, Endpoint};
+
+impl Bmc for FakeBmc {
+    fn login<'a>(&'a self, bmc: &'a Endpoint, account: Option<&'a str>) -> BmcFuture<'a, Auth> {
+        Box::pin(async move {
+            self.fleet.record(&FakeBmc::host(bmc), "bmc login");
+            Ok(Auth::Basic {
+                account: account.map(str::to_owned),
+            })
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        bmc: &'a Endpoint,
+        _auth: &'a Auth,
+        path: &'a str,
+    ) -> BmcFuture<'a, serde_json::Value> {
+        Box::pin(async move {
+            self.fleet.record(&FakeBmc::host(bmc), "bmc get");
+            if path == crate::transport::redfish::SYSTEMS_PATH {
+                return Ok(
+                    serde_json::json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
+                );
+            }
+            let mut reset =
+                serde_json::json!({"target": "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset"});
+            if let Some(allowed) = &self.allowed {
+                reset["ResetType@Redfish.AllowableValues"] = serde_json::json!(allowed);
+            }
+            Ok(serde_json::json!({
+                "PowerState": self.power_state,
+                "Actions": {"#ComputerSystem.Reset": reset},
+            }))
+        })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        bmc: &'a Endpoint,
+        _auth: &'a Auth,
+        _target: &'a str,
+        reset_type: &'a str,
+    ) -> BmcFuture<'a, ()> {
+        Box::pin(async move {
+            let host = FakeBmc::host(bmc);
+            self.fleet.record(&host, &format!("bmc reset {reset_type}"));
+            if matches!(reset_type, "PowerCycle" | "ForceRestart" | "On") {
+                self.fleet.power_cycle(&host);
+            }
+            Ok(())
+        })
+    }
+
+    fn logout<'a>(&'a self, bmc: &'a Endpoint, _auth: &'a Auth) -> BmcFuture<'a, ()> {
+        Box::pin(async move {
+            self.fleet.record(&FakeBmc::host(bmc), "bmc logout");
+            Ok(())
+        })
     }
 }

@@ -52,9 +52,14 @@ pub enum HostStart {
     /// whose command was already sent with this boot id read before it: the
     /// engine does not send it again, it waits for the host and checks that
     /// the boot id changed.
+    ///
+    /// `power_cycles` is how many remediation power cycles that step has
+    /// already had (their intents are in the journal): the count goes on
+    /// from there, and none of them is sent again.
     From {
         step: usize,
         reboot_boot_id: Option<String>,
+        power_cycles: u32,
     },
 }
 

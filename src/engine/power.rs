@@ -1,5 +1,6 @@
 //! The `power_on` step: Redfish power-on of one host through its BMC, paced
-//! so that breakers hold, and BMC etiquette shared by every host of a run.
+//! so that breakers hold, and BMC etiquette shared by every host of a run;
+//! and the power cycle `remediate` sends to a host that did not come back.
 //!
 //! Owns the pacing state (per-PDU spacing, the fleet-wide power-on rate,
 //! per-BMC request spacing, the cap on BMC requests in flight) and the step's
@@ -39,6 +40,10 @@ pub const BMC_IN_FLIGHT: usize = 256;
 const POLL_BASE: Duration = Duration::from_secs(1);
 const POLL_CAP: Duration = Duration::from_secs(15);
 
+/// A remediation power cycle (login, read the system, reset, logout) gives
+/// up after this long: a BMC that cannot answer in a minute will not help.
+const CYCLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// When the last request to one BMC ended (one request in flight per BMC).
 type Gate = Arc<AsyncMutex<Option<Instant>>>;
 /// A fleet-wide bucket behind a FIFO lock.
@@ -58,6 +63,7 @@ pub struct Power {
     /// BMC spacing and PowerState polling, divided for compressed-time drills.
     spacing: Duration,
     poll: (Duration, Duration),
+    cycle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Power {
@@ -87,6 +93,7 @@ impl Power {
             in_flight: Semaphore::new(BMC_IN_FLIGHT),
             spacing: BMC_SPACING,
             poll: (POLL_BASE, POLL_CAP),
+            cycle_timeout: CYCLE_TIMEOUT,
         }
     }
 
@@ -96,6 +103,7 @@ impl Power {
         if scale > 1.0 {
             self.spacing = BMC_SPACING.div_f64(scale);
             self.poll = (POLL_BASE.div_f64(scale), POLL_CAP.div_f64(scale));
+            self.cycle_timeout = CYCLE_TIMEOUT.div_f64(scale);
         }
         self
     }
@@ -128,6 +136,99 @@ impl Power {
             let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
         }
         result.map(|(_, info)| info.power_state)
+    }
+
+    /// Power-cycles `host` through its BMC for `remediate`: `PowerCycle`,
+    /// else `ForceRestart`, per the system's allowed reset types (`On` for
+    /// a host its BMC says is Off). `intent` learns the reset type and is
+    /// awaited right before the reset is sent; an error from it means the
+    /// intent was not recorded, and nothing is sent. One BMC request at a
+    /// time per BMC, like every request here. Returns the type sent.
+    pub async fn power_cycle<F, Fut>(&self, host: &Host, intent: F) -> Result<String, StepFailure>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<(), NotAcknowledged>>,
+    {
+        let label = host.label("bmc").ok_or_else(|| {
+            StepFailure::new(
+                Failure::NoBmc,
+                format!(
+                    "host {} has no `bmc` label: remediate needs its BMC address",
+                    host.name
+                ),
+            )
+        })?;
+        let bmc = Endpoint::parse(label).map_err(fail)?;
+        let gate = Power::gate(&self.bmcs, &bmc);
+        let mut auth = None;
+        let result = tokio::time::timeout(
+            self.cycle_timeout,
+            self.cycle(host, &bmc, &gate, intent, &mut auth),
+        )
+        .await;
+        if let Some(auth) = auth {
+            let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
+        }
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(StepFailure::new(
+                Failure::Bmc {
+                    error: super::failure::BmcKind::Unreachable,
+                    status: None,
+                },
+                format!(
+                    "BMC {bmc}: the power cycle did not go out within {}",
+                    humane(self.cycle_timeout)
+                ),
+            )),
+        }
+    }
+
+    async fn cycle<F, Fut>(
+        &self,
+        host: &Host,
+        bmc: &Endpoint,
+        gate: &Gate,
+        intent: F,
+        auth_slot: &mut Option<Auth>,
+    ) -> Result<String, StepFailure>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<(), NotAcknowledged>>,
+    {
+        let (path, info) = self
+            .discover(gate, bmc, host, auth_slot)
+            .await
+            .map_err(fail)?;
+        let protocol = |what: String| {
+            StepFailure::new(
+                Failure::Bmc {
+                    error: super::failure::BmcKind::Protocol,
+                    status: None,
+                },
+                format!("BMC {bmc}: {what}"),
+            )
+        };
+        let reset_type = if info.power_state == PowerState::Off {
+            "On"
+        } else {
+            info.power_cycle_type().map_err(protocol)?
+        };
+        let target = info.reset_target.clone().ok_or_else(|| {
+            protocol(format!(
+                "the system {path} offers no #ComputerSystem.Reset action"
+            ))
+        })?;
+        let auth = auth_slot
+            .clone()
+            .ok_or_else(|| protocol("no BMC session".to_owned()))?;
+        intent(reset_type.to_owned())
+            .await
+            .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
+        self.call(gate, || self.bmc.reset(bmc, &auth, &target, reset_type))
+            .await
+            .map_err(fail)?;
+        Ok(reset_type.to_owned())
     }
 
     /// Powers `host` on (unless it is On) and waits until its BMC says On.
@@ -778,6 +879,7 @@ mod tests {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: crate::playbook::OnUnreachable::Fail,
+            remediate: None,
             escalation: None,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(60),

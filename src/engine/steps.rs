@@ -1,5 +1,7 @@
 //! The steps of one host, in order: connect, run, reboot with boot-id proof,
-//! restart a service, health checks, local commands.
+//! restart a service, health checks, local commands; and the remediation
+//! ladder (`remediate`) of a host that stays silent through a `wait_ssh` or
+//! `reboot` wait: a last look, a BMC power cycle, another wait, quarantine.
 //!
 //! Owns what a step means and its polling. It must not schedule hosts, count
 //! budgets, or print; it reports through the [`Emitter`] and its return value.
@@ -153,13 +155,14 @@ impl<C: Connector> HostRun<C> {
     /// Runs the steps from where `start` says; `on_step` learns each step
     /// index before it begins (the coordinator needs it to report an abort).
     pub async fn run(mut self, start: HostStart, on_step: impl Fn(usize)) -> HostOutcome {
-        let (first, mut resumed_boot_id) = match start {
+        let (first, mut resumed_boot_id, resumed_cycles) = match start {
             HostStart::Done => return HostOutcome::Done,
-            HostStart::Fresh => (0, None),
+            HostStart::Fresh => (0, None, 0),
             HostStart::From {
                 step,
                 reboot_boot_id,
-            } => (step, reboot_boot_id),
+                power_cycles,
+            } => (step, reboot_boot_id, power_cycles),
         };
         let stage = Arc::clone(&self.stage);
         for (index, step) in stage.steps.iter().enumerate().skip(first) {
@@ -178,12 +181,12 @@ impl<C: Connector> HostRun<C> {
                 })
                 .await;
             // Only the step a resume starts at may carry a previously issued reboot.
-            let issued = if index == first {
-                resumed_boot_id.take()
+            let (issued, cycles) = if index == first {
+                (resumed_boot_id.take(), resumed_cycles)
             } else {
-                None
+                (None, 0)
             };
-            let result = self.step(index, step, issued).await;
+            let result = self.step(index, step, issued, cycles).await;
             self.emitter
                 .emit(EventKind::StepFinished {
                     stage: self.stage_ref.clone(),
@@ -223,16 +226,24 @@ impl<C: Connector> HostRun<C> {
         index: usize,
         step: &Step,
         reboot_issued: Option<String>,
+        cycles: u32,
     ) -> Result<(), StepFailure> {
+        let mut ladder = Ladder {
+            cycles,
+            resumed: cycles,
+            sent: Vec::new(),
+            started: Instant::now(),
+        };
         match step {
-            Step::WaitSsh { timeout } => self.wait_ssh(*timeout).await,
+            Step::WaitSsh { timeout } => self.wait_ssh(index, *timeout, &mut ladder).await,
             Step::Run { command, timeout } => {
                 let command = fill(command, &self.host)?;
                 let out = self.exec_privileged(&command, *timeout).await?;
                 check_exit(&command, &out)
             }
             Step::Reboot { timeout, command } => {
-                self.reboot(index, *timeout, command, reboot_issued).await
+                self.reboot(index, *timeout, command, reboot_issued, &mut ladder)
+                    .await
             }
             Step::RestartService { unit, timeout } => {
                 self.restart_service(index, unit, *timeout).await
@@ -382,18 +393,140 @@ impl<C: Connector> HostRun<C> {
         }
     }
 
-    async fn wait_ssh(&mut self, timeout: Duration) -> Result<(), StepFailure> {
-        let deadline = Instant::now() + timeout;
-        self.wait_for_ssh(deadline).await.map_err(|e| {
-            StepFailure::new(
-                Failure::NoSsh {
-                    error: e.kind.into(),
-                },
+    async fn wait_ssh(
+        &mut self,
+        index: usize,
+        timeout: Duration,
+        ladder: &mut Ladder,
+    ) -> Result<(), StepFailure> {
+        loop {
+            let deadline = Instant::now() + timeout;
+            let Err(e) = self.wait_for_ssh(deadline).await else {
+                return Ok(());
+            };
+            let error = crate::engine::failure::ConnectKind::from(e.kind);
+            let failure = StepFailure::new(
+                Failure::NoSsh { error },
                 format!(
                     "host did not answer SSH within {} (last error: {e})",
                     humane(timeout)
                 ),
-            )
+            );
+            // A key or login problem means its sshd answered: it is up.
+            if !error.is_unreachable() {
+                return Err(failure);
+            }
+            match self.remediate(index, ladder, failure, None).await? {
+                Rung::CameUp => return Ok(()),
+                Rung::Cycled => {}
+            }
+        }
+    }
+
+    /// The next rung for a host silent through a whole wait: `Err` when
+    /// there is none (no `remediate`, cycles used up: quarantined) or the
+    /// last look found the host up but failing; `CameUp` when the last look
+    /// found it back; `Cycled` when a power cycle went out (wait again).
+    /// `old_boot`: the boot id a reboot step waits to see change.
+    async fn remediate(
+        &mut self,
+        index: usize,
+        ladder: &mut Ladder,
+        failure: StepFailure,
+        old_boot: Option<&str>,
+    ) -> Result<Rung, StepFailure> {
+        let Some(remediate) = self.stage.remediate else {
+            return Err(failure);
+        };
+        // Never cycle a host that came up: one more look, past the deadline.
+        if let Some(up) = self.last_look(old_boot).await {
+            return up.map(|()| Rung::CameUp);
+        }
+        if ladder.cycles >= remediate.power_cycle {
+            return Err(ladder.quarantined(failure));
+        }
+        let Some(power) = self.power.clone() else {
+            return Err(StepFailure {
+                reason: format!(
+                    "{}; remediate could not power-cycle it: no BMC credentials were configured for this run",
+                    failure.reason
+                ),
+                ..failure
+            });
+        };
+        let attempt = ladder.cycles + 1;
+        let (emitter, stage, host) = (
+            self.emitter.clone(),
+            self.stage_ref.clone(),
+            self.host_ref.clone(),
+        );
+        let intent = move |reset_type: String| async move {
+            emitter
+                .intent(EventKind::PowerCycleIssued {
+                    stage,
+                    host,
+                    step: index,
+                    attempt,
+                    reset_type,
+                })
+                .await
+        };
+        match power.power_cycle(&self.host, intent).await {
+            Ok(reset_type) => {
+                ladder.cycles = attempt;
+                ladder.sent.push((reset_type, ladder.started.elapsed()));
+                // Whatever session there was belongs to the old boot.
+                self.session = None;
+                Ok(Rung::Cycled)
+            }
+            Err(f) if f.failure == Failure::NotRecorded => Err(f),
+            Err(f) => {
+                let cycle = format!("power cycle {attempt} through its BMC failed: {}", f.reason);
+                Err(if ladder.cycles > 0 {
+                    let q = ladder.quarantined(failure);
+                    StepFailure {
+                        reason: format!("{}; {cycle}", q.reason),
+                        ..q
+                    }
+                } else {
+                    StepFailure {
+                        reason: format!("{}; {cycle}", failure.reason),
+                        ..failure
+                    }
+                })
+            }
+        }
+    }
+
+    /// One connect past a wait's deadline, before a power cycle: `None`
+    /// when the host is still silent (cycle it); otherwise it is up, and
+    /// is never cycled: back (`Ok`: it answers, with a new boot id when
+    /// `old_boot` is set), or up but failing the step.
+    async fn last_look(&mut self, old_boot: Option<&str>) -> Option<Result<(), StepFailure>> {
+        self.session = None;
+        let deadline = Instant::now() + self.stage.connect_timeout;
+        if let Err(e) = self.session_within(Some(deadline)).await {
+            let kind = crate::engine::failure::ConnectKind::from(e.kind);
+            return (!kind.is_unreachable()).then(|| Err(connect_failure(&e)));
+        }
+        let Some(before) = old_boot else {
+            return Some(Ok(()));
+        };
+        Some(match self.boot_id(self.stage.command_timeout).await {
+            Ok(after) if after != before => Ok(()),
+            Ok(_) => Err(StepFailure::new(
+                Failure::DidNotReboot,
+                format!(
+                    "host answers SSH on its old boot (boot id unchanged: {before}); it is up, so it was not power-cycled"
+                ),
+            )),
+            Err(f) => Err(StepFailure {
+                reason: format!(
+                    "{}; the host answers SSH, so it was not power-cycled",
+                    f.reason
+                ),
+                ..f
+            }),
         })
     }
 
@@ -411,15 +544,17 @@ impl<C: Connector> HostRun<C> {
         timeout: Duration,
         command: &Template,
         already_issued: Option<String>,
+        ladder: &mut Ladder,
     ) -> Result<(), StepFailure> {
-        let started = Instant::now();
-        let deadline = started + timeout;
+        let mut started = Instant::now();
+        let mut deadline = started + timeout;
         let command = fill(command, &self.host)?;
         // A resumed run whose reboot intent was recorded: the command may or
         // may not have left before the interruption. Never send it blindly;
         // only when the host stays up on its old boot for a grace period and
         // is not shutting down (below) was it certainly not delivered.
-        let mut undelivered_check = already_issued.is_some();
+        // After a power cycle the reboot's delivery no longer matters.
+        let mut undelivered_check = already_issued.is_some() && ladder.cycles == 0;
         let before = match already_issued {
             Some(before) => before,
             None => {
@@ -440,9 +575,12 @@ impl<C: Connector> HostRun<C> {
         // Whether the latest look found the host up on its old boot (rather
         // than unreachable): decides the failure message and the resend rule.
         let mut on_old_boot = false;
+        // Whether the latest look reached the host but could not read its
+        // boot id: it is up, so it is never power-cycled.
+        let mut answered = false;
         loop {
             if Instant::now() >= deadline {
-                return Err(if on_old_boot {
+                let failure = if on_old_boot {
                     StepFailure::new(
                         Failure::DidNotReboot,
                         format!(
@@ -458,7 +596,25 @@ impl<C: Connector> HostRun<C> {
                             humane(timeout)
                         ),
                     )
-                });
+                };
+                if on_old_boot || answered {
+                    return Err(failure);
+                }
+                match self
+                    .remediate(index, ladder, failure, Some(&before))
+                    .await?
+                {
+                    Rung::CameUp => return Ok(()),
+                    Rung::Cycled => {
+                        started = Instant::now();
+                        deadline = started + timeout;
+                        backoff = Backoff::reboot_wait(timeout);
+                        undelivered_check = false;
+                        unchanged_since = None;
+                        last_error = String::from("no attempt finished");
+                        continue;
+                    }
+                }
             }
             match self.session_within(Some(deadline)).await {
                 Err(e) => {
@@ -466,6 +622,7 @@ impl<C: Connector> HostRun<C> {
                     // An attempt the deadline cut short saw nothing: the
                     // last real look decides the failure.
                     on_old_boot &= Instant::now() >= deadline;
+                    answered &= Instant::now() >= deadline;
                 }
                 Ok(_) => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -490,6 +647,7 @@ impl<C: Connector> HostRun<C> {
                         Err(f) => {
                             last_error = f.reason;
                             on_old_boot &= Instant::now() >= deadline;
+                            answered = true;
                             self.session = None;
                         }
                     }
@@ -719,6 +877,52 @@ impl<C: Connector> HostRun<C> {
         }
         None
     }
+}
+
+/// Where a host stands on the remediation ladder within one step.
+struct Ladder {
+    /// Power cycles this step has had, including before a resume.
+    cycles: u32,
+    /// Of those, sent before the resume (their intents are in the journal).
+    resumed: u32,
+    /// Sent by this process: the reset type and when, from the step's start.
+    sent: Vec<(String, Duration)>,
+    started: Instant,
+}
+
+impl Ladder {
+    /// The host is set aside: `failure` (the last wait's) with every cycle.
+    fn quarantined(&self, failure: StepFailure) -> StepFailure {
+        let mut attempts: Vec<String> = (1..=self.resumed)
+            .map(|n| format!("#{n} before the resume"))
+            .collect();
+        for (i, (reset_type, at)) in self.sent.iter().enumerate() {
+            attempts.push(format!(
+                "#{} {reset_type} after {}",
+                self.resumed as usize + i + 1,
+                humane(*at)
+            ));
+        }
+        let n = self.cycles;
+        StepFailure {
+            failure: Failure::Quarantined { power_cycles: n },
+            reason: format!(
+                "quarantined after {n} power cycle{} through its BMC ({}): {}",
+                if n == 1 { "" } else { "s" },
+                attempts.join(", "),
+                failure.reason
+            ),
+            output: failure.output,
+        }
+    }
+}
+
+/// What a rung of the ladder did.
+enum Rung {
+    /// The last look found the host back: the step passes.
+    CameUp,
+    /// A power cycle went out: wait again.
+    Cycled,
 }
 
 /// How a privileged command failed.

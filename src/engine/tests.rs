@@ -17,6 +17,9 @@ use crate::playbook::{OnUnreachable, Rate, Step};
 
 const WORK: &str = "work";
 
+/// The remediation ladder (`remediate`), with the fake BMC.
+mod remediate;
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -58,6 +61,7 @@ fn stage(name: &str, hosts: &[usize], steps: Vec<Step>) -> StagePlan {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        remediate: None,
         escalation: None,
         connect_timeout: secs(5.0),
         command_timeout: secs(60.0),
@@ -895,6 +899,7 @@ async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
             HostStart::From {
                 step: 0,
                 reboot_boot_id: Some(super::fake::boot_id(0)),
+                power_cycles: 0,
             },
         ),
         (
@@ -902,6 +907,7 @@ async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
             HostStart::From {
                 step: 0,
                 reboot_boot_id: Some(super::fake::boot_id(0)),
+                power_cycles: 0,
             },
         ),
     ]);
@@ -970,6 +976,7 @@ async fn resume_starts_at_the_given_step() {
             HostStart::From {
                 step: 1,
                 reboot_boot_id: None,
+                power_cycles: 0,
             },
         )]),
         ..EngineOptions::default()

@@ -4,8 +4,9 @@
 //!
 //! Owns the resume rules: done hosts are skipped; a reboot issued but not
 //! verified is re-verified by boot id (never sent twice); a host mid-step
-//! restarts that step; a failed host is retried from its failed step. It
-//! must not run anything.
+//! restarts that step; a failed host is retried from its failed step; the
+//! remediation power cycles a step already had are counted on, never sent
+//! again. It must not run anything.
 
 use std::collections::HashMap;
 
@@ -24,6 +25,8 @@ struct HostTrack {
     passed: Option<usize>,
     /// A reboot whose intent was recorded and that was not verified yet.
     reboot: Option<(usize, String)>,
+    /// Remediation power cycles recorded for a step not passed yet: (step, count).
+    cycles: Option<(usize, u32)>,
     outcome: Option<Final>,
 }
 
@@ -46,6 +49,9 @@ pub struct Resume {
     pub mid_step: Vec<String>,
     /// Hosts that failed: retried from the failed step.
     pub retried: Vec<String>,
+    /// Hosts whose step already had remediation power cycles: the count
+    /// goes on, none is sent again.
+    pub power_cycled: Vec<String>,
     /// The same hosts, as (stage index, host index) (`resume --failed-only`).
     pub failed: Vec<(usize, usize)>,
     /// Journal hosts or stages the current plan no longer has (only with --force).
@@ -77,6 +83,20 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                 if t.reboot.as_ref().is_some_and(|(s, _)| s != step) {
                     t.reboot = None;
                 }
+                if t.cycles.is_some_and(|(s, _)| s != *step) {
+                    t.cycles = None;
+                }
+            }
+            EventKind::PowerCycleIssued {
+                stage,
+                host,
+                step,
+                attempt,
+                ..
+            } => {
+                let t = tracks.entry(key(stage, host)).or_default();
+                let before = t.cycles.filter(|(s, _)| s == step).map_or(0, |(_, n)| n);
+                t.cycles = Some((*step, before.max(*attempt)));
             }
             EventKind::RebootIssued {
                 stage,
@@ -101,6 +121,9 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                     if t.reboot.as_ref().is_some_and(|(s, _)| s == step) {
                         t.reboot = None;
                     }
+                    if t.cycles.is_some_and(|(s, _)| s == *step) {
+                        t.cycles = None;
+                    }
                 }
             }
             EventKind::HostFinished {
@@ -113,6 +136,7 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                 t.outcome = match outcome {
                     HostOutcome::Done => {
                         t.reboot = None;
+                        t.cycles = None;
                         Some(Final::Done)
                     }
                     HostOutcome::Failed { step, .. } | HostOutcome::Unreachable { step, .. } => {
@@ -159,6 +183,8 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
             continue;
         }
         let label = format!("{host} ({stage})");
+        // Only the step a host starts at again can carry its cycles.
+        let cycles_at = |from: usize| t.cycles.filter(|(s, _)| *s == from).map_or(0, |(_, n)| n);
         let start = match (&t.outcome, &t.reboot) {
             (Some(Final::Done), _) => {
                 resume.done += 1;
@@ -175,6 +201,7 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                 HostStart::From {
                     step: *step,
                     reboot_boot_id: Some(boot_id.clone()),
+                    power_cycles: cycles_at(*step),
                 }
             }
             (Some(Final::Failed(step)), None) => {
@@ -183,6 +210,7 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                 HostStart::From {
                     step: *step,
                     reboot_boot_id: None,
+                    power_cycles: cycles_at(*step),
                 }
             }
             (None, None) => {
@@ -199,9 +227,16 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                 HostStart::From {
                     step,
                     reboot_boot_id: None,
+                    power_cycles: cycles_at(step),
                 }
             }
         };
+        if let HostStart::From {
+            power_cycles: 1.., ..
+        } = &start
+        {
+            resume.power_cycled.push(format!("{host} ({stage})"));
+        }
         resume.starts.insert((si, hi), start);
     }
     resume

@@ -292,6 +292,7 @@ fn two_step_plan(hosts: usize) -> (Plan, Inventory) {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        remediate: None,
         escalation: None,
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
@@ -433,21 +434,24 @@ fn replay_rules() {
         r.starts.get(&(0, 1)),
         Some(&HostStart::From {
             step: 0,
-            reboot_boot_id: Some("b1".into())
+            reboot_boot_id: Some("b1".into()),
+            power_cycles: 0,
         })
     );
     assert_eq!(
         r.starts.get(&(0, 2)),
         Some(&HostStart::From {
             step: 1,
-            reboot_boot_id: None
+            reboot_boot_id: None,
+            power_cycles: 0,
         })
     );
     assert_eq!(
         r.starts.get(&(0, 3)),
         Some(&HostStart::From {
             step: 1,
-            reboot_boot_id: None
+            reboot_boot_id: None,
+            power_cycles: 0,
         })
     );
     assert_eq!(r.starts.get(&(0, 4)), None);
@@ -456,7 +460,8 @@ fn replay_rules() {
         r.starts.get(&(0, 6)),
         Some(&HostStart::From {
             step: 0,
-            reboot_boot_id: Some("b6".into())
+            reboot_boot_id: Some("b6".into()),
+            power_cycles: 0,
         })
     );
     assert_eq!(r.done, 1);
@@ -489,10 +494,79 @@ fn replay_reverifies_a_failed_reboot_instead_of_rebooting_again() {
         r.starts.get(&(0, 0)),
         Some(&HostStart::From {
             step: 0,
-            reboot_boot_id: Some("b0".into())
+            reboot_boot_id: Some("b0".into()),
+            power_cycles: 0,
         })
     );
     assert_eq!(r.retried.len(), 1);
+}
+
+fn cycled(h: usize, step: usize, attempt: u32) -> Record {
+    ev(EventKind::PowerCycleIssued {
+        stage: sref(0, "s"),
+        host: href(h, &format!("h{h}")),
+        step,
+        attempt,
+        reset_type: "PowerCycle".into(),
+    })
+}
+
+#[test]
+fn replay_counts_the_power_cycles_a_step_already_had() {
+    let (plan, inv) = two_step_plan(4);
+    let quarantined = HostOutcome::Failed {
+        step: 0,
+        kind: StepKind::Reboot,
+        failure: crate::engine::Failure::Quarantined { power_cycles: 2 },
+        reason: "quarantined".into(),
+        output: String::new(),
+    };
+    let records = vec![
+        // h0: killed after its first cycle, mid-reboot.
+        started(0),
+        step_started(0, 0),
+        issued(0, "b0"),
+        cycled(0, 0, 1),
+        // h1: quarantined after two cycles, then retried by a resume.
+        started(1),
+        step_started(1, 0),
+        issued(1, "b1"),
+        cycled(1, 0, 1),
+        cycled(1, 0, 2),
+        step_finished(1, 0, Some("quarantined")),
+        finished(1, quarantined),
+        // h2: cycled, came back, killed in step 1: its cycles were step 0's.
+        started(2),
+        step_started(2, 0),
+        issued(2, "b2"),
+        cycled(2, 0, 1),
+        step_finished(2, 0, None),
+        step_started(2, 1),
+        // h3: cycled, then done.
+        started(3),
+        step_started(3, 0),
+        issued(3, "b3"),
+        cycled(3, 0, 1),
+        step_finished(3, 0, None),
+        step_started(3, 1),
+        step_finished(3, 1, None),
+        finished(3, HostOutcome::Done),
+    ];
+    // The event survives the journal's JSON.
+    let line = serde_json::to_string(&records[3]).unwrap();
+    assert!(line.contains(r#""event":"power_cycle_issued""#), "{line}");
+    assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), records[3]);
+    let r = replay(&records, &plan, &inv);
+    let from = |step, boot: Option<&str>, power_cycles| HostStart::From {
+        step,
+        reboot_boot_id: boot.map(str::to_owned),
+        power_cycles,
+    };
+    assert_eq!(r.starts.get(&(0, 0)), Some(&from(0, Some("b0"), 1)));
+    assert_eq!(r.starts.get(&(0, 1)), Some(&from(0, Some("b1"), 2)));
+    assert_eq!(r.starts.get(&(0, 2)), Some(&from(1, None, 0)));
+    assert_eq!(r.starts.get(&(0, 3)), Some(&HostStart::Done));
+    assert_eq!(r.power_cycled, ["h0 (s)", "h1 (s)"]);
 }
 
 /// A journal with a header and one complete event whose text has multi-byte

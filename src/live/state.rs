@@ -293,6 +293,7 @@ impl Live {
             }
             EventKind::RebootIssued { .. } => self.count(Action::Reboot),
             EventKind::ServiceRestartIssued { .. } => self.count(Action::Restart),
+            EventKind::PowerCycleIssued { .. } => self.count(Action::PowerCycle),
             EventKind::PowerOnIssued { stage, step, .. } => {
                 let cycle = self
                     .cycles

@@ -44,6 +44,8 @@ pub struct Stage {
     /// Hosts that go first, alone; all must pass.
     pub canary: usize,
     pub on_unreachable: OnUnreachable,
+    /// `remediate`: what is done about a host that does not come back.
+    pub remediate: Option<Remediate>,
     /// `become`: how commands that need privilege are run (the host's own
     /// escalation, from its inventory, takes precedence).
     pub escalation: Option<crate::transport::escalation::Escalation>,
@@ -76,6 +78,20 @@ pub enum OnUnreachable {
     /// Set the host aside and report it; it does not spend the budget.
     Skip,
 }
+
+/// `remediate: { power_cycle: N }`: a host that has not answered SSH
+/// within a `wait_ssh` or `reboot` wait is power-cycled through its BMC at
+/// most `power_cycle` times, waited for again each time, then quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remediate {
+    /// BMC power cycles at most, per host and step, in the whole run
+    /// (a resume continues the count).
+    pub power_cycle: u32,
+}
+
+/// The most power cycles `remediate` may ask for: a host that did not come
+/// back after that many needs a person, not another cycle.
+pub const MAX_POWER_CYCLES: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use super::template;
 use super::units::{parse_amount, parse_duration, parse_rate};
-use super::{Amount, Check, Health, OnUnreachable, Playbook, PowerOn, Rate, Stage, Step};
+use super::{
+    Amount, Check, Health, MAX_POWER_CYCLES, OnUnreachable, Playbook, PowerOn, Rate, Remediate,
+    Stage, Step,
+};
 use crate::diag::{Diagnostic, Span, suggest};
 use crate::select::Selector;
 use crate::transport::escalation::{Escalation, EscalationMethod};
@@ -68,9 +71,11 @@ const DEFAULTS_KEYS: &[&str] = &[
     "max_unavailable",
     "max_failures",
     "on_unreachable",
+    "remediate",
     "become",
 ];
 const BECOME_KEYS: &[&str] = &["method", "user"];
+const REMEDIATE_KEYS: &[&str] = &["power_cycle"];
 const BECOME_METHODS: &[&str] = &["sudo", "doas"];
 const STAGE_KEYS: &[&str] = &[
     "name",
@@ -83,6 +88,7 @@ const STAGE_KEYS: &[&str] = &[
     "max_failures",
     "canary",
     "on_unreachable",
+    "remediate",
     "become",
     "estimate",
     "connect_timeout",
@@ -109,6 +115,10 @@ pub struct StageSpans {
     pub templates: Vec<(template::Template, Span)>,
     /// The first `power_on` step, if any.
     pub power_on: Option<Span>,
+    /// The `remediate` key, when the stage itself (not `defaults`) has it.
+    pub remediate: Option<Span>,
+    /// The `remediate` value in effect (the stage's or the defaults').
+    pub remediate_value: Option<Span>,
 }
 
 /// A playbook as read (possibly with errors already reported), with its spans.
@@ -130,6 +140,7 @@ struct Policy {
     max_failures: Amount,
     max_failures_span: Option<Span>,
     on_unreachable: OnUnreachable,
+    remediate: Option<(Remediate, Span)>,
     escalation: Option<Escalation>,
 }
 
@@ -145,6 +156,7 @@ impl Default for Policy {
             max_failures: Amount::Count(0),
             max_failures_span: None,
             on_unreachable: OnUnreachable::Fail,
+            remediate: None,
             escalation: None,
         }
     }
@@ -272,6 +284,55 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
             None => diags.push(n.expected("`fail` or `skip`")),
         }
     }
+    if let Some(n) = r.get("remediate")
+        && let Some(remediate) = read_remediate(n, diags)
+    {
+        policy.remediate = Some((remediate, n.span.clone()));
+    }
+}
+
+/// `remediate: { power_cycle: N }`, N in 1..=[`MAX_POWER_CYCLES`].
+fn read_remediate(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Remediate> {
+    let mut r = MapReader::new(node, "remediate", REMEDIATE_KEYS, diags)?;
+    let n = require(
+        &mut r,
+        node,
+        "power_cycle",
+        REMEDIATE_KEYS,
+        &node.span,
+        diags,
+    );
+    let mut remediate = None;
+    if let Some(n) = n {
+        match n.as_u64() {
+            Some(0) => diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    n.span.clone(),
+                    "`power_cycle` must be at least 1",
+                )
+                .with_help("leave `remediate` out for no power cycles"),
+            ),
+            Some(c) if c <= u64::from(MAX_POWER_CYCLES) => {
+                remediate = Some(Remediate {
+                    power_cycle: c as u32,
+                });
+            }
+            Some(_) => diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    n.span.clone(),
+                    format!("`power_cycle` is at most {MAX_POWER_CYCLES}"),
+                )
+                .with_help(
+                    "a host that did not come back after a few power cycles needs a person at its BMC",
+                ),
+            ),
+            None => diags.push(n.expected("a whole number of power cycles (power_cycle)")),
+        }
+    }
+    r.finish(diags);
+    remediate
 }
 
 /// `become: true|false` or `become: { method: sudo|doas, user: NAME }`
@@ -357,6 +418,8 @@ fn read_stage(
         max_failures: None,
         templates: Vec::new(),
         power_on: None,
+        remediate: r.key_span("remediate").cloned(),
+        remediate_value: None,
     };
     let mut after = Vec::new();
     if let Some(n) = r.get("after") {
@@ -392,6 +455,7 @@ fn read_stage(
     read_policy(&mut r, &mut policy, diags);
     spans.rate_per = policy.rate_per.as_ref().map(|(_, s)| s.clone());
     spans.max_failures = policy.max_failures_span.clone();
+    spans.remediate_value = policy.remediate.as_ref().map(|(_, s)| s.clone());
     spans.max_unavailable = policy
         .max_unavailable
         .iter()
@@ -444,6 +508,7 @@ fn read_stage(
         max_failures: policy.max_failures,
         canary,
         on_unreachable: policy.on_unreachable,
+        remediate: policy.remediate.map(|(r, _)| r),
         escalation: policy.escalation,
         estimate,
         connect_timeout: policy.connect_timeout,

@@ -110,6 +110,27 @@ pub fn check_structure(playbook: &Playbook, spans: &[StageSpans]) -> Vec<Diagnos
 }
 
 fn check_policy(stage: &Stage, spans: &StageSpans, diags: &mut Vec<Diagnostic>) {
+    // From `defaults`, remediate applies where it can; on a stage, say so
+    // when it cannot apply at all.
+    if let Some(span) = &spans.remediate
+        && stage.remediate.is_some()
+        && !stage
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::WaitSsh { .. } | Step::Reboot { .. }))
+    {
+        diags.push(
+            Diagnostic::warning(
+                "remediate-unused",
+                span.clone(),
+                format!(
+                    "stage `{}` sets `remediate` but has no `wait_ssh` or `reboot` step, so no host of it is ever power-cycled",
+                    stage.name
+                ),
+            )
+            .with_help("remediation acts on a host that does not answer SSH within a `wait_ssh` or `reboot` wait"),
+        );
+    }
     if stage.rate_per.is_some() && stage.rate.is_none() {
         diags.push(Diagnostic::error(
             "rate-per-without-rate",
@@ -361,6 +382,21 @@ pub fn check_hosts(
                         );
                     }
                 }
+            }
+        }
+        if stage.remediate.is_some() {
+            let span = at(sp.and_then(|s| s.remediate_value.clone()));
+            missing_label(
+                &mut diags,
+                inventory,
+                hosts,
+                stage,
+                "bmc",
+                span,
+                "`remediate` power-cycles a host that does not come back through its BMC",
+            );
+            if !stage.steps.iter().any(|s| matches!(s, Step::PowerOn(_))) {
+                bad_bmc_labels(&mut diags, inventory, hosts);
             }
         }
         if stage.steps.iter().any(|s| matches!(s, Step::PowerOn(_))) {
@@ -778,6 +814,69 @@ mod tests {
             check(&text),
             "p.yaml: warning: 4 of 12 hosts are selected by no stage (e.g. pg-app1, pg-app2, as-db1)\n\
              p.yaml:7:5: warning: 6 hosts selected by both stage `storage` and stage `pangyo-db` will run both stages (e.g. pg-r01-st1, pg-r01-st2, pg-r01-st3)\n  |\n7 |     select: { dc: pangyo, role: [db, storage] }\n  |     ^^^^^^\n"
+        );
+    }
+
+    #[test]
+    fn remediate_names_its_problems_where_they_were_written() {
+        // Storage hosts have a `bmc` label, app hosts do not.
+        let text = "version: 1\nstages:\n  - name: pg\n    select: { dc: pangyo }\n    remediate: { power_cycle: 1 }\n    steps: [ reboot ]\n";
+        let out = check(text);
+        assert!(
+            out.starts_with("p.yaml:5:16: error: 4 of 10 hosts selected by stage `pg` have no `bmc` label (e.g. pg-db1, pg-db2, pg-app1)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("= help: `remediate` power-cycles a host that does not come back through its BMC; give every selected host a `bmc` label or narrow `select`"),
+            "{out}"
+        );
+        let bad = |value: &str| {
+            check(&format!(
+                "version: 1\nstages:\n  - name: st\n    select: {{ role: storage }}\n    remediate: {value}\n    steps: [ reboot ]\n"
+            ))
+        };
+        assert!(
+            bad("{ power_cycle: 0 }")
+                .starts_with("p.yaml:5:31: error: `power_cycle` must be at least 1\n"),
+            "{}",
+            bad("{ power_cycle: 0 }")
+        );
+        assert!(
+            bad("{ power_cycle: 6 }")
+                .starts_with("p.yaml:5:31: error: `power_cycle` is at most 5\n")
+        );
+        assert!(
+            bad("{ power_cycle: two }")
+                .starts_with("p.yaml:5:31: error: expected a whole number of power cycles")
+        );
+        let out = bad("{ power_cycles: 1 }");
+        assert!(
+            out.contains("p.yaml:5:18: error: unknown key `power_cycles`"),
+            "{out}"
+        );
+        assert!(out.contains("did you mean `power_cycle`?"), "{out}");
+        let ok = |out: String| !out.contains("error") && !out.contains("remediate");
+        assert!(
+            ok(bad("{ power_cycle: 2 }")),
+            "{}",
+            bad("{ power_cycle: 2 }")
+        );
+        // Nothing to act on: a warning at the key.
+        let out = check(
+            "version: 1\nstages:\n  - name: st\n    select: { role: storage }\n    remediate: { power_cycle: 1 }\n    steps: [ { run: uptime } ]\n",
+        );
+        assert!(
+            out.contains("p.yaml:5:5: warning: stage `st` sets `remediate` but has no `wait_ssh` or `reboot` step, so no host of it is ever power-cycled\n"),
+            "{out}"
+        );
+        // From `defaults`, only where it applies; parsed into the model.
+        let text = "version: 1\ndefaults: { remediate: { power_cycle: 2 } }\nstages:\n  - name: st\n    select: { role: storage }\n    steps: [ { run: uptime } ]\n";
+        assert!(ok(check(text)), "{}", check(text));
+        let mut sources = Sources::new();
+        let (book, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
+        assert_eq!(
+            book.stages[0].remediate,
+            Some(crate::playbook::Remediate { power_cycle: 2 })
         );
     }
 

@@ -362,6 +362,7 @@ mod eta {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: OnUnreachable::Fail,
+            remediate: None,
             connect_timeout: secs(10),
             command_timeout: secs(timeout),
             steps: vec![Step::Run {

@@ -415,6 +415,7 @@ impl Drill<'_> {
                 scale: c.shape.speed,
             },
             consumers,
+            mirror: None,
         };
         Ok(super::execute_in(execution, cancel).await)
     }

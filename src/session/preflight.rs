@@ -462,6 +462,7 @@ mod tests {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: crate::playbook::OnUnreachable::Fail,
+            remediate: None,
             escalation: None,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),

@@ -291,6 +291,9 @@ fn tail(s: &str) -> &str {
     &s[start..]
 }
 
+/// The Redfish reset types an IPMI chassis takes (see [`reset_command`]).
+const IPMI_RESET_TYPES: [&str; 4] = ["On", "ForceOn", "PowerCycle", "ForceRestart"];
+
 /// The `ipmitool` commands for a Redfish reset type.
 fn reset_command(reset_type: &str) -> Option<&'static [&'static str]> {
     Some(match reset_type {
@@ -356,7 +359,11 @@ impl Bmc for Bmcs {
                 Ok(json!({
                     "@odata.id": IPMI_SYSTEM,
                     "PowerState": match power { Power::On => "On", Power::Off => "Off" },
-                    "Actions": {"#ComputerSystem.Reset": {"target": IPMI_SYSTEM}},
+                    "Actions": {"#ComputerSystem.Reset": {
+                        "target": IPMI_SYSTEM,
+                        // What `reset_command` maps to chassis commands.
+                        "ResetType@Redfish.AllowableValues": IPMI_RESET_TYPES,
+                    }},
                 }))
             }),
         }
@@ -464,5 +471,13 @@ mod tests {
         assert_eq!(e.kind, BmcErrorKind::Unreachable, "{e:?}");
         assert_eq!(reset_command("On"), Some(&["chassis", "power", "on"][..]));
         assert_eq!(reset_command("GracefulRestart"), None);
+        // Every advertised type has a chassis command; a power cycle is `cycle`.
+        for t in IPMI_RESET_TYPES {
+            assert!(reset_command(t).is_some(), "{t}");
+        }
+        assert_eq!(
+            reset_command("PowerCycle"),
+            Some(&["chassis", "power", "cycle"][..])
+        );
     }
 }

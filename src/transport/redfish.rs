@@ -366,6 +366,8 @@ pub struct SystemInfo {
     pub power_state: PowerState,
     /// The `#ComputerSystem.Reset` action's `target`, as the BMC gave it.
     pub reset_target: Option<String>,
+    /// Its `ResetType@Redfish.AllowableValues` (`None`: the BMC does not say).
+    pub allowed_resets: Option<Vec<String>>,
 }
 
 impl SystemInfo {
@@ -381,10 +383,43 @@ impl SystemInfo {
             .pointer("/Actions/#ComputerSystem.Reset/target")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let allowed_resets = v
+            .pointer("/Actions/#ComputerSystem.Reset")
+            .and_then(|a| a.get("ResetType@Redfish.AllowableValues"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            });
         Ok(SystemInfo {
             power_state,
             reset_target,
+            allowed_resets,
         })
+    }
+
+    /// The reset that power-cycles this system: `PowerCycle` when the BMC
+    /// allows it, else `ForceRestart`; `PowerCycle` when it lists nothing
+    /// (the DMTF name for "off, then on again"). `Err` names what it allows.
+    pub fn power_cycle_type(&self) -> Result<&'static str, String> {
+        let Some(allowed) = &self.allowed_resets else {
+            return Ok("PowerCycle");
+        };
+        ["PowerCycle", "ForceRestart"]
+            .into_iter()
+            .find(|t| allowed.iter().any(|a| a == t))
+            .ok_or_else(|| {
+                format!(
+                    "the BMC offers neither PowerCycle nor ForceRestart (it allows: {})",
+                    if allowed.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                )
+            })
     }
 }
 
@@ -865,6 +900,27 @@ mod tests {
             s.reset_target.as_deref(),
             Some("/redfish/v1/Systems/X/Actions/ComputerSystem.Reset")
         );
+        assert_eq!(s.allowed_resets, None);
+        assert_eq!(s.power_cycle_type(), Ok("PowerCycle"));
+        let cycle = |allowed: serde_json::Value| {
+            SystemInfo::from_json(&serde_json::json!({
+                "PowerState": "On",
+                "Actions": {"#ComputerSystem.Reset": {
+                    "target": "/x", "ResetType@Redfish.AllowableValues": allowed}}
+            }))
+            .unwrap()
+            .power_cycle_type()
+        };
+        assert_eq!(
+            cycle(serde_json::json!(["On", "ForceRestart", "PowerCycle"])),
+            Ok("PowerCycle")
+        );
+        assert_eq!(
+            cycle(serde_json::json!(["On", "ForceOff", "ForceRestart"])),
+            Ok("ForceRestart")
+        );
+        let e = cycle(serde_json::json!(["On", "GracefulShutdown"])).unwrap_err();
+        assert!(e.contains("(it allows: On, GracefulShutdown)"), "{e}");
         assert!(SystemInfo::from_json(&serde_json::json!({})).is_err());
         let c = serde_json::json!({"Members": [{"@odata.id": "/redfish/v1/Systems/a"}]});
         assert_eq!(pick_member(&c, None).unwrap(), "/redfish/v1/Systems/a");
