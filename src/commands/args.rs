@@ -17,7 +17,7 @@ use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::playbook::Rate;
 use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
-use crate::sim::{BootTime, FaultKind, parse_faults};
+use crate::sim::{BootTime, FailSpec, FaultKind, parse_fail};
 use crate::transport::ssh::SshOptions;
 
 /// The fastest a drill may compress time: beyond it, simulated commands and
@@ -102,6 +102,8 @@ pub(crate) struct DrillShape {
     pub speed: f64,
     pub boot_time: BootTime,
     pub faults: Vec<(FaultKind, f64)>,
+    /// Per fault, the chance a power cycle cures it (`:recover=P`).
+    pub recover: Vec<(FaultKind, f64)>,
     pub seed: u64,
     pub rate: Option<Rate>,
 }
@@ -123,15 +125,17 @@ pub(crate) fn drill_shape(
         ));
     }
     let boot_time = BootTime::parse(&fleet.boot_time).map_err(|e| e.to_string())?;
-    let faults = match &fleet.fail {
-        Some(f) => parse_faults(f).map_err(|e| e.to_string())?,
-        None => Vec::new(),
+    let fail = match &fleet.fail {
+        Some(f) => parse_fail(f).map_err(|e| e.to_string())?,
+        None => FailSpec::default(),
     };
+    let (faults, recover) = (fail.faults, fail.recover);
     Ok(DrillShape {
         sample,
         speed,
         boot_time,
         faults,
+        recover,
         seed: fleet.seed,
         rate: rate(exec)?,
     })

@@ -254,6 +254,7 @@ async fn start_fleet(s: &Setup) -> anyhow::Result<FleetHandle> {
             max: s.shape.boot_time.max.div_f64(s.shape.speed),
         };
         config.faults = s.shape.faults.clone();
+        config.recover = s.shape.recover.clone();
         config.seed = s.shape.seed;
         config.shard_size = DRILL_SHARD_SIZE;
         match Fleet::start(config).await {

@@ -14,6 +14,7 @@ mod live;
 mod plan;
 mod power;
 mod reboot;
+mod remediate;
 mod report;
 mod retry;
 mod run;
