@@ -7,7 +7,8 @@
 #   sudoers drop-in: the `become` tests log in as it (NOPASSWD to root, a
 #   password to the user `rekindle-test-pw`, nothing else; the tests set a
 #   fresh random password each run, so no fixed password exists);
-# - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests.
+# - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests;
+# - etcd-server: the `--etcd` tests start a three-member cluster on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ missing=()
 [ -x /usr/bin/sudo ] || missing+=(sudo)
 [ -x /usr/bin/ipmitool ] || missing+=(ipmitool)
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq

@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Bring a fleet of servers back: dependency-ordered, rate-limited, health-gated restarts over SSH",
     after_help = "Exit codes: 0 all hosts done; 1 finished with failures inside the budgets (validate: invalid); \
                   2 usage or input error; 3 aborted (failure budget exceeded or canary failed); \
-                  4 the journal could not record every outcome; 130 interrupted."
+                  4 the journal could not record every outcome; 5 fenced: the run's etcd lease was lost, \
+                  another bastion may drive it; 130 interrupted."
 )]
 pub struct Cli {
     /// More detail on stderr (repeat for more).
@@ -164,6 +165,39 @@ pub struct RunArgs {
     pub limit: Option<String>,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// Keeping a run in etcd, so that another bastion can see it and finish it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EtcdArgs {
+    /// Keep the run in etcd too: comma-separated `http(s)://host:port` client endpoints.
+    #[arg(long, value_name = "ENDPOINTS", env = "REKINDLE_ETCD")]
+    pub etcd: Option<String>,
+    /// Key prefix of rekindle's runs in etcd.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "/rekindle/",
+        env = "REKINDLE_ETCD_PREFIX"
+    )]
+    pub etcd_prefix: String,
+    /// CA bundle (PEM) to trust for the etcd endpoints' TLS.
+    #[arg(long, value_name = "FILE", env = "REKINDLE_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's TLS client authentication (with --etcd-key).
+    #[arg(long, value_name = "FILE", env = "REKINDLE_ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(long, value_name = "FILE", env = "REKINDLE_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// Time to live of the driver's lease: a driver that cannot renew it stops acting.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub etcd_ttl: String,
+    /// This bastion's name as other bastions see it [default: the host name].
+    #[arg(long, value_name = "NAME", env = "REKINDLE_BASTION")]
+    pub bastion: Option<String>,
 }
 
 /// Options shared by everything that executes a plan (run, resume, drill).
@@ -249,6 +283,8 @@ pub struct ResumeArgs {
     pub limit: Option<String>,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(Debug, Args)]

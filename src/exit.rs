@@ -17,6 +17,10 @@ pub enum Exit {
     /// The run ended, but its journal could not record every outcome (a
     /// full disk, say): which records were lost was said on stderr.
     JournalIncomplete,
+    /// The driver lost the lead of its run in etcd (lease keepalive late, or
+    /// a guarded write refused): it stopped acting at once; another bastion
+    /// may drive the run, or `resume --etcd` takes it over.
+    Fenced,
 }
 
 impl Exit {
@@ -28,6 +32,7 @@ impl Exit {
             Exit::Aborted => 3,
             Exit::Interrupted => 130,
             Exit::JournalIncomplete => 4,
+            Exit::Fenced => 5,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - [`transport`]: SSH, TCP/HTTP probes, Redfish.
 //! - [`journal`], [`report`]: consumers of the event stream.
 //! - [`live`]: the live status page, JSON status and metrics of `--listen`.
+//! - [`etcd`]: a run kept in etcd (`--etcd`): journal mirror, lease, fencing, takeover.
 //! - [`session`]: the execution pipeline `run`, `resume` and `drill` share
 //!   (inputs checked, lock, journal, engine, consumers, exit code).
 //! - [`sim`]: the simulated fleet; the engine never imports it.
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod commands;
 pub mod diag;
 pub mod engine;
+pub mod etcd;
 pub mod exit;
 pub mod inventory;
 pub mod journal;

@@ -147,6 +147,62 @@ pub(crate) fn outage(input: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("bad --bmc-outage `{input}` (e.g. 30s)"))
 }
 
+/// `--etcd` and its companions, checked; `None` without `--etcd`. A TLS
+/// flag without `--etcd` is an error: it would be silently ignored.
+pub(crate) fn etcd(etcd: &crate::cli::EtcdArgs) -> Result<Option<crate::etcd::Settings>, String> {
+    let Some(list) = etcd.etcd.as_deref() else {
+        if let Some(flag) = [
+            (etcd.etcd_ca.is_some(), "--etcd-ca"),
+            (etcd.etcd_cert.is_some(), "--etcd-cert"),
+            (etcd.etcd_key.is_some(), "--etcd-key"),
+        ]
+        .iter()
+        .find_map(|(set, f)| set.then_some(*f))
+        {
+            return Err(format!("{flag} needs --etcd (or REKINDLE_ETCD)"));
+        }
+        return Ok(None);
+    };
+    let endpoints = crate::etcd::client::parse_endpoints(list).map_err(|e| e.to_string())?;
+    let ttl = crate::playbook::units::parse_duration(&etcd.etcd_ttl)
+        .map_err(|e| format!("--etcd-ttl: {e}"))?;
+    if ttl < Duration::from_secs(2) {
+        return Err(format!(
+            "--etcd-ttl must be at least 2s, got {}",
+            etcd.etcd_ttl
+        ));
+    }
+    let mut prefix = etcd.etcd_prefix.clone();
+    if prefix.is_empty() {
+        return Err("--etcd-prefix must not be empty".into());
+    }
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok(Some(crate::etcd::Settings {
+        client: crate::etcd::client::ClientOptions {
+            endpoints,
+            ca: etcd.etcd_ca.clone(),
+            cert: etcd.etcd_cert.clone(),
+            key: etcd.etcd_key.clone(),
+            connect_timeout: crate::etcd::CONNECT_TIMEOUT,
+            request_timeout: (ttl / 5).max(Duration::from_secs(1)),
+        },
+        prefix,
+        ttl,
+        bastion: etcd
+            .bastion
+            .clone()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(crate::journal::bastion),
+    }))
+}
+
+/// Connects to etcd, or says why not.
+pub(crate) fn etcd_store(settings: crate::etcd::Settings) -> Result<crate::etcd::Store, String> {
+    crate::etcd::Store::connect(settings).map_err(|e| format!("--etcd: {e}"))
+}
+
 /// Loads and plans, printing every diagnostic and warning to stderr. `None`
 /// means errors were printed (exit 2).
 pub(crate) fn load(

@@ -406,6 +406,7 @@ async fn rehearse_on(
             scale: s.shape.speed,
         },
         consumers,
+        mirror: None,
     };
     Ok(session::execute_in(execution, cancel).await)
 }

@@ -5,6 +5,7 @@
 mod args;
 mod control;
 mod drill;
+mod etcd;
 mod hosts;
 mod plan;
 mod report;

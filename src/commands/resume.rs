@@ -28,6 +28,9 @@ use crate::session::consume::{Consumer, Seen};
 use crate::session::{self, Display, Execution};
 
 pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
+    if args.etcd.etcd.is_some() {
+        return super::etcd::resume(args, verbose);
+    }
     let journal = match journal::read(&args.journal_file) {
         Ok(j) => j,
         Err(e) => {
@@ -293,6 +296,7 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
                 verbose: verbose > 0,
             },
             consumers,
+            mirror: None,
         },
         args::notice,
     )?;

@@ -32,6 +32,13 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
             return Ok(Exit::Usage);
         }
     };
+    let etcd = match args::etcd(&args.etcd) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
     let settings = args::settings(&args.exec, rate, &loaded.inventory);
     // Every input is checked before the lock is taken or the journal created.
     let prepared = match session::prepare(loaded.plan, loaded.inventory, &settings) {
@@ -42,10 +49,18 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
         }
     };
     args::print_notes(&prepared.notes);
+    // etcd is reached (or not) before anyone is asked to confirm.
+    let store = match etcd.map(args::etcd_store).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
     if !args::confirm(&prepared.plan, args.exec.yes)? {
         return Ok(Exit::Usage);
     }
-    let header = session::header(
+    let mut header = session::header(
         &prepared.plan,
         &args.playbook,
         &args.inventories,
@@ -54,6 +69,9 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
         args.exec.rate.as_deref(),
         SystemTime::now(),
     )?;
+    if let Some(s) = &store {
+        header.bastion.clone_from(&s.settings.bastion);
+    }
     let mut earlier = Collector::new();
     earlier.record(&journal::Record::Header(header.clone()));
     let consumers = match args::live_views(&args.exec, &header.run_id, &prepared.plan, earlier, &[])
@@ -69,10 +87,23 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
         plan: &prepared.plan,
         inventory: &prepared.inventory,
     };
+    let mut lead = match &store {
+        Some(store) => match super::etcd::begin(store, &header, &prepared) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(Exit::Usage);
+            }
+        },
+        None => None,
+    };
     let opened = match session::open_new(&args.exec.journal, &header, locking, &[]) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(l) = lead {
+                l.close();
+            }
             return Ok(Exit::Usage);
         }
     };
@@ -96,9 +127,10 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
                 verbose: verbose > 0,
             },
             consumers,
+            mirror: lead.as_mut().map(crate::etcd::Lead::mirror),
         },
         args::notice,
     )?;
     args::print_finished(&finished, args.exec.quiet);
-    Ok(finished.exit)
+    Ok(super::etcd::finish(lead, finished.exit))
 }

@@ -30,6 +30,15 @@ pub struct Event {
 pub struct Ack(oneshot::Sender<()>);
 
 impl Ack {
+    /// A fresh acknowledgement and what resolves once it is done (an
+    /// error once it is dropped undone): a recorder that must also wait
+    /// for another one hands that one the fresh ack and acknowledges the
+    /// engine's own only when both are safe.
+    pub fn pair() -> (Ack, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Ack(tx), rx)
+    }
+
     pub fn done(self) {
         // The engine may have been aborted meanwhile; nobody is left to tell.
         let _ = self.0.send(());

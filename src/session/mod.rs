@@ -511,6 +511,16 @@ pub struct Execution {
     pub display: Display,
     /// More consumers, after the journal, display and summary.
     pub consumers: Vec<Box<dyn Consumer>>,
+    /// A recorder that keeps the journal elsewhere too (etcd, `--etcd`).
+    pub mirror: Option<Mirror>,
+}
+
+/// A second recorder of the journal: it sees every event before the local
+/// journal (and passes intents' acks on to it), and once `stop` turns true
+/// the run stops now, as on a second Ctrl-C: this driver may no longer act.
+pub struct Mirror {
+    pub consumer: Box<dyn Consumer>,
+    pub stop: watch::Receiver<bool>,
 }
 
 /// What an execution ended with.
@@ -554,6 +564,7 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         starts,
         display,
         consumers: extra,
+        mirror,
     } = execution;
     let Prepared {
         plan,
@@ -581,6 +592,11 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     opts.pause = pause.as_ref().map(|(rx, _)| rx.clone());
     let outcomes: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
     let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
+    let mut stop = None;
+    if let Some(m) = mirror {
+        consumers.push(m.consumer);
+        stop = Some(m.stop);
+    }
     // The journal first: an intent is on disk before anyone else hears of it.
     if let Some(w) = &writer {
         consumers.push(Box::new(consume::JournalConsumer::new(
@@ -617,6 +633,13 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         }
         None => (cancel, None),
     };
+    let (cancel, stopper) = match stop {
+        Some(s) => {
+            let (c, w) = abort_when(s, cancel);
+            (c, Some(w))
+        }
+        None => (cancel, None),
+    };
     let (tx, rx) = mpsc::channel(4096);
     let fan = tokio::spawn(consume::fan_out(rx, consumers));
     let clock = tokio::time::Instant::now();
@@ -629,7 +652,7 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         cancel,
     )
     .await;
-    if let Some(w) = watcher {
+    for w in [watcher, stopper].into_iter().flatten() {
         w.abort();
     }
     let elapsed = clock.elapsed();
@@ -788,6 +811,46 @@ fn drain_when_lost(
                 }
                 // Kept open until the engine is done with it (the task is
                 // aborted then): a closed channel would read as a change.
+                () = tx.closed() => break,
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// `outer`'s cancel levels, raised to `Abort` once `stop` turns true.
+fn abort_when(
+    mut stop: watch::Receiver<bool>,
+    mut outer: watch::Receiver<CancelLevel>,
+) -> (watch::Receiver<CancelLevel>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(*outer.borrow());
+    let raise = move |tx: &watch::Sender<CancelLevel>, level: CancelLevel| {
+        tx.send_if_modified(|l| {
+            let up = level > *l;
+            if up {
+                *l = level;
+            }
+            up
+        });
+    };
+    if *stop.borrow() {
+        raise(&tx, CancelLevel::Abort);
+    }
+    let task = tokio::spawn(async move {
+        let (mut outer_open, mut stop_open) = (true, true);
+        loop {
+            tokio::select! {
+                changed = outer.changed(), if outer_open => {
+                    outer_open = changed.is_ok();
+                    let level = *outer.borrow();
+                    raise(&tx, level);
+                }
+                changed = stop.changed(), if stop_open => {
+                    stop_open = changed.is_ok();
+                    if *stop.borrow() {
+                        raise(&tx, CancelLevel::Abort);
+                    }
+                }
                 () = tx.closed() => break,
             }
         }

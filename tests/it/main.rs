@@ -4,6 +4,7 @@
 mod certs;
 mod drill;
 mod escalation;
+mod etcd;
 mod hardening;
 mod hosts;
 mod inventory;

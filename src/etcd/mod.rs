@@ -1,0 +1,660 @@
+//! A run kept in etcd (`--etcd`), so that it survives the loss of the
+//! bastion that drives it: the journal mirrored record by record, the
+//! inputs stored with their SHA-256, one driver at a time through a leader
+//! key held with a lease, fencing, and the listing `status` shows.
+//!
+//! - [`client`]: etcd's v3 JSON gateway over reqwest.
+//! - [`lead`]: the lease, the guard and the journal mirror (an event consumer).
+//!
+//! Layout under the prefix (default `/rekindle/`):
+//!
+//! ```text
+//! PREFIX epoch                      bumped by every leader change (collision checks are atomic with it)
+//! PREFIX leader/RUN_ID              the driver (JSON), attached to its lease; create revision = fencing token
+//! PREFIX standby/RUN_ID/BASTION-PID a waiting standby (JSON), attached to its own lease
+//! PREFIX run/RUN_ID/header          the journal header (JSON)
+//! PREFIX run/RUN_ID/hosts/NNNNNN    the selected host names, one per line, in chunks
+//! PREFIX run/RUN_ID/input/N/meta    one input file: its path and SHA-256 and chunk count
+//! PREFIX run/RUN_ID/input/N/NNNNNN  its content in chunks
+//! PREFIX run/RUN_ID/log/NNNNNNNNNNNN journal records, JSON lines each stamped with its token
+//! ```
+//!
+//! Owns that layout and the rules on it (a leader key is created only
+//! where none is, and every journal write is a transaction guarded by the
+//! leader key's create revision). It runs on a runtime of its own, beside
+//! the session's, and must not print (notices go through the function the
+//! command hands in) nor touch hosts: what runs is the session's.
+
+pub mod client;
+pub mod lead;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::journal::{self, Header, Record};
+use client::{Client, ClientOptions, Compare, EtcdError, Op};
+use lead::{Fenced, Guard, Mirror};
+
+/// `--etcd-ttl`'s default: the lease's time to live.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+/// How long `--etcd` may take to connect before the run gives up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Chunks of inputs and host lists: well under etcd's 1.5 MiB request limit.
+const CHUNK: usize = 256 * 1024;
+
+/// Everything `--etcd` and its companion flags say, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub client: ClientOptions,
+    /// Ends with `/`.
+    pub prefix: String,
+    pub ttl: Duration,
+    /// Who this process is to other bastions (`--bastion`, else the host name).
+    pub bastion: String,
+}
+
+/// The keys of one run.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    run: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, run: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+            run: run.to_owned(),
+        }
+    }
+    fn k(&self, rest: &str) -> Vec<u8> {
+        format!("{}{rest}", self.prefix).into_bytes()
+    }
+    pub fn leader(&self) -> Vec<u8> {
+        self.k(&format!("leader/{}", self.run))
+    }
+    fn standby(&self) -> Vec<u8> {
+        self.k(&format!("standby/{}/", self.run))
+    }
+    fn header(&self) -> Vec<u8> {
+        self.k(&format!("run/{}/header", self.run))
+    }
+    fn hosts(&self) -> Vec<u8> {
+        self.k(&format!("run/{}/hosts/", self.run))
+    }
+    fn input(&self, n: usize) -> Vec<u8> {
+        self.k(&format!("run/{}/input/{n}/", self.run))
+    }
+    fn log(&self) -> Vec<u8> {
+        self.k(&format!("run/{}/log/", self.run))
+    }
+    pub fn segment(&self, seq: u64) -> Vec<u8> {
+        let mut k = self.log();
+        k.extend_from_slice(format!("{seq:012}").as_bytes());
+        k
+    }
+}
+
+/// The driver of a run, as its leader key says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Driver {
+    pub run_id: String,
+    pub plan: String,
+    pub operator: String,
+    pub bastion: String,
+    pub pid: u32,
+    /// When it took the lead (RFC 3339).
+    pub since: String,
+    /// The leader key's create revision: filled in when read back.
+    #[serde(default)]
+    pub token: i64,
+}
+
+/// The token stamped on a journal line in etcd.
+#[cfg(test)]
+#[derive(Debug, Deserialize)]
+pub(crate) struct Stamp {
+    pub token: Option<i64>,
+}
+
+/// A run whose selected hosts overlap those of the run being started.
+#[derive(Debug, Clone)]
+pub struct Collision {
+    pub driver: Driver,
+    pub overlap: usize,
+    pub sample: Vec<String>,
+}
+
+impl std::fmt::Display for Collision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.driver;
+        write!(
+            f,
+            "refusing to start: {} selected hosts overlap live run {} (`{}`) driven by {} on bastion {} (pid {}, fencing token {}), e.g. {}",
+            self.overlap,
+            d.run_id,
+            d.plan,
+            d.operator,
+            d.bastion,
+            d.pid,
+            d.token,
+            self.sample.join(", ")
+        )
+    }
+}
+
+/// Why a run could not be started or taken in etcd.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Etcd(#[from] EtcdError),
+    #[error("{0}")]
+    Collision(Box<Collision>),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// A connection to the cluster, on a runtime of its own.
+pub struct Store {
+    rt: tokio::runtime::Runtime,
+    client: Arc<Client>,
+    pub settings: Settings,
+}
+
+/// One run as etcd has it: for `status`.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub header: Header,
+    pub driver: Option<Driver>,
+    pub standbys: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub in_flight: usize,
+    pub finished: Option<String>,
+    /// Time of the last record.
+    pub last_record: Option<SystemTime>,
+}
+
+impl Store {
+    /// Connects: one read within the connect timeout, or a clear error.
+    pub fn connect(settings: Settings) -> Result<Store, EtcdError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("rekindle-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| EtcdError::Config(format!("cannot start the etcd runtime: {e}")))?;
+        let client = Arc::new(Client::new(&settings.client)?);
+        let epoch = format!("{}epoch", settings.prefix).into_bytes();
+        let c = Arc::clone(&client);
+        let endpoints = settings.client.endpoints.join(",");
+        let timeout = settings.client.connect_timeout;
+        rt.block_on(async move {
+            match tokio::time::timeout(timeout, c.get(&epoch)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(EtcdError::Unreachable(format!(
+                    "{endpoints}: no answer within {}s",
+                    timeout.as_secs()
+                ))),
+            }
+        })?;
+        Ok(Store {
+            rt,
+            client,
+            settings,
+        })
+    }
+
+    fn keys(&self, run: &str) -> Keys {
+        Keys::new(&self.settings.prefix, run)
+    }
+
+    /// Every live run's driver (a leader key held by a lease).
+    pub fn drivers(&self) -> Result<Vec<Driver>, EtcdError> {
+        let prefix = format!("{}leader/", self.settings.prefix).into_bytes();
+        let kvs = self.rt.block_on(self.client.range(&prefix, true))?;
+        Ok(kvs.iter().filter_map(driver_of).collect())
+    }
+
+    /// The host names a run selected.
+    fn hosts_of(&self, run: &str) -> Result<Vec<String>, EtcdError> {
+        let kvs = self
+            .rt
+            .block_on(self.client.range(&self.keys(run).hosts(), true))?;
+        Ok(kvs
+            .iter()
+            .flat_map(|kv| {
+                String::from_utf8_lossy(&kv.value)
+                    .into_owned()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect())
+    }
+
+    /// The first live run (other than `me`) whose hosts overlap `hosts`.
+    fn collision(&self, hosts: &HashSet<&str>, me: &str) -> Result<Option<Collision>, EtcdError> {
+        for d in self.drivers()? {
+            if d.run_id == me {
+                continue;
+            }
+            let theirs = self.hosts_of(&d.run_id)?;
+            let mut common: Vec<String> = theirs
+                .into_iter()
+                .filter(|h| hosts.contains(h.as_str()))
+                .collect();
+            if !common.is_empty() {
+                common.sort();
+                let overlap = common.len();
+                common.truncate(5);
+                return Ok(Some(Collision {
+                    driver: d,
+                    overlap,
+                    sample: common,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores a new run (header, hosts, inputs) and takes its lead: refused
+    /// when a live run selects one of `hosts`.
+    pub fn begin(
+        &self,
+        header: &Header,
+        hosts: &[&str],
+        notice: fn(&str),
+    ) -> Result<Lead, StartError> {
+        let keys = self.keys(&header.run_id);
+        let selected: HashSet<&str> = hosts.iter().copied().collect();
+        if let Some(c) = self.collision(&selected, &header.run_id)? {
+            return Err(StartError::Collision(Box::new(c)));
+        }
+        let inputs = read_inputs(header)?;
+        self.rt.block_on(async {
+            let c = &self.client;
+            for (i, chunk) in chunks(hosts.join("\n").as_bytes()).enumerate() {
+                let mut k = keys.hosts();
+                k.extend_from_slice(format!("{i:06}").as_bytes());
+                c.put(&k, chunk).await?;
+            }
+            for (n, (meta, content)) in inputs.iter().enumerate() {
+                let base = keys.input(n);
+                let mut count = 0;
+                for (i, chunk) in chunks(content).enumerate() {
+                    let mut k = base.clone();
+                    k.extend_from_slice(format!("{i:06}").as_bytes());
+                    c.put(&k, chunk).await?;
+                    count += 1;
+                }
+                let meta = InputMeta {
+                    chunks: count,
+                    ..meta.clone()
+                };
+                let mut k = base;
+                k.extend_from_slice(b"meta");
+                c.put(&k, &serde_json::to_vec(&meta).unwrap_or_default())
+                    .await?;
+            }
+            Ok::<_, EtcdError>(())
+        })?;
+        let lead = self.take_lead(header, &selected, 0, notice)?;
+        let line = lead::header_line(header, lead.token);
+        self.rt.block_on(self.client.put(
+            &keys.header(),
+            &serde_json::to_vec(header).unwrap_or_default(),
+        ))?;
+        // The header is segment 0, under the token like every record.
+        let mut lead = lead;
+        lead.first_segment(line)?;
+        Ok(lead)
+    }
+
+    /// Creates the leader key where none is, atomically with the epoch the
+    /// collision check read (a run started meanwhile makes it try again).
+    fn take_lead(
+        &self,
+        header: &Header,
+        hosts: &HashSet<&str>,
+        next_seq: u64,
+        notice: fn(&str),
+    ) -> Result<Lead, StartError> {
+        let keys = self.keys(&header.run_id);
+        let epoch = format!("{}epoch", self.settings.prefix).into_bytes();
+        let ttl = self.settings.ttl;
+        for _ in 0..5 {
+            let seen = self
+                .rt
+                .block_on(self.client.get(&epoch))?
+                .map_or(0, |kv| kv.mod_revision);
+            if let Some(c) = self.collision(hosts, &header.run_id)? {
+                return Err(StartError::Collision(Box::new(c)));
+            }
+            let granted_at = Instant::now();
+            let lease = self.rt.block_on(self.client.grant(ttl))?;
+            let driver = Driver {
+                run_id: header.run_id.clone(),
+                plan: header.plan.clone(),
+                operator: journal::operator(),
+                bastion: self.settings.bastion.clone(),
+                pid: std::process::id(),
+                since: journal::rfc3339(SystemTime::now()),
+                token: 0,
+            };
+            let r = self.rt.block_on(self.client.txn(
+                &[
+                    Compare::Created(keys.leader(), 0),
+                    Compare::Modified(epoch.clone(), seen),
+                ],
+                &[
+                    Op::Put {
+                        key: keys.leader(),
+                        value: serde_json::to_vec(&driver).unwrap_or_default(),
+                        lease,
+                    },
+                    Op::Put {
+                        key: epoch.clone(),
+                        value: header.run_id.as_bytes().to_vec(),
+                        lease: 0,
+                    },
+                ],
+                &[Op::Range {
+                    prefix: keys.leader(),
+                }],
+            ))?;
+            if r.succeeded {
+                let guard = Guard::new(granted_at, ttl);
+                let client = Arc::clone(&self.client);
+                let g = Arc::clone(&guard);
+                let keepalive = self.rt.spawn(lead::keep_alive(client, lease, g));
+                let handle = self.rt.handle().clone();
+                return Ok(Lead {
+                    rt: handle,
+                    client: Arc::clone(&self.client),
+                    keys,
+                    lease,
+                    token: r.revision,
+                    guard,
+                    keepalive,
+                    mirror: None,
+                    next_seq,
+                    notice,
+                });
+            }
+            let _ = self.rt.block_on(self.client.revoke(lease));
+            if let Some(kv) = r.ranges.first().and_then(|r| r.first()) {
+                let d = driver_of(kv).unwrap_or(driver);
+                return Err(StartError::Input(format!(
+                    "run {} is driven by {} on bastion {} (pid {}, fencing token {})",
+                    header.run_id, d.operator, d.bastion, d.pid, d.token
+                )));
+            }
+        }
+        Err(StartError::Input(
+            "other runs kept starting meanwhile; try again".into(),
+        ))
+    }
+
+    /// Everything etcd holds about `run`: its journal (records in order).
+    pub fn journal(&self, run: &str) -> Result<Option<journal::Journal>, EtcdError> {
+        let kvs = self
+            .rt
+            .block_on(self.client.range(&self.keys(run).log(), true))?;
+        Ok(journal_of(&kvs))
+    }
+
+    /// Every run etcd holds, newest first, with its driver and progress.
+    pub fn runs(&self) -> Result<Vec<RunInfo>, EtcdError> {
+        let prefix = self.settings.prefix.clone();
+        let headers = self
+            .rt
+            .block_on(self.client.range(format!("{prefix}run/").as_bytes(), true))?;
+        let drivers: BTreeMap<String, Driver> = self
+            .drivers()?
+            .into_iter()
+            .map(|d| (d.run_id.clone(), d))
+            .collect();
+        let standbys = self.rt.block_on(
+            self.client
+                .range(format!("{prefix}standby/").as_bytes(), true),
+        )?;
+        let mut runs = Vec::new();
+        for kv in headers.iter().filter(|kv| kv.key.ends_with(b"/header")) {
+            let Ok(header) = serde_json::from_slice::<Header>(&kv.value) else {
+                continue;
+            };
+            let journal = self.journal(&header.run_id)?;
+            let mut info = RunInfo {
+                driver: drivers.get(&header.run_id).cloned(),
+                standbys: standbys
+                    .iter()
+                    .filter(|s| s.key.starts_with(&self.keys(&header.run_id).standby()))
+                    .count(),
+                done: 0,
+                failed: 0,
+                in_flight: 0,
+                finished: None,
+                last_record: None,
+                header,
+            };
+            if let Some(j) = journal {
+                progress(&j, &mut info);
+            }
+            runs.push(info);
+        }
+        runs.sort_by(|a, b| b.header.started_at.cmp(&a.header.started_at));
+        Ok(runs)
+    }
+}
+
+/// Done, failed and in-flight hosts, the outcome and the last record's time.
+fn progress(j: &journal::Journal, info: &mut RunInfo) {
+    let mut collector = crate::report::summary::Collector::new();
+    for r in &j.records {
+        collector.record(r);
+        if let Record::Event { at, .. } = r {
+            info.last_record = journal::parse_rfc3339(at).or(info.last_record);
+        }
+    }
+    let s = collector.summary();
+    for h in &s.hosts {
+        match h.status.as_str() {
+            "done" => info.done += 1,
+            "failed" | "unreachable" => info.failed += 1,
+            "running" => info.in_flight += 1,
+            _ => {}
+        }
+    }
+    info.finished = s
+        .outcome
+        .map(|o| crate::report::summary::outcome_words(Some(o)).to_owned());
+}
+
+fn driver_of(kv: &client::Kv) -> Option<Driver> {
+    let mut d: Driver = serde_json::from_slice(&kv.value).ok()?;
+    d.token = kv.create_revision;
+    Some(d)
+}
+
+/// The journal in a run's log segments, in key order.
+fn journal_of(kvs: &[client::Kv]) -> Option<journal::Journal> {
+    let mut records = Vec::new();
+    for kv in kvs {
+        for line in kv.value.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if let Ok(r) = serde_json::from_slice::<Record>(line) {
+                records.push(r);
+            }
+        }
+    }
+    let header = match records.first() {
+        Some(Record::Header(h)) => h.clone(),
+        _ => return None,
+    };
+    Some(journal::Journal {
+        header,
+        records,
+        torn_tail: false,
+    })
+}
+
+fn chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let n = bytes.len().div_ceil(CHUNK).max(1);
+    (0..n).map(move |i| &bytes[(i * CHUNK).min(bytes.len())..((i + 1) * CHUNK).min(bytes.len())])
+}
+
+/// One stored input file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InputMeta {
+    /// The path the header names.
+    path: String,
+    sha256: String,
+    chunks: usize,
+}
+
+/// The playbook and inventory files the header names, read and checked
+/// against its hashes (an input that changed since it was hashed is refused).
+fn read_inputs(header: &Header) -> Result<Vec<(InputMeta, Vec<u8>)>, StartError> {
+    std::iter::once(&header.playbook)
+        .chain(&header.inventories)
+        .map(|f| {
+            let p = std::path::Path::new(&f.path);
+            if p.is_dir() {
+                return Err(StartError::Input(format!(
+                    "--etcd: {} is a directory inventory; etcd stores input files only (give its files with -i each)",
+                    f.path
+                )));
+            }
+            if !p.exists() {
+                // A host list given as `-i 'a,b,'`: the header carries it.
+                return Ok((
+                    InputMeta {
+                        path: f.path.clone(),
+                        sha256: f.sha256.clone(),
+                        chunks: 0,
+                    },
+                    Vec::new(),
+                ));
+            }
+            let content = std::fs::read(p)
+                .map_err(|e| StartError::Input(format!("cannot read {}: {e}", f.path)))?;
+            if hex::encode(Sha256::digest(&content)) != f.sha256 {
+                return Err(StartError::Input(format!(
+                    "{} changed while the run started",
+                    f.path
+                )));
+            }
+            Ok((
+                InputMeta {
+                    path: f.path.clone(),
+                    sha256: f.sha256.clone(),
+                    chunks: 0,
+                },
+                content,
+            ))
+        })
+        .collect()
+}
+
+/// The lead of a run: its lease kept alive, its guard, and its mirror.
+pub struct Lead {
+    rt: tokio::runtime::Handle,
+    client: Arc<Client>,
+    keys: Keys,
+    lease: i64,
+    pub token: i64,
+    guard: Arc<Guard>,
+    keepalive: tokio::task::JoinHandle<()>,
+    mirror: Option<tokio::task::JoinHandle<u64>>,
+    next_seq: u64,
+    notice: fn(&str),
+}
+
+impl Lead {
+    /// Writes `line` as the next segment under the token, before any mirror.
+    fn first_segment(&mut self, line: Vec<u8>) -> Result<(), StartError> {
+        let r = self.rt.block_on(self.client.txn(
+            &[Compare::Created(self.keys.leader(), self.token)],
+            &[Op::Put {
+                key: self.keys.segment(self.next_seq),
+                value: line,
+                lease: 0,
+            }],
+            &[],
+        ))?;
+        if !r.succeeded {
+            self.guard.fence(Fenced::Refused);
+            return Err(StartError::Input(format!(
+                "lost the lead of run {} at once",
+                self.keys.run
+            )));
+        }
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// The consumer that mirrors the journal into etcd (it goes before the
+    /// local journal), and what turns true once this driver is fenced.
+    pub fn mirror(&mut self) -> crate::session::Mirror {
+        let _entered = self.rt.enter();
+        let (consumer, task) = Mirror {
+            client: Arc::clone(&self.client),
+            keys: self.keys.clone(),
+            token: self.token,
+            guard: Arc::clone(&self.guard),
+            next_seq: self.next_seq,
+            notice: self.notice,
+        }
+        .start();
+        self.mirror = Some(task);
+        crate::session::Mirror {
+            consumer: Box::new(consumer),
+            stop: self.guard.stopped(),
+        }
+    }
+
+    /// Why this driver stopped acting, if it did.
+    pub fn fenced(&self) -> Option<Fenced> {
+        self.guard.fenced()
+    }
+
+    /// The message a fenced driver exits with.
+    pub fn fenced_message(&self, why: &Fenced) -> String {
+        format!(
+            "fenced: this driver (fencing token {}) lost the lead of run {}: {why}; it started nothing more \
+             and sent nothing queued. Another bastion may be driving the run now (`rekindle status --etcd ...`); \
+             if none is, take it over with `rekindle resume {} --etcd ...`",
+            self.token, self.keys.run, self.keys.run
+        )
+    }
+
+    /// Waits for the mirror to commit what it was given (the consumer
+    /// must be gone: the session dropped it), then gives the lead up.
+    pub fn close(mut self) {
+        let mirror = self.mirror.take();
+        let ttl = self.guard_ttl();
+        self.rt.block_on(async {
+            if let Some(m) = mirror {
+                let _ = tokio::time::timeout(ttl, m).await;
+            }
+        });
+        self.keepalive.abort();
+        if self.guard.fenced().is_none() {
+            let (client, lease) = (&self.client, self.lease);
+            let _ = self.rt.block_on(async move {
+                tokio::time::timeout(CONNECT_TIMEOUT, client.revoke(lease)).await
+            });
+        }
+    }
+
+    fn guard_ttl(&self) -> Duration {
+        DEFAULT_TTL.max(Duration::from_secs(1))
+    }
+}

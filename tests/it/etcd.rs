@@ -1,0 +1,560 @@
+//! `--etcd` end to end: a real three-member etcd cluster (Debian's
+//! `etcd-server`) on loopback ports with its own data directories, and the
+//! simulator's real SSH hosts. Two rekindle processes on this machine stand
+//! for two bastions (`--bastion NAME`). Everything started is stopped by PID.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, KillOnDrop, SimProcess};
+
+/// One etcd member's process and how to start it again.
+struct Member {
+    name: String,
+    client: u16,
+    args: Vec<String>,
+    process: Option<KillOnDrop>,
+}
+
+/// Three members on `127.0.0.1:base..base+2` (peers on base+10..), data in a tempdir.
+struct Cluster {
+    members: Vec<Member>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(base: u16) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let initial: Vec<String> = (0..3)
+            .map(|i| format!("m{i}=http://127.0.0.1:{}", base + 10 + i))
+            .collect();
+        let members = (0..3u16)
+            .map(|i| {
+                let name = format!("m{i}");
+                let client = base + i;
+                let peer = base + 10 + i;
+                let args = vec![
+                    format!("--name={name}"),
+                    format!("--data-dir={}", dir.path().join(&name).display()),
+                    format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                    format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                    format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                    format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                    format!("--initial-cluster={}", initial.join(",")),
+                    "--initial-cluster-state=new".into(),
+                    format!("--initial-cluster-token=rekindle-test-{base}"),
+                    // A loaded two-core machine: no spurious elections.
+                    "--heartbeat-interval=200".into(),
+                    "--election-timeout=2000".into(),
+                ];
+                Member {
+                    name,
+                    client,
+                    args,
+                    process: None,
+                }
+            })
+            .collect();
+        let mut cluster = Cluster { members, _dir: dir };
+        for i in 0..3 {
+            cluster.resume_member(i);
+        }
+        cluster.wait_healthy(&[0, 1, 2]);
+        cluster
+    }
+
+    fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills member `i` (SIGKILL, by PID).
+    fn stop_member(&mut self, i: usize) {
+        self.members[i].process = None;
+    }
+
+    /// Starts member `i` (again, on its data directory).
+    fn resume_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let child = Command::new("etcd")
+            .args(&m.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("etcd {} starts (is etcd-server installed?): {e}", m.name));
+        m.process = Some(KillOnDrop::new(child));
+    }
+
+    /// Waits (bounded) until each of `members` says it is healthy (has a leader).
+    fn wait_healthy(&self, members: &[usize]) {
+        for &i in members {
+            let port = self.members[i].client;
+            let ok = poll(Duration::from_secs(60), || {
+                http(port, "GET", "/health", "").is_some_and(|b| b.contains("\"health\":\"true\""))
+            });
+            assert!(ok, "etcd member {i} never became healthy");
+        }
+    }
+
+    fn get(&self, key: &str) -> Vec<serde_json::Value> {
+        let body = format!(
+            "{{\"key\":\"{}\",\"range_end\":\"{}\"}}",
+            b64(key.as_bytes()),
+            b64(&prefix_end(key.as_bytes()))
+        );
+        let answer = self
+            .members
+            .iter()
+            .filter(|m| m.process.is_some())
+            .find_map(|m| http(m.client, "POST", "/v3/kv/range", &body))
+            .expect("a member answers");
+        let v: serde_json::Value = serde_json::from_str(&answer).expect("json");
+        v["kvs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The values of every key under `prefix`, decoded.
+    fn values(&self, prefix: &str) -> Vec<(String, String)> {
+        self.get(prefix)
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(&unb64(kv["key"].as_str().unwrap_or(""))).into_owned(),
+                    String::from_utf8_lossy(&unb64(kv["value"].as_str().unwrap_or("")))
+                        .into_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn prefix_end(p: &[u8]) -> Vec<u8> {
+    let mut e = p.to_vec();
+    let last = e.pop().expect("non-empty");
+    e.push(last + 1);
+    e
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn b64(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let Some(v) = B64.iter().position(|&x| x == c) else {
+            continue;
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// A one-shot HTTP/1.0 request to 127.0.0.1:`port`; the body on a 2xx.
+fn http(port: u16, method: &str, path: &str, body: &str) -> Option<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.starts_with("HTTP/1.0 2") || head.starts_with("HTTP/1.1 2")).then(|| body.to_owned())
+}
+
+/// Polls `cond` every 100 ms for at most `limit`.
+fn poll(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let step = Duration::from_millis(100);
+    for _ in 0..=limit.as_millis() / step.as_millis() {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(step);
+    }
+    false
+}
+
+/// A simulated fleet of `hosts` hosts on its own ports.
+fn sim(dir: &Path, hosts: usize, port: u16, boot: &str) -> SimProcess {
+    let (n, p, h) = (hosts.to_string(), port.to_string(), (port + 1).to_string());
+    SimProcess::builder(&[
+        "--hosts",
+        &n,
+        "--port",
+        &p,
+        "--http-port",
+        &h,
+        "--boot-time",
+        boot,
+    ])
+    .out(dir)
+    .stderr_null()
+    .start()
+}
+
+/// Reboots per host, from the simulator's status.json.
+fn reboots(sim: &SimProcess) -> Vec<(String, u64)> {
+    let v = sim.status();
+    let mut out: Vec<(String, u64)> = v["hosts"]
+        .as_object()
+        .expect("hosts")
+        .iter()
+        .map(|(k, h)| (k.clone(), h["reboots"].as_u64().unwrap_or(u64::MAX)))
+        .collect();
+    out.sort();
+    out
+}
+
+fn total_reboots(sim: &SimProcess) -> u64 {
+    reboots(sim).iter().map(|(_, n)| n).sum()
+}
+
+/// The status.json refresh period, and then some: counters read after it
+/// include everything sent before.
+const STATUS_SETTLE: Duration = Duration::from_millis(2500);
+
+/// A test's working directory: sim, playbook, journals.
+struct Case {
+    work: tempfile::TempDir,
+    sim: SimProcess,
+    playbook: PathBuf,
+}
+
+impl Case {
+    fn new(hosts: usize, port: u16, boot: &str, parallel: usize) -> Case {
+        let work = tempfile::tempdir().expect("tempdir");
+        let sim = sim(&work.path().join("sim"), hosts, port, boot);
+        let playbook = work.path().join("reboot.yaml");
+        std::fs::write(
+            &playbook,
+            format!(
+                "version: 1\nname: etcd-e2e\ndefaults: {{ connect_timeout: 5s, command_timeout: 20s }}\n\
+                 stages:\n  - name: all\n    select: {{ name: \"sim-*\" }}\n    parallel: {parallel}\n    steps:\n\
+                 \x20     - reboot: {{ timeout: 90s }}\n      - run: \"true\"\n"
+            ),
+        )
+        .expect("playbook");
+        Case {
+            work,
+            sim,
+            playbook,
+        }
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.sim.path("inventory.yaml")
+    }
+
+    /// `rekindle run` of the case's playbook with `--etcd` from `bastion`.
+    fn run(&self, etcd: &str, bastion: &str, extra: &[&str]) -> Command {
+        self.run_playbook(&self.playbook, etcd, bastion, extra)
+    }
+
+    fn run_playbook(&self, playbook: &Path, etcd: &str, bastion: &str, extra: &[&str]) -> Command {
+        let mut c = support::rekindle_in(self.work.path());
+        c.arg("run")
+            .arg(playbook)
+            .arg("-i")
+            .arg(self.inventory())
+            .args(["--yes", "--journal"])
+            .arg(self.work.path().join(format!("journal-{bastion}")))
+            .args(["--etcd", etcd, "--bastion", bastion])
+            .args(extra);
+        c
+    }
+}
+
+/// A child whose stderr is collected as it comes.
+struct Running {
+    child: KillOnDrop,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rekindle starts");
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let into = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock()
+                    .expect("stderr")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running {
+            child: KillOnDrop::new(child),
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr").clone()
+    }
+
+    fn wait_stderr(&self, what: &str, limit: Duration) {
+        assert!(
+            poll(limit, || self.stderr().contains(what)),
+            "never said {what:?}: {}",
+            self.stderr()
+        );
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = i32::try_from(self.child.pid()).expect("pid");
+        assert!(pid > 0);
+        // SAFETY: signalling our own child, not yet reaped, by its pid.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// The exit code, waiting at most `limit`.
+    fn wait(mut self, limit: Duration) -> (i32, String) {
+        let status = self.child.wait_for(limit);
+        // The reader thread ends at EOF, just after the exit.
+        std::thread::sleep(Duration::from_millis(200));
+        let err = self.stderr();
+        let status = status.unwrap_or_else(|| panic!("did not exit within {limit:?}: {err}"));
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+#[test]
+fn etcd_unreachable_at_start_is_a_clear_error_and_nothing_runs() {
+    let case = Case::new(2, 24_610, "0s", 2);
+    // Nothing listens on this port.
+    let mut cmd = case.run("http://127.0.0.1:23799", "b1", &[]);
+    let started = Instant::now();
+    let (code, _, err) = support::run(&mut cmd);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--etcd: etcd unreachable: http://127.0.0.1:23799"),
+        "{err}"
+    );
+    // Refused before the journal or any host: no reboot was sent.
+    assert!(
+        !case.work.path().join("journal-b1").exists(),
+        "no journal for a run that never started"
+    );
+    std::thread::sleep(STATUS_SETTLE);
+    assert_eq!(total_reboots(&case.sim), 0);
+    // A bound, not a timing claim: a refused connection is not waited out.
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    let (code, _, err) = support::run(case.run("127.0.0.1:2379", "b1", &[]).arg("-q"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not http(s)://host:port"), "{err}");
+    let (code, _, err) = support::run(
+        support::rekindle_in(case.work.path())
+            .arg("run")
+            .arg(&case.playbook)
+            .arg("-i")
+            .arg(case.inventory())
+            .args(["--yes", "--etcd-ca", "/nonexistent/ca.pem"])
+            .env_remove("REKINDLE_ETCD"),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--etcd-ca needs --etcd"), "{err}");
+    let (code, _, err) = support::run(&mut case.run(
+        "http://127.0.0.1:23799",
+        "b1",
+        &["--etcd-ca", "/nonexistent/ca.pem"],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--etcd-ca /nonexistent/ca.pem"), "{err}");
+}
+
+#[test]
+fn a_run_is_mirrored_into_etcd_and_a_colliding_run_from_another_bastion_is_refused() {
+    let cluster = Cluster::start(23_710);
+    let etcd = cluster.endpoints();
+    let case = Case::new(6, 24_620, "2s", 2);
+    let first = Running::start(case.run(&etcd, "bastion-a", &[]));
+    first.wait_stderr("fencing token", Duration::from_secs(60));
+    // Another bastion, the same hosts through a different playbook file.
+    let other = case.work.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&case.playbook)
+            .expect("playbook")
+            .replace("etcd-e2e", "other-plan"),
+    )
+    .expect("other playbook");
+    let (code, _, err) = support::run(
+        case.run_playbook(
+            &other,
+            &etcd,
+            "bastion-b",
+            &["--limit", "name=sim-0000[1-3]"],
+        )
+        .env("REKINDLE_BASTION", "the-flag-wins"),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("refusing to start: 3 selected hosts overlap live run")
+            && err.contains("on bastion bastion-a")
+            && err.contains("sim-00001, sim-00002, sim-00003"),
+        "{err}"
+    );
+    let (code, err) = first.wait(Duration::from_secs(120));
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(STATUS_SETTLE);
+    assert!(
+        reboots(&case.sim).iter().all(|(_, n)| *n == 1),
+        "{:?}",
+        reboots(&case.sim)
+    );
+
+    // The whole journal is in etcd, every record stamped with the token.
+    let log = cluster.values("/rekindle/run/");
+    let records: Vec<serde_json::Value> = log
+        .iter()
+        .filter(|(k, _)| k.contains("/log/"))
+        .flat_map(|(_, v)| {
+            v.lines()
+                .map(|l| serde_json::from_str(l).expect("json line"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(records[0]["record"], "header");
+    let token = records[0]["token"].as_i64().expect("token");
+    assert!(records.iter().all(|r| r["token"].as_i64() == Some(token)));
+    let issued = records
+        .iter()
+        .filter(|r| r["event"] == "reboot_issued")
+        .count();
+    assert_eq!(issued, 6);
+    assert!(records.iter().any(|r| r["event"] == "run_finished"));
+    // The inputs, whole, with the header's hash.
+    assert!(
+        log.iter()
+            .any(|(k, v)| k.ends_with("/input/0/000000") && v.contains("etcd-e2e"))
+    );
+    // Finished and gone from the leaders: the lease was given up.
+    assert!(cluster.get("/rekindle/leader/").is_empty());
+    // Now the other run may go.
+    let (code, _, err) = support::run(&mut case.run_playbook(
+        &other,
+        &etcd,
+        "bastion-b",
+        &["--limit", "name=sim-0000[1-3]", "-q"],
+    ));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_driver_stopped_past_its_lease_is_fenced_and_sends_nothing_more() {
+    let cluster = Cluster::start(23_730);
+    let case = Case::new(6, 24_630, "2s", 1);
+    let driver = Running::start(case.run(&cluster.endpoints(), "b1", &["--etcd-ttl", "3s"]));
+    assert!(
+        poll(Duration::from_secs(60), || total_reboots(&case.sim) >= 1),
+        "no reboot started"
+    );
+    driver.signal(libc::SIGSTOP);
+    std::thread::sleep(STATUS_SETTLE);
+    let before = reboots(&case.sim);
+    // Past the TTL: the lease expires in etcd meanwhile.
+    std::thread::sleep(Duration::from_secs(5));
+    driver.signal(libc::SIGCONT);
+    let (code, err) = driver.wait(Duration::from_secs(60));
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("error: fenced: this driver (fencing token "),
+        "{err}"
+    );
+    std::thread::sleep(STATUS_SETTLE);
+    assert_eq!(
+        reboots(&case.sim),
+        before,
+        "the fenced driver sent a reboot"
+    );
+    assert!(
+        before.iter().any(|(_, n)| *n == 0),
+        "the run had hosts left: {before:?}"
+    );
+}
+
+#[test]
+fn losing_one_member_goes_on_and_losing_quorum_holds_every_action_until_it_returns() {
+    let mut cluster = Cluster::start(23_750);
+    let case = Case::new(8, 24_650, "1s", 1);
+    let driver = Running::start(case.run(&cluster.endpoints(), "b1", &[]));
+    assert!(
+        poll(Duration::from_secs(60), || total_reboots(&case.sim) >= 1),
+        "no reboot started"
+    );
+    cluster.stop_member(0);
+    let at_one_down = total_reboots(&case.sim);
+    assert!(
+        poll(Duration::from_secs(60), || total_reboots(&case.sim)
+            >= at_one_down + 2),
+        "the run did not go on with one member down: {}",
+        driver.stderr()
+    );
+    cluster.stop_member(1);
+    driver.wait_stderr("etcd: cannot commit the journal", Duration::from_secs(60));
+    std::thread::sleep(STATUS_SETTLE);
+    let held = reboots(&case.sim);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reboots(&case.sim), held, "a reboot went out without quorum");
+    cluster.resume_member(0);
+    cluster.resume_member(1);
+    let (code, err) = driver.wait(Duration::from_secs(180));
+    std::thread::sleep(STATUS_SETTLE);
+    let after = reboots(&case.sim);
+    assert!(
+        after.iter().all(|(_, n)| *n <= 1),
+        "a host rebooted twice: {after:?}"
+    );
+    eprintln!("quorum test: the driver exited {code}");
+    match code {
+        0 => {
+            assert!(err.contains("etcd: committing again"), "{err}");
+            assert!(after.iter().all(|(_, n)| *n == 1), "{after:?}");
+        }
+        // Quorum came back after the lease's deadline: fenced, resumable.
+        5 => assert!(err.contains("error: fenced"), "{err}"),
+        other => panic!("exit {other}: {err}"),
+    }
+}
