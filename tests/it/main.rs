@@ -23,5 +23,6 @@ mod scripts;
 mod sim;
 mod ssh;
 mod sshd;
+mod static_binary;
 mod support;
 mod validate;
