@@ -17,7 +17,7 @@ use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::playbook::Rate;
 use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
-use crate::sim::{BootTime, FailSpec, FaultKind, parse_fail};
+use crate::sim::{BootTime, FailSpec, parse_fail};
 use crate::transport::ssh::SshOptions;
 
 /// The fastest a drill may compress time: beyond it, simulated commands and
@@ -96,24 +96,12 @@ pub(crate) fn settings(exec: &ExecArgs, rate: Option<Rate>, inventory: &Inventor
     }
 }
 
-/// A drill's own arguments, checked.
-pub(crate) struct DrillShape {
-    pub sample: f64,
-    pub speed: f64,
-    pub boot_time: BootTime,
-    pub faults: Vec<(FaultKind, f64)>,
-    /// Per fault, the chance a power cycle cures it (`:recover=P`).
-    pub recover: Vec<(FaultKind, f64)>,
-    pub seed: u64,
-    pub rate: Option<Rate>,
-}
-
 pub(crate) fn drill_shape(
     sample: f64,
     speed: f64,
     fleet: &FleetArgs,
     exec: &ExecArgs,
-) -> Result<DrillShape, String> {
+) -> Result<session::drill::Shape, String> {
     if !(sample > 0.0 && sample <= 1.0) {
         return Err(format!(
             "--sample must be a fraction in (0, 1], got {sample}"
@@ -130,7 +118,7 @@ pub(crate) fn drill_shape(
         None => FailSpec::default(),
     };
     let (faults, recover) = (fail.faults, fail.recover);
-    Ok(DrillShape {
+    Ok(session::drill::Shape {
         sample,
         speed,
         boot_time,
