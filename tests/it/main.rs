@@ -16,6 +16,7 @@ mod live;
 mod plan;
 mod power;
 mod reboot;
+mod remediate;
 mod report;
 mod retry;
 mod run;
