@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per topic, all driving the real
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
+mod admission;
 mod certs;
 mod drill;
 mod escalation;
