@@ -8,6 +8,8 @@
 #   password to the user `rekindle-test-pw`, nothing else; the tests set a
 #   fresh random password each run, so no fixed password exists);
 # - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests;
+# - file: the static-binary test checks the binary scripts/build-static.sh
+#   makes (and the script itself does);
 # - etcd-server: the `--etcd` tests start a three-member cluster on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ missing=()
 [ -x /usr/bin/sudo ] || missing+=(sudo)
 [ -x /usr/bin/ipmitool ] || missing+=(ipmitool)
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
+[ -x /usr/bin/file ] || missing+=(file)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
@@ -48,6 +51,15 @@ SUDOERS
   $sudo visudo -cqf "$tmp"
   $sudo install -m 0440 "$tmp" "$dropin"
   rm -f "$tmp"
+fi
+
+# The whole suite runs tests/it/static_binary.rs, which needs the static
+# build; build it first (quick profile) so it does not share the CPU with the
+# running tests. With arguments (a part of the suite), that test builds it
+# itself if it is selected.
+if [ $# -eq 0 ]; then
+  echo "test.sh: building the static binary (scripts/build-static.sh, PROFILE=static-test)" >&2
+  PROFILE=static-test ./scripts/build-static.sh >/dev/null
 fi
 
 cargo test --locked "$@"

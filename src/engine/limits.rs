@@ -1,98 +1,102 @@
-//! Rate limits on host starts: governor token buckets driven by tokio's clock,
-//! so tests under a paused clock control them.
+//! Rate limits on starts: token buckets of burst one, driven by the instant
+//! their caller passes in, so they read no clock and a test can hand them
+//! synthetic instants.
 //!
-//! Owns the clock adapter and the translation of playbook rates into quotas.
-//! It must not decide which host starts (that is the scheduler).
+//! Owns the translation of playbook rates into spacing and the bucket
+//! arithmetic (GCRA with a burst of one: a start is allowed once the bucket's
+//! theoretical arrival time has come, and moves it one period past the later
+//! of that time and now). It must not decide which host starts (that is
+//! `admission`).
 
-use std::num::NonZeroU32;
-use std::ops::Add;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use governor::clock::{Clock, Reference};
-use governor::middleware::NoOpMiddleware;
-use governor::nanos::Nanos;
-use governor::state::{InMemoryState, NotKeyed, keyed::HashMapStateStore};
-use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::playbook::Rate;
 
-/// A governor clock reading tokio's clock (which `tokio::time::pause` controls).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioClock;
-
-/// A tokio instant as governor wants it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TokioInstant(pub Instant);
-
-impl Add<Nanos> for TokioInstant {
-    type Output = TokioInstant;
-    fn add(self, other: Nanos) -> TokioInstant {
-        TokioInstant(self.0 + Duration::from(other))
-    }
-}
-
-impl Reference for TokioInstant {
-    fn duration_since(&self, earlier: Self) -> Nanos {
-        self.0.saturating_duration_since(earlier.0).into()
-    }
-
-    fn saturating_sub(&self, duration: Nanos) -> Self {
-        TokioInstant(
-            self.0
-                .checked_sub(Duration::from(duration))
-                .unwrap_or(self.0),
-        )
-    }
-}
-
-impl Clock for TokioClock {
-    type Instant = TokioInstant;
-    fn now(&self) -> TokioInstant {
-        TokioInstant(Instant::now())
-    }
-}
-
-type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
-type Keyed =
-    RateLimiter<String, HashMapStateStore<String>, TokioClock, NoOpMiddleware<TokioInstant>>;
-
-/// One token bucket, stage-wide (or global) or keyed by a label value.
-pub enum Limiter {
-    Direct(Direct),
-    Keyed(Keyed),
-}
-
-/// A quota that spaces starts evenly: `50/s` lets one host start every 20 ms
+/// The spacing a rate asks for: `50/s` lets one start through every 20 ms
 /// (burst of one), because a burst of 50 simultaneous reboots is exactly what
 /// rate limits are there to prevent.
-pub fn quota(rate: Rate) -> Quota {
+pub fn period(rate: Rate) -> Duration {
     let count = rate.count.max(1);
-    let period = rate.per / count;
-    Quota::with_period(period.max(Duration::from_nanos(1)))
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+    (rate.per / count).max(Duration::from_nanos(1))
+}
+
+/// One bucket, stage-wide (or run-wide), or one per label value.
+#[derive(Debug)]
+pub enum Limiter {
+    Direct {
+        period: Duration,
+        next: Option<Instant>,
+    },
+    Keyed {
+        period: Duration,
+        next: HashMap<String, Instant>,
+    },
 }
 
 impl Limiter {
     pub fn direct(rate: Rate) -> Limiter {
-        Limiter::Direct(RateLimiter::direct_with_clock(quota(rate), TokioClock))
+        Limiter::Direct {
+            period: period(rate),
+            next: None,
+        }
     }
 
     pub fn keyed(rate: Rate) -> Limiter {
-        Limiter::Keyed(RateLimiter::new(
-            quota(rate),
-            HashMapStateStore::default(),
-            TokioClock,
-        ))
+        Limiter::Keyed {
+            period: period(rate),
+            next: HashMap::new(),
+        }
     }
 
-    /// Takes a token for `key` (ignored when not keyed), or says when to try again.
-    pub fn check(&self, key: &str) -> Result<(), Instant> {
-        let res = match self {
-            Limiter::Direct(l) => l.check(),
-            Limiter::Keyed(l) => l.check_key(&key.to_owned()),
-        };
-        res.map_err(|not_until| not_until.earliest_possible().0)
+    /// Takes a token for `key` (ignored when not keyed) at `now`, or says
+    /// when to try again.
+    pub fn check(&mut self, key: &str, now: Instant) -> Result<(), Instant> {
+        match self {
+            Limiter::Direct { period, next } => take(next, *period, now),
+            Limiter::Keyed { period, next } => match next.get_mut(key) {
+                Some(at) => {
+                    let mut slot = Some(*at);
+                    let r = take(&mut slot, *period, now);
+                    if let Some(t) = slot {
+                        *at = t;
+                    }
+                    r
+                }
+                None => {
+                    next.insert(key.to_owned(), now + *period);
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// When the next token is due, for an unkeyed bucket (None: now).
+    pub fn due(&self) -> Option<Instant> {
+        match self {
+            Limiter::Direct { next, .. } => *next,
+            Limiter::Keyed { .. } => None,
+        }
+    }
+
+    pub fn is_keyed(&self) -> bool {
+        matches!(self, Limiter::Keyed { .. })
+    }
+}
+
+fn take(next: &mut Option<Instant>, period: Duration, now: Instant) -> Result<(), Instant> {
+    match *next {
+        Some(at) if now < at => Err(at),
+        Some(at) => {
+            *next = Some(at.max(now) + period);
+            Ok(())
+        }
+        None => {
+            *next = Some(now + period);
+            Ok(())
+        }
     }
 }
 
@@ -100,27 +104,34 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn paused_clock_drives_the_bucket() {
-        let l = Limiter::direct(Rate {
+    #[test]
+    fn a_bucket_spaces_tokens_by_its_period() {
+        let mut l = Limiter::direct(Rate {
             count: 2,
             per: Duration::from_secs(1),
         });
-        assert!(l.check("").is_ok());
-        let again = l.check("").expect_err("second token must wait");
-        assert_eq!(again - Instant::now(), Duration::from_millis(500));
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(l.check("").is_ok());
+        let t0 = Instant::now();
+        assert!(l.check("", t0).is_ok());
+        let again = l.check("", t0).expect_err("second token must wait");
+        assert_eq!(again - t0, Duration::from_millis(500));
+        assert!(l.check("", t0 + Duration::from_millis(499)).is_err());
+        assert!(l.check("", t0 + Duration::from_millis(500)).is_ok());
+        // Idle time does not bank tokens: a burst of one stays one.
+        let later = t0 + Duration::from_secs(10);
+        assert!(l.check("", later).is_ok());
+        assert_eq!(l.check("", later), Err(later + Duration::from_millis(500)));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn keyed_buckets_are_independent() {
-        let l = Limiter::keyed(Rate {
+    #[test]
+    fn keyed_buckets_are_independent() {
+        let mut l = Limiter::keyed(Rate {
             count: 1,
             per: Duration::from_secs(2),
         });
-        assert!(l.check("pdu-a").is_ok());
-        assert!(l.check("pdu-b").is_ok());
-        assert!(l.check("pdu-a").is_err());
+        let t0 = Instant::now();
+        assert!(l.check("pdu-a", t0).is_ok());
+        assert!(l.check("pdu-b", t0).is_ok());
+        assert_eq!(l.check("pdu-a", t0), Err(t0 + Duration::from_secs(2)));
+        assert!(l.check("pdu-a", t0 + Duration::from_secs(2)).is_ok());
     }
 }

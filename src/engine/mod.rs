@@ -2,15 +2,18 @@
 //! through a [`Connector`](crate::transport::Connector) and reports only
 //! through [`events::Event`]s.
 //!
-//! - [`scheduler`]: the one coordinator that owns all run state (stages,
-//!   windows, canaries, budgets, rate limits, `max_unavailable`, cancel).
+//! - [`scheduler`]: the one coordinator that owns all run state and drives
+//!   [`admission`], the synchronous state machine that decides what starts
+//!   (stages, windows, canaries, budgets, rate limits, `max_unavailable`,
+//!   power-on pacing per PDU and fleet).
 //! - [`steps`]: what each step does on one host.
 //! - [`failure`]: why a host failed, as data.
-//! - [`power`]: the `power_on` step and its run-wide pacing (PDU, fleet, BMC etiquette).
-//! - [`limits`], [`backoff`]: token buckets on tokio's clock; polling delays.
+//! - [`power`]: the `power_on` step and per-BMC etiquette.
+//! - [`limits`], [`backoff`]: token buckets driven by the caller's instant; polling delays.
 //!
 //! The engine never prints, never reads files, and never imports the simulator.
 
+pub mod admission;
 pub mod backoff;
 pub mod events;
 pub mod failure;

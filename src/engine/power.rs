@@ -1,13 +1,14 @@
-//! The `power_on` step: Redfish power-on of one host through its BMC, paced
-//! so that breakers hold, and BMC etiquette shared by every host of a run;
-//! and the power cycle `remediate` sends to a host that did not come back.
+//! The `power_on` step: Redfish power-on of one host through its BMC, and
+//! BMC etiquette shared by every host of a run; and the power cycle
+//! `remediate` sends to a host that did not come back.
 //!
-//! Owns the pacing state (per-PDU spacing, the fleet-wide power-on rate,
-//! per-BMC request spacing, the cap on BMC requests in flight) and the step's
-//! sequence: login, read the system, reset when it is Off, wait for On,
-//! logout. It must not schedule hosts (the scheduler does) or speak HTTP
-//! (`transport::redfish` does); it reports only through its return value and
-//! the intent callback.
+//! Owns per-BMC etiquette (request spacing per BMC, the cap on BMC requests
+//! in flight) and the step's sequence: login, read the system, reset when it
+//! is Off, wait for On, logout. Before a reset goes out it waits for its turn
+//! from the coordinator (`admission` owns PDU spacing and the fleet-wide
+//! power-on rate), so host tasks share no pacing state. It must not schedule
+//! hosts (the scheduler does) or speak HTTP (`transport::redfish` does); it
+//! reports only through its return value and the intent callback.
 //!
 //! Every wait is on tokio's clock, so tests drive it under a paused clock.
 
@@ -20,13 +21,13 @@ use rand::Rng;
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use tokio::time::Instant;
 
+use super::admission::{PowerTurn, TurnLine};
 use super::backoff::Backoff;
 use super::events::NotAcknowledged;
 use super::failure::{Failure, StepFailure};
-use super::limits::Limiter;
 use crate::inventory::Host;
+use crate::playbook::PowerOn;
 use crate::playbook::units::humane;
-use crate::playbook::{PowerOn, Rate};
 use crate::transport::redfish::{
     Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CREDENTIALS_LABEL, Endpoint, PowerState,
     SYSTEM_LABEL, SYSTEMS_PATH, SystemInfo, pick_member,
@@ -46,18 +47,10 @@ const CYCLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// When the last request to one BMC ended (one request in flight per BMC).
 type Gate = Arc<AsyncMutex<Option<Instant>>>;
-/// A fleet-wide bucket behind a FIFO lock.
-type Bucket = Arc<AsyncMutex<Limiter>>;
 
-/// Shared by every host of a run: the BMC client and all pacing state.
+/// Shared by every host of a run: the BMC client and per-BMC etiquette.
 pub struct Power {
     bmc: Arc<dyn Bmc>,
-    /// Per PDU: when its last power-on was sent. The lock is held while a
-    /// host waits its turn, so a PDU's hosts go one at a time in FIFO order.
-    pdus: Mutex<HashMap<String, Gate>>,
-    /// Fleet-wide buckets, one per distinct `rate` of the playbook's steps.
-    /// Behind a FIFO lock so waiters queue instead of all polling the bucket.
-    fleet: Mutex<HashMap<(u32, Duration), Bucket>>,
     bmcs: Mutex<HashMap<Endpoint, Gate>>,
     in_flight: Semaphore,
     /// BMC spacing and PowerState polling, divided for compressed-time drills.
@@ -87,8 +80,6 @@ impl Power {
     pub fn new(bmc: Arc<dyn Bmc>) -> Power {
         Power {
             bmc,
-            pdus: Mutex::new(HashMap::new()),
-            fleet: Mutex::new(HashMap::new()),
             bmcs: Mutex::new(HashMap::new()),
             in_flight: Semaphore::new(BMC_IN_FLIGHT),
             spacing: BMC_SPACING,
@@ -111,14 +102,6 @@ impl Power {
     fn gate<K: std::hash::Hash + Eq + Clone>(map: &Mutex<HashMap<K, Gate>>, key: &K) -> Gate {
         let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(m.entry(key.clone()).or_default())
-    }
-
-    fn fleet_bucket(&self, rate: Rate) -> Bucket {
-        let mut m = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(
-            m.entry((rate.count, rate.per))
-                .or_insert_with(|| Arc::new(AsyncMutex::new(Limiter::direct(rate)))),
-        )
     }
 
     /// Reads `host`'s PowerState through its BMC (login, its system,
@@ -233,11 +216,13 @@ impl Power {
 
     /// Powers `host` on (unless it is On) and waits until its BMC says On.
     /// `intent` is awaited right before the reset is sent; an error from it
-    /// means the intent was not recorded, and nothing is sent.
+    /// means the intent was not recorded, and nothing is sent. The reset
+    /// then waits for its turn (PDU and fleet pacing) on `turns`.
     pub async fn power_on<F, Fut>(
         &self,
         host: &Host,
         step: &PowerOn,
+        turns: &TurnLine,
         intent: F,
     ) -> Result<PowerOutcome, StepFailure>
     where
@@ -261,7 +246,7 @@ impl Power {
         let mut auth = None;
         let result = tokio::time::timeout(
             step.timeout,
-            self.run(host, &bmc, step, intent, &mut last, &mut auth),
+            self.run(host, &bmc, step, turns, intent, &mut last, &mut auth),
         )
         .await;
         // Best effort: a session left behind expires on the BMC anyway.
@@ -284,11 +269,13 @@ impl Power {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run<F, Fut>(
         &self,
         host: &Host,
         bmc: &Endpoint,
         step: &PowerOn,
+        turns: &TurnLine,
         intent: F,
         last: &mut Last,
         auth_slot: &mut Option<Auth>,
@@ -345,7 +332,7 @@ impl Power {
                         "no BMC session",
                     )
                 })?;
-                self.paced_reset(host, &gate, bmc, &auth, &target, step, intent)
+                self.paced_reset(host, &gate, bmc, &auth, &target, step, turns, intent)
                     .await?;
                 last.saw(format!("reset {} sent", step.reset_type));
             } else if info.power_state == PowerState::On {
@@ -441,10 +428,11 @@ impl Power {
         result
     }
 
-    /// The reset, sent when the BMC, the host's PDU and the fleet all allow.
-    /// The PDU's time is taken when the reset goes out, not when the host
-    /// joined the queue, so a wait for the fleet bucket cannot squeeze two
-    /// power-ons on one PDU closer than `pdu_interval`.
+    /// The reset, sent when the BMC allows and the coordinator gave its
+    /// turn (the host's PDU and the fleet's rate). The PDU's time is taken
+    /// when the turn is given, right before the reset goes out, not when the
+    /// host asked, so a wait for the fleet rate cannot squeeze two power-ons
+    /// on one PDU closer than `pdu_interval`.
     #[allow(clippy::too_many_arguments)]
     async fn paced_reset<F, Fut>(
         &self,
@@ -454,6 +442,7 @@ impl Power {
         auth: &Auth,
         target: &str,
         step: &PowerOn,
+        turns: &TurnLine,
         intent: F,
     ) -> Result<(), StepFailure>
     where
@@ -464,44 +453,33 @@ impl Power {
         if let Some(t) = *ended {
             tokio::time::sleep_until(t + self.spacing).await;
         }
-        // Recorded before the host queues for its PDU slot, so the journal's
+        // Recorded before the host queues for its PDU turn, so the journal's
         // flush does not stretch every PDU's cadence (it did: 2.28 s instead
         // of 2 s under load). Safe to record early: power_on reads PowerState
         // first, so a resumed run never powers a host on twice.
         intent()
             .await
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
-        // Hosts without a `pdu` label share only the fleet rate (validate warns about them).
-        let pdu_gate = host
-            .label("pdu")
-            .map(|p| Power::gate(&self.pdus, &p.to_owned()));
-        let mut pdu_last = match &pdu_gate {
-            Some(g) => Some(g.lock().await),
-            None => None,
-        };
         let jitter = if step.jitter.is_zero() {
             Duration::ZERO
         } else {
             let nanos = u64::try_from(step.jitter.as_nanos()).unwrap_or(u64::MAX);
             Duration::from_nanos(rand::rng().random_range(0..=nanos))
         };
-        let earliest = match pdu_last.as_deref() {
-            Some(Some(t)) => *t + step.pdu_interval,
-            _ => Instant::now(),
+        // Hosts without a `pdu` label share only the fleet rate (validate warns about them).
+        let turn = PowerTurn {
+            pdu: host.label("pdu").map(str::to_owned),
+            interval: step.pdu_interval,
+            rate: step.rate,
+            jitter,
         };
-        tokio::time::sleep_until(earliest + jitter).await;
-        {
-            let bucket = self.fleet_bucket(step.rate);
-            let bucket = bucket.lock().await;
-            while let Err(at) = bucket.check("") {
-                tokio::time::sleep_until(at).await;
-            }
-        }
+        turns.wait(turn).await.map_err(|_| {
+            StepFailure::new(
+                Failure::Internal,
+                "the run ended before this power-on's turn came",
+            )
+        })?;
         let permit = self.in_flight.acquire().await;
-        if let Some(last) = pdu_last.as_deref_mut() {
-            *last = Some(Instant::now());
-        }
-        drop(pdu_last);
         let result = self.bmc.reset(bmc, auth, target, &step.reset_type).await;
         drop(permit);
         *ended = Some(Instant::now());
@@ -540,6 +518,8 @@ mod tests {
 
     use super::*;
     use crate::diag::Span;
+    use crate::engine::admission::TurnAsk;
+    use crate::playbook::Rate;
 
     /// A recording fake BMC per host address: power state machine and a log
     /// of (time, bmc, request) on tokio's paused clock.
@@ -707,16 +687,28 @@ mod tests {
         }
     }
 
+    /// Powers hosts on side by side, every turn given at once (pacing is
+    /// admission's, tested through the engine below): BMC etiquette alone.
     async fn power_all(
         power: &Arc<Power>,
         hosts: Vec<Host>,
         step: PowerOn,
     ) -> Vec<Result<PowerOutcome, StepFailure>> {
+        let (turn_tx, mut turn_rx) = tokio::sync::mpsc::unbounded_channel::<TurnAsk>();
+        tokio::spawn(async move {
+            while let Some(ask) = turn_rx.recv().await {
+                let _ = ask.reply.send(());
+            }
+        });
         let tasks: Vec<_> = hosts
             .into_iter()
-            .map(|h| {
+            .enumerate()
+            .map(|(i, h)| {
                 let (power, step) = (Arc::clone(power), step.clone());
-                tokio::spawn(async move { power.power_on(&h, &step, || async { Ok(()) }).await })
+                let turns = TurnLine::new(i as u64, turn_tx.clone());
+                tokio::spawn(
+                    async move { power.power_on(&h, &step, &turns, || async { Ok(()) }).await },
+                )
             })
             .collect();
         let mut out = Vec::new();
@@ -729,13 +721,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn power_ons_on_one_pdu_are_spaced_by_its_interval() {
         let bmcs = FakeBmcs::new();
-        let power = Arc::new(Power::new(bmcs.clone()));
         // Six hosts on two PDUs, a fleet rate that never binds.
         let hosts: Vec<Host> = (0..6)
             .map(|i| host(i, if i % 2 == 0 { "a" } else { "b" }))
             .collect();
-        let results = power_all(&power, hosts, step(2.0, 1000)).await;
-        assert!(results.iter().all(|r| *r == Ok(PowerOutcome::PoweredOn)));
+        let (events, _) = run_engine(hosts, 6, true, step(2.0, 1000), &bmcs).await;
+        let done = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    crate::engine::EventKind::HostFinished {
+                        outcome: crate::engine::HostOutcome::Done,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(done, 6);
         let resets = bmcs.calls("reset");
         assert_eq!(resets.len(), 6);
         for pdu in [
@@ -766,9 +769,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn fleet_rate_spaces_power_ons_across_pdus() {
         let bmcs = FakeBmcs::new();
-        let power = Arc::new(Power::new(bmcs.clone()));
         let hosts: Vec<Host> = (0..5).map(|i| host(i, &format!("p{i}"))).collect();
-        power_all(&power, hosts, step(0.1, 2)).await;
+        run_engine(hosts, 5, true, step(0.1, 2), &bmcs).await;
         let mut times: Vec<Duration> = bmcs.calls("reset").iter().map(|(t, _)| *t).collect();
         times.sort();
         assert_eq!(times.len(), 5);
@@ -863,6 +865,7 @@ mod tests {
         hosts: Vec<Host>,
         window: usize,
         ack: bool,
+        power_on: PowerOn,
         bmcs: &Arc<FakeBmcs>,
     ) -> (Vec<crate::engine::EventKind>, Vec<String>) {
         use crate::engine::fake::{FakeConnector, Fleet};
@@ -883,7 +886,7 @@ mod tests {
             escalation: None,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(60),
-            steps: vec![crate::playbook::Step::PowerOn(step(2.0, 1000))],
+            steps: vec![crate::playbook::Step::PowerOn(power_on)],
             host_estimate: Duration::ZERO,
             estimate: Duration::ZERO,
         };
@@ -938,7 +941,7 @@ mod tests {
         // Plan order puts PDU a's hosts first; a window of 2 must not spend
         // both slots waiting on PDU a.
         let hosts = vec![host(0, "a"), host(1, "a"), host(2, "b"), host(3, "b")];
-        let (events, resets) = run_engine(hosts, 2, true, &bmcs).await;
+        let (events, resets) = run_engine(hosts, 2, true, step(2.0, 1000), &bmcs).await;
         let first: Vec<&str> = resets.iter().take(2).map(String::as_str).collect();
         assert!(
             first.contains(&"http://bmc0") && first.contains(&"http://bmc2"),
@@ -955,7 +958,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_reset_is_sent_when_the_intent_is_not_recorded() {
         let bmcs = FakeBmcs::new();
-        let (events, resets) = run_engine(vec![host(0, "a")], 1, false, &bmcs).await;
+        let (events, resets) =
+            run_engine(vec![host(0, "a")], 1, false, step(2.0, 1000), &bmcs).await;
         assert!(resets.is_empty(), "{resets:?}");
         assert!(events.iter().any(|e| matches!(
             e,

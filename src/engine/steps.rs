@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::HostStart;
+use super::admission::TurnLine;
 use super::backoff::Backoff;
 use super::events::{
     Emitter, EventKind, HostOutcome, HostRef, NotAcknowledged, StageRef, StepKind,
@@ -112,8 +113,9 @@ pub struct HostRun<C: Connector> {
     pub stage_ref: StageRef,
     pub emitter: Emitter,
     session: Option<C::Session>,
-    /// BMC client and power-on pacing shared by the run (`None`: no BMC configured).
-    power: Option<Arc<Power>>,
+    /// BMC client shared by the run, and this host's line for power-on
+    /// turns (`None`: no BMC configured).
+    power: Option<(Arc<Power>, TurnLine)>,
     /// `--become-password-file`: fed to `sudo -S` on stdin.
     become_password: Option<Secret>,
 }
@@ -146,9 +148,9 @@ impl<C: Connector> HostRun<C> {
         self
     }
 
-    /// Gives this host the run's BMC client and power-on pacing.
-    pub fn with_power(mut self, power: Option<Arc<Power>>) -> Self {
-        self.power = power;
+    /// Gives this host the run's BMC client and its line for power-on turns.
+    pub fn with_power(mut self, power: Option<Arc<Power>>, turns: TurnLine) -> Self {
+        self.power = power.map(|p| (p, turns));
         self
     }
 
@@ -445,7 +447,7 @@ impl<C: Connector> HostRun<C> {
         if ladder.cycles >= remediate.power_cycle {
             return Err(ladder.quarantined(failure));
         }
-        let Some(power) = self.power.clone() else {
+        let Some((power, _)) = self.power.clone() else {
             return Err(StepFailure {
                 reason: format!(
                     "{}; remediate could not power-cycle it: no BMC credentials were configured for this run",
@@ -738,7 +740,7 @@ impl<C: Connector> HostRun<C> {
 
     /// Redfish power-on through the host's BMC, paced run-wide (`engine::power`).
     async fn power_on(&mut self, index: usize, step: &PowerOn) -> Result<(), StepFailure> {
-        let Some(power) = self.power.clone() else {
+        let Some((power, turns)) = self.power.clone() else {
             return Err(StepFailure::new(
                 Failure::NoBmc,
                 "power_on needs a BMC client: no BMC credentials were configured for this run",
@@ -758,7 +760,10 @@ impl<C: Connector> HostRun<C> {
                 })
                 .await
         };
-        power.power_on(&self.host, step, intent).await.map(|_| ())
+        power
+            .power_on(&self.host, step, &turns, intent)
+            .await
+            .map(|_| ())
     }
 
     async fn restart_service(

@@ -184,7 +184,7 @@ impl Client {
         if opts.endpoints.is_empty() {
             return Err(EtcdError::Config("--etcd: no endpoint given".into()));
         }
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::transport::resolve::http(reqwest::Client::builder())
             .no_proxy()
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.request_timeout);

@@ -203,7 +203,7 @@ pub struct NotifyConsumer {
 impl NotifyConsumer {
     /// Starts the delivery thread. An error is a usage error (before the run).
     pub fn start(run_id: &str, plan: &str, targets: Vec<Target>) -> io::Result<NotifyConsumer> {
-        let client = reqwest::Client::builder()
+        let client = crate::transport::resolve::http(reqwest::Client::builder())
             .timeout(POST_TIMEOUT)
             .connect_timeout(POST_TIMEOUT)
             .user_agent(concat!("rekindle/", env!("CARGO_PKG_VERSION")))

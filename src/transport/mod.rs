@@ -13,6 +13,8 @@
 //! - [`ipmi`]: IPMI 2.0 power control through `ipmitool`, and [`ipmi::Bmcs`],
 //!   which routes each BMC to Redfish or IPMI.
 //! - [`escalation`]: the `become` policy (sudo, doas) applied to host commands.
+//! - [`resolve`]: host names to addresses (the C library's resolver, or
+//!   rekindle's own in a static build).
 
 use std::future::Future;
 use std::time::Duration;
@@ -128,6 +130,7 @@ pub mod known_hosts;
 pub mod local;
 pub mod probe;
 pub mod redfish;
+pub mod resolve;
 pub mod secret_file;
 pub mod ssh;
 pub mod ssh_config;

@@ -11,7 +11,11 @@ const MAX_BODY: usize = 1024 * 1024;
 
 /// One TCP connect to `address:port` within `timeout`.
 pub async fn tcp(address: &str, port: u16, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((address, port))).await {
+    let attempt = async {
+        let addrs = super::resolve::lookup(address, port).await?;
+        tokio::net::TcpStream::connect(&addrs[..]).await
+    };
+    match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(_stream)) => Ok(()),
         Ok(Err(e)) => Err(format!("tcp {address}:{port}: {e}")),
         Err(_) => Err(format!(
@@ -25,7 +29,7 @@ fn client() -> Result<&'static reqwest::Client, String> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            reqwest::Client::builder()
+            super::resolve::http(reqwest::Client::builder())
                 // Health endpoints answer directly; a redirect is a finding, not a hop.
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

@@ -549,7 +549,7 @@ impl Redfish {
         credentials: Arc<CredentialStore>,
         opts: &RedfishOptions,
     ) -> Result<Redfish, BmcError> {
-        let mut builder = reqwest::Client::builder()
+        let mut builder = super::resolve::http(reqwest::Client::builder())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .no_proxy()

@@ -788,8 +788,8 @@ async fn rsa_hash_for(
 
 async fn tcp_connect(ep: &Endpoint) -> Result<tokio::net::TcpStream, ConnectError> {
     let target = format!("{}:{}", ep.address, ep.port);
-    let addrs: Vec<_> = match tokio::net::lookup_host((ep.address.as_str(), ep.port)).await {
-        Ok(a) => a.collect(),
+    let addrs: Vec<_> = match super::resolve::lookup(&ep.address, ep.port).await {
+        Ok(a) => a,
         Err(e) => {
             return Err(ConnectError {
                 kind: ConnectErrorKind::Unreachable,

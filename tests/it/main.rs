@@ -22,5 +22,6 @@ mod scripts;
 mod sim;
 mod ssh;
 mod sshd;
+mod static_binary;
 mod support;
 mod validate;
