@@ -20,7 +20,7 @@ struct Member {
     process: Option<KillOnDrop>,
 }
 
-/// Three members on `127.0.0.1:base..base+2` (peers on base+10..), data in a tempdir.
+/// Three members on `127.0.0.1:base..base+2` (peers on base+3..base+5), data in a tempdir.
 struct Cluster {
     members: Vec<Member>,
     _dir: tempfile::TempDir,
@@ -30,13 +30,13 @@ impl Cluster {
     fn start(base: u16) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let initial: Vec<String> = (0..3)
-            .map(|i| format!("m{i}=http://127.0.0.1:{}", base + 10 + i))
+            .map(|i| format!("m{i}=http://127.0.0.1:{}", base + 3 + i))
             .collect();
         let members = (0..3u16)
             .map(|i| {
                 let name = format!("m{i}");
                 let client = base + i;
-                let peer = base + 10 + i;
+                let peer = base + 3 + i;
                 let args = vec![
                     format!("--name={name}"),
                     format!("--data-dir={}", dir.path().join(&name).display()),
