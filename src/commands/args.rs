@@ -17,7 +17,7 @@ use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::playbook::Rate;
 use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
-use crate::sim::{BootTime, FaultKind, parse_faults};
+use crate::sim::{BootTime, parse_faults};
 use crate::transport::ssh::SshOptions;
 
 /// The fastest a drill may compress time: beyond it, simulated commands and
@@ -96,22 +96,12 @@ pub(crate) fn settings(exec: &ExecArgs, rate: Option<Rate>, inventory: &Inventor
     }
 }
 
-/// A drill's own arguments, checked.
-pub(crate) struct DrillShape {
-    pub sample: f64,
-    pub speed: f64,
-    pub boot_time: BootTime,
-    pub faults: Vec<(FaultKind, f64)>,
-    pub seed: u64,
-    pub rate: Option<Rate>,
-}
-
 pub(crate) fn drill_shape(
     sample: f64,
     speed: f64,
     fleet: &FleetArgs,
     exec: &ExecArgs,
-) -> Result<DrillShape, String> {
+) -> Result<session::drill::Shape, String> {
     if !(sample > 0.0 && sample <= 1.0) {
         return Err(format!(
             "--sample must be a fraction in (0, 1], got {sample}"
@@ -127,7 +117,7 @@ pub(crate) fn drill_shape(
         Some(f) => parse_faults(f).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
-    Ok(DrillShape {
+    Ok(session::drill::Shape {
         sample,
         speed,
         boot_time,

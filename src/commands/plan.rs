@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,7 +18,7 @@ use crate::plan::Plan;
 use crate::playbook::units::HumanDuration;
 use crate::playbook::{OnUnreachable, Playbook, Step};
 use crate::select::Selector;
-use crate::transport::ssh::SshConnector;
+use crate::session::preflight;
 
 pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
     let limit = match args.limit.as_deref().map(Selector::parse).transpose() {
@@ -30,21 +29,27 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
         }
     };
     let mut sources = Sources::new();
-    let (inventory, mut notes) = match crate::inventory::load(&args.inventories, &mut sources) {
-        Ok(found) => found,
-        Err(errors) => return Ok(refuse(&sources, &errors)),
-    };
-    let playbook = match crate::playbook::load(&args.playbook, None, &mut sources) {
-        Ok((playbook, warnings)) => {
-            notes.extend(warnings);
-            playbook
+    let loaded = match crate::session::load(
+        &args.inventories,
+        &args.playbook,
+        args.limit.as_deref(),
+        &mut sources,
+    ) {
+        Ok(l) => l,
+        Err(crate::session::LoadError::Diagnostics(errors)) => {
+            return Ok(refuse(&sources, &errors));
         }
-        Err(errors) => return Ok(refuse(&sources, &errors)),
+        Err(crate::session::LoadError::Limit(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
     };
-    let mut plan = match crate::plan::build(&playbook, &inventory, limit.as_ref()) {
-        Ok(plan) => plan,
-        Err(errors) => return Ok(refuse(&sources, &errors)),
-    };
+    let crate::session::Loaded {
+        inventory,
+        book: playbook,
+        mut plan,
+        warnings: mut notes,
+    } = loaded;
     if let Some(file) = &args.bmc_credentials
         && crate::session::powers_on(&plan)
     {
@@ -69,7 +74,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
                 d
             }),
     );
-    notes.append(&mut plan.warnings);
+    // `load` already holds the plan's warnings among its own.
     diag::sort(&mut notes);
     plan.warnings = notes;
     if args.preflight {
@@ -100,31 +105,22 @@ fn preflight(
     limit: Option<&Selector>,
     sources: &Sources,
 ) -> anyhow::Result<Exit> {
-    let connector = match SshConnector::new(super::args::ssh_options(&args.ssh, inventory)) {
-        Ok(c) => Arc::new(c),
+    let ssh = super::args::ssh_options(&args.ssh, inventory);
+    let found = match preflight::run(ssh, plan, inventory, args.bmc_credentials.clone()) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(Exit::Usage);
         }
     };
-    let parallel = preflight_parallelism();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let checks = runtime.block_on(crate::session::preflight::check(
-        connector, inventory, plan, parallel,
-    ));
-    let power = power_preflight(args, plan, inventory, &runtime, parallel);
-    // Connections still closing must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    let all_ok =
-        checks.iter().all(|c| c.result.is_ok()) && power.iter().flatten().all(|c| c.result.is_ok());
+    for w in &found.warnings {
+        eprintln!("warning: {w}");
+    }
     let out = match args.format {
         OutputFormat::Text => {
             let mut text = render_text(plan, playbook, inventory, limit, sources)
-                + &crate::session::preflight::render_text(inventory, plan, &checks);
-            if let Some(power) = &power {
+                + &preflight::render_text(inventory, plan, &found.checks);
+            if let Some(power) = &found.power {
                 text.push_str(&crate::session::power_check::render_text(inventory, power));
             }
             text
@@ -135,9 +131,9 @@ fn preflight(
             if let Value::Object(map) = &mut doc {
                 map.insert(
                     "preflight".into(),
-                    crate::session::preflight::render_json(inventory, plan, &checks),
+                    preflight::render_json(inventory, plan, &found.checks),
                 );
-                if let Some(power) = &power {
+                if let Some(power) = &found.power {
                     map.insert(
                         "power".into(),
                         crate::session::power_check::render_json(inventory, power),
@@ -148,52 +144,11 @@ fn preflight(
         }
     };
     print!("{out}");
-    Ok(if all_ok {
+    Ok(if found.all_ok() {
         Exit::Success
     } else {
         Exit::Failures
     })
-}
-
-/// The power state of every host a power_on step reaches, through its BMC
-/// (Redfish or IPMI). `None`, with a warning saying why, when the plan
-/// powers nothing on or no credentials are at hand.
-fn power_preflight(
-    args: &PlanArgs,
-    plan: &Plan,
-    inventory: &Inventory,
-    runtime: &tokio::runtime::Runtime,
-    parallel: usize,
-) -> Option<Vec<crate::session::power_check::PowerCheck>> {
-    if !crate::session::powers_on(plan) {
-        return None;
-    }
-    let settings = crate::session::BmcSettings {
-        credentials: args.bmc_credentials.clone(),
-        ..crate::session::BmcSettings::default()
-    };
-    let bmc = match crate::session::bmc_client(plan, inventory, &settings) {
-        Ok(Some(bmc)) => bmc,
-        Ok(None) => return None,
-        Err(e) => {
-            eprintln!("warning: power state not read: {e}");
-            return None;
-        }
-    };
-    let power = Arc::new(crate::engine::power::Power::new(bmc));
-    Some(runtime.block_on(crate::session::power_check::check(
-        power, inventory, plan, parallel,
-    )))
-}
-
-/// [`crate::session::preflight::PARALLEL`], or fewer when the file descriptor limit
-/// (raised to its hard limit first) cannot hold that many sockets.
-fn preflight_parallelism() -> usize {
-    use crate::session::descriptors;
-    let mut notes = Vec::new();
-    let limit = descriptors::raise_limit(&mut notes);
-    let fit = descriptors::fit(limit, 1, 0, None, 1).parallel;
-    crate::session::preflight::PARALLEL.min(fit)
 }
 
 fn refuse(sources: &Sources, diags: &[Diagnostic]) -> Exit {

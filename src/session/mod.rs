@@ -7,8 +7,10 @@
 //! - [`consume`]: the consumer trait and the one fan-out loop.
 //! - [`control`]: `rekindle pause` / `continue` through a control file.
 //! - [`descriptors`]: the one file-descriptor policy.
+//! - [`drill`]: a run's rehearsal on a simulated copy of its hosts.
 //! - [`preflight`]: `plan --preflight`'s bounded connection check.
 //! - [`power_check`]: `plan --preflight`'s power state read of `power_on` hosts.
+//! - [`resume`]: what a resume checks, narrows and reports about its reboots.
 //!
 //! Owns the order of those steps: every input is checked before the lock is
 //! taken or the journal created, and the lock is held until the journal is
@@ -20,8 +22,10 @@
 pub mod consume;
 pub mod control;
 pub mod descriptors;
+pub mod drill;
 pub mod power_check;
 pub mod preflight;
+pub mod resume;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +51,8 @@ use consume::Consumer;
 /// Inputs loaded and planned, with the warnings found on the way.
 pub struct Loaded {
     pub inventory: Inventory,
+    /// The playbook the plan was built from (a drill rehearses it).
+    pub book: crate::playbook::Playbook,
     pub plan: Plan,
     pub warnings: Vec<Diagnostic>,
 }
@@ -82,6 +88,7 @@ pub fn load(
     warnings.extend(plan.warnings.iter().cloned());
     Ok(Loaded {
         inventory,
+        book,
         plan,
         warnings,
     })

@@ -273,6 +273,90 @@ pub fn render_json(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> 
     })
 }
 
+/// What `plan --preflight` found.
+pub struct Found {
+    pub checks: Vec<HostCheck>,
+    /// The power state of every host a power_on step reaches; `None` when
+    /// the plan powers nothing on or it could not be read (see `warnings`).
+    pub power: Option<Vec<super::power_check::PowerCheck>>,
+    pub warnings: Vec<String>,
+}
+
+impl Found {
+    /// Every host answered with a boot id, and every power state was read.
+    pub fn all_ok(&self) -> bool {
+        self.checks.iter().all(|c| c.result.is_ok())
+            && self.power.iter().flatten().all(|c| c.result.is_ok())
+    }
+}
+
+/// `plan --preflight` on a runtime of its own: every selected host's
+/// connection check and, when the plan powers hosts on, the power state
+/// read through the BMCs (`bmc_credentials`, else the environment), at most
+/// [`PARALLEL`] at once, fewer when the descriptor limit cannot hold them.
+/// `Err` means nothing was checked.
+pub fn run(
+    ssh: crate::transport::ssh::SshOptions,
+    plan: &Plan,
+    inventory: &Inventory,
+    bmc_credentials: Option<std::path::PathBuf>,
+) -> anyhow::Result<Found> {
+    let connector = Arc::new(
+        crate::transport::ssh::SshConnector::new(ssh).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let parallel = parallelism();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let checks = runtime.block_on(check(connector, inventory, plan, parallel));
+    let mut warnings = Vec::new();
+    let power =
+        power_states(plan, inventory, bmc_credentials, &runtime, parallel).unwrap_or_else(|e| {
+            warnings.push(format!("power state not read: {e}"));
+            None
+        });
+    // Connections still closing must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(Found {
+        checks,
+        power,
+        warnings,
+    })
+}
+
+/// The power state of every host a power_on step reaches, through its BMC
+/// (Redfish or IPMI); `None` when the plan powers nothing on.
+fn power_states(
+    plan: &Plan,
+    inventory: &Inventory,
+    credentials: Option<std::path::PathBuf>,
+    runtime: &tokio::runtime::Runtime,
+    parallel: usize,
+) -> anyhow::Result<Option<Vec<super::power_check::PowerCheck>>> {
+    let settings = super::BmcSettings {
+        credentials,
+        ..super::BmcSettings::default()
+    };
+    let Some(bmc) = super::bmc_client(plan, inventory, &settings)? else {
+        return Ok(None);
+    };
+    let power = Arc::new(crate::engine::power::Power::new(bmc));
+    Ok(Some(runtime.block_on(super::power_check::check(
+        power, inventory, plan, parallel,
+    ))))
+}
+
+/// [`PARALLEL`], or fewer when the file descriptor limit (raised to its
+/// hard limit first) cannot hold that many sockets.
+fn parallelism() -> usize {
+    use super::descriptors;
+    let mut notes = Vec::new();
+    let limit = descriptors::raise_limit(&mut notes);
+    let fit = descriptors::fit(limit, 1, 0, None, 1).parallel;
+    PARALLEL.min(fit)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

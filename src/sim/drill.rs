@@ -99,6 +99,43 @@ pub fn sample_hosts(plan: &Plan, inventory: &Inventory, fraction: f64, seed: u64
     chosen
 }
 
+/// The hosts a drill simulates, and what share of the plan they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Inventory indices, in inventory order ([`sample_hosts`]).
+    pub chosen: Vec<usize>,
+    /// Distinct hosts the plan selects.
+    pub selected: usize,
+    /// `chosen` over `selected`: the whole sample's real fraction.
+    pub fraction: f64,
+    /// Per stage name, the fraction of its hosts that are simulated.
+    pub stage_sample: BTreeMap<String, f64>,
+}
+
+impl Sample {
+    /// About `fraction` of the plan's hosts ([`sample_hosts`]), with the
+    /// fractions the sample really kept, whole and per stage.
+    pub fn of(plan: &Plan, inventory: &Inventory, fraction: f64, seed: u64) -> Sample {
+        let chosen = sample_hosts(plan, inventory, fraction, seed);
+        let selected = plan.distinct_hosts();
+        let simulated: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+        let stage_sample = plan
+            .stages
+            .iter()
+            .map(|st| {
+                let kept = st.hosts.iter().filter(|h| simulated.contains(h)).count();
+                (st.name.clone(), kept as f64 / st.hosts.len().max(1) as f64)
+            })
+            .collect();
+        Sample {
+            fraction: chosen.len() as f64 / selected.max(1) as f64,
+            chosen,
+            selected,
+            stage_sample,
+        }
+    }
+}
+
 /// The simulator's view of the chosen hosts: names and labels kept.
 pub fn sim_hosts(inventory: &Inventory, chosen: &[usize]) -> Vec<SimHost> {
     chosen
@@ -380,6 +417,14 @@ stages:
         assert_eq!(count("b", "app"), 1);
         assert_eq!(s.len(), 42);
         assert!(s.windows(2).all(|w| w[0] < w[1]), "inventory order");
+        // The fractions the sample really kept: small strata keep more.
+        let sample = Sample::of(&plan, &inv, 0.1, 7);
+        assert_eq!(sample.chosen, s);
+        assert_eq!(sample.selected, 405);
+        assert_eq!(sample.fraction, 42.0 / 405.0);
+        assert_eq!(sample.stage_sample["dns"], 0.5);
+        assert_eq!(sample.stage_sample["db"], 0.1);
+        assert_eq!(sample.stage_sample["app"], 31.0 / 303.0);
     }
 
     #[test]

@@ -1,0 +1,422 @@
+//! The drill's pipeline: the hosts the plan touches (or a stratified
+//! sample of them) started as a simulated fleet of real SSH servers on
+//! loopback, the plan's rehearsal (`sim::drill` says what a rehearsal
+//! changes) planned against the fleet's inventory, and executed through the
+//! same [`super::execute_in`] as any run: a journal `report` reads, marked as
+//! a drill so it is never resumed against real hosts; no plan lock.
+//!
+//! Owns the fleet's lifetime (stopped on every path: success, errors,
+//! Ctrl-C) and the scaling of the command line into the rehearsal
+//! (`--parallel` and `--rate` with the sample, `--rate` and boot times with
+//! the speed). It does not print: what the command shows comes back in
+//! [`Ready`] and [`Drilled`]. Scheduling is the engine's; what a simulated
+//! host does is the simulator's.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use tokio::sync::watch;
+
+use super::consume::Consumer;
+use super::{Display, Execution, Finished, Loaded, Locking, Prepared};
+use crate::diag::Sources;
+use crate::engine::{CancelLevel, EngineOptions};
+use crate::journal;
+use crate::plan::Plan;
+use crate::playbook::{Playbook, Rate};
+use crate::report::summary::Collector;
+use crate::sim::drill::{Rehearsal, Sample, rehearse, scale_rate, sim_hosts};
+use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle};
+use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
+use crate::transport::ssh::{SshConnector, SshOptions};
+
+/// Fleets bigger than this run in worker processes, so the engine's own
+/// sockets and the simulated hosts' never share one descriptor table.
+const DRILL_SHARD_SIZE: usize = 2000;
+/// Port pairs tried before giving up when another fleet holds the ports.
+const PORT_ATTEMPTS: u32 = 8;
+
+/// A drill's own arguments, checked.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub sample: f64,
+    pub speed: f64,
+    pub boot_time: BootTime,
+    pub faults: Vec<(FaultKind, f64)>,
+    pub seed: u64,
+    pub rate: Option<Rate>,
+}
+
+/// A drill's typed configuration.
+#[derive(Debug, Clone)]
+pub struct DrillConfig {
+    pub shape: Shape,
+    /// `--powered-off`: hosts start off (also when the plan powers hosts on).
+    pub powered_off: bool,
+    /// `--parallel` for the whole fleet; shrunk with the sample.
+    pub parallel: Option<usize>,
+    /// Where the drill's journal goes, and what its header names.
+    pub journal_dir: PathBuf,
+    pub playbook: String,
+    pub inventories: Vec<String>,
+    pub limit: Option<String>,
+    /// `--rate` as written, for the journal's header.
+    pub rate_text: Option<String>,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+/// What the command shows before the rehearsal starts.
+pub struct Ready<'a> {
+    /// The rehearsal's plan (against the simulated fleet).
+    pub plan: &'a Plan,
+    pub sample: &'a Sample,
+    /// 0: the fleet runs in this process.
+    pub workers: usize,
+    pub http_port: u16,
+    /// Clamped parallelism and the like.
+    pub notes: &'a [String],
+}
+
+/// How a drill ended.
+pub enum Drilled {
+    /// Ctrl-C before the fleet was ready: nothing ran.
+    Interrupted,
+    Finished(Box<Rehearsed>),
+}
+
+/// A rehearsal that ran.
+pub struct Rehearsed {
+    pub finished: Finished,
+    pub sample: Sample,
+    /// The fault injected into each faulty simulated host.
+    pub injected: HashMap<String, String>,
+}
+
+/// The live views to add (`--listen`, `--notify`), given the journal's
+/// header, the rehearsal's plan and a collector fed with the header;
+/// made after [`Ready`] was shown.
+pub type Views<'a> =
+    dyn FnOnce(&journal::Header, &Plan, Collector) -> anyhow::Result<Vec<Box<dyn Consumer>>> + 'a;
+
+/// Runs a drill of `loaded` on a runtime of its own, with Ctrl-C handling.
+/// `ready` is called once, when the rehearsal is planned and its journal
+/// open; `views` makes the live views right after.
+pub fn run(
+    loaded: Loaded,
+    config: &DrillConfig,
+    views: Box<Views<'_>>,
+    ready: &mut dyn FnMut(&Ready<'_>),
+    notice: fn(&str),
+) -> anyhow::Result<Drilled> {
+    let Loaded {
+        inventory,
+        plan,
+        book,
+        ..
+    } = loaded;
+    let sample = Sample::of(&plan, &inventory, config.shape.sample, config.shape.seed);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let dir = drill_dir()?;
+    let drill = Drill {
+        config,
+        inventory: &inventory,
+        book: &book,
+        sample,
+        // A playbook that powers hosts on is rehearsed on a powered-off
+        // fleet with a Redfish BMC per simulated host.
+        powered_off: config.powered_off || super::powers_on(&plan),
+        dir: dir.clone(),
+    };
+    let result = runtime.block_on(drill.run(views, ready, notice));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    // The keys and status of a finished drill are of no further use.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+struct Drill<'a> {
+    config: &'a DrillConfig,
+    inventory: &'a crate::inventory::Inventory,
+    book: &'a Playbook,
+    sample: Sample,
+    /// Hosts start off and are powered on through their simulated BMCs.
+    powered_off: bool,
+    /// The fleet's keys and files.
+    dir: PathBuf,
+}
+
+/// A fresh private directory for the fleet's keys and files.
+fn drill_dir() -> anyhow::Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("rekindle-drill-{}-{nanos:x}", std::process::id()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+async fn wait_cancel(mut rx: watch::Receiver<CancelLevel>) {
+    let _ = rx.wait_for(|c| *c != CancelLevel::None).await;
+}
+
+impl Drill<'_> {
+    async fn run(
+        self,
+        views: Box<Views<'_>>,
+        ready: &mut dyn FnMut(&Ready<'_>),
+        notice: fn(&str),
+    ) -> anyhow::Result<Drilled> {
+        // Watched before the fleet starts, so an early Ctrl-C still stops it cleanly.
+        let (cancel_rx, ctrl_c) = super::ctrl_c(notice);
+        let started = tokio::select! {
+            r = self.start_fleet() => r,
+            _ = wait_cancel(cancel_rx.clone()) => {
+                ctrl_c.abort();
+                return Ok(Drilled::Interrupted);
+            }
+        };
+        let fleet = match started {
+            Ok(f) => f,
+            Err(e) => {
+                ctrl_c.abort();
+                return Err(e.context("cannot start the simulated fleet"));
+            }
+        };
+        let result = self.rehearse_on(&fleet, views, ready, cancel_rx).await;
+        ctrl_c.abort();
+        let injected: HashMap<String, String> = fleet
+            .status()
+            .hosts
+            .into_iter()
+            .filter_map(|h| h.fault.map(|f| (h.name, f.to_string())))
+            .collect();
+        let stopped = fleet.shutdown().await;
+        let mut finished = result?;
+        if let Err(e) = stopped {
+            finished
+                .warnings
+                .push(format!("stopping the simulated fleet: {e}"));
+        }
+        Ok(Drilled::Finished(Box::new(Rehearsed {
+            finished,
+            sample: self.sample,
+            injected,
+        })))
+    }
+
+    /// Starts the fleet on a free pair of ports (another drill or a test may
+    /// hold the first ones tried).
+    async fn start_fleet(&self) -> anyhow::Result<FleetHandle> {
+        let shape = &self.config.shape;
+        let hosts = sim_hosts(self.inventory, &self.sample.chosen);
+        let powered_off = self.powered_off;
+        let mut last = None;
+        for attempt in 0..PORT_ATTEMPTS {
+            // Three ports (SSH, HTTP, BMC) in 20000..32000: below the ephemeral
+            // range, spread by pid.
+            let spread = (std::process::id() + attempt * 7919) % 4000;
+            let port = 20000 + 3 * spread as u16;
+            let mut config = FleetConfig::new(hosts.clone(), self.dir.clone());
+            config.port = port;
+            config.http_port = port + 1;
+            config.bmc_port = port + 2;
+            config.powered_off = powered_off;
+            config.power_on_delay = config.power_on_delay.div_f64(shape.speed);
+            config.boot_time = BootTime {
+                min: shape.boot_time.min.div_f64(shape.speed),
+                max: shape.boot_time.max.div_f64(shape.speed),
+            };
+            config.faults = shape.faults.clone();
+            config.seed = shape.seed;
+            config.shard_size = DRILL_SHARD_SIZE;
+            match Fleet::start(config).await {
+                Ok(f) => return Ok(f),
+                Err(e) if e.kind == crate::sim::SimErrorKind::Bind => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.map_or_else(|| anyhow::anyhow!("no free ports"), Into::into))
+    }
+
+    /// The simulated fleet's inventory, with the real hosts' group
+    /// membership (not a label) carried over so `group=` selectors pick the
+    /// same hosts.
+    fn sim_inventory(
+        &self,
+        fleet: &FleetHandle,
+        sources: &mut Sources,
+    ) -> anyhow::Result<crate::inventory::Inventory> {
+        let paths = fleet.paths();
+        let mut sim = match crate::inventory::load(
+            &[paths.inventory.to_string_lossy().into_owned()],
+            sources,
+        ) {
+            Ok((inv, _)) => inv,
+            Err(diags) => bail!(
+                "cannot read the simulated fleet's inventory:\n{}",
+                crate::diag::render_text(sources, &diags)
+            ),
+        };
+        let groups: HashMap<&str, &Vec<String>> = self
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), &h.groups))
+            .collect();
+        for h in &mut sim.hosts {
+            if let Some(g) = groups.get(h.name.as_str()) {
+                h.groups = (*g).clone();
+            }
+        }
+        Ok(sim)
+    }
+
+    /// The rehearsal planned against the fleet, with its connector, limits
+    /// and BMC client.
+    fn prepare(&self, fleet: &FleetHandle) -> anyhow::Result<Prepared> {
+        let shape = &self.config.shape;
+        let fraction = self.sample.fraction;
+        let paths = fleet.paths();
+        let mut sources = Sources::new();
+        let inventory = self.sim_inventory(fleet, &mut sources)?;
+        let rehearsal = Rehearsal {
+            speed: shape.speed,
+            sample: fraction,
+            stage_sample: self.sample.stage_sample.clone(),
+            http_port: fleet.http_port(),
+        };
+        let book = rehearse(self.book, &rehearsal);
+        let plan = match crate::plan::build(&book, &inventory, None) {
+            Ok(p) => p,
+            Err(diags) => bail!(
+                "cannot plan the rehearsal:\n{}",
+                crate::diag::render_text(&sources, &diags)
+            ),
+        };
+        let connector = SshConnector::new(SshOptions {
+            identities: vec![paths.identity.clone()],
+            known_hosts: paths.known_hosts.clone(),
+            // The operator's ~/.ssh/config (ProxyJump for `*`, say) must not
+            // apply to loopback hosts.
+            ssh_config: None,
+            accept_new_host_keys: false,
+            use_agent: false,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // An in-process fleet holds the server's end of every connection and
+        // two listeners per host in this process's descriptor table.
+        let in_process = fleet.workers() == 0;
+        let fit = super::descriptors::for_plan(
+            &plan,
+            self.config
+                .parallel
+                .map(|p| ((p as f64 * fraction).ceil() as usize).max(1)),
+            u64::from(in_process),
+            if in_process {
+                2 * inventory.hosts.len() as u64
+            } else {
+                0
+            },
+        );
+        let bmc = match &paths.bmc_credentials {
+            Some(file) if self.powered_off => {
+                let credentials = CredentialStore::from_file(file)?;
+                let client = Redfish::new(Arc::new(credentials), &RedfishOptions::default())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                Some(Arc::new(client) as Arc<dyn crate::transport::redfish::Bmc>)
+            }
+            _ => None,
+        };
+        let opts = EngineOptions {
+            parallel: fit.parallel,
+            rate: shape.rate.map(|r| scale_rate(r, shape.speed * fraction)),
+            starts: HashMap::new(),
+            bmc,
+            bmc_time_scale: shape.speed,
+            // The simulated hosts' sudo asks for no password.
+            become_password: None,
+            pause: None,
+        };
+        Ok(Prepared {
+            plan,
+            inventory,
+            connector,
+            opts,
+            notes: fit.notes,
+        })
+    }
+
+    async fn rehearse_on(
+        &self,
+        fleet: &FleetHandle,
+        views: Box<Views<'_>>,
+        ready: &mut dyn FnMut(&Ready<'_>),
+        cancel: watch::Receiver<CancelLevel>,
+    ) -> anyhow::Result<Finished> {
+        let c = self.config;
+        let prepared = self.prepare(fleet)?;
+        // A journal like any run's, marked as a drill.
+        let header = super::header(
+            &prepared.plan,
+            &c.playbook,
+            &c.inventories,
+            c.limit.as_deref(),
+            c.parallel,
+            c.rate_text.as_deref(),
+            SystemTime::now(),
+        )?;
+        let marker = journal::Record::Drill {
+            speed: c.shape.speed,
+            sample: self.sample.fraction,
+        };
+        let opened = super::open_new(
+            &c.journal_dir,
+            &header,
+            Locking::None,
+            std::slice::from_ref(&marker),
+        )?;
+        let fed = || {
+            let mut collector = Collector::new();
+            collector.record(&journal::Record::Header(header.clone()));
+            collector.record(&marker);
+            collector
+        };
+        ready(&Ready {
+            plan: &prepared.plan,
+            sample: &self.sample,
+            workers: fleet.workers(),
+            http_port: fleet.http_port(),
+            notes: &prepared.notes,
+        });
+        let consumers = views(&header, &prepared.plan, fed())?;
+        let execution = Execution {
+            prepared,
+            journal: Some(opened),
+            collector: fed(),
+            already_done: 0,
+            starts: HashMap::new(),
+            display: Display::Plain {
+                quiet: c.quiet,
+                verbose: c.verbose,
+                scale: c.shape.speed,
+            },
+            consumers,
+            mirror: None,
+        };
+        Ok(super::execute_in(execution, cancel).await)
+    }
+}
