@@ -209,7 +209,7 @@ pub(crate) fn execute_with(
         return Ok(Exit::Usage);
     }
     if let Some(t) = &takeover {
-        t.hold_for_unknown(resume.reverify.len() + resume.mid_step.len());
+        t.hold_for_unknown(replayed.reverify.len() + replayed.mid_step.len());
     }
 
     let resumed = Record::Resumed {
