@@ -335,8 +335,11 @@ pub struct FleetArgs {
     pub boot_time: String,
     /// Faults by fraction, e.g. `never_returns=0.01,unhealthy=0.02`. Kinds:
     /// never_returns, unhealthy, slow_boot, hang_handshake, flap, no_reboot,
-    /// bmc_unreachable, stuck_powering_on, bmc_bad_credentials.
-    #[arg(long, value_name = "KIND=FRACTION,...")]
+    /// bmc_unreachable, stuck_powering_on, bmc_bad_credentials. A
+    /// never_returns or stuck_powering_on fault may add `:recover=P`, the
+    /// chance that a BMC power cycle brings such a host back
+    /// (`never_returns=0.01:recover=0.5`; default 0; needs --powered-off).
+    #[arg(long, value_name = "KIND=FRACTION[:recover=P],...")]
     pub fail: Option<String>,
     /// Seed for boot times and fault placement (same seed, same fleet).
     #[arg(long, default_value_t = 1)]

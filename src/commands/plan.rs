@@ -219,6 +219,7 @@ fn on_unreachable(o: OnUnreachable) -> &'static str {
 ///   "waves": [[stage name, ...], ...],     // stages that may run together, in order
 ///   "stages": [{                           // in dependency order
 ///     "name": str, "wave": int (0-based), "after": [stage name],
+///     "gates": {stage name: {"percent": float, "hosts": int}},  // readiness gates
 ///     "hosts": int, "by_dc": {value: int}, "by_role": {value: int},
 ///     "racks": int,                        // distinct `rack` values
 ///     "canaries": [host name],             // first, one at a time
@@ -253,6 +254,7 @@ pub(crate) fn render_json(
                 "name": s.name,
                 "wave": plan.wave_of(k),
                 "after": s.after.iter().map(|&a| plan.stages[a].name.as_str()).collect::<Vec<_>>(),
+                "gates": s.gates.iter().map(|&(d, p)| (plan.stages[d].name.clone(), json!({"percent": p, "hosts": plan.stages[d].gate_hosts(p)}))).collect::<BTreeMap<_, _>>(),
                 "hosts": s.hosts.len(),
                 "by_dc": counts(inventory, &s.hosts, "dc"),
                 "by_role": counts(inventory, &s.hosts, "role"),
@@ -415,10 +417,13 @@ pub(crate) fn render_text(
         let _ = writeln!(out, "\nWave {}: {}{together}", w + 1, names.join(", "));
         for &k in wave {
             let s = &plan.stages[k];
-            let after: Vec<&str> = s
+            let after: Vec<String> = s
                 .after
                 .iter()
-                .map(|&a| plan.stages[a].name.as_str())
+                .map(|&a| match s.gate(a) {
+                    Some(p) => format!("{} at {p}%", plan.stages[a].name),
+                    None => plan.stages[a].name.clone(),
+                })
                 .collect();
             let after = if after.is_empty() {
                 String::new()
@@ -450,6 +455,17 @@ pub(crate) fn render_text(
                     "    canaries         {}  one at a time, first: {}",
                     s.canaries,
                     names.join(", ")
+                );
+            }
+            for &(d, p) in &s.gates {
+                let dep = &plan.stages[d];
+                let _ = writeln!(
+                    out,
+                    "    gate             starts when {} of {}'s {} hosts are done ({p}%) and {} is inside its budget; its stragglers run on",
+                    dep.gate_hosts(p),
+                    dep.name,
+                    dep.hosts.len(),
+                    dep.name,
                 );
             }
             let _ = writeln!(out, "    window           {} in flight", s.window);
@@ -527,6 +543,26 @@ mod tests {
     #[test]
     fn plan_text() {
         insta::assert_snapshot!(rendered(false));
+    }
+
+    #[test]
+    fn a_gated_start_shows_in_the_estimate() {
+        let text = "version: 1\nstages:\n  - name: storage\n    select: { role: storage }\n    parallel: 2\n    steps: [ { reboot: { timeout: 10m } } ]\n  - name: db\n    select: { role: db }\n    after: { storage: 50% }\n    steps: [ { reboot: { timeout: 10m } } ]\n";
+        let mut sources = Sources::new();
+        let inv = test_inventory();
+        let (playbook, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        let out = render_text(&plan, &playbook, &inv, None, &sources);
+        // storage: 6 hosts two at a time, 10m each: 30m; 3 done after 20m.
+        assert!(out.contains("  stage db (after storage at 50%)\n"), "{out}");
+        assert!(
+            out.contains("    gate             starts when 3 of storage's 6 hosts are done (50%) and storage is inside its budget; its stragglers run on\n"),
+            "{out}"
+        );
+        assert!(out.contains("for the stage (20m to "), "{out}");
+        let json: Value = serde_json::from_str(&render_json(&plan, &playbook, &inv, None)).unwrap();
+        assert_eq!(json["stages"][1]["gates"]["storage"]["hosts"], 3);
+        assert_eq!(json["stages"][1]["start_ms"], 1_200_000);
     }
 
     #[test]

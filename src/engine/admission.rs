@@ -521,6 +521,11 @@ impl Admission {
     fn transition(&mut self, i: usize) -> Option<Decision> {
         match self.stages[i].status {
             Status::Running => {
+                if self.stages[i].abort.is_none()
+                    && let Some(reason) = self.gate_broken(i)
+                {
+                    self.stages[i].abort = Some(reason);
+                }
                 let s = &self.stages[i];
                 let nothing_left = s.remaining == 0 && s.held.is_none();
                 let stopped = s.abort.is_some() || self.stopping;
@@ -553,6 +558,7 @@ impl Admission {
                             let dependency = format!("#{d}");
                             return Some(self.finish(i, StageOutcome::Skipped { dependency }));
                         }
+                        Some(Status::Running) if self.gate_open(i, d) => {}
                         Some(_) => ready = false,
                     }
                 }
@@ -567,6 +573,38 @@ impl Admission {
             }
             Status::Finished(_) => None,
         }
+    }
+
+    /// Stage `i` has a readiness gate on running stage `d` and it is open:
+    /// the gate's share of `d`'s hosts is done and `d` is inside its budget.
+    fn gate_open(&self, i: usize, d: usize) -> bool {
+        let dep = &self.stages[d];
+        self.stages[i]
+            .plan
+            .gate(d)
+            .is_some_and(|p| dep.abort.is_none() && dep.done >= dep.plan.gate_hosts(p))
+    }
+
+    /// Why running stage `i` must stop starting hosts: a stage it started
+    /// after at a readiness gate stopped since (over its budget, a canary
+    /// failed, or stopped in turn by its own gate).
+    fn gate_broken(&self, i: usize) -> Option<String> {
+        let s = &self.stages[i];
+        s.plan.gates.iter().find_map(|&(d, p)| {
+            let dep = self.stages.get(d)?;
+            let reason = match (&dep.abort, &dep.status) {
+                (Some(reason), _) => reason.clone(),
+                (None, Status::Finished(StageOutcome::Aborted { reason })) => reason.clone(),
+                (None, Status::Finished(StageOutcome::Skipped { dependency })) => {
+                    format!("it was skipped: `{dependency}` did not finish")
+                }
+                _ => return None,
+            };
+            Some(format!(
+                "stage `{}`, which this stage started after at its {p}% gate, stopped: {reason}",
+                dep.plan.name
+            ))
+        })
     }
 
     fn finish(&mut self, i: usize, outcome: StageOutcome) -> Decision {
@@ -903,6 +941,7 @@ mod tests {
         StagePlan {
             name: name.into(),
             after: vec![],
+            gates: vec![],
             hosts: hosts.to_vec(),
             canaries: 0,
             window: 1,
@@ -1159,5 +1198,80 @@ mod tests {
         a.withdraw_turn(2, t0 + s(1));
         assert_eq!(a.next(t0 + s(1)), Decision::WaitUntil(t0 + s(2)));
         assert_eq!(a.next(t0 + s(2)), Decision::Turn(3));
+    }
+
+    #[test]
+    fn a_gate_opens_at_its_share_and_closes_the_dependant_when_the_budget_breaks() {
+        let hosts = (0..6).map(|i| host(i, &[])).collect();
+        let mut storage = stage("storage", &[0, 1, 2, 3]);
+        storage.window = 4;
+        storage.failure_budget = 0;
+        let mut dns = stage("dns", &[4, 5]);
+        dns.after = vec![0];
+        dns.gates = vec![(0, 75.0)];
+        let mut a = admission(vec![storage, dns], hosts);
+        let t0 = Instant::now();
+        let (ds, _) = drain(&mut a, t0);
+        assert_eq!(starts(&ds), [0, 1, 2, 3]);
+        a.landed(0, 0, false, &HostOutcome::Done);
+        a.landed(0, 1, false, &HostOutcome::Done);
+        // 2 of 4 done: below 75 %.
+        let (ds, _) = drain(&mut a, t0);
+        assert!(ds.is_empty(), "{ds:?}");
+        a.landed(0, 2, false, &HostOutcome::Done);
+        // 3 of 4: the gate opens while h3 still runs.
+        let (ds, _) = drain(&mut a, t0);
+        assert_eq!(ds[0], Decision::StageStarted(1));
+        assert_eq!(starts(&ds), [4]);
+        // The straggler fails: storage is over its budget, dns stops starting.
+        a.landed(0, 3, false, &failed());
+        let (ds, _) = drain(&mut a, t0);
+        assert!(matches!(
+            &ds[0],
+            Decision::StageFinished(0, StageOutcome::Aborted { .. })
+        ));
+        assert_eq!(ds.len(), 1, "{ds:?}");
+        a.landed(1, 4, false, &HostOutcome::Done);
+        let (ds, _) = drain(&mut a, t0);
+        assert!(
+            matches!(
+                &ds[0],
+                Decision::StageFinished(1, StageOutcome::Aborted { reason })
+                    if reason.contains("`storage`, which this stage started after at its 75% gate, stopped: failure budget exceeded")
+            ),
+            "{ds:?}"
+        );
+        assert!(starts(&ds).is_empty());
+        assert_eq!(a.outcome(), RunOutcome::Aborted);
+    }
+
+    #[test]
+    fn a_gate_stays_shut_while_the_stage_is_over_its_budget() {
+        let hosts = (0..4).map(|i| host(i, &[])).collect();
+        let mut storage = stage("storage", &[0, 1, 2]);
+        storage.window = 3;
+        let mut dns = stage("dns", &[3]);
+        dns.after = vec![0];
+        dns.gates = vec![(0, 50.0)];
+        let mut a = admission(vec![storage, dns], hosts);
+        let t0 = Instant::now();
+        drain(&mut a, t0);
+        a.landed(0, 0, false, &failed());
+        a.landed(0, 1, false, &HostOutcome::Done);
+        a.landed(0, 2, false, &HostOutcome::Done);
+        let (ds, _) = drain(&mut a, t0);
+        assert!(matches!(
+            &ds[0],
+            Decision::StageFinished(0, StageOutcome::Aborted { .. })
+        ));
+        assert_eq!(
+            ds[1],
+            Decision::StageFinished(
+                1,
+                StageOutcome::Skipped {
+                    dependency: "storage".into()
+                }
+            )
+        );
     }
 }

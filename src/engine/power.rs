@@ -874,6 +874,7 @@ mod tests {
         let stage = StagePlan {
             name: "power".into(),
             after: vec![],
+            gates: vec![],
             hosts: (0..hosts.len()).collect(),
             canaries: 0,
             window,

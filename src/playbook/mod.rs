@@ -30,6 +30,11 @@ pub struct Stage {
     pub span: Span,
     /// Names of stages that must finish (inside their budgets) first.
     pub after: Vec<String>,
+    /// Readiness gates (`after: { storage: 95% }`): for some of `after`, the
+    /// percentage of that stage's hosts done (below 100) that is enough to
+    /// start, while that stage is inside its budget. The others wait for the
+    /// whole stage.
+    pub gates: Vec<(String, f64)>,
     pub select: Selector,
     /// Hosts in flight at once; default 1.
     pub parallel: Amount,

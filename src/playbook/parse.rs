@@ -422,8 +422,23 @@ fn read_stage(
         remediate_value: None,
     };
     let mut after = Vec::new();
+    let mut gates = Vec::new();
     if let Some(n) = r.get("after") {
         match &n.value {
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let Some(s) = k.string(diags) else {
+                        continue;
+                    };
+                    if let Some(p) = gate_share(v, diags)
+                        && p < 100.0
+                    {
+                        gates.push((s.clone(), p));
+                    }
+                    after.push(s);
+                    spans.after.push(k.span.clone());
+                }
+            }
             Value::Seq(items) => {
                 for item in items {
                     if let Some(s) = item.string(diags) {
@@ -437,7 +452,9 @@ fn read_stage(
                     after.push(s.to_owned());
                     spans.after.push(n.span.clone());
                 } else {
-                    diags.push(n.expected("a stage name or a list of stage names"));
+                    diags.push(n.expected(
+                        "a stage name, a list of stage names, or a mapping of stage: percentage done, e.g. `{ storage: 95% }`",
+                    ));
                 }
             }
         }
@@ -496,6 +513,7 @@ fn read_stage(
         // The name reads better under a caret than the mapping's first character.
         span: spans.name.clone(),
         after,
+        gates,
         select,
         parallel: policy.parallel,
         rate: policy.rate,
@@ -978,6 +996,30 @@ fn rate(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Rate> {
         Ok(r) => Some(r),
         Err(e) => {
             diags.push(Diagnostic::error("bad-rate", node.span.clone(), e.0));
+            None
+        }
+    }
+}
+
+/// A readiness gate's share of a stage's hosts: a percentage in (0, 100].
+fn gate_share(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<f64> {
+    let expected = "a percentage of the stage's hosts done, above 0% and at most 100%, e.g. `95%`";
+    let Some(text) = node.as_scalar() else {
+        diags.push(node.expected(expected));
+        return None;
+    };
+    match parse_amount(text) {
+        Ok(Amount::Percent(p)) => Some(p),
+        Ok(Amount::Count(_)) => {
+            diags.push(Diagnostic::error(
+                "bad-gate",
+                node.span.clone(),
+                format!("invalid readiness gate `{text}`: expected {expected}"),
+            ));
+            None
+        }
+        Err(e) => {
+            diags.push(Diagnostic::error("bad-gate", node.span.clone(), e.0));
             None
         }
     }

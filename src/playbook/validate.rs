@@ -991,4 +991,39 @@ mod tests {
             "p.yaml:6:13: error: stage `storage` runs after unknown stage `stroage`\n  |\n6 |     after: [stroage]\n  |             ^^^^^^^\n  = help: did you mean `storage`?\n"
         );
     }
+
+    #[test]
+    fn a_readiness_gate_outside_0_to_100_percent_is_refused_where_written() {
+        let gate = |g: &str| {
+            format!(
+                "{STORAGE}  - name: db\n    select: {{ role: db }}\n    after: {{ storage: {g} }}\n    steps: [ reboot ]\n"
+            )
+        };
+        let fine =
+            "p.yaml: warning: 2 of 12 hosts are selected by no stage (e.g. pg-app1, pg-app2)\n";
+        assert_eq!(check(&gate("95%")), fine);
+        assert_eq!(check(&gate("100%")), fine);
+        assert_eq!(
+            check(&gate("0%")),
+            "p.yaml:8:23: error: invalid amount `0%`: a percentage must be above 0% and at most 100%\n  |\n8 |     after: { storage: 0% }\n  |                       ^^\n"
+        );
+        assert_eq!(
+            check(&gate("120%")),
+            "p.yaml:8:23: error: invalid amount `120%`: a percentage must be above 0% and at most 100%\n  |\n8 |     after: { storage: 120% }\n  |                       ^^^^\n"
+        );
+        assert!(
+            check(&gate("95")).starts_with(
+                "p.yaml:8:23: error: invalid readiness gate `95`: expected a percentage of the stage's hosts done, above 0% and at most 100%, e.g. `95%`\n"
+            ),
+            "{}",
+            check(&gate("95"))
+        );
+        // The map's keys are stage names like the list's entries.
+        assert!(
+            check(&gate("95%").replace("storage: 95%", "stroage: 95%"))
+                .starts_with("p.yaml:8:14: error: stage `db` runs after unknown stage `stroage`"),
+            "{}",
+            check(&gate("95%").replace("storage: 95%", "stroage: 95%"))
+        );
+    }
 }

@@ -354,6 +354,7 @@ mod eta {
         StagePlan {
             name: name.into(),
             after: vec![],
+            gates: vec![],
             hosts: hosts.collect(),
             canaries: 0,
             window,

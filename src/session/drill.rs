@@ -46,6 +46,8 @@ pub struct Shape {
     pub speed: f64,
     pub boot_time: BootTime,
     pub faults: Vec<(FaultKind, f64)>,
+    /// Per fault, the chance a power cycle cures it (`:recover=P`).
+    pub recover: Vec<(FaultKind, f64)>,
     pub seed: u64,
     pub rate: Option<Rate>,
 }
@@ -241,6 +243,7 @@ impl Drill<'_> {
                 max: shape.boot_time.max.div_f64(shape.speed),
             };
             config.faults = shape.faults.clone();
+            config.recover = shape.recover.clone();
             config.seed = shape.seed;
             config.shard_size = DRILL_SHARD_SIZE;
             match Fleet::start(config).await {

@@ -454,6 +454,7 @@ mod tests {
         let stage = |hosts: &[usize]| crate::plan::StagePlan {
             name: "s".into(),
             after: vec![],
+            gates: vec![],
             hosts: hosts.to_vec(),
             canaries: 0,
             window: 1,
