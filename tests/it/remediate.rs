@@ -130,6 +130,17 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
         ],
     );
     let book = sim.book(&cold_start("6s"));
+    let mut plan = support::rekindle();
+    plan.arg("plan")
+        .arg(&book)
+        .arg("-i")
+        .arg(sim.sim.path("inventory.yaml"));
+    let (code, out, err) = support::run(&mut plan);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("    remediate        up to 1 BMC power cycle for a host silent through a wait_ssh/reboot wait, then quarantined\n"),
+        "{out}"
+    );
     let (code, out, err) = sim.run(&book);
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     let s = sim.status();
