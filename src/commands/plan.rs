@@ -495,7 +495,7 @@ pub(crate) fn render_text(
             if let Some(r) = s.remediate {
                 let _ = writeln!(
                     out,
-                    "    remediate        up to {} BMC power cycle{} for a host silent through a wait_ssh/reboot wait, then quarantined",
+                    "    remediate        up to {} BMC power cycle{} for a host that does not come back, then quarantined",
                     r.power_cycle,
                     if r.power_cycle == 1 { "" } else { "s" }
                 );
