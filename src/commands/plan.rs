@@ -505,6 +505,14 @@ pub(crate) fn render_text(
                     "    on_unreachable   skip (set aside, not counted as failures)"
                 );
             }
+            if let Some(r) = s.remediate {
+                let _ = writeln!(
+                    out,
+                    "    remediate        up to {} BMC power cycle{} for a host that does not come back, then quarantined",
+                    r.power_cycle,
+                    if r.power_cycle == 1 { "" } else { "s" }
+                );
+            }
             let steps: Vec<String> = s
                 .steps
                 .iter()

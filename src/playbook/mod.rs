@@ -90,8 +90,9 @@ pub enum OnUnreachable {
 }
 
 /// `remediate: { power_cycle: N }`: a host that has not answered SSH
-/// within a `wait_ssh` or `reboot` wait is power-cycled through its BMC at
-/// most `power_cycle` times, waited for again each time, then quarantined.
+/// within a `wait_ssh` or `reboot` wait (or that its BMC never reports On
+/// in a `power_on`) is power-cycled through its BMC at most `power_cycle`
+/// times, waited for again each time, then quarantined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Remediate {
     /// BMC power cycles at most, per host and step, in the whole run

@@ -114,21 +114,23 @@ fn check_policy(stage: &Stage, spans: &StageSpans, diags: &mut Vec<Diagnostic>) 
     // when it cannot apply at all.
     if let Some(span) = &spans.remediate
         && stage.remediate.is_some()
-        && !stage
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::WaitSsh { .. } | Step::Reboot { .. }))
+        && !stage.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::WaitSsh { .. } | Step::Reboot { .. } | Step::PowerOn(_)
+            )
+        })
     {
         diags.push(
             Diagnostic::warning(
                 "remediate-unused",
                 span.clone(),
                 format!(
-                    "stage `{}` sets `remediate` but has no `wait_ssh` or `reboot` step, so no host of it is ever power-cycled",
+                    "stage `{}` sets `remediate` but has no `power_on`, `wait_ssh` or `reboot` step, so no host of it is ever power-cycled",
                     stage.name
                 ),
             )
-            .with_help("remediation acts on a host that does not answer SSH within a `wait_ssh` or `reboot` wait"),
+            .with_help("remediation acts on a host that does not come back within a `power_on`, `wait_ssh` or `reboot` wait"),
         );
     }
     if stage.rate_per.is_some() && stage.rate.is_none() {
@@ -866,7 +868,7 @@ mod tests {
             "version: 1\nstages:\n  - name: st\n    select: { role: storage }\n    remediate: { power_cycle: 1 }\n    steps: [ { run: uptime } ]\n",
         );
         assert!(
-            out.contains("p.yaml:5:5: warning: stage `st` sets `remediate` but has no `wait_ssh` or `reboot` step, so no host of it is ever power-cycled\n"),
+            out.contains("p.yaml:5:5: warning: stage `st` sets `remediate` but has no `power_on`, `wait_ssh` or `reboot` step, so no host of it is ever power-cycled\n"),
             "{out}"
         );
         // From `defaults`, only where it applies; parsed into the model.
