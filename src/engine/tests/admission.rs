@@ -133,3 +133,28 @@ async fn waves_count_only_hosts_after_the_canaries_and_keep_other_limits() {
         [at(0.0), at(1.0), at(2.0), at(2.0), at(3.0), at(3.0)]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_paces_the_hosts_inside_each_wave() {
+    let fleet = Fleet::new();
+    for i in 0..6 {
+        fleet.script(&format!("h{i}"), working(1.0));
+    }
+    let mut s = stage("s", &(0..6).collect::<Vec<_>>(), vec![run_step()]);
+    s.ramp = vec![1, 2];
+    s.window = 4;
+    s.rate = Some(Rate {
+        count: 2,
+        per: secs(1.0),
+    });
+    let out = simple(plan(vec![s]), hosts(6), &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Success);
+    let starts: Vec<Option<Duration>> = (0..6).map(|i| out.started(&format!("h{i}"))).collect();
+    let at = |t: f64| Some(secs(t));
+    // Tokens every 0.5 s inside each wave; each wave waits for the one before
+    // (a fixed window of 4 would start them at 0, 0.5, 1, 1.5, 2, 2.5).
+    assert_eq!(
+        starts,
+        [at(0.0), at(1.0), at(1.5), at(2.5), at(3.0), at(3.5)]
+    );
+}
