@@ -250,6 +250,9 @@ pub struct FleetConfig {
     pub http_port: u16,
     pub boot_time: BootTime,
     pub faults: Vec<(FaultKind, f64)>,
+    /// Each host's fault, chosen by the caller (a drill places them per
+    /// stage); `None`: `faults` placed by `seed` ([`place_faults`]).
+    pub placed_faults: Option<Vec<Option<FaultKind>>>,
     pub seed: u64,
     /// Where inventory.yaml, known_hosts, id_ed25519 and status.json go.
     pub out: PathBuf,
@@ -280,6 +283,7 @@ impl FleetConfig {
             http_port: if root { 8080 } else { 8081 },
             boot_time: BootTime::default(),
             faults: Vec::new(),
+            placed_faults: None,
             seed: 1,
             out,
             shard_size: DEFAULT_SHARD_SIZE,
