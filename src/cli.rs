@@ -41,6 +41,10 @@ pub enum Command {
     Continue(ControlArgs),
     /// Summarise a run from its journal.
     Report(ReportArgs),
+    /// List the runs kept in etcd: live, stale and finished, with their drivers.
+    Status(StatusArgs),
+    /// Wait as the standby of a run kept in etcd; take it over when its driver's lease expires.
+    Standby(StandbyArgs),
     /// Serve a simulated fleet of SSH hosts on loopback.
     Sim(SimArgs),
     /// Fire drill: run a playbook against a simulated copy of an inventory.
@@ -269,7 +273,7 @@ pub struct ControlArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The journal file of the interrupted run.
+    /// The journal file of the interrupted run (with `--etcd`: its run id).
     #[arg(value_name = "JOURNAL")]
     pub journal_file: PathBuf,
     /// Resume even if the playbook or inventory changed since the run began.
@@ -301,6 +305,26 @@ pub struct ReportArgs {
     /// Write to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// With `--etcd`, JOURNAL is a run id: the run is read from etcd.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StandbyArgs {
+    /// The run to stand by for (its id, as `rekindle status --etcd ...` lists it).
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 /// The simulated fleet's shape and faults, shared by `sim` and `drill`.
@@ -311,8 +335,11 @@ pub struct FleetArgs {
     pub boot_time: String,
     /// Faults by fraction, e.g. `never_returns=0.01,unhealthy=0.02`. Kinds:
     /// never_returns, unhealthy, slow_boot, hang_handshake, flap, no_reboot,
-    /// bmc_unreachable, stuck_powering_on, bmc_bad_credentials.
-    #[arg(long, value_name = "KIND=FRACTION,...")]
+    /// bmc_unreachable, stuck_powering_on, bmc_bad_credentials. A
+    /// never_returns or stuck_powering_on fault may add `:recover=P`, the
+    /// chance that a BMC power cycle brings such a host back
+    /// (`never_returns=0.01:recover=0.5`; default 0; needs --powered-off).
+    #[arg(long, value_name = "KIND=FRACTION[:recover=P],...")]
     pub fail: Option<String>,
     /// Seed for boot times and fault placement (same seed, same fleet).
     #[arg(long, default_value_t = 1)]

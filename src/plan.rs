@@ -32,11 +32,21 @@ pub struct StagePlan {
     pub name: String,
     /// Indices into `plan.stages` of the stages this one waits for.
     pub after: Vec<usize>,
+    /// Readiness gates: (index into `plan.stages`, one of `after`; percent
+    /// below 100). This stage may start once that share of that stage's
+    /// hosts is done while that stage is inside its budget; `after` entries
+    /// without a gate wait for their stage to finish.
+    pub gates: Vec<(usize, f64)>,
     /// Indices into `Inventory::hosts`; the first `canaries` of them are the canaries.
     pub hosts: Vec<usize>,
     pub canaries: usize,
-    /// Hosts in flight at once (after canaries), at least 1.
+    /// Hosts in flight at once (after canaries), at least 1; with growing
+    /// waves, the size that holds after the last wave.
     pub window: usize,
+    /// Growing waves: sizes (each at least 1) of the waves run one after
+    /// the other before `window` holds; a wave with a failure stops the
+    /// growth at its size. Empty: a fixed window.
+    pub ramp: Vec<usize>,
     /// Failures tolerated; one more aborts the stage.
     pub failure_budget: usize,
     pub rate: Option<Rate>,
@@ -56,10 +66,48 @@ pub struct StagePlan {
     pub estimate: Duration,
 }
 
+impl StagePlan {
+    /// The readiness gate this stage has on stage `dependency` (percent), if any.
+    pub fn gate(&self, dependency: usize) -> Option<f64> {
+        self.gates
+            .iter()
+            .find(|(d, _)| *d == dependency)
+            .map(|(_, p)| *p)
+    }
+
+    /// Hosts of this stage that must be done to open a `percent` gate on it
+    /// (rounded up, so 95 % of 10 hosts is 10).
+    pub fn gate_hosts(&self, percent: f64) -> usize {
+        Amount::Percent(percent).resolve(self.hosts.len(), true)
+    }
+
+    /// Estimated time from this stage's start until `k` of its hosts are
+    /// done: canaries one at a time, then the rest of the stage's estimate
+    /// in proportion to the rounds of its window that `k` needs (one round
+    /// of a window holding every host ends with the stage).
+    pub fn time_to_done(&self, k: usize) -> Duration {
+        let n = self.hosts.len();
+        if k >= n {
+            return self.estimate;
+        }
+        let canaries = self.canaries.min(n);
+        if k <= canaries {
+            return self.host_estimate * k as u32;
+        }
+        let canary_phase = self.host_estimate * canaries as u32;
+        let phase = self.estimate.saturating_sub(canary_phase);
+        let rounds = window_rounds(n - canaries, &self.ramp, self.window).max(1);
+        let needed = window_rounds(k - canaries, &self.ramp, self.window);
+        canary_phase + phase.mul_f64(needed as f64 / rounds as f64)
+    }
+}
+
 impl Plan {
     /// Estimated (start, finish) of each stage from the start of the run: a
-    /// stage starts when the last stage it waits for finishes (critical path;
-    /// global limits shared by stages running at once are not modelled).
+    /// stage starts when the last stage it waits for finishes, or for a
+    /// readiness gate when that stage has the gate's share of its hosts done
+    /// (critical path; global limits shared by stages running at once are
+    /// not modelled).
     pub fn schedule(&self) -> Vec<(Duration, Duration)> {
         let mut times: Vec<(Duration, Duration)> = Vec::with_capacity(self.stages.len());
         for s in &self.stages {
@@ -67,7 +115,16 @@ impl Plan {
             let start = s
                 .after
                 .iter()
-                .filter_map(|&d| times.get(d).map(|t| t.1))
+                .filter_map(|&d| {
+                    let (start, finish) = *times.get(d)?;
+                    Some(match s.gate(d) {
+                        Some(p) => {
+                            let dep = &self.stages[d];
+                            start + dep.time_to_done(dep.gate_hosts(p))
+                        }
+                        None => finish,
+                    })
+                })
                 .max()
                 .unwrap_or_default();
             times.push((start, start + s.estimate));
@@ -166,7 +223,16 @@ pub fn build(
             .filter_map(|d| playbook.stages.iter().position(|s| &s.name == d))
             .map(|j| position[j])
             .collect();
-        let sp = stage_plan(stage, inventory, &selections[i], after, &mut diags);
+        let gates: Vec<(usize, f64)> = stage
+            .gates
+            .iter()
+            .filter_map(|(d, p)| {
+                let j = playbook.stages.iter().position(|s| &s.name == d)?;
+                Some((position[j], *p))
+            })
+            .collect();
+        let mut sp = stage_plan(stage, inventory, &selections[i], after, &mut diags);
+        sp.gates = gates;
         stages.push(sp);
     }
     let waves_count = order.iter().map(|&(_, w)| w + 1).max().unwrap_or(0);
@@ -267,6 +333,11 @@ fn stage_plan(
     let canaries = stage.canary.min(n);
     let hosts = canaries_first(inventory, selected, canaries);
     let window = stage.parallel.resolve(n, true).clamp(1, n.max(1));
+    let ramp: Vec<usize> = stage
+        .ramp
+        .iter()
+        .map(|a| a.resolve(n, true).clamp(1, n.max(1)))
+        .collect();
     let failure_budget = stage.max_failures.resolve(n, false).min(n);
     let max_unavailable: Vec<(String, usize)> = stage
         .max_unavailable
@@ -296,7 +367,7 @@ fn stage_plan(
         inventory,
         &hosts,
         canaries,
-        window,
+        (&ramp, window),
         &max_unavailable,
         host_estimate,
     );
@@ -313,9 +384,11 @@ fn stage_plan(
     StagePlan {
         name: stage.name.clone(),
         after,
+        gates: Vec::new(),
         hosts,
         canaries,
         window,
+        ramp,
         failure_budget,
         rate: stage.rate,
         rate_per: stage.rate_per.clone(),
@@ -384,6 +457,22 @@ fn group_sizes<'a>(
     sizes
 }
 
+/// Rounds of one host's duration that `count` hosts take through the
+/// growing waves `ramp` (one round each, while hosts last) and then a
+/// rolling `window`.
+pub fn window_rounds(count: usize, ramp: &[usize], window: usize) -> usize {
+    let mut left = count;
+    let mut rounds = 0;
+    for &size in ramp {
+        if left == 0 {
+            return rounds;
+        }
+        left = left.saturating_sub(size.max(1));
+        rounds += 1;
+    }
+    rounds + left.div_ceil(window.max(1))
+}
+
 /// One host's worst case: the sum of its steps' timeouts.
 pub fn host_estimate(steps: &[Step]) -> Duration {
     steps
@@ -401,7 +490,7 @@ pub fn host_estimate(steps: &[Step]) -> Duration {
 }
 
 /// A stage's duration: the canaries one at a time, then the rest bounded by
-/// whichever limit is tightest (window, max_unavailable per label value,
+/// whichever limit is tightest (window or growing waves, max_unavailable per label value,
 /// start rate, power-on pacing per PDU). Returns the estimate and the most
 /// hosts that can be in flight at once.
 fn stage_estimate(
@@ -409,7 +498,7 @@ fn stage_estimate(
     inventory: &Inventory,
     hosts: &[usize],
     canaries: usize,
-    window: usize,
+    (ramp, window): (&[usize], usize),
     max_unavailable: &[(String, usize)],
     per_host: Duration,
 ) -> (Duration, usize) {
@@ -420,7 +509,7 @@ fn stage_estimate(
     }
     let rounds = |count: usize, at_once: usize| count.div_ceil(at_once.max(1)) as u32;
     let mut concurrency = window.min(rest.len());
-    let mut phase = per_host * rounds(rest.len(), window);
+    let mut phase = per_host * window_rounds(rest.len(), ramp, window) as u32;
     for (key, limit) in max_unavailable {
         let sizes = group_sizes(inventory, rest, key);
         concurrency = concurrency.min(sizes.len() * limit);
@@ -517,6 +606,32 @@ stages:
         assert_eq!(storage.canaries, 2);
         let db = &plan.stages[1];
         assert_eq!((db.hosts.len(), db.window, db.failure_budget), (4, 2, 2));
+    }
+
+    #[test]
+    fn a_gated_stage_is_estimated_to_start_when_its_share_is_done() {
+        let inv = test_inventory();
+        let text = TWO_STAGES.replace("after: storage", "after: { storage: 50% }");
+        let plan = build(&playbook(&text), &inv, None).unwrap();
+        assert_eq!(plan.stages[1].after, [0]);
+        assert_eq!(plan.stages[1].gates, [(0, 50.0)]);
+        // 3 of storage's 6 hosts: the two canaries (20m), then the first of
+        // its two rounds (10m).
+        assert_eq!(plan.stages[0].gate_hosts(50.0), 3);
+        assert_eq!(
+            plan.schedule(),
+            [
+                (Duration::ZERO, Duration::from_secs(2400)),
+                (Duration::from_secs(1800), Duration::from_secs(2100))
+            ]
+        );
+        // The critical path is now storage's own end.
+        assert_eq!(plan.estimate, Duration::from_secs(2400));
+        // 100 % is the list form: the whole stage.
+        let text = TWO_STAGES.replace("after: storage", "after: { storage: 100% }");
+        let full = build(&playbook(&text), &inv, None).unwrap();
+        assert!(full.stages[1].gates.is_empty());
+        assert_eq!(full.schedule()[1].0, Duration::from_secs(2400));
     }
 
     #[test]

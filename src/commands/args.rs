@@ -17,7 +17,7 @@ use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::playbook::Rate;
 use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
-use crate::sim::{BootTime, parse_faults};
+use crate::sim::{BootTime, FailSpec, parse_fail};
 use crate::transport::ssh::SshOptions;
 
 /// The fastest a drill may compress time: beyond it, simulated commands and
@@ -113,15 +113,17 @@ pub(crate) fn drill_shape(
         ));
     }
     let boot_time = BootTime::parse(&fleet.boot_time).map_err(|e| e.to_string())?;
-    let faults = match &fleet.fail {
-        Some(f) => parse_faults(f).map_err(|e| e.to_string())?,
-        None => Vec::new(),
+    let fail = match &fleet.fail {
+        Some(f) => parse_fail(f).map_err(|e| e.to_string())?,
+        None => FailSpec::default(),
     };
+    let (faults, recover) = (fail.faults, fail.recover);
     Ok(session::drill::Shape {
         sample,
         speed,
         boot_time,
         faults,
+        recover,
         seed: fleet.seed,
         rate: rate(exec)?,
     })

@@ -1,11 +1,20 @@
-//! What `run`, `resume` and `report` do differently with `--etcd`: the
-//! run stored and its lead taken (or refused, naming the run it collides
-//! with), and a fenced driver's exit. The rules are `etcd`'s; this file
-//! only turns them into messages and exit codes.
+//! What `run`, `resume`, `standby` and `report` do differently with
+//! `--etcd`: the run stored and its lead taken (or refused, naming the run
+//! it collides with), a standby waiting for the driver's lease to expire,
+//! a takeover continuing the run as `resume` does, and a fenced driver's
+//! exit. The rules are `etcd`'s and the resume's `resume`'s; this file only
+//! turns arguments into those calls and their results into messages.
 
-use crate::etcd::{Lead, Store};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::args;
+use crate::cli::{EtcdArgs, ExecArgs, ResumeArgs, StandbyArgs};
+use crate::etcd::{Driver, Lead, RunInfo, StartError, Store};
 use crate::exit::Exit;
-use crate::journal::Header;
+use crate::journal::{self, Header, Journal, Record};
 use crate::session::Prepared;
 
 /// Stores a new run in etcd and takes its lead; `Err` is the message.
@@ -21,7 +30,7 @@ pub(crate) fn begin(store: &Store, header: &Header, prepared: &Prepared) -> Resu
     hosts.sort_unstable();
     hosts.dedup();
     let lead = store
-        .begin(header, &hosts, super::args::notice)
+        .begin(header, &hosts, args::notice)
         .map_err(|e| format!("--etcd: {e}"))?;
     eprintln!(
         "etcd: run {} kept in etcd under {} as driver {} (fencing token {}); another bastion can take it over with `rekindle resume {} --etcd ...`",
@@ -45,11 +54,360 @@ pub(crate) fn finish(lead: Option<Lead>, exit: Exit) -> Exit {
     }
 }
 
-/// `resume RUN_ID --etcd ...`: not there yet.
-pub(crate) fn resume(args: crate::cli::ResumeArgs, _verbose: u8) -> anyhow::Result<Exit> {
+fn store(etcd: &EtcdArgs) -> Result<Store, String> {
+    match args::etcd(etcd)? {
+        Some(settings) => args::etcd_store(settings),
+        None => Err("--etcd (or REKINDLE_ETCD) is needed".into()),
+    }
+}
+
+/// A run id given as such, or the run id in the header of a journal file.
+fn run_id(arg: &str) -> String {
+    let path = Path::new(arg);
+    if path.is_file()
+        && let Ok(j) = journal::read(path)
+    {
+        return j.header.run_id;
+    }
+    arg.to_owned()
+}
+
+/// `report RUN_ID --etcd ...`: the run's journal as etcd has it.
+pub(crate) fn journal(etcd: &EtcdArgs, run: &str) -> Result<Journal, String> {
+    let store = store(etcd)?;
+    let run = run_id(run);
+    store
+        .journal(&run)
+        .map_err(|e| format!("--etcd: {e}"))?
+        .ok_or_else(|| no_run(&store, &run))
+}
+
+fn no_run(store: &Store, run: &str) -> String {
+    format!(
+        "no run {run} in etcd under {} (`rekindle status --etcd ...` lists them)",
+        store.settings.prefix
+    )
+}
+
+/// Who drives a run, for people.
+pub(crate) fn driver_words(d: &Driver) -> String {
+    format!(
+        "{} on bastion {} (pid {}, fencing token {})",
+        d.operator, d.bastion, d.pid, d.token
+    )
+}
+
+/// A run's progress, for people.
+pub(crate) fn progress_words(r: &RunInfo) -> String {
+    let total: usize = r.header.stages.iter().map(|s| s.hosts).sum();
+    format!(
+        "{} of {} host runs done, {} failed, {} in flight",
+        r.done, total, r.failed, r.in_flight
+    )
+}
+
+/// A takeover under way: the lead (closed before the store it runs on).
+pub(crate) struct Takeover {
+    lead: Lead,
+    since: Instant,
+    store: Store,
+}
+
+impl Takeover {
+    pub(crate) fn lead(&mut self) -> &mut Lead {
+        &mut self.lead
+    }
+
+    /// Waits out the rest of the lease's TTL plus the margin since the
+    /// takeover when `unknown` hosts have an intent whose outcome is
+    /// unknown: a paused old driver must not race this one.
+    pub(crate) fn hold_for_unknown(&self, unknown: usize) {
+        if unknown == 0 {
+            return;
+        }
+        let hold = self.lead.hold();
+        let left = hold.saturating_sub(self.since.elapsed());
+        if left.is_zero() {
+            return;
+        }
+        eprintln!(
+            "etcd: {} with an action whose outcome is unknown; waiting {:.1}s (lease TTL plus margin) before acting, so a paused old driver cannot race this one",
+            crate::report::plural(unknown, "host"),
+            left.as_secs_f64()
+        );
+        std::thread::sleep(left);
+    }
+
+    pub(crate) fn finish(self, exit: Exit) -> Exit {
+        let Takeover { lead, store, .. } = self;
+        let exit = finish(Some(lead), exit);
+        drop(store);
+        exit
+    }
+}
+
+/// `resume RUN_ID --etcd ...`: takes over a run whose driver is gone.
+pub(crate) fn resume(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
+    let store = match store(&args.etcd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let run = run_id(&args.journal_file.to_string_lossy());
+    match try_lead(&store, &run) {
+        Ok(Attempt::Led(led)) => {
+            let (lead, journal) = *led;
+            continue_run(store, lead, &journal, args, verbose)
+        }
+        Ok(Attempt::Driven(d)) => {
+            eprintln!(
+                "error: run {run} is driven by {}; `rekindle standby {run} --etcd ...` waits to take it over",
+                driver_words(&d)
+            );
+            Ok(Exit::Usage)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(Exit::Usage)
+        }
+    }
+}
+
+enum Attempt {
+    Led(Box<(Lead, Journal)>),
+    Driven(Driver),
+}
+
+/// Takes the lead of `run` if nobody holds it; then reads its journal,
+/// complete now that no other driver can add to it.
+fn try_lead(store: &Store, run: &str) -> Result<Attempt, String> {
+    let etcd = |e: crate::etcd::client::EtcdError| format!("--etcd: {e}");
+    let journal = store
+        .journal(run)
+        .map_err(etcd)?
+        .ok_or_else(|| no_run(store, run))?;
+    if let Some(d) = store.driver(run).map_err(etcd)? {
+        return Ok(Attempt::Driven(d));
+    }
+    let lead = match store.take_over(&journal.header, args::notice) {
+        Ok(l) => l,
+        Err(StartError::Etcd(e)) => return Err(etcd(e)),
+        Err(e) => {
+            // Another standby won the election meanwhile.
+            if let Ok(Some(d)) = store.driver(run) {
+                return Ok(Attempt::Driven(d));
+            }
+            return Err(format!("--etcd: {e}"));
+        }
+    };
+    let journal = store
+        .journal(run)
+        .map_err(etcd)?
+        .ok_or_else(|| no_run(store, run))?;
+    Ok(Attempt::Led(Box::new((lead, journal))))
+}
+
+/// Writes the run's inputs and journal from etcd into the journal
+/// directory and resumes from there, mirrored under the new lead.
+fn continue_run(
+    store: Store,
+    mut lead: Lead,
+    journal: &Journal,
+    mut args: ResumeArgs,
+    verbose: u8,
+) -> anyhow::Result<Exit> {
+    let since = Instant::now();
+    let local = match materialize(&store, journal, &args.exec.journal) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let resumed = Record::Resumed {
+        at: journal::rfc3339(std::time::SystemTime::now()),
+        operator: journal::operator(),
+        bastion: store.settings.bastion.clone(),
+        pid: std::process::id(),
+        forced: args.force,
+    };
+    if let Err(e) = lead.record(&resumed) {
+        eprintln!("error: --etcd: {e}");
+        return Ok(Exit::Usage);
+    }
     eprintln!(
-        "error: resume --etcd {}: taking a run over from etcd is not implemented yet",
-        args.journal_file.display()
+        "etcd: took over run {} as driver {} (fencing token {}); inputs checked against the header's SHA-256; journal {}",
+        journal.header.run_id,
+        store.settings.bastion,
+        lead.token,
+        local.display()
     );
-    Ok(Exit::Usage)
+    args.journal_file = local;
+    super::resume::execute_with(args, verbose, Some(Takeover { lead, since, store }))
+}
+
+/// The inputs (checked against the header's hashes) under
+/// `DIR/RUN_ID.inputs/`, and the journal as `DIR/RUN_ID.jsonl` with the
+/// header naming those copies. Returns the journal's path.
+fn materialize(store: &Store, journal: &Journal, dir: &Path) -> Result<PathBuf, String> {
+    let header = &journal.header;
+    crate::session::journal_dir(dir).map_err(|e| format!("{e:#}"))?;
+    let inputs_dir = dir.join(format!("{}.inputs", header.run_id));
+    crate::session::journal_dir(&inputs_dir).map_err(|e| format!("{e:#}"))?;
+    let files = store.inputs(header).map_err(|e| format!("--etcd: {e}"))?;
+    let mut moved = header.clone();
+    for (n, (path, content)) in files.iter().enumerate() {
+        let name = Path::new(path).file_name().map_or_else(
+            || format!("input-{n}"),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        let copy = inputs_dir.join(format!("{n}-{name}"));
+        write_private(&copy, content)?;
+        let copy = copy.to_string_lossy().into_owned();
+        if moved.playbook.path == *path {
+            moved.playbook.path.clone_from(&copy);
+        }
+        for f in &mut moved.inventories {
+            if f.path == *path {
+                f.path.clone_from(&copy);
+            }
+        }
+    }
+    let mut text = Vec::new();
+    for r in &journal.records {
+        let r = match r {
+            Record::Header(_) => Record::Header(moved.clone()),
+            other => other.clone(),
+        };
+        serde_json::to_writer(&mut text, &r).map_err(|e| e.to_string())?;
+        text.push(b'\n');
+    }
+    let path = dir.join(format!("{}.jsonl", header.run_id));
+    write_private(&path, &text)?;
+    Ok(path)
+}
+
+/// Writes `content` to `path` (mode 0600) through a temporary file and a rename.
+fn write_private(path: &Path, content: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(content)
+        .and_then(|()| f.sync_data())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// How often a standby looks at the leader key.
+const STANDBY_POLL: Duration = Duration::from_millis(500);
+
+/// `standby RUN_ID --etcd ...`: waits while the run's driver lives, then
+/// takes it over (one standby wins; the others go on waiting).
+pub(crate) fn standby(args: StandbyArgs, verbose: u8) -> anyhow::Result<Exit> {
+    let store = match store(&args.etcd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let run = run_id(&args.run_id);
+    stand_by(store, &run, args.exec, args.etcd, verbose)
+}
+
+/// The standby loop, for `standby` and for a second identical `run`.
+pub(crate) fn stand_by(
+    store: Store,
+    run: &str,
+    mut exec: ExecArgs,
+    etcd: EtcdArgs,
+    verbose: u8,
+) -> anyhow::Result<Exit> {
+    let announced = match store.standby(run) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --etcd: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    // Taking over happens unattended, maybe hours later: starting the standby was the confirmation.
+    exec.yes = true;
+    let mut last_driver: Option<Driver> = None;
+    let mut unreachable = false;
+    loop {
+        let attempt = try_lead(&store, run);
+        match attempt {
+            Ok(Attempt::Driven(d)) => {
+                unreachable = false;
+                if last_driver.as_ref() != Some(&d) {
+                    let progress = store
+                        .runs()
+                        .ok()
+                        .and_then(|rs| rs.into_iter().find(|r| r.header.run_id == run))
+                        .map(|r| progress_words(&r))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "standby: run {run} is driven by {}; {progress}; waiting to take over when its lease expires",
+                        driver_words(&d)
+                    );
+                    last_driver = Some(d);
+                }
+            }
+            Ok(Attempt::Led(led)) => {
+                let (lead, journal) = *led;
+                if finished(&journal) {
+                    drop(lead);
+                    eprintln!("standby: run {run} finished; nothing to take over");
+                    return Ok(Exit::Success);
+                }
+                drop(announced);
+                eprintln!("standby: the driver's lease of run {run} expired; taking over");
+                let args = ResumeArgs {
+                    journal_file: PathBuf::from(run),
+                    force: false,
+                    failed_only: false,
+                    limit: None,
+                    exec,
+                    etcd,
+                };
+                return continue_run(store, lead, &journal, args, verbose);
+            }
+            Err(e) if e.starts_with("--etcd: etcd") => {
+                if !unreachable {
+                    eprintln!("standby: {e}; still waiting");
+                    unreachable = true;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(Exit::Usage);
+            }
+        }
+        std::thread::sleep(STANDBY_POLL);
+    }
+}
+
+/// Whether the journal's last driver recorded the run's end.
+fn finished(journal: &Journal) -> bool {
+    let last_resume = journal
+        .records
+        .iter()
+        .rposition(|r| matches!(r, Record::Resumed { .. }))
+        .unwrap_or(0);
+    journal.records[last_resume..].iter().any(|r| {
+        matches!(
+            r,
+            Record::Event {
+                kind: crate::engine::events::EventKind::RunFinished { .. },
+                ..
+            }
+        )
+    })
 }

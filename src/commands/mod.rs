@@ -12,6 +12,7 @@ mod report;
 mod resume;
 mod run;
 mod sim;
+mod status;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -27,6 +28,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Pause(args) => control::execute(args, true),
         Command::Continue(args) => control::execute(args, false),
         Command::Report(args) => report::execute(args),
+        Command::Status(args) => status::execute(args),
+        Command::Standby(args) => etcd::standby(args, cli.verbose),
         Command::Sim(args) => sim::execute(args),
         Command::Drill(args) => drill::execute(args, cli.verbose),
         Command::SimWorker => sim::worker(),

@@ -219,10 +219,12 @@ fn on_unreachable(o: OnUnreachable) -> &'static str {
 ///   "waves": [[stage name, ...], ...],     // stages that may run together, in order
 ///   "stages": [{                           // in dependency order
 ///     "name": str, "wave": int (0-based), "after": [stage name],
+///     "gates": {stage name: {"percent": float, "hosts": int}},  // readiness gates
 ///     "hosts": int, "by_dc": {value: int}, "by_role": {value: int},
 ///     "racks": int,                        // distinct `rack` values
 ///     "canaries": [host name],             // first, one at a time
 ///     "window": int,                       // hosts in flight after canaries
+///     "ramp": [int],                       // growing waves before `window` holds
 ///     "failure_budget": int,               // failures tolerated; one more aborts
 ///     "rate": str | null, "rate_per": str | null,
 ///     "max_unavailable": {label: int},     // hosts in flight per label value
@@ -253,12 +255,14 @@ pub(crate) fn render_json(
                 "name": s.name,
                 "wave": plan.wave_of(k),
                 "after": s.after.iter().map(|&a| plan.stages[a].name.as_str()).collect::<Vec<_>>(),
+                "gates": s.gates.iter().map(|&(d, p)| (plan.stages[d].name.clone(), json!({"percent": p, "hosts": plan.stages[d].gate_hosts(p)}))).collect::<BTreeMap<_, _>>(),
                 "hosts": s.hosts.len(),
                 "by_dc": counts(inventory, &s.hosts, "dc"),
                 "by_role": counts(inventory, &s.hosts, "role"),
                 "racks": racks,
                 "canaries": s.hosts[..s.canaries].iter().map(|&h| inventory.hosts[h].name.as_str()).collect::<Vec<_>>(),
                 "window": s.window,
+                "ramp": s.ramp,
                 "failure_budget": s.failure_budget,
                 "rate": s.rate.map(|r| r.to_string()),
                 "rate_per": s.rate_per,
@@ -415,10 +419,13 @@ pub(crate) fn render_text(
         let _ = writeln!(out, "\nWave {}: {}{together}", w + 1, names.join(", "));
         for &k in wave {
             let s = &plan.stages[k];
-            let after: Vec<&str> = s
+            let after: Vec<String> = s
                 .after
                 .iter()
-                .map(|&a| plan.stages[a].name.as_str())
+                .map(|&a| match s.gate(a) {
+                    Some(p) => format!("{} at {p}%", plan.stages[a].name),
+                    None => plan.stages[a].name.clone(),
+                })
                 .collect();
             let after = if after.is_empty() {
                 String::new()
@@ -452,7 +459,29 @@ pub(crate) fn render_text(
                     names.join(", ")
                 );
             }
-            let _ = writeln!(out, "    window           {} in flight", s.window);
+            for &(d, p) in &s.gates {
+                let dep = &plan.stages[d];
+                let _ = writeln!(
+                    out,
+                    "    gate             starts when {} of {}'s {} hosts are done ({p}%) and {} is inside its budget; its stragglers run on",
+                    dep.gate_hosts(p),
+                    dep.name,
+                    dep.hosts.len(),
+                    dep.name,
+                );
+            }
+            if s.ramp.is_empty() {
+                let _ = writeln!(out, "    window           {} in flight", s.window);
+            } else {
+                let sizes: Vec<String> = s.ramp.iter().map(usize::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "    window           {} -> {} in flight: growing waves, each must finish without a failure before the next size; {} holds to the end",
+                    sizes.join(" -> "),
+                    s.window,
+                    s.window
+                );
+            }
             if let Some(rate) = s.rate {
                 let per = s
                     .rate_per
@@ -474,6 +503,14 @@ pub(crate) fn render_text(
                 let _ = writeln!(
                     out,
                     "    on_unreachable   skip (set aside, not counted as failures)"
+                );
+            }
+            if let Some(r) = s.remediate {
+                let _ = writeln!(
+                    out,
+                    "    remediate        up to {} BMC power cycle{} for a host that does not come back, then quarantined",
+                    r.power_cycle,
+                    if r.power_cycle == 1 { "" } else { "s" }
                 );
             }
             let steps: Vec<String> = s
@@ -527,6 +564,45 @@ mod tests {
     #[test]
     fn plan_text() {
         insta::assert_snapshot!(rendered(false));
+    }
+
+    #[test]
+    fn a_gated_start_shows_in_the_estimate() {
+        let text = "version: 1\nstages:\n  - name: storage\n    select: { role: storage }\n    parallel: 2\n    steps: [ { reboot: { timeout: 10m } } ]\n  - name: db\n    select: { role: db }\n    after: { storage: 50% }\n    steps: [ { reboot: { timeout: 10m } } ]\n";
+        let mut sources = Sources::new();
+        let inv = test_inventory();
+        let (playbook, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        let out = render_text(&plan, &playbook, &inv, None, &sources);
+        // storage: 6 hosts two at a time, 10m each: 30m; 3 done after 20m.
+        assert!(out.contains("  stage db (after storage at 50%)\n"), "{out}");
+        assert!(
+            out.contains("    gate             starts when 3 of storage's 6 hosts are done (50%) and storage is inside its budget; its stragglers run on\n"),
+            "{out}"
+        );
+        assert!(out.contains("for the stage (20m to "), "{out}");
+        let json: Value = serde_json::from_str(&render_json(&plan, &playbook, &inv, None)).unwrap();
+        assert_eq!(json["stages"][1]["gates"]["storage"]["hosts"], 3);
+        assert_eq!(json["stages"][1]["start_ms"], 1_200_000);
+    }
+
+    #[test]
+    fn growing_waves_show_in_the_window_and_the_estimate() {
+        let text = "version: 1\nstages:\n  - name: storage\n    select: { role: storage }\n    parallel: [1, 2, 50%]\n    steps: [ { reboot: { timeout: 10m } } ]\n";
+        let mut sources = Sources::new();
+        let inv = test_inventory();
+        let (playbook, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        let out = render_text(&plan, &playbook, &inv, None, &sources);
+        assert!(
+            out.contains("    window           1 -> 2 -> 3 in flight: growing waves, each must finish without a failure before the next size; 3 holds to the end\n"),
+            "{out}"
+        );
+        // 6 hosts: a wave of 1, a wave of 2, then 3 at once: 3 rounds of 10m.
+        assert!(out.contains("10m per host, 30m for the stage"), "{out}");
+        let json: Value = serde_json::from_str(&render_json(&plan, &playbook, &inv, None)).unwrap();
+        assert_eq!(json["stages"][0]["ramp"], json!([1, 2]));
+        assert_eq!(json["stages"][0]["window"], 3);
     }
 
     #[test]

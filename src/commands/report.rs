@@ -18,11 +18,21 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
         eprintln!("error: --status selects hosts for `--format hosts` only");
         return Ok(Exit::Usage);
     }
-    let journal = match journal::read(&args.journal_file) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Usage);
+    let journal = if args.etcd.etcd.is_some() {
+        match super::etcd::journal(&args.etcd, &args.journal_file.to_string_lossy()) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(Exit::Usage);
+            }
+        }
+    } else {
+        match journal::read(&args.journal_file) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(Exit::Usage);
+            }
         }
     };
     if journal.torn_tail {

@@ -23,6 +23,16 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     if args.etcd.etcd.is_some() {
         return super::etcd::resume(args, verbose);
     }
+    execute_with(args, verbose, None)
+}
+
+/// A resume; with `takeover`, of a run taken over in etcd (its journal
+/// file written from etcd's copy), mirrored there under the new lead.
+pub(crate) fn execute_with(
+    args: ResumeArgs,
+    verbose: u8,
+    mut takeover: Option<super::etcd::Takeover>,
+) -> anyhow::Result<Exit> {
     let journal = match journal::read(&args.journal_file) {
         Ok(j) => j,
         Err(e) => {
@@ -198,6 +208,9 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
     if !args::confirm(plan, args.exec.yes)? {
         return Ok(Exit::Usage);
     }
+    if let Some(t) = &takeover {
+        t.hold_for_unknown(replayed.reverify.len() + replayed.mid_step.len());
+    }
 
     let resumed = Record::Resumed {
         at: journal::rfc3339(SystemTime::now()),
@@ -256,7 +269,7 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
                 verbose: verbose > 0,
             },
             consumers,
-            mirror: None,
+            mirror: takeover.as_mut().map(|t| t.lead().mirror()),
         },
         args::notice,
     )?;
@@ -266,5 +279,8 @@ pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     finished.summary.notes.extend(reboots.notes());
     args::print_finished(&finished, args.exec.quiet);
-    Ok(finished.exit)
+    Ok(match takeover {
+        Some(t) => t.finish(finished.exit),
+        None => finished.exit,
+    })
 }

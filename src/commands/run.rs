@@ -87,6 +87,34 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
         plan: &prepared.plan,
         inventory: &prepared.inventory,
     };
+    // A second identical run (same inputs, same --limit) waits as the live one's standby.
+    if let Some(s) = &store {
+        match s.same_live_run(&header) {
+            Ok(Some(d)) => {
+                eprintln!(
+                    "etcd: the same run is live: {} (`{}`) driven by {}",
+                    d.run_id,
+                    d.plan,
+                    super::etcd::driver_words(&d)
+                );
+                let Some(store) = store else {
+                    return Ok(Exit::Usage);
+                };
+                return super::etcd::stand_by(
+                    store,
+                    &d.run_id,
+                    args.exec.clone(),
+                    args.etcd.clone(),
+                    verbose,
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: --etcd: {e}");
+                return Ok(Exit::Usage);
+            }
+        }
+    }
     let mut lead = match &store {
         Some(store) => match super::etcd::begin(store, &header, &prepared) {
             Ok(l) => Some(l),

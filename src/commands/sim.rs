@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::SimArgs;
 use crate::exit::Exit;
-use crate::sim::{BootTime, Fleet, FleetConfig, SimHost, parse_faults};
+use crate::sim::{BootTime, Fleet, FleetConfig, SimHost, parse_fail};
 
 pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
     let hosts = match args.hosts {
@@ -28,7 +28,9 @@ pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
     config.powered_off = args.fleet.powered_off;
     config.bmc_outage = super::args::outage(&args.bmc_outage).map_err(anyhow::Error::msg)?;
     if let Some(fail) = &args.fleet.fail {
-        config.faults = parse_faults(fail)?;
+        let spec = parse_fail(fail)?;
+        config.faults = spec.faults;
+        config.recover = spec.recover;
     }
     config.seed = args.fleet.seed;
     config.shard_size = args.shard_size.max(1);

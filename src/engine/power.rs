@@ -874,6 +874,8 @@ mod tests {
         let stage = StagePlan {
             name: "power".into(),
             after: vec![],
+            gates: vec![],
+            ramp: vec![],
             hosts: (0..hosts.len()).collect(),
             canaries: 0,
             window,

@@ -20,6 +20,9 @@ const WORK: &str = "work";
 /// The remediation ladder (`remediate`), with the fake BMC.
 mod remediate;
 
+/// Readiness gates (`after: { stage: 95% }`) and growing waves (`parallel: [..]`).
+mod admission;
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -53,6 +56,8 @@ fn stage(name: &str, hosts: &[usize], steps: Vec<Step>) -> StagePlan {
     StagePlan {
         name: name.into(),
         after: vec![],
+        gates: vec![],
+        ramp: vec![],
         hosts: hosts.to_vec(),
         canaries: 0,
         window: 1,

@@ -224,7 +224,7 @@ impl Store {
     }
 
     /// The host names a run selected.
-    fn hosts_of(&self, run: &str) -> Result<Vec<String>, EtcdError> {
+    pub fn hosts_of(&self, run: &str) -> Result<Vec<String>, EtcdError> {
         let kvs = self
             .rt
             .block_on(self.client.range(&self.keys(run).hosts(), true))?;
@@ -387,6 +387,8 @@ impl Store {
                     mirror: None,
                     next_seq,
                     notice,
+                    ttl,
+                    closed: false,
                 });
             }
             let _ = self.rt.block_on(self.client.revoke(lease));
@@ -401,6 +403,136 @@ impl Store {
         Err(StartError::Input(
             "other runs kept starting meanwhile; try again".into(),
         ))
+    }
+
+    /// The live run other than `header`'s own with the same playbook and
+    /// inventory content and the same `--limit`: a second identical `run`
+    /// becomes its standby.
+    pub fn same_live_run(&self, header: &Header) -> Result<Option<Driver>, EtcdError> {
+        for d in self.drivers()? {
+            let Some(kv) = self
+                .rt
+                .block_on(self.client.get(&self.keys(&d.run_id).header()))?
+            else {
+                continue;
+            };
+            let Ok(theirs) = serde_json::from_slice::<Header>(&kv.value) else {
+                continue;
+            };
+            let shas = |h: &Header| -> Vec<String> {
+                std::iter::once(&h.playbook)
+                    .chain(&h.inventories)
+                    .map(|f| f.sha256.clone())
+                    .collect()
+            };
+            if d.run_id != header.run_id
+                && shas(&theirs) == shas(header)
+                && theirs.limit == header.limit
+            {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The driver of `run`, if it is live.
+    pub fn driver(&self, run: &str) -> Result<Option<Driver>, EtcdError> {
+        let kv = self
+            .rt
+            .block_on(self.client.get(&self.keys(run).leader()))?;
+        Ok(kv.as_ref().and_then(driver_of))
+    }
+
+    /// Takes the lead of an existing run whose driver is gone: refused while
+    /// its leader key lives. The journal continues after its last segment.
+    pub fn take_over(&self, header: &Header, notice: fn(&str)) -> Result<Lead, StartError> {
+        let keys = self.keys(&header.run_id);
+        let hosts = self.hosts_of(&header.run_id)?;
+        let selected: HashSet<&str> = hosts.iter().map(String::as_str).collect();
+        let log = self.rt.block_on(self.client.range(&keys.log(), true))?;
+        let next_seq = log
+            .last()
+            .and_then(|kv| {
+                let key = String::from_utf8_lossy(&kv.key).into_owned();
+                key.rsplit('/').next()?.parse::<u64>().ok()
+            })
+            .map_or(0, |n| n + 1);
+        self.take_lead(header, &selected, next_seq, notice)
+    }
+
+    /// The run's input files as stored, each checked against the header's
+    /// SHA-256: (the path the header names, its content). A host-list
+    /// inventory has no file and is left out.
+    pub fn inputs(&self, header: &Header) -> Result<Vec<(String, Vec<u8>)>, StartError> {
+        let keys = self.keys(&header.run_id);
+        let mut out = Vec::new();
+        for (n, f) in std::iter::once(&header.playbook)
+            .chain(&header.inventories)
+            .enumerate()
+        {
+            let kvs = self.rt.block_on(self.client.range(&keys.input(n), true))?;
+            let Some(meta) = kvs
+                .iter()
+                .find(|kv| kv.key.ends_with(b"/meta"))
+                .and_then(|kv| serde_json::from_slice::<InputMeta>(&kv.value).ok())
+            else {
+                return Err(StartError::Input(format!(
+                    "run {}: etcd holds no copy of {}",
+                    header.run_id, f.path
+                )));
+            };
+            if meta.chunks == 0 && !std::path::Path::new(&f.path).is_absolute() {
+                continue;
+            }
+            let content: Vec<u8> = kvs
+                .iter()
+                .filter(|kv| !kv.key.ends_with(b"/meta"))
+                .flat_map(|kv| kv.value.iter().copied())
+                .collect();
+            let sha = hex::encode(Sha256::digest(&content));
+            if sha != f.sha256 || meta.sha256 != f.sha256 {
+                return Err(StartError::Input(format!(
+                    "run {}: the copy of {} in etcd does not match the header's SHA-256 ({sha} != {})",
+                    header.run_id, f.path, f.sha256
+                )));
+            }
+            out.push((f.path.clone(), content));
+        }
+        Ok(out)
+    }
+
+    /// Announces this process as a standby of `run` (a key on a lease of
+    /// its own, kept alive until the handle is dropped), for `status`.
+    pub fn standby(&self, run: &str) -> Result<Standby, EtcdError> {
+        let lease = self.rt.block_on(self.client.grant(self.settings.ttl))?;
+        let mut key = self.keys(run).standby();
+        key.extend_from_slice(
+            format!("{}-{}", self.settings.bastion, std::process::id()).as_bytes(),
+        );
+        let me = serde_json::json!({
+            "operator": journal::operator(),
+            "bastion": self.settings.bastion,
+            "pid": std::process::id(),
+        });
+        self.rt.block_on(self.client.txn(
+            &[],
+            &[Op::Put {
+                key,
+                value: me.to_string().into_bytes(),
+                lease,
+            }],
+            &[],
+        ))?;
+        let guard = Guard::new(Instant::now(), self.settings.ttl);
+        let task = self
+            .rt
+            .spawn(lead::keep_alive(Arc::clone(&self.client), lease, guard));
+        Ok(Standby {
+            rt: self.rt.handle().clone(),
+            client: Arc::clone(&self.client),
+            lease,
+            task,
+        })
     }
 
     /// Everything etcd holds about `run`: its journal (records in order).
@@ -563,6 +695,24 @@ fn read_inputs(header: &Header) -> Result<Vec<(InputMeta, Vec<u8>)>, StartError>
         .collect()
 }
 
+/// A standby's announcement; withdrawn when dropped.
+pub struct Standby {
+    rt: tokio::runtime::Handle,
+    client: Arc<Client>,
+    lease: i64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        self.task.abort();
+        let (client, lease) = (&self.client, self.lease);
+        let _ = self.rt.block_on(async move {
+            tokio::time::timeout(CONNECT_TIMEOUT, client.revoke(lease)).await
+        });
+    }
+}
+
 /// The lead of a run: its lease kept alive, its guard, and its mirror.
 pub struct Lead {
     rt: tokio::runtime::Handle,
@@ -575,9 +725,22 @@ pub struct Lead {
     mirror: Option<tokio::task::JoinHandle<u64>>,
     next_seq: u64,
     notice: fn(&str),
+    ttl: Duration,
+    closed: bool,
 }
 
 impl Lead {
+    /// Writes `record` as the next segment under the token, before the mirror starts.
+    pub fn record(&mut self, record: &Record) -> Result<(), StartError> {
+        self.first_segment(lead::stamped(record, self.token))
+    }
+
+    /// The lease's TTL plus the safety margin: how long a driver that took
+    /// over waits before acting on an intent whose outcome is unknown.
+    pub fn hold(&self) -> Duration {
+        self.ttl + lead::safety_margin(self.ttl)
+    }
+
     /// Writes `line` as the next segment under the token, before any mirror.
     fn first_segment(&mut self, line: Vec<u8>) -> Result<(), StartError> {
         let r = self.rt.block_on(self.client.txn(
@@ -638,8 +801,15 @@ impl Lead {
     /// Waits for the mirror to commit what it was given (the consumer
     /// must be gone: the session dropped it), then gives the lead up.
     pub fn close(mut self) {
+        self.give_up();
+    }
+
+    fn give_up(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
         let mirror = self.mirror.take();
-        let ttl = self.guard_ttl();
+        let ttl = self.ttl;
         self.rt.block_on(async {
             if let Some(m) = mirror {
                 let _ = tokio::time::timeout(ttl, m).await;
@@ -653,8 +823,70 @@ impl Lead {
             });
         }
     }
+}
 
-    fn guard_ttl(&self) -> Duration {
-        DEFAULT_TTL.max(Duration::from_secs(1))
+impl Drop for Lead {
+    /// A command that returns early (a usage error after the lead was
+    /// taken) gives the lead up too, so the run does not look driven.
+    fn drop(&mut self) {
+        self.give_up();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_cut_into_chunks_under_the_request_limit_and_put_back_whole() {
+        let big: Vec<u8> = (0..CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
+        let parts: Vec<&[u8]> = chunks(&big).collect();
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.len() <= CHUNK));
+        assert_eq!(parts.concat(), big);
+        // An empty file is one empty chunk: its copy exists.
+        assert_eq!(chunks(b"").count(), 1);
+    }
+
+    #[test]
+    fn a_log_reads_back_in_segment_order_and_needs_its_header_first() {
+        let header = Header {
+            format: journal::FORMAT,
+            run_id: "r".into(),
+            plan: "p".into(),
+            playbook: journal::FileHash {
+                path: "/pb.yaml".into(),
+                sha256: "00".into(),
+            },
+            inventories: Vec::new(),
+            limit: None,
+            parallel: None,
+            rate: None,
+            operator: "op".into(),
+            bastion: "b".into(),
+            rekindle_version: "0".into(),
+            started_at: "2026-12-01T00:00:00.000Z".into(),
+            stages: Vec::new(),
+        };
+        let resumed = Record::Resumed {
+            at: "2026-12-01T00:00:01.000Z".into(),
+            operator: "op".into(),
+            bastion: "b2".into(),
+            pid: 1,
+            forced: false,
+        };
+        let kv = |n: u64, value: Vec<u8>| client::Kv {
+            key: Keys::new("/x/", "r").segment(n),
+            value,
+            create_revision: 1,
+            mod_revision: 1,
+            lease: 0,
+        };
+        let mut two = lead::stamped(&resumed, 9);
+        two.extend(lead::stamped(&resumed, 9));
+        let j = journal_of(&[kv(0, lead::header_line(&header, 7)), kv(1, two)]).expect("a journal");
+        assert_eq!(j.header, header);
+        assert_eq!(j.records.len(), 3);
+        assert!(journal_of(&[kv(1, lead::stamped(&resumed, 9))]).is_none());
     }
 }

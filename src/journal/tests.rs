@@ -284,6 +284,8 @@ fn two_step_plan(hosts: usize) -> (Plan, Inventory) {
     let stage = StagePlan {
         name: "s".into(),
         after: vec![],
+        gates: vec![],
+        ramp: vec![],
         hosts: (0..hosts).collect(),
         canaries: 0,
         window: 1,

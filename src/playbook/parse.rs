@@ -134,6 +134,7 @@ struct Policy {
     connect_timeout: Duration,
     command_timeout: Duration,
     parallel: Amount,
+    ramp: Vec<Amount>,
     rate: Option<Rate>,
     rate_per: Option<(String, Span)>,
     max_unavailable: Vec<(String, Amount, Span)>,
@@ -150,6 +151,7 @@ impl Default for Policy {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             parallel: Amount::Count(1),
+            ramp: Vec::new(),
             rate: None,
             rate_per: None,
             max_unavailable: Vec::new(),
@@ -243,17 +245,23 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
     {
         policy.command_timeout = d;
     }
-    if let Some(n) = r.get("parallel")
-        && let Some(a) = amount(n, diags)
-    {
-        if a == Amount::Count(0) {
-            diags.push(Diagnostic::error(
-                "bad-amount",
-                n.span.clone(),
-                "`parallel` must be at least 1",
-            ));
-        } else {
-            policy.parallel = a;
+    if let Some(n) = r.get("parallel") {
+        if let Some(items) = n.as_seq() {
+            if let Some((last, ramp)) = growing_waves(n, items, diags) {
+                policy.parallel = last;
+                policy.ramp = ramp;
+            }
+        } else if let Some(a) = amount(n, diags) {
+            if a == Amount::Count(0) {
+                diags.push(Diagnostic::error(
+                    "bad-amount",
+                    n.span.clone(),
+                    "`parallel` must be at least 1",
+                ));
+            } else {
+                policy.parallel = a;
+                policy.ramp = Vec::new();
+            }
         }
     }
     if let Some(n) = r.get("rate") {
@@ -422,8 +430,23 @@ fn read_stage(
         remediate_value: None,
     };
     let mut after = Vec::new();
+    let mut gates = Vec::new();
     if let Some(n) = r.get("after") {
         match &n.value {
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let Some(s) = k.string(diags) else {
+                        continue;
+                    };
+                    if let Some(p) = gate_share(v, diags)
+                        && p < 100.0
+                    {
+                        gates.push((s.clone(), p));
+                    }
+                    after.push(s);
+                    spans.after.push(k.span.clone());
+                }
+            }
             Value::Seq(items) => {
                 for item in items {
                     if let Some(s) = item.string(diags) {
@@ -437,7 +460,9 @@ fn read_stage(
                     after.push(s.to_owned());
                     spans.after.push(n.span.clone());
                 } else {
-                    diags.push(n.expected("a stage name or a list of stage names"));
+                    diags.push(n.expected(
+                        "a stage name, a list of stage names, or a mapping of stage: percentage done, e.g. `{ storage: 95% }`",
+                    ));
                 }
             }
         }
@@ -496,8 +521,10 @@ fn read_stage(
         // The name reads better under a caret than the mapping's first character.
         span: spans.name.clone(),
         after,
+        gates,
         select,
         parallel: policy.parallel,
+        ramp: policy.ramp.clone(),
         rate: policy.rate,
         rate_per: policy.rate_per.map(|(k, _)| k),
         max_unavailable: policy
@@ -978,6 +1005,100 @@ fn rate(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Rate> {
         Ok(r) => Some(r),
         Err(e) => {
             diags.push(Diagnostic::error("bad-rate", node.span.clone(), e.0));
+            None
+        }
+    }
+}
+
+/// `parallel: [1, 1%, 5%, 10%]`: the size that holds to the end (the last)
+/// and the wave sizes before it. Every size is a count of at least 1 or a
+/// percentage; sizes of one kind must not shrink.
+fn growing_waves(
+    node: &Node,
+    items: &[Node],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Amount, Vec<Amount>)> {
+    if items.is_empty() {
+        diags.push(Diagnostic::error(
+            "bad-waves",
+            node.span.clone(),
+            "`parallel` as a list needs at least one size, e.g. `[1, 1%, 5%, 10%]`",
+        ));
+        return None;
+    }
+    let before = diags.len();
+    let mut sizes: Vec<Amount> = Vec::new();
+    let (mut last_count, mut last_percent) = (None::<usize>, None::<f64>);
+    for item in items {
+        if item.as_scalar().is_none() {
+            diags.push(item.expected("a count or a percentage like `10` or `5%`"));
+            continue;
+        }
+        let Some(a) = amount(item, diags) else {
+            continue;
+        };
+        let shrinks = match a {
+            Amount::Count(0) => {
+                diags.push(Diagnostic::error(
+                    "bad-waves",
+                    item.span.clone(),
+                    "a wave of `parallel` must be at least 1 host",
+                ));
+                continue;
+            }
+            Amount::Count(c) => last_count
+                .replace(c)
+                .filter(|&p| c < p)
+                .map(|p| p.to_string()),
+            Amount::Percent(x) => last_percent
+                .replace(x)
+                .filter(|&p| x < p)
+                .map(|p| format!("{p}%")),
+        };
+        if let Some(previous) = shrinks {
+            diags.push(
+                Diagnostic::error(
+                    "bad-waves",
+                    item.span.clone(),
+                    format!(
+                        "waves of `parallel` must grow: `{}` comes after `{previous}`",
+                        item.as_scalar().unwrap_or_default().trim()
+                    ),
+                )
+                .with_help(
+                    "each wave must finish cleanly before the window grows to the next size",
+                ),
+            );
+            continue;
+        }
+        sizes.push(a);
+    }
+    if diags.len() > before {
+        return None;
+    }
+    let last = sizes.pop()?;
+    Some((last, sizes))
+}
+
+/// A readiness gate's share of a stage's hosts: a percentage in (0, 100].
+fn gate_share(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<f64> {
+    let expected = "a percentage of the stage's hosts done, above 0% and at most 100%, e.g. `95%`";
+    let Some(text) = node.as_scalar() else {
+        diags.push(node.expected(expected));
+        return None;
+    };
+    match parse_amount(text) {
+        Ok(Amount::Percent(p)) => Some(p),
+        Ok(Amount::Count(_)) => {
+            diags.push(Diagnostic::error(
+                "bad-gate",
+                node.span.clone(),
+                format!("invalid readiness gate `{text}`: expected {expected}"),
+            ));
+            None
+        }
+        Err(e) => {
+            diags.push(Diagnostic::error("bad-gate", node.span.clone(), e.0));
             None
         }
     }

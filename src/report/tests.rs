@@ -354,6 +354,8 @@ mod eta {
         StagePlan {
             name: name.into(),
             after: vec![],
+            gates: vec![],
+            ramp: vec![],
             hosts: hosts.collect(),
             canaries: 0,
             window,

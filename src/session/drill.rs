@@ -46,6 +46,8 @@ pub struct Shape {
     pub speed: f64,
     pub boot_time: BootTime,
     pub faults: Vec<(FaultKind, f64)>,
+    /// Per fault, the chance a power cycle cures it (`:recover=P`).
+    pub recover: Vec<(FaultKind, f64)>,
     pub seed: u64,
     pub rate: Option<Rate>,
 }
@@ -245,6 +247,7 @@ impl Drill<'_> {
             };
             config.faults = shape.faults.clone();
             config.placed_faults = Some(stage_faults(self.plan, &self.sample, &shape.faults));
+            config.recover = shape.recover.clone();
             config.seed = shape.seed;
             config.shard_size = DRILL_SHARD_SIZE;
             match Fleet::start(config).await {

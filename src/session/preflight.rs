@@ -454,6 +454,8 @@ mod tests {
         let stage = |hosts: &[usize]| crate::plan::StagePlan {
             name: "s".into(),
             after: vec![],
+            gates: vec![],
+            ramp: vec![],
             hosts: hosts.to_vec(),
             canaries: 0,
             window: 1,

@@ -108,10 +108,35 @@ impl FromStr for FaultKind {
     }
 }
 
-/// Faults by fraction: `never_returns=0.01,unhealthy=0.02`.
+/// Faults by fraction: `never_returns=0.01,unhealthy=0.02`. Each may add
+/// `:recover=P`, the chance that a BMC power cycle cures a host of it
+/// (`never_returns` and `stuck_powering_on` only; default 0).
 pub fn parse_faults(input: &str) -> Result<Vec<(FaultKind, f64)>, SimError> {
+    Ok(parse_fail(input)?.faults)
+}
+
+/// What `--fail` says: faults by fraction, and the recovery chance per
+/// power cycle for the faults that gave one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FailSpec {
+    pub faults: Vec<(FaultKind, f64)>,
+    pub recover: Vec<(FaultKind, f64)>,
+}
+
+/// Faults that a BMC power cycle may cure (`:recover=P`).
+pub fn cycle_may_cure(kind: FaultKind) -> bool {
+    matches!(kind, FaultKind::NeverReturns | FaultKind::StuckPoweringOn)
+}
+
+/// `KIND=FRACTION[:recover=P],...`, e.g. `never_returns=0.01:recover=0.5`.
+pub fn parse_fail(input: &str) -> Result<FailSpec, SimError> {
     let mut out: Vec<(FaultKind, f64)> = Vec::new();
+    let mut recover: Vec<(FaultKind, f64)> = Vec::new();
     for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (part, options) = match part.split_once(':') {
+            Some((p, o)) => (p.trim(), Some(o.trim())),
+            None => (part, None),
+        };
         let Some((kind, fraction)) = part.split_once('=') else {
             return Err(SimError::config(format!(
                 "`{part}` is not KIND=FRACTION (e.g. never_returns=0.01)"
@@ -127,6 +152,27 @@ pub fn parse_faults(input: &str) -> Result<Vec<(FaultKind, f64)>, SimError> {
             return Err(SimError::config(format!("fault `{kind}` given twice")));
         }
         out.push((kind, fraction));
+        if let Some(options) = options {
+            let chance = options
+                .strip_prefix("recover=")
+                .ok_or_else(|| {
+                    SimError::config(format!(
+                        "`{part}:{options}`: the one option is `:recover=P` (e.g. never_returns=0.01:recover=0.5)"
+                    ))
+                })?
+                .trim();
+            if !cycle_may_cure(kind) {
+                return Err(SimError::config(format!(
+                    "`{part}:{options}`: only never_returns and stuck_powering_on hosts can recover by a power cycle"
+                )));
+            }
+            let p = parse_fraction(chance).ok_or_else(|| {
+                SimError::config(format!(
+                    "`{part}:{options}`: recover must be a chance in 0..=1 or a percentage"
+                ))
+            })?;
+            recover.push((kind, p));
+        }
     }
     let total: f64 = out.iter().map(|(_, f)| f).sum();
     if total > 1.0 + 1e-9 {
@@ -134,7 +180,10 @@ pub fn parse_faults(input: &str) -> Result<Vec<(FaultKind, f64)>, SimError> {
             "fault fractions add up to {total}, more than the whole fleet"
         )));
     }
-    Ok(out)
+    Ok(FailSpec {
+        faults: out,
+        recover,
+    })
 }
 
 fn parse_fraction(s: &str) -> Option<f64> {
@@ -253,6 +302,8 @@ pub struct FleetConfig {
     /// Each host's fault, chosen by the caller (a drill places them per
     /// stage); `None`: `faults` placed by `seed` ([`place_faults`]).
     pub placed_faults: Option<Vec<Option<FaultKind>>>,
+    /// Per fault, the chance that a BMC power cycle cures a host of it.
+    pub recover: Vec<(FaultKind, f64)>,
     pub seed: u64,
     /// Where inventory.yaml, known_hosts, id_ed25519 and status.json go.
     pub out: PathBuf,
@@ -284,6 +335,7 @@ impl FleetConfig {
             boot_time: BootTime::default(),
             faults: Vec::new(),
             placed_faults: None,
+            recover: Vec::new(),
             seed: 1,
             out,
             shard_size: DEFAULT_SHARD_SIZE,
@@ -375,6 +427,37 @@ mod tests {
         assert!(parse_faults("flap=2").is_err());
         assert!(parse_faults("flap=0.6,no_reboot=0.6").is_err());
         assert!(parse_faults("flap").is_err());
+        let f = parse_fail(
+            "never_returns=0.01:recover=0.5, stuck_powering_on=2%:recover=100%, slow_boot=0.1",
+        )
+        .unwrap();
+        assert_eq!(f.faults.len(), 3);
+        assert_eq!(
+            f.recover,
+            [
+                (FaultKind::NeverReturns, 0.5),
+                (FaultKind::StuckPoweringOn, 1.0)
+            ]
+        );
+        assert_eq!(
+            parse_faults("never_returns=0.01:recover=0.5").unwrap(),
+            [(FaultKind::NeverReturns, 0.01)]
+        );
+        let e = parse_fail("slow_boot=0.1:recover=0.5")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("only never_returns and stuck_powering_on"),
+            "{e}"
+        );
+        let e = parse_fail("never_returns=0.1:recover=2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("recover must be a chance"), "{e}");
+        let e = parse_fail("never_returns=0.1:cure=1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the one option is `:recover=P`"), "{e}");
     }
 
     #[test]

@@ -87,9 +87,12 @@ pub struct HostStatus {
     pub boot_id: String,
     #[serde(default)]
     pub power: Power,
-    /// Reset actions its BMC received.
+    /// Power-on reset actions its BMC received (`On`, `ForceOn`, `GracefulRestart`).
     #[serde(default)]
     pub power_ons: u32,
+    /// Power cycles its BMC received (`PowerCycle`, `ForceRestart`).
+    #[serde(default)]
+    pub power_cycles: u32,
     /// When the last reset action arrived (Unix ms).
     #[serde(default)]
     pub reset_at_ms: Option<u64>,
@@ -118,6 +121,9 @@ pub(super) struct State {
     pub(super) reboot_pending: bool,
     pub(super) power: Power,
     pub(super) power_ons: u32,
+    pub(super) power_cycles: u32,
+    /// A power cycle cured its `never_returns` or `stuck_powering_on` fault.
+    pub(super) cured: bool,
     pub(super) reset_at_ms: Option<u64>,
     /// Changed since the last status delta.
     pub(super) dirty: bool,
@@ -135,6 +141,11 @@ pub(crate) struct HostCore {
     pub(super) wake: Notify,
     /// The power button: a BMC reset action on a host that is off.
     pub(super) power_button: Notify,
+    /// A BMC power cycle of a host that is on (or stuck powering on).
+    pub(super) cycled: Notify,
+    /// The chance that a power cycle cures its fault (`--fail KIND=F:recover=P`).
+    pub recover: f64,
+    seed: u64,
 }
 
 impl HostCore {
@@ -164,12 +175,17 @@ impl HostCore {
                 reboot_pending: false,
                 power: Power::On,
                 power_ons: 0,
+                power_cycles: 0,
+                cured: false,
                 reset_at_ms: None,
                 dirty: true,
             }),
             epoch: watch::Sender::new(0),
             wake: Notify::new(),
             power_button: Notify::new(),
+            cycled: Notify::new(),
+            recover: 0.0,
+            seed,
         }
     }
 
@@ -188,11 +204,18 @@ impl HostCore {
     }
 
     /// A BMC reset action: counted; powers the host on when it is off, and
-    /// reboots it for a restart type when it is on. Unknown types are refused.
+    /// reboots it for a restart type when it is on. `PowerCycle` and
+    /// `ForceRestart` are power cycles: counted apart, they cut the power of
+    /// a host in any state (a hung one too) and may cure its fault (at the
+    /// `recover` chance, drawn per cycle from the seed). Unknown types are refused.
     pub fn reset(&self, reset_type: &str) -> Result<(), String> {
         let restart = match reset_type {
             "On" | "ForceOn" => false,
-            "ForceRestart" | "GracefulRestart" | "PowerCycle" => true,
+            "GracefulRestart" => true,
+            "ForceRestart" | "PowerCycle" => {
+                self.power_cycle();
+                return Ok(());
+            }
             other => return Err(format!("unsupported ResetType `{other}`")),
         };
         let mut s = self.lock();
@@ -212,6 +235,33 @@ impl HostCore {
             Power::On | Power::PoweringOn => {}
         }
         Ok(())
+    }
+
+    fn power_cycle(&self) {
+        let mut s = self.lock();
+        s.power_cycles += 1;
+        s.reset_at_ms = Some(unix_ms());
+        s.dirty = true;
+        let curable = self.fault.is_some_and(super::config::cycle_may_cure);
+        if curable && !s.cured {
+            let draw = mix(self.seed
+                ^ (self.idx as u64).wrapping_mul(0xC3C1_E5A7)
+                ^ u64::from(s.power_cycles) << 40);
+            s.cured = (draw as f64 / u64::MAX as f64) < self.recover;
+        }
+        if s.power == Power::Off {
+            s.power = Power::PoweringOn;
+            drop(s);
+            self.power_button.notify_one();
+        } else {
+            drop(s);
+            self.cycled.notify_one();
+        }
+    }
+
+    /// Whether the host still carries `fault` (a power cycle may have cured it).
+    pub(super) fn has(&self, fault: FaultKind) -> bool {
+        self.fault == Some(fault) && !self.lock().cured
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -250,6 +300,7 @@ impl HostCore {
             boot_id: format_boot_id(&s.boot_id),
             power: s.power,
             power_ons: s.power_ons,
+            power_cycles: s.power_cycles,
             reset_at_ms: s.reset_at_ms,
         }
     }
@@ -267,6 +318,7 @@ impl HostCore {
             boot_id: format_boot_id(&s.boot_id),
             power: s.power,
             power_ons: s.power_ons,
+            power_cycles: s.power_cycles,
             reset_at_ms: s.reset_at_ms,
         })
     }

@@ -221,6 +221,7 @@ pub fn rehearse(book: &Playbook, r: &Rehearsal) -> Playbook {
     for stage in &mut book.stages {
         let sample = r.stage_sample.get(&stage.name).copied().unwrap_or(r.sample);
         stage.parallel = shrink(stage.parallel, sample);
+        stage.ramp = stage.ramp.iter().map(|&a| shrink(a, sample)).collect();
         stage.max_failures = shrink(stage.max_failures, sample);
         stage.rate = stage.rate.map(|rate| scale_rate(rate, r.speed * sample));
         stage.connect_timeout = compress(stage.connect_timeout, r.speed).max(MIN_CONNECT_TIMEOUT);

@@ -56,8 +56,10 @@ pub struct HostReport {
     pub reboots: u32,
     pub boot_id: String,
     pub power: Power,
-    /// Reset actions the host's BMC received.
+    /// Power-on reset actions (`On`, `ForceOn`, `GracefulRestart`) the host's BMC received.
     pub power_ons: u32,
+    /// Power cycles (`PowerCycle`, `ForceRestart`) the host's BMC received.
+    pub power_cycles: u32,
     /// When the last reset action arrived (Unix ms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reset_at_ms: Option<u64>,
@@ -135,6 +137,7 @@ impl Board {
                     boot_id: s.boot_id,
                     power: s.power,
                     power_ons: s.power_ons,
+                    power_cycles: s.power_cycles,
                     reset_at_ms: s.reset_at_ms,
                 }
             })
@@ -169,9 +172,10 @@ impl Board {
             );
             let _ = write!(
                 out,
-                ", \"power\": \"{}\", \"power_ons\": {}",
+                ", \"power\": \"{}\", \"power_ons\": {}, \"power_cycles\": {}",
                 s.power.as_str(),
-                s.power_ons
+                s.power_ons,
+                s.power_cycles
             );
             if let Some(at) = s.reset_at_ms {
                 let _ = write!(out, ", \"reset_at_ms\": {at}");
@@ -248,6 +252,13 @@ impl Fleet {
                 "fault `{kind}` needs simulated BMCs: start the fleet with --powered-off"
             )));
         }
+        if let Some((kind, _)) = config.recover.iter().find(|(_, p)| *p > 0.0)
+            && !config.powered_off
+        {
+            return Err(SimError::config(format!(
+                "`{kind}:recover=` is a chance per BMC power cycle, and BMCs need the fleet started with --powered-off"
+            )));
+        }
         raise_fd_limit();
         let n = config.hosts.len();
         let faults = match &config.placed_faults {
@@ -306,6 +317,7 @@ impl Fleet {
                     Power::On
                 },
                 power_ons: 0,
+                power_cycles: 0,
                 reset_at_ms: None,
             },
             status: Mutex::new((vec![None; n], true)),
@@ -335,6 +347,11 @@ impl Fleet {
                                 .as_ref()
                                 .and(config.hosts[idx].labels.get(CREDENTIALS_LABEL))
                                 .cloned(),
+                            recover: config
+                                .recover
+                                .iter()
+                                .find(|(k, _)| Some(*k) == m.fault)
+                                .map_or(0.0, |(_, p)| *p),
                         }
                     })
                     .collect(),
@@ -843,6 +860,7 @@ mod tests {
                 boot_id: String::new(),
                 power: Power::On,
                 power_ons: 0,
+                power_cycles: 0,
                 reset_at_ms: None,
             },
             status: Mutex::new((vec![None, None], true)),
@@ -856,6 +874,7 @@ mod tests {
                 boot_id: "b".into(),
                 power: Power::On,
                 power_ons: 1,
+                power_cycles: 3,
                 reset_at_ms: Some(5),
             },
         )]);
@@ -865,6 +884,8 @@ mod tests {
         assert_eq!(v["hosts"]["we\"ird\\name"]["fault"], "flap");
         assert_eq!(v["hosts"]["plain"]["reboots"], 0);
         assert_eq!(v["hosts"]["we\"ird\\name"]["power_ons"], 1);
+        assert_eq!(v["hosts"]["we\"ird\\name"]["power_cycles"], 3);
+        assert_eq!(v["hosts"]["plain"]["power_cycles"], 0);
         assert_eq!(v["hosts"]["we\"ird\\name"]["reset_at_ms"], 5);
         assert_eq!(v["hosts"]["plain"]["power"], "on");
         assert_eq!(

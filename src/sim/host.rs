@@ -1,5 +1,5 @@
 //! One simulated host's life: its boot cycle (up, rebooting, flapping,
-//! down) and its listeners (SSH and HTTP health on its own loopback
+//! down, power-cycled by its BMC) and its listeners (SSH and HTTP health on its own loopback
 //! address). Its state is `core`'s; the SSH protocol and the commands live
 //! in `ssh`; this module owns only the cycle and the sockets.
 
@@ -29,6 +29,8 @@ pub(crate) fn bind(address: Ipv4Addr, port: u16) -> Result<TcpListener, SimError
 enum Outage {
     Reboot,
     Flap,
+    /// Its BMC cut the power and restored it.
+    Cycle,
 }
 
 /// Runs one host forever: serve while up, go away on reboot or flap, come back.
@@ -60,28 +62,23 @@ pub(crate) async fn run(
         drop((ssh_l, http_l));
         core.drop_connections();
         match outage {
-            Outage::Reboot => {
-                let (boot_no, phase) = {
+            Outage::Reboot | Outage::Cycle => {
+                let down = core.has(FaultKind::NeverReturns);
+                {
                     let mut s = core.lock();
                     s.reboot_pending = false;
-                    s.phase = if core.fault == Some(FaultKind::NeverReturns) {
-                        Phase::Down
-                    } else {
-                        Phase::Rebooting
-                    };
+                    s.phase = if down { Phase::Down } else { Phase::Rebooting };
                     s.dirty = true;
-                    (s.boots + 1, s.phase)
-                };
-                if phase == Phase::Down {
-                    // Never returns: nothing listens on this address again.
-                    std::future::pending::<()>().await;
                 }
-                tokio::time::sleep(boot_duration(&shared, &core, boot_no)).await;
-                let mut s = core.lock();
-                s.boots = boot_no;
-                s.boot_id = new_boot_id();
-                s.phase = Phase::Up;
-                s.dirty = true;
+                if down {
+                    // Nothing listens on this address again, unless a power
+                    // cycle cures the host (`never_returns=F:recover=P`).
+                    while core.has(FaultKind::NeverReturns) {
+                        core.cycled.notified().await;
+                    }
+                    core.set_phase(Phase::Rebooting);
+                }
+                boot(&core, &shared).await;
             }
             Outage::Flap => {
                 core.set_phase(Phase::Flapping);
@@ -103,28 +100,46 @@ async fn power_up(core: &HostCore, shared: &Shared) {
     while core.power() == Power::Off {
         core.power_button.notified().await;
     }
-    if core.fault == Some(FaultKind::StuckPoweringOn) {
-        std::future::pending::<()>().await;
+    // Stuck until a power cycle cures it (`stuck_powering_on=F:recover=P`).
+    while core.has(FaultKind::StuckPoweringOn) {
+        core.cycled.notified().await;
     }
     let delay = shared
         .bmc
         .as_ref()
         .map_or(Duration::ZERO, |b| b.power_on_delay);
-    tokio::time::sleep(delay).await;
-    let boot_no = {
+    sleep_through_cycles(core, delay).await;
+    {
         let mut s = core.lock();
         s.power = Power::On;
         // Booting: refuses connections like a rebooting host.
         s.phase = Phase::Rebooting;
         s.dirty = true;
-        s.boots + 1
-    };
-    tokio::time::sleep(boot_duration(shared, core, boot_no)).await;
+    }
+    boot(core, shared).await;
+}
+
+/// One boot of the host's boot time, from Rebooting to Up with a new boot id.
+async fn boot(core: &HostCore, shared: &Shared) {
+    let boot_no = core.lock().boots + 1;
+    sleep_through_cycles(core, boot_duration(shared, core, boot_no)).await;
     let mut s = core.lock();
     s.boots = boot_no;
     s.boot_id = new_boot_id();
     s.phase = Phase::Up;
     s.dirty = true;
+}
+
+/// Sleeps `d`; a power cycle meanwhile starts the wait over (the power went
+/// away and came back), so it is never left over for a later boot.
+async fn sleep_through_cycles(core: &HostCore, d: Duration) {
+    // Bounded by the cycles a client sends (remediate sends a few at most).
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(d) => return,
+            () = core.cycled.notified() => {}
+        }
+    }
 }
 
 /// How long boot number `boot_no` takes (`slow_boot`: five times as long).
@@ -199,6 +214,7 @@ async fn serve(
                 tokio::time::sleep(REBOOT_GRACE).await;
                 return Outage::Reboot;
             }
+            () = core.cycled.notified() => return Outage::Cycle,
             () = &mut flap => return Outage::Flap,
         }
     }
@@ -304,6 +320,58 @@ mod tests {
             flap_duration(&shared(Duration::from_secs(30)), &normal),
             Duration::from_secs(15)
         );
+    }
+
+    #[test]
+    fn power_cycles_are_counted_apart_and_cure_at_the_recover_chance() {
+        let stuck = |recover: f64| {
+            let mut core = HostCore::new(
+                3,
+                "h".into(),
+                Ipv4Addr::LOCALHOST,
+                Some(FaultKind::NeverReturns),
+                1,
+            );
+            core.recover = recover;
+            core
+        };
+        let never = stuck(0.0);
+        for _ in 0..3 {
+            never.reset("PowerCycle").unwrap();
+        }
+        never.reset("ForceRestart").unwrap();
+        let s = never.status();
+        assert_eq!((s.power_cycles, s.power_ons, s.reboots), (4, 0, 0));
+        assert!(never.has(FaultKind::NeverReturns), "recover=0 never cures");
+        let always = stuck(1.0);
+        assert!(always.has(FaultKind::NeverReturns));
+        always.reset("PowerCycle").unwrap();
+        assert!(
+            !always.has(FaultKind::NeverReturns),
+            "recover=1 cures at once"
+        );
+        // Half the hosts, about: the draw is per host and cycle.
+        let cured = (0..200)
+            .filter(|&i| {
+                let mut core = HostCore::new(
+                    i,
+                    "h".into(),
+                    Ipv4Addr::LOCALHOST,
+                    Some(FaultKind::StuckPoweringOn),
+                    7,
+                );
+                core.recover = 0.5;
+                core.reset("PowerCycle").unwrap();
+                !core.has(FaultKind::StuckPoweringOn)
+            })
+            .count();
+        assert!((60..=140).contains(&cured), "{cured}");
+        // A power-on is not a cycle.
+        let on = stuck(1.0);
+        on.reset("On").unwrap();
+        let s = on.status();
+        assert_eq!((s.power_cycles, s.power_ons), (0, 1));
+        assert!(on.has(FaultKind::NeverReturns));
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod ssh;
 
 use std::net::SocketAddr;
 
-pub use config::{BootTime, FaultKind, FleetConfig, SimHost, parse_faults};
+pub use config::{BootTime, FailSpec, FaultKind, FleetConfig, SimHost, parse_fail, parse_faults};
 pub use core::{Phase, Power};
 pub use fleet::{Fleet, FleetHandle, FleetPaths, FleetStatus, HostReport};
 pub use shard::run_worker;

@@ -31,6 +31,9 @@ pub(crate) struct ShardHost {
     /// `bmc_credentials` label); `None`: the default account.
     #[serde(default)]
     pub bmc_account: Option<String>,
+    /// The chance that a BMC power cycle cures its fault.
+    #[serde(default)]
+    pub recover: f64,
 }
 
 /// What a shard serves. Sent to workers on stdin (never on the command line:
@@ -107,6 +110,7 @@ impl ShardRuntime {
             if spec.bmc.is_some() {
                 core = core.powered_off();
             }
+            core.recover = h.recover;
             let core = Arc::new(core);
             let task = tokio::spawn(host::run(core.clone(), shared.clone(), l));
             tasks.push(task.abort_handle());

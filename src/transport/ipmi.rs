@@ -1,5 +1,6 @@
-//! IPMI 2.0 (RMCP+, "lanplus") power control for `power_on`, through
-//! Debian's `ipmitool` as an external program: no maintained Rust crate
+//! IPMI 2.0 (RMCP+, "lanplus") power control for `power_on` and the
+//! `remediate` power cycle, through Debian's `ipmitool` as an external
+//! program: no maintained Rust crate
 //! speaks IPMI 2.0 well. A host whose `bmc` label is `ipmi://ADDR[:PORT]`
 //! (port 623 by default) is powered on this way.
 //!

@@ -20,7 +20,7 @@ struct Member {
     process: Option<KillOnDrop>,
 }
 
-/// Three members on `127.0.0.1:base..base+2` (peers on base+10..), data in a tempdir.
+/// Three members on `127.0.0.1:base..base+2` (peers on base+3..base+5), data in a tempdir.
 struct Cluster {
     members: Vec<Member>,
     _dir: tempfile::TempDir,
@@ -30,13 +30,13 @@ impl Cluster {
     fn start(base: u16) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let initial: Vec<String> = (0..3)
-            .map(|i| format!("m{i}=http://127.0.0.1:{}", base + 10 + i))
+            .map(|i| format!("m{i}=http://127.0.0.1:{}", base + 3 + i))
             .collect();
         let members = (0..3u16)
             .map(|i| {
                 let name = format!("m{i}");
                 let client = base + i;
-                let peer = base + 10 + i;
+                let peer = base + 3 + i;
                 let args = vec![
                     format!("--name={name}"),
                     format!("--data-dir={}", dir.path().join(&name).display()),
@@ -117,6 +117,21 @@ impl Cluster {
             .expect("a member answers");
         let v: serde_json::Value = serde_json::from_str(&answer).expect("json");
         v["kvs"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn put(&self, key: &str, value: &str) {
+        let body = format!(
+            "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+            b64(key.as_bytes()),
+            b64(value.as_bytes())
+        );
+        assert!(
+            self.members
+                .iter()
+                .filter(|m| m.process.is_some())
+                .any(|m| http(m.client, "POST", "/v3/kv/put", &body).is_some()),
+            "put {key}"
+        );
     }
 
     /// The values of every key under `prefix`, decoded.
@@ -482,20 +497,60 @@ fn a_run_is_mirrored_into_etcd_and_a_colliding_run_from_another_bastion_is_refus
     assert_eq!(code, 0, "{err}");
 }
 
+/// The run id a driver printed (`etcd: run RUN_ID kept in etcd ...`).
+fn run_id_of(driver: &Running) -> String {
+    driver.wait_stderr("kept in etcd under", Duration::from_secs(60));
+    let err = driver.stderr();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("etcd: run "))
+        .expect("the run line");
+    line["etcd: run ".len()..]
+        .split_whitespace()
+        .next()
+        .expect("run id")
+        .to_owned()
+}
+
+/// `rekindle standby RUN_ID` from `bastion`.
+fn standby(case: &Case, etcd: &str, run: &str, bastion: &str, ttl: &str) -> Running {
+    let mut c = support::rekindle_in(case.work.path());
+    c.args([
+        "standby",
+        run,
+        "--etcd",
+        etcd,
+        "--bastion",
+        bastion,
+        "--etcd-ttl",
+        ttl,
+    ])
+    .arg("--journal")
+    .arg(case.work.path().join(format!("journal-{bastion}")));
+    Running::start(c)
+}
+
 #[test]
-fn a_driver_stopped_past_its_lease_is_fenced_and_sends_nothing_more() {
+fn a_driver_stopped_past_its_lease_is_fenced_the_standby_finishes_and_every_host_reboots_once() {
     let cluster = Cluster::start(23_730);
+    let etcd = cluster.endpoints();
     let case = Case::new(6, 24_630, "2s", 1);
-    let driver = Running::start(case.run(&cluster.endpoints(), "b1", &["--etcd-ttl", "3s"]));
+    let driver = Running::start(case.run(&etcd, "b1", &["--etcd-ttl", "3s"]));
+    let run = run_id_of(&driver);
+    let waiting = standby(&case, &etcd, &run, "b2", "3s");
+    waiting.wait_stderr("standby: run ", Duration::from_secs(60));
+    assert!(
+        waiting.stderr().contains("is driven by") && waiting.stderr().contains("on bastion b1"),
+        "{}",
+        waiting.stderr()
+    );
     assert!(
         poll(Duration::from_secs(60), || total_reboots(&case.sim) >= 1),
         "no reboot started"
     );
     driver.signal(libc::SIGSTOP);
-    std::thread::sleep(STATUS_SETTLE);
-    let before = reboots(&case.sim);
-    // Past the TTL: the lease expires in etcd meanwhile.
-    std::thread::sleep(Duration::from_secs(5));
+    // Past the TTL: the lease expires and the standby takes the lead.
+    waiting.wait_stderr("etcd: took over run", Duration::from_secs(60));
     driver.signal(libc::SIGCONT);
     let (code, err) = driver.wait(Duration::from_secs(60));
     assert_eq!(code, 5, "{err}");
@@ -503,15 +558,211 @@ fn a_driver_stopped_past_its_lease_is_fenced_and_sends_nothing_more() {
         err.contains("error: fenced: this driver (fencing token "),
         "{err}"
     );
+    let (code, err) = waiting.wait(Duration::from_secs(180));
+    assert_eq!(code, 0, "{err}");
     std::thread::sleep(STATUS_SETTLE);
-    assert_eq!(
-        reboots(&case.sim),
-        before,
-        "the fenced driver sent a reboot"
-    );
+    let after = reboots(&case.sim);
+    assert!(after.iter().all(|(_, n)| *n == 1), "{after:?}");
+}
+
+/// Where in a reboot stage the driver dies, relative to its intents.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// As soon as the run is in etcd, before (or at) its first intent.
+    Before,
+    /// With some reboots issued and others not.
+    During,
+    /// Every reboot issued, hosts still booting.
+    After,
+}
+
+/// kill -9 the driver at `at`; a standby (a second identical `run` for
+/// `Before`, `standby` otherwise) takes over and finishes.
+fn kill_9_then_the_standby_finishes(at: KillAt, etcd_base: u16, sim_port: u16) {
+    let cluster = Cluster::start(etcd_base);
+    let etcd = cluster.endpoints();
+    const HOSTS: usize = 8;
+    let case = Case::new(HOSTS, sim_port, "3s", 2);
+    let driver = Running::start(case.run(&etcd, "b1", &["--etcd-ttl", "3s"]));
+    let run = run_id_of(&driver);
+    let waiting = match at {
+        KillAt::Before => Running::start(case.run(&etcd, "b2", &["--etcd-ttl", "3s"])),
+        _ => standby(&case, &etcd, &run, "b2", "3s"),
+    };
+    waiting.wait_stderr("waiting to take over", Duration::from_secs(60));
+    match at {
+        KillAt::Before => {}
+        KillAt::During => assert!(
+            poll(Duration::from_secs(60), || total_reboots(&case.sim) >= 3),
+            "no reboots"
+        ),
+        KillAt::After => assert!(
+            poll(Duration::from_secs(90), || total_reboots(&case.sim)
+                >= HOSTS as u64),
+            "not every reboot issued"
+        ),
+    }
+    driver.signal(libc::SIGKILL);
+    let _ = driver.wait(Duration::from_secs(10));
+    let (code, err) = waiting.wait(Duration::from_secs(180));
+    assert_eq!(code, 0, "{at:?}: {err}");
+    assert!(err.contains("etcd: took over run"), "{err}");
+    if matches!(at, KillAt::During | KillAt::After) {
+        // Hosts mid-reboot: their outcome is unknown, so the standby waits out the old lease.
+        assert!(
+            err.contains("with an action whose outcome is unknown; waiting"),
+            "{err}"
+        );
+    }
+    std::thread::sleep(STATUS_SETTLE);
+    let after = reboots(&case.sim);
     assert!(
-        before.iter().any(|(_, n)| *n == 0),
-        "the run had hosts left: {before:?}"
+        after.iter().all(|(_, n)| *n == 1),
+        "{at:?}: {after:?}\n{err}"
+    );
+    assert_eq!(after.len(), HOSTS);
+}
+
+#[test]
+fn kill_9_before_the_first_intent_a_second_identical_run_takes_over() {
+    kill_9_then_the_standby_finishes(KillAt::Before, 23_770, 24_670);
+}
+
+#[test]
+fn kill_9_during_the_intents_the_standby_takes_over() {
+    kill_9_then_the_standby_finishes(KillAt::During, 23_780, 24_680);
+}
+
+#[test]
+fn kill_9_after_the_intents_the_standby_takes_over() {
+    kill_9_then_the_standby_finishes(KillAt::After, 23_790, 24_690);
+}
+
+#[test]
+fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion() {
+    let cluster = Cluster::start(23_830);
+    let etcd = cluster.endpoints();
+    let case = Case::new(6, 24_700, "2s", 2);
+    let driver = Running::start(case.run(&etcd, "b1", &["--etcd-ttl", "3s"]));
+    let run = run_id_of(&driver);
+    assert!(
+        poll(Duration::from_secs(60), || total_reboots(&case.sim) >= 2),
+        "no reboots"
+    );
+    let status =
+        || support::run(support::rekindle_in(case.work.path()).args(["status", "--etcd", &etcd]));
+    let (code, out, err) = status();
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains(&run))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("etcd-e2e") && line.contains("@b1 pid ") && line.contains("live"),
+        "{out}"
+    );
+    driver.signal(libc::SIGKILL);
+    let _ = driver.wait(Duration::from_secs(10));
+    // The lease runs out (3 s): the run is stale.
+    assert!(
+        poll(Duration::from_secs(30), || status()
+            .1
+            .contains("stale: no driver, no standby")),
+        "{}",
+        status().1
+    );
+    // A copy of an input that does not match the header's hash is refused.
+    let key = format!("/rekindle/run/{run}/input/0/000000");
+    let (_, original) = cluster
+        .values(&key)
+        .into_iter()
+        .next()
+        .expect("the playbook's first chunk");
+    cluster.put(&key, "name: tampered\n");
+    let mut resume = support::rekindle_in(case.work.path());
+    resume
+        .args([
+            "resume",
+            &run,
+            "--etcd",
+            &etcd,
+            "--bastion",
+            "b2",
+            "--yes",
+            "-q",
+        ])
+        .arg("--journal")
+        .arg(case.work.path().join("journal-b2"));
+    let (code, _, err) = support::run(&mut resume);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not match the header's SHA-256"), "{err}");
+    cluster.put(&key, &original);
+    // Still driven by nobody: a plain resume from another bastion takes it.
+    let mut resume = support::rekindle_in(case.work.path());
+    resume
+        .args([
+            "resume",
+            &run,
+            "--etcd",
+            &etcd,
+            "--bastion",
+            "b2",
+            "--yes",
+            "-q",
+        ])
+        .arg("--journal")
+        .arg(case.work.path().join("journal-b2"));
+    let (code, _, err) = support::run(&mut resume);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("inputs checked against the header's SHA-256"),
+        "{err}"
+    );
+    std::thread::sleep(STATUS_SETTLE);
+    assert!(
+        reboots(&case.sim).iter().all(|(_, n)| *n == 1),
+        "{:?}",
+        reboots(&case.sim)
+    );
+    let (_, out, _) = status();
+    let line = out
+        .lines()
+        .find(|l| l.contains(&run))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("ended: every host done") || line.contains("ended"),
+        "{out}"
+    );
+    assert!(line.contains(" 6 "), "{out}");
+
+    // The report from etcd, in every format.
+    let report = |format: &str| {
+        support::run(
+            support::rekindle_in(case.work.path())
+                .args(["report", &run, "--etcd", &etcd, "--format", format]),
+        )
+    };
+    let (code, out, err) = report("json");
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    let hosts = v["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 6, "{out}");
+    assert!(hosts.iter().all(|h| h["status"] == "done"), "{out}");
+    for format in ["text", "junit", "html", "hosts"] {
+        let (code, out, err) = report(format);
+        assert_eq!(code, 0, "{format}: {err}");
+        assert!(!out.is_empty(), "{format}");
+    }
+    let (code, _, err) = support::run(support::rekindle_in(case.work.path()).args([
+        "report",
+        "no-such-run",
+        "--etcd",
+        &etcd,
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no run no-such-run in etcd under /rekindle/"),
+        "{err}"
     );
 }
 

@@ -342,3 +342,60 @@ fn a_broken_ipmi_address_is_an_input_error_at_the_hosts_line() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(format!("{out}{err}").contains("host h2: bmc `ipmi://fe80::1:623`"));
 }
+
+#[test]
+fn remediate_power_cycles_a_silent_host_through_ipmi_once() {
+    let bmc = IpmiSim::start("pw-cycle-5e2", true);
+    let case = Case::new();
+    // Nothing listens on the host's SSH port: it never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free TCP port")
+        .port();
+    std::fs::write(case.path("known_hosts"), "").expect("known_hosts");
+    std::fs::write(
+        case.path("inventory.yaml"),
+        format!(
+            "version: 1\ndefaults: {{ known_hosts: \"{}\" }}\ndatacenters:\n  lab:\n    hosts:\n      - name: silent1\n        address: 127.0.0.1\n        port: {silent}\n        labels: {{ bmc: \"{}\" }}\n",
+            case.path("known_hosts").display(),
+            bmc.bmc()
+        ),
+    )
+    .expect("inventory");
+    std::fs::write(
+        case.path("power.yaml"),
+        "version: 1\nstages:\n  - name: wait\n    select: { dc: lab }\n    connect_timeout: 1s\n    max_failures: 1\n    remediate: { power_cycle: 1 }\n    steps:\n      - wait_ssh: { timeout: 3s }\n",
+    )
+    .expect("playbook");
+    let creds = case.credentials("admin:pw-cycle-5e2\n");
+    let (code, out, err) = case.run("j", &creds);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    // `chassis power cycle`, once: ipmi_sim turns it into one power-off,
+    // then (after its own delay) at most one power-on.
+    let commands = bmc.commands();
+    assert_eq!(
+        commands.first().map(String::as_str),
+        Some("set power 0"),
+        "{commands:?}"
+    );
+    let count = |c: &str| commands.iter().filter(|x| *x == c).count();
+    assert_eq!(
+        (count("set power 0"), count("set power 1") <= 1),
+        (1, true),
+        "{commands:?}"
+    );
+    assert_eq!(
+        commands.len(),
+        count("set power 0") + count("set power 1"),
+        "{commands:?}"
+    );
+    let line = failed_line(&out, "silent1");
+    assert!(
+        line.contains("quarantined after 1 power cycle through its BMC (#1 PowerCycle after ")
+            && line.contains("did not answer SSH within 3s"),
+        "{line}"
+    );
+    let seen = format!("{out}{err}{}", case.written("j"));
+    assert!(seen.contains(r#""reset_type":"PowerCycle""#), "{seen}");
+    assert!(!seen.contains("pw-cycle-5e2"), "the password leaked");
+}

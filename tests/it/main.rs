@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per topic, all driving the real
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
+mod admission;
 mod certs;
 mod drill;
 mod escalation;
@@ -15,6 +16,7 @@ mod live;
 mod plan;
 mod power;
 mod reboot;
+mod remediate;
 mod report;
 mod retry;
 mod run;
