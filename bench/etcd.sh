@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark 8 (issue 13 "Speed"): `--etcd` side by side, in one run of this
+# Benchmark 9 (issue 13 "Speed"): `--etcd` side by side, in one run of this
 # script. 1) bench/scale.sh (HOSTS, default 32000, reboot, zero boot time)
 # without and with ETCD=1 (a three-member etcd cluster on the namespace's
 # loopback), alternating for ROUNDS rounds, same binary; medians. Goals: wall

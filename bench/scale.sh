@@ -4,11 +4,13 @@
 # $PARALLEL. Checks every host received exactly one reboot (status.json).
 # Wall counts from starting the simulator to the end of the run; rekindle's
 # CPU and RSS are its own process's, the simulator is measured separately.
-# Goals: wall < 90 s, rekindle CPU < 1 ms per host, RSS < 1 GiB.
+# Goals: wall < 90 s, rekindle CPU < 1 ms per host, RSS < 1 GiB; past
+# 32,000 hosts (issue 15: 100,000, four sites together) < 150 s and < 1.5 GiB.
 # ETCD=1: the same with --etcd on a three-member etcd cluster in the
 # namespace (etcd's own CPU is not rekindle's; bench/etcd.sh compares).
 source "$(dirname "$0")/lib.sh"
 HOSTS="${HOSTS:-32000}"
+if ((HOSTS > 32000)); then WALL_GOAL=150 RSS_GOAL=1536; else WALL_GOAL=90 RSS_GOAL=1024; fi
 PARALLEL="${PARALLEL:-4000}"
 LIMIT="${LIMIT:-300}"
 
@@ -49,7 +51,7 @@ WORKERS="$(grep -o 'in [0-9]* worker processes' "$D/fleet.log" || echo 'in one p
 
 echo "### Scale: $HOSTS simulated hosts, reboot, zero boot time, parallel $PARALLEL${ETCD:+, --etcd (3 members)} ($(machine))"
 echo
-python3 - "$RESULTS" "$D/sim.time" "$T0" "$T1" "$T2" "$HOSTS" "$REBOOTS" "$WORKERS" "$CONNECTS" <<'PY'
+python3 - "$RESULTS" "$D/sim.time" "$T0" "$T1" "$T2" "$HOSTS" "$REBOOTS" "$WORKERS" "$CONNECTS" "$WALL_GOAL" "$RSS_GOAL" <<'PY'
 import sys
 tool, n, run, rc, wall, user, sys_, rss = open(sys.argv[1]).read().split("\n")[0].split("\t")
 sw, su, ss, srss = open(sys.argv[2]).read().strip().split("\n")[-1].split("\t")
@@ -62,9 +64,9 @@ print(f"| rekindle run exit code | {rc} | 0 |")
 print(f"| reboots per host (count x: hosts) | {sys.argv[7]} | 1x:{n} |")
 print(f"| simulator start (until ready, {sys.argv[8]}) | {t1 - t0:.1f} s | |")
 print(f"| rekindle run wall | {float(wall):.1f} s | |")
-print(f"| total wall, simulator included | {t2 - t0:.1f} s | < 90 s |")
+print(f"| total wall, simulator included | {t2 - t0:.1f} s | < {sys.argv[10]} s |")
 print(f"| rekindle CPU (user+sys) | {cpu:.1f} s = {cpu * 1000 / n:.2f} ms/host | < 1 ms/host |")
-print(f"| rekindle peak RSS | {int(rss) / 1024:.0f} MiB | < 1024 MiB |")
+print(f"| rekindle peak RSS | {int(rss) / 1024:.0f} MiB | < {sys.argv[11]} MiB |")
 connects = int(sys.argv[9] or 0)
 print(f"| TCP connects by rekindle | {connects} = {connects / n:.2f} per host | 2 per host |")
 print(f"| simulator CPU (all workers, whole life) | {float(su) + float(ss):.1f} s | |")

@@ -14,8 +14,9 @@
 # run time. The getrandom crate is told to call the getrandom(2) system call
 # (`getrandom_backend="linux_getrandom"`): by default it looks the libc
 # function up with dlsym, which a static binary cannot do, and falls back to
-# /dev/urandom, which an empty chroot does not have. Checks the result with `file` and `ldd` and fails if it is not
-# static. Honours CARGO_TARGET_DIR; extra cargo arguments pass through.
+# /dev/urandom, which an empty chroot does not have. Checks the result with
+# `file` and `ldd` and fails if it is not static. Honours CARGO_TARGET_DIR;
+# extra cargo arguments pass through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -321,8 +321,10 @@ pub struct FakeBmc {
     fleet: Arc<Fleet>,
     /// The system's `ResetType@Redfish.AllowableValues` (`None`: not given).
     pub allowed: Option<Vec<String>>,
-    /// PowerState the system reports.
+    /// PowerState every system reports until a reset changes it.
     pub power_state: &'static str,
+    /// Per host, once a reset changed it.
+    states: Mutex<HashMap<String, &'static str>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -341,6 +343,7 @@ impl FakeBmc {
                 "PowerCycle".into(),
             ]),
             power_state: "On",
+            states: Mutex::new(HashMap::new()),
         }
     }
 
@@ -380,7 +383,13 @@ impl Bmc for FakeBmc {
                 reset["ResetType@Redfish.AllowableValues"] = serde_json::json!(allowed);
             }
             Ok(serde_json::json!({
-                "PowerState": self.power_state,
+                "PowerState": self
+                    .states
+                    .lock()
+                    .unwrap()
+                    .get(&FakeBmc::host(bmc))
+                    .copied()
+                    .unwrap_or(self.power_state),
                 "Actions": {"#ComputerSystem.Reset": reset},
             }))
         })
@@ -398,6 +407,16 @@ impl Bmc for FakeBmc {
             self.fleet.record(&host, &format!("bmc reset {reset_type}"));
             if matches!(reset_type, "PowerCycle" | "ForceRestart" | "On") {
                 self.fleet.power_cycle(&host);
+                let revived = self
+                    .fleet
+                    .hosts
+                    .lock()
+                    .unwrap()
+                    .get(&host)
+                    .is_some_and(|h| h.script.revived_by_cycle);
+                if revived {
+                    self.states.lock().unwrap().insert(host, "On");
+                }
             }
             Ok(())
         })

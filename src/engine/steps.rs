@@ -1,7 +1,8 @@
 //! The steps of one host, in order: connect, run, reboot with boot-id proof,
 //! restart a service, health checks, local commands; and the remediation
 //! ladder (`remediate`) of a host that stays silent through a `wait_ssh` or
-//! `reboot` wait: a last look, a BMC power cycle, another wait, quarantine.
+//! `reboot` wait, or that its BMC never reports On in a `power_on`: a last
+//! look, a BMC power cycle, another wait, quarantine.
 //!
 //! Owns what a step means and its polling. It must not schedule hosts, count
 //! budgets, or print; it reports through the [`Emitter`] and its return value.
@@ -250,7 +251,7 @@ impl<C: Connector> HostRun<C> {
             Step::RestartService { unit, timeout } => {
                 self.restart_service(index, unit, *timeout).await
             }
-            Step::PowerOn(p) => self.power_on(index, p).await,
+            Step::PowerOn(p) => self.power_on_ladder(index, p, &mut ladder).await,
             Step::Health(health) => self.health(health).await,
             Step::Local { command, timeout } => {
                 let command = fill(command, &self.host)?;
@@ -739,6 +740,34 @@ impl<C: Connector> HostRun<C> {
     }
 
     /// Redfish power-on through the host's BMC, paced run-wide (`engine::power`).
+    /// `power_on`, with the ladder for a host its reachable BMC never
+    /// reports On (stuck in POST, say): a power cycle, then the step again
+    /// (it reads the power state first, so it sends no second power-on to
+    /// a host that came on).
+    async fn power_on_ladder(
+        &mut self,
+        index: usize,
+        step: &PowerOn,
+        ladder: &mut Ladder,
+    ) -> Result<(), StepFailure> {
+        loop {
+            match self.power_on(index, step).await {
+                Err(f)
+                    if f.failure
+                        == (Failure::PowerOnTimeout {
+                            bmc_unreachable: false,
+                        }) =>
+                {
+                    match self.remediate(index, ladder, f, None).await? {
+                        Rung::CameUp => return Ok(()),
+                        Rung::Cycled => {}
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn power_on(&mut self, index: usize, step: &PowerOn) -> Result<(), StepFailure> {
         let Some((power, turns)) = self.power.clone() else {
             return Err(StepFailure::new(

@@ -36,8 +36,13 @@ pub struct Stage {
     /// whole stage.
     pub gates: Vec<(String, f64)>,
     pub select: Selector,
-    /// Hosts in flight at once; default 1.
+    /// Hosts in flight at once; default 1. With growing waves, the size that
+    /// holds to the end.
     pub parallel: Amount,
+    /// Growing waves (`parallel: [1, 1%, 5%, 10%]`): the sizes of the waves
+    /// before `parallel` holds, in order; empty for a fixed window. Each
+    /// wave must finish without a failure for the window to grow.
+    pub ramp: Vec<Amount>,
     /// Host starts per second for this stage (token bucket).
     pub rate: Option<Rate>,
     /// When set, `rate` applies per value of this label instead of stage-wide.
@@ -85,8 +90,9 @@ pub enum OnUnreachable {
 }
 
 /// `remediate: { power_cycle: N }`: a host that has not answered SSH
-/// within a `wait_ssh` or `reboot` wait is power-cycled through its BMC at
-/// most `power_cycle` times, waited for again each time, then quarantined.
+/// within a `wait_ssh` or `reboot` wait (or that its BMC never reports On
+/// in a `power_on`) is power-cycled through its BMC at most `power_cycle`
+/// times, waited for again each time, then quarantined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Remediate {
     /// BMC power cycles at most, per host and step, in the whole run

@@ -114,21 +114,23 @@ fn check_policy(stage: &Stage, spans: &StageSpans, diags: &mut Vec<Diagnostic>) 
     // when it cannot apply at all.
     if let Some(span) = &spans.remediate
         && stage.remediate.is_some()
-        && !stage
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::WaitSsh { .. } | Step::Reboot { .. }))
+        && !stage.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::WaitSsh { .. } | Step::Reboot { .. } | Step::PowerOn(_)
+            )
+        })
     {
         diags.push(
             Diagnostic::warning(
                 "remediate-unused",
                 span.clone(),
                 format!(
-                    "stage `{}` sets `remediate` but has no `wait_ssh` or `reboot` step, so no host of it is ever power-cycled",
+                    "stage `{}` sets `remediate` but has no `power_on`, `wait_ssh` or `reboot` step, so no host of it is ever power-cycled",
                     stage.name
                 ),
             )
-            .with_help("remediation acts on a host that does not answer SSH within a `wait_ssh` or `reboot` wait"),
+            .with_help("remediation acts on a host that does not come back within a `power_on`, `wait_ssh` or `reboot` wait"),
         );
     }
     if stage.rate_per.is_some() && stage.rate.is_none() {
@@ -866,7 +868,7 @@ mod tests {
             "version: 1\nstages:\n  - name: st\n    select: { role: storage }\n    remediate: { power_cycle: 1 }\n    steps: [ { run: uptime } ]\n",
         );
         assert!(
-            out.contains("p.yaml:5:5: warning: stage `st` sets `remediate` but has no `wait_ssh` or `reboot` step, so no host of it is ever power-cycled\n"),
+            out.contains("p.yaml:5:5: warning: stage `st` sets `remediate` but has no `power_on`, `wait_ssh` or `reboot` step, so no host of it is ever power-cycled\n"),
             "{out}"
         );
         // From `defaults`, only where it applies; parsed into the model.
@@ -1024,6 +1026,37 @@ mod tests {
                 .starts_with("p.yaml:8:14: error: stage `db` runs after unknown stage `stroage`"),
             "{}",
             check(&gate("95%").replace("storage: 95%", "stroage: 95%"))
+        );
+    }
+
+    #[test]
+    fn a_bad_list_of_growing_waves_is_refused_where_written() {
+        let waves = |w: &str| format!("{STORAGE}    parallel: {w}\n");
+        let fine = "p.yaml: warning: 6 of 12 hosts are selected by no stage (e.g. pg-db1, pg-db2, pg-app1)\n";
+        assert_eq!(check(&waves("[1, 1%, 5%, 10%]")), fine);
+        assert_eq!(check(&waves("[2]")), fine);
+        assert_eq!(
+            check(&waves("[]")),
+            "p.yaml:6:15: error: `parallel` as a list needs at least one size, e.g. `[1, 1%, 5%, 10%]`\n  |\n6 |     parallel: []\n  |               ^\n"
+        );
+        assert_eq!(
+            check(&waves("[1, 0, 5%]")),
+            "p.yaml:6:19: error: a wave of `parallel` must be at least 1 host\n  |\n6 |     parallel: [1, 0, 5%]\n  |                   ^\n"
+        );
+        assert_eq!(
+            check(&waves("[10%, 5%]")),
+            "p.yaml:6:21: error: waves of `parallel` must grow: `5%` comes after `10%`\n  |\n6 |     parallel: [10%, 5%]\n  |                     ^^\n  = help: each wave must finish cleanly before the window grows to the next size\n"
+        );
+        assert!(
+            check(&waves("[1, lots]")).starts_with("p.yaml:6:19: error: invalid amount `lots`"),
+            "{}",
+            check(&waves("[1, lots]"))
+        );
+        assert!(
+            check(&waves("[1, [2]]"))
+                .starts_with("p.yaml:6:19: error: expected a count or a percentage"),
+            "{}",
+            check(&waves("[1, [2]]"))
         );
     }
 }

@@ -112,9 +112,9 @@ fn failed_line<'a>(out: &'a str, host: &str) -> &'a str {
 }
 
 /// Power on, wait for SSH, reboot, under one power cycle of remediation.
-fn cold_start(reboot_timeout: &str) -> String {
+fn cold_start(power_on_timeout: &str, reboot_timeout: &str) -> String {
     format!(
-        "version: 1\nname: cold\ndefaults: {{ connect_timeout: 2s }}\nstages:\n  - name: all\n    select: {{ dc: sim }}\n    parallel: 100%\n    max_failures: 100%\n    remediate: {{ power_cycle: 1 }}\n    steps:\n      - power_on: {{ timeout: 1m, pdu_interval: 100ms }}\n      - wait_ssh: {{ timeout: 30s }}\n      - reboot: {{ timeout: {reboot_timeout} }}\n"
+        "version: 1\nname: cold\ndefaults: {{ connect_timeout: 2s }}\nstages:\n  - name: all\n    select: {{ dc: sim }}\n    parallel: 100%\n    max_failures: 100%\n    remediate: {{ power_cycle: 1 }}\n    steps:\n      - power_on: {{ timeout: {power_on_timeout}, pdu_interval: 100ms }}\n      - wait_ssh: {{ timeout: 30s }}\n      - reboot: {{ timeout: {reboot_timeout} }}\n"
     )
 }
 
@@ -129,7 +129,7 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
             "never_returns=0.25,slow_boot=0.25",
         ],
     );
-    let book = sim.book(&cold_start("6s"));
+    let book = sim.book(&cold_start("1m", "6s"));
     let mut plan = support::rekindle();
     plan.arg("plan")
         .arg(&book)
@@ -138,7 +138,7 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
     let (code, out, err) = support::run(&mut plan);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("    remediate        up to 1 BMC power cycle for a host silent through a wait_ssh/reboot wait, then quarantined\n"),
+        out.contains("    remediate        up to 1 BMC power cycle for a host that does not come back, then quarantined\n"),
         "{out}"
     );
     let (code, out, err) = sim.run(&book);
@@ -187,12 +187,17 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
 }
 
 #[test]
-fn a_power_cycle_brings_back_a_host_the_simulator_lets_recover() {
+fn a_power_cycle_brings_back_hosts_the_simulator_lets_recover() {
     let sim = Sim::start(
         3711,
-        &["--hosts", "2", "--fail", "never_returns=0.5:recover=1"],
+        &[
+            "--hosts",
+            "3",
+            "--fail",
+            "never_returns=0.34:recover=1,stuck_powering_on=0.34:recover=100%",
+        ],
     );
-    let book = sim.book(&cold_start("6s"));
+    let book = sim.book(&cold_start("5s", "6s"));
     let (code, out, err) = sim.run(&book);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let never = faulted(&sim.status(), "never_returns");
@@ -204,7 +209,19 @@ fn a_power_cycle_brings_back_a_host_the_simulator_lets_recover() {
         });
     assert_eq!(hosts(&s)[&never]["power_cycles"], 1, "{s}");
     assert_eq!(hosts(&s)[&never]["reboots"], 1, "{s}");
-    let other = hosts(&s).keys().find(|n| **n != never).expect("two hosts");
+    // Stuck in PoweringOn through power_on's wait: cycled once, then read
+    // On, so no second power-on went out.
+    let stuck = faulted(&s, "stuck_powering_on");
+    let h = &hosts(&s)[&stuck];
+    assert_eq!(
+        (&h["power_cycles"], &h["power_ons"]),
+        (&1.into(), &1.into()),
+        "{s}"
+    );
+    let other = hosts(&s)
+        .keys()
+        .find(|n| **n != never && **n != stuck)
+        .expect("three hosts");
     assert_eq!(hosts(&s)[other]["power_cycles"], 0, "{s}");
 }
 
@@ -233,7 +250,7 @@ fn recover_without_bmcs_is_refused() {
 #[test]
 fn kill_9_during_remediation_then_resume_cycles_nobody_twice() {
     let sim = Sim::start(3731, &["--hosts", "3", "--fail", "never_returns=0.34"]);
-    let book = sim.book(&cold_start("8s"));
+    let book = sim.book(&cold_start("1m", "8s"));
     let inventory = sim.sim.path("inventory.yaml");
     let mut run = KillOnDrop::new(
         sim.command(&[

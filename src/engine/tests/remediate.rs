@@ -521,3 +521,61 @@ async fn a_fake_connector_session_is_closed_by_a_cycle() {
     fleet.power_cycle_for_test("h0");
     assert!(crate::transport::Session::is_closed(&s));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_host_stuck_powering_on_is_cycled_and_its_power_on_read_again() {
+    let fleet = Fleet::new();
+    // Stuck, so not answering SSH either, until a cycle.
+    fleet.script(
+        "h0",
+        Script {
+            unreachable: true,
+            revived_by_cycle: true,
+            ..Script::default()
+        },
+    );
+    let mut bmc = FakeBmc::new(&fleet);
+    bmc.power_state = "PoweringOn";
+    let power_on = Step::PowerOn(crate::playbook::PowerOn {
+        timeout: secs(120.0),
+        pdu_interval: secs(1.0),
+        rate: Rate {
+            count: 100,
+            per: secs(1.0),
+        },
+        reprobe: secs(10.0),
+        jitter: Duration::ZERO,
+        reset_type: "On".into(),
+    });
+    let s = ladder_stage(1, vec![power_on.clone(), wait_ssh(60.0)], 1);
+    let out = with_bmc(s, 1, &fleet, bmc, HashMap::new(), Acks::Immediately).await;
+    assert_eq!(out.finished("h0").map(|f| f.1), Some(HostOutcome::Done));
+    assert_eq!(resets(&fleet, "h0"), ["bmc reset PowerCycle"]);
+    let intents = cycle_intents(&out, "h0");
+    assert_eq!(intents.len(), 1);
+    assert!(
+        intents[0].0 >= secs(120.0),
+        "after the whole power_on wait: {intents:?}"
+    );
+
+    // Never revived: quarantined after its one cycle.
+    let fleet = Fleet::new();
+    fleet.script(
+        "h0",
+        Script {
+            unreachable: true,
+            ..Script::default()
+        },
+    );
+    let mut bmc = FakeBmc::new(&fleet);
+    bmc.power_state = "PoweringOn";
+    let s = ladder_stage(1, vec![power_on, wait_ssh(60.0)], 1);
+    let out = with_bmc(s, 1, &fleet, bmc, HashMap::new(), Acks::Immediately).await;
+    let (f, reason) = failure(&out, "h0");
+    assert_eq!(f, Failure::Quarantined { power_cycles: 1 });
+    assert!(
+        reason.contains("power_on did not finish within 2m"),
+        "{reason}"
+    );
+    assert_eq!(resets(&fleet, "h0"), ["bmc reset PowerCycle"]);
+}
