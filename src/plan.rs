@@ -40,8 +40,13 @@ pub struct StagePlan {
     /// Indices into `Inventory::hosts`; the first `canaries` of them are the canaries.
     pub hosts: Vec<usize>,
     pub canaries: usize,
-    /// Hosts in flight at once (after canaries), at least 1.
+    /// Hosts in flight at once (after canaries), at least 1; with growing
+    /// waves, the size that holds after the last wave.
     pub window: usize,
+    /// Growing waves: sizes (each at least 1) of the waves run one after
+    /// the other before `window` holds; a wave with a failure stops the
+    /// growth at its size. Empty: a fixed window.
+    pub ramp: Vec<usize>,
     /// Failures tolerated; one more aborts the stage.
     pub failure_budget: usize,
     pub rate: Option<Rate>,
@@ -91,9 +96,8 @@ impl StagePlan {
         }
         let canary_phase = self.host_estimate * canaries as u32;
         let phase = self.estimate.saturating_sub(canary_phase);
-        let window = self.window.max(1);
-        let rounds = (n - canaries).div_ceil(window).max(1);
-        let needed = (k - canaries).div_ceil(window);
+        let rounds = window_rounds(n - canaries, &self.ramp, self.window).max(1);
+        let needed = window_rounds(k - canaries, &self.ramp, self.window);
         canary_phase + phase.mul_f64(needed as f64 / rounds as f64)
     }
 }
@@ -329,6 +333,11 @@ fn stage_plan(
     let canaries = stage.canary.min(n);
     let hosts = canaries_first(inventory, selected, canaries);
     let window = stage.parallel.resolve(n, true).clamp(1, n.max(1));
+    let ramp: Vec<usize> = stage
+        .ramp
+        .iter()
+        .map(|a| a.resolve(n, true).clamp(1, n.max(1)))
+        .collect();
     let failure_budget = stage.max_failures.resolve(n, false).min(n);
     let max_unavailable: Vec<(String, usize)> = stage
         .max_unavailable
@@ -358,7 +367,7 @@ fn stage_plan(
         inventory,
         &hosts,
         canaries,
-        window,
+        (&ramp, window),
         &max_unavailable,
         host_estimate,
     );
@@ -379,6 +388,7 @@ fn stage_plan(
         hosts,
         canaries,
         window,
+        ramp,
         failure_budget,
         rate: stage.rate,
         rate_per: stage.rate_per.clone(),
@@ -447,6 +457,22 @@ fn group_sizes<'a>(
     sizes
 }
 
+/// Rounds of one host's duration that `count` hosts take through the
+/// growing waves `ramp` (one round each, while hosts last) and then a
+/// rolling `window`.
+pub fn window_rounds(count: usize, ramp: &[usize], window: usize) -> usize {
+    let mut left = count;
+    let mut rounds = 0;
+    for &size in ramp {
+        if left == 0 {
+            return rounds;
+        }
+        left = left.saturating_sub(size.max(1));
+        rounds += 1;
+    }
+    rounds + left.div_ceil(window.max(1))
+}
+
 /// One host's worst case: the sum of its steps' timeouts.
 pub fn host_estimate(steps: &[Step]) -> Duration {
     steps
@@ -464,7 +490,7 @@ pub fn host_estimate(steps: &[Step]) -> Duration {
 }
 
 /// A stage's duration: the canaries one at a time, then the rest bounded by
-/// whichever limit is tightest (window, max_unavailable per label value,
+/// whichever limit is tightest (window or growing waves, max_unavailable per label value,
 /// start rate, power-on pacing per PDU). Returns the estimate and the most
 /// hosts that can be in flight at once.
 fn stage_estimate(
@@ -472,7 +498,7 @@ fn stage_estimate(
     inventory: &Inventory,
     hosts: &[usize],
     canaries: usize,
-    window: usize,
+    (ramp, window): (&[usize], usize),
     max_unavailable: &[(String, usize)],
     per_host: Duration,
 ) -> (Duration, usize) {
@@ -483,7 +509,7 @@ fn stage_estimate(
     }
     let rounds = |count: usize, at_once: usize| count.div_ceil(at_once.max(1)) as u32;
     let mut concurrency = window.min(rest.len());
-    let mut phase = per_host * rounds(rest.len(), window);
+    let mut phase = per_host * window_rounds(rest.len(), ramp, window) as u32;
     for (key, limit) in max_unavailable {
         let sizes = group_sizes(inventory, rest, key);
         concurrency = concurrency.min(sizes.len() * limit);

@@ -224,6 +224,7 @@ fn on_unreachable(o: OnUnreachable) -> &'static str {
 ///     "racks": int,                        // distinct `rack` values
 ///     "canaries": [host name],             // first, one at a time
 ///     "window": int,                       // hosts in flight after canaries
+///     "ramp": [int],                       // growing waves before `window` holds
 ///     "failure_budget": int,               // failures tolerated; one more aborts
 ///     "rate": str | null, "rate_per": str | null,
 ///     "max_unavailable": {label: int},     // hosts in flight per label value
@@ -261,6 +262,7 @@ pub(crate) fn render_json(
                 "racks": racks,
                 "canaries": s.hosts[..s.canaries].iter().map(|&h| inventory.hosts[h].name.as_str()).collect::<Vec<_>>(),
                 "window": s.window,
+                "ramp": s.ramp,
                 "failure_budget": s.failure_budget,
                 "rate": s.rate.map(|r| r.to_string()),
                 "rate_per": s.rate_per,
@@ -468,7 +470,18 @@ pub(crate) fn render_text(
                     dep.name,
                 );
             }
-            let _ = writeln!(out, "    window           {} in flight", s.window);
+            if s.ramp.is_empty() {
+                let _ = writeln!(out, "    window           {} in flight", s.window);
+            } else {
+                let sizes: Vec<String> = s.ramp.iter().map(usize::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "    window           {} -> {} in flight: growing waves, each must finish without a failure before the next size; {} holds to the end",
+                    sizes.join(" -> "),
+                    s.window,
+                    s.window
+                );
+            }
             if let Some(rate) = s.rate {
                 let per = s
                     .rate_per
@@ -571,6 +584,25 @@ mod tests {
         let json: Value = serde_json::from_str(&render_json(&plan, &playbook, &inv, None)).unwrap();
         assert_eq!(json["stages"][1]["gates"]["storage"]["hosts"], 3);
         assert_eq!(json["stages"][1]["start_ms"], 1_200_000);
+    }
+
+    #[test]
+    fn growing_waves_show_in_the_window_and_the_estimate() {
+        let text = "version: 1\nstages:\n  - name: storage\n    select: { role: storage }\n    parallel: [1, 2, 50%]\n    steps: [ { reboot: { timeout: 10m } } ]\n";
+        let mut sources = Sources::new();
+        let inv = test_inventory();
+        let (playbook, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        let out = render_text(&plan, &playbook, &inv, None, &sources);
+        assert!(
+            out.contains("    window           1 -> 2 -> 3 in flight: growing waves, each must finish without a failure before the next size; 3 holds to the end\n"),
+            "{out}"
+        );
+        // 6 hosts: a wave of 1, a wave of 2, then 3 at once: 3 rounds of 10m.
+        assert!(out.contains("10m per host, 30m for the stage"), "{out}");
+        let json: Value = serde_json::from_str(&render_json(&plan, &playbook, &inv, None)).unwrap();
+        assert_eq!(json["stages"][0]["ramp"], json!([1, 2]));
+        assert_eq!(json["stages"][0]["window"], 3);
     }
 
     #[test]

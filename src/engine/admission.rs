@@ -91,6 +91,13 @@ struct Stage {
     held: Option<usize>,
     /// Canaries that have not passed yet; while > 0 only they run, one at a time.
     canaries_left: usize,
+    /// Growing waves still to run (the front one is running); then `window`.
+    ramp: VecDeque<usize>,
+    /// The running wave's hosts: started, landed, failed.
+    wave: (usize, usize, usize),
+    /// The window once the ramp is over: the plan's, or the size of a wave
+    /// that had a failure (growth stops there).
+    window: usize,
     in_flight: usize,
     done: usize,
     failed: usize,
@@ -98,6 +105,29 @@ struct Stage {
     /// Set when a canary failed or the budget was exceeded: start nothing new.
     abort: Option<String>,
     limiter: Option<Limiter>,
+}
+
+impl Stage {
+    /// Ends the running wave once all its hosts landed: the window grows to
+    /// the next size after a wave without a failure, and stays at this
+    /// wave's size to the end after one with a failure.
+    fn end_wave(&mut self) {
+        let Some(&size) = self.ramp.front() else {
+            return;
+        };
+        let (started, landed, failed) = self.wave;
+        let all_started = started >= size || (self.remaining == 0 && self.held.is_none());
+        if landed < started || !all_started {
+            return;
+        }
+        if failed > 0 {
+            self.window = size;
+            self.ramp.clear();
+        } else {
+            self.ramp.pop_front();
+        }
+        self.wave = (0, 0, 0);
+    }
 }
 
 /// One pass of host starts over the stages, beginning at a rotating stage so
@@ -306,6 +336,9 @@ impl Admission {
                     .collect(),
                 held: None,
                 canaries_left: s.canaries.min(s.hosts.len()),
+                ramp: s.ramp.iter().copied().collect(),
+                wave: (0, 0, 0),
+                window: s.window.max(1),
                 in_flight: 0,
                 done: 0,
                 failed: 0,
@@ -447,6 +480,11 @@ impl Admission {
                 }
             }
             HostOutcome::Interrupted { .. } => {}
+        }
+        if !canary && !s.ramp.is_empty() {
+            s.wave.1 += 1;
+            s.wave.2 += usize::from(matches!(outcome, HostOutcome::Failed { .. }));
+            s.end_wave();
         }
     }
 
@@ -713,12 +751,14 @@ impl Admission {
                 continue;
             }
             let canary_phase = s.canaries_left > 0;
-            let window = if canary_phase {
-                1
-            } else {
-                s.plan.window.max(1)
+            // Room left under the window.
+            let room = match s.ramp.front() {
+                _ if canary_phase => 1usize.saturating_sub(s.in_flight),
+                // A wave holds its hosts only: the next ones wait for it to end.
+                Some(&size) => size.saturating_sub(s.wave.0),
+                None => s.window.saturating_sub(s.in_flight),
             };
-            if s.in_flight >= window {
+            if room == 0 {
                 round.k += 1;
                 continue;
             }
@@ -733,7 +773,7 @@ impl Admission {
                 self.stages[i].held = Some(host);
                 return Err(earliest(round.wake, at));
             }
-            self.book(i, host);
+            self.book(i, host, canary_phase);
             self.round = Some(round);
             return Ok(Decision::Start {
                 stage: i,
@@ -744,9 +784,13 @@ impl Admission {
         Err(round.wake)
     }
 
-    fn book(&mut self, i: usize, host: usize) {
+    fn book(&mut self, i: usize, host: usize, canary: bool) {
         self.in_flight += 1;
-        self.stages[i].in_flight += 1;
+        let s = &mut self.stages[i];
+        s.in_flight += 1;
+        if !canary && !s.ramp.is_empty() {
+            s.wave.0 += 1;
+        }
         for (k, v) in self.host_values[host].iter().enumerate() {
             if let Some(v) = v {
                 *self.unavailable.entry((k, *v)).or_insert(0) += 1;
@@ -942,6 +986,7 @@ mod tests {
             name: name.into(),
             after: vec![],
             gates: vec![],
+            ramp: vec![],
             hosts: hosts.to_vec(),
             canaries: 0,
             window: 1,
@@ -1273,5 +1318,56 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[test]
+    fn waves_grow_after_clean_waves_and_the_last_size_holds() {
+        let hosts = (0..9).map(|i| host(i, &[])).collect();
+        let mut s = stage("s", &(0..9).collect::<Vec<_>>());
+        s.canaries = 1;
+        s.ramp = vec![1, 2];
+        s.window = 3;
+        s.failure_budget = 0;
+        let mut a = admission(vec![s], hosts);
+        let t0 = Instant::now();
+        let (ds, _) = drain(&mut a, t0);
+        assert_eq!(starts(&ds), [0], "the canary first, alone");
+        a.landed(0, 0, true, &HostOutcome::Done);
+        assert_eq!(starts(&drain(&mut a, t0).0), [1], "wave 1: one host");
+        a.landed(0, 1, false, &HostOutcome::Done);
+        assert_eq!(starts(&drain(&mut a, t0).0), [2, 3], "wave 2: two hosts");
+        a.landed(0, 2, false, &HostOutcome::Done);
+        // The wave is not over until its last host lands: no refill.
+        assert_eq!(starts(&drain(&mut a, t0).0), Vec::<usize>::new());
+        a.landed(0, 3, false, &HostOutcome::Done);
+        assert_eq!(
+            starts(&drain(&mut a, t0).0),
+            [4, 5, 6],
+            "then the window of 3"
+        );
+        // The last size rolls: a landed host is replaced at once.
+        a.landed(0, 5, false, &HostOutcome::Done);
+        assert_eq!(starts(&drain(&mut a, t0).0), [7]);
+    }
+
+    #[test]
+    fn a_wave_with_a_failure_stops_the_growth_at_its_size() {
+        let hosts = (0..8).map(|i| host(i, &[])).collect();
+        let mut s = stage("s", &(0..8).collect::<Vec<_>>());
+        s.ramp = vec![2, 4];
+        s.window = 8;
+        s.failure_budget = 3;
+        let mut a = admission(vec![s], hosts);
+        let t0 = Instant::now();
+        assert_eq!(starts(&drain(&mut a, t0).0), [0, 1]);
+        a.landed(0, 0, false, &failed());
+        a.landed(0, 1, false, &HostOutcome::Done);
+        // Inside the budget, but not clean: the window stays at 2, rolling.
+        assert_eq!(starts(&drain(&mut a, t0).0), [2, 3]);
+        a.landed(0, 2, false, &HostOutcome::Done);
+        assert_eq!(starts(&drain(&mut a, t0).0), [4]);
+        a.landed(0, 3, false, &HostOutcome::Done);
+        a.landed(0, 4, false, &HostOutcome::Done);
+        assert_eq!(starts(&drain(&mut a, t0).0), [5, 6]);
     }
 }

@@ -875,6 +875,7 @@ mod tests {
             name: "power".into(),
             after: vec![],
             gates: vec![],
+            ramp: vec![],
             hosts: (0..hosts.len()).collect(),
             canaries: 0,
             window,

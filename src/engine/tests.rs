@@ -57,6 +57,7 @@ fn stage(name: &str, hosts: &[usize], steps: Vec<Step>) -> StagePlan {
         name: name.into(),
         after: vec![],
         gates: vec![],
+        ramp: vec![],
         hosts: hosts.to_vec(),
         canaries: 0,
         window: 1,

@@ -285,6 +285,7 @@ fn two_step_plan(hosts: usize) -> (Plan, Inventory) {
         name: "s".into(),
         after: vec![],
         gates: vec![],
+        ramp: vec![],
         hosts: (0..hosts).collect(),
         canaries: 0,
         window: 1,

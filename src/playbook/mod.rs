@@ -36,8 +36,13 @@ pub struct Stage {
     /// whole stage.
     pub gates: Vec<(String, f64)>,
     pub select: Selector,
-    /// Hosts in flight at once; default 1.
+    /// Hosts in flight at once; default 1. With growing waves, the size that
+    /// holds to the end.
     pub parallel: Amount,
+    /// Growing waves (`parallel: [1, 1%, 5%, 10%]`): the sizes of the waves
+    /// before `parallel` holds, in order; empty for a fixed window. Each
+    /// wave must finish without a failure for the window to grow.
+    pub ramp: Vec<Amount>,
     /// Host starts per second for this stage (token bucket).
     pub rate: Option<Rate>,
     /// When set, `rate` applies per value of this label instead of stage-wide.

@@ -134,6 +134,7 @@ struct Policy {
     connect_timeout: Duration,
     command_timeout: Duration,
     parallel: Amount,
+    ramp: Vec<Amount>,
     rate: Option<Rate>,
     rate_per: Option<(String, Span)>,
     max_unavailable: Vec<(String, Amount, Span)>,
@@ -150,6 +151,7 @@ impl Default for Policy {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             parallel: Amount::Count(1),
+            ramp: Vec::new(),
             rate: None,
             rate_per: None,
             max_unavailable: Vec::new(),
@@ -243,17 +245,23 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
     {
         policy.command_timeout = d;
     }
-    if let Some(n) = r.get("parallel")
-        && let Some(a) = amount(n, diags)
-    {
-        if a == Amount::Count(0) {
-            diags.push(Diagnostic::error(
-                "bad-amount",
-                n.span.clone(),
-                "`parallel` must be at least 1",
-            ));
-        } else {
-            policy.parallel = a;
+    if let Some(n) = r.get("parallel") {
+        if let Some(items) = n.as_seq() {
+            if let Some((last, ramp)) = growing_waves(n, items, diags) {
+                policy.parallel = last;
+                policy.ramp = ramp;
+            }
+        } else if let Some(a) = amount(n, diags) {
+            if a == Amount::Count(0) {
+                diags.push(Diagnostic::error(
+                    "bad-amount",
+                    n.span.clone(),
+                    "`parallel` must be at least 1",
+                ));
+            } else {
+                policy.parallel = a;
+                policy.ramp = Vec::new();
+            }
         }
     }
     if let Some(n) = r.get("rate") {
@@ -516,6 +524,7 @@ fn read_stage(
         gates,
         select,
         parallel: policy.parallel,
+        ramp: policy.ramp.clone(),
         rate: policy.rate,
         rate_per: policy.rate_per.map(|(k, _)| k),
         max_unavailable: policy
@@ -999,6 +1008,76 @@ fn rate(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Rate> {
             None
         }
     }
+}
+
+/// `parallel: [1, 1%, 5%, 10%]`: the size that holds to the end (the last)
+/// and the wave sizes before it. Every size is a count of at least 1 or a
+/// percentage; sizes of one kind must not shrink.
+fn growing_waves(
+    node: &Node,
+    items: &[Node],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Amount, Vec<Amount>)> {
+    if items.is_empty() {
+        diags.push(Diagnostic::error(
+            "bad-waves",
+            node.span.clone(),
+            "`parallel` as a list needs at least one size, e.g. `[1, 1%, 5%, 10%]`",
+        ));
+        return None;
+    }
+    let before = diags.len();
+    let mut sizes: Vec<Amount> = Vec::new();
+    let (mut last_count, mut last_percent) = (None::<usize>, None::<f64>);
+    for item in items {
+        if item.as_scalar().is_none() {
+            diags.push(item.expected("a count or a percentage like `10` or `5%`"));
+            continue;
+        }
+        let Some(a) = amount(item, diags) else {
+            continue;
+        };
+        let shrinks = match a {
+            Amount::Count(0) => {
+                diags.push(Diagnostic::error(
+                    "bad-waves",
+                    item.span.clone(),
+                    "a wave of `parallel` must be at least 1 host",
+                ));
+                continue;
+            }
+            Amount::Count(c) => last_count
+                .replace(c)
+                .filter(|&p| c < p)
+                .map(|p| p.to_string()),
+            Amount::Percent(x) => last_percent
+                .replace(x)
+                .filter(|&p| x < p)
+                .map(|p| format!("{p}%")),
+        };
+        if let Some(previous) = shrinks {
+            diags.push(
+                Diagnostic::error(
+                    "bad-waves",
+                    item.span.clone(),
+                    format!(
+                        "waves of `parallel` must grow: `{}` comes after `{previous}`",
+                        item.as_scalar().unwrap_or_default().trim()
+                    ),
+                )
+                .with_help(
+                    "each wave must finish cleanly before the window grows to the next size",
+                ),
+            );
+            continue;
+        }
+        sizes.push(a);
+    }
+    if diags.len() > before {
+        return None;
+    }
+    let last = sizes.pop()?;
+    Some((last, sizes))
 }
 
 /// A readiness gate's share of a stage's hosts: a percentage in (0, 100].

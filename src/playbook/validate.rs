@@ -1028,4 +1028,35 @@ mod tests {
             check(&gate("95%").replace("storage: 95%", "stroage: 95%"))
         );
     }
+
+    #[test]
+    fn a_bad_list_of_growing_waves_is_refused_where_written() {
+        let waves = |w: &str| format!("{STORAGE}    parallel: {w}\n");
+        let fine = "p.yaml: warning: 6 of 12 hosts are selected by no stage (e.g. pg-db1, pg-db2, pg-app1)\n";
+        assert_eq!(check(&waves("[1, 1%, 5%, 10%]")), fine);
+        assert_eq!(check(&waves("[2]")), fine);
+        assert_eq!(
+            check(&waves("[]")),
+            "p.yaml:6:15: error: `parallel` as a list needs at least one size, e.g. `[1, 1%, 5%, 10%]`\n  |\n6 |     parallel: []\n  |               ^\n"
+        );
+        assert_eq!(
+            check(&waves("[1, 0, 5%]")),
+            "p.yaml:6:19: error: a wave of `parallel` must be at least 1 host\n  |\n6 |     parallel: [1, 0, 5%]\n  |                   ^\n"
+        );
+        assert_eq!(
+            check(&waves("[10%, 5%]")),
+            "p.yaml:6:21: error: waves of `parallel` must grow: `5%` comes after `10%`\n  |\n6 |     parallel: [10%, 5%]\n  |                     ^^\n  = help: each wave must finish cleanly before the window grows to the next size\n"
+        );
+        assert!(
+            check(&waves("[1, lots]")).starts_with("p.yaml:6:19: error: invalid amount `lots`"),
+            "{}",
+            check(&waves("[1, lots]"))
+        );
+        assert!(
+            check(&waves("[1, [2]]"))
+                .starts_with("p.yaml:6:19: error: expected a count or a percentage"),
+            "{}",
+            check(&waves("[1, [2]]"))
+        );
+    }
 }

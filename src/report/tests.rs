@@ -355,6 +355,7 @@ mod eta {
             name: name.into(),
             after: vec![],
             gates: vec![],
+            ramp: vec![],
             hosts: hosts.collect(),
             canaries: 0,
             window,

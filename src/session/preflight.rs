@@ -455,6 +455,7 @@ mod tests {
             name: "s".into(),
             after: vec![],
             gates: vec![],
+            ramp: vec![],
             hosts: hosts.to_vec(),
             canaries: 0,
             window: 1,

@@ -46,7 +46,7 @@ impl Fleet {
         )
     }
 
-    /// Host names in status.json order, and the one carrying `fault`.
+    /// Host names in order, and the one carrying `fault` ("": none wanted).
     fn names_and(&self, fault: &str) -> (Vec<String>, String) {
         let status = self.sim.status();
         let hosts = status["hosts"].as_object().expect("hosts map");
@@ -54,7 +54,10 @@ impl Fleet {
             .iter()
             .find(|(_, h)| h["fault"] == fault)
             .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| panic!("no host with fault {fault}: {status}"));
+            .unwrap_or_else(|| {
+                assert!(fault.is_empty(), "no host with fault {fault}: {status}");
+                String::new()
+            });
         let mut names: Vec<String> = hosts.keys().cloned().collect();
         names.sort();
         (names, faulted)
@@ -231,5 +234,117 @@ stages:
     let status = fleet.sim.status();
     for h in dns.iter().filter(|h| !started.contains(h)) {
         assert_eq!(status["hosts"][h.as_str()]["reboots"], 0, "{h}: {status}");
+    }
+}
+
+/// The journal shows `later` started only after `earlier` finished.
+fn after_end(events: &[(String, String, String)], later: &str, earlier: &str) -> bool {
+    position(events, "started", later) > position(events, "finished", earlier)
+}
+
+#[test]
+fn waves_grow_only_after_a_clean_wave() {
+    let fleet = Fleet::start(2721, &["--hosts", "7", "--boot-time", "1s"]);
+    let (code, out, err) = fleet.run(
+        r#"
+version: 1
+name: waves
+defaults: { connect_timeout: 5s }
+stages:
+  - name: all
+    select: { role: app }
+    parallel: [1, 2, 4]
+    steps: [ { reboot: { timeout: 60s } } ]
+"#,
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let events = host_events(&fleet.journal());
+    let (names, _) = fleet.names_and("");
+    let n: Vec<&str> = names.iter().map(String::as_str).collect();
+    // Wave 1 alone; wave 2 together, after wave 1; then 4 at once after wave 2.
+    assert!(
+        after_end(&events, n[1], n[0]) && after_end(&events, n[2], n[0]),
+        "{events:?}"
+    );
+    assert!(
+        !after_end(&events, n[2], n[1]),
+        "wave 2 ran one at a time: {events:?}"
+    );
+    for later in &n[3..] {
+        for earlier in &n[1..3] {
+            assert!(
+                after_end(&events, later, earlier),
+                "{later} before {earlier} ended: {events:?}"
+            );
+        }
+    }
+    for a in &n[3..] {
+        for b in &n[3..] {
+            assert!(
+                !after_end(&events, a, b),
+                "the last size did not hold 4: {events:?}"
+            );
+        }
+    }
+    let status = fleet.sim.status();
+    for h in &n {
+        assert_eq!(status["hosts"][*h]["reboots"], 1, "{h}: {status}");
+    }
+}
+
+#[test]
+fn a_failing_wave_stops_the_growth() {
+    // A seed that puts the one never_returns host first, in the first wave.
+    let faults = [(rekindle::sim::config::FaultKind::NeverReturns, 1.0 / 6.0)];
+    let seed = (1..1000u64)
+        .find(|&s| rekindle::sim::config::place_faults(6, &faults, s)[0].is_some())
+        .expect("some seed faults the first host");
+    let seed = seed.to_string();
+    let fleet = Fleet::start(
+        2731,
+        &[
+            "--hosts",
+            "6",
+            "--boot-time",
+            "1s",
+            "--fail",
+            "never_returns=0.17",
+            "--seed",
+            &seed,
+        ],
+    );
+    let (names, dead) = fleet.names_and("never_returns");
+    assert_eq!(dead, names[0], "the seed search and the simulator disagree");
+    let (code, out, err) = fleet.run(
+        r#"
+version: 1
+name: waves
+defaults: { connect_timeout: 2s }
+stages:
+  - name: all
+    select: { role: app }
+    parallel: [1, 4]
+    max_failures: 1
+    steps: [ { reboot: { timeout: 4s } } ]
+"#,
+    );
+    assert_eq!(
+        code, 1,
+        "failures inside the budget\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    let events = host_events(&fleet.journal());
+    let n: Vec<&str> = names.iter().map(String::as_str).collect();
+    // The failed wave of 1 keeps the window at 1: each host after the one before.
+    for w in n.windows(2) {
+        assert!(
+            after_end(&events, w[1], w[0]),
+            "{} overlapped {}: {events:?}",
+            w[1],
+            w[0]
+        );
+    }
+    let status = fleet.sim.status();
+    for h in &n {
+        assert_eq!(status["hosts"][*h]["reboots"], 1, "{h}: {status}");
     }
 }

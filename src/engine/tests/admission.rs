@@ -61,3 +61,100 @@ async fn a_straggler_that_breaks_the_budget_stops_the_gated_dependant() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn waves_grow_only_after_a_clean_wave() {
+    let fleet = Fleet::new();
+    for i in 0..7 {
+        fleet.script(&format!("h{i}"), working(1.0));
+    }
+    let mut s = stage("s", &(0..7).collect::<Vec<_>>(), vec![run_step()]);
+    s.ramp = vec![1, 2];
+    s.window = 4;
+    let out = simple(plan(vec![s]), hosts(7), &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Success);
+    let starts: Vec<Option<Duration>> = (0..7).map(|i| out.started(&format!("h{i}"))).collect();
+    let at = |t: f64| Some(secs(t));
+    // 1, then 2, then 4 at once (the last size, with the 3 hosts left).
+    assert_eq!(
+        starts,
+        [
+            at(0.0),
+            at(1.0),
+            at(1.0),
+            at(2.0),
+            at(2.0),
+            at(2.0),
+            at(2.0)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_wave_stops_the_growth_and_its_size_holds() {
+    let fleet = Fleet::new();
+    fleet.script("h0", failing(1.0));
+    for i in 1..5 {
+        fleet.script(&format!("h{i}"), working(1.0));
+    }
+    let mut s = stage("s", &(0..5).collect::<Vec<_>>(), vec![run_step()]);
+    s.ramp = vec![1, 2];
+    s.window = 4;
+    s.failure_budget = 1;
+    let out = simple(plan(vec![s]), hosts(5), &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Failures);
+    let starts: Vec<Option<Duration>> = (0..5).map(|i| out.started(&format!("h{i}"))).collect();
+    let at = |t: f64| Some(secs(t));
+    // Wave 1 failed inside the budget: one at a time to the end.
+    assert_eq!(starts, [at(0.0), at(1.0), at(2.0), at(3.0), at(4.0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waves_count_only_hosts_after_the_canaries_and_keep_other_limits() {
+    let fleet = Fleet::new();
+    let mut inv = Vec::new();
+    for i in 0..6 {
+        let rack = if i % 2 == 0 { "r1" } else { "r2" };
+        inv.push(host(&format!("h{i}"), &[("rack", rack)]));
+        fleet.script(&format!("h{i}"), working(1.0));
+    }
+    let mut s = stage("s", &(0..6).collect::<Vec<_>>(), vec![run_step()]);
+    s.canaries = 1;
+    s.ramp = vec![1];
+    s.window = 4;
+    s.max_unavailable = vec![("rack".into(), 1)];
+    let out = simple(plan(vec![s]), inv, &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Success);
+    let starts: Vec<Option<Duration>> = (0..6).map(|i| out.started(&format!("h{i}"))).collect();
+    let at = |t: f64| Some(secs(t));
+    // Canary h0, wave h1, then a window of 4 held to one per rack.
+    assert_eq!(
+        starts,
+        [at(0.0), at(1.0), at(2.0), at(2.0), at(3.0), at(3.0)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_paces_the_hosts_inside_each_wave() {
+    let fleet = Fleet::new();
+    for i in 0..6 {
+        fleet.script(&format!("h{i}"), working(1.0));
+    }
+    let mut s = stage("s", &(0..6).collect::<Vec<_>>(), vec![run_step()]);
+    s.ramp = vec![1, 2];
+    s.window = 4;
+    s.rate = Some(Rate {
+        count: 2,
+        per: secs(1.0),
+    });
+    let out = simple(plan(vec![s]), hosts(6), &fleet).await;
+    assert_eq!(out.outcome, RunOutcome::Success);
+    let starts: Vec<Option<Duration>> = (0..6).map(|i| out.started(&format!("h{i}"))).collect();
+    let at = |t: f64| Some(secs(t));
+    // Tokens every 0.5 s inside each wave; each wave waits for the one before
+    // (a fixed window of 4 would start them at 0, 0.5, 1, 1.5, 2, 2.5).
+    assert_eq!(
+        starts,
+        [at(0.0), at(1.0), at(1.5), at(2.5), at(3.0), at(3.5)]
+    );
+}
