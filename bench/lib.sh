@@ -163,6 +163,32 @@ sim_stop() {
     SIM_PID=""
 }
 
+# A three-member etcd cluster on the namespace's loopback (client ports
+# 2379, 2479, 2579; peers 2380, 2480, 2580), data under $1. Sets
+# ETCD_ENDPOINTS; waits (bounded) until `rekindle status --etcd` answers.
+# netns_down stops it with everything else in the namespace.
+ETCD_ENDPOINTS=""
+etcd_up() {
+    local dir="$1" i initial=""
+    for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((2380 + 100 * i))"; done
+    for i in 0 1 2; do
+        mkdir -p "$dir/m$i"
+        ip netns exec "$NETNS" etcd --name "m$i" --data-dir "$dir/m$i" \
+            --listen-client-urls "http://127.0.0.1:$((2379 + 100 * i))" \
+            --advertise-client-urls "http://127.0.0.1:$((2379 + 100 * i))" \
+            --listen-peer-urls "http://127.0.0.1:$((2380 + 100 * i))" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$((2380 + 100 * i))" \
+            --initial-cluster "$initial" --initial-cluster-state new \
+            >"$dir/m$i.log" 2>&1 &
+    done
+    ETCD_ENDPOINTS="http://127.0.0.1:2379,http://127.0.0.1:2479,http://127.0.0.1:2579"
+    for ((i = 0; i < 600; i++)); do
+        in_ns "$REKINDLE" status --etcd "$ETCD_ENDPOINTS" >/dev/null 2>&1 && { log "etcd cluster up"; return 0; }
+        sleep 0.1
+    done
+    die "etcd cluster not up within 60 s: $(tail -2 "$dir/m0.log")"
+}
+
 # Host addresses of a sim fleet, one per line, from its status.json.
 sim_addresses() {
     python3 -c 'import json,sys; [print(h["address"]) for h in json.load(open(sys.argv[1]))["hosts"].values()]' "$1/status.json"

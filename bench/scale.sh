@@ -6,6 +6,8 @@
 # CPU and RSS are its own process's, the simulator is measured separately.
 # Goals: wall < 90 s, rekindle CPU < 1 ms per host, RSS < 1 GiB; past
 # 32,000 hosts (issue 15: 100,000, four sites together) < 150 s and < 1.5 GiB.
+# ETCD=1: the same with --etcd on a three-member etcd cluster in the
+# namespace (etcd's own CPU is not rekindle's; bench/etcd.sh compares).
 source "$(dirname "$0")/lib.sh"
 HOSTS="${HOSTS:-32000}"
 if ((HOSTS > 32000)); then WALL_GOAL=150 RSS_GOAL=1536; else WALL_GOAL=90 RSS_GOAL=1024; fi
@@ -17,6 +19,11 @@ bench_outdir scale
 install_peers
 build_release
 netns_up scale
+ETCD_ARGS=()
+if [[ -n "${ETCD:-}" ]]; then
+    etcd_up "$D/etcd"
+    ETCD_ARGS=(--etcd "$ETCD_ENDPOINTS")
+fi
 
 T0="$(date +%s.%N)"
 SIM_WRAP=(/usr/bin/time -o "$D/sim.time" -f '%e\t%U\t%S\t%M')
@@ -24,7 +31,7 @@ sim_start "$D/fleet" --hosts "$HOSTS" --boot-time 0s
 T1="$(date +%s.%N)"
 playbook "$D/reboot.yaml" "{ dc: sim }" "$PARALLEL" "reboot: { timeout: 10m }"
 measure rekindle "$HOSTS" 1 "$LIMIT" env -u SSH_AUTH_SOCK "$REKINDLE" run "$D/reboot.yaml" \
-    -i "$D/fleet/inventory.yaml" --yes --quiet --journal "$D/journal" --ssh-config "$D/empty_ssh_config"
+    -i "$D/fleet/inventory.yaml" --yes --quiet --journal "$D/journal" --ssh-config "$D/empty_ssh_config" "${ETCD_ARGS[@]}"
 T2="$(date +%s.%N)"
 # TCP connections rekindle opened (the namespace's own counter; the simulator
 # opens none): two logins per host is the floor for a verified reboot.
@@ -42,7 +49,7 @@ PY
 )"
 WORKERS="$(grep -o 'in [0-9]* worker processes' "$D/fleet.log" || echo 'in one process')"
 
-echo "### Scale: $HOSTS simulated hosts, reboot, zero boot time, parallel $PARALLEL ($(machine))"
+echo "### Scale: $HOSTS simulated hosts, reboot, zero boot time, parallel $PARALLEL${ETCD:+, --etcd (3 members)} ($(machine))"
 echo
 python3 - "$RESULTS" "$D/sim.time" "$T0" "$T1" "$T2" "$HOSTS" "$REBOOTS" "$WORKERS" "$CONNECTS" "$WALL_GOAL" "$RSS_GOAL" <<'PY'
 import sys

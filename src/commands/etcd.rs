@@ -184,14 +184,15 @@ enum Attempt {
 /// complete now that no other driver can add to it.
 fn try_lead(store: &Store, run: &str) -> Result<Attempt, String> {
     let etcd = |e: crate::etcd::client::EtcdError| format!("--etcd: {e}");
-    let journal = store
-        .journal(run)
+    // The header and the leader key only: a standby polls this while the run goes on.
+    let header = store
+        .header(run)
         .map_err(etcd)?
         .ok_or_else(|| no_run(store, run))?;
     if let Some(d) = store.driver(run).map_err(etcd)? {
         return Ok(Attempt::Driven(d));
     }
-    let lead = match store.take_over(&journal.header, args::notice) {
+    let lead = match store.take_over(&header, args::notice) {
         Ok(l) => l,
         Err(StartError::Etcd(e)) => return Err(etcd(e)),
         Err(e) => {

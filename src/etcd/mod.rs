@@ -435,6 +435,14 @@ impl Store {
         Ok(None)
     }
 
+    /// A run's header, without its records.
+    pub fn header(&self, run: &str) -> Result<Option<Header>, EtcdError> {
+        let kv = self
+            .rt
+            .block_on(self.client.get(&self.keys(run).header()))?;
+        Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    }
+
     /// The driver of `run`, if it is live.
     pub fn driver(&self, run: &str) -> Result<Option<Driver>, EtcdError> {
         let kv = self

@@ -28,7 +28,7 @@ use crate::journal;
 use crate::plan::Plan;
 use crate::playbook::{Playbook, Rate};
 use crate::report::summary::Collector;
-use crate::sim::drill::{Rehearsal, Sample, rehearse, scale_rate, sim_hosts};
+use crate::sim::drill::{Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults};
 use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle};
 use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
@@ -128,6 +128,7 @@ pub fn run(
     let dir = drill_dir()?;
     let drill = Drill {
         config,
+        plan: &plan,
         inventory: &inventory,
         book: &book,
         sample,
@@ -145,6 +146,8 @@ pub fn run(
 
 struct Drill<'a> {
     config: &'a DrillConfig,
+    /// The real plan (its stages place the faults).
+    plan: &'a Plan,
     inventory: &'a crate::inventory::Inventory,
     book: &'a Playbook,
     sample: Sample,
@@ -243,6 +246,7 @@ impl Drill<'_> {
                 max: shape.boot_time.max.div_f64(shape.speed),
             };
             config.faults = shape.faults.clone();
+            config.placed_faults = Some(stage_faults(self.plan, &self.sample, &shape.faults));
             config.recover = shape.recover.clone();
             config.seed = shape.seed;
             config.shard_size = DRILL_SHARD_SIZE;

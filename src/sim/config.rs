@@ -299,6 +299,9 @@ pub struct FleetConfig {
     pub http_port: u16,
     pub boot_time: BootTime,
     pub faults: Vec<(FaultKind, f64)>,
+    /// Each host's fault, chosen by the caller (a drill places them per
+    /// stage); `None`: `faults` placed by `seed` ([`place_faults`]).
+    pub placed_faults: Option<Vec<Option<FaultKind>>>,
     /// Per fault, the chance that a BMC power cycle cures a host of it.
     pub recover: Vec<(FaultKind, f64)>,
     pub seed: u64,
@@ -331,6 +334,7 @@ impl FleetConfig {
             http_port: if root { 8080 } else { 8081 },
             boot_time: BootTime::default(),
             faults: Vec::new(),
+            placed_faults: None,
             recover: Vec::new(),
             seed: 1,
             out,

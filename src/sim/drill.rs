@@ -27,12 +27,14 @@
 //!   `systemctl is-system-running` (health follows the injected faults) and
 //!   `true`; `local:` steps become `true` (a drill must never drain a real
 //!   load balancer or open a real ticket); a reboot command it does not know
-//!   becomes `systemctl reboot`.
+//!   becomes `systemctl reboot`;
+//! - `--fail` faults are placed per stage ([`stage_faults`]), where the full
+//!   stage's last faulty hosts are expected, not at random across the sample.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::config::{SimHost, mix};
+use super::config::{FaultKind, SimHost, mix};
 use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::playbook::template::Quote;
@@ -134,6 +136,70 @@ impl Sample {
             stage_sample,
         }
     }
+}
+
+/// Each simulated host's fault (in [`Sample::chosen`] order), placed per
+/// stage instead of at random across the sample. A stage's duration with
+/// faults is decided by its last faulty hosts (each holds its slot until a
+/// timeout), so the rehearsal needs them where the full stage would have
+/// them: for a stage of `N` hosts of which the sample keeps `n`, and a
+/// fault of fraction `f`, the full stage expects `f·N` such hosts; the
+/// sample gets `round(f·n)` of them, and at least one when `f·N` rounds to
+/// one or more (a sample of 40 at 0.5 % would otherwise have none, and miss
+/// the tail the full stage of 400 almost surely has). All kinds together,
+/// the full stage expects `K = Σ f·N` faulty hosts; the sample's `k` stand
+/// at the expected places of the last `k` of them in the stage's start order
+/// (the j-th from the end at `(K + 1 - j) / (K + 1)`), the kinds in the order
+/// `--fail` lists them, the first kind last. A host keeps the first fault
+/// placed on it; a host of two stages counts in the first.
+pub fn stage_faults(
+    plan: &Plan,
+    sample: &Sample,
+    faults: &[(FaultKind, f64)],
+) -> Vec<Option<FaultKind>> {
+    let position: BTreeMap<usize, usize> = sample
+        .chosen
+        .iter()
+        .enumerate()
+        .map(|(i, &h)| (h, i))
+        .collect();
+    let mut out = vec![None; sample.chosen.len()];
+    for stage in &plan.stages {
+        let kept: Vec<usize> = stage
+            .hosts
+            .iter()
+            .filter_map(|h| position.get(h).copied())
+            .collect();
+        let n = kept.len();
+        if n == 0 {
+            continue;
+        }
+        let mut expected_all = 0.0;
+        let mut kinds: Vec<FaultKind> = Vec::new();
+        for &(kind, f) in faults {
+            let expected = f * stage.hosts.len() as f64;
+            let mut count = (f * n as f64).round() as usize;
+            if count == 0 && expected.round() >= 1.0 {
+                count = 1;
+            }
+            expected_all += expected;
+            kinds.extend(std::iter::repeat_n(kind, count));
+        }
+        let k = expected_all.max(kinds.len() as f64);
+        for (j, kind) in (1..=n).zip(kinds) {
+            let quantile = (k + 1.0 - j as f64) / (k + 1.0);
+            let at = ((quantile * n as f64) as usize).min(n - 1);
+            // The nearest free host at or before that place, else after it.
+            let free = (0..=at)
+                .rev()
+                .chain(at + 1..n)
+                .find(|&i| out[kept[i]].is_none());
+            if let Some(i) = free {
+                out[kept[i]] = Some(kind);
+            }
+        }
+    }
+    out
 }
 
 /// The simulator's view of the chosen hosts: names and labels kept.
@@ -426,6 +492,59 @@ stages:
         assert_eq!(sample.stage_sample["dns"], 0.5);
         assert_eq!(sample.stage_sample["db"], 0.1);
         assert_eq!(sample.stage_sample["app"], 31.0 / 303.0);
+    }
+
+    #[test]
+    fn faults_stand_where_the_full_stage_expects_its_last_ones() {
+        let inv = inventory(INV);
+        let book = playbook(BOOK, &inv);
+        let plan = crate::plan::build(&book, &inv, None).unwrap();
+        let sample = Sample::of(&plan, &inv, 0.1, 7);
+        let faults = stage_faults(&plan, &sample, &[(FaultKind::NeverReturns, 0.01)]);
+        assert_eq!(faults.len(), sample.chosen.len());
+        let faulty_in = |stage: usize| -> Vec<usize> {
+            let kept: Vec<usize> = plan.stages[stage]
+                .hosts
+                .iter()
+                .filter_map(|h| sample.chosen.iter().position(|c| c == h))
+                .collect();
+            kept.iter()
+                .enumerate()
+                .filter(|&(_, &i)| faults[i].is_some())
+                .map(|(at, _)| at)
+                .collect()
+        };
+        // dns: 2 hosts expect 0.02 faulty ones: none.
+        assert_eq!(faulty_in(0), Vec::<usize>::new());
+        // db: 100 hosts expect 1; the 10 kept get it half way (the last of one).
+        assert_eq!(faulty_in(1), [5]);
+        // app: 303 expect 3.03; of 31 kept, the last of them stands at 3.03/4.03.
+        assert_eq!(faulty_in(2), [23]);
+        // Kinds together: db's full stage expects 2 faulty hosts, so its
+        // sample's two stand where the last two of 2 are expected (2/3 and
+        // 1/3 of the way), the first kind listed last.
+        let two = stage_faults(
+            &plan,
+            &sample,
+            &[
+                (FaultKind::NeverReturns, 0.01),
+                (FaultKind::Unhealthy, 0.01),
+            ],
+        );
+        let db: Vec<Option<FaultKind>> = plan.stages[1]
+            .hosts
+            .iter()
+            .filter_map(|h| sample.chosen.iter().position(|c| c == h))
+            .map(|i| two[i])
+            .collect();
+        assert_eq!(db[6], Some(FaultKind::NeverReturns));
+        assert_eq!(db[3], Some(FaultKind::Unhealthy));
+        assert_eq!(db.iter().filter(|f| f.is_some()).count(), 2);
+        // Fractions a sample can hold are kept as they are, from the end.
+        let many = stage_faults(&plan, &sample, &[(FaultKind::Unhealthy, 0.2)]);
+        let faulty = many.iter().filter(|f| f.is_some()).count();
+        // dns 0 of 1 (0.4 expected in the full stage), db 2 of 10, app 6 of 31.
+        assert_eq!(faulty, 8);
     }
 
     #[test]

@@ -239,10 +239,14 @@ impl Fleet {
                 "the BMC port must differ from the SSH and HTTP ports",
             ));
         }
-        if let Some((kind, _)) = config
+        let placed = config.placed_faults.iter().flatten().flatten();
+        if let Some(kind) = config
             .faults
             .iter()
-            .find(|(k, f)| k.needs_bmc() && *f > 0.0 && !config.powered_off)
+            .filter(|(_, f)| *f > 0.0)
+            .map(|(k, _)| k)
+            .chain(placed)
+            .find(|k| k.needs_bmc() && !config.powered_off)
         {
             return Err(SimError::config(format!(
                 "fault `{kind}` needs simulated BMCs: start the fleet with --powered-off"
@@ -257,7 +261,16 @@ impl Fleet {
         }
         raise_fd_limit();
         let n = config.hosts.len();
-        let faults = place_faults(n, &config.faults, config.seed);
+        let faults = match &config.placed_faults {
+            None => place_faults(n, &config.faults, config.seed),
+            Some(p) if p.len() == n => p.clone(),
+            Some(p) => {
+                return Err(SimError::config(format!(
+                    "{} placed faults for {n} hosts",
+                    p.len()
+                )));
+            }
+        };
         let mut meta = Vec::with_capacity(n);
         for (i, (h, fault)) in config.hosts.iter().zip(faults).enumerate() {
             meta.push(HostMeta {

@@ -235,7 +235,7 @@ fn sim(dir: &Path, hosts: usize, port: u16, boot: &str) -> SimProcess {
         boot,
     ])
     .out(dir)
-    .stderr_null()
+    // Its stderr stays visible: a simulator that cannot start says why.
     .start()
 }
 
