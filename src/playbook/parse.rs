@@ -251,6 +251,10 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
                 policy.parallel = last;
                 policy.ramp = ramp;
             }
+        } else if n.as_scalar().is_none() {
+            diags.push(n.expected(
+                "a count or a percentage like `10` or `5%`, or growing waves like `[1, 1%, 5%, 10%]`",
+            ));
         } else if let Some(a) = amount(n, diags) {
             if a == Amount::Count(0) {
                 diags.push(Diagnostic::error(
