@@ -13,7 +13,7 @@
 //! address as it is, then `/etc/hosts`, then, with the `dns` feature (which
 //! the script enables), DNS to the name servers of `/etc/resolv.conf`
 //! (hickory-resolver, pure Rust). The `dns` feature selects this resolver in
-//! a dynamic build too.
+//! a dynamic build too. (docs/findings.md, "The machine": static binary.)
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
