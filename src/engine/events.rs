@@ -4,6 +4,7 @@
 //! Owns the event vocabulary and the acknowledgement of intent events. It must
 //! not print, write files or know any consumer.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -245,6 +246,19 @@ pub struct Emitter {
     tx: mpsc::Sender<Event>,
     started: tokio::time::Instant,
     hold: Option<Hold>,
+    may_act: Option<MayAct>,
+}
+
+/// Asked right after an intent is acknowledged, before its action goes
+/// out: `false` means this driver lost the right to act (an etcd lease
+/// that lapsed while the process was stopped, say), so nothing is sent.
+#[derive(Clone)]
+pub struct MayAct(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for MayAct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MayAct")
+    }
 }
 
 /// The pause switch, and the cancel level that overrides it (a drain lets
@@ -266,7 +280,14 @@ impl Emitter {
             tx,
             started: tokio::time::Instant::now(),
             hold: None,
+            may_act: None,
         }
+    }
+
+    /// Checks `may_act` after every acknowledged intent (see [`MayAct`]).
+    pub fn with_may_act(mut self, may_act: Option<MayAct>) -> Emitter {
+        self.may_act = may_act;
+        self
     }
 
     /// Holds hosts between steps while `pause` is true, unless `cancel` says
@@ -320,6 +341,10 @@ impl Emitter {
             .send(self.stamp(kind, Some(Ack(ack_tx))))
             .await
             .map_err(|_| NotAcknowledged)?;
-        ack_rx.await.map_err(|_| NotAcknowledged)
+        ack_rx.await.map_err(|_| NotAcknowledged)?;
+        match &self.may_act {
+            Some(MayAct(may)) if !may() => Err(NotAcknowledged),
+            _ => Ok(()),
+        }
     }
 }

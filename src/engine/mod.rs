@@ -86,6 +86,9 @@ pub struct EngineOptions {
     /// The pause switch (`rekindle pause`): while true no host starts and no
     /// host in flight starts a new step. `None`: never paused.
     pub pause: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Asked after each acknowledged intent, before the action is sent
+    /// (`--etcd`: whether this driver still holds its lease). `None`: always.
+    pub may_act: Option<events::MayAct>,
 }
 
 impl Default for EngineOptions {
@@ -98,6 +101,7 @@ impl Default for EngineOptions {
             bmc_time_scale: 1.0,
             become_password: None,
             pause: None,
+            may_act: None,
         }
     }
 }

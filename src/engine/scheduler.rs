@@ -36,7 +36,7 @@ pub async fn run<C: Connector>(
     events: mpsc::Sender<Event>,
     cancel: watch::Receiver<CancelLevel>,
 ) -> RunOutcome {
-    let mut emitter = Emitter::new(events);
+    let mut emitter = Emitter::new(events).with_may_act(opts.may_act.clone());
     let pause = opts.pause.clone();
     if let Some(p) = &pause {
         emitter = emitter.with_hold(p.clone(), cancel.clone());

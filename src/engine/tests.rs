@@ -802,6 +802,48 @@ async fn an_unacknowledged_intent_sends_nothing() {
     ));
 }
 
+/// An intent acknowledged while the driver may still act, but asked again
+/// just before the send: a driver that lost the right in between (its
+/// lease lapsed while it was stopped) sends nothing.
+#[tokio::test(start_paused = true)]
+async fn an_acknowledged_intent_is_not_sent_once_the_driver_may_no_longer_act() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fleet = Fleet::new();
+    fleet.script("h0", Script::default());
+    fleet.script("h1", Script::default());
+    let s = stage("s", &[0, 1], vec![reboot(600.0)]);
+    // Allowed for the first intent only.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let opts = EngineOptions {
+        parallel: 1,
+        may_act: Some(super::events::MayAct(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst) == 0
+        }))),
+        ..EngineOptions::default()
+    };
+    let (_tx, rx) = watch::channel(CancelLevel::None);
+    let out = execute(plan(vec![s]), hosts(2), &fleet, opts, rx, Acks::Immediately).await;
+    assert_eq!(asked.load(Ordering::SeqCst), 2, "asked once per intent");
+    assert_eq!(
+        fleet.reboots("h0") + fleet.reboots("h1"),
+        1,
+        "one reboot sent"
+    );
+    let failed: Vec<_> = ["h0", "h1"]
+        .into_iter()
+        .filter(|h| {
+            matches!(out.finished(h), Some((_, HostOutcome::Failed { reason, .. }))
+                if reason.contains("did not record the intent"))
+        })
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "the second host is not acted on: {failed:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn drain_lets_in_flight_hosts_finish_and_starts_nothing_new() {
     let fleet = Fleet::new();

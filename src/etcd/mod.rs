@@ -785,9 +785,11 @@ impl Lead {
         }
         .start();
         self.mirror = Some(task);
+        let guard = Arc::clone(&self.guard);
         crate::session::Mirror {
             consumer: Box::new(consumer),
             stop: self.guard.stopped(),
+            may_act: crate::engine::events::MayAct(Arc::new(move || guard.valid())),
         }
     }
 

@@ -357,6 +357,7 @@ impl Drill<'_> {
             // The simulated hosts' sudo asks for no password.
             become_password: None,
             pause: None,
+            may_act: None,
         };
         Ok(Prepared {
             plan,

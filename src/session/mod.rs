@@ -147,6 +147,7 @@ pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow:
             bmc_time_scale: 1.0,
             become_password,
             pause: None,
+            may_act: None,
         },
         plan,
         inventory,
@@ -528,6 +529,10 @@ pub struct Execution {
 pub struct Mirror {
     pub consumer: Box<dyn Consumer>,
     pub stop: watch::Receiver<bool>,
+    /// Asked once more after each acknowledged intent, just before its
+    /// action goes out: a driver stopped (SIGSTOP) between the ack and the
+    /// send finds out here, and sends nothing.
+    pub may_act: crate::engine::events::MayAct,
 }
 
 /// What an execution ended with.
@@ -603,6 +608,7 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     if let Some(m) = mirror {
         consumers.push(m.consumer);
         stop = Some(m.stop);
+        opts.may_act = Some(m.may_act);
     }
     // The journal first: an intent is on disk before anyone else hears of it.
     if let Some(w) = &writer {

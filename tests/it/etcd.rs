@@ -209,12 +209,17 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> Option<String> {
     (head.starts_with("HTTP/1.0 2") || head.starts_with("HTTP/1.1 2")).then(|| body.to_owned())
 }
 
-/// Polls `cond` every 100 ms for at most `limit`.
+/// Polls `cond` every 100 ms until it holds or `limit` has passed (a slow
+/// `cond` counts against the limit), at most one try per step.
 fn poll(limit: Duration, cond: impl Fn() -> bool) -> bool {
     let step = Duration::from_millis(100);
+    let deadline = std::time::Instant::now() + limit;
     for _ in 0..=limit.as_millis() / step.as_millis() {
         if cond() {
             return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
         }
         std::thread::sleep(step);
     }

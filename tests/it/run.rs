@@ -1211,18 +1211,43 @@ fn assert_spaced(mut starts: Vec<f64>, gap: f64) {
     }
 }
 
+/// When the engine started each host, in seconds since the run began, from
+/// the journal's `host_started` records: the admission's own clock, so a
+/// loaded machine's slow process start-up does not blur the spacing.
 fn start_stamps(case: &Case, hosts: &[H]) -> Vec<f64> {
-    hosts
-        .iter()
-        .map(|h| stamp(&case.mark(&format!("{}.start", h.name))))
-        .collect()
+    let dir = case.path("rekindle-journal");
+    let journals: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    assert_eq!(journals.len(), 1, "one run, one journal: {journals:?}");
+    let text = std::fs::read_to_string(&journals[0]).expect("journal");
+    let started: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "host_started")
+        .filter_map(|v| {
+            let name = v["host"]["name"].as_str()?.to_owned();
+            Some((name, v["ms"].as_f64()? / 1000.0))
+        })
+        .collect();
+    for h in hosts {
+        assert!(
+            case.has_mark(&format!("{}.start", h.name)),
+            "{} ran its step",
+            h.name
+        );
+    }
+    assert_eq!(started.len(), hosts.len(), "{started:?}");
+    started.into_iter().map(|(_, t)| t).collect()
 }
 
 #[test]
 fn stage_rate_spaces_host_starts() {
     let case = Case::new();
-    // local steps: the stamp is taken on the bastion the moment a host
-    // starts, so no SSH latency blurs it.
+    // local steps: no SSH; the journal's start times are the spacing.
     let hosts: Vec<H> = (1..=8)
         .map(|i| H::new(&format!("r{i}"), "127.0.0.1", 22))
         .collect();
