@@ -9,34 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{self, SimProcess};
-
-/// A running `rekindle sim --powered-off` with its fleet in `fleet/` of a
-/// tempdir that also holds the playbooks and journals of the test.
-struct PoweredOffSim {
-    /// Declared first: killed before the tempdir is removed.
-    sim: SimProcess,
-    dir: tempfile::TempDir,
-}
+use crate::support::{self, PoweredOffSim};
 
 impl PoweredOffSim {
-    /// `base` picks the ports: SSH `base`, HTTP `base+1`, BMC `base+2`.
-    fn start(base: u16, extra: &[&str]) -> PoweredOffSim {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ports = [base, base + 1, base + 2].map(|p| p.to_string());
-        let mut args = vec!["--powered-off", "--boot-time", "500ms", "--port", &ports[0]];
-        args.extend(["--http-port", &ports[1], "--bmc-port", &ports[2]]);
-        args.extend_from_slice(extra);
-        let sim = SimProcess::builder(&args)
-            .out(dir.path().join("fleet"))
-            .start();
-        let bmc = sim
-            .next_line(Duration::from_secs(10))
-            .expect("sim prints its BMC line");
-        assert!(bmc.starts_with("bmc: every host powered off"), "{bmc}");
-        PoweredOffSim { sim, dir }
-    }
-
     fn path(&self, name: &str) -> PathBuf {
         self.sim.path(name)
     }
@@ -60,10 +35,6 @@ impl PoweredOffSim {
                 pw.to_owned()
             })
             .collect()
-    }
-
-    fn status(&self) -> Value {
-        self.sim.status()
     }
 
     /// Polls status.json (bounded: 15 s) until `pred` holds.

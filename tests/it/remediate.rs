@@ -10,33 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{self, KillOnDrop, SimProcess};
+use crate::support::{self, KillOnDrop, PoweredOffSim};
 
-/// A powered-off fleet; its tempdir holds the playbook and the journal.
-struct Sim {
-    /// Declared first: killed before the tempdir is removed.
-    sim: SimProcess,
-    dir: tempfile::TempDir,
-}
-
-impl Sim {
-    /// `base` picks the ports: SSH `base`, HTTP `base+1`, BMC `base+2`.
-    fn start(base: u16, extra: &[&str]) -> Sim {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ports = [base, base + 1, base + 2].map(|p| p.to_string());
-        let mut args = vec!["--powered-off", "--boot-time", "500ms", "--port", &ports[0]];
-        args.extend(["--http-port", &ports[1], "--bmc-port", &ports[2]]);
-        args.extend_from_slice(extra);
-        let sim = SimProcess::builder(&args)
-            .out(dir.path().join("fleet"))
-            .start();
-        let bmc = sim
-            .next_line(Duration::from_secs(10))
-            .expect("sim prints its BMC line");
-        assert!(bmc.starts_with("bmc: every host powered off"), "{bmc}");
-        Sim { sim, dir }
-    }
-
+/// The remediation tests keep their playbook and journal in the fleet's tempdir.
+impl PoweredOffSim {
     fn book(&self, text: &str) -> PathBuf {
         let path = self.dir.path().join("book.yaml");
         std::fs::write(&path, text).expect("write playbook");
@@ -61,7 +38,7 @@ impl Sim {
         cmd
     }
 
-    fn run(&self, book: &Path) -> (i32, String, String) {
+    fn run_book(&self, book: &Path) -> (i32, String, String) {
         let inventory = self.sim.path("inventory.yaml");
         let mut cmd = self.command(&[
             "run",
@@ -86,10 +63,6 @@ impl Sim {
         let mut cmd = support::rekindle();
         cmd.arg("report").arg(self.journal());
         support::run(&mut cmd).1
-    }
-
-    fn status(&self) -> Value {
-        self.sim.status()
     }
 }
 
@@ -120,7 +93,7 @@ fn cold_start(power_on_timeout: &str, reboot_timeout: &str) -> String {
 
 #[test]
 fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow_one_never() {
-    let sim = Sim::start(
+    let sim = PoweredOffSim::start(
         3701,
         &[
             "--hosts",
@@ -141,7 +114,7 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
         out.contains("    remediate        up to 1 BMC power cycle for a host that does not come back, then quarantined\n"),
         "{out}"
     );
-    let (code, out, err) = sim.run(&book);
+    let (code, out, err) = sim.run_book(&book);
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     let s = sim.status();
     let never = faulted(&s, "never_returns");
@@ -188,7 +161,7 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
 
 #[test]
 fn a_power_cycle_brings_back_hosts_the_simulator_lets_recover() {
-    let sim = Sim::start(
+    let sim = PoweredOffSim::start(
         3711,
         &[
             "--hosts",
@@ -198,7 +171,7 @@ fn a_power_cycle_brings_back_hosts_the_simulator_lets_recover() {
         ],
     );
     let book = sim.book(&cold_start("5s", "6s"));
-    let (code, out, err) = sim.run(&book);
+    let (code, out, err) = sim.run_book(&book);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let never = faulted(&sim.status(), "never_returns");
     // status.json may trail the SSH answer the run already had.
@@ -249,7 +222,7 @@ fn recover_without_bmcs_is_refused() {
 
 #[test]
 fn kill_9_during_remediation_then_resume_cycles_nobody_twice() {
-    let sim = Sim::start(3731, &["--hosts", "3", "--fail", "never_returns=0.34"]);
+    let sim = PoweredOffSim::start(3731, &["--hosts", "3", "--fail", "never_returns=0.34"]);
     let book = sim.book(&cold_start("1m", "8s"));
     let inventory = sim.sim.path("inventory.yaml");
     let mut run = KillOnDrop::new(

@@ -290,3 +290,36 @@ impl SimProcess {
         );
     }
 }
+
+/// A running `rekindle sim --powered-off` (hosts behind Redfish BMCs, every
+/// one off) with its fleet in `fleet/` of a tempdir that also holds the
+/// test's playbooks and journals. Each test file adds its own helpers.
+pub struct PoweredOffSim {
+    /// Declared first: killed before the tempdir is removed.
+    pub sim: SimProcess,
+    pub dir: tempfile::TempDir,
+}
+
+impl PoweredOffSim {
+    /// `base` picks the ports: SSH `base`, HTTP `base+1`, BMC `base+2`.
+    pub fn start(base: u16, extra: &[&str]) -> PoweredOffSim {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = [base, base + 1, base + 2].map(|p| p.to_string());
+        let mut args = vec!["--powered-off", "--boot-time", "500ms", "--port", &ports[0]];
+        args.extend(["--http-port", &ports[1], "--bmc-port", &ports[2]]);
+        args.extend_from_slice(extra);
+        let sim = SimProcess::builder(&args)
+            .out(dir.path().join("fleet"))
+            .start();
+        let bmc = sim
+            .next_line(Duration::from_secs(10))
+            .expect("sim prints its BMC line");
+        assert!(bmc.starts_with("bmc: every host powered off"), "{bmc}");
+        PoweredOffSim { sim, dir }
+    }
+
+    /// The fleet's status.json.
+    pub fn status(&self) -> serde_json::Value {
+        self.sim.status()
+    }
+}
