@@ -118,24 +118,22 @@ impl Takeover {
         &mut self.lead
     }
 
-    /// Waits out the rest of the lease's TTL plus the margin since the
-    /// takeover when `unknown` hosts have an intent whose outcome is
-    /// unknown: a paused old driver must not race this one.
-    pub(crate) fn hold_for_unknown(&self, unknown: usize) {
-        if unknown == 0 {
-            return;
-        }
-        let hold = self.lead.hold();
-        let left = hold.saturating_sub(self.since.elapsed());
-        if left.is_zero() {
-            return;
+    /// Until when hosts resumed mid-way wait before acting, when `unknown`
+    /// hosts have an action whose outcome is unknown: the lease's TTL plus
+    /// the margin from the takeover, so a paused old driver cannot race
+    /// this one. The other hosts start at once.
+    pub(crate) fn hold_for_unknown(&self, unknown: usize) -> Option<tokio::time::Instant> {
+        let until = self.since + self.lead.hold();
+        let left = until.saturating_duration_since(Instant::now());
+        if unknown == 0 || left.is_zero() {
+            return None;
         }
         eprintln!(
-            "etcd: {} with an action whose outcome is unknown; waiting {:.1}s (lease TTL plus margin) before acting, so a paused old driver cannot race this one",
+            "etcd: {} with an action whose outcome is unknown; they wait {:.1}s (lease TTL plus margin) before acting, so a paused old driver cannot race this one; the other hosts start now",
             crate::report::plural(unknown, "host"),
             left.as_secs_f64()
         );
-        std::thread::sleep(left);
+        Some(tokio::time::Instant::from_std(until))
     }
 
     pub(crate) fn finish(self, exit: Exit) -> Exit {

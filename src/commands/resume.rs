@@ -209,7 +209,8 @@ pub(crate) fn execute_with(
         return Ok(Exit::Usage);
     }
     if let Some(t) = &takeover {
-        t.hold_for_unknown(replayed.reverify.len() + replayed.mid_step.len());
+        prepared.opts.hold_resumed_until =
+            t.hold_for_unknown(replayed.reverify.len() + replayed.mid_step.len());
     }
 
     let resumed = Record::Resumed {

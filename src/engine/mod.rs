@@ -89,6 +89,11 @@ pub struct EngineOptions {
     /// Asked after each acknowledged intent, before the action is sent
     /// (`--etcd`: whether this driver still holds its lease). `None`: always.
     pub may_act: Option<events::MayAct>,
+    /// A takeover's hold (`--etcd`): hosts resumed mid-way
+    /// ([`HostStart::From`], whose last action's outcome may be unknown)
+    /// act on nothing before this instant, so a paused old driver's action
+    /// cannot race theirs; fresh hosts start at once. `None`: no hold.
+    pub hold_resumed_until: Option<tokio::time::Instant>,
 }
 
 impl Default for EngineOptions {
@@ -102,6 +107,7 @@ impl Default for EngineOptions {
             become_password: None,
             pause: None,
             may_act: None,
+            hold_resumed_until: None,
         }
     }
 }

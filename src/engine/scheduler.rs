@@ -76,6 +76,7 @@ struct Coordinator<C: Connector> {
     /// The BMC client and per-BMC etiquette, shared by every host of the run.
     power: Option<Arc<Power>>,
     become_password: Option<crate::transport::redfish::Secret>,
+    hold_resumed_until: Option<Instant>,
     flights: HashMap<u64, Flight>,
     next_slot: u64,
     tasks: JoinSet<()>,
@@ -134,6 +135,7 @@ impl<C: Connector> Coordinator<C> {
                 .bmc
                 .map(|b| Arc::new(Power::new(b).time_scaled(opts.bmc_time_scale))),
             become_password: opts.become_password,
+            hold_resumed_until: opts.hold_resumed_until,
             flights: HashMap::new(),
             next_slot: 0,
             tasks: JoinSet::new(),
@@ -317,7 +319,13 @@ impl<C: Connector> Coordinator<C> {
         )
         .with_become_password(self.become_password.clone());
         let tx = self.tx.clone();
+        let hold = self
+            .hold_resumed_until
+            .filter(|_| matches!(start, HostStart::From { .. }));
         let task = self.tasks.spawn(async move {
+            if let Some(until) = hold {
+                tokio::time::sleep_until(until).await;
+            }
             let progress = tx.clone();
             let steps = Arc::clone(&plan);
             let outcome = runner

@@ -358,6 +358,7 @@ impl Drill<'_> {
             become_password: None,
             pause: None,
             may_act: None,
+            hold_resumed_until: None,
         };
         Ok(Prepared {
             plan,

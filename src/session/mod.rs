@@ -148,6 +148,7 @@ pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow:
             become_password,
             pause: None,
             may_act: None,
+            hold_resumed_until: None,
         },
         plan,
         inventory,

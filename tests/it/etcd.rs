@@ -615,7 +615,7 @@ fn kill_9_then_the_standby_finishes(at: KillAt, etcd_base: u16, sim_port: u16) {
     if matches!(at, KillAt::During | KillAt::After) {
         // Hosts mid-reboot: their outcome is unknown, so the standby waits out the old lease.
         assert!(
-            err.contains("with an action whose outcome is unknown; waiting"),
+            err.contains("with an action whose outcome is unknown; they wait"),
             "{err}"
         );
     }
