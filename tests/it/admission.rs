@@ -66,13 +66,7 @@ impl Fleet {
 
 /// The journal's host events in order: ("started" | "finished", host, stage).
 fn host_events(dir: &std::path::Path) -> Vec<(String, String, String)> {
-    let files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("journal directory")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    assert_eq!(files.len(), 1, "one run, one journal: {files:?}");
-    let text = std::fs::read_to_string(&files[0]).expect("journal");
+    let text = std::fs::read_to_string(support::journal_in(dir)).expect("journal");
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| {

@@ -3,7 +3,7 @@
 //! the hosts it matches; the rest are left for a later resume. Proven from
 //! the journal: which hosts start after each `resumed` record.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use crate::live::sim;
@@ -24,17 +24,6 @@ fn started_after_last_resume(journal: &Path) -> Vec<String> {
         .collect();
     hosts.sort();
     hosts
-}
-
-fn journal_in(dir: &Path) -> PathBuf {
-    let files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("journal dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    files[0].clone()
 }
 
 #[test]
@@ -63,7 +52,7 @@ fn resume_failed_only_retries_just_the_failed_hosts_and_limit_just_the_matching_
             .stdin(Stdio::null()),
     );
     assert_eq!(code, 3, "first aborts: {out}\n{err}");
-    let journal = journal_in(&dir);
+    let journal = support::journal_in(&dir);
     let failed: Vec<String> = {
         let text = std::fs::read_to_string(&journal).unwrap();
         let mut v: Vec<String> = text

@@ -1215,15 +1215,8 @@ fn assert_spaced(mut starts: Vec<f64>, gap: f64) {
 /// the journal's `host_started` records: the admission's own clock, so a
 /// loaded machine's slow process start-up does not blur the spacing.
 fn start_stamps(case: &Case, hosts: &[H]) -> Vec<f64> {
-    let dir = case.path("rekindle-journal");
-    let journals: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    assert_eq!(journals.len(), 1, "one run, one journal: {journals:?}");
-    let text = std::fs::read_to_string(&journals[0]).expect("journal");
+    let journal = support::journal_in(&case.path("rekindle-journal"));
+    let text = std::fs::read_to_string(journal).expect("journal");
     let started: Vec<(String, f64)> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -323,3 +323,15 @@ impl PoweredOffSim {
         self.sim.status()
     }
 }
+
+/// The one journal (`*.jsonl`) in `dir`: one run, one journal.
+pub fn journal_in(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("journal dir {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    assert_eq!(files.len(), 1, "one run, one journal: {files:?}");
+    files[0].clone()
+}
