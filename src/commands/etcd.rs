@@ -120,8 +120,10 @@ impl Takeover {
 
     /// Until when hosts resumed mid-way wait before acting, when `unknown`
     /// hosts have an action whose outcome is unknown: the lease's TTL plus
-    /// the margin from the takeover, so a paused old driver cannot race
-    /// this one. The other hosts start at once.
+    /// the margin from the old driver's last renewal, so a paused old
+    /// driver cannot race this one. The lease expired before the takeover,
+    /// TTL after that renewal, so the margin is what is left to wait. The
+    /// other hosts start at once.
     pub(crate) fn hold_for_unknown(&self, unknown: usize) -> Option<tokio::time::Instant> {
         let until = self.since + self.lead.hold();
         let left = until.saturating_duration_since(Instant::now());
@@ -129,7 +131,7 @@ impl Takeover {
             return None;
         }
         eprintln!(
-            "etcd: {} with an action whose outcome is unknown; they wait {:.1}s (lease TTL plus margin) before acting, so a paused old driver cannot race this one; the other hosts start now",
+            "etcd: {} with an action whose outcome is unknown; they wait {:.1}s more before acting (the lease's TTL plus the margin since the old driver last renewed it; its lease expired a TTL after that), so a paused old driver cannot race this one; the other hosts start now",
             crate::report::plural(unknown, "host"),
             left.as_secs_f64()
         );

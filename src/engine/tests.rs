@@ -1002,6 +1002,53 @@ async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
     assert_eq!(out.outcome, RunOutcome::Success);
 }
 
+/// A takeover's hold: the host resumed mid-way (its last intent's outcome
+/// unknown) touches nothing before the hold ends; a fresh host in a free
+/// slot starts at once.
+#[tokio::test(start_paused = true)]
+async fn a_takeover_hold_keeps_only_the_resumed_hosts_back() {
+    let fleet = Fleet::new();
+    fleet.script("h0", Script::default());
+    fleet.script("h1", Script::default());
+    fleet.set_boot("h0", 1);
+    let mut s = stage("s", &[0, 1], vec![reboot(60.0), run_step()]);
+    s.window = 2;
+    let opts = EngineOptions {
+        starts: HashMap::from([(
+            (0, 0),
+            HostStart::From {
+                step: 0,
+                reboot_boot_id: Some(super::fake::boot_id(0)),
+                power_cycles: 0,
+            },
+        )]),
+        hold_resumed_until: Some(tokio::time::Instant::now() + secs(2.0)),
+        ..EngineOptions::default()
+    };
+    let (_tx, rx) = watch::channel(CancelLevel::None);
+    let out = execute(plan(vec![s]), hosts(2), &fleet, opts, rx, Acks::Immediately).await;
+    assert_eq!(out.outcome, RunOutcome::Success);
+    let first = |h: &str| {
+        fleet
+            .calls()
+            .into_iter()
+            .find(|c| c.host == h)
+            .map(|c| c.at)
+    };
+    assert_eq!(
+        first("h1"),
+        Some(Duration::ZERO),
+        "the fresh host waits for nothing"
+    );
+    assert!(
+        first("h0").is_some_and(|at| at >= secs(2.0)),
+        "the resumed host acted before the hold ended: {:?}",
+        fleet.calls()
+    );
+    assert_eq!(fleet.reboots("h0"), 0, "its reboot had gone through");
+    assert_eq!(fleet.reboots("h1"), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn resume_starts_at_the_given_step() {
     let fleet = Fleet::new();

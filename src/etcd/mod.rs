@@ -743,10 +743,13 @@ impl Lead {
         self.first_segment(lead::stamped(record, self.token))
     }
 
-    /// The lease's TTL plus the safety margin: how long a driver that took
-    /// over waits before acting on an intent whose outcome is unknown.
+    /// How long after taking the lead a driver that took over waits before
+    /// acting on an intent whose outcome is unknown: the safety margin. The
+    /// rule is TTL plus margin since the old driver last renewed its lease;
+    /// the lease's expiry, which let this driver take the lead, already
+    /// proves the TTL has passed since then (see docs/design.md).
     pub fn hold(&self) -> Duration {
-        self.ttl + lead::safety_margin(self.ttl)
+        lead::safety_margin(self.ttl)
     }
 
     /// Writes `line` as the next segment under the token, before any mirror.
