@@ -173,6 +173,9 @@ pub struct RunArgs {
     pub etcd: EtcdArgs,
 }
 
+/// `--etcd-prefix`'s default.
+pub const DEFAULT_ETCD_PREFIX: &str = "/rekindle/";
+
 /// Keeping a run in etcd, so that another bastion can see it and finish it.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EtcdArgs {
@@ -183,7 +186,7 @@ pub struct EtcdArgs {
     #[arg(
         long,
         value_name = "PREFIX",
-        default_value = "/rekindle/",
+        default_value = DEFAULT_ETCD_PREFIX,
         env = "REKINDLE_ETCD_PREFIX"
     )]
     pub etcd_prefix: String,
@@ -285,6 +288,9 @@ pub struct ResumeArgs {
     /// Resume only hosts matching this selector (within the run's own --limit); leave the rest for a later resume.
     #[arg(long, value_name = "SELECTOR")]
     pub limit: Option<String>,
+    /// Resume a run kept in etcd from the local journal alone, outside etcd's lease: only when that etcd is gone for good and no other bastion can drive the run.
+    #[arg(long)]
+    pub without_etcd: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
     #[command(flatten)]

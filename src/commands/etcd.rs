@@ -89,6 +89,23 @@ fn no_run(store: &Store, run: &str) -> String {
     )
 }
 
+/// Why a run kept in etcd is not resumed from its local journal alone, and
+/// how to resume it.
+pub(crate) fn kept_in_etcd(header: &Header, home: &journal::EtcdHome) -> String {
+    let endpoints = home.endpoints.join(",");
+    let prefix = if home.prefix == crate::cli::DEFAULT_ETCD_PREFIX {
+        String::new()
+    } else {
+        format!(" --etcd-prefix {}", home.prefix)
+    };
+    format!(
+        "run {run} is kept in etcd ({endpoints}, under {}), where one driver at a time holds its lease; a standby or another bastion may be driving it. \
+         Resume it with `rekindle resume {run} --etcd {endpoints}{prefix}`; only if that etcd is gone for good, `--without-etcd` resumes from this journal alone",
+        home.prefix,
+        run = header.run_id,
+    )
+}
+
 /// Who drives a run, for people.
 pub(crate) fn driver_words(d: &Driver) -> String {
     format!(
@@ -375,6 +392,7 @@ pub(crate) fn stand_by(
                     force: false,
                     failed_only: false,
                     limit: None,
+                    without_etcd: false,
                     exec,
                     etcd,
                 };

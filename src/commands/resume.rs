@@ -20,7 +20,11 @@ use crate::session::resume::{self, Reverified, ReverifyConsumer, list};
 use crate::session::{self, Display, Execution};
 
 pub fn execute(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
-    if args.etcd.etcd.is_some() {
+    if args.without_etcd {
+        if args.etcd.etcd.is_some() {
+            eprintln!("warning: --without-etcd: --etcd (or REKINDLE_ETCD) is ignored");
+        }
+    } else if args.etcd.etcd.is_some() {
         return super::etcd::resume(args, verbose);
     }
     execute_with(args, verbose, None)
@@ -58,6 +62,26 @@ pub(crate) fn execute_with(
         return Ok(Exit::Usage);
     }
     let header = &journal.header;
+    if takeover.is_none()
+        && let Some(home) = &header.etcd
+    {
+        if !args.without_etcd {
+            eprintln!(
+                "error: cannot resume: {}",
+                super::etcd::kept_in_etcd(header, home)
+            );
+            return Ok(Exit::Usage);
+        }
+        eprintln!(
+            "warning: --without-etcd: resuming run {} from this journal alone; etcd's copy is not updated, and nothing stops a standby or another bastion from taking the run over from etcd",
+            header.run_id
+        );
+    } else if args.without_etcd && takeover.is_none() {
+        eprintln!(
+            "note: --without-etcd: run {} is not kept in etcd; it resumes as usual",
+            header.run_id
+        );
+    }
     let changed = match resume::changed_inputs(header) {
         Ok(c) => c,
         Err(e) => {

@@ -71,6 +71,10 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
     )?;
     if let Some(s) = &store {
         header.bastion.clone_from(&s.settings.bastion);
+        header.etcd = Some(journal::EtcdHome {
+            endpoints: s.settings.client.endpoints.clone(),
+            prefix: s.settings.prefix.clone(),
+        });
     }
     let mut earlier = Collector::new();
     earlier.record(&journal::Record::Header(header.clone()));

@@ -118,6 +118,12 @@ pub fn parse_endpoints(list: &str) -> Result<Vec<String>, EtcdError> {
         ));
     }
     for e in &endpoints {
+        if let Some((scheme_user, host)) = e.split_once('@') {
+            let scheme = scheme_user.split("://").next().unwrap_or("http");
+            return Err(EtcdError::Config(format!(
+                "--etcd: `{scheme}://…@{host}` carries credentials; they do not belong on a command line or in the journal. rekindle authenticates to etcd by TLS client certificate (--etcd-cert, --etcd-key)"
+            )));
+        }
         let rest = e
             .strip_prefix("http://")
             .or_else(|| e.strip_prefix("https://"));
@@ -408,6 +414,13 @@ mod tests {
         ] {
             assert!(parse_endpoints(bad).is_err(), "{bad}");
         }
+        let Err(EtcdError::Config(e)) = parse_endpoints("https://root:s3cret@e1:2379") else {
+            panic!("credentials in an endpoint are refused");
+        };
+        assert!(
+            e.contains("https://…@e1:2379") && !e.contains("s3cret"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -880,6 +880,7 @@ mod tests {
             rekindle_version: "0".into(),
             started_at: "2026-12-01T00:00:00.000Z".into(),
             stages: Vec::new(),
+            etcd: None,
         };
         let resumed = Record::Resumed {
             at: "2026-12-01T00:00:01.000Z".into(),

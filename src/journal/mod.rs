@@ -57,6 +57,17 @@ pub struct Header {
     /// stages that never started.
     #[serde(default)]
     pub stages: Vec<StageHead>,
+    /// Where the run is kept in etcd (`--etcd`): there, one driver at a time
+    /// holds its lease, so a `resume` without `--etcd` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdHome>,
+}
+
+/// The etcd cluster and prefix a run is kept under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdHome {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,6 +40,7 @@ fn header() -> Header {
             name: "db".into(),
             hosts: 3,
         }],
+        etcd: None,
     }
 }
 

@@ -326,6 +326,7 @@ pub fn header(
                 hosts: s.hosts.len(),
             })
             .collect(),
+        etcd: None,
     })
 }
 

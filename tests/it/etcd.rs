@@ -676,6 +676,30 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
         "{}",
         status().1
     );
+    // Its local journal alone does not resume it: etcd holds the one lead.
+    let local_journal = case
+        .work
+        .path()
+        .join("journal-b1")
+        .join(format!("{run}.jsonl"));
+    let local_resume = |extra: &[&str]| {
+        let mut c = support::rekindle_in(case.work.path());
+        c.arg("resume")
+            .arg(&local_journal)
+            .args(["--yes", "-q", "--journal"])
+            .arg(case.work.path().join("journal-b1"))
+            .args(extra)
+            .env_remove("REKINDLE_ETCD");
+        support::run(&mut c)
+    };
+    let (code, _, err) = local_resume(&[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "run {run} is kept in etcd ({etcd}, under /rekindle/)"
+        )) && err.contains(&format!("`rekindle resume {run} --etcd {etcd}`")),
+        "{err}"
+    );
     // A copy of an input that does not match the header's hash is refused.
     let key = format!("/rekindle/run/{run}/input/0/000000");
     let (_, original) = cluster
@@ -758,6 +782,18 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
         assert_eq!(code, 0, "{format}: {err}");
         assert!(!out.is_empty(), "{format}");
     }
+    // Only with etcd gone for good: --without-etcd resumes from the local
+    // journal alone (which never saw the takeover: the reason it is not the
+    // default).
+    let (code, _, err) = local_resume(&["--without-etcd"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "--without-etcd: resuming run {run} from this journal alone"
+        )),
+        "{err}"
+    );
+
     let (code, _, err) = support::run(support::rekindle_in(case.work.path()).args([
         "report",
         "no-such-run",

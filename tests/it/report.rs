@@ -57,6 +57,7 @@ pub fn synthetic_journal(dir: &Path) -> PathBuf {
                 hosts: 20,
             },
         ],
+        etcd: None,
     };
     let mut w = journal::create(&path, &header).expect("journal");
     let mut events: Vec<(u64, EventKind)> = Vec::new();
