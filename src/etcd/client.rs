@@ -251,7 +251,8 @@ impl Client {
             let response = match self.http.post(&url).json(body).send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    last = format!("{}: {}", self.endpoints[at], error_chain(&e));
+                    let chain = error_chain(&e);
+                    last = format!("{}: {chain}{}", self.endpoints[at], tls_hint(&chain));
                     continue;
                 }
             };
@@ -380,6 +381,17 @@ impl Client {
         self.post("/v3/lease/revoke", &json!({ "ID": id.to_string() }))
             .await
             .map(drop)
+    }
+}
+
+/// What to check when a TLS handshake failed, from rustls's words in `chain`.
+fn tls_hint(chain: &str) -> &'static str {
+    if chain.contains("invalid peer certificate") {
+        " (is --etcd-ca the CA that signed the etcd members' certificates?)"
+    } else if chain.contains("BadCertificate") || chain.contains("CertificateRequired") {
+        " (does the cluster want a client certificate (--etcd-cert, --etcd-key)? is it signed by a CA the cluster trusts?)"
+    } else {
+        ""
     }
 }
 

@@ -1,7 +1,9 @@
 //! `--etcd` end to end: a real three-member etcd cluster (Debian's
 //! `etcd-server`) on loopback ports with its own data directories, and the
 //! simulator's real SSH hosts. Two rekindle processes on this machine stand
-//! for two bastions (`--bastion NAME`). Everything started is stopped by PID.
+//! for two bastions (`--bastion NAME`). One test runs a single TLS member
+//! that demands client certificates (made by rcgen for a private CA).
+//! Everything started is stopped by PID.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -849,4 +851,153 @@ fn losing_one_member_goes_on_and_losing_quorum_holds_every_action_until_it_retur
         5 => assert!(err.contains("error: fenced"), "{err}"),
         other => panic!("exit {other}: {err}"),
     }
+}
+
+/// A private CA's files in `dir`: `ca.pem`, a server certificate for
+/// 127.0.0.1 (`server.pem`/`.key`, also good for client auth: etcd 3.4's
+/// JSON gateway dials its own gRPC server with it), a client certificate
+/// (`client.pem`/`.key`) and a second CA that signed nothing (`other-ca.pem`).
+fn pki(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca = |name: &str| {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = p.self_signed(&key).expect("CA");
+        (cert, Issuer::new(p, key))
+    };
+    let (ca_cert, issuer) = ca("rekindle test CA");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("ca.pem");
+    std::fs::write(dir.join("other-ca.pem"), ca("another CA").0.pem()).expect("other-ca.pem");
+    let leaf = |name: &str, sans: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(sans).expect("params");
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.extended_key_usages = usages;
+        let cert = p.signed_by(&key, &issuer).expect("signed");
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("cert");
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("key");
+    };
+    leaf(
+        "server",
+        vec!["127.0.0.1".into(), "localhost".into()],
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    );
+    leaf(
+        "client",
+        Vec::new(),
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+    );
+}
+
+/// The TLS flags: a real etcd member that serves only TLS and demands a
+/// client certificate signed by its CA. A run over the simulator is kept
+/// there end to end (every reboot's intent committed through TLS); the
+/// wrong CA or no client certificate is a clear error before anything runs.
+#[test]
+fn a_run_is_kept_in_an_etcd_that_demands_tls_client_certificates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki(dir.path());
+    let (client, peer, metrics) = (23_850u16, 23_851u16, 23_852u16);
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let _etcd = KillOnDrop::new(
+        Command::new("etcd")
+            .args([
+                "--name=tls0".to_string(),
+                format!("--data-dir={}", file("data")),
+                format!("--listen-client-urls=https://127.0.0.1:{client}"),
+                format!("--advertise-client-urls=https://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster=tls0=http://127.0.0.1:{peer}"),
+                format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"),
+                format!("--cert-file={}", file("server.pem")),
+                format!("--key-file={}", file("server.key")),
+                format!("--trusted-ca-file={}", file("ca.pem")),
+                "--client-cert-auth".into(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts (is etcd-server installed?)"),
+    );
+    assert!(
+        poll(Duration::from_secs(60), || {
+            http(metrics, "GET", "/health", "").is_some_and(|b| b.contains("\"health\":\"true\""))
+        }),
+        "the TLS etcd member never became healthy"
+    );
+    let etcd = format!("https://127.0.0.1:{client}");
+    let (ca, other_ca) = (file("ca.pem"), file("other-ca.pem"));
+    let (cert, key) = (file("client.pem"), file("client.key"));
+    let case = Case::new(4, 24_720, "1s", 2);
+    let status = |flags: &[&str]| {
+        support::run(
+            support::rekindle_in(case.work.path())
+                .args(["status", "--etcd", &etcd])
+                .args(flags),
+        )
+    };
+
+    let (code, _, err) = status(&[
+        "--etcd-ca",
+        &other_ca,
+        "--etcd-cert",
+        &cert,
+        "--etcd-key",
+        &key,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("etcd unreachable: {etcd}"))
+            && err.contains("is --etcd-ca the CA that signed the etcd members' certificates?"),
+        "{err}"
+    );
+    let (code, _, err) = status(&["--etcd-ca", &ca]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("etcd unreachable: {etcd}"))
+            && err
+                .contains("does the cluster want a client certificate (--etcd-cert, --etcd-key)?"),
+        "{err}"
+    );
+
+    let tls = ["--etcd-ca", &ca, "--etcd-cert", &cert, "--etcd-key", &key];
+    let driver = Running::start(case.run(&etcd, "b1", &tls));
+    let (code, err) = driver.wait(Duration::from_secs(180));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("kept in etcd under /rekindle/"), "{err}");
+    std::thread::sleep(STATUS_SETTLE);
+    let counts = reboots(&case.sim);
+    assert!(counts.iter().all(|(_, n)| *n == 1), "{counts:?}");
+    assert_eq!(counts.len(), 4);
+
+    let (code, out, err) = status(&tls);
+    assert_eq!(code, 0, "{err}");
+    let run = out
+        .split_whitespace()
+        .find(|w| w.contains("-etcd-e2e-"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let (code, out, err) = support::run(
+        support::rekindle_in(case.work.path())
+            .args(["report", &run, "--etcd", &etcd, "--format", "json"])
+            .args(tls),
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    let hosts = v["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 4, "{out}");
+    assert!(hosts.iter().all(|h| h["status"] == "done"), "{out}");
 }
