@@ -344,7 +344,7 @@ pub struct FleetArgs {
     /// bmc_unreachable, stuck_powering_on, bmc_bad_credentials. A
     /// never_returns or stuck_powering_on fault may add `:recover=P`, the
     /// chance that a BMC power cycle brings such a host back
-    /// (`never_returns=0.01:recover=0.5`; default 0; needs --powered-off).
+    /// (`never_returns=0.01:recover=0.5`; default 0; needs --bmcs or --powered-off).
     #[arg(long, value_name = "KIND=FRACTION[:recover=P],...")]
     pub fail: Option<String>,
     /// Seed for boot times and fault placement (same seed, same fleet).
@@ -353,6 +353,9 @@ pub struct FleetArgs {
     /// Start every host powered off, with a Redfish BMC per host.
     #[arg(long)]
     pub powered_off: bool,
+    /// Give every host a Redfish BMC, hosts up (a drill adds them when the plan powers hosts on or power-cycles them).
+    #[arg(long)]
+    pub bmcs: bool,
 }
 
 #[derive(Debug, Args)]

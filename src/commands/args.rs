@@ -367,6 +367,7 @@ mod tests {
             fail: None,
             seed: 1,
             powered_off: false,
+            bmcs: false,
         };
         let exec = ExecArgs::default();
         assert!(drill_shape(1.0, 1.0, &fleet, &exec).is_ok());

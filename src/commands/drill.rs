@@ -41,6 +41,7 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
     let config = DrillConfig {
         shape,
         powered_off: args.fleet.powered_off,
+        bmcs: args.fleet.bmcs,
         parallel: args.exec.parallel,
         journal_dir: args.exec.journal.clone(),
         playbook: args.playbook.clone(),

@@ -26,6 +26,7 @@ pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
         config.bmc_port = p;
     }
     config.powered_off = args.fleet.powered_off;
+    config.bmcs = args.fleet.bmcs;
     config.bmc_outage = super::args::outage(&args.bmc_outage).map_err(anyhow::Error::msg)?;
     if let Some(fail) = &args.fleet.fail {
         let spec = parse_fail(fail)?;
@@ -49,6 +50,7 @@ async fn serve(config: FleetConfig) -> anyhow::Result<Exit> {
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let n = config.hosts.len();
     let bmc_port = config.bmc_port;
+    let powered_off = config.powered_off;
     let fleet = Fleet::start(config).await?;
     let status = fleet.status();
     let first = status
@@ -74,7 +76,12 @@ async fn serve(config: FleetConfig) -> anyhow::Result<Exit> {
     );
     if let Some(creds) = &fleet.paths().bmc_credentials {
         println!(
-            "bmc: every host powered off; Redfish on port {} of its address; credentials {}",
+            "bmc: every host {}; Redfish on port {} of its address; credentials {}",
+            if powered_off {
+                "powered off"
+            } else {
+                "up, with a BMC"
+            },
             bmc_port,
             creds.display()
         );

@@ -107,6 +107,9 @@ pub fn render(
             real_ms(*max)
         );
     }
+    if let Some(line) = summary.power_cycled_line() {
+        let _ = writeln!(out, "{line}");
+    }
     let failures: Vec<&HostResult> = summary.failures().collect();
     if failures.is_empty() {
         let _ = writeln!(out, "failures: none");
@@ -137,6 +140,15 @@ pub fn render(
                 let _ = writeln!(out, "    {} {}{injected}: {reason}", h.stage, h.host);
             }
         }
+    }
+    let (cycled, _) = summary.power_cycled();
+    if fraction < 1.0 && !cycled.is_empty() {
+        let _ = writeln!(
+            out,
+            "note: from a {} sample; the whole selection would have about {:.0} hosts power-cycled",
+            percent(fraction),
+            cycled.len() as f64 / fraction
+        );
     }
     if fraction < 1.0 {
         // With no failure in the sample there is nothing to scale up.

@@ -177,6 +177,7 @@ mod tests {
             start_ms: 0,
             end_ms: 1,
             duration_ms: 1,
+            power_cycles: 0,
         }
     }
 

@@ -75,6 +75,13 @@ pub struct HostResult {
     pub start_ms: u64,
     pub end_ms: u64,
     pub duration_ms: u64,
+    /// BMC power cycles `remediate` sent it, across resumes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub power_cycles: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,6 +108,26 @@ impl Summary {
         v.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms).then(a.host.cmp(&b.host)));
         v.truncate(SLOWEST);
         v
+    }
+
+    /// Hosts `remediate` power-cycled, and the cycles sent in all.
+    pub fn power_cycled(&self) -> (Vec<&str>, u32) {
+        let hosts: Vec<&HostResult> = self.hosts.iter().filter(|h| h.power_cycles > 0).collect();
+        let cycles = hosts.iter().map(|h| h.power_cycles).sum();
+        (hosts.iter().map(|h| h.host.as_str()).collect(), cycles)
+    }
+
+    /// "power-cycled by `remediate`: ..." when any host was, else `None`.
+    pub fn power_cycled_line(&self) -> Option<String> {
+        let (hosts, cycles) = self.power_cycled();
+        (!hosts.is_empty()).then(|| {
+            format!(
+                "power-cycled by `remediate`: {} ({}): {}",
+                super::plural(hosts.len(), "host"),
+                super::plural(cycles as usize, "cycle"),
+                super::nodeset::fold_text(hosts.iter().copied())
+            )
+        })
     }
 }
 
@@ -247,10 +274,18 @@ impl Collector {
                     start_ms: ms,
                     end_ms: ms,
                     duration_ms: 0,
+                    power_cycles: 0,
                 };
-                // A host started again by a resume keeps one row: its latest try.
+                // A host started again by a resume keeps one row: its latest
+                // try, with the power cycles of every try.
                 match self.host_ix.get(&key) {
-                    Some(&i) => self.hosts[i] = result,
+                    Some(&i) => {
+                        let cycles = self.hosts[i].power_cycles;
+                        self.hosts[i] = HostResult {
+                            power_cycles: cycles,
+                            ..result
+                        };
+                    }
                     None => {
                         self.host_ix.insert(key, self.hosts.len());
                         self.hosts.push(result);
@@ -262,6 +297,11 @@ impl Collector {
             } => {
                 self.reboots
                     .insert((stage.name.clone(), host.name.clone(), *step), ms);
+            }
+            EventKind::PowerCycleIssued { stage, host, .. } => {
+                if let Some(&i) = self.host_ix.get(&(stage.name.clone(), host.name.clone())) {
+                    self.hosts[i].power_cycles += 1;
+                }
             }
             EventKind::StepFinished {
                 stage,
@@ -303,6 +343,7 @@ impl Collector {
                             start_ms: start,
                             end_ms: ms,
                             duration_ms: 0,
+                            power_cycles: 0,
                         });
                         self.hosts.len() - 1
                     }
@@ -478,6 +519,9 @@ pub fn render_text(s: &Summary) -> String {
             ms(b.p95_ms),
             ms(b.max_ms)
         );
+    }
+    if let Some(line) = s.power_cycled_line() {
+        let _ = writeln!(out, "\n{line}");
     }
     let slowest = s.slowest();
     if !slowest.is_empty() {

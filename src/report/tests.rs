@@ -227,6 +227,48 @@ fn summary_text() {
     insta::assert_snapshot!(render_text(&summary()));
 }
 
+/// Power cycles count per host across a resume's second start of it, and
+/// the text and JSON say who was cycled.
+#[test]
+fn power_cycles_are_counted_across_resumes_and_reported() {
+    let cycle = |host: usize, attempt: u32| EventKind::PowerCycleIssued {
+        stage: s(0, "storage"),
+        host: h(host),
+        step: 0,
+        attempt,
+        reset_type: "PowerCycle".into(),
+    };
+    let mut c = Collector::new();
+    c.stages(stages());
+    for (t, e) in events() {
+        c.event(t0() + t, &e);
+        if matches!(&e, EventKind::RebootIssued { host, .. } if host.index == 1) {
+            c.event(t0() + t, &cycle(1, 1));
+            // The run died and a resume started the host again.
+            c.event(
+                t0() + t,
+                &EventKind::HostStarted {
+                    stage: s(0, "storage"),
+                    host: h(1),
+                    canary: false,
+                },
+            );
+            c.event(t0() + t, &cycle(1, 2));
+        }
+    }
+    let summary = c.summary();
+    assert_eq!(summary.power_cycled(), (vec!["st1"], 2));
+    let text = render_text(&summary);
+    assert!(
+        text.contains("power-cycled by `remediate`: 1 host (2 cycles): st1"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&summary).unwrap();
+    let hosts = json["hosts"].as_array().unwrap();
+    assert_eq!(hosts[1]["power_cycles"], 2);
+    assert!(hosts[0].get("power_cycles").is_none(), "{json}");
+}
+
 #[test]
 fn boot_time_percentiles() {
     let b = summary().boot_time.unwrap();

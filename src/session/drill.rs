@@ -58,6 +58,9 @@ pub struct DrillConfig {
     pub shape: Shape,
     /// `--powered-off`: hosts start off (also when the plan powers hosts on).
     pub powered_off: bool,
+    /// `--bmcs`: hosts have BMCs (also when the plan powers hosts on or
+    /// power-cycles them, or with `powered_off`).
+    pub bmcs: bool,
     /// `--parallel` for the whole fleet; shrunk with the sample.
     pub parallel: Option<usize>,
     /// Where the drill's journal goes, and what its header names.
@@ -135,6 +138,8 @@ pub fn run(
         // A playbook that powers hosts on is rehearsed on a powered-off
         // fleet with a Redfish BMC per simulated host.
         powered_off: config.powered_off || super::powers_on(&plan),
+        // A plan that power-cycles stragglers is rehearsed with BMCs too.
+        bmcs: config.bmcs || config.powered_off || super::uses_bmcs(&plan),
         dir: dir.clone(),
     };
     let result = runtime.block_on(drill.run(views, ready, notice));
@@ -153,6 +158,8 @@ struct Drill<'a> {
     sample: Sample,
     /// Hosts start off and are powered on through their simulated BMCs.
     powered_off: bool,
+    /// Every host has a simulated BMC (powered off or not).
+    bmcs: bool,
     /// The fleet's keys and files.
     dir: PathBuf,
 }
@@ -240,6 +247,7 @@ impl Drill<'_> {
             config.http_port = port + 1;
             config.bmc_port = port + 2;
             config.powered_off = powered_off;
+            config.bmcs = self.bmcs;
             config.power_on_delay = config.power_on_delay.div_f64(shape.speed);
             config.boot_time = BootTime {
                 min: shape.boot_time.min.div_f64(shape.speed),
@@ -340,7 +348,7 @@ impl Drill<'_> {
             },
         );
         let bmc = match &paths.bmc_credentials {
-            Some(file) if self.powered_off => {
+            Some(file) if self.bmcs => {
                 let credentials = CredentialStore::from_file(file)?;
                 let client = Redfish::new(Arc::new(credentials), &RedfishOptions::default())
                     .map_err(|e| anyhow::anyhow!("{e}"))?;

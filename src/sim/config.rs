@@ -316,7 +316,10 @@ pub struct FleetConfig {
     /// Every host starts powered off (SSH and HTTP refuse) with a Redfish
     /// BMC on `bmc_port` of its address; DIR/bmc-credentials is written.
     pub powered_off: bool,
-    /// The BMC port on every host address (powered-off fleets only).
+    /// Every host has a Redfish BMC on `bmc_port`, and starts up unless
+    /// `powered_off` (which implies BMCs).
+    pub bmcs: bool,
+    /// The BMC port on every host address (fleets with BMCs only).
     pub bmc_port: u16,
     /// How long a BMC stays in PoweringOn before the host boots.
     pub power_on_delay: Duration,
@@ -325,6 +328,11 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
+    /// Whether every host has a simulated BMC.
+    pub fn has_bmcs(&self) -> bool {
+        self.powered_off || self.bmcs
+    }
+
     /// Defaults for a fleet of `hosts`: port 22/8080 as root, else 2222/8081.
     pub fn new(hosts: Vec<SimHost>, out: PathBuf) -> Self {
         let root = is_root();
@@ -342,6 +350,7 @@ impl FleetConfig {
             worker_exe: None,
             first_address: Ipv4Addr::new(127, 1, 0, 1),
             powered_off: false,
+            bmcs: false,
             bmc_port: if root { 443 } else { 8443 },
             power_on_delay: Duration::from_secs(1),
             bmc_outage: Duration::from_secs(10),

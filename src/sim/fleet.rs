@@ -232,7 +232,7 @@ impl Fleet {
         if config.port == config.http_port {
             return Err(SimError::config("SSH and HTTP ports must differ"));
         }
-        if config.powered_off
+        if config.has_bmcs()
             && (config.bmc_port == config.port || config.bmc_port == config.http_port)
         {
             return Err(SimError::config(
@@ -246,17 +246,17 @@ impl Fleet {
             .filter(|(_, f)| *f > 0.0)
             .map(|(k, _)| k)
             .chain(placed)
-            .find(|k| k.needs_bmc() && !config.powered_off)
+            .find(|k| k.needs_bmc() && !config.has_bmcs())
         {
             return Err(SimError::config(format!(
-                "fault `{kind}` needs simulated BMCs: start the fleet with --powered-off"
+                "fault `{kind}` needs simulated BMCs: start the fleet with --bmcs or --powered-off"
             )));
         }
         if let Some((kind, _)) = config.recover.iter().find(|(_, p)| *p > 0.0)
-            && !config.powered_off
+            && !config.has_bmcs()
         {
             return Err(SimError::config(format!(
-                "`{kind}:recover=` is a chance per BMC power cycle, and BMCs need the fleet started with --powered-off"
+                "`{kind}:recover=` is a chance per BMC power cycle, and BMCs need the fleet started with --bmcs or --powered-off"
             )));
         }
         raise_fd_limit();
@@ -282,7 +282,7 @@ impl Fleet {
             });
         }
         let (host_key, client_key) = (ed25519()?, ed25519()?);
-        let bmc = match config.powered_off {
+        let bmc = match config.has_bmcs() {
             true => Some(BmcConfig {
                 port: config.bmc_port,
                 user: "rekindle".to_owned(),
@@ -326,7 +326,7 @@ impl Fleet {
         });
         // Hosts are dealt round-robin, so a plan that walks the fleet in order
         // (rack by rack) spreads its connections and CPU over every worker.
-        let shard_size = if config.powered_off {
+        let shard_size = if config.has_bmcs() {
             config.shard_size.min(POWERED_OFF_SHARD_SIZE)
         } else {
             config.shard_size
@@ -362,6 +362,7 @@ impl Fleet {
                 host_key: host_key_pem.to_string(),
                 client_key: client_pub.clone(),
                 bmc: bmc.clone(),
+                powered_off: config.powered_off,
             })
             .collect();
 
@@ -765,7 +766,7 @@ fn inventory_yaml(config: &FleetConfig, meta: &[HostMeta], paths: &FleetPaths) -
         for i in idxs {
             let (h, m) = (&config.hosts[i], &meta[i]);
             let mut labels = h.labels.clone();
-            if config.powered_off {
+            if config.has_bmcs() {
                 // The sim's own BMC replaces any the input named; an input
                 // `pdu` is kept, else one PDU per rack.
                 labels.insert(

@@ -49,9 +49,12 @@ pub(crate) struct ShardSpec {
     pub host_key: String,
     /// OpenSSH-format public key of the only client allowed in.
     pub client_key: String,
-    /// Powered-off fleets: hosts start off, each with a Redfish BMC.
+    /// Fleets with BMCs: each host has a Redfish BMC.
     #[serde(default)]
     pub bmc: Option<super::bmc::BmcConfig>,
+    /// Hosts start off (only with `bmc`): nothing but the BMC listens.
+    #[serde(default)]
+    pub powered_off: bool,
 }
 
 /// A worker's report, one JSON object per stdout line.
@@ -89,25 +92,29 @@ impl ShardRuntime {
         });
         // A powered-off host listens only with its BMC (a `bmc_unreachable`
         // one not even that, at first); SSH and HTTP bind when it boots.
+        let powered_off = spec.powered_off && spec.bmc.is_some();
         let mut listeners = Vec::with_capacity(spec.hosts.len());
         for h in &spec.hosts {
-            listeners.push(match &spec.bmc {
-                None => (
-                    Some((
-                        host::bind(h.address, spec.port)?,
-                        host::bind(h.address, spec.http_port)?,
-                    )),
-                    None,
-                ),
-                Some(_) if h.fault == Some(FaultKind::BmcUnreachable) => (None, None),
-                Some(b) => (None, Some(host::bind(h.address, b.port)?)),
-            });
+            let host = if powered_off {
+                None
+            } else {
+                Some((
+                    host::bind(h.address, spec.port)?,
+                    host::bind(h.address, spec.http_port)?,
+                ))
+            };
+            let bmc = match &spec.bmc {
+                Some(_) if h.fault == Some(FaultKind::BmcUnreachable) => None,
+                Some(b) => Some(host::bind(h.address, b.port)?),
+                None => None,
+            };
+            listeners.push((host, bmc));
         }
         let mut hosts = Vec::with_capacity(spec.hosts.len());
         let mut tasks = Vec::with_capacity(spec.hosts.len());
         for (h, (l, bmc_l)) in spec.hosts.iter().zip(listeners) {
             let mut core = HostCore::new(h.idx, h.name.clone(), h.address, h.fault, spec.seed);
-            if spec.bmc.is_some() {
+            if powered_off {
                 core = core.powered_off();
             }
             core.recover = h.recover;

@@ -287,6 +287,29 @@ fn drill_of_a_power_on_playbook_powers_the_simulated_fleet_on_through_its_bmcs()
     assert!(predicted(&out) > 0, "{out}");
 }
 
+/// A rolling reboot with `remediate` and no `power_on`: the drill's hosts
+/// start up, yet have BMCs, so the straggler's power cycle is rehearsed
+/// (and reported) instead of failing for want of a BMC.
+#[test]
+fn drill_of_a_remediating_reboot_rehearses_power_cycles_on_hosts_that_start_up() {
+    let files = Files::new(
+        "version: 1\nname: r\ndefaults: { remediate: { power_cycle: 1 } }\nstages:\n  - name: db\n    select: { role: db }\n    parallel: 4\n    steps:\n      - reboot: { timeout: 10m }\n",
+    );
+    let (code, out, err) = files.drill(&[
+        "--speed",
+        "50",
+        "--fail",
+        "never_returns=0.25:recover=1",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("4 done, 0 failed"), "{out}");
+    assert!(
+        out.contains("power-cycled by `remediate`: 1 host (1 cycle): db"),
+        "{out}"
+    );
+}
+
 #[test]
 fn drill_rehearses_per_host_bmc_credentials() {
     // Hosts with `bmc_credentials` labels get simulated BMCs that accept

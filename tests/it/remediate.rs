@@ -1,6 +1,6 @@
 //! The remediation ladder (`remediate: { power_cycle: N }`) end to end: the
 //! real `rekindle run` and `rekindle resume` against `rekindle sim
-//! --powered-off` (real SSH, real Redfish BMCs on loopback). What each host
+//! --powered-off` or `--bmcs` (real SSH, real Redfish BMCs on loopback). What each host
 //! received is the simulator's own record in status.json: `power_cycles`
 //! beside `power_ons` and `reboots`. Each test has its own ports (37xx).
 
@@ -215,7 +215,7 @@ fn recover_without_bmcs_is_refused() {
     let (code, _, err) = support::run(&mut cmd);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("BMCs need the fleet started with --powered-off"),
+        err.contains("BMCs need the fleet started with --bmcs or --powered-off"),
         "{err}"
     );
 }
@@ -275,5 +275,77 @@ fn kill_9_during_remediation_then_resume_cycles_nobody_twice() {
         assert_eq!(h["power_cycles"], cycles, "{name} cycled twice? {s}");
         assert_eq!(h["reboots"], 1, "{name} rebooted twice? {s}");
         assert_eq!(h["power_ons"], 1, "{name}: {s}");
+    }
+}
+
+/// `sim --bmcs`: hosts start up, yet each has a BMC, so a rolling reboot
+/// (no `power_on`) power-cycles the one that never comes back; the summary
+/// names it.
+#[test]
+fn a_live_fleet_with_bmcs_has_its_straggler_power_cycled_by_a_rolling_reboot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = support::SimProcess::builder(&[
+        "--bmcs",
+        "--hosts",
+        "2",
+        "--boot-time",
+        "500ms",
+        "--port",
+        "3741",
+        "--http-port",
+        "3742",
+        "--bmc-port",
+        "3743",
+        "--fail",
+        "never_returns=0.5:recover=1",
+    ])
+    .out(dir.path().join("fleet"))
+    .start();
+    let bmc = sim
+        .next_line(Duration::from_secs(10))
+        .expect("sim prints its BMC line");
+    assert!(bmc.starts_with("bmc: every host up, with a BMC"), "{bmc}");
+    let before = sim.status();
+    assert!(
+        hosts(&before).values().all(|h| h["state"] == "up"),
+        "{before}"
+    );
+    let book = dir.path().join("book.yaml");
+    std::fs::write(
+        &book,
+        "version: 1\nname: rolling\ndefaults: { connect_timeout: 2s }\nstages:\n  - name: all\n    select: { dc: sim }\n    parallel: 100%\n    remediate: { power_cycle: 1 }\n    steps:\n      - reboot: { timeout: 6s }\n",
+    )
+    .expect("playbook");
+    let mut cmd = support::rekindle_in(dir.path());
+    cmd.arg("run")
+        .arg(&book)
+        .arg("-i")
+        .arg(sim.path("inventory.yaml"))
+        .arg("--bmc-credentials")
+        .arg(sim.path("bmc-credentials"))
+        .args(["--yes", "--journal"])
+        .arg(dir.path().join("journal"))
+        .env_remove("REKINDLE_BMC_USER")
+        .env_remove("REKINDLE_BMC_PASSWORD")
+        .stdin(Stdio::null());
+    let (code, out, err) = support::run(&mut cmd);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let never = faulted(&before, "never_returns");
+    assert!(
+        out.contains(&format!(
+            "power-cycled by `remediate`: 1 host (1 cycle): {never}"
+        )),
+        "{out}"
+    );
+    let s = sim.wait_status("the cured host up", Duration::from_secs(10), |s| {
+        hosts(s)[&never]["state"] == "up"
+    });
+    for (name, h) in hosts(&s) {
+        let cycles = u64::from(*name == never);
+        assert_eq!(
+            (&h["power_cycles"], &h["power_ons"], &h["reboots"]),
+            (&cycles.into(), &0.into(), &1.into()),
+            "{name}: {s}"
+        );
     }
 }
