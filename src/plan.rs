@@ -394,7 +394,7 @@ fn stage_plan(
         rate_per: stage.rate_per.clone(),
         max_unavailable,
         on_unreachable: stage.on_unreachable,
-        remediate: stage.remediate,
+        remediate: stage.remediate.map(|r| r.paced_by(&stage.steps)),
         escalation: stage.escalation.clone(),
         connect_timeout: stage.connect_timeout,
         command_timeout: stage.command_timeout,

@@ -512,6 +512,12 @@ pub(crate) fn render_text(
                     r.power_cycle,
                     if r.power_cycle == 1 { "" } else { "s" }
                 );
+                let _ = writeln!(
+                    out,
+                    "                     cycles paced like power-ons: one per PDU every {}, at most {} fleet-wide",
+                    HumanDuration(r.pdu_interval),
+                    r.rate
+                );
             }
             let steps: Vec<String> = s
                 .steps

@@ -123,11 +123,21 @@ impl Power {
 
     /// Power-cycles `host` through its BMC for `remediate`: `PowerCycle`,
     /// else `ForceRestart`, per the system's allowed reset types (`On` for
-    /// a host its BMC says is Off). `intent` learns the reset type and is
-    /// awaited right before the reset is sent; an error from it means the
-    /// intent was not recorded, and nothing is sent. One BMC request at a
-    /// time per BMC, like every request here. Returns the type sent.
-    pub async fn power_cycle<F, Fut>(&self, host: &Host, intent: F) -> Result<String, StepFailure>
+    /// a host its BMC says is Off). The reset takes its turn on `turns`
+    /// like a power-on (`pacing`: its PDU's spacing and the fleet rate),
+    /// since a cycle ends in a power-on's inrush too; the turn comes after
+    /// the BMC's reads, so the spacing is between the resets themselves.
+    /// `intent` learns the reset type and is awaited before the turn; an
+    /// error from it means the intent was not recorded, and nothing is
+    /// sent. One BMC request at a time per
+    /// BMC, like every request here. Returns the type sent.
+    pub async fn power_cycle<F, Fut>(
+        &self,
+        host: &Host,
+        pacing: &PowerOn,
+        turns: &TurnLine,
+        intent: F,
+    ) -> Result<String, StepFailure>
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
@@ -144,34 +154,23 @@ impl Power {
         let bmc = Endpoint::parse(label).map_err(fail)?;
         let gate = Power::gate(&self.bmcs, &bmc);
         let mut auth = None;
-        let result = tokio::time::timeout(
-            self.cycle_timeout,
-            self.cycle(host, &bmc, &gate, intent, &mut auth),
-        )
-        .await;
+        let result = self
+            .cycle(host, &bmc, &gate, pacing, turns, intent, &mut auth)
+            .await;
         if let Some(auth) = auth {
             let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
         }
-        match result {
-            Ok(r) => r,
-            Err(_) => Err(StepFailure::new(
-                Failure::Bmc {
-                    error: super::failure::BmcKind::Unreachable,
-                    status: None,
-                },
-                format!(
-                    "BMC {bmc}: the power cycle did not go out within {}",
-                    humane(self.cycle_timeout)
-                ),
-            )),
-        }
+        result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn cycle<F, Fut>(
         &self,
         host: &Host,
         bmc: &Endpoint,
         gate: &Gate,
+        pacing: &PowerOn,
+        turns: &TurnLine,
         intent: F,
         auth_slot: &mut Option<Auth>,
     ) -> Result<String, StepFailure>
@@ -179,10 +178,22 @@ impl Power {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
-        let (path, info) = self
-            .discover(gate, bmc, host, auth_slot)
-            .await
-            .map_err(fail)?;
+        let late = |what: &str| {
+            StepFailure::new(
+                Failure::Bmc {
+                    error: super::failure::BmcKind::Unreachable,
+                    status: None,
+                },
+                format!("BMC {bmc}: {what} within {}", humane(self.cycle_timeout)),
+            )
+        };
+        let (path, info) = tokio::time::timeout(
+            self.cycle_timeout,
+            self.discover(gate, bmc, host, auth_slot),
+        )
+        .await
+        .map_err(|_| late("no answer to the power cycle's reads"))?
+        .map_err(fail)?;
         let protocol = |what: String| {
             StepFailure::new(
                 Failure::Bmc {
@@ -205,11 +216,39 @@ impl Power {
         let auth = auth_slot
             .clone()
             .ok_or_else(|| protocol("no BMC session".to_owned()))?;
-        intent(reset_type.to_owned())
+        // As a power-on's reset: the BMC's spacing first, then the intent
+        // (recorded before the turn, so its flush cannot shift the PDU's
+        // cadence), then the turn, and the reset right after it.
+        let mut ended = gate.lock().await;
+        if let Some(t) = *ended {
+            tokio::time::sleep_until(t + self.spacing).await;
+        }
+        tokio::time::timeout(self.cycle_timeout, intent(reset_type.to_owned()))
             .await
+            .map_err(|_| late("the power cycle's intent was not recorded"))?
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
-        self.call(gate, || self.bmc.reset(bmc, &auth, &target, reset_type))
-            .await
+        // Hosts without a `pdu` label share only the fleet rate.
+        let turn = PowerTurn {
+            pdu: host.label("pdu").map(str::to_owned),
+            interval: pacing.pdu_interval,
+            rate: pacing.rate,
+            jitter: Duration::ZERO,
+        };
+        turns.wait(turn).await.map_err(|_| {
+            StepFailure::new(
+                Failure::Internal,
+                "the run ended before this power cycle's turn came",
+            )
+        })?;
+        let permit = self.in_flight.acquire().await;
+        let sent = tokio::time::timeout(
+            self.cycle_timeout,
+            self.bmc.reset(bmc, &auth, &target, reset_type),
+        )
+        .await;
+        drop(permit);
+        *ended = Some(Instant::now());
+        sent.map_err(|_| late("the power cycle did not go out"))?
             .map_err(fail)?;
         Ok(reset_type.to_owned())
     }

@@ -448,7 +448,7 @@ impl<C: Connector> HostRun<C> {
         if ladder.cycles >= remediate.power_cycle {
             return Err(ladder.quarantined(failure));
         }
-        let Some((power, _)) = self.power.clone() else {
+        let Some((power, turns)) = self.power.clone() else {
             return Err(StepFailure {
                 reason: format!(
                     "{}; remediate could not power-cycle it: no BMC credentials were configured for this run",
@@ -456,6 +456,11 @@ impl<C: Connector> HostRun<C> {
                 ),
                 ..failure
             });
+        };
+        let pacing = PowerOn {
+            pdu_interval: remediate.pdu_interval,
+            rate: remediate.rate,
+            ..PowerOn::default()
         };
         let attempt = ladder.cycles + 1;
         let (emitter, stage, host) = (
@@ -474,7 +479,7 @@ impl<C: Connector> HostRun<C> {
                 })
                 .await
         };
-        match power.power_cycle(&self.host, intent).await {
+        match power.power_cycle(&self.host, &pacing, &turns, intent).await {
             Ok(reset_type) => {
                 ladder.cycles = attempt;
                 ladder.sent.push((reset_type, ladder.started.elapsed()));

@@ -93,11 +93,44 @@ pub enum OnUnreachable {
 /// within a `wait_ssh` or `reboot` wait (or that its BMC never reports On
 /// in a `power_on`) is power-cycled through its BMC at most `power_cycle`
 /// times, waited for again each time, then quarantined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Remediate {
     /// BMC power cycles at most, per host and step, in the whole run
     /// (a resume continues the count).
     pub power_cycle: u32,
+    /// The cycles' resets are paced like power-ons (a cycle ends in one's
+    /// inrush): this spacing per PDU and this fleet-wide rate. The stage's
+    /// `power_on` step's when it has one ([`Remediate::paced_by`]), else
+    /// that step's defaults.
+    pub pdu_interval: Duration,
+    pub rate: Rate,
+}
+
+impl Remediate {
+    /// `power_cycle` cycles, paced by `power_on`'s defaults.
+    pub fn new(power_cycle: u32) -> Remediate {
+        let pacing = PowerOn::default();
+        Remediate {
+            power_cycle,
+            pdu_interval: pacing.pdu_interval,
+            rate: pacing.rate,
+        }
+    }
+
+    /// Paced like the first `power_on` among `steps`, if any.
+    pub fn paced_by(self, steps: &[Step]) -> Remediate {
+        match steps.iter().find_map(|s| match s {
+            Step::PowerOn(p) => Some(p),
+            _ => None,
+        }) {
+            Some(p) => Remediate {
+                pdu_interval: p.pdu_interval,
+                rate: p.rate,
+                ..self
+            },
+            None => self,
+        }
+    }
 }
 
 /// The most power cycles `remediate` may ask for: a host that did not come
@@ -144,6 +177,20 @@ pub struct PowerOn {
     pub jitter: Duration,
     /// `On` (default), or an explicit `ForceRestart`/`PowerCycle` the playbook asked for.
     pub reset_type: String,
+}
+
+impl Default for PowerOn {
+    /// `power_on` with nothing set.
+    fn default() -> Self {
+        PowerOn {
+            timeout: parse::DEFAULT_POWER_ON_TIMEOUT,
+            pdu_interval: parse::DEFAULT_PDU_INTERVAL,
+            rate: parse::DEFAULT_POWER_ON_RATE,
+            reprobe: parse::DEFAULT_REPROBE,
+            jitter: Duration::ZERO,
+            reset_type: "On".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

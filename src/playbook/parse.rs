@@ -326,9 +326,7 @@ fn read_remediate(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Remediate>
                 .with_help("leave `remediate` out for no power cycles"),
             ),
             Some(c) if c <= u64::from(MAX_POWER_CYCLES) => {
-                remediate = Some(Remediate {
-                    power_cycle: c as u32,
-                });
+                remediate = Some(Remediate::new(c as u32));
             }
             Some(_) => diags.push(
                 Diagnostic::error(
@@ -783,14 +781,7 @@ fn step_what(kind: &str) -> &'static str {
 }
 
 fn read_power_on(value: Option<&Node>, diags: &mut Vec<Diagnostic>) -> Option<PowerOn> {
-    let mut p = PowerOn {
-        timeout: DEFAULT_POWER_ON_TIMEOUT,
-        pdu_interval: DEFAULT_PDU_INTERVAL,
-        rate: DEFAULT_POWER_ON_RATE,
-        reprobe: DEFAULT_REPROBE,
-        jitter: Duration::ZERO,
-        reset_type: "On".to_owned(),
-    };
+    let mut p = PowerOn::default();
     let Some(v) = value else {
         return Some(p);
     };

@@ -878,7 +878,7 @@ mod tests {
         let (book, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
         assert_eq!(
             book.stages[0].remediate,
-            Some(crate::playbook::Remediate { power_cycle: 2 })
+            Some(crate::playbook::Remediate::new(2))
         );
     }
 

@@ -10,10 +10,12 @@
 //!
 //! What a rehearsal changes, exactly (also printed by `drill`):
 //! - divided by the speed: `reboot`, `wait_ssh`, `health` and `power_on`
-//!   timeouts, health `interval`, power_on `pdu_interval`/`reprobe`/`jitter`,
+//!   timeouts, health `interval`, power_on `pdu_interval`/`reprobe`/`jitter`
+//!   (and the same pacing of `remediate`'s power cycles),
 //!   and the stage `connect_timeout` (never below [`MIN_CONNECT_TIMEOUT`]);
 //! - multiplied by speed × the stage's sample fraction: stage `rate`,
-//!   power_on `rate` (global `--rate`: speed × the whole sample fraction);
+//!   power_on `rate` and `remediate`'s (global `--rate`: speed × the whole
+//!   sample fraction);
 //! - multiplied by the stage's sample fraction (rounded up, at least 1):
 //!   `parallel` and `max_failures` given as counts (percentages already
 //!   follow the sample); a small stage keeps relatively more hosts than the
@@ -231,6 +233,10 @@ pub fn rehearse(book: &Playbook, r: &Rehearsal) -> Playbook {
         stage.max_failures = shrink(stage.max_failures, sample);
         stage.rate = stage.rate.map(|rate| scale_rate(rate, r.speed * sample));
         stage.connect_timeout = compress(stage.connect_timeout, r.speed).max(MIN_CONNECT_TIMEOUT);
+        if let Some(cycles) = &mut stage.remediate {
+            cycles.pdu_interval = compress(cycles.pdu_interval, r.speed);
+            cycles.rate = scale_rate(cycles.rate, r.speed * sample);
+        }
         for step in &mut stage.steps {
             rehearse_step(step, r, sample);
         }
@@ -631,6 +637,51 @@ stages:
                 body_contains: None
             }]
         );
+    }
+
+    /// `remediate`'s cycles are paced like power-ons: by the stage's
+    /// power_on step when it has one, else power_on's defaults, compressed
+    /// by the rehearsal either way.
+    #[test]
+    fn remediation_pacing_follows_the_stage_power_on_and_is_compressed() {
+        let inv = inventory(
+            "version: 1\ndatacenters:\n  a:\n    hosts:\n      - name: \"dns[1-2]\"\n        labels: { role: dns, bmc: \"10.0.0.{1}\" }\n      - name: \"db[1-2]\"\n        labels: { role: db, bmc: \"10.0.1.{1}\", pdu: p1 }\n",
+        );
+        let book = playbook(
+            "version: 1\nname: t\ndefaults: { remediate: { power_cycle: 1 } }\nstages:\n  - name: dns\n    select: { role: dns }\n    steps: [ reboot ]\n  - name: db\n    select: { role: db }\n    steps: [ { power_on: { pdu_interval: 4s, rate: 8/s } }, wait_ssh ]\n",
+            &inv,
+        );
+        let pacing = |book: &Playbook| -> Vec<(Duration, Rate)> {
+            let plan = crate::plan::build(book, &inv, None).expect("plan");
+            plan.stages
+                .iter()
+                .map(|s| {
+                    let r = s.remediate.expect("remediate");
+                    (r.pdu_interval, r.rate)
+                })
+                .collect()
+        };
+        let per_s = |count| Rate {
+            count,
+            per: Duration::from_secs(1),
+        };
+        let defaults = crate::playbook::PowerOn::default();
+        assert_eq!(
+            pacing(&book),
+            [
+                (defaults.pdu_interval, defaults.rate),
+                (Duration::from_secs(4), per_s(8))
+            ]
+        );
+        let r = Rehearsal {
+            speed: 4.0,
+            sample: 0.5,
+            stage_sample: BTreeMap::new(),
+            http_port: 18081,
+        };
+        let rehearsed = pacing(&rehearse(&book, &r));
+        assert_eq!(rehearsed[0].0, defaults.pdu_interval / 4);
+        assert_eq!(rehearsed[1], (Duration::from_secs(1), per_s(16)));
     }
 
     #[test]

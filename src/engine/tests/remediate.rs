@@ -28,9 +28,7 @@ fn wait_ssh(timeout: f64) -> Step {
 /// for all of them and room for all at once.
 fn ladder_stage(n: usize, steps: Vec<Step>, cycles: u32) -> StagePlan {
     let mut s = stage("s", &(0..n).collect::<Vec<_>>(), steps);
-    s.remediate = Some(Remediate {
-        power_cycle: cycles,
-    });
+    s.remediate = Some(Remediate::new(cycles));
     s.window = n;
     s.failure_budget = n;
     s
@@ -578,4 +576,58 @@ async fn a_host_stuck_powering_on_is_cycled_and_its_power_on_read_again() {
         "{reason}"
     );
     assert_eq!(resets(&fleet, "h0"), ["bmc reset PowerCycle"]);
+}
+
+/// Hosts of one PDU that all stay silent are cycled one PDU spacing apart
+/// (a cycle ends in a power-on's inrush); another PDU's host is not held
+/// back by them.
+#[tokio::test(start_paused = true)]
+async fn power_cycles_on_one_pdu_are_spaced_like_power_ons() {
+    let fleet = Fleet::new();
+    for i in 0..4 {
+        fleet.script(
+            &format!("h{i}"),
+            Script {
+                reboot: Reboot::NeverReturns,
+                ..Script::default()
+            },
+        );
+    }
+    let mut s = ladder_stage(4, vec![reboot(60.0)], 1);
+    if let Some(r) = &mut s.remediate {
+        r.pdu_interval = secs(3.0);
+    }
+    let bmc: Arc<dyn Bmc> = Arc::new(FakeBmc::new(&fleet));
+    let opts = EngineOptions {
+        bmc: Some(bmc),
+        ..EngineOptions::default()
+    };
+    let (_tx, rx) = watch::channel(CancelLevel::None);
+    let hosts = (0..4)
+        .map(|i| {
+            let (name, bmc) = (format!("h{i}"), format!("http://h{i}"));
+            let pdu = if i < 3 { "pdu-a" } else { "pdu-b" };
+            host(&name, &[("bmc", bmc.as_str()), ("pdu", pdu)])
+        })
+        .collect();
+    let out = execute(plan(vec![s]), hosts, &fleet, opts, rx, Acks::Immediately).await;
+    let sent = |name: &str| {
+        fleet
+            .calls()
+            .into_iter()
+            .find(|c| c.host == name && c.what.starts_with("bmc reset"))
+            .map(|c| c.at)
+            .unwrap_or_else(|| panic!("{name} was not cycled"))
+    };
+    let mut on_a: Vec<Duration> = (0..3).map(|i| sent(&format!("h{i}"))).collect();
+    on_a.sort();
+    for pair in on_a.windows(2) {
+        assert!(pair[1] - pair[0] >= secs(3.0), "{on_a:?}");
+    }
+    assert!(
+        sent("h3") < on_a[1],
+        "pdu-b's host waits for nobody on pdu-a: {:?} vs {on_a:?}",
+        sent("h3")
+    );
+    assert_eq!(out.outcome, RunOutcome::Failures);
 }
