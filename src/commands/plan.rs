@@ -518,6 +518,25 @@ pub(crate) fn render_text(
                     HumanDuration(r.pdu_interval),
                     r.rate
                 );
+                // Each remediable step waits its whole timeout again per cycle.
+                let waits: Duration = s
+                    .steps
+                    .iter()
+                    .filter(|st| {
+                        matches!(
+                            st,
+                            Step::WaitSsh { .. } | Step::Reboot { .. } | Step::PowerOn(_)
+                        )
+                    })
+                    .map(step_timeout)
+                    .sum();
+                if !waits.is_zero() {
+                    let _ = writeln!(
+                        out,
+                        "                     a straggler may take up to {} more than the estimate below",
+                        HumanDuration(waits * r.power_cycle)
+                    );
+                }
             }
             let steps: Vec<String> = s
                 .steps

@@ -111,7 +111,7 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
     let (code, out, err) = support::run(&mut plan);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("    remediate        up to 1 BMC power cycle for a host that does not come back, then quarantined\n                     cycles paced like power-ons: one per PDU every 100ms, at most 20/s fleet-wide\n"),
+        out.contains("    remediate        up to 1 BMC power cycle for a host that does not come back, then quarantined\n                     cycles paced like power-ons: one per PDU every 100ms, at most 20/s fleet-wide\n                     a straggler may take up to 1m36s more than the estimate below\n"),
         "{out}"
     );
     let (code, out, err) = sim.run_book(&book);
