@@ -227,19 +227,7 @@ impl Power {
             .await
             .map_err(|_| late("the power cycle's intent was not recorded"))?
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
-        // Hosts without a `pdu` label share only the fleet rate.
-        let turn = PowerTurn {
-            pdu: host.label("pdu").map(str::to_owned),
-            interval: pacing.pdu_interval,
-            rate: pacing.rate,
-            jitter: Duration::ZERO,
-        };
-        turns.wait(turn).await.map_err(|_| {
-            StepFailure::new(
-                Failure::Internal,
-                "the run ended before this power cycle's turn came",
-            )
-        })?;
+        take_turn(host, pacing, Duration::ZERO, turns, "power cycle").await?;
         let permit = self.in_flight.acquire().await;
         let sent = tokio::time::timeout(
             self.cycle_timeout,
@@ -505,25 +493,38 @@ impl Power {
             let nanos = u64::try_from(step.jitter.as_nanos()).unwrap_or(u64::MAX);
             Duration::from_nanos(rand::rng().random_range(0..=nanos))
         };
-        // Hosts without a `pdu` label share only the fleet rate (validate warns about them).
-        let turn = PowerTurn {
-            pdu: host.label("pdu").map(str::to_owned),
-            interval: step.pdu_interval,
-            rate: step.rate,
-            jitter,
-        };
-        turns.wait(turn).await.map_err(|_| {
-            StepFailure::new(
-                Failure::Internal,
-                "the run ended before this power-on's turn came",
-            )
-        })?;
+        take_turn(host, step, jitter, turns, "power-on").await?;
         let permit = self.in_flight.acquire().await;
         let result = self.bmc.reset(bmc, auth, target, &step.reset_type).await;
         drop(permit);
         *ended = Some(Instant::now());
         result.map_err(fail)
     }
+}
+
+/// Waits for `host`'s turn on `turns`: its PDU's `pdu_interval` after the
+/// PDU's previous reset (plus `jitter`) and the fleet-wide `rate` of
+/// `pacing`. Hosts without a `pdu` label share only the fleet rate
+/// (validate warns about them). `what` names the reset for the error.
+async fn take_turn(
+    host: &Host,
+    pacing: &PowerOn,
+    jitter: Duration,
+    turns: &TurnLine,
+    what: &str,
+) -> Result<(), StepFailure> {
+    let turn = PowerTurn {
+        pdu: host.label("pdu").map(str::to_owned),
+        interval: pacing.pdu_interval,
+        rate: pacing.rate,
+        jitter,
+    };
+    turns.wait(turn).await.map_err(|_| {
+        StepFailure::new(
+            Failure::Internal,
+            format!("the run ended before this {what}'s turn came"),
+        )
+    })
 }
 
 /// What the BMC said last, for the timeout's message and kind.

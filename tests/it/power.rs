@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{self, PoweredOffSim};
+use crate::support::{self, BmcSim};
 
-impl PoweredOffSim {
+impl BmcSim {
     fn path(&self, name: &str) -> PathBuf {
         self.sim.path(name)
     }
@@ -83,7 +83,7 @@ fn host<'a>(status: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn power_on_brings_hosts_up_for_ssh_and_leaves_hosts_that_are_on_alone() {
-    let sim = PoweredOffSim::start(3601, &["--hosts", "3"]);
+    let sim = BmcSim::start(3601, &["--hosts", "3"]);
     let pb = playbook(sim.dir.path(), "{ timeout: 2m, pdu_interval: 200ms }");
     let before = sim.status();
     for name in ["sim-00001", "sim-00002", "sim-00003"] {
@@ -122,7 +122,7 @@ fn power_ons_on_one_pdu_are_at_least_pdu_interval_apart() {
         "version: 1\ndatacenters:\n  sim:\n    hosts:\n      - name: \"a[1-3]\"\n        labels: { pdu: pdu-a, rack: a }\n      - name: \"b[1-3]\"\n        labels: { pdu: pdu-b, rack: b }\n",
     )
     .expect("write inventory");
-    let sim = PoweredOffSim::start(3611, &["-i", inv.to_str().expect("utf-8")]);
+    let sim = BmcSim::start(3611, &["-i", inv.to_str().expect("utf-8")]);
     let pb = playbook(
         sim.dir.path(),
         "{ timeout: 2m, pdu_interval: 1s, rate: 100/s }",
@@ -153,7 +153,7 @@ fn power_ons_on_one_pdu_are_at_least_pdu_interval_apart() {
 
 #[test]
 fn a_bmc_that_answers_late_is_powered_on_when_it_returns() {
-    let sim = PoweredOffSim::start(
+    let sim = BmcSim::start(
         3621,
         &[
             "--hosts",
@@ -174,7 +174,7 @@ fn a_bmc_that_answers_late_is_powered_on_when_it_returns() {
 
 #[test]
 fn bad_credentials_fail_clearly_without_showing_them() {
-    let sim = PoweredOffSim::start(3631, &["--hosts", "2", "--fail", "bmc_bad_credentials=0.5"]);
+    let sim = BmcSim::start(3631, &["--hosts", "2", "--fail", "bmc_bad_credentials=0.5"]);
     let pb = playbook(sim.dir.path(), "{ timeout: 1m }");
     let password = sim.password();
     let (code, out, err) = sim.run_with_credentials(&pb, &[]);
@@ -212,7 +212,7 @@ fn bad_credentials_fail_clearly_without_showing_them() {
 #[test]
 fn a_credentials_file_others_can_read_is_refused_before_any_host_is_touched() {
     use std::os::unix::fs::PermissionsExt;
-    let sim = PoweredOffSim::start(3641, &["--hosts", "1"]);
+    let sim = BmcSim::start(3641, &["--hosts", "1"]);
     let pb = playbook(sim.dir.path(), "{ timeout: 1m }");
     let creds = sim.path("bmc-credentials");
     let mode = std::fs::metadata(&creds)
@@ -231,7 +231,7 @@ fn a_credentials_file_others_can_read_is_refused_before_any_host_is_touched() {
 
 #[test]
 fn a_host_stuck_powering_on_fails_at_the_step_timeout() {
-    let sim = PoweredOffSim::start(3651, &["--hosts", "1", "--fail", "stuck_powering_on=1"]);
+    let sim = BmcSim::start(3651, &["--hosts", "1", "--fail", "stuck_powering_on=1"]);
     let pb = playbook(sim.dir.path(), "{ timeout: 6s }");
     let (code, out, err) = sim.run_with_credentials(&pb, &[]);
     assert_ne!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
@@ -263,7 +263,7 @@ fn each_host_logs_in_with_its_own_credentials_entry_and_system() {
         "version: 1\ndatacenters:\n  sim:\n    hosts:\n      - name: \"dell[1-2]\"\n        labels: { pdu: pdu-a, bmc_credentials: dell }\n      - name: hp1\n        labels: { pdu: pdu-b, bmc_credentials: hp, redfish_system: System.Embedded.1 }\n      - name: plain1\n        labels: { pdu: pdu-b }\n",
     )
     .expect("write inventory");
-    let sim = PoweredOffSim::start(3661, &["-i", inv.to_str().expect("utf-8")]);
+    let sim = BmcSim::start(3661, &["-i", inv.to_str().expect("utf-8")]);
     let text = std::fs::read_to_string(sim.path("bmc-credentials")).expect("credentials");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
@@ -376,7 +376,7 @@ fn a_redfish_system_the_bmc_lacks_fails_the_host_naming_what_it_has() {
         "version: 1\ndatacenters:\n  sim:\n    hosts:\n      - name: blade1\n        labels: { pdu: p, redfish_system: Node.9 }\n",
     )
     .expect("write inventory");
-    let sim = PoweredOffSim::start(3671, &["-i", inv.to_str().expect("utf-8")]);
+    let sim = BmcSim::start(3671, &["-i", inv.to_str().expect("utf-8")]);
     let pb = playbook(sim.dir.path(), "{ timeout: 1m }");
     let (code, out, err) = sim.run_with_credentials(&pb, &[]);
     assert_ne!(code, 0, "stdout:\n{out}\nstderr:\n{err}");

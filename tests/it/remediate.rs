@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{self, KillOnDrop, PoweredOffSim};
+use crate::support::{self, BmcSim, KillOnDrop};
 
 /// The remediation tests keep their playbook and journal in the fleet's tempdir.
-impl PoweredOffSim {
+impl BmcSim {
     fn book(&self, text: &str) -> PathBuf {
         let path = self.dir.path().join("book.yaml");
         std::fs::write(&path, text).expect("write playbook");
@@ -93,7 +93,7 @@ fn cold_start(power_on_timeout: &str, reboot_timeout: &str) -> String {
 
 #[test]
 fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow_one_never() {
-    let sim = PoweredOffSim::start(
+    let sim = BmcSim::start(
         3701,
         &[
             "--hosts",
@@ -161,7 +161,7 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
 
 #[test]
 fn a_power_cycle_brings_back_hosts_the_simulator_lets_recover() {
-    let sim = PoweredOffSim::start(
+    let sim = BmcSim::start(
         3711,
         &[
             "--hosts",
@@ -222,7 +222,7 @@ fn recover_without_bmcs_is_refused() {
 
 #[test]
 fn kill_9_during_remediation_then_resume_cycles_nobody_twice() {
-    let sim = PoweredOffSim::start(3731, &["--hosts", "3", "--fail", "never_returns=0.34"]);
+    let sim = BmcSim::start(3731, &["--hosts", "3", "--fail", "never_returns=0.34"]);
     let book = sim.book(&cold_start("1m", "8s"));
     let inventory = sim.sim.path("inventory.yaml");
     let mut run = KillOnDrop::new(
@@ -283,52 +283,19 @@ fn kill_9_during_remediation_then_resume_cycles_nobody_twice() {
 /// names it.
 #[test]
 fn a_live_fleet_with_bmcs_has_its_straggler_power_cycled_by_a_rolling_reboot() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = support::SimProcess::builder(&[
-        "--bmcs",
-        "--hosts",
-        "2",
-        "--boot-time",
-        "500ms",
-        "--port",
-        "3741",
-        "--http-port",
-        "3742",
-        "--bmc-port",
-        "3743",
-        "--fail",
-        "never_returns=0.5:recover=1",
-    ])
-    .out(dir.path().join("fleet"))
-    .start();
-    let bmc = sim
-        .next_line(Duration::from_secs(10))
-        .expect("sim prints its BMC line");
-    assert!(bmc.starts_with("bmc: every host up, with a BMC"), "{bmc}");
+    let sim = BmcSim::start_up(
+        3741,
+        &["--hosts", "2", "--fail", "never_returns=0.5:recover=1"],
+    );
     let before = sim.status();
     assert!(
         hosts(&before).values().all(|h| h["state"] == "up"),
         "{before}"
     );
-    let book = dir.path().join("book.yaml");
-    std::fs::write(
-        &book,
+    let book = sim.book(
         "version: 1\nname: rolling\ndefaults: { connect_timeout: 2s }\nstages:\n  - name: all\n    select: { dc: sim }\n    parallel: 100%\n    remediate: { power_cycle: 1 }\n    steps:\n      - reboot: { timeout: 6s }\n",
-    )
-    .expect("playbook");
-    let mut cmd = support::rekindle_in(dir.path());
-    cmd.arg("run")
-        .arg(&book)
-        .arg("-i")
-        .arg(sim.path("inventory.yaml"))
-        .arg("--bmc-credentials")
-        .arg(sim.path("bmc-credentials"))
-        .args(["--yes", "--journal"])
-        .arg(dir.path().join("journal"))
-        .env_remove("REKINDLE_BMC_USER")
-        .env_remove("REKINDLE_BMC_PASSWORD")
-        .stdin(Stdio::null());
-    let (code, out, err) = support::run(&mut cmd);
+    );
+    let (code, out, err) = sim.run_book(&book);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let never = faulted(&before, "never_returns");
     assert!(
@@ -337,9 +304,11 @@ fn a_live_fleet_with_bmcs_has_its_straggler_power_cycled_by_a_rolling_reboot() {
         )),
         "{out}"
     );
-    let s = sim.wait_status("the cured host up", Duration::from_secs(10), |s| {
-        hosts(s)[&never]["state"] == "up"
-    });
+    let s = sim
+        .sim
+        .wait_status("the cured host up", Duration::from_secs(10), |s| {
+            hosts(s)[&never]["state"] == "up"
+        });
     for (name, h) in hosts(&s) {
         let cycles = u64::from(*name == never);
         assert_eq!(

@@ -291,21 +291,32 @@ impl SimProcess {
     }
 }
 
-/// A running `rekindle sim --powered-off` (hosts behind Redfish BMCs, every
-/// one off) with its fleet in `fleet/` of a tempdir that also holds the
-/// test's playbooks and journals. Each test file adds its own helpers.
-pub struct PoweredOffSim {
+/// A running `rekindle sim` whose hosts have Redfish BMCs (`--powered-off`:
+/// every one off; `--bmcs`: every one up), with its fleet in `fleet/` of a
+/// tempdir that also holds the test's playbooks and journals. Each test
+/// file adds its own helpers.
+pub struct BmcSim {
     /// Declared first: killed before the tempdir is removed.
     pub sim: SimProcess,
     pub dir: tempfile::TempDir,
 }
 
-impl PoweredOffSim {
-    /// `base` picks the ports: SSH `base`, HTTP `base+1`, BMC `base+2`.
-    pub fn start(base: u16, extra: &[&str]) -> PoweredOffSim {
+impl BmcSim {
+    /// `sim --powered-off`. `base` picks the ports: SSH `base`, HTTP
+    /// `base+1`, BMC `base+2`.
+    pub fn start(base: u16, extra: &[&str]) -> BmcSim {
+        BmcSim::start_as("--powered-off", "bmc: every host powered off", base, extra)
+    }
+
+    /// `sim --bmcs`: the hosts start up. Ports as [`BmcSim::start`].
+    pub fn start_up(base: u16, extra: &[&str]) -> BmcSim {
+        BmcSim::start_as("--bmcs", "bmc: every host up, with a BMC", base, extra)
+    }
+
+    fn start_as(mode: &str, says: &str, base: u16, extra: &[&str]) -> BmcSim {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports = [base, base + 1, base + 2].map(|p| p.to_string());
-        let mut args = vec!["--powered-off", "--boot-time", "500ms", "--port", &ports[0]];
+        let mut args = vec![mode, "--boot-time", "500ms", "--port", &ports[0]];
         args.extend(["--http-port", &ports[1], "--bmc-port", &ports[2]]);
         args.extend_from_slice(extra);
         let sim = SimProcess::builder(&args)
@@ -314,8 +325,8 @@ impl PoweredOffSim {
         let bmc = sim
             .next_line(Duration::from_secs(10))
             .expect("sim prints its BMC line");
-        assert!(bmc.starts_with("bmc: every host powered off"), "{bmc}");
-        PoweredOffSim { sim, dir }
+        assert!(bmc.starts_with(says), "{bmc}");
+        BmcSim { sim, dir }
     }
 
     /// The fleet's status.json.
