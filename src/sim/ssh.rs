@@ -256,15 +256,19 @@ fn split_and_or(s: &str) -> Vec<(Op, &str)> {
     }
 }
 
-/// `exit N` ends the script with N.
+/// `exit N` ends the script with N (quoted or not, as a shell reads it);
+/// a bare `exit` with 0, a word that is no number with 2, as sh does.
 fn exit_code(cmd: &str) -> Option<u32> {
     let mut words = cmd.split_whitespace();
-    (words.next()? == "exit").then(|| {
-        words
-            .next()
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(0)
-            & 0xff
+    (words.next()? == "exit").then(|| match words.next() {
+        None => 0,
+        Some(word) => {
+            let unquoted = ["'", "\""]
+                .iter()
+                .find_map(|q| word.strip_prefix(q)?.strip_suffix(q))
+                .unwrap_or(word);
+            unquoted.parse::<u32>().map_or(2, |n| n & 0xff)
+        }
     })
 }
 
@@ -388,6 +392,9 @@ mod tests {
         assert_eq!(run(&h, "true").await.0, 0);
         assert_eq!(run(&h, "false").await.0, 1);
         assert_eq!(run(&h, "exit 42").await.0, 42);
+        assert_eq!(run(&h, "exit '3'").await.0, 3);
+        assert_eq!(run(&h, "exit \"300\"").await.0, 300 & 0xff);
+        assert_eq!(run(&h, "exit three").await.0, 2);
         assert_eq!(run(&h, "echo a  b").await.1, "a b\n");
         assert_eq!(
             run(&h, "systemctl is-active sshd").await,
