@@ -35,7 +35,7 @@ def num(p):
 print("\t".join([sys.argv[1], sys.argv[2],
     num(r"exit code \| ([0-9]+)"), num(r"reboots per host \(count x: hosts\) \| ([^|]+?) \|"),
     num(r"rekindle run wall \| ([0-9.]+) s"), num(r"= ([0-9.]+) ms/host"),
-    num(r"peak RSS \| ([0-9]+) MiB")]))
+    num(r"peak RSS \| ([0-9]+) MiB"), num(r"etcd CPU \(3 members, during the run\) \| ([0-9.]+) s")]))
 PY
         log "$(tail -1 "$ROWS")"
     done
@@ -46,10 +46,10 @@ echo
 python3 - "$ROWS" <<'PY'
 import sys, statistics, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-print("| mode | round | exit | reboots per host | run wall s | CPU ms/host | peak RSS MiB |")
-print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
-for m, r, rc, reb, wall, cpu, rss in rows:
-    print(f"| {m} | {r} | {rc} | {reb} | {wall} | {cpu} | {rss} |")
+print("| mode | round | exit | reboots per host | run wall s | CPU ms/host | peak RSS MiB | etcd CPU s (3 members) |")
+print("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+for m, r, rc, reb, wall, cpu, rss, ecpu in rows:
+    print(f"| {m} | {r} | {rc} | {reb} | {wall} | {cpu} | {rss} | {'-' if ecpu == 'nan' else ecpu} |")
 med = collections.defaultdict(dict)
 for key, col in (("wall", 4), ("cpu", 5), ("rss", 6)):
     for mode in ("plain", "etcd"):

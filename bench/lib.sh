@@ -168,6 +168,8 @@ sim_stop() {
 # ETCD_ENDPOINTS; waits (bounded) until `rekindle status --etcd` answers.
 # netns_down stops it with everything else in the namespace.
 ETCD_ENDPOINTS=""
+# The members' PIDs are in ETCD_PIDS (etcd_cpu reads their CPU).
+ETCD_PIDS=()
 etcd_up() {
     local dir="$1" i initial=""
     for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((2380 + 100 * i))"; done
@@ -180,6 +182,7 @@ etcd_up() {
             --initial-advertise-peer-urls "http://127.0.0.1:$((2380 + 100 * i))" \
             --initial-cluster "$initial" --initial-cluster-state new \
             >"$dir/m$i.log" 2>&1 &
+        ETCD_PIDS+=("$!")
     done
     ETCD_ENDPOINTS="http://127.0.0.1:2379,http://127.0.0.1:2479,http://127.0.0.1:2579"
     for ((i = 0; i < 600; i++)); do
@@ -187,6 +190,33 @@ etcd_up() {
         sleep 0.1
     done
     die "etcd cluster not up within 60 s: $(tail -2 "$dir/m0.log")"
+}
+
+# CPU seconds (user+sys) the etcd members of etcd_up have used so far.
+etcd_cpu() {
+    python3 - "${ETCD_PIDS[@]}" <<'PY'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+total = 0
+for pid in sys.argv[1:]:
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(f[11]) + int(f[12])
+    except OSError:
+        pass
+print(f"{total / tick:.1f}")
+PY
+}
+
+# How many log segments (one transaction each) and bytes etcd holds under
+# the rekindle prefix: "SEGMENTS BYTES".
+etcd_segments() {
+    local range='{"key":"L3Jla2luZGxlL3J1bi8=","range_end":"L3Jla2luZGxlL3J1bjA="}'
+    in_ns curl -s -m 30 http://127.0.0.1:2379/v3/kv/range -d "$range" | python3 -c '
+import base64, json, sys
+kvs = json.load(sys.stdin).get("kvs", [])
+logs = [kv for kv in kvs if b"/log/" in base64.b64decode(kv["key"])]
+print(len(logs), sum(len(base64.b64decode(kv.get("value", ""))) for kv in logs))'
 }
 
 # Host addresses of a sim fleet, one per line, from its status.json.

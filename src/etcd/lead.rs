@@ -20,9 +20,54 @@ use crate::engine::events::Ack;
 use crate::journal::{self, Record};
 use crate::session::consume::{Consumer, Seen};
 
-/// A segment (one etcd value, one transaction) holds at most this much:
-/// well under etcd's default 1.5 MiB request limit.
+/// A segment (one etcd value, one transaction) holds at most this much
+/// JSON before it is packed: well under etcd's default 1.5 MiB request
+/// limit even if it did not compress at all.
 pub(crate) const MAX_SEGMENT: usize = 512 * 1024;
+
+/// The most a packed segment may unpack to: a little past the largest one
+/// a driver writes (one line may overshoot [`MAX_SEGMENT`]), so a hostile
+/// value cannot blow up in memory.
+const MAX_UNPACKED: u64 = 16 * 1024 * 1024;
+
+/// A log segment as stored: its JSON lines gzipped (a journal's lines
+/// repeat themselves; about a tenth of the bytes for every member to
+/// replicate, fsync and keep). `etcdctl get KEY --print-value-only | zcat`
+/// reads one.
+pub(crate) fn pack(lines: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(lines.len() / 8 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(lines);
+    gz.finish().unwrap_or_default()
+}
+
+/// The shortest time from one transaction's start to the next one's: what
+/// comes meanwhile goes in one transaction. Each costs every member about
+/// a millisecond of CPU and an fsync whatever its size, and intents come
+/// all the time in a large run, so committing at once would mean one
+/// transaction per round trip (BENCHMARKS.md 9d). An intent waits at most
+/// this much longer for its acknowledgement.
+const COMMIT_GAP: Duration = Duration::from_millis(50);
+
+/// A stored segment's JSON lines: a packed one unpacked, a plain one (as an
+/// older rekindle wrote them) as it is. `None`: a packed value that does
+/// not unpack, or unpacks past [`MAX_UNPACKED`].
+pub(crate) fn unpack(value: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::io::Read as _;
+    if !value.starts_with(&[0x1f, 0x8b]) {
+        return Some(std::borrow::Cow::Borrowed(value));
+    }
+    let mut lines = Vec::new();
+    flate2::read::GzDecoder::new(value)
+        .take(MAX_UNPACKED + 1)
+        .read_to_end(&mut lines)
+        .ok()?;
+    (lines.len() as u64 <= MAX_UNPACKED).then_some(std::borrow::Cow::Owned(lines))
+}
 
 /// Why a driver stopped acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,7 +285,12 @@ impl Mirror {
     /// Commits records as they come, everything queued meanwhile in the
     /// same transaction (group commit); returns the next free segment.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Item>) -> u64 {
+        let mut last_start: Option<Instant> = None;
         while let Some(first) = rx.recv().await {
+            if let Some(at) = last_start {
+                tokio::time::sleep_until((at + COMMIT_GAP).into()).await;
+            }
+            last_start = Some(Instant::now());
             let mut bytes = Vec::new();
             let mut intents = Vec::new();
             let mut take = |item: Item, bytes: &mut Vec<u8>| match item {
@@ -284,7 +334,7 @@ impl Mirror {
         let compare = [Compare::Created(self.keys.leader(), self.token)];
         let put = [Op::Put {
             key: self.keys.segment(self.next_seq),
-            value: bytes.to_vec(),
+            value: pack(bytes),
             lease: 0,
         }];
         let mut stalled: Option<Instant> = None;

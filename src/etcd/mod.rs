@@ -628,7 +628,10 @@ fn driver_of(kv: &client::Kv) -> Option<Driver> {
 fn journal_of(kvs: &[client::Kv]) -> Option<journal::Journal> {
     let mut records = Vec::new();
     for kv in kvs {
-        for line in kv.value.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Some(lines) = lead::unpack(&kv.value) else {
+            continue;
+        };
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             if let Ok(r) = serde_json::from_slice::<Record>(line) {
                 records.push(r);
             }
@@ -758,7 +761,7 @@ impl Lead {
             &[Compare::Created(self.keys.leader(), self.token)],
             &[Op::Put {
                 key: self.keys.segment(self.next_seq),
-                value: line,
+                value: lead::pack(&line),
                 lease: 0,
             }],
             &[],
@@ -898,9 +901,24 @@ mod tests {
         };
         let mut two = lead::stamped(&resumed, 9);
         two.extend(lead::stamped(&resumed, 9));
-        let j = journal_of(&[kv(0, lead::header_line(&header, 7)), kv(1, two)]).expect("a journal");
+        // A plain segment (as an older rekindle wrote) and a packed one.
+        let packed = lead::pack(&two);
+        assert!(
+            packed.len() < two.len(),
+            "{} !< {}",
+            packed.len(),
+            two.len()
+        );
+        let j =
+            journal_of(&[kv(0, lead::header_line(&header, 7)), kv(1, packed)]).expect("a journal");
         assert_eq!(j.header, header);
         assert_eq!(j.records.len(), 3);
         assert!(journal_of(&[kv(1, lead::stamped(&resumed, 9))]).is_none());
+        // A value that claims to be packed but is not, or unpacks to more
+        // than any driver writes, is no segment.
+        assert!(lead::unpack(b"\x1f\x8bnot gzip").is_none());
+        let bomb = lead::pack(&vec![b' '; 17 * 1024 * 1024]);
+        assert!(bomb.len() < 100 * 1024);
+        assert!(lead::unpack(&bomb).is_none());
     }
 }

@@ -136,15 +136,25 @@ impl Cluster {
         );
     }
 
-    /// The values of every key under `prefix`, decoded.
+    /// The values of every key under `prefix`, decoded; a gzipped one (a
+    /// log segment) unpacked, as `etcdctl get ... | zcat` would.
     fn values(&self, prefix: &str) -> Vec<(String, String)> {
         self.get(prefix)
             .iter()
             .map(|kv| {
+                let value = unb64(kv["value"].as_str().unwrap_or(""));
+                let value = if value.starts_with(&[0x1f, 0x8b]) {
+                    let mut text = String::new();
+                    flate2::read::GzDecoder::new(&value[..])
+                        .read_to_string(&mut text)
+                        .expect("a gzipped segment");
+                    text
+                } else {
+                    String::from_utf8_lossy(&value).into_owned()
+                };
                 (
                     String::from_utf8_lossy(&unb64(kv["key"].as_str().unwrap_or(""))).into_owned(),
-                    String::from_utf8_lossy(&unb64(kv["value"].as_str().unwrap_or("")))
-                        .into_owned(),
+                    value,
                 )
             })
             .collect()
@@ -467,7 +477,20 @@ fn a_run_is_mirrored_into_etcd_and_a_colliding_run_from_another_bastion_is_refus
         reboots(&case.sim)
     );
 
-    // The whole journal is in etcd, every record stamped with the token.
+    // The whole journal is in etcd, every record stamped with the token,
+    // in gzipped segments.
+    let segments: Vec<Vec<u8>> = cluster
+        .get("/rekindle/run/")
+        .iter()
+        .filter(|kv| {
+            unb64(kv["key"].as_str().unwrap_or(""))
+                .windows(5)
+                .any(|w| w == b"/log/")
+        })
+        .map(|kv| unb64(kv["value"].as_str().unwrap_or("")))
+        .collect();
+    assert!(!segments.is_empty());
+    assert!(segments.iter().all(|v| v.starts_with(&[0x1f, 0x8b])));
     let log = cluster.values("/rekindle/run/");
     let records: Vec<serde_json::Value> = log
         .iter()
