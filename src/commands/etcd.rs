@@ -303,6 +303,24 @@ fn materialize(store: &Store, journal: &Journal, dir: &Path) -> Result<PathBuf, 
         text.push(b'\n');
     }
     let path = dir.join(format!("{}.jsonl", header.run_id));
+    if path.exists() {
+        // This bastion drove the run before: its own record stays, aside
+        // (it may hold outcomes etcd had not committed yet).
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let kept = dir.join(format!("{}.jsonl.before-takeover-{secs}", header.run_id));
+        std::fs::rename(&path, &kept).map_err(|e| {
+            format!(
+                "cannot keep this bastion's journal {} aside before taking over: {e}",
+                path.display()
+            )
+        })?;
+        eprintln!(
+            "etcd: this bastion's own journal of the run is kept as {}; the run goes on from etcd's copy",
+            kept.display()
+        );
+    }
     write_private(&path, &text)?;
     Ok(path)
 }

@@ -751,7 +751,8 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("does not match the header's SHA-256"), "{err}");
     cluster.put(&key, &original);
-    // Still driven by nobody: a plain resume from another bastion takes it.
+    // Still driven by nobody: a plain resume takes it, here into the dead
+    // driver's journal directory, whose own journal is kept aside.
     let mut resume = support::rekindle_in(case.work.path());
     resume
         .args([
@@ -765,13 +766,23 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
             "-q",
         ])
         .arg("--journal")
-        .arg(case.work.path().join("journal-b2"));
+        .arg(case.work.path().join("journal-b1"));
+    let before = std::fs::read(&local_journal).expect("b1's journal");
     let (code, _, err) = support::run(&mut resume);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("inputs checked against the header's SHA-256"),
+        err.contains("inputs checked against the header's SHA-256")
+            && err.contains("etcd: this bastion's own journal of the run is kept as "),
         "{err}"
     );
+    let kept: Vec<PathBuf> = std::fs::read_dir(case.work.path().join("journal-b1"))
+        .expect("journal dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains(".jsonl.before-takeover-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).expect("kept"), before);
     std::thread::sleep(STATUS_SETTLE);
     assert!(
         reboots(&case.sim).iter().all(|(_, n)| *n == 1),
