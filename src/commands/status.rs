@@ -45,6 +45,7 @@ pub fn execute(args: StatusArgs) -> anyhow::Result<Exit> {
         .iter()
         .map(|r| {
             let state = match (&r.driver, &r.finished) {
+                _ if r.unreadable.is_some() => "UNREADABLE in etcd (see below)".to_owned(),
                 (Some(_), _) => "live".to_owned(),
                 (None, Some(outcome)) => format!("ended: {outcome}"),
                 (None, None) if r.standbys > 0 => "stale: a standby takes over".to_owned(),
@@ -115,5 +116,14 @@ pub fn execute(args: StatusArgs) -> anyhow::Result<Exit> {
     for row in &rows {
         println!("{}", line(row.iter().map(String::as_str).collect()));
     }
-    Ok(Exit::Success)
+    let mut unreadable = false;
+    for why in runs.iter().filter_map(|r| r.unreadable.as_deref()) {
+        eprintln!("error: {why}");
+        unreadable = true;
+    }
+    Ok(if unreadable {
+        Exit::Usage
+    } else {
+        Exit::Success
+    })
 }

@@ -39,12 +39,15 @@ pub enum EtcdError {
     /// The cluster answered with an error (no quorum, too large, ...).
     #[error("etcd refused the request: {0}")]
     Server(String),
+    /// What etcd holds does not read back as rekindle wrote it.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl EtcdError {
     /// Worth retrying: the cluster may come back (quorum, a member restarting).
     pub fn transient(&self) -> bool {
-        !matches!(self, EtcdError::Config(_))
+        !matches!(self, EtcdError::Config(_) | EtcdError::Corrupt(_))
     }
 }
 

@@ -179,6 +179,8 @@ pub struct RunInfo {
     pub finished: Option<String>,
     /// Time of the last record.
     pub last_record: Option<SystemTime>,
+    /// Why its log in etcd does not read back (see [`Store::journal`]).
+    pub unreadable: Option<String>,
 }
 
 impl Store {
@@ -544,11 +546,17 @@ impl Store {
     }
 
     /// Everything etcd holds about `run`: its journal (records in order).
+    /// A segment that does not read back is an error naming it: a takeover
+    /// that missed an intent in it could repeat that action.
     pub fn journal(&self, run: &str) -> Result<Option<journal::Journal>, EtcdError> {
         let kvs = self
             .rt
             .block_on(self.client.range(&self.keys(run).log(), true))?;
-        Ok(journal_of(&kvs))
+        journal_of(&kvs).map_err(|e| {
+            EtcdError::Corrupt(format!(
+                "run {run}: {e}; the run cannot be taken over or reported from etcd (the bastion that drove it has the record in its local journal)"
+            ))
+        })
     }
 
     /// Every run etcd holds, newest first, with its driver and progress.
@@ -571,7 +579,7 @@ impl Store {
             let Ok(header) = serde_json::from_slice::<Header>(&kv.value) else {
                 continue;
             };
-            let journal = self.journal(&header.run_id)?;
+            let journal = self.journal(&header.run_id);
             let mut info = RunInfo {
                 driver: drivers.get(&header.run_id).cloned(),
                 standbys: standbys
@@ -583,10 +591,14 @@ impl Store {
                 in_flight: 0,
                 finished: None,
                 last_record: None,
+                unreadable: None,
                 header,
             };
-            if let Some(j) = journal {
-                progress(&j, &mut info);
+            match journal {
+                Ok(Some(j)) => progress(&j, &mut info),
+                Ok(None) => {}
+                Err(EtcdError::Corrupt(why)) => info.unreadable = Some(why),
+                Err(e) => return Err(e),
             }
             runs.push(info);
         }
@@ -625,27 +637,32 @@ fn driver_of(kv: &client::Kv) -> Option<Driver> {
 }
 
 /// The journal in a run's log segments, in key order.
-fn journal_of(kvs: &[client::Kv]) -> Option<journal::Journal> {
+fn journal_of(kvs: &[client::Kv]) -> Result<Option<journal::Journal>, String> {
     let mut records = Vec::new();
     for kv in kvs {
-        let Some(lines) = lead::unpack(&kv.value) else {
-            continue;
-        };
-        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if let Ok(r) = serde_json::from_slice::<Record>(line) {
-                records.push(r);
-            }
+        let key = String::from_utf8_lossy(&kv.key);
+        let lines = lead::unpack(&kv.value).ok_or_else(|| {
+            format!("log segment {key} does not unpack (not gzip, or larger than any segment rekindle writes)")
+        })?;
+        for (n, line) in lines
+            .split(|&b| b == b'\n')
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty())
+        {
+            let r = serde_json::from_slice::<Record>(line)
+                .map_err(|e| format!("log segment {key}, line {}: {e}", n + 1))?;
+            records.push(r);
         }
     }
     let header = match records.first() {
         Some(Record::Header(h)) => h.clone(),
-        _ => return None,
+        _ => return Ok(None),
     };
-    Some(journal::Journal {
+    Ok(Some(journal::Journal {
         header,
         records,
         torn_tail: false,
-    })
+    }))
 }
 
 fn chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -909,11 +926,25 @@ mod tests {
             packed.len(),
             two.len()
         );
-        let j =
-            journal_of(&[kv(0, lead::header_line(&header, 7)), kv(1, packed)]).expect("a journal");
+        let j = journal_of(&[kv(0, lead::header_line(&header, 7)), kv(1, packed)])
+            .expect("segments that read back")
+            .expect("a journal");
         assert_eq!(j.header, header);
         assert_eq!(j.records.len(), 3);
-        assert!(journal_of(&[kv(1, lead::stamped(&resumed, 9))]).is_none());
+        assert!(
+            journal_of(&[kv(1, lead::stamped(&resumed, 9))])
+                .expect("readable")
+                .is_none()
+        );
+        // A segment that does not read back is named, never skipped: a
+        // takeover that missed an intent in it could repeat the action.
+        let head = || kv(0, lead::header_line(&header, 7));
+        let e = journal_of(&[head(), kv(1, b"\x1f\x8bnot gzip".to_vec())]).unwrap_err();
+        assert!(e.starts_with("log segment /x/run/r/log/"), "{e}");
+        assert!(e.contains("does not unpack"), "{e}");
+        let e =
+            journal_of(&[head(), kv(1, lead::pack(b"{\"record\":\"nonsense\"}\n"))]).unwrap_err();
+        assert!(e.contains(", line 1: "), "{e}");
         // A value that claims to be packed but is not, or unpacks to more
         // than any driver writes, is no segment.
         assert!(lead::unpack(b"\x1f\x8bnot gzip").is_none());

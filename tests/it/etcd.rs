@@ -122,10 +122,14 @@ impl Cluster {
     }
 
     fn put(&self, key: &str, value: &str) {
+        self.put_bytes(key, value.as_bytes());
+    }
+
+    fn put_bytes(&self, key: &str, value: &[u8]) {
         let body = format!(
             "{{\"key\":\"{}\",\"value\":\"{}\"}}",
             b64(key.as_bytes()),
-            b64(value.as_bytes())
+            b64(value)
         );
         assert!(
             self.members
@@ -751,6 +755,44 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("does not match the header's SHA-256"), "{err}");
     cluster.put(&key, &original);
+    // A log segment that does not read back stops a takeover (an intent in
+    // it could be repeated) and shows in `status`, named.
+    let segment = format!("/rekindle/run/{run}/log/000000000001");
+    let raw = unb64(
+        cluster.get(&segment)[0]["value"]
+            .as_str()
+            .expect("segment 1"),
+    );
+    cluster.put(&segment, "not a segment");
+    let mut resume = support::rekindle_in(case.work.path());
+    resume
+        .args([
+            "resume",
+            &run,
+            "--etcd",
+            &etcd,
+            "--bastion",
+            "b2",
+            "--yes",
+            "-q",
+        ])
+        .arg("--journal")
+        .arg(case.work.path().join("journal-b2"));
+    let (code, _, err) = support::run(&mut resume);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("run {run}: log segment {segment}, line 1: "))
+            && err.contains("cannot be taken over"),
+        "{err}"
+    );
+    let (code, out, err) = status();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("UNREADABLE in etcd"), "{out}");
+    assert!(
+        err.contains(&format!("error: run {run}: log segment")),
+        "{err}"
+    );
+    cluster.put_bytes(&segment, &raw);
     // Still driven by nobody: a plain resume takes it, here into the dead
     // driver's journal directory, whose own journal is kept aside.
     let mut resume = support::rekindle_in(case.work.path());
