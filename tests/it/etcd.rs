@@ -729,6 +729,15 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
         )) && err.contains(&format!("`rekindle resume {run} --etcd {etcd}`")),
         "{err}"
     );
+    // `resume RUN --etcd` from bastion b2, its journal into `dir`.
+    let take_over = |dir: &str| {
+        support::run(
+            support::rekindle_in(case.work.path())
+                .args(["resume", &run, "--etcd", &etcd, "--bastion", "b2"])
+                .args(["--yes", "-q", "--journal"])
+                .arg(case.work.path().join(dir)),
+        )
+    };
     // A copy of an input that does not match the header's hash is refused.
     let key = format!("/rekindle/run/{run}/input/0/000000");
     let (_, original) = cluster
@@ -737,21 +746,7 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
         .next()
         .expect("the playbook's first chunk");
     cluster.put(&key, "name: tampered\n");
-    let mut resume = support::rekindle_in(case.work.path());
-    resume
-        .args([
-            "resume",
-            &run,
-            "--etcd",
-            &etcd,
-            "--bastion",
-            "b2",
-            "--yes",
-            "-q",
-        ])
-        .arg("--journal")
-        .arg(case.work.path().join("journal-b2"));
-    let (code, _, err) = support::run(&mut resume);
+    let (code, _, err) = take_over("journal-b2");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("does not match the header's SHA-256"), "{err}");
     cluster.put(&key, &original);
@@ -764,21 +759,7 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
             .expect("segment 1"),
     );
     cluster.put(&segment, "not a segment");
-    let mut resume = support::rekindle_in(case.work.path());
-    resume
-        .args([
-            "resume",
-            &run,
-            "--etcd",
-            &etcd,
-            "--bastion",
-            "b2",
-            "--yes",
-            "-q",
-        ])
-        .arg("--journal")
-        .arg(case.work.path().join("journal-b2"));
-    let (code, _, err) = support::run(&mut resume);
+    let (code, _, err) = take_over("journal-b2");
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(&format!("run {run}: log segment {segment}, line 1: "))
@@ -795,22 +776,8 @@ fn a_stale_run_is_shown_by_status_and_taken_over_by_resume_from_another_bastion(
     cluster.put_bytes(&segment, &raw);
     // Still driven by nobody: a plain resume takes it, here into the dead
     // driver's journal directory, whose own journal is kept aside.
-    let mut resume = support::rekindle_in(case.work.path());
-    resume
-        .args([
-            "resume",
-            &run,
-            "--etcd",
-            &etcd,
-            "--bastion",
-            "b2",
-            "--yes",
-            "-q",
-        ])
-        .arg("--journal")
-        .arg(case.work.path().join("journal-b1"));
     let before = std::fs::read(&local_journal).expect("b1's journal");
-    let (code, _, err) = support::run(&mut resume);
+    let (code, _, err) = take_over("journal-b1");
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("inputs checked against the header's SHA-256")
