@@ -26,8 +26,8 @@ use super::backoff::Backoff;
 use super::events::NotAcknowledged;
 use super::failure::{Failure, StepFailure};
 use crate::inventory::Host;
-use crate::playbook::PowerOn;
 use crate::playbook::units::humane;
+use crate::playbook::{PowerOn, Rate, Remediate};
 use crate::transport::redfish::{
     Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CREDENTIALS_LABEL, Endpoint, PowerState,
     SYSTEM_LABEL, SYSTEMS_PATH, SystemInfo, pick_member,
@@ -124,17 +124,17 @@ impl Power {
     /// Power-cycles `host` through its BMC for `remediate`: `PowerCycle`,
     /// else `ForceRestart`, per the system's allowed reset types (`On` for
     /// a host its BMC says is Off). The reset takes its turn on `turns`
-    /// like a power-on (`pacing`: its PDU's spacing and the fleet rate),
-    /// since a cycle ends in a power-on's inrush too; the turn comes after
-    /// the BMC's reads, so the spacing is between the resets themselves.
+    /// like a power-on (`remediate`'s PDU spacing and fleet rate), since a
+    /// cycle ends in a power-on's inrush too; the turn comes after the
+    /// BMC's reads, so the spacing is between the resets themselves.
     /// `intent` learns the reset type and is awaited before the turn; an
     /// error from it means the intent was not recorded, and nothing is
-    /// sent. One BMC request at a time per
-    /// BMC, like every request here. Returns the type sent.
+    /// sent. One BMC request at a time per BMC, like every request here.
+    /// Returns the type sent.
     pub async fn power_cycle<F, Fut>(
         &self,
         host: &Host,
-        pacing: &PowerOn,
+        remediate: &Remediate,
         turns: &TurnLine,
         intent: F,
     ) -> Result<String, StepFailure>
@@ -155,7 +155,7 @@ impl Power {
         let gate = Power::gate(&self.bmcs, &bmc);
         let mut auth = None;
         let result = self
-            .cycle(host, &bmc, &gate, pacing, turns, intent, &mut auth)
+            .cycle(host, &bmc, &gate, remediate, turns, intent, &mut auth)
             .await;
         if let Some(auth) = auth {
             let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
@@ -169,7 +169,7 @@ impl Power {
         host: &Host,
         bmc: &Endpoint,
         gate: &Gate,
-        pacing: &PowerOn,
+        remediate: &Remediate,
         turns: &TurnLine,
         intent: F,
         auth_slot: &mut Option<Auth>,
@@ -227,7 +227,8 @@ impl Power {
             .await
             .map_err(|_| late("the power cycle's intent was not recorded"))?
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
-        take_turn(host, pacing, Duration::ZERO, turns, "power cycle").await?;
+        let pacing = (remediate.pdu_interval, remediate.rate, Duration::ZERO);
+        take_turn(host, pacing, turns, "power cycle").await?;
         let permit = self.in_flight.acquire().await;
         let sent = tokio::time::timeout(
             self.cycle_timeout,
@@ -493,7 +494,8 @@ impl Power {
             let nanos = u64::try_from(step.jitter.as_nanos()).unwrap_or(u64::MAX);
             Duration::from_nanos(rand::rng().random_range(0..=nanos))
         };
-        take_turn(host, step, jitter, turns, "power-on").await?;
+        let pacing = (step.pdu_interval, step.rate, jitter);
+        take_turn(host, pacing, turns, "power-on").await?;
         let permit = self.in_flight.acquire().await;
         let result = self.bmc.reset(bmc, auth, target, &step.reset_type).await;
         drop(permit);
@@ -502,21 +504,20 @@ impl Power {
     }
 }
 
-/// Waits for `host`'s turn on `turns`: its PDU's `pdu_interval` after the
-/// PDU's previous reset (plus `jitter`) and the fleet-wide `rate` of
-/// `pacing`. Hosts without a `pdu` label share only the fleet rate
-/// (validate warns about them). `what` names the reset for the error.
+/// Waits for `host`'s turn on `turns`: `(interval, rate, jitter)` is its
+/// PDU's spacing after the PDU's previous reset, the fleet-wide rate and
+/// the extra random delay. Hosts without a `pdu` label share only the fleet
+/// rate (validate warns about them). `what` names the reset for the error.
 async fn take_turn(
     host: &Host,
-    pacing: &PowerOn,
-    jitter: Duration,
+    (interval, rate, jitter): (Duration, Rate, Duration),
     turns: &TurnLine,
     what: &str,
 ) -> Result<(), StepFailure> {
     let turn = PowerTurn {
         pdu: host.label("pdu").map(str::to_owned),
-        interval: pacing.pdu_interval,
-        rate: pacing.rate,
+        interval,
+        rate,
         jitter,
     };
     turns.wait(turn).await.map_err(|_| {

@@ -457,11 +457,6 @@ impl<C: Connector> HostRun<C> {
                 ..failure
             });
         };
-        let pacing = PowerOn {
-            pdu_interval: remediate.pdu_interval,
-            rate: remediate.rate,
-            ..PowerOn::default()
-        };
         let attempt = ladder.cycles + 1;
         let (emitter, stage, host) = (
             self.emitter.clone(),
@@ -479,7 +474,10 @@ impl<C: Connector> HostRun<C> {
                 })
                 .await
         };
-        match power.power_cycle(&self.host, &pacing, &turns, intent).await {
+        match power
+            .power_cycle(&self.host, &remediate, &turns, intent)
+            .await
+        {
             Ok(reset_type) => {
                 ladder.cycles = attempt;
                 ladder.sent.push((reset_type, ladder.started.elapsed()));
