@@ -30,6 +30,14 @@ pub(crate) const MAX_SEGMENT: usize = 512 * 1024;
 /// value cannot blow up in memory.
 const MAX_UNPACKED: u64 = 16 * 1024 * 1024;
 
+/// The shortest time from one transaction's start to the next one's: what
+/// comes meanwhile goes in one transaction. Each costs every member about
+/// a millisecond of CPU and an fsync whatever its size, and intents come
+/// all the time in a large run, so committing at once would mean one
+/// transaction per round trip (BENCHMARKS.md 9d). An intent waits at most
+/// this much longer for its acknowledgement.
+const COMMIT_GAP: Duration = Duration::from_millis(50);
+
 /// A log segment as stored: its JSON lines gzipped (a journal's lines
 /// repeat themselves; about a tenth of the bytes for every member to
 /// replicate, fsync and keep). `etcdctl get KEY --print-value-only | zcat`
@@ -44,14 +52,6 @@ pub(crate) fn pack(lines: &[u8]) -> Vec<u8> {
     let _ = gz.write_all(lines);
     gz.finish().unwrap_or_default()
 }
-
-/// The shortest time from one transaction's start to the next one's: what
-/// comes meanwhile goes in one transaction. Each costs every member about
-/// a millisecond of CPU and an fsync whatever its size, and intents come
-/// all the time in a large run, so committing at once would mean one
-/// transaction per round trip (BENCHMARKS.md 9d). An intent waits at most
-/// this much longer for its acknowledgement.
-const COMMIT_GAP: Duration = Duration::from_millis(50);
 
 /// A stored segment's JSON lines: a packed one unpacked, a plain one (as an
 /// older rekindle wrote them) as it is. `None`: a packed value that does
