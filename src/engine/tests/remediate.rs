@@ -42,6 +42,19 @@ async fn with_bmc(
     starts: HashMap<(usize, usize), HostStart>,
     acks: Acks,
 ) -> Outcome {
+    let hosts = (0..n).map(bmc_host).collect();
+    with_bmc_on(s, hosts, fleet, bmc, starts, acks).await
+}
+
+/// [`with_bmc`] on hosts of the test's own making.
+async fn with_bmc_on(
+    s: StagePlan,
+    hosts: Vec<Host>,
+    fleet: &Arc<Fleet>,
+    bmc: FakeBmc,
+    starts: HashMap<(usize, usize), HostStart>,
+    acks: Acks,
+) -> Outcome {
     let bmc: Arc<dyn Bmc> = Arc::new(bmc);
     let opts = EngineOptions {
         bmc: Some(bmc),
@@ -49,7 +62,6 @@ async fn with_bmc(
         ..EngineOptions::default()
     };
     let (_tx, rx) = watch::channel(CancelLevel::None);
-    let hosts = (0..n).map(bmc_host).collect();
     execute(plan(vec![s]), hosts, fleet, opts, rx, acks).await
 }
 
@@ -597,12 +609,6 @@ async fn power_cycles_on_one_pdu_are_spaced_like_power_ons() {
     if let Some(r) = &mut s.remediate {
         r.pdu_interval = secs(3.0);
     }
-    let bmc: Arc<dyn Bmc> = Arc::new(FakeBmc::new(&fleet));
-    let opts = EngineOptions {
-        bmc: Some(bmc),
-        ..EngineOptions::default()
-    };
-    let (_tx, rx) = watch::channel(CancelLevel::None);
     let hosts = (0..4)
         .map(|i| {
             let (name, bmc) = (format!("h{i}"), format!("http://h{i}"));
@@ -610,7 +616,8 @@ async fn power_cycles_on_one_pdu_are_spaced_like_power_ons() {
             host(&name, &[("bmc", bmc.as_str()), ("pdu", pdu)])
         })
         .collect();
-    let out = execute(plan(vec![s]), hosts, &fleet, opts, rx, Acks::Immediately).await;
+    let bmc = FakeBmc::new(&fleet);
+    let out = with_bmc_on(s, hosts, &fleet, bmc, HashMap::new(), Acks::Immediately).await;
     let sent = |name: &str| {
         fleet
             .calls()
