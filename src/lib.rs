@@ -21,6 +21,7 @@
 //! - [`session`]: the execution pipeline `run`, `resume` and `drill` share
 //!   (inputs checked, lock, journal, engine, consumers, exit code).
 //! - [`sim`]: the simulated fleet; the engine never imports it.
+//! - [`files`]: a private file written whole (temporary file and rename).
 //! - [`cli`], [`commands`]: the command line: arguments into typed
 //!   settings, confirmation, printing.
 
@@ -30,6 +31,7 @@ pub mod diag;
 pub mod engine;
 pub mod etcd;
 pub mod exit;
+pub mod files;
 pub mod inventory;
 pub mod journal;
 pub mod live;

@@ -5,8 +5,6 @@
 //! exit. The rules are `etcd`'s and the resume's `resume`'s; this file only
 //! turns arguments into those calls and their results into messages.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -325,20 +323,10 @@ fn materialize(store: &Store, journal: &Journal, dir: &Path) -> Result<PathBuf, 
     Ok(path)
 }
 
-/// Writes `content` to `path` (mode 0600) through a temporary file and a rename.
+/// [`crate::files::write_private`], its error for people.
 fn write_private(path: &Path, content: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(content)
-        .and_then(|()| f.sync_data())
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::files::write_private(path, content)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// How often a standby looks at the leader key.

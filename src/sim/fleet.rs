@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -822,19 +821,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SimError> {
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), SimError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| SimError::io(tmp.display(), e))?;
-    f.write_all(data)
-        .map_err(|e| SimError::io(tmp.display(), e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| SimError::io(path.display(), e))
+    crate::files::write_private(path, data).map_err(|e| SimError::io(path.display(), e))
 }
 
 #[cfg(test)]
