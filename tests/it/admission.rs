@@ -62,6 +62,30 @@ impl Fleet {
         names.sort();
         (names, faulted)
     }
+
+    /// Two tiers around the host carrying `fault`: `storage` is that host
+    /// and the next three others, `dns` the rest; with every name and it.
+    fn tiers(&self, fault: &str) -> Tiers {
+        let (names, faulty) = self.names_and(fault);
+        let others: Vec<String> = names.iter().filter(|n| **n != faulty).cloned().collect();
+        let storage = std::iter::once(faulty.clone())
+            .chain(others[..3].iter().cloned())
+            .collect();
+        let dns = others[3..].to_vec();
+        Tiers {
+            names,
+            faulty,
+            storage,
+            dns,
+        }
+    }
+}
+
+struct Tiers {
+    names: Vec<String>,
+    faulty: String,
+    storage: Vec<String>,
+    dns: Vec<String>,
 }
 
 /// The journal's host events in order: ("started" | "finished", host, stage).
@@ -91,12 +115,8 @@ fn position(events: &[(String, String, String)], what: &str, host: &str) -> usiz
         .unwrap_or_else(|| panic!("no {what} for {host}: {events:?}"))
 }
 
-fn list(names: &[&String]) -> String {
-    names
-        .iter()
-        .map(|n| n.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+fn list(names: &[String]) -> String {
+    names.join(", ")
 }
 
 #[test]
@@ -113,12 +133,12 @@ fn a_tier_starts_at_its_gate_while_a_slow_booting_straggler_still_runs() {
             "slow_boot=0.17",
         ],
     );
-    let (names, slow) = fleet.names_and("slow_boot");
-    let others: Vec<&String> = names.iter().filter(|n| **n != slow).collect();
-    let storage: Vec<&String> = std::iter::once(&slow)
-        .chain(others[..3].iter().copied())
-        .collect();
-    let dns = &others[3..];
+    let Tiers {
+        names,
+        faulty: slow,
+        storage,
+        dns,
+    } = fleet.tiers("slow_boot");
     let (code, out, err) = fleet.run(&format!(
         r#"
 version: 1
@@ -136,12 +156,12 @@ stages:
     steps: [ {{ reboot: {{ timeout: 60s }} }} ]
 "#,
         list(&storage),
-        list(dns)
+        list(&dns)
     ));
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let events = host_events(&fleet.journal());
     let slow_done = position(&events, "finished", &slow);
-    for h in dns {
+    for h in &dns {
         // The gated tier started while the straggler was still booting.
         assert!(
             position(&events, "started", h) < slow_done,
@@ -149,7 +169,7 @@ stages:
         );
     }
     for h in &storage[1..] {
-        assert!(position(&events, "finished", h) < position(&events, "started", dns[0]));
+        assert!(position(&events, "finished", h) < position(&events, "started", &dns[0]));
     }
     // Every host rebooted exactly once, the straggler included.
     let status = fleet.sim.status();
@@ -172,12 +192,12 @@ fn a_straggler_over_the_budget_stops_the_tier_already_started_at_its_gate() {
             "never_returns=0.13",
         ],
     );
-    let (names, dead) = fleet.names_and("never_returns");
-    let others: Vec<&String> = names.iter().filter(|n| **n != dead).collect();
-    let storage: Vec<&String> = std::iter::once(&dead)
-        .chain(others[..3].iter().copied())
-        .collect();
-    let dns = &others[3..];
+    let Tiers {
+        faulty: dead,
+        storage,
+        dns,
+        ..
+    } = fleet.tiers("never_returns");
     // dns runs one host at a time, each with a 3 s step after its reboot,
     // so it is still starting hosts when the dead host's 8 s timeout ends.
     let (code, out, err) = fleet.run(&format!(
@@ -196,7 +216,7 @@ stages:
     steps: [ {{ reboot: {{ timeout: 60s }} }}, {{ run: "sleep 3" }} ]
 "#,
         list(&storage),
-        list(dns)
+        list(&dns)
     ));
     assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
@@ -207,7 +227,6 @@ stages:
     let broke = position(&events, "finished", &dead);
     let started: Vec<&String> = dns
         .iter()
-        .copied()
         .filter(|h| events.iter().any(|(w, n, _)| w == "started" && n == *h))
         .collect();
     assert!(
