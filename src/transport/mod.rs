@@ -124,6 +124,7 @@ impl ConnectErrorKind {
     }
 }
 
+pub mod algorithms;
 pub mod escalation;
 pub mod ipmi;
 pub mod known_hosts;
