@@ -349,6 +349,12 @@ impl SshConnector {
         self.inner.config.resolve_host(host)
     }
 
+    /// Where a plain `name` would be reached through the ssh config alone
+    /// (`ssh -G name`).
+    pub fn endpoint_for_name(&self, name: &str) -> Result<Endpoint, String> {
+        self.inner.config.resolve_name(name, None, None)
+    }
+
     /// The known_hosts files checked for `ep`, user files first (the first
     /// one is where accept-new records), then the global ones.
     pub fn known_hosts_files(&self, ep: &Endpoint) -> (Vec<PathBuf>, Vec<PathBuf>) {
@@ -358,6 +364,106 @@ impl SshConnector {
     /// Whether an unknown host key would be recorded for `ep`.
     pub fn accepts_new(&self, ep: &Endpoint) -> bool {
         self.inner.accepts_new(ep)
+    }
+
+    /// What rekindle will do for `ep`, as `ssh -G` prints it: lowercase
+    /// keywords, one `keyword value` pair per line (IdentityFile and
+    /// CertificateFile as written, repeated; known_hosts files expanded).
+    pub fn effective_config(&self, ep: &Endpoint) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = vec![
+            ("host", ep.name.clone()),
+            ("user", ep.user.clone()),
+            ("hostname", ep.address.clone()),
+            ("port", ep.port.to_string()),
+        ];
+        if let Some(j) = &ep.jump {
+            out.push(("proxyjump", j.clone()));
+        }
+        if let Some(c) = &ep.proxy_command_raw {
+            out.push(("proxycommand", c.clone()));
+        }
+        if ep.identity_files_raw.is_empty() {
+            for p in &self.inner.opts.identities {
+                out.push(("identityfile", p.display().to_string()));
+            }
+        }
+        for f in &ep.identity_files_raw {
+            out.push(("identityfile", f.clone()));
+        }
+        for f in &ep.certificate_files_raw {
+            out.push(("certificatefile", f.clone()));
+        }
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        out.push(("identitiesonly", yes_no(ep.identities_only)));
+        match &ep.agent {
+            Agent::Environment => {}
+            Agent::None => out.push(("identityagent", "none".into())),
+            Agent::Socket(p) => out.push(("identityagent", p.display().to_string())),
+        }
+        let (user, global) = self.known_hosts_files(ep);
+        let join = |files: &[PathBuf]| {
+            if files.is_empty() {
+                "none".to_string()
+            } else {
+                files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        out.push(("globalknownhostsfile", join(&global)));
+        out.push(("userknownhostsfile", join(&user)));
+        out.push((
+            "stricthostkeychecking",
+            match &ep.strict {
+                Strictness::Yes => "true".into(),
+                Strictness::AcceptNew => "accept-new".into(),
+                Strictness::Ask | Strictness::Default => "ask".into(),
+                Strictness::Off(_) => "false".into(),
+            },
+        ));
+        out.push((
+            "rekindleunknownhostkeys",
+            if self.accepts_new(ep) {
+                "accept-new"
+            } else {
+                "refuse"
+            }
+            .into(),
+        ));
+        if let Some(a) = &ep.host_key_alias {
+            out.push(("hostkeyalias", a.clone()));
+        }
+        out.push((
+            "connecttimeout",
+            ep.connect_timeout
+                .map_or_else(|| "none".into(), |d| d.as_secs().to_string()),
+        ));
+        out.push((
+            "serveraliveinterval",
+            ep.server_alive_interval
+                .unwrap_or(KEEPALIVE_INTERVAL)
+                .as_secs()
+                .to_string(),
+        ));
+        out.push((
+            "serveralivecountmax",
+            ep.server_alive_count_max
+                .unwrap_or(KEEPALIVE_MAX)
+                .to_string(),
+        ));
+        for kind in AlgorithmKind::ALL {
+            let key = match kind {
+                AlgorithmKind::Kex => "kexalgorithms",
+                AlgorithmKind::Cipher => "ciphers",
+                AlgorithmKind::Mac => "macs",
+                AlgorithmKind::HostKey => "hostkeyalgorithms",
+                AlgorithmKind::Pubkey => "pubkeyacceptedalgorithms",
+            };
+            out.push((key, ep.algorithms.get(kind).join(",")));
+        }
+        out
     }
 }
 
@@ -591,7 +697,12 @@ impl Inner {
     fn known_hosts_files(&self, ep: &Endpoint) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let user = match (&ep.user_known_hosts, self.opts.known_hosts_explicit) {
             (Some(files), false) => files.clone(),
-            _ => vec![self.opts.known_hosts.clone()],
+            // OpenSSH's default pair: `known_hosts`, then `known_hosts2` beside it.
+            (None, false) => vec![
+                self.opts.known_hosts.clone(),
+                self.opts.known_hosts.with_file_name("known_hosts2"),
+            ],
+            (_, true) => vec![self.opts.known_hosts.clone()],
         };
         let global = ep
             .global_known_hosts

@@ -23,6 +23,7 @@ mod run;
 mod scripts;
 mod sim;
 mod ssh;
+mod ssh_config_oracle;
 mod sshd;
 mod static_binary;
 mod support;
