@@ -1593,13 +1593,11 @@ impl SshSession {
             match tokio::time::timeout_at(deadline, conn.handle.channel_open_session()).await {
                 Err(_) => return Err(ExecError::Timeout(timeout)),
                 Ok(Ok(c)) => return Ok((conn, c)),
-                // tinysshd serves one channel per connection and refuses a
-                // second as "administratively prohibited"; sshd refuses one
-                // beyond MaxSessions with "resource shortage".
-                Ok(Err(russh::Error::ChannelOpenFailure(
-                    russh::ChannelOpenFailure::AdministrativelyProhibited
-                    | russh::ChannelOpenFailure::ResourceShortage,
-                ))) => {}
+                // A refused session channel ran nothing. tinysshd serves one
+                // channel per connection and refuses a second ("administratively
+                // prohibited"); sshd with MaxSessions 1 refuses one opened
+                // before it has let go of the last ("connect failed").
+                Ok(Err(russh::Error::ChannelOpenFailure(_))) => {}
                 Ok(Err(e)) => match channel_error(&conn.handle, e) {
                     ExecError::Disconnected => {}
                     other => return Err(other),

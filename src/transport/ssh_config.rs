@@ -260,11 +260,12 @@ impl Endpoint {
     }
 
     /// Names to look the host key up under, in `[x]:port` form when the
-    /// port is not 22: the HostKeyAlias alone when set (as OpenSSH), else
-    /// the name and the address.
+    /// port is not 22: the HostKeyAlias alone (without port) when set, as
+    /// OpenSSH, else the name and the address.
     pub fn known_hosts_names(&self) -> Vec<String> {
+        // The alias replaces name and port (sshconnect.c, get_hostfile_hostname_ipaddr).
         if let Some(alias) = &self.host_key_alias {
-            return vec![super::known_hosts::host_port_name(alias, self.port)];
+            return vec![alias.clone()];
         }
         let mut names = vec![super::known_hosts::host_port_name(&self.name, self.port)];
         if self.address != self.name {

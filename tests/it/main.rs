@@ -13,6 +13,7 @@ mod inventory_ansible;
 mod ipmi;
 mod journal;
 mod live;
+mod openssh_conformance;
 mod plan;
 mod power;
 mod reboot;
