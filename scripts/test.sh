@@ -10,7 +10,11 @@
 # - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests;
 # - file: the static-binary test checks the binary scripts/build-static.sh
 #   makes (and the script itself does);
-# - etcd-server: the `--etcd` tests start a three-member cluster on loopback.
+# - etcd-server: the `--etcd` tests start a three-member cluster on loopback;
+# - dropbear-bin, tinysshd and ucspi-tcp (tcpserver): the OpenSSH conformance
+#   tests run them next to sshd, logging in as the unprivileged user
+#   `rekindle-ssh` (key logins only; the tests add their keys to its
+#   ~/.ssh/authorized_keys).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +28,9 @@ missing=()
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
 [ -x /usr/bin/file ] || missing+=(file)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/sbin/dropbear ] || missing+=(dropbear-bin)
+[ -x /usr/sbin/tinysshd ] || missing+=(tinysshd)
+[ -x /usr/bin/tcpserver ] || missing+=(ucspi-tcp)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq
@@ -37,6 +44,11 @@ if ! id rekindle-test >/dev/null 2>&1; then
   $sudo usermod -p '*' rekindle-test
 fi
 id rekindle-test-pw >/dev/null 2>&1 || $sudo useradd -M -s /usr/sbin/nologin rekindle-test-pw
+if ! id rekindle-ssh >/dev/null 2>&1; then
+  echo "test.sh: creating the unprivileged test user rekindle-ssh (dropbear, tinysshd)" >&2
+  $sudo useradd -m -s /bin/sh rekindle-ssh
+  $sudo usermod -p '*' rekindle-ssh
+fi
 dropin=/etc/sudoers.d/rekindle-test
 if [ ! -f "$dropin" ]; then
   echo "test.sh: writing $dropin" >&2

@@ -751,18 +751,11 @@ impl Inner {
 
     /// Says once per run what the config asked that rekindle does differently.
     fn warn_once(&self, ep: &Endpoint) {
-        let mut lines = ep.warnings.clone();
-        if let Strictness::Off(at) = &ep.strict {
-            lines.push(format!(
-                "{at}: StrictHostKeyChecking no is not followed: rekindle refuses a changed host key \
-                 always, and an unknown one unless --accept-new-host-keys"
-            ));
-        }
-        if lines.is_empty() {
+        if ep.warnings.is_empty() {
             return;
         }
         let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-        for line in lines {
+        for line in ep.warnings.iter().cloned() {
             if warned.insert(line.clone()) {
                 eprintln!("warning: ssh config {line}");
             }

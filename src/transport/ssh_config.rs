@@ -739,14 +739,17 @@ impl ClientConfig {
                 "yes" | "true" => Strictness::Yes,
                 "accept-new" => Strictness::AcceptNew,
                 "ask" => Strictness::Ask,
-                "no" | "off" | "false" => Strictness::Off(
-                    g.at("stricthostkeychecking")
-                        .cloned()
-                        .unwrap_or_else(|| At {
-                            file: Arc::new(PathBuf::from("?")),
-                            line: 0,
-                        }),
-                ),
+                "no" | "off" | "false" => {
+                    let at = g.at("stricthostkeychecking").cloned().unwrap_or_else(|| At {
+                        file: Arc::new(PathBuf::from("?")),
+                        line: 0,
+                    });
+                    e.warnings.push(format!(
+                        "{at}: StrictHostKeyChecking {s} is not followed: rekindle refuses a \
+                         changed host key always, and an unknown one unless --accept-new-host-keys"
+                    ));
+                    Strictness::Off(at)
+                }
                 other => {
                     return Err(format!(
                         "{}: StrictHostKeyChecking {other}: expected yes, accept-new, ask, no or off",

@@ -278,3 +278,26 @@ fn options_rekindle_cannot_honour_are_errors_with_their_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn strict_host_key_checking_no_is_named_with_its_line_and_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config");
+    std::fs::write(&path, "Host lax\n  User x\n  StrictHostKeyChecking no\n").expect("write");
+    let (code, stdout, stderr) = support::run(
+        support::rekindle()
+            .arg("ssh-config")
+            .arg("--ssh-config")
+            .arg(&path)
+            .arg("lax"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:3: StrictHostKeyChecking no is not followed",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stdout.contains("\nrekindleunknownhostkeys refuse\n"), "{stdout}");
+}
