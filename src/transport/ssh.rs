@@ -755,7 +755,7 @@ impl Inner {
             return;
         }
         let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-        for line in ep.warnings.iter().cloned() {
+        for line in &ep.warnings {
             if warned.insert(line.clone()) {
                 eprintln!("warning: ssh config {line}");
             }
@@ -1401,13 +1401,12 @@ impl Client {
                     v @ CertVerdict::UnknownAuthority { .. } => {
                         unknown.get_or_insert((v, path));
                     }
+                    // The first refusal, unless a later file revokes.
                     v => {
-                        if matches!(v, CertVerdict::Revoked { .. })
-                            || !matches!(reason, Some((CertVerdict::Revoked { .. }, _)))
-                        {
-                            if reason.is_none() || matches!(v, CertVerdict::Revoked { .. }) {
-                                reason = Some((v, path));
-                            }
+                        let revoked = matches!(v, CertVerdict::Revoked { .. });
+                        let have_revoked = matches!(reason, Some((CertVerdict::Revoked { .. }, _)));
+                        if reason.is_none() || (revoked && !have_revoked) {
+                            reason = Some((v, path));
                         }
                     }
                 }
@@ -1487,19 +1486,20 @@ impl client::Handler for Client {
         let key = &key;
         let fingerprint = key.fingerprint(HashAlg::Sha256);
         let (mut verdict, mut kh) = self.plain_verdict(key);
-        if verdict == Verdict::Unknown && self.accept_new {
-            if let Some(first) = self.known.first() {
-                kh = first.path().display().to_string();
-                verdict = first.accept_new(&self.names, key).map_err(|e| {
-                    HandlerError::HostKey(ConnectError {
-                        kind: ConnectErrorKind::HostKeyUnknown,
-                        message: format!(
-                            "{}: cannot record the new host key {fingerprint}: {e}",
-                            self.display
-                        ),
-                    })
-                })?;
-            }
+        if verdict == Verdict::Unknown
+            && self.accept_new
+            && let Some(first) = self.known.first()
+        {
+            kh = first.path().display().to_string();
+            verdict = first.accept_new(&self.names, key).map_err(|e| {
+                HandlerError::HostKey(ConnectError {
+                    kind: ConnectErrorKind::HostKeyUnknown,
+                    message: format!(
+                        "{}: cannot record the new host key {fingerprint}: {e}",
+                        self.display
+                    ),
+                })
+            })?;
         }
         let err = |kind, message| Err(HandlerError::HostKey(ConnectError { kind, message }));
         match verdict {

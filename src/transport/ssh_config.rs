@@ -740,10 +740,13 @@ impl ClientConfig {
                 "accept-new" => Strictness::AcceptNew,
                 "ask" => Strictness::Ask,
                 "no" | "off" | "false" => {
-                    let at = g.at("stricthostkeychecking").cloned().unwrap_or_else(|| At {
-                        file: Arc::new(PathBuf::from("?")),
-                        line: 0,
-                    });
+                    let at = g
+                        .at("stricthostkeychecking")
+                        .cloned()
+                        .unwrap_or_else(|| At {
+                            file: Arc::new(PathBuf::from("?")),
+                            line: 0,
+                        });
                     e.warnings.push(format!(
                         "{at}: StrictHostKeyChecking {s} is not followed: rekindle refuses a \
                          changed host key always, and an unknown one unless --accept-new-host-keys"

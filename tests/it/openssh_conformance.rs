@@ -898,12 +898,18 @@ async fn rekindle_reaches_what_openssh_reaches_and_refuses_what_it_refuses() {
         if ours == Verdict::NoCommonAlgorithm
             && !(our_err.contains("rekindle offers") && our_err.contains("the server offers"))
         {
-            failures.push(format!("{}: the message names both lists: {our_err}", c.name));
+            failures.push(format!(
+                "{}: the message names both lists: {our_err}",
+                c.name
+            ));
         }
         if c.name == "CentOS 6 defaults"
             && !our_err.contains("add `KexAlgorithms +diffie-hellman-group14-sha1`")
         {
-            failures.push(format!("{}: the message names the option: {our_err}", c.name));
+            failures.push(format!(
+                "{}: the message names the option: {our_err}",
+                c.name
+            ));
         }
         if ssh != c.expect || ours != want_ours {
             failures.push(format!(

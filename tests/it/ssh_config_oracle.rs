@@ -299,5 +299,8 @@ fn strict_host_key_checking_no_is_named_with_its_line_and_not_followed() {
         )),
         "{stderr}"
     );
-    assert!(stdout.contains("\nrekindleunknownhostkeys refuse\n"), "{stdout}");
+    assert!(
+        stdout.contains("\nrekindleunknownhostkeys refuse\n"),
+        "{stdout}"
+    );
 }
