@@ -12,6 +12,8 @@
 //! `sntrup761x25519-sha512` key exchange, the `umac-*` MACs, `sk-*` and
 //! `webauthn-*` host keys.
 
+use std::sync::{Arc, LazyLock};
+
 /// Which list an option sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AlgorithmKind {
@@ -148,26 +150,30 @@ impl AlgorithmKind {
     }
 }
 
-/// The five lists for one host.
+/// The five lists for one host. Shared (`Arc`): every host without an
+/// algorithm option holds the same defaults, resolved at each connect.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Algorithms {
-    pub kex: Vec<String>,
-    pub ciphers: Vec<String>,
-    pub macs: Vec<String>,
-    pub host_keys: Vec<String>,
-    pub pubkeys: Vec<String>,
+    kex: Arc<[String]>,
+    ciphers: Arc<[String]>,
+    macs: Arc<[String]>,
+    host_keys: Arc<[String]>,
+    pubkeys: Arc<[String]>,
 }
 
 impl Default for Algorithms {
     fn default() -> Algorithms {
-        let d = |k: AlgorithmKind| k.defaults().iter().map(|s| s.to_string()).collect();
-        Algorithms {
-            kex: d(AlgorithmKind::Kex),
-            ciphers: d(AlgorithmKind::Cipher),
-            macs: d(AlgorithmKind::Mac),
-            host_keys: d(AlgorithmKind::HostKey),
-            pubkeys: d(AlgorithmKind::Pubkey),
-        }
+        static DEFAULT: LazyLock<Algorithms> = LazyLock::new(|| {
+            let d = |k: AlgorithmKind| k.defaults().iter().map(|s| s.to_string()).collect();
+            Algorithms {
+                kex: d(AlgorithmKind::Kex),
+                ciphers: d(AlgorithmKind::Cipher),
+                macs: d(AlgorithmKind::Mac),
+                host_keys: d(AlgorithmKind::HostKey),
+                pubkeys: d(AlgorithmKind::Pubkey),
+            }
+        });
+        DEFAULT.clone()
     }
 }
 
@@ -183,6 +189,7 @@ impl Algorithms {
     }
 
     pub fn set(&mut self, kind: AlgorithmKind, list: Vec<String>) {
+        let list: Arc<[String]> = list.into();
         match kind {
             AlgorithmKind::Kex => self.kex = list,
             AlgorithmKind::Cipher => self.ciphers = list,
@@ -218,7 +225,7 @@ impl Algorithms {
             .collect();
         let mut keys = Vec::new();
         let mut certificates = Vec::new();
-        for name in &self.host_keys {
+        for name in self.host_keys.iter() {
             match name.strip_suffix("-cert-v01@openssh.com") {
                 Some(plain) => {
                     if let Ok(a) = russh::keys::Algorithm::new(plain) {
@@ -257,7 +264,7 @@ impl Algorithms {
             } else {
                 n.clone()
             };
-            self.pubkeys.contains(&n)
+            self.pubkeys.iter().any(|p| *p == n)
         })
     }
 }

@@ -26,7 +26,7 @@ use russh::{ChannelMsg, MethodKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::algorithms::AlgorithmKind;
+use super::algorithms::{AlgorithmKind, Algorithms};
 use super::known_hosts::{KnownHosts, Verdict};
 use super::redfish::Secret;
 use super::ssh_config::{Agent, ClientConfig, Endpoint, Strictness};
@@ -259,7 +259,17 @@ struct Inner {
     config_certs: Mutex<HashMap<PathBuf, Result<Certificate, String>>>,
     jumps: Mutex<HashMap<String, Arc<tokio::sync::Mutex<JumpSlot>>>>,
     /// russh configs, one per distinct algorithm order and keepalive.
-    configs: Mutex<HashMap<Vec<String>, Arc<client::Config>>>,
+    configs: Mutex<HashMap<ConfigKey, Arc<client::Config>>>,
+}
+
+/// What a russh config is built from (see [`Inner::config_for`]).
+#[derive(PartialEq, Eq, Hash)]
+struct ConfigKey {
+    algorithms: Algorithms,
+    /// Host-key algorithms known_hosts holds for the host, preferred.
+    known: Vec<String>,
+    certificates: bool,
+    keepalive: (Duration, usize),
 }
 
 /// OpenSSH's global known_hosts files, read (never written) after the user's.
@@ -653,33 +663,29 @@ impl Inner {
             (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
             _ => a == b,
         };
-        let preferred = ep.algorithms.preferred();
-        let (mut first, rest): (Vec<_>, Vec<_>) = preferred
-            .keys
-            .into_iter()
-            .partition(|a| known.iter().any(|k| same_family(a, k)));
-        first.extend(rest);
-        let certs: Vec<Algorithm> = if certificates {
-            preferred.certificates
-        } else {
-            Vec::new()
-        };
         let keepalive = ep.server_alive_interval.unwrap_or(KEEPALIVE_INTERVAL);
         let keepalive_max = ep.server_alive_count_max.unwrap_or(KEEPALIVE_MAX);
-        let mut order: Vec<String> = first.iter().map(|a| a.to_string()).collect();
-        order.push("|certs".into());
-        order.extend(certs.iter().map(|a| a.to_string()));
-        order.push("|kex".into());
-        order.extend(preferred.kex.iter().map(|n| n.as_ref().to_string()));
-        order.push("|cipher".into());
-        order.extend(preferred.cipher.iter().map(|n| n.as_ref().to_string()));
-        order.push("|mac".into());
-        order.extend(preferred.mac.iter().map(|n| n.as_ref().to_string()));
-        order.push(format!("|alive {keepalive:?} {keepalive_max}"));
+        let key = ConfigKey {
+            algorithms: ep.algorithms.clone(),
+            known: known.iter().map(|a| a.to_string()).collect(),
+            certificates,
+            keepalive: (keepalive, keepalive_max),
+        };
         let mut configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
         configs
-            .entry(order)
+            .entry(key)
             .or_insert_with(|| {
+                let preferred = ep.algorithms.preferred();
+                let (mut first, rest): (Vec<_>, Vec<_>) = preferred
+                    .keys
+                    .into_iter()
+                    .partition(|a| known.iter().any(|k| same_family(a, k)));
+                first.extend(rest);
+                let certs: Vec<Algorithm> = if certificates {
+                    preferred.certificates
+                } else {
+                    Vec::new()
+                };
                 let mut config = base_config();
                 config.keepalive_interval = Some(keepalive);
                 config.keepalive_max = keepalive_max;
