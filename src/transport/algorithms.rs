@@ -264,7 +264,7 @@ impl Algorithms {
             } else {
                 n.clone()
             };
-            self.pubkeys.iter().any(|p| *p == n)
+            self.pubkeys.contains(&n)
         })
     }
 }
