@@ -161,8 +161,8 @@ pub struct AuditArgs {
     /// Time between two reads of one host.
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub interval: String,
-    /// Hosts read at once.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    /// Hosts read at once (each holds a connection through its samples).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     pub parallel: usize,
     /// The site to assume lost (e.g. `dc=pangyo`): every dependency of the recovery in it is an error.
     #[arg(long, value_name = "SELECTOR")]

@@ -380,7 +380,19 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-    let observed = runtime.block_on(observe(connector, inventory, plan, settings));
+    // A host read holds one connection (two through a jump host): as many at
+    // once as the descriptor limit leaves room for.
+    let mut notes = Vec::new();
+    let limit = crate::session::descriptors::raise_limit(&mut notes);
+    let fit = crate::session::descriptors::fit(limit, 2, 0, None, 1).parallel;
+    for n in notes {
+        eprintln!("{n}");
+    }
+    let settings = Settings {
+        parallel: settings.parallel.min(fit),
+        ..settings.clone()
+    };
+    let observed = runtime.block_on(observe(connector, inventory, plan, &settings));
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(judge(
         plan,
