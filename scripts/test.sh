@@ -14,7 +14,9 @@
 # - dropbear-bin, tinysshd and ucspi-tcp (tcpserver): the OpenSSH conformance
 #   tests run them next to sshd, logging in as the unprivileged user
 #   `rekindle-ssh` (key logins only; the tests add their keys to its
-#   ~/.ssh/authorized_keys).
+#   ~/.ssh/authorized_keys);
+# - iproute2 and python3: the audit test builds hosts in network namespaces
+#   (sshd and a small Python TCP peer in each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +33,8 @@ missing=()
 [ -x /usr/sbin/dropbear ] || missing+=(dropbear-bin)
 [ -x /usr/sbin/tinysshd ] || missing+=(tinysshd)
 [ -x /usr/bin/tcpserver ] || missing+=(ucspi-tcp)
+[ -x /usr/bin/ip ] || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq

@@ -3,6 +3,7 @@
 //! modules below it never print.
 
 mod args;
+mod audit;
 mod control;
 mod drill;
 mod etcd;
@@ -25,6 +26,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Hosts(args) => hosts::execute(args),
         Command::SshConfig(args) => ssh_config::execute(args),
         Command::Plan(args) => plan::execute(args),
+        Command::Audit(args) => audit::execute(args),
         Command::Run(args) => run::execute(args, cli.verbose),
         Command::Resume(args) => resume::execute(args, cli.verbose),
         Command::Pause(args) => control::execute(args, true),
