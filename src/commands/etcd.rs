@@ -54,9 +54,12 @@ pub(crate) fn finish(lead: Option<Lead>, exit: Exit) -> Exit {
     }
 }
 
-fn store(etcd: &EtcdArgs) -> Result<Store, String> {
+fn store(etcd: &EtcdArgs, exec: &ExecArgs) -> Result<Store, String> {
     match args::etcd(etcd)? {
-        Some(settings) => args::etcd_store(settings),
+        Some(mut settings) => {
+            settings.become_password = exec.become_password_file.is_some();
+            args::etcd_store(settings)
+        }
         None => Err("--etcd (or REKINDLE_ETCD) is needed".into()),
     }
 }
@@ -116,7 +119,7 @@ fn warn_about_stale_runs(
 
 /// `report RUN_ID --etcd ...`: the run's journal as etcd has it.
 pub(crate) fn journal(etcd: &EtcdArgs, run: &str) -> Result<Journal, String> {
-    let store = store(etcd)?;
+    let store = store(etcd, &ExecArgs::default())?;
     let run = run_id(run);
     store
         .journal(&run)
@@ -207,7 +210,7 @@ impl Takeover {
 
 /// `resume RUN_ID --etcd ...`: takes over a run whose driver is gone.
 pub(crate) fn resume(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
-    let store = match store(&args.etcd) {
+    let store = match store(&args.etcd, &args.exec) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -390,6 +393,17 @@ fn ready_to_take_over(store: &Store, run: &str, exec: &ExecArgs) -> Result<(), S
         .header(run)
         .map_err(|e| format!("--etcd: {e}"))?
         .ok_or_else(|| no_run(store, run))?;
+    // Whether become needs a password only the hosts' sudo knows; the
+    // driver says whether it was given one.
+    if let Some(d) = store.driver(run).map_err(|e| format!("--etcd: {e}"))?
+        && d.become_password
+        && exec.become_password_file.is_none()
+    {
+        return Err(format!(
+            "its driver {} was given --become-password-file, and this standby was not: a takeover would find sudo asking for a password",
+            driver_words(&d)
+        ));
+    }
     let moved = write_inputs(store, &header, &exec.journal)?;
     let mut sources = crate::diag::Sources::new();
     let inventories: Vec<String> = moved.inventories.iter().map(|f| f.path.clone()).collect();
@@ -422,7 +436,7 @@ const STANDBY_POLL: Duration = Duration::from_millis(500);
 /// `standby RUN_ID --etcd ...`: waits while the run's driver lives, then
 /// takes it over (one standby wins; the others go on waiting).
 pub(crate) fn standby(args: StandbyArgs, verbose: u8) -> anyhow::Result<Exit> {
-    let store = match store(&args.etcd) {
+    let store = match store(&args.etcd, &args.exec) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -61,6 +61,9 @@ pub struct Settings {
     pub ttl: Duration,
     /// Who this process is to other bastions (`--bastion`, else the host name).
     pub bastion: String,
+    /// This process was given `--become-password-file`: said in its leader
+    /// key, so that a standby without one is refused (it could not take over).
+    pub become_password: bool,
 }
 
 /// The keys of one run.
@@ -118,6 +121,9 @@ pub struct Driver {
     pub pid: u32,
     /// When it took the lead (RFC 3339).
     pub since: String,
+    /// It was given a become password file (never the password).
+    #[serde(default)]
+    pub become_password: bool,
     /// The leader key's create revision: filled in when read back.
     #[serde(default)]
     pub token: i64,
@@ -360,6 +366,7 @@ impl Store {
                 bastion: self.settings.bastion.clone(),
                 pid: std::process::id(),
                 since: journal::rfc3339(SystemTime::now()),
+                become_password: self.settings.become_password,
                 token: 0,
             };
             let r = self.rt.block_on(self.client.txn(

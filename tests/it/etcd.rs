@@ -1143,6 +1143,13 @@ fn a_standby_without_the_bmc_credentials_the_run_needs_refuses_to_stand_by() {
     )
     .expect("playbook");
     let credentials = fleet.sim.path("bmc-credentials");
+    let become_file = work.join("become-password");
+    std::fs::write(&become_file, "not-needed-by-this-plan\n").expect("password file");
+    std::fs::set_permissions(
+        &become_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod 600");
     let mut run = support::rekindle_in(work);
     run.arg("run")
         .arg(&book)
@@ -1152,11 +1159,13 @@ fn a_standby_without_the_bmc_credentials_the_run_needs_refuses_to_stand_by() {
         .arg(work.join("journal-b1"))
         .args(["--etcd", &etcd, "--bastion", "b1", "--bmc-credentials"])
         .arg(&credentials)
+        .arg("--become-password-file")
+        .arg(&become_file)
         .env_remove("REKINDLE_BMC_USER")
         .env_remove("REKINDLE_BMC_PASSWORD");
     let driver = Running::start(run);
     let run_id = run_id_of(&driver);
-    let standby = |with_credentials: bool| {
+    let standby = |with_credentials: bool, with_become: bool| {
         let mut c = support::rekindle_in(work);
         c.args([
             "standby",
@@ -1173,21 +1182,31 @@ fn a_standby_without_the_bmc_credentials_the_run_needs_refuses_to_stand_by() {
         if with_credentials {
             c.arg("--bmc-credentials").arg(&credentials);
         }
+        if with_become {
+            c.arg("--become-password-file").arg(&become_file);
+        }
         c
     };
-    let (code, _, err) = support::run(&mut standby(false));
+    let refused = format!("refusing to stand by for run {run_id}: a takeover would fail");
+    let (code, _, err) = support::run(&mut standby(false, true));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains(&format!(
-            "refusing to stand by for run {run_id}: a takeover would fail"
-        )) && err.to_lowercase().contains("credentials"),
+        err.contains(&refused) && err.to_lowercase().contains("credentials"),
+        "{err}"
+    );
+    // Whether sudo wants a password only the hosts know: the driver says
+    // it was given a password file, so a standby without one is refused.
+    let (code, _, err) = support::run(&mut standby(true, false));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&refused) && err.contains("was given --become-password-file"),
         "{err}"
     );
     assert!(
         cluster.get("/rekindle/standby/").is_empty(),
         "a refused standby is not announced"
     );
-    let waiting = Running::start(standby(true));
+    let waiting = Running::start(standby(true, true));
     waiting.wait_stderr("waiting to take over", Duration::from_secs(60));
     assert_eq!(cluster.get("/rekindle/standby/").len(), 1);
     let (code, err) = driver.wait(Duration::from_secs(120));
