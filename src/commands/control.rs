@@ -25,7 +25,9 @@ pub fn execute(args: ControlArgs, pause: bool) -> anyhow::Result<Exit> {
         .ok()
         .and_then(|p| journal::read(&p).ok());
     let home = local.as_ref().and_then(|j| j.header.etcd.clone());
-    if args.etcd.etcd.is_some() || home.is_some() {
+    // `--etcd` (or REKINDLE_ETCD) reaches a run whose journal is not here;
+    // a local run's own journal says it is not kept in etcd.
+    if home.is_some() || (local.is_none() && args.etcd.etcd.is_some()) {
         let run = local
             .as_ref()
             .map_or_else(|| args.run.clone(), |j| j.header.run_id.clone());
