@@ -311,6 +311,9 @@ pub struct ControlArgs {
     /// Directory of the run's journal, for a run id.
     #[arg(long, value_name = "DIR", default_value = "rekindle-journal")]
     pub journal: PathBuf,
+    /// A run kept in etcd is paused there (its journal's header names the cluster; `--etcd` reaches one whose journal is not on this machine).
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +330,9 @@ pub struct ResumeArgs {
     /// Resume only hosts matching this selector (within the run's own --limit); leave the rest for a later resume.
     #[arg(long, value_name = "SELECTOR")]
     pub limit: Option<String>,
+    /// With --limit or --failed-only: go on although failed hosts left out break their stage's failure budget (that stage then counts as finished and the stages after it run).
+    #[arg(long)]
+    pub accept_failures: bool,
     /// Resume a run kept in etcd from the local journal alone, outside etcd's lease: only when that etcd is gone for good and no other bastion can drive the run.
     #[arg(long)]
     pub without_etcd: bool,

@@ -127,9 +127,9 @@ impl Power {
     /// like a power-on (`remediate`'s PDU spacing and fleet rate), since a
     /// cycle ends in a power-on's inrush too; the turn comes after the
     /// BMC's reads, so the spacing is between the resets themselves.
-    /// `intent` learns the reset type and is awaited before the turn; an
-    /// error from it means the intent was not recorded, and nothing is
-    /// sent. One BMC request at a time per BMC, like every request here.
+    /// `intent` learns the reset type and is awaited once the turn came,
+    /// right before the reset; an error from it means the intent was not
+    /// recorded, and nothing is sent. One BMC request at a time per BMC, like every request here.
     /// Returns the type sent.
     pub async fn power_cycle<F, Fut>(
         &self,
@@ -216,19 +216,25 @@ impl Power {
         let auth = auth_slot
             .clone()
             .ok_or_else(|| protocol("no BMC session".to_owned()))?;
-        // As a power-on's reset: the BMC's spacing first, then the intent
-        // (recorded before the turn, so its flush cannot shift the PDU's
-        // cadence), then the turn, and the reset right after it.
+        // The BMC's spacing first, then the turn, then the intent, and the
+        // reset right after it. Unlike a power-on's (recorded before the
+        // turn; a resumed power_on reads the power state first), a cycle's
+        // intent counts: a resume goes on from its attempt number and never
+        // sends it again. Recorded before the turn, every silent host of a
+        // PDU had its cycle journaled while it queued, and a crash during
+        // that wait left cycles never sent counted as sent (and hosts
+        // quarantined that were never cycled). The flush now falls between
+        // the turn and the reset; cycles are the few stragglers.
         let mut ended = gate.lock().await;
         if let Some(t) = *ended {
             tokio::time::sleep_until(t + self.spacing).await;
         }
+        let pacing = (remediate.pdu_interval, remediate.rate, Duration::ZERO);
+        take_turn(host, pacing, turns, "power cycle").await?;
         tokio::time::timeout(self.cycle_timeout, intent(reset_type.to_owned()))
             .await
             .map_err(|_| late("the power cycle's intent was not recorded"))?
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
-        let pacing = (remediate.pdu_interval, remediate.rate, Duration::ZERO);
-        take_turn(host, pacing, turns, "power cycle").await?;
         let permit = self.in_flight.acquire().await;
         let sent = tokio::time::timeout(
             self.cycle_timeout,

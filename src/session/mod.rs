@@ -355,13 +355,27 @@ pub enum Locking<'a> {
 }
 
 /// Creates the journal directory (0700: journals name hosts and commands).
+/// An existing one that every user may write to is refused: anyone could
+/// create the run's pause file there (and pause it), or plant a lock.
 pub fn journal_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create the journal directory {}", dir.display()))
+        .with_context(|| format!("cannot create the journal directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the journal directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o002 != 0 {
+        anyhow::bail!(
+            "the journal directory {} is writable by every user (mode {:o}): any of them could pause the run              (its control file lives there) or plant a lock; use a directory of your own (`chmod o-w` it,              or give another --journal)",
+            dir.display(),
+            mode & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// Takes the plan's lock in `dir` for `journal_file`, then registers the
@@ -373,6 +387,7 @@ fn take_lock(
     journal_file: &Path,
     breaking: lock::Break,
     (plan, inventory): (&Plan, &Inventory),
+    led_in_etcd: bool,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<lock::RunLock> {
     let flag = match breaking {
@@ -397,18 +412,30 @@ fn take_lock(
         .flat_map(|s| s.hosts.iter())
         .filter_map(|&h| inventory.hosts.get(h))
         .map(|h| h.name.as_str());
-    let registry = journal::registry::register(
+    let run = journal_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned());
+    let claim = journal::registry::Claim {
+        plan: &plan.name,
+        run: run.as_deref(),
+        led_in_etcd,
+    };
+    let registry = journal::registry::register_run(
         &journal::registry::dir()?,
-        &plan.name,
+        claim,
         hosts,
         &lock::Holder::me(journal_file),
         breaking,
     )?;
     for r in &registry.replaced {
-        if let journal::registry::Replaced::Broken(o) = r {
-            notes.push(format!(
+        match r {
+            journal::registry::Replaced::Broken(o) => notes.push(format!(
                 "note: {flag}: took over the hosts of a live run: {o}"
-            ));
+            )),
+            journal::registry::Replaced::TakenOver(h) => notes.push(format!(
+                "note: this process took the run's lead in etcd; the run's previous driver on this machine ({h}) gives way here too, and stops at its next intent if it wakes"
+            )),
+            journal::registry::Replaced::Stale(_) => {}
         }
     }
     Ok(lock::RunLock { plan: l, registry })
@@ -436,6 +463,7 @@ pub fn open_new(
             &path,
             breaking,
             (plan, inventory),
+            false,
             &mut notes,
         )?),
         Locking::None => None,
@@ -459,11 +487,15 @@ pub fn open_new(
 /// Takes the plan's lock for an existing journal (the journal's directory
 /// holds it, whatever `--journal` says); the journal is opened for
 /// appending later, by [`open_append`], once the operator confirmed.
+/// `led_in_etcd`: this process took the run's lead in etcd, which decides
+/// who drives it; the same run's entry in this machine's registry (its
+/// previous driver, stopped here) gives way.
 pub fn lock_existing(
     journal_file: &Path,
     playbook_abs: &str,
     breaking: lock::Break,
     selected: (&Plan, &Inventory),
+    led_in_etcd: bool,
 ) -> anyhow::Result<(lock::RunLock, Vec<String>)> {
     let dir = journal_file
         .parent()
@@ -477,6 +509,7 @@ pub fn lock_existing(
         journal_file,
         breaking,
         selected,
+        led_in_etcd,
         &mut notes,
     )?;
     Ok((l, notes))
@@ -535,6 +568,9 @@ pub struct Mirror {
     /// action goes out: a driver stopped (SIGSTOP) between the ack and the
     /// send finds out here, and sends nothing.
     pub may_act: crate::engine::events::MayAct,
+    /// The run's pause switch where the run is kept (etcd): it binds this
+    /// driver as the control file beside the journal does.
+    pub pause: Option<watch::Receiver<bool>>,
 }
 
 /// What an execution ended with.
@@ -607,10 +643,21 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     let outcomes: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
     let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
     let mut stop = None;
+    let mut pause_join = None;
     if let Some(m) = mirror {
         consumers.push(m.consumer);
         stop = Some(m.stop);
         opts.may_act = Some(m.may_act);
+        if let Some(kept) = m.pause {
+            opts.pause = Some(match opts.pause.take() {
+                Some(local) => {
+                    let (either, task) = control::either(local, kept);
+                    pause_join = Some(task);
+                    either
+                }
+                None => kept,
+            });
+        }
     }
     // The journal first: an intent is on disk before anyone else hears of it.
     if let Some(w) = &writer {
@@ -673,6 +720,9 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     let elapsed = clock.elapsed();
     if let Some((_, watching)) = pause {
         watching.abort();
+    }
+    if let Some(joining) = pause_join {
+        joining.abort();
     }
     let mut lost = None;
     let mut warnings = match fan.await {
@@ -912,6 +962,23 @@ pub fn ctrl_c(notice: fn(&str)) -> (watch::Receiver<CancelLevel>, tokio::task::J
 #[cfg(test)]
 mod lock_tests {
     use super::*;
+
+    #[test]
+    fn a_journal_directory_every_user_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = journal_dir(&shared).unwrap_err().to_string();
+        assert!(e.contains("writable by every user (mode 1777)"), "{e}");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        journal_dir(&shared).unwrap();
+        let fresh = dir.path().join("new");
+        journal_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_run_whose_lock_is_taken_over_starts_no_new_host() {
