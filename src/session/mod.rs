@@ -44,6 +44,7 @@ use crate::plan::Plan;
 use crate::playbook::{Rate, Step};
 use crate::report::summary::{Collector, Summary};
 use crate::select::Selector;
+use crate::transport::bmc_trust::{CERT_LABEL, Fingerprint};
 use crate::transport::redfish::{Bmc, CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
 use consume::Consumer;
@@ -102,6 +103,9 @@ pub struct BmcSettings {
     pub insecure: bool,
     /// `--bmc-allow-http`: plain-http BMCs are allowed.
     pub allow_http: bool,
+    /// `--bmc-known-certs` and `--accept-new-bmc-certs`.
+    pub known_certs: Option<PathBuf>,
+    pub accept_new_certs: bool,
 }
 
 /// A run's typed configuration, from the command line (and, for a resume,
@@ -202,9 +206,19 @@ pub fn bmc_client(
             crate::diag::render_text(&Sources::new(), &problems).trim_end()
         );
     }
+    let pins = match bmc_cert_pins(plan, inventory) {
+        Ok(pins) => pins,
+        Err(problems) => anyhow::bail!(
+            "{}",
+            crate::diag::render_text(&Sources::new(), &problems).trim_end()
+        ),
+    };
     let opts = RedfishOptions {
         ca_bundle: bmc.ca_bundle.clone(),
         insecure: bmc.insecure,
+        pins,
+        known_certs: bmc.known_certs.clone(),
+        accept_new_certs: bmc.accept_new_certs,
     };
     let credentials = Arc::new(credentials);
     let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
@@ -212,6 +226,64 @@ pub fn bmc_client(
     Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
         redfish, ipmi,
     ))))
+}
+
+/// The `bmc_cert_sha256` pins of the hosts the plan reaches through BMCs,
+/// by BMC origin; one diagnostic per host whose pin is malformed, is on a
+/// BMC without TLS, or differs from another host's pin for the same BMC.
+pub fn bmc_cert_pins(
+    plan: &Plan,
+    inventory: &Inventory,
+) -> Result<HashMap<String, Fingerprint>, Vec<Diagnostic>> {
+    let mut pins: HashMap<String, (Fingerprint, String)> = HashMap::new();
+    let mut problems = Vec::new();
+    for h in power_on_hosts(plan)
+        .into_iter()
+        .filter_map(|i| inventory.hosts.get(i))
+    {
+        let Some(pin) = h.label(CERT_LABEL) else {
+            continue;
+        };
+        let mut problem = |what: String| {
+            problems.push(Diagnostic::error(
+                "bad-bmc-cert-pin",
+                h.span.clone(),
+                format!("host {}: label `{CERT_LABEL}`: {what}", h.name),
+            ));
+        };
+        let fp = match Fingerprint::parse(pin) {
+            Ok(fp) => fp,
+            Err(e) => {
+                problem(e);
+                continue;
+            }
+        };
+        let Some(bmc) = h
+            .label("bmc")
+            .and_then(|b| crate::transport::redfish::Endpoint::parse(b).ok())
+        else {
+            continue;
+        };
+        if !bmc.as_str().starts_with("https://") {
+            problem(format!("BMC `{bmc}` does not use TLS: there is no certificate to pin"));
+            continue;
+        }
+        match pins.get(&bmc.origin()) {
+            Some((other, by)) if *other != fp => problem(format!(
+                "pins {fp} for BMC {}, but host {by} pins {other}",
+                bmc.origin()
+            )),
+            Some(_) => {}
+            None => {
+                pins.insert(bmc.origin(), (fp, h.name.clone()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(pins.into_iter().map(|(o, (fp, _))| (o, fp)).collect())
+    } else {
+        Err(problems)
+    }
 }
 
 /// The label that lets one host's BMC be reached over plain http (the
