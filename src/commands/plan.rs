@@ -65,10 +65,18 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
             return Ok(refuse(&sources, &problems));
         }
     }
-    if crate::session::uses_bmcs(&plan)
-        && let Err(problems) = crate::session::bmc_cert_pins(&plan, &inventory)
-    {
-        return Ok(refuse(&sources, &problems));
+    if crate::session::uses_bmcs(&plan) {
+        let mut problems = crate::session::bmc_cert_pins(&plan, &inventory)
+            .err()
+            .unwrap_or_default();
+        problems.extend(
+            crate::session::ipmi_suite_pins(&plan, &inventory)
+                .err()
+                .unwrap_or_default(),
+        );
+        if !problems.is_empty() {
+            return Ok(refuse(&sources, &problems));
+        }
     }
     // `run` refuses plain-http BMCs without --bmc-allow-http; the plan warns.
     notes.extend(

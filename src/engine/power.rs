@@ -383,17 +383,23 @@ impl Power {
                     )
                 })?;
                 let sent = self
-                    .paced_reset(host, &gate, bmc, &auth, &target, reset_type, step, turns, intent)
+                    .paced_reset(
+                        host, &gate, bmc, &auth, &target, reset_type, step, turns, intent,
+                    )
                     .await;
                 match sent {
                     Ok(()) => last.saw(format!("reset {reset_type} sent")),
                     // Some BMCs answer a power-on of a system that is
                     // already On (or just came on) with 400 or 409: a
                     // fresh read decides.
-                    Err(f) if matches!(
-                        f.failure,
-                        Failure::Bmc { status: Some(400 | 409), .. }
-                    ) =>
+                    Err(f)
+                        if matches!(
+                            f.failure,
+                            Failure::Bmc {
+                                status: Some(400 | 409),
+                                ..
+                            }
+                        ) =>
                     {
                         match self.read_system(&gate, bmc, auth_slot, &path).await {
                             Ok(i) if i.power_state == PowerState::On => {
@@ -790,9 +796,11 @@ mod tests {
             .map(|(i, h)| {
                 let (power, step) = (Arc::clone(power), step.clone());
                 let turns = TurnLine::new(i as u64, turn_tx.clone());
-                tokio::spawn(
-                    async move { power.power_on(&h, &step, &turns, |_| async { Ok(()) }).await },
-                )
+                tokio::spawn(async move {
+                    power
+                        .power_on(&h, &step, &turns, |_| async { Ok(()) })
+                        .await
+                })
             })
             .collect();
         let mut out = Vec::new();

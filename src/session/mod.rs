@@ -222,7 +222,14 @@ pub fn bmc_client(
     };
     let credentials = Arc::new(credentials);
     let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
-    let ipmi = crate::transport::ipmi::Ipmi::new(credentials);
+    let suites = match ipmi_suite_pins(plan, inventory) {
+        Ok(s) => s,
+        Err(problems) => anyhow::bail!(
+            "{}",
+            crate::diag::render_text(&Sources::new(), &problems).trim_end()
+        ),
+    };
+    let ipmi = crate::transport::ipmi::Ipmi::new(credentials).with_pinned_suites(suites);
     Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
         redfish, ipmi,
     ))))
@@ -265,7 +272,9 @@ pub fn bmc_cert_pins(
             continue;
         };
         if !bmc.as_str().starts_with("https://") {
-            problem(format!("BMC `{bmc}` does not use TLS: there is no certificate to pin"));
+            problem(format!(
+                "BMC `{bmc}` does not use TLS: there is no certificate to pin"
+            ));
             continue;
         }
         match pins.get(&bmc.origin()) {
@@ -281,6 +290,59 @@ pub fn bmc_cert_pins(
     }
     if problems.is_empty() {
         Ok(pins.into_iter().map(|(o, (fp, _))| (o, fp)).collect())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The `ipmi_cipher_suite` labels of the hosts the plan reaches through
+/// BMCs, by IPMI target; one diagnostic per host whose label is not a
+/// cipher suite (0-17), is on a BMC that is not `ipmi://`, or differs from
+/// another host's for the same BMC.
+pub fn ipmi_suite_pins(
+    plan: &Plan,
+    inventory: &Inventory,
+) -> Result<HashMap<String, u8>, Vec<Diagnostic>> {
+    use crate::transport::ipmi::{SUITE_LABEL, Target};
+    let mut pins: HashMap<String, (u8, String)> = HashMap::new();
+    let mut problems = Vec::new();
+    for h in power_on_hosts(plan)
+        .into_iter()
+        .filter_map(|i| inventory.hosts.get(i))
+    {
+        let Some(value) = h.label(SUITE_LABEL) else {
+            continue;
+        };
+        let mut problem = |what: String| {
+            problems.push(Diagnostic::error(
+                "bad-ipmi-cipher-suite",
+                h.span.clone(),
+                format!("host {}: label `{SUITE_LABEL}`: {what}", h.name),
+            ));
+        };
+        let Some(suite) = value.trim().parse::<u8>().ok().filter(|s| *s <= 17) else {
+            problem(format!(
+                "`{value}` is not an IPMI cipher suite (0-17; 17 or 3 on most BMCs)"
+            ));
+            continue;
+        };
+        let Some(Ok(target)) = h.label("bmc").and_then(Target::parse) else {
+            problem("the host's `bmc` is not an ipmi:// address".to_owned());
+            continue;
+        };
+        let key = target.to_string();
+        match pins.get(&key) {
+            Some((other, by)) if *other != suite => problem(format!(
+                "pins suite {suite} for BMC {key}, but host {by} pins {other}"
+            )),
+            Some(_) => {}
+            None => {
+                pins.insert(key, (suite, h.name.clone()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(pins.into_iter().map(|(k, (s, _))| (k, s)).collect())
     } else {
         Err(problems)
     }

@@ -311,11 +311,10 @@ pub fn run(
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     let checks = runtime.block_on(check(connector, inventory, plan, parallel));
     let mut warnings = Vec::new();
-    let power =
-        power_states(plan, inventory, &bmc, &runtime, parallel).unwrap_or_else(|e| {
-            warnings.push(format!("power state not read: {e}"));
-            None
-        });
+    let power = power_states(plan, inventory, &bmc, &runtime, parallel).unwrap_or_else(|e| {
+        warnings.push(format!("power state not read: {e}"));
+        None
+    });
     // Connections still closing must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(Found {

@@ -260,11 +260,9 @@ impl Policy {
                 ));
             }
         }
-        let webpki = rustls_platform_verifier::Verifier::new_with_extra_roots(
-            extra,
-            Arc::clone(&provider),
-        )
-        .map_err(|e| format!("cannot load the system's CA certificates: {e}"))?;
+        let webpki =
+            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, Arc::clone(&provider))
+                .map_err(|e| format!("cannot load the system's CA certificates: {e}"))?;
         Ok(Policy {
             insecure,
             ca_leaves,
@@ -391,9 +389,9 @@ impl ServerCertVerifier for Verifier {
                          {} recorded {fp}",
                         known.path.display()
                     ))),
-                    Err(why) => Err(self.refuse(format!(
-                        "TLS certificate SHA256 {seen} is new, and {why}"
-                    ))),
+                    Err(why) => {
+                        Err(self.refuse(format!("TLS certificate SHA256 {seen} is new, and {why}")))
+                    }
                 },
                 _ => Err(self.refuse(format!(
                     "TLS certificate not trusted ({e}); it presented SHA256 {seen}; {}",
@@ -474,9 +472,16 @@ mod tests {
         assert!(e.starts_with("k:1:1: expected `BMC FINGERPRINT`"), "{e}");
         let e = KnownCerts::parse("# c\n  10.0.0.5 AA:BB\n", Path::new("k"), false).unwrap_err();
         assert!(e.starts_with("k:2:12: `AA:BB` is not"), "{e}");
-        let e = KnownCerts::parse(&format!("a {fp}\nhttps://a:443 {fp}\n"), Path::new("k"), false)
-            .unwrap_err();
-        assert!(e.contains("k:2:1: BMC https://a is listed twice (first on line 1)"), "{e}");
+        let e = KnownCerts::parse(
+            &format!("a {fp}\nhttps://a:443 {fp}\n"),
+            Path::new("k"),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("k:2:1: BMC https://a is listed twice (first on line 1)"),
+            "{e}"
+        );
         let e = KnownCerts::parse(&format!("ftp://a {fp}\n"), Path::new("k"), false).unwrap_err();
         assert!(e.starts_with("k:1:1: BMC `ftp://a`"), "{e}");
     }

@@ -1158,9 +1158,17 @@ mod tests {
             .power_on_type("On")
             .map(str::to_owned)
         };
-        assert_eq!(on(serde_json::json!(["On", "ForceOn"])).as_deref(), Ok("On"));
         assert_eq!(
-            on(serde_json::json!(["PushPowerButton", "ForceOn", "ForceOff"])).as_deref(),
+            on(serde_json::json!(["On", "ForceOn"])).as_deref(),
+            Ok("On")
+        );
+        assert_eq!(
+            on(serde_json::json!([
+                "PushPowerButton",
+                "ForceOn",
+                "ForceOff"
+            ]))
+            .as_deref(),
             Ok("ForceOn")
         );
         assert_eq!(

@@ -248,7 +248,11 @@ impl Sushy {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().elapsed().map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .elapsed()
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }
 
@@ -292,13 +296,30 @@ fn self_signed(dir: &Path, name: &str, ip: &str) -> (PathBuf, PathBuf) {
     openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", &key, "-out", &cert, "-days", "2", "-subj", "/CN=bmc-lab",
-            "-addext", &format!("subjectAltName=IP:{ip}"),
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=bmc-lab",
+            "-addext",
+            &format!("subjectAltName=IP:{ip}"),
         ],
     );
     let text = openssl(dir, &["x509", "-in", &cert, "-noout", "-text"]);
-    assert!(text.contains("CA:TRUE"), "openssl req -x509 made no CA:TRUE cert: {text}");
+    assert!(
+        text.contains("CA:TRUE"),
+        "openssl req -x509 made no CA:TRUE cert: {text}"
+    );
     (dir.join(cert), dir.join(key))
 }
 
@@ -306,7 +327,14 @@ fn self_signed(dir: &Path, name: &str, ip: &str) -> (PathBuf, PathBuf) {
 fn fingerprint(cert: &Path) -> String {
     let out = openssl(
         cert.parent().expect("dir"),
-        &["x509", "-in", &cert.to_string_lossy(), "-noout", "-fingerprint", "-sha256"],
+        &[
+            "x509",
+            "-in",
+            &cert.to_string_lossy(),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
     );
     out.trim()
         .split_once('=')
@@ -339,7 +367,10 @@ fn sushy_basic_only_bmc_powers_the_picked_systems_on_and_refuses_a_wrong_passwor
             .args(creds_arg(&good))
             .env_remove("REKINDLE_BMC_PASSWORD");
         let (_, out, err) = support::run(&mut cmd);
-        assert!(out.contains(want), "want `{want}`\nstdout:\n{out}\nstderr:\n{err}");
+        assert!(
+            out.contains(want),
+            "want `{want}`\nstdout:\n{out}\nstderr:\n{err}"
+        );
         assert!(!out.contains(&sushy.password) && !err.contains(&sushy.password));
     };
     preflight("power (3 hosts through their BMCs): on 0, off 3");
@@ -351,7 +382,11 @@ fn sushy_basic_only_bmc_powers_the_picked_systems_on_and_refuses_a_wrong_passwor
     assert_ne!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("rejected the credentials"), "{out}\n{err}");
     // The step's timeout is 2 minutes: an Auth failure must not wait for it.
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
     for i in 0..4 {
         assert_eq!(sushy.power(i), "Off", "system {i}");
     }
@@ -393,12 +428,19 @@ fn sushy_with_a_self_signed_certificate_is_trusted_only_as_told() {
     let (code, out, err) = sushy.run(&inv, &args);
     assert_ne!(code, 0, "{out}\n{err}");
     assert!(out.contains("TLS certificate not trusted"), "{out}");
-    assert!(out.contains(&fp), "the fingerprint openssl prints: {fp}\n{out}");
+    assert!(
+        out.contains(&fp),
+        "the fingerprint openssl prints: {fp}\n{out}"
+    );
     for flag in ["bmc_cert_sha256", "--bmc-known-certs", "--bmc-ca"] {
         assert!(out.contains(flag), "{flag}: {out}");
     }
     assert!(!out.contains("unreachable"), "{out}");
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
 
     // The certificate itself as --bmc-ca: rustls alone refuses it
     // (CaUsedAsEndEntity), curl and OpenSSL accept it; so does rekindle.
@@ -418,12 +460,18 @@ fn sushy_with_a_self_signed_certificate_is_trusted_only_as_told() {
     );
     let (code, out, _) = sushy.run(&wrong, &args);
     assert_ne!(code, 0);
-    assert!(out.contains("does not match the pinned one") && out.contains(&fp), "{out}");
+    assert!(
+        out.contains("does not match the pinned one") && out.contains(&fp),
+        "{out}"
+    );
     // A malformed pin: an input error at its place, before any BMC is asked.
     let broken = sushy.inventory("broken.yaml", 1, ", bmc_cert_sha256: \"AA:BB:zz\"");
     let (code, out, err) = sushy.run(&broken, &args);
     assert_eq!(code, 2, "{out}\n{err}");
-    assert!(err.contains("broken.yaml:") && err.contains("bmc_cert_sha256"), "{err}");
+    assert!(
+        err.contains("broken.yaml:") && err.contains("bmc_cert_sha256"),
+        "{err}"
+    );
     assert!(err.contains("not a SHA-256 fingerprint"), "{err}");
 
     // Trust on first use: recorded as openssl prints it, then required.
@@ -442,13 +490,19 @@ fn sushy_with_a_self_signed_certificate_is_trusted_only_as_told() {
     std::fs::write(&known, &changed).expect("known");
     let (code, out, _) = sushy.run(&inv, &[&args[..], &["--accept-new-bmc-certs"]].concat());
     assert_ne!(code, 0);
-    assert!(out.contains("CHANGED") && out.contains("known-bmc-certs:2"), "{out}");
+    assert!(
+        out.contains("CHANGED") && out.contains("known-bmc-certs:2"),
+        "{out}"
+    );
     assert_eq!(std::fs::read_to_string(&known).expect("known"), changed);
     // A file that does not parse: file:line:col, nothing touched.
     std::fs::write(&known, "lab-bmc\n").expect("known");
     let (code, _, err) = sushy.run(&inv, &args);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("known-bmc-certs:1:1: expected `BMC FINGERPRINT`"), "{err}");
+    assert!(
+        err.contains("known-bmc-certs:1:1: expected `BMC FINGERPRINT`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -459,15 +513,38 @@ fn sushy_with_a_certificate_from_a_private_ca_is_trusted_through_bmc_ca() {
     openssl(
         d,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=lab-ca",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lab-ca",
         ],
     );
     openssl(
         d,
         &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-            "bmc.key", "-out", "bmc.csr", "-subj", "/CN=bmc",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "bmc.key",
+            "-out",
+            "bmc.csr",
+            "-subj",
+            "/CN=bmc",
         ],
     );
     std::fs::write(
@@ -478,8 +555,21 @@ fn sushy_with_a_certificate_from_a_private_ca_is_trusted_through_bmc_ca() {
     openssl(
         d,
         &[
-            "x509", "-req", "-in", "bmc.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "bmc.pem", "-days", "2", "-extfile", "ext",
+            "x509",
+            "-req",
+            "-in",
+            "bmc.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "bmc.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
         ],
     );
     let sushy = Sushy::start(ip, 42121, 1, Some((&d.join("bmc.pem"), &d.join("bmc.key"))));
@@ -490,6 +580,9 @@ fn sushy_with_a_certificate_from_a_private_ca_is_trusted_through_bmc_ca() {
     assert!(out.contains("TLS certificate not trusted"), "{out}");
     let ca = d.join("ca.pem");
     let ca_s = ca.to_str().expect("utf-8");
-    let (code, out, err) = sushy.run(&inv, &[&creds_arg(&creds)[..], &["--bmc-ca", ca_s]].concat());
+    let (code, out, err) = sushy.run(
+        &inv,
+        &[&creds_arg(&creds)[..], &["--bmc-ca", ca_s]].concat(),
+    );
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
 }
