@@ -65,6 +65,19 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
             return Ok(refuse(&sources, &problems));
         }
     }
+    if crate::session::uses_bmcs(&plan) {
+        let mut problems = crate::session::bmc_cert_pins(&plan, &inventory)
+            .err()
+            .unwrap_or_default();
+        problems.extend(
+            crate::session::ipmi_suite_pins(&plan, &inventory)
+                .err()
+                .unwrap_or_default(),
+        );
+        if !problems.is_empty() {
+            return Ok(refuse(&sources, &problems));
+        }
+    }
     // `run` refuses plain-http BMCs without --bmc-allow-http; the plan warns.
     notes.extend(
         crate::session::plain_http_bmcs(&plan, &inventory, false)
@@ -106,7 +119,11 @@ fn preflight(
     sources: &Sources,
 ) -> anyhow::Result<Exit> {
     let ssh = super::args::ssh_options(&args.ssh, inventory);
-    let found = match preflight::run(ssh, plan, inventory, args.bmc_credentials.clone()) {
+    let bmc = crate::session::BmcSettings {
+        credentials: args.bmc_credentials.clone(),
+        ..super::args::bmc_tls(&args.bmc_tls)
+    };
+    let found = match preflight::run(ssh, plan, inventory, bmc) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");

@@ -243,9 +243,11 @@ impl Power {
     }
 
     /// Powers `host` on (unless it is On) and waits until its BMC says On.
-    /// `intent` is awaited right before the reset is sent; an error from it
-    /// means the intent was not recorded, and nothing is sent. The reset
-    /// then waits for its turn (PDU and fleet pacing) on `turns`.
+    /// `intent` learns the reset type (the step's, or `ForceOn`/
+    /// `PushPowerButton` for a BMC without `On`) and is awaited right
+    /// before the reset is sent; an error from it means the intent was not
+    /// recorded, and nothing is sent. The reset then waits for its turn
+    /// (PDU and fleet pacing) on `turns`.
     pub async fn power_on<F, Fut>(
         &self,
         host: &Host,
@@ -254,7 +256,7 @@ impl Power {
         intent: F,
     ) -> Result<PowerOutcome, StepFailure>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
         let label = host.label("bmc").ok_or_else(|| {
@@ -309,18 +311,29 @@ impl Power {
         auth_slot: &mut Option<Auth>,
     ) -> Result<PowerOutcome, StepFailure>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
         let gate = Power::gate(&self.bmcs, bmc);
         // Power returns in stages: an unreachable BMC is probed again every
         // `reprobe` until the step's timeout (which bounds this loop).
+        // A busy BMC (session table full, 503 while it starts) is asked
+        // again after its Retry-After, else after a backoff from 1 s.
+        let mut busy = Backoff::new(self.poll.0, self.poll.1);
         let (path, mut info) = loop {
             match self.discover(&gate, bmc, host, auth_slot).await {
                 Ok(found) => break found,
                 Err(e) if e.kind == BmcErrorKind::Unreachable => {
                     last.unreachable(&e);
                     tokio::time::sleep(step.reprobe).await;
+                }
+                Err(BmcError {
+                    kind: BmcErrorKind::Busy { retry_after },
+                    message,
+                }) => {
+                    last.saw(message);
+                    let wait = retry_after.unwrap_or_else(|| busy.next_delay());
+                    tokio::time::sleep(wait.max(self.poll.0)).await;
                 }
                 Err(e) => return Err(fail(e)),
             }
@@ -360,9 +373,43 @@ impl Power {
                         "no BMC session",
                     )
                 })?;
-                self.paced_reset(host, &gate, bmc, &auth, &target, step, turns, intent)
-                    .await?;
-                last.saw(format!("reset {} sent", step.reset_type));
+                let reset_type = info.power_on_type(&step.reset_type).map_err(|e| {
+                    StepFailure::new(
+                        Failure::Bmc {
+                            error: super::failure::BmcKind::Protocol,
+                            status: None,
+                        },
+                        format!("BMC {bmc}: {e}"),
+                    )
+                })?;
+                let sent = self
+                    .paced_reset(
+                        host, &gate, bmc, &auth, &target, reset_type, step, turns, intent,
+                    )
+                    .await;
+                match sent {
+                    Ok(()) => last.saw(format!("reset {reset_type} sent")),
+                    // Some BMCs answer a power-on of a system that is
+                    // already On (or just came on) with 400 or 409: a
+                    // fresh read decides.
+                    Err(f)
+                        if matches!(
+                            f.failure,
+                            Failure::Bmc {
+                                status: Some(400 | 409),
+                                ..
+                            }
+                        ) =>
+                    {
+                        match self.read_system(&gate, bmc, auth_slot, &path).await {
+                            Ok(i) if i.power_state == PowerState::On => {
+                                return Ok(PowerOutcome::PoweredOn);
+                            }
+                            _ => return Err(f),
+                        }
+                    }
+                    Err(f) => return Err(f),
+                }
             } else if info.power_state == PowerState::On {
                 // Still holding the intent: someone else powered it on meanwhile.
                 return Ok(if intent.is_some() {
@@ -380,6 +427,7 @@ impl Power {
                 }
                 // A BMC busy with the power-on may miss an answer: poll again.
                 Err(e) if e.kind == BmcErrorKind::Unreachable => last.unreachable(&e),
+                Err(e) if matches!(e.kind, BmcErrorKind::Busy { .. }) => last.saw(e.message),
                 Err(e) => return Err(fail(e)),
             }
         }
@@ -469,12 +517,13 @@ impl Power {
         bmc: &Endpoint,
         auth: &Auth,
         target: &str,
+        reset_type: &str,
         step: &PowerOn,
         turns: &TurnLine,
         intent: F,
     ) -> Result<(), StepFailure>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
         let mut ended = gate.lock().await;
@@ -485,7 +534,7 @@ impl Power {
         // flush does not stretch every PDU's cadence (it did: 2.28 s instead
         // of 2 s under load). Safe to record early: power_on reads PowerState
         // first, so a resumed run never powers a host on twice.
-        intent()
+        intent(reset_type.to_owned())
             .await
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
         let jitter = if step.jitter.is_zero() {
@@ -497,7 +546,7 @@ impl Power {
         let pacing = (step.pdu_interval, step.rate, jitter);
         take_turn(host, pacing, turns, "power-on").await?;
         let permit = self.in_flight.acquire().await;
-        let result = self.bmc.reset(bmc, auth, target, &step.reset_type).await;
+        let result = self.bmc.reset(bmc, auth, target, reset_type).await;
         drop(permit);
         *ended = Some(Instant::now());
         result.map_err(fail)
@@ -747,9 +796,11 @@ mod tests {
             .map(|(i, h)| {
                 let (power, step) = (Arc::clone(power), step.clone());
                 let turns = TurnLine::new(i as u64, turn_tx.clone());
-                tokio::spawn(
-                    async move { power.power_on(&h, &step, &turns, || async { Ok(()) }).await },
-                )
+                tokio::spawn(async move {
+                    power
+                        .power_on(&h, &step, &turns, |_| async { Ok(()) })
+                        .await
+                })
             })
             .collect();
         let mut out = Vec::new();

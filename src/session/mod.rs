@@ -44,6 +44,7 @@ use crate::plan::Plan;
 use crate::playbook::{Rate, Step};
 use crate::report::summary::{Collector, Summary};
 use crate::select::Selector;
+use crate::transport::bmc_trust::{CERT_LABEL, Fingerprint};
 use crate::transport::redfish::{Bmc, CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
 use consume::Consumer;
@@ -102,6 +103,9 @@ pub struct BmcSettings {
     pub insecure: bool,
     /// `--bmc-allow-http`: plain-http BMCs are allowed.
     pub allow_http: bool,
+    /// `--bmc-known-certs` and `--accept-new-bmc-certs`.
+    pub known_certs: Option<PathBuf>,
+    pub accept_new_certs: bool,
 }
 
 /// A run's typed configuration, from the command line (and, for a resume,
@@ -202,16 +206,146 @@ pub fn bmc_client(
             crate::diag::render_text(&Sources::new(), &problems).trim_end()
         );
     }
+    let pins = match bmc_cert_pins(plan, inventory) {
+        Ok(pins) => pins,
+        Err(problems) => anyhow::bail!(
+            "{}",
+            crate::diag::render_text(&Sources::new(), &problems).trim_end()
+        ),
+    };
     let opts = RedfishOptions {
         ca_bundle: bmc.ca_bundle.clone(),
         insecure: bmc.insecure,
+        pins,
+        known_certs: bmc.known_certs.clone(),
+        accept_new_certs: bmc.accept_new_certs,
     };
     let credentials = Arc::new(credentials);
     let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
-    let ipmi = crate::transport::ipmi::Ipmi::new(credentials);
+    let suites = match ipmi_suite_pins(plan, inventory) {
+        Ok(s) => s,
+        Err(problems) => anyhow::bail!(
+            "{}",
+            crate::diag::render_text(&Sources::new(), &problems).trim_end()
+        ),
+    };
+    let ipmi = crate::transport::ipmi::Ipmi::new(credentials).with_pinned_suites(suites);
     Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
         redfish, ipmi,
     ))))
+}
+
+/// The `bmc_cert_sha256` pins of the hosts the plan reaches through BMCs,
+/// by BMC origin; one diagnostic per host whose pin is malformed, is on a
+/// BMC without TLS, or differs from another host's pin for the same BMC.
+pub fn bmc_cert_pins(
+    plan: &Plan,
+    inventory: &Inventory,
+) -> Result<HashMap<String, Fingerprint>, Vec<Diagnostic>> {
+    let mut pins: HashMap<String, (Fingerprint, String)> = HashMap::new();
+    let mut problems = Vec::new();
+    for h in power_on_hosts(plan)
+        .into_iter()
+        .filter_map(|i| inventory.hosts.get(i))
+    {
+        let Some(pin) = h.label(CERT_LABEL) else {
+            continue;
+        };
+        let mut problem = |what: String| {
+            problems.push(Diagnostic::error(
+                "bad-bmc-cert-pin",
+                h.span.clone(),
+                format!("host {}: label `{CERT_LABEL}`: {what}", h.name),
+            ));
+        };
+        let fp = match Fingerprint::parse(pin) {
+            Ok(fp) => fp,
+            Err(e) => {
+                problem(e);
+                continue;
+            }
+        };
+        let Some(bmc) = h
+            .label("bmc")
+            .and_then(|b| crate::transport::redfish::Endpoint::parse(b).ok())
+        else {
+            continue;
+        };
+        if !bmc.as_str().starts_with("https://") {
+            problem(format!(
+                "BMC `{bmc}` does not use TLS: there is no certificate to pin"
+            ));
+            continue;
+        }
+        match pins.get(&bmc.origin()) {
+            Some((other, by)) if *other != fp => problem(format!(
+                "pins {fp} for BMC {}, but host {by} pins {other}",
+                bmc.origin()
+            )),
+            Some(_) => {}
+            None => {
+                pins.insert(bmc.origin(), (fp, h.name.clone()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(pins.into_iter().map(|(o, (fp, _))| (o, fp)).collect())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The `ipmi_cipher_suite` labels of the hosts the plan reaches through
+/// BMCs, by IPMI target; one diagnostic per host whose label is not a
+/// cipher suite (0-17), is on a BMC that is not `ipmi://`, or differs from
+/// another host's for the same BMC.
+pub fn ipmi_suite_pins(
+    plan: &Plan,
+    inventory: &Inventory,
+) -> Result<HashMap<String, u8>, Vec<Diagnostic>> {
+    use crate::transport::ipmi::{SUITE_LABEL, Target};
+    let mut pins: HashMap<String, (u8, String)> = HashMap::new();
+    let mut problems = Vec::new();
+    for h in power_on_hosts(plan)
+        .into_iter()
+        .filter_map(|i| inventory.hosts.get(i))
+    {
+        let Some(value) = h.label(SUITE_LABEL) else {
+            continue;
+        };
+        let mut problem = |what: String| {
+            problems.push(Diagnostic::error(
+                "bad-ipmi-cipher-suite",
+                h.span.clone(),
+                format!("host {}: label `{SUITE_LABEL}`: {what}", h.name),
+            ));
+        };
+        let Some(suite) = value.trim().parse::<u8>().ok().filter(|s| *s <= 17) else {
+            problem(format!(
+                "`{value}` is not an IPMI cipher suite (0-17; 17 or 3 on most BMCs)"
+            ));
+            continue;
+        };
+        let Some(Ok(target)) = h.label("bmc").and_then(Target::parse) else {
+            problem("the host's `bmc` is not an ipmi:// address".to_owned());
+            continue;
+        };
+        let key = target.to_string();
+        match pins.get(&key) {
+            Some((other, by)) if *other != suite => problem(format!(
+                "pins suite {suite} for BMC {key}, but host {by} pins {other}"
+            )),
+            Some(_) => {}
+            None => {
+                pins.insert(key, (suite, h.name.clone()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(pins.into_iter().map(|(k, (s, _))| (k, s)).collect())
+    } else {
+        Err(problems)
+    }
 }
 
 /// The label that lets one host's BMC be reached over plain http (the
