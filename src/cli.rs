@@ -175,6 +175,12 @@ pub struct AuditArgs {
     /// Webhooks a run would notify (as `run --notify`), checked as dependencies.
     #[arg(long = "notify", value_name = "URL")]
     pub notify: Vec<String>,
+    /// BMC credentials file (`user:password`, mode 0600): reads the boot path of
+    /// every host with a `bmc` label.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_credentials: Option<PathBuf>,
+    #[command(flatten)]
+    pub bmc_tls: BmcTlsArgs,
     #[command(flatten)]
     pub ssh: SshArgs,
 }

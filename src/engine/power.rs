@@ -108,17 +108,25 @@ impl Power {
     /// logout) under the same etiquette as a power-on; changes nothing.
     /// For `plan --preflight`.
     pub async fn power_state(&self, host: &Host) -> Result<PowerState, BmcError> {
+        let system = self.system(host).await?;
+        SystemInfo::from_json(&system).map(|info| info.power_state)
+    }
+
+    /// `host`'s ComputerSystem resource as its BMC gives it (login, its
+    /// system, logout), under the same etiquette as a power-on; changes
+    /// nothing. For `plan --preflight` and `audit`.
+    pub async fn system(&self, host: &Host) -> Result<serde_json::Value, BmcError> {
         let label = host
             .label("bmc")
             .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))?;
         let bmc = Endpoint::parse(label)?;
         let gate = Power::gate(&self.bmcs, &bmc);
         let mut auth = None;
-        let result = self.discover(&gate, &bmc, host, &mut auth).await;
+        let result = self.discover_json(&gate, &bmc, host, &mut auth).await;
         if let Some(auth) = auth {
             let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
         }
-        result.map(|(_, info)| info.power_state)
+        result.map(|(_, system)| system)
     }
 
     /// Power-cycles `host` through its BMC for `remediate`: `PowerCycle`,
@@ -442,14 +450,27 @@ impl Power {
         host: &Host,
         auth_slot: &mut Option<Auth>,
     ) -> Result<(String, SystemInfo), BmcError> {
+        let (path, system) = self.discover_json(gate, bmc, host, auth_slot).await?;
+        Ok((path, SystemInfo::from_json(&system)?))
+    }
+
+    /// Logs in (unless `auth_slot` holds a session), finds `host`'s system
+    /// and returns its path and resource.
+    async fn discover_json(
+        &self,
+        gate: &Gate,
+        bmc: &Endpoint,
+        host: &Host,
+        auth_slot: &mut Option<Auth>,
+    ) -> Result<(String, serde_json::Value), BmcError> {
         if auth_slot.is_none() {
             let account = host.label(CREDENTIALS_LABEL);
             *auth_slot = Some(self.call(gate, || self.bmc.login(bmc, account)).await?);
         }
         let collection = self.get(gate, bmc, auth_slot, SYSTEMS_PATH).await?;
         let path = pick_member(&collection, host.label(SYSTEM_LABEL))?;
-        let info = self.read_system(gate, bmc, auth_slot, &path).await?;
-        Ok((path, info))
+        let system = self.get(gate, bmc, auth_slot, &path).await?;
+        Ok((path, system))
     }
 
     async fn read_system(

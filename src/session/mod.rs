@@ -191,7 +191,17 @@ pub fn bmc_client(
     if !uses_bmcs(plan) {
         return Ok(None);
     }
-    let cleartext = plain_http_bmcs(plan, inventory, bmc.allow_http);
+    bmc_client_for(&power_on_hosts(plan), inventory, bmc).map(Some)
+}
+
+/// The BMC client for `hosts` (indices in the inventory), every host's
+/// credentials entry, certificate pin, cipher suite and scheme checked first.
+pub fn bmc_client_for(
+    hosts: &[usize],
+    inventory: &Inventory,
+    bmc: &BmcSettings,
+) -> anyhow::Result<Arc<dyn Bmc>> {
+    let cleartext = plain_http_bmcs(hosts, inventory, bmc.allow_http);
     if !cleartext.is_empty() {
         anyhow::bail!(
             "{}",
@@ -199,14 +209,14 @@ pub fn bmc_client(
         );
     }
     let credentials = CredentialStore::load(bmc.credentials.as_deref())?;
-    let problems = bmc_credential_problems(plan, inventory, &credentials);
+    let problems = bmc_credential_problems(hosts, inventory, &credentials);
     if !problems.is_empty() {
         anyhow::bail!(
             "{}",
             crate::diag::render_text(&Sources::new(), &problems).trim_end()
         );
     }
-    let pins = match bmc_cert_pins(plan, inventory) {
+    let pins = match bmc_cert_pins(hosts, inventory) {
         Ok(pins) => pins,
         Err(problems) => anyhow::bail!(
             "{}",
@@ -222,7 +232,7 @@ pub fn bmc_client(
     };
     let credentials = Arc::new(credentials);
     let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
-    let suites = match ipmi_suite_pins(plan, inventory) {
+    let suites = match ipmi_suite_pins(hosts, inventory) {
         Ok(s) => s,
         Err(problems) => anyhow::bail!(
             "{}",
@@ -230,24 +240,19 @@ pub fn bmc_client(
         ),
     };
     let ipmi = crate::transport::ipmi::Ipmi::new(credentials).with_pinned_suites(suites);
-    Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
-        redfish, ipmi,
-    ))))
+    Ok(Arc::new(crate::transport::ipmi::Bmcs::new(redfish, ipmi)))
 }
 
 /// The `bmc_cert_sha256` pins of the hosts the plan reaches through BMCs,
 /// by BMC origin; one diagnostic per host whose pin is malformed, is on a
 /// BMC without TLS, or differs from another host's pin for the same BMC.
 pub fn bmc_cert_pins(
-    plan: &Plan,
+    hosts: &[usize],
     inventory: &Inventory,
 ) -> Result<HashMap<String, Fingerprint>, Vec<Diagnostic>> {
     let mut pins: HashMap<String, (Fingerprint, String)> = HashMap::new();
     let mut problems = Vec::new();
-    for h in power_on_hosts(plan)
-        .into_iter()
-        .filter_map(|i| inventory.hosts.get(i))
-    {
+    for h in hosts.iter().filter_map(|&i| inventory.hosts.get(i)) {
         let Some(pin) = h.label(CERT_LABEL) else {
             continue;
         };
@@ -300,16 +305,13 @@ pub fn bmc_cert_pins(
 /// cipher suite (0-17), is on a BMC that is not `ipmi://`, or differs from
 /// another host's for the same BMC.
 pub fn ipmi_suite_pins(
-    plan: &Plan,
+    hosts: &[usize],
     inventory: &Inventory,
 ) -> Result<HashMap<String, u8>, Vec<Diagnostic>> {
     use crate::transport::ipmi::{SUITE_LABEL, Target};
     let mut pins: HashMap<String, (u8, String)> = HashMap::new();
     let mut problems = Vec::new();
-    for h in power_on_hosts(plan)
-        .into_iter()
-        .filter_map(|i| inventory.hosts.get(i))
-    {
+    for h in hosts.iter().filter_map(|&i| inventory.hosts.get(i)) {
         let Some(value) = h.label(SUITE_LABEL) else {
             continue;
         };
@@ -356,13 +358,13 @@ pub const ALLOW_HTTP_LABEL: &str = "bmc_allow_http";
 /// plain `http://` URL: the BMC password would cross the network in
 /// cleartext. Errors unless `allowed` (`--bmc-allow-http`) or the host's
 /// `bmc_allow_http: "true"` label says so; `plan` shows them as warnings.
-pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec<Diagnostic> {
+pub fn plain_http_bmcs(hosts: &[usize], inventory: &Inventory, allowed: bool) -> Vec<Diagnostic> {
     if allowed {
         return Vec::new();
     }
-    bmc_hosts(plan)
-        .into_iter()
-        .filter_map(|i| inventory.hosts.get(i))
+    hosts
+        .iter()
+        .filter_map(|&i| inventory.hosts.get(i))
         .filter(|h| h.label(ALLOW_HTTP_LABEL) != Some("true"))
         .filter_map(|h| {
             let bmc = h.label("bmc")?;
@@ -389,7 +391,7 @@ pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec
 }
 
 /// Hosts some power_on or remediate stage reaches, once each, in inventory order.
-pub(crate) fn bmc_hosts(plan: &Plan) -> Vec<usize> {
+pub(crate) fn power_on_hosts(plan: &Plan) -> Vec<usize> {
     let mut hosts: Vec<usize> = plan
         .stages
         .iter()
@@ -405,13 +407,13 @@ pub(crate) fn bmc_hosts(plan: &Plan) -> Vec<usize> {
 /// entry (or the default account) the credentials do not hold, at the
 /// host's place in the inventory.
 pub fn bmc_credential_problems(
-    plan: &Plan,
+    hosts: &[usize],
     inventory: &Inventory,
     credentials: &CredentialStore,
 ) -> Vec<Diagnostic> {
-    bmc_hosts(plan)
-        .into_iter()
-        .filter_map(|i| inventory.hosts.get(i))
+    hosts
+        .iter()
+        .filter_map(|&i| inventory.hosts.get(i))
         .filter_map(|h| {
             let e = credentials.for_host(h).err()?;
             Some(Diagnostic::error(
