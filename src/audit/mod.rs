@@ -321,8 +321,8 @@ pub fn judge(
             severity: Severity::Error,
             kind: Kind::Unreachable,
             message: format!(
-                "{} hosts not read: {} (a run would fail them the same way)",
-                hosts.len(),
+                "{} not read: {} (a run would fail them the same way)",
+                deps::plural(hosts.len(), "host"),
                 kind.title()
             ),
             stages: Vec::new(),
@@ -336,8 +336,8 @@ pub fn judge(
             severity: Severity::Warning,
             kind: Kind::Unreadable,
             message: format!(
-                "{} hosts answered but their sockets could not be read: their dependencies are unknown",
-                unreadable.len()
+                "{} answered, but the sockets could not be read: dependencies unknown",
+                deps::plural(unreadable.len(), "host")
             ),
             stages: Vec::new(),
             hosts: unreadable.iter().map(|(h, _)| *h).collect(),

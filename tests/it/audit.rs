@@ -262,10 +262,7 @@ fn bad_input_is_refused_before_any_host_is_read() {
     // An unreachable host is a finding (the others are still read), not a crash.
     let (code, out, err) = run(&["--samples", "1"]);
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(
-        out.contains("error[unreachable]: 1 hosts not read"),
-        "{out}"
-    );
+    assert!(out.contains("error[unreachable]: 1 host not read"), "{out}");
 }
 
 /// The boot path through the simulator's Redfish BMCs: what each host does
