@@ -29,4 +29,5 @@ mod ssh_config_oracle;
 mod sshd;
 mod static_binary;
 mod support;
+mod sushy;
 mod validate;
