@@ -25,7 +25,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-install_peers
+# SKIP_PEERS=1 with TOOLS="rekindle-before rekindle" compares two rekindle
+# binaries only (REKINDLE_BEFORE: the older one), without installing peers.
+[[ -n "${SKIP_PEERS:-}" ]] || install_peers
 build_release
 rm -rf "$D" && mkdir -p "$D"
 : >"$RESULTS"
@@ -107,6 +109,10 @@ run_tool() { # tool, round
     rekindle)
         rm -rf "$D/journal"
         measure rekindle "$HOSTS" "$r" "$LIMIT" env -u SSH_AUTH_SOCK "$REKINDLE" run "$D/true.yaml" \
+            -i "$D/inventory.yaml" --yes --quiet --journal "$D/journal" --ssh-config "$D/empty_ssh_config" ;;
+    rekindle-before)
+        rm -rf "$D/journal"
+        measure rekindle-before "$HOSTS" "$r" "$LIMIT" env -u SSH_AUTH_SOCK "$REKINDLE_BEFORE" run "$D/true.yaml" \
             -i "$D/inventory.yaml" --yes --quiet --journal "$D/journal" --ssh-config "$D/empty_ssh_config" ;;
     pdsh)
         measure pdsh "$HOSTS" "$r" "$LIMIT" env PDSH_SSH_ARGS_APPEND="-F $D/ssh_config" \

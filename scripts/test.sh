@@ -11,6 +11,10 @@
 # - file: the static-binary test checks the binary scripts/build-static.sh
 #   makes (and the script itself does);
 # - etcd-server: the `--etcd` tests start a three-member cluster on loopback;
+# - dropbear-bin, tinysshd and ucspi-tcp (tcpserver): the OpenSSH conformance
+#   tests run them next to sshd, logging in as the unprivileged user
+#   `rekindle-ssh` (key logins only; the tests add their keys to its
+#   ~/.ssh/authorized_keys);
 # - iproute2 and python3: the audit test builds hosts in network namespaces
 #   (sshd and a small Python TCP peer in each);
 # - python3-venv and openssl, and a venv with sushy-tools (OpenStack's
@@ -29,6 +33,9 @@ missing=()
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
 [ -x /usr/bin/file ] || missing+=(file)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/sbin/dropbear ] || missing+=(dropbear-bin)
+[ -x /usr/sbin/tinysshd ] || missing+=(tinysshd)
+[ -x /usr/bin/tcpserver ] || missing+=(ucspi-tcp)
 [ -x /usr/bin/ip ] || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 [ -x /usr/bin/openssl ] || missing+=(openssl)
@@ -46,6 +53,11 @@ if ! id rekindle-test >/dev/null 2>&1; then
   $sudo usermod -p '*' rekindle-test
 fi
 id rekindle-test-pw >/dev/null 2>&1 || $sudo useradd -M -s /usr/sbin/nologin rekindle-test-pw
+if ! id rekindle-ssh >/dev/null 2>&1; then
+  echo "test.sh: creating the unprivileged test user rekindle-ssh (dropbear, tinysshd)" >&2
+  $sudo useradd -m -s /bin/sh rekindle-ssh
+  $sudo usermod -p '*' rekindle-ssh
+fi
 dropin=/etc/sudoers.d/rekindle-test
 if [ ! -f "$dropin" ]; then
   echo "test.sh: writing $dropin" >&2

@@ -29,6 +29,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// List the expanded inventory with labels, to debug selectors.
     Hosts(HostsArgs),
+    /// Show how rekindle reaches hosts after ~/.ssh/config, as `ssh -G` does.
+    SshConfig(SshConfigArgs),
     /// Dry run: show what a playbook would do to an inventory. Touches no host.
     Plan(PlanArgs),
     /// Check a plan against the fleet before the fire: the dependencies hosts show,
@@ -115,6 +117,19 @@ pub struct HostsArgs {
     /// Output format: an aligned table, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    /// Hosts to show: inventory names with `-i` (default: every host), else
+    /// plain names resolved through the ssh config alone, as `ssh -G NAME`.
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
+    #[arg(short, long = "inventory", value_name = "INV")]
+    pub inventories: Vec<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }
 
 #[derive(Debug, Args)]

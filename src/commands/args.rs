@@ -62,11 +62,12 @@ pub(crate) fn ssh_options(ssh: &crate::cli::SshArgs, inventory: &Inventory) -> S
         identities.push(home.join(".ssh/id_ed25519"));
         identities.push(home.join(".ssh/id_rsa"));
     }
-    let known_hosts = ssh
+    let explicit = ssh
         .known_hosts
         .clone()
-        .or_else(|| inventory.known_hosts.as_deref().map(expand_tilde))
-        .unwrap_or_else(|| expand_tilde("~/.ssh/known_hosts"));
+        .or_else(|| inventory.known_hosts.as_deref().map(expand_tilde));
+    let known_hosts_explicit = explicit.is_some();
+    let known_hosts = explicit.unwrap_or_else(|| expand_tilde("~/.ssh/known_hosts"));
     let ssh_config = ssh.ssh_config.clone().or_else(|| {
         let default = expand_tilde("~/.ssh/config");
         default.is_file().then_some(default)
@@ -74,6 +75,7 @@ pub(crate) fn ssh_options(ssh: &crate::cli::SshArgs, inventory: &Inventory) -> S
     SshOptions {
         identities,
         known_hosts,
+        known_hosts_explicit,
         ssh_config,
         accept_new_host_keys: ssh.accept_new_host_keys,
         use_agent: std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()),

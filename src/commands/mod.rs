@@ -13,6 +13,7 @@ mod report;
 mod resume;
 mod run;
 mod sim;
+mod ssh_config;
 mod status;
 mod validate;
 
@@ -23,6 +24,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(args) => validate::execute(args),
         Command::Hosts(args) => hosts::execute(args),
+        Command::SshConfig(args) => ssh_config::execute(args),
         Command::Plan(args) => plan::execute(args),
         Command::Audit(args) => audit::execute(args),
         Command::Run(args) => run::execute(args, cli.verbose),

@@ -325,6 +325,7 @@ impl Drill<'_> {
         let connector = SshConnector::new(SshOptions {
             identities: vec![paths.identity.clone()],
             known_hosts: paths.known_hosts.clone(),
+            known_hosts_explicit: true,
             // The operator's ~/.ssh/config (ProxyJump for `*`, say) must not
             // apply to loopback hosts.
             ssh_config: None,

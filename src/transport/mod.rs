@@ -3,11 +3,15 @@
 //!
 //! Owns connections, authentication, host-key checking, jump hosts and
 //! `~/.ssh/config`. It must not retry, poll or schedule: one call is one
-//! attempt, and the engine decides what to do with its result.
+//! attempt, and the engine decides what to do with its result. (One
+//! exception, which runs nothing twice: an SSH session whose reused
+//! connection the server closed, or whose channel it refused, logs in again
+//! once before the command is sent; see [`ssh::SshSession`].)
 //!
 //! - [`ssh`]: [`ssh::SshConnector`] / [`ssh::SshSession`] over russh.
 //! - [`known_hosts`]: OpenSSH known_hosts, parsed once, matched in memory.
-//! - [`ssh_config`]: `~/.ssh/config` merged with inventory values.
+//! - [`ssh_config`]: `~/.ssh/config` read as OpenSSH reads it, merged with
+//!   inventory values. [`algorithms`]: the SSH algorithm lists and options.
 //! - [`probe`]: TCP and HTTP health checks. [`local`]: commands on the bastion.
 //! - [`redfish`]: BMC power control for `power_on`, and BMC credentials.
 //! - [`bmc_trust`]: which TLS certificates a BMC may present (pins, a
@@ -126,6 +130,7 @@ impl ConnectErrorKind {
     }
 }
 
+pub mod algorithms;
 pub mod bmc_trust;
 pub mod escalation;
 pub mod ipmi;

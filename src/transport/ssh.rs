@@ -19,15 +19,17 @@ use russh::client::{self, AuthResult};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{
-    Algorithm, Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate,
+    Algorithm, Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey,
+    PublicKeyOrCertificate,
 };
 use russh::{ChannelMsg, MethodKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::algorithms::{AlgorithmKind, Algorithms};
 use super::known_hosts::{KnownHosts, Verdict};
 use super::redfish::Secret;
-use super::ssh_config::{ClientConfig, Endpoint};
+use super::ssh_config::{Agent, ClientConfig, Endpoint, Strictness};
 use super::{ConnectError, ConnectErrorKind, Connector, ExecError, ExecOutput, Session};
 use crate::inventory::Host;
 
@@ -55,6 +57,9 @@ pub struct SshOptions {
     pub identities: Vec<PathBuf>,
     /// known_hosts to check (and, with `accept_new_host_keys`, append to).
     pub known_hosts: PathBuf,
+    /// `known_hosts` came from a flag or the inventory: it wins over the ssh
+    /// config's UserKnownHostsFile (else the config's wins, as with OpenSSH).
+    pub known_hosts_explicit: bool,
     /// OpenSSH client config to honour (HostName, User, Port, IdentityFile, ProxyJump).
     pub ssh_config: Option<PathBuf>,
     pub accept_new_host_keys: bool,
@@ -219,12 +224,14 @@ fn load_key(path: &Path) -> KeyLoad {
     }
 }
 
-/// One live SSH connection; `via` keeps the jump connection that carries it alive.
+/// One live SSH connection; `via` keeps the jump connection that carries it
+/// alive, `proxy` the ProxyCommand process (killed when the connection is dropped).
 struct Conn {
     handle: client::Handle<Client>,
     /// Ends (its sender is dropped) when russh's session task ends.
     alive: watch::Receiver<()>,
     _via: Option<Arc<Conn>>,
+    _proxy: Option<tokio::process::Child>,
 }
 
 #[derive(Default)]
@@ -237,7 +244,12 @@ struct Inner {
     opts: SshOptions,
     /// ssh-agent socket, from `SSH_AUTH_SOCK` at start (when `use_agent`).
     agent: Option<PathBuf>,
+    /// `opts.known_hosts`, loaded at start (so a bad file fails the run early).
     known: Arc<KnownHosts>,
+    /// Other known_hosts files (UserKnownHostsFile, GlobalKnownHostsFile), loaded on first use.
+    known_files: Mutex<HashMap<PathBuf, Arc<KnownHosts>>>,
+    /// Config warnings already printed (each once per run).
+    warned: Mutex<std::collections::HashSet<String>>,
     config: ClientConfig,
     /// `opts.identities`, loaded once.
     keys: Vec<(PathBuf, KeyLoad)>,
@@ -246,10 +258,22 @@ struct Inner {
     /// CertificateFile entries from ssh config, parsed on first use.
     config_certs: Mutex<HashMap<PathBuf, Result<Certificate, String>>>,
     jumps: Mutex<HashMap<String, Arc<tokio::sync::Mutex<JumpSlot>>>>,
-    base: Arc<client::Config>,
-    /// Configs with a reordered host-key preference, one per distinct order.
-    configs: Mutex<HashMap<Vec<String>, Arc<client::Config>>>,
+    /// russh configs, one per distinct algorithm order and keepalive.
+    configs: Mutex<HashMap<ConfigKey, Arc<client::Config>>>,
 }
+
+/// What a russh config is built from (see [`Inner::config_for`]).
+#[derive(PartialEq, Eq, Hash)]
+struct ConfigKey {
+    algorithms: Algorithms,
+    /// Host-key algorithms known_hosts holds for the host, preferred.
+    known: Vec<String>,
+    certificates: bool,
+    keepalive: (Duration, usize),
+}
+
+/// OpenSSH's global known_hosts files, read (never written) after the user's.
+const GLOBAL_KNOWN_HOSTS: [&str; 2] = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
 
 fn base_config() -> client::Config {
     client::Config {
@@ -293,12 +317,13 @@ impl SshConnector {
                     .map(PathBuf::from),
                 opts,
                 known: Arc::new(known),
+                known_files: Mutex::new(HashMap::new()),
+                warned: Mutex::new(std::collections::HashSet::new()),
                 config,
                 keys,
                 config_keys: Mutex::new(HashMap::new()),
                 config_certs: Mutex::new(HashMap::new()),
                 jumps: Mutex::new(HashMap::new()),
-                base: Arc::new(base_config()),
                 configs: Mutex::new(HashMap::new()),
             }),
         })
@@ -330,14 +355,141 @@ impl SshConnector {
     }
 
     /// Where `host` would be reached (after ssh config), for `hosts`/preflight output.
-    pub fn endpoint(&self, host: &Host) -> Endpoint {
+    pub fn endpoint(&self, host: &Host) -> Result<Endpoint, String> {
         self.inner.config.resolve_host(host)
+    }
+
+    /// Where a plain `name` would be reached through the ssh config alone
+    /// (`ssh -G name`).
+    pub fn endpoint_for_name(&self, name: &str) -> Result<Endpoint, String> {
+        self.inner.config.resolve_name(name, None, None)
+    }
+
+    /// The known_hosts files checked for `ep`, user files first (the first
+    /// one is where accept-new records), then the global ones.
+    pub fn known_hosts_files(&self, ep: &Endpoint) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        self.inner.known_hosts_files(ep)
+    }
+
+    /// Whether an unknown host key would be recorded for `ep`.
+    pub fn accepts_new(&self, ep: &Endpoint) -> bool {
+        self.inner.accepts_new(ep)
+    }
+
+    /// What rekindle will do for `ep`, as `ssh -G` prints it: lowercase
+    /// keywords, one `keyword value` pair per line (IdentityFile and
+    /// CertificateFile as written, repeated; known_hosts files expanded).
+    pub fn effective_config(&self, ep: &Endpoint) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = vec![
+            ("host", ep.name.clone()),
+            ("user", ep.user.clone()),
+            ("hostname", ep.address.clone()),
+            ("port", ep.port.to_string()),
+        ];
+        if let Some(j) = &ep.jump {
+            out.push(("proxyjump", j.clone()));
+        }
+        if let Some(c) = &ep.proxy_command_raw {
+            out.push(("proxycommand", c.clone()));
+        }
+        if ep.identity_files_raw.is_empty() {
+            for p in &self.inner.opts.identities {
+                out.push(("identityfile", p.display().to_string()));
+            }
+        }
+        for f in &ep.identity_files_raw {
+            out.push(("identityfile", f.clone()));
+        }
+        for f in &ep.certificate_files_raw {
+            out.push(("certificatefile", f.clone()));
+        }
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        out.push(("identitiesonly", yes_no(ep.identities_only)));
+        match &ep.agent {
+            Agent::Environment => {}
+            Agent::None => out.push(("identityagent", "none".into())),
+            Agent::Socket(p) => out.push(("identityagent", p.display().to_string())),
+        }
+        let (user, global) = self.known_hosts_files(ep);
+        let join = |files: &[PathBuf]| {
+            if files.is_empty() {
+                "none".to_string()
+            } else {
+                files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        out.push(("globalknownhostsfile", join(&global)));
+        out.push(("userknownhostsfile", join(&user)));
+        out.push((
+            "stricthostkeychecking",
+            match &ep.strict {
+                Strictness::Yes => "true".into(),
+                Strictness::AcceptNew => "accept-new".into(),
+                Strictness::Ask | Strictness::Default => "ask".into(),
+                Strictness::Off(_) => "false".into(),
+            },
+        ));
+        out.push((
+            "rekindleunknownhostkeys",
+            if self.accepts_new(ep) {
+                "accept-new"
+            } else {
+                "refuse"
+            }
+            .into(),
+        ));
+        if let Some(a) = &ep.host_key_alias {
+            out.push(("hostkeyalias", a.clone()));
+        }
+        out.push((
+            "connecttimeout",
+            ep.connect_timeout
+                .map_or_else(|| "none".into(), |d| d.as_secs().to_string()),
+        ));
+        out.push((
+            "serveraliveinterval",
+            ep.server_alive_interval
+                .unwrap_or(KEEPALIVE_INTERVAL)
+                .as_secs()
+                .to_string(),
+        ));
+        out.push((
+            "serveralivecountmax",
+            ep.server_alive_count_max
+                .unwrap_or(KEEPALIVE_MAX)
+                .to_string(),
+        ));
+        for kind in AlgorithmKind::ALL {
+            let key = match kind {
+                AlgorithmKind::Kex => "kexalgorithms",
+                AlgorithmKind::Cipher => "ciphers",
+                AlgorithmKind::Mac => "macs",
+                AlgorithmKind::HostKey => "hostkeyalgorithms",
+                AlgorithmKind::Pubkey => "pubkeyacceptedalgorithms",
+            };
+            out.push((key, ep.algorithms.get(kind).join(",")));
+        }
+        out
     }
 }
 
 /// An authenticated connection to one host.
+///
+/// Some servers close a connection the client still holds: tinysshd when a
+/// session channel ends, sshd with `MaxSessions 1` or an idle timeout, a
+/// middlebox. When that shows as a failure to *open* the next channel,
+/// nothing of the command has reached the host, so the session logs in
+/// again once and opens the channel there. A command whose channel was open
+/// is never sent twice: a drop after that is [`ExecError::Disconnected`].
 pub struct SshSession {
-    conn: Arc<Conn>,
+    conn: Mutex<Arc<Conn>>,
+    inner: Arc<Inner>,
+    ep: Endpoint,
+    connect_timeout: Duration,
 }
 
 // Phases of a connect attempt, for the timeout message.
@@ -350,10 +502,22 @@ impl Connector for SshConnector {
     type Session = SshSession;
 
     async fn connect(&self, host: &Host, timeout: Duration) -> Result<SshSession, ConnectError> {
-        let ep = self.inner.config.resolve_host(host);
+        let ep = self
+            .inner
+            .config
+            .resolve_host(host)
+            .map_err(|message| ConnectError {
+                kind: ConnectErrorKind::Protocol,
+                message: format!("{}: ssh config: {message}", host.name),
+            })?;
         let phase = AtomicU8::new(PHASE_TCP);
         match tokio::time::timeout(timeout, self.inner.connect_endpoint(&ep, 0, &phase)).await {
-            Ok(Ok(conn)) => Ok(SshSession { conn }),
+            Ok(Ok(conn)) => Ok(SshSession {
+                conn: Mutex::new(conn),
+                inner: self.inner.clone(),
+                ep,
+                connect_timeout: timeout,
+            }),
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 let target = format!("{}:{}", ep.address, ep.port);
@@ -398,17 +562,21 @@ impl Inner {
         phase: &'a AtomicU8,
     ) -> BoxFut<'a, Result<Arc<Conn>, ConnectError>> {
         Box::pin(async move {
+            self.warn_once(ep);
             let names = ep.known_hosts_names();
             let (alive_tx, alive) = watch::channel(());
+            let (known, writable) = self.known_for(ep)?;
             let handler = Client {
                 _alive: alive_tx,
-                known: self.known.clone(),
+                known: known.clone(),
                 names: names.clone(),
-                principals: vec![ep.name.clone(), ep.address.clone()],
+                bare: bare_fallback(ep),
+                principals: ep.bare_names(),
                 display: ep.name.clone(),
-                accept_new: self.opts.accept_new_host_keys,
+                accept_new: writable && self.accepts_new(ep),
             };
-            let config = self.config_for(&names);
+            let config = self.config_for(&known, &names, ep);
+            let mut proxy = None;
             let (result, via) = match &ep.jump {
                 Some(spec) => {
                     phase.store(PHASE_JUMP, Ordering::Relaxed);
@@ -433,12 +601,32 @@ impl Inner {
                     let r = client::connect_stream(config, channel.into_stream(), handler).await;
                     (r, Some(jump))
                 }
-                None => {
-                    let tcp = tcp_connect(ep).await?;
-                    phase.store(PHASE_HANDSHAKE, Ordering::Relaxed);
-                    let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, tcp);
-                    (client::connect_stream(config, stream, handler).await, None)
-                }
+                None => match &ep.proxy_command {
+                    Some(command) => {
+                        let (child, stream) = spawn_proxy(command, ep)?;
+                        proxy = Some(child);
+                        phase.store(PHASE_HANDSHAKE, Ordering::Relaxed);
+                        let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
+                        (client::connect_stream(config, stream, handler).await, None)
+                    }
+                    None => {
+                        let tcp = match ep.connect_timeout {
+                            Some(limit) => tokio::time::timeout(limit, tcp_connect(ep))
+                                .await
+                                .map_err(|_| ConnectError {
+                                    kind: ConnectErrorKind::Timeout,
+                                    message: format!(
+                                        "{}: no TCP connection to {}:{} within ConnectTimeout {limit:?}",
+                                        ep.name, ep.address, ep.port
+                                    ),
+                                })??,
+                            None => tcp_connect(ep).await?,
+                        };
+                        phase.store(PHASE_HANDSHAKE, Ordering::Relaxed);
+                        let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, tcp);
+                        (client::connect_stream(config, stream, handler).await, None)
+                    }
+                },
             };
             let mut handle = result.map_err(|e| handshake_error(e, ep))?;
             phase.store(PHASE_AUTH, Ordering::Relaxed);
@@ -447,46 +635,137 @@ impl Inner {
                 handle,
                 alive,
                 _via: via,
+                _proxy: proxy,
             }))
         })
     }
 
-    /// The base config, with host-key algorithms already known for this host
-    /// preferred (as OpenSSH does), so a host with several keys offers the one
-    /// we have instead of failing as "changed". When an `@cert-authority`
-    /// line could match, certificate host-key algorithms come first, so a
-    /// host with a certificate proves itself with it.
-    fn config_for(&self, names: &[String]) -> Arc<client::Config> {
-        let known = self.known.known_algorithms(names);
-        let certificates = self.known.has_authority(names);
-        if known.is_empty() && !certificates {
-            return self.base.clone();
+    /// The russh config for `ep`: its algorithm lists, with host-key
+    /// algorithms already known for this host preferred (as OpenSSH does),
+    /// so a host with several keys offers the one we have instead of failing
+    /// as "changed". When an `@cert-authority` line could match, the
+    /// certificate host-key algorithms come first, so a host with a
+    /// certificate proves itself with it; otherwise none is offered.
+    fn config_for(
+        &self,
+        known_files: &[Arc<KnownHosts>],
+        names: &[String],
+        ep: &Endpoint,
+    ) -> Arc<client::Config> {
+        let mut known = Vec::new();
+        let mut certificates = false;
+        let bare = bare_fallback(ep);
+        for kh in known_files {
+            known.extend(kh.known_algorithms(names));
+            certificates |= kh.has_authority(names) || kh.has_authority(&bare);
         }
         let same_family = |a: &Algorithm, b: &Algorithm| match (a, b) {
             (Algorithm::Rsa { .. }, Algorithm::Rsa { .. }) => true,
             _ => a == b,
         };
-        let defaults = self.base.preferred.key.to_vec();
-        let (mut first, rest): (Vec<_>, Vec<_>) = defaults
-            .into_iter()
-            .partition(|a| known.iter().any(|k| same_family(a, k)));
-        first.extend(rest);
-        let mut order: Vec<String> = first.iter().map(|a| a.to_string()).collect();
-        if certificates {
-            order.push("+certificates".into());
-        }
+        let keepalive = ep.server_alive_interval.unwrap_or(KEEPALIVE_INTERVAL);
+        let keepalive_max = ep.server_alive_count_max.unwrap_or(KEEPALIVE_MAX);
+        let key = ConfigKey {
+            algorithms: ep.algorithms.clone(),
+            known: known.iter().map(|a| a.to_string()).collect(),
+            certificates,
+            keepalive: (keepalive, keepalive_max),
+        };
         let mut configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
         configs
-            .entry(order)
+            .entry(key)
             .or_insert_with(|| {
+                let preferred = ep.algorithms.preferred();
+                let (mut first, rest): (Vec<_>, Vec<_>) = preferred
+                    .keys
+                    .into_iter()
+                    .partition(|a| known.iter().any(|k| same_family(a, k)));
+                first.extend(rest);
+                let certs: Vec<Algorithm> = if certificates {
+                    preferred.certificates
+                } else {
+                    Vec::new()
+                };
                 let mut config = base_config();
-                if certificates {
-                    config.preferred.host_key_certificates = first.clone().into();
-                }
+                config.keepalive_interval = Some(keepalive);
+                config.keepalive_max = keepalive_max;
+                config.preferred.kex = preferred.kex.into();
+                config.preferred.cipher = preferred.cipher.into();
+                config.preferred.mac = preferred.mac.into();
+                config.preferred.host_key_certificates = certs.into();
                 config.preferred.key = first.into();
                 Arc::new(config)
             })
             .clone()
+    }
+
+    /// The known_hosts files for `ep`: (user files, global files).
+    fn known_hosts_files(&self, ep: &Endpoint) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let user = match (&ep.user_known_hosts, self.opts.known_hosts_explicit) {
+            (Some(files), false) => files.clone(),
+            // OpenSSH's default pair: `known_hosts`, then `known_hosts2` beside it.
+            (None, false) => vec![
+                self.opts.known_hosts.clone(),
+                self.opts.known_hosts.with_file_name("known_hosts2"),
+            ],
+            (_, true) => vec![self.opts.known_hosts.clone()],
+        };
+        let global = ep
+            .global_known_hosts
+            .clone()
+            .unwrap_or_else(|| GLOBAL_KNOWN_HOSTS.iter().map(PathBuf::from).collect());
+        (user, global)
+    }
+
+    /// The loaded files, and whether accept-new has a file to record in.
+    fn known_for(&self, ep: &Endpoint) -> Result<(Vec<Arc<KnownHosts>>, bool), ConnectError> {
+        let (user, global) = self.known_hosts_files(ep);
+        let mut out = Vec::new();
+        for path in user.iter().chain(global.iter()) {
+            if *path == self.opts.known_hosts {
+                out.push(self.known.clone());
+                continue;
+            }
+            let mut cache = self.known_files.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(k) = cache.get(path) {
+                out.push(k.clone());
+                continue;
+            }
+            let k = Arc::new(KnownHosts::load(path).map_err(|e| ConnectError {
+                kind: ConnectErrorKind::HostKeyUnknown,
+                message: format!("{}: {e}", ep.name),
+            })?);
+            cache.insert(path.clone(), k.clone());
+            out.push(k);
+        }
+        // accept-new writes to the first file: none when UserKnownHostsFile is `none`.
+        Ok((out, !user.is_empty()))
+    }
+
+    /// `StrictHostKeyChecking yes` refuses unknown keys even with
+    /// `--accept-new-host-keys`; `accept-new` records them; anything else
+    /// keeps rekindle's own rule (the flag).
+    fn accepts_new(&self, ep: &Endpoint) -> bool {
+        match ep.strict {
+            Strictness::Yes => false,
+            Strictness::AcceptNew => true,
+            Strictness::Default | Strictness::Ask | Strictness::Off(_) => {
+                self.opts.accept_new_host_keys
+            }
+        }
+    }
+
+    /// Says once per run what the config asked that rekindle does differently.
+    fn warn_once(&self, ep: &Endpoint) {
+        if ep.warnings.is_empty() {
+            return;
+        }
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        for line in &ep.warnings {
+            if warned.insert(line.clone()) {
+                eprintln!("warning: ssh config {line}");
+            }
+        }
     }
 
     /// The shared connection to a jump host, opened (or reopened) on demand.
@@ -515,7 +794,13 @@ impl Inner {
         {
             return Err(err.clone());
         }
-        let ep = self.config.resolve_jump(spec);
+        let ep = self
+            .config
+            .resolve_jump(spec)
+            .map_err(|message| ConnectError {
+                kind: ConnectErrorKind::Jump,
+                message: format!("jump host {spec}: ssh config: {message}"),
+            })?;
         let phase = AtomicU8::new(PHASE_TCP);
         match self.connect_endpoint(&ep, depth, &phase).await {
             Ok(conn) => {
@@ -575,8 +860,31 @@ impl Inner {
             None => false,
         };
 
-        if self.opts.use_agent || self.agent.is_some() {
-            match &self.agent {
+        let agent = match &ep.agent {
+            Agent::Environment => self.agent.clone(),
+            Agent::None => None,
+            Agent::Socket(p) => Some(p.clone()),
+        };
+        // IdentitiesOnly: agent keys only when an identity file holds them.
+        let only: Option<Vec<russh::keys::ssh_key::public::KeyData>> =
+            ep.identities_only.then(|| {
+                ep.identity_files
+                    .iter()
+                    .filter_map(|p| match self.identity(p) {
+                        KeyLoad::Loaded(k) => Some(k.key.public_key().key_data().clone()),
+                        _ => None,
+                    })
+                    .collect()
+            });
+        let algs = &ep.algorithms;
+        let offered =
+            |alg: &Algorithm, data: &russh::keys::ssh_key::public::KeyData, cert: bool| {
+                algs.accepts_pubkey(alg, cert) && only.as_ref().is_none_or(|o| o.contains(data))
+            };
+        if (self.opts.use_agent || self.agent.is_some()) && ep.agent != Agent::None
+            || matches!(ep.agent, Agent::Socket(_))
+        {
+            match &agent {
                 None => skipped.push("ssh-agent (SSH_AUTH_SOCK not set)".into()),
                 Some(sock) => match AgentClient::connect_uds(sock).await {
                     Err(e) => skipped.push(format!("ssh-agent at {} ({e})", sock.display())),
@@ -590,6 +898,20 @@ impl Inner {
                                 break;
                             }
                             let result = match id {
+                                AgentIdentity::PublicKey { key, .. }
+                                    if !offered(&key.algorithm(), key.key_data(), false) =>
+                                {
+                                    continue;
+                                }
+                                AgentIdentity::Certificate { certificate, .. }
+                                    if !offered(
+                                        &certificate.algorithm(),
+                                        certificate.public_key(),
+                                        true,
+                                    ) =>
+                                {
+                                    continue;
+                                }
                                 AgentIdentity::PublicKey { key, .. } => {
                                     keys += 1;
                                     let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
@@ -668,6 +990,16 @@ impl Inner {
                 }
             };
             let public = key.key.public_key().key_data().clone();
+            if !algs.accepts_pubkey(&key.key.algorithm(), false)
+                && !algs.accepts_pubkey(&key.key.algorithm(), true)
+            {
+                skipped.push(format!(
+                    "{} ({} is not in PubkeyAcceptedAlgorithms)",
+                    path.display(),
+                    key.key.algorithm()
+                ));
+                continue;
+            }
             let mut certs: Vec<(String, Certificate)> = Vec::new();
             if let Some(c) = &key.cert {
                 certs.push((cert_path(&path).display().to_string(), c.clone()));
@@ -686,6 +1018,9 @@ impl Inner {
                 if publickey_refused || handle.is_closed() {
                     break;
                 }
+                if !algs.accepts_pubkey(&cert.algorithm(), true) {
+                    continue;
+                }
                 tried.push(format!("{file} (certificate `{}`)", cert.key_id()));
                 let result = match &key.ed25519 {
                     Some(signer) => handle
@@ -703,6 +1038,9 @@ impl Inner {
             }
             if publickey_refused || handle.is_closed() {
                 break;
+            }
+            if !algs.accepts_pubkey(&key.key.algorithm(), false) {
+                continue;
             }
             tried.push(path.display().to_string());
             let result = match &key.ed25519 {
@@ -857,6 +1195,50 @@ fn handshake_error(e: HandlerError, ep: &Endpoint) -> ConnectError {
             ConnectErrorKind::Protocol,
             format!("{target} does not speak SSH"),
         ),
+        russh::Error::NoCommonAlgo { kind, ours, theirs } => {
+            let (what, option) = match kind {
+                russh::AlgorithmKind::Kex => ("key exchange", AlgorithmKind::Kex),
+                russh::AlgorithmKind::Key => ("host key", AlgorithmKind::HostKey),
+                russh::AlgorithmKind::Cipher => ("cipher", AlgorithmKind::Cipher),
+                russh::AlgorithmKind::Mac => ("MAC", AlgorithmKind::Mac),
+                russh::AlgorithmKind::Compression => {
+                    return ConnectError {
+                        kind: ConnectErrorKind::Protocol,
+                        message: format!(
+                            "{}: no common compression algorithm with {target}: ours {}, theirs {}",
+                            ep.name,
+                            ours.join(","),
+                            theirs.join(",")
+                        ),
+                    };
+                }
+            };
+            let ours: Vec<&String> = ours
+                .iter()
+                .filter(|n| !n.starts_with("ext-info-") && !n.starts_with("kex-strict-"))
+                .collect();
+            let ours: Vec<&str> = ours.iter().map(|s| s.as_str()).collect();
+            let widen: Vec<&str> = theirs
+                .iter()
+                .map(String::as_str)
+                .filter(|n| option.supported().contains(n))
+                .collect();
+            let hint = match widen.first() {
+                Some(n) => format!(
+                    "; to allow one, add `{} +{n}` for this host in ~/.ssh/config (as with OpenSSH)",
+                    option.option()
+                ),
+                None => "; rekindle (russh) implements none of the server's".to_string(),
+            };
+            (
+                ConnectErrorKind::Protocol,
+                format!(
+                    "no common {what} algorithm with {target}: rekindle offers {}, the server offers {}{hint}",
+                    ours.join(","),
+                    theirs.join(",")
+                ),
+            )
+        }
         other => (
             ConnectErrorKind::Protocol,
             format!("SSH handshake with {target} failed: {other}"),
@@ -866,6 +1248,39 @@ fn handshake_error(e: HandlerError, ep: &Endpoint) -> ConnectError {
         kind,
         message: format!("{}: {what}", ep.name),
     }
+}
+
+/// Starts a ProxyCommand (`sh -c "exec COMMAND"`, as OpenSSH) whose
+/// stdin/stdout carry the SSH connection; its stderr stays rekindle's, and
+/// its environment has none of rekindle's secrets.
+fn spawn_proxy(
+    command: &str,
+    ep: &Endpoint,
+) -> Result<
+    (
+        tokio::process::Child,
+        tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    ),
+    ConnectError,
+> {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("exec {command}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    super::ssh_config::scrub_env(&mut cmd);
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let fail = |e: String| ConnectError {
+        kind: ConnectErrorKind::Unreachable,
+        message: format!("{}: ProxyCommand `{command}`: {e}", ep.name),
+    };
+    let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
+    let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+        return Err(fail("no stdin/stdout".into()));
+    };
+    Ok((child, tokio::io::join(stdout, stdin)))
 }
 
 fn forward_error(e: russh::Error, ep: &Endpoint, spec: &str) -> ConnectError {
@@ -903,28 +1318,122 @@ struct Client {
     /// Dropped with the handler when the connection's task ends, which is
     /// what [`SshSession::closed`] waits for.
     _alive: watch::Sender<()>,
-    known: Arc<KnownHosts>,
+    /// User known_hosts files first (accept-new records in the first), then global ones.
+    known: Vec<Arc<KnownHosts>>,
     names: Vec<String>,
+    /// The names without the port, tried when nothing is known under
+    /// `names` (OpenSSH's "checking without port identifier"); empty on port 22.
+    bare: Vec<String>,
     /// The host's name and address, which a host certificate must list.
     principals: Vec<String>,
     display: String,
     accept_new: bool,
 }
 
+/// The bare names to fall back to when the port is not 22 and no
+/// HostKeyAlias is set (sshconnect.c, `check_host_key`).
+fn bare_fallback(ep: &Endpoint) -> Vec<String> {
+    if ep.port == 22 || ep.host_key_alias.is_some() {
+        Vec::new()
+    } else {
+        ep.bare_names()
+    }
+}
+
+/// A key's verdict over several known_hosts files: revoked anywhere wins,
+/// then a match anywhere, then a conflicting entry anywhere.
+fn check_files(files: &[Arc<KnownHosts>], names: &[String], key: &PublicKey) -> (Verdict, String) {
+    let mut changed: Option<(Vec<super::known_hosts::KnownLine>, String)> = None;
+    let mut matched = None;
+    for kh in files {
+        let path = kh.path().display().to_string();
+        match kh.check(names, key) {
+            Verdict::Revoked { line } => return (Verdict::Revoked { line }, path),
+            Verdict::Match => {
+                matched.get_or_insert(path);
+            }
+            Verdict::Changed { known } => {
+                changed.get_or_insert((known, path));
+            }
+            Verdict::Unknown => {}
+        }
+    }
+    if let Some(path) = matched {
+        return (Verdict::Match, path);
+    }
+    if let Some((known, path)) = changed {
+        return (Verdict::Changed { known }, path);
+    }
+    let first = files
+        .first()
+        .map(|k| k.path().display().to_string())
+        .unwrap_or_else(|| "(no known_hosts file: UserKnownHostsFile none)".into());
+    (Verdict::Unknown, first)
+}
+
 impl Client {
-    /// A host certificate: trusted only through an `@cert-authority` line
-    /// (accept-new never records a CA).
+    /// The plain key's verdict, with the bare-name fallback.
+    fn plain_verdict(&self, key: &PublicKey) -> (Verdict, String) {
+        let (verdict, path) = check_files(&self.known, &self.names, key);
+        if verdict == Verdict::Unknown && !self.bare.is_empty() {
+            let (bare, bare_path) = check_files(&self.known, &self.bare, key);
+            if bare == Verdict::Match {
+                return (bare, bare_path);
+            }
+        }
+        (verdict, path)
+    }
+
+    /// A host certificate: trusted through an `@cert-authority` line
+    /// (accept-new never records a CA). As OpenSSH, a certificate no CA
+    /// vouches for (unknown CA, expired, another host's) is then checked
+    /// as the plain key inside it; a revoked one is not.
     fn check_certificate(&self, cert: &russh::keys::Certificate) -> Result<bool, HandlerError> {
         use super::known_hosts::CertVerdict;
-        let kh = self.known.path().display().to_string();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let principals: Vec<&str> = self.principals.iter().map(String::as_str).collect();
-        let why = match self
-            .known
-            .check_certificate(&self.names, &principals, cert, now)
-        {
+        let mut reason: Option<(CertVerdict, String)> = None;
+        let mut unknown = None;
+        for names in [&self.names, &self.bare] {
+            if names.is_empty() || reason.is_some() {
+                continue;
+            }
+            for kh in &self.known {
+                let path = kh.path().display().to_string();
+                match kh.check_certificate(names, &principals, cert, now) {
+                    CertVerdict::Trusted { .. } => return Ok(true),
+                    v @ CertVerdict::UnknownAuthority { .. } => {
+                        unknown.get_or_insert((v, path));
+                    }
+                    // The first refusal, unless a later file revokes.
+                    v => {
+                        let revoked = matches!(v, CertVerdict::Revoked { .. });
+                        let have_revoked = matches!(reason, Some((CertVerdict::Revoked { .. }, _)));
+                        if reason.is_none() || (revoked && !have_revoked) {
+                            reason = Some((v, path));
+                        }
+                    }
+                }
+            }
+        }
+        let (verdict, kh) = reason.or(unknown).unwrap_or((
+            CertVerdict::UnknownAuthority {
+                ca_fingerprint: cert
+                    .signature_key()
+                    .fingerprint(HashAlg::Sha256)
+                    .to_string(),
+            },
+            "known_hosts".into(),
+        ));
+        if !matches!(verdict, CertVerdict::Revoked { .. }) {
+            let plain = PublicKey::new(cert.public_key().clone(), "");
+            if self.plain_verdict(&plain).0 == Verdict::Match {
+                return Ok(true);
+            }
+        }
+        let why = match verdict {
             CertVerdict::Trusted { .. } => return Ok(true),
             CertVerdict::UnknownAuthority { ca_fingerprint } => format!(
                 "its host certificate is signed by CA {ca_fingerprint}, which no \
@@ -982,10 +1491,13 @@ impl client::Handler for Client {
         };
         let key = &key;
         let fingerprint = key.fingerprint(HashAlg::Sha256);
-        let kh = self.known.path().display().to_string();
-        let mut verdict = self.known.check(&self.names, key);
-        if verdict == Verdict::Unknown && self.accept_new {
-            verdict = self.known.accept_new(&self.names, key).map_err(|e| {
+        let (mut verdict, mut kh) = self.plain_verdict(key);
+        if verdict == Verdict::Unknown
+            && self.accept_new
+            && let Some(first) = self.known.first()
+        {
+            kh = first.path().display().to_string();
+            verdict = first.accept_new(&self.names, key).map_err(|e| {
                 HandlerError::HostKey(ConnectError {
                     kind: ConnectErrorKind::HostKeyUnknown,
                     message: format!(
@@ -1052,17 +1564,66 @@ impl Session for SshSession {
     }
 
     fn is_closed(&self) -> bool {
-        self.conn.handle.is_closed()
+        self.current().handle.is_closed()
     }
 
     async fn closed(&self) {
-        let mut alive = self.conn.alive.clone();
+        let mut alive = self.current().alive.clone();
         // Nothing is ever sent: `changed` fails once the sender is dropped.
         while alive.changed().await.is_ok() {}
     }
 }
 
 impl SshSession {
+    fn current(&self) -> Arc<Conn> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A session channel on the current connection; when the server has
+    /// closed that connection before the channel opened, on a fresh one
+    /// (once; see [`SshSession`]).
+    async fn open_channel(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(Arc<Conn>, russh::Channel<client::Msg>), ExecError> {
+        let conn = self.current();
+        if !conn.handle.is_closed() {
+            match tokio::time::timeout_at(deadline, conn.handle.channel_open_session()).await {
+                Err(_) => return Err(ExecError::Timeout(timeout)),
+                Ok(Ok(c)) => return Ok((conn, c)),
+                // A refused session channel ran nothing. tinysshd serves one
+                // channel per connection and refuses a second ("administratively
+                // prohibited"); sshd with MaxSessions 1 refuses one opened
+                // before it has let go of the last ("connect failed").
+                Ok(Err(russh::Error::ChannelOpenFailure(_))) => {}
+                Ok(Err(e)) => match channel_error(&conn.handle, e) {
+                    ExecError::Disconnected => {}
+                    other => return Err(other),
+                },
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let phase = AtomicU8::new(PHASE_TCP);
+        let fresh = match tokio::time::timeout(
+            self.connect_timeout.min(left),
+            self.inner.connect_endpoint(&self.ep, 0, &phase),
+        )
+        .await
+        {
+            // The host is gone for real (rebooting): what the engine expects
+            // from a dropped connection.
+            Err(_) | Ok(Err(_)) => return Err(ExecError::Disconnected),
+            Ok(Ok(c)) => c,
+        };
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        match tokio::time::timeout_at(deadline, fresh.handle.channel_open_session()).await {
+            Err(_) => Err(ExecError::Timeout(timeout)),
+            Ok(Err(e)) => Err(channel_error(&fresh.handle, e)),
+            Ok(Ok(c)) => Ok((fresh, c)),
+        }
+    }
+
     /// One command on a new channel; `input` (one line, then EOF) goes to
     /// its stdin inside the channel, never on a command line.
     async fn run(
@@ -1071,14 +1632,9 @@ impl SshSession {
         input: Option<&Secret>,
         timeout: Duration,
     ) -> Result<ExecOutput, ExecError> {
-        let handle = &self.conn.handle;
         let deadline = Instant::now() + timeout;
-        let mut channel =
-            match tokio::time::timeout_at(deadline, handle.channel_open_session()).await {
-                Err(_) => return Err(ExecError::Timeout(timeout)),
-                Ok(Err(e)) => return Err(channel_error(handle, e)),
-                Ok(Ok(c)) => c,
-            };
+        let (conn, mut channel) = self.open_channel(deadline, timeout).await?;
+        let handle = &conn.handle;
         let mut tail = Tail::default();
         let mut status = None;
         let mut signalled = false;

@@ -71,6 +71,7 @@ fn options(identities: Vec<PathBuf>, known_hosts: PathBuf) -> SshOptions {
     SshOptions {
         identities,
         known_hosts,
+        known_hosts_explicit: true,
         ssh_config: None,
         accept_new_host_keys: false,
         use_agent: false,
