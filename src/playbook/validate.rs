@@ -592,7 +592,7 @@ fn overlaps(
                 plural(p.hosts),
                 a.name,
                 b.name,
-                shared_order(playbook, p.a, p.b),
+                shared_order(playbook, p.a, p.b, p.hosts == 1),
                 examples(inventory, p.examples.iter().copied())
             ),
         ));
@@ -618,8 +618,9 @@ fn overlaps(
 /// second; otherwise whichever stage reaches it first. Either way one stage
 /// at a time, and a host that fails in one is skipped by the other unless
 /// that one says `retry_failed_hosts: true`.
-fn shared_order(playbook: &Playbook, a: usize, b: usize) -> String {
+fn shared_order(playbook: &Playbook, a: usize, b: usize, one: bool) -> String {
     let (sa, sb) = (&playbook.stages[a], &playbook.stages[b]);
+    let run = if one { "runs" } else { "run" };
     let retries = |s: &Stage, other: &str| {
         if s.retry_failed_hosts {
             format!(
@@ -636,13 +637,14 @@ fn shared_order(playbook: &Playbook, a: usize, b: usize) -> String {
         (sb, sa)
     } else {
         return format!(
-            "run one stage at a time, in whichever order reaches them first (neither stage comes after the other); {}, {}",
+            "{run} one stage at a time, in whichever order reaches {} first (neither stage comes after the other); {}, {}",
+            if one { "it" } else { "them" },
             retries(sb, &sa.name),
             retries(sa, &sb.name)
         );
     };
     format!(
-        "run `{}` first, then `{}` (it comes after `{}`), one stage at a time; {}",
+        "{run} `{}` first, then `{}` (it comes after `{}`), one stage at a time; {}",
         first.name,
         second.name,
         first.name,
