@@ -323,6 +323,7 @@ impl Drill<'_> {
             config.powered_off = powered_off;
             config.bmcs = self.bmcs;
             config.power_on_delay = config.power_on_delay.div_f64(shape.speed);
+            config.reboot_grace = config.reboot_grace.div_f64(shape.speed);
             config.boot_time = BootTime {
                 min: shape.boot_time.min.div_f64(shape.speed),
                 max: shape.boot_time.max.div_f64(shape.speed),

@@ -219,7 +219,7 @@ async fn serve(
             },
             () = core.wake.notified() => {
                 // Let the reboot command's reply reach the client before the plug is pulled.
-                tokio::time::sleep(REBOOT_GRACE).await;
+                tokio::time::sleep(shared.reboot_grace).await;
                 return Outage::Reboot;
             }
             () = core.cycled.notified() => return Outage::Cycle,
@@ -305,6 +305,7 @@ mod tests {
             port: 1,
             http_port: 2,
             boot_time: BootTime::fixed(boot),
+            reboot_grace: REBOOT_GRACE,
             seed: 1,
             bmc: None,
         }
