@@ -264,6 +264,12 @@ impl Drill<'_> {
     /// the sample.
     fn caveats(&self) -> Vec<String> {
         let mut out = unmeetable_faults(self.plan, &self.config.shape.faults);
+        let speed = self.config.shape.speed;
+        if speed > 1.0 {
+            out.push(format!(
+                "SSH connection set-up and command round trips take real time at any speed, so the prediction counts them {speed}x (a few % long when boots are short)"
+            ));
+        }
         let idle: Vec<&str> = self
             .plan
             .stages
