@@ -10,7 +10,9 @@
 # - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests;
 # - file: the static-binary test checks the binary scripts/build-static.sh
 #   makes (and the script itself does);
-# - etcd-server: the `--etcd` tests start a three-member cluster on loopback.
+# - etcd-server: the `--etcd` tests start a three-member cluster on loopback;
+# - iproute2 and python3: the audit test builds hosts in network namespaces
+#   (sshd and a small Python TCP peer in each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,8 @@ missing=()
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
 [ -x /usr/bin/file ] || missing+=(file)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/ip ] || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq
