@@ -27,4 +27,5 @@ mod ssh;
 mod sshd;
 mod static_binary;
 mod support;
+mod sushy;
 mod validate;
