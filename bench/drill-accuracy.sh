@@ -8,6 +8,13 @@
 # measured one, per stage and in total, from the two journals
 # (`rekindle report --format json`; the drill's times scaled by its speed).
 # Goal: within 5 % in total and 10 % per stage.
+#
+# SHAPE picks the plan (issue 28 item 4 asks for five): `tiers` (the
+# default: three dependent stages, one bound by `parallel`, two by `rate`),
+# `window` (one rolling window bound by `parallel`), `unavailable` (bound by
+# `max_unavailable: { rack: 2 }`, racks of 20), `rate` (bound by a stage
+# rate), `waves` (growing waves), `gate` (a second stage at an 80 %
+# readiness gate of the first).
 source "$(dirname "$0")/lib.sh"
 HOSTS="${HOSTS:-2000}"
 BOOT="${BOOT:-10s..60s}"
@@ -16,6 +23,7 @@ SEED="${SEED:-1}"
 SAMPLE="${SAMPLE:-0.1}"
 SPEED="${SPEED:-10}"
 DRILLS="${DRILLS:-3}"
+SHAPE="${SHAPE:-tiers}"
 # REUSE_RUN=1: keep the last full run (bench/out/drill-accuracy/run*) and
 # only drill again, e.g. after changing the drill's model.
 REUSE_RUN="${REUSE_RUN:-}"
@@ -37,18 +45,23 @@ fi
 build_release
 netns_up drill
 
-# Three tiers, 20 % / 30 % / 50 % of the hosts; racks of 20.
+# Three tiers, 20 % / 30 % / 50 % of the hosts; racks of 20 (a `rack` label).
 python3 - "$HOSTS" >"$D/inventory.yaml" <<'PY'
 import sys
 n = int(sys.argv[1])
 tiers = [("storage", n * 2 // 10), ("db", n * 3 // 10)]
 tiers.append(("app", n - sum(c for _, c in tiers)))
 print("version: 1\ndatacenters:\n  lab:\n    hosts:")
+i = 0
 for role, count in tiers:
-    print(f'      - name: "{role}[0001-{count:04d}]"')
-    print(f'        labels: {{ role: {role} }}')
+    for k in range(1, count + 1):
+        print(f'      - name: "{role}{k:04d}"')
+        print(f'        labels: {{ role: {role}, rack: "r{i // 20:03d}" }}')
+        i += 1
 PY
-cat >"$D/playbook.yaml" <<'YAML'
+case "$SHAPE" in
+  tiers)
+    cat >"$D/playbook.yaml" <<'YAML'
 version: 1
 name: drill-accuracy
 defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
@@ -85,6 +98,106 @@ stages:
           timeout: 20s
           interval: 2s
 YAML
+    ;;
+  window)
+    cat >"$D/playbook.yaml" <<'YAML'
+version: 1
+name: drill-accuracy-window
+defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
+stages:
+  - name: all
+    select: { role: [storage, db, app] }
+    parallel: 10%
+    steps:
+      - reboot: { timeout: 80s }
+      - health:
+          checks: [ { ssh: "systemctl is-system-running" } ]
+          timeout: 20s
+          interval: 2s
+YAML
+    ;;
+  unavailable)
+    cat >"$D/playbook.yaml" <<'YAML'
+version: 1
+name: drill-accuracy-unavailable
+defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
+stages:
+  - name: all
+    select: { role: [storage, db, app] }
+    parallel: 100%
+    max_unavailable: { rack: 2 }
+    steps:
+      - reboot: { timeout: 80s }
+      - health:
+          checks: [ { ssh: "systemctl is-system-running" } ]
+          timeout: 20s
+          interval: 2s
+YAML
+    ;;
+  rate)
+    cat >"$D/playbook.yaml" <<'YAML'
+version: 1
+name: drill-accuracy-rate
+defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
+stages:
+  - name: all
+    select: { role: [storage, db, app] }
+    parallel: 100%
+    rate: 2/s
+    steps:
+      - reboot: { timeout: 80s }
+      - health:
+          checks: [ { ssh: "systemctl is-system-running" } ]
+          timeout: 20s
+          interval: 2s
+YAML
+    ;;
+  waves)
+    cat >"$D/playbook.yaml" <<'YAML'
+version: 1
+name: drill-accuracy-waves
+defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
+stages:
+  - name: all
+    select: { role: [storage, db, app] }
+    parallel: [1, 2%, 5%, 10%]
+    steps:
+      - reboot: { timeout: 80s }
+      - health:
+          checks: [ { ssh: "systemctl is-system-running" } ]
+          timeout: 20s
+          interval: 2s
+YAML
+    ;;
+  gate)
+    cat >"$D/playbook.yaml" <<'YAML'
+version: 1
+name: drill-accuracy-gate
+defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
+stages:
+  - name: first
+    select: { role: [storage, db] }
+    parallel: 20%
+    steps:
+      - reboot: { timeout: 80s }
+      - health:
+          checks: [ { ssh: "systemctl is-system-running" } ]
+          timeout: 20s
+          interval: 2s
+  - name: second
+    after: { first: 80% }
+    select: { role: app }
+    parallel: 20%
+    steps:
+      - reboot: { timeout: 80s }
+      - health:
+          checks: [ { ssh: "systemctl is-system-running" } ]
+          timeout: 20s
+          interval: 2s
+YAML
+    ;;
+  *) die "SHAPE must be tiers, window, unavailable, rate, waves or gate, not $SHAPE" ;;
+esac
 
 # The measurement: the whole fleet, in real time.
 if [[ -z "$REUSE_RUN" ]]; then
@@ -111,7 +224,7 @@ for ((i = 1; i <= DRILLS; i++)); do
     "$REKINDLE" report "$(ls "$D"/drill-journal-$i/*.jsonl | head -1)" --format json >"$D/drill-$i.json"
 done
 
-echo "### Drill accuracy: $HOSTS hosts, boot $BOOT, faults $FAIL; drills at --sample $SAMPLE --speed $SPEED ($(machine))"
+echo "### Drill accuracy ($SHAPE): $HOSTS hosts, boot $BOOT, faults $FAIL; drills at --sample $SAMPLE --speed $SPEED ($(machine))"
 echo
 python3 - "$D" "$SPEED" "$DRILLS" "$RESULTS" <<'PY'
 import json, sys

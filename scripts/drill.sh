@@ -20,7 +20,7 @@ INVENTORY=${INVENTORY:-inventories/kakao-like.yaml}
 SAMPLE=${SAMPLE:-0.005}
 SPEED=${SPEED:-150}
 BOOT_TIME=${BOOT_TIME:-60s..120s}
-FAIL=${FAIL:-never_returns=0.003,slow_boot=0.01,flap=0.01}
+FAIL=${FAIL:-never_returns=0.003:recover=0.5,slow_boot=0.01,flap=0.01}
 SEED=${SEED:-1}
 
 # A debug build (its dependencies are optimised, Cargo.toml; the drill itself

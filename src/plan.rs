@@ -54,6 +54,10 @@ pub struct StagePlan {
     /// Label key and the most hosts in flight per value of it.
     pub max_unavailable: Vec<(String, usize)>,
     pub on_unreachable: OnUnreachable,
+    /// `retry_failed_hosts: true`: run hosts that failed (or were set aside
+    /// as unreachable) in another stage of the run; by default this stage
+    /// skips them.
+    pub retry_failed_hosts: bool,
     /// BMC power cycles for a host that does not come back (`None`: none).
     pub remediate: Option<crate::playbook::Remediate>,
     /// The stage's `become` (a host's own escalation takes precedence).
@@ -394,6 +398,7 @@ fn stage_plan(
         rate_per: stage.rate_per.clone(),
         max_unavailable,
         on_unreachable: stage.on_unreachable,
+        retry_failed_hosts: stage.retry_failed_hosts,
         remediate: stage.remediate.map(|r| r.paced_by(&stage.steps)),
         escalation: stage.escalation.clone(),
         connect_timeout: stage.connect_timeout,

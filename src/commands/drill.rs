@@ -62,8 +62,8 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         &mut |ready| print_preamble(ready, &config.shape),
         args::notice,
     );
-    let (finished, sample, injected) = match drilled {
-        Ok(Drilled::Finished(r)) => (r.finished, r.sample, r.injected),
+    let rehearsed = match drilled {
+        Ok(Drilled::Finished(r)) => r,
         Ok(Drilled::Interrupted) => {
             eprintln!("interrupted before the fleet was ready");
             return Ok(Exit::Interrupted);
@@ -73,6 +73,7 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
             return Ok(Exit::Usage);
         }
     };
+    let finished = &rehearsed.finished;
     for w in &finished.warnings {
         eprintln!("warning: {w}");
     }
@@ -84,9 +85,13 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         crate::report::drill::render(
             &finished.summary,
             config.shape.speed,
-            sample.fraction,
+            rehearsed.sample.fraction,
             finished.elapsed,
-            &injected
+            &crate::report::drill::Faults {
+                injected: &rehearsed.injected,
+                placed: &rehearsed.placed,
+                caveats: &rehearsed.caveats,
+            }
         )
     );
     if let Some(path) = &finished.journal {

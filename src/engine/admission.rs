@@ -39,6 +39,24 @@ pub enum Decision {
         host: usize,
         canary: bool,
     },
+    /// `host`'s turn came in `stage` but it does not run there: it failed
+    /// (or, `unreachable`, was set aside as unreachable) in stage `earlier`.
+    /// Booked as skipped, not failed, and not against the budget.
+    Skip {
+        stage: usize,
+        host: usize,
+        earlier: usize,
+        unreachable: bool,
+    },
+    /// `host`'s turn came in `stage` but it waits for stage `on`: it is in
+    /// flight there, or `on` comes before `stage` and has not finished it
+    /// yet. It keeps its place: it goes first once it is free. Said once
+    /// per host and stage.
+    Waiting {
+        stage: usize,
+        host: usize,
+        on: usize,
+    },
     /// The power-on asked for under this id may go out now.
     Turn(u64),
     /// Nothing to do before this instant (or before a host lands).
@@ -83,7 +101,24 @@ struct Stage {
     parked: HashMap<(usize, u32), Vec<usize>>,
     /// Buckets whose next host waits for its keyed rate token, by when.
     timed: BinaryHeap<Reverse<(Instant, usize)>>,
-    /// Hosts in `canary_queue` and `buckets`.
+    /// Hosts whose turn came while they were busy in another stage (or not
+    /// yet finished by a stage this one comes after), by the order their
+    /// turn came: they go first once free. Woken ones are here; those still
+    /// blocked wait in `Admission::blocked` under their host.
+    returned: std::collections::BTreeMap<u64, usize>,
+    /// Order of the next host whose turn comes while it is blocked.
+    next_order: u64,
+    /// The canary at the front of the queue was said to wait (said once).
+    canary_waiting: Option<usize>,
+    /// Hosts this stage landed or skipped: a later stage may take them.
+    settled: HashSet<usize>,
+    /// This stage's hosts, for the stages that come after it and share
+    /// some (empty when none does).
+    members: HashSet<usize>,
+    /// Stages this one comes after (directly or not) that share hosts
+    /// with it: a shared host runs there first.
+    before: Vec<usize>,
+    /// Hosts in `canary_queue`, `buckets`, `returned` and `Admission::blocked`.
     remaining: usize,
     /// (index of the key in `Admission::host_values` rows, most in flight per value).
     limits: Vec<(usize, usize)>,
@@ -261,6 +296,15 @@ pub struct Admission {
     global: Option<Limiter>,
     /// (stage, host) pairs a previous run finished: counted, not run again.
     done_before: HashSet<(usize, usize)>,
+    /// Per host: the stage it is in flight in. A host is in flight in at
+    /// most one stage at a time.
+    busy: Vec<Option<usize>>,
+    /// Per host: the first stage it failed in (true: set aside as
+    /// unreachable there). Stages that have not started it skip it.
+    failed_in: Vec<Option<(usize, bool)>>,
+    /// Hosts whose turn came in a stage while they were blocked: (stage,
+    /// order) per host, woken when the host lands or is skipped anywhere.
+    blocked: HashMap<usize, Vec<(usize, u64)>>,
     /// Per host, per label key any stage constrains with `max_unavailable`:
     /// an id of the host's value (None: no such label).
     host_values: Vec<Vec<Option<u32>>>,
@@ -325,6 +369,12 @@ impl Admission {
                 ready: VecDeque::new(),
                 parked: HashMap::new(),
                 timed: BinaryHeap::new(),
+                returned: std::collections::BTreeMap::new(),
+                next_order: 0,
+                canary_waiting: None,
+                settled: HashSet::new(),
+                members: HashSet::new(),
+                before: Vec::new(),
                 remaining: 0,
                 limits: s
                     .max_unavailable
@@ -350,12 +400,18 @@ impl Admission {
                 }),
             })
             .collect();
+        let mut stages: Vec<Stage> = stages;
+        link_shared_stages(plan, &mut stages);
+        let n_hosts = hosts.len();
         Admission {
             hosts,
             stages,
             parallel: parallel.max(1),
             global: rate.map(Limiter::direct),
             done_before,
+            busy: vec![None; n_hosts],
+            failed_in: vec![None; n_hosts],
+            blocked: HashMap::new(),
             host_values,
             unavailable: HashMap::new(),
             in_flight: 0,
@@ -436,6 +492,18 @@ impl Admission {
     /// failure budget is exceeded.
     pub fn landed(&mut self, stage: usize, host: usize, canary: bool, outcome: &HostOutcome) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if self.busy[host] == Some(stage) {
+            self.busy[host] = None;
+        }
+        if matches!(
+            outcome,
+            HostOutcome::Failed { .. } | HostOutcome::Unreachable { .. }
+        ) && self.failed_in[host].is_none()
+        {
+            let unreachable = matches!(outcome, HostOutcome::Unreachable { .. });
+            self.failed_in[host] = Some((stage, unreachable));
+        }
+        self.settle(stage, host);
         for (k, v) in self.host_values[host].iter().enumerate() {
             if let Some(v) = v
                 && let Some(n) = self.unavailable.get_mut(&(k, *v))
@@ -479,13 +547,74 @@ impl Admission {
                         .get_or_insert_with(|| format!("canary {name} was unreachable: {reason}"));
                 }
             }
-            HostOutcome::Interrupted { .. } => {}
+            HostOutcome::Interrupted { .. } | HostOutcome::Skipped { .. } => {}
         }
         if !canary && !s.ramp.is_empty() {
             s.wave.1 += 1;
             s.wave.2 += usize::from(matches!(outcome, HostOutcome::Failed { .. }));
             s.end_wave();
         }
+    }
+
+    /// `host` is over in `stage` (landed or skipped): stages after it may
+    /// take it, and every stage whose turn for it came meanwhile looks again.
+    fn settle(&mut self, stage: usize, host: usize) {
+        let s = &mut self.stages[stage];
+        if !s.members.is_empty() {
+            s.settled.insert(host);
+        }
+        if let Some(waiting) = self.blocked.remove(&host) {
+            for (i, order) in waiting {
+                self.stages[i].returned.insert(order, host);
+            }
+        }
+    }
+
+    /// The stage `host` waits for before it may start in stage `i`: the one
+    /// it is in flight in, or a stage `i` comes after that has it and has
+    /// not finished it yet.
+    fn blocked_on(&self, i: usize, host: usize) -> Option<usize> {
+        if let Some(d) = self.busy[host] {
+            return Some(d);
+        }
+        self.stages[i].before.iter().copied().find(|&d| {
+            let dep = &self.stages[d];
+            !matches!(dep.status, Status::Finished(_))
+                && dep.members.contains(&host)
+                && !dep.settled.contains(&host)
+        })
+    }
+
+    /// Why stage `i` skips `host`: the stage it failed in first (true: set
+    /// aside as unreachable there), unless `i` retries failed hosts.
+    fn skip_reason(&self, i: usize, host: usize) -> Option<(usize, bool)> {
+        if self.stages[i].plan.retry_failed_hosts {
+            return None;
+        }
+        self.failed_in[host].filter(|&(d, _)| d != i)
+    }
+
+    /// Books `host`, taken out of stage `i`'s queues, as skipped.
+    fn skip(&mut self, i: usize, host: usize, (earlier, unreachable): (usize, bool)) -> Pick {
+        let s = &mut self.stages[i];
+        s.remaining -= 1;
+        s.skipped += 1;
+        self.settle(i, host);
+        Pick::Skip {
+            host,
+            earlier,
+            unreachable,
+        }
+    }
+
+    /// `host`, taken out of stage `i`'s queues, waits for stage `on`; it
+    /// keeps its place among the hosts that waited before it.
+    fn defer(&mut self, i: usize, host: usize, on: usize) -> Pick {
+        let s = &mut self.stages[i];
+        let order = s.next_order;
+        s.next_order += 1;
+        self.blocked.entry(host).or_default().push((i, order));
+        Pick::Wait { host, on }
     }
 
     /// Ctrl-C twice, after every host in flight landed: the outcome of every
@@ -664,6 +793,9 @@ impl Admission {
         for (pos, &host) in plan.hosts.iter().enumerate() {
             let canary = pos < plan.canaries;
             if self.done_before.contains(&(i, host)) {
+                if !stage.members.is_empty() {
+                    stage.settled.insert(host);
+                }
                 stage.done += 1;
                 if canary {
                     stage.canaries_left = stage.canaries_left.saturating_sub(1);
@@ -762,9 +894,29 @@ impl Admission {
                 round.k += 1;
                 continue;
             }
-            let Some(host) = self.pick(i, canary_phase, now, &mut round.wake) else {
-                round.k += 1;
-                continue;
+            let host = match self.pick(i, canary_phase, now, &mut round.wake) {
+                None => {
+                    round.k += 1;
+                    continue;
+                }
+                Some(Pick::Start(host)) => host,
+                Some(Pick::Skip {
+                    host,
+                    earlier,
+                    unreachable,
+                }) => {
+                    self.round = Some(round);
+                    return Ok(Decision::Skip {
+                        stage: i,
+                        host,
+                        earlier,
+                        unreachable,
+                    });
+                }
+                Some(Pick::Wait { host, on }) => {
+                    self.round = Some(round);
+                    return Ok(Decision::Waiting { stage: i, host, on });
+                }
             };
             if let Some(global) = &mut self.global
                 && let Err(at) = global.check("", now)
@@ -786,6 +938,7 @@ impl Admission {
 
     fn book(&mut self, i: usize, host: usize, canary: bool) {
         self.in_flight += 1;
+        self.busy[host] = Some(i);
         let s = &mut self.stages[i];
         s.in_flight += 1;
         if !canary && !s.ramp.is_empty() {
@@ -807,31 +960,81 @@ impl Admission {
     }
 
     /// The next host of stage `i` that `max_unavailable` and the stage's rate
-    /// limit let start at `now`; it is taken out of its queue with its stage token.
+    /// limit let start at `now`; it is taken out of its queue with its stage
+    /// token. On the way, a host that failed in another stage is skipped and
+    /// one blocked by another stage is set aside to wait (each is a pick of
+    /// its own, for the coordinator to report).
     fn pick(
         &mut self,
         i: usize,
         canary_phase: bool,
         now: Instant,
         wake: &mut Option<Instant>,
-    ) -> Option<usize> {
+    ) -> Option<Pick> {
         let stage = &self.stages[i];
         if let Some(h) = stage.held {
             if self.full_value(&stage.limits, h).is_some() {
                 return None;
             }
             self.stages[i].held = None;
-            return Some(h);
+            if let Some(on) = self.blocked_on(i, h) {
+                return Some(self.defer(i, h, on));
+            }
+            return Some(Pick::Start(h));
         }
         if canary_phase {
             // Canaries go strictly in order.
             let &h = stage.canary_queue.front()?;
+            if let Some(why) = self.skip_reason(i, h) {
+                let stage = &mut self.stages[i];
+                stage.canary_queue.pop_front();
+                // Not replaced: the canary phase is one host shorter.
+                stage.canaries_left = stage.canaries_left.saturating_sub(1);
+                return Some(self.skip(i, h, why));
+            }
+            if let Some(on) = self.blocked_on(i, h) {
+                let stage = &mut self.stages[i];
+                if stage.canary_waiting == Some(h) {
+                    return None;
+                }
+                stage.canary_waiting = Some(h);
+                return Some(Pick::Wait { host: h, on });
+            }
             if self.full_value(&stage.limits, h).is_some() || !self.take_token(i, h, now, wake) {
                 return None;
             }
             let stage = &mut self.stages[i];
             stage.remaining -= 1;
-            return stage.canary_queue.pop_front();
+            return stage.canary_queue.pop_front().map(Pick::Start);
+        }
+        if !self.stages[i].returned.is_empty() {
+            let returned: Vec<(u64, usize)> = self.stages[i]
+                .returned
+                .iter()
+                .map(|(&o, &h)| (o, h))
+                .collect();
+            for (order, h) in returned {
+                if let Some(why) = self.skip_reason(i, h) {
+                    self.stages[i].returned.remove(&order);
+                    return Some(self.skip(i, h, why));
+                }
+                if self.blocked_on(i, h).is_some() {
+                    // Taken again before this stage's turn: wait again, same place.
+                    self.stages[i].returned.remove(&order);
+                    self.blocked.entry(h).or_default().push((i, order));
+                    continue;
+                }
+                if self.full_value(&self.stages[i].limits, h).is_some() {
+                    continue;
+                }
+                if !self.take_token(i, h, now, wake) {
+                    return None;
+                }
+                let stage = &mut self.stages[i];
+                stage.returned.remove(&order);
+                stage.remaining -= 1;
+                return Some(Pick::Start(h));
+            }
         }
         let stage = &mut self.stages[i];
         while let Some(Reverse((at, b))) = stage.timed.peek().copied()
@@ -844,6 +1047,19 @@ impl Admission {
             let Some(&h) = self.stages[i].buckets[b].front() else {
                 continue;
             };
+            let skip = self.skip_reason(i, h);
+            let on = self.blocked_on(i, h);
+            if skip.is_some() || on.is_some() {
+                let stage = &mut self.stages[i];
+                stage.buckets[b].pop_front();
+                // The bucket keeps its turn for its next host.
+                stage.ready.push_front(b);
+                return Some(match (skip, on) {
+                    (Some(why), _) => self.skip(i, h, why),
+                    (None, Some(on)) => self.defer(i, h, on),
+                    (None, None) => unreachable!("one of them is set"),
+                });
+            }
             if let Some(full) = self.full_value(&self.stages[i].limits, h) {
                 self.stages[i].parked.entry(full).or_default().push(b);
                 continue;
@@ -871,7 +1087,7 @@ impl Admission {
             if !stage.buckets[b].is_empty() {
                 stage.ready.push_back(b);
             }
-            return host;
+            return host.map(Pick::Start);
         }
         if let Some(Reverse((at, _))) = self.stages[i].timed.peek() {
             *wake = earliest(*wake, *at);
@@ -909,6 +1125,59 @@ impl Admission {
 
 fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
     Some(a.map_or(b, |a| a.min(b)))
+}
+
+/// What [`Admission::pick`] found for a stage.
+enum Pick {
+    Start(usize),
+    Skip {
+        host: usize,
+        earlier: usize,
+        unreachable: bool,
+    },
+    Wait {
+        host: usize,
+        on: usize,
+    },
+}
+
+/// Fills each stage's `before` (the stages it comes after, directly or
+/// through others, that share hosts with it) and the `members` of those.
+/// `after` points to earlier stages only (dependency order).
+fn link_shared_stages(plan: &Plan, stages: &mut [Stage]) {
+    let n = plan.stages.len();
+    let mut preds: Vec<Vec<bool>> = vec![vec![false; n]; n];
+    for (i, s) in plan.stages.iter().enumerate() {
+        for &d in &s.after {
+            if d >= i {
+                continue;
+            }
+            preds[i][d] = true;
+            let (head, tail) = preds.split_at_mut(i);
+            for (k, p) in head[d].iter().enumerate() {
+                tail[0][k] |= *p;
+            }
+        }
+    }
+    let sets: Vec<HashSet<usize>> = plan
+        .stages
+        .iter()
+        .map(|s| s.hosts.iter().copied().collect())
+        .collect();
+    let mut needed = vec![false; n];
+    for i in 0..n {
+        for d in 0..i {
+            if preds[i][d] && plan.stages[i].hosts.iter().any(|h| sets[d].contains(h)) {
+                stages[i].before.push(d);
+                needed[d] = true;
+            }
+        }
+    }
+    for (d, set) in sets.into_iter().enumerate() {
+        if needed[d] {
+            stages[d].members = set;
+        }
+    }
 }
 
 /// A host's request for its power-on turn, on its way to the coordinator.
@@ -995,6 +1264,7 @@ mod tests {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: OnUnreachable::Fail,
+            retry_failed_hosts: false,
             escalation: None,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(60),

@@ -147,6 +147,15 @@ pub enum EventKind {
         outcome: HostOutcome,
         duration: Duration,
     },
+    /// The host's turn came in `stage`, but it waits for stage `on`: it is
+    /// in flight there (a host is in one stage at a time), or `on` comes
+    /// before `stage` and has not finished it yet. It keeps its place and
+    /// starts (or is skipped) once free.
+    HostWaiting {
+        stage: StageRef,
+        host: HostRef,
+        on: StageRef,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +211,22 @@ pub enum HostOutcome {
         step: usize,
         kind: StepKind,
     },
+    /// Not run in this stage: it failed (or, `unreachable`, was set aside
+    /// as unreachable) in stage `earlier` of this run first. Not a failure
+    /// of this stage: its budget is not spent.
+    Skipped {
+        earlier: String,
+        unreachable: bool,
+    },
+}
+
+impl HostOutcome {
+    /// Why a [`HostOutcome::Skipped`] host did not run, for people:
+    /// "failed in stage `db`".
+    pub fn skip_reason(earlier: &str, unreachable: bool) -> String {
+        let what = if unreachable { "unreachable" } else { "failed" };
+        format!("{what} in stage `{earlier}`")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -236,6 +236,31 @@ impl<C: Connector> Coordinator<C> {
                 } => {
                     self.spawn_host(stage, host, canary).await;
                 }
+                Decision::Skip {
+                    stage,
+                    host,
+                    earlier,
+                    unreachable,
+                } => {
+                    let event = EventKind::HostFinished {
+                        stage: self.srefs[stage].clone(),
+                        host: self.host_ref(host),
+                        outcome: HostOutcome::Skipped {
+                            earlier: self.srefs[earlier].name.clone(),
+                            unreachable,
+                        },
+                        duration: std::time::Duration::ZERO,
+                    };
+                    self.emitter.emit(event).await;
+                }
+                Decision::Waiting { stage, host, on } => {
+                    let event = EventKind::HostWaiting {
+                        stage: self.srefs[stage].clone(),
+                        host: self.host_ref(host),
+                        on: self.srefs[on].clone(),
+                    };
+                    self.emitter.emit(event).await;
+                }
                 Decision::Turn(slot) => {
                     if let Some(reply) = self.turn_replies.remove(&slot) {
                         let _ = reply.send(());
@@ -244,6 +269,13 @@ impl<C: Connector> Coordinator<C> {
                 Decision::WaitUntil(at) => return Some(at),
                 Decision::Blocked => return None,
             }
+        }
+    }
+
+    fn host_ref(&self, host: usize) -> HostRef {
+        HostRef {
+            index: host,
+            name: self.hosts[host].name.clone(),
         }
     }
 

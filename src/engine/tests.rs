@@ -23,6 +23,9 @@ mod remediate;
 /// Readiness gates (`after: { stage: 95% }`) and growing waves (`parallel: [..]`).
 mod admission;
 
+/// Stages that share hosts: one stage at a time, failed hosts skipped.
+mod one_stage;
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -66,6 +69,7 @@ fn stage(name: &str, hosts: &[usize], steps: Vec<Step>) -> StagePlan {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        retry_failed_hosts: false,
         remediate: None,
         escalation: None,
         connect_timeout: secs(5.0),

@@ -4,7 +4,9 @@
 //!
 //! Owns the resume rules: done hosts are skipped; a reboot issued but not
 //! verified is re-verified by boot id (never sent twice); a host mid-step
-//! restarts that step; a failed host is retried from its failed step; the
+//! restarts that step; a failed host is retried from its failed step (a
+//! host a stage skipped because it failed in another one runs there
+//! fresh, and `--failed-only` takes it too); the
 //! remediation power cycles a step already had are counted on, never sent
 //! again. It must not run anything.
 
@@ -28,6 +30,9 @@ struct HostTrack {
     /// Remediation power cycles recorded for a step not passed yet: (step, count).
     cycles: Option<(usize, u32)>,
     outcome: Option<Final>,
+    /// Skipped: it had failed in an earlier stage. Runs fresh on resume,
+    /// and counts with the failed hosts for `--failed-only`.
+    skipped: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +155,10 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                         t.current = Some(*step);
                         None
                     }
+                    HostOutcome::Skipped { .. } => {
+                        t.skipped = true;
+                        None
+                    }
                 };
             }
             _ => {}
@@ -229,7 +238,11 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                     (None, None) => 0,
                 };
                 if step == 0 && t.current.is_none() {
-                    // Started, no step begun: a fresh start is the same thing.
+                    // Started, no step begun (or skipped for an earlier
+                    // failure): a fresh start is the same thing.
+                    if t.skipped {
+                        resume.failed.push((si, hi));
+                    }
                     continue;
                 }
                 resume.mid_step.push(label);

@@ -296,6 +296,7 @@ fn two_step_plan(hosts: usize) -> (Plan, Inventory) {
         rate_per: None,
         max_unavailable: vec![],
         on_unreachable: OnUnreachable::Fail,
+        retry_failed_hosts: false,
         remediate: None,
         escalation: None,
         connect_timeout: Duration::from_secs(5),

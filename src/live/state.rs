@@ -68,6 +68,9 @@ pub struct StageLive {
     pub reason: Option<String>,
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
+    /// Hosts whose turn came while another stage had them, by the stage
+    /// they wait for (a host is in one stage at a time).
+    pub held: BTreeMap<String, usize>,
     /// Hosts finished in this process (the ETA's rate; `done` may include a
     /// resume's earlier hosts).
     #[serde(skip)]
@@ -167,6 +170,8 @@ pub struct Live {
     cycles: Vec<Vec<bool>>,
     /// When the step of a host in flight started, by (stage, host).
     step_started: HashMap<(usize, usize), u64>,
+    /// Hosts waiting for another stage, by (stage, host): that stage's name.
+    held: HashMap<(usize, usize), String>,
     collector: Collector,
 }
 
@@ -193,6 +198,7 @@ impl Live {
                     reason: None,
                     started_ms: None,
                     finished_ms: None,
+                    held: BTreeMap::new(),
                     finished_here: 0,
                 })
                 .collect(),
@@ -214,6 +220,7 @@ impl Live {
                 })
                 .collect(),
             step_started: HashMap::new(),
+            held: HashMap::new(),
             collector,
         }
     }
@@ -254,7 +261,18 @@ impl Live {
                     s.reason = reason;
                 }
             }
+            EventKind::HostWaiting { stage, host, on } => {
+                if let Some(s) = self.stages.get_mut(stage.index)
+                    && self
+                        .held
+                        .insert((stage.index, host.index), on.name.clone())
+                        .is_none()
+                {
+                    *s.held.entry(on.name.clone()).or_default() += 1;
+                }
+            }
             EventKind::HostStarted { stage, host, .. } => {
+                self.unhold(stage.index, host.index);
                 if let Some(s) = self.stages.get_mut(stage.index) {
                     s.in_flight += 1;
                 }
@@ -313,12 +331,16 @@ impl Live {
                 outcome,
                 ..
             } => {
+                self.unhold(stage.index, host.index);
                 self.flights.remove(&(stage.index, host.index));
                 self.step_started.remove(&(stage.index, host.index));
                 let Some(s) = self.stages.get_mut(stage.index) else {
                     return;
                 };
-                s.in_flight = s.in_flight.saturating_sub(1);
+                // A host skipped for an earlier failure never started here.
+                if !matches!(outcome, HostOutcome::Skipped { .. }) {
+                    s.in_flight = s.in_flight.saturating_sub(1);
+                }
                 s.finished_here += 1;
                 let cause = match outcome {
                     HostOutcome::Done => {
@@ -345,6 +367,10 @@ impl Live {
                         s.finished_here -= 1;
                         None
                     }
+                    HostOutcome::Skipped { .. } => {
+                        s.skipped += 1;
+                        None
+                    }
                 };
                 if let Some((status, step, failure, reason)) = cause {
                     let cause = Cause {
@@ -359,6 +385,18 @@ impl Live {
                         .or_default()
                         .push(host.name.clone());
                 }
+            }
+        }
+    }
+
+    fn unhold(&mut self, stage: usize, host: usize) {
+        if let Some(on) = self.held.remove(&(stage, host))
+            && let Some(s) = self.stages.get_mut(stage)
+            && let Some(n) = s.held.get_mut(&on)
+        {
+            *n -= 1;
+            if *n == 0 {
+                s.held.remove(&on);
             }
         }
     }
@@ -446,6 +484,7 @@ mod tests {
             reason: None,
             started_ms: None,
             finished_ms: None,
+            held: BTreeMap::new(),
             finished_here: 0,
         });
         let t = SystemTime::now();

@@ -54,6 +54,10 @@ pub struct Stage {
     /// Hosts that go first, alone; all must pass.
     pub canary: usize,
     pub on_unreachable: OnUnreachable,
+    /// `retry_failed_hosts: true`: run hosts that failed (or were set aside
+    /// as unreachable) in another stage of the run. Default false: such a
+    /// host is skipped, "failed in stage `db`".
+    pub retry_failed_hosts: bool,
     /// `remediate`: what is done about a host that does not come back.
     pub remediate: Option<Remediate>,
     /// `become`: how commands that need privilege are run (the host's own

@@ -71,6 +71,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "max_unavailable",
     "max_failures",
     "on_unreachable",
+    "retry_failed_hosts",
     "remediate",
     "become",
 ];
@@ -88,6 +89,7 @@ const STAGE_KEYS: &[&str] = &[
     "max_failures",
     "canary",
     "on_unreachable",
+    "retry_failed_hosts",
     "remediate",
     "become",
     "estimate",
@@ -141,6 +143,7 @@ struct Policy {
     max_failures: Amount,
     max_failures_span: Option<Span>,
     on_unreachable: OnUnreachable,
+    retry_failed_hosts: bool,
     remediate: Option<(Remediate, Span)>,
     escalation: Option<Escalation>,
 }
@@ -158,6 +161,7 @@ impl Default for Policy {
             max_failures: Amount::Count(0),
             max_failures_span: None,
             on_unreachable: OnUnreachable::Fail,
+            retry_failed_hosts: false,
             remediate: None,
             escalation: None,
         }
@@ -294,6 +298,12 @@ fn read_policy(r: &mut MapReader<'_>, policy: &mut Policy, diags: &mut Vec<Diagn
             Some("skip") => policy.on_unreachable = OnUnreachable::Skip,
             Some(other) => diags.push(one_of(n, "on_unreachable", other, &["fail", "skip"])),
             None => diags.push(n.expected("`fail` or `skip`")),
+        }
+    }
+    if let Some(n) = r.get("retry_failed_hosts") {
+        match n.as_bool() {
+            Some(b) => policy.retry_failed_hosts = b,
+            None => diags.push(n.expected("`true` or `false`")),
         }
     }
     if let Some(n) = r.get("remediate")
@@ -537,6 +547,7 @@ fn read_stage(
         max_failures: policy.max_failures,
         canary,
         on_unreachable: policy.on_unreachable,
+        retry_failed_hosts: policy.retry_failed_hosts,
         remediate: policy.remediate.map(|(r, _)| r),
         escalation: policy.escalation,
         estimate,

@@ -582,15 +582,17 @@ fn overlaps(
             .map_or_else(|| playbook.stages[b].span.clone(), |s| s.select.clone())
     };
     for p in pairs.iter().take(OVERLAP_PAIRS_SHOWN) {
+        let (a, b) = (&playbook.stages[p.a], &playbook.stages[p.b]);
         diags.push(Diagnostic::warning(
             "overlapping-selection",
             select_of(p.b),
             format!(
-                "{} host{} selected by both stage `{}` and stage `{}` will run both stages{}",
+                "{} host{} selected by both stage `{}` and stage `{}` {}{}",
                 p.hosts,
                 plural(p.hosts),
-                playbook.stages[p.a].name,
-                playbook.stages[p.b].name,
+                a.name,
+                b.name,
+                shared_order(playbook, p.a, p.b, p.hosts == 1),
                 examples(inventory, p.examples.iter().copied())
             ),
         ));
@@ -608,6 +610,74 @@ fn overlaps(
             ),
         ));
     }
+}
+
+/// What a host selected by stages `a` and `b` (`a` first in the file)
+/// sees, in the words of the scheduling rules (docs/design.md): a stage
+/// that comes after the other (through `after`, gates included) runs it
+/// second; otherwise whichever stage reaches it first. Either way one stage
+/// at a time, and a host that fails in one is skipped by the other unless
+/// that one says `retry_failed_hosts: true`.
+fn shared_order(playbook: &Playbook, a: usize, b: usize, one: bool) -> String {
+    let (sa, sb) = (&playbook.stages[a], &playbook.stages[b]);
+    let run = if one { "runs" } else { "run" };
+    let retries = |s: &Stage, other: &str| {
+        if s.retry_failed_hosts {
+            format!(
+                "`{}` runs again one that failed in `{other}` (retry_failed_hosts)",
+                s.name
+            )
+        } else {
+            format!("`{}` skips one that failed in `{other}`", s.name)
+        }
+    };
+    let (first, second) = if comes_after(playbook, b, a) {
+        (sa, sb)
+    } else if comes_after(playbook, a, b) {
+        (sb, sa)
+    } else {
+        return format!(
+            "{run} one stage at a time, in whichever order reaches {} first (neither stage comes after the other); {}, {}",
+            if one { "it" } else { "them" },
+            retries(sb, &sa.name),
+            retries(sa, &sb.name)
+        );
+    };
+    format!(
+        "{run} `{}` first, then `{}` (it comes after `{}`), one stage at a time; {}",
+        first.name,
+        second.name,
+        first.name,
+        retries(second, &first.name)
+    )
+}
+
+/// Whether stage `later` waits, through its `after` chain, for stage `earlier`.
+fn comes_after(playbook: &Playbook, later: usize, earlier: usize) -> bool {
+    let index: HashMap<&str, usize> = playbook
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut seen = vec![false; playbook.stages.len()];
+    let mut todo = vec![later];
+    // Each stage is visited once: bounded by the number of stages.
+    while let Some(i) = todo.pop() {
+        for d in &playbook.stages[i].after {
+            let Some(&j) = index.get(d.as_str()) else {
+                continue;
+            };
+            if j == earlier {
+                return true;
+            }
+            if !seen[j] {
+                seen[j] = true;
+                todo.push(j);
+            }
+        }
+    }
+    false
 }
 
 fn unselected(
@@ -776,6 +846,34 @@ mod tests {
     const STORAGE: &str = "version: 1\nstages:\n  - name: storage\n    select: { role: storage }\n    steps: [ reboot ]\n";
 
     #[test]
+    fn shared_hosts_are_told_the_order_they_see_their_stages_in() {
+        // `backup` comes after `storage` through `db` (gate included); `audit` after nothing.
+        let text = format!(
+            "{STORAGE}  - name: db\n    after: {{ storage: 50% }}\n    select: {{ role: db }}\n    steps: [ reboot ]\n  - name: backup\n    after: db\n    select: {{ role: storage }}\n    retry_failed_hosts: true\n    steps: [ reboot ]\n  - name: audit\n    select: {{ role: storage }}\n    steps: [ reboot ]\n"
+        );
+        let out = check(&text);
+        assert!(
+            out.contains("warning: 6 hosts selected by both stage `storage` and stage `backup` run `storage` first, then `backup` (it comes after `storage`), one stage at a time; `backup` runs again one that failed in `storage` (retry_failed_hosts) (e.g. pg-r01-st1, pg-r01-st2, pg-r01-st3)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("warning: 6 hosts selected by both stage `storage` and stage `audit` run one stage at a time, in whichever order reaches them first (neither stage comes after the other); `audit` skips one that failed in `storage`, `storage` skips one that failed in `audit` (e.g."),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn retry_failed_hosts_is_a_boolean() {
+        let out = check(&format!("{STORAGE}    retry_failed_hosts: sometimes\n"));
+        assert!(
+            out.starts_with("p.yaml:6:25: error: expected `true` or `false`, found a string"),
+            "{out}"
+        );
+        let out = check(&format!("{STORAGE}    retry_failed_hosts: true\n"));
+        assert!(!out.contains("error"), "{out}");
+    }
+
+    #[test]
     fn a_selector_matching_nothing_is_an_error_with_the_nearest_value() {
         let text = format!(
             "{STORAGE}  - name: db\n    select: {{ role: dbs }}\n    steps: [ reboot ]\n  - name: app\n    select: {{ role: app }}\n    steps: [ reboot ]\n"
@@ -815,7 +913,7 @@ mod tests {
         assert_eq!(
             check(&text),
             "p.yaml: warning: 4 of 12 hosts are selected by no stage (e.g. pg-app1, pg-app2, as-db1)\n\
-             p.yaml:7:5: warning: 6 hosts selected by both stage `storage` and stage `pangyo-db` will run both stages (e.g. pg-r01-st1, pg-r01-st2, pg-r01-st3)\n  |\n7 |     select: { dc: pangyo, role: [db, storage] }\n  |     ^^^^^^\n"
+             p.yaml:7:5: warning: 6 hosts selected by both stage `storage` and stage `pangyo-db` run one stage at a time, in whichever order reaches them first (neither stage comes after the other); `pangyo-db` skips one that failed in `storage`, `storage` skips one that failed in `pangyo-db` (e.g. pg-r01-st1, pg-r01-st2, pg-r01-st3)\n  |\n7 |     select: { dc: pangyo, role: [db, storage] }\n  |     ^^^^^^\n"
         );
     }
 
@@ -976,9 +1074,9 @@ mod tests {
             .filter(|l| l.contains("warning:") && l.contains("stage `"))
             .collect();
         assert_eq!(overlaps.len(), OVERLAP_PAIRS_SHOWN + 1, "{out}");
-        assert!(overlaps[0].ends_with("warning: 6 hosts selected by both stage `s0` and stage `s1` will run both stages (e.g. pg-r01-st1, pg-r01-st2, pg-r01-st3)"), "{out}");
+        assert!(overlaps[0].ends_with("warning: 6 hosts selected by both stage `s0` and stage `s1` run one stage at a time, in whichever order reaches them first (neither stage comes after the other); `s1` skips one that failed in `s0`, `s0` skips one that failed in `s1` (e.g. pg-r01-st1, pg-r01-st2, pg-r01-st3)"), "{out}");
         assert!(
-            overlaps[9].contains("stage `s0` and stage `s10` will"),
+            overlaps[9].contains("stage `s0` and stage `s10` run"),
             "{out}"
         );
         assert!(overlaps[10].ends_with("warning: more stages overlap than the 10 pairs shown, from stage `s0` and stage `s11` on: in all, 6 hosts are selected by more than one stage"), "{out}");

@@ -34,17 +34,29 @@ fn failure_group(h: &HostResult) -> String {
     }
 }
 
+/// What the drill placed and what it cannot model, for its report.
+pub struct Faults<'a> {
+    /// The fault injected into each faulty simulated host, by name.
+    pub injected: &'a HashMap<String, String>,
+    /// Per stage in plan order: faults placed on its hosts, by kind.
+    pub placed: &'a [(String, BTreeMap<String, usize>)],
+    /// What the rehearsal cannot model, one sentence each.
+    pub caveats: &'a [String],
+}
+
 /// The drill's report: the run's summary in real time. `speed` is how many
 /// times the drill compressed time, `fraction` the share of the selection
-/// it simulated, `elapsed` the drill's own duration, `injected` the fault
-/// each simulated host was given (by name, as people read it).
+/// it simulated, `elapsed` the drill's own duration, `faults` the fault
+/// each simulated host was given (by name, as people read it), the count
+/// per stage, and what the drill cannot model.
 pub fn render(
     summary: &Summary,
     speed: f64,
     fraction: f64,
     elapsed: Duration,
-    injected: &HashMap<String, String>,
+    faults: &Faults<'_>,
 ) -> String {
+    let injected = faults.injected;
     let real = |d: Duration| engine::steps::humane(d.mul_f64(speed));
     let real_ms = |ms: u64| real(Duration::from_millis(ms));
     let mut out = String::new();
@@ -140,6 +152,30 @@ pub fn render(
                 let _ = writeln!(out, "    {} {}{injected}: {reason}", h.stage, h.host);
             }
         }
+    }
+    if !faults.placed.is_empty() {
+        let per_stage: Vec<String> = faults
+            .placed
+            .iter()
+            .map(|(stage, kinds)| {
+                let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                if kinds.is_empty() {
+                    format!("{stage}: none")
+                } else {
+                    format!("{stage}: {}", kinds.join(", "))
+                }
+            })
+            .collect();
+        let total = faults.injected.len();
+        let _ = writeln!(
+            out,
+            "faults placed: {total} host{} ({})",
+            if total == 1 { "" } else { "s" },
+            per_stage.join("; ")
+        );
+    }
+    for c in faults.caveats {
+        let _ = writeln!(out, "not modelled: {c}");
     }
     let (cycled, _) = summary.power_cycled();
     if fraction < 1.0 && !cycled.is_empty() {
@@ -237,7 +273,27 @@ mod tests {
             );
         }
         let injected = HashMap::from([("db1".to_owned(), "never_returns".to_owned())]);
-        let text = render(&c.summary(), 10.0, 1.0, Duration::from_secs(2), &injected);
+        let placed = vec![(
+            "db".to_owned(),
+            BTreeMap::from([("never_returns".to_owned(), 1)]),
+        )];
+        let caveats = vec![
+            "`flap` cannot happen in this plan: no step reboots or powers on a host".to_owned(),
+        ];
+        let faults = Faults {
+            injected: &injected,
+            placed: &placed,
+            caveats: &caveats,
+        };
+        let text = render(&c.summary(), 10.0, 1.0, Duration::from_secs(2), &faults);
+        assert!(
+            text.contains("faults placed: 1 host (db: never_returns 1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not modelled: `flap` cannot happen in this plan: no step reboots or powers on a host"),
+            "{text}"
+        );
         assert!(
             text.contains("predicted recovery time: 20s (the drill took 2s at 10x)"),
             "{text}"

@@ -98,7 +98,7 @@ pub fn junit(s: &Summary) -> String {
             hosts.len(),
             count(&|h| h.status == "failed"),
             count(&|h| matches!(h.status.as_str(), "interrupted" | "running")),
-            count(&|h| h.status == "unreachable"),
+            count(&|h| matches!(h.status.as_str(), "unreachable" | "skipped")),
             // A stage that never started took no time.
             secs(st.start_ms.map_or(0, |start| {
                 st.end_ms.unwrap_or(s.elapsed_ms).saturating_sub(start)
@@ -136,6 +136,12 @@ pub fn junit(s: &Summary) -> String {
                     let _ = writeln!(
                         out,
                         ">\n      <skipped message=\"unreachable, set aside: {reason}\"/>\n    </testcase>"
+                    );
+                }
+                "skipped" => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <skipped message=\"not run: {reason}\"/>\n    </testcase>"
                     );
                 }
                 _ => {

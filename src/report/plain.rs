@@ -68,6 +68,13 @@ impl<W: Write> Plain<W> {
                         "interrupted",
                         format!("  during step {} ({})", step + 1, kind.as_str()),
                     ),
+                    HostOutcome::Skipped {
+                        earlier,
+                        unreachable,
+                    } => (
+                        "skipped",
+                        format!("  {}", HostOutcome::skip_reason(earlier, *unreachable)),
+                    ),
                 };
                 writeln!(
                     self.out,

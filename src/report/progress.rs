@@ -39,6 +39,9 @@ pub struct Totals {
     order: Vec<String>,
     /// Paused by the operator (`rekindle pause`).
     paused: bool,
+    /// Hosts whose turn came in a stage while another stage had them:
+    /// host -> (stage, the stage it waits for).
+    held: HashMap<String, (String, String)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -132,7 +135,12 @@ impl Totals {
 
     fn event(&mut self, kind: &EventKind, elapsed: Duration) {
         match kind {
+            EventKind::HostWaiting { stage, host, on } => {
+                self.held
+                    .insert(host.name.clone(), (stage.name.clone(), on.name.clone()));
+            }
             EventKind::HostStarted { stage, host, .. } => {
+                self.unhold(&stage.name, &host.name);
                 self.in_flight += 1;
                 let s = self.stages.entry(stage.name.clone()).or_default();
                 s.started += 1;
@@ -144,12 +152,18 @@ impl Totals {
                 outcome,
                 duration,
             } => {
-                self.in_flight = self.in_flight.saturating_sub(1);
+                self.unhold(&stage.name, &host.name);
+                // A host skipped for an earlier failure never started here.
+                if !matches!(outcome, HostOutcome::Skipped { .. }) {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                }
                 self.finished_here += 1;
                 match outcome {
                     HostOutcome::Done => self.done += 1,
                     HostOutcome::Failed { .. } => self.failed += 1,
-                    HostOutcome::Unreachable { .. } | HostOutcome::Interrupted { .. } => {
+                    HostOutcome::Unreachable { .. }
+                    | HostOutcome::Interrupted { .. }
+                    | HostOutcome::Skipped { .. } => {
                         self.skipped += 1;
                     }
                 }
@@ -157,8 +171,10 @@ impl Totals {
                 s.finished += 1;
                 s.done_here += usize::from(matches!(outcome, HostOutcome::Done));
                 s.flying.remove(&host.name);
-                s.observed.0 += *duration;
-                s.observed.1 += 1;
+                if !matches!(outcome, HostOutcome::Skipped { .. }) {
+                    s.observed.0 += *duration;
+                    s.observed.1 += 1;
+                }
             }
             EventKind::RunPaused => self.paused = true,
             EventKind::RunContinued => self.paused = false,
@@ -170,9 +186,32 @@ impl Totals {
                 self.not_run += s.hosts.saturating_sub(s.finished + before);
                 s.ended = true;
                 s.flying.clear();
+                self.held.retain(|_, (st, _)| *st != stage.name);
             }
             _ => {}
         }
+    }
+
+    fn unhold(&mut self, stage: &str, host: &str) {
+        if self.held.get(host).is_some_and(|(st, _)| st == stage) {
+            self.held.remove(host);
+        }
+    }
+
+    /// `; app waits for 3 hosts busy in db`, per (stage, stage waited for),
+    /// or nothing.
+    fn held_text(&self) -> String {
+        let mut pairs: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        for (stage, on) in self.held.values() {
+            *pairs.entry((stage.as_str(), on.as_str())).or_default() += 1;
+        }
+        pairs
+            .into_iter()
+            .map(|((stage, on), n)| {
+                let hosts = if n == 1 { "host" } else { "hosts" };
+                format!("; {stage} waits for {n} {hosts} busy in {on}")
+            })
+            .collect()
     }
 
     /// Time left, from the plan's shape ([`Totals::with_plan`]): per stage,
@@ -231,7 +270,7 @@ impl Totals {
             "unknown".to_owned()
         };
         format!(
-            "{}{}/{} done, {} failed, {} skipped, {} in flight, {} waiting, {rate:.1} hosts/s, elapsed {}, ETA {eta}",
+            "{}{}/{} done, {} failed, {} skipped, {} in flight, {} waiting, {rate:.1} hosts/s, elapsed {}, ETA {eta}{}",
             if self.paused { "PAUSED: " } else { "" },
             self.done,
             self.total,
@@ -240,6 +279,7 @@ impl Totals {
             self.in_flight,
             self.waiting(),
             humane(Duration::from_secs(elapsed.as_secs())),
+            self.held_text(),
         )
     }
 }
@@ -347,6 +387,18 @@ fn host_line(kind: &EventKind) -> Option<(bool, String)> {
                 host.name,
                 step + 1,
                 kind.as_str()
+            ),
+        ),
+        HostOutcome::Skipped {
+            earlier,
+            unreachable,
+        } => (
+            true,
+            format!(
+                "skipped     {}  {}  {}",
+                stage.name,
+                host.name,
+                HostOutcome::skip_reason(earlier, *unreachable)
             ),
         ),
     })
@@ -508,7 +560,7 @@ impl Bars {
 /// The live display a run uses: chosen by terminal and `--quiet`.
 pub enum Progress {
     Bars(Box<Bars>),
-    Lines(Lines<io::Stdout>),
+    Lines(Box<Lines<io::Stdout>>),
     Quiet,
 }
 
@@ -520,7 +572,7 @@ impl Progress {
         } else if io::stderr().is_terminal() {
             Progress::Bars(Box::new(Bars::new(totals)))
         } else {
-            Progress::Lines(Lines::new(io::stdout(), totals).verbose(verbose))
+            Progress::Lines(Box::new(Lines::new(io::stdout(), totals).verbose(verbose)))
         }
     }
 

@@ -405,6 +405,16 @@ impl Collector {
                         None,
                         None,
                     ),
+                    HostOutcome::Skipped {
+                        earlier,
+                        unreachable,
+                    } => (
+                        "skipped",
+                        None,
+                        None,
+                        Some(HostOutcome::skip_reason(earlier, *unreachable)),
+                        None,
+                    ),
                 };
                 h.failure = match outcome {
                     HostOutcome::Failed { failure, .. }
@@ -443,7 +453,7 @@ impl Collector {
                 match h.status.as_str() {
                     "done" => s.done += 1,
                     "failed" => s.failed += 1,
-                    "unreachable" => s.skipped += 1,
+                    "unreachable" | "skipped" => s.skipped += 1,
                     "interrupted" => s.interrupted += 1,
                     _ => {}
                 }

@@ -450,6 +450,7 @@ mod eta {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: OnUnreachable::Fail,
+            retry_failed_hosts: false,
             remediate: None,
             connect_timeout: secs(10),
             command_timeout: secs(timeout),

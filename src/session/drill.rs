@@ -12,7 +12,7 @@
 //! [`Ready`] and [`Drilled`]. Scheduling is the engine's; what a simulated
 //! host does is the simulator's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -28,7 +28,9 @@ use crate::journal;
 use crate::plan::Plan;
 use crate::playbook::{Playbook, Rate};
 use crate::report::summary::Collector;
-use crate::sim::drill::{Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults};
+use crate::sim::drill::{
+    Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults, unmeetable_faults,
+};
 use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle};
 use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
@@ -99,6 +101,11 @@ pub struct Rehearsed {
     pub sample: Sample,
     /// The fault injected into each faulty simulated host.
     pub injected: HashMap<String, String>,
+    /// Per stage of the plan, in order: the faults placed on its simulated
+    /// hosts, by kind (a host of two stages counts in both).
+    pub placed: Vec<(String, BTreeMap<String, usize>)>,
+    /// What the rehearsal cannot model, for its report.
+    pub caveats: Vec<String>,
 }
 
 /// The live views to add (`--listen`, `--notify`), given the journal's
@@ -223,11 +230,84 @@ impl Drill<'_> {
                 .warnings
                 .push(format!("stopping the simulated fleet: {e}"));
         }
+        let placed = self
+            .plan
+            .stages
+            .iter()
+            .map(|st| {
+                let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+                for &h in &st.hosts {
+                    if let Some(f) = self
+                        .inventory
+                        .hosts
+                        .get(h)
+                        .and_then(|host| injected.get(&host.name))
+                    {
+                        *kinds.entry(f.clone()).or_default() += 1;
+                    }
+                }
+                (st.name.clone(), kinds)
+            })
+            .collect();
+        let caveats = self.caveats();
         Ok(Drilled::Finished(Box::new(Rehearsed {
             finished,
             sample: self.sample,
             injected,
+            placed,
+            caveats,
         })))
+    }
+
+    /// What this rehearsal cannot model: faults no step can meet, steps
+    /// that take no time on the simulator, limits that do not shrink with
+    /// the sample.
+    fn caveats(&self) -> Vec<String> {
+        let mut out = unmeetable_faults(self.plan, &self.config.shape.faults);
+        let speed = self.config.shape.speed;
+        if speed > 1.0 {
+            out.push(format!(
+                "SSH connection set-up and command round trips take real time at any speed, so the prediction counts them {speed}x (a few % long when boots are short)"
+            ));
+        }
+        let idle: Vec<&str> = self
+            .plan
+            .stages
+            .iter()
+            .filter(|st| {
+                st.steps.iter().any(|s| {
+                    matches!(
+                        s,
+                        crate::playbook::Step::Run { .. }
+                            | crate::playbook::Step::Local { .. }
+                            | crate::playbook::Step::RestartService { .. }
+                    )
+                })
+            })
+            .map(|st| st.name.as_str())
+            .collect();
+        if !idle.is_empty() {
+            out.push(format!(
+                "`run`, `local` and `restart_service` steps take no time on the simulator: their real duration is not in the prediction (stages {})",
+                idle.join(", ")
+            ));
+        }
+        if self.sample.fraction < 1.0 {
+            let bound: Vec<&str> = self
+                .plan
+                .stages
+                .iter()
+                .filter(|st| !st.max_unavailable.is_empty() || st.canaries > 0)
+                .map(|st| st.name.as_str())
+                .collect();
+            if !bound.is_empty() {
+                out.push(format!(
+                    "`max_unavailable` and canaries do not shrink with the sample: stages bound by them run faster here than in full (stages {})",
+                    bound.join(", ")
+                ));
+            }
+        }
+        out
     }
 
     /// Starts the fleet on a free pair of ports (another drill or a test may
@@ -249,6 +329,7 @@ impl Drill<'_> {
             config.powered_off = powered_off;
             config.bmcs = self.bmcs;
             config.power_on_delay = config.power_on_delay.div_f64(shape.speed);
+            config.reboot_grace = config.reboot_grace.div_f64(shape.speed);
             config.boot_time = BootTime {
                 min: shape.boot_time.min.div_f64(shape.speed),
                 max: shape.boot_time.max.div_f64(shape.speed),
@@ -313,6 +394,12 @@ impl Drill<'_> {
             sample: fraction,
             stage_sample: self.sample.stage_sample.clone(),
             http_port: fleet.http_port(),
+            stage_hosts: self
+                .plan
+                .stages
+                .iter()
+                .map(|s| (s.name.clone(), s.hosts.len()))
+                .collect(),
         };
         let book = rehearse(self.book, &rehearsal);
         let plan = match crate::plan::build(&book, &inventory, None) {
@@ -369,12 +456,15 @@ impl Drill<'_> {
             may_act: None,
             hold_resumed_until: None,
         };
+        let mut notes = fit.notes;
+        // Said before the rehearsal too, so nobody waits for a fault that cannot come.
+        notes.extend(unmeetable_faults(self.plan, &shape.faults));
         Ok(Prepared {
             plan,
             inventory,
             connector,
             opts,
-            notes: fit.notes,
+            notes,
         })
     }
 

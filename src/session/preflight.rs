@@ -481,6 +481,7 @@ mod tests {
             rate_per: None,
             max_unavailable: vec![],
             on_unreachable: crate::playbook::OnUnreachable::Fail,
+            retry_failed_hosts: false,
             remediate: None,
             escalation: None,
             connect_timeout: Duration::from_secs(2),

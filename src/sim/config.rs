@@ -323,6 +323,8 @@ pub struct FleetConfig {
     pub bmc_port: u16,
     /// How long a BMC stays in PoweringOn before the host boots.
     pub power_on_delay: Duration,
+    /// How long a host takes to go away after it accepts a reboot.
+    pub reboot_grace: Duration,
     /// How long a `bmc_unreachable` BMC refuses connections after the start.
     pub bmc_outage: Duration,
     /// Connections between hosts (`sim --deps`), shown in their `/proc/net/tcp`.
@@ -355,6 +357,7 @@ impl FleetConfig {
             bmcs: false,
             bmc_port: if root { 443 } else { 8443 },
             power_on_delay: Duration::from_secs(1),
+            reboot_grace: super::core::REBOOT_GRACE,
             bmc_outage: Duration::from_secs(10),
             deps: Vec::new(),
         }

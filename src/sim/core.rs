@@ -13,8 +13,11 @@ use tokio::sync::{Notify, watch};
 use super::config::{BootTime, FaultKind, mix};
 
 /// Sessions of a host are dropped this long after it accepts a reboot, so the
-/// reboot command's own exit status reaches the client first.
-pub(super) const REBOOT_GRACE: Duration = Duration::from_millis(100);
+/// reboot command's own exit status reaches the client first (the host's
+/// shutdown, as far as a client sees it). A drill divides it by its speed
+/// like the boot time, or every reboot would count a tenth of a second ten
+/// times over.
+pub const REBOOT_GRACE: Duration = Duration::from_millis(100);
 /// How long a flapping host stays up between its disappearances.
 pub(super) const FLAP_UP: Duration = Duration::from_secs(1);
 /// A hung handshake is held at most this long (bounded even if the client never gives up).
@@ -105,6 +108,8 @@ pub(crate) struct Shared {
     pub port: u16,
     pub http_port: u16,
     pub boot_time: BootTime,
+    /// See [`REBOOT_GRACE`].
+    pub reboot_grace: Duration,
     pub seed: u64,
     /// The BMCs of a powered-off fleet.
     pub bmc: Option<super::bmc::BmcConfig>,

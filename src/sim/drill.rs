@@ -17,8 +17,10 @@
 //!   power_on `rate` and `remediate`'s (global `--rate`: speed × the whole
 //!   sample fraction);
 //! - multiplied by the stage's sample fraction (rounded up, at least 1):
-//!   `parallel` and `max_failures` given as counts (percentages already
-//!   follow the sample); a small stage keeps relatively more hosts than the
+//!   `parallel` and `max_failures` given as counts (a `parallel`
+//!   percentage already follows the sample; a `max_failures` percentage is
+//!   resolved on the full stage first, so a budget of 1 % of 6,400 hosts
+//!   stays above zero in a sample of 32, which gets a fault all the same); a small stage keeps relatively more hosts than the
 //!   whole (every stratum keeps one), so its own fraction is the right one;
 //! - unchanged: `command_timeout`, `run`/`local`/`restart_service` timeouts
 //!   (simulated commands take no time), `canary`, `max_unavailable`;
@@ -61,6 +63,11 @@ pub struct Rehearsal {
     pub stage_sample: BTreeMap<String, f64>,
     /// The simulator's HTTP port (health endpoint, and stand-in for tcp checks).
     pub http_port: u16,
+    /// Per stage name, how many hosts the full stage has: a percentage
+    /// `max_failures` is resolved on it, then shrunk like a count, so a
+    /// stage whose full budget tolerates a failure tolerates one here too
+    /// (the sample gets at least one fault where the full stage expects one).
+    pub stage_hosts: BTreeMap<String, usize>,
 }
 
 /// The hosts a plan touches, as inventory indices in inventory order,
@@ -204,6 +211,57 @@ pub fn stage_faults(
     out
 }
 
+/// Faults of `faults` that no step of `plan` can meet, each with why:
+/// "`flap` cannot happen in this plan: no step reboots or powers on a
+/// host". Such a fault is placed on hosts all the same, and changes nothing.
+pub fn unmeetable_faults(plan: &Plan, faults: &[(FaultKind, f64)]) -> Vec<String> {
+    let steps = || plan.stages.iter().flat_map(|s| s.steps.iter());
+    let any = |f: &dyn Fn(&Step) -> bool| steps().any(f);
+    let boots = any(&|s| matches!(s, Step::Reboot { .. } | Step::PowerOn(_)));
+    let remediates = plan.stages.iter().any(|s| s.remediate.is_some());
+    faults
+        .iter()
+        .filter(|(_, f)| *f > 0.0)
+        .filter_map(|&(kind, _)| {
+            let why = match kind {
+                FaultKind::NeverReturns | FaultKind::SlowBoot | FaultKind::Flap if !boots => {
+                    "no step reboots or powers on a host"
+                }
+                FaultKind::NoReboot if !any(&|s| matches!(s, Step::Reboot { .. })) => {
+                    "no step reboots a host"
+                }
+                FaultKind::Unhealthy
+                    if !any(&|s| match s {
+                        Step::Health(h) => h
+                            .checks
+                            .iter()
+                            .any(|c| matches!(c, Check::Ssh(_) | Check::Http { .. })),
+                        Step::RestartService { .. } => true,
+                        _ => false,
+                    }) =>
+                {
+                    "no `health` step with an ssh or http check, and no `restart_service`"
+                }
+                FaultKind::HangHandshake
+                    if !any(&|s| !matches!(s, Step::Local { .. } | Step::PowerOn(_))) =>
+                {
+                    "no step connects to a host over SSH"
+                }
+                FaultKind::StuckPoweringOn if !any(&|s| matches!(s, Step::PowerOn(_))) => {
+                    "no `power_on` step"
+                }
+                FaultKind::BmcUnreachable | FaultKind::BmcBadCredentials
+                    if !remediates && !any(&|s| matches!(s, Step::PowerOn(_))) =>
+                {
+                    "no `power_on` step and no `remediate`"
+                }
+                _ => return None,
+            };
+            Some(format!("`{kind}` cannot happen in this plan: {why}"))
+        })
+        .collect()
+}
+
 /// The simulator's view of the chosen hosts: names and labels kept.
 pub fn sim_hosts(inventory: &Inventory, chosen: &[usize]) -> Vec<SimHost> {
     chosen
@@ -230,7 +288,11 @@ pub fn rehearse(book: &Playbook, r: &Rehearsal) -> Playbook {
         let sample = r.stage_sample.get(&stage.name).copied().unwrap_or(r.sample);
         stage.parallel = shrink(stage.parallel, sample);
         stage.ramp = stage.ramp.iter().map(|&a| shrink(a, sample)).collect();
-        stage.max_failures = shrink(stage.max_failures, sample);
+        let budget = match (stage.max_failures, r.stage_hosts.get(&stage.name)) {
+            (p @ Amount::Percent(_), Some(&full)) => Amount::Count(p.resolve(full, false)),
+            (a, _) => a,
+        };
+        stage.max_failures = shrink(budget, sample);
         stage.rate = stage.rate.map(|rate| scale_rate(rate, r.speed * sample));
         stage.connect_timeout = compress(stage.connect_timeout, r.speed).max(MIN_CONNECT_TIMEOUT);
         if let Some(cycles) = &mut stage.remediate {
@@ -501,6 +563,36 @@ stages:
     }
 
     #[test]
+    fn a_fault_no_step_can_meet_is_named_with_why() {
+        let inv = inventory(INV);
+        let all = [
+            (FaultKind::NeverReturns, 0.01),
+            (FaultKind::Flap, 0.01),
+            (FaultKind::NoReboot, 0.01),
+            (FaultKind::Unhealthy, 0.01),
+            (FaultKind::StuckPoweringOn, 0.01),
+        ];
+        // BOOK reboots and has ssh health checks: only the power-on fault is idle.
+        let plan = crate::plan::build(&playbook(BOOK, &inv), &inv, None).unwrap();
+        assert_eq!(
+            unmeetable_faults(&plan, &all),
+            ["`stuck_powering_on` cannot happen in this plan: no `power_on` step"]
+        );
+        let commands = "version: 1\nstages:\n  - name: s\n    select: { role: dns }\n    steps: [ { run: \"true\" } ]\n";
+        let plan = crate::plan::build(&playbook(commands, &inv), &inv, None).unwrap();
+        assert_eq!(
+            unmeetable_faults(&plan, &all),
+            [
+                "`never_returns` cannot happen in this plan: no step reboots or powers on a host",
+                "`flap` cannot happen in this plan: no step reboots or powers on a host",
+                "`no_reboot` cannot happen in this plan: no step reboots a host",
+                "`unhealthy` cannot happen in this plan: no `health` step with an ssh or http check, and no `restart_service`",
+                "`stuck_powering_on` cannot happen in this plan: no `power_on` step",
+            ]
+        );
+    }
+
+    #[test]
     fn faults_stand_where_the_full_stage_expects_its_last_ones() {
         let inv = inventory(INV);
         let book = playbook(BOOK, &inv);
@@ -568,6 +660,29 @@ stages:
     }
 
     #[test]
+    fn a_percentage_budget_is_resolved_on_the_full_stage_before_it_shrinks() {
+        let inv = inventory(INV);
+        let text = "version: 1\nstages:\n  - name: app\n    select: { role: app }\n    max_failures: 1%\n    steps: [ reboot ]\n";
+        let book = playbook(text, &inv);
+        let mut r = Rehearsal {
+            speed: 10.0,
+            sample: 0.1,
+            stage_sample: BTreeMap::new(),
+            http_port: 18081,
+            stage_hosts: BTreeMap::from([("app".to_owned(), 300)]),
+        };
+        // 1 % of 300 is 3; a tenth of it, rounded up, 1 (1 % of the 30
+        // sampled hosts would round down to 0, and the sample's one fault
+        // would abort a stage the full run finishes).
+        assert_eq!(rehearse(&book, &r).stages[0].max_failures, Amount::Count(1));
+        r.stage_hosts.clear();
+        assert_eq!(
+            rehearse(&book, &r).stages[0].max_failures,
+            Amount::Percent(1.0)
+        );
+    }
+
+    #[test]
     fn rehearsal_compresses_time_shrinks_counts_and_points_checks_at_the_sim() {
         let inv = inventory(INV);
         let book = playbook(BOOK, &inv);
@@ -576,6 +691,7 @@ stages:
             sample: 0.1,
             stage_sample: BTreeMap::from([("dns".to_owned(), 0.5)]),
             http_port: 18081,
+            stage_hosts: BTreeMap::new(),
         };
         let out = rehearse(&book, &r);
         let dns = &out.stages[0];
@@ -678,6 +794,7 @@ stages:
             sample: 0.5,
             stage_sample: BTreeMap::new(),
             http_port: 18081,
+            stage_hosts: BTreeMap::new(),
         };
         let rehearsed = pacing(&rehearse(&book, &r));
         assert_eq!(rehearsed[0].0, defaults.pdu_interval / 4);

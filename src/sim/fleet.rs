@@ -379,6 +379,7 @@ impl Fleet {
                 port: config.port,
                 http_port: config.http_port,
                 boot_time: config.boot_time,
+                reboot_grace: config.reboot_grace,
                 seed: config.seed,
                 host_key: host_key_pem.to_string(),
                 client_key: client_pub.clone(),

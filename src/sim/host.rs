@@ -109,12 +109,20 @@ async fn power_up(core: &HostCore, shared: &Shared) {
         .as_ref()
         .map_or(Duration::ZERO, |b| b.power_on_delay);
     sleep_through_cycles(core, delay).await;
+    let down = core.has(FaultKind::NeverReturns);
     {
         let mut s = core.lock();
         s.power = Power::On;
-        // Booting: refuses connections like a rebooting host.
-        s.phase = Phase::Rebooting;
+        // Booting: refuses connections like a rebooting host. A
+        // `never_returns` host does not come back from a power loss either.
+        s.phase = if down { Phase::Down } else { Phase::Rebooting };
         s.dirty = true;
+    }
+    if down {
+        while core.has(FaultKind::NeverReturns) {
+            core.cycled.notified().await;
+        }
+        core.set_phase(Phase::Rebooting);
     }
     boot(core, shared).await;
 }
@@ -211,7 +219,7 @@ async fn serve(
             },
             () = core.wake.notified() => {
                 // Let the reboot command's reply reach the client before the plug is pulled.
-                tokio::time::sleep(REBOOT_GRACE).await;
+                tokio::time::sleep(shared.reboot_grace).await;
                 return Outage::Reboot;
             }
             () = core.cycled.notified() => return Outage::Cycle,
@@ -297,6 +305,7 @@ mod tests {
             port: 1,
             http_port: 2,
             boot_time: BootTime::fixed(boot),
+            reboot_grace: REBOOT_GRACE,
             seed: 1,
             bmc: None,
         }

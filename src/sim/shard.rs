@@ -53,6 +53,9 @@ pub(crate) struct ShardSpec {
     pub port: u16,
     pub http_port: u16,
     pub boot_time: BootTime,
+    /// See [`super::core::REBOOT_GRACE`].
+    #[serde(default = "default_reboot_grace")]
+    pub reboot_grace: std::time::Duration,
     pub seed: u64,
     /// OpenSSH-format private host key (one for the fleet).
     pub host_key: String,
@@ -64,6 +67,10 @@ pub(crate) struct ShardSpec {
     /// Hosts start off (only with `bmc`): nothing but the BMC listens.
     #[serde(default)]
     pub powered_off: bool,
+}
+
+fn default_reboot_grace() -> std::time::Duration {
+    super::core::REBOOT_GRACE
 }
 
 /// A worker's report, one JSON object per stdout line.
@@ -96,6 +103,7 @@ impl ShardRuntime {
             port: spec.port,
             http_port: spec.http_port,
             boot_time: spec.boot_time,
+            reboot_grace: spec.reboot_grace,
             seed: spec.seed,
             bmc: spec.bmc.clone(),
         });

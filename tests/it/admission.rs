@@ -1,7 +1,7 @@
 //! Admission end to end: readiness gates and growing waves, the real
 //! `rekindle run` against a real `rekindle sim`. What started before what is
 //! read from the run's journal (record order, never wall-clock durations);
-//! what each host did, from the simulator's status.json. Ports 27xx.
+//! what each host did, from the simulator's status.json. Ports 27xx and 43001-43002.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -360,4 +360,111 @@ stages:
     for h in &n {
         assert_eq!(status["hosts"][*h]["reboots"], 1, "{h}: {status}");
     }
+}
+
+/// The journal's host_finished outcome of `host` in `stage`, as written.
+fn finished_outcome(dir: &std::path::Path, stage: &str, host: &str) -> Option<Value> {
+    let text = std::fs::read_to_string(support::journal_in(dir)).expect("journal");
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["event"] == "host_finished"
+                && v["stage"]["name"] == stage
+                && v["host"]["name"] == host
+        })
+        .map(|v| v["outcome"].clone())
+}
+
+#[test]
+fn a_host_is_in_one_stage_at_a_time_and_one_that_failed_leaves_the_plan() {
+    // Six hosts, one never returns from its reboot. `db` reboots them all,
+    // three at a time; `audit` (no `after`) runs a command on all of them
+    // at once; `app` comes after db. Before hosts were one stage at a time,
+    // audit ran on hosts db was rebooting ("connection closed") and spent
+    // its budget; app ran the dead host and failed it again.
+    let fleet = Fleet::start(
+        43001,
+        &[
+            "--hosts",
+            "6",
+            "--boot-time",
+            "2s",
+            "--fail",
+            "never_returns=0.17",
+        ],
+    );
+    let (names, dead) = fleet.names_and("never_returns");
+    let (code, out, err) = fleet.run(
+        r#"
+version: 1
+name: shared
+defaults: { connect_timeout: 2s }
+stages:
+  - name: db
+    select: { name: "*" }
+    parallel: 3
+    max_failures: 1
+    steps: [ { reboot: { timeout: 8s } } ]
+  - name: audit
+    select: { name: "*" }
+    parallel: 6
+    steps: [ { run: "sleep 1" } ]
+  - name: app
+    after: db
+    select: { name: "*" }
+    steps: [ { run: "true" } ]
+"#,
+    );
+    // Failures (the dead host), not aborted: no budget but db's was spent.
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let events = host_events(&fleet.journal());
+    // Per host, in journal order: a stage starts it only after the stage
+    // before it finished it.
+    for h in &names {
+        let mine: Vec<&(String, String, String)> =
+            events.iter().filter(|(_, n, _)| n == h).collect();
+        let mut open: Option<&str> = None;
+        for (what, _, stage) in &mine {
+            match (what.as_str(), open) {
+                ("started", None) => open = Some(stage),
+                ("started", Some(other)) => {
+                    panic!("{h} started in {stage} while in flight in {other}: {mine:?}")
+                }
+                ("finished", Some(s)) if s == stage => open = None,
+                // A skipped host finishes without having started.
+                ("finished", _) => {}
+                _ => unreachable!(),
+            }
+        }
+    }
+    assert!(
+        out.contains("audit waits for") || text_has_wait(&fleet.journal()),
+        "no wait was announced:\n{out}"
+    );
+    // The dead host failed in db and was skipped, not failed, by app.
+    assert_eq!(
+        finished_outcome(&fleet.journal(), "app", &dead),
+        Some(serde_json::json!({"status": "skipped", "earlier": "db", "unreachable": false})),
+        "{out}"
+    );
+    assert!(out.contains("failed in stage `db`"), "{out}");
+    // Every other host ran audit and app once, and db rebooted it once.
+    let status = fleet.sim.status();
+    for h in names.iter().filter(|h| **h != dead) {
+        assert_eq!(status["hosts"][h.as_str()]["reboots"], 1, "{h}: {status}");
+        for stage in ["audit", "app"] {
+            assert_eq!(
+                finished_outcome(&fleet.journal(), stage, h),
+                Some(serde_json::json!({"status": "done"})),
+                "{h} in {stage}: {out}"
+            );
+        }
+    }
+}
+
+/// Whether the journal has a host_waiting event.
+fn text_has_wait(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(support::journal_in(dir))
+        .expect("journal")
+        .contains("\"host_waiting\"")
 }

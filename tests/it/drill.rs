@@ -362,3 +362,97 @@ fn drill_runs_become_wrapped_reboots_and_restarts() {
         "{err}"
     );
 }
+
+/// A default of scripts/drill.sh (`NAME=${NAME:-value}`), so the test
+/// below drills exactly what the README's first command does.
+fn drill_sh_default(name: &str) -> String {
+    let script =
+        std::fs::read_to_string(support::root().join("scripts/drill.sh")).expect("drill.sh");
+    let prefix = format!("{name}=${{{name}:-");
+    script
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("no default for {name} in scripts/drill.sh"))
+        .to_owned()
+}
+
+/// The README's own drill (scripts/drill.sh's playbook, inventory and
+/// defaults): its faults are placed, counted per stage, and act. Before,
+/// `never_returns` only acted after a reboot, so this cold start reported
+/// "failures: none" and never rehearsed a power cycle.
+#[test]
+fn the_readme_drill_counts_its_faults_per_stage_and_rehearses_remediation() {
+    let root = support::root();
+    let args: Vec<String> = [
+        "drill".to_owned(),
+        drill_sh_default("PLAYBOOK"),
+        "-i".to_owned(),
+        drill_sh_default("INVENTORY"),
+        "--sample".to_owned(),
+        drill_sh_default("SAMPLE"),
+        "--speed".to_owned(),
+        drill_sh_default("SPEED"),
+        "--boot-time".to_owned(),
+        drill_sh_default("BOOT_TIME"),
+        "--fail".to_owned(),
+        drill_sh_default("FAIL"),
+        "--seed".to_owned(),
+        drill_sh_default("SEED"),
+    ]
+    .into();
+    let journal = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = support::run(
+        support::rekindle_in(&root)
+            .args(&args)
+            .arg("--journal")
+            .arg(journal.path())
+            .stdin(Stdio::null()),
+    );
+    assert!(code == 0 || code == 1, "exit {code}\n{out}\n{err}");
+    let placed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("faults placed: "))
+        .unwrap_or_else(|| panic!("no fault count:\n{out}"));
+    // `21 hosts (network: slow_boot 1; ...; storage: flap 1, never_returns 1, ...)`
+    let (total, per_stage) = placed.split_once(" hosts (").expect("N hosts (...)");
+    let total: usize = total.parse().expect("a count");
+    let mut sum = 0;
+    let mut never_returns = 0;
+    for stage in per_stage.trim_end_matches(')').split("; ") {
+        let (_, kinds) = stage.split_once(": ").expect("stage: kinds");
+        for kind in kinds.split(", ").filter(|k| *k != "none") {
+            let (name, n) = kind.rsplit_once(' ').expect("kind N");
+            let n: usize = n.parse().expect("a count");
+            sum += n;
+            if name == "never_returns" {
+                never_returns += n;
+            }
+        }
+    }
+    // Each host of the cold start is in one stage: the stages' counts add up.
+    assert_eq!(sum, total, "{out}");
+    assert!(never_returns > 0, "{out}");
+    // Dead hosts were power-cycled; those the cycle did not cure failed.
+    assert!(out.contains("power-cycled by `remediate`: "), "{out}");
+    assert!(out.contains("[injected: never_returns]"), "{out}");
+    assert!(!out.contains("failures: none"), "{out}");
+}
+
+#[test]
+fn a_drill_names_a_fault_no_step_of_the_plan_can_meet() {
+    let files = Files::new(
+        "version: 1\nname: c\nstages:\n  - name: app\n    select: { role: app }\n    parallel: 8\n    steps: [ { run: \"true\" } ]\n",
+    );
+    let (code, out, err) = files.drill(&["--speed", "20", "--fail", "flap=0.25"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let said = "`flap` cannot happen in this plan: no step reboots or powers on a host";
+    assert!(
+        format!("{out}{err}").matches(said).count() >= 2,
+        "before the rehearsal and in its report:\n{out}\n{err}"
+    );
+    assert!(out.contains(&format!("not modelled: {said}")), "{out}");
+    assert!(
+        out.contains("faults placed: 2 hosts (app: flap 2)"),
+        "{out}"
+    );
+}
