@@ -22,9 +22,11 @@
 //!   (inputs checked, lock, journal, engine, consumers, exit code).
 //! - [`sim`]: the simulated fleet; the engine never imports it.
 //! - [`files`]: a private file written whole (temporary file and rename).
+//! - [`child_env`]: the environment of programs rekindle starts, without its secrets.
 //! - [`cli`], [`commands`]: the command line: arguments into typed
 //!   settings, confirmation, printing.
 
+pub mod child_env;
 pub mod cli;
 pub mod commands;
 pub mod diag;
