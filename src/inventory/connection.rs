@@ -467,7 +467,7 @@ fn is_vault(value: &str) -> bool {
 }
 
 /// Variable names that hold credentials by convention.
-fn looks_secret(key: &str) -> bool {
+pub(crate) fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
         "password",
