@@ -10,7 +10,12 @@
 # - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests;
 # - file: the static-binary test checks the binary scripts/build-static.sh
 #   makes (and the script itself does);
-# - etcd-server: the `--etcd` tests start a three-member cluster on loopback.
+# - etcd-server: the `--etcd` tests start a three-member cluster on loopback;
+# - iproute2 and python3: the audit test builds hosts in network namespaces
+#   (sshd and a small Python TCP peer in each);
+# - python3-venv and openssl, and a venv with sushy-tools (OpenStack's
+#   Redfish emulator, PyPI) under target/venv-sushy: the sushy tests power
+#   its Systems on and make their certificates with openssl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +29,10 @@ missing=()
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
 [ -x /usr/bin/file ] || missing+=(file)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/ip ] || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+[ -x /usr/bin/python3 ] || missing+=(python3)
+[ -x /usr/bin/openssl ] || missing+=(openssl)
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq
@@ -51,6 +60,17 @@ SUDOERS
   $sudo visudo -cqf "$tmp"
   $sudo install -m 0440 "$tmp" "$dropin"
   rm -f "$tmp"
+fi
+
+# sushy-tools, pinned; made once (a marker file says the install finished).
+venv="${CARGO_TARGET_DIR:-target}/venv-sushy"
+sushy_version=2.2.0
+if [ ! -f "$venv/.sushy-$sushy_version" ]; then
+  echo "test.sh: making $venv with sushy-tools $sushy_version (PyPI; about a minute)" >&2
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --disable-pip-version-check --progress-bar off -q "sushy-tools==$sushy_version"
+  touch "$venv/.sushy-$sushy_version"
 fi
 
 # The whole suite runs tests/it/static_binary.rs, which needs the static

@@ -35,6 +35,9 @@ pub enum Command {
     Hosts(HostsArgs),
     /// Dry run: show what a playbook would do to an inventory. Touches no host.
     Plan(PlanArgs),
+    /// Check a plan against the fleet before the fire: the dependencies hosts show,
+    /// and what rekindle itself needs. Read-only: changes nothing on any host.
+    Audit(AuditArgs),
     /// Execute a playbook against an inventory over SSH.
     Run(RunArgs),
     /// Continue an interrupted run from its journal.
@@ -139,7 +142,72 @@ pub struct PlanArgs {
     #[arg(long, value_name = "FILE")]
     pub bmc_credentials: Option<std::path::PathBuf>,
     #[command(flatten)]
+    pub bmc_tls: BmcTlsArgs,
+    #[command(flatten)]
     pub ssh: SshArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The playbook (YAML) whose order to check.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: String,
+    /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
+    #[arg(short, long = "inventory", value_name = "INV", required = true)]
+    pub inventories: Vec<String>,
+    /// Narrow every stage to hosts matching this selector.
+    #[arg(long, value_name = "SELECTOR")]
+    pub limit: Option<String>,
+    /// Output format: text for people, JSON for tools.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Reads of each host's TCP sockets (more catch more short-lived connections).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub samples: usize,
+    /// Time between two reads of one host.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub interval: String,
+    /// Hosts read at once (each holds a connection through its samples).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub parallel: usize,
+    /// The site to assume lost (e.g. `dc=pangyo`): every dependency of the recovery in it is an error.
+    #[arg(long, value_name = "SELECTOR")]
+    pub assume_lost: Option<String>,
+    /// The etcd a run would be kept in (comma-separated client endpoints), checked as a dependency.
+    #[arg(long, value_name = "ENDPOINTS", env = "REKINDLE_ETCD")]
+    pub etcd: Option<String>,
+    /// Webhooks a run would notify (as `run --notify`), checked as dependencies.
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+    /// BMC credentials file (`user:password`, mode 0600): reads the boot path of
+    /// every host with a `bmc` label.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_credentials: Option<PathBuf>,
+    #[command(flatten)]
+    pub bmc_tls: BmcTlsArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// Which certificates BMCs may present over HTTPS (docs/bmc.md). A host
+/// label `bmc_cert_sha256` pins one BMC's certificate too.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BmcTlsArgs {
+    /// CA bundle (PEM) to trust for BMC HTTPS; a BMC presenting a certificate
+    /// of this file as its own (self-signed) is trusted too.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_ca: Option<PathBuf>,
+    /// Skip TLS verification for BMCs: trusts any certificate.
+    #[arg(long)]
+    pub bmc_insecure: bool,
+    /// Known BMC certificates (`BMC SHA256-FINGERPRINT` lines), like
+    /// known_hosts: a BMC listed must present that certificate.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_known_certs: Option<PathBuf>,
+    /// Record the certificate of a BMC not yet in --bmc-known-certs (trust
+    /// on first use); a changed certificate is still refused.
+    #[arg(long)]
+    pub accept_new_bmc_certs: bool,
 }
 
 /// How to reach hosts over SSH. The inventory's `defaults` may also set these.
@@ -243,12 +311,8 @@ pub struct ExecArgs {
     /// BMC credentials file (`user:password`, mode 0600) for power_on steps.
     #[arg(long, value_name = "FILE")]
     pub bmc_credentials: Option<PathBuf>,
-    /// CA bundle (PEM) to trust for BMC HTTPS.
-    #[arg(long, value_name = "FILE")]
-    pub bmc_ca: Option<PathBuf>,
-    /// Skip TLS verification for BMCs (self-signed certificates).
-    #[arg(long)]
-    pub bmc_insecure: bool,
+    #[command(flatten)]
+    pub bmc_tls: BmcTlsArgs,
     /// Allow `http://` BMC URLs: the BMC password then crosses the network
     /// in cleartext (a host labelled `bmc_allow_http: "true"` allows it too).
     #[arg(long)]
@@ -276,6 +340,9 @@ pub struct ControlArgs {
     /// Directory of the run's journal, for a run id.
     #[arg(long, value_name = "DIR", default_value = "rekindle-journal")]
     pub journal: PathBuf,
+    /// A run kept in etcd is paused there (its journal's header names the cluster; `--etcd` reaches one whose journal is not on this machine).
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +359,9 @@ pub struct ResumeArgs {
     /// Resume only hosts matching this selector (within the run's own --limit); leave the rest for a later resume.
     #[arg(long, value_name = "SELECTOR")]
     pub limit: Option<String>,
+    /// With --limit or --failed-only: go on although failed hosts left out break their stage's failure budget (that stage then counts as finished and the stages after it run).
+    #[arg(long)]
+    pub accept_failures: bool,
     /// Resume a run kept in etcd from the local journal alone, outside etcd's lease: only when that etcd is gone for good and no other bastion can drive the run.
     #[arg(long)]
     pub without_etcd: bool,
@@ -390,6 +460,10 @@ pub struct SimArgs {
     /// Where to write inventory.yaml, known_hosts, id_ed25519 and status.json.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Connections between hosts, shown in their /proc/net/tcp for `rekindle audit`:
+    /// lines of `CLIENTS SERVERS PORT [N]` (host patterns).
+    #[arg(long, value_name = "FILE")]
+    pub deps: Option<PathBuf>,
     /// Hosts per worker process (a fleet of at most this many runs in one process).
     #[arg(long, value_name = "N", default_value_t = crate::sim::config::DEFAULT_SHARD_SIZE)]
     pub shard_size: usize,

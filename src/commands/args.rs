@@ -88,11 +88,21 @@ pub(crate) fn settings(exec: &ExecArgs, rate: Option<Rate>, inventory: &Inventor
         ssh: ssh_options(&exec.ssh, inventory),
         bmc: BmcSettings {
             credentials: exec.bmc_credentials.clone(),
-            ca_bundle: exec.bmc_ca.clone(),
-            insecure: exec.bmc_insecure,
             allow_http: exec.bmc_allow_http,
+            ..bmc_tls(&exec.bmc_tls)
         },
         become_password: exec.become_password_file.clone(),
+    }
+}
+
+/// The BMC TLS flags as settings (credentials and plain http are the caller's).
+pub(crate) fn bmc_tls(tls: &crate::cli::BmcTlsArgs) -> BmcSettings {
+    BmcSettings {
+        ca_bundle: tls.bmc_ca.clone(),
+        insecure: tls.bmc_insecure,
+        known_certs: tls.bmc_known_certs.clone(),
+        accept_new_certs: tls.accept_new_bmc_certs,
+        ..BmcSettings::default()
     }
 }
 
@@ -183,6 +193,7 @@ pub(crate) fn etcd(etcd: &crate::cli::EtcdArgs) -> Result<Option<crate::etcd::Se
             .clone()
             .filter(|b| !b.is_empty())
             .unwrap_or_else(crate::journal::bastion),
+        become_password: false,
     }))
 }
 

@@ -50,6 +50,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
         mut plan,
         warnings: mut notes,
     } = loaded;
+    let bmc_hosts = crate::session::power_on_hosts(&plan);
     if let Some(file) = &args.bmc_credentials
         && crate::session::powers_on(&plan)
     {
@@ -60,14 +61,27 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
                 return Ok(Exit::Usage);
             }
         };
-        let problems = crate::session::bmc_credential_problems(&plan, &inventory, &store);
+        let problems = crate::session::bmc_credential_problems(&bmc_hosts, &inventory, &store);
+        if !problems.is_empty() {
+            return Ok(refuse(&sources, &problems));
+        }
+    }
+    if crate::session::uses_bmcs(&plan) {
+        let mut problems = crate::session::bmc_cert_pins(&bmc_hosts, &inventory)
+            .err()
+            .unwrap_or_default();
+        problems.extend(
+            crate::session::ipmi_suite_pins(&bmc_hosts, &inventory)
+                .err()
+                .unwrap_or_default(),
+        );
         if !problems.is_empty() {
             return Ok(refuse(&sources, &problems));
         }
     }
     // `run` refuses plain-http BMCs without --bmc-allow-http; the plan warns.
     notes.extend(
-        crate::session::plain_http_bmcs(&plan, &inventory, false)
+        crate::session::plain_http_bmcs(&bmc_hosts, &inventory, false)
             .into_iter()
             .map(|mut d| {
                 d.severity = diag::Severity::Warning;
@@ -106,7 +120,11 @@ fn preflight(
     sources: &Sources,
 ) -> anyhow::Result<Exit> {
     let ssh = super::args::ssh_options(&args.ssh, inventory);
-    let found = match preflight::run(ssh, plan, inventory, args.bmc_credentials.clone()) {
+    let bmc = crate::session::BmcSettings {
+        credentials: args.bmc_credentials.clone(),
+        ..super::args::bmc_tls(&args.bmc_tls)
+    };
+    let found = match preflight::run(ssh, plan, inventory, bmc) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");

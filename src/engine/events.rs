@@ -126,6 +126,10 @@ pub enum EventKind {
         stage: StageRef,
         host: HostRef,
         step: usize,
+        /// The Redfish reset type sent (`On`, or `ForceOn`/`PushPowerButton`
+        /// for a BMC that does not offer `On`); absent in older journals.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reset_type: Option<String>,
     },
     /// Intent: a BMC power cycle of a host that did not come back is about
     /// to be sent (`remediate`); `attempt` counts from 1 per host and step.

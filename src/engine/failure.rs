@@ -74,6 +74,10 @@ pub enum BmcKind {
     /// An HTTP status other than the expected ones.
     Status,
     Protocol,
+    /// The BMC's TLS certificate is not trusted.
+    Trust,
+    /// The BMC stayed busy (session table full, or 503) until the timeout.
+    Busy,
 }
 
 /// Why sudo or doas refused (the escalation's own failure, not the command's).
@@ -174,6 +178,8 @@ impl From<BmcErrorKind> for Failure {
             BmcErrorKind::Auth => (BmcKind::Auth, None),
             BmcErrorKind::Status(s) => (BmcKind::Status, Some(s)),
             BmcErrorKind::Protocol => (BmcKind::Protocol, None),
+            BmcErrorKind::Trust => (BmcKind::Trust, None),
+            BmcErrorKind::Busy { .. } => (BmcKind::Busy, None),
         };
         Failure::Bmc { error, status }
     }
@@ -222,6 +228,8 @@ impl fmt::Display for Failure {
                 (BmcKind::Status, Some(s)) => write!(f, "BMC answered HTTP {s}"),
                 (BmcKind::Status, None) => f.write_str("BMC error status"),
                 (BmcKind::Protocol, _) => f.write_str("BMC protocol error"),
+                (BmcKind::Trust, _) => f.write_str("BMC certificate not trusted"),
+                (BmcKind::Busy, _) => f.write_str("BMC busy"),
             },
             Failure::PowerOnTimeout {
                 bmc_unreachable: true,

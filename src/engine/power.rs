@@ -108,17 +108,25 @@ impl Power {
     /// logout) under the same etiquette as a power-on; changes nothing.
     /// For `plan --preflight`.
     pub async fn power_state(&self, host: &Host) -> Result<PowerState, BmcError> {
+        let system = self.system(host).await?;
+        SystemInfo::from_json(&system).map(|info| info.power_state)
+    }
+
+    /// `host`'s ComputerSystem resource as its BMC gives it (login, its
+    /// system, logout), under the same etiquette as a power-on; changes
+    /// nothing. For `plan --preflight` and `audit`.
+    pub async fn system(&self, host: &Host) -> Result<serde_json::Value, BmcError> {
         let label = host
             .label("bmc")
             .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))?;
         let bmc = Endpoint::parse(label)?;
         let gate = Power::gate(&self.bmcs, &bmc);
         let mut auth = None;
-        let result = self.discover(&gate, &bmc, host, &mut auth).await;
+        let result = self.discover_json(&gate, &bmc, host, &mut auth).await;
         if let Some(auth) = auth {
             let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
         }
-        result.map(|(_, info)| info.power_state)
+        result.map(|(_, system)| system)
     }
 
     /// Power-cycles `host` through its BMC for `remediate`: `PowerCycle`,
@@ -127,9 +135,9 @@ impl Power {
     /// like a power-on (`remediate`'s PDU spacing and fleet rate), since a
     /// cycle ends in a power-on's inrush too; the turn comes after the
     /// BMC's reads, so the spacing is between the resets themselves.
-    /// `intent` learns the reset type and is awaited before the turn; an
-    /// error from it means the intent was not recorded, and nothing is
-    /// sent. One BMC request at a time per BMC, like every request here.
+    /// `intent` learns the reset type and is awaited once the turn came,
+    /// right before the reset; an error from it means the intent was not
+    /// recorded, and nothing is sent. One BMC request at a time per BMC, like every request here.
     /// Returns the type sent.
     pub async fn power_cycle<F, Fut>(
         &self,
@@ -216,19 +224,25 @@ impl Power {
         let auth = auth_slot
             .clone()
             .ok_or_else(|| protocol("no BMC session".to_owned()))?;
-        // As a power-on's reset: the BMC's spacing first, then the intent
-        // (recorded before the turn, so its flush cannot shift the PDU's
-        // cadence), then the turn, and the reset right after it.
+        // The BMC's spacing first, then the turn, then the intent, and the
+        // reset right after it. Unlike a power-on's (recorded before the
+        // turn; a resumed power_on reads the power state first), a cycle's
+        // intent counts: a resume goes on from its attempt number and never
+        // sends it again. Recorded before the turn, every silent host of a
+        // PDU had its cycle journaled while it queued, and a crash during
+        // that wait left cycles never sent counted as sent (and hosts
+        // quarantined that were never cycled). The flush now falls between
+        // the turn and the reset; cycles are the few stragglers.
         let mut ended = gate.lock().await;
         if let Some(t) = *ended {
             tokio::time::sleep_until(t + self.spacing).await;
         }
+        let pacing = (remediate.pdu_interval, remediate.rate, Duration::ZERO);
+        take_turn(host, pacing, turns, "power cycle").await?;
         tokio::time::timeout(self.cycle_timeout, intent(reset_type.to_owned()))
             .await
             .map_err(|_| late("the power cycle's intent was not recorded"))?
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
-        let pacing = (remediate.pdu_interval, remediate.rate, Duration::ZERO);
-        take_turn(host, pacing, turns, "power cycle").await?;
         let permit = self.in_flight.acquire().await;
         let sent = tokio::time::timeout(
             self.cycle_timeout,
@@ -243,9 +257,11 @@ impl Power {
     }
 
     /// Powers `host` on (unless it is On) and waits until its BMC says On.
-    /// `intent` is awaited right before the reset is sent; an error from it
-    /// means the intent was not recorded, and nothing is sent. The reset
-    /// then waits for its turn (PDU and fleet pacing) on `turns`.
+    /// `intent` learns the reset type (the step's, or `ForceOn`/
+    /// `PushPowerButton` for a BMC without `On`) and is awaited right
+    /// before the reset is sent; an error from it means the intent was not
+    /// recorded, and nothing is sent. The reset then waits for its turn
+    /// (PDU and fleet pacing) on `turns`.
     pub async fn power_on<F, Fut>(
         &self,
         host: &Host,
@@ -254,7 +270,7 @@ impl Power {
         intent: F,
     ) -> Result<PowerOutcome, StepFailure>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
         let label = host.label("bmc").ok_or_else(|| {
@@ -309,18 +325,29 @@ impl Power {
         auth_slot: &mut Option<Auth>,
     ) -> Result<PowerOutcome, StepFailure>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
         let gate = Power::gate(&self.bmcs, bmc);
         // Power returns in stages: an unreachable BMC is probed again every
         // `reprobe` until the step's timeout (which bounds this loop).
+        // A busy BMC (session table full, 503 while it starts) is asked
+        // again after its Retry-After, else after a backoff from 1 s.
+        let mut busy = Backoff::new(self.poll.0, self.poll.1);
         let (path, mut info) = loop {
             match self.discover(&gate, bmc, host, auth_slot).await {
                 Ok(found) => break found,
                 Err(e) if e.kind == BmcErrorKind::Unreachable => {
                     last.unreachable(&e);
                     tokio::time::sleep(step.reprobe).await;
+                }
+                Err(BmcError {
+                    kind: BmcErrorKind::Busy { retry_after },
+                    message,
+                }) => {
+                    last.saw(message);
+                    let wait = retry_after.unwrap_or_else(|| busy.next_delay());
+                    tokio::time::sleep(wait.max(self.poll.0)).await;
                 }
                 Err(e) => return Err(fail(e)),
             }
@@ -360,9 +387,43 @@ impl Power {
                         "no BMC session",
                     )
                 })?;
-                self.paced_reset(host, &gate, bmc, &auth, &target, step, turns, intent)
-                    .await?;
-                last.saw(format!("reset {} sent", step.reset_type));
+                let reset_type = info.power_on_type(&step.reset_type).map_err(|e| {
+                    StepFailure::new(
+                        Failure::Bmc {
+                            error: super::failure::BmcKind::Protocol,
+                            status: None,
+                        },
+                        format!("BMC {bmc}: {e}"),
+                    )
+                })?;
+                let sent = self
+                    .paced_reset(
+                        host, &gate, bmc, &auth, &target, reset_type, step, turns, intent,
+                    )
+                    .await;
+                match sent {
+                    Ok(()) => last.saw(format!("reset {reset_type} sent")),
+                    // Some BMCs answer a power-on of a system that is
+                    // already On (or just came on) with 400 or 409: a
+                    // fresh read decides.
+                    Err(f)
+                        if matches!(
+                            f.failure,
+                            Failure::Bmc {
+                                status: Some(400 | 409),
+                                ..
+                            }
+                        ) =>
+                    {
+                        match self.read_system(&gate, bmc, auth_slot, &path).await {
+                            Ok(i) if i.power_state == PowerState::On => {
+                                return Ok(PowerOutcome::PoweredOn);
+                            }
+                            _ => return Err(f),
+                        }
+                    }
+                    Err(f) => return Err(f),
+                }
             } else if info.power_state == PowerState::On {
                 // Still holding the intent: someone else powered it on meanwhile.
                 return Ok(if intent.is_some() {
@@ -380,6 +441,7 @@ impl Power {
                 }
                 // A BMC busy with the power-on may miss an answer: poll again.
                 Err(e) if e.kind == BmcErrorKind::Unreachable => last.unreachable(&e),
+                Err(e) if matches!(e.kind, BmcErrorKind::Busy { .. }) => last.saw(e.message),
                 Err(e) => return Err(fail(e)),
             }
         }
@@ -394,14 +456,27 @@ impl Power {
         host: &Host,
         auth_slot: &mut Option<Auth>,
     ) -> Result<(String, SystemInfo), BmcError> {
+        let (path, system) = self.discover_json(gate, bmc, host, auth_slot).await?;
+        Ok((path, SystemInfo::from_json(&system)?))
+    }
+
+    /// Logs in (unless `auth_slot` holds a session), finds `host`'s system
+    /// and returns its path and resource.
+    async fn discover_json(
+        &self,
+        gate: &Gate,
+        bmc: &Endpoint,
+        host: &Host,
+        auth_slot: &mut Option<Auth>,
+    ) -> Result<(String, serde_json::Value), BmcError> {
         if auth_slot.is_none() {
             let account = host.label(CREDENTIALS_LABEL);
             *auth_slot = Some(self.call(gate, || self.bmc.login(bmc, account)).await?);
         }
         let collection = self.get(gate, bmc, auth_slot, SYSTEMS_PATH).await?;
         let path = pick_member(&collection, host.label(SYSTEM_LABEL))?;
-        let info = self.read_system(gate, bmc, auth_slot, &path).await?;
-        Ok((path, info))
+        let system = self.get(gate, bmc, auth_slot, &path).await?;
+        Ok((path, system))
     }
 
     async fn read_system(
@@ -469,12 +544,13 @@ impl Power {
         bmc: &Endpoint,
         auth: &Auth,
         target: &str,
+        reset_type: &str,
         step: &PowerOn,
         turns: &TurnLine,
         intent: F,
     ) -> Result<(), StepFailure>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
         let mut ended = gate.lock().await;
@@ -485,7 +561,7 @@ impl Power {
         // flush does not stretch every PDU's cadence (it did: 2.28 s instead
         // of 2 s under load). Safe to record early: power_on reads PowerState
         // first, so a resumed run never powers a host on twice.
-        intent()
+        intent(reset_type.to_owned())
             .await
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
         let jitter = if step.jitter.is_zero() {
@@ -497,7 +573,7 @@ impl Power {
         let pacing = (step.pdu_interval, step.rate, jitter);
         take_turn(host, pacing, turns, "power-on").await?;
         let permit = self.in_flight.acquire().await;
-        let result = self.bmc.reset(bmc, auth, target, &step.reset_type).await;
+        let result = self.bmc.reset(bmc, auth, target, reset_type).await;
         drop(permit);
         *ended = Some(Instant::now());
         result.map_err(fail)
@@ -747,9 +823,11 @@ mod tests {
             .map(|(i, h)| {
                 let (power, step) = (Arc::clone(power), step.clone());
                 let turns = TurnLine::new(i as u64, turn_tx.clone());
-                tokio::spawn(
-                    async move { power.power_on(&h, &step, &turns, || async { Ok(()) }).await },
-                )
+                tokio::spawn(async move {
+                    power
+                        .power_on(&h, &step, &turns, |_| async { Ok(()) })
+                        .await
+                })
             })
             .collect();
         let mut out = Vec::new();

@@ -783,12 +783,13 @@ impl<C: Connector> HostRun<C> {
             self.stage_ref.clone(),
             self.host_ref.clone(),
         );
-        let intent = || async move {
+        let intent = |reset_type: String| async move {
             emitter
                 .intent(EventKind::PowerOnIssued {
                     stage,
                     host,
                     step: index,
+                    reset_type: Some(reset_type),
                 })
                 .await
         };

@@ -235,6 +235,7 @@ async fn many_intents_share_flushes_and_all_get_acked() {
                 stage: sref(0, "s"),
                 host: href(i, &format!("h{i}")),
                 step: 0,
+                reset_type: None,
             })
             .await
             .is_ok()

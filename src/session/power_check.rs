@@ -68,6 +68,8 @@ fn problem(e: &BmcError) -> &'static str {
     match e.kind {
         BmcErrorKind::Auth => "credentials rejected",
         BmcErrorKind::Unreachable => "BMC unreachable",
+        BmcErrorKind::Trust => "certificate not trusted",
+        BmcErrorKind::Busy { .. } => "BMC busy",
         BmcErrorKind::Status(_) | BmcErrorKind::Protocol => "other",
     }
 }

@@ -41,7 +41,7 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
-    fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             ProblemKind::UnknownKey => "unknown host key",
             ProblemKind::ChangedKey => "CHANGED host key",
@@ -63,7 +63,29 @@ impl ProblemKind {
         }
     }
 
-    fn of(kind: ConnectErrorKind) -> ProblemKind {
+    /// What an operator changes so the host answers.
+    pub(crate) fn fix(self) -> &'static str {
+        match self {
+            ProblemKind::UnknownKey => {
+                "add the host's key to known_hosts (check its fingerprint first), or --accept-new-host-keys"
+            }
+            ProblemKind::ChangedKey => {
+                "find out why the key changed; replace the known_hosts line only once it is explained"
+            }
+            ProblemKind::Certificate => {
+                "check the host certificate's principals and validity against the @cert-authority line"
+            }
+            ProblemKind::Auth => {
+                "check the login user and the identity files (--identity, ssh-agent)"
+            }
+            ProblemKind::Unreachable => {
+                "check the address, the port, the jump host and the network path"
+            }
+            ProblemKind::Other => "see the message of each host",
+        }
+    }
+
+    pub(crate) fn of(kind: ConnectErrorKind) -> ProblemKind {
         match kind {
             ConnectErrorKind::HostKeyUnknown => ProblemKind::UnknownKey,
             ConnectErrorKind::HostKeyChanged => ProblemKind::ChangedKey,
@@ -292,14 +314,14 @@ impl Found {
 
 /// `plan --preflight` on a runtime of its own: every selected host's
 /// connection check and, when the plan powers hosts on, the power state
-/// read through the BMCs (`bmc_credentials`, else the environment), at most
+/// read through the BMCs (`bmc`'s credentials file, else the environment), at most
 /// [`PARALLEL`] at once, fewer when the descriptor limit cannot hold them.
 /// `Err` means nothing was checked.
 pub fn run(
     ssh: crate::transport::ssh::SshOptions,
     plan: &Plan,
     inventory: &Inventory,
-    bmc_credentials: Option<std::path::PathBuf>,
+    bmc: super::BmcSettings,
 ) -> anyhow::Result<Found> {
     let connector = Arc::new(
         crate::transport::ssh::SshConnector::new(ssh).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -311,11 +333,10 @@ pub fn run(
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     let checks = runtime.block_on(check(connector, inventory, plan, parallel));
     let mut warnings = Vec::new();
-    let power =
-        power_states(plan, inventory, bmc_credentials, &runtime, parallel).unwrap_or_else(|e| {
-            warnings.push(format!("power state not read: {e}"));
-            None
-        });
+    let power = power_states(plan, inventory, &bmc, &runtime, parallel).unwrap_or_else(|e| {
+        warnings.push(format!("power state not read: {e}"));
+        None
+    });
     // Connections still closing must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(Found {
@@ -330,15 +351,11 @@ pub fn run(
 fn power_states(
     plan: &Plan,
     inventory: &Inventory,
-    credentials: Option<std::path::PathBuf>,
+    settings: &super::BmcSettings,
     runtime: &tokio::runtime::Runtime,
     parallel: usize,
 ) -> anyhow::Result<Option<Vec<super::power_check::PowerCheck>>> {
-    let settings = super::BmcSettings {
-        credentials,
-        ..super::BmcSettings::default()
-    };
-    let Some(bmc) = super::bmc_client(plan, inventory, &settings)? else {
+    let Some(bmc) = super::bmc_client(plan, inventory, settings)? else {
         return Ok(None);
     };
     let power = Arc::new(crate::engine::power::Power::new(bmc));

@@ -132,6 +132,14 @@ pub(super) struct State {
 pub(crate) struct HostCore {
     /// Index in the whole fleet (not the shard).
     pub idx: usize,
+    /// What `cat /proc/net/tcp` prints (`sim --deps`); empty: the header alone.
+    pub sockets: String,
+    /// What its BMC says it does when power returns (`PowerRestorePolicy`)
+    /// and where its next boot is pointed (`BootSourceOverrideTarget`, `None`:
+    /// no override): the host labels `sim_power_restore_policy` and
+    /// `sim_boot_override`, for `rekindle audit`.
+    pub restore_policy: String,
+    pub boot_override: Option<String>,
     pub name: String,
     pub address: Ipv4Addr,
     pub fault: Option<FaultKind>,
@@ -148,6 +156,9 @@ pub(crate) struct HostCore {
     seed: u64,
 }
 
+/// What most servers ship with: power comes back as it was.
+pub const DEFAULT_RESTORE_POLICY: &str = "LastState";
+
 impl HostCore {
     pub fn new(
         idx: usize,
@@ -159,6 +170,9 @@ impl HostCore {
         let flaps = 1 + (mix(seed ^ idx as u64 ^ 0xF1A9) % 2) as u8;
         HostCore {
             idx,
+            sockets: String::new(),
+            restore_policy: DEFAULT_RESTORE_POLICY.to_owned(),
+            boot_override: None,
             name,
             address,
             fault,

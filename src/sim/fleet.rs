@@ -22,6 +22,12 @@ use super::core::{HostStatus, Phase, Power};
 use super::shard::{DELTA_INTERVAL, ShardHost, ShardRuntime, ShardSpec, WorkerMsg};
 use crate::transport::redfish::CREDENTIALS_LABEL;
 
+/// A simulated host's label for its BMC's `PowerRestorePolicy` (`AlwaysOn`,
+/// `AlwaysOff`, `LastState`; default `LastState`), read by `rekindle audit`.
+pub const RESTORE_POLICY_LABEL: &str = "sim_power_restore_policy";
+/// A simulated host's label for its BMC's one-time boot override (`Pxe`, ...).
+pub const BOOT_OVERRIDE_LABEL: &str = "sim_boot_override";
+
 /// How long workers may take to bind their hosts.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a worker may take to report its final counts after stdin closes.
@@ -281,6 +287,7 @@ impl Fleet {
             });
         }
         let (host_key, client_key) = (ed25519()?, ed25519()?);
+        restore_policies(&config)?;
         let bmc = match config.has_bmcs() {
             true => Some(BmcConfig {
                 port: config.bmc_port,
@@ -331,6 +338,12 @@ impl Fleet {
             config.shard_size
         };
         let shard_count = n.div_ceil(shard_size.max(1));
+        let mut sockets = if config.deps.is_empty() {
+            Vec::new()
+        } else {
+            let addresses: Vec<_> = board.meta.iter().map(|m| m.address).collect();
+            super::deps::tables(&config.deps, &addresses, config.port, config.http_port)
+        };
         let specs: Vec<ShardSpec> = (0..shard_count)
             .map(|c| ShardSpec {
                 hosts: (c..n)
@@ -351,6 +364,15 @@ impl Fleet {
                                 .iter()
                                 .find(|(k, _)| Some(*k) == m.fault)
                                 .map_or(0.0, |(_, p)| *p),
+                            sockets: sockets.get_mut(idx).map(std::mem::take).unwrap_or_default(),
+                            restore_policy: config.hosts[idx]
+                                .labels
+                                .get(RESTORE_POLICY_LABEL)
+                                .cloned(),
+                            boot_override: config.hosts[idx]
+                                .labels
+                                .get(BOOT_OVERRIDE_LABEL)
+                                .cloned(),
                         }
                     })
                     .collect(),
@@ -647,6 +669,21 @@ fn ed25519() -> Result<russh::keys::PrivateKey, SimError> {
     Ok(russh::keys::PrivateKey::from(
         russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed),
     ))
+}
+
+/// Every `sim_power_restore_policy` label is one a BMC can say.
+fn restore_policies(config: &FleetConfig) -> Result<(), SimError> {
+    for h in &config.hosts {
+        if let Some(p) = h.labels.get(RESTORE_POLICY_LABEL)
+            && !["AlwaysOn", "AlwaysOff", "LastState"].contains(&p.as_str())
+        {
+            return Err(SimError::config(format!(
+                "host {}: `{RESTORE_POLICY_LABEL}: {p}`: expected AlwaysOn, AlwaysOff or LastState",
+                h.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One account per distinct `bmc_credentials` label of the hosts, each

@@ -34,6 +34,15 @@ pub(crate) struct ShardHost {
     /// The chance that a BMC power cycle cures its fault.
     #[serde(default)]
     pub recover: f64,
+    /// Its `/proc/net/tcp` (`sim --deps`); empty: the header alone.
+    #[serde(default)]
+    pub sockets: String,
+    /// Its BMC's `PowerRestorePolicy` (`None`: the default).
+    #[serde(default)]
+    pub restore_policy: Option<String>,
+    /// Its BMC's one-time boot override target, if any.
+    #[serde(default)]
+    pub boot_override: Option<String>,
 }
 
 /// What a shard serves. Sent to workers on stdin (never on the command line:
@@ -118,6 +127,11 @@ impl ShardRuntime {
                 core = core.powered_off();
             }
             core.recover = h.recover;
+            core.sockets = h.sockets.clone();
+            if let Some(p) = &h.restore_policy {
+                core.restore_policy = p.clone();
+            }
+            core.boot_override = h.boot_override.clone();
             let core = Arc::new(core);
             let task = tokio::spawn(host::run(core.clone(), shared.clone(), l));
             tasks.push(task.abort_handle());

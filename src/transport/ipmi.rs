@@ -15,10 +15,11 @@
 //! pacing, etiquette, intent and resume rules to both. Like the rest of the
 //! transport it must not retry, poll or pace: one call is one `ipmitool` run.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -33,9 +34,13 @@ pub const DEFAULT_PORT: u16 = 623;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// The one "system" an IPMI BMC has, as the engine addresses it.
 pub const IPMI_SYSTEM: &str = "/ipmi/chassis";
-/// Cipher suite 3 (RAKP-HMAC-SHA1, AES-CBC-128): what BMCs and `ipmi_sim`
-/// accept; ipmitool's default 17 is refused by many.
-const CIPHER_SUITE: &str = "3";
+/// Cipher suites tried in order: 17 (RAKP-HMAC-SHA256, AES-CBC-128), which
+/// newer BMCs require (some with 3 disabled), then 3 (RAKP-HMAC-SHA1,
+/// AES-CBC-128), which older BMCs and `ipmi_sim` accept. The first one a
+/// BMC accepts is kept for it for the rest of the run.
+pub const CIPHER_SUITES: [u8; 2] = [17, 3];
+/// The host label that pins a BMC's cipher suite (no fallback then).
+pub const SUITE_LABEL: &str = "ipmi_cipher_suite";
 /// Output kept from a failed call, for the message.
 const TAIL: usize = 300;
 
@@ -112,6 +117,10 @@ pub struct Ipmi {
     program: PathBuf,
     credentials: Arc<CredentialStore>,
     timeout: Duration,
+    /// `ipmi_cipher_suite` labels, by target (`ipmi://ADDR:PORT`).
+    pinned: HashMap<String, u8>,
+    /// The suite each BMC accepted, by target, for the rest of the run.
+    chosen: Mutex<HashMap<String, u8>>,
 }
 
 impl fmt::Debug for Ipmi {
@@ -135,17 +144,87 @@ impl Ipmi {
             program: PathBuf::from("ipmitool"),
             credentials,
             timeout: CALL_TIMEOUT,
+            pinned: HashMap::new(),
+            chosen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Cipher suites pinned by `ipmi_cipher_suite` labels, by target.
+    pub fn with_pinned_suites(mut self, pinned: HashMap<String, u8>) -> Ipmi {
+        self.pinned = pinned;
+        self
     }
 
     /// One `ipmitool -I lanplus` run of `args` against `target` with the
     /// credentials entry `account`: its stdout, or the classified failure.
+    /// The cipher suite is the pinned one, else the one this BMC accepted
+    /// before, else 17 and then 3 (a second run only when the BMC refused
+    /// 17's algorithms: wrong credentials are never tried twice).
     async fn call(
         &self,
         target: &Target,
         account: Option<&str>,
         args: &[&str],
     ) -> Result<String, BmcError> {
+        let key = target.to_string();
+        if let Some(&suite) = self.pinned.get(&key) {
+            return self
+                .call_with(target, account, args, suite)
+                .await
+                .map_err(|e| match e {
+                    Attempt::SuiteRefused => BmcError::new(
+                        BmcErrorKind::Protocol,
+                        format!(
+                            "BMC {target} refused cipher suite {suite}, which its host's \
+                         `{SUITE_LABEL}` label pins"
+                        ),
+                    ),
+                    Attempt::Failed(e) => e,
+                });
+        }
+        let known = self
+            .chosen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied();
+        let suites: Vec<u8> = match known {
+            Some(s) => vec![s],
+            None => CIPHER_SUITES.to_vec(),
+        };
+        for suite in &suites {
+            match self.call_with(target, account, args, *suite).await {
+                Ok(out) => {
+                    self.chosen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, *suite);
+                    return Ok(out);
+                }
+                Err(Attempt::SuiteRefused) => continue,
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+        let tried: Vec<String> = suites.iter().map(u8::to_string).collect();
+        Err(BmcError::new(
+            BmcErrorKind::Protocol,
+            format!(
+                "BMC {target} refused cipher suites {} (pin the one it takes with the host \
+                 label `{SUITE_LABEL}`)",
+                tried.join(" and ")
+            ),
+        ))
+    }
+
+    /// One run with cipher suite `suite`.
+    async fn call_with(
+        &self,
+        target: &Target,
+        account: Option<&str>,
+        args: &[&str],
+        suite: u8,
+    ) -> Result<String, Attempt> {
+        let suite = suite.to_string();
         let credentials = self
             .credentials
             .entry(account)
@@ -154,60 +233,50 @@ impl Ipmi {
         let mut cmd = tokio::process::Command::new(&self.program);
         // -v: its session errors tell a bad password from no answer.
         // -N/-R: ipmitool's own retransmits stay inside our bound.
-        cmd.args([
-            "-v",
-            "-I",
-            "lanplus",
-            "-C",
-            CIPHER_SUITE,
-            "-N",
-            "2",
-            "-R",
-            "2",
-        ])
-        .args([
-            "-H",
-            &target.host,
-            "-p",
-            &port,
-            "-U",
-            &credentials.user,
-            "-E",
-        ])
-        .args(args)
-        // Only what ipmitool needs: no other secret of ours (the operator's
-        // REKINDLE_BMC_PASSWORD, say) reaches it.
-        .env_clear()
-        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
-        .env("LC_ALL", "C")
-        .env("IPMI_PASSWORD", credentials.password.expose())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        cmd.args(["-v", "-I", "lanplus", "-C", &suite, "-N", "2", "-R", "2"])
+            .args([
+                "-H",
+                &target.host,
+                "-p",
+                &port,
+                "-U",
+                &credentials.user,
+                "-E",
+            ])
+            .args(args)
+            // Only what ipmitool needs: no other secret of ours (the operator's
+            // REKINDLE_BMC_PASSWORD, say) reaches it.
+            .env_clear()
+            .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+            .env("LC_ALL", "C")
+            .env("IPMI_PASSWORD", credentials.password.expose())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let what = args.join(" ");
         let child = cmd.spawn().map_err(|e| {
-            BmcError::new(
+            Attempt::Failed(BmcError::new(
                 BmcErrorKind::Protocol,
                 format!("BMC {target}: cannot run ipmitool ({e}); install Debian's `ipmitool`"),
-            )
+            ))
         })?;
         // Dropping the future on timeout kills the child (kill_on_drop).
         let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
             Err(_) => {
-                return Err(BmcError::new(
+                return Err(Attempt::Failed(BmcError::new(
                     BmcErrorKind::Unreachable,
                     format!(
                         "BMC {target}: `{what}` got no answer within {}s",
                         self.timeout.as_secs()
                     ),
-                ));
+                )));
             }
             Ok(Err(e)) => {
-                return Err(BmcError::new(
+                return Err(Attempt::Failed(BmcError::new(
                     BmcErrorKind::Protocol,
                     format!("BMC {target}: ipmitool: {e}"),
-                ));
+                )));
             }
             Ok(Ok(out)) => out,
         };
@@ -216,7 +285,35 @@ impl Ipmi {
             return Ok(stdout);
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        Err(classify(target, &what, &stderr, &credentials.source))
+        if suite_refused(&stderr) {
+            return Err(Attempt::SuiteRefused);
+        }
+        Err(Attempt::Failed(classify(
+            target,
+            &what,
+            &stderr,
+            &credentials.source,
+        )))
+    }
+
+    /// `chassis status`: the power and the power-restore policy (as
+    /// Redfish names it: `AlwaysOn`, `AlwaysOff`, `LastState`; `None` when
+    /// the BMC does not say).
+    pub async fn chassis(
+        &self,
+        target: &Target,
+        account: Option<&str>,
+    ) -> Result<(Power, Option<&'static str>), BmcError> {
+        let out = self.call(target, account, &["chassis", "status"]).await?;
+        parse_chassis(&out).ok_or_else(|| {
+            BmcError::new(
+                BmcErrorKind::Protocol,
+                format!(
+                    "BMC {target}: unexpected answer to `chassis status`: {}",
+                    tail(out.trim())
+                ),
+            )
+        })
     }
 
     /// `chassis power status`.
@@ -236,7 +333,56 @@ impl Ipmi {
     }
 }
 
+/// How one `ipmitool` run failed.
+enum Attempt {
+    /// The BMC refused the cipher suite's algorithms (try the next suite).
+    SuiteRefused,
+    Failed(BmcError),
+}
+
+impl From<BmcError> for Attempt {
+    fn from(e: BmcError) -> Attempt {
+        Attempt::Failed(e)
+    }
+}
+
+/// The open-session answer that refuses a cipher suite's algorithms (it
+/// comes before authentication, so it says nothing about the password).
+fn suite_refused(stderr: &str) -> bool {
+    stderr.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("invalid authentication algorithm")
+            || l.contains("invalid integrity algorithm")
+            || l.contains("invalid confidentiality algorithm")
+            || l.contains("no matching cipher suite")
+            || l.contains("invalid cipher suite")
+    })
+}
+
 /// `Chassis Power is on|off`.
+/// `System Power : on` and `Power Restore Policy : previous` of
+/// `ipmitool chassis status`.
+fn parse_chassis(out: &str) -> Option<(Power, Option<&'static str>)> {
+    let field = |name: &str| {
+        out.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim().to_owned())
+        })
+    };
+    let power = match field("System Power")?.as_str() {
+        "on" => Power::On,
+        "off" => Power::Off,
+        _ => return None,
+    };
+    let policy = field("Power Restore Policy").and_then(|p| match p.as_str() {
+        "always-on" => Some("AlwaysOn"),
+        "always-off" => Some("AlwaysOff"),
+        "previous" => Some("LastState"),
+        _ => None,
+    });
+    Some((power, policy))
+}
+
 fn parse_status(out: &str) -> Option<Power> {
     out.lines().find_map(
         |l| match l.trim().strip_prefix("Chassis Power is ")?.trim() {
@@ -356,10 +502,11 @@ impl Bmc for Bmcs {
                         format!("BMC {target}: an IPMI BMC has no resource {path}"),
                     ));
                 }
-                let power = self.ipmi.power(&target, auth.account()).await?;
+                let (power, policy) = self.ipmi.chassis(&target, auth.account()).await?;
                 Ok(json!({
                     "@odata.id": IPMI_SYSTEM,
                     "PowerState": match power { Power::On => "On", Power::Off => "Off" },
+                    "PowerRestorePolicy": policy,
                     "Actions": {"#ComputerSystem.Reset": {
                         "target": IPMI_SYSTEM,
                         // What `reset_command` maps to chassis commands.
@@ -445,6 +592,17 @@ mod tests {
 
     #[test]
     fn ipmitool_answers_are_read() {
+        // ipmitool 1.8.19 against ipmi_sim (openipmi 2.0.33), as printed.
+        let said = "System Power         : off\nPower Overload       : false\n\
+                    Power Restore Policy : always-off\nLast Power Event     : \n";
+        assert_eq!(parse_chassis(said), Some((Power::Off, Some("AlwaysOff"))));
+        let said = "System Power : on\nPower Restore Policy : previous\n";
+        assert_eq!(parse_chassis(said), Some((Power::On, Some("LastState"))));
+        assert_eq!(
+            parse_chassis("System Power : on\n"),
+            Some((Power::On, None))
+        );
+        assert_eq!(parse_chassis("Chassis Power is on"), None);
         assert_eq!(parse_status("Chassis Power is on\n"), Some(Power::On));
         assert_eq!(parse_status("Chassis Power is off"), Some(Power::Off));
         assert_eq!(parse_status("garbage"), None);
@@ -470,6 +628,10 @@ mod tests {
             "c",
         );
         assert_eq!(e.kind, BmcErrorKind::Unreachable, "{e:?}");
+        assert!(suite_refused(
+            "Error in open session response message : invalid authentication algorithm\n"
+        ));
+        assert!(!suite_refused("> RAKP 2 HMAC is invalid\n"));
         assert_eq!(reset_command("On"), Some(&["chassis", "power", "on"][..]));
         assert_eq!(reset_command("GracefulRestart"), None);
         // Every advertised type has a chassis command; a power cycle is `cycle`.

@@ -10,6 +10,8 @@
 //! - [`ssh_config`]: `~/.ssh/config` merged with inventory values.
 //! - [`probe`]: TCP and HTTP health checks. [`local`]: commands on the bastion.
 //! - [`redfish`]: BMC power control for `power_on`, and BMC credentials.
+//! - [`bmc_trust`]: which TLS certificates a BMC may present (pins, a
+//!   known-BMC-certificates file, self-signed leaves given as `--bmc-ca`).
 //! - [`ipmi`]: IPMI 2.0 power control through `ipmitool`, and [`ipmi::Bmcs`],
 //!   which routes each BMC to Redfish or IPMI.
 //! - [`escalation`]: the `become` policy (sudo, doas) applied to host commands.
@@ -124,6 +126,7 @@ impl ConnectErrorKind {
     }
 }
 
+pub mod bmc_trust;
 pub mod escalation;
 pub mod ipmi;
 pub mod known_hosts;

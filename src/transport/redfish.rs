@@ -18,6 +18,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use super::bmc_trust::{Fingerprint, KnownCerts, Policy, Verifier};
 use crate::inventory::Host;
 
 /// Where the login goes (DMTF Redfish spec, SessionService).
@@ -281,10 +282,27 @@ impl Endpoint {
         &self.0
     }
 
-    /// `path` (absolute, as Redfish links are) on this BMC.
+    /// `scheme://host[:port]`: what TLS trust is keyed by.
+    pub fn origin(&self) -> String {
+        reqwest::Url::parse(&self.0)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| self.0.clone())
+    }
+
+    /// `path` (absolute, as Redfish links are) on this BMC. An absolute URL
+    /// (a `Location` header may be one) is taken as its path on this BMC:
+    /// a session token never goes to another origin.
     fn url(&self, path: &str) -> String {
         if path.contains("://") {
-            return path.to_owned();
+            let Ok(u) = reqwest::Url::parse(path) else {
+                return self.url("/");
+            };
+            let mut rel = u.path().to_owned();
+            if let Some(q) = u.query() {
+                rel.push('?');
+                rel.push_str(q);
+            }
+            return self.url(&rel);
         }
         // A URL with a path prefix keeps it only for our own fixed paths;
         // Redfish links are absolute paths on the BMC's origin.
@@ -423,6 +441,36 @@ impl SystemInfo {
     }
 }
 
+impl SystemInfo {
+    /// The reset type that powers this system on when the step asks for
+    /// `wanted`: `wanted` itself, except that a BMC whose allowed values
+    /// lack `On` gets `ForceOn`, else `PushPowerButton` (in that order:
+    /// the button is what a person would press, and some BMCs list only
+    /// it). `Err` names what the BMC allows.
+    pub fn power_on_type<'a>(&self, wanted: &'a str) -> Result<&'a str, String> {
+        let Some(allowed) = &self.allowed_resets else {
+            return Ok(wanted);
+        };
+        if wanted != "On" || allowed.iter().any(|a| a == "On") {
+            return Ok(wanted);
+        }
+        ["ForceOn", "PushPowerButton"]
+            .into_iter()
+            .find(|t| allowed.iter().any(|a| a == t))
+            .ok_or_else(|| {
+                format!(
+                    "the BMC offers no reset that powers on: neither On, ForceOn nor \
+                     PushPowerButton (it allows: {})",
+                    if allowed.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                )
+            })
+    }
+}
+
 /// The label that picks one of several Systems behind a BMC.
 pub const SYSTEM_LABEL: &str = "redfish_system";
 
@@ -486,6 +534,13 @@ pub enum BmcErrorKind {
     Status(u16),
     /// An answer that is not the Redfish we expect, or a bad `bmc` label.
     Protocol,
+    /// The BMC's TLS certificate is not trusted (not a CA's, not pinned,
+    /// changed): asking again will not change it.
+    Trust,
+    /// The BMC is busy: its session table is full, or it answered 503
+    /// (still starting after power returned). Try again after `retry_after`
+    /// (its `Retry-After`, when it gave one).
+    Busy { retry_after: Option<Duration> },
 }
 
 impl BmcError {
@@ -521,18 +576,31 @@ pub trait Bmc: Send + Sync + fmt::Debug + 'static {
     fn logout<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth) -> BmcFuture<'a, ()>;
 }
 
-/// TLS choices for BMCs.
+/// TLS choices for BMCs (see [`super::bmc_trust`]).
 #[derive(Debug, Clone, Default)]
 pub struct RedfishOptions {
-    /// PEM bundle of CAs to trust (in addition to the system's).
+    /// PEM bundle of CAs to trust (in addition to the system's); a
+    /// certificate in it is also trusted as a BMC's own (self-signed) leaf.
     pub ca_bundle: Option<PathBuf>,
     /// Accept any certificate (self-signed BMCs); asked for explicitly.
     pub insecure: bool,
+    /// Pinned leaf certificates by BMC origin (`bmc_cert_sha256` labels).
+    pub pins: std::collections::HashMap<String, Fingerprint>,
+    /// `--bmc-known-certs FILE`, and whether new BMCs are recorded in it.
+    pub known_certs: Option<PathBuf>,
+    pub accept_new_certs: bool,
 }
 
-/// The real client (reqwest, rustls).
+/// One BMC's HTTP client and its certificate verifier.
+type Client = (reqwest::Client, Arc<Verifier>);
+
+/// The real client (reqwest, rustls): one HTTP client per BMC origin, so
+/// each verifier knows which BMC it checks (pins and known certificates
+/// are per BMC, and a TLS server name carries no port). A BMC's client is
+/// dropped at logout, so only BMCs in use hold one.
 pub struct Redfish {
-    client: reqwest::Client,
+    policy: Arc<Policy>,
+    clients: std::sync::Mutex<std::collections::HashMap<String, Client>>,
     credentials: Arc<CredentialStore>,
 }
 
@@ -549,41 +617,65 @@ impl Redfish {
         credentials: Arc<CredentialStore>,
         opts: &RedfishOptions,
     ) -> Result<Redfish, BmcError> {
-        let mut builder = super::resolve::http(reqwest::Client::builder())
+        let input = |e: String| BmcError::new(BmcErrorKind::Protocol, e);
+        let pem = match &opts.ca_bundle {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| input(format!("--bmc-ca {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let known = match &opts.known_certs {
+            Some(path) => Some(KnownCerts::load(path, opts.accept_new_certs).map_err(input)?),
+            None if opts.accept_new_certs => {
+                return Err(input(
+                    "--accept-new-bmc-certs needs --bmc-known-certs FILE to record them in".into(),
+                ));
+            }
+            None => None,
+        };
+        let ca = opts.ca_bundle.as_deref().zip(pem.as_deref());
+        let policy = Policy::new(ca, opts.insecure, opts.pins.clone(), known).map_err(input)?;
+        Ok(Redfish {
+            policy: Arc::new(policy),
+            clients: std::sync::Mutex::new(std::collections::HashMap::new()),
+            credentials,
+        })
+    }
+
+    /// The client of `bmc`'s origin, made on first use.
+    fn client(&self, bmc: &Endpoint) -> Result<Client, BmcError> {
+        let origin = bmc.origin();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&origin) {
+            return Ok(c.clone());
+        }
+        let broken = |e: String| {
+            BmcError::new(
+                BmcErrorKind::Protocol,
+                format!("cannot build the HTTPS client: {e}"),
+            )
+        };
+        let (tls, verifier) = self.policy.client_config(&origin).map_err(broken)?;
+        let client = super::resolve::http(reqwest::Client::builder())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .no_proxy()
             // No idle connections: thousands of BMCs would each keep a
             // descriptor, and requests to one BMC are a second apart anyway.
             .pool_max_idle_per_host(0)
-            .tls_danger_accept_invalid_certs(opts.insecure);
-        if let Some(path) = &opts.ca_bundle {
-            let pem = std::fs::read(path).map_err(|e| {
-                BmcError::new(
-                    BmcErrorKind::Protocol,
-                    format!("--bmc-ca {}: {e}", path.display()),
-                )
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                BmcError::new(
-                    BmcErrorKind::Protocol,
-                    format!("--bmc-ca {}: {e}", path.display()),
-                )
-            })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder.build().map_err(|e| {
-            BmcError::new(
-                BmcErrorKind::Protocol,
-                format!("cannot build the HTTPS client: {e}"),
-            )
-        })?;
-        Ok(Redfish {
-            client,
-            credentials,
-        })
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| broken(e.to_string()))?;
+        let c = (client, verifier);
+        clients.insert(origin, c.clone());
+        Ok(c)
+    }
+
+    /// Forgets `bmc`'s client (its work is done; a later call makes another).
+    fn release(&self, bmc: &Endpoint) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.remove(&bmc.origin());
     }
 
     fn account(&self, account: Option<&str>) -> Result<&Credentials, BmcError> {
@@ -620,9 +712,22 @@ impl Redfish {
         &self,
         bmc: &Endpoint,
         what: &str,
+        verifier: &Verifier,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, BmcError> {
-        req.send().await.map_err(|e| {
+        let sent = req.send().await;
+        // A refusal left by this request's handshake (none on success).
+        let refusal = verifier.take_refusal();
+        sent.map_err(|e| {
+            if let Some(why) = refusal {
+                return BmcError::new(BmcErrorKind::Trust, format!("BMC {bmc}: {why}"));
+            }
+            if let Some(tls) = tls_error(&e) {
+                return BmcError::new(
+                    BmcErrorKind::Trust,
+                    format!("BMC {bmc}: {what}: TLS handshake refused: {tls}"),
+                );
+            }
             let kind = if e.is_connect() || e.is_timeout() || e.is_request() {
                 BmcErrorKind::Unreachable
             } else {
@@ -645,6 +750,9 @@ impl Redfish {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(busy(bmc, what, &resp));
         }
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             let source = self
@@ -669,19 +777,44 @@ impl Bmc for Redfish {
                 "UserName": credentials.user,
                 "Password": credentials.password.expose(),
             });
-            let req = self.client.post(bmc.url(SESSIONS_PATH)).json(&body);
-            let resp = self.send(bmc, "login", req).await?;
+            let (client, verifier) = self.client(bmc)?;
+            let req = client.post(bmc.url(SESSIONS_PATH)).json(&body);
+            let resp = self.send(bmc, "login", &verifier, req).await?;
             let status = resp.status();
-            // No session service: fall back to Basic on every request.
+            // No session service (404/405/501), or one that wants Basic
+            // even for the login (401/403: sushy-tools, some older BMCs):
+            // HTTP Basic on every request. Whether the credentials are
+            // wrong is then the first GET's answer, not this one's.
             if matches!(
                 status,
-                StatusCode::NOT_FOUND
+                StatusCode::UNAUTHORIZED
+                    | StatusCode::FORBIDDEN
+                    | StatusCode::NOT_FOUND
                     | StatusCode::METHOD_NOT_ALLOWED
                     | StatusCode::NOT_IMPLEMENTED
             ) {
                 return Ok(Auth::Basic {
                     account: account.map(str::to_owned),
                 });
+            }
+            if status.is_client_error() {
+                // "Too many sessions" comes as 400, 409 or 429 by vendor.
+                let retry_after = retry_after(&resp);
+                let text = read_text(bmc, resp).await.unwrap_or_default();
+                if session_limit(&text) || status == StatusCode::TOO_MANY_REQUESTS {
+                    return Err(BmcError::new(
+                        BmcErrorKind::Busy { retry_after },
+                        format!(
+                            "BMC {bmc}: login: no free session (HTTP {}: the BMC's session \
+                             table is full)",
+                            status.as_u16()
+                        ),
+                    ));
+                }
+                return Err(BmcError::new(
+                    BmcErrorKind::Status(status.as_u16()),
+                    format!("BMC {bmc}: login: HTTP {}", status.as_u16()),
+                ));
             }
             let resp = self.expect_ok(bmc, "login", resp, account).await?;
             let token = resp
@@ -699,13 +832,21 @@ impl Bmc for Redfish {
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
+                .filter(|l| !l.trim().is_empty())
                 .map(str::to_owned);
+            // Without a Location header the session is still ours to delete:
+            // its `@odata.id` (or its `Id` in the collection) says where.
             let location = match location {
                 Some(l) => Some(l),
                 None => read_json(bmc, resp).await.ok().and_then(|v| {
                     v.get("@odata.id")
                         .and_then(Value::as_str)
                         .map(str::to_owned)
+                        .or_else(|| {
+                            v.get("Id")
+                                .and_then(Value::as_str)
+                                .map(|id| format!("{SESSIONS_PATH}/{id}"))
+                        })
                 }),
             };
             Ok(Auth::Session {
@@ -718,9 +859,10 @@ impl Bmc for Redfish {
 
     fn get<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth, path: &'a str) -> BmcFuture<'a, Value> {
         Box::pin(async move {
-            let req = self.authed(self.client.get(bmc.url(path)), auth)?;
+            let (client, verifier) = self.client(bmc)?;
+            let req = self.authed(client.get(bmc.url(path)), auth)?;
             let what = format!("GET {path}");
-            let resp = self.send(bmc, &what, req).await?;
+            let resp = self.send(bmc, &what, &verifier, req).await?;
             let resp = self.expect_ok(bmc, &what, resp, auth.account()).await?;
             read_json(bmc, resp).await
         })
@@ -735,9 +877,10 @@ impl Bmc for Redfish {
     ) -> BmcFuture<'a, ()> {
         Box::pin(async move {
             let body = serde_json::json!({ "ResetType": reset_type });
-            let req = self.authed(self.client.post(bmc.url(target)).json(&body), auth)?;
+            let (client, verifier) = self.client(bmc)?;
+            let req = self.authed(client.post(bmc.url(target)).json(&body), auth)?;
             let what = format!("reset {reset_type}");
-            let resp = self.send(bmc, &what, req).await?;
+            let resp = self.send(bmc, &what, &verifier, req).await?;
             self.expect_ok(bmc, &what, resp, auth.account())
                 .await
                 .map(|_| ())
@@ -751,18 +894,105 @@ impl Bmc for Redfish {
                 ..
             } = auth
             else {
+                self.release(bmc);
                 return Ok(());
             };
-            let req = self.authed(self.client.delete(bmc.url(location)), auth)?;
-            let resp = self.send(bmc, "logout", req).await?;
-            self.expect_ok(bmc, "logout", resp, auth.account())
+            let (client, verifier) = self.client(bmc)?;
+            let req = self.authed(client.delete(bmc.url(location)), auth)?;
+            let sent = self.send(bmc, "logout", &verifier, req).await;
+            self.release(bmc);
+            self.expect_ok(bmc, "logout", sent?, auth.account())
                 .await
                 .map(|_| ())
         })
     }
 }
 
-async fn read_json(bmc: &Endpoint, mut resp: reqwest::Response) -> Result<Value, BmcError> {
+/// The rustls error under a request's error, if the handshake failed.
+fn tls_error(e: &reqwest::Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // io::Error's `source` skips the error it wraps.
+        if let Some(tls) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// A 503 or 429: the BMC is busy or still starting.
+fn busy(bmc: &Endpoint, what: &str, resp: &reqwest::Response) -> BmcError {
+    BmcError::new(
+        BmcErrorKind::Busy {
+            retry_after: retry_after(resp),
+        },
+        format!(
+            "BMC {bmc}: {what}: HTTP {} (busy or still starting)",
+            resp.status().as_u16()
+        ),
+    )
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not worth a parser here:
+/// BMCs send seconds), capped at a minute.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(60)))
+}
+
+/// Whether an error answer to a login says the session table is full, in
+/// the words BMCs use ("Too many sessions", "maximum number of sessions",
+/// "session limit", Redfish's `SessionLimitExceeded`).
+pub fn session_limit(body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    b.contains("sessionlimitexceeded")
+        || (b.contains("session")
+            && ["too many", "maximum", "limit", "exceed", "no more", "full"]
+                .iter()
+                .any(|w| b.contains(w)))
+}
+
+async fn read_text(bmc: &Endpoint, resp: reqwest::Response) -> Result<String, BmcError> {
+    let body = read_body(bmc, resp).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn read_json(bmc: &Endpoint, resp: reqwest::Response) -> Result<Value, BmcError> {
+    let body = read_body(bmc, resp).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let text = String::from_utf8_lossy(&body);
+        let start = text.trim_start();
+        let html = start.starts_with('<')
+            && start
+                .get(..15)
+                .is_some_and(|h| h.to_ascii_lowercase().contains("html") || h.starts_with("<!"));
+        let why = if html {
+            "answered an HTML page, not Redfish JSON (is the `bmc` label the BMC's Redfish \
+             service, and not a web console or a proxy's login page?)"
+                .to_owned()
+        } else {
+            format!("not JSON: {e}")
+        };
+        BmcError::new(BmcErrorKind::Protocol, format!("BMC {bmc}: {why}"))
+    })
+}
+
+async fn read_body(bmc: &Endpoint, mut resp: reqwest::Response) -> Result<Vec<u8>, BmcError> {
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| {
         BmcError::new(
@@ -781,8 +1011,7 @@ async fn read_json(bmc: &Endpoint, mut resp: reqwest::Response) -> Result<Value,
             ));
         }
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| BmcError::new(BmcErrorKind::Protocol, format!("BMC {bmc}: not JSON: {e}")))
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -919,6 +1148,36 @@ mod tests {
             cycle(serde_json::json!(["On", "ForceOff", "ForceRestart"])),
             Ok("ForceRestart")
         );
+        let on = |allowed: serde_json::Value| {
+            SystemInfo::from_json(&serde_json::json!({
+                "PowerState": "Off",
+                "Actions": {"#ComputerSystem.Reset": {
+                    "target": "/x", "ResetType@Redfish.AllowableValues": allowed}}
+            }))
+            .unwrap()
+            .power_on_type("On")
+            .map(str::to_owned)
+        };
+        assert_eq!(
+            on(serde_json::json!(["On", "ForceOn"])).as_deref(),
+            Ok("On")
+        );
+        assert_eq!(
+            on(serde_json::json!([
+                "PushPowerButton",
+                "ForceOn",
+                "ForceOff"
+            ]))
+            .as_deref(),
+            Ok("ForceOn")
+        );
+        assert_eq!(
+            on(serde_json::json!(["ForceOff", "PushPowerButton"])).as_deref(),
+            Ok("PushPowerButton")
+        );
+        let e = on(serde_json::json!(["ForceOff", "Nmi"])).unwrap_err();
+        assert!(e.contains("(it allows: ForceOff, Nmi)"), "{e}");
+        assert_eq!(s.power_on_type("ForceRestart"), Ok("ForceRestart"));
         let e = cycle(serde_json::json!(["On", "GracefulShutdown"])).unwrap_err();
         assert!(e.contains("(it allows: On, GracefulShutdown)"), "{e}");
         assert!(SystemInfo::from_json(&serde_json::json!({})).is_err());

@@ -399,3 +399,154 @@ fn remediate_power_cycles_a_silent_host_through_ipmi_once() {
     assert!(seen.contains(r#""reset_type":"PowerCycle""#), "{seen}");
     assert!(!seen.contains("pw-cycle-5e2"), "the password leaked");
 }
+
+/// ipmi_sim refuses cipher suite 17 ("invalid authentication algorithm"),
+/// as BMCs without SHA-256 do: rekindle tries 17, falls back to 3, and
+/// keeps 3 for that BMC for the rest of the run; a label pins a suite.
+/// The `-C` of every ipmitool run is seen through a wrapper on PATH that
+/// logs it and runs the real ipmitool.
+#[test]
+fn cipher_suite_17_is_tried_first_then_3_which_is_remembered_per_bmc() {
+    let bmc = IpmiSim::start("pw-suite-4b2", false);
+    let case = Case::new();
+    let bin = case.path("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let real = ["/usr/bin/ipmitool", "/usr/sbin/ipmitool"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("ipmitool installed");
+    let log = case.path("suites.log");
+    std::fs::write(
+        bin.join("ipmitool"),
+        format!(
+            "#!/bin/sh\nprev=\nfor a in \"$@\"; do [ \"$prev\" = -C ] && echo \"$a\" >> {}; prev=$a; done\nexec {real} \"$@\"\n",
+            log.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(bin.join("ipmitool"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let creds = case.credentials("admin:pw-suite-4b2\n");
+    let run = |journal: &str| {
+        let mut cmd = support::rekindle_in(case.dir.path());
+        cmd.arg("run")
+            .arg(case.path("power.yaml"))
+            .arg("-i")
+            .arg(case.path("inventory.yaml"))
+            .args(["--yes", "--journal"])
+            .arg(case.path(journal))
+            .arg("--bmc-credentials")
+            .arg(&creds)
+            .env("PATH", &path)
+            .env_remove("REKINDLE_BMC_PASSWORD");
+        support::run(&mut cmd)
+    };
+    let suites = || {
+        let s = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::remove_file(&log).ok();
+        s.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+
+    case.write(&[("h1", &bmc.bmc(), "")], "{ timeout: 30s }");
+    let (code, out, err) = run("j1");
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(bmc.is_on());
+    let used = suites();
+    // 17 refused once; every later call of the run goes straight to 3
+    // (status, power on, status until On).
+    assert_eq!(used[..2], ["17", "3"], "{used:?}");
+    assert!(
+        used.len() >= 3 && used[2..].iter().all(|s| s == "3"),
+        "{used:?}"
+    );
+
+    // Pinned to 17: no fallback, the label named.
+    case.write(
+        &[("h1", &bmc.bmc(), ", ipmi_cipher_suite: \"17\"")],
+        "{ timeout: 30s }",
+    );
+    let (code, out, _) = run("j2");
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("refused cipher suite 17") && out.contains("ipmi_cipher_suite"),
+        "{out}"
+    );
+    assert!(suites().iter().all(|s| s == "17"));
+    // Pinned to 3: no try of 17.
+    case.write(
+        &[("h1", &bmc.bmc(), ", ipmi_cipher_suite: \"3\"")],
+        "{ timeout: 30s }",
+    );
+    let (code, out, _) = run("j3");
+    assert_eq!(code, 0, "{out}");
+    assert!(suites().iter().all(|s| s == "3"));
+    // Not a suite: an input error at the host's line, nothing run.
+    case.write(
+        &[("h1", &bmc.bmc(), ", ipmi_cipher_suite: \"sha256\"")],
+        "{ timeout: 30s }",
+    );
+    let (code, _, err) = run("j4");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("inventory.yaml:") && err.contains("`sha256` is not an IPMI cipher suite"),
+        "{err}"
+    );
+    assert!(suites().is_empty());
+}
+
+/// `rekindle audit` reads the power-restore policy through IPMI's `chassis
+/// status`. ipmi_sim reports `always-off` (it cannot be changed there): a
+/// host whose stages never power it on would not come back after a site
+/// power loss. Nothing is sent to the BMC but reads.
+#[test]
+fn audit_reads_the_power_restore_policy_through_ipmi() {
+    let bmc = IpmiSim::start("pw-audit-7c1", true);
+    let case = Case::new();
+    std::fs::write(
+        case.path("inventory.yaml"),
+        format!(
+            "version: 1\ndatacenters:\n  lab:\n    hosts:\n      - {{ name: h1, address: 127.0.0.1, port: 1, labels: {{ pdu: p1, bmc: \"{}\" }} }}\n",
+            bmc.bmc()
+        ),
+    )
+    .expect("inventory");
+    let creds = case.credentials("admin:pw-audit-7c1\n");
+    let audit = |steps: &str| {
+        std::fs::write(
+            case.path("pb.yaml"),
+            format!("version: 1\nstages:\n  - name: s\n    select: {{ dc: lab }}\n    steps: [ {steps} ]\n"),
+        )
+        .expect("playbook");
+        let (code, out, err) = support::run(
+            support::rekindle_in(case.dir.path())
+                .args(["audit", "pb.yaml", "-i", "inventory.yaml", "--samples", "1"])
+                .args(["--format", "json", "--bmc-credentials"])
+                .arg(&creds)
+                .env_remove("REKINDLE_BMC_PASSWORD"),
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        (code, doc)
+    };
+    let stays_off = |doc: &serde_json::Value| {
+        doc["findings"].as_array().unwrap().iter().any(|f| {
+            f["kind"] == "boot-path"
+                && f["severity"] == "error"
+                && f["hosts"] == serde_json::json!(["h1"])
+                && f["message"].as_str().unwrap().contains("AlwaysOff")
+        })
+    };
+    let (code, doc) = audit("reboot");
+    assert_eq!(code, 1, "{doc:#}");
+    assert!(stays_off(&doc), "{doc:#}");
+    // A stage that powers it on brings it back: no such finding.
+    let (_, doc) = audit("power_on, wait_ssh");
+    assert!(!stays_off(&doc), "{doc:#}");
+    assert_eq!(bmc.commands(), Vec::<String>::new(), "the audit only reads");
+    assert!(bmc.is_on());
+}
