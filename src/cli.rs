@@ -19,6 +19,10 @@ pub struct Cli {
     /// More detail on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Where Ansible inventories' playbook-side `group_vars/` and `host_vars/`
+    /// are read (as `ansible-inventory --playbook-dir`); default: the current directory.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub playbook_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

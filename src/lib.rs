@@ -24,10 +24,12 @@
 //!   hosts show and what rekindle itself needs; read-only.
 //! - [`sim`]: the simulated fleet; the engine never imports it.
 //! - [`files`]: a private file written whole (temporary file and rename).
+//! - [`child_env`]: the environment of programs rekindle starts, without its secrets.
 //! - [`cli`], [`commands`]: the command line: arguments into typed
 //!   settings, confirmation, printing.
 
 pub mod audit;
+pub mod child_env;
 pub mod cli;
 pub mod commands;
 pub mod diag;

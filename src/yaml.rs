@@ -58,6 +58,8 @@ pub struct Scalar {
     /// Plain (unquoted) scalars are subject to type resolution: `null`,
     /// `true`, `10`. Quoted ones are always strings.
     pub plain: bool,
+    /// Ansible's `!unsafe` tag: text that is never a template.
+    pub unsafe_text: bool,
 }
 
 impl Node {
@@ -219,6 +221,7 @@ pub fn parse(file: Arc<str>, text: &str, limits: Limits) -> Result<Node, Diagnos
         value: Value::Scalar(Scalar {
             text: String::new(),
             plain: true,
+            unsafe_text: false,
         }),
         span: Span::new(file, 1, 1, 1),
     }))
@@ -253,11 +256,14 @@ impl Builder {
     /// Feeds one event; returns true once the first document is complete.
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<bool, Diagnostic> {
         match event {
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(text, style, anchor, tag) => {
+                refuse_python_tag(tag.as_deref(), &span)?;
+                let unsafe_text = tag.is_some_and(|t| t.handle == "!" && t.suffix == "unsafe");
                 let node = Node {
                     value: Value::Scalar(Scalar {
                         text: text.into_owned(),
-                        plain: style == ScalarStyle::Plain,
+                        plain: style == ScalarStyle::Plain && !unsafe_text,
+                        unsafe_text,
                     }),
                     span,
                 };
@@ -278,7 +284,8 @@ impl Builder {
                 node.span = span;
                 self.finish_node(node, 0)
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                refuse_python_tag(tag.as_deref(), &span)?;
                 self.open(Open::Seq {
                     anchor,
                     span,
@@ -286,7 +293,8 @@ impl Builder {
                 })?;
                 Ok(false)
             }
-            Event::MappingStart(anchor, _) => {
+            Event::MappingStart(anchor, tag) => {
+                refuse_python_tag(tag.as_deref(), &span)?;
                 self.open(Open::Map {
                     anchor,
                     span,
@@ -413,6 +421,25 @@ impl Builder {
                 Ok(false)
             }
         }
+    }
+}
+
+/// PyYAML's `!!python/...` tags construct Python objects (and run code:
+/// `!!python/object/apply:os.system`); Ansible's loader refuses them, and
+/// so does rekindle, at the tag's node.
+fn refuse_python_tag(tag: Option<&saphyr_parser::Tag>, span: &Span) -> Result<(), Diagnostic> {
+    match tag {
+        Some(t) if t.is_yaml_core_schema() && t.suffix.starts_with("python/") => {
+            Err(Diagnostic::error(
+                "yaml-tag",
+                span.clone(),
+                format!(
+                    "YAML tag `!!{}` constructs a Python object: refused (Ansible refuses it too)",
+                    t.suffix
+                ),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

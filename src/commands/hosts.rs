@@ -47,6 +47,14 @@ pub fn execute(args: HostsArgs) -> anyhow::Result<Exit> {
             hosts
         }
     };
+    let refused = inventory.refusals(hosts.iter().copied());
+    if !refused.is_empty() {
+        eprint!("{}", render_text(&sources, &refused));
+        return Ok(Exit::Usage);
+    }
+    if args.format == OutputFormat::Text {
+        eprint!("{}", vars_files_note(&inventory));
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let written = match args.format {
@@ -59,6 +67,35 @@ pub fn execute(args: HostsArgs) -> anyhow::Result<Exit> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Exit::Success),
         other => other.map(|()| Exit::Success).context("writing to stdout"),
     }
+}
+
+/// Which `group_vars/`/`host_vars/` files gave variables (Ansible reads the
+/// playbook directory's too, so a file outside the inventory can change a
+/// host's connection): listed on stderr, the table stays the hosts'.
+fn vars_files_note(inventory: &inventory::Inventory) -> String {
+    const SHOWN: usize = 20;
+    let files = &inventory.vars_files;
+    if files.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("variables read from {} vars file(s):\n", files.len());
+    for f in files.iter().take(SHOWN) {
+        let place = if f.playbook_dir {
+            " (playbook directory)"
+        } else {
+            ""
+        };
+        text.push_str(&format!("  {}{place}\n", f.path));
+    }
+    if files.len() > SHOWN {
+        let from_playbook = files.iter().filter(|f| f.playbook_dir).count();
+        text.push_str(&format!(
+            "  ... and {} more ({from_playbook} of all {} from the playbook directory)\n",
+            files.len() - SHOWN,
+            files.len()
+        ));
+    }
+    text
 }
 
 fn labels_text(host: &Host) -> String {

@@ -21,6 +21,13 @@ use crate::cli::{Cli, Command};
 use crate::exit::Exit;
 
 pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
+    if let Some(dir) = &cli.playbook_dir {
+        if !dir.is_dir() {
+            eprintln!("error: --playbook-dir {}: not a directory", dir.display());
+            return Ok(Exit::Usage);
+        }
+        crate::inventory::set_playbook_dir(dir.clone());
+    }
     match cli.command {
         Command::Validate(args) => validate::execute(args),
         Command::Hosts(args) => hosts::execute(args),

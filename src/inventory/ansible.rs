@@ -18,8 +18,8 @@
 use std::collections::HashMap;
 
 use super::Host;
-use super::connection::{self, Reports};
-use super::template::{Compiled, is_template};
+use super::connection::{self, Refusal, Reports};
+use super::template::{Compiled, HostData, is_template};
 use crate::diag::{Diagnostic, Span};
 
 /// A variable value, reduced to what rekindle can use.
@@ -27,6 +27,8 @@ use crate::diag::{Diagnostic, Span};
 pub(crate) enum Var {
     /// Strings, numbers and booleans, as Ansible's JSON shows them (`true`, `22`, `db`).
     Scalar(String),
+    /// Text that is never a template (`!unsafe`, `{"__ansible_unsafe": ...}`).
+    Unsafe(String),
     Null,
     /// Lists and mappings: kept by Ansible, not usable as a label.
     Complex,
@@ -34,6 +36,9 @@ pub(crate) enum Var {
 
 /// One variable setting with the place it came from.
 pub(crate) type Setting = (String, Var, Span);
+
+/// A host's variables after precedence: (name, value, where it was set).
+type Merged<'a> = Vec<(&'a str, &'a Var, &'a Span)>;
 
 #[derive(Debug)]
 struct Group {
@@ -73,6 +78,12 @@ fn set_var(vars: &mut Vec<Setting>, key: &str, value: Var, span: Span) {
         }
         None => vars.push((key.to_owned(), value, span)),
     }
+}
+
+/// Group order for precedence: depth, then `ansible_group_priority`, then name.
+struct Order<'a> {
+    depth: &'a [usize],
+    priority: &'a [i64],
 }
 
 /// Ansible's `combine_vars` with the default `hash_behaviour=replace`.
@@ -211,13 +222,32 @@ impl Model {
         self.groups[group].file_vars.push((source, vars));
     }
 
+    /// Gives source `to` a copy of every vars file of source `from`.
+    pub(crate) fn copy_file_vars(&mut self, from: usize, to: usize) {
+        let copy = |file_vars: &mut Vec<(usize, Vec<Setting>)>| {
+            let copies: Vec<_> = file_vars
+                .iter()
+                .filter(|(s, _)| *s == from)
+                .map(|(_, v)| (to, v.clone()))
+                .collect();
+            file_vars.extend(copies);
+        };
+        self.groups.iter_mut().for_each(|g| copy(&mut g.file_vars));
+        self.hosts.iter_mut().for_each(|h| copy(&mut h.file_vars));
+    }
+
     /// Variables of one `host_vars/` file.
     pub(crate) fn add_host_file_vars(&mut self, host: usize, source: usize, vars: Vec<Setting>) {
         self.hosts[host].file_vars.push((source, vars));
     }
 
-    /// Ansible's reconcile step, variable precedence and the mapping onto hosts.
-    pub(crate) fn resolve(mut self, sources: usize, diags: &mut Vec<Diagnostic>) -> Vec<Host> {
+    /// Ansible's reconcile step, variable precedence and the mapping onto
+    /// hosts; with the refusals of hosts rekindle cannot reach (by name).
+    pub(crate) fn resolve(
+        mut self,
+        sources: usize,
+        diags: &mut Vec<Diagnostic>,
+    ) -> (Vec<Host>, Vec<(String, Refusal)>) {
         for g in 2..self.groups.len() {
             if self.groups[g].parents.is_empty() {
                 self.groups[g].parents.push(ALL);
@@ -238,75 +268,133 @@ impl Model {
                     .unwrap_or(1)
             })
             .collect();
-        let compiled = self.compile_templates();
+        let order = Order {
+            depth: &depth,
+            priority: &priority,
+        };
         let mut reports = Reports::default();
         let mut hosts = Vec::with_capacity(self.hosts.len());
+        let mut refused = Vec::new();
         let mut member = vec![false; self.groups.len()];
         let mut vars: Vec<(&str, &Var, &Span)> = Vec::new();
-        for h in &self.hosts {
-            member.iter_mut().for_each(|m| *m = false);
-            let mut direct: Vec<usize> = h.groups.clone();
-            // Ansible puts a host in `ungrouped` only if no other group holds it.
-            if direct.iter().any(|&g| g != ALL && g != UNGROUPED) {
-                direct.retain(|&g| g != UNGROUPED);
-            } else {
-                direct = vec![UNGROUPED];
-            }
-            let mut stack = direct;
-            while let Some(g) = stack.pop() {
-                if !std::mem::replace(&mut member[g], true) {
-                    stack.extend(self.groups[g].parents.iter().copied());
+        let templates = self.templates();
+        if templates.is_empty() {
+            // The common case: no template, so no host needs another's variables.
+            for (i, h) in self.hosts.iter().enumerate() {
+                let groups = self.merged(h, sources, &order, &mut member, &mut vars);
+                let (host, refusal) =
+                    connection::to_host(&h.name, i, &h.span, &vars, groups, None, &mut reports);
+                if let Some(r) = refusal {
+                    refused.push((host.name.clone(), r));
                 }
+                hosts.push(host);
             }
-            let mut mine: Vec<usize> = (1..self.groups.len()).filter(|&g| member[g]).collect();
-            mine.sort_by(|&a, &b| {
-                (depth[a], priority[a], &self.groups[a].name).cmp(&(
-                    depth[b],
-                    priority[b],
-                    &self.groups[b].name,
-                ))
-            });
-            vars.clear();
-            combine(&mut vars, &self.groups[ALL].vars);
-            for &g in &mine {
-                combine(&mut vars, &self.groups[g].vars);
-            }
-            for source in 0..sources {
-                for layer in file_layer(&self.groups[ALL].file_vars, source) {
-                    combine(&mut vars, layer);
+        } else {
+            // Templates may read any host's variables (`hostvars`): merge all first.
+            let merged: Vec<(Merged<'_>, Vec<String>)> = self
+                .hosts
+                .iter()
+                .map(|h| {
+                    let groups = self.merged(h, sources, &order, &mut member, &mut vars);
+                    (vars.clone(), groups)
+                })
+                .collect();
+            let data = self
+                .hosts
+                .iter()
+                .zip(&merged)
+                .map(|(h, (vars, groups))| HostData {
+                    name: h.name.clone(),
+                    groups: groups.clone(),
+                    vars: vars
+                        .iter()
+                        .map(|(k, v, _)| ((*k).to_owned(), (*v).clone()))
+                        .collect(),
+                })
+                .collect();
+            let compiled = Compiled::new(templates, &self.group_members(), data);
+            for (i, (h, (vars, groups))) in self.hosts.iter().zip(merged).enumerate() {
+                let (host, refusal) = connection::to_host(
+                    &h.name,
+                    i,
+                    &h.span,
+                    &vars,
+                    groups,
+                    Some(&compiled),
+                    &mut reports,
+                );
+                if let Some(r) = refusal {
+                    refused.push((host.name.clone(), r));
                 }
+                hosts.push(host);
             }
-            for source in 0..sources {
-                for &g in &mine {
-                    for layer in file_layer(&self.groups[g].file_vars, source) {
-                        combine(&mut vars, layer);
-                    }
-                }
-            }
-            combine(&mut vars, &h.vars);
-            for source in 0..sources {
-                for layer in file_layer(&h.file_vars, source) {
-                    combine(&mut vars, layer);
-                }
-            }
-            let mut groups: Vec<String> =
-                mine.iter().map(|&g| self.groups[g].name.clone()).collect();
-            groups.sort();
-            hosts.push(connection::to_host(
-                &h.name,
-                &h.span,
-                &vars,
-                groups,
-                compiled.as_ref(),
-                &mut reports,
-            ));
         }
         reports.finish(diags);
-        hosts
+        (hosts, refused)
     }
 
-    /// Every distinct template string of the model, compiled once (none: no work).
-    fn compile_templates(&self) -> Option<Compiled> {
+    /// One host's variables by Ansible's precedence (into `vars`), and its
+    /// groups (sorted, without `all`).
+    fn merged<'a>(
+        &'a self,
+        h: &'a AHost,
+        sources: usize,
+        order: &Order<'_>,
+        member: &mut [bool],
+        vars: &mut Vec<(&'a str, &'a Var, &'a Span)>,
+    ) -> Vec<String> {
+        member.iter_mut().for_each(|m| *m = false);
+        let mut direct: Vec<usize> = h.groups.clone();
+        // Ansible puts a host in `ungrouped` only if no other group holds it.
+        if direct.iter().any(|&g| g != ALL && g != UNGROUPED) {
+            direct.retain(|&g| g != UNGROUPED);
+        } else {
+            direct = vec![UNGROUPED];
+        }
+        let mut stack = direct;
+        while let Some(g) = stack.pop() {
+            if !std::mem::replace(&mut member[g], true) {
+                stack.extend(self.groups[g].parents.iter().copied());
+            }
+        }
+        let mut mine: Vec<usize> = (1..self.groups.len()).filter(|&g| member[g]).collect();
+        mine.sort_by(|&a, &b| {
+            (order.depth[a], order.priority[a], &self.groups[a].name).cmp(&(
+                order.depth[b],
+                order.priority[b],
+                &self.groups[b].name,
+            ))
+        });
+        vars.clear();
+        combine(vars, &self.groups[ALL].vars);
+        for &g in &mine {
+            combine(vars, &self.groups[g].vars);
+        }
+        for source in 0..sources {
+            for layer in file_layer(&self.groups[ALL].file_vars, source) {
+                combine(vars, layer);
+            }
+        }
+        for source in 0..sources {
+            for &g in &mine {
+                for layer in file_layer(&self.groups[g].file_vars, source) {
+                    combine(vars, layer);
+                }
+            }
+        }
+        combine(vars, &h.vars);
+        for source in 0..sources {
+            for layer in file_layer(&h.file_vars, source) {
+                combine(vars, layer);
+            }
+        }
+        let mut groups: Vec<String> = mine.iter().map(|&g| self.groups[g].name.clone()).collect();
+        groups.sort();
+        groups
+    }
+
+    /// Every distinct template string of the model (none: no template work).
+    fn templates(&self) -> Vec<&str> {
         let settings = self
             .groups
             .iter()
@@ -316,16 +404,12 @@ impl Model {
                     .iter()
                     .flat_map(|h| h.vars.iter().chain(h.file_vars.iter().flat_map(|(_, v)| v))),
             );
-        let templates: Vec<&str> = settings
+        settings
             .filter_map(|(_, v, _)| match v {
                 Var::Scalar(s) if is_template(s) => Some(s.as_str()),
                 _ => None,
             })
-            .collect();
-        if templates.is_empty() {
-            return None;
-        }
-        Some(Compiled::new(templates, &self.group_members()))
+            .collect()
     }
 
     /// Every group's hosts (with descendants' hosts), for templates' `groups`.

@@ -109,6 +109,38 @@ pub(crate) fn read_script(
         let group = model.group(&name);
         let (host_list, vars, children) = match &data.value {
             Value::Seq(_) => (Some(data), None, None),
+            Value::Map(m)
+                if !m.is_empty()
+                    && !m.iter().any(|(k, _)| {
+                        matches!(k.as_scalar(), Some("hosts" | "vars" | "children"))
+                    }) =>
+            {
+                // Ansible's script plugin reads `{"solo": {"ansible_host": ..}}`
+                // as the group's sole host, its variables never templated
+                // (deprecated, to be removed in ansible-core 2.23).
+                diags.push(Diagnostic::warning(
+                    "script-shorthand",
+                    data.span.clone(),
+                    format!(
+                        "group `{name}` has no `hosts`, `vars` or `children`: read as the sole host `{name}` of that group with these variables, as Ansible reads it (deprecated in Ansible, removed in ansible-core 2.23)"
+                    ),
+                ));
+                if !take_budget(budget, 1, &data.span, diags) {
+                    return Some(hosts);
+                }
+                let h = model.add_host(&name, group, &data.span);
+                if !hosts.contains(&h) {
+                    hosts.push(h);
+                }
+                for (k, v, key) in var_map(data, diags) {
+                    let v = match v {
+                        Var::Scalar(text) => Var::Unsafe(text),
+                        other => other,
+                    };
+                    model.set_host_var(h, &k, v, key.span.clone());
+                }
+                continue;
+            }
             Value::Map(m) => {
                 let get = |key: &str| {
                     m.iter()
@@ -316,8 +348,23 @@ pub(crate) fn var_map<'a>(
 
 /// PyYAML's (YAML 1.1) resolution of a node, reduced to [`Var`] (numbers as
 /// Python prints them, which is what `ansible-inventory` shows).
+///
+/// ansible-core 2.19's JSON marks values: `{"__ansible_unsafe": "TEXT"}` is
+/// text that is never a template (as the `!unsafe` tag), `{"__ansible_vault":
+/// "$ANSIBLE_VAULT;..."}` an encrypted value, kept as its text so it is
+/// refused where it is used, as an inline `!vault` is.
 pub(crate) fn yaml_var(node: &Node) -> Var {
+    if let Some([(key, value)]) = node.as_map()
+        && let Some(text) = value.as_scalar()
+    {
+        match key.as_scalar() {
+            Some("__ansible_unsafe") => return Var::Unsafe(text.to_owned()),
+            Some("__ansible_vault") => return Var::Scalar(text.to_owned()),
+            _ => {}
+        }
+    }
     match &node.value {
+        Value::Scalar(s) if s.unsafe_text => Var::Unsafe(s.text.clone()),
         Value::Seq(_) | Value::Map(_) => Var::Complex,
         Value::Scalar(_) if node.is_null() => Var::Null,
         Value::Scalar(s) if !s.plain => Var::Scalar(s.text.clone()),

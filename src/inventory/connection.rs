@@ -197,9 +197,9 @@ impl Reports {
 /// The host's merged variables, templates rendered on use.
 struct Vars<'a> {
     host: &'a str,
-    groups: &'a [String],
+    /// The host's number in the load, for `Compiled::render`.
+    index: usize,
     list: &'a [(&'a str, &'a Var, &'a Span)],
-    map: Option<HashMap<&'a str, &'a Var>>,
     compiled: Option<&'a Compiled>,
 }
 
@@ -214,8 +214,10 @@ impl<'a> Vars<'a> {
     /// A scalar variable's value, rendered if it is a template.
     fn text(&mut self, name: &str, reports: &mut Reports) -> Option<(String, &'a Span)> {
         let (var, span) = self.raw(name)?;
-        let Var::Scalar(value) = var else {
-            return None;
+        let value = match var {
+            Var::Scalar(value) => value,
+            Var::Unsafe(text) => return Some((text.clone(), span)),
+            Var::Null | Var::Complex => return None,
         };
         if is_vault(value) {
             reports.push(
@@ -228,7 +230,7 @@ impl<'a> Vars<'a> {
             return None;
         }
         match self.render(value) {
-            Ok(text) => Some((text, span)),
+            Ok(text) => text.map(|t| (t, span)),
             Err(e) => {
                 reports.push(
                     Severity::Error,
@@ -242,15 +244,12 @@ impl<'a> Vars<'a> {
         }
     }
 
-    fn render(&mut self, value: &str) -> Result<String, String> {
-        let Some(compiled) = self.compiled.filter(|_| is_template(value)) else {
-            return Ok(value.to_owned());
-        };
-        let list = self.list;
-        let map = self
-            .map
-            .get_or_insert_with(|| list.iter().map(|(k, v, _)| (*k, *v)).collect());
-        compiled.render(value, self.host, self.groups, map)
+    /// `None` when the template gives Ansible's null (the variable is then unset).
+    fn render(&self, value: &str) -> Result<Option<String>, String> {
+        match self.compiled.filter(|_| is_template(value)) {
+            Some(compiled) => compiled.render(value, self.index),
+            None => Ok(Some(value.to_owned())),
+        }
     }
 
     /// The first of `names` that is set. Callers list the `ansible_ssh_*`
@@ -266,17 +265,17 @@ impl<'a> Vars<'a> {
 /// already replaced earlier ones) onto a [`Host`].
 pub(crate) fn to_host(
     name: &str,
+    index: usize,
     span: &Span,
     vars: &[(&str, &Var, &Span)],
     groups: Vec<String>,
     compiled: Option<&Compiled>,
     reports: &mut Reports,
-) -> Host {
+) -> (Host, Option<Refusal>) {
     let mut v = Vars {
         host: name,
-        groups: &groups,
+        index,
         list: vars,
-        map: None,
         compiled,
     };
     let mut address = v
@@ -326,6 +325,10 @@ pub(crate) fn to_host(
         )
         .map(|(path, _)| PathBuf::from(path));
     let escalation = escalation(&mut v, reports);
+    // A host rekindle cannot reach is refused only if a run selects it
+    // (kolla-ansible's `localhost ansible_connection=local` sits beside the
+    // hosts it deploys): kept as a refusal, reported by `Inventory::refusals`.
+    let mut refusal = None;
     if let Some((conn, span)) = v.text("ansible_connection", reports) {
         let plugin = conn.strip_prefix("ansible.builtin.").unwrap_or(&conn);
         if !matches!(plugin, "ssh" | "smart" | "paramiko" | "paramiko_ssh") {
@@ -334,25 +337,23 @@ pub(crate) fn to_host(
             } else {
                 "rekindle reaches hosts over SSH only"
             };
-            reports.push(
-                Severity::Error,
-                "unsupported-connection",
-                span,
-                name,
-                format!("ansible_connection `{conn}` is not supported: {why}"),
-            );
+            refusal = Some(Refusal {
+                span: span.clone(),
+                message: format!("ansible_connection `{conn}` is not supported: {why}"),
+            });
         }
     }
     if let Some((shell, span)) = v.text("ansible_shell_type", reports) {
         match shell.as_str() {
             "sh" | "bash" => {}
-            "powershell" | "cmd" => reports.push(
-                Severity::Error,
-                "unsupported-connection",
-                span,
-                name,
-                format!("ansible_shell_type `{shell}` is not supported: rekindle's commands are POSIX shell"),
-            ),
+            "powershell" | "cmd" => {
+                refusal.get_or_insert(Refusal {
+                    span: span.clone(),
+                    message: format!(
+                        "ansible_shell_type `{shell}` is not supported: rekindle's commands are POSIX shell"
+                    ),
+                });
+            }
             _ => reports.push(
                 Severity::Warning,
                 "unsupported-variable",
@@ -393,7 +394,11 @@ pub(crate) fn to_host(
             }
             continue;
         }
-        let Var::Scalar(value) = var else { continue };
+        let (value, template) = match var {
+            Var::Scalar(value) => (value, true),
+            Var::Unsafe(value) => (value, false),
+            Var::Null | Var::Complex => continue,
+        };
         if is_vault(value) || looks_secret(k) {
             // Labels are printed and journaled; a secret must never be one.
             reports.push_secret(
@@ -413,10 +418,17 @@ pub(crate) fn to_host(
             );
             continue;
         }
-        match v.render(value) {
-            Ok(text) => {
+        let rendered = if template {
+            v.render(value)
+        } else {
+            Ok(Some(value.clone()))
+        };
+        match rendered {
+            Ok(Some(text)) => {
                 labels.insert((*k).to_owned(), text);
             }
+            // Ansible's null: no label, as a null variable is none.
+            Ok(None) => {}
             // A label is not worth refusing the inventory for: dropped, loudly.
             Err(e) => reports.push(
                 Severity::Warning,
@@ -427,7 +439,7 @@ pub(crate) fn to_host(
             ),
         }
     }
-    Host {
+    let host = Host {
         name: name.to_owned(),
         address,
         port,
@@ -438,7 +450,15 @@ pub(crate) fn to_host(
         escalation,
         groups,
         span: span.clone(),
-    }
+    };
+    (host, refusal)
+}
+
+/// Why a host cannot be reached, reported only when a run selects it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub span: Span,
+    pub message: String,
 }
 
 /// An inline `!vault` value (its tag is not kept, its text is recognisable).
@@ -447,7 +467,7 @@ fn is_vault(value: &str) -> bool {
 }
 
 /// Variable names that hold credentials by convention.
-fn looks_secret(key: &str) -> bool {
+pub(crate) fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
         "password",
@@ -594,13 +614,18 @@ fn ssh_args(
                     "proxyjump" => {
                         jump.get_or_insert(val.to_owned());
                     }
-                    "proxycommand" => reports.push(
-                        Severity::Error,
-                        "unsupported-ssh-option",
-                        span,
-                        host,
-                        format!("ProxyCommand in {var} is not supported: use ProxyJump (`-o ProxyJump=HOST` or `-J HOST`)"),
-                    ),
+                    "proxycommand" => match proxy_command_jump(val) {
+                        Some(j) => {
+                            jump.get_or_insert(j);
+                        }
+                        None => reports.push(
+                            Severity::Error,
+                            "unsupported-ssh-option",
+                            span,
+                            host,
+                            format!("ProxyCommand in {var} is not supported: use ProxyJump (`-o ProxyJump=HOST` or `-J HOST`); only `ssh -W %h:%p [-q] [-p PORT] [-l USER] [USER@]HOST` is read as one"),
+                        ),
+                    },
                     _ => ignored.push(format!("-o {option}")),
                 }
             }
@@ -621,6 +646,43 @@ fn ssh_args(
         );
     }
     jump
+}
+
+/// The bastion idiom `ProxyCommand="ssh -W %h:%p -q user@bastion"` is a
+/// ProxyJump to `user@bastion` (what OpenSSH's `-J` itself runs): read as
+/// `[user@]host[:port]`. Any other command (`nc`, options that change the
+/// jump's own connection) is `None`: rekindle runs no ProxyCommand.
+fn proxy_command_jump(command: &str) -> Option<String> {
+    let words = shlex::split(command)?;
+    let (program, args) = words.split_first()?;
+    if program != "ssh" && !program.ends_with("/ssh") {
+        return None;
+    }
+    let (mut forward, mut port, mut user, mut dest) = (false, None, None, None);
+    let mut it = args.iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "-W" => forward = matches!(it.next()?.as_str(), "%h:%p" | "[%h]:%p"),
+            "-q" | "-T" | "-4" | "-6" | "-C" => {}
+            "-p" => port = Some(it.next()?.parse::<u16>().ok()?),
+            "-l" => user = Some(it.next()?.clone()),
+            w if w.starts_with('-') || dest.is_some() => return None,
+            w => dest = Some(w.to_owned()),
+        }
+    }
+    let dest = dest?;
+    if !forward || dest.contains(['%', ':', '/']) {
+        return None;
+    }
+    let mut out = match (user, dest.contains('@')) {
+        (Some(_), true) => return None,
+        (Some(u), false) => format!("{u}@{dest}"),
+        (None, _) => dest,
+    };
+    if let Some(p) = port {
+        out.push_str(&format!(":{p}"));
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -658,14 +720,33 @@ mod tests {
                 "host `h`: ansible_ssh_common_args: `-o StrictHostKeyChecking=no -C` ignored: rekindle honours only ProxyJump (`-J`, `-o ProxyJump=`) here"
             ]
         );
-        let (j, msgs) = jump(r#"-o ProxyCommand="ssh -W %h:%p bastion""#);
+        let (j, msgs) = jump(r#"-o ProxyCommand="nc -X connect -x proxy:3128 %h %p""#);
         assert_eq!(j, None);
         assert_eq!(
             msgs,
             [
-                "host `h`: ProxyCommand in ansible_ssh_common_args is not supported: use ProxyJump (`-o ProxyJump=HOST` or `-J HOST`)"
+                "host `h`: ProxyCommand in ansible_ssh_common_args is not supported: use ProxyJump (`-o ProxyJump=HOST` or `-J HOST`); only `ssh -W %h:%p [-q] [-p PORT] [-l USER] [USER@]HOST` is read as one"
             ]
         );
+    }
+
+    #[test]
+    fn the_ssh_w_proxy_command_is_a_proxy_jump() {
+        for (args, want) in [
+            (
+                r#"-o ProxyCommand="ssh -W %h:%p -q user@bastion""#,
+                Some("user@bastion"),
+            ),
+            (
+                r#"-o ProxyCommand="ssh -q -W %h:%p -p 2222 bastion""#,
+                Some("bastion:2222"),
+            ),
+            (r#"-o 'ProxyCommand=ssh -l ops -W %h:%p b'"#, Some("ops@b")),
+            (r#"-o ProxyCommand="ssh -i key -W %h:%p b""#, None),
+            (r#"-o ProxyCommand="ssh b nc %h %p""#, None),
+        ] {
+            assert_eq!(jump(args).0.as_deref(), want, "{args}");
+        }
     }
 
     #[test]

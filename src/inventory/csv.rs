@@ -2,6 +2,10 @@
 //! row. `name` is required; `address`, `port`, `user` and `jump` are the
 //! connection; every other column is a label (empty cells are no label).
 //! Fields follow RFC 4180: commas, `"quoted, fields"`, `""` for a quote.
+//! A UTF-8 byte order mark before the header (Excel's "CSV UTF-8") is
+//! skipped. A column named like a secret (`password`, `*_token`, ...) is
+//! never a label: labels are printed and journaled, so it is left out with a
+//! warning that names the column and never its values.
 //!
 //! Owns that format and its diagnostics (file:line:col). It must not merge
 //! files (mod.rs does).
@@ -9,16 +13,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::connection::looks_secret;
 use super::pattern::tidy_ipv4;
 use super::{FileInventory, Host, check_label_key, take_budget};
 use crate::diag::{Diagnostic, Span};
 
 const CONNECTION: &[&str] = &["name", "address", "port", "user", "jump"];
 
+/// U+FEFF, which Excel writes before the header of a "CSV UTF-8" file.
+const BOM: char = '\u{feff}';
+
 /// A header row with a `name` column and at least one comma, and no INI
 /// `key=value`s or `[sections]`: content that must never be read as INI.
 pub(crate) fn looks_like_csv(text: &str) -> bool {
     let Some(first) = text
+        .trim_start_matches(BOM)
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
@@ -98,8 +107,14 @@ pub(crate) fn read(
     let mut out = FileInventory::default();
     let mut header: Option<Vec<(String, u32)>> = None;
     let mut name_col = 0;
+    let mut secret = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line_no = n as u32 + 1;
+        let raw = if n == 0 {
+            raw.trim_start_matches(BOM)
+        } else {
+            raw
+        };
         let line = raw.trim_end_matches('\r');
         if line.trim().is_empty() || (header.is_none() && line.trim_start().starts_with('#')) {
             continue;
@@ -127,6 +142,13 @@ pub(crate) fn read(
                         format!("column `{c}` appears twice in the header"),
                     ));
                     ok = false;
+                } else if !CONNECTION.contains(&lower.as_str()) && looks_secret(c) {
+                    diags.push(Diagnostic::warning(
+                        "secret-column",
+                        at(*col, c.len()),
+                        format!("column `{c}` looks like a secret: left out (labels are printed and journaled; its values are never read as one)"),
+                    ));
+                    secret.push(i);
                 } else if !CONNECTION.contains(&lower.as_str())
                     && let Err(e) = check_label_key(c)
                 {
@@ -192,8 +214,8 @@ pub(crate) fn read(
             groups: Vec::new(),
             span: name_span,
         };
-        for ((column, _), (value, col)) in columns.iter().zip(&row) {
-            if value.is_empty() {
+        for (i, ((column, _), (value, col))) in columns.iter().zip(&row).enumerate() {
+            if value.is_empty() || secret.contains(&i) {
                 continue;
             }
             match column.to_ascii_lowercase().as_str() {

@@ -70,6 +70,70 @@ pub struct Inventory {
     pub identity_files: Vec<String>,
     /// known_hosts file named by the inventories' `defaults.known_hosts`.
     pub known_hosts: Option<String>,
+    /// Hosts rekindle cannot reach (`ansible_connection=local`, ...), by
+    /// name: an error only for a run or listing that selects them.
+    pub refused: Vec<(String, Refusal)>,
+    /// `group_vars/`/`host_vars/` files that were read, in precedence order.
+    pub vars_files: Vec<VarsFile>,
+}
+
+pub use connection::Refusal;
+
+/// One `group_vars/` or `host_vars/` file read for an Ansible inventory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarsFile {
+    pub path: String,
+    /// Read from the playbook directory (`--playbook-dir`, default: the
+    /// current directory), not beside an inventory source.
+    pub playbook_dir: bool,
+}
+
+impl Inventory {
+    /// The refusals of the `selected` hosts that cannot be reached, one
+    /// diagnostic per place ("host `a` and 3 more").
+    pub fn refusals<'a>(&self, selected: impl IntoIterator<Item = &'a Host>) -> Vec<Diagnostic> {
+        if self.refused.is_empty() {
+            return Vec::new();
+        }
+        let by_name: HashMap<&str, &Refusal> =
+            self.refused.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        let mut places: Vec<(&Refusal, &str, usize)> = Vec::new();
+        for host in selected {
+            let Some(r) = by_name.get(host.name.as_str()) else {
+                continue;
+            };
+            match places.iter_mut().find(|(p, _, _)| *p == *r) {
+                Some(place) => place.2 += 1,
+                None => places.push((r, &host.name, 1)),
+            }
+        }
+        places
+            .into_iter()
+            .map(|(r, first, n)| {
+                let hosts = match n {
+                    1 => format!("host `{first}`"),
+                    _ => format!("host `{first}` and {} more", n - 1),
+                };
+                Diagnostic::error(
+                    "unsupported-connection",
+                    r.span.clone(),
+                    format!("{hosts}: {}", r.message),
+                )
+                .with_help("leave such hosts out with `--select`/`--limit`, or give them an SSH connection")
+            })
+            .collect()
+    }
+}
+
+/// `--playbook-dir`, for every command that reads inventories.
+static PLAYBOOK_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets where [`load`] reads the playbook directory's `group_vars/` and
+/// `host_vars/` (the `--playbook-dir` flag, which every command that reads
+/// inventories takes alike); unset, it is the current directory, as for
+/// `ansible-inventory`.
+pub fn set_playbook_dir(dir: PathBuf) {
+    let _ = PLAYBOOK_DIR.set(dir);
 }
 
 /// Hosts over this many in one `load` are refused (memory bound).
@@ -89,6 +153,20 @@ pub fn load(
     paths: &[String],
     sources: &mut Sources,
 ) -> Result<(Inventory, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let dir = PLAYBOOK_DIR
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_with(paths, &dir, sources)
+}
+
+/// [`load`] with the playbook directory given: Ansible reads `group_vars/`
+/// and `host_vars/` there too, after those beside each source.
+pub fn load_with(
+    paths: &[String],
+    playbook_dir: &Path,
+    sources: &mut Sources,
+) -> Result<(Inventory, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut reader = Reader {
         sources,
@@ -96,6 +174,7 @@ pub fn load(
         model: ansible::Model::new(),
         basedirs: Vec::new(),
         parts: Vec::new(),
+        open_dirs: Vec::new(),
     };
     for path in paths {
         reader.source(path, &mut diags);
@@ -108,9 +187,13 @@ pub fn load(
         ..
     } = reader;
     let mut ansible_hosts = None;
+    let mut refused = Vec::new();
+    let mut vars_files = Vec::new();
     if parts.iter().any(|p| matches!(p, Part::Ansible)) {
-        vars_dirs::apply(&mut model, &basedirs, sources, &mut diags);
-        ansible_hosts = Some(model.resolve(basedirs.len(), &mut diags));
+        vars_files = vars_dirs::apply(&mut model, &basedirs, playbook_dir, sources, &mut diags);
+        let (hosts, r) = model.resolve(basedirs.len() + 1, &mut diags);
+        ansible_hosts = Some(hosts);
+        refused = r;
     }
     let mut merged = Merger::default();
     for part in parts {
@@ -128,7 +211,9 @@ pub fn load(
             }
         }
     }
-    let inventory = merged.finish();
+    let mut inventory = merged.finish();
+    inventory.refused = refused;
+    inventory.vars_files = vars_files;
     if inventory.hosts.is_empty() && !crate::diag::has_errors(&diags) {
         diags.push(Diagnostic::error(
             "no-hosts",
@@ -166,6 +251,8 @@ struct Reader<'a> {
     /// The `group_vars/`/`host_vars/` base of each Ansible `-i` source, in order.
     basedirs: Vec<PathBuf>,
     parts: Vec<Part>,
+    /// (device, inode) of the directories being read, outermost first.
+    open_dirs: Vec<(u64, u64)>,
 }
 
 /// Names Ansible skips in an inventory directory (`IGNORED_ALWAYS`), and
@@ -217,8 +304,23 @@ impl Reader<'_> {
         }
     }
 
-    /// Ansible's directory inventory: entries in byte order, recursively.
+    /// Ansible's directory inventory: entries in byte order, recursively;
+    /// a directory that leads back to one being read (a symlink loop, found
+    /// by device and inode) is skipped with a warning.
     fn directory(&mut self, dir: &Path, diags: &mut Vec<Diagnostic>) {
+        let Some(id) = vars_dirs::dir_id(dir) else {
+            return self.directory_entries(dir, diags);
+        };
+        if self.open_dirs.contains(&id) {
+            diags.push(vars_dirs::loop_warning(dir));
+            return;
+        }
+        self.open_dirs.push(id);
+        self.directory_entries(dir, diags);
+        self.open_dirs.pop();
+    }
+
+    fn directory_entries(&mut self, dir: &Path, diags: &mut Vec<Diagnostic>) {
         let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
             Ok(entries) => entries.flatten().map(|e| e.file_name()).collect(),
             Err(e) => {
@@ -540,6 +642,7 @@ impl Merger {
             hosts: self.hosts,
             identity_files: self.identity_files,
             known_hosts: self.known_hosts.map(|(p, _)| p),
+            ..Inventory::default()
         }
     }
 }

@@ -5,7 +5,11 @@
 //! recursively, skipping hidden files, backups (`~`) and other extensions.
 //!
 //! The directory is `DIR/group_vars` for `-i DIR` and `dirname(FILE)/group_vars`
-//! for `-i FILE`. Each directory is listed once (not probed per host), so a
+//! for `-i FILE`, and then the playbook directory's (`--playbook-dir`, by
+//! default the current directory, as `ansible-inventory` reads it): it comes
+//! after every source's at each precedence level. A directory reached again
+//! through a symlink (a loop: `a -> .`) is skipped with a warning, found by
+//! (device, inode). Each directory is listed once (not probed per host), so a
 //! 36,000-host `host_vars/` costs one `readdir` plus one read per file.
 //!
 //! Owns finding and parsing those files; precedence is `ansible.rs`'s.
@@ -15,6 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::VarsFile;
 use super::ansible::{Model, Setting};
 use super::ansible_yaml::var_map;
 use crate::diag::{Diagnostic, Sources, Span};
@@ -29,18 +34,45 @@ enum Entity {
     Host,
 }
 
-/// Applies the vars directories of every source (`basedirs[i]` is source `i`).
+/// Applies the vars directories of every source (`basedirs[i]` is source
+/// `i`), then the playbook directory's as source `basedirs.len()`. Returns
+/// the files read, in that order.
 pub(crate) fn apply(
     model: &mut Model,
     basedirs: &[PathBuf],
+    playbook_dir: &Path,
     sources: &mut Sources,
     diags: &mut Vec<Diagnostic>,
-) {
-    for (source, base) in basedirs.iter().enumerate() {
+) -> Vec<VarsFile> {
+    let mut read = Vec::new();
+    let playbook = basedirs.len();
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let all = basedirs
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(std::iter::once(playbook_dir));
+    for (source, base) in all.enumerate() {
+        if source == playbook
+            && let Some(twin) = basedirs.iter().position(|b| same(b, playbook_dir))
+        {
+            // Ansible applies the directory again at the playbook's place in
+            // the order; its files are read (and warned about) once.
+            model.copy_file_vars(twin, source);
+            continue;
+        }
         for (sub, entity) in [("group_vars", Entity::Group), ("host_vars", Entity::Host)] {
             let dir = base.join(sub);
             match std::fs::metadata(&dir) {
-                Ok(m) if m.is_dir() => apply_dir(model, source, &dir, entity, sources, diags),
+                Ok(m) if m.is_dir() => {
+                    let files = apply_dir(model, source, &dir, entity, sources, diags);
+                    read.extend(files.into_iter().map(|path| VarsFile {
+                        path,
+                        playbook_dir: source == playbook,
+                    }));
+                }
                 Ok(_) => diags.push(Diagnostic::warning(
                     "not-a-directory",
                     Span::file(Arc::from(dir.to_string_lossy().as_ref())),
@@ -53,6 +85,7 @@ pub(crate) fn apply(
             }
         }
     }
+    read
 }
 
 fn apply_dir(
@@ -62,12 +95,13 @@ fn apply_dir(
     entity: Entity,
     sources: &mut Sources,
     diags: &mut Vec<Diagnostic>,
-) {
+) -> Vec<String> {
+    let mut read = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
             diags.push(unreadable(dir, &e));
-            return;
+            return read;
         }
     };
     // The entry's type comes from readdir: no stat per host file.
@@ -114,7 +148,8 @@ fn apply_dir(
         let path = dir.join(file_name);
         if kinds.get(file_name).copied().unwrap_or(false) {
             let mut paths = Vec::new();
-            dir_files(&path, &mut paths, diags);
+            let mut ancestors = Vec::new();
+            dir_files(&path, &mut ancestors, &mut paths, diags);
             jobs.extend(paths.into_iter().map(|p| (index, p)));
         } else {
             jobs.push((index, path));
@@ -128,6 +163,7 @@ fn apply_dir(
             sources.add(&loaded.name, text);
         }
         let Some(vars) = loaded.vars else { continue };
+        read.push(loaded.name);
         match entity {
             Entity::Group => model.add_group_file_vars(index, source, vars),
             Entity::Host => model.add_host_file_vars(index, source, vars),
@@ -166,11 +202,53 @@ fn apply_dir(
             format!("{} is not read: {why}", path.display()),
         ));
     }
+    read
+}
+
+/// A directory's (device, inode): the same directory however it is reached.
+pub(crate) fn dir_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The warning for a directory that leads back to one being read.
+pub(crate) fn loop_warning(path: &Path) -> Diagnostic {
+    Diagnostic::warning(
+        "symlink-loop",
+        Span::file(Arc::from(path.to_string_lossy().as_ref())),
+        format!(
+            "{} leads back to a directory already being read (a symlink loop): skipped",
+            path.display()
+        ),
+    )
 }
 
 /// Ansible's `_get_dir_vars_files`: sorted, recursive into directories
 /// without an extension, files with no extension or a YAML one.
-fn dir_files(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
+fn dir_files(
+    dir: &Path,
+    ancestors: &mut Vec<(u64, u64)>,
+    out: &mut Vec<PathBuf>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(id) = dir_id(dir) else {
+        return;
+    };
+    if ancestors.contains(&id) {
+        diags.push(loop_warning(dir));
+        return;
+    }
+    ancestors.push(id);
+    dir_files_in(dir, ancestors, out, diags);
+    ancestors.pop();
+}
+
+fn dir_files_in(
+    dir: &Path,
+    ancestors: &mut Vec<(u64, u64)>,
+    out: &mut Vec<PathBuf>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(e) => e
             .flatten()
@@ -192,7 +270,7 @@ fn dir_files(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
             .map(|e| format!(".{}", e.to_string_lossy()));
         if path.is_dir() {
             if ext.is_none() {
-                dir_files(&path, out, diags);
+                dir_files(&path, ancestors, out, diags);
             }
         } else if ext.as_deref().is_none_or(|e| EXTENSIONS[1..].contains(&e)) {
             out.push(path);

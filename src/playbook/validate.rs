@@ -256,6 +256,21 @@ pub fn check_hosts(
     selections: &[Vec<usize>],
 ) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
+    let mut selected = vec![false; inventory.hosts.len()];
+    selections
+        .iter()
+        .flatten()
+        .for_each(|&h| selected[h] = true);
+    // Hosts the inventory could not give an SSH connection, if a stage runs them.
+    diags.extend(
+        inventory.refusals(
+            inventory
+                .hosts
+                .iter()
+                .zip(&selected)
+                .filter_map(|(h, &s)| s.then_some(h)),
+        ),
+    );
     let file: Arc<str> = Arc::from(playbook.file.as_str());
     let in_scope = inventory
         .hosts

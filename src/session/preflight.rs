@@ -465,8 +465,7 @@ mod tests {
     fn world(names: &[&str], stages: &[&[usize]]) -> (Inventory, Plan) {
         let inventory = Inventory {
             hosts: names.iter().map(|n| host(n)).collect(),
-            identity_files: vec![],
-            known_hosts: None,
+            ..Inventory::default()
         };
         let stage = |hosts: &[usize]| crate::plan::StagePlan {
             name: "s".into(),

@@ -23,10 +23,13 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<ExecOutput, ExecError> {
     let mut cmd = tokio::process::Command::new("sh");
+    // The operator's BMC password (every REKINDLE_* variable) is rekindle's,
+    // not the hook's; the hook's own REKINDLE_HOST... are set below.
+    for name in crate::child_env::inherited_to_remove() {
+        cmd.env_remove(name);
+    }
     cmd.arg("-c")
         .arg(command)
-        // The operator's BMC password is rekindle's, not the hook's.
-        .env_remove(super::redfish::PASSWORD_VAR)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

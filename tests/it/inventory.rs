@@ -359,3 +359,180 @@ fn ansible_yaml_unknown_keys_are_errors_with_a_suggestion() {
         "DIR/inv.yml:4:7: error: unknown key `host` in Ansible group\n  |\n4 |       host:\n  |       ^^^^\n  = help: did you mean `hosts`?\n"
     );
 }
+
+/// Loads the files of `dir`, given as `-i` paths relative to it.
+fn load_in(dir: &std::path::Path, paths: &[&str]) -> Result<(Inventory, String), String> {
+    let paths: Vec<String> = paths
+        .iter()
+        .map(|p| dir.join(p).to_string_lossy().into_owned())
+        .collect();
+    let mut sources = Sources::new();
+    let clean = |t: String| t.replace(&*dir.to_string_lossy(), "DIR");
+    match load(&paths, &mut sources) {
+        Ok((inv, warnings)) => Ok((inv, clean(render_text(&sources, &warnings)))),
+        Err(diags) => Err(clean(render_text(&sources, &diags))),
+    }
+}
+
+/// Issue 25: Excel's "CSV UTF-8" starts with a byte order mark; it read as
+/// "no `name` column".
+#[test]
+fn a_csv_header_after_an_excel_byte_order_mark_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cmdb.csv"),
+        "\u{feff}name,address,rack\r\nweb1,10.0.0.1,r1\r\n",
+    )
+    .unwrap();
+    let (inv, warnings) = load_in(dir.path(), &["cmdb.csv"]).unwrap();
+    assert_eq!(warnings, "");
+    assert_eq!(inv.hosts[0].name, "web1");
+    assert_eq!(inv.hosts[0].address, "10.0.0.1");
+    assert_eq!(inv.hosts[0].label("rack"), Some("r1"));
+}
+
+/// Issue 25: a `password` column was printed by `hosts` as a label.
+#[test]
+fn a_secret_looking_csv_column_is_never_a_label() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cmdb.csv"),
+        "name,bmc_password,rack\nweb1,hunter2,r1\n",
+    )
+    .unwrap();
+    let (inv, warnings) = load_in(dir.path(), &["cmdb.csv"]).unwrap();
+    assert_eq!(
+        warnings,
+        "DIR/cmdb.csv:1:6: warning: column `bmc_password` looks like a secret: left out (labels are printed and journaled; its values are never read as one)\n  |\n1 | name,bmc_password,rack\n  |      ^^^^^^^^^^^^\n"
+    );
+    assert_eq!(inv.hosts[0].labels.len(), 1, "{:?}", inv.hosts[0].labels);
+    let (code, out, _) = crate::support::run(crate::support::rekindle().args([
+        "hosts",
+        "-i",
+        &dir.path().join("cmdb.csv").to_string_lossy(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 0);
+    assert!(!out.contains("hunter2"), "{out}");
+}
+
+/// Issue 25: `a -> .` and `b -> .` made the walk follow 2^40 paths.
+#[test]
+fn symlink_loops_in_vars_and_inventory_directories_are_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv");
+    std::fs::create_dir_all(inv.join("host_vars/w1")).unwrap();
+    std::fs::write(inv.join("hosts"), "[web]\nw1\n").unwrap();
+    std::fs::write(inv.join("host_vars/w1/main.yml"), "rack: r1\n").unwrap();
+    for name in ["a", "b"] {
+        std::os::unix::fs::symlink(".", inv.join("host_vars/w1").join(name)).unwrap();
+        std::os::unix::fs::symlink(".", inv.join(name)).unwrap();
+    }
+    let (inventory, warnings) = load_in(dir.path(), &["inv"]).unwrap();
+    assert_eq!(inventory.hosts[0].label("rack"), Some("r1"));
+    assert_eq!(
+        warnings,
+        "DIR/inv/a: warning: DIR/inv/a leads back to a directory already being read (a symlink loop): skipped
+DIR/inv/b: warning: DIR/inv/b leads back to a directory already being read (a symlink loop): skipped
+DIR/inv/host_vars/w1/a: warning: DIR/inv/host_vars/w1/a leads back to a directory already being read (a symlink loop): skipped
+DIR/inv/host_vars/w1/b: warning: DIR/inv/host_vars/w1/b leads back to a directory already being read (a symlink loop): skipped
+"
+    );
+}
+
+/// Writes an executable inventory script into `dir`.
+fn script(dir: &std::path::Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("inventory.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Whether the process in `pid_file` still runs (a zombie, killed and not
+/// yet reaped by whoever inherited it, does not), after up to 2 s.
+fn alive(pid_file: &std::path::Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    for _ in 0..40 {
+        match std::fs::read_to_string(&stat) {
+            Err(_) => return false,
+            Ok(text) if text.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')) => {
+                return false;
+            }
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    true
+}
+
+/// Issue 25: at the time limit only the script itself was killed; a child
+/// holding stdout kept rekindle waiting.
+#[test]
+fn an_inventory_script_past_its_time_limit_is_killed_with_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pid");
+    let path = script(
+        dir.path(),
+        &format!("sleep 300 &\necho $! > {}\nwait\n", pids.display()),
+    );
+    let started = std::time::Instant::now();
+    let (code, _, err) = crate::support::run(
+        crate::support::rekindle()
+            .env("REKINDLE_INVENTORY_SCRIPT_TIMEOUT", "1")
+            .args(["hosts", "-i", &path]),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("did not finish within 1 s and was killed with the processes it started"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(!alive(&pids), "the script's child outlived the time limit");
+}
+
+/// Issue 25: a script that printed its JSON and exited, leaving a background
+/// process holding stdout, hung rekindle without a message.
+#[test]
+fn a_finished_script_that_leaves_a_process_holding_stdout_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pid");
+    let path = script(
+        dir.path(),
+        &format!(
+            "sleep 300 &\necho $! > {}\necho '{{\"web\": {{\"hosts\": [\"w1\"]}}}}'\n",
+            pids.display()
+        ),
+    );
+    let (code, out, err) =
+        crate::support::run(crate::support::rekindle().args(["hosts", "-i", &path]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("w1"), "{out}");
+    assert!(
+        err.contains("exited but left a process holding its output; that process group was killed after 500 ms"),
+        "{err}"
+    );
+    assert!(!alive(&pids));
+}
+
+/// Issue 25: inventory scripts (a third-party NetBox script) saw
+/// REKINDLE_BMC_PASSWORD.
+#[test]
+fn inventory_scripts_do_not_inherit_rekindles_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = script(
+        dir.path(),
+        "echo \"{\\\"web\\\": {\\\"hosts\\\": [\\\"w1\\\"], \\\"vars\\\": {\\\"seen\\\": \\\"${REKINDLE_BMC_PASSWORD:-none}\\\", \\\"home\\\": \\\"${HOME:+set}\\\"}}}\"\n",
+    );
+    let (code, out, err) = crate::support::run(
+        crate::support::rekindle()
+            .env("REKINDLE_BMC_PASSWORD", "s3cret-bmc")
+            .args(["hosts", "-i", &path, "--format", "json"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["labels"]["seen"], "none");
+    // The rest of the environment is kept (scripts need HOME, PATH, proxies).
+    assert_eq!(json[0]["labels"]["home"], "set");
+}

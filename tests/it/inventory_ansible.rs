@@ -1,24 +1,27 @@
 //! Ansible inventories as SREs keep them (issue 11), each case checked
 //! against what ansible-core 2.19 itself reports for the same sources:
 //! `tests/fixtures/inventory/cases/CASE/ansible-inventory.json` (host set,
-//! groups, variables) and `connection.json` (connection variables as Ansible
-//! templates them before connecting), both written by
-//! `tests/fixtures/inventory/regenerate.sh`. Refusals are checked by their
-//! exact messages.
+//! groups, variables), `connection.json` (connection variables as Ansible
+//! templates them before connecting, `hostvars` included) and `labels.json`
+//! (the other variables, templated the same way), all written by
+//! `tests/fixtures/inventory/regenerate.sh`. A case is loaded with the case
+//! directory as the playbook directory (the generator runs there), or the
+//! one its `playbook-dir` file names. Refusals are checked by their exact
+//! messages.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rekindle::diag::{Sources, render_text};
-use rekindle::inventory::{Host, Inventory, load};
+use rekindle::inventory::{Host, Inventory, load, load_with};
 use serde_json::Value;
 
 use crate::support::{project_file, rekindle, run};
 
 const CASES: &str = "tests/fixtures/inventory/cases";
 
-fn load_paths(paths: &[String]) -> (Inventory, String) {
+fn load_paths(paths: &[String], playbook_dir: &str) -> (Inventory, String) {
     let mut sources = Sources::new();
-    match load(paths, &mut sources) {
+    match load_with(paths, std::path::Path::new(playbook_dir), &mut sources) {
         Ok((inv, warnings)) => (inv, render_text(&sources, &warnings)),
         Err(diags) => panic!("{}", render_text(&sources, &diags)),
     }
@@ -78,6 +81,8 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// ProxyJump as ssh reads it from Ansible's (templated) ssh arguments.
+/// `ProxyCommand="ssh -W %h:%p [-q] [-p PORT] DEST"` is what ssh(1) says
+/// `-J DEST[:PORT]` runs, so it counts as that jump.
 fn jump_from(args: &str) -> Option<String> {
     let words = shlex::split(args)?;
     let mut it = words.iter();
@@ -94,6 +99,16 @@ fn jump_from(args: &str) -> Option<String> {
         if key.eq_ignore_ascii_case("proxyjump") {
             return Some(value.trim().to_owned());
         }
+        if key.eq_ignore_ascii_case("proxycommand") {
+            let command = shlex::split(value)?;
+            let at = command.iter().position(|w| w == "-W")?;
+            assert_eq!(command[at + 1], "%h:%p", "{value}");
+            let port = command
+                .iter()
+                .position(|w| w == "-p")
+                .map(|i| format!(":{}", command[i + 1]));
+            return Some(format!("{}{}", command.last()?, port.unwrap_or_default()));
+        }
     }
     None
 }
@@ -105,6 +120,7 @@ fn expected(case_dir: &str) -> BTreeMap<String, Expected> {
     };
     let listed = read("ansible-inventory.json");
     let connection = read("connection.json");
+    let rendered = read("labels.json");
     let listed = listed.as_object().unwrap();
     let empty = serde_json::Map::new();
     let hostvars = listed["_meta"]["hostvars"].as_object().unwrap_or(&empty);
@@ -134,10 +150,19 @@ fn expected(case_dir: &str) -> BTreeMap<String, Expected> {
             }
         }
         groups.remove("all");
-        let vars = hostvars
+        let vars = rendered[name].as_object().unwrap_or(&empty);
+        let listed_vars = hostvars
             .get(name)
             .and_then(Value::as_object)
             .unwrap_or(&empty);
+        assert_eq!(
+            vars.keys().collect::<BTreeSet<_>>(),
+            listed_vars
+                .keys()
+                .filter(|k| !k.starts_with("ansible_"))
+                .collect::<BTreeSet<_>>(),
+            "labels.json and ansible-inventory.json agree on {name}'s variables"
+        );
         let c = |k: &str| conn.get(k).and_then(text);
         let escalation = (conn.get("ansible_become") == Some(&Value::Bool(true))).then(|| {
             (
@@ -196,7 +221,11 @@ fn assert_case(case: &str) -> String {
     let dir = project_file(&format!("{CASES}/{case}"));
     let listed = std::fs::read_to_string(format!("{dir}/sources")).unwrap();
     let paths: Vec<String> = listed.lines().map(|s| format!("{dir}/{s}")).collect();
-    let (inv, warnings) = load_paths(&paths);
+    let playbook_dir = match std::fs::read_to_string(format!("{dir}/playbook-dir")) {
+        Ok(d) => format!("{dir}/{}", d.trim()),
+        Err(_) => dir.clone(),
+    };
+    let (inv, warnings) = load_paths(&paths, &playbook_dir);
     let want = expected(&dir);
     let got: BTreeMap<String, Expected> = inv
         .hosts
@@ -307,28 +336,46 @@ fn refused_connection_settings_name_their_place() {
     let text = load_err(
         &[(
             "hosts",
-            "[local]\nlocalhost ansible_connection=local\n\n[win]\nw1 ansible_connection=winrm\n\n[su]\ns1 ansible_become=true ansible_become_method=su\n\n[pc]\np1 ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p b\"'\n",
+            "[su]\ns1 ansible_become=true ansible_become_method=su\n\n[pc]\np1 ansible_ssh_common_args='-o ProxyCommand=\"nc -x proxy:1080 %h %p\"'\n",
         )],
         &["hosts"],
     );
     assert_eq!(
         text,
-        "DIR/hosts:2:11: error: host `localhost`: ansible_connection `local` is not supported: rekindle reaches every host over SSH; put the host's address in ansible_host to reach it by SSH, or use a `local:` step for work on the bastion
+        "DIR/hosts:2:24: error: host `s1`: ansible_become_method `su` is not supported: rekindle escalates with sudo or doas
   |
-2 | localhost ansible_connection=local
-  |           ^^^^^^^^^^^^^^^^^^
-DIR/hosts:5:4: error: host `w1`: ansible_connection `winrm` is not supported: rekindle reaches hosts over SSH only
-  |
-5 | w1 ansible_connection=winrm
-  |    ^^^^^^^^^^^^^^^^^^
-DIR/hosts:8:24: error: host `s1`: ansible_become_method `su` is not supported: rekindle escalates with sudo or doas
-  |
-8 | s1 ansible_become=true ansible_become_method=su
+2 | s1 ansible_become=true ansible_become_method=su
   |                        ^^^^^^^^^^^^^^^^^^^^^
-DIR/hosts:11:4: error: host `p1`: ProxyCommand in ansible_ssh_common_args is not supported: use ProxyJump (`-o ProxyJump=HOST` or `-J HOST`)
-   |
-11 | p1 ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p b\"'
-   |    ^^^^^^^^^^^^^^^^^^^^^^^
+DIR/hosts:5:4: error: host `p1`: ProxyCommand in ansible_ssh_common_args is not supported: use ProxyJump (`-o ProxyJump=HOST` or `-J HOST`); only `ssh -W %h:%p [-q] [-p PORT] [-l USER] [USER@]HOST` is read as one
+  |
+5 | p1 ansible_ssh_common_args='-o ProxyCommand=\"nc -x proxy:1080 %h %p\"'
+  |    ^^^^^^^^^^^^^^^^^^^^^^^
+"
+    );
+}
+
+/// Issue 24 point 5: kolla-ansible's multinode inventory has
+/// `localhost ansible_connection=local` beside the hosts it deploys, and
+/// puts bastions in `ProxyCommand="ssh -W %h:%p ..."`.
+#[test]
+fn a_local_host_is_refused_only_when_selected_and_ssh_w_is_a_jump() {
+    assert_eq!(assert_case("bastion-idioms"), "");
+    let inv = format!("{CASES}/bastion-idioms/multinode");
+    let (code, out, err) = run(rekindle().args(["hosts", "-i", &inv, "--select", "group=control"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ctl2  10.2.0.2    22  -     ops@bastion.example.net:2200"),
+        "{out}"
+    );
+    let (code, _, err) = run(rekindle().args(["hosts", "-i", &inv]));
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.replace(CASES, "CASES"),
+        "CASES/bastion-idioms/multinode:9:11: error: host `localhost`: ansible_connection `local` is not supported: rekindle reaches every host over SSH; put the host's address in ansible_host to reach it by SSH, or use a `local:` step for work on the bastion
+  |
+9 | localhost ansible_connection=local
+  |           ^^^^^^^^^^^^^^^^^^
+  = help: leave such hosts out with `--select`/`--limit`, or give them an SSH connection
 "
     );
 }
@@ -431,7 +478,7 @@ fn an_inventory_script_is_run_with_list() {
 fn saved_ansible_inventory_list_output_reads_like_the_source() {
     // Ansible's own `--list` of the vars-dirs case, read back as an input file.
     let listed = project_file(&format!("{CASES}/vars-dirs/ansible-inventory.json"));
-    let (inv, _) = load_paths(&[listed]);
+    let (inv, _) = load_paths(&[listed], ".");
     let want = expected(&project_file(&format!("{CASES}/vars-dirs")));
     for h in &inv.hosts {
         assert_eq!(derived(h), want[&h.name], "host {}", h.name);
@@ -751,7 +798,7 @@ fn a_script_without_meta_is_asked_for_each_host() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (inv, _) = load_paths(&[path.to_string_lossy().into_owned()]);
+    let (inv, _) = load_paths(&[path.to_string_lossy().into_owned()], ".");
     let got: Vec<(&str, &str)> = inv
         .hosts
         .iter()
@@ -781,4 +828,164 @@ fn plugin_configurations_and_toml_are_refused_with_a_way_out() {
         text.contains("TOML inventories are not supported"),
         "{text}"
     );
+}
+
+/// Issue 24 points 1 and 4: ansible-core 2.19 writes unsafe values as
+/// `{"__ansible_unsafe": ...}`; a group that is a bare mapping of variables
+/// is a host in Ansible.
+#[test]
+fn unsafe_markers_and_the_group_as_host_shorthand_read_as_ansible_does() {
+    let warnings = assert_case("script-markers");
+    assert!(
+        warnings.contains("warning: group `solo` has no `hosts`, `vars` or `children`: read as the sole host `solo` of that group with these variables, as Ansible reads it (deprecated in Ansible, removed in ansible-core 2.23)"),
+        "{warnings}"
+    );
+}
+
+/// Issue 24 point 1: `{"__ansible_vault": ...}` is refused where it is
+/// used, as an inline `!vault` is (Ansible cannot template it without the
+/// vault password either: see the case's connection.json).
+#[test]
+fn a_vault_marker_is_refused_like_an_inline_vault() {
+    let dir = project_file(&format!("{CASES}/script-vault"));
+    let mut sources = Sources::new();
+    let diags = load(&[format!("{dir}/inventory.py")], &mut sources).unwrap_err();
+    let text = render_text(&sources, &diags).replace(&dir, "CASE");
+    assert!(text.starts_with("CASE/inventory.py --list:1:"), "{text}");
+    assert!(
+        text.contains("error: host `web1`: ansible_user is encrypted with ansible-vault: rekindle cannot decrypt it"),
+        "{text}"
+    );
+    let inline = load_err(
+        &[(
+            "hosts.yml",
+            "all:\n  hosts:\n    web1:\n      ansible_user: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3132333435\n",
+        )],
+        &["hosts.yml"],
+    );
+    assert!(
+        inline.starts_with("DIR/hosts.yml:4:7: error: host `web1`: ansible_user is encrypted with ansible-vault: rekindle cannot decrypt it"),
+        "{inline}"
+    );
+}
+
+/// Issue 24 point 2: `metal/group_vars/all.yml` beside the playbook,
+/// `metal/inventories/prod.yml` the inventory.
+#[test]
+fn the_playbook_directory_vars_are_read_as_ansible_reads_them() {
+    assert_eq!(assert_case("playbook-dir"), "");
+    let case = project_file(&format!("{CASES}/playbook-dir"));
+    let metal = format!("{case}/metal");
+    // The current directory by default, as ansible-inventory.
+    let (code, out, err) = run(
+        crate::support::rekindle_in(std::path::Path::new(&metal)).args([
+            "hosts",
+            "-i",
+            "inventories/prod.yml",
+            "--select",
+            "name=web1",
+        ]),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("web1  10.1.0.1    22  metal "), "{out}");
+    assert_eq!(
+        err,
+        "variables read from 4 vars file(s):
+  inventories/group_vars/all.yml
+  inventories/group_vars/db.yml
+  ./group_vars/all.yml (playbook directory)
+  ./host_vars/web2.yml (playbook directory)
+"
+    );
+    // `--playbook-dir` elsewhere: only the inventory's own group_vars.
+    let (code, out, _) = run(
+        crate::support::rekindle_in(std::path::Path::new(&case)).args([
+            "hosts",
+            "-i",
+            "metal/inventories/prod.yml",
+            "--playbook-dir",
+            "metal/inventories",
+            "--select",
+            "name=web1",
+        ]),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("web1  10.1.0.1    22  inventory-side "),
+        "{out}"
+    );
+}
+
+/// Issue 24 points 3 and 6: `hostvars`, `groups`, `group_names`,
+/// `inventory_hostname_short`; trim_blocks, a kept trailing newline, `None`
+/// as null (no label), a sole expression keeping its type.
+#[test]
+fn hostvars_and_jinja_output_match_ansible() {
+    assert_eq!(assert_case("hostvars"), "");
+}
+
+/// Issue 24 point 3: the jump host must never come from `default()` standing
+/// in for a variable that failed.
+#[test]
+fn a_connection_value_from_a_failed_variable_is_an_error_naming_both() {
+    let text = load_err(
+        &[(
+            "hosts.yml",
+            "all:\n  hosts:\n    web1:\n      jump_ip: \"{{ hostvars[groups['bastions'][0]].ansible_host }}\"\n      ansible_ssh_common_args: \"-J ops@{{ jump_ip | default('jump.example.net') }}\"\n",
+        )],
+        &["hosts.yml"],
+    );
+    assert!(
+        text.contains("DIR/hosts.yml:5:7: error: host `web1`: cannot evaluate ansible_ssh_common_args `-J ops@{{ jump_ip | default('jump.example.net') }}`: in variable `jump_ip`: a variable it uses is undefined"),
+        "{text}"
+    );
+}
+
+/// Issue 24 point 5: `!unsafe` is text, never a template.
+#[test]
+fn unsafe_tagged_values_are_text() {
+    assert_eq!(assert_case("tags"), "");
+}
+
+/// Issue 24 point 5: Ansible refuses `!!python/...` tags (its message:
+/// "Could not determine a constructor for the tag ... Origin: FILE:4:10").
+#[test]
+fn python_object_tags_are_refused_with_their_place() {
+    let text = load_err(
+        &[(
+            "hosts.yml",
+            "all:\n  hosts:\n    web1:\n      x: !!python/object/apply:os.system [\"true\"]\n",
+        )],
+        &["hosts.yml"],
+    );
+    assert!(
+        text.starts_with("DIR/hosts.yml:4:10: error: YAML tag `!!python/object/apply:os.system` constructs a Python object: refused (Ansible refuses it too)"),
+        "{text}"
+    );
+}
+
+/// Issue 25: templates that would run for hours stop with the variable named.
+#[test]
+fn runaway_templates_are_refused_naming_the_variable() {
+    let mut fanout = String::from("[all:vars]\nv30=x\n");
+    for i in 0..30 {
+        fanout.push_str(&format!(
+            "v{i}=\"{{{{ v{n} }}}}{{{{ v{n} }}}}\"\n",
+            n = i + 1
+        ));
+    }
+    fanout.push_str("ansible_user=\"{{ v0 }}\"\n[web]\nweb1\n");
+    let text = load_err(&[("hosts", &fanout)], &["hosts"]);
+    assert!(
+        text.contains("error: host `web1`: cannot evaluate ansible_user `{{ v0 }}`: evaluating it takes more than 10000 variable evaluations"),
+        "{text}"
+    );
+    let text = load_err(
+        &[(
+            "hosts",
+            "web1 ansible_user=\"{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}\"\n",
+        )],
+        &["hosts"],
+    );
+    assert!(text.contains("steps of work"), "{text}");
 }
