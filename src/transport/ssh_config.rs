@@ -982,13 +982,10 @@ fn connection_hash(this: &str, host: &str, port: &str, user: &str) -> String {
 }
 
 /// Removes rekindle's secrets from a child's environment (ProxyCommand,
-/// Match exec): every `REKINDLE_*` variable and `IPMI_PASSWORD`.
+/// Match exec), as [`crate::child_env`] does for every child.
 pub fn scrub_env(cmd: &mut std::process::Command) {
-    for (k, _) in std::env::vars_os() {
-        let key = k.to_string_lossy();
-        if key.starts_with("REKINDLE_") || key == "IPMI_PASSWORD" {
-            cmd.env_remove(&k);
-        }
+    for name in crate::child_env::inherited_to_remove() {
+        cmd.env_remove(name);
     }
 }
 
