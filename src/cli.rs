@@ -49,6 +49,10 @@ pub enum Command {
     Sim(SimArgs),
     /// Fire drill: run a playbook against a simulated copy of an inventory.
     Drill(DrillArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(CompletionsArgs),
+    /// Write rekindle's man pages (rekindle.1 and one per subcommand).
+    Man(ManArgs),
     /// Internal: serve one shard of a simulated fleet (started by `sim`; reads its hosts on stdin).
     #[command(hide = true)]
     SimWorker,
@@ -331,6 +335,20 @@ pub struct StandbyArgs {
     pub exec: ExecArgs,
     #[command(flatten)]
     pub etcd: EtcdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for, e.g. `rekindle completions bash > /etc/bash_completion.d/rekindle`.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page (rekindle.1, rekindle-run.1, ...) into DIR instead of printing rekindle.1 to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// The simulated fleet's shape and faults, shared by `sim` and `drill`.

@@ -11,6 +11,7 @@ mod plan;
 mod report;
 mod resume;
 mod run;
+mod shell;
 mod sim;
 mod status;
 mod validate;
@@ -32,6 +33,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Standby(args) => etcd::standby(args, cli.verbose),
         Command::Sim(args) => sim::execute(args),
         Command::Drill(args) => drill::execute(args, cli.verbose),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
         Command::SimWorker => sim::worker(),
     }
 }
