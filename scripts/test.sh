@@ -10,7 +10,11 @@
 # - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests;
 # - file: the static-binary test checks the binary scripts/build-static.sh
 #   makes (and the script itself does);
-# - etcd-server: the `--etcd` tests start a three-member cluster on loopback.
+# - etcd-server: the `--etcd` tests start a three-member cluster on loopback;
+# - prometheus (for promtool): checks a live run's /metrics;
+# - man-db and git: the man page and pre-commit tests (tests/it/conventions.rs);
+# - python3-venv: scripts/py-tools.sh's venv (check-jsonschema, pre-commit,
+#   the SARIF schema, mdBook; from PyPI), made here once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +28,10 @@ missing=()
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
 [ -x /usr/bin/file ] || missing+=(file)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/promtool ] || missing+=(prometheus)
+[ -x /usr/bin/man ] || missing+=(man-db)
+command -v git >/dev/null || missing+=(git)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq
@@ -61,5 +69,7 @@ if [ $# -eq 0 ]; then
   echo "test.sh: building the static binary (scripts/build-static.sh, PROFILE=static-test)" >&2
   PROFILE=static-test ./scripts/build-static.sh >/dev/null
 fi
+
+scripts/py-tools.sh >/dev/null
 
 cargo test --locked "$@"

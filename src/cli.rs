@@ -60,9 +60,14 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DiagFormat {
+    /// `file:line:col: severity: message`, the source line and a caret.
     Text,
+    /// A JSON array of {file, line, column, severity, code, message, help}.
     Json,
+    /// GitHub Actions workflow commands (`::error file=...`): annotations on a pull request.
     Github,
+    /// SARIF 2.1.0, for GitHub code scanning and other static-analysis viewers.
+    Sarif,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,7 +105,7 @@ pub struct ValidateArgs {
     /// Inventory files (repeatable); enables the checks that need hosts.
     #[arg(short, long = "inventory", value_name = "INV")]
     pub inventories: Vec<String>,
-    /// How to print problems: text with the source line, JSON, or GitHub annotations.
+    /// How to print problems: text with the source line, JSON, GitHub annotations, or SARIF.
     #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
     pub format: DiagFormat,
 }

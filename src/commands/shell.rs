@@ -20,7 +20,8 @@ pub fn completions(args: CompletionsArgs) -> anyhow::Result<Exit> {
 }
 
 pub fn man(args: ManArgs) -> anyhow::Result<Exit> {
-    let cmd = Cli::command();
+    // As generate_to does for the files: `help` is no page of its own.
+    let cmd = Cli::command().disable_help_subcommand(true);
     match args.out {
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -2,7 +2,9 @@
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
 mod admission;
+mod book;
 mod certs;
+mod conventions;
 mod drill;
 mod escalation;
 mod etcd;
