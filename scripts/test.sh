@@ -14,7 +14,9 @@
 # - prometheus (for promtool): checks a live run's /metrics;
 # - man-db and git: the man page and pre-commit tests (tests/it/conventions.rs);
 # - python3-venv: scripts/py-tools.sh's venv (check-jsonschema, pre-commit,
-#   the SARIF schema, mdBook; from PyPI), made here once.
+#   the SARIF schema, mdBook; from PyPI), made here once;
+# - iproute2 and python3: the audit test builds hosts in network namespaces
+#   (sshd and a small Python TCP peer in each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,8 @@ missing=()
 [ -x /usr/bin/man ] || missing+=(man-db)
 command -v git >/dev/null || missing+=(git)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+[ -x /usr/bin/ip ] || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (needed by the tests)" >&2
   $sudo apt-get update -qq

@@ -226,7 +226,7 @@ pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec
     if allowed {
         return Vec::new();
     }
-    power_on_hosts(plan)
+    bmc_hosts(plan)
         .into_iter()
         .filter_map(|i| inventory.hosts.get(i))
         .filter(|h| h.label(ALLOW_HTTP_LABEL) != Some("true"))
@@ -255,7 +255,7 @@ pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec
 }
 
 /// Hosts some power_on or remediate stage reaches, once each, in inventory order.
-fn power_on_hosts(plan: &Plan) -> Vec<usize> {
+pub(crate) fn bmc_hosts(plan: &Plan) -> Vec<usize> {
     let mut hosts: Vec<usize> = plan
         .stages
         .iter()
@@ -275,7 +275,7 @@ pub fn bmc_credential_problems(
     inventory: &Inventory,
     credentials: &CredentialStore,
 ) -> Vec<Diagnostic> {
-    power_on_hosts(plan)
+    bmc_hosts(plan)
         .into_iter()
         .filter_map(|i| inventory.hosts.get(i))
         .filter_map(|h| {

@@ -325,6 +325,8 @@ pub struct FleetConfig {
     pub power_on_delay: Duration,
     /// How long a `bmc_unreachable` BMC refuses connections after the start.
     pub bmc_outage: Duration,
+    /// Connections between hosts (`sim --deps`), shown in their `/proc/net/tcp`.
+    pub deps: Vec<super::deps::Edge>,
 }
 
 impl FleetConfig {
@@ -354,6 +356,7 @@ impl FleetConfig {
             bmc_port: if root { 443 } else { 8443 },
             power_on_delay: Duration::from_secs(1),
             bmc_outage: Duration::from_secs(10),
+            deps: Vec::new(),
         }
     }
 }
