@@ -172,7 +172,8 @@ fn subcommands() -> Vec<String> {
 /// `man` renders the page without a groff warning; returns the text.
 fn man_render(page: &Path) -> String {
     let out = Command::new("man")
-        .args(["--warnings", "-E", "UTF-8", "-l"])
+        // No justification, no hyphenation: the text keeps its words whole.
+        .args(["--warnings", "--nj", "--nh", "-E", "UTF-8", "-l"])
         .arg(page)
         .env("MANWIDTH", "100")
         .env("MAN_KEEP_FORMATTING", "0")
