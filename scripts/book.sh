@@ -35,7 +35,7 @@ done
   echo '```text'
   "$bin" --help
   echo '```'
-  for sub in $("$bin" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && $1 != "help" && NF { print $1 }'); do
+  for sub in $("$bin" --help | sed -n '/^Commands:/,/^$/p' | awk '/^  [^ ]/ && $1 != "help" { print $1 }'); do
     echo
     echo "## rekindle $sub"
     echo
