@@ -15,6 +15,10 @@
 #   tests run them next to sshd, logging in as the unprivileged user
 #   `rekindle-ssh` (key logins only; the tests add their keys to its
 #   ~/.ssh/authorized_keys);
+# - prometheus (for promtool): checks a live run's /metrics;
+# - man-db and git: the man page and pre-commit tests (tests/it/conventions.rs);
+# - python3-venv: scripts/py-tools.sh's venv (check-jsonschema, pre-commit,
+#   the SARIF schema, mdBook; from PyPI), made here once;
 # - iproute2 and python3: the audit test builds hosts in network namespaces
 #   (sshd and a small Python TCP peer in each);
 # - python3-venv and openssl, and a venv with sushy-tools (OpenStack's
@@ -36,6 +40,9 @@ missing=()
 [ -x /usr/sbin/dropbear ] || missing+=(dropbear-bin)
 [ -x /usr/sbin/tinysshd ] || missing+=(tinysshd)
 [ -x /usr/bin/tcpserver ] || missing+=(ucspi-tcp)
+[ -x /usr/bin/promtool ] || missing+=(prometheus)
+[ -x /usr/bin/man ] || missing+=(man-db)
+command -v git >/dev/null || missing+=(git)
 [ -x /usr/bin/ip ] || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 [ -x /usr/bin/openssl ] || missing+=(openssl)
@@ -93,5 +100,7 @@ if [ $# -eq 0 ]; then
   echo "test.sh: building the static binary (scripts/build-static.sh, PROFILE=static-test)" >&2
   PROFILE=static-test ./scripts/build-static.sh >/dev/null
 fi
+
+scripts/py-tools.sh >/dev/null
 
 cargo test --locked "$@"

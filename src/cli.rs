@@ -58,6 +58,10 @@ pub enum Command {
     Sim(SimArgs),
     /// Fire drill: run a playbook against a simulated copy of an inventory.
     Drill(DrillArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(CompletionsArgs),
+    /// Write rekindle's man pages (rekindle.1 and one per subcommand).
+    Man(ManArgs),
     /// Internal: serve one shard of a simulated fleet (started by `sim`; reads its hosts on stdin).
     #[command(hide = true)]
     SimWorker,
@@ -65,9 +69,14 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DiagFormat {
+    /// `file:line:col: severity: message`, the source line and a caret.
     Text,
+    /// A JSON array of {file, line, column, severity, code, message, help}.
     Json,
+    /// GitHub Actions workflow commands (`::error file=...`): annotations on a pull request.
     Github,
+    /// SARIF 2.1.0, for GitHub code scanning and other static-analysis viewers.
+    Sarif,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,7 +114,7 @@ pub struct ValidateArgs {
     /// Inventory files (repeatable); enables the checks that need hosts.
     #[arg(short, long = "inventory", value_name = "INV")]
     pub inventories: Vec<String>,
-    /// How to print problems: text with the source line, JSON, or GitHub annotations.
+    /// How to print problems: text with the source line, JSON, GitHub annotations, or SARIF.
     #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
     pub format: DiagFormat,
 }
@@ -420,6 +429,20 @@ pub struct StandbyArgs {
     pub exec: ExecArgs,
     #[command(flatten)]
     pub etcd: EtcdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for, e.g. `rekindle completions bash > /etc/bash_completion.d/rekindle`.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page (rekindle.1, rekindle-run.1, ...) into DIR instead of printing rekindle.1 to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// The simulated fleet's shape and faults, shared by `sim` and `drill`.

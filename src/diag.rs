@@ -2,7 +2,7 @@
 //! `file:line:col: severity: message` with the offending line and a caret.
 //!
 //! Owns how every input problem looks to a user (text, JSON, GitHub
-//! annotations). It must not decide *what* is a problem: parsers and
+//! annotations, SARIF). It must not decide *what* is a problem: parsers and
 //! validators build [`Diagnostic`]s, this module only stores and renders them.
 
 use std::collections::HashMap;
@@ -233,6 +233,82 @@ pub fn render_json(diags: &[Diagnostic]) -> String {
     serde_json::to_string_pretty(&items).expect("diagnostics serialize") + "\n"
 }
 
+/// A SARIF 2.1.0 log (the OASIS static-analysis format GitHub code scanning
+/// reads): one run of the tool `rekindle`, one rule per diagnostic code seen
+/// (rule id = the code), one result per diagnostic with its level, message
+/// (and help) and, when it has one, its file, line and column. Columns count
+/// characters, as everywhere in rekindle, so the run says
+/// `columnKind: unicodeCodePoints`.
+pub fn render_sarif(diags: &[Diagnostic]) -> String {
+    use serde_json::{Value, json};
+    let mut rules: Vec<&str> = diags.iter().map(|d| d.code).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    let results: Vec<Value> = diags
+        .iter()
+        .map(|d| {
+            let text = match &d.help {
+                Some(help) => format!("{}\nhelp: {help}", d.message),
+                None => d.message.clone(),
+            };
+            let mut result = json!({
+                "ruleId": d.code,
+                "ruleIndex": rules.binary_search(&d.code).expect("every code is a rule"),
+                "level": d.severity.as_str(),
+                "message": { "text": text },
+            });
+            if let Some(span) = &d.span {
+                let mut physical = json!({ "artifactLocation": { "uri": file_uri(&span.file) } });
+                if span.line > 0 {
+                    physical["region"] = json!({
+                        "startLine": span.line,
+                        "startColumn": span.col.max(1),
+                        "endColumn": span.col.max(1) + span.len.max(1),
+                    });
+                }
+                result["locations"] = json!([{ "physicalLocation": physical }]);
+            }
+            result
+        })
+        .collect();
+    let log = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "rekindle",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules.iter().map(|id| json!({
+                    "id": id,
+                    "shortDescription": { "text": format!("rekindle diagnostic `{id}`") },
+                })).collect::<Vec<_>>(),
+            }},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    });
+    serde_json::to_string_pretty(&log).expect("SARIF serializes") + "\n"
+}
+
+/// A file name as a SARIF artifact URI: a relative path stays relative (code
+/// scanning resolves it against the checkout), an absolute one becomes a
+/// `file://` URI; anything but unreserved characters and `/` is
+/// percent-encoded.
+fn file_uri(path: &str) -> String {
+    let mut out = String::new();
+    if path.starts_with('/') {
+        out.push_str("file://");
+    }
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// GitHub Actions workflow commands (`::error file=..,line=..,col=..::msg`).
 pub fn render_github(diags: &[Diagnostic]) -> String {
     let mut out = String::new();
@@ -299,6 +375,47 @@ mod tests {
         assert_eq!(suggest("dbs", ["b", "db"]), Some("db"));
         assert_eq!(suggest("ab", ["xy"]), None);
         assert_eq!(suggest("netwrk", ["network", "storage"]), Some("network"));
+    }
+
+    #[test]
+    fn sarif_has_rules_results_and_regions() {
+        let file: Arc<str> = Arc::from("dir/a b.yaml");
+        let diags = [
+            Diagnostic::error(
+                "unknown-key",
+                Span::new(file.clone(), 2, 3, 7),
+                "unknown key",
+            )
+            .with_help("did you mean `parallel`?"),
+            Diagnostic::warning("deprecated", Span::file(file), "old"),
+            Diagnostic::error("bad", None, "no place"),
+        ];
+        let log: serde_json::Value = serde_json::from_str(&render_sarif(&diags)).unwrap();
+        assert_eq!(log["version"], "2.1.0");
+        let run = &log["runs"][0];
+        let ids: Vec<&str> = run["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["bad", "deprecated", "unknown-key"]);
+        let first = &run["results"][0];
+        assert_eq!(first["ruleId"], "unknown-key");
+        assert_eq!(first["ruleIndex"], 2);
+        assert_eq!(first["level"], "error");
+        assert_eq!(
+            first["message"]["text"],
+            "unknown key\nhelp: did you mean `parallel`?"
+        );
+        let location = &first["locations"][0]["physicalLocation"];
+        assert_eq!(location["artifactLocation"]["uri"], "dir/a%20b.yaml");
+        assert_eq!(location["region"]["startLine"], 2);
+        assert_eq!(location["region"]["startColumn"], 3);
+        assert_eq!(location["region"]["endColumn"], 10);
+        assert!(run["results"][1]["locations"][0]["physicalLocation"]["region"].is_null());
+        assert!(run["results"][2]["locations"].is_null());
+        assert_eq!(file_uri("/abs/p.yaml"), "file:///abs/p.yaml");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod plan;
 mod report;
 mod resume;
 mod run;
+mod shell;
 mod sim;
 mod ssh_config;
 mod status;
@@ -43,6 +44,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Standby(args) => etcd::standby(args, cli.verbose),
         Command::Sim(args) => sim::execute(args),
         Command::Drill(args) => drill::execute(args, cli.verbose),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
         Command::SimWorker => sim::worker(),
     }
 }

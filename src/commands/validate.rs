@@ -47,6 +47,7 @@ pub fn execute(args: ValidateArgs) -> anyhow::Result<Exit> {
         DiagFormat::Text => diag::render_text(&sources, &diags) + &verdicts,
         DiagFormat::Json => diag::render_json(&diags),
         DiagFormat::Github => diag::render_github(&diags),
+        DiagFormat::Sarif => diag::render_sarif(&diags),
     };
     print!("{out}");
     Ok(if unreadable {

@@ -243,7 +243,7 @@ impl Policy {
         pins: HashMap<String, Fingerprint>,
         known: Option<KnownCerts>,
     ) -> Result<Policy, String> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut extra = Vec::new();
         let mut ca_leaves = HashSet::new();
         if let Some((path, pem)) = ca_pem {

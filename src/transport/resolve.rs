@@ -141,8 +141,12 @@ impl reqwest::dns::Resolve for HttpResolver {
 }
 
 /// Makes an HTTP client resolve names like the rest of rekindle. Every
-/// `reqwest::Client` rekindle builds goes through this.
+/// `reqwest::Client` rekindle builds goes through this, so it is also where
+/// rustls gets its crypto provider: ring, as russh uses (reqwest is built
+/// without a provider of its own; BENCHMARKS.md, "First build").
 pub fn http(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    // Err only when a provider is already installed, which is the same one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if OWN_RESOLVER {
         builder.dns_resolver(Arc::new(HttpResolver))
     } else {

@@ -3,7 +3,9 @@
 
 mod admission;
 mod audit;
+mod book;
 mod certs;
+mod conventions;
 mod drill;
 mod escalation;
 mod etcd;
