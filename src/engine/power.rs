@@ -628,6 +628,10 @@ mod tests {
         unreachable_until: Duration,
         powering_for: Duration,
         powered_at: Option<Duration>,
+        /// The reset is answered 409; with `conflict_on` the system is On
+        /// by then (someone else powered it on between read and reset).
+        conflict: bool,
+        conflict_on: bool,
     }
 
     impl FakeBmcs {
@@ -735,6 +739,11 @@ mod tests {
                 self.enter(bmc, "reset")?;
                 let now = self.origin.elapsed();
                 let mut s = self.state.lock().unwrap();
+                let st = s.entry(bmc.to_string()).or_default();
+                if st.conflict {
+                    st.on = st.conflict_on;
+                    return Err(BmcError::new(BmcErrorKind::Status(409), "HTTP 409"));
+                }
                 s.entry(bmc.to_string()).or_default().powered_at = Some(now);
                 Ok(())
             })
@@ -909,6 +918,59 @@ mod tests {
         assert_eq!(r, vec![Ok(PowerOutcome::AlreadyOn)]);
         assert!(bmcs.calls("reset").is_empty());
         assert_eq!(bmcs.calls("logout").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_409_to_the_reset_of_a_system_that_is_on_by_then_is_success() {
+        let bmcs = FakeBmcs::new();
+        bmcs.set(
+            "bmc0",
+            FakeState {
+                conflict: true,
+                conflict_on: true,
+                ..FakeState::default()
+            },
+        );
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
+        assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
+        // Read again after the 409, then no second reset.
+        assert_eq!(bmcs.calls("reset").len(), 1);
+        let kinds: Vec<String> = bmcs
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.2.clone())
+            .collect();
+        let after: Vec<&str> = kinds
+            .iter()
+            .skip_while(|k| *k != "reset")
+            .map(String::as_str)
+            .collect();
+        assert_eq!(after, ["reset", "get", "logout"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_409_from_a_system_still_off_fails_the_host() {
+        let bmcs = FakeBmcs::new();
+        bmcs.set(
+            "bmc0",
+            FakeState {
+                conflict: true,
+                ..FakeState::default()
+            },
+        );
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
+        let Err(f) = &r[0] else { panic!("{r:?}") };
+        assert_eq!(
+            f.failure,
+            Failure::Bmc {
+                error: crate::engine::failure::BmcKind::Status,
+                status: Some(409)
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]

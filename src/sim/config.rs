@@ -325,6 +325,8 @@ pub struct FleetConfig {
     pub power_on_delay: Duration,
     /// How long a `bmc_unreachable` BMC refuses connections after the start.
     pub bmc_outage: Duration,
+    /// How every BMC behaves (`--bmc-profile`).
+    pub bmc_profile: super::bmc::BmcProfile,
 }
 
 impl FleetConfig {
@@ -354,6 +356,7 @@ impl FleetConfig {
             bmc_port: if root { 443 } else { 8443 },
             power_on_delay: Duration::from_secs(1),
             bmc_outage: Duration::from_secs(10),
+            bmc_profile: super::bmc::BmcProfile::default(),
         }
     }
 }
