@@ -10,7 +10,9 @@
 # - ipmitool and openipmi's ipmi_sim: the IPMI power-on tests;
 # - file: the static-binary test checks the binary scripts/build-static.sh
 #   makes (and the script itself does);
-# - etcd-server: the `--etcd` tests start a three-member cluster on loopback.
+# - etcd-server: the `--etcd` tests start a three-member cluster on loopback;
+# - iproute2 and python3: the audit test builds hosts in network namespaces
+#   (sshd and a small Python TCP peer in each);
 # - python3-venv and openssl, and a venv with sushy-tools (OpenStack's
 #   Redfish emulator, PyPI) under target/venv-sushy: the sushy tests power
 #   its Systems on and make their certificates with openssl.
@@ -27,6 +29,8 @@ missing=()
 [ -x /usr/bin/ipmi_sim ] || missing+=(openipmi)
 [ -x /usr/bin/file ] || missing+=(file)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/bin/ip ] || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 [ -x /usr/bin/openssl ] || missing+=(openssl)
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then

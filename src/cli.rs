@@ -31,6 +31,9 @@ pub enum Command {
     Hosts(HostsArgs),
     /// Dry run: show what a playbook would do to an inventory. Touches no host.
     Plan(PlanArgs),
+    /// Check a plan against the fleet before the fire: the dependencies hosts show,
+    /// and what rekindle itself needs. Read-only: changes nothing on any host.
+    Audit(AuditArgs),
     /// Execute a playbook against an inventory over SSH.
     Run(RunArgs),
     /// Continue an interrupted run from its journal.
@@ -159,6 +162,42 @@ pub struct BmcTlsArgs {
     /// on first use); a changed certificate is still refused.
     #[arg(long)]
     pub accept_new_bmc_certs: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The playbook (YAML) whose order to check.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: String,
+    /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
+    #[arg(short, long = "inventory", value_name = "INV", required = true)]
+    pub inventories: Vec<String>,
+    /// Narrow every stage to hosts matching this selector.
+    #[arg(long, value_name = "SELECTOR")]
+    pub limit: Option<String>,
+    /// Output format: text for people, JSON for tools.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Reads of each host's TCP sockets (more catch more short-lived connections).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub samples: usize,
+    /// Time between two reads of one host.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub interval: String,
+    /// Hosts read at once (each holds a connection through its samples).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub parallel: usize,
+    /// The site to assume lost (e.g. `dc=pangyo`): every dependency of the recovery in it is an error.
+    #[arg(long, value_name = "SELECTOR")]
+    pub assume_lost: Option<String>,
+    /// The etcd a run would be kept in (comma-separated client endpoints), checked as a dependency.
+    #[arg(long, value_name = "ENDPOINTS", env = "REKINDLE_ETCD")]
+    pub etcd: Option<String>,
+    /// Webhooks a run would notify (as `run --notify`), checked as dependencies.
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }
 
 /// How to reach hosts over SSH. The inventory's `defaults` may also set these.
@@ -408,6 +447,10 @@ pub struct SimArgs {
     /// Where to write inventory.yaml, known_hosts, id_ed25519 and status.json.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Connections between hosts, shown in their /proc/net/tcp for `rekindle audit`:
+    /// lines of `CLIENTS SERVERS PORT [N]` (host patterns).
+    #[arg(long, value_name = "FILE")]
+    pub deps: Option<PathBuf>,
     /// Hosts per worker process (a fleet of at most this many runs in one process).
     #[arg(long, value_name = "N", default_value_t = crate::sim::config::DEFAULT_SHARD_SIZE)]
     pub shard_size: usize,

@@ -20,11 +20,14 @@
 //! - [`etcd`]: a run kept in etcd (`--etcd`): journal mirror, lease, fencing, takeover.
 //! - [`session`]: the execution pipeline `run`, `resume` and `drill` share
 //!   (inputs checked, lock, journal, engine, consumers, exit code).
+//! - [`audit`]: `rekindle audit`: the plan checked against the dependencies
+//!   hosts show and what rekindle itself needs; read-only.
 //! - [`sim`]: the simulated fleet; the engine never imports it.
 //! - [`files`]: a private file written whole (temporary file and rename).
 //! - [`cli`], [`commands`]: the command line: arguments into typed
 //!   settings, confirmation, printing.
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod diag;

@@ -3,6 +3,7 @@
 //! modules below it never print.
 
 mod args;
+mod audit;
 mod control;
 mod drill;
 mod etcd;
@@ -23,6 +24,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => validate::execute(args),
         Command::Hosts(args) => hosts::execute(args),
         Command::Plan(args) => plan::execute(args),
+        Command::Audit(args) => audit::execute(args),
         Command::Run(args) => run::execute(args, cli.verbose),
         Command::Resume(args) => resume::execute(args, cli.verbose),
         Command::Pause(args) => control::execute(args, true),

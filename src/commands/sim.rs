@@ -37,6 +37,17 @@ pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
     }
     config.seed = args.fleet.seed;
     config.shard_size = args.shard_size.max(1);
+    if let Some(file) = &args.deps {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--deps {}: cannot read", file.display()))?;
+        let names: std::collections::HashMap<String, usize> = config
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.clone(), i))
+            .collect();
+        config.deps = crate::sim::deps::parse(&file.display().to_string(), &text, &names)?;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

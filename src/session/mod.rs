@@ -244,7 +244,7 @@ pub fn bmc_cert_pins(
 ) -> Result<HashMap<String, Fingerprint>, Vec<Diagnostic>> {
     let mut pins: HashMap<String, (Fingerprint, String)> = HashMap::new();
     let mut problems = Vec::new();
-    for h in power_on_hosts(plan)
+    for h in bmc_hosts(plan)
         .into_iter()
         .filter_map(|i| inventory.hosts.get(i))
     {
@@ -306,7 +306,7 @@ pub fn ipmi_suite_pins(
     use crate::transport::ipmi::{SUITE_LABEL, Target};
     let mut pins: HashMap<String, (u8, String)> = HashMap::new();
     let mut problems = Vec::new();
-    for h in power_on_hosts(plan)
+    for h in bmc_hosts(plan)
         .into_iter()
         .filter_map(|i| inventory.hosts.get(i))
     {
@@ -360,7 +360,7 @@ pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec
     if allowed {
         return Vec::new();
     }
-    power_on_hosts(plan)
+    bmc_hosts(plan)
         .into_iter()
         .filter_map(|i| inventory.hosts.get(i))
         .filter(|h| h.label(ALLOW_HTTP_LABEL) != Some("true"))
@@ -389,7 +389,7 @@ pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec
 }
 
 /// Hosts some power_on or remediate stage reaches, once each, in inventory order.
-fn power_on_hosts(plan: &Plan) -> Vec<usize> {
+pub(crate) fn bmc_hosts(plan: &Plan) -> Vec<usize> {
     let mut hosts: Vec<usize> = plan
         .stages
         .iter()
@@ -409,7 +409,7 @@ pub fn bmc_credential_problems(
     inventory: &Inventory,
     credentials: &CredentialStore,
 ) -> Vec<Diagnostic> {
-    power_on_hosts(plan)
+    bmc_hosts(plan)
         .into_iter()
         .filter_map(|i| inventory.hosts.get(i))
         .filter_map(|h| {

@@ -41,7 +41,7 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
-    fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             ProblemKind::UnknownKey => "unknown host key",
             ProblemKind::ChangedKey => "CHANGED host key",
@@ -63,7 +63,29 @@ impl ProblemKind {
         }
     }
 
-    fn of(kind: ConnectErrorKind) -> ProblemKind {
+    /// What an operator changes so the host answers.
+    pub(crate) fn fix(self) -> &'static str {
+        match self {
+            ProblemKind::UnknownKey => {
+                "add the host's key to known_hosts (check its fingerprint first), or --accept-new-host-keys"
+            }
+            ProblemKind::ChangedKey => {
+                "find out why the key changed; replace the known_hosts line only once it is explained"
+            }
+            ProblemKind::Certificate => {
+                "check the host certificate's principals and validity against the @cert-authority line"
+            }
+            ProblemKind::Auth => {
+                "check the login user and the identity files (--identity, ssh-agent)"
+            }
+            ProblemKind::Unreachable => {
+                "check the address, the port, the jump host and the network path"
+            }
+            ProblemKind::Other => "see the message of each host",
+        }
+    }
+
+    pub(crate) fn of(kind: ConnectErrorKind) -> ProblemKind {
         match kind {
             ConnectErrorKind::HostKeyUnknown => ProblemKind::UnknownKey,
             ConnectErrorKind::HostKeyChanged => ProblemKind::ChangedKey,

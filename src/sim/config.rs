@@ -327,6 +327,8 @@ pub struct FleetConfig {
     pub bmc_outage: Duration,
     /// How every BMC behaves (`--bmc-profile`).
     pub bmc_profile: super::bmc::BmcProfile,
+    /// Connections between hosts (`sim --deps`), shown in their `/proc/net/tcp`.
+    pub deps: Vec<super::deps::Edge>,
 }
 
 impl FleetConfig {
@@ -357,6 +359,7 @@ impl FleetConfig {
             power_on_delay: Duration::from_secs(1),
             bmc_outage: Duration::from_secs(10),
             bmc_profile: super::bmc::BmcProfile::default(),
+            deps: Vec::new(),
         }
     }
 }

@@ -132,6 +132,8 @@ pub(super) struct State {
 pub(crate) struct HostCore {
     /// Index in the whole fleet (not the shard).
     pub idx: usize,
+    /// What `cat /proc/net/tcp` prints (`sim --deps`); empty: the header alone.
+    pub sockets: String,
     pub name: String,
     pub address: Ipv4Addr,
     pub fault: Option<FaultKind>,
@@ -159,6 +161,7 @@ impl HostCore {
         let flaps = 1 + (mix(seed ^ idx as u64 ^ 0xF1A9) % 2) as u8;
         HostCore {
             idx,
+            sockets: String::new(),
             name,
             address,
             fault,

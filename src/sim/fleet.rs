@@ -332,6 +332,12 @@ impl Fleet {
             config.shard_size
         };
         let shard_count = n.div_ceil(shard_size.max(1));
+        let mut sockets = if config.deps.is_empty() {
+            Vec::new()
+        } else {
+            let addresses: Vec<_> = board.meta.iter().map(|m| m.address).collect();
+            super::deps::tables(&config.deps, &addresses, config.port, config.http_port)
+        };
         let specs: Vec<ShardSpec> = (0..shard_count)
             .map(|c| ShardSpec {
                 hosts: (c..n)
@@ -352,6 +358,7 @@ impl Fleet {
                                 .iter()
                                 .find(|(k, _)| Some(*k) == m.fault)
                                 .map_or(0.0, |(_, p)| *p),
+                            sockets: sockets.get_mut(idx).map(std::mem::take).unwrap_or_default(),
                         }
                     })
                     .collect(),

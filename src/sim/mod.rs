@@ -14,10 +14,12 @@
 //! - `shard`: hosts of one process, and the worker-process protocol.
 //! - [`fleet`]: [`Fleet::start`] -> [`FleetHandle`]: files, workers, status.
 //! - [`drill`]: an inventory and playbook mapped onto a fleet for `rekindle drill`.
+//! - [`deps`]: connections between hosts (`sim --deps`), as `/proc/net/tcp` shows them.
 
 mod bmc;
 pub mod config;
 pub(crate) mod core;
+pub mod deps;
 pub mod drill;
 pub mod fleet;
 mod host;

@@ -34,6 +34,9 @@ pub(crate) struct ShardHost {
     /// The chance that a BMC power cycle cures its fault.
     #[serde(default)]
     pub recover: f64,
+    /// Its `/proc/net/tcp` (`sim --deps`); empty: the header alone.
+    #[serde(default)]
+    pub sockets: String,
 }
 
 /// What a shard serves. Sent to workers on stdin (never on the command line:
@@ -118,6 +121,7 @@ impl ShardRuntime {
                 core = core.powered_off();
             }
             core.recover = h.recover;
+            core.sockets = h.sockets.clone();
             let core = Arc::new(core);
             let task = tokio::spawn(host::run(core.clone(), shared.clone(), l));
             tasks.push(task.abort_handle());

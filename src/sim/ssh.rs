@@ -302,6 +302,10 @@ async fn run_command(core: &HostCore, cmd: &str) -> Output {
         ["echo", rest @ ..] => ok(format!("{}\n", rest.join(" "))),
         ["hostname"] => ok(format!("{}\n", core.name)),
         ["cat", "/proc/sys/kernel/random/boot_id"] => ok(format!("{}\n", core.boot_id())),
+        // What `rekindle audit` reads: this host's connections (`sim --deps`).
+        ["cat", "/proc/net/tcp"] if core.sockets.is_empty() => ok(super::deps::HEADER),
+        ["cat", "/proc/net/tcp"] => ok(core.sockets.as_str()),
+        ["cat", "/proc/net/tcp6", ..] => ok(super::deps::EMPTY_TCP6),
         ["systemctl", "reboot", ..] | ["reboot", ..] | ["shutdown", "-r", ..] => {
             core.request_reboot();
             ok("")

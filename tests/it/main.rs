@@ -2,6 +2,7 @@
 //! `rekindle` binary (and real sshd / simulator processes where SSH is involved).
 
 mod admission;
+mod audit;
 mod certs;
 mod drill;
 mod escalation;
