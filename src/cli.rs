@@ -143,27 +143,6 @@ pub struct PlanArgs {
     pub ssh: SshArgs,
 }
 
-/// Which certificates BMCs may present over HTTPS (docs/bmc.md). A host
-/// label `bmc_cert_sha256` pins one BMC's certificate too.
-#[derive(Debug, Clone, Default, Args)]
-pub struct BmcTlsArgs {
-    /// CA bundle (PEM) to trust for BMC HTTPS; a BMC presenting a certificate
-    /// of this file as its own (self-signed) is trusted too.
-    #[arg(long, value_name = "FILE")]
-    pub bmc_ca: Option<PathBuf>,
-    /// Skip TLS verification for BMCs: trusts any certificate.
-    #[arg(long)]
-    pub bmc_insecure: bool,
-    /// Known BMC certificates (`BMC SHA256-FINGERPRINT` lines), like
-    /// known_hosts: a BMC listed must present that certificate.
-    #[arg(long, value_name = "FILE")]
-    pub bmc_known_certs: Option<PathBuf>,
-    /// Record the certificate of a BMC not yet in --bmc-known-certs (trust
-    /// on first use); a changed certificate is still refused.
-    #[arg(long)]
-    pub accept_new_bmc_certs: bool,
-}
-
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// The playbook (YAML) whose order to check.
@@ -196,8 +175,35 @@ pub struct AuditArgs {
     /// Webhooks a run would notify (as `run --notify`), checked as dependencies.
     #[arg(long = "notify", value_name = "URL")]
     pub notify: Vec<String>,
+    /// BMC credentials file (`user:password`, mode 0600): reads the boot path of
+    /// every host with a `bmc` label.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_credentials: Option<PathBuf>,
+    #[command(flatten)]
+    pub bmc_tls: BmcTlsArgs,
     #[command(flatten)]
     pub ssh: SshArgs,
+}
+
+/// Which certificates BMCs may present over HTTPS (docs/bmc.md). A host
+/// label `bmc_cert_sha256` pins one BMC's certificate too.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BmcTlsArgs {
+    /// CA bundle (PEM) to trust for BMC HTTPS; a BMC presenting a certificate
+    /// of this file as its own (self-signed) is trusted too.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_ca: Option<PathBuf>,
+    /// Skip TLS verification for BMCs: trusts any certificate.
+    #[arg(long)]
+    pub bmc_insecure: bool,
+    /// Known BMC certificates (`BMC SHA256-FINGERPRINT` lines), like
+    /// known_hosts: a BMC listed must present that certificate.
+    #[arg(long, value_name = "FILE")]
+    pub bmc_known_certs: Option<PathBuf>,
+    /// Record the certificate of a BMC not yet in --bmc-known-certs (trust
+    /// on first use); a changed certificate is still refused.
+    #[arg(long)]
+    pub accept_new_bmc_certs: bool,
 }
 
 /// How to reach hosts over SSH. The inventory's `defaults` may also set these.
@@ -330,6 +336,9 @@ pub struct ControlArgs {
     /// Directory of the run's journal, for a run id.
     #[arg(long, value_name = "DIR", default_value = "rekindle-journal")]
     pub journal: PathBuf,
+    /// A run kept in etcd is paused there (its journal's header names the cluster; `--etcd` reaches one whose journal is not on this machine).
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +355,9 @@ pub struct ResumeArgs {
     /// Resume only hosts matching this selector (within the run's own --limit); leave the rest for a later resume.
     #[arg(long, value_name = "SELECTOR")]
     pub limit: Option<String>,
+    /// With --limit or --failed-only: go on although failed hosts left out break their stage's failure budget (that stage then counts as finished and the stages after it run).
+    #[arg(long)]
+    pub accept_failures: bool,
     /// Resume a run kept in etcd from the local journal alone, outside etcd's lease: only when that etcd is gone for good and no other bastion can drive the run.
     #[arg(long)]
     pub without_etcd: bool,

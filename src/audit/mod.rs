@@ -12,8 +12,11 @@
 //! - [`sockets`]: `/proc/net/tcp` and `/proc/net/tcp6` as text.
 //! - [`deps`]: connections into stage dependencies, checked against the plan.
 //! - [`own`]: what rekindle itself needs during a recovery.
+//! - [`bmc`]: the boot path through the BMCs (power-restore policy, power
+//!   state, boot override).
 //! - [`render`]: text for people, JSON for tools.
 
+pub mod bmc;
 pub mod deps;
 pub mod own;
 pub mod render;
@@ -68,6 +71,8 @@ pub enum Kind {
     Order,
     /// rekindle's own dependency sits where the recovery cannot count on it.
     Recovery,
+    /// What hosts do when power returns, and where they boot (read through BMCs).
+    BootPath,
     /// A host could not be reached (as `plan --preflight` would say).
     Unreachable,
     /// A host answered, but its socket tables could not be read.
@@ -86,6 +91,7 @@ impl Kind {
             Kind::Cycle => "cycle",
             Kind::Order => "order",
             Kind::Recovery => "recovery-dependency",
+            Kind::BootPath => "boot-path",
             Kind::Unreachable => "unreachable",
             Kind::Unreadable => "unreadable",
             Kind::Unplanned => "unplanned",
@@ -123,6 +129,8 @@ pub struct Settings {
     pub assume_lost: Option<Selector>,
     /// rekindle's own dependencies besides the inventory's.
     pub own: own::Sources,
+    /// How to reach the BMCs (credentials, TLS trust).
+    pub bmc: crate::session::BmcSettings,
 }
 
 /// One host's reading: its socket samples, or what stopped us.
@@ -143,6 +151,10 @@ pub struct Observations {
     pub resolved: Vec<(usize, Vec<IpAddr>)>,
     /// rekindle's own dependencies, resolved.
     pub own: Vec<own::Dependency>,
+    /// Every selected host with a `bmc` label, read through it.
+    pub bmcs: Vec<(usize, bmc::BmcReading)>,
+    /// Why the BMCs were not read at all, when they were not.
+    pub bmc_skipped: Option<String>,
 }
 
 /// The audit's result.
@@ -212,6 +224,8 @@ pub async fn observe<C: Connector>(
         readings,
         resolved,
         own,
+        bmcs: Vec::new(),
+        bmc_skipped: None,
     }
 }
 
@@ -307,8 +321,8 @@ pub fn judge(
             severity: Severity::Error,
             kind: Kind::Unreachable,
             message: format!(
-                "{} hosts not read: {} (a run would fail them the same way)",
-                hosts.len(),
+                "{} not read: {} (a run would fail them the same way)",
+                deps::plural(hosts.len(), "host"),
                 kind.title()
             ),
             stages: Vec::new(),
@@ -322,8 +336,8 @@ pub fn judge(
             severity: Severity::Warning,
             kind: Kind::Unreadable,
             message: format!(
-                "{} hosts answered but their sockets could not be read: their dependencies are unknown",
-                unreadable.len()
+                "{} answered, but the sockets could not be read: dependencies unknown",
+                deps::plural(unreadable.len(), "host")
             ),
             stages: Vec::new(),
             hosts: unreadable.iter().map(|(h, _)| *h).collect(),
@@ -343,6 +357,22 @@ pub fn judge(
         &observed.own,
         assume_lost,
     ));
+    findings.extend(bmc::check(plan, inventory, &observed.bmcs));
+    if let Some(why) = &observed.bmc_skipped {
+        let hosts = bmc::targets(plan, inventory);
+        findings.push(Finding {
+            severity: Severity::Warning,
+            kind: Kind::BootPath,
+            message: format!(
+                "the boot path of {} with a `bmc` label was not read: {why}",
+                deps::plural(hosts.len(), "host")
+            ),
+            stages: Vec::new(),
+            hosts,
+            details: Vec::new(),
+            fix: "pass --bmc-credentials (and the TLS flags the BMCs need)".into(),
+        });
+    }
     findings.sort_by_key(|f| (f.severity, f.kind));
     Audit {
         findings,
@@ -392,7 +422,18 @@ pub fn run(
         parallel: settings.parallel.min(fit),
         ..settings.clone()
     };
-    let observed = runtime.block_on(observe(connector, inventory, plan, &settings));
+    let mut observed = runtime.block_on(observe(connector, inventory, plan, &settings));
+    let targets = bmc::targets(plan, inventory);
+    if !targets.is_empty() {
+        match crate::session::bmc_client_for(&targets, inventory, &settings.bmc) {
+            Ok(client) => {
+                let power = Arc::new(crate::engine::power::Power::new(client));
+                observed.bmcs =
+                    runtime.block_on(bmc::read(power, inventory, &targets, settings.parallel));
+            }
+            Err(e) => observed.bmc_skipped = Some(format!("{e:#}")),
+        }
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(judge(
         plan,

@@ -111,7 +111,7 @@ pub async fn resolve(sources: &Sources, inventory: &Inventory, plan: &Plan) -> V
             found.entry((Role::NameServer, ns)).or_default();
         }
     }
-    let bmc_hosts: BTreeSet<usize> = crate::session::bmc_hosts(plan).into_iter().collect();
+    let bmc_hosts: BTreeSet<usize> = crate::session::power_on_hosts(plan).into_iter().collect();
     for h in super::selected(plan) {
         let Some(host) = inventory.hosts.get(h) else {
             continue;

@@ -193,6 +193,7 @@ pub(crate) fn etcd(etcd: &crate::cli::EtcdArgs) -> Result<Option<crate::etcd::Se
             .clone()
             .filter(|b| !b.is_empty())
             .unwrap_or_else(crate::journal::bastion),
+        become_password: false,
     }))
 }
 

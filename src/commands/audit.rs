@@ -67,6 +67,10 @@ pub fn execute(args: AuditArgs) -> anyhow::Result<Exit> {
             resolv_conf: Some(audit::default_resolv_conf()),
             bastion: Some(own::bastion()),
         },
+        bmc: crate::session::BmcSettings {
+            credentials: args.bmc_credentials.clone(),
+            ..super::args::bmc_tls(&args.bmc_tls)
+        },
     };
     let ssh = super::args::ssh_options(&args.ssh, &inventory);
     eprintln!(

@@ -30,6 +30,8 @@ pub(crate) fn begin(store: &Store, header: &Header, prepared: &Prepared) -> Resu
     let lead = store
         .begin(header, &hosts, args::notice)
         .map_err(|e| format!("--etcd: {e}"))?;
+    let selected: std::collections::HashSet<&str> = hosts.iter().copied().collect();
+    warn_about_stale_runs(store, &selected, header, false);
     eprintln!(
         "etcd: run {} kept in etcd under {} as driver {} (fencing token {}); another bastion can take it over with `rekindle resume {} --etcd ...`",
         header.run_id, store.settings.prefix, store.settings.bastion, lead.token, header.run_id
@@ -52,9 +54,12 @@ pub(crate) fn finish(lead: Option<Lead>, exit: Exit) -> Exit {
     }
 }
 
-fn store(etcd: &EtcdArgs) -> Result<Store, String> {
+fn store(etcd: &EtcdArgs, exec: &ExecArgs) -> Result<Store, String> {
     match args::etcd(etcd)? {
-        Some(settings) => args::etcd_store(settings),
+        Some(mut settings) => {
+            settings.become_password = exec.become_password_file.is_some();
+            args::etcd_store(settings)
+        }
         None => Err("--etcd (or REKINDLE_ETCD) is needed".into()),
     }
 }
@@ -70,9 +75,51 @@ fn run_id(arg: &str) -> String {
     arg.to_owned()
 }
 
+/// Warns about runs in etcd that act on some of `hosts` twice with this
+/// one: for a new run, stale unfinished runs (a resume of one later would
+/// act on those hosts again); for a resume (`resuming`), runs begun after
+/// this one (what they did is done again). A warning, not a refusal: the
+/// operator may mean it, and only they know.
+fn warn_about_stale_runs(
+    store: &Store,
+    hosts: &std::collections::HashSet<&str>,
+    header: &Header,
+    resuming: bool,
+) {
+    let Ok(others) = store.others_with_hosts(hosts, &header.run_id) else {
+        return;
+    };
+    for o in others {
+        let h = &o.header;
+        if resuming && h.started_at > header.started_at {
+            eprintln!(
+                "warning: run {} (`{}`) began after run {} and selected {} of its hosts (e.g. {}){}; \
+                 this resume acts on them again where run {} left them unfinished",
+                h.run_id,
+                h.plan,
+                header.run_id,
+                o.overlap,
+                o.sample.join(", "),
+                if o.finished { ", and finished" } else { "" },
+                header.run_id
+            );
+        } else if !resuming && !o.driven && !o.finished {
+            eprintln!(
+                "warning: run {} (`{}`, begun {}) is stale and unfinished in etcd and selected {} of these hosts (e.g. {}); \
+                 resuming it after this run acts on them again",
+                h.run_id,
+                h.plan,
+                h.started_at,
+                o.overlap,
+                o.sample.join(", ")
+            );
+        }
+    }
+}
+
 /// `report RUN_ID --etcd ...`: the run's journal as etcd has it.
 pub(crate) fn journal(etcd: &EtcdArgs, run: &str) -> Result<Journal, String> {
-    let store = store(etcd)?;
+    let store = store(etcd, &ExecArgs::default())?;
     let run = run_id(run);
     store
         .journal(&run)
@@ -163,7 +210,7 @@ impl Takeover {
 
 /// `resume RUN_ID --etcd ...`: takes over a run whose driver is gone.
 pub(crate) fn resume(args: ResumeArgs, verbose: u8) -> anyhow::Result<Exit> {
-    let store = match store(&args.etcd) {
+    let store = match store(&args.etcd, &args.exec) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -222,6 +269,11 @@ fn try_lead(store: &Store, run: &str) -> Result<Attempt, String> {
         .journal(run)
         .map_err(etcd)?
         .ok_or_else(|| no_run(store, run))?;
+    if !finished(&journal) {
+        let hosts = store.hosts_of(run).map_err(etcd)?;
+        let selected: std::collections::HashSet<&str> = hosts.iter().map(String::as_str).collect();
+        warn_about_stale_runs(store, &selected, &header, true);
+    }
     Ok(Attempt::Led(Box::new((lead, journal))))
 }
 
@@ -269,28 +321,7 @@ fn continue_run(
 /// header naming those copies. Returns the journal's path.
 fn materialize(store: &Store, journal: &Journal, dir: &Path) -> Result<PathBuf, String> {
     let header = &journal.header;
-    crate::session::journal_dir(dir).map_err(|e| format!("{e:#}"))?;
-    let inputs_dir = dir.join(format!("{}.inputs", header.run_id));
-    crate::session::journal_dir(&inputs_dir).map_err(|e| format!("{e:#}"))?;
-    let files = store.inputs(header).map_err(|e| format!("--etcd: {e}"))?;
-    let mut moved = header.clone();
-    for (n, (path, content)) in files.iter().enumerate() {
-        let name = Path::new(path).file_name().map_or_else(
-            || format!("input-{n}"),
-            |f| f.to_string_lossy().into_owned(),
-        );
-        let copy = inputs_dir.join(format!("{n}-{name}"));
-        write_private(&copy, content)?;
-        let copy = copy.to_string_lossy().into_owned();
-        if moved.playbook.path == *path {
-            moved.playbook.path.clone_from(&copy);
-        }
-        for f in &mut moved.inventories {
-            if f.path == *path {
-                f.path.clone_from(&copy);
-            }
-        }
-    }
+    let moved = write_inputs(store, header, dir)?;
     let mut text = Vec::new();
     for r in &journal.records {
         let r = match r {
@@ -323,6 +354,76 @@ fn materialize(store: &Store, journal: &Journal, dir: &Path) -> Result<PathBuf, 
     Ok(path)
 }
 
+/// The run's inputs from etcd (checked against the header's hashes) under
+/// `DIR/RUN_ID.inputs/`; the header naming those copies.
+fn write_inputs(store: &Store, header: &Header, dir: &Path) -> Result<Header, String> {
+    crate::session::journal_dir(dir).map_err(|e| format!("{e:#}"))?;
+    let inputs_dir = dir.join(format!("{}.inputs", header.run_id));
+    crate::session::journal_dir(&inputs_dir).map_err(|e| format!("{e:#}"))?;
+    let files = store.inputs(header).map_err(|e| format!("--etcd: {e}"))?;
+    let mut moved = header.clone();
+    for (n, (path, content)) in files.iter().enumerate() {
+        let name = Path::new(path).file_name().map_or_else(
+            || format!("input-{n}"),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        let copy = inputs_dir.join(format!("{n}-{name}"));
+        write_private(&copy, content)?;
+        let copy = copy.to_string_lossy().into_owned();
+        if moved.playbook.path == *path {
+            moved.playbook.path.clone_from(&copy);
+        }
+        for f in &mut moved.inventories {
+            if f.path == *path {
+                f.path.clone_from(&copy);
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// Whether this standby could take `run` over now: its inputs from etcd
+/// loaded and prepared with this standby's settings, the very checks a
+/// takeover makes (BMC credentials for a plan that powers on or
+/// power-cycles, the become password file, the SSH client's known_hosts
+/// and keys). A standby that would fail them when its turn came is no
+/// standby: the run would be left stale, without a driver.
+fn ready_to_take_over(store: &Store, run: &str, exec: &ExecArgs) -> Result<(), String> {
+    let header = store
+        .header(run)
+        .map_err(|e| format!("--etcd: {e}"))?
+        .ok_or_else(|| no_run(store, run))?;
+    // Whether become needs a password only the hosts' sudo knows; the
+    // driver says whether it was given one.
+    if let Some(d) = store.driver(run).map_err(|e| format!("--etcd: {e}"))?
+        && d.become_password
+        && exec.become_password_file.is_none()
+    {
+        return Err(format!(
+            "its driver {} was given --become-password-file, and this standby was not: a takeover would find sudo asking for a password",
+            driver_words(&d)
+        ));
+    }
+    let moved = write_inputs(store, &header, &exec.journal)?;
+    let mut sources = crate::diag::Sources::new();
+    let inventories: Vec<String> = moved.inventories.iter().map(|f| f.path.clone()).collect();
+    let loaded = args::load(
+        &inventories,
+        &moved.playbook.path,
+        moved.limit.as_deref(),
+        &mut sources,
+    )
+    .ok_or_else(|| format!("run {run}: its inputs do not load here (see above)"))?;
+    let mut exec = exec.clone();
+    exec.parallel = exec.parallel.or(header.parallel);
+    exec.rate = exec.rate.clone().or_else(|| header.rate.clone());
+    let rate = args::rate(&exec)?;
+    let settings = args::settings(&exec, rate, &loaded.inventory);
+    crate::session::prepare(loaded.plan, loaded.inventory, &settings)
+        .map(drop)
+        .map_err(|e| format!("{e:#}"))
+}
+
 /// [`crate::files::write_private`], its error for people.
 fn write_private(path: &Path, content: &[u8]) -> Result<(), String> {
     crate::files::write_private(path, content)
@@ -335,7 +436,7 @@ const STANDBY_POLL: Duration = Duration::from_millis(500);
 /// `standby RUN_ID --etcd ...`: waits while the run's driver lives, then
 /// takes it over (one standby wins; the others go on waiting).
 pub(crate) fn standby(args: StandbyArgs, verbose: u8) -> anyhow::Result<Exit> {
-    let store = match store(&args.etcd) {
+    let store = match store(&args.etcd, &args.exec) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -354,6 +455,13 @@ pub(crate) fn stand_by(
     etcd: EtcdArgs,
     verbose: u8,
 ) -> anyhow::Result<Exit> {
+    if let Err(e) = ready_to_take_over(&store, run, &exec) {
+        eprintln!(
+            "error: refusing to stand by for run {run}: a takeover would fail: {e}\n\
+             (a standby is checked when it starts with what taking the run over needs; give it what the driver has)"
+        );
+        return Ok(Exit::Usage);
+    }
     let announced = match store.standby(run) {
         Ok(s) => s,
         Err(e) => {
@@ -398,6 +506,7 @@ pub(crate) fn stand_by(
                     force: false,
                     failed_only: false,
                     limit: None,
+                    accept_failures: false,
                     without_etcd: false,
                     exec,
                     etcd,
@@ -421,18 +530,5 @@ pub(crate) fn stand_by(
 
 /// Whether the journal's last driver recorded the run's end.
 fn finished(journal: &Journal) -> bool {
-    let last_resume = journal
-        .records
-        .iter()
-        .rposition(|r| matches!(r, Record::Resumed { .. }))
-        .unwrap_or(0);
-    journal.records[last_resume..].iter().any(|r| {
-        matches!(
-            r,
-            Record::Event {
-                kind: crate::engine::events::EventKind::RunFinished { .. },
-                ..
-            }
-        )
-    })
+    crate::etcd::journal_finished(&journal.records)
 }

@@ -50,6 +50,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
         mut plan,
         warnings: mut notes,
     } = loaded;
+    let bmc_hosts = crate::session::power_on_hosts(&plan);
     if let Some(file) = &args.bmc_credentials
         && crate::session::powers_on(&plan)
     {
@@ -60,17 +61,17 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
                 return Ok(Exit::Usage);
             }
         };
-        let problems = crate::session::bmc_credential_problems(&plan, &inventory, &store);
+        let problems = crate::session::bmc_credential_problems(&bmc_hosts, &inventory, &store);
         if !problems.is_empty() {
             return Ok(refuse(&sources, &problems));
         }
     }
     if crate::session::uses_bmcs(&plan) {
-        let mut problems = crate::session::bmc_cert_pins(&plan, &inventory)
+        let mut problems = crate::session::bmc_cert_pins(&bmc_hosts, &inventory)
             .err()
             .unwrap_or_default();
         problems.extend(
-            crate::session::ipmi_suite_pins(&plan, &inventory)
+            crate::session::ipmi_suite_pins(&bmc_hosts, &inventory)
                 .err()
                 .unwrap_or_default(),
         );
@@ -80,7 +81,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
     }
     // `run` refuses plain-http BMCs without --bmc-allow-http; the plan warns.
     notes.extend(
-        crate::session::plain_http_bmcs(&plan, &inventory, false)
+        crate::session::plain_http_bmcs(&bmc_hosts, &inventory, false)
             .into_iter()
             .map(|mut d| {
                 d.severity = diag::Severity::Warning;

@@ -149,6 +149,7 @@ pub(crate) fn execute_with(
         &header.playbook.path,
         args::breaking(&args.exec),
         (&prepared.plan, &prepared.inventory),
+        takeover.is_some(),
     ) {
         Ok(l) => l,
         Err(e) => {
@@ -168,7 +169,7 @@ pub(crate) fn execute_with(
     };
     let replayed = journal::replay::replay(&journal.records, &prepared.plan, &prepared.inventory);
     let narrowing = args.failed_only || narrow_to.is_some();
-    let left_out = if narrowing {
+    let narrowed = if narrowing {
         resume::narrow(
             &mut prepared.plan,
             &prepared.inventory,
@@ -177,8 +178,18 @@ pub(crate) fn execute_with(
             narrow_to.as_ref(),
         )
     } else {
-        0
+        resume::Narrowed {
+            retried: replayed.retried.clone(),
+            ..Default::default()
+        }
     };
+    let left_out = narrowed.left_out;
+    if args.accept_failures && !narrowing {
+        eprintln!(
+            "error: --accept-failures goes with --limit or --failed-only: without them every failed host is retried"
+        );
+        return Ok(Exit::Usage);
+    }
     let to_run = resume::to_run(&prepared.plan, &replayed);
     let flags = match (args.failed_only, &args.limit) {
         (true, Some(l)) => format!("--failed-only --limit {l}"),
@@ -198,6 +209,23 @@ pub(crate) fn execute_with(
         );
         return Ok(Exit::Usage);
     }
+    if !narrowed.broken.is_empty() {
+        if !args.accept_failures {
+            for b in &narrowed.broken {
+                eprintln!("error: {flags}: {b}");
+            }
+            eprintln!(
+                "error: refusing to resume run {}: a failure budget broken before stays broken until its failed hosts succeed,                  so the stages after it would not run; include those hosts (they are retried),                  or pass --accept-failures to count the stage as finished with them failed",
+                header.run_id
+            );
+            return Ok(Exit::Usage);
+        }
+        for b in &narrowed.broken {
+            eprintln!(
+                "warning: --accept-failures: {b}; the stage counts as finished and the stages after it run"
+            );
+        }
+    }
     if narrowing {
         eprintln!(
             "{flags}: {to_run} hosts to run; {left_out} left out (a later `rekindle resume` runs them)"
@@ -214,7 +242,7 @@ pub(crate) fn execute_with(
         total,
         replayed.reverify.len(),
         replayed.mid_step.len(),
-        replayed.retried.len()
+        narrowed.retried.len()
     );
     if !replayed.power_cycled.is_empty() {
         eprintln!(
@@ -273,11 +301,16 @@ pub(crate) fn execute_with(
             "resumed with {flags}: {left_out} hosts were left out; a later `rekindle resume` runs them"
         ));
     }
-    if !replayed.retried.is_empty() {
+    for b in &narrowed.broken {
+        collector.note(format!(
+            "--accept-failures: {b}; the stage was counted as finished"
+        ));
+    }
+    if !narrowed.retried.is_empty() {
         collector.note(format!(
             "{} hosts that had failed were retried from their failed step: {}",
-            replayed.retried.len(),
-            list(&replayed.retried)
+            narrowed.retried.len(),
+            list(&narrowed.retried)
         ));
     }
     let reboots = Arc::new(Mutex::new(Reverified::new(&replayed.reverify)));

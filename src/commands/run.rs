@@ -50,6 +50,10 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
     };
     args::print_notes(&prepared.notes);
     // etcd is reached (or not) before anyone is asked to confirm.
+    let etcd = etcd.map(|mut e| {
+        e.become_password = args.exec.become_password_file.is_some();
+        e
+    });
     let store = match etcd.map(args::etcd_store).transpose() {
         Ok(s) => s,
         Err(e) => {

@@ -119,17 +119,25 @@ impl Power {
     /// logout) under the same etiquette as a power-on; changes nothing.
     /// For `plan --preflight`.
     pub async fn power_state(&self, host: &Host) -> Result<PowerState, BmcError> {
+        let system = self.system(host).await?;
+        SystemInfo::from_json(&system).map(|info| info.power_state)
+    }
+
+    /// `host`'s ComputerSystem resource as its BMC gives it (login, its
+    /// system, logout), under the same etiquette as a power-on; changes
+    /// nothing. For `plan --preflight` and `audit`.
+    pub async fn system(&self, host: &Host) -> Result<serde_json::Value, BmcError> {
         let label = host
             .label("bmc")
             .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))?;
         let bmc = Endpoint::parse(label)?;
         let gate = Power::gate(&self.bmcs, &bmc);
         let mut auth = None;
-        let result = self.discover(&gate, &bmc, host, &mut auth).await;
+        let result = self.discover_json(&gate, &bmc, host, &mut auth).await;
         if let Some(auth) = auth {
             let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
         }
-        result.map(|(_, info)| info.power_state)
+        result.map(|(_, system)| system)
     }
 
     /// Power-cycles `host` through its BMC for `remediate`: `PowerCycle`,
@@ -138,9 +146,9 @@ impl Power {
     /// like a power-on (`remediate`'s PDU spacing and fleet rate), since a
     /// cycle ends in a power-on's inrush too; the turn comes after the
     /// BMC's reads, so the spacing is between the resets themselves.
-    /// `intent` learns the reset type and is awaited before the turn; an
-    /// error from it means the intent was not recorded, and nothing is
-    /// sent. One BMC request at a time per BMC, like every request here.
+    /// `intent` learns the reset type and is awaited once the turn came,
+    /// right before the reset; an error from it means the intent was not
+    /// recorded, and nothing is sent. One BMC request at a time per BMC, like every request here.
     /// Returns the type sent.
     pub async fn power_cycle<F, Fut>(
         &self,
@@ -227,19 +235,25 @@ impl Power {
         let auth = auth_slot
             .clone()
             .ok_or_else(|| protocol("no BMC session".to_owned()))?;
-        // As a power-on's reset: the BMC's spacing first, then the intent
-        // (recorded before the turn, so its flush cannot shift the PDU's
-        // cadence), then the turn, and the reset right after it.
+        // The BMC's spacing first, then the turn, then the intent, and the
+        // reset right after it. Unlike a power-on's (recorded before the
+        // turn; a resumed power_on reads the power state first), a cycle's
+        // intent counts: a resume goes on from its attempt number and never
+        // sends it again. Recorded before the turn, every silent host of a
+        // PDU had its cycle journaled while it queued, and a crash during
+        // that wait left cycles never sent counted as sent (and hosts
+        // quarantined that were never cycled). The flush now falls between
+        // the turn and the reset; cycles are the few stragglers.
         let mut ended = gate.lock().await;
         if let Some(t) = *ended {
             tokio::time::sleep_until(t + self.spacing).await;
         }
+        let pacing = (remediate.pdu_interval, remediate.rate, Duration::ZERO);
+        take_turn(host, pacing, turns, "power cycle").await?;
         tokio::time::timeout(self.cycle_timeout, intent(reset_type.to_owned()))
             .await
             .map_err(|_| late("the power cycle's intent was not recorded"))?
             .map_err(|e| StepFailure::new(Failure::NotRecorded, e.to_string()))?;
-        let pacing = (remediate.pdu_interval, remediate.rate, Duration::ZERO);
-        take_turn(host, pacing, turns, "power cycle").await?;
         let permit = self.in_flight.acquire().await;
         let sent = tokio::time::timeout(
             self.cycle_timeout,
@@ -453,6 +467,19 @@ impl Power {
         host: &Host,
         auth_slot: &mut Option<Auth>,
     ) -> Result<(String, SystemInfo), BmcError> {
+        let (path, system) = self.discover_json(gate, bmc, host, auth_slot).await?;
+        Ok((path, SystemInfo::from_json(&system)?))
+    }
+
+    /// Logs in (unless `auth_slot` holds a session), finds `host`'s system
+    /// and returns its path and resource.
+    async fn discover_json(
+        &self,
+        gate: &Gate,
+        bmc: &Endpoint,
+        host: &Host,
+        auth_slot: &mut Option<Auth>,
+    ) -> Result<(String, serde_json::Value), BmcError> {
         // The hosts of one BMC log in and read its collection one after
         // another, so the first one's answers (a fallback to Basic, the
         // collection) spare the others their requests.
@@ -475,8 +502,8 @@ impl Power {
         };
         drop(known);
         let path = pick_member(&collection, host.label(SYSTEM_LABEL))?;
-        let info = self.read_system(gate, bmc, auth_slot, &path).await?;
-        Ok((path, info))
+        let system = self.get(gate, bmc, auth_slot, &path).await?;
+        Ok((path, system))
     }
 
     async fn read_system(

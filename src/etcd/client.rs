@@ -4,7 +4,8 @@
 //! gRPC code generation at build time.
 //!
 //! Owns the wire format and the choice of endpoint (the first that
-//! answers; the next on a connection error). It knows nothing of runs,
+//! answers; the next on a connection error, a timeout or an answer
+//! without a leader, and later requests start past the one that failed). It knows nothing of runs,
 //! leaders or journals: that is [`super::run`]'s.
 
 use std::path::PathBuf;
@@ -242,8 +243,21 @@ impl Client {
         })
     }
 
+    /// Gives up on endpoint `at` for now: later requests start at the next
+    /// one (unless another request moved on meanwhile). A member that hangs
+    /// (stopped, swapping) accepts connections and never answers; starting
+    /// every request there would spend each one's time on it.
+    fn pass_over(&self, at: usize) {
+        let next = (at + 1) % self.endpoints.len();
+        let _ = self
+            .current
+            .compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
     /// POSTs `body` to `path` on the current endpoint, then on each other
-    /// one in turn while they cannot be reached.
+    /// one in turn while they cannot be reached, hang past the request
+    /// timeout or answer without a leader. The one that answered becomes
+    /// the current one; one that failed is passed over by later requests.
     async fn post(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
@@ -256,6 +270,7 @@ impl Client {
                 Err(e) => {
                     let chain = error_chain(&e);
                     last = format!("{}: {chain}{}", self.endpoints[at], tls_hint(&chain));
+                    self.pass_over(at);
                     continue;
                 }
             };
@@ -264,6 +279,7 @@ impl Client {
                 Ok(v) => v,
                 Err(e) => {
                     last = format!("{}: bad answer: {}", self.endpoints[at], error_chain(&e));
+                    self.pass_over(at);
                     continue;
                 }
             };
@@ -277,6 +293,7 @@ impl Client {
                 // A member without a leader may be the one cut off: another may have quorum.
                 last = format!("{}: {message} (HTTP {status})", self.endpoints[at]);
                 if i + 1 < n {
+                    self.pass_over(at);
                     continue;
                 }
                 return Err(EtcdError::Server(last));
@@ -294,6 +311,19 @@ impl Client {
             body["range_end"] = json!(B64.encode(range_end(key)));
         }
         Ok(kvs(&self.post("/v3/kv/range", &body).await?))
+    }
+
+    /// The keys (no values) starting with `prefix`.
+    pub async fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, EtcdError> {
+        let body = json!({
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(range_end(prefix)),
+            "keys_only": true,
+        });
+        Ok(kvs(&self.post("/v3/kv/range", &body).await?)
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect())
     }
 
     /// One key's value, if it exists.

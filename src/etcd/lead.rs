@@ -130,6 +130,11 @@ impl Guard {
         *Self::lock(&self.last_ok) = sent;
     }
 
+    /// Time left before the local deadline.
+    fn left(&self) -> Duration {
+        Self::lock(&self.deadline).saturating_duration_since(Instant::now())
+    }
+
     /// Whether the driver may act now; fences it when the deadline passed.
     pub fn valid(&self) -> bool {
         if self.fenced.borrow().is_some() {
@@ -183,8 +188,13 @@ pub fn safety_margin(ttl: Duration) -> Duration {
     (ttl / 5).max(Duration::from_secs(1)).min(ttl / 2)
 }
 
-/// Renews the lease every TTL/5 until fenced. Each attempt may take at most
-/// as long as the interval, so a hung member costs one attempt, not the lease.
+/// Renews the lease every TTL/5 until fenced. An attempt may take until the
+/// guard's deadline: the client gives each endpoint the request timeout
+/// (TTL/5) and then tries the next, so a hung member (stopped, not dead:
+/// it accepts the connection and never answers) costs one request
+/// timeout, and the next member renews the lease well within the TTL.
+/// Capping the attempt at the interval instead cut it off before it ever
+/// reached the second member.
 pub(crate) async fn keep_alive(client: Arc<Client>, lease: i64, guard: Arc<Guard>) {
     let every = (guard.ttl / 5).max(Duration::from_millis(200));
     loop {
@@ -192,7 +202,8 @@ pub(crate) async fn keep_alive(client: Arc<Client>, lease: i64, guard: Arc<Guard
             return;
         }
         let sent = Instant::now();
-        match tokio::time::timeout(every, client.keepalive(lease)).await {
+        let left = guard.left().max(every);
+        match tokio::time::timeout(left, client.keepalive(lease)).await {
             Ok(Ok(true)) => guard.renewed(sent),
             Ok(Ok(false)) => {
                 guard.fence(Fenced::LeaseExpired);

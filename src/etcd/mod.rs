@@ -13,6 +13,7 @@
 //! PREFIX leader/RUN_ID              the driver (JSON), attached to its lease; create revision = fencing token
 //! PREFIX standby/RUN_ID/BASTION-PID a waiting standby (JSON), attached to its own lease
 //! PREFIX run/RUN_ID/header          the journal header (JSON)
+//! PREFIX run/RUN_ID/pause           present while the run is paused (who and when): binds every driver
 //! PREFIX run/RUN_ID/hosts/NNNNNN    the selected host names, one per line, in chunks
 //! PREFIX run/RUN_ID/input/N/meta    one input file: its path and SHA-256 and chunk count
 //! PREFIX run/RUN_ID/input/N/NNNNNN  its content in chunks
@@ -45,6 +46,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 /// How long `--etcd` may take to connect before the run gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How often a driver reads its run's pause key.
+pub const PAUSE_POLL: Duration = Duration::from_secs(1);
+
 /// Chunks of inputs and host lists: well under etcd's 1.5 MiB request limit.
 const CHUNK: usize = 256 * 1024;
 
@@ -57,6 +61,9 @@ pub struct Settings {
     pub ttl: Duration,
     /// Who this process is to other bastions (`--bastion`, else the host name).
     pub bastion: String,
+    /// This process was given `--become-password-file`: said in its leader
+    /// key, so that a standby without one is refused (it could not take over).
+    pub become_password: bool,
 }
 
 /// The keys of one run.
@@ -85,6 +92,9 @@ impl Keys {
     fn header(&self) -> Vec<u8> {
         self.k(&format!("run/{}/header", self.run))
     }
+    pub(crate) fn pause(&self) -> Vec<u8> {
+        self.k(&format!("run/{}/pause", self.run))
+    }
     fn hosts(&self) -> Vec<u8> {
         self.k(&format!("run/{}/hosts/", self.run))
     }
@@ -111,6 +121,9 @@ pub struct Driver {
     pub pid: u32,
     /// When it took the lead (RFC 3339).
     pub since: String,
+    /// It was given a become password file (never the password).
+    #[serde(default)]
+    pub become_password: bool,
     /// The leader key's create revision: filled in when read back.
     #[serde(default)]
     pub token: i64,
@@ -147,6 +160,19 @@ impl std::fmt::Display for Collision {
             self.sample.join(", ")
         )
     }
+}
+
+/// Another run in etcd that selected some of the same hosts (see
+/// [`Store::others_with_hosts`]).
+#[derive(Debug, Clone)]
+pub struct OtherRun {
+    pub header: Header,
+    pub overlap: usize,
+    pub sample: Vec<String>,
+    /// Its journal records the run's end.
+    pub finished: bool,
+    /// A driver holds its lead now.
+    pub driven: bool,
 }
 
 /// Why a run could not be started or taken in etcd.
@@ -230,16 +256,7 @@ impl Store {
         let kvs = self
             .rt
             .block_on(self.client.range(&self.keys(run).hosts(), true))?;
-        Ok(kvs
-            .iter()
-            .flat_map(|kv| {
-                String::from_utf8_lossy(&kv.value)
-                    .into_owned()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect())
+        Ok(host_list(kvs.iter().map(|kv| kv.value.as_slice())))
     }
 
     /// The first live run (other than `me`) whose hosts overlap `hosts`.
@@ -349,6 +366,7 @@ impl Store {
                 bastion: self.settings.bastion.clone(),
                 pid: std::process::id(),
                 since: journal::rfc3339(SystemTime::now()),
+                become_password: self.settings.become_password,
                 token: 0,
             };
             let r = self.rt.block_on(self.client.txn(
@@ -387,6 +405,7 @@ impl Store {
                     guard,
                     keepalive,
                     mirror: None,
+                    pause: None,
                     next_seq,
                     notice,
                     ttl,
@@ -443,6 +462,106 @@ impl Store {
             .rt
             .block_on(self.client.get(&self.keys(run).header()))?;
         Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    }
+
+    /// Every run in etcd other than `me` that selected some of `hosts`,
+    /// live or not, finished or not: a new run beside a stale one, or a
+    /// resume of a stale one after a newer run, acts on those hosts twice.
+    pub fn others_with_hosts(
+        &self,
+        hosts: &HashSet<&str>,
+        me: &str,
+    ) -> Result<Vec<OtherRun>, EtcdError> {
+        let prefix = format!("{}run/", self.settings.prefix);
+        let keys = self.rt.block_on(self.client.keys(prefix.as_bytes()))?;
+        let drivers: HashSet<String> = self.drivers()?.into_iter().map(|d| d.run_id).collect();
+        let mut others = Vec::new();
+        for key in keys.iter().filter(|k| k.ends_with(b"/header")) {
+            let key = String::from_utf8_lossy(key);
+            let Some(run) = key
+                .strip_prefix(&prefix)
+                .and_then(|k| k.strip_suffix("/header"))
+            else {
+                continue;
+            };
+            if run == me {
+                continue;
+            }
+            let mut common: Vec<String> = self
+                .hosts_of(run)?
+                .into_iter()
+                .filter(|h| hosts.contains(h.as_str()))
+                .collect();
+            if common.is_empty() {
+                continue;
+            }
+            let Some(header) = self.header(run)? else {
+                continue;
+            };
+            let finished = match self.journal(run) {
+                Ok(Some(j)) => journal_finished(&j.records),
+                _ => false,
+            };
+            common.sort();
+            let overlap = common.len();
+            common.truncate(5);
+            others.push(OtherRun {
+                driven: drivers.contains(run),
+                header,
+                overlap,
+                sample: common,
+                finished,
+            });
+        }
+        Ok(others)
+    }
+
+    /// Pauses `run` (puts its pause key, saying who and when) or continues
+    /// it (deletes the key). The pause lives with the run: whoever drives
+    /// it, now or after a takeover, watches the key. Returns whether
+    /// anything changed.
+    pub fn set_paused(&self, run: &str, paused: bool, by: &str) -> Result<bool, EtcdError> {
+        let key = self.keys(run).pause();
+        let absent = [Compare::Created(key.clone(), 0)];
+        let r = if paused {
+            let value = format!("paused by {by} at {}", journal::rfc3339(SystemTime::now()));
+            self.rt.block_on(self.client.txn(
+                &absent,
+                &[Op::Put {
+                    key,
+                    value: value.into_bytes(),
+                    lease: 0,
+                }],
+                &[],
+            ))?
+        } else {
+            let r = self
+                .rt
+                .block_on(self.client.txn(&absent, &[], &[Op::Delete { key }]))?;
+            return Ok(!r.succeeded);
+        };
+        Ok(r.succeeded)
+    }
+
+    /// How many times `run`'s journal in etcd says it paused (or continued).
+    pub fn acknowledgements(&self, run: &str, paused: bool) -> Result<usize, EtcdError> {
+        use crate::engine::events::EventKind;
+        Ok(self.journal(run)?.map_or(0, |j| {
+            j.records
+                .iter()
+                .filter(|r| match r {
+                    Record::Event {
+                        kind: EventKind::RunPaused,
+                        ..
+                    } => paused,
+                    Record::Event {
+                        kind: EventKind::RunContinued,
+                        ..
+                    } => !paused,
+                    _ => false,
+                })
+                .count()
+        }))
     }
 
     /// The driver of `run`, if it is live.
@@ -607,6 +726,19 @@ impl Store {
     }
 }
 
+/// Whether a journal's last driver recorded the run's end (a resume after
+/// a run's end makes it unfinished again).
+pub fn journal_finished(records: &[Record]) -> bool {
+    records.iter().rev().find_map(|r| match r {
+        Record::Resumed { .. } => Some(false),
+        Record::Event {
+            kind: crate::engine::events::EventKind::RunFinished { .. },
+            ..
+        } => Some(true),
+        _ => None,
+    }) == Some(true)
+}
+
 /// Done, failed and in-flight hosts, the outcome and the last record's time.
 fn progress(j: &journal::Journal, info: &mut RunInfo) {
     let mut collector = crate::report::summary::Collector::new();
@@ -663,6 +795,20 @@ fn journal_of(kvs: &[client::Kv]) -> Result<Option<journal::Journal>, String> {
         records,
         torn_tail: false,
     }))
+}
+
+/// The host names of a run's host-list chunks (in key order): the chunks
+/// joined back first, then split into lines. The list is cut into chunks
+/// by bytes, so a name (or a character) may straddle two chunks; splitting
+/// each chunk on its own made two fragments of it, and the collision check
+/// missed that host.
+fn host_list<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+    let whole: Vec<u8> = chunks.flatten().copied().collect();
+    String::from_utf8_lossy(&whole)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -751,6 +897,8 @@ pub struct Lead {
     guard: Arc<Guard>,
     keepalive: tokio::task::JoinHandle<()>,
     mirror: Option<tokio::task::JoinHandle<u64>>,
+    /// The task that watches the run's pause key.
+    pause: Option<tokio::task::JoinHandle<()>>,
     next_seq: u64,
     notice: fn(&str),
     ttl: Duration,
@@ -813,7 +961,40 @@ impl Lead {
             consumer: Box::new(consumer),
             stop: self.guard.stopped(),
             may_act: crate::engine::events::MayAct(Arc::new(move || guard.valid())),
+            pause: Some(self.pause_switch()),
         }
+    }
+
+    /// The run's pause switch as etcd holds it: read now (a takeover of a
+    /// paused run starts paused, before any host), then every
+    /// [`PAUSE_POLL`]. A read that fails leaves the switch as it was: a
+    /// driver that cannot reach etcd cannot commit an intent either.
+    fn pause_switch(&mut self) -> tokio::sync::watch::Receiver<bool> {
+        let (client, key) = (Arc::clone(&self.client), self.keys.pause());
+        let read = move || {
+            let (client, key) = (Arc::clone(&client), key.clone());
+            async move {
+                tokio::time::timeout(CONNECT_TIMEOUT, client.get(&key))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|kv| kv.is_some())
+            }
+        };
+        let now = self.rt.block_on(read()).unwrap_or(false);
+        let (tx, rx) = tokio::sync::watch::channel(now);
+        self.pause = Some(self.rt.spawn(async move {
+            loop {
+                tokio::time::sleep(PAUSE_POLL).await;
+                if tx.is_closed() {
+                    return;
+                }
+                if let Some(paused) = read().await {
+                    tx.send_if_modified(|p| std::mem::replace(p, paused) != paused);
+                }
+            }
+        }));
+        rx
     }
 
     /// Why this driver stopped acting, if it did.
@@ -849,6 +1030,9 @@ impl Lead {
             }
         });
         self.keepalive.abort();
+        if let Some(p) = self.pause.take() {
+            p.abort();
+        }
         if self.guard.fenced().is_none() {
             let (client, lease) = (&self.client, self.lease);
             let _ = self.rt.block_on(async move {
@@ -879,6 +1063,26 @@ mod tests {
         assert_eq!(parts.concat(), big);
         // An empty file is one empty chunk: its copy exists.
         assert_eq!(chunks(b"").count(), 1);
+    }
+
+    #[test]
+    fn a_host_name_straddling_a_chunk_boundary_reads_back_whole() {
+        // Names of 13 bytes and a newline: 256 KiB is no multiple of 14, so
+        // some name is cut in two by the boundary.
+        let names: Vec<String> = (0..CHUNK / 14 + 100)
+            .map(|i| format!("host-{i:08}"))
+            .collect();
+        let joined = names.join("\n");
+        let parts: Vec<&[u8]> = chunks(joined.as_bytes()).collect();
+        assert_eq!(parts.len(), 2);
+        assert!(!parts[0].ends_with(b"\n") && !parts[1].starts_with(b"\n"));
+        assert_eq!(host_list(parts.into_iter()), names);
+        // A multi-byte character cut by the boundary survives too.
+        let wide = format!("{}é\nb", "a".repeat(CHUNK - 1));
+        assert_eq!(
+            host_list(chunks(wide.as_bytes())),
+            [format!("{}é", "a".repeat(CHUNK - 1)), "b".to_owned()]
+        );
     }
 
     #[test]

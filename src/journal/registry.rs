@@ -30,6 +30,10 @@ const FLOCK_WAIT: Duration = Duration::from_secs(10);
 struct RunFile {
     holder: Holder,
     plan: String,
+    /// The run's id (absent from entries of older versions: the holder's
+    /// journal file is named after it).
+    #[serde(default)]
+    run: Option<String>,
     /// Sorted, distinct hashes of the host names the run selects.
     hosts: Vec<u64>,
 }
@@ -100,6 +104,32 @@ pub struct Entry {
 pub enum Replaced {
     Stale(Holder),
     Broken(Overlap),
+    /// The entry of the same run, whose lead in etcd this process took
+    /// lawfully (its driver's lease expired): the driver, stopped on this
+    /// machine, may be alive, but etcd decides who drives a run kept there.
+    /// Removing its entry also stops it at its next intent if it wakes.
+    TakenOver(Holder),
+}
+
+/// What a run registers as.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub plan: &'a str,
+    pub run: Option<&'a str>,
+    /// This process took the run's lead in etcd: an entry of the same run
+    /// (its previous driver on this machine) gives way.
+    pub led_in_etcd: bool,
+}
+
+impl RunFile {
+    /// The run this entry is of.
+    fn run_id(&self) -> Option<String> {
+        self.run.clone().or_else(|| {
+            Path::new(&self.holder.journal)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+    }
 }
 
 impl Entry {
@@ -158,6 +188,24 @@ pub fn register<'a>(
     me: &Holder,
     breaking: Break,
 ) -> Result<Entry, RegistryError> {
+    let claim = Claim {
+        plan,
+        run: None,
+        led_in_etcd: false,
+    };
+    register_run(dir, claim, hosts, me, breaking)
+}
+
+/// [`register`] for `claim`: its run id is kept in the entry, and a run
+/// whose lead was taken in etcd replaces the entry of the same run.
+pub fn register_run<'a>(
+    dir: &Path,
+    claim: Claim<'_>,
+    hosts: impl IntoIterator<Item = &'a str>,
+    me: &Holder,
+    breaking: Break,
+) -> Result<Entry, RegistryError> {
+    let plan = claim.plan;
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| RegistryError::Io { path, source }
@@ -199,6 +247,11 @@ pub fn register<'a>(
             replaced.push(Replaced::Stale(run.holder));
             continue;
         }
+        if claim.led_in_etcd && claim.run.is_some() && run.run_id().as_deref() == claim.run {
+            remove_if_ours(&path, &identity).map_err(io_err(&path))?;
+            replaced.push(Replaced::TakenOver(run.holder));
+            continue;
+        }
         let shared = common(&ours, &run.hosts);
         if shared == 0 {
             continue;
@@ -224,6 +277,7 @@ pub fn register<'a>(
     let body = serde_json::to_vec(&RunFile {
         holder: me.clone(),
         plan: plan.to_owned(),
+        run: claim.run.map(str::to_owned),
         hosts: ours,
     })
     .map_err(|e| RegistryError::Io {

@@ -33,8 +33,9 @@ struct HostTrack {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Final {
     Done,
-    /// Failed or unreachable at this step.
-    Failed(usize),
+    /// Failed or unreachable at this step; `spent`: it spent the stage's
+    /// failure budget (failed, not set aside unreachable).
+    Failed(usize, bool),
 }
 
 /// Per-host starts for the engine, and what the resume will do, for people.
@@ -54,6 +55,9 @@ pub struct Resume {
     pub power_cycled: Vec<String>,
     /// The same hosts, as (stage index, host index) (`resume --failed-only`).
     pub failed: Vec<(usize, usize)>,
+    /// Those of them that spent their stage's failure budget (failed, not
+    /// set aside unreachable): a resume that leaves them out keeps it spent.
+    pub spent: Vec<(usize, usize)>,
     /// Journal hosts or stages the current plan no longer has (only with --force).
     pub unknown: usize,
 }
@@ -139,9 +143,8 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                         t.cycles = None;
                         Some(Final::Done)
                     }
-                    HostOutcome::Failed { step, .. } | HostOutcome::Unreachable { step, .. } => {
-                        Some(Final::Failed(*step))
-                    }
+                    HostOutcome::Failed { step, .. } => Some(Final::Failed(*step, true)),
+                    HostOutcome::Unreachable { step, .. } => Some(Final::Failed(*step, false)),
                     // Interrupted: where it stood is in `current` and `reboot`.
                     HostOutcome::Interrupted { step, .. } => {
                         t.current = Some(*step);
@@ -192,10 +195,13 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
             }
             // A reboot was sent and never verified: whatever happened since,
             // only its boot id can tell; never send it again.
-            (Some(Final::Failed(_)) | None, Some((step, boot_id))) => {
-                if matches!(t.outcome, Some(Final::Failed(_))) {
+            (Some(Final::Failed(..)) | None, Some((step, boot_id))) => {
+                if let Some(Final::Failed(_, spent)) = t.outcome {
                     resume.retried.push(label.clone());
                     resume.failed.push((si, hi));
+                    if spent {
+                        resume.spent.push((si, hi));
+                    }
                 }
                 resume.reverify.push(label);
                 HostStart::From {
@@ -204,9 +210,12 @@ pub fn replay(records: &[Record], plan: &Plan, inventory: &Inventory) -> Resume 
                     power_cycles: cycles_at(*step),
                 }
             }
-            (Some(Final::Failed(step)), None) => {
+            (Some(Final::Failed(step, spent)), None) => {
                 resume.retried.push(label);
                 resume.failed.push((si, hi));
+                if *spent {
+                    resume.spent.push((si, hi));
+                }
                 HostStart::From {
                     step: *step,
                     reboot_boot_id: None,

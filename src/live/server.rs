@@ -22,6 +22,12 @@ use super::state::Live;
 /// kernel's backlog.
 const CONNECTIONS: usize = 64;
 
+/// At most this many of them from one client address: one reader (or one
+/// hostile client) holding idle connections cannot keep everyone else off
+/// the page. A page polls once a second over one connection; a browser
+/// opens a few.
+const PER_CLIENT: usize = 8;
+
 /// A connection idle this long (headers not sent) is closed.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -78,17 +84,24 @@ async fn accept(listener: TcpListener, live: Arc<Mutex<Live>>) {
         return;
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
+    let clients: Arc<Mutex<std::collections::HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             // Out of descriptors, say: wait a little rather than spin.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        let Some(client) = ClientSlot::take(&clients, peer.ip()) else {
+            // Closed at once: this client holds its share already.
+            drop(stream);
+            continue;
+        };
         let live = Arc::clone(&live);
         tokio::spawn(async move {
+            let _client = client;
             let service = hyper::service::service_fn(move |req| {
                 let live = Arc::clone(&live);
                 async move { Ok::<_, Infallible>(respond(&req, &live)) }
@@ -102,6 +115,48 @@ async fn accept(listener: TcpListener, live: Arc<Mutex<Live>>) {
                 .await;
             drop(permit);
         });
+    }
+}
+
+/// One connection of a client address, counted until dropped.
+struct ClientSlot {
+    clients: Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    /// A slot for `ip`, unless it holds [`PER_CLIENT`] connections already.
+    fn take(
+        clients: &Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+    ) -> Option<ClientSlot> {
+        let mut map = clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: Arc::clone(clients),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -179,6 +234,23 @@ fn respond(req: &Request<Incoming>, live: &Mutex<Live>) -> Response<Full<Bytes>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_client_holds_at_most_its_share_of_connections() {
+        let clients = Arc::default();
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let held: Vec<ClientSlot> = (0..PER_CLIENT)
+            .map(|_| ClientSlot::take(&clients, a).expect("within the share"))
+            .collect();
+        assert!(ClientSlot::take(&clients, a).is_none());
+        assert!(
+            ClientSlot::take(&clients, b).is_some(),
+            "another client is served"
+        );
+        drop(held);
+        assert!(ClientSlot::take(&clients, a).is_some(), "slots come back");
+    }
 
     #[test]
     fn listen_addresses_default_to_loopback_and_refuse_every_interface() {

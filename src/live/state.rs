@@ -225,7 +225,7 @@ impl Live {
 
     pub fn event(&mut self, at: SystemTime, elapsed_ms: u64, kind: &EventKind) {
         self.tick(elapsed_ms);
-        self.collector.event(at, kind);
+        self.collector.event_at(at, elapsed_ms, kind);
         let now = self.elapsed_ms;
         match kind {
             EventKind::RunStarted { .. } => {}

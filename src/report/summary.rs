@@ -144,11 +144,18 @@ pub struct Collector {
     stage_ix: HashMap<String, usize>,
     hosts: Vec<HostResult>,
     host_ix: HashMap<(String, String), usize>,
-    /// Reboot intent time per (stage, host, step).
-    reboots: HashMap<(String, String, usize), u64>,
+    /// Reboot intent time per (stage, host, step): wall-clock ms since the
+    /// origin, and the process's monotonic ms with the process it is of.
+    reboots: HashMap<(String, String, usize), (u64, Option<Mono>)>,
+    /// The monotonic clock of the event being folded.
+    mono: Option<Mono>,
     boot_ms: Vec<u64>,
     notes: Vec<String>,
 }
+
+/// A point on one process's monotonic clock: (which process of the run,
+/// counting resumes; ms since its engine started).
+type Mono = (usize, u64);
 
 impl Collector {
     pub fn new() -> Self {
@@ -188,9 +195,9 @@ impl Collector {
             Record::Drill { speed, .. } => self.note(format!(
                 "a drill on simulated hosts: times are drill time, compressed {speed}x"
             )),
-            Record::Event { at, kind, .. } => {
+            Record::Event { at, ms, kind } => {
                 let t = parse_rfc3339(at).unwrap_or(SystemTime::UNIX_EPOCH);
-                self.event(t, kind);
+                self.event_at(t, *ms, kind);
             }
         }
     }
@@ -222,6 +229,17 @@ impl Collector {
         });
         self.stage_ix.insert(name.to_owned(), self.stages.len() - 1);
         self.stages.len() - 1
+    }
+
+    /// Folds an event stamped with the wall clock `at` and `elapsed_ms` on
+    /// its process's monotonic clock (ms since that process's engine
+    /// started; a resume is another process). Durations inside one process
+    /// (boot times) are taken from the monotonic clock, so a clock jump
+    /// (NTP stepping a bastion's clock) cannot make a reboot look 72 h long.
+    pub fn event_at(&mut self, at: SystemTime, elapsed_ms: u64, kind: &EventKind) {
+        self.mono = Some((self.resumes, elapsed_ms));
+        self.event(at, kind);
+        self.mono = None;
     }
 
     pub fn event(&mut self, at: SystemTime, kind: &EventKind) {
@@ -295,8 +313,10 @@ impl Collector {
             EventKind::RebootIssued {
                 stage, host, step, ..
             } => {
-                self.reboots
-                    .insert((stage.name.clone(), host.name.clone(), *step), ms);
+                self.reboots.insert(
+                    (stage.name.clone(), host.name.clone(), *step),
+                    (ms, self.mono),
+                );
             }
             EventKind::PowerCycleIssued { stage, host, .. } => {
                 if let Some(&i) = self.host_ix.get(&(stage.name.clone(), host.name.clone())) {
@@ -310,11 +330,16 @@ impl Collector {
                 kind: crate::engine::events::StepKind::Reboot,
                 error: None,
             } => {
-                if let Some(issued) =
+                if let Some((issued, mono)) =
                     self.reboots
                         .remove(&(stage.name.clone(), host.name.clone(), *step))
                 {
-                    self.boot_ms.push(ms.saturating_sub(issued));
+                    let took = match (mono, self.mono) {
+                        (Some((p, sent)), Some((q, now))) if p == q => now.saturating_sub(sent),
+                        // Issued before a resume: only the wall clock spans both.
+                        _ => ms.saturating_sub(issued),
+                    };
+                    self.boot_ms.push(took);
                 }
             }
             EventKind::HostFinished {

@@ -279,6 +279,50 @@ fn boot_time_percentiles() {
     );
 }
 
+/// A bastion's clock stepped 72 h forward while a host rebooted: the boot
+/// time is the monotonic clock's (the journal's `ms`), not the wall clock's.
+#[test]
+fn boot_time_survives_a_wall_clock_jump() {
+    use crate::journal::{Record, rfc3339};
+    let stage = StageRef {
+        index: 0,
+        name: "s".into(),
+    };
+    let host = HostRef {
+        index: 0,
+        name: "h".into(),
+    };
+    let event = |at: std::time::SystemTime, ms: u64, kind: EventKind| Record::Event {
+        at: rfc3339(at),
+        ms,
+        kind,
+    };
+    let mut c = Collector::new();
+    c.record(&event(
+        t0(),
+        1_000,
+        EventKind::RebootIssued {
+            stage: stage.clone(),
+            host: host.clone(),
+            step: 0,
+            boot_id_before: "a".into(),
+        },
+    ));
+    c.record(&event(
+        t0() + Duration::from_secs(72 * 3600 + 40),
+        41_000,
+        EventKind::StepFinished {
+            stage,
+            host,
+            step: 0,
+            kind: StepKind::Reboot,
+            error: None,
+        },
+    ));
+    let b = c.summary().boot_time.expect("a boot time");
+    assert_eq!((b.hosts, b.p95_ms), (1, 40_000));
+}
+
 #[test]
 fn json_report() {
     let v: serde_json::Value = serde_json::from_str(&formats::json(&summary())).unwrap();

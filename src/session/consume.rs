@@ -254,7 +254,11 @@ impl Consumer for SummaryConsumer {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .event(e.at, e.kind);
+            .event_at(
+                e.at,
+                u64::try_from(e.elapsed.as_millis()).unwrap_or(u64::MAX),
+                e.kind,
+            );
         Ok(())
     }
 

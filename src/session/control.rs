@@ -42,6 +42,30 @@ pub fn watch(file: PathBuf) -> (watch::Receiver<bool>, tokio::task::JoinHandle<(
     (rx, task)
 }
 
+/// One switch from two: true while either is (the control file beside the
+/// journal, and the pause key of a run kept in etcd). The task ends when
+/// the receiver is dropped.
+pub fn either(
+    mut a: watch::Receiver<bool>,
+    mut b: watch::Receiver<bool>,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(*a.borrow_and_update() || *b.borrow_and_update());
+    let task = tokio::spawn(async move {
+        let (mut a_open, mut b_open) = (true, true);
+        while a_open || b_open {
+            tokio::select! {
+                r = a.changed(), if a_open => a_open = r.is_ok(),
+                r = b.changed(), if b_open => b_open = r.is_ok(),
+                () = tx.closed() => return,
+            }
+            let now = *a.borrow_and_update() || *b.borrow_and_update();
+            tx.send_if_modified(|p| std::mem::replace(p, now) != now);
+        }
+        tx.closed().await;
+    });
+    (rx, task)
+}
+
 /// The journal `run` names: a path to a journal file, or a run id whose
 /// journal is in `dir`.
 pub fn resolve(run: &str, dir: &Path) -> Result<PathBuf, String> {

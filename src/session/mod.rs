@@ -191,7 +191,17 @@ pub fn bmc_client(
     if !uses_bmcs(plan) {
         return Ok(None);
     }
-    let cleartext = plain_http_bmcs(plan, inventory, bmc.allow_http);
+    bmc_client_for(&power_on_hosts(plan), inventory, bmc).map(Some)
+}
+
+/// The BMC client for `hosts` (indices in the inventory), every host's
+/// credentials entry, certificate pin, cipher suite and scheme checked first.
+pub fn bmc_client_for(
+    hosts: &[usize],
+    inventory: &Inventory,
+    bmc: &BmcSettings,
+) -> anyhow::Result<Arc<dyn Bmc>> {
+    let cleartext = plain_http_bmcs(hosts, inventory, bmc.allow_http);
     if !cleartext.is_empty() {
         anyhow::bail!(
             "{}",
@@ -199,14 +209,14 @@ pub fn bmc_client(
         );
     }
     let credentials = CredentialStore::load(bmc.credentials.as_deref())?;
-    let problems = bmc_credential_problems(plan, inventory, &credentials);
+    let problems = bmc_credential_problems(hosts, inventory, &credentials);
     if !problems.is_empty() {
         anyhow::bail!(
             "{}",
             crate::diag::render_text(&Sources::new(), &problems).trim_end()
         );
     }
-    let pins = match bmc_cert_pins(plan, inventory) {
+    let pins = match bmc_cert_pins(hosts, inventory) {
         Ok(pins) => pins,
         Err(problems) => anyhow::bail!(
             "{}",
@@ -222,7 +232,7 @@ pub fn bmc_client(
     };
     let credentials = Arc::new(credentials);
     let redfish = Redfish::new(Arc::clone(&credentials), &opts)?;
-    let suites = match ipmi_suite_pins(plan, inventory) {
+    let suites = match ipmi_suite_pins(hosts, inventory) {
         Ok(s) => s,
         Err(problems) => anyhow::bail!(
             "{}",
@@ -230,24 +240,19 @@ pub fn bmc_client(
         ),
     };
     let ipmi = crate::transport::ipmi::Ipmi::new(credentials).with_pinned_suites(suites);
-    Ok(Some(Arc::new(crate::transport::ipmi::Bmcs::new(
-        redfish, ipmi,
-    ))))
+    Ok(Arc::new(crate::transport::ipmi::Bmcs::new(redfish, ipmi)))
 }
 
 /// The `bmc_cert_sha256` pins of the hosts the plan reaches through BMCs,
 /// by BMC origin; one diagnostic per host whose pin is malformed, is on a
 /// BMC without TLS, or differs from another host's pin for the same BMC.
 pub fn bmc_cert_pins(
-    plan: &Plan,
+    hosts: &[usize],
     inventory: &Inventory,
 ) -> Result<HashMap<String, Fingerprint>, Vec<Diagnostic>> {
     let mut pins: HashMap<String, (Fingerprint, String)> = HashMap::new();
     let mut problems = Vec::new();
-    for h in bmc_hosts(plan)
-        .into_iter()
-        .filter_map(|i| inventory.hosts.get(i))
-    {
+    for h in hosts.iter().filter_map(|&i| inventory.hosts.get(i)) {
         let Some(pin) = h.label(CERT_LABEL) else {
             continue;
         };
@@ -300,16 +305,13 @@ pub fn bmc_cert_pins(
 /// cipher suite (0-17), is on a BMC that is not `ipmi://`, or differs from
 /// another host's for the same BMC.
 pub fn ipmi_suite_pins(
-    plan: &Plan,
+    hosts: &[usize],
     inventory: &Inventory,
 ) -> Result<HashMap<String, u8>, Vec<Diagnostic>> {
     use crate::transport::ipmi::{SUITE_LABEL, Target};
     let mut pins: HashMap<String, (u8, String)> = HashMap::new();
     let mut problems = Vec::new();
-    for h in bmc_hosts(plan)
-        .into_iter()
-        .filter_map(|i| inventory.hosts.get(i))
-    {
+    for h in hosts.iter().filter_map(|&i| inventory.hosts.get(i)) {
         let Some(value) = h.label(SUITE_LABEL) else {
             continue;
         };
@@ -356,13 +358,13 @@ pub const ALLOW_HTTP_LABEL: &str = "bmc_allow_http";
 /// plain `http://` URL: the BMC password would cross the network in
 /// cleartext. Errors unless `allowed` (`--bmc-allow-http`) or the host's
 /// `bmc_allow_http: "true"` label says so; `plan` shows them as warnings.
-pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec<Diagnostic> {
+pub fn plain_http_bmcs(hosts: &[usize], inventory: &Inventory, allowed: bool) -> Vec<Diagnostic> {
     if allowed {
         return Vec::new();
     }
-    bmc_hosts(plan)
-        .into_iter()
-        .filter_map(|i| inventory.hosts.get(i))
+    hosts
+        .iter()
+        .filter_map(|&i| inventory.hosts.get(i))
         .filter(|h| h.label(ALLOW_HTTP_LABEL) != Some("true"))
         .filter_map(|h| {
             let bmc = h.label("bmc")?;
@@ -389,7 +391,7 @@ pub fn plain_http_bmcs(plan: &Plan, inventory: &Inventory, allowed: bool) -> Vec
 }
 
 /// Hosts some power_on or remediate stage reaches, once each, in inventory order.
-pub(crate) fn bmc_hosts(plan: &Plan) -> Vec<usize> {
+pub(crate) fn power_on_hosts(plan: &Plan) -> Vec<usize> {
     let mut hosts: Vec<usize> = plan
         .stages
         .iter()
@@ -405,13 +407,13 @@ pub(crate) fn bmc_hosts(plan: &Plan) -> Vec<usize> {
 /// entry (or the default account) the credentials do not hold, at the
 /// host's place in the inventory.
 pub fn bmc_credential_problems(
-    plan: &Plan,
+    hosts: &[usize],
     inventory: &Inventory,
     credentials: &CredentialStore,
 ) -> Vec<Diagnostic> {
-    bmc_hosts(plan)
-        .into_iter()
-        .filter_map(|i| inventory.hosts.get(i))
+    hosts
+        .iter()
+        .filter_map(|&i| inventory.hosts.get(i))
         .filter_map(|h| {
             let e = credentials.for_host(h).err()?;
             Some(Diagnostic::error(
@@ -489,13 +491,27 @@ pub enum Locking<'a> {
 }
 
 /// Creates the journal directory (0700: journals name hosts and commands).
+/// An existing one that every user may write to is refused: anyone could
+/// create the run's pause file there (and pause it), or plant a lock.
 pub fn journal_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create the journal directory {}", dir.display()))
+        .with_context(|| format!("cannot create the journal directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the journal directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o002 != 0 {
+        anyhow::bail!(
+            "the journal directory {} is writable by every user (mode {:o}): any of them could pause the run              (its control file lives there) or plant a lock; use a directory of your own (`chmod o-w` it,              or give another --journal)",
+            dir.display(),
+            mode & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// Takes the plan's lock in `dir` for `journal_file`, then registers the
@@ -507,6 +523,7 @@ fn take_lock(
     journal_file: &Path,
     breaking: lock::Break,
     (plan, inventory): (&Plan, &Inventory),
+    led_in_etcd: bool,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<lock::RunLock> {
     let flag = match breaking {
@@ -531,18 +548,30 @@ fn take_lock(
         .flat_map(|s| s.hosts.iter())
         .filter_map(|&h| inventory.hosts.get(h))
         .map(|h| h.name.as_str());
-    let registry = journal::registry::register(
+    let run = journal_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned());
+    let claim = journal::registry::Claim {
+        plan: &plan.name,
+        run: run.as_deref(),
+        led_in_etcd,
+    };
+    let registry = journal::registry::register_run(
         &journal::registry::dir()?,
-        &plan.name,
+        claim,
         hosts,
         &lock::Holder::me(journal_file),
         breaking,
     )?;
     for r in &registry.replaced {
-        if let journal::registry::Replaced::Broken(o) = r {
-            notes.push(format!(
+        match r {
+            journal::registry::Replaced::Broken(o) => notes.push(format!(
                 "note: {flag}: took over the hosts of a live run: {o}"
-            ));
+            )),
+            journal::registry::Replaced::TakenOver(h) => notes.push(format!(
+                "note: this process took the run's lead in etcd; the run's previous driver on this machine ({h}) gives way here too, and stops at its next intent if it wakes"
+            )),
+            journal::registry::Replaced::Stale(_) => {}
         }
     }
     Ok(lock::RunLock { plan: l, registry })
@@ -570,6 +599,7 @@ pub fn open_new(
             &path,
             breaking,
             (plan, inventory),
+            false,
             &mut notes,
         )?),
         Locking::None => None,
@@ -593,11 +623,15 @@ pub fn open_new(
 /// Takes the plan's lock for an existing journal (the journal's directory
 /// holds it, whatever `--journal` says); the journal is opened for
 /// appending later, by [`open_append`], once the operator confirmed.
+/// `led_in_etcd`: this process took the run's lead in etcd, which decides
+/// who drives it; the same run's entry in this machine's registry (its
+/// previous driver, stopped here) gives way.
 pub fn lock_existing(
     journal_file: &Path,
     playbook_abs: &str,
     breaking: lock::Break,
     selected: (&Plan, &Inventory),
+    led_in_etcd: bool,
 ) -> anyhow::Result<(lock::RunLock, Vec<String>)> {
     let dir = journal_file
         .parent()
@@ -611,6 +645,7 @@ pub fn lock_existing(
         journal_file,
         breaking,
         selected,
+        led_in_etcd,
         &mut notes,
     )?;
     Ok((l, notes))
@@ -669,6 +704,9 @@ pub struct Mirror {
     /// action goes out: a driver stopped (SIGSTOP) between the ack and the
     /// send finds out here, and sends nothing.
     pub may_act: crate::engine::events::MayAct,
+    /// The run's pause switch where the run is kept (etcd): it binds this
+    /// driver as the control file beside the journal does.
+    pub pause: Option<watch::Receiver<bool>>,
 }
 
 /// What an execution ended with.
@@ -741,10 +779,21 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     let outcomes: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
     let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
     let mut stop = None;
+    let mut pause_join = None;
     if let Some(m) = mirror {
         consumers.push(m.consumer);
         stop = Some(m.stop);
         opts.may_act = Some(m.may_act);
+        if let Some(kept) = m.pause {
+            opts.pause = Some(match opts.pause.take() {
+                Some(local) => {
+                    let (either, task) = control::either(local, kept);
+                    pause_join = Some(task);
+                    either
+                }
+                None => kept,
+            });
+        }
     }
     // The journal first: an intent is on disk before anyone else hears of it.
     if let Some(w) = &writer {
@@ -807,6 +856,9 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     let elapsed = clock.elapsed();
     if let Some((_, watching)) = pause {
         watching.abort();
+    }
+    if let Some(joining) = pause_join {
+        joining.abort();
     }
     let mut lost = None;
     let mut warnings = match fan.await {
@@ -1046,6 +1098,23 @@ pub fn ctrl_c(notice: fn(&str)) -> (watch::Receiver<CancelLevel>, tokio::task::J
 #[cfg(test)]
 mod lock_tests {
     use super::*;
+
+    #[test]
+    fn a_journal_directory_every_user_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = journal_dir(&shared).unwrap_err().to_string();
+        assert!(e.contains("writable by every user (mode 1777)"), "{e}");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        journal_dir(&shared).unwrap();
+        let fresh = dir.path().join("new");
+        journal_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_run_whose_lock_is_taken_over_starts_no_new_host() {

@@ -72,20 +72,66 @@ pub fn collector(records: &[journal::Record], resumed: &journal::Record) -> Coll
     c
 }
 
+/// A stage whose failure budget hosts left out of a narrowed resume broke:
+/// they failed before and are not retried, so the stage cannot end inside
+/// its budget in this resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenBudget {
+    pub stage: String,
+    pub budget: usize,
+    /// The failed hosts left out, by name.
+    pub hosts: Vec<String>,
+}
+
+impl std::fmt::Display for BrokenBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stage {} tolerates {} failed {}, and {} that failed there {} left out: {}",
+            self.stage,
+            self.budget,
+            if self.budget == 1 { "host" } else { "hosts" },
+            crate::report::plural(self.hosts.len(), "host"),
+            if self.hosts.len() == 1 { "is" } else { "are" },
+            list(&self.hosts)
+        )
+    }
+}
+
+/// What narrowing a resume did.
+#[derive(Debug, Default)]
+pub struct Narrowed {
+    /// Host runs left out; the journal has nothing new about them, so a
+    /// later resume runs them.
+    pub left_out: usize,
+    /// Stages whose budget the failed hosts left out break on their own.
+    pub broken: Vec<BrokenBudget>,
+    /// Failed hosts that stay in: retried ("host (stage)").
+    pub retried: Vec<String>,
+}
+
 /// `--failed-only` and `--limit`: takes out of the plan's stages every host
 /// that is neither done before (still counted done) nor chosen (failed,
-/// when `failed_only`; matching `limit`, when given). Returns how many were
-/// left out; the journal has nothing new about them, so a later resume
-/// runs them.
+/// when `failed_only`; matching `limit`, when given). A budget those failed
+/// hosts broke stays broken: they are named in [`Narrowed::broken`], for
+/// the command to refuse unless the operator says otherwise (leaving them
+/// out made the stage look finished and ran its dependants).
 pub fn narrow(
     plan: &mut Plan,
     inventory: &Inventory,
     resume: &Resume,
     failed_only: bool,
     limit: Option<&Selector>,
-) -> usize {
+) -> Narrowed {
     let failed: HashSet<(usize, usize)> = resume.failed.iter().copied().collect();
-    let mut left_out = 0;
+    let spent: HashSet<(usize, usize)> = resume.spent.iter().copied().collect();
+    let mut narrowed = Narrowed::default();
+    let name = |h: usize| {
+        inventory
+            .hosts
+            .get(h)
+            .map_or_else(|| format!("#{h}"), |x| x.name.clone())
+    };
     for (i, stage) in plan.stages.iter_mut().enumerate() {
         let keep = |h: usize| {
             resume.starts.get(&(i, h)) == Some(&HostStart::Done)
@@ -97,12 +143,32 @@ pub fn narrow(
             .iter()
             .filter(|&&h| keep(h))
             .count();
+        let failed_out: Vec<String> = stage
+            .hosts
+            .iter()
+            .filter(|&&h| !keep(h) && spent.contains(&(i, h)))
+            .map(|&h| name(h))
+            .collect();
+        narrowed.retried.extend(
+            stage
+                .hosts
+                .iter()
+                .filter(|&&h| keep(h) && failed.contains(&(i, h)))
+                .map(|&h| format!("{} ({})", name(h), stage.name)),
+        );
+        if failed_out.len() > stage.failure_budget {
+            narrowed.broken.push(BrokenBudget {
+                stage: stage.name.clone(),
+                budget: stage.failure_budget,
+                hosts: failed_out,
+            });
+        }
         let before = stage.hosts.len();
         stage.hosts.retain(|&h| keep(h));
-        left_out += before - stage.hosts.len();
+        narrowed.left_out += before - stage.hosts.len();
         stage.canaries = canaries;
     }
-    left_out
+    narrowed
 }
 
 /// What became of the hosts whose reboot was issued before the

@@ -408,6 +408,12 @@ async fn handle(
                 "Id": profile.system_id(),
                 "HostName": core.name,
                 "PowerState": core.power().redfish(),
+                "PowerRestorePolicy": core.restore_policy,
+                "Boot": {
+                    "BootSourceOverrideEnabled":
+                        if core.boot_override.is_some() { "Once" } else { "Disabled" },
+                    "BootSourceOverrideTarget": core.boot_override.as_deref().unwrap_or("None"),
+                },
                 "Actions": {"#ComputerSystem.Reset": {
                     "target": reset,
                     "ResetType@Redfish.AllowableValues": profile.allowed_resets(),

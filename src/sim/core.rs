@@ -134,6 +134,12 @@ pub(crate) struct HostCore {
     pub idx: usize,
     /// What `cat /proc/net/tcp` prints (`sim --deps`); empty: the header alone.
     pub sockets: String,
+    /// What its BMC says it does when power returns (`PowerRestorePolicy`)
+    /// and where its next boot is pointed (`BootSourceOverrideTarget`, `None`:
+    /// no override): the host labels `sim_power_restore_policy` and
+    /// `sim_boot_override`, for `rekindle audit`.
+    pub restore_policy: String,
+    pub boot_override: Option<String>,
     pub name: String,
     pub address: Ipv4Addr,
     pub fault: Option<FaultKind>,
@@ -150,6 +156,9 @@ pub(crate) struct HostCore {
     seed: u64,
 }
 
+/// What most servers ship with: power comes back as it was.
+pub const DEFAULT_RESTORE_POLICY: &str = "LastState";
+
 impl HostCore {
     pub fn new(
         idx: usize,
@@ -162,6 +171,8 @@ impl HostCore {
         HostCore {
             idx,
             sockets: String::new(),
+            restore_policy: DEFAULT_RESTORE_POLICY.to_owned(),
+            boot_override: None,
             name,
             address,
             fault,

@@ -22,6 +22,12 @@ use super::core::{HostStatus, Phase, Power};
 use super::shard::{DELTA_INTERVAL, ShardHost, ShardRuntime, ShardSpec, WorkerMsg};
 use crate::transport::redfish::CREDENTIALS_LABEL;
 
+/// A simulated host's label for its BMC's `PowerRestorePolicy` (`AlwaysOn`,
+/// `AlwaysOff`, `LastState`; default `LastState`), read by `rekindle audit`.
+pub const RESTORE_POLICY_LABEL: &str = "sim_power_restore_policy";
+/// A simulated host's label for its BMC's one-time boot override (`Pxe`, ...).
+pub const BOOT_OVERRIDE_LABEL: &str = "sim_boot_override";
+
 /// How long workers may take to bind their hosts.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a worker may take to report its final counts after stdin closes.
@@ -281,6 +287,7 @@ impl Fleet {
             });
         }
         let (host_key, client_key) = (ed25519()?, ed25519()?);
+        restore_policies(&config)?;
         let bmc = match config.has_bmcs() {
             true => Some(BmcConfig {
                 port: config.bmc_port,
@@ -359,6 +366,14 @@ impl Fleet {
                                 .find(|(k, _)| Some(*k) == m.fault)
                                 .map_or(0.0, |(_, p)| *p),
                             sockets: sockets.get_mut(idx).map(std::mem::take).unwrap_or_default(),
+                            restore_policy: config.hosts[idx]
+                                .labels
+                                .get(RESTORE_POLICY_LABEL)
+                                .cloned(),
+                            boot_override: config.hosts[idx]
+                                .labels
+                                .get(BOOT_OVERRIDE_LABEL)
+                                .cloned(),
                         }
                     })
                     .collect(),
@@ -655,6 +670,21 @@ fn ed25519() -> Result<russh::keys::PrivateKey, SimError> {
     Ok(russh::keys::PrivateKey::from(
         russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed),
     ))
+}
+
+/// Every `sim_power_restore_policy` label is one a BMC can say.
+fn restore_policies(config: &FleetConfig) -> Result<(), SimError> {
+    for h in &config.hosts {
+        if let Some(p) = h.labels.get(RESTORE_POLICY_LABEL)
+            && !["AlwaysOn", "AlwaysOff", "LastState"].contains(&p.as_str())
+        {
+            return Err(SimError::config(format!(
+                "host {}: `{RESTORE_POLICY_LABEL}: {p}`: expected AlwaysOn, AlwaysOff or LastState",
+                h.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One account per distinct `bmc_credentials` label of the hosts, each

@@ -37,6 +37,12 @@ pub(crate) struct ShardHost {
     /// Its `/proc/net/tcp` (`sim --deps`); empty: the header alone.
     #[serde(default)]
     pub sockets: String,
+    /// Its BMC's `PowerRestorePolicy` (`None`: the default).
+    #[serde(default)]
+    pub restore_policy: Option<String>,
+    /// Its BMC's one-time boot override target, if any.
+    #[serde(default)]
+    pub boot_override: Option<String>,
 }
 
 /// What a shard serves. Sent to workers on stdin (never on the command line:
@@ -122,6 +128,10 @@ impl ShardRuntime {
             }
             core.recover = h.recover;
             core.sockets = h.sockets.clone();
+            if let Some(p) = &h.restore_policy {
+                core.restore_policy = p.clone();
+            }
+            core.boot_override = h.boot_override.clone();
             let core = Arc::new(core);
             let task = tokio::spawn(host::run(core.clone(), shared.clone(), l));
             tasks.push(task.abort_handle());

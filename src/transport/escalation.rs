@@ -88,11 +88,23 @@ impl Escalation {
         };
         // The output tail holds stdout and stderr interleaved; sudo's refusal
         // is the whole of it, since nothing ran.
-        let own: Vec<&str> = output
+        let mut own: Vec<&str> = output
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
+        // sudo's lecture (its first use by a user, `lecture=once`) comes
+        // before the refusal: it was reported as the command's exit 1.
+        if own
+            .first()
+            .is_some_and(|l| l.starts_with("We trust you have received the usual lecture"))
+        {
+            let end = own
+                .iter()
+                .position(|l| l.starts_with("#3)"))
+                .map_or(1, |i| i + 1);
+            own.drain(..end.min(own.len()));
+        }
         let line = *own.first()?;
         let sorry = line.starts_with("Sorry, try again");
         // sudo words some refusals without its prefix.
@@ -114,6 +126,8 @@ impl Escalation {
         }
         if said("not in the sudoers file")
             || said("is not allowed to")
+            // `Defaults requiretty`: sudo refuses a session without a terminal.
+            || said("must have a tty")
             || said("Operation not permitted")
             || said("not permitted")
         {
@@ -273,6 +287,28 @@ mod tests {
             ),
             Some(Refusal::NotAllowed(_))
         ));
+        // sudo's lecture before its refusal, and `requiretty`: refusals too.
+        let lecture = "\nWe trust you have received the usual lecture from the local System\n\
+            Administrator. It usually boils down to these three things:\n\n\
+            \x20   #1) Respect the privacy of others.\n    #2) Think before you type.\n\
+            \x20   #3) With great power comes great responsibility.\n\n";
+        assert_eq!(
+            s.refusal(Some(1), &format!("{lecture}sudo: a password is required\n")),
+            Some(Refusal::NeedsPassword)
+        );
+        assert_eq!(
+            s.refusal(
+                Some(1),
+                &format!("{lecture}Sorry, try again.\nsudo: 1 incorrect password attempt\n")
+            ),
+            Some(Refusal::WrongPassword)
+        );
+        assert_eq!(
+            s.refusal(Some(1), "sudo: sorry, you must have a tty to run sudo\n"),
+            Some(Refusal::NotAllowed(
+                "sudo: sorry, you must have a tty to run sudo".into()
+            ))
+        );
         // The command's own exit 1 is the command's.
         assert_eq!(s.refusal(Some(1), "grep: no match"), None);
         assert_eq!(s.refusal(Some(2), "sudo: a password is required"), None);

@@ -296,6 +296,26 @@ impl Ipmi {
         )))
     }
 
+    /// `chassis status`: the power and the power-restore policy (as
+    /// Redfish names it: `AlwaysOn`, `AlwaysOff`, `LastState`; `None` when
+    /// the BMC does not say).
+    pub async fn chassis(
+        &self,
+        target: &Target,
+        account: Option<&str>,
+    ) -> Result<(Power, Option<&'static str>), BmcError> {
+        let out = self.call(target, account, &["chassis", "status"]).await?;
+        parse_chassis(&out).ok_or_else(|| {
+            BmcError::new(
+                BmcErrorKind::Protocol,
+                format!(
+                    "BMC {target}: unexpected answer to `chassis status`: {}",
+                    tail(out.trim())
+                ),
+            )
+        })
+    }
+
     /// `chassis power status`.
     pub async fn power(&self, target: &Target, account: Option<&str>) -> Result<Power, BmcError> {
         let out = self
@@ -340,6 +360,29 @@ fn suite_refused(stderr: &str) -> bool {
 }
 
 /// `Chassis Power is on|off`.
+/// `System Power : on` and `Power Restore Policy : previous` of
+/// `ipmitool chassis status`.
+fn parse_chassis(out: &str) -> Option<(Power, Option<&'static str>)> {
+    let field = |name: &str| {
+        out.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim().to_owned())
+        })
+    };
+    let power = match field("System Power")?.as_str() {
+        "on" => Power::On,
+        "off" => Power::Off,
+        _ => return None,
+    };
+    let policy = field("Power Restore Policy").and_then(|p| match p.as_str() {
+        "always-on" => Some("AlwaysOn"),
+        "always-off" => Some("AlwaysOff"),
+        "previous" => Some("LastState"),
+        _ => None,
+    });
+    Some((power, policy))
+}
+
 fn parse_status(out: &str) -> Option<Power> {
     out.lines().find_map(
         |l| match l.trim().strip_prefix("Chassis Power is ")?.trim() {
@@ -470,10 +513,11 @@ impl Bmc for Bmcs {
                         format!("BMC {target}: an IPMI BMC has no resource {path}"),
                     ));
                 }
-                let power = self.ipmi.power(&target, auth.account()).await?;
+                let (power, policy) = self.ipmi.chassis(&target, auth.account()).await?;
                 Ok(json!({
                     "@odata.id": IPMI_SYSTEM,
                     "PowerState": match power { Power::On => "On", Power::Off => "Off" },
+                    "PowerRestorePolicy": policy,
                     "Actions": {"#ComputerSystem.Reset": {
                         "target": IPMI_SYSTEM,
                         // What `reset_command` maps to chassis commands.
@@ -559,6 +603,17 @@ mod tests {
 
     #[test]
     fn ipmitool_answers_are_read() {
+        // ipmitool 1.8.19 against ipmi_sim (openipmi 2.0.33), as printed.
+        let said = "System Power         : off\nPower Overload       : false\n\
+                    Power Restore Policy : always-off\nLast Power Event     : \n";
+        assert_eq!(parse_chassis(said), Some((Power::Off, Some("AlwaysOff"))));
+        let said = "System Power : on\nPower Restore Policy : previous\n";
+        assert_eq!(parse_chassis(said), Some((Power::On, Some("LastState"))));
+        assert_eq!(
+            parse_chassis("System Power : on\n"),
+            Some((Power::On, None))
+        );
+        assert_eq!(parse_chassis("Chassis Power is on"), None);
         assert_eq!(parse_status("Chassis Power is on\n"), Some(Power::On));
         assert_eq!(parse_status("Chassis Power is off"), Some(Power::Off));
         assert_eq!(parse_status("garbage"), None);

@@ -262,10 +262,106 @@ fn bad_input_is_refused_before_any_host_is_read() {
     // An unreachable host is a finding (the others are still read), not a crash.
     let (code, out, err) = run(&["--samples", "1"]);
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(
-        out.contains("error[unreachable]: 1 hosts not read"),
-        "{out}"
+    assert!(out.contains("error[unreachable]: 1 host not read"), "{out}");
+}
+
+/// The boot path through the simulator's Redfish BMCs: what each host does
+/// when power returns and where it boots next (host labels the simulator's
+/// BMCs answer with), against the plan.
+#[test]
+fn the_boot_path_through_redfish_bmcs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("site.yaml"),
+        "version: 1\ndatacenters:\n  lab:\n    hosts:\n\
+         \x20     - { name: web1, labels: { role: web, pdu: p1, sim_power_restore_policy: AlwaysOn } }\n\
+         \x20     - { name: web2, labels: { role: web, pdu: p1, sim_power_restore_policy: AlwaysOn } }\n\
+         \x20     - { name: web3, labels: { role: web, pdu: p2, sim_power_restore_policy: AlwaysOff } }\n\
+         \x20     - { name: db1, labels: { role: db, pdu: p2, sim_power_restore_policy: AlwaysOff } }\n\
+         \x20     - { name: db2, labels: { role: db, pdu: p2, sim_power_restore_policy: AlwaysOff, sim_boot_override: Pxe } }\n",
+    )
+    .unwrap();
+    let site = dir.path().join("site.yaml");
+    let sim = SimProcess::start(&[
+        "-i",
+        site.to_str().unwrap(),
+        "--bmcs",
+        "--port",
+        "47030",
+        "--http-port",
+        "47031",
+        "--bmc-port",
+        "47032",
+    ]);
+    std::fs::write(
+        dir.path().join("pb.yaml"),
+        "version: 1\nstages:\n\
+         \x20 - { name: db, select: { role: db }, steps: [ reboot ] }\n\
+         \x20 - { name: web, after: db, select: { role: web }, steps: [ { power_on: { pdu_interval: 5s } }, wait_ssh ] }\n",
+    )
+    .unwrap();
+    let inv = sim.path("inventory.yaml");
+    let creds = sim.path("bmc-credentials");
+    let (code, doc, err) = audit_json(
+        dir.path(),
+        &[
+            "pb.yaml",
+            "-i",
+            inv.to_str().unwrap(),
+            "--samples",
+            "1",
+            "--bmc-credentials",
+            creds.to_str().unwrap(),
+        ],
     );
+    assert_eq!(code, 1, "{doc:#}\n{err}");
+    let boot: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "boot-path")
+        .collect();
+    let find = |needle: &str| -> &Value {
+        boot.iter()
+            .find(|f| f["message"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?}: {doc:#}"))
+    };
+    // web1 and web2 power themselves on together on p1: the 5 s pacing
+    // of stage web cannot space them.
+    let inrush = find("power themselves on");
+    assert_eq!(inrush["severity"], "warning");
+    assert_eq!(inrush["hosts"], serde_json::json!(["web1", "web2"]));
+    assert!(
+        inrush["message"]
+            .as_str()
+            .unwrap()
+            .contains("up to 2 at once on PDU p1"),
+        "{inrush}"
+    );
+    assert!(
+        inrush["message"].as_str().unwrap().contains("every 5s"),
+        "{inrush}"
+    );
+    // db1 and db2 stay off and stage db has no power_on; web3 stays off
+    // too, but stage web powers it on.
+    let off = find("stay off");
+    assert_eq!(off["severity"], "error");
+    assert_eq!(off["hosts"], serde_json::json!(["db1", "db2"]));
+    let pxe = find("pointed at Pxe");
+    assert_eq!(pxe["hosts"], serde_json::json!(["db2"]));
+    assert_eq!(boot.len(), 3, "{doc:#}");
+
+    // Without credentials the boot path is not read, and the audit says so.
+    let (_, doc, _) = audit_json(
+        dir.path(),
+        &["pb.yaml", "-i", inv.to_str().unwrap(), "--samples", "1"],
+    );
+    let skipped = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["message"].as_str().unwrap().contains("was not read"));
+    assert!(skipped, "{doc:#}");
 }
 
 // ---------------------------------------------------------------------------

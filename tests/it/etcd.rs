@@ -94,6 +94,46 @@ impl Cluster {
         m.process = Some(KillOnDrop::new(child));
     }
 
+    /// Sends `sig` to member `i` (SIGSTOP: hung, not dead; it still accepts
+    /// connections and never answers).
+    fn signal_member(&self, i: usize, sig: i32) {
+        let pid = self.members[i].process.as_ref().map_or(0, KillOnDrop::pid);
+        let pid = i32::try_from(pid).expect("pid");
+        assert!(pid > 0, "member {i} runs");
+        // SAFETY: signalling a child this test started and still holds.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// The index of the member that leads the raft group now.
+    fn leader(&self) -> usize {
+        let status = |port: u16| -> Option<(u64, u64)> {
+            let v: serde_json::Value =
+                serde_json::from_str(&http(port, "POST", "/v3/maintenance/status", "{}")?).ok()?;
+            let id = |x: &serde_json::Value| x.as_str()?.parse::<u64>().ok();
+            Some((id(&v["header"]["member_id"])?, id(&v["leader"])?))
+        };
+        let mut found = None;
+        assert!(
+            poll(Duration::from_secs(30), || {
+                found = self
+                    .members
+                    .iter()
+                    .position(|m| status(m.client).is_some_and(|(me, leader)| me == leader));
+                found.is_some()
+            }),
+            "no member says it leads"
+        );
+        found.expect("a leader")
+    }
+
+    /// The endpoints with member `first` first.
+    fn endpoints_from(&self, first: usize) -> String {
+        (0..3)
+            .map(|k| format!("http://127.0.0.1:{}", self.members[(first + k) % 3].client))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Waits (bounded) until each of `members` says it is healthy (has a leader).
     fn wait_healthy(&self, members: &[usize]) {
         for &i in members {
@@ -227,7 +267,7 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> Option<String> {
 
 /// Polls `cond` every 100 ms until it holds or `limit` has passed (a slow
 /// `cond` counts against the limit), at most one try per step.
-fn poll(limit: Duration, cond: impl Fn() -> bool) -> bool {
+fn poll(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let step = Duration::from_millis(100);
     let deadline = std::time::Instant::now() + limit;
     for _ in 0..=limit.as_millis() / step.as_millis() {
@@ -1043,4 +1083,284 @@ fn a_run_is_kept_in_an_etcd_that_demands_tls_client_certificates() {
     let hosts = v["hosts"].as_array().expect("hosts");
     assert_eq!(hosts.len(), 4, "{out}");
     assert!(hosts.iter().all(|h| h["status"] == "done"), "{out}");
+}
+
+// Issue 25: what an adversarial pass of etcd runs broke. Ports 44000-44099.
+
+/// A playbook over every simulated host whose one step takes `secs`
+/// seconds: the run waits in a long step, with nothing to commit.
+fn long_step_book(dir: &Path, secs: u32) -> PathBuf {
+    let path = dir.join("long.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: long-step\ndefaults: {{ connect_timeout: 5s, command_timeout: 60s }}\n\
+             stages:\n  - name: all\n    select: {{ name: \"sim-*\" }}\n    parallel: 1\n    steps:\n\
+             \x20     - run: \"sleep {secs}\"\n"
+        ),
+    )
+    .expect("playbook");
+    path
+}
+
+/// One member stopped (SIGSTOP: it accepts connections and never answers),
+/// quorum intact, while the run waits in a long step: the driver's
+/// keepalives and reads go on through the other two members. It was fenced
+/// (exit 5, "no lease keepalive succeeded"): every keepalive began at the
+/// hung member and was cut off before it reached another.
+#[test]
+fn one_stopped_etcd_member_does_not_fence_a_healthy_driver() {
+    let cluster = Cluster::start(44_000);
+    // A follower first in the driver's list: stopping the raft leader would
+    // also cost an election, which is not what this test is about.
+    let hung = (cluster.leader() + 1) % 3;
+    let etcd = cluster.endpoints_from(hung);
+    let case = Case::new(2, 44_010, "0s", 1);
+    let book = long_step_book(case.work.path(), 6);
+    let driver = Running::start(case.run_playbook(&book, &etcd, "b1", &["--etcd-ttl", "3s"]));
+    driver.wait_stderr("fencing token", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.signal_member(hung, libc::SIGSTOP);
+    let (code, err) = driver.wait(Duration::from_secs(120));
+    cluster.signal_member(hung, libc::SIGCONT);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("fenced"), "{err}");
+}
+
+/// A standby without the BMC credentials a `remediate` plan needs is
+/// refused when it starts (it used to count as one, then fail the takeover
+/// with exit 2 and leave the run stale); one with them stands by.
+#[test]
+fn a_standby_without_the_bmc_credentials_the_run_needs_refuses_to_stand_by() {
+    let cluster = Cluster::start(44_020);
+    let etcd = cluster.endpoints();
+    let fleet = support::BmcSim::start_up(44_030, &["--hosts", "2"]);
+    let work = fleet.dir.path();
+    let book = work.join("book.yaml");
+    std::fs::write(
+        &book,
+        "version: 1\nname: bmc-standby\ndefaults: { connect_timeout: 5s, command_timeout: 60s }\nstages:\n  - name: all\n    select: { dc: sim }\n    parallel: 1\n    remediate: { power_cycle: 1 }\n    steps:\n      - run: \"sleep 4\"\n",
+    )
+    .expect("playbook");
+    let credentials = fleet.sim.path("bmc-credentials");
+    let become_file = work.join("become-password");
+    std::fs::write(&become_file, "not-needed-by-this-plan\n").expect("password file");
+    std::fs::set_permissions(
+        &become_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod 600");
+    let mut run = support::rekindle_in(work);
+    run.arg("run")
+        .arg(&book)
+        .arg("-i")
+        .arg(fleet.sim.path("inventory.yaml"))
+        .args(["--yes", "--journal"])
+        .arg(work.join("journal-b1"))
+        .args(["--etcd", &etcd, "--bastion", "b1", "--bmc-credentials"])
+        .arg(&credentials)
+        .arg("--become-password-file")
+        .arg(&become_file)
+        .env_remove("REKINDLE_BMC_USER")
+        .env_remove("REKINDLE_BMC_PASSWORD");
+    let driver = Running::start(run);
+    let run_id = run_id_of(&driver);
+    let standby = |with_credentials: bool, with_become: bool| {
+        let mut c = support::rekindle_in(work);
+        c.args([
+            "standby",
+            &run_id,
+            "--etcd",
+            &etcd,
+            "--bastion",
+            "b2",
+            "--journal",
+        ])
+        .arg(work.join("journal-b2"))
+        .env_remove("REKINDLE_BMC_USER")
+        .env_remove("REKINDLE_BMC_PASSWORD");
+        if with_credentials {
+            c.arg("--bmc-credentials").arg(&credentials);
+        }
+        if with_become {
+            c.arg("--become-password-file").arg(&become_file);
+        }
+        c
+    };
+    let refused = format!("refusing to stand by for run {run_id}: a takeover would fail");
+    let (code, _, err) = support::run(&mut standby(false, true));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&refused) && err.to_lowercase().contains("credentials"),
+        "{err}"
+    );
+    // Whether sudo wants a password only the hosts know: the driver says
+    // it was given a password file, so a standby without one is refused.
+    let (code, _, err) = support::run(&mut standby(true, false));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&refused) && err.contains("was given --become-password-file"),
+        "{err}"
+    );
+    assert!(
+        cluster.get("/rekindle/standby/").is_empty(),
+        "a refused standby is not announced"
+    );
+    let waiting = Running::start(standby(true, true));
+    waiting.wait_stderr("waiting to take over", Duration::from_secs(60));
+    assert_eq!(cluster.get("/rekindle/standby/").len(), 1);
+    let (code, err) = driver.wait(Duration::from_secs(120));
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = waiting.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing to take over"), "{err}");
+}
+
+/// A driver paused (acknowledged in etcd) and then stopped (SIGSTOP) on its
+/// bastion; a standby beside it on the same machine (one run registry):
+///
+/// - the standby takes the lead lawfully once the lease expires, and the
+///   local registry gives way (it refused: the stopped driver is alive
+///   here, so the run was left stale);
+/// - the new driver starts paused: the pause lives in etcd (12 more hosts
+///   started after such a takeover);
+/// - `pause` and `continue` on the old bastion go through etcd and reach
+///   the new driver (`pause` there exited 0 without reaching anyone).
+#[test]
+fn a_paused_run_taken_over_beside_its_stopped_driver_stays_paused_until_continued() {
+    let cluster = Cluster::start(44_040);
+    let etcd = cluster.endpoints();
+    let case = Case::new(6, 44_050, "1s", 1);
+    let registry = case.work.path().join("one-machine-state");
+    let mut run = case.run(&etcd, "b1", &["--etcd-ttl", "3s"]);
+    run.env("XDG_STATE_HOME", &registry);
+    let driver = Running::start(run);
+    let run_id = run_id_of(&driver);
+    assert!(
+        poll(Duration::from_secs(60), || total_reboots(&case.sim) >= 1),
+        "no reboot started"
+    );
+    let control = |verb: &str| {
+        support::run(
+            support::rekindle_in(case.work.path())
+                .args([verb, &run_id, "--journal"])
+                .arg(case.work.path().join("journal-b1"))
+                .env_remove("REKINDLE_ETCD"),
+        )
+    };
+    let (code, _, err) = control("pause");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("paused run {run_id} (driven by ")) && err.contains("bastion b1"),
+        "{err}"
+    );
+    assert_eq!(
+        cluster.get(&format!("/rekindle/run/{run_id}/pause")).len(),
+        1
+    );
+    // Hosts in flight finish; then nothing moves.
+    std::thread::sleep(Duration::from_secs(4) + STATUS_SETTLE);
+    let paused_at = reboots(&case.sim);
+    driver.signal(libc::SIGSTOP);
+
+    let mut c = support::rekindle_in(case.work.path());
+    c.args(["standby", &run_id, "--etcd", &etcd, "--bastion", "b2"])
+        .args(["--etcd-ttl", "3s", "--journal"])
+        .arg(case.work.path().join("journal-b2"))
+        .env("XDG_STATE_HOME", &registry);
+    let waiting = Running::start(c);
+    waiting.wait_stderr("etcd: took over run", Duration::from_secs(60));
+    waiting.wait_stderr("gives way here too", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(4) + STATUS_SETTLE);
+    assert_eq!(
+        reboots(&case.sim),
+        paused_at,
+        "a paused run was taken over unpaused"
+    );
+    let journal_b2 = case
+        .work
+        .path()
+        .join("journal-b2")
+        .join(format!("{run_id}.jsonl"));
+    let text = std::fs::read_to_string(&journal_b2).expect("the new driver's journal");
+    let after_takeover = text
+        .rsplit_once("\"record\":\"resumed\"")
+        .expect("resumed")
+        .1;
+    assert!(
+        after_takeover.contains("\"event\":\"run_paused\""),
+        "{after_takeover}"
+    );
+    assert!(
+        !after_takeover.contains("\"event\":\"host_started\""),
+        "{after_takeover}"
+    );
+
+    // The old bastion's `pause` reads etcd: paused already, no false claim.
+    let (code, _, err) = control("pause");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("run {run_id} is paused already (in etcd)")),
+        "{err}"
+    );
+    let (code, _, err) = control("continue");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("continued run {run_id} (driven by ")) && err.contains("bastion b2"),
+        "{err}"
+    );
+    let (code, err) = waiting.wait(Duration::from_secs(180));
+    assert_eq!(code, 0, "{err}");
+    driver.signal(libc::SIGCONT);
+    let (code, err) = driver.wait(Duration::from_secs(60));
+    assert_eq!(code, 5, "{err}");
+    std::thread::sleep(STATUS_SETTLE);
+    let after = reboots(&case.sim);
+    assert!(after.iter().all(|(_, n)| *n == 1), "{after:?}");
+}
+
+/// The host list of a live run is kept in 256 KiB chunks cut by bytes; a
+/// name that straddles a cut was read back as two fragments, and a second
+/// run selecting only that host started while the live run held it.
+#[test]
+fn a_host_straddling_a_chunk_boundary_is_caught_by_the_collision_check() {
+    const CHUNK: usize = 256 * 1024;
+    let cluster = Cluster::start(44_080);
+    let etcd = cluster.endpoints();
+    let case = Case::new(2, 44_090, "0s", 1);
+    // A live run elsewhere (a leader key on a lease), its hosts as the
+    // driver writes them: joined by newlines, cut every 256 KiB, with
+    // `sim-00001` across the cut.
+    let port = cluster.members[0].client;
+    let grant = http(port, "POST", "/v3/lease/grant", "{\"TTL\":\"120\"}").expect("lease");
+    let lease: serde_json::Value = serde_json::from_str(&grant).expect("json");
+    let lease = lease["ID"].as_str().expect("lease id").to_owned();
+    let driver = "{\"run_id\":\"elsewhere\",\"plan\":\"other\",\"operator\":\"op\",\"bastion\":\"far\",\"pid\":1,\"since\":\"2026-12-01T00:00:00.000Z\"}";
+    let body = format!(
+        "{{\"key\":\"{}\",\"value\":\"{}\",\"lease\":\"{lease}\"}}",
+        b64(b"/rekindle/leader/elsewhere"),
+        b64(driver.as_bytes())
+    );
+    assert!(http(port, "POST", "/v3/kv/put", &body).is_some());
+    let list = format!("{}\nsim-00001\nlast-host", "f".repeat(CHUNK - 5));
+    let bytes = list.as_bytes();
+    assert_eq!(
+        &bytes[CHUNK - 4..CHUNK],
+        b"sim-",
+        "the cut falls inside the name"
+    );
+    cluster.put_bytes("/rekindle/run/elsewhere/hosts/000000", &bytes[..CHUNK]);
+    cluster.put_bytes("/rekindle/run/elsewhere/hosts/000001", &bytes[CHUNK..]);
+    let (code, _, err) = support::run(
+        case.run(&etcd, "b1", &["--limit", "name=sim-00001", "-q"])
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("refusing to start: 1 selected hosts overlap live run elsewhere")
+            && err.contains("e.g. sim-00001"),
+        "{err}"
+    );
+    std::thread::sleep(STATUS_SETTLE);
+    assert_eq!(total_reboots(&case.sim), 0);
 }

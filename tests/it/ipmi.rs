@@ -498,3 +498,55 @@ fn cipher_suite_17_is_tried_first_then_3_which_is_remembered_per_bmc() {
     );
     assert!(suites().is_empty());
 }
+
+/// `rekindle audit` reads the power-restore policy through IPMI's `chassis
+/// status`. ipmi_sim reports `always-off` (it cannot be changed there): a
+/// host whose stages never power it on would not come back after a site
+/// power loss. Nothing is sent to the BMC but reads.
+#[test]
+fn audit_reads_the_power_restore_policy_through_ipmi() {
+    let bmc = IpmiSim::start("pw-audit-7c1", true);
+    let case = Case::new();
+    std::fs::write(
+        case.path("inventory.yaml"),
+        format!(
+            "version: 1\ndatacenters:\n  lab:\n    hosts:\n      - {{ name: h1, address: 127.0.0.1, port: 1, labels: {{ pdu: p1, bmc: \"{}\" }} }}\n",
+            bmc.bmc()
+        ),
+    )
+    .expect("inventory");
+    let creds = case.credentials("admin:pw-audit-7c1\n");
+    let audit = |steps: &str| {
+        std::fs::write(
+            case.path("pb.yaml"),
+            format!("version: 1\nstages:\n  - name: s\n    select: {{ dc: lab }}\n    steps: [ {steps} ]\n"),
+        )
+        .expect("playbook");
+        let (code, out, err) = support::run(
+            support::rekindle_in(case.dir.path())
+                .args(["audit", "pb.yaml", "-i", "inventory.yaml", "--samples", "1"])
+                .args(["--format", "json", "--bmc-credentials"])
+                .arg(&creds)
+                .env_remove("REKINDLE_BMC_PASSWORD"),
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        (code, doc)
+    };
+    let stays_off = |doc: &serde_json::Value| {
+        doc["findings"].as_array().unwrap().iter().any(|f| {
+            f["kind"] == "boot-path"
+                && f["severity"] == "error"
+                && f["hosts"] == serde_json::json!(["h1"])
+                && f["message"].as_str().unwrap().contains("AlwaysOff")
+        })
+    };
+    let (code, doc) = audit("reboot");
+    assert_eq!(code, 1, "{doc:#}");
+    assert!(stays_off(&doc), "{doc:#}");
+    // A stage that powers it on brings it back: no such finding.
+    let (_, doc) = audit("power_on, wait_ssh");
+    assert!(!stays_off(&doc), "{doc:#}");
+    assert_eq!(bmc.commands(), Vec::<String>::new(), "the audit only reads");
+    assert!(bmc.is_on());
+}

@@ -873,3 +873,48 @@ fn sigterm_drains_like_the_first_ctrl_c_and_resume_finishes() {
         reboots_per_host(&sim)
     );
 }
+
+/// `<!--<script>` in a command's output (here a failure's last output,
+/// listed on the page) used to make the HTML parser swallow the page's own
+/// script: Chromium showed 0 hosts and no "not updating" note. The state
+/// is escaped for a `<script type="application/json">` element now.
+#[test]
+fn script_like_output_on_the_live_page_leaves_it_working_in_chromium() {
+    let work = tempfile::tempdir().unwrap();
+    let sim = sim(2, "0s", &[]);
+    let book = work.path().join("book.yaml");
+    std::fs::write(
+        &book,
+        "version: 1\nname: war-room\ndefaults: { connect_timeout: 5s, command_timeout: 60s }\nstages:\n\
+         \x20 - name: bad\n    select: { name: sim-00001 }\n    max_failures: 1\n    steps:\n\
+         \x20     - run: \"echo <!--<script>; false\"\n\
+         \x20 - name: slow\n    select: { name: sim-00002 }\n    steps:\n      - run: \"sleep 40\"\n",
+    )
+    .expect("write playbook");
+    let run = Bg::start(run_cmd(work.path(), &sim, &book, &["--listen", "0"]));
+    let err = run.wait_stderr("live: status page", Duration::from_secs(30));
+    let addr = live_addr(&err);
+    wait_status(&addr, "the failure listed", Duration::from_secs(30), |s| {
+        s["totals"]["failed"].as_u64() == Some(1)
+    });
+    let (code, page) = http(&addr, "GET", "/");
+    assert_eq!(code, 200);
+    let initial = page
+        .split_once("<script id=\"initial\" type=\"application/json\">")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .expect("the initial state element")
+        .0;
+    assert!(
+        !initial.contains('<') && !initial.contains('>'),
+        "{initial}"
+    );
+    let back: Value = serde_json::from_str(initial).expect("the initial state is JSON");
+    assert!(back.to_string().contains("<!--<script>"), "{back}");
+    let dom = browse(&format!("http://{addr}/"), "--dump-dom");
+    assert_eq!(dom_number(&dom, "total-hosts"), 2, "{dom}");
+    assert_eq!(dom_number(&dom, "total-failed"), 1, "{dom}");
+    assert!(
+        dom.contains("&lt;!--&lt;script&gt;"),
+        "the output shown as text:\n{dom}"
+    );
+}

@@ -318,3 +318,93 @@ fn a_live_fleet_with_bmcs_has_its_straggler_power_cycled_by_a_rolling_reboot() {
         );
     }
 }
+
+/// Power-cycle intents of the silent hosts of one PDU used to be journaled
+/// together, each reset then waiting for its PDU turn: a kill -9 during
+/// that wait left cycles never sent counted as sent, and the resume
+/// quarantined hosts never cycled. Now each intent is journaled when its
+/// turn comes: after the kill the journal holds the cycles sent (at most
+/// one more, mid-send), and the resume cycles every other host once.
+#[test]
+fn kill_9_while_power_cycles_wait_for_their_pdu_turn_counts_only_the_cycles_sent() {
+    // Four hosts that never come back, all on one PDU (the simulator's
+    // inventory puts up to 40 hosts on `pdu-001`): cycles 2 s apart.
+    let sim = BmcSim::start_up(44_200, &["--hosts", "4", "--fail", "never_returns=1"]);
+    let book = sim.book(
+        "version: 1\nname: rolling\ndefaults: { connect_timeout: 2s }\nstages:\n  - name: all\n    select: { dc: sim }\n    parallel: 100%\n    max_failures: 100%\n    remediate: { power_cycle: 1 }\n    steps:\n      - reboot: { timeout: 3s }\n",
+    );
+    let inventory = sim.sim.path("inventory.yaml");
+    let mut run = KillOnDrop::new(
+        sim.command(&[
+            "run",
+            book.to_str().expect("utf-8"),
+            "-i",
+            inventory.to_str().expect("utf-8"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run starts"),
+    );
+    let cycled = |s: &Value| -> Vec<String> {
+        hosts(s)
+            .iter()
+            .filter(|(_, h)| h["power_cycles"].as_u64() > Some(0))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    sim.sim
+        .wait_status("the first power cycle", Duration::from_secs(60), |s| {
+            !cycled(s).is_empty()
+        });
+    // SAFETY: kill(2) on the pid of a child this test started and still holds.
+    let rc = unsafe { libc::kill(run.pid() as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0);
+    assert!(
+        run.wait_for(Duration::from_secs(10)).is_some(),
+        "the run died"
+    );
+    // status.json is rewritten every couple of seconds: let it catch up.
+    std::thread::sleep(Duration::from_millis(2500));
+    let sent = cycled(&sim.status());
+    assert!(
+        sent.len() < 4,
+        "every cycle went out before the kill: {sent:?}"
+    );
+    let journal = std::fs::read_to_string(sim.journal()).expect("journal");
+    let intents: Vec<String> = journal
+        .lines()
+        .filter(|l| l.contains(r#""event":"power_cycle_issued""#))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["host"]["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        sent.iter().all(|h| intents.contains(h)) && intents.len() <= sent.len() + 1,
+        "intents {intents:?} for cycles sent {sent:?}"
+    );
+
+    let journal_file = sim.journal();
+    let mut cmd = sim.command(&["resume", journal_file.to_str().expect("utf-8")]);
+    let (code, out, err) = support::run(&mut cmd);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let s = sim.status();
+    for (name, h) in hosts(&s) {
+        // A kill between an intent's fsync and its send (a few milliseconds)
+        // leaves that one host's cycle recorded and not sent: never sent twice.
+        let unsent = intents.contains(name) && !sent.contains(name);
+        let want = if unsent { 0 } else { 1 };
+        assert_eq!(
+            h["power_cycles"], want,
+            "{name}: cycled once, before or after the kill: {s}"
+        );
+        let line = failed_line(&out, name);
+        assert!(line.contains("quarantined after 1 power cycle"), "{line}");
+    }
+    assert!(
+        err.contains(&format!(
+            "{} hosts were power-cycled by `remediate` before the interruption",
+            intents.len()
+        )),
+        "{err}"
+    );
+}

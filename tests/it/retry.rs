@@ -88,12 +88,38 @@ fn resume_failed_only_retries_just_the_failed_hosts_and_limit_just_the_matching_
     assert_eq!(started_after_last_resume(&journal), failed);
     assert!(out.contains("left out"), "the summary says so: {out}");
 
-    // --limit: only sim-00003; `first` has nothing left to run, so `second` runs it.
+    // --limit: only sim-00003 leaves `first`'s failed hosts out. Its budget
+    // (0) stays broken, so `second` must not run: refused, nothing started
+    // (it once counted `first` as done and exited 0 "every host done").
     let (code, out, err) = resume(&["--limit", "name=sim-00003"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "error: --limit name=sim-00003: stage first tolerates 0 failed hosts, and {} that failed there",
+            if failed.len() == 1 { "1 host".to_owned() } else { format!("{} hosts", failed.len()) }
+        )) && err.contains("pass --accept-failures"),
+        "{err}"
+    );
+    assert_eq!(
+        started_after_last_resume(&journal),
+        failed,
+        "nothing new ran"
+    );
+    // Said explicitly: `first` counts as finished, `second` runs sim-00003,
+    // and the summary does not claim the left-out hosts were retried.
+    let (code, out, err) = resume(&["--limit", "name=sim-00003", "--accept-failures"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(
         started_after_last_resume(&journal),
         ["sim-00003".to_owned()]
+    );
+    assert!(
+        err.contains("warning: --accept-failures: stage first tolerates 0 failed hosts"),
+        "{err}"
+    );
+    assert!(
+        out.contains("--accept-failures: stage first") && !out.contains("were retried"),
+        "{out}"
     );
 
     // A limit that leaves nothing to run, and a bad one, are refused.
