@@ -495,6 +495,9 @@ pub struct SimArgs {
     /// How long a `bmc_unreachable` BMC refuses connections before it answers.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub bmc_outage: String,
+    /// How every BMC behaves: generic, dell, hpe, supermicro, openbmc, lenovo (docs/bmc.md).
+    #[arg(long, value_name = "PROFILE", default_value = "generic")]
+    pub bmc_profile: String,
     /// Where to write inventory.yaml, known_hosts, id_ed25519 and status.json.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,

@@ -28,6 +28,8 @@ pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
     config.powered_off = args.fleet.powered_off;
     config.bmcs = args.fleet.bmcs;
     config.bmc_outage = super::args::outage(&args.bmc_outage).map_err(anyhow::Error::msg)?;
+    config.bmc_profile = crate::sim::BmcProfile::parse(&args.bmc_profile)
+        .map_err(|e| anyhow::anyhow!("--bmc-profile: {e}"))?;
     if let Some(fail) = &args.fleet.fail {
         let spec = parse_fail(fail)?;
         config.faults = spec.faults;

@@ -47,11 +47,18 @@ const CYCLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// When the last request to one BMC ended (one request in flight per BMC).
 type Gate = Arc<AsyncMutex<Option<Instant>>>;
+/// A BMC's systems collection, once read.
+type Collection = Arc<AsyncMutex<Option<serde_json::Value>>>;
 
 /// Shared by every host of a run: the BMC client and per-BMC etiquette.
 pub struct Power {
     bmc: Arc<dyn Bmc>,
     bmcs: Mutex<HashMap<Endpoint, Gate>>,
+    /// Each BMC's systems collection, read once per run by the first host
+    /// that needs it while the others wait: a BMC with many Systems behind
+    /// it answers one request a second, so every request saved per host
+    /// shortens its queue.
+    collections: Mutex<HashMap<Endpoint, Collection>>,
     in_flight: Semaphore,
     /// BMC spacing and PowerState polling, divided for compressed-time drills.
     spacing: Duration,
@@ -81,6 +88,7 @@ impl Power {
         Power {
             bmc,
             bmcs: Mutex::new(HashMap::new()),
+            collections: Mutex::new(HashMap::new()),
             in_flight: Semaphore::new(BMC_IN_FLIGHT),
             spacing: BMC_SPACING,
             poll: (POLL_BASE, POLL_CAP),
@@ -99,7 +107,10 @@ impl Power {
         self
     }
 
-    fn gate<K: std::hash::Hash + Eq + Clone>(map: &Mutex<HashMap<K, Gate>>, key: &K) -> Gate {
+    fn gate<K: std::hash::Hash + Eq + Clone, T>(
+        map: &Mutex<HashMap<K, Arc<AsyncMutex<Option<T>>>>>,
+        key: &K,
+    ) -> Arc<AsyncMutex<Option<T>>> {
         let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(m.entry(key.clone()).or_default())
     }
@@ -469,11 +480,27 @@ impl Power {
         host: &Host,
         auth_slot: &mut Option<Auth>,
     ) -> Result<(String, serde_json::Value), BmcError> {
+        // The hosts of one BMC log in and read its collection one after
+        // another, so the first one's answers (a fallback to Basic, the
+        // collection) spare the others their requests.
+        let slot = Power::gate(&self.collections, bmc);
+        let mut known = slot.lock().await;
         if auth_slot.is_none() {
             let account = host.label(CREDENTIALS_LABEL);
-            *auth_slot = Some(self.call(gate, || self.bmc.login(bmc, account)).await?);
+            *auth_slot = match self.bmc.known_login(bmc, account) {
+                Some(auth) => Some(auth),
+                None => Some(self.call(gate, || self.bmc.login(bmc, account)).await?),
+            };
         }
-        let collection = self.get(gate, bmc, auth_slot, SYSTEMS_PATH).await?;
+        let collection = match &*known {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.get(gate, bmc, auth_slot, SYSTEMS_PATH).await?;
+                *known = Some(c.clone());
+                c
+            }
+        };
+        drop(known);
         let path = pick_member(&collection, host.label(SYSTEM_LABEL))?;
         let system = self.get(gate, bmc, auth_slot, &path).await?;
         Ok((path, system))
@@ -655,6 +682,10 @@ mod tests {
         unreachable_until: Duration,
         powering_for: Duration,
         powered_at: Option<Duration>,
+        /// The reset is answered 409; with `conflict_on` the system is On
+        /// by then (someone else powered it on between read and reset).
+        conflict: bool,
+        conflict_on: bool,
     }
 
     impl FakeBmcs {
@@ -762,6 +793,11 @@ mod tests {
                 self.enter(bmc, "reset")?;
                 let now = self.origin.elapsed();
                 let mut s = self.state.lock().unwrap();
+                let st = s.entry(bmc.to_string()).or_default();
+                if st.conflict {
+                    st.on = st.conflict_on;
+                    return Err(BmcError::new(BmcErrorKind::Status(409), "HTTP 409"));
+                }
                 s.entry(bmc.to_string()).or_default().powered_at = Some(now);
                 Ok(())
             })
@@ -936,6 +972,59 @@ mod tests {
         assert_eq!(r, vec![Ok(PowerOutcome::AlreadyOn)]);
         assert!(bmcs.calls("reset").is_empty());
         assert_eq!(bmcs.calls("logout").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_409_to_the_reset_of_a_system_that_is_on_by_then_is_success() {
+        let bmcs = FakeBmcs::new();
+        bmcs.set(
+            "bmc0",
+            FakeState {
+                conflict: true,
+                conflict_on: true,
+                ..FakeState::default()
+            },
+        );
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
+        assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
+        // Read again after the 409, then no second reset.
+        assert_eq!(bmcs.calls("reset").len(), 1);
+        let kinds: Vec<String> = bmcs
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.2.clone())
+            .collect();
+        let after: Vec<&str> = kinds
+            .iter()
+            .skip_while(|k| *k != "reset")
+            .map(String::as_str)
+            .collect();
+        assert_eq!(after, ["reset", "get", "logout"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_409_from_a_system_still_off_fails_the_host() {
+        let bmcs = FakeBmcs::new();
+        bmcs.set(
+            "bmc0",
+            FakeState {
+                conflict: true,
+                ..FakeState::default()
+            },
+        );
+        let power = Arc::new(Power::new(bmcs.clone()));
+        let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
+        let Err(f) = &r[0] else { panic!("{r:?}") };
+        assert_eq!(
+            f.failure,
+            Failure::Bmc {
+                error: crate::engine::failure::BmcKind::Status,
+                status: Some(409)
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]

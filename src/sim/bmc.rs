@@ -7,6 +7,13 @@
 //! password (the fleet's credentials file has one per distinct entry), so a
 //! drill rehearses per-host BMC credentials.
 //!
+//! A [`BmcProfile`] (`sim --bmc-profile`) makes every BMC behave as the
+//! BMCs of one vendor family do in ways a client must handle: system ids,
+//! allowed reset types, how a reset is answered (204, 200, 202 with a task
+//! monitor), what a power-on of a system that is already On gets (400/409),
+//! sessions without a `Location` header, a full session table, 503 while
+//! the BMC starts. docs/bmc.md lists them.
+//!
 //! Owns the Redfish side of a simulated host and its faults
 //! (`bmc_unreachable`, `bmc_bad_credentials`; `stuck_powering_on` is the
 //! host's boot cycle). Power changes go through [`HostCore::reset`]; it must
@@ -29,9 +36,7 @@ use super::core::{HostCore, Shared};
 
 pub const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
 pub const SYSTEMS: &str = "/redfish/v1/Systems";
-/// Dell-style system id, so a client that guesses `/Systems/1` fails.
-pub const SYSTEM: &str = "/redfish/v1/Systems/System.Embedded.1";
-pub const RESET: &str = "/redfish/v1/Systems/System.Embedded.1/Actions/ComputerSystem.Reset";
+const TASKS: &str = "/redfish/v1/TaskService/Tasks";
 /// Sessions one BMC keeps; the oldest is dropped beyond this (BMCs have small tables).
 const MAX_SESSIONS: usize = 16;
 const MAX_REQUEST_BODY: usize = 16 * 1024;
@@ -50,13 +55,142 @@ pub(crate) struct BmcConfig {
     pub accounts: std::collections::BTreeMap<String, String>,
     pub power_on_delay: Duration,
     pub outage: Duration,
+    #[serde(default)]
+    pub profile: BmcProfile,
 }
 
-/// One BMC's live sessions: (id, token), oldest first.
+/// How a simulated BMC behaves (`sim --bmc-profile`). Not firmware
+/// replicas: each bundles behaviours a client must handle, named after the
+/// vendor family it is modelled on (docs/bmc.md says which are documented
+/// and which are modelled for coverage).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BmcProfile {
+    /// rekindle's own: `System.Embedded.1`, sessions, 204.
+    #[default]
+    Generic,
+    /// iDRAC-like: `System.Embedded.1`, 409 to `On` when already On.
+    Dell,
+    /// iLO-like: system `1`, 200 with a message to a reset, 400 to `On`
+    /// when already On, the first two logins refused with
+    /// `SessionLimitExceeded` (sessions of other tools not yet expired).
+    Hpe,
+    /// system `1`, a session without a `Location` header (only its
+    /// `@odata.id` in the body).
+    Supermicro,
+    /// bmcweb-like: system `system`, 503 with `Retry-After: 1` to the first
+    /// two requests (the BMC still starting after power returned).
+    Openbmc,
+    /// XCC-like: system `1`, no `On` among the allowed reset types (only
+    /// `ForceOn`), a reset answered 202 Accepted with a task monitor.
+    Lenovo,
+}
+
+impl BmcProfile {
+    pub const NAMES: [&str; 6] = ["generic", "dell", "hpe", "supermicro", "openbmc", "lenovo"];
+
+    pub fn parse(name: &str) -> Result<BmcProfile, String> {
+        Ok(match name {
+            "generic" => BmcProfile::Generic,
+            "dell" => BmcProfile::Dell,
+            "hpe" => BmcProfile::Hpe,
+            "supermicro" => BmcProfile::Supermicro,
+            "openbmc" => BmcProfile::Openbmc,
+            "lenovo" => BmcProfile::Lenovo,
+            other => {
+                return Err(format!(
+                    "unknown BMC profile `{other}` (one of: {})",
+                    BmcProfile::NAMES.join(", ")
+                ));
+            }
+        })
+    }
+
+    /// The one system's id.
+    fn system_id(self) -> &'static str {
+        match self {
+            BmcProfile::Generic | BmcProfile::Dell => "System.Embedded.1",
+            BmcProfile::Openbmc => "system",
+            BmcProfile::Hpe | BmcProfile::Supermicro | BmcProfile::Lenovo => "1",
+        }
+    }
+
+    fn allowed_resets(self) -> &'static [&'static str] {
+        match self {
+            BmcProfile::Generic => &[
+                "On",
+                "ForceOn",
+                "ForceRestart",
+                "GracefulRestart",
+                "PowerCycle",
+            ],
+            BmcProfile::Dell => &[
+                "On",
+                "ForceOff",
+                "ForceRestart",
+                "GracefulRestart",
+                "GracefulShutdown",
+                "PushPowerButton",
+                "Nmi",
+                "PowerCycle",
+            ],
+            BmcProfile::Hpe => &[
+                "On",
+                "ForceOff",
+                "GracefulShutdown",
+                "ForceRestart",
+                "Nmi",
+                "PushPowerButton",
+                "GracefulRestart",
+            ],
+            BmcProfile::Supermicro => &[
+                "On",
+                "ForceOff",
+                "GracefulShutdown",
+                "GracefulRestart",
+                "ForceRestart",
+                "Nmi",
+                "ForceOn",
+            ],
+            BmcProfile::Openbmc => &[
+                "On",
+                "ForceOff",
+                "ForceOn",
+                "ForceRestart",
+                "GracefulRestart",
+                "GracefulShutdown",
+                "PowerCycle",
+                "Nmi",
+            ],
+            BmcProfile::Lenovo => &[
+                "Nmi",
+                "GracefulShutdown",
+                "GracefulRestart",
+                "ForceOn",
+                "ForceOff",
+                "ForceRestart",
+            ],
+        }
+    }
+
+    /// Requests answered 503 (`Openbmc`) or logins refused as a full session
+    /// table (`Hpe`) before the BMC serves normally.
+    fn busy_answers(self) -> u32 {
+        match self {
+            BmcProfile::Openbmc | BmcProfile::Hpe => 2,
+            _ => 0,
+        }
+    }
+}
+
+/// One BMC's live sessions: (id, token), oldest first; and how many busy
+/// answers its profile still owes.
 #[derive(Default)]
 struct Sessions {
     live: Mutex<VecDeque<(u64, String)>>,
     next: Mutex<u64>,
+    busy_left: Mutex<u32>,
+    tasks: Mutex<u64>,
 }
 
 /// Serves the BMC of `core` forever. `listener` was bound at the start;
@@ -94,7 +228,10 @@ pub(crate) async fn run(
             }
         }
     };
-    let sessions = Arc::new(Sessions::default());
+    let sessions = Arc::new(Sessions {
+        busy_left: Mutex::new(config.profile.busy_answers()),
+        ..Sessions::default()
+    });
     let config = Arc::new(config);
     loop {
         match listener.accept().await {
@@ -162,6 +299,24 @@ async fn handle(
             && user == config.user
             && password == config.password
     };
+    let profile = config.profile;
+    let system = format!("{SYSTEMS}/{}", profile.system_id());
+    let reset = format!("{system}/Actions/ComputerSystem.Reset");
+    // Still starting (503) or a full session table, as the profile owes.
+    let busy = || {
+        let mut left = sessions.busy_left.lock().unwrap_or_else(|p| p.into_inner());
+        let owed = *left > 0;
+        *left = left.saturating_sub(1);
+        owed
+    };
+    if profile == BmcProfile::Openbmc && busy() {
+        let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "service starting");
+        resp.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        return resp;
+    }
     if parts.method == Method::GET && path == "/redfish/v1" {
         // The service root needs no authentication (Redfish spec).
         return respond(
@@ -179,6 +334,14 @@ async fn handle(
         let creds: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let user = creds.get("UserName").and_then(Value::as_str).unwrap_or("");
         let password = creds.get("Password").and_then(Value::as_str).unwrap_or("");
+        if profile == BmcProfile::Hpe && busy() {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                json!({"error": {"code": "iLO.0.10.ExtendedInfo",
+                    "message": "See @Message.ExtendedInfo for more information.",
+                    "@Message.ExtendedInfo": [{"MessageId": "Base.1.4.SessionLimitExceeded"}]}}),
+            );
+        }
         if !password_ok(user, password) {
             return error(StatusCode::UNAUTHORIZED, "invalid credentials");
         }
@@ -200,8 +363,10 @@ async fn handle(
             StatusCode::CREATED,
             json!({"@odata.id": location, "Id": id.to_string(), "UserName": user}),
         );
-        if let (Ok(t), Ok(l)) = (token.parse(), location.parse()) {
+        if let Ok(t) = token.parse() {
             resp.headers_mut().insert("X-Auth-Token", t);
+        }
+        if let (false, Ok(l)) = (profile == BmcProfile::Supermicro, location.parse()) {
             resp.headers_mut().insert(hyper::header::LOCATION, l);
         }
         return resp;
@@ -232,15 +397,15 @@ async fn handle(
             StatusCode::OK,
             json!({
                 "@odata.id": SYSTEMS,
-                "Members": [{"@odata.id": SYSTEM}],
+                "Members": [{"@odata.id": system}],
                 "Members@odata.count": 1,
             }),
         ),
-        (&Method::GET, SYSTEM) => respond(
+        (&Method::GET, p) if p == system => respond(
             StatusCode::OK,
             json!({
-                "@odata.id": SYSTEM,
-                "Id": "System.Embedded.1",
+                "@odata.id": system,
+                "Id": profile.system_id(),
                 "HostName": core.name,
                 "PowerState": core.power().redfish(),
                 "PowerRestorePolicy": core.restore_policy,
@@ -250,26 +415,46 @@ async fn handle(
                     "BootSourceOverrideTarget": core.boot_override.as_deref().unwrap_or("None"),
                 },
                 "Actions": {"#ComputerSystem.Reset": {
-                    "target": RESET,
-                    "ResetType@Redfish.AllowableValues":
-                        ["On", "ForceOn", "ForceRestart", "GracefulRestart", "PowerCycle"],
+                    "target": reset,
+                    "ResetType@Redfish.AllowableValues": profile.allowed_resets(),
                 }},
             }),
         ),
-        (&Method::POST, RESET) => {
+        (&Method::POST, p) if p == reset => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let Some(reset_type) = v.get("ResetType").and_then(Value::as_str) else {
                 return error(StatusCode::BAD_REQUEST, "ResetType is required");
             };
-            match core.reset(reset_type) {
-                Ok(()) => {
-                    let mut resp = Response::new(Full::new(Bytes::new()));
-                    *resp.status_mut() = StatusCode::NO_CONTENT;
-                    resp
+            if !profile.allowed_resets().contains(&reset_type) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("ResetType `{reset_type}` is not among the allowable values"),
+                );
+            }
+            let already_on = core.power() != super::core::Power::Off;
+            if matches!(reset_type, "On" | "ForceOn") && already_on {
+                match profile {
+                    BmcProfile::Dell => {
+                        return error(StatusCode::CONFLICT, "Server is already powered ON.");
+                    }
+                    BmcProfile::Hpe => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidOperationForSystemState: the server is already on",
+                        );
+                    }
+                    _ => {}
                 }
+            }
+            match core.reset(reset_type) {
+                Ok(()) => reset_answer(profile, sessions),
                 Err(e) => error(StatusCode::BAD_REQUEST, &e),
             }
         }
+        (&Method::GET, p) if p.starts_with(TASKS) => respond(
+            StatusCode::OK,
+            json!({"@odata.id": p, "TaskState": "Completed", "TaskStatus": "OK"}),
+        ),
         (&Method::DELETE, p) if p.starts_with(SESSIONS) => {
             let id = p.rsplit('/').next().and_then(|s| s.parse::<u64>().ok());
             let mut live = sessions.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -283,10 +468,43 @@ async fn handle(
                 None => error(StatusCode::NOT_FOUND, "no such session"),
             }
         }
-        (_, SYSTEMS | SYSTEM | RESET) => {
+        (_, p) if p == SYSTEMS || p == system || p == reset => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// A reset's answer: 204 (most), 200 with a message (`Hpe`,
+/// `Supermicro`), 202 Accepted with a task monitor (`Lenovo`).
+fn reset_answer(profile: BmcProfile, sessions: &Sessions) -> Response<Full<Bytes>> {
+    match profile {
+        BmcProfile::Hpe | BmcProfile::Supermicro => respond(
+            StatusCode::OK,
+            json!({"error": {"code": "Base.1.4.Success",
+                "@Message.ExtendedInfo": [{"MessageId": "Base.1.4.Success"}]}}),
+        ),
+        BmcProfile::Lenovo => {
+            let id = {
+                let mut n = sessions.tasks.lock().unwrap_or_else(|p| p.into_inner());
+                *n += 1;
+                *n
+            };
+            let monitor = format!("{TASKS}/{id}");
+            let mut resp = respond(
+                StatusCode::ACCEPTED,
+                json!({"@odata.id": monitor, "TaskState": "Running"}),
+            );
+            if let Ok(l) = monitor.parse() {
+                resp.headers_mut().insert(hyper::header::LOCATION, l);
+            }
+            resp
+        }
+        _ => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
     }
 }
 

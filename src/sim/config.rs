@@ -327,6 +327,8 @@ pub struct FleetConfig {
     pub reboot_grace: Duration,
     /// How long a `bmc_unreachable` BMC refuses connections after the start.
     pub bmc_outage: Duration,
+    /// How every BMC behaves (`--bmc-profile`).
+    pub bmc_profile: super::bmc::BmcProfile,
     /// Connections between hosts (`sim --deps`), shown in their `/proc/net/tcp`.
     pub deps: Vec<super::deps::Edge>,
 }
@@ -359,6 +361,7 @@ impl FleetConfig {
             power_on_delay: Duration::from_secs(1),
             reboot_grace: super::core::REBOOT_GRACE,
             bmc_outage: Duration::from_secs(10),
+            bmc_profile: super::bmc::BmcProfile::default(),
             deps: Vec::new(),
         }
     }

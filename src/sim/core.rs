@@ -229,7 +229,9 @@ impl HostCore {
     /// `recover` chance, drawn per cycle from the seed). Unknown types are refused.
     pub fn reset(&self, reset_type: &str) -> Result<(), String> {
         let restart = match reset_type {
-            "On" | "ForceOn" => false,
+            // The button of a host that is On would start a graceful
+            // shutdown; the simulator does not model that, so it is a no-op.
+            "On" | "ForceOn" | "PushPowerButton" => false,
             "GracefulRestart" => true,
             "ForceRestart" | "PowerCycle" => {
                 self.power_cycle();

@@ -296,6 +296,7 @@ impl Fleet {
                 accounts: bmc_accounts(&config)?,
                 power_on_delay: config.power_on_delay,
                 outage: config.bmc_outage,
+                profile: config.bmc_profile,
             }),
             false => None,
         };

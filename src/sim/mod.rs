@@ -28,6 +28,7 @@ mod ssh;
 
 use std::net::SocketAddr;
 
+pub use bmc::BmcProfile;
 pub use config::{BootTime, FailSpec, FaultKind, FleetConfig, SimHost, parse_fail, parse_faults};
 pub use core::{Phase, Power};
 pub use fleet::{Fleet, FleetHandle, FleetPaths, FleetStatus, HostReport};

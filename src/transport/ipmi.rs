@@ -471,6 +471,17 @@ fn ipmi_target(bmc: &Endpoint) -> Option<Result<Target, BmcError>> {
 }
 
 impl Bmc for Bmcs {
+    fn known_login(&self, bmc: &Endpoint, account: Option<&str>) -> Option<Auth> {
+        match ipmi_target(bmc) {
+            None => self.redfish.known_login(bmc, account),
+            // RMCP+ opens a session per ipmitool run: no request to make.
+            Some(Ok(_)) if self.ipmi.credentials.entry(account).is_ok() => Some(Auth::Basic {
+                account: account.map(str::to_owned),
+            }),
+            Some(_) => None,
+        }
+    }
+
     fn login<'a>(&'a self, bmc: &'a Endpoint, account: Option<&'a str>) -> BmcFuture<'a, Auth> {
         match ipmi_target(bmc) {
             None => self.redfish.login(bmc, account),

@@ -562,6 +562,13 @@ pub trait Bmc: Send + Sync + fmt::Debug + 'static {
     /// `bmc_credentials` label; `None`: the default), or says the BMC
     /// wants HTTP Basic.
     fn login<'a>(&'a self, bmc: &'a Endpoint, account: Option<&'a str>) -> BmcFuture<'a, Auth>;
+    /// The authentication a login would give without asking the BMC (one
+    /// that answered an earlier login with "use Basic", an IPMI BMC, whose
+    /// sessions are per call), so the caller spends no request on it.
+    fn known_login(&self, bmc: &Endpoint, account: Option<&str>) -> Option<Auth> {
+        let _ = (bmc, account);
+        None
+    }
     /// A resource's JSON (`GET path`).
     fn get<'a>(&'a self, bmc: &'a Endpoint, auth: &'a Auth, path: &'a str) -> BmcFuture<'a, Value>;
     /// Posts `{"ResetType": reset_type}` to the action `target`.
@@ -602,6 +609,11 @@ pub struct Redfish {
     policy: Arc<Policy>,
     clients: std::sync::Mutex<std::collections::HashMap<String, Client>>,
     credentials: Arc<CredentialStore>,
+    /// (origin, credentials entry) whose session login was answered with a
+    /// fallback to Basic: the next login there with the same entry would
+    /// get the same answer, so it is not asked again (one request fewer
+    /// per host on a BMC with many Systems).
+    basic: std::sync::Mutex<std::collections::HashSet<(String, Option<String>)>>,
 }
 
 impl fmt::Debug for Redfish {
@@ -640,6 +652,7 @@ impl Redfish {
             policy: Arc::new(policy),
             clients: std::sync::Mutex::new(std::collections::HashMap::new()),
             credentials,
+            basic: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -770,6 +783,14 @@ impl Redfish {
 }
 
 impl Bmc for Redfish {
+    fn known_login(&self, bmc: &Endpoint, account: Option<&str>) -> Option<Auth> {
+        let key = (bmc.origin(), account.map(str::to_owned));
+        let basic = self.basic.lock().unwrap_or_else(|p| p.into_inner());
+        basic.contains(&key).then(|| Auth::Basic {
+            account: account.map(str::to_owned),
+        })
+    }
+
     fn login<'a>(&'a self, bmc: &'a Endpoint, account: Option<&'a str>) -> BmcFuture<'a, Auth> {
         Box::pin(async move {
             let credentials = self.account(account)?;
@@ -777,6 +798,9 @@ impl Bmc for Redfish {
                 "UserName": credentials.user,
                 "Password": credentials.password.expose(),
             });
+            if let Some(auth) = self.known_login(bmc, account) {
+                return Ok(auth);
+            }
             let (client, verifier) = self.client(bmc)?;
             let req = client.post(bmc.url(SESSIONS_PATH)).json(&body);
             let resp = self.send(bmc, "login", &verifier, req).await?;
@@ -793,6 +817,10 @@ impl Bmc for Redfish {
                     | StatusCode::METHOD_NOT_ALLOWED
                     | StatusCode::NOT_IMPLEMENTED
             ) {
+                self.basic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((bmc.origin(), account.map(str::to_owned)));
                 return Ok(Auth::Basic {
                     account: account.map(str::to_owned),
                 });
@@ -864,6 +892,7 @@ impl Bmc for Redfish {
             let what = format!("GET {path}");
             let resp = self.send(bmc, &what, &verifier, req).await?;
             let resp = self.expect_ok(bmc, &what, resp, auth.account()).await?;
+
             read_json(bmc, resp).await
         })
     }

@@ -502,3 +502,73 @@ fn plain_http_bmcs_are_refused_unless_allowed_and_plan_warns() {
         "{out}"
     );
 }
+
+/// Every `sim --bmc-profile`: the BMC behaviours of one vendor family (see
+/// src/sim/bmc.rs and docs/bmc.md): system ids `System.Embedded.1`, `1`,
+/// `system`; 200 and 202-with-a-task-monitor answers to a reset; a session
+/// without a Location header; two logins refused with SessionLimitExceeded
+/// (backed off, not failed); 503 with Retry-After while the BMC starts; no
+/// `On` among the allowed reset types (ForceOn sent, and the journal says
+/// so). Each host is powered on once and comes up for SSH.
+#[test]
+fn every_vendor_profile_of_the_simulated_bmc_is_powered_on_once() {
+    let profiles = [
+        ("dell", "On"),
+        ("hpe", "On"),
+        ("supermicro", "On"),
+        ("openbmc", "On"),
+        ("lenovo", "ForceOn"),
+    ];
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = profiles
+            .iter()
+            .enumerate()
+            .map(|(i, (profile, reset))| {
+                scope.spawn(move || {
+                    let base = 42200 + 10 * i as u16;
+                    let sim = BmcSim::start(base, &["--hosts", "2", "--bmc-profile", profile]);
+                    let pb = playbook(sim.dir.path(), "{ timeout: 2m, pdu_interval: 200ms }");
+                    let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+                    assert_eq!(code, 0, "{profile}: stdout:\n{out}\nstderr:\n{err}");
+                    let s = sim.wait_status("all up", |s| s["hosts_up"] == 2);
+                    for name in ["sim-00001", "sim-00002"] {
+                        assert_eq!(host(&s, name)["power_ons"], 1, "{profile} {name}: {s}");
+                    }
+                    let journal = support::journal_in(&sim.dir.path().join("journal"));
+                    let text = std::fs::read_to_string(journal).expect("journal");
+                    let sent = format!("\"reset_type\":\"{reset}\"");
+                    assert_eq!(text.matches(&sent).count(), 2, "{profile}: {text}");
+                    let password = sim.password();
+                    assert!(!text.contains(&password) && !out.contains(&password));
+                })
+            })
+            .collect();
+        for r in runs {
+            r.join().expect("profile run");
+        }
+    });
+}
+
+#[test]
+fn an_unknown_bmc_profile_is_refused_naming_the_known_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = support::rekindle();
+    cmd.args([
+        "sim",
+        "--powered-off",
+        "--hosts",
+        "1",
+        "--bmc-profile",
+        "ibm",
+        "--out",
+    ])
+    .arg(dir.path().join("fleet"));
+    let (code, _, err) = support::run(&mut cmd);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "unknown BMC profile `ibm` (one of: generic, dell, hpe, supermicro, openbmc, lenovo)"
+        ),
+        "{err}"
+    );
+}

@@ -245,6 +245,20 @@ impl Sushy {
     }
 }
 
+/// A plain HTTP GET's whole answer ("" when nothing answers).
+fn http_get(addr: &str, port: u16, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect((addr, port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
+        return String::new();
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -393,9 +407,51 @@ fn sushy_basic_only_bmc_powers_the_picked_systems_on_and_refuses_a_wrong_passwor
 
     // The right password: Basic after the 401 on the login; each host's
     // system by its redfish_system label; sushy applies power 1-11 s after
-    // the reset, and the step waits for it.
-    let (code, out, err) = sushy.run(&inv, &creds_arg(&good));
-    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // the reset, and the step waits for it. The live page, its API and
+    // metrics are read all along (for the secret scan below).
+    let mut cmd = support::rekindle_in(sushy.dir.path());
+    cmd.arg("run")
+        .arg(sushy.playbook())
+        .arg("-i")
+        .arg(&inv)
+        .args(["--yes", "--journal"])
+        .arg(sushy.path("journal"))
+        .args(creds_arg(&good))
+        .args(["--listen", "42102"])
+        .env_remove("REKINDLE_BMC_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = KillOnDrop::new(cmd.spawn().expect("rekindle runs"));
+    let mut served = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.child().try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "the run did not end");
+        for path in ["/", "/api/status", "/metrics"] {
+            served.push_str(&http_get("127.0.0.1", 42102, path));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut out = String::new();
+    let mut err = String::new();
+    let c = child.child();
+    c.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    c.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    let code = child
+        .wait_for(Duration::from_secs(5))
+        .and_then(|s| s.code());
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        served.contains("rekindle_"),
+        "the metrics were served: {served}"
+    );
     for i in 0..3 {
         assert_eq!(sushy.power(i), "On", "system {i}");
     }
@@ -404,7 +460,19 @@ fn sushy_basic_only_bmc_powers_the_picked_systems_on_and_refuses_a_wrong_passwor
 
     let journals = sushy.journals();
     assert!(journals.contains("power_on_issued"), "{journals}");
-    for text in [&out, &err, &journals] {
+    let mut reports = String::new();
+    for entry in std::fs::read_dir(sushy.path("journal"))
+        .expect("journals")
+        .flatten()
+    {
+        for format in ["text", "json", "html"] {
+            let mut cmd = support::rekindle();
+            cmd.args(["report", "--format", format]).arg(entry.path());
+            reports.push_str(&support::run(&mut cmd).1);
+        }
+    }
+    assert!(reports.contains("node-1"), "{reports}");
+    for text in [&out, &err, &journals, &served, &reports] {
         assert!(!text.contains(&sushy.password));
         assert!(!text.contains("not-the-password-9f3"));
     }
@@ -585,4 +653,80 @@ fn sushy_with_a_certificate_from_a_private_ca_is_trusted_through_bmc_ca() {
         &[&creds_arg(&creds)[..], &["--bmc-ca", ca_s]].concat(),
     );
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+}
+
+/// A `bmc` label that points at a web page, not a Redfish service (here
+/// Python's own `http.server`, serving an HTML login page): the host fails
+/// at once, saying so, instead of "not JSON: expected value at line 1".
+#[test]
+fn a_bmc_answering_html_instead_of_json_fails_the_host_at_once_saying_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("www/redfish/v1")).expect("dirs");
+    std::fs::write(
+        d.join("www/redfish/v1/Systems"),
+        "<!DOCTYPE html>\n<html><body><form>Login</form></body></html>\n",
+    )
+    .expect("page");
+    let (addr, port) = ("127.42.5.1", 42150);
+    let server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            addr,
+            "--directory",
+        ])
+        .arg(d.join("www"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let _server = KillOnDrop::new(server);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect((addr, port)).is_err() {
+        assert!(Instant::now() < deadline, "http.server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(
+        d.join("inv.yaml"),
+        format!(
+            "version: 1\ndatacenters:\n  lab:\n    hosts:\n      - name: web1\n        labels: {{ bmc: \"http://{addr}:{port}\", bmc_allow_http: \"true\", pdu: p1 }}\n"
+        ),
+    )
+    .expect("inventory");
+    std::fs::write(
+        d.join("pb.yaml"),
+        "version: 1\nname: power\nstages:\n  - name: all\n    select: { dc: lab }\n    steps:\n      - power_on: { timeout: 2m }\n",
+    )
+    .expect("playbook");
+    let creds = d.join("creds");
+    std::fs::write(&creds, "admin:html-test-pw\n").expect("creds");
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let started = Instant::now();
+    let mut cmd = support::rekindle_in(d);
+    cmd.args([
+        "run",
+        "pb.yaml",
+        "-i",
+        "inv.yaml",
+        "--yes",
+        "--journal",
+        "j",
+    ])
+    .args(creds_arg(&creds))
+    .env_remove("REKINDLE_BMC_PASSWORD");
+    let (code, out, err) = support::run(&mut cmd);
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("answered an HTML page, not Redfish JSON"),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
 }
