@@ -613,7 +613,10 @@ fn lock_depends_on_the_working_directory_no_more_overlapping_runs_are_refused() 
 
 #[test]
 fn break_lock_help_and_readme_agree_it_never_takes_a_live_run_on_this_machine() {
-    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    // The README's reference moved into the book: the journal and lock page.
+    let readme =
+        std::fs::read_to_string(support::root().join("docs/book/src/reference/journal.md"))
+            .unwrap();
     for command in ["run", "resume"] {
         let (code, out, _) = support::run(support::rekindle().args([command, "--help"]));
         assert_eq!(code, 0);

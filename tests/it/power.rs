@@ -392,7 +392,9 @@ fn a_redfish_system_the_bmc_lacks_fails_the_host_naming_what_it_has() {
 fn the_bmc_password_from_the_environment_stays_out_of_local_hooks() {
     let dir = support::inputs(
         "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n",
-        "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { local: \"test -z \\\"$REKINDLE_BMC_PASSWORD\\\" && test -n \\\"$REKINDLE_BMC_USER\\\"\" } ]\n",
+        // Every REKINDLE_* variable stays out (child_env); an ordinary one
+        // reaches the hook, so the check itself can fail.
+        "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { local: \"test -z \\\"$REKINDLE_BMC_PASSWORD\\\" && test -z \\\"$REKINDLE_BMC_USER\\\" && test -n \\\"$OPS_TEAM\\\"\" } ]\n",
     );
     let mut cmd = support::rekindle_in(dir.path());
     cmd.args([
@@ -405,6 +407,7 @@ fn the_bmc_password_from_the_environment_stays_out_of_local_hooks() {
         "j",
     ])
     .env("REKINDLE_BMC_USER", "ops")
+    .env("OPS_TEAM", "ops")
     .env("REKINDLE_BMC_PASSWORD", "env-secret-4411");
     let (code, out, err) = support::run(&mut cmd);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");

@@ -122,9 +122,12 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
     for (name, h) in hosts(&s) {
         let cycles = if *name == never { 1 } else { 0 };
         assert_eq!(h["power_cycles"], cycles, "{name}: {s}");
+        // `never_returns` holds after a power-on too (issue 28): that host
+        // never came back from the power-on, so no reboot ever reached it.
+        let reboots = if *name == never { 0 } else { 1 };
         assert_eq!(
             (&h["power_ons"], &h["reboots"]),
-            (&1.into(), &1.into()),
+            (&1.into(), &reboots.into()),
             "{name}: {s}"
         );
     }
@@ -138,7 +141,8 @@ fn a_never_returns_host_is_power_cycled_exactly_once_then_quarantined_and_a_slow
     let line = failed_line(&out, &never);
     assert!(
         line.contains("quarantined after 1 power cycle through its BMC (#1 PowerCycle after ")
-            && line.contains("did not come back within the reboot timeout of 6s"),
+            && line.contains("step 2 (wait_ssh)")
+            && line.contains("host did not answer SSH within 30s"),
         "{line}"
     );
     // The journal has the one intent; the report shows every attempt.
@@ -273,7 +277,10 @@ fn kill_9_during_remediation_then_resume_cycles_nobody_twice() {
     for (name, h) in hosts(&s) {
         let cycles = if *name == never { 1 } else { 0 };
         assert_eq!(h["power_cycles"], cycles, "{name} cycled twice? {s}");
-        assert_eq!(h["reboots"], 1, "{name} rebooted twice? {s}");
+        // The `never_returns` host does not come back from its power-on
+        // (issue 28), so it is never rebooted; the others exactly once.
+        let reboots = if *name == never { 0 } else { 1 };
+        assert_eq!(h["reboots"], reboots, "{name} rebooted twice? {s}");
         assert_eq!(h["power_ons"], 1, "{name}: {s}");
     }
 }
