@@ -410,6 +410,12 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    // The jump hosts as the connections will use them: the inventory's,
+    // else ~/.ssh/config's ProxyJump.
+    let jumps = selected(plan)
+        .into_iter()
+        .filter_map(|h| Some((h, connector.endpoint(inventory.hosts.get(h)?).ok()?.jump?)))
+        .collect();
     // A host read holds one connection (two through a jump host): as many at
     // once as the descriptor limit leaves room for.
     let mut notes = Vec::new();
@@ -418,10 +424,11 @@ pub fn run(
     for n in notes {
         eprintln!("{n}");
     }
-    let settings = Settings {
+    let mut settings = Settings {
         parallel: settings.parallel.min(fit),
         ..settings.clone()
     };
+    settings.own.jumps = Some(jumps);
     let mut observed = runtime.block_on(observe(connector, inventory, plan, &settings));
     let targets = bmc::targets(plan, inventory);
     if !targets.is_empty() {

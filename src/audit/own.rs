@@ -29,6 +29,10 @@ pub struct Sources {
     pub resolv_conf: Option<PathBuf>,
     /// The bastion's host name and its interfaces' addresses.
     pub bastion: Option<(String, Vec<IpAddr>)>,
+    /// Each selected host's jump chain as rekindle would use it (the
+    /// inventory's, else `~/.ssh/config`'s ProxyJump); `None`: the
+    /// inventory's `jump` alone.
+    pub jumps: Option<Vec<(usize, String)>>,
 }
 
 /// What a dependency is for.
@@ -112,18 +116,25 @@ pub async fn resolve(sources: &Sources, inventory: &Inventory, plan: &Plan) -> V
         }
     }
     let bmc_hosts: BTreeSet<usize> = crate::session::power_on_hosts(plan).into_iter().collect();
+    let jumps: Vec<(usize, String)> = match &sources.jumps {
+        Some(j) => j.clone(),
+        None => super::selected(plan)
+            .into_iter()
+            .filter_map(|h| Some((h, inventory.hosts.get(h)?.jump.clone()?)))
+            .collect(),
+    };
+    for (h, jump) in jumps {
+        for hop in jump.split(',') {
+            found
+                .entry((Role::Jump, hop.trim().to_owned()))
+                .or_default()
+                .push(h);
+        }
+    }
     for h in super::selected(plan) {
         let Some(host) = inventory.hosts.get(h) else {
             continue;
         };
-        if let Some(jump) = &host.jump {
-            for hop in jump.split(',') {
-                found
-                    .entry((Role::Jump, hop.trim().to_owned()))
-                    .or_default()
-                    .push(h);
-            }
-        }
         if bmc_hosts.contains(&h)
             && let Some(bmc) = host.label("bmc")
         {

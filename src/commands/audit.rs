@@ -66,6 +66,7 @@ pub fn execute(args: AuditArgs) -> anyhow::Result<Exit> {
             notify,
             resolv_conf: Some(audit::default_resolv_conf()),
             bastion: Some(own::bastion()),
+            jumps: None,
         },
         bmc: crate::session::BmcSettings {
             credentials: args.bmc_credentials.clone(),

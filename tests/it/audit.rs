@@ -785,3 +785,36 @@ fn real_hosts_in_network_namespaces() {
     });
     assert!(lost, "{doc:#}");
 }
+
+/// A jump host named only in `~/.ssh/config` is one of rekindle's own
+/// dependencies, as the inventory's `jump` is.
+#[test]
+fn a_jump_host_from_the_ssh_config_is_a_dependency() {
+    let dir = support::inputs(
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n\
+         \x20     - { name: h1, address: 127.0.0.1, port: 1 }\n\
+         \x20     - { name: gw1, address: 127.0.0.2, port: 1 }\n",
+        "version: 1\nstages:\n  - name: s\n    select: { name: \"*\" }\n    steps: [ reboot ]\n",
+    );
+    std::fs::write(dir.path().join("ssh_config"), "Host h1\n  ProxyJump gw1\n").unwrap();
+    let (_, doc, err) = audit_json(
+        dir.path(),
+        &[
+            "pb.yaml",
+            "-i",
+            "inv.yaml",
+            "--samples",
+            "1",
+            "--ssh-config",
+            "ssh_config",
+        ],
+    );
+    let jump = doc["findings"].as_array().unwrap().iter().any(|f| {
+        f["kind"] == "recovery-dependency"
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("jump host gw1 is gw1, which stage s restarts")
+    });
+    assert!(jump, "{doc:#}\n{err}");
+}
