@@ -1139,7 +1139,9 @@ fn a_standby_without_the_bmc_credentials_the_run_needs_refuses_to_stand_by() {
     let book = work.join("book.yaml");
     std::fs::write(
         &book,
-        "version: 1\nname: bmc-standby\ndefaults: { connect_timeout: 5s, command_timeout: 60s }\nstages:\n  - name: all\n    select: { dc: sim }\n    parallel: 1\n    remediate: { power_cycle: 1 }\n    steps:\n      - run: \"sleep 4\"\n",
+        // Long enough (2 x 12 s) that the driver still runs when the third
+        // standby, after two refused ones, starts waiting on a loaded machine.
+        "version: 1\nname: bmc-standby\ndefaults: { connect_timeout: 5s, command_timeout: 60s }\nstages:\n  - name: all\n    select: { dc: sim }\n    parallel: 1\n    remediate: { power_cycle: 1 }\n    steps:\n      - run: \"sleep 12\"\n",
     )
     .expect("playbook");
     let credentials = fleet.sim.path("bmc-credentials");
