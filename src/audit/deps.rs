@@ -161,7 +161,7 @@ fn norm(a: SocketAddr) -> SocketAddr {
 }
 
 /// The first stage (in plan order) that selects each host.
-fn home_stages(plan: &Plan) -> HashMap<usize, usize> {
+pub(super) fn home_stages(plan: &Plan) -> HashMap<usize, usize> {
     let mut home = HashMap::new();
     for (i, s) in plan.stages.iter().enumerate() {
         for &h in &s.hosts {

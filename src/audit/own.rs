@@ -205,12 +205,7 @@ pub fn check(
     deps: &[Dependency],
     assume_lost: Option<&Selector>,
 ) -> Vec<Finding> {
-    let mut home: BTreeMap<usize, usize> = BTreeMap::new();
-    for (i, s) in plan.stages.iter().enumerate() {
-        for &h in &s.hosts {
-            home.entry(h).or_insert(i);
-        }
-    }
+    let home = super::deps::home_stages(plan);
     let name = |h: usize| inventory.hosts[h].name.clone();
     let lost = |h: &usize| assume_lost.is_some_and(|sel| sel.matches(&inventory.hosts[*h]));
     let mut findings = Vec::new();
