@@ -1,7 +1,7 @@
 //! Admission end to end: readiness gates and growing waves, the real
 //! `rekindle run` against a real `rekindle sim`. What started before what is
 //! read from the run's journal (record order, never wall-clock durations);
-//! what each host did, from the simulator's status.json. Ports 27xx and 43001-43002.
+//! what each host did, from the simulator's status.json. Ports 27xx and 25501-25502.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -383,7 +383,7 @@ fn a_host_is_in_one_stage_at_a_time_and_one_that_failed_leaves_the_plan() {
     // audit ran on hosts db was rebooting ("connection closed") and spent
     // its budget; app ran the dead host and failed it again.
     let fleet = Fleet::start(
-        43001,
+        25501,
         &[
             "--hosts",
             "6",

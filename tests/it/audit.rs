@@ -111,7 +111,7 @@ fn start_sim(dir: &Path, port: u16) -> SimProcess {
 #[test]
 fn the_simulators_dependency_graph_comes_back_as_findings() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path(), 47010);
+    let sim = start_sim(dir.path(), 25610);
     std::fs::write(dir.path().join("pb.yaml"), sim_playbook(false)).unwrap();
     let inv = sim.path("inventory.yaml");
     let (code, doc, err) = audit_json(
@@ -177,7 +177,7 @@ fn the_simulators_dependency_graph_comes_back_as_findings() {
 #[test]
 fn etcd_and_the_site_assumed_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path(), 47020);
+    let sim = start_sim(dir.path(), 25620);
     std::fs::write(dir.path().join("pb.yaml"), sim_playbook(true)).unwrap();
     let inv = sim.path("inventory.yaml");
     let inv = inv.to_str().unwrap();
@@ -287,11 +287,11 @@ fn the_boot_path_through_redfish_bmcs() {
         site.to_str().unwrap(),
         "--bmcs",
         "--port",
-        "47030",
+        "25630",
         "--http-port",
-        "47031",
+        "25631",
         "--bmc-port",
-        "47032",
+        "25632",
     ]);
     std::fs::write(
         dir.path().join("pb.yaml"),

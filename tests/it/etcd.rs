@@ -19,6 +19,8 @@ struct Member {
     name: String,
     client: u16,
     args: Vec<String>,
+    /// etcd's own log (appended on each start), shown when it never becomes healthy.
+    log: PathBuf,
     process: Option<KillOnDrop>,
 }
 
@@ -54,6 +56,7 @@ impl Cluster {
                     "--election-timeout=2000".into(),
                 ];
                 Member {
+                    log: dir.path().join(format!("{name}.log")),
                     name,
                     client,
                     args,
@@ -85,10 +88,15 @@ impl Cluster {
     /// Starts member `i` (again, on its data directory).
     fn resume_member(&mut self, i: usize) {
         let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("etcd log file");
         let child = Command::new("etcd")
             .args(&m.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("etcd {} starts (is etcd-server installed?): {e}", m.name));
         m.process = Some(KillOnDrop::new(child));
@@ -141,7 +149,15 @@ impl Cluster {
             let ok = poll(Duration::from_secs(60), || {
                 http(port, "GET", "/health", "").is_some_and(|b| b.contains("\"health\":\"true\""))
             });
-            assert!(ok, "etcd member {i} never became healthy");
+            if !ok {
+                let log = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "etcd member {i} never became healthy; the end of its log:\n{}",
+                    tail.join("\n")
+                );
+            }
         }
     }
 
@@ -1085,7 +1101,7 @@ fn a_run_is_kept_in_an_etcd_that_demands_tls_client_certificates() {
     assert!(hosts.iter().all(|h| h["status"] == "done"), "{out}");
 }
 
-// Issue 25: what an adversarial pass of etcd runs broke. Ports 44000-44099.
+// Issue 25: what an adversarial pass of etcd runs broke. Ports 25000-25099.
 
 /// A playbook over every simulated host whose one step takes `secs`
 /// seconds: the run waits in a long step, with nothing to commit.
@@ -1110,12 +1126,12 @@ fn long_step_book(dir: &Path, secs: u32) -> PathBuf {
 /// hung member and was cut off before it reached another.
 #[test]
 fn one_stopped_etcd_member_does_not_fence_a_healthy_driver() {
-    let cluster = Cluster::start(44_000);
+    let cluster = Cluster::start(25_000);
     // A follower first in the driver's list: stopping the raft leader would
     // also cost an election, which is not what this test is about.
     let hung = (cluster.leader() + 1) % 3;
     let etcd = cluster.endpoints_from(hung);
-    let case = Case::new(2, 44_010, "0s", 1);
+    let case = Case::new(2, 25_010, "0s", 1);
     let book = long_step_book(case.work.path(), 6);
     let driver = Running::start(case.run_playbook(&book, &etcd, "b1", &["--etcd-ttl", "3s"]));
     driver.wait_stderr("fencing token", Duration::from_secs(60));
@@ -1132,9 +1148,9 @@ fn one_stopped_etcd_member_does_not_fence_a_healthy_driver() {
 /// with exit 2 and leave the run stale); one with them stands by.
 #[test]
 fn a_standby_without_the_bmc_credentials_the_run_needs_refuses_to_stand_by() {
-    let cluster = Cluster::start(44_020);
+    let cluster = Cluster::start(25_020);
     let etcd = cluster.endpoints();
-    let fleet = support::BmcSim::start_up(44_030, &["--hosts", "2"]);
+    let fleet = support::BmcSim::start_up(25_030, &["--hosts", "2"]);
     let work = fleet.dir.path();
     let book = work.join("book.yaml");
     std::fs::write(
@@ -1230,9 +1246,9 @@ fn a_standby_without_the_bmc_credentials_the_run_needs_refuses_to_stand_by() {
 ///   the new driver (`pause` there exited 0 without reaching anyone).
 #[test]
 fn a_paused_run_taken_over_beside_its_stopped_driver_stays_paused_until_continued() {
-    let cluster = Cluster::start(44_040);
+    let cluster = Cluster::start(25_040);
     let etcd = cluster.endpoints();
-    let case = Case::new(6, 44_050, "1s", 1);
+    let case = Case::new(6, 25_050, "1s", 1);
     let registry = case.work.path().join("one-machine-state");
     let mut run = case.run(&etcd, "b1", &["--etcd-ttl", "3s"]);
     run.env("XDG_STATE_HOME", &registry);
@@ -1327,9 +1343,9 @@ fn a_paused_run_taken_over_beside_its_stopped_driver_stays_paused_until_continue
 #[test]
 fn a_host_straddling_a_chunk_boundary_is_caught_by_the_collision_check() {
     const CHUNK: usize = 256 * 1024;
-    let cluster = Cluster::start(44_080);
+    let cluster = Cluster::start(25_080);
     let etcd = cluster.endpoints();
-    let case = Case::new(2, 44_090, "0s", 1);
+    let case = Case::new(2, 25_090, "0s", 1);
     // A live run elsewhere (a leader key on a lease), its hosts as the
     // driver writes them: joined by newlines, cut every 256 KiB, with
     // `sim-00001` across the cut.

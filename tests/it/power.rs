@@ -528,7 +528,7 @@ fn every_vendor_profile_of_the_simulated_bmc_is_powered_on_once() {
             .enumerate()
             .map(|(i, (profile, reset))| {
                 scope.spawn(move || {
-                    let base = 42200 + 10 * i as u16;
+                    let base = 25400 + 10 * i as u16;
                     let sim = BmcSim::start(base, &["--hosts", "2", "--bmc-profile", profile]);
                     let pb = playbook(sim.dir.path(), "{ timeout: 2m, pdu_interval: 200ms }");
                     let (code, out, err) = sim.run_with_credentials(&pb, &[]);

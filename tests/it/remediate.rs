@@ -336,7 +336,7 @@ fn a_live_fleet_with_bmcs_has_its_straggler_power_cycled_by_a_rolling_reboot() {
 fn kill_9_while_power_cycles_wait_for_their_pdu_turn_counts_only_the_cycles_sent() {
     // Four hosts that never come back, all on one PDU (the simulator's
     // inventory puts up to 40 hosts on `pdu-001`): cycles 2 s apart.
-    let sim = BmcSim::start_up(44_200, &["--hosts", "4", "--fail", "never_returns=1"]);
+    let sim = BmcSim::start_up(25_200, &["--hosts", "4", "--fail", "never_returns=1"]);
     let book = sim.book(
         "version: 1\nname: rolling\ndefaults: { connect_timeout: 2s }\nstages:\n  - name: all\n    select: { dc: sim }\n    parallel: 100%\n    max_failures: 100%\n    remediate: { power_cycle: 1 }\n    steps:\n      - reboot: { timeout: 3s }\n",
     );

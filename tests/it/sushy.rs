@@ -8,7 +8,7 @@
 //! What the systems' power states are is read from sushy itself (a plain
 //! HTTP GET), not from rekindle. Certificates are made by `openssl` the way
 //! operators make them, and their fingerprints are what `openssl x509
-//! -fingerprint -sha256` prints. One emulator per test; ports 42100-42199
+//! -fingerprint -sha256` prints. One emulator per test; ports 25300-25399
 //! on 127.42.x.y.
 
 use std::io::{Read, Write};
@@ -363,7 +363,7 @@ fn creds_arg(path: &Path) -> [&str; 2] {
 
 #[test]
 fn sushy_basic_only_bmc_powers_the_picked_systems_on_and_refuses_a_wrong_password_at_once() {
-    let sushy = Sushy::start("127.42.0.1", 42101, 4, None);
+    let sushy = Sushy::start("127.42.0.1", 25301, 4, None);
     // Three hosts on systems 1-3 of the one BMC; system 4 belongs to nobody.
     let inv = sushy.inventory("inv.yaml", 3, ", bmc_allow_http: \"true\"");
     let good = sushy.credentials("creds", &sushy.password);
@@ -417,7 +417,7 @@ fn sushy_basic_only_bmc_powers_the_picked_systems_on_and_refuses_a_wrong_passwor
         .args(["--yes", "--journal"])
         .arg(sushy.path("journal"))
         .args(creds_arg(&good))
-        .args(["--listen", "42102"])
+        .args(["--listen", "25302"])
         .env_remove("REKINDLE_BMC_PASSWORD")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -427,7 +427,7 @@ fn sushy_basic_only_bmc_powers_the_picked_systems_on_and_refuses_a_wrong_passwor
     while child.child().try_wait().expect("try_wait").is_none() {
         assert!(Instant::now() < deadline, "the run did not end");
         for path in ["/", "/api/status", "/metrics"] {
-            served.push_str(&http_get("127.0.0.1", 42102, path));
+            served.push_str(&http_get("127.0.0.1", 25302, path));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -485,7 +485,7 @@ fn sushy_with_a_self_signed_certificate_is_trusted_only_as_told() {
     let (cert, key) = self_signed(dir.path(), "bmc", ip);
     let (other, _) = self_signed(dir.path(), "other", ip);
     let fp = fingerprint(&cert);
-    let sushy = Sushy::start(ip, 42111, 2, Some((&cert, &key)));
+    let sushy = Sushy::start(ip, 25311, 2, Some((&cert, &key)));
     let creds = sushy.credentials("creds", &sushy.password);
     let inv = sushy.inventory("inv.yaml", 1, "");
     let mut args: Vec<&str> = creds_arg(&creds).to_vec();
@@ -640,7 +640,7 @@ fn sushy_with_a_certificate_from_a_private_ca_is_trusted_through_bmc_ca() {
             "ext",
         ],
     );
-    let sushy = Sushy::start(ip, 42121, 1, Some((&d.join("bmc.pem"), &d.join("bmc.key"))));
+    let sushy = Sushy::start(ip, 25321, 1, Some((&d.join("bmc.pem"), &d.join("bmc.key"))));
     let creds = sushy.credentials("creds", &sushy.password);
     let inv = sushy.inventory("inv.yaml", 1, "");
     let (code, out, _) = sushy.run(&inv, &creds_arg(&creds));
@@ -668,7 +668,7 @@ fn a_bmc_answering_html_instead_of_json_fails_the_host_at_once_saying_so() {
         "<!DOCTYPE html>\n<html><body><form>Login</form></body></html>\n",
     )
     .expect("page");
-    let (addr, port) = ("127.42.5.1", 42150);
+    let (addr, port) = ("127.42.5.1", 25350);
     let server = Command::new("python3")
         .args([
             "-m",
