@@ -270,7 +270,7 @@ pub struct RunArgs {
 }
 
 /// `--etcd-prefix`'s default.
-pub const DEFAULT_ETCD_PREFIX: &str = "/rekindle/";
+pub const DEFAULT_ETCD_PREFIX: &str = crate::etcd::DEFAULT_PREFIX;
 
 /// Keeping a run in etcd, so that another bastion can see it and finish it.
 #[derive(Debug, Clone, Default, Args)]

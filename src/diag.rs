@@ -340,6 +340,47 @@ fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
+/// What `rekindle validate` says of one file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    Unreadable,
+}
+
+/// A file's verdict from its diagnostics.
+pub fn verdict(diags: &[Diagnostic]) -> Verdict {
+    if diags.iter().any(|d| d.code == "unreadable") {
+        Verdict::Unreadable
+    } else if has_errors(diags) {
+        Verdict::Invalid
+    } else {
+        Verdict::Valid
+    }
+}
+
+impl Verdict {
+    /// `valid (2 warnings)`, `invalid (1 error)`, `unreadable`.
+    pub fn describe(&self, diags: &[Diagnostic]) -> String {
+        let count = |sev| diags.iter().filter(|d| d.severity == sev).count();
+        let n = |k: usize, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
+        let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+        match self {
+            Verdict::Unreadable => "unreadable".into(),
+            Verdict::Invalid if warnings > 0 => {
+                format!(
+                    "invalid ({}, {})",
+                    n(errors, "error"),
+                    n(warnings, "warning")
+                )
+            }
+            Verdict::Invalid => format!("invalid ({})", n(errors, "error")),
+            Verdict::Valid if warnings > 0 => format!("valid ({})", n(warnings, "warning")),
+            Verdict::Valid => "valid".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

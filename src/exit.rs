@@ -1,6 +1,36 @@
-//! Exit codes, mapped in one place (docs/design.md, "Commands and exit codes").
+//! Exit codes, mapped in one place (docs/design.md, "Commands and exit codes"):
+//! a command returns `Ok(Exit)` when it ran, or an error through `?`, which
+//! [`Exit::of`] maps to its code (a usage or input error, unless typed
+//! otherwise here).
 
+use std::fmt::Display;
 use std::process::ExitCode;
+
+/// Why a command stopped without doing (or finishing) its work, beyond a
+/// plain usage error. `lib.rs` prints any error as `error: MESSAGE`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad usage or input, in one sentence.
+    #[error("{0}")]
+    Usage(String),
+    /// Bad usage or input already explained on stderr (diagnostics with
+    /// their places, a confirmation refused): nothing more is printed.
+    #[error("input errors were printed above")]
+    Reported,
+    /// The driver lost the lead of its run in etcd; why.
+    #[error("{0}")]
+    Fenced(String),
+}
+
+/// A usage error with `message`, as an error `?` carries.
+pub fn usage(message: impl Display) -> anyhow::Error {
+    Error::Usage(message.to_string()).into()
+}
+
+/// Usage errors already explained on stderr.
+pub fn reported() -> anyhow::Error {
+    Error::Reported.into()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -24,6 +54,19 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// The one mapping from a command's error to its exit code.
+    pub fn of(error: &anyhow::Error) -> Exit {
+        match error.downcast_ref::<Error>() {
+            Some(Error::Fenced(_)) => Exit::Fenced,
+            Some(Error::Usage(_) | Error::Reported) | None => Exit::Usage,
+        }
+    }
+
+    /// Whether `error` still needs saying (one already explained does not).
+    pub fn says(error: &anyhow::Error) -> bool {
+        !matches!(error.downcast_ref::<Error>(), Some(Error::Reported))
+    }
+
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,

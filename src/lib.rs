@@ -70,8 +70,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match commands::execute(cli) {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            exit::Exit::Usage.into()
+            if exit::Exit::says(&e) {
+                eprintln!("error: {e:#}");
+            }
+            exit::Exit::of(&e).into()
         }
     }
 }

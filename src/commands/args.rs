@@ -7,15 +7,16 @@
 //! Owns the wording of bad-argument errors. It must not run anything.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{ExecArgs, FleetArgs};
 use crate::diag::{self, Sources};
-use crate::engine;
+use crate::exit::{reported, usage};
 use crate::inventory::Inventory;
+use crate::journal::Header;
 use crate::plan::Plan;
 use crate::playbook::Rate;
+use crate::session::front::Front;
 use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
 use crate::sim::{BootTime, FailSpec, parse_fail};
 use crate::transport::ssh::SshOptions;
@@ -38,48 +39,21 @@ pub(crate) fn rate(exec: &ExecArgs) -> Result<Option<Rate>, String> {
         .map_err(|e| format!("--rate: {e}"))
 }
 
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
-}
-
-fn expand_tilde(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), home()) {
-        (Some(rest), Some(home)) => home.join(rest),
-        _ => PathBuf::from(path),
-    }
-}
-
-/// Flags first, then the inventory's defaults, then OpenSSH's usual files.
 /// `--break-lock` / `--break-live-lock` as what the lock may take over.
 pub(crate) fn breaking(exec: &ExecArgs) -> crate::journal::lock::Break {
     crate::journal::lock::Break::from_flags(exec.break_lock, exec.break_live_lock)
 }
 
+/// The SSH flags as settings; the rule that merges them with the
+/// inventory's defaults is [`session::ssh_options`]'s.
 pub(crate) fn ssh_options(ssh: &crate::cli::SshArgs, inventory: &Inventory) -> SshOptions {
-    let mut identities: Vec<PathBuf> = ssh.identities.clone();
-    identities.extend(inventory.identity_files.iter().map(|p| expand_tilde(p)));
-    if let Some(home) = home() {
-        identities.push(home.join(".ssh/id_ed25519"));
-        identities.push(home.join(".ssh/id_rsa"));
-    }
-    let explicit = ssh
-        .known_hosts
-        .clone()
-        .or_else(|| inventory.known_hosts.as_deref().map(expand_tilde));
-    let known_hosts_explicit = explicit.is_some();
-    let known_hosts = explicit.unwrap_or_else(|| expand_tilde("~/.ssh/known_hosts"));
-    let ssh_config = ssh.ssh_config.clone().or_else(|| {
-        let default = expand_tilde("~/.ssh/config");
-        default.is_file().then_some(default)
-    });
-    SshOptions {
-        identities,
-        known_hosts,
-        known_hosts_explicit,
-        ssh_config,
+    let flags = session::SshFlags {
+        identities: ssh.identities.clone(),
+        known_hosts: ssh.known_hosts.clone(),
+        ssh_config: ssh.ssh_config.clone(),
         accept_new_host_keys: ssh.accept_new_host_keys,
-        use_agent: std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()),
-    }
+    };
+    session::ssh_options(flags, inventory)
 }
 
 /// A run's settings from its flags (`rate` already parsed).
@@ -204,31 +178,27 @@ pub(crate) fn etcd_store(settings: crate::etcd::Settings) -> Result<crate::etcd:
     crate::etcd::Store::connect(settings).map_err(|e| format!("--etcd: {e}"))
 }
 
-/// Loads and plans, printing every diagnostic and warning to stderr. `None`
-/// means errors were printed (exit 2).
+/// Loads and plans, printing every diagnostic and warning to stderr.
 pub(crate) fn load(
     inventories: &[String],
     playbook: &str,
     limit: Option<&str>,
     sources: &mut Sources,
-) -> Option<Loaded> {
+) -> anyhow::Result<Loaded> {
     match session::load(inventories, playbook, limit, sources) {
         Ok(mut loaded) => {
             if !loaded.warnings.is_empty() {
                 diag::sort(&mut loaded.warnings);
                 eprint!("{}", diag::render_text(sources, &loaded.warnings));
             }
-            Some(loaded)
+            Ok(loaded)
         }
         Err(LoadError::Diagnostics(mut d)) => {
             diag::sort(&mut d);
             eprint!("{}", diag::render_text(sources, &d));
-            None
+            Err(reported())
         }
-        Err(LoadError::Limit(e)) => {
-            eprintln!("error: {e}");
-            None
-        }
+        Err(LoadError::Limit(e)) => Err(usage(e)),
     }
 }
 
@@ -239,9 +209,8 @@ pub(crate) fn print_notes(notes: &[String]) {
     }
 }
 
-/// `--listen` and `--notify`: starts serving the live status page (and says
-/// where) and the notifications; the consumers to add to the execution.
-/// `Err` is a usage error, found before anything ran.
+/// `--listen` and `--notify` started ([`crate::live::start`]); `Err` is a
+/// usage error, found before anything ran.
 pub(crate) fn live_views(
     exec: &ExecArgs,
     run_id: &str,
@@ -249,26 +218,11 @@ pub(crate) fn live_views(
     collector: crate::report::summary::Collector,
     done_before: &[usize],
 ) -> Result<Vec<Box<dyn crate::session::consume::Consumer>>, String> {
-    let mut consumers: Vec<Box<dyn crate::session::consume::Consumer>> = Vec::new();
-    let targets = crate::live::notify::targets(&exec.notify)?;
-    if !targets.is_empty() {
-        let n = crate::live::notify::NotifyConsumer::start(run_id, &plan.name, targets)
-            .map_err(|e| format!("--notify: cannot start: {e}"))?;
-        consumers.push(Box::new(n));
-    }
-    let Some(addr) = exec.listen.as_deref() else {
-        return Ok(consumers);
+    let views = crate::live::Views {
+        listen: exec.listen.as_deref(),
+        notify: &exec.notify,
     };
-    let l = crate::live::listen(addr, run_id, plan, collector, done_before)?;
-    if let Some(w) = &l.warning {
-        eprintln!("warning: {w}");
-    }
-    eprintln!(
-        "live: status page {} (also {}api/status and {}metrics)",
-        l.url, l.url, l.url
-    );
-    consumers.push(Box::new(l.consumer));
-    Ok(consumers)
+    crate::live::start(&views, run_id, plan, collector, done_before, notice)
 }
 
 /// Where the interrupt notices go.
@@ -276,59 +230,30 @@ pub(crate) fn notice(message: &str) {
     eprintln!("{message}");
 }
 
-/// Asks on a terminal; off a terminal only `--yes` proceeds.
-pub(crate) fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<bool> {
+/// Asks on a terminal; off a terminal only `--yes` proceeds. `Err` when
+/// nobody confirmed.
+pub(crate) fn confirm(plan: &Plan, yes: bool) -> anyhow::Result<()> {
     if yes {
-        return Ok(true);
+        return Ok(());
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() || !std::io::stderr().is_terminal() {
-        eprintln!(
-            "error: not on a terminal, so nobody can confirm; pass --yes to run `{}` unattended",
+        return Err(usage(format!(
+            "not on a terminal, so nobody can confirm; pass --yes to run `{}` unattended",
             plan.name
-        );
-        return Ok(false);
+        )));
     }
-    let hosts: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
     let mut err = std::io::stderr().lock();
-    writeln!(
-        err,
-        "About to run `{}`: {} stages, {} host runs, estimated {}",
-        plan.name,
-        plan.stages.len(),
-        hosts,
-        engine::steps::humane(plan.estimate)
-    )?;
-    for s in &plan.stages {
-        let after: Vec<&str> = s
-            .after
-            .iter()
-            .filter_map(|&i| plan.stages.get(i).map(|d| d.name.as_str()))
-            .collect();
-        writeln!(
-            err,
-            "  {}: {} hosts, {} canaries, window {}, failure budget {}{}",
-            s.name,
-            s.hosts.len(),
-            s.canaries,
-            s.window,
-            s.failure_budget,
-            if after.is_empty() {
-                String::new()
-            } else {
-                format!(", after {}", after.join(", "))
-            }
-        )?;
-    }
-    write!(err, "Proceed? [y/N] ")?;
+    write!(err, "{}Proceed? [y/N] ", crate::report::plan::outline(plan))?;
     err.flush()?;
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;
     let go = matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes");
     if !go {
         eprintln!("not confirmed; nothing was done");
+        return Err(reported());
     }
-    Ok(go)
+    Ok(())
 }
 
 /// Prints a finished execution's summary (after a blank line unless quiet),
@@ -349,6 +274,60 @@ pub(crate) fn print_finished(finished: &session::Finished, quiet: bool) {
         println!("journal: {}", path.display());
     }
     let _ = std::io::stdout().flush();
+}
+
+/// The terminal a resume, takeover or standby talks through, with the
+/// flags it was given.
+pub(crate) struct Terminal {
+    exec: ExecArgs,
+}
+
+impl Terminal {
+    pub(crate) fn new(exec: ExecArgs) -> Terminal {
+        Terminal { exec }
+    }
+}
+
+impl Front for Terminal {
+    fn say(&self) -> fn(&str) {
+        notice
+    }
+
+    fn load(
+        &self,
+        inventories: &[String],
+        playbook: &str,
+        limit: Option<&str>,
+    ) -> anyhow::Result<Loaded> {
+        load(inventories, playbook, limit, &mut Sources::new())
+    }
+
+    fn settings(&self, header: &Header, inventory: &Inventory) -> anyhow::Result<Settings> {
+        // `--parallel`/`--rate` of the original run unless given again.
+        let mut exec = self.exec.clone();
+        exec.parallel = exec.parallel.or(header.parallel);
+        exec.rate = exec.rate.clone().or_else(|| header.rate.clone());
+        let rate = rate(&exec).map_err(usage)?;
+        Ok(settings(&exec, rate, inventory))
+    }
+
+    fn confirm(&self, plan: &Plan) -> anyhow::Result<()> {
+        confirm(plan, self.exec.yes)
+    }
+
+    fn live_views(
+        &self,
+        run_id: &str,
+        plan: &Plan,
+        collector: crate::report::summary::Collector,
+        done_before: &[usize],
+    ) -> anyhow::Result<Vec<Box<dyn crate::session::consume::Consumer>>> {
+        live_views(&self.exec, run_id, plan, collector, done_before).map_err(usage)
+    }
+
+    fn finished(&self, finished: &session::Finished) {
+        print_finished(finished, self.exec.quiet);
+    }
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub fn execute(args: AuditArgs) -> anyhow::Result<Exit> {
         Ok(l) => l,
         Err(crate::session::LoadError::Diagnostics(errors)) => {
             eprint!("{}", diag::render_text(&sources, &errors));
-            return Ok(Exit::Usage);
+            return Err(crate::exit::reported());
         }
         Err(crate::session::LoadError::Limit(e)) => anyhow::bail!("{e}"),
     };

@@ -10,10 +10,8 @@
 use super::args;
 use crate::cli::DrillArgs;
 use crate::diag::Sources;
-use crate::engine::steps::humane;
-use crate::exit::Exit;
-use crate::report::drill::percent;
-use crate::session::drill::{self, DrillConfig, Drilled, Ready, Shape};
+use crate::exit::{Exit, usage};
+use crate::session::drill::{self, DrillConfig, Drilled};
 
 pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
     if let Some(file) = &args.exec.become_password_file {
@@ -22,22 +20,15 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
             file.display()
         );
     }
-    let shape = match args::drill_shape(args.sample, args.speed, &args.fleet, &args.exec) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Usage);
-        }
-    };
+    let shape =
+        args::drill_shape(args.sample, args.speed, &args.fleet, &args.exec).map_err(usage)?;
     let mut sources = Sources::new();
-    let Some(loaded) = args::load(
+    let loaded = args::load(
         &args.inventories,
         &args.playbook,
         args.limit.as_deref(),
         &mut sources,
-    ) else {
-        return Ok(Exit::Usage);
-    };
+    )?;
     let config = DrillConfig {
         shape,
         powered_off: args.fleet.powered_off,
@@ -59,7 +50,10 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         loaded,
         &config,
         views,
-        &mut |ready| print_preamble(ready, &config.shape),
+        &mut |ready| {
+            args::print_notes(ready.notes);
+            print!("{}", ready.preamble(&config.shape));
+        },
         args::notice,
     );
     let rehearsed = match drilled {
@@ -68,10 +62,7 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
             eprintln!("interrupted before the fleet was ready");
             return Ok(Exit::Interrupted);
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return Ok(Exit::Usage);
-        }
+        Err(e) => return Err(e),
     };
     let finished = &rehearsed.finished;
     for w in &finished.warnings {
@@ -98,41 +89,4 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         println!("journal: {}", path.display());
     }
     Ok(finished.exit)
-}
-
-fn print_preamble(r: &Ready<'_>, shape: &Shape) {
-    args::print_notes(r.notes);
-    let n = r.sample.chosen.len();
-    let shards = match r.workers {
-        0 => "in this process".to_owned(),
-        w => format!("in {w} worker processes"),
-    };
-    let boot = &shape.boot_time;
-    let boot = if boot.min == boot.max {
-        humane(boot.min)
-    } else {
-        format!("{}..{}", humane(boot.min), humane(boot.max))
-    };
-    println!(
-        "drill: `{}` on {n} simulated hosts ({} of the {} the plan selects), {shards}",
-        r.plan.name,
-        percent(r.sample.fraction),
-        r.sample.selected,
-    );
-    println!(
-        "drill: boot time {boot}, speed {}x: timeouts, intervals and rates are compressed \
-         {}x; times below are real time",
-        shape.speed, shape.speed
-    );
-    if r.sample.fraction < 1.0 {
-        println!(
-            "drill: counts in the plan (parallel, max_failures, rates) shrink with each stage's sample; \
-             max_unavailable and canaries do not, so a stage bound by them runs faster than it would"
-        );
-    }
-    println!(
-        "drill: tcp/http checks go to the simulator's HTTP port {}; commands it cannot run \
-         and every `local:` step are replaced by harmless stand-ins",
-        r.http_port
-    );
 }

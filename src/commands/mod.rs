@@ -24,8 +24,10 @@ use crate::exit::Exit;
 pub fn execute(cli: Cli) -> anyhow::Result<Exit> {
     if let Some(dir) = &cli.playbook_dir {
         if !dir.is_dir() {
-            eprintln!("error: --playbook-dir {}: not a directory", dir.display());
-            return Ok(Exit::Usage);
+            return Err(crate::exit::usage(format!(
+                "--playbook-dir {}: not a directory",
+                dir.display()
+            )));
         }
         crate::inventory::set_playbook_dir(dir.clone());
     }

@@ -8,32 +8,19 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::cli::{HostStatus, ReportArgs, ReportFormat};
-use crate::exit::Exit;
+use crate::exit::{Exit, usage};
 use crate::journal;
 use crate::report::formats;
 use crate::report::summary::{Collector, render_text};
 
 pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
     if !args.status.is_empty() && args.format != ReportFormat::Hosts {
-        eprintln!("error: --status selects hosts for `--format hosts` only");
-        return Ok(Exit::Usage);
+        return Err(usage("--status selects hosts for `--format hosts` only"));
     }
     let journal = if args.etcd.etcd.is_some() {
-        match super::etcd::journal(&args.etcd, &args.journal_file.to_string_lossy()) {
-            Ok(j) => j,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(Exit::Usage);
-            }
-        }
+        super::etcd::journal(&args.etcd, &args.journal_file.to_string_lossy())?
     } else {
-        match journal::read(&args.journal_file) {
-            Ok(j) => j,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(Exit::Usage);
-            }
-        }
+        journal::read(&args.journal_file).map_err(usage)?
     };
     if journal.torn_tail {
         eprintln!("note: the journal's last record was cut short; it is ignored");

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use crate::cli::SshConfigArgs;
 use crate::diag::{Sources, render_text};
-use crate::exit::Exit;
+use crate::exit::{Exit, reported, usage};
 use crate::inventory::{self, Host, Inventory};
 use crate::transport::ssh::SshConnector;
 
@@ -22,32 +22,22 @@ pub fn execute(args: SshConfigArgs) -> anyhow::Result<Exit> {
             }
             Err(diags) => {
                 eprint!("{}", render_text(&sources, &diags));
-                return Ok(Exit::Usage);
+                return Err(reported());
             }
         }
     };
     if args.inventories.is_empty() && args.hosts.is_empty() {
-        eprintln!("error: name hosts, or give an inventory with -i");
-        return Ok(Exit::Usage);
+        return Err(usage("name hosts, or give an inventory with -i"));
     }
-    let connector = match SshConnector::new(super::args::ssh_options(&args.ssh, &inventory)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Usage);
-        }
-    };
+    let connector =
+        SshConnector::new(super::args::ssh_options(&args.ssh, &inventory)).map_err(usage)?;
     let endpoints: Vec<(String, Result<_, String>)> = if args.inventories.is_empty() {
         args.hosts
             .iter()
             .map(|n| (n.clone(), connector.endpoint_for_name(n)))
             .collect()
     } else {
-        let hosts = match hosts_of(&args, &inventory) {
-            Some(h) => h,
-            None => return Ok(Exit::Usage),
-        };
-        hosts
+        hosts_of(&args, &inventory)?
             .iter()
             .map(|h| (h.name.clone(), connector.endpoint(h)))
             .collect()
@@ -78,19 +68,21 @@ pub fn execute(args: SshConfigArgs) -> anyhow::Result<Exit> {
 }
 
 /// The inventory hosts named on the command line (all when none is).
-fn hosts_of(args: &SshConfigArgs, inventory: &Inventory) -> Option<Vec<Host>> {
+fn hosts_of(args: &SshConfigArgs, inventory: &Inventory) -> anyhow::Result<Vec<Host>> {
     if args.hosts.is_empty() {
-        return Some(inventory.hosts.clone());
+        return Ok(inventory.hosts.clone());
     }
-    let mut hosts = Vec::new();
-    for name in &args.hosts {
-        match inventory.hosts.iter().find(|h| &h.name == name) {
-            Some(h) => hosts.push(h.clone()),
-            None => {
-                eprintln!("error: no host `{name}` in {}", args.inventories.join(", "));
-                return None;
-            }
-        }
-    }
-    Some(hosts)
+    let missing = |name: &String| {
+        usage(format!(
+            "no host `{name}` in {}",
+            args.inventories.join(", ")
+        ))
+    };
+    args.hosts
+        .iter()
+        .map(|name| {
+            let found = inventory.hosts.iter().find(|h| &h.name == name);
+            found.cloned().ok_or_else(|| missing(name))
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::cli::{DiagFormat, ValidateArgs};
-use crate::diag::{self, Diagnostic, Severity, Sources};
+use crate::diag::{self, Diagnostic, Sources, Verdict, verdict};
 use crate::exit::Exit;
 
 pub fn execute(args: ValidateArgs) -> anyhow::Result<Exit> {
@@ -57,42 +57,4 @@ pub fn execute(args: ValidateArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Success
     })
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    Valid,
-    Invalid,
-    Unreadable,
-}
-
-fn verdict(diags: &[Diagnostic]) -> Verdict {
-    if diags.iter().any(|d| d.code == "unreadable") {
-        Verdict::Unreadable
-    } else if diag::has_errors(diags) {
-        Verdict::Invalid
-    } else {
-        Verdict::Valid
-    }
-}
-
-impl Verdict {
-    fn describe(&self, diags: &[Diagnostic]) -> String {
-        let count = |sev| diags.iter().filter(|d| d.severity == sev).count();
-        let n = |k: usize, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
-        let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
-        match self {
-            Verdict::Unreadable => "unreadable".into(),
-            Verdict::Invalid if warnings > 0 => {
-                format!(
-                    "invalid ({}, {})",
-                    n(errors, "error"),
-                    n(warnings, "warning")
-                )
-            }
-            Verdict::Invalid => format!("invalid ({})", n(errors, "error")),
-            Verdict::Valid if warnings > 0 => format!("valid ({})", n(warnings, "warning")),
-            Verdict::Valid => "valid".into(),
-        }
-    }
 }

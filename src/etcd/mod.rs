@@ -5,6 +5,9 @@
 //!
 //! - [`client`]: etcd's v3 JSON gateway over reqwest.
 //! - [`lead`]: the lease, the guard and the journal mirror (an event consumer).
+//! - [`status`]: the table `rekindle status` prints.
+//! - [`takeover`]: taking a run's lead (new run, takeover, standby) and
+//!   writing a taken-over run's inputs and journal from etcd.
 //!
 //! Layout under the prefix (default `/rekindle/`):
 //!
@@ -28,6 +31,8 @@
 
 pub mod client;
 pub mod lead;
+pub mod status;
+pub mod takeover;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -39,6 +44,9 @@ use sha2::{Digest, Sha256};
 use crate::journal::{self, Header, Record};
 use client::{Client, ClientOptions, Compare, EtcdError, Op};
 use lead::{Fenced, Guard, Mirror};
+
+/// Where runs are kept unless `--etcd-prefix` says otherwise.
+pub const DEFAULT_PREFIX: &str = "/rekindle/";
 
 /// `--etcd-ttl`'s default: the lease's time to live.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);

@@ -242,6 +242,47 @@ pub fn listen(
     })
 }
 
+/// The flags that start live views.
+pub struct Views<'a> {
+    /// `--listen ADDR`: the status page, its JSON and metrics.
+    pub listen: Option<&'a str>,
+    /// `--notify URL...`: webhooks told of the run's milestones.
+    pub notify: &'a [String],
+}
+
+/// Starts the live views `views` asks for and says where the page is; the
+/// consumers to add to the execution. `Err` is a usage error, found before
+/// anything ran.
+pub fn start(
+    views: &Views<'_>,
+    run_id: &str,
+    plan: &Plan,
+    collector: Collector,
+    done_before: &[usize],
+    say: fn(&str),
+) -> Result<Vec<Box<dyn Consumer>>, String> {
+    let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
+    let targets = notify::targets(views.notify)?;
+    if !targets.is_empty() {
+        let n = notify::NotifyConsumer::start(run_id, &plan.name, targets)
+            .map_err(|e| format!("--notify: cannot start: {e}"))?;
+        consumers.push(Box::new(n));
+    }
+    let Some(addr) = views.listen else {
+        return Ok(consumers);
+    };
+    let l = listen(addr, run_id, plan, collector, done_before)?;
+    if let Some(w) = &l.warning {
+        say(&format!("warning: {w}"));
+    }
+    say(&format!(
+        "live: status page {} (also {}api/status and {}metrics)",
+        l.url, l.url, l.url
+    ));
+    consumers.push(Box::new(l.consumer));
+    Ok(consumers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Consumers of the event stream that write for people and machines: live
-//! progress, the end-of-run summary, and the `report` formats.
+//! progress, the end-of-run summary, and the `report` formats; also the
+//! plan's and the inventory's renderings (`rekindle plan`, `hosts`).
 //!
 //! Owns presentation only. It must never touch a host, and reads the journal
 //! only through [`crate::journal`].
@@ -7,8 +8,10 @@
 pub mod drill;
 pub mod failures;
 pub mod formats;
+pub mod hosts;
 pub mod nodeset;
 pub mod plain;
+pub mod plan;
 pub mod progress;
 pub mod summary;
 

@@ -5,13 +5,23 @@
 //! because it needs no listener, survives the process (a resume of a paused
 //! run starts paused), and is guarded by the journal directory's 0700.
 //!
-//! Owns the control file's name, content and polling. It must not decide
-//! what pausing means (that is the engine's) or print.
+//! Also `pause`/`continue` themselves, here ([`flip`]) and for a run kept in
+//! etcd ([`flip_in_etcd`], its pause key, which binds whoever drives it):
+//! the switch flipped, then the run's acknowledgement awaited (bounded).
+//!
+//! Owns the control file's name, content and polling, and those commands'
+//! words. It must not decide what pausing means (that is the engine's) or
+//! print: lines go through `say`.
 
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::etcd::Store;
+use crate::etcd::takeover::driver_words;
+use crate::exit::usage;
+use crate::journal::{self, Record};
 
 use tokio::sync::watch;
 
@@ -114,6 +124,148 @@ pub fn set(journal: &Path, paused: bool, operator: &str, now: SystemTime) -> io:
             Err(e) => Err(e),
         }
     }
+}
+
+/// How long `pause`/`continue` wait for the run to acknowledge.
+const ACK_WITHIN: Duration = Duration::from_secs(5);
+
+/// `rekindle pause`/`continue` of a run here: its control file flipped,
+/// then (bounded) the process's acknowledgement in the journal awaited;
+/// `run` is the run id or journal as the operator named it.
+pub fn flip(run: &str, journal_dir: &Path, pause: bool, say: fn(&str)) -> anyhow::Result<()> {
+    let verb = if pause { "pause" } else { "continue" };
+    let path = resolve(run, journal_dir).map_err(|e| usage(format!("cannot {verb}: {e}")))?;
+    let journal = journal::read(&path).map_err(|e| usage(format!("cannot {verb}: {e}")))?;
+    let run_id = journal.header.run_id.clone();
+    let before = acknowledgements(&path, pause);
+    if pause && finished(&journal.records) {
+        return Err(usage(format!(
+            "cannot pause: run {run_id} has finished (its journal ends with the run's end)"
+        )));
+    }
+    let changed = set(&path, pause, &journal::operator(), SystemTime::now()).map_err(|e| {
+        usage(format!(
+            "cannot {verb} run {run_id}: {}: {e}",
+            pause_file(&path).display()
+        ))
+    })?;
+    if !changed {
+        say(&format!(
+            "run {run_id} is {} already",
+            if pause { "paused" } else { "not paused" }
+        ));
+        return Ok(());
+    }
+    let start = Instant::now();
+    while start.elapsed() < ACK_WITHIN {
+        if acknowledgements(&path, pause) > before {
+            if pause {
+                say(&format!(
+                    "paused run {run_id}: no host starts and no host starts a new step; steps in flight finish \
+                     (`rekindle continue {}` goes on)",
+                    run
+                ));
+            } else {
+                say(&format!("continued run {run_id}"));
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    say(&format!(
+        "note: run {run_id} is {} as soon as its process looks (none acknowledged within {}s: is it running? \
+         a resume of it starts {})",
+        if pause { "paused" } else { "continued" },
+        ACK_WITHIN.as_secs(),
+        if pause { "paused" } else { "unpaused" },
+    ));
+    Ok(())
+}
+
+/// How many times the journal says the run paused (or continued).
+fn acknowledgements(path: &Path, pause: bool) -> usize {
+    let needle = if pause {
+        "\"event\":\"run_paused\""
+    } else {
+        "\"event\":\"run_continued\""
+    };
+    std::fs::read_to_string(path)
+        .map(|t| t.matches(needle).count())
+        .unwrap_or(0)
+}
+
+/// Whether the journal ends with the run's end (no resume after it).
+fn finished(records: &[Record]) -> bool {
+    crate::etcd::journal_finished(records)
+}
+
+/// Pause or continue a run kept in etcd: its pause key, then the driver's
+/// acknowledgement in etcd's copy of the journal. Never claims more than
+/// etcd shows: a run without a driver is paused for whoever takes it over.
+pub fn flip_in_etcd(store: &Store, run: &str, pause: bool, say: fn(&str)) -> anyhow::Result<()> {
+    let verb = if pause { "pause" } else { "continue" };
+    let fail =
+        |e: crate::etcd::client::EtcdError| usage(format!("cannot {verb} run {run}: --etcd: {e}"));
+    let journal = store.journal(run).map_err(fail)?.ok_or_else(|| {
+        usage(format!(
+            "cannot {verb}: no run {run} in etcd under {} (`rekindle status --etcd ...` lists them)",
+            store.settings.prefix
+        ))
+    })?;
+    if pause && finished(&journal.records) {
+        return Err(usage(format!(
+            "cannot pause: run {run} has finished (its journal in etcd ends with the run's end)"
+        )));
+    }
+    let before = store.acknowledgements(run, pause).map_err(fail)?;
+    if !store
+        .set_paused(run, pause, &journal::operator())
+        .map_err(fail)?
+    {
+        say(&format!(
+            "run {run} is {} already (in etcd)",
+            if pause { "paused" } else { "not paused" }
+        ));
+        return Ok(());
+    }
+    let start = Instant::now();
+    while start.elapsed() < ACK_WITHIN {
+        std::thread::sleep(Duration::from_millis(250));
+        if store.acknowledgements(run, pause).is_ok_and(|n| n > before) {
+            let by = store
+                .driver(run)
+                .ok()
+                .flatten()
+                .map(|d| format!(" (driven by {})", driver_words(&d)))
+                .unwrap_or_default();
+            if pause {
+                say(&format!(
+                    "paused run {run}{by}: no host starts and no host starts a new step; steps in flight finish. \
+                     The pause is kept in etcd and binds whoever drives the run (`rekindle continue {run}` goes on)"
+                ));
+            } else {
+                say(&format!("continued run {run}{by}"));
+            }
+            return Ok(());
+        }
+    }
+    let what = if pause { "paused" } else { "continued" };
+    match store.driver(run) {
+        Ok(Some(d)) => say(&format!(
+            "note: run {run} is {what} in etcd, but its driver {} has not acknowledged it within {}s; \
+             every driver reads the run's pause key every {}s, and a takeover starts as it says",
+            driver_words(&d),
+            ACK_WITHIN.as_secs(),
+            crate::etcd::PAUSE_POLL.as_secs()
+        )),
+        Ok(None) => say(&format!(
+            "note: run {run} has no driver now; it is {what} in etcd, so whoever takes it over \
+             (a standby, `rekindle resume {run} --etcd ...`) starts {}",
+            if pause { "paused" } else { "unpaused" }
+        )),
+        Err(e) => return Err(fail(e)),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! host does is the simulator's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,10 +24,12 @@ use tokio::sync::watch;
 use super::consume::Consumer;
 use super::{Display, Execution, Finished, Loaded, Locking, Prepared};
 use crate::diag::Sources;
+use crate::engine::steps::humane;
 use crate::engine::{CancelLevel, EngineOptions};
 use crate::journal;
 use crate::plan::Plan;
 use crate::playbook::{Playbook, Rate};
+use crate::report::drill::percent;
 use crate::report::summary::Collector;
 use crate::sim::drill::{
     Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults, unmeetable_faults,
@@ -86,6 +89,53 @@ pub struct Ready<'a> {
     pub http_port: u16,
     /// Clamped parallelism and the like.
     pub notes: &'a [String],
+}
+
+impl Ready<'_> {
+    /// What the drill tells before it starts: the sample, the shards, the
+    /// boot time and speed, and what the simulator stands in for.
+    pub fn preamble(&self, shape: &Shape) -> String {
+        let r = self;
+        let mut out = String::new();
+        let n = r.sample.chosen.len();
+        let shards = match r.workers {
+            0 => "in this process".to_owned(),
+            w => format!("in {w} worker processes"),
+        };
+        let boot = &shape.boot_time;
+        let boot = if boot.min == boot.max {
+            humane(boot.min)
+        } else {
+            format!("{}..{}", humane(boot.min), humane(boot.max))
+        };
+        let _ = writeln!(
+            out,
+            "drill: `{}` on {n} simulated hosts ({} of the {} the plan selects), {shards}",
+            r.plan.name,
+            percent(r.sample.fraction),
+            r.sample.selected,
+        );
+        let _ = writeln!(
+            out,
+            "drill: boot time {boot}, speed {}x: timeouts, intervals and rates are compressed \
+         {}x; times below are real time",
+            shape.speed, shape.speed
+        );
+        if r.sample.fraction < 1.0 {
+            let _ = writeln!(
+                out,
+                "drill: counts in the plan (parallel, max_failures, rates) shrink with each stage's sample; \
+             max_unavailable and canaries do not, so a stage bound by them runs faster than it would"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "drill: tcp/http checks go to the simulator's HTTP port {}; commands it cannot run \
+         and every `local:` step are replaced by harmless stand-ins",
+            r.http_port
+        );
+        out
+    }
 }
 
 /// How a drill ended.

@@ -8,9 +8,16 @@
 //! - [`control`]: `rekindle pause` / `continue` through a control file.
 //! - [`descriptors`]: the one file-descriptor policy.
 //! - [`drill`]: a run's rehearsal on a simulated copy of its hosts.
+//! - [`front`]: what the command line lends a resume or takeover
+//!   (settings, printing, confirmation, live views).
+//! - [`plan_check`]: what `plan` checks of the BMC inputs without a host.
 //! - [`preflight`]: `plan --preflight`'s bounded connection check.
 //! - [`power_check`]: `plan --preflight`'s power state read of `power_on` hosts.
-//! - [`resume`]: what a resume checks, narrows and reports about its reboots.
+//! - [`resume`]: a resume: what it checks, narrows and reports about its
+//!   reboots, and the resume itself.
+//! - [`run`]: `rekindle run` once its inputs are prepared.
+//! - [`takeover`]: a run taken over from etcd (`resume --etcd`) and the
+//!   standby loop that waits to take it over.
 //!
 //! Owns the order of those steps: every input is checked before the lock is
 //! taken or the journal created, and the lock is held until the journal is
@@ -23,9 +30,13 @@ pub mod consume;
 pub mod control;
 pub mod descriptors;
 pub mod drill;
+pub mod front;
+pub mod plan_check;
 pub mod power_check;
 pub mod preflight;
 pub mod resume;
+pub mod run;
+pub mod takeover;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +104,54 @@ pub fn load(
         plan,
         warnings,
     })
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+fn expand_tilde(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), home()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The SSH flags (`-i`, `--known-hosts`, `--ssh-config`,
+/// `--accept-new-host-keys`), as given.
+#[derive(Debug, Clone, Default)]
+pub struct SshFlags {
+    pub identities: Vec<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub ssh_config: Option<PathBuf>,
+    pub accept_new_host_keys: bool,
+}
+
+/// Flags first, then the inventory's defaults, then OpenSSH's usual files.
+pub fn ssh_options(ssh: SshFlags, inventory: &Inventory) -> SshOptions {
+    let mut identities: Vec<PathBuf> = ssh.identities;
+    identities.extend(inventory.identity_files.iter().map(|p| expand_tilde(p)));
+    if let Some(home) = home() {
+        identities.push(home.join(".ssh/id_ed25519"));
+        identities.push(home.join(".ssh/id_rsa"));
+    }
+    let explicit = ssh
+        .known_hosts
+        .or_else(|| inventory.known_hosts.as_deref().map(expand_tilde));
+    let known_hosts_explicit = explicit.is_some();
+    let known_hosts = explicit.unwrap_or_else(|| expand_tilde("~/.ssh/known_hosts"));
+    let ssh_config = ssh.ssh_config.or_else(|| {
+        let default = expand_tilde("~/.ssh/config");
+        default.is_file().then_some(default)
+    });
+    SshOptions {
+        identities,
+        known_hosts,
+        known_hosts_explicit,
+        ssh_config,
+        accept_new_host_keys: ssh.accept_new_host_keys,
+        use_agent: std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()),
+    }
 }
 
 /// How to reach BMCs, as the operator configured it.
