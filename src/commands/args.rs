@@ -215,7 +215,7 @@ pub(crate) fn live_views(
     exec: &ExecArgs,
     run_id: &str,
     plan: &Plan,
-    collector: crate::report::summary::Collector,
+    collector: crate::report::fold::Collector,
     done_before: &[usize],
 ) -> Result<Vec<Box<dyn crate::session::consume::Consumer>>, String> {
     let views = crate::live::Views {
@@ -268,7 +268,7 @@ pub(crate) fn print_finished(finished: &session::Finished, quiet: bool) {
     println!(
         "{}{}",
         if quiet { "" } else { "\n" },
-        crate::report::summary::render_text(&finished.summary).trim_end()
+        crate::report::text::render_text(&finished.summary).trim_end()
     );
     if let Some(path) = &finished.journal {
         println!("journal: {}", path.display());
@@ -319,7 +319,7 @@ impl Front for Terminal {
         &self,
         run_id: &str,
         plan: &Plan,
-        collector: crate::report::summary::Collector,
+        collector: crate::report::fold::Collector,
         done_before: &[usize],
     ) -> anyhow::Result<Vec<Box<dyn crate::session::consume::Consumer>>> {
         live_views(&self.exec, run_id, plan, collector, done_before).map_err(usage)

@@ -10,8 +10,9 @@ use anyhow::Context;
 use crate::cli::{HostStatus, ReportArgs, ReportFormat};
 use crate::exit::{Exit, usage};
 use crate::journal;
+use crate::report::fold::Collector;
 use crate::report::formats;
-use crate::report::summary::{Collector, render_text};
+use crate::report::text::render_text;
 
 pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
     if !args.status.is_empty() && args.format != ReportFormat::Hosts {

@@ -749,7 +749,8 @@ pub fn journal_finished(records: &[Record]) -> bool {
 
 /// Done, failed and in-flight hosts, the outcome and the last record's time.
 fn progress(j: &journal::Journal, info: &mut RunInfo) {
-    let mut collector = crate::report::summary::Collector::new();
+    use crate::report::summary::HostStatus;
+    let mut collector = crate::report::fold::Collector::new();
     for r in &j.records {
         collector.record(r);
         if let Record::Event { at, .. } = r {
@@ -758,11 +759,11 @@ fn progress(j: &journal::Journal, info: &mut RunInfo) {
     }
     let s = collector.summary();
     for h in &s.hosts {
-        match h.status.as_str() {
-            "done" => info.done += 1,
-            "failed" | "unreachable" => info.failed += 1,
-            "running" => info.in_flight += 1,
-            _ => {}
+        match h.status {
+            HostStatus::Done => info.done += 1,
+            HostStatus::Failed | HostStatus::Unreachable => info.failed += 1,
+            HostStatus::Running => info.in_flight += 1,
+            HostStatus::Interrupted | HostStatus::Skipped => {}
         }
     }
     info.finished = s

@@ -702,13 +702,13 @@ fn a_format_1_journal_still_loads_with_unknown_failure_kinds() {
             ..
         }
     ));
-    let mut collector = crate::report::summary::Collector::new();
+    let mut collector = crate::report::fold::Collector::new();
     for r in &journal.records {
         collector.record(r);
     }
     let summary = collector.summary();
     assert_eq!(summary.failures().count(), 2);
-    assert!(crate::report::summary::render_text(&summary).contains("host did not come back"));
+    assert!(crate::report::text::render_text(&summary).contains("host did not come back"));
 
     // A journal from a newer rekindle is refused by name, not misread.
     let newer = old.replacen(r#""format":1"#, r#""format":99"#, 1);

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::engine::events::Ack;
 use crate::plan::Plan;
-use crate::report::summary::Collector;
+use crate::report::fold::Collector;
 use crate::session::consume::{Consumer, Seen};
 use state::{FLIGHTS_LISTED, Live};
 

@@ -14,7 +14,8 @@ use serde::Serialize;
 use crate::engine::events::{EventKind, Failure, HostOutcome, RunOutcome, StageOutcome};
 use crate::plan::Plan;
 use crate::playbook::Step;
-use crate::report::summary::{Collector, Summary};
+use crate::report::fold::Collector;
+use crate::report::summary::{HostStatus, Summary};
 
 /// Upper bounds (seconds) of the step-duration histogram buckets: from a
 /// quick command to an hour-long power-on.
@@ -433,7 +434,11 @@ impl Live {
         let mut s = self.collector.summary();
         s.elapsed_ms = s.elapsed_ms.max(self.elapsed_ms);
         let now = s.elapsed_ms;
-        for h in s.hosts.iter_mut().filter(|h| h.status == "running") {
+        for h in s
+            .hosts
+            .iter_mut()
+            .filter(|h| h.status == HostStatus::Running)
+        {
             h.end_ms = now;
         }
         s

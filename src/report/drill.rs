@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::summary::{HostResult, Summary};
+use super::summary::{HostResult, HostStatus, Summary};
 use crate::engine;
 
 /// `25%`, `2.5%`: a sample fraction as people read it.
@@ -27,7 +27,7 @@ pub fn percent(f: f64) -> String {
 /// failure (an unreachable host set aside has no failed step).
 fn failure_group(h: &HostResult) -> String {
     let kind = h.failure.unwrap_or_default();
-    match (&h.step_kind, h.status == "unreachable") {
+    match (&h.step_kind, h.status == HostStatus::Unreachable) {
         (_, true) => "unreachable".to_owned(),
         (Some(step), false) => format!("{step}: {kind}"),
         (None, false) => kind.to_string(),
@@ -107,7 +107,7 @@ pub fn render(
     let mut durations: Vec<u64> = summary
         .hosts
         .iter()
-        .filter(|h| h.status != "running")
+        .filter(|h| h.status != HostStatus::Running)
         .map(|h| h.duration_ms)
         .collect();
     durations.sort_unstable();
@@ -144,7 +144,7 @@ pub fn render(
                     .map(|f| format!(" [injected: {f}]"))
                     .unwrap_or_default();
                 let reason = h.reason.as_deref().unwrap_or("");
-                let reason = if h.status == "unreachable" {
+                let reason = if h.status == HostStatus::Unreachable {
                     format!("unreachable: {reason}")
                 } else {
                     reason.to_owned()
@@ -213,7 +213,7 @@ mod tests {
     use super::*;
     use crate::engine::events::{EventKind, HostOutcome, HostRef, StageRef, StepKind};
     use crate::engine::failure::{ConnectKind, Failure};
-    use crate::report::summary::Collector;
+    use crate::report::fold::Collector;
 
     #[test]
     fn failures_are_grouped_by_step_and_kind_in_real_time() {

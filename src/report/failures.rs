@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::nodeset;
-use super::summary::{HostResult, OUTPUT_LINES, Summary};
+use super::summary::{HostResult, HostStatus, OUTPUT_LINES, Summary};
 use crate::engine::failure::Failure;
 
 /// Folded patterns shown per group before "and N more".
@@ -53,7 +53,7 @@ impl Group<'_> {
 }
 
 fn what(h: &HostResult) -> String {
-    if h.status == "unreachable" {
+    if h.status == HostStatus::Unreachable {
         "unreachable, set aside".to_owned()
     } else {
         format!(
@@ -167,7 +167,7 @@ mod tests {
         HostResult {
             stage: stage.into(),
             host: host.into(),
-            status: "failed".into(),
+            status: HostStatus::Failed,
             canary: false,
             step: Some(2),
             step_kind: Some("health".into()),
@@ -209,7 +209,7 @@ mod tests {
         // Same reason, different last output: another cause.
         hosts.push(failed("db", "pg-r009-db1", "exited 3", "disk full\n"));
         let mut done = failed("db", "ok1", "", "");
-        done.status = "done".into();
+        done.status = HostStatus::Done;
         hosts.push(done);
         let s = summary(hosts);
         let g = groups(&s);

@@ -7,7 +7,8 @@
 
 use std::fmt::Write as _;
 
-use super::summary::{HostResult, Summary, ms, outcome_words, render_text};
+use super::summary::{HostResult, HostStatus, StageStatus, Summary, ms, outcome_words};
+use super::text::render_text;
 
 /// The hosts whose status is one of `statuses` (all when empty), folded into
 /// one selector of `host=PATTERN` terms that `--limit` reads back exactly:
@@ -75,12 +76,12 @@ fn secs(ms: u64) -> String {
 /// never ran) or `error` (interrupted).
 pub fn junit(s: &Summary) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let fails = s.hosts.iter().filter(|h| h.status == "failed").count();
-    let errors = s
+    let fails = s
         .hosts
         .iter()
-        .filter(|h| matches!(h.status.as_str(), "interrupted" | "running"))
+        .filter(|h| h.status == HostStatus::Failed)
         .count();
+    let errors = s.hosts.iter().filter(|h| h.status.unfinished()).count();
     let _ = writeln!(
         out,
         "<testsuites name=\"{}\" tests=\"{}\" failures=\"{fails}\" errors=\"{errors}\" time=\"{}\">",
@@ -96,9 +97,9 @@ pub fn junit(s: &Summary) -> String {
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">",
             xml_escape(&st.name),
             hosts.len(),
-            count(&|h| h.status == "failed"),
-            count(&|h| matches!(h.status.as_str(), "interrupted" | "running")),
-            count(&|h| matches!(h.status.as_str(), "unreachable" | "skipped")),
+            count(&|h| h.status == HostStatus::Failed),
+            count(&|h| h.status.unfinished()),
+            count(&|h| matches!(h.status, HostStatus::Unreachable | HostStatus::Skipped)),
             // A stage that never started took no time.
             secs(st.start_ms.map_or(0, |start| {
                 st.end_ms.unwrap_or(s.elapsed_ms).saturating_sub(start)
@@ -310,12 +311,9 @@ pub fn timeline_svg(s: &Summary) -> String {
                 "<path class=\"lane\" d=\"{d}\" fill=\"#4c7bd9\" fill-opacity=\"0.55\" stroke=\"#2f5bb7\" stroke-width=\"1\"/>"
             );
         }
-        for h in hosts
-            .iter()
-            .filter(|h| matches!(h.status.as_str(), "failed" | "unreachable"))
-        {
+        for h in hosts.iter().filter(|h| h.status.failed()) {
             let xx = x(h.end_ms);
-            let colour = if h.status == "failed" {
+            let colour = if h.status == HostStatus::Failed {
                 "#d93025"
             } else {
                 "#e8a33d"
@@ -372,8 +370,12 @@ pub fn html(s: &Summary) -> String {
             st.failed,
             st.skipped,
             st.not_run + st.interrupted,
-            if st.status == "done" { "ok" } else { "bad" },
-            html_escape(&st.status),
+            if st.status == StageStatus::Done {
+                "ok"
+            } else {
+                "bad"
+            },
+            html_escape(st.status.as_str()),
             st.reason
                 .as_deref()
                 .map(|r| format!(": {}", html_escape(r)))
@@ -399,7 +401,7 @@ pub fn html(s: &Summary) -> String {
             html_escape(&h.host),
             html_escape(&h.stage),
             ms(h.duration_ms),
-            html_escape(&h.status)
+            html_escape(h.status.as_str())
         );
     }
     out.push_str("</table>\n");

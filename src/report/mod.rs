@@ -7,6 +7,7 @@
 
 pub mod drill;
 pub mod failures;
+pub mod fold;
 pub mod formats;
 pub mod hosts;
 pub mod nodeset;
@@ -14,6 +15,7 @@ pub mod plain;
 pub mod plan;
 pub mod progress;
 pub mod summary;
+pub mod text;
 
 #[cfg(test)]
 mod tests;

@@ -2,9 +2,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::fold::Collector;
 use super::formats;
 use super::progress::{Lines, Totals};
-use super::summary::{Collector, render_text};
+use super::summary::HostStatus;
+use super::text::render_text;
 use crate::engine::events::{
     EventKind, HostOutcome, HostRef, RunOutcome, StageOutcome, StageRef, StepKind,
 };
@@ -372,7 +374,7 @@ fn a_killed_run_shows_hosts_still_running() {
     let running: Vec<&str> = sum
         .hosts
         .iter()
-        .filter(|h| h.status == "running")
+        .filter(|h| h.status == HostStatus::Running)
         .map(|h| h.host.as_str())
         .collect();
     assert_eq!(running, ["st1", "st2"]);
@@ -560,7 +562,7 @@ fn host_selectors_read_back_exactly_what_they_list() {
     let names = ["pg-r001-db1", "pg-r002-db1", "odd[1]", "a,b"];
     for (h, name) in sum.hosts.iter_mut().zip(names) {
         h.host = name.into();
-        h.status = "failed".into();
+        h.status = HostStatus::Failed;
     }
     let (selector, unspellable) = formats::hosts_selector(&sum, &["failed"]);
     let selector = selector.unwrap();

@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 
 use crate::engine::events::{Ack, Event, EventKind};
 use crate::journal;
+use crate::report::fold::Collector;
 use crate::report::plain::Plain;
 use crate::report::progress::Progress;
-use crate::report::summary::Collector;
 
 /// One event as a consumer sees it (the ack is passed beside it).
 #[derive(Debug, Clone, Copy)]

@@ -30,7 +30,7 @@ use crate::journal;
 use crate::plan::Plan;
 use crate::playbook::{Playbook, Rate};
 use crate::report::drill::percent;
-use crate::report::summary::Collector;
+use crate::report::fold::Collector;
 use crate::sim::drill::{
     Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults, unmeetable_faults,
 };

@@ -10,7 +10,7 @@ use super::{Finished, Loaded, Settings};
 use crate::inventory::Inventory;
 use crate::journal::Header;
 use crate::plan::Plan;
-use crate::report::summary::Collector;
+use crate::report::fold::Collector;
 
 pub trait Front {
     /// A line for the operator (stderr); also the interrupt notices.

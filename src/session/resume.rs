@@ -28,7 +28,7 @@ use crate::journal;
 use crate::journal::replay::Resume;
 use crate::journal::{Record, lock};
 use crate::plan::Plan;
-use crate::report::summary::Collector;
+use crate::report::fold::Collector;
 use crate::select::Selector;
 
 /// The header's playbook and inventories that changed since the run

@@ -18,7 +18,7 @@ use crate::etcd::Store;
 use crate::etcd::takeover;
 use crate::exit::{Exit, usage};
 use crate::journal::{self, lock};
-use crate::report::summary::Collector;
+use crate::report::fold::Collector;
 
 /// A run as the command line asks for it; what the header records.
 pub struct Request {
