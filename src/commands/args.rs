@@ -215,14 +215,14 @@ pub(crate) fn live_views(
     exec: &ExecArgs,
     run_id: &str,
     plan: &Plan,
-    collector: crate::report::fold::Collector,
+    state: &crate::report::state::Shared,
     done_before: &[usize],
 ) -> Result<Vec<Box<dyn crate::session::consume::Consumer>>, String> {
     let views = crate::live::Views {
         listen: exec.listen.as_deref(),
         notify: &exec.notify,
     };
-    crate::live::start(&views, run_id, plan, collector, done_before, notice)
+    crate::live::start(&views, run_id, plan, state, done_before, notice)
 }
 
 /// Where the interrupt notices go.
@@ -319,10 +319,10 @@ impl Front for Terminal {
         &self,
         run_id: &str,
         plan: &Plan,
-        collector: crate::report::fold::Collector,
+        state: &crate::report::state::Shared,
         done_before: &[usize],
     ) -> anyhow::Result<Vec<Box<dyn crate::session::consume::Consumer>>> {
-        live_views(&self.exec, run_id, plan, collector, done_before).map_err(usage)
+        live_views(&self.exec, run_id, plan, state, done_before).map_err(usage)
     }
 
     fn finished(&self, finished: &session::Finished) {

@@ -10,8 +10,8 @@ use anyhow::Context;
 use crate::cli::{HostStatus, ReportArgs, ReportFormat};
 use crate::exit::{Exit, usage};
 use crate::journal;
-use crate::report::fold::Collector;
 use crate::report::formats;
+use crate::report::state::RunState;
 use crate::report::text::render_text;
 
 pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
@@ -26,11 +26,7 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<Exit> {
     if journal.torn_tail {
         eprintln!("note: the journal's last record was cut short; it is ignored");
     }
-    let mut collector = Collector::new();
-    for r in &journal.records {
-        collector.record(r);
-    }
-    let summary = collector.summary();
+    let summary = RunState::replay(&journal.records).summary();
     let text = match args.format {
         ReportFormat::Text => render_text(&summary),
         ReportFormat::Json => formats::json(&summary),

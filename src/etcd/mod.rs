@@ -750,14 +750,12 @@ pub fn journal_finished(records: &[Record]) -> bool {
 /// Done, failed and in-flight hosts, the outcome and the last record's time.
 fn progress(j: &journal::Journal, info: &mut RunInfo) {
     use crate::report::summary::HostStatus;
-    let mut collector = crate::report::fold::Collector::new();
     for r in &j.records {
-        collector.record(r);
         if let Record::Event { at, .. } = r {
             info.last_record = journal::parse_rfc3339(at).or(info.last_record);
         }
     }
-    let s = collector.summary();
+    let s = crate::report::state::RunState::replay(&j.records).summary();
     for h in &s.hosts {
         match h.status {
             HostStatus::Done => info.done += 1,

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::engine::events::Ack;
 use crate::plan::Plan;
-use crate::report::fold::Collector;
+use crate::report::state::Shared;
 use crate::session::consume::{Consumer, Seen};
 use state::{FLIGHTS_LISTED, Live};
 
@@ -73,7 +73,7 @@ pub fn status_json(live: &Live) -> serde_json::Value {
                 "reason": s.reason,
                 "started_ms": s.started_ms,
                 "finished_ms": s.finished_ms,
-                "eta_ms": s.eta_ms(now),
+                "eta_ms": live.eta_ms(s),
             })
         })
         .collect();
@@ -219,7 +219,7 @@ pub fn listen(
     addr: &str,
     run_id: &str,
     plan: &Plan,
-    collector: Collector,
+    state: &Shared,
     done_before: &[usize],
 ) -> Result<Listening, String> {
     let want = server::parse_listen(addr)?;
@@ -227,7 +227,7 @@ pub fn listen(
     let local = listener
         .local_addr()
         .map_err(|e| format!("--listen {want}: {e}"))?;
-    let live = Arc::new(Mutex::new(Live::new(run_id, plan, collector, done_before)));
+    let live = Arc::new(Mutex::new(Live::new(run_id, plan, state, done_before)));
     server::spawn(listener, Arc::clone(&live))
         .map_err(|e| format!("--listen {want}: cannot start the server: {e}"))?;
     let warning = server::is_public(local.ip()).then(|| {
@@ -257,7 +257,7 @@ pub fn start(
     views: &Views<'_>,
     run_id: &str,
     plan: &Plan,
-    collector: Collector,
+    state: &Shared,
     done_before: &[usize],
     say: fn(&str),
 ) -> Result<Vec<Box<dyn Consumer>>, String> {
@@ -271,7 +271,7 @@ pub fn start(
     let Some(addr) = views.listen else {
         return Ok(consumers);
     };
-    let l = listen(addr, run_id, plan, collector, done_before)?;
+    let l = listen(addr, run_id, plan, state, done_before)?;
     if let Some(w) = &l.warning {
         say(&format!("warning: {w}"));
     }

@@ -1,8 +1,10 @@
-//! The live state of one run, folded from its events: per-stage counts and
-//! ETA, hosts in flight, actions sent, failures by cause, step-duration
-//! histograms, and a [`Collector`] for the timeline. The status page, the
-//! JSON API and the metrics all read one [`Live`] through a mutex the
-//! consumer shares with the HTTP server.
+//! What only the live views show of a run, folded from its events:
+//! per-stage counts as the page shows them, hosts in flight, actions sent,
+//! failures by cause, step-duration histograms. The timeline, the failure
+//! groups and each stage's ETA come from the run's state
+//! ([`crate::report::state::RunState`], fed by the session), which [`Live`]
+//! holds. The status page, the JSON API and the metrics all read one
+//! [`Live`] through a mutex the consumer shares with the HTTP server.
 //!
 //! Owns what the live views know. It must not serve, print or touch hosts.
 
@@ -14,7 +16,7 @@ use serde::Serialize;
 use crate::engine::events::{EventKind, Failure, HostOutcome, RunOutcome, StageOutcome};
 use crate::plan::Plan;
 use crate::playbook::Step;
-use crate::report::fold::Collector;
+use crate::report::state::Shared;
 use crate::report::summary::{HostStatus, Summary};
 
 /// Upper bounds (seconds) of the step-duration histogram buckets: from a
@@ -72,28 +74,12 @@ pub struct StageLive {
     /// Hosts whose turn came while another stage had them, by the stage
     /// they wait for (a host is in one stage at a time).
     pub held: BTreeMap<String, usize>,
-    /// Hosts finished in this process (the ETA's rate; `done` may include a
-    /// resume's earlier hosts).
-    #[serde(skip)]
-    finished_here: usize,
 }
 
 impl StageLive {
     pub fn pending(&self) -> usize {
         self.hosts
             .saturating_sub(self.done + self.failed + self.skipped + self.in_flight)
-    }
-
-    /// Milliseconds left at the pace seen so far in this stage, once one
-    /// host finished here; `None` before that and once the stage ended.
-    pub fn eta_ms(&self, now_ms: u64) -> Option<u64> {
-        let start = self.started_ms?;
-        if self.finished_ms.is_some() || self.finished_here == 0 {
-            return None;
-        }
-        let left = self.pending() + self.in_flight;
-        let per_host = now_ms.saturating_sub(start) as f64 / self.finished_here as f64;
-        Some((per_host * left as f64) as u64)
     }
 }
 
@@ -173,14 +159,16 @@ pub struct Live {
     step_started: HashMap<(usize, usize), u64>,
     /// Hosts waiting for another stage, by (stage, host): that stage's name.
     held: HashMap<(usize, usize), String>,
-    collector: Collector,
+    /// The run's state, which the session feeds: read here for the
+    /// timeline, the failure groups and the ETA.
+    state: Shared,
 }
 
 impl Live {
-    /// The state before the first event. `collector` is already fed with
-    /// what happened before (a resume's journal); `done_before` counts, per
-    /// stage, hosts a resume skips.
-    pub fn new(run_id: &str, plan: &Plan, collector: Collector, done_before: &[usize]) -> Live {
+    /// The state before the first event. `state` is the run's state (fed
+    /// by the session, with what happened before for a resume);
+    /// `done_before` counts, per stage, hosts a resume skips.
+    pub fn new(run_id: &str, plan: &Plan, state: &Shared, done_before: &[usize]) -> Live {
         Live {
             run_id: run_id.to_owned(),
             plan: plan.name.clone(),
@@ -200,7 +188,6 @@ impl Live {
                     started_ms: None,
                     finished_ms: None,
                     held: BTreeMap::new(),
-                    finished_here: 0,
                 })
                 .collect(),
             flights: BTreeMap::new(),
@@ -222,7 +209,7 @@ impl Live {
                 .collect(),
             step_started: HashMap::new(),
             held: HashMap::new(),
-            collector,
+            state: std::sync::Arc::clone(state),
         }
     }
 
@@ -231,9 +218,8 @@ impl Live {
         self.elapsed_ms = self.elapsed_ms.max(elapsed_ms);
     }
 
-    pub fn event(&mut self, at: SystemTime, elapsed_ms: u64, kind: &EventKind) {
+    pub fn event(&mut self, _at: SystemTime, elapsed_ms: u64, kind: &EventKind) {
         self.tick(elapsed_ms);
-        self.collector.event_at(at, elapsed_ms, kind);
         let now = self.elapsed_ms;
         match kind {
             EventKind::RunStarted { .. } => {}
@@ -342,7 +328,6 @@ impl Live {
                 if !matches!(outcome, HostOutcome::Skipped { .. }) {
                     s.in_flight = s.in_flight.saturating_sub(1);
                 }
-                s.finished_here += 1;
                 let cause = match outcome {
                     HostOutcome::Done => {
                         s.done += 1;
@@ -364,10 +349,7 @@ impl Live {
                         Some(("unreachable", None, failure, reason))
                     }
                     // Not finished: a resume runs it again.
-                    HostOutcome::Interrupted { .. } => {
-                        s.finished_here -= 1;
-                        None
-                    }
+                    HostOutcome::Interrupted { .. } => None,
                     HostOutcome::Skipped { .. } => {
                         s.skipped += 1;
                         None
@@ -428,10 +410,22 @@ impl Live {
         v
     }
 
+    /// Milliseconds left in running stage `s`, by the run's one ETA rule
+    /// ([`crate::report::state`]); `None` before it started and once it ended.
+    pub fn eta_ms(&self, s: &StageLive) -> Option<u64> {
+        s.started_ms?;
+        if s.finished_ms.is_some() {
+            return None;
+        }
+        let now = std::time::Duration::from_millis(self.elapsed_ms);
+        let left = crate::report::state::lock(&self.state).stage_eta(&s.name, now)?;
+        Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// The run so far as a summary, hosts in flight drawn up to now (the
     /// timeline shows them as in flight, not as zero-length).
     pub fn summary(&self) -> Summary {
-        let mut s = self.collector.summary();
+        let mut s = crate::report::state::lock(&self.state).summary();
         s.elapsed_ms = s.elapsed_ms.max(self.elapsed_ms);
         let now = s.elapsed_ms;
         for h in s
@@ -449,6 +443,9 @@ impl Live {
 mod tests {
     use super::*;
     use crate::engine::events::{HostRef, StageRef, StepKind};
+    use crate::report::fold::Collector;
+    use crate::report::progress::Totals;
+    use crate::report::state::RunState;
     use std::time::Duration;
 
     fn stage() -> StageRef {
@@ -475,9 +472,29 @@ mod tests {
         }
     }
 
+    /// The run's state with the shape of a plan whose stage `db` reboots
+    /// the test inventory's 4 db hosts, all at once; one host's estimate.
+    fn state() -> (Shared, Duration) {
+        let text = "version: 1\nstages:\n  - name: db\n    select: { role: db }\n    parallel: 4\n    steps: [ { reboot: { timeout: 10m } } ]\n";
+        let mut sources = crate::diag::Sources::new();
+        let inv = crate::playbook::validate::test_inventory();
+        let (book, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&book, &inv, None).unwrap();
+        let mut state = RunState::new(Collector::new());
+        state.totals = Totals::new([("db".to_owned(), 4)], 0).with_plan(&plan, &HashMap::new());
+        (state.shared(), plan.stages[0].host_estimate)
+    }
+
+    /// An event as the session delivers it: the run's state first, then the page.
+    fn feed(live: &mut Live, state: &Shared, t: SystemTime, ms: u64, kind: &EventKind) {
+        crate::report::state::lock(state).event(t, Duration::from_millis(ms), kind);
+        live.event(t, ms, kind);
+    }
+
     #[test]
     fn counts_eta_failures_and_histograms_follow_the_events() {
-        let mut live = Live::new("r1", &plan(), Collector::new(), &[]);
+        let (state, estimate) = state();
+        let mut live = Live::new("r1", &plan(), &state, &[]);
         live.stages.push(StageLive {
             name: "db".into(),
             hosts: 4,
@@ -490,10 +507,11 @@ mod tests {
             started_ms: None,
             finished_ms: None,
             held: BTreeMap::new(),
-            finished_here: 0,
         });
         let t = SystemTime::now();
-        live.event(
+        feed(
+            &mut live,
+            &state,
             t,
             0,
             &EventKind::StageStarted {
@@ -502,7 +520,9 @@ mod tests {
             },
         );
         for i in 0..3 {
-            live.event(
+            feed(
+                &mut live,
+                &state,
                 t,
                 0,
                 &EventKind::HostStarted {
@@ -511,7 +531,9 @@ mod tests {
                     canary: false,
                 },
             );
-            live.event(
+            feed(
+                &mut live,
+                &state,
                 t,
                 0,
                 &EventKind::StepStarted {
@@ -521,7 +543,9 @@ mod tests {
                     kind: StepKind::Reboot,
                 },
             );
-            live.event(
+            feed(
+                &mut live,
+                &state,
                 t,
                 0,
                 &EventKind::RebootIssued {
@@ -534,8 +558,19 @@ mod tests {
         }
         assert_eq!(live.stages[0].in_flight, 3);
         assert_eq!(live.stages[0].pending(), 1);
-        assert_eq!(live.stages[0].eta_ms(1000), None, "no host finished yet");
-        live.event(
+        // The run's one ETA rule (report::state): before any host finished,
+        // one host takes the stage's estimate; 3 in flight for 1 s, then
+        // the fourth.
+        live.tick(1000);
+        let per_host = u64::try_from(estimate.as_millis()).unwrap();
+        assert_eq!(
+            live.eta_ms(&live.stages[0]),
+            Some(2 * per_host - 1000),
+            "no host finished yet: the estimate"
+        );
+        feed(
+            &mut live,
+            &state,
             t,
             2000,
             &EventKind::StepFinished {
@@ -546,7 +581,9 @@ mod tests {
                 error: None,
             },
         );
-        live.event(
+        feed(
+            &mut live,
+            &state,
             t,
             2000,
             &EventKind::HostFinished {
@@ -557,7 +594,9 @@ mod tests {
             },
         );
         for i in 1..3 {
-            live.event(
+            feed(
+                &mut live,
+                &state,
                 t,
                 3000,
                 &EventKind::HostFinished {
@@ -576,8 +615,8 @@ mod tests {
         }
         let s = &live.stages[0];
         assert_eq!((s.done, s.failed, s.in_flight, s.pending()), (1, 2, 0, 1));
-        // 3 hosts in 3 s: one left, about a second.
-        assert_eq!(s.eta_ms(3000), Some(1000));
+        // 3 hosts took 8 s in all: the one left needs their average.
+        assert_eq!(live.eta_ms(s), Some(2666));
         assert_eq!(live.actions[&Action::Reboot], 3);
         assert_eq!(live.actions[&Action::PowerCycle], 0);
         let causes = live.causes();

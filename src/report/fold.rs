@@ -1,7 +1,8 @@
 //! The summary's fold: events (live, or read back from a journal) into a
 //! [`Summary`]: per-stage counts, per-host results, boot-time percentiles.
-//! The session feeds one [`Collector`] per run; the end-of-run summary,
-//! `report` and the live page's timeline read it.
+//! The session's run state ([`super::state::RunState`]) holds the one
+//! collector a run feeds; `report` and `status --etcd` fold a journal
+//! through another.
 //!
 //! Owns how events become a summary. It must not touch hosts or the journal
 //! file; it only sees events and their times.

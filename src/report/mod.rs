@@ -1,5 +1,6 @@
-//! Consumers of the event stream that write for people and machines: live
-//! progress, the end-of-run summary, and the `report` formats; also the
+//! The run state folded once from events ([`state::RunState`]) and what
+//! people and machines read of it: live progress, the end-of-run summary,
+//! and the `report` formats; also the
 //! plan's and the inventory's renderings (`rekindle plan`, `hosts`).
 //!
 //! Owns presentation only. It must never touch a host, and reads the journal
@@ -14,6 +15,7 @@ pub mod nodeset;
 pub mod plain;
 pub mod plan;
 pub mod progress;
+pub mod state;
 pub mod summary;
 pub mod text;
 

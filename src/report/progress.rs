@@ -3,8 +3,12 @@
 //! above them. Off a terminal (CI, logs): one line per finished or failed
 //! host and a status line every 10 s. `--quiet`: nothing live.
 //!
-//! Owns the live display's wording. It must not touch hosts or the journal,
-//! and prints nothing that events did not tell it.
+//! The counts and the ETA are [`Totals`]', which the run's state
+//! ([`super::state::RunState`]) holds and the session feeds; the display
+//! reads them (a display used alone folds its own).
+//!
+//! Owns the live display's wording and the ETA's rule. It must not touch
+//! hosts or the journal, and prints nothing that events did not tell it.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -133,7 +137,8 @@ impl Totals {
             .saturating_sub(self.done + self.failed + self.skipped + self.in_flight + self.not_run)
     }
 
-    fn event(&mut self, kind: &EventKind, elapsed: Duration) {
+    /// Folds one event ([`super::state::RunState`] feeds it once per event).
+    pub(crate) fn event(&mut self, kind: &EventKind, elapsed: Duration) {
         match kind {
             EventKind::HostWaiting { stage, host, on } => {
                 self.held
@@ -221,12 +226,29 @@ impl Totals {
     /// waiting hosts go through
     /// canaries one by one, then windows (or the stage rate, if slower).
     /// Stages run after the stages they wait for. `None` without a plan.
+    /// This is the one ETA rule (see [`super::state`]).
     pub fn eta(&self, now: Duration) -> Option<Duration> {
+        self.finishes(now)?
+            .into_values()
+            .max()
+            .or(Some(Duration::ZERO))
+    }
+
+    /// Time until stage `stage` ends at `now`, by [`Totals::eta`]'s rule;
+    /// `None` once it ended, or without a plan.
+    pub fn stage_eta(&self, stage: &str, now: Duration) -> Option<Duration> {
+        if self.stages.get(stage).is_none_or(|s| s.ended) {
+            return None;
+        }
+        self.finishes(now)?.get(stage).copied()
+    }
+
+    /// When each stage ends, from `now`, in the plan's order.
+    fn finishes(&self, now: Duration) -> Option<HashMap<&str, Duration>> {
         if self.order.is_empty() {
             return None;
         }
         let mut finish: HashMap<&str, Duration> = HashMap::new();
-        let mut last = Duration::ZERO;
         for name in &self.order {
             let s = self.stages.get(name)?;
             let shape = s.shape.as_ref()?;
@@ -241,11 +263,9 @@ impl Totals {
             } else {
                 stage_left(s, shape, now)
             };
-            let end = start + left;
-            finish.insert(name.as_str(), end);
-            last = last.max(end);
+            finish.insert(name.as_str(), start + left);
         }
-        Some(last)
+        Some(finish)
     }
 
     /// `120/400 done, 3 failed, 0 skipped, 50 in flight, 227 waiting, 1.5 hosts/s, elapsed 1m20s, ETA 2m31s`
@@ -404,10 +424,34 @@ fn host_line(kind: &EventKind) -> Option<(bool, String)> {
     })
 }
 
+/// Where a display reads its counts: the run's state, which the session
+/// feeds once per event before the display sees it, or a fold of its own
+/// (a display used alone, as the tests do).
+enum Counts {
+    Own(Totals),
+    Run(super::state::Shared),
+}
+
+impl Counts {
+    /// Folds the event when the counts are the display's own.
+    fn fold(&mut self, kind: &EventKind, elapsed: Duration) {
+        if let Counts::Own(t) = self {
+            t.event(kind, elapsed);
+        }
+    }
+
+    fn line(&self, elapsed: Duration) -> String {
+        match self {
+            Counts::Own(t) => t.line(elapsed),
+            Counts::Run(s) => super::state::lock(s).totals.line(elapsed),
+        }
+    }
+}
+
 /// Off-terminal progress: host lines and a periodic status line.
 pub struct Lines<W: Write> {
     out: W,
-    totals: Totals,
+    totals: Counts,
     next_status: Duration,
     /// Step lines too (`-v`).
     verbose: bool,
@@ -415,6 +459,15 @@ pub struct Lines<W: Write> {
 
 impl<W: Write> Lines<W> {
     pub fn new(out: W, totals: Totals) -> Self {
+        Self::with_counts(out, Counts::Own(totals))
+    }
+
+    /// Lines that read the run's state (the session feeds it).
+    pub fn reading(out: W, state: super::state::Shared) -> Self {
+        Self::with_counts(out, Counts::Run(state))
+    }
+
+    fn with_counts(out: W, totals: Counts) -> Self {
         Lines {
             out,
             totals,
@@ -433,7 +486,7 @@ impl<W: Write> Lines<W> {
     }
 
     pub fn event(&mut self, kind: &EventKind, elapsed: Duration) -> io::Result<()> {
-        self.totals.event(kind, elapsed);
+        self.totals.fold(kind, elapsed);
         if let Some((_, line)) = host_line(kind) {
             writeln!(self.out, "{line}")?;
         }
@@ -486,11 +539,12 @@ pub struct Bars {
     multi: MultiProgress,
     header: ProgressBar,
     stages: HashMap<String, ProgressBar>,
-    totals: Totals,
+    totals: Counts,
 }
 
 impl Bars {
-    pub fn new(totals: Totals) -> Self {
+    /// Bars that read the run's state (the session feeds it).
+    pub fn new(state: super::state::Shared) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
         let header = multi.add(ProgressBar::new_spinner());
         header.set_style(
@@ -501,12 +555,12 @@ impl Bars {
             multi,
             header,
             stages: HashMap::new(),
-            totals,
+            totals: Counts::Run(state),
         }
     }
 
     pub fn event(&mut self, kind: &EventKind, elapsed: Duration) {
-        self.totals.event(kind, elapsed);
+        self.totals.fold(kind, elapsed);
         match kind {
             EventKind::StageStarted { stage, hosts } => {
                 let bar = self.multi.add(ProgressBar::new(*hosts as u64));
@@ -565,14 +619,17 @@ pub enum Progress {
 }
 
 impl Progress {
-    pub fn new(quiet: bool, verbose: bool, totals: Totals) -> Progress {
+    /// The display for this terminal, reading the run's `state`.
+    pub fn new(quiet: bool, verbose: bool, state: super::state::Shared) -> Progress {
         use std::io::IsTerminal;
         if quiet {
             Progress::Quiet
         } else if io::stderr().is_terminal() {
-            Progress::Bars(Box::new(Bars::new(totals)))
+            Progress::Bars(Box::new(Bars::new(state)))
         } else {
-            Progress::Lines(Box::new(Lines::new(io::stdout(), totals).verbose(verbose)))
+            Progress::Lines(Box::new(
+                Lines::reading(io::stdout(), state).verbose(verbose),
+            ))
         }
     }
 

@@ -19,7 +19,6 @@ use tokio::sync::mpsc;
 
 use crate::engine::events::{Ack, Event, EventKind};
 use crate::journal;
-use crate::report::fold::Collector;
 use crate::report::plain::Plain;
 use crate::report::progress::Progress;
 
@@ -246,19 +245,13 @@ impl<W: io::Write + Send> Consumer for PlainConsumer<W> {
     }
 }
 
-/// The summary collector, shared with the session that renders it after.
-pub struct SummaryConsumer(pub Arc<Mutex<Collector>>);
+/// The one feeder of the run's state, which the display, the live views
+/// and the session's summary read.
+pub struct StateConsumer(pub crate::report::state::Shared);
 
-impl Consumer for SummaryConsumer {
+impl Consumer for StateConsumer {
     fn event(&mut self, e: Seen<'_>, _ack: &mut Option<Ack>) -> io::Result<()> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .event_at(
-                e.at,
-                u64::try_from(e.elapsed.as_millis()).unwrap_or(u64::MAX),
-                e.kind,
-            );
+        crate::report::state::lock(&self.0).event(e.at, e.elapsed, e.kind);
         Ok(())
     }
 
@@ -271,6 +264,8 @@ impl Consumer for SummaryConsumer {
 mod tests {
     use super::*;
     use crate::engine::events::Emitter;
+    use crate::report::fold::Collector;
+    use crate::report::state::RunState;
 
     /// Counts what it sees and fails on the second event.
     struct Flaky(Arc<Mutex<usize>>);
@@ -296,10 +291,10 @@ mod tests {
     async fn a_failing_consumer_is_dropped_and_intents_are_still_acknowledged() {
         let (tx, rx) = mpsc::channel(16);
         let seen = Arc::new(Mutex::new(0));
-        let collector = Arc::new(Mutex::new(Collector::new()));
+        let state = RunState::new(Collector::new()).shared();
         let consumers: Vec<Box<dyn Consumer>> = vec![
             Box::new(Flaky(Arc::clone(&seen))),
-            Box::new(SummaryConsumer(Arc::clone(&collector))),
+            Box::new(StateConsumer(Arc::clone(&state))),
         ];
         let fan = tokio::spawn(fan_out(rx, consumers));
         let emitter = Emitter::new(tx);
@@ -321,7 +316,7 @@ mod tests {
         let warnings = fan.await.expect("fan-out");
         assert_eq!(*seen.lock().expect("count"), 2);
         assert_eq!(warnings, vec!["flaky output failed: closed".to_owned()]);
-        let summary = collector.lock().expect("collector").summary();
+        let summary = state.lock().expect("state").summary();
         assert_eq!(summary.plan, "p");
         assert_eq!(summary.outcome, Some(crate::engine::RunOutcome::Success));
     }

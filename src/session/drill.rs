@@ -31,6 +31,7 @@ use crate::plan::Plan;
 use crate::playbook::{Playbook, Rate};
 use crate::report::drill::percent;
 use crate::report::fold::Collector;
+use crate::report::state::{RunState, Shared};
 use crate::sim::drill::{
     Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults, unmeetable_faults,
 };
@@ -162,7 +163,7 @@ pub struct Rehearsed {
 /// header, the rehearsal's plan and a collector fed with the header;
 /// made after [`Ready`] was shown.
 pub type Views<'a> =
-    dyn FnOnce(&journal::Header, &Plan, Collector) -> anyhow::Result<Vec<Box<dyn Consumer>>> + 'a;
+    dyn FnOnce(&journal::Header, &Plan, &Shared) -> anyhow::Result<Vec<Box<dyn Consumer>>> + 'a;
 
 /// Runs a drill of `loaded` on a runtime of its own, with Ctrl-C handling.
 /// `ready` is called once, when the rehearsal is planned and its journal
@@ -547,12 +548,10 @@ impl Drill<'_> {
             Locking::None,
             std::slice::from_ref(&marker),
         )?;
-        let fed = || {
-            let mut collector = Collector::new();
-            collector.record(&journal::Record::Header(header.clone()));
-            collector.record(&marker);
-            collector
-        };
+        let mut collector = Collector::new();
+        collector.record(&journal::Record::Header(header.clone()));
+        collector.record(&marker);
+        let state = RunState::new(collector).shared();
         ready(&Ready {
             plan: &prepared.plan,
             sample: &self.sample,
@@ -560,11 +559,11 @@ impl Drill<'_> {
             http_port: fleet.http_port(),
             notes: &prepared.notes,
         });
-        let consumers = views(&header, &prepared.plan, fed())?;
+        let consumers = views(&header, &prepared.plan, &state)?;
         let execution = Execution {
             prepared,
             journal: Some(opened),
-            collector: fed(),
+            state,
             already_done: 0,
             starts: HashMap::new(),
             display: Display::Plain {

@@ -10,7 +10,7 @@ use super::{Finished, Loaded, Settings};
 use crate::inventory::Inventory;
 use crate::journal::Header;
 use crate::plan::Plan;
-use crate::report::fold::Collector;
+use crate::report::state::Shared;
 
 pub trait Front {
     /// A line for the operator (stderr); also the interrupt notices.
@@ -32,7 +32,7 @@ pub trait Front {
         &self,
         run_id: &str,
         plan: &Plan,
-        collector: Collector,
+        state: &Shared,
         done_before: &[usize],
     ) -> anyhow::Result<Vec<Box<dyn Consumer>>>;
     /// Shows a finished execution (summary, warnings, journal).

@@ -53,7 +53,7 @@ use crate::inventory::Inventory;
 use crate::journal::{self, lock};
 use crate::plan::Plan;
 use crate::playbook::{Rate, Step};
-use crate::report::fold::Collector;
+
 use crate::report::summary::Summary;
 use crate::select::Selector;
 use crate::transport::bmc_trust::{CERT_LABEL, Fingerprint};
@@ -741,8 +741,10 @@ pub enum Display {
 pub struct Execution {
     pub prepared: Prepared,
     pub journal: Option<Opened>,
-    /// Already fed with what happened before (a resume's journal).
-    pub collector: Collector,
+    /// The run's state, its summary already fed with what happened before
+    /// (a resume's journal): the execution feeds it once per event; the
+    /// progress display, the live views and the summary read it.
+    pub state: crate::report::state::Shared,
     /// Hosts a resumed run skips because they finished before.
     pub already_done: usize,
     /// Per (stage, host): where to start (resume).
@@ -805,7 +807,7 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
     let Execution {
         prepared,
         journal,
-        mut collector,
+        state,
         already_done,
         starts,
         display,
@@ -825,8 +827,12 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         .iter()
         .map(|s| (s.name.clone(), s.hosts.len()))
         .collect();
-    collector.stages(stage_sizes.clone());
-    let collector = Arc::new(Mutex::new(collector));
+    {
+        let mut s = crate::report::state::lock(&state);
+        s.summary.stages(stage_sizes.clone());
+        s.totals = crate::report::progress::Totals::new(stage_sizes, already_done)
+            .with_plan(&plan, &opts.starts);
+    }
     let (writer, journal_path, lock) = match journal {
         Some(o) => (Some(Arc::new(Mutex::new(o.writer))), Some(o.path), o.lock),
         None => (None, None, None),
@@ -862,12 +868,12 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
             Arc::clone(&outcomes),
         )));
     }
+    // The state before the display, which reads it.
+    consumers.push(Box::new(consume::StateConsumer(Arc::clone(&state))));
     match display {
         Display::Progress { quiet, verbose } => {
-            let totals = crate::report::progress::Totals::new(stage_sizes, already_done)
-                .with_plan(&plan, &opts.starts);
             consumers.push(Box::new(consume::ProgressConsumer(
-                crate::report::progress::Progress::new(quiet, verbose, totals),
+                crate::report::progress::Progress::new(quiet, verbose, Arc::clone(&state)),
             )));
         }
         Display::Plain {
@@ -879,7 +885,6 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
             scale,
         ))),
     }
-    consumers.push(Box::new(consume::SummaryConsumer(Arc::clone(&collector))));
     consumers.extend(extra);
 
     // A run whose lock another run took over starts no new host (its
@@ -946,10 +951,7 @@ pub async fn execute_in(execution: Execution, cancel: watch::Receiver<CancelLeve
         }
     }
     drop(lock);
-    let summary = collector
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .summary();
+    let summary = crate::report::state::lock(&state).summary();
     // A run whose journal lost an outcome must not look done: `report` and
     // `resume` would not know what happened to those hosts.
     let exit = match (Exit::from(outcome), &lost) {

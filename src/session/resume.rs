@@ -29,6 +29,7 @@ use crate::journal::replay::Resume;
 use crate::journal::{Record, lock};
 use crate::plan::Plan;
 use crate::report::fold::Collector;
+use crate::report::state::RunState;
 use crate::select::Selector;
 
 /// The header's playbook and inventories that changed since the run
@@ -492,16 +493,6 @@ pub fn resume(
         pid: std::process::id(),
         forced: !changed.is_empty(),
     };
-    let mut consumers = front.live_views(
-        &header.run_id,
-        &prepared.plan,
-        collector(&journal.records, &resumed),
-        &done_before(&prepared.plan, &replayed),
-    )?;
-    let mut opened = super::open_append(&request.journal_file, lock)?;
-    opened.writer.push(&resumed, None);
-    opened.writer.commit();
-
     let mut collector = collector(&journal.records, &resumed);
     if left_out > 0 {
         collector.note(format!(
@@ -520,13 +511,23 @@ pub fn resume(
             list(&narrowed.retried)
         ));
     }
+    let state = RunState::new(collector).shared();
+    let mut consumers = front.live_views(
+        &header.run_id,
+        &prepared.plan,
+        &state,
+        &done_before(&prepared.plan, &replayed),
+    )?;
+    let mut opened = super::open_append(&request.journal_file, lock)?;
+    opened.writer.push(&resumed, None);
+    opened.writer.commit();
     let reboots = Arc::new(Mutex::new(Reverified::new(&replayed.reverify)));
     consumers.push(Box::new(ReverifyConsumer(Arc::clone(&reboots))));
     let finished = super::execute(
         Execution {
             prepared,
             journal: Some(opened),
-            collector,
+            state,
             already_done: replayed.done,
             starts: replayed.starts,
             display: Display::Progress {

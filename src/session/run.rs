@@ -19,6 +19,7 @@ use crate::etcd::takeover;
 use crate::exit::{Exit, usage};
 use crate::journal::{self, lock};
 use crate::report::fold::Collector;
+use crate::report::state::RunState;
 
 /// A run as the command line asks for it; what the header records.
 pub struct Request {
@@ -67,9 +68,10 @@ pub fn run(
             prefix: s.settings.prefix.clone(),
         });
     }
-    let mut earlier = Collector::new();
-    earlier.record(&journal::Record::Header(header.clone()));
-    let consumers = front.live_views(&header.run_id, &prepared.plan, earlier, &[])?;
+    let mut collector = Collector::new();
+    collector.record(&journal::Record::Header(header.clone()));
+    let state = RunState::new(collector).shared();
+    let consumers = front.live_views(&header.run_id, &prepared.plan, &state, &[])?;
     let locking = Locking::Lock {
         breaking: request.breaking,
         plan: &prepared.plan,
@@ -140,13 +142,11 @@ pub fn run(
         opened.path.display(),
         opened.path.display()
     ));
-    let mut collector = Collector::new();
-    collector.record(&journal::Record::Header(header));
     let finished = super::execute(
         Execution {
             prepared,
             journal: Some(opened),
-            collector,
+            state,
             already_done: 0,
             starts: HashMap::new(),
             display: Display::Progress {
