@@ -15,11 +15,14 @@
 //! - [`plan`]: models into an execution plan; no I/O.
 //! - [`engine`]: executes a plan, reports only through events.
 //! - [`transport`]: SSH, TCP/HTTP probes, Redfish.
-//! - [`journal`], [`report`]: consumers of the event stream.
+//! - [`journal`], [`report`]: consumers of the event stream; the run's one
+//!   state (`report::state::RunState`) that progress, the live page, the
+//!   summary, `report` and `status --etcd` read.
 //! - [`live`]: the live status page, JSON status and metrics of `--listen`.
 //! - [`etcd`]: a run kept in etcd (`--etcd`): journal mirror, lease, fencing, takeover.
 //! - [`session`]: the execution pipeline `run`, `resume` and `drill` share
-//!   (inputs checked, lock, journal, engine, consumers, exit code).
+//!   (inputs checked, lock, journal, engine, consumers, exit code), the
+//!   resume itself, a takeover from etcd and the standby loop.
 //! - [`audit`]: `rekindle audit`: the plan checked against the dependencies
 //!   hosts show and what rekindle itself needs; read-only.
 //! - [`sim`]: the simulated fleet; the engine never imports it.
@@ -27,6 +30,7 @@
 //! - [`child_env`]: the environment of programs rekindle starts, without its secrets.
 //! - [`cli`], [`commands`]: the command line: arguments into typed
 //!   settings, confirmation, printing.
+//! - [`exit`]: exit codes and the one mapping from a command's error to one.
 
 pub mod audit;
 pub mod child_env;

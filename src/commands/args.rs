@@ -10,6 +10,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use crate::cli::{ExecArgs, FleetArgs};
+use anyhow::Context as _;
+
 use crate::diag::{self, Sources};
 use crate::exit::{reported, usage};
 use crate::inventory::Inventory;
@@ -18,7 +20,7 @@ use crate::plan::Plan;
 use crate::playbook::Rate;
 use crate::session::front::Front;
 use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
-use crate::sim::{BootTime, FailSpec, parse_fail};
+use crate::sim::{BootTime, FailSpec, FleetConfig, SimHost, parse_fail};
 use crate::transport::ssh::SshOptions;
 
 /// The fastest a drill may compress time: beyond it, simulated commands and
@@ -115,6 +117,120 @@ pub(crate) fn drill_shape(
     })
 }
 
+/// `rekindle sim`'s flags as the fleet's configuration, for `hosts`.
+pub(crate) fn fleet(
+    args: &crate::cli::SimArgs,
+    hosts: Vec<SimHost>,
+) -> anyhow::Result<FleetConfig> {
+    let mut config = FleetConfig::new(hosts, args.out.clone());
+    if let Some(p) = args.port {
+        config.port = p;
+    }
+    if let Some(p) = args.http_port {
+        config.http_port = p;
+    }
+    config.boot_time = BootTime::parse(&args.fleet.boot_time)?;
+    if let Some(p) = args.bmc_port {
+        config.bmc_port = p;
+    }
+    config.powered_off = args.fleet.powered_off;
+    config.bmcs = args.fleet.bmcs;
+    config.bmc_outage = outage(&args.bmc_outage).map_err(anyhow::Error::msg)?;
+    config.bmc_profile = crate::sim::BmcProfile::parse(&args.bmc_profile)
+        .map_err(|e| anyhow::anyhow!("--bmc-profile: {e}"))?;
+    if let Some(fail) = &args.fleet.fail {
+        let spec = parse_fail(fail)?;
+        config.faults = spec.faults;
+        config.recover = spec.recover;
+    }
+    config.seed = args.fleet.seed;
+    config.shard_size = args.shard_size.max(1);
+    if let Some(file) = &args.deps {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--deps {}: cannot read", file.display()))?;
+        let names: std::collections::HashMap<String, usize> = config
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.clone(), i))
+            .collect();
+        config.deps = crate::sim::deps::parse(&file.display().to_string(), &text, &names)?;
+    }
+    Ok(config)
+}
+
+/// `rekindle audit`'s flags as the audit's settings.
+pub(crate) fn audit(args: &crate::cli::AuditArgs) -> anyhow::Result<crate::audit::Settings> {
+    use crate::audit::own;
+    let interval = crate::playbook::units::parse_duration(&args.interval)
+        .map_err(|e| anyhow::anyhow!("--interval {}: {e}", args.interval))?;
+    if args.samples == 0 {
+        anyhow::bail!("--samples: at least one read of each host is needed");
+    }
+    let assume_lost = args
+        .assume_lost
+        .as_deref()
+        .map(crate::select::Selector::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--assume-lost: {e}"))?;
+    let etcd = args
+        .etcd
+        .as_deref()
+        .map(etcd_endpoints)
+        .transpose()?
+        .unwrap_or_default();
+    let notify = crate::live::notify::targets(&args.notify)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .iter()
+        .map(|t| t.shown())
+        .collect();
+    Ok(crate::audit::Settings {
+        samples: args.samples,
+        interval,
+        parallel: args.parallel.max(1),
+        assume_lost,
+        own: own::Sources {
+            etcd,
+            notify,
+            resolv_conf: Some(crate::audit::default_resolv_conf()),
+            bastion: Some(own::bastion()),
+            jumps: None,
+        },
+        bmc: crate::session::BmcSettings {
+            credentials: args.bmc_credentials.clone(),
+            ..bmc_tls(&args.bmc_tls)
+        },
+    })
+}
+
+/// `--etcd` endpoints as the report may print them: credentials in a URL
+/// are refused (without repeating them), as `run --etcd` refuses them.
+fn etcd_endpoints(list: &str) -> anyhow::Result<Vec<String>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let with_scheme = if e.contains("://") {
+                e.to_owned()
+            } else {
+                format!("http://{e}")
+            };
+            let url = reqwest::Url::parse(&with_scheme)
+                .map_err(|err| anyhow::anyhow!("--etcd: not an endpoint URL ({err})"))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                anyhow::bail!("--etcd: credentials in an endpoint URL are refused; use --etcd-cert/--etcd-key or a file");
+            }
+            let host = url
+                .host_str()
+                .ok_or_else(|| anyhow::anyhow!("--etcd: an endpoint without a host"))?;
+            Ok(match url.port() {
+                Some(p) => format!("{}://{host}:{p}", url.scheme()),
+                None => format!("{}://{host}", url.scheme()),
+            })
+        })
+        .collect()
+}
+
 /// `--bmc-outage`, checked.
 pub(crate) fn outage(input: &str) -> Result<Duration, String> {
     crate::sim::config::parse_duration(input)
@@ -176,6 +292,20 @@ pub(crate) fn etcd(etcd: &crate::cli::EtcdArgs) -> Result<Option<crate::etcd::Se
 /// Connects to etcd, or says why not.
 pub(crate) fn etcd_store(settings: crate::etcd::Settings) -> Result<crate::etcd::Store, String> {
     crate::etcd::Store::connect(settings).map_err(|e| format!("--etcd: {e}"))
+}
+
+/// Loads inventories, printing their diagnostics and warnings to stderr.
+pub(crate) fn inventory(paths: &[String], sources: &mut Sources) -> anyhow::Result<Inventory> {
+    match crate::inventory::load(paths, sources) {
+        Ok((inventory, warnings)) => {
+            eprint!("{}", diag::render_text(sources, &warnings));
+            Ok(inventory)
+        }
+        Err(diags) => {
+            eprint!("{}", diag::render_text(sources, &diags));
+            Err(reported())
+        }
+    }
 }
 
 /// Loads and plans, printing every diagnostic and warning to stderr.

@@ -7,23 +7,14 @@ use std::io::{self, Write};
 use crate::cli::{HostsArgs, OutputFormat};
 use crate::diag::{Sources, render_text};
 use crate::exit::{Exit, reported};
-use crate::inventory::{self, Host};
+use crate::inventory::Host;
 use crate::report::hosts::{vars_files_note, write_json, write_table};
 use crate::select::Selector;
 use anyhow::Context as _;
 
 pub fn execute(args: HostsArgs) -> anyhow::Result<Exit> {
     let mut sources = Sources::new();
-    let inventory = match inventory::load(&args.inventories, &mut sources) {
-        Ok((inventory, warnings)) => {
-            eprint!("{}", render_text(&sources, &warnings));
-            inventory
-        }
-        Err(diags) => {
-            eprint!("{}", render_text(&sources, &diags));
-            return Err(reported());
-        }
-    };
+    let inventory = super::args::inventory(&args.inventories, &mut sources)?;
     let hosts: Vec<&Host> = match &args.select {
         None => inventory.hosts.iter().collect(),
         Some(text) => {

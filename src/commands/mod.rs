@@ -1,6 +1,14 @@
-//! One function per subcommand: load inputs, call the library, print results,
-//! choose the exit code. Owns what goes to stdout/stderr for each command; the
-//! modules below it never print.
+//! One function per subcommand: its arguments into typed settings (the
+//! strings that carry values typed once, in `args`), confirmation, a call
+//! into the library, and printing. Errors go back through `?` (an
+//! [`crate::exit::Error`], or a plain message for a usage error); lib.rs
+//! prints them and [`crate::exit::Exit::of`] maps them to the exit code.
+//!
+//! Owns what goes to stdout/stderr for each command; the modules below it
+//! never print (the pipelines that talk while they run, resume, takeover
+//! and standby, say their lines through `args::Terminal`). It must not run
+//! anything itself: resume, takeover, the standby loop and pause/continue
+//! are `session`'s.
 
 mod args;
 mod audit;

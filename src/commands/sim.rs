@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::SimArgs;
 use crate::exit::Exit;
-use crate::sim::{BootTime, Fleet, FleetConfig, SimHost, parse_fail};
+use crate::sim::{Fleet, FleetConfig, SimHost};
 
 pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
     let hosts = match args.hosts {
@@ -14,40 +14,7 @@ pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
         Some(n) => SimHost::numbered(n),
         None => hosts_from_inventories(&args.inventories)?,
     };
-    let mut config = FleetConfig::new(hosts, args.out.clone());
-    if let Some(p) = args.port {
-        config.port = p;
-    }
-    if let Some(p) = args.http_port {
-        config.http_port = p;
-    }
-    config.boot_time = BootTime::parse(&args.fleet.boot_time)?;
-    if let Some(p) = args.bmc_port {
-        config.bmc_port = p;
-    }
-    config.powered_off = args.fleet.powered_off;
-    config.bmcs = args.fleet.bmcs;
-    config.bmc_outage = super::args::outage(&args.bmc_outage).map_err(anyhow::Error::msg)?;
-    config.bmc_profile = crate::sim::BmcProfile::parse(&args.bmc_profile)
-        .map_err(|e| anyhow::anyhow!("--bmc-profile: {e}"))?;
-    if let Some(fail) = &args.fleet.fail {
-        let spec = parse_fail(fail)?;
-        config.faults = spec.faults;
-        config.recover = spec.recover;
-    }
-    config.seed = args.fleet.seed;
-    config.shard_size = args.shard_size.max(1);
-    if let Some(file) = &args.deps {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("--deps {}: cannot read", file.display()))?;
-        let names: std::collections::HashMap<String, usize> = config
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.name.clone(), i))
-            .collect();
-        config.deps = crate::sim::deps::parse(&file.display().to_string(), &text, &names)?;
-    }
+    let config = super::args::fleet(&args, hosts)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,18 +118,8 @@ async fn serve(config: FleetConfig) -> anyhow::Result<Exit> {
 
 fn hosts_from_inventories(paths: &[String]) -> anyhow::Result<Vec<SimHost>> {
     let mut sources = crate::diag::Sources::new();
-    let inventory = match crate::inventory::load(paths, &mut sources) {
-        Ok((inv, warnings)) => {
-            if !warnings.is_empty() {
-                eprint!("{}", crate::diag::render_text(&sources, &warnings));
-            }
-            inv
-        }
-        Err(diags) => {
-            eprint!("{}", crate::diag::render_text(&sources, &diags));
-            bail!("cannot read the inventory");
-        }
-    };
+    let inventory = super::args::inventory(paths, &mut sources)
+        .map_err(|_| anyhow::anyhow!("cannot read the inventory"))?;
     if inventory.hosts.is_empty() {
         bail!("the inventory has no hosts");
     }

@@ -5,9 +5,9 @@
 use std::io::{self, Write};
 
 use crate::cli::SshConfigArgs;
-use crate::diag::{Sources, render_text};
-use crate::exit::{Exit, reported, usage};
-use crate::inventory::{self, Host, Inventory};
+use crate::diag::Sources;
+use crate::exit::{Exit, usage};
+use crate::inventory::{Host, Inventory};
 use crate::transport::ssh::SshConnector;
 
 pub fn execute(args: SshConfigArgs) -> anyhow::Result<Exit> {
@@ -15,16 +15,7 @@ pub fn execute(args: SshConfigArgs) -> anyhow::Result<Exit> {
     let inventory = if args.inventories.is_empty() {
         Inventory::default()
     } else {
-        match inventory::load(&args.inventories, &mut sources) {
-            Ok((inventory, warnings)) => {
-                eprint!("{}", render_text(&sources, &warnings));
-                inventory
-            }
-            Err(diags) => {
-                eprint!("{}", render_text(&sources, &diags));
-                return Err(reported());
-            }
-        }
+        super::args::inventory(&args.inventories, &mut sources)?
     };
     if args.inventories.is_empty() && args.hosts.is_empty() {
         return Err(usage("name hosts, or give an inventory with -i"));
