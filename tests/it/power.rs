@@ -575,3 +575,174 @@ fn an_unknown_bmc_profile_is_refused_naming_the_known_ones() {
         "{err}"
     );
 }
+
+/// One HTTP/1.0 request to `addr:port` (bounded: 5 s to connect and read):
+/// the whole answer, status line and headers included; empty when the
+/// server could not be reached.
+pub(crate) fn http(
+    addr: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    use std::io::{Read, Write};
+    let target = std::net::SocketAddr::new(addr.parse().expect("an IP address"), port);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}:{port}\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str("Content-Type: application/json\r\n");
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    if s.write_all(req.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+/// The status code of an HTTP answer (0 when there is none).
+pub(crate) fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The JSON body of an HTTP answer (`Null` when it has none).
+pub(crate) fn json_body(answer: &str) -> Value {
+    answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The `@odata.id` of every member of a collection.
+pub(crate) fn members(collection: &Value) -> Vec<String> {
+    collection["Members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["@odata.id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 23: "a session whose `Location` header is missing is still usable
+/// and never leaks". The simulated BMC lists its open sessions
+/// (`GET /redfish/v1/SessionService/Sessions`, as Redfish services do);
+/// with the `generic` profile a login is answered with a `Location`
+/// header, with `supermicro` only with the session's `@odata.id` in the
+/// body. Before the run the test opens a session of its own on each BMC
+/// (so the listing is shown to work, and the absence of `Location` is
+/// checked, not assumed); after the run only the test's session is open:
+/// rekindle deleted each of its own, found by `Location` or `@odata.id`.
+#[test]
+fn power_on_leaves_no_session_open_with_or_without_a_location_header() {
+    for (base, profile, location) in [(29200, "generic", true), (29210, "supermicro", false)] {
+        let sim = BmcSim::start(base, &["--hosts", "2", "--bmc-profile", profile]);
+        let creds = std::fs::read_to_string(sim.path("bmc-credentials")).expect("credentials");
+        let first = creds.lines().next().expect("a line");
+        let (user, password) = first.split_once(':').expect("user:password");
+        let basic = format!(
+            "Basic {}",
+            crate::sushy::base64(format!("{user}:{password}").as_bytes())
+        );
+        let port = base + 2;
+        let status = sim.status();
+        let addrs: Vec<String> = ["sim-00001", "sim-00002"]
+            .iter()
+            .map(|n| {
+                host(&status, n)["address"]
+                    .as_str()
+                    .expect("address")
+                    .to_owned()
+            })
+            .collect();
+        let list = |addr: &str| {
+            let answer = http(
+                addr,
+                port,
+                "GET",
+                bmc_sessions(),
+                &[("Authorization", &basic)],
+                "",
+            );
+            assert_eq!(status_of(&answer), 200, "{profile}: {answer}");
+            members(&json_body(&answer))
+        };
+        let mut ours = Vec::new();
+        for addr in &addrs {
+            assert_eq!(list(addr), Vec::<String>::new(), "{profile} {addr}");
+            let login = serde_json::json!({"UserName": user, "Password": password}).to_string();
+            let answer = http(addr, port, "POST", bmc_sessions(), &[], &login);
+            assert_eq!(status_of(&answer), 201, "{profile}: {answer}");
+            let head = answer
+                .split("\r\n\r\n")
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            assert_eq!(
+                head.contains("\r\nlocation:"),
+                location,
+                "{profile}: {answer}"
+            );
+            let id = json_body(&answer)["@odata.id"]
+                .as_str()
+                .expect("the session's @odata.id")
+                .to_owned();
+            assert_eq!(list(addr), std::slice::from_ref(&id), "{profile} {addr}");
+            ours.push(id);
+        }
+
+        let pb = playbook(sim.dir.path(), "{ timeout: 2m, pdu_interval: 200ms }");
+        let (code, out, err) = sim.run_with_credentials(&pb, &[]);
+        assert_eq!(code, 0, "{profile}: stdout:\n{out}\nstderr:\n{err}");
+        let s = sim.wait_status("all up", |s| s["hosts_up"] == 2);
+        for (name, (addr, id)) in ["sim-00001", "sim-00002"]
+            .iter()
+            .zip(addrs.iter().zip(&ours))
+        {
+            assert_eq!(host(&s, name)["power_ons"], 1, "{profile} {name}: {s}");
+            // rekindle's session (a later id than ours) is gone; ours stays.
+            assert_eq!(
+                list(addr),
+                std::slice::from_ref(id),
+                "{profile} {name}: a session leaked"
+            );
+        }
+        // rekindle did log in with a session (the id after ours was used),
+        // not with Basic: a next login gets an id two past ours.
+        let answer = http(
+            &addrs[0],
+            port,
+            "POST",
+            bmc_sessions(),
+            &[],
+            &serde_json::json!({"UserName": user, "Password": password}).to_string(),
+        );
+        let next = json_body(&answer)["Id"].as_str().unwrap_or("").to_owned();
+        let first_id: u64 = ours[0]
+            .rsplit('/')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .expect("id");
+        assert_eq!(next, (first_id + 2).to_string(), "{profile}: {answer}");
+    }
+}
+
+fn bmc_sessions() -> &'static str {
+    "/redfish/v1/SessionService/Sessions"
+}
