@@ -6,7 +6,9 @@
 # i % PDUS, so every PDU spans every BMC), paced at $PDU_INTERVAL_S s per
 # PDU. From the journal: time to the first reset, to the last reset and to
 # the last host On, against the pacing asked for (the last reset of the
-# longest PDU queue at (queue - 1) x interval). Needs the venv scripts/test.sh
+# longest PDU queue at (queue - 1) x interval). BMC_SPACING (e.g. 250ms)
+# labels every host `bmc_spacing` (unset: rekindle's default, 1 s between
+# requests to one BMC). Needs the venv scripts/test.sh
 # makes (target/venv-sushy). Touches only bench/out/ and the emulators it
 # starts (stopped by PID).
 source "$(dirname "$0")/lib.sh"
@@ -16,6 +18,9 @@ BMCS="${BMCS:-5}"
 PER_BMC="${PER_BMC:-10}"
 PDUS="${PDUS:-5}"
 PDU_INTERVAL_S="${PDU_INTERVAL_S:-2}"
+BMC_SPACING="${BMC_SPACING:-}"
+spacing_label=""
+[[ -n "$BMC_SPACING" ]] && spacing_label=", bmc_spacing: \"$BMC_SPACING\""
 SUSHY="${SUSHY:-$ROOT/target/venv-sushy/bin/sushy-emulator}"
 [[ -x "$SUSHY" ]] || die "no $SUSHY: run scripts/test.sh (it makes the venv)"
 
@@ -44,7 +49,7 @@ for ((b = 1; b <= BMCS; b++)); do
         cat >>"$D/inventory.yaml" <<EOF
       - name: node-$b-$s
         address: $addr
-        labels: { bmc: "http://$addr:$port", bmc_allow_http: "true", redfish_system: "$uuid", pdu: "pdu-$((n % PDUS))" }
+        labels: { bmc: "http://$addr:$port", bmc_allow_http: "true", redfish_system: "$uuid", pdu: "pdu-$((n % PDUS))"$spacing_label }
 EOF
         n=$((n + 1))
     done
@@ -68,7 +73,7 @@ playbook "$D/power.yaml" "{ dc: lab }" "100%" \
 measure rekindle "$n" 1 900 env -u SSH_AUTH_SOCK "$REKINDLE" run "$D/power.yaml" \
     -i "$D/inventory.yaml" --yes --quiet --journal "$D/journal" --bmc-credentials "$D/creds"
 
-echo "### Power-on through sushy-tools: $n systems behind $BMCS BMCs, $PDUS PDUs, ${PDU_INTERVAL_S}s per PDU ($(machine))"
+echo "### Power-on through sushy-tools: $n systems behind $BMCS BMCs, $PDUS PDUs, ${PDU_INTERVAL_S}s per PDU, bmc_spacing ${BMC_SPACING:-unset (1s)} ($(machine))"
 echo
 python3 - "$RESULTS" "$D/journal" "$PDU_INTERVAL_S" "$PDUS" <<'PY'
 import glob, json, sys

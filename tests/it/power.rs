@@ -746,3 +746,57 @@ fn power_on_leaves_no_session_open_with_or_without_a_location_header() {
 fn bmc_sessions() -> &'static str {
     "/redfish/v1/SessionService/Sessions"
 }
+
+/// `bmc_spacing` (issue 23, BENCHMARKS 14a): a label out of bounds, or
+/// hosts of one BMC that disagree, are input errors at the host's line in
+/// `plan` and `run`, before anything is recorded or sent.
+#[test]
+fn a_bad_or_conflicting_bmc_spacing_is_an_input_error_at_the_hosts_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = support::inputs(
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      \
+         - name: h1\n        labels: { bmc: \"https://127.0.0.1:9\", pdu: p1, bmc_spacing: 20ms }\n      \
+         - name: h2\n        labels: { bmc: \"https://127.0.0.1:9\", pdu: p1, bmc_spacing: 200ms }\n      \
+         - name: h3\n        labels: { bmc: \"https://127.0.0.1:9\", pdu: p1 }\n      \
+         - name: h4\n        labels: { bmc: \"https://127.0.0.1:8\", pdu: p1, bmc_spacing: 300ms }\n",
+        "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    steps: [ { power_on: { timeout: 1m } } ]\n",
+    );
+    let creds = dir.path().join("creds");
+    std::fs::write(&creds, "admin:secret-5512\n").expect("credentials");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, out, err) =
+        support::run(support::rekindle_in(dir.path()).args(["plan", "pb.yaml", "-i", "inv.yaml"]));
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+    let (code, out, run_err) = support::run(
+        support::rekindle_in(dir.path())
+            .args([
+                "run",
+                "pb.yaml",
+                "-i",
+                "inv.yaml",
+                "--yes",
+                "--journal",
+                "j",
+            ])
+            .arg("--bmc-credentials")
+            .arg(&creds)
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{run_err}");
+    for err in [&err, &run_err] {
+        assert!(
+            err.contains(
+                "inv.yaml:5:15: error: host h1: label `bmc_spacing`: `20ms` is outside 100ms to 1m"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("inv.yaml:9:15: error: host h3: label `bmc_spacing`: unset (1s) on BMC https://127.0.0.1:9, but host h2 on the same BMC has 200ms"),
+            "{err}"
+        );
+        // h2 and h4 are fine: one error per host at fault.
+        assert_eq!(err.matches("error: host").count(), 2, "{err}");
+        assert!(!err.contains("secret-5512"), "{err}");
+    }
+    assert!(!dir.path().join("j").exists(), "nothing recorded");
+}
