@@ -800,3 +800,124 @@ fn a_bad_or_conflicting_bmc_spacing_is_an_input_error_at_the_hosts_line() {
     }
     assert!(!dir.path().join("j").exists(), "nothing recorded");
 }
+
+/// Issue 23: "400/409 when the system is already On (treated as On after a
+/// fresh read)", end to end against the `dell` (409) and `hpe` (400)
+/// profiles. Two hosts share one PDU with a 6 s interval, so the second
+/// host reads its system Off and then waits for its turn; the moment the
+/// first host's reset lands, the test powers the second one on itself
+/// (as a colleague at the console would). rekindle's reset then meets a
+/// system that is On and is refused; it reads again, finds On, and the
+/// host is done. The refused reset did not count as a power-on.
+#[test]
+fn a_system_powered_on_by_someone_else_before_the_reset_is_done_after_400_or_409() {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = [(29220u16, "dell", "System.Embedded.1"), (29230, "hpe", "1")]
+            .into_iter()
+            .map(|(base, profile, system)| {
+                scope.spawn(move || {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let inv = dir.path().join("rack.yaml");
+                    std::fs::write(
+                        &inv,
+                        "version: 1\ndatacenters:\n  sim:\n    hosts:\n      - name: \"a[1-2]\"\n        labels: { pdu: pdu-a, rack: a }\n",
+                    )
+                    .expect("inventory");
+                    let sim = BmcSim::start(
+                        base,
+                        &["-i", inv.to_str().expect("utf-8"), "--bmc-profile", profile],
+                    );
+                    let creds = std::fs::read_to_string(sim.path("bmc-credentials"))
+                        .expect("credentials");
+                    let (user, password) = creds
+                        .lines()
+                        .next()
+                        .and_then(|l| l.split_once(':'))
+                        .expect("user:password");
+                    let basic = format!(
+                        "Basic {}",
+                        crate::sushy::base64(format!("{user}:{password}").as_bytes())
+                    );
+                    let pb = playbook(
+                        sim.dir.path(),
+                        "{ timeout: 1m, pdu_interval: 6s, rate: 100/s }",
+                    );
+                    let status = sim.status();
+                    let addr = |name: &str| {
+                        host(&status, name)["address"]
+                            .as_str()
+                            .expect("address")
+                            .to_owned()
+                    };
+                    let (a1, a2) = (addr("a1"), addr("a2"));
+                    let out_file = sim.path("rekindle.out");
+                    let err_file = sim.path("rekindle.err");
+                    let mut child = support::KillOnDrop::new(
+                        support::rekindle()
+                            .arg("run")
+                            .arg(&pb)
+                            .arg("-i")
+                            .arg(sim.inventory())
+                            .args(["--yes", "--journal"])
+                            .arg(sim.dir.path().join("journal"))
+                            .arg("--bmc-credentials")
+                            .arg(sim.path("bmc-credentials"))
+                            .env_remove("REKINDLE_BMC_USER")
+                            .env_remove("REKINDLE_BMC_PASSWORD")
+                            .stdin(std::process::Stdio::null())
+                            .stdout(std::fs::File::create(&out_file).expect("out"))
+                            .stderr(std::fs::File::create(&err_file).expect("err"))
+                            .spawn()
+                            .expect("rekindle starts"),
+                    );
+                    // The first reset to land decides which host is second.
+                    let s = sim.wait_status("a first reset", |s| {
+                        host(s, "a1")["reset_at_ms"].is_u64()
+                            || host(s, "a2")["reset_at_ms"].is_u64()
+                    });
+                    let second = if host(&s, "a1")["reset_at_ms"].is_u64() {
+                        (&a2, "a2")
+                    } else {
+                        (&a1, "a1")
+                    };
+                    let answer = http(
+                        second.0,
+                        base + 2,
+                        "POST",
+                        &format!("/redfish/v1/Systems/{system}/Actions/ComputerSystem.Reset"),
+                        &[("Authorization", &basic)],
+                        "{\"ResetType\": \"On\"}",
+                    );
+                    assert!(
+                        matches!(status_of(&answer), 200 | 204),
+                        "{profile}: {answer}"
+                    );
+                    let exit = child
+                        .wait_for(Duration::from_secs(90))
+                        .expect("rekindle finishes within 90 s");
+                    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+                    let (code, out, err) = (exit.code().unwrap_or(-1), read(&out_file), read(&err_file));
+                    let second = second.1;
+                    assert_eq!(code, 0, "{profile}: stdout:\n{out}\nstderr:\n{err}");
+                    let s = sim.wait_status("both up", |s| s["hosts_up"] == 2);
+                    for name in ["a1", "a2"] {
+                        assert_eq!(host(&s, name)["power_ons"], 1, "{profile} {name}: {s}");
+                    }
+                    // rekindle did send the second host's reset (its intent
+                    // is journaled right before): the refusal was met.
+                    let journal = support::journal_in(&sim.dir.path().join("journal"));
+                    let text = std::fs::read_to_string(journal).expect("journal");
+                    let issued = text
+                        .lines()
+                        .filter(|l| l.contains("\"power_on_issued\""))
+                        .filter(|l| l.contains(&format!("\"name\":\"{second}\"")))
+                        .count();
+                    assert_eq!(issued, 1, "{profile}: {text}");
+                })
+            })
+            .collect();
+        for r in runs {
+            r.join().expect("profile run");
+        }
+    });
+}
