@@ -1,8 +1,8 @@
 //! What `rekindle plan` checks of a plan's BMC inputs without reaching a
 //! host: the credentials file holds an account for every host a power_on
-//! step reaches, certificate and IPMI cipher-suite pins read, and plain
-//! http BMCs (a run refuses them without `--bmc-allow-http`; the plan
-//! warns).
+//! step reaches, certificate and IPMI cipher-suite pins and `bmc_spacing`
+//! labels read, and plain http BMCs (a run refuses them without
+//! `--bmc-allow-http`; the plan warns).
 //!
 //! Owns that list; each rule is the session's, the same a run applies.
 
@@ -47,6 +47,7 @@ pub fn check(
                 .err()
                 .unwrap_or_default(),
         );
+        problems.extend(super::bmc_spacing_problems(&bmc_hosts, inventory));
         if !problems.is_empty() {
             return Err(Refused::Diagnostics(problems));
         }
