@@ -8,6 +8,7 @@
 //!   power-on pacing per PDU and fleet).
 //! - [`steps`]: what each step does on one host.
 //! - [`failure`]: why a host failed, as data.
+//! - [`consumer`]: the trait every reader of the event stream implements.
 //! - [`power`]: the `power_on` step and per-BMC etiquette.
 //! - [`limits`], [`backoff`]: token buckets driven by the caller's instant; polling delays.
 //!
@@ -15,6 +16,7 @@
 
 pub mod admission;
 pub mod backoff;
+pub mod consumer;
 pub mod events;
 pub mod failure;
 pub mod limits;

@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Keys;
 use super::client::{Client, Compare, Op};
+use crate::engine::consumer::{Consumer, Seen};
 use crate::engine::events::Ack;
 use crate::journal::{self, Record};
-use crate::session::consume::{Consumer, Seen};
 
 /// A segment (one etcd value, one transaction) holds at most this much
 /// JSON before it is packed: well under etcd's default 1.5 MiB request

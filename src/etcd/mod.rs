@@ -951,7 +951,7 @@ impl Lead {
 
     /// The consumer that mirrors the journal into etcd (it goes before the
     /// local journal), and what turns true once this driver is fenced.
-    pub fn mirror(&mut self) -> crate::session::Mirror {
+    pub fn mirror(&mut self) -> crate::engine::consumer::Mirror {
         let _entered = self.rt.enter();
         let (consumer, task) = Mirror {
             client: Arc::clone(&self.client),
@@ -964,7 +964,7 @@ impl Lead {
         .start();
         self.mirror = Some(task);
         let guard = Arc::clone(&self.guard);
-        crate::session::Mirror {
+        crate::engine::consumer::Mirror {
             consumer: Box::new(consumer),
             stop: self.guard.stopped(),
             may_act: crate::engine::events::MayAct(Arc::new(move || guard.valid())),

@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::engine::consumer::{Consumer, Seen};
 use crate::engine::events::Ack;
 use crate::plan::Plan;
 use crate::report::state::Shared;
-use crate::session::consume::{Consumer, Seen};
 use state::{FLIGHTS_LISTED, Live};
 
 const PAGE: &str = include_str!("page.html");

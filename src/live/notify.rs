@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::engine::consumer::{Consumer, Seen};
 use crate::engine::events::{Ack, EventKind, RunOutcome, StageOutcome};
-use crate::session::consume::{Consumer, Seen};
 
 /// Longest one POST may take, connection included.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(5);

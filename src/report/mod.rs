@@ -18,6 +18,7 @@ pub mod progress;
 pub mod state;
 pub mod summary;
 pub mod text;
+pub mod totals;
 
 #[cfg(test)]
 mod tests;

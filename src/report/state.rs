@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::fold::Collector;
-use super::progress::Totals;
 use super::summary::Summary;
+use super::totals::Totals;
 use crate::engine::events::EventKind;
 use crate::journal::Record;
 

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -22,36 +22,7 @@ use crate::journal;
 use crate::report::plain::Plain;
 use crate::report::progress::Progress;
 
-/// One event as a consumer sees it (the ack is passed beside it).
-#[derive(Debug, Clone, Copy)]
-pub struct Seen<'a> {
-    pub at: SystemTime,
-    pub elapsed: Duration,
-    pub kind: &'a EventKind,
-}
-
-/// Something that reads the event stream. Every method has a default, so a
-/// consumer implements only what it cares about.
-pub trait Consumer: Send {
-    /// One event. `ack` is present on intents: a consumer that records
-    /// events durably takes it and calls [`Ack::done`] once the record is
-    /// safe; whatever is left is acknowledged after every consumer saw it.
-    fn event(&mut self, event: Seen<'_>, ack: &mut Option<Ack>) -> io::Result<()>;
-
-    /// The channel is momentarily empty: a good time to flush.
-    fn idle(&mut self) {}
-
-    /// Once a second, with the time since the run started.
-    fn tick(&mut self, _elapsed: Duration) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// The stream ended.
-    fn finish(&mut self) {}
-
-    /// Named in the warning when the consumer fails.
-    fn name(&self) -> &'static str;
-}
+pub use crate::engine::consumer::{Consumer, Seen};
 
 /// Reads `rx` to its end, handing each event to every consumer in order.
 /// A consumer whose output fails (stdout closed, say) is dropped with a

@@ -812,20 +812,7 @@ pub struct Execution {
     pub mirror: Option<Mirror>,
 }
 
-/// A second recorder of the journal: it sees every event before the local
-/// journal (and passes intents' acks on to it), and once `stop` turns true
-/// the run stops now, as on a second Ctrl-C: this driver may no longer act.
-pub struct Mirror {
-    pub consumer: Box<dyn Consumer>,
-    pub stop: watch::Receiver<bool>,
-    /// Asked once more after each acknowledged intent, just before its
-    /// action goes out: a driver stopped (SIGSTOP) between the ack and the
-    /// send finds out here, and sends nothing.
-    pub may_act: crate::engine::events::MayAct,
-    /// The run's pause switch where the run is kept (etcd): it binds this
-    /// driver as the control file beside the journal does.
-    pub pause: Option<watch::Receiver<bool>>,
-}
+pub use crate::engine::consumer::Mirror;
 
 /// What an execution ended with.
 pub struct Finished {
