@@ -296,7 +296,7 @@ pub fn limits_not_modelled(
                 let have = groups.values().filter(|&&(_, kept)| kept > 0).count();
                 if have < total && stage.window >= total.saturating_mul(*limit) {
                     out.push(format!(
-                        "stage `{}`: its `{key}` groups go side by side and it ends with the slowest; the sample has {have} of the {total}, and the slowest of {have} is less slow than the slowest of {total}, so its time comes out a few % short",
+                        "stage `{}`: its `{key}` groups go side by side and it ends with the slowest; the sample has {have} of the {total}, and the slowest of {have} is less slow than the slowest of {total}, so its time comes out short (by several % when groups take several rounds of long boots)",
                         stage.name
                     ));
                 }
@@ -930,7 +930,7 @@ datacenters:
             assert_eq!(
                 limits_not_modelled(&plan, &inv, &sample, &small),
                 [
-                    "stage `nodes`: its `rack` groups go side by side and it ends with the slowest; the sample has 2 of the 15, and the slowest of 2 is less slow than the slowest of 15, so its time comes out a few % short"
+                    "stage `nodes`: its `rack` groups go side by side and it ends with the slowest; the sample has 2 of the 15, and the slowest of 2 is less slow than the slowest of 15, so its time comes out short (by several % when groups take several rounds of long boots)"
                 ]
             );
         }
