@@ -349,9 +349,6 @@ impl Drill<'_> {
             config.bmcs = self.bmcs;
             config.power_on_delay = config.power_on_delay.div_f64(shape.speed);
             config.reboot_grace = config.reboot_grace.div_f64(shape.speed);
-            // A sample of 30 hosts drawn at random boots a few % off the
-            // range's middle, one seed long, the next short.
-            config.even_boots = true;
             config.boot_time = BootTime {
                 min: shape.boot_time.min.div_f64(shape.speed),
                 max: shape.boot_time.max.div_f64(shape.speed),

@@ -241,22 +241,6 @@ impl BootTime {
             mix(seed ^ (host as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(boot) << 48);
         self.min + Duration::from_millis(r % (span + 1))
     }
-
-    /// Like [`BootTime::sample`], but spread evenly: host `host`'s place in
-    /// the range is the fractional part of `start + host / φ` (a golden-ratio
-    /// sequence, `start` seeded by (seed, boot)), so any run of consecutive
-    /// hosts, a stage of a drill's sample say, covers the range with gaps of
-    /// about one over its length, where random draws of 30 hosts leave their
-    /// mean boot a few % off the range's middle.
-    pub fn even(&self, seed: u64, host: usize, boot: u32) -> Duration {
-        if self.min == self.max {
-            return self.min;
-        }
-        const INV_PHI: f64 = 0.618_033_988_749_894_9;
-        let start = (mix(seed ^ u64::from(boot) << 48) >> 11) as f64 / (1u64 << 53) as f64;
-        let place = (start + host as f64 * INV_PHI).fract();
-        self.min + (self.max - self.min).mul_f64(place)
-    }
 }
 
 /// A humane duration: integer or decimal number with `ms`, `s`, `m` or `h`.
@@ -341,10 +325,6 @@ pub struct FleetConfig {
     pub power_on_delay: Duration,
     /// How long a host takes to go away after it accepts a reboot.
     pub reboot_grace: Duration,
-    /// Boot times spread evenly over `boot_time` ([`BootTime::even`])
-    /// instead of drawn at random: a drill's small sample then boots like
-    /// the range it stands for, not like its few random draws.
-    pub even_boots: bool,
     /// How long a `bmc_unreachable` BMC refuses connections after the start.
     pub bmc_outage: Duration,
     /// How every BMC behaves (`--bmc-profile`).
@@ -380,7 +360,6 @@ impl FleetConfig {
             bmc_port: if root { 443 } else { 8443 },
             power_on_delay: Duration::from_secs(1),
             reboot_grace: super::core::REBOOT_GRACE,
-            even_boots: false,
             bmc_outage: Duration::from_secs(10),
             bmc_profile: super::bmc::BmcProfile::default(),
             deps: Vec::new(),
@@ -525,43 +504,5 @@ mod tests {
         );
         assert!(BootTime::parse("60s..20s").is_err());
         assert!(BootTime::parse("soon").is_err());
-    }
-
-    /// Any run of consecutive hosts covers the range evenly: sorted, its
-    /// boot times leave no gap much wider than the range over their count,
-    /// and their mean is off the range's middle by less than that (30
-    /// random draws of 60-120 s miss it by 3 s at one standard deviation).
-    #[test]
-    fn even_boot_times_cover_the_range_for_any_run_of_hosts() {
-        let range = BootTime::parse("60s..120s").unwrap();
-        for (seed, first, n) in [(1, 0, 30), (2, 17, 30), (3, 0, 6), (4, 250, 40)] {
-            let mut boots: Vec<f64> = (first..first + n)
-                .map(|h| range.even(seed, h, 1).as_secs_f64())
-                .collect();
-            assert!(
-                boots.iter().all(|b| (60.0..=120.0).contains(b)),
-                "{boots:?}"
-            );
-            boots.sort_by(f64::total_cmp);
-            let widest = boots
-                .windows(2)
-                .map(|w| w[1] - w[0])
-                .chain([boots[0] - 60.0, 120.0 - boots[n - 1]])
-                .fold(0.0, f64::max);
-            assert!(widest <= 2.0 * 60.0 / n as f64, "seed {seed}: gap {widest}");
-            let mean = boots.iter().sum::<f64>() / n as f64;
-            assert!(
-                (mean - 90.0).abs() <= 60.0 / n as f64,
-                "seed {seed}: mean {mean}"
-            );
-        }
-        // Deterministic, different per seed and per boot.
-        assert_eq!(range.even(1, 5, 1), range.even(1, 5, 1));
-        assert_ne!(range.even(1, 5, 1), range.even(2, 5, 1));
-        assert_ne!(range.even(1, 5, 1), range.even(1, 5, 2));
-        assert_eq!(
-            BootTime::fixed(Duration::from_secs(3)).even(1, 5, 1),
-            Duration::from_secs(3)
-        );
     }
 }

@@ -110,8 +110,6 @@ pub(crate) struct Shared {
     pub boot_time: BootTime,
     /// See [`REBOOT_GRACE`].
     pub reboot_grace: Duration,
-    /// Boot times spread evenly ([`BootTime::even`]).
-    pub even_boots: bool,
     pub seed: u64,
     /// The BMCs of a powered-off fleet.
     pub bmc: Option<super::bmc::BmcConfig>,

@@ -381,7 +381,6 @@ impl Fleet {
                 http_port: config.http_port,
                 boot_time: config.boot_time,
                 reboot_grace: config.reboot_grace,
-                even_boots: config.even_boots,
                 seed: config.seed,
                 host_key: host_key_pem.to_string(),
                 client_key: client_pub.clone(),

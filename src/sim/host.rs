@@ -152,11 +152,7 @@ async fn sleep_through_cycles(core: &HostCore, d: Duration) {
 
 /// How long boot number `boot_no` takes (`slow_boot`: five times as long).
 fn boot_duration(shared: &Shared, core: &HostCore, boot_no: u32) -> Duration {
-    let boot = if shared.even_boots {
-        shared.boot_time.even(shared.seed, core.idx, boot_no)
-    } else {
-        shared.boot_time.sample(shared.seed, core.idx, boot_no)
-    };
+    let boot = shared.boot_time.sample(shared.seed, core.idx, boot_no);
     if core.fault == Some(FaultKind::SlowBoot) {
         boot * 5
     } else {
@@ -310,7 +306,6 @@ mod tests {
             http_port: 2,
             boot_time: BootTime::fixed(boot),
             reboot_grace: REBOOT_GRACE,
-            even_boots: false,
             seed: 1,
             bmc: None,
         }

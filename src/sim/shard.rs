@@ -56,9 +56,6 @@ pub(crate) struct ShardSpec {
     /// See [`super::core::REBOOT_GRACE`].
     #[serde(default = "default_reboot_grace")]
     pub reboot_grace: std::time::Duration,
-    /// See [`super::FleetConfig::even_boots`].
-    #[serde(default)]
-    pub even_boots: bool,
     pub seed: u64,
     /// OpenSSH-format private host key (one for the fleet).
     pub host_key: String,
@@ -107,7 +104,6 @@ impl ShardRuntime {
             http_port: spec.http_port,
             boot_time: spec.boot_time,
             reboot_grace: spec.reboot_grace,
-            even_boots: spec.even_boots,
             seed: spec.seed,
             bmc: spec.bmc.clone(),
         });
