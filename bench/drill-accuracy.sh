@@ -18,7 +18,7 @@
 #
 # Each shape and boot range writes to its own directory,
 # bench/out/drill-accuracy-$SHAPE-$BOOT, so two can run at once (each in its
-# own network namespace). With long boots, fewer rounds keep a full run
+# own network namespace; TAG=x appends -x to it). With long boots, fewer rounds keep a full run
 # within minutes: WINDOW (the `window` shape's `parallel`, 10%), RACK_LIMIT
 # (`unavailable`'s hosts per rack, 2), RATE (`rate`'s stage rate, 2/s), WAVES
 # (`waves`' sizes, [1, 2%, 5%, 10%]), GATE_PAR (`gate`'s `parallel`, 20%);
@@ -42,7 +42,7 @@ WAVES="${WAVES:-[1, 2%, 5%, 10%]}"
 GATE_PAR="${GATE_PAR:-20%}"
 # Every shape's reboot timeout: above the longest boot.
 REBOOT_TIMEOUT="${REBOOT_TIMEOUT:-80s}"
-NAME="drill-accuracy-$SHAPE-${BOOT//./}"
+NAME="drill-accuracy-$SHAPE-${BOOT//./}${TAG:+-$TAG}"
 # Bounds: the full run takes several minutes in real time.
 LIMIT="${LIMIT:-1200}"
 DRILL_LIMIT="${DRILL_LIMIT:-600}"

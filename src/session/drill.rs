@@ -289,7 +289,7 @@ impl Drill<'_> {
                 crate::engine::steps::humane(boot.min)
             } else {
                 format!(
-                    "{}..{}, drawn evenly",
+                    "{}..{}, each host uniformly at random",
                     crate::engine::steps::humane(boot.min),
                     crate::engine::steps::humane(boot.max)
                 )
