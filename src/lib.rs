@@ -45,7 +45,9 @@ pub mod playbook;
 pub mod report;
 pub mod select;
 pub mod session;
+pub mod shell;
 pub mod sim;
+pub mod time;
 pub mod transport;
 pub mod yaml;
 

@@ -143,8 +143,8 @@ pub(crate) fn drill_shape(
 
 /// `--bmc-outage`, checked.
 pub(crate) fn outage(input: &str) -> Result<Duration, String> {
-    crate::sim::config::parse_duration(input)
-        .ok_or_else(|| format!("bad --bmc-outage `{input}` (e.g. 30s)"))
+    crate::time::parse_duration_as(input, crate::time::Fractions::Allowed)
+        .map_err(|_| format!("bad --bmc-outage `{input}` (e.g. 30s)"))
 }
 
 /// `--etcd` and its companions, checked; `None` without `--etcd`. A TLS
@@ -402,6 +402,9 @@ mod tests {
         };
         assert!(drill_shape(1.0, 1.0, &bad_boot, &exec).is_err());
         assert!(outage("30s").is_ok());
+        // One duration rule for every flag: `--etcd-ttl 1m30s` was always taken.
+        assert_eq!(outage("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(outage("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(outage("later").is_err());
     }
 }

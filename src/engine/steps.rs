@@ -22,7 +22,6 @@ use super::failure::{Failure, StepFailure};
 use super::power::Power;
 use crate::inventory::Host;
 use crate::plan::StagePlan;
-use crate::playbook::template::shell_quote;
 use crate::playbook::{Check, Health, PowerOn, Step, Template};
 use crate::transport::escalation::{Escalation, EscalationMethod, Prompt, Refusal};
 use crate::transport::redfish::Secret;
@@ -806,7 +805,7 @@ impl<C: Connector> HostRun<C> {
         timeout: Duration,
     ) -> Result<(), StepFailure> {
         let unit = fill(unit, &self.host)?;
-        let quoted = shell_quote(&unit);
+        let quoted = crate::shell::quote(&unit);
         // The step's timeout bounds all of it: connect, restart and check.
         let deadline = Instant::now() + timeout;
         // Connect before the intent, so an unreachable host records no action.

@@ -14,6 +14,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::SimError;
+use crate::time::{Fractions, parse_duration_as};
 
 /// Hosts per worker process by default: 2 listeners per host plus sessions
 /// must stay well under the 20,000 descriptors one process may hold.
@@ -215,11 +216,11 @@ impl BootTime {
         };
         let (min, max) = match input.split_once("..") {
             Some((a, b)) => (
-                parse_duration(a.trim()).ok_or_else(bad)?,
-                parse_duration(b.trim()).ok_or_else(bad)?,
+                parse_duration_as(a.trim(), Fractions::Allowed).map_err(|_| bad())?,
+                parse_duration_as(b.trim(), Fractions::Allowed).map_err(|_| bad())?,
             ),
             None => {
-                let d = parse_duration(input.trim()).ok_or_else(bad)?;
+                let d = parse_duration_as(input.trim(), Fractions::Allowed).map_err(|_| bad())?;
                 (d, d)
             }
         };
@@ -241,21 +242,6 @@ impl BootTime {
             mix(seed ^ (host as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(boot) << 48);
         self.min + Duration::from_millis(r % (span + 1))
     }
-}
-
-/// A humane duration: integer or decimal number with `ms`, `s`, `m` or `h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 /// splitmix64: a cheap, well-mixed hash so placements need no per-host RNG state.

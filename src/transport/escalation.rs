@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use super::redfish::Secret;
+use crate::shell::quote as shell_quote;
 
 /// How a command is run as another user on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -178,8 +179,6 @@ pub fn read_password_file(path: &Path) -> Result<Secret, PasswordFileError> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PasswordFileError(String);
-
-use crate::playbook::template::shell_quote;
 
 #[cfg(test)]
 mod tests {

@@ -1475,7 +1475,7 @@ impl Client {
 fn unix_time(secs: u64) -> String {
     // Far-future `valid_before` (forever) stays printable.
     let secs = secs.min(253_402_300_799);
-    crate::journal::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    crate::time::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 impl client::Handler for Client {
