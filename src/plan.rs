@@ -61,7 +61,7 @@ pub struct StagePlan {
     /// BMC power cycles for a host that does not come back (`None`: none).
     pub remediate: Option<crate::playbook::Remediate>,
     /// The stage's `become` (a host's own escalation takes precedence).
-    pub escalation: Option<crate::transport::escalation::Escalation>,
+    pub escalation: Option<crate::inventory::Become>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub steps: Vec<Step>,

@@ -21,9 +21,10 @@ use super::events::{
 use super::failure::{Failure, StepFailure};
 use super::power::Power;
 use crate::inventory::Host;
+use crate::inventory::escalation::{Become, BecomeMethod};
 use crate::plan::StagePlan;
 use crate::playbook::{Check, Health, PowerOn, Step, Template};
-use crate::transport::escalation::{Escalation, EscalationMethod, Prompt, Refusal};
+use crate::transport::escalation::{Prompt, Refusal};
 use crate::transport::redfish::Secret;
 use crate::transport::{ConnectError, Connector, ExecError, ExecOutput, Session};
 
@@ -972,17 +973,14 @@ enum Escalated {
 
 /// The words for a refused escalation; never the password.
 fn become_refused(
-    escalation: &Escalation,
+    escalation: &Become,
     refusal: &Refusal,
     host: &str,
     had_password: bool,
 ) -> String {
-    let method = match escalation.method {
-        EscalationMethod::Sudo => "sudo",
-        EscalationMethod::Doas => "doas",
-    };
+    let method = escalation.method.name();
     match refusal {
-        Refusal::NeedsPassword if escalation.method == EscalationMethod::Doas => format!(
+        Refusal::NeedsPassword if escalation.method == BecomeMethod::Doas => format!(
             "doas requires a password on {host} (doas reads passwords only from a \
              terminal: allow the login user with `permit nopass`)"
         ),

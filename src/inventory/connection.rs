@@ -29,11 +29,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use super::ansible::Var;
+use super::escalation::{Become, BecomeMethod};
 use super::pattern::tidy_ipv4;
 use super::template::{Compiled, is_template};
 use super::{Host, check_label_key};
 use crate::diag::{Diagnostic, Severity, Span};
-use crate::transport::escalation::{Escalation, EscalationMethod};
 
 /// How rekindle treats a connection-affecting variable it does not map.
 #[derive(Debug, Clone, Copy)]
@@ -493,13 +493,13 @@ fn boolean(text: &str) -> Option<bool> {
     }
 }
 
-fn escalation(v: &mut Vars<'_>, reports: &mut Reports) -> Option<Escalation> {
+fn escalation(v: &mut Vars<'_>, reports: &mut Reports) -> Option<Become> {
     let host = v.host;
     let method = match v.text("ansible_become_method", reports) {
-        None => Some(EscalationMethod::Sudo),
+        None => Some(BecomeMethod::Sudo),
         Some((text, span)) => {
             let plugin = text.strip_prefix("ansible.builtin.").unwrap_or(&text);
-            let method = EscalationMethod::parse(plugin);
+            let method = BecomeMethod::parse(plugin);
             if method.is_none() {
                 reports.push(
                     Severity::Error,
@@ -532,7 +532,7 @@ fn escalation(v: &mut Vars<'_>, reports: &mut Reports) -> Option<Escalation> {
     let user = v
         .text("ansible_become_user", reports)
         .map_or_else(|| "root".to_owned(), |(u, _)| u);
-    Some(Escalation {
+    Some(Become {
         method: method?,
         user,
     })

@@ -16,6 +16,7 @@ mod ansible_ini;
 mod ansible_yaml;
 mod connection;
 mod csv;
+pub mod escalation;
 mod native;
 pub mod pattern;
 mod script;
@@ -48,7 +49,7 @@ pub struct Host {
     pub identity_file: Option<std::path::PathBuf>,
     /// Privilege escalation this host asks for (Ansible's `ansible_become*`);
     /// it takes precedence over the playbook's `become`.
-    pub escalation: Option<crate::transport::escalation::Escalation>,
+    pub escalation: Option<Become>,
     /// Groups the host belongs to, sorted: Ansible groups with their ancestors,
     /// without `all` (Ansible's `group_names`). Empty for native inventories.
     pub groups: Vec<String>,
@@ -78,6 +79,7 @@ pub struct Inventory {
 }
 
 pub use connection::Refusal;
+pub use escalation::{Become, BecomeMethod};
 
 /// One `group_vars/` or `host_vars/` file read for an Ansible inventory.
 #[derive(Debug, Clone, PartialEq)]

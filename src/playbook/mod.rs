@@ -62,7 +62,7 @@ pub struct Stage {
     pub remediate: Option<Remediate>,
     /// `become`: how commands that need privilege are run (the host's own
     /// escalation, from its inventory, takes precedence).
-    pub escalation: Option<crate::transport::escalation::Escalation>,
+    pub escalation: Option<crate::inventory::Become>,
     /// The operator's own estimate of one host's duration, for `plan`.
     pub estimate: Option<Duration>,
     pub connect_timeout: Duration,

@@ -15,8 +15,8 @@ use super::{
     Stage, Step,
 };
 use crate::diag::{Diagnostic, Span, suggest};
+use crate::inventory::{Become, BecomeMethod};
 use crate::select::Selector;
-use crate::transport::escalation::{Escalation, EscalationMethod};
 use crate::yaml::{MapReader, Node, Value};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,7 +77,7 @@ const DEFAULTS_KEYS: &[&str] = &[
 ];
 const BECOME_KEYS: &[&str] = &["method", "user"];
 const REMEDIATE_KEYS: &[&str] = &["power_cycle"];
-const BECOME_METHODS: &[&str] = &["sudo", "doas"];
+const BECOME_METHODS: &[&str] = &[BecomeMethod::Sudo.name(), BecomeMethod::Doas.name()];
 const STAGE_KEYS: &[&str] = &[
     "name",
     "after",
@@ -145,7 +145,7 @@ struct Policy {
     on_unreachable: OnUnreachable,
     retry_failed_hosts: bool,
     remediate: Option<(Remediate, Span)>,
-    escalation: Option<Escalation>,
+    escalation: Option<Become>,
 }
 
 impl Default for Policy {
@@ -358,11 +358,8 @@ fn read_remediate(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Remediate>
 /// `become: true|false` or `become: { method: sudo|doas, user: NAME }`
 /// (method defaults to sudo, user to root). `Some(None)` turns it off;
 /// `None` means an error was reported.
-fn read_become(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Option<Escalation>> {
-    let root = || Escalation {
-        method: EscalationMethod::Sudo,
-        user: "root".into(),
-    };
+fn read_become(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Option<Become>> {
+    let root = Become::root;
     if let Some(on) = node.as_bool() {
         return Some(on.then(root));
     }
@@ -375,7 +372,7 @@ fn read_become(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Option<Escala
     let mut ok = true;
     if let Some(m) = r.get("method") {
         match m.as_scalar() {
-            Some(name) => match EscalationMethod::parse(name) {
+            Some(name) => match BecomeMethod::parse(name) {
                 Some(method) => escalation.method = method,
                 None => {
                     diags.push(
