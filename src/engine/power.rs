@@ -127,10 +127,8 @@ impl Power {
     /// system, logout), under the same etiquette as a power-on; changes
     /// nothing. For `plan --preflight` and `audit`.
     pub async fn system(&self, host: &Host) -> Result<serde_json::Value, BmcError> {
-        let label = host
-            .label("bmc")
-            .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))?;
-        let bmc = Endpoint::parse(label)?;
+        let bmc = endpoint(host)
+            .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))??;
         let gate = Power::gate(&self.bmcs, &bmc);
         let mut auth = None;
         let result = self.discover_json(&gate, &bmc, host, &mut auth).await;
@@ -161,16 +159,17 @@ impl Power {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
-        let label = host.label("bmc").ok_or_else(|| {
-            StepFailure::new(
-                Failure::NoBmc,
-                format!(
-                    "host {} has no `bmc` label: remediate needs its BMC address",
-                    host.name
-                ),
-            )
-        })?;
-        let bmc = Endpoint::parse(label).map_err(fail)?;
+        let bmc = endpoint(host)
+            .ok_or_else(|| {
+                StepFailure::new(
+                    Failure::NoBmc,
+                    format!(
+                        "host {} has no `bmc` label: remediate needs its BMC address",
+                        host.name
+                    ),
+                )
+            })?
+            .map_err(fail)?;
         let gate = Power::gate(&self.bmcs, &bmc);
         let mut auth = None;
         let result = self
@@ -284,16 +283,17 @@ impl Power {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
-        let label = host.label("bmc").ok_or_else(|| {
-            StepFailure::new(
-                Failure::NoBmc,
-                format!(
-                    "host {} has no `bmc` label: power_on needs its BMC address",
-                    host.name
-                ),
-            )
-        })?;
-        let bmc = Endpoint::parse(label).map_err(fail)?;
+        let bmc = endpoint(host)
+            .ok_or_else(|| {
+                StepFailure::new(
+                    Failure::NoBmc,
+                    format!(
+                        "host {} has no `bmc` label: power_on needs its BMC address",
+                        host.name
+                    ),
+                )
+            })?
+            .map_err(fail)?;
         let mut last = Last {
             what: String::from("no answer yet"),
             unreachable: false,
@@ -649,6 +649,15 @@ impl Last {
     }
 }
 
+/// `host`'s BMC as the transport addresses it, from the address the
+/// inventory read; `None` without a `bmc` label.
+fn endpoint(host: &Host) -> Option<Result<Endpoint, BmcError>> {
+    Some(match host.bmc.as_ref()? {
+        Ok(address) => Endpoint::parse(&address.to_string()),
+        Err(bad) => Err(BmcError::new(BmcErrorKind::Protocol, bad.0.clone())),
+    })
+}
+
 fn fail(e: BmcError) -> StepFailure {
     StepFailure::new(e.kind.into(), e.message)
 }
@@ -821,9 +830,11 @@ mod tests {
             ]),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }
+        .read_bmc_label()
     }
 
     fn step(pdu_interval: f64, rate: u32) -> PowerOn {

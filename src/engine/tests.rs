@@ -43,9 +43,11 @@ fn host(name: &str, labels: &[(&str, &str)]) -> Host {
             .collect::<BTreeMap<_, _>>(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: Span::file(Arc::from("test")),
     }
+    .read_bmc_label()
 }
 
 fn run_step() -> Step {

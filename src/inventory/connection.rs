@@ -448,6 +448,7 @@ pub(crate) fn to_host(
         labels,
         identity_file,
         escalation,
+        bmc: None,
         groups,
         span: span.clone(),
     };

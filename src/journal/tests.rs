@@ -258,6 +258,7 @@ fn host(name: &str) -> Host {
         labels: BTreeMap::new(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: Span::file(Arc::from("test")),
     }

@@ -409,6 +409,7 @@ mod tests {
             ]),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }

@@ -738,9 +738,8 @@ fn bad_bmc_labels(diags: &mut Vec<Diagnostic>, inventory: &Inventory, hosts: &[u
         .iter()
         .filter_map(|&h| {
             let host = &inventory.hosts[h];
-            let label = host.label("bmc")?;
-            let e = crate::transport::redfish::Endpoint::parse(label).err()?;
-            Some((host, e.message))
+            let bad = host.bmc.as_ref()?.as_ref().err()?;
+            Some((host, bad.0.clone()))
         })
         .collect();
     for (host, message) in bad.iter().take(SHOWN) {
@@ -793,9 +792,11 @@ pub(crate) fn test_host(name: &str, labels: &[(&str, &str)]) -> crate::inventory
             .collect(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: Span::file(Arc::from("inv.yaml")),
     }
+    .read_bmc_label()
 }
 
 /// A small fleet for tests: pangyo has two racks of three storage hosts, two

@@ -169,15 +169,10 @@ pub fn powers_on(plan: &Plan) -> bool {
         .any(|s| matches!(s, Step::PowerOn(_)))
 }
 
-/// Whether any stage reaches hosts through their BMCs: a `power_on` step,
-/// or `remediate` power cycles.
+/// Whether any stage reaches hosts through their BMCs
+/// ([`crate::plan::StagePlan::reaches_bmcs`]).
 pub fn uses_bmcs(plan: &Plan) -> bool {
-    plan.stages.iter().any(uses_bmc)
-}
-
-/// A stage that powers hosts on or may power-cycle them.
-fn uses_bmc(stage: &crate::plan::StagePlan) -> bool {
-    stage.remediate.is_some() || stage.steps.iter().any(|s| matches!(s, Step::PowerOn(_)))
+    plan.stages.iter().any(|s| s.reaches_bmcs())
 }
 
 /// The BMC client when the plan has power_on steps (credentials are
@@ -271,8 +266,8 @@ pub fn bmc_cert_pins(
             }
         };
         let Some(bmc) = h
-            .label("bmc")
-            .and_then(|b| crate::transport::redfish::Endpoint::parse(b).ok())
+            .bmc_address()
+            .and_then(|b| crate::transport::redfish::Endpoint::parse(&b.to_string()).ok())
         else {
             continue;
         };
@@ -308,7 +303,7 @@ pub fn ipmi_suite_pins(
     hosts: &[usize],
     inventory: &Inventory,
 ) -> Result<HashMap<String, u8>, Vec<Diagnostic>> {
-    use crate::transport::ipmi::{SUITE_LABEL, Target};
+    use crate::transport::ipmi::SUITE_LABEL;
     let mut pins: HashMap<String, (u8, String)> = HashMap::new();
     let mut problems = Vec::new();
     for h in hosts.iter().filter_map(|&i| inventory.hosts.get(i)) {
@@ -328,7 +323,7 @@ pub fn ipmi_suite_pins(
             ));
             continue;
         };
-        let Some(Ok(target)) = h.label("bmc").and_then(Target::parse) else {
+        let Some(target) = h.bmc_address().and_then(|b| b.ipmi()) else {
             problem("the host's `bmc` is not an ipmi:// address".to_owned());
             continue;
         };
@@ -390,17 +385,9 @@ pub fn plain_http_bmcs(hosts: &[usize], inventory: &Inventory, allowed: bool) ->
         .collect()
 }
 
-/// Hosts some power_on or remediate stage reaches, once each, in inventory order.
+/// Hosts some power_on or remediate stage reaches ([`Plan::bmc_hosts`]).
 pub(crate) fn power_on_hosts(plan: &Plan) -> Vec<usize> {
-    let mut hosts: Vec<usize> = plan
-        .stages
-        .iter()
-        .filter(|s| uses_bmc(s))
-        .flat_map(|s| s.hosts.iter().copied())
-        .collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    hosts
+    plan.bmc_hosts()
 }
 
 /// One error per host a power_on step reaches whose `bmc_credentials`

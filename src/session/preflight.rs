@@ -298,8 +298,8 @@ pub fn render_json(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> 
 /// What `plan --preflight` found.
 pub struct Found {
     pub checks: Vec<HostCheck>,
-    /// The power state of every host a power_on step reaches; `None` when
-    /// the plan powers nothing on or it could not be read (see `warnings`).
+    /// The power state of every host reached through its BMC; `None` when
+    /// the plan reaches no BMC or it could not be read (see `warnings`).
     pub power: Option<Vec<super::power_check::PowerCheck>>,
     pub warnings: Vec<String>,
 }
@@ -346,8 +346,8 @@ pub fn run(
     })
 }
 
-/// The power state of every host a power_on step reaches, through its BMC
-/// (Redfish or IPMI); `None` when the plan powers nothing on.
+/// The power state of every host reached through its BMC (power_on and
+/// remediate; Redfish or IPMI); `None` when the plan reaches no BMC.
 fn power_states(
     plan: &Plan,
     inventory: &Inventory,
@@ -457,6 +457,7 @@ mod tests {
             labels: BTreeMap::new(),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }

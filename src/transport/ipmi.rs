@@ -29,7 +29,9 @@ use super::redfish::{
 };
 
 /// The IANA port of RMCP.
-pub const DEFAULT_PORT: u16 = 623;
+pub use crate::inventory::bmc::IPMI_PORT as DEFAULT_PORT;
+/// Where an `ipmi://` BMC listens: the model's type, read with the inventory.
+pub use crate::inventory::bmc::IpmiTarget as Target;
 /// One `ipmitool` run: a session handshake and one command.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// The one "system" an IPMI BMC has, as the engine addresses it.
@@ -43,74 +45,6 @@ pub const CIPHER_SUITES: [u8; 2] = [17, 3];
 pub const SUITE_LABEL: &str = "ipmi_cipher_suite";
 /// Output kept from a failed call, for the message.
 const TAIL: usize = 300;
-
-/// Where an `ipmi://` BMC listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Target {
-    /// `ipmi://ADDR[:PORT]`, `ipmi://[V6]:PORT`; `None` when `label` is not
-    /// an `ipmi://` address at all, an error when it is a broken one.
-    pub fn parse(label: &str) -> Option<Result<Target, String>> {
-        let rest = label.trim().strip_prefix("ipmi://")?;
-        Some(Target::parse_authority(label, rest))
-    }
-
-    fn parse_authority(label: &str, rest: &str) -> Result<Target, String> {
-        let bad = |why: &str| format!("bmc `{label}`: {why} (expected ipmi://ADDR[:PORT])");
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.is_empty() {
-            return Err(bad("no address"));
-        }
-        if rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace) {
-            return Err(bad("an IPMI address has no path, user or query"));
-        }
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (host, tail) = v6.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
-            match tail {
-                "" => (host, None),
-                t => (
-                    host,
-                    Some(t.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?),
-                ),
-            }
-        } else if rest.matches(':').count() > 1 {
-            return Err(bad("an IPv6 address goes in brackets: ipmi://[ADDR]:PORT"));
-        } else {
-            match rest.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (rest, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("no address"));
-        }
-        let port = match port {
-            None => DEFAULT_PORT,
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(bad(&format!("`{p}` is not a port"))),
-            },
-        };
-        Ok(Target {
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "ipmi://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "ipmi://{}:{}", self.host, self.port)
-        }
-    }
-}
 
 /// The `ipmitool` client.
 pub struct Ipmi {
@@ -567,39 +501,6 @@ impl Bmc for Bmcs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ipmi_addresses() {
-        let t = |s: &str| Target::parse(s).expect("ipmi").expect("valid");
-        assert_eq!(
-            t("ipmi://10.0.0.5"),
-            Target {
-                host: "10.0.0.5".into(),
-                port: 623
-            }
-        );
-        assert_eq!(t("ipmi://bmc.example:6230/").port, 6230);
-        assert_eq!(t("ipmi://[fe80::1]:624").host, "fe80::1");
-        assert_eq!(t("ipmi://[fe80::1]").port, 623);
-        assert_eq!(
-            t("ipmi://[fe80::1]:624").to_string(),
-            "ipmi://[fe80::1]:624"
-        );
-        assert!(Target::parse("https://x").is_none());
-        for bad in [
-            "ipmi://",
-            "ipmi://:623",
-            "ipmi://h:0",
-            "ipmi://h:port",
-            "ipmi://fe80::1",
-            "ipmi://h/path",
-            "ipmi://u@h",
-            "ipmi://[fe80::1",
-        ] {
-            let e = Target::parse(bad).expect("ipmi").expect_err(bad);
-            assert!(e.contains("expected ipmi://ADDR[:PORT]"), "{bad}: {e}");
-        }
-    }
 
     #[test]
     fn ipmitool_answers_are_read() {

@@ -405,6 +405,7 @@ async fn run_rekindle(config: &Path, default_known: &Path) -> (Verdict, String) 
         labels: BTreeMap::new(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: rekindle::diag::Span::new("test".into(), 1, 1, 1),
     };

@@ -27,6 +27,7 @@ fn host(name: &str, address: &str, port: u16) -> Host {
         labels: BTreeMap::new(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: rekindle::diag::Span::new("test".into(), 1, 1, 1),
     }
