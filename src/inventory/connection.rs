@@ -28,10 +28,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use super::ansible::Var;
 use super::escalation::{Become, BecomeMethod};
 use super::pattern::tidy_ipv4;
 use super::template::{Compiled, is_template};
+use super::var::Var;
 use super::{Host, check_label_key};
 use crate::diag::{Diagnostic, Severity, Span};
 

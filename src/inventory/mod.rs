@@ -22,6 +22,7 @@ mod native;
 pub mod pattern;
 mod script;
 mod template;
+mod var;
 mod vars_dirs;
 
 use std::collections::hash_map::Entry;

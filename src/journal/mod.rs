@@ -14,6 +14,9 @@
 pub mod lock;
 pub mod registry;
 pub mod replay;
+mod run_lock;
+
+pub use run_lock::RunLock;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};

@@ -714,7 +714,7 @@ async fn a_broken_lock_stops_the_old_holders_intents() {
     let lock_path = dir.path().join("p.lock");
     let registry = dir.path().join("runs");
     let me = lock::Holder::me(&path);
-    let take = |breaking| lock::RunLock {
+    let take = |breaking| super::RunLock {
         plan: lock::acquire(&lock_path, &path, breaking).unwrap(),
         registry: registry::register(&registry, "p", ["h1", "h2"], &me, breaking).unwrap(),
     };

@@ -459,7 +459,7 @@ pub fn header(
 pub struct Opened {
     pub writer: journal::Writer,
     pub path: PathBuf,
-    pub lock: Option<lock::RunLock>,
+    pub lock: Option<journal::RunLock>,
     /// What taking the lock found (a stale lock taken over, ...).
     pub notes: Vec<String>,
 }
@@ -512,7 +512,7 @@ fn take_lock(
     (plan, inventory): (&Plan, &Inventory),
     led_in_etcd: bool,
     notes: &mut Vec<String>,
-) -> anyhow::Result<lock::RunLock> {
+) -> anyhow::Result<journal::RunLock> {
     let flag = match breaking {
         lock::Break::Live => "--break-live-lock",
         _ => "--break-lock",
@@ -561,7 +561,7 @@ fn take_lock(
             journal::registry::Replaced::Stale(_) => {}
         }
     }
-    Ok(lock::RunLock { plan: l, registry })
+    Ok(journal::RunLock { plan: l, registry })
 }
 
 /// A new run's journal in `dir`, named after its run id, with `extra`
@@ -619,7 +619,7 @@ pub fn lock_existing(
     breaking: lock::Break,
     selected: (&Plan, &Inventory),
     led_in_etcd: bool,
-) -> anyhow::Result<(lock::RunLock, Vec<String>)> {
+) -> anyhow::Result<(journal::RunLock, Vec<String>)> {
     let dir = journal_file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -639,7 +639,7 @@ pub fn lock_existing(
 }
 
 /// An existing journal opened for appending under a lock already held.
-pub fn open_append(journal_file: &Path, lock: lock::RunLock) -> anyhow::Result<Opened> {
+pub fn open_append(journal_file: &Path, lock: journal::RunLock) -> anyhow::Result<Opened> {
     let mut writer = journal::append(journal_file)
         .with_context(|| format!("cannot append to {}", journal_file.display()))?;
     writer.fence(lock.held());
@@ -1108,7 +1108,7 @@ mod lock_tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("run.jsonl");
         let me = lock::Holder::me(&journal);
-        let take = |breaking| lock::RunLock {
+        let take = |breaking| journal::RunLock {
             plan: lock::acquire(&dir.path().join("p.lock"), &journal, breaking).unwrap(),
             registry: journal::registry::register(
                 &dir.path().join("runs"),
@@ -1137,7 +1137,7 @@ mod lock_tests {
     async fn ctrl_c_levels_pass_through_the_lock_watch() {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("run.jsonl");
-        let l = lock::RunLock {
+        let l = journal::RunLock {
             plan: lock::acquire(&dir.path().join("p.lock"), &journal, lock::Break::No).unwrap(),
             registry: journal::registry::register(
                 &dir.path().join("runs"),
