@@ -21,13 +21,6 @@ use crate::select::Selector;
 use crate::session::preflight;
 
 pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
-    let limit = match args.limit.as_deref().map(Selector::parse).transpose() {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: --limit: {e}");
-            return Ok(Exit::Usage);
-        }
-    };
     let mut sources = Sources::new();
     let loaded = match crate::session::load(
         &args.inventories,
@@ -49,6 +42,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
         book: playbook,
         mut plan,
         warnings: mut notes,
+        limit,
     } = loaded;
     let bmc_hosts = crate::session::power_on_hosts(&plan);
     if let Some(file) = &args.bmc_credentials
@@ -200,15 +194,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 fn step_kind(step: &Step) -> &'static str {
-    match step {
-        Step::WaitSsh { .. } => "wait_ssh",
-        Step::Run { .. } => "run",
-        Step::Reboot { .. } => "reboot",
-        Step::RestartService { .. } => "restart_service",
-        Step::PowerOn(_) => "power_on",
-        Step::Health(_) => "health",
-        Step::Local { .. } => "local",
-    }
+    crate::playbook::StepKind::of(step).as_str()
 }
 
 fn step_timeout(step: &Step) -> Duration {

@@ -68,7 +68,7 @@ const GOING_DOWN_WAIT_MAX: Duration = Duration::from_secs(10);
 fn connect_failure(err: &ConnectError) -> StepFailure {
     StepFailure::new(
         Failure::Connect {
-            error: err.kind.into(),
+            error: err.kind,
         },
         format!("cannot connect: {err}"),
     )
@@ -407,7 +407,7 @@ impl<C: Connector> HostRun<C> {
             let Err(e) = self.wait_for_ssh(deadline).await else {
                 return Ok(());
             };
-            let error = crate::engine::failure::ConnectKind::from(e.kind);
+            let error = e.kind;
             let failure = StepFailure::new(
                 Failure::NoSsh { error },
                 format!(
@@ -512,7 +512,7 @@ impl<C: Connector> HostRun<C> {
         self.session = None;
         let deadline = Instant::now() + self.stage.connect_timeout;
         if let Err(e) = self.session_within(Some(deadline)).await {
-            let kind = crate::engine::failure::ConnectKind::from(e.kind);
+            let kind = e.kind;
             return (!kind.is_unreachable()).then(|| Err(connect_failure(&e)));
         }
         let Some(before) = old_boot else {

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::StepKind;
 use super::template;
 use super::units::{parse_amount, parse_duration, parse_rate};
 use super::{
@@ -51,16 +52,16 @@ pub const RESET_TYPES: &[&str] = &[
     "GracefulRestart",
 ];
 
-pub const STEP_KINDS: &[&str] = &[
-    "wait_ssh",
-    "run",
-    "reboot",
-    "restart_service",
-    "power_on",
-    "health",
-    "local",
-];
-
+/// The step keys, as [`StepKind::as_str`] names them.
+pub const STEP_KINDS: [&str; StepKind::ALL.len()] = {
+    let mut names = [""; StepKind::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = StepKind::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 const PLAYBOOK_KEYS: &[&str] = &["version", "name", "defaults", "stages"];
 const DEFAULTS_KEYS: &[&str] = &[
     "connect_timeout",

@@ -56,6 +56,8 @@ pub struct Loaded {
     pub book: crate::playbook::Playbook,
     pub plan: Plan,
     pub warnings: Vec<Diagnostic>,
+    /// `--limit`, parsed here once.
+    pub limit: Option<Selector>,
 }
 
 /// Why inputs could not be loaded: diagnostics with places, or a bad `--limit`.
@@ -92,6 +94,7 @@ pub fn load(
         book,
         plan,
         warnings,
+        limit,
     })
 }
 

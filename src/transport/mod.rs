@@ -99,7 +99,12 @@ pub struct ConnectError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a connection attempt failed. The engine's failures, the journal and
+/// reports carry it as it is (`engine::failure::ConnectKind`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ConnectErrorKind {
     /// Connection refused, reset, no route, or DNS failure.
     Unreachable,
@@ -121,7 +126,9 @@ pub enum ConnectErrorKind {
 }
 
 impl ConnectErrorKind {
-    /// Unreachable hosts may be set aside (`on_unreachable: skip`) instead of failed.
+    /// Refused, timed out, or the jump host failed: the host may be set
+    /// aside (`on_unreachable: skip`) instead of failed. Key and login
+    /// problems never are. The one "unreachable" rule.
     pub fn is_unreachable(self) -> bool {
         matches!(
             self,
