@@ -17,7 +17,7 @@ use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::playbook::Rate;
 use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
-use crate::sim::{BootTime, FailSpec, parse_fail};
+use crate::sim::{BootTimeRange, FailSpec, parse_fail};
 use crate::transport::ssh::SshOptions;
 
 /// The fastest a drill may compress time: beyond it, simulated commands and
@@ -124,7 +124,7 @@ pub(crate) fn drill_shape(
             "--speed must be between 1 and {MAX_SPEED}, got {speed}"
         ));
     }
-    let boot_time = BootTime::parse(&fleet.boot_time).map_err(|e| e.to_string())?;
+    let boot_time = BootTimeRange::parse(&fleet.boot_time).map_err(|e| e.to_string())?;
     let fail = match &fleet.fail {
         Some(f) => parse_fail(f).map_err(|e| e.to_string())?,
         None => FailSpec::default(),

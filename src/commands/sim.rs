@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::SimArgs;
 use crate::exit::Exit;
-use crate::sim::{BootTime, Fleet, FleetConfig, SimHost, parse_fail};
+use crate::sim::{BootTimeRange, Fleet, FleetConfig, SimHost, parse_fail};
 
 pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
     let hosts = match args.hosts {
@@ -21,7 +21,7 @@ pub fn execute(args: SimArgs) -> anyhow::Result<Exit> {
     if let Some(p) = args.http_port {
         config.http_port = p;
     }
-    config.boot_time = BootTime::parse(&args.fleet.boot_time)?;
+    config.boot_time = BootTimeRange::parse(&args.fleet.boot_time)?;
     if let Some(p) = args.bmc_port {
         config.bmc_port = p;
     }

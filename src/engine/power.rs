@@ -51,7 +51,7 @@ type Gate = Arc<AsyncMutex<Option<Instant>>>;
 type Collection = Arc<AsyncMutex<Option<serde_json::Value>>>;
 
 /// Shared by every host of a run: the BMC client and per-BMC etiquette.
-pub struct Power {
+pub struct PowerControl {
     bmc: Arc<dyn Bmc>,
     bmcs: Mutex<HashMap<Endpoint, Gate>>,
     /// Each BMC's systems collection, read once per run by the first host
@@ -66,9 +66,9 @@ pub struct Power {
     cycle_timeout: Duration,
 }
 
-impl std::fmt::Debug for Power {
+impl std::fmt::Debug for PowerControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Power")
+        f.debug_struct("PowerControl")
             .field("bmc", &self.bmc)
             .finish_non_exhaustive()
     }
@@ -83,9 +83,9 @@ pub enum PowerOutcome {
     PoweredOn,
 }
 
-impl Power {
-    pub fn new(bmc: Arc<dyn Bmc>) -> Power {
-        Power {
+impl PowerControl {
+    pub fn new(bmc: Arc<dyn Bmc>) -> PowerControl {
+        PowerControl {
             bmc,
             bmcs: Mutex::new(HashMap::new()),
             collections: Mutex::new(HashMap::new()),
@@ -98,7 +98,7 @@ impl Power {
 
     /// Divides BMC etiquette and polling by `scale` (a drill's `--speed`:
     /// its simulated BMCs answer in compressed time too). 1 leaves them.
-    pub fn time_scaled(mut self, scale: f64) -> Power {
+    pub fn time_scaled(mut self, scale: f64) -> PowerControl {
         if scale > 1.0 {
             self.spacing = BMC_SPACING.div_f64(scale);
             self.poll = (POLL_BASE.div_f64(scale), POLL_CAP.div_f64(scale));
@@ -129,7 +129,7 @@ impl Power {
     pub async fn system(&self, host: &Host) -> Result<serde_json::Value, BmcError> {
         let bmc = endpoint(host)
             .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))??;
-        let gate = Power::gate(&self.bmcs, &bmc);
+        let gate = PowerControl::gate(&self.bmcs, &bmc);
         let mut auth = None;
         let result = self.discover_json(&gate, &bmc, host, &mut auth).await;
         if let Some(auth) = auth {
@@ -170,7 +170,7 @@ impl Power {
                 )
             })?
             .map_err(fail)?;
-        let gate = Power::gate(&self.bmcs, &bmc);
+        let gate = PowerControl::gate(&self.bmcs, &bmc);
         let mut auth = None;
         let result = self
             .cycle(host, &bmc, &gate, remediate, turns, intent, &mut auth)
@@ -306,7 +306,7 @@ impl Power {
         .await;
         // Best effort: a session left behind expires on the BMC anyway.
         if let Some(auth) = auth {
-            let gate = Power::gate(&self.bmcs, &bmc);
+            let gate = PowerControl::gate(&self.bmcs, &bmc);
             let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
         }
         match result {
@@ -339,7 +339,7 @@ impl Power {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
-        let gate = Power::gate(&self.bmcs, bmc);
+        let gate = PowerControl::gate(&self.bmcs, bmc);
         // Power returns in stages: an unreachable BMC is probed again every
         // `reprobe` until the step's timeout (which bounds this loop).
         // A busy BMC (session table full, 503 while it starts) is asked
@@ -483,7 +483,7 @@ impl Power {
         // The hosts of one BMC log in and read its collection one after
         // another, so the first one's answers (a fallback to Basic, the
         // collection) spare the others their requests.
-        let slot = Power::gate(&self.collections, bmc);
+        let slot = PowerControl::gate(&self.collections, bmc);
         let mut known = slot.lock().await;
         if auth_slot.is_none() {
             let account = host.label(CREDENTIALS_LABEL);
@@ -854,7 +854,7 @@ mod tests {
     /// Powers hosts on side by side, every turn given at once (pacing is
     /// admission's, tested through the engine below): BMC etiquette alone.
     async fn power_all(
-        power: &Arc<Power>,
+        power: &Arc<PowerControl>,
         hosts: Vec<Host>,
         step: PowerOn,
     ) -> Vec<Result<PowerOutcome, StepFailure>> {
@@ -955,7 +955,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
         let log = bmcs.log.lock().unwrap().clone();
@@ -978,7 +978,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::AlreadyOn)]);
         assert!(bmcs.calls("reset").is_empty());
@@ -996,7 +996,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
         // Read again after the 409, then no second reset.
@@ -1026,7 +1026,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         let Err(f) = &r[0] else { panic!("{r:?}") };
         assert_eq!(
@@ -1048,7 +1048,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
         let logins: Vec<Duration> = bmcs.calls("login").iter().map(|(t, _)| *t).collect();
@@ -1067,7 +1067,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         let Err(f) = &r[0] else { panic!("{r:?}") };
         assert!(f.unreachable(), "{f:?}");
@@ -1087,7 +1087,7 @@ mod tests {
         power_on: PowerOn,
         bmcs: &Arc<FakeBmcs>,
     ) -> (Vec<crate::engine::EventKind>, Vec<String>) {
-        use crate::engine::fake::{FakeConnector, Fleet};
+        use crate::engine::fake::{FakeConnector, FakeFleet};
         use crate::engine::{CancelLevel, EngineOptions};
         use crate::plan::{Plan, StagePlan};
         let stage = StagePlan {
@@ -1145,7 +1145,7 @@ mod tests {
         crate::engine::run(
             Arc::new(plan),
             Arc::new(inventory),
-            Arc::new(FakeConnector(Fleet::new())),
+            Arc::new(FakeConnector(FakeFleet::new())),
             opts,
             tx,
             cancel,

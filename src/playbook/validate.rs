@@ -729,9 +729,11 @@ fn unselected(
     }
 }
 
-/// ` (e.g. a, b, c)` naming up to three hosts.
 /// A `bmc` label that is no BMC address (a broken `ipmi://ADDR[:PORT]`, a
-/// URL of another scheme), at the host's place; the first ten, then a count.
+/// URL of another scheme), as the inventory read it ([`Host::bmc`]), at the
+/// host's place; the first ten, then a count.
+///
+/// [`Host::bmc`]: crate::inventory::Host::bmc
 fn bad_bmc_labels(diags: &mut Vec<Diagnostic>, inventory: &Inventory, hosts: &[usize]) {
     const SHOWN: usize = 10;
     let bad: Vec<(&crate::inventory::Host, String)> = hosts
@@ -761,6 +763,7 @@ fn bad_bmc_labels(diags: &mut Vec<Diagnostic>, inventory: &Inventory, hosts: &[u
     }
 }
 
+/// ` (e.g. a, b, c)` naming up to three hosts.
 fn examples(inventory: &Inventory, hosts: impl Iterator<Item = usize>) -> String {
     let names: Vec<&str> = hosts
         .take(EXAMPLES)

@@ -31,7 +31,7 @@ use crate::report::summary::Collector;
 use crate::sim::drill::{
     Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults, unmeetable_faults,
 };
-use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle};
+use crate::sim::{BootTimeRange, FaultKind, Fleet, FleetConfig, FleetHandle};
 use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
 
@@ -46,7 +46,7 @@ const PORT_ATTEMPTS: u32 = 8;
 pub struct Shape {
     pub sample: f64,
     pub speed: f64,
-    pub boot_time: BootTime,
+    pub boot_time: BootTimeRange,
     pub faults: Vec<(FaultKind, f64)>,
     /// Per fault, the chance a power cycle cures it (`:recover=P`).
     pub recover: Vec<(FaultKind, f64)>,
@@ -330,7 +330,7 @@ impl Drill<'_> {
             config.bmcs = self.bmcs;
             config.power_on_delay = config.power_on_delay.div_f64(shape.speed);
             config.reboot_grace = config.reboot_grace.div_f64(shape.speed);
-            config.boot_time = BootTime {
+            config.boot_time = BootTimeRange {
                 min: shape.boot_time.min.div_f64(shape.speed),
                 max: shape.boot_time.max.div_f64(shape.speed),
             };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::engine::power::Power;
+use crate::engine::power::PowerControl;
 use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::transport::redfish::{BmcError, BmcErrorKind, PowerState};
@@ -27,7 +27,7 @@ pub struct PowerCheck {
 /// Reads the state of every host reached through its BMC
 /// ([`Plan::bmc_hosts`]: power_on and remediate), at most `parallel` at once.
 pub async fn check(
-    power: Arc<Power>,
+    power: Arc<PowerControl>,
     inventory: &Inventory,
     plan: &Plan,
     parallel: usize,

@@ -197,18 +197,18 @@ fn parse_fraction(s: &str) -> Option<f64> {
 
 /// A boot time, fixed or drawn uniformly from a range per reboot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct BootTime {
+pub struct BootTimeRange {
     pub min: Duration,
     pub max: Duration,
 }
 
-impl BootTime {
+impl BootTimeRange {
     pub fn fixed(d: Duration) -> Self {
-        BootTime { min: d, max: d }
+        BootTimeRange { min: d, max: d }
     }
 
     /// `20s`, `1.5s`, `500ms`, `2m`, or a range `20s..60s`.
-    pub fn parse(input: &str) -> Result<BootTime, SimError> {
+    pub fn parse(input: &str) -> Result<BootTimeRange, SimError> {
         let bad = || {
             SimError::config(format!(
                 "bad boot time `{input}` (e.g. `30s` or `20s..60s`)"
@@ -229,7 +229,7 @@ impl BootTime {
                 "boot time range `{input}` runs backwards"
             )));
         }
-        Ok(BootTime { min, max })
+        Ok(BootTimeRange { min, max })
     }
 
     /// The boot time of a host's `boot`-th boot: deterministic in (seed, host, boot).
@@ -283,7 +283,7 @@ pub struct FleetConfig {
     pub port: u16,
     /// HTTP health port on every host address.
     pub http_port: u16,
-    pub boot_time: BootTime,
+    pub boot_time: BootTimeRange,
     pub faults: Vec<(FaultKind, f64)>,
     /// Each host's fault, chosen by the caller (a drill places them per
     /// stage); `None`: `faults` placed by `seed` ([`place_faults`]).
@@ -332,7 +332,7 @@ impl FleetConfig {
             hosts,
             port: if root { 22 } else { 2222 },
             http_port: if root { 8080 } else { 8081 },
-            boot_time: BootTime::default(),
+            boot_time: BootTimeRange::default(),
             faults: Vec::new(),
             placed_faults: None,
             recover: Vec::new(),
@@ -477,7 +477,7 @@ mod tests {
 
     #[test]
     fn boot_times_parse_and_sample_in_range() {
-        let b = BootTime::parse("20s..60s").unwrap();
+        let b = BootTimeRange::parse("20s..60s").unwrap();
         assert_eq!(b.min, Duration::from_secs(20));
         for host in 0..100 {
             let d = b.sample(1, host, 1);
@@ -485,10 +485,10 @@ mod tests {
             assert_eq!(d, b.sample(1, host, 1));
         }
         assert_eq!(
-            BootTime::parse("500ms").unwrap(),
-            BootTime::fixed(Duration::from_millis(500))
+            BootTimeRange::parse("500ms").unwrap(),
+            BootTimeRange::fixed(Duration::from_millis(500))
         );
-        assert!(BootTime::parse("60s..20s").is_err());
-        assert!(BootTime::parse("soon").is_err());
+        assert!(BootTimeRange::parse("60s..20s").is_err());
+        assert!(BootTimeRange::parse("soon").is_err());
     }
 }

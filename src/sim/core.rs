@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use super::config::{BootTime, FaultKind, mix};
+use super::config::{BootTimeRange, FaultKind, mix};
 
 /// Sessions of a host are dropped this long after it accepts a reboot, so the
 /// reboot command's own exit status reaches the client first (the host's
@@ -107,7 +107,7 @@ pub(crate) struct Shared {
     pub client_key: russh::keys::PublicKey,
     pub port: u16,
     pub http_port: u16,
-    pub boot_time: BootTime,
+    pub boot_time: BootTimeRange,
     /// See [`REBOOT_GRACE`].
     pub reboot_grace: Duration,
     pub seed: u64,

@@ -285,7 +285,7 @@ async fn serve_http(core: Arc<HostCore>, stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::config::BootTime;
+    use crate::sim::config::BootTimeRange;
 
     #[test]
     fn boot_ids_look_like_the_kernels() {
@@ -304,7 +304,7 @@ mod tests {
             client_key: key.public_key().clone(),
             port: 1,
             http_port: 2,
-            boot_time: BootTime::fixed(boot),
+            boot_time: BootTimeRange::fixed(boot),
             reboot_grace: REBOOT_GRACE,
             seed: 1,
             bmc: None,

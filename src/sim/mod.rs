@@ -29,7 +29,9 @@ mod ssh;
 use std::net::SocketAddr;
 
 pub use bmc::BmcProfile;
-pub use config::{BootTime, FailSpec, FaultKind, FleetConfig, SimHost, parse_fail, parse_faults};
+pub use config::{
+    BootTimeRange, FailSpec, FaultKind, FleetConfig, SimHost, parse_fail, parse_faults,
+};
 pub use core::{Phase, Power};
 pub use fleet::{Fleet, FleetHandle, FleetPaths, FleetStatus, HostReport};
 pub use shard::run_worker;

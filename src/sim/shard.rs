@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::task::AbortHandle;
 
 use super::SimError;
-use super::config::{BootTime, FaultKind};
+use super::config::{BootTimeRange, FaultKind};
 use super::core::{HostCore, HostStatus, Shared};
 use super::host;
 
@@ -52,7 +52,7 @@ pub(crate) struct ShardSpec {
     pub hosts: Vec<ShardHost>,
     pub port: u16,
     pub http_port: u16,
-    pub boot_time: BootTime,
+    pub boot_time: BootTimeRange,
     /// See [`super::core::REBOOT_GRACE`].
     #[serde(default = "default_reboot_grace")]
     pub reboot_grace: std::time::Duration,

@@ -30,18 +30,18 @@ use crate::inventory::Host;
 /// Opens sessions to hosts. The engine is generic over this so scheduling
 /// logic can be tested with a recording fake.
 pub trait Connector: Send + Sync + 'static {
-    type Session: Session;
+    type Connection: Connection;
 
     /// One connection attempt (TCP, handshake, host key, auth), bounded by `timeout`.
     fn connect(
         &self,
         host: &Host,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Self::Session, ConnectError>> + Send;
+    ) -> impl Future<Output = Result<Self::Connection, ConnectError>> + Send;
 }
 
 /// An authenticated connection to one host.
-pub trait Session: Send + Sync + 'static {
+pub trait Connection: Send + Sync + 'static {
     /// Runs `command` through the login shell, bounded by `timeout`.
     fn exec(
         &self,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rekindle::inventory::Host;
 use rekindle::transport::ssh::{SshConnector, SshOptions};
-use rekindle::transport::{ConnectError, ConnectErrorKind, Connector, Session};
+use rekindle::transport::{ConnectError, ConnectErrorKind, Connection, Connector};
 
 use crate::sshd::{ClientKeys, Sshd, keygen};
 

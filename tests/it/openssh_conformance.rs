@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rekindle::inventory::Host;
 use rekindle::transport::ssh::{SshConnector, SshOptions};
-use rekindle::transport::{ConnectErrorKind, Connector, Session};
+use rekindle::transport::{ConnectErrorKind, Connection, Connector};
 
 use crate::sshd::{ClientKeys, Sshd};
 use crate::support::KillOnDrop;

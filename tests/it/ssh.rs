@@ -8,7 +8,7 @@ use std::time::Duration;
 use rekindle::inventory::Host;
 use rekindle::transport::ssh::{SshConnector, SshOptions, SshSession};
 use rekindle::transport::{
-    ConnectError, ConnectErrorKind, Connector, ExecError, Session, local, probe,
+    ConnectError, ConnectErrorKind, Connection, Connector, ExecError, local, probe,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
