@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -32,7 +31,6 @@ use crate::sim::drill::{
     Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults, unmeetable_faults,
 };
 use crate::sim::{BootTimeRange, FaultKind, Fleet, FleetConfig, FleetHandle};
-use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
 use crate::transport::ssh::{SshConnector, SshOptions};
 
 /// Fleets bigger than this run in worker processes, so the engine's own
@@ -435,13 +433,17 @@ impl Drill<'_> {
                 0
             },
         );
+        // The run's own BMC client, with the simulated fleet's credentials
+        // (its BMCs are loopback http, which their inventory allows).
         let bmc = match &paths.bmc_credentials {
-            Some(file) if self.bmcs => {
-                let credentials = CredentialStore::from_file(file)?;
-                let client = Redfish::new(Arc::new(credentials), &RedfishOptions::default())
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                Some(Arc::new(client) as Arc<dyn crate::transport::redfish::Bmc>)
-            }
+            Some(file) if self.bmcs => Some(super::bmc_client_for(
+                &plan.bmc_hosts(),
+                &inventory,
+                &super::BmcSettings {
+                    credentials: Some(file.clone()),
+                    ..super::BmcSettings::default()
+                },
+            )?),
             _ => None,
         };
         let opts = EngineOptions {
