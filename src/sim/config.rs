@@ -195,6 +195,13 @@ fn parse_fraction(s: &str) -> Option<f64> {
     (value.is_finite() && (0.0..=1.0).contains(&value)).then_some(value)
 }
 
+/// Sessions of a host are dropped this long after it accepts a reboot, so the
+/// reboot command's own exit status reaches the client first (the host's
+/// shutdown, as far as a client sees it). A drill divides it by its speed
+/// like the boot time, or every reboot would count a tenth of a second ten
+/// times over.
+pub const REBOOT_GRACE: Duration = Duration::from_millis(100);
+
 /// A boot time, fixed or drawn uniformly from a range per reboot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BootTimeRange {
@@ -345,7 +352,7 @@ impl FleetConfig {
             bmcs: false,
             bmc_port: if root { 443 } else { 8443 },
             power_on_delay: Duration::from_secs(1),
-            reboot_grace: super::core::REBOOT_GRACE,
+            reboot_grace: REBOOT_GRACE,
             bmc_outage: Duration::from_secs(10),
             bmc_profile: super::bmc::BmcProfile::default(),
             deps: Vec::new(),

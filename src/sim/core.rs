@@ -12,12 +12,6 @@ use tokio::sync::{Notify, watch};
 
 use super::config::{BootTimeRange, FaultKind, mix};
 
-/// Sessions of a host are dropped this long after it accepts a reboot, so the
-/// reboot command's own exit status reaches the client first (the host's
-/// shutdown, as far as a client sees it). A drill divides it by its speed
-/// like the boot time, or every reboot would count a tenth of a second ten
-/// times over.
-pub const REBOOT_GRACE: Duration = Duration::from_millis(100);
 /// How long a flapping host stays up between its disappearances.
 pub(super) const FLAP_UP: Duration = Duration::from_secs(1);
 /// A hung handshake is held at most this long (bounded even if the client never gives up).
@@ -108,7 +102,7 @@ pub(crate) struct Shared {
     pub port: u16,
     pub http_port: u16,
     pub boot_time: BootTimeRange,
-    /// See [`REBOOT_GRACE`].
+    /// See [`super::config::REBOOT_GRACE`].
     pub reboot_grace: Duration,
     pub seed: u64,
     /// The BMCs of a powered-off fleet.

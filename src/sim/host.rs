@@ -1,9 +1,9 @@
 //! One simulated host's life: its boot cycle (up, rebooting, flapping,
 //! down, power-cycled by its BMC) and its listeners (SSH and HTTP health on its own loopback
 //! address). Its state is `core`'s; the SSH protocol and the commands live
-//! in `ssh`; this module owns only the cycle and the sockets.
+//! in `ssh`; binding is `net`'s; this module owns only the cycle and its
+//! listeners.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,17 +13,10 @@ use tokio::sync::watch;
 
 use super::config::FaultKind;
 use super::core::*;
-use super::{SimError, ssh};
+use super::ssh;
 
-/// Binds a listener the way a restarting daemon would (SO_REUSEADDR, so a
-/// port left in TIME_WAIT by the previous boot does not block it).
-pub(crate) fn bind(address: Ipv4Addr, port: u16) -> Result<TcpListener, SimError> {
-    let addr = SocketAddr::from((address, port));
-    let std = StdListener::bind(addr).map_err(|e| SimError::bind(addr, e))?;
-    std.set_nonblocking(true)
-        .map_err(|e| SimError::bind(addr, e))?;
-    TcpListener::from_std(std).map_err(|e| SimError::bind(addr, e))
-}
+// The BMC's listener rebinds with it too (until it imports `net` itself).
+pub(crate) use super::net::bind;
 
 /// What took the host down, which decides how long and how it comes back.
 enum Outage {
@@ -284,8 +277,10 @@ async fn serve_http(core: Arc<HostCore>, stream: TcpStream) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use crate::sim::config::BootTimeRange;
+    use crate::sim::config::{BootTimeRange, REBOOT_GRACE};
 
     #[test]
     fn boot_ids_look_like_the_kernels() {

@@ -23,6 +23,7 @@ pub mod deps;
 pub mod drill;
 pub mod fleet;
 mod host;
+mod net;
 mod shard;
 mod ssh;
 

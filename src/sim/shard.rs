@@ -53,7 +53,7 @@ pub(crate) struct ShardSpec {
     pub port: u16,
     pub http_port: u16,
     pub boot_time: BootTimeRange,
-    /// See [`super::core::REBOOT_GRACE`].
+    /// See [`super::config::REBOOT_GRACE`].
     #[serde(default = "default_reboot_grace")]
     pub reboot_grace: std::time::Duration,
     pub seed: u64,
@@ -70,7 +70,7 @@ pub(crate) struct ShardSpec {
 }
 
 fn default_reboot_grace() -> std::time::Duration {
-    super::core::REBOOT_GRACE
+    super::config::REBOOT_GRACE
 }
 
 /// A worker's report, one JSON object per stdout line.
@@ -116,8 +116,8 @@ impl ShardRuntime {
                 None
             } else {
                 Some((
-                    host::bind(h.address, spec.port)?,
-                    host::bind(h.address, spec.http_port)?,
+                    super::net::bind(h.address, spec.port)?,
+                    super::net::bind(h.address, spec.http_port)?,
                 ))
             };
             let bmc = match &spec.bmc {
