@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 
 use crate::journal::{self, Header, Record};
 use client::{Client, ClientOptions, Compare, EtcdError, Op};
-use lead::{Fenced, Guard, Mirror};
+use lead::{Fenced, Guard, MirrorTask};
 
 /// `--etcd-ttl`'s default: the lease's time to live.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -946,7 +946,7 @@ impl Lead {
     /// local journal), and what turns true once this driver is fenced.
     pub fn mirror(&mut self) -> crate::session::Mirror {
         let _entered = self.rt.enter();
-        let (consumer, task) = Mirror {
+        let (consumer, task) = MirrorTask {
             client: Arc::clone(&self.client),
             keys: self.keys.clone(),
             token: self.token,
