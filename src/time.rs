@@ -102,23 +102,15 @@ pub fn parse_duration_as(text: &str, fractions: Fractions) -> Result<Duration, D
     Ok(total)
 }
 
-/// `90s`, `15m`, `1h30m`: how durations read in messages.
+/// `90s`, `15m`, `1h30m`: how durations read in messages (whole seconds,
+/// or milliseconds below ten seconds).
 pub fn humane(d: Duration) -> String {
     let secs = d.as_secs();
     if d.subsec_millis() != 0 && secs < 10 {
         return format!("{}ms", d.as_millis());
     }
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
+    let _ = write_parts(&mut out, u128::from(secs) * 1000, &UNITS[1..4]);
     out
 }
 
@@ -128,26 +120,33 @@ pub struct HumanDuration(pub Duration);
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ms = self.0.as_millis();
-        if ms == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-        ] {
-            if ms >= size {
-                write!(f, "{}{unit}", ms / size)?;
-                ms %= size;
-            }
-        }
-        if ms > 0 {
-            write!(f, "{ms}ms")?;
-        }
-        Ok(())
+        write_parts(f, self.0.as_millis(), &UNITS)
     }
+}
+
+/// The units durations are written in, largest first, in milliseconds.
+const UNITS: [(&str, u128); 5] = [
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+/// The one duration printer: `ms` as `<n><unit>` parts from the largest of
+/// `units` down, each only when not zero (what is below the smallest unit
+/// is dropped); `0s` for nothing.
+fn write_parts(out: &mut impl fmt::Write, mut ms: u128, units: &[(&str, u128)]) -> fmt::Result {
+    if units.last().is_none_or(|(_, size)| ms < *size) {
+        return out.write_str("0s");
+    }
+    for (unit, size) in units {
+        if ms >= *size {
+            write!(out, "{}{unit}", ms / size)?;
+            ms %= size;
+        }
+    }
+    Ok(())
 }
 
 /// `2026-11-21T22:15:00.123Z`.
