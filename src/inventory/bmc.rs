@@ -59,6 +59,17 @@ impl BmcAddress {
         labels.get(LABEL).map(|l| BmcAddress::parse(l))
     }
 
+    /// A Redfish BMC reached over plain `http://`: its password would cross
+    /// the network in cleartext.
+    pub fn is_plain_http(&self) -> bool {
+        match self {
+            BmcAddress::Redfish(url) => url
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://")),
+            BmcAddress::Ipmi(_) => false,
+        }
+    }
+
     /// The IPMI target, for an `ipmi://` BMC.
     pub fn ipmi(&self) -> Option<&IpmiTarget> {
         match self {
@@ -193,5 +204,8 @@ mod tests {
         assert_eq!(a("ipmi://h"), Ok("ipmi://h:623".into()));
         assert!(a("ftp://x").is_err());
         assert_eq!(a(" "), Err(BadBmc("empty `bmc` label".into())));
+        let http = |s: &str| BmcAddress::parse(s).unwrap().is_plain_http();
+        assert!(http("HTTP://10.0.0.5/") && http(" http://x"));
+        assert!(!http("10.0.0.5") && !http("https://x") && !http("ipmi://x"));
     }
 }

@@ -365,11 +365,11 @@ pub fn plain_http_bmcs(hosts: &[usize], inventory: &Inventory, allowed: bool) ->
         .filter_map(|&i| inventory.hosts.get(i))
         .filter(|h| h.label(ALLOW_HTTP_LABEL) != Some("true"))
         .filter_map(|h| {
+            // The label as written, for the message; the address decides.
             let bmc = h.label("bmc")?;
-            let http = bmc
-                .trim()
-                .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+            let http = h
+                .bmc_address()
+                .is_some_and(crate::inventory::BmcAddress::is_plain_http);
             http.then(|| {
                 Diagnostic::error(
                     "plain-http-bmc",
