@@ -6,7 +6,9 @@
 //! Plus host-pattern expansion.
 //!
 //! Owns file formats, range expansion, `{N}` captures, merging several `-i`
-//! sources and the diagnostics for all of that. Every Ansible source of one
+//! sources, the typed fields a host carries for the layers above (its BMC
+//! address, [`bmc`], and its become policy, [`escalation`], each read once)
+//! and the diagnostics for all of that. Every Ansible source of one
 //! load feeds one Ansible model (as Ansible merges its sources); native and
 //! CSV files are merged host by host. It must not know about playbooks,
 //! plans or SSH sessions.
