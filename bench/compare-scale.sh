@@ -32,10 +32,21 @@ mkdir -p "$BENCH_DIR/out"
 # power-on: exit hosts_powered_on median_gap_s pdu_span_vs_ideal phase_s phase_vs_ideal cpu_s rss_mib.
 one() {
     local label="$1" bin="$2" round="$3" table
-    table="$(REKINDLE="$bin" timeout 900 "$BENCH_DIR/$BENCH.sh")" || {
+    # A private state directory: another benchmark on this machine with
+    # simulated hosts of the same names would otherwise be refused as a
+    # colliding run (rekindle's registry), which is right for a user and
+    # wrong for a measurement.
+    table="$(XDG_STATE_HOME="$BENCH_DIR/out/state-compare" REKINDLE="$bin" timeout 900 "$BENCH_DIR/$BENCH.sh")" || {
         echo "$label round $round: $BENCH.sh failed" >&2
         return 1
     }
+    # A run that did not finish is no measurement.
+    if ! grep -Eq '(rekindle run exit code|exit code) \| 0 \|' <<<"$table"; then
+        echo "$label round $round: rekindle exited non-zero; its stderr ends:" >&2
+        tail -5 "$BENCH_DIR"/out/last-*.stderr 2>/dev/null | tail -5 >&2
+        echo "$table" >&2
+        return 1
+    fi
     TABLE="$table" python3 - "$label" "$round" "$BENCH" >>"$ROWS" <<'PY'
 import os, re, sys
 t = os.environ["TABLE"]

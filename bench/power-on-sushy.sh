@@ -6,7 +6,9 @@
 # i % PDUS, so every PDU spans every BMC), paced at $PDU_INTERVAL_S s per
 # PDU. From the journal: time to the first reset, to the last reset and to
 # the last host On, against the pacing asked for (the last reset of the
-# longest PDU queue at (queue - 1) x interval). Needs the venv scripts/test.sh
+# longest PDU queue at (queue - 1) x interval). BMC_SPACING (e.g. 250ms)
+# labels every host `bmc_spacing` (unset: rekindle's default, 1 s between
+# requests to one BMC). Needs the venv scripts/test.sh
 # makes (target/venv-sushy). Touches only bench/out/ and the emulators it
 # starts (stopped by PID).
 source "$(dirname "$0")/lib.sh"
@@ -16,6 +18,9 @@ BMCS="${BMCS:-5}"
 PER_BMC="${PER_BMC:-10}"
 PDUS="${PDUS:-5}"
 PDU_INTERVAL_S="${PDU_INTERVAL_S:-2}"
+BMC_SPACING="${BMC_SPACING:-}"
+spacing_label=""
+[[ -n "$BMC_SPACING" ]] && spacing_label=", bmc_spacing: \"$BMC_SPACING\""
 SUSHY="${SUSHY:-$ROOT/target/venv-sushy/bin/sushy-emulator}"
 [[ -x "$SUSHY" ]] || die "no $SUSHY: run scripts/test.sh (it makes the venv)"
 
@@ -44,7 +49,7 @@ for ((b = 1; b <= BMCS; b++)); do
         cat >>"$D/inventory.yaml" <<EOF
       - name: node-$b-$s
         address: $addr
-        labels: { bmc: "http://$addr:$port", bmc_allow_http: "true", redfish_system: "$uuid", pdu: "pdu-$((n % PDUS))" }
+        labels: { bmc: "http://$addr:$port", bmc_allow_http: "true", redfish_system: "$uuid", pdu: "pdu-$((n % PDUS))"$spacing_label }
 EOF
         n=$((n + 1))
     done
@@ -68,10 +73,10 @@ playbook "$D/power.yaml" "{ dc: lab }" "100%" \
 measure rekindle "$n" 1 900 env -u SSH_AUTH_SOCK "$REKINDLE" run "$D/power.yaml" \
     -i "$D/inventory.yaml" --yes --quiet --journal "$D/journal" --bmc-credentials "$D/creds"
 
-echo "### Power-on through sushy-tools: $n systems behind $BMCS BMCs, $PDUS PDUs, ${PDU_INTERVAL_S}s per PDU ($(machine))"
+echo "### Power-on through sushy-tools: $n systems behind $BMCS BMCs, $PDUS PDUs, ${PDU_INTERVAL_S}s per PDU, bmc_spacing ${BMC_SPACING:-unset (1s)} ($(machine))"
 echo
-python3 - "$RESULTS" "$D/journal" "$PDU_INTERVAL_S" "$PDUS" <<'PY'
-import glob, json, sys
+python3 - "$RESULTS" "$D/journal" "$PDU_INTERVAL_S" "$PDUS" "$D" <<'PY'
+import glob, json, re, sys, datetime
 tool, n, run, rc, wall, user, sys_, rss = open(sys.argv[1]).read().split("\n")[0].split("\t")
 interval, pdus = float(sys.argv[3]), int(sys.argv[4])
 events = [json.loads(l) for f in glob.glob(sys.argv[2] + "/*.jsonl") for l in open(f)]
@@ -86,7 +91,29 @@ print("| --- | ---: | --- |")
 print(f"| rekindle run exit code | {rc} | 0 |")
 print(f"| hosts On (done) | {len(done)} | {n} |")
 print(f"| first reset (intent journaled) after start | {resets[0] / 1000:.1f} s | |")
-print(f"| last reset after the first | {(resets[-1] - resets[0]) / 1000:.1f} s | {(queue - 1) * interval:.1f} s ({queue} hosts per PDU x {interval:g} s) |")
+print(f"| last intent after the first | {(resets[-1] - resets[0]) / 1000:.1f} s | {(queue - 1) * interval:.1f} s ({queue} hosts per PDU x {interval:g} s) |")
+# Host node-B-S is the n-th of the inventory, n = (B-1) x per-BMC + S-1, on PDU n % PDUS.
+per_bmc = -(-int(n) // len({e["host"]["name"].split("-")[1] for e in events if "host" in e}))
+by_pdu = {}
+for e in events:
+    if e["event"] == "power_on_issued":
+        _, b, s = e["host"]["name"].split("-")
+        by_pdu.setdefault(((int(b) - 1) * per_bmc + int(s) - 1) % pdus, []).append(e["ms"])
+span = max(max(t) - min(t) for t in by_pdu.values())
+print(f"| longest PDU's last intent after its first | {span / 1000:.1f} s | {(queue - 1) * interval:.1f} s |")
+# The resets as each emulator logged their arrival (whole seconds): system
+# 5a1e0000-0000-4000-8000-BBBBBBBBSSSS is host node-B-S.
+arrived = {}
+for log in glob.glob(sys.argv[5] + "/bmc*/log"):
+    for line in open(log, errors="replace"):
+        m = re.search(r"\[(\d+/\w+/\d+ [\d:]+)\].*Systems/5a1e0000-0000-4000-8000-(\d{8})(\d{4})/Actions/ComputerSystem.Reset", line)
+        if m:
+            t = datetime.datetime.strptime(m.group(1), "%d/%b/%Y %H:%M:%S").timestamp()
+            b, s = int(m.group(2)), int(m.group(3))
+            arrived.setdefault(((b - 1) * per_bmc + s - 1) % pdus, []).append(t)
+if arrived:
+    got = max(max(t) - min(t) for t in arrived.values())
+    print(f"| longest PDU's last reset after its first, as the emulators logged them (1 s resolution) | {got:.0f} s | {(queue - 1) * interval:.1f} s |")
 print(f"| last host On after start | {done[-1] / 1000:.1f} s | |")
 print(f"| rekindle run wall | {float(wall):.1f} s | |")
 print(f"| rekindle CPU (user+sys) | {float(user) + float(sys_):.1f} s | |")

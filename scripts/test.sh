@@ -23,7 +23,10 @@
 #   (sshd and a small Python TCP peer in each);
 # - python3-venv and openssl, and a venv with sushy-tools (OpenStack's
 #   Redfish emulator, PyPI) under target/venv-sushy: the sushy tests power
-#   its Systems on and make their certificates with openssl.
+#   its Systems on and make their certificates with openssl;
+# - a venv with grequests (and its gevent; PyPI) under target/venv-mockup:
+#   DMTF's Redfish Mockup Server (kept in tests/fixtures/redfish/mockup-server)
+#   imports it; tests/it/dmtf.rs serves DMTF's mockups with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,6 +93,19 @@ if [ ! -f "$venv/.sushy-$sushy_version" ]; then
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install --disable-pip-version-check --progress-bar off -q "sushy-tools==$sushy_version"
   touch "$venv/.sushy-$sushy_version"
+fi
+
+# What DMTF's redfishMockupServer.py imports (its requirements.txt: requests,
+# grequests), pinned; made once like the sushy venv.
+mockup_venv="${CARGO_TARGET_DIR:-target}/venv-mockup"
+grequests_version=0.7.0
+if [ ! -f "$mockup_venv/.grequests-$grequests_version" ]; then
+  echo "test.sh: making $mockup_venv with grequests $grequests_version (PyPI)" >&2
+  rm -rf "$mockup_venv"
+  /usr/bin/python3 -m venv "$mockup_venv"
+  "$mockup_venv/bin/pip" install --disable-pip-version-check --progress-bar off -q \
+    "grequests==$grequests_version" "gevent==26.9.0" "requests==2.34.2"
+  touch "$mockup_venv/.grequests-$grequests_version"
 fi
 
 # The whole suite runs tests/it/static_binary.rs, which needs the static

@@ -69,6 +69,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
                 .err()
                 .unwrap_or_default(),
         );
+        problems.extend(crate::session::bmc_spacing_problems(&bmc_hosts, &inventory));
         if !problems.is_empty() {
             return Ok(refuse(&sources, &problems));
         }

@@ -35,6 +35,29 @@ use crate::transport::redfish::{
 
 /// Requests to one BMC are at least this far apart (BMCs are small computers).
 pub const BMC_SPACING: Duration = Duration::from_secs(1);
+/// The host label that sets its BMC's spacing (`200ms`): a chassis BMC with
+/// many Systems behind it answers faster than one request a second.
+pub const SPACING_LABEL: &str = "bmc_spacing";
+/// `bmc_spacing` may not go below this: still one request at a time per
+/// BMC, at most ten a second.
+pub const MIN_BMC_SPACING: Duration = Duration::from_millis(100);
+/// Nor above this (a typo such as `10m` would stall every host of the BMC).
+pub const MAX_BMC_SPACING: Duration = Duration::from_secs(60);
+
+/// A `bmc_spacing` label's value: a duration between [`MIN_BMC_SPACING`]
+/// and [`MAX_BMC_SPACING`]. The one parser: `run` and `plan` validate with
+/// it, and the engine spaces by what it returns.
+pub fn parse_spacing(value: &str) -> Result<Duration, String> {
+    let d = crate::playbook::units::parse_duration(value).map_err(|e| e.to_string())?;
+    if d < MIN_BMC_SPACING || d > MAX_BMC_SPACING {
+        return Err(format!(
+            "`{value}` is outside {} to {} (one request at a time per BMC, at most ten a second)",
+            humane(MIN_BMC_SPACING),
+            humane(MAX_BMC_SPACING)
+        ));
+    }
+    Ok(d)
+}
 /// BMC requests in flight across the whole run.
 pub const BMC_IN_FLIGHT: usize = 256;
 /// Polling PowerState after a reset: full-jitter backoff from 1 s, capped.
@@ -45,8 +68,13 @@ const POLL_CAP: Duration = Duration::from_secs(15);
 /// up after this long: a BMC that cannot answer in a minute will not help.
 const CYCLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// When the last request to one BMC ended (one request in flight per BMC).
-type Gate = Arc<AsyncMutex<Option<Instant>>>;
+/// One BMC's etiquette: when its last request ended (one request in flight
+/// per BMC) and how far apart its requests are.
+struct BmcGate {
+    ended: AsyncMutex<Option<Instant>>,
+    spacing: Duration,
+}
+type Gate = Arc<BmcGate>;
 /// A BMC's systems collection, once read.
 type Collection = Arc<AsyncMutex<Option<serde_json::Value>>>;
 
@@ -60,8 +88,9 @@ pub struct PowerControl {
     /// shortens its queue.
     collections: Mutex<HashMap<Endpoint, Collection>>,
     in_flight: Semaphore,
-    /// BMC spacing and PowerState polling, divided for compressed-time drills.
-    spacing: Duration,
+    /// BMC spacing (a BMC's `bmc_spacing` label, else [`BMC_SPACING`]) and
+    /// PowerState polling, divided by `scale` for compressed-time drills.
+    scale: f64,
     poll: (Duration, Duration),
     cycle_timeout: Duration,
 }
@@ -90,7 +119,7 @@ impl PowerControl {
             bmcs: Mutex::new(HashMap::new()),
             collections: Mutex::new(HashMap::new()),
             in_flight: Semaphore::new(BMC_IN_FLIGHT),
-            spacing: BMC_SPACING,
+            scale: 1.0,
             poll: (POLL_BASE, POLL_CAP),
             cycle_timeout: CYCLE_TIMEOUT,
         }
@@ -100,11 +129,33 @@ impl PowerControl {
     /// its simulated BMCs answer in compressed time too). 1 leaves them.
     pub fn time_scaled(mut self, scale: f64) -> PowerControl {
         if scale > 1.0 {
-            self.spacing = BMC_SPACING.div_f64(scale);
+            self.scale = scale;
             self.poll = (POLL_BASE.div_f64(scale), POLL_CAP.div_f64(scale));
             self.cycle_timeout = CYCLE_TIMEOUT.div_f64(scale);
         }
         self
+    }
+
+    /// `bmc`'s gate, made on first use with the spacing of the host that
+    /// first reaches it (`run` and `plan` refused hosts of one BMC that
+    /// disagree, and labels that do not parse).
+    fn bmc_gate(&self, bmc: &Endpoint, host: &Host) -> Gate {
+        let mut m = self.bmcs.lock().unwrap_or_else(|p| p.into_inner());
+        let gate = m.entry(bmc.clone()).or_insert_with(|| {
+            let spacing = host
+                .label(SPACING_LABEL)
+                .and_then(|v| parse_spacing(v).ok())
+                .unwrap_or(BMC_SPACING);
+            Arc::new(BmcGate {
+                ended: AsyncMutex::new(None),
+                spacing: if self.scale > 1.0 {
+                    spacing.div_f64(self.scale)
+                } else {
+                    spacing
+                },
+            })
+        });
+        Arc::clone(gate)
     }
 
     fn gate<K: std::hash::Hash + Eq + Clone, T>(
@@ -129,7 +180,7 @@ impl PowerControl {
     pub async fn system(&self, host: &Host) -> Result<serde_json::Value, BmcError> {
         let bmc = endpoint(host)
             .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))??;
-        let gate = PowerControl::gate(&self.bmcs, &bmc);
+        let gate = self.bmc_gate(&bmc, host);
         let mut auth = None;
         let result = self.discover_json(&gate, &bmc, host, &mut auth).await;
         if let Some(auth) = auth {
@@ -170,7 +221,7 @@ impl PowerControl {
                 )
             })?
             .map_err(fail)?;
-        let gate = PowerControl::gate(&self.bmcs, &bmc);
+        let gate = self.bmc_gate(&bmc, host);
         let mut auth = None;
         let result = self
             .cycle(host, &bmc, &gate, remediate, turns, intent, &mut auth)
@@ -243,9 +294,9 @@ impl PowerControl {
         // that wait left cycles never sent counted as sent (and hosts
         // quarantined that were never cycled). The flush now falls between
         // the turn and the reset; cycles are the few stragglers.
-        let mut ended = gate.lock().await;
+        let mut ended = gate.ended.lock().await;
         if let Some(t) = *ended {
-            tokio::time::sleep_until(t + self.spacing).await;
+            tokio::time::sleep_until(t + gate.spacing).await;
         }
         let pacing = (remediate.pdu_interval, remediate.rate, Duration::ZERO);
         take_turn(host, pacing, turns, "power cycle").await?;
@@ -306,7 +357,7 @@ impl PowerControl {
         .await;
         // Best effort: a session left behind expires on the BMC anyway.
         if let Some(auth) = auth {
-            let gate = PowerControl::gate(&self.bmcs, &bmc);
+            let gate = self.bmc_gate(&bmc, host);
             let _ = self.call(&gate, || self.bmc.logout(&bmc, &auth)).await;
         }
         match result {
@@ -339,7 +390,7 @@ impl PowerControl {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
-        let gate = PowerControl::gate(&self.bmcs, bmc);
+        let gate = self.bmc_gate(bmc, host);
         // Power returns in stages: an unreachable BMC is probed again every
         // `reprobe` until the step's timeout (which bounds this loop).
         // A busy BMC (session table full, 503 while it starts) is asked
@@ -547,9 +598,9 @@ impl PowerControl {
         gate: &Gate,
         request: impl FnOnce() -> BmcFuture<'a, T>,
     ) -> Result<T, BmcError> {
-        let mut ended = gate.lock().await;
+        let mut ended = gate.ended.lock().await;
         if let Some(t) = *ended {
-            tokio::time::sleep_until(t + self.spacing).await;
+            tokio::time::sleep_until(t + gate.spacing).await;
         }
         let permit = self.in_flight.acquire().await;
         let result = request().await;
@@ -580,9 +631,9 @@ impl PowerControl {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
-        let mut ended = gate.lock().await;
+        let mut ended = gate.ended.lock().await;
         if let Some(t) = *ended {
-            tokio::time::sleep_until(t + self.spacing).await;
+            tokio::time::sleep_until(t + gate.spacing).await;
         }
         // Recorded before the host queues for its PDU turn, so the journal's
         // flush does not stretch every PDU's cadence (it did: 2.28 s instead
@@ -966,6 +1017,46 @@ mod tests {
         assert_eq!(kinds[..4], ["login", "get", "get", "reset"]);
         assert_eq!(kinds.last(), Some(&"logout"));
         assert_eq!(kinds.iter().filter(|k| **k == "reset").count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bmc_spacing_label_sets_that_bmcs_spacing_only() {
+        let bmcs = FakeBmcs::new();
+        let mut fast = host(0, "a");
+        fast.labels
+            .insert(SPACING_LABEL.to_owned(), "250ms".to_owned());
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
+        let r = power_all(&power, vec![fast, host(1, "b")], step(2.0, 20)).await;
+        assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn); 2]);
+        let log = bmcs.log.lock().unwrap().clone();
+        let gaps = |bmc: &str| {
+            let t: Vec<Duration> = log
+                .iter()
+                .filter(|(_, b, _)| b.as_str() == bmc)
+                .map(|(t, _, _)| *t)
+                .collect();
+            t.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+        };
+        let (fast, slow) = (gaps("http://bmc0"), gaps("http://bmc1"));
+        assert!(fast.len() >= 3 && slow.len() >= 3, "{log:?}");
+        assert!(
+            fast.iter().all(|g| *g >= Duration::from_millis(250)),
+            "{fast:?}"
+        );
+        // The labelled BMC's requests follow at its spacing, not at 1 s.
+        assert!(fast.iter().any(|g| *g < BMC_SPACING), "{fast:?}");
+        assert!(slow.iter().all(|g| *g >= BMC_SPACING), "{slow:?}");
+    }
+
+    #[test]
+    fn bmc_spacing_labels_parse_within_bounds() {
+        assert_eq!(parse_spacing("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_spacing("1s"), Ok(BMC_SPACING));
+        for bad in ["50ms", "2m", "0s"] {
+            let e = parse_spacing(bad).unwrap_err();
+            assert!(e.contains("outside 100ms to 1m"), "{bad}: {e}");
+        }
+        assert!(parse_spacing("200").unwrap_err().contains("add a unit"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -214,6 +214,13 @@ pub fn bmc_client_for(
             crate::diag::render_text(&Sources::new(), &problems).trim_end()
         );
     }
+    let spacing = bmc_spacing_problems(hosts, inventory);
+    if !spacing.is_empty() {
+        anyhow::bail!(
+            "{}",
+            crate::diag::render_text(&Sources::new(), &spacing).trim_end()
+        );
+    }
     let pins = match bmc_cert_pins(hosts, inventory) {
         Ok(pins) => pins,
         Err(problems) => anyhow::bail!(
@@ -296,6 +303,58 @@ pub fn bmc_cert_pins(
     } else {
         Err(problems)
     }
+}
+
+/// The `bmc_spacing` labels of the hosts the plan reaches through BMCs;
+/// one diagnostic per host whose label is not a duration within the
+/// bounds, or whose BMC's other hosts say otherwise (a host without the
+/// label means the default: which host reached the BMC first must not
+/// decide its spacing).
+pub fn bmc_spacing_problems(hosts: &[usize], inventory: &Inventory) -> Vec<Diagnostic> {
+    use crate::engine::power::{SPACING_LABEL, parse_spacing};
+    use crate::transport::redfish::Endpoint;
+    let mut seen: HashMap<Endpoint, (Option<std::time::Duration>, String)> = HashMap::new();
+    let mut problems = Vec::new();
+    for h in hosts.iter().filter_map(|&i| inventory.hosts.get(i)) {
+        let problem = |what: String| {
+            Diagnostic::error(
+                "bad-bmc-spacing",
+                h.span.clone(),
+                format!("host {}: label `{SPACING_LABEL}`: {what}", h.name),
+            )
+        };
+        let spacing = match h.label(SPACING_LABEL).map(parse_spacing) {
+            None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                problems.push(problem(e));
+                continue;
+            }
+        };
+        let Some(bmc) = h
+            .bmc_address()
+            .and_then(|b| Endpoint::parse(&b.to_string()).ok())
+        else {
+            continue;
+        };
+        let shown = |d: Option<std::time::Duration>| match d {
+            Some(d) => crate::playbook::units::humane(d),
+            None => "unset (1s)".to_owned(),
+        };
+        match seen.get(&bmc) {
+            Some((other, by)) if *other != spacing => problems.push(problem(format!(
+                "{} on BMC {bmc}, but host {by} on the same BMC has {}: give every host of \
+                 one BMC the same `{SPACING_LABEL}`",
+                shown(spacing),
+                shown(*other)
+            ))),
+            Some(_) => {}
+            None => {
+                seen.insert(bmc, (spacing, h.name.clone()));
+            }
+        }
+    }
+    problems
 }
 
 /// The `ipmi_cipher_suite` labels of the hosts the plan reaches through

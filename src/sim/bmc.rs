@@ -1,7 +1,9 @@
 //! A simulated host's Redfish BMC (hyper, HTTP on the host's address and the
 //! fleet's BMC port): service root, the systems collection, the system with
-//! its `PowerState` and `#ComputerSystem.Reset` action, and session login and
-//! logout, with authentication enforced (session token or HTTP Basic).
+//! its `PowerState` and `#ComputerSystem.Reset` action, and session login,
+//! logout and the collection of open sessions (what a test reads to prove a
+//! client left none), with authentication enforced (session token or HTTP
+//! Basic).
 //!
 //! A host with a `bmc_credentials` label accepts only that entry's
 //! password (the fleet's credentials file has one per distinct entry), so a
@@ -450,6 +452,23 @@ async fn handle(
                 Ok(()) => reset_answer(profile, sessions),
                 Err(e) => error(StatusCode::BAD_REQUEST, &e),
             }
+        }
+        // The open sessions, as a Redfish session collection lists them:
+        // what a test reads to prove a client logged out.
+        (&Method::GET, SESSIONS) => {
+            let live = sessions.live.lock().unwrap_or_else(|p| p.into_inner());
+            let members: Vec<Value> = live
+                .iter()
+                .map(|(id, _)| json!({"@odata.id": format!("{SESSIONS}/{id}")}))
+                .collect();
+            respond(
+                StatusCode::OK,
+                json!({
+                    "@odata.id": SESSIONS,
+                    "Members@odata.count": members.len(),
+                    "Members": members,
+                }),
+            )
         }
         (&Method::GET, p) if p.starts_with(TASKS) => respond(
             StatusCode::OK,

@@ -1146,6 +1146,54 @@ mod tests {
         assert!(CredentialStore::parse("# nothing\n", "f").is_err());
     }
 
+    /// DMTF's published mockups (tests/fixtures/redfish/README.md): the
+    /// documents as DMTF wrote them, not look-alikes.
+    fn dmtf(rel: &str) -> Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/redfish")
+            .join(rel);
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON")
+    }
+
+    #[test]
+    fn dmtf_mockup_systems_give_their_own_targets_and_reset_types() {
+        let rack = SystemInfo::from_json(&dmtf("public-rackmount1/Systems/437XR1138R2/index.json"))
+            .unwrap();
+        assert_eq!(rack.power_state, PowerState::On);
+        assert_eq!(
+            rack.reset_target.as_deref(),
+            Some("/redfish/v1/Systems/437XR1138R2/Actions/ComputerSystem.Reset")
+        );
+        assert_eq!(rack.power_on_type("On"), Ok("On"));
+        // DMTF's systems list no PowerCycle: a remediation cycle is a
+        // ForceRestart there.
+        assert_eq!(rack.power_cycle_type(), Ok("ForceRestart"));
+
+        let blades = dmtf("public-bladed/Systems/index.json");
+        assert_eq!(
+            pick_member(&blades, None).unwrap(),
+            "/redfish/v1/Systems/529QB9450R6"
+        );
+        for id in ["529QB9451R6", "529QB9452R6"] {
+            let path = pick_member(&blades, Some(id)).unwrap();
+            assert_eq!(path, format!("/redfish/v1/Systems/{id}"));
+            let blade =
+                SystemInfo::from_json(&dmtf(&format!("public-bladed/Systems/{id}/index.json")))
+                    .unwrap();
+            assert_eq!(
+                blade.reset_target,
+                Some(format!("{path}/Actions/ComputerSystem.Reset"))
+            );
+        }
+        let e = pick_member(&blades, Some("529QB9459R6"))
+            .unwrap_err()
+            .message;
+        assert!(
+            e.contains("it has /redfish/v1/Systems/529QB9450R6, "),
+            "{e}"
+        );
+    }
+
     #[test]
     fn system_resources_parse() {
         let v = serde_json::json!({

@@ -6,6 +6,7 @@ mod audit;
 mod book;
 mod certs;
 mod conventions;
+mod dmtf;
 mod drill;
 mod escalation;
 mod etcd;
