@@ -77,6 +77,7 @@ pub mod live;
 pub mod plan;
 pub mod playbook;
 pub mod report;
+pub mod secret;
 pub mod select;
 pub mod session;
 pub mod shell;

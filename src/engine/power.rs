@@ -704,7 +704,7 @@ impl Last {
 /// inventory read; `None` without a `bmc` label.
 fn endpoint(host: &Host) -> Option<Result<Endpoint, BmcError>> {
     Some(match host.bmc.as_ref()? {
-        Ok(address) => Endpoint::parse(&address.to_string()),
+        Ok(address) => Ok(Endpoint::from(address)),
         Err(bad) => Err(BmcError::new(BmcErrorKind::Protocol, bad.0.clone())),
     })
 }
@@ -802,7 +802,7 @@ mod tests {
                 self.enter(bmc, "login")?;
                 self.slow().await;
                 Ok(Auth::Session {
-                    token: crate::transport::redfish::Secret::new("t"),
+                    token: crate::secret::Secret::new("t"),
                     location: Some("/s/1".into()),
                     account: account.map(str::to_owned),
                 })

@@ -75,7 +75,7 @@ struct Coordinator<C: Connector> {
     starts: HashMap<(usize, usize), HostStart>,
     /// The BMC client and per-BMC etiquette, shared by every host of the run.
     power: Option<Arc<PowerControl>>,
-    become_password: Option<crate::transport::redfish::Secret>,
+    become_password: Option<crate::secret::Secret>,
     hold_resumed_until: Option<Instant>,
     flights: HashMap<u64, Flight>,
     next_slot: u64,

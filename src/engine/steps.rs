@@ -24,8 +24,8 @@ use crate::inventory::Host;
 use crate::inventory::escalation::{Become, BecomeMethod};
 use crate::plan::StagePlan;
 use crate::playbook::{Check, Health, PowerOn, Step, Template};
+use crate::secret::Secret;
 use crate::transport::escalation::{Prompt, Refusal};
-use crate::transport::redfish::Secret;
 use crate::transport::{ConnectError, Connection, Connector, ExecError, ExecOutput};
 
 /// Where Linux exposes the id of the current boot; it changes on every boot.

@@ -277,7 +277,7 @@ pub fn bmc_cert_pins(
         };
         let Some(bmc) = h
             .bmc_address()
-            .and_then(|b| crate::transport::redfish::Endpoint::parse(&b.to_string()).ok())
+            .map(crate::transport::redfish::Endpoint::from)
         else {
             continue;
         };
@@ -331,10 +331,7 @@ pub fn bmc_spacing_problems(hosts: &[usize], inventory: &Inventory) -> Vec<Diagn
                 continue;
             }
         };
-        let Some(bmc) = h
-            .bmc_address()
-            .and_then(|b| Endpoint::parse(&b.to_string()).ok())
-        else {
+        let Some(bmc) = h.bmc_address().map(Endpoint::from) else {
             continue;
         };
         let shown = |d: Option<std::time::Duration>| match d {

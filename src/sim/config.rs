@@ -1,5 +1,7 @@
-//! The simulated fleet's shape: hosts, faults, boot times, ports, and the
-//! deterministic placement of faults by seed. Pure data and parsing; no I/O.
+//! The simulated fleet's shape: hosts, faults, boot times, ports, its BMCs'
+//! settings and vendor profiles ([`BmcProfile`]), and the deterministic
+//! placement of faults by seed. Pure data and parsing; no I/O. The modules
+//! that run the fleet read it; it imports none of them (only `deps`, data).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -282,6 +284,146 @@ impl SimHost {
     }
 }
 
+/// The BMC side of a powered-off fleet, shared by every host of a process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BmcConfig {
+    pub port: u16,
+    pub user: String,
+    /// The default account's password.
+    pub password: String,
+    /// Passwords of the named entries (`bmc_credentials` label values).
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, String>,
+    pub power_on_delay: Duration,
+    pub outage: Duration,
+    #[serde(default)]
+    pub profile: BmcProfile,
+}
+
+/// How a simulated BMC behaves (`sim --bmc-profile`). Not firmware
+/// replicas: each bundles behaviours a client must handle, named after the
+/// vendor family it is modelled on (docs/bmc.md says which are documented
+/// and which are modelled for coverage).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BmcProfile {
+    /// rekindle's own: `System.Embedded.1`, sessions, 204.
+    #[default]
+    Generic,
+    /// iDRAC-like: `System.Embedded.1`, 409 to `On` when already On.
+    Dell,
+    /// iLO-like: system `1`, 200 with a message to a reset, 400 to `On`
+    /// when already On, the first two logins refused with
+    /// `SessionLimitExceeded` (sessions of other tools not yet expired).
+    Hpe,
+    /// system `1`, a session without a `Location` header (only its
+    /// `@odata.id` in the body).
+    Supermicro,
+    /// bmcweb-like: system `system`, 503 with `Retry-After: 1` to the first
+    /// two requests (the BMC still starting after power returned).
+    Openbmc,
+    /// XCC-like: system `1`, no `On` among the allowed reset types (only
+    /// `ForceOn`), a reset answered 202 Accepted with a task monitor.
+    Lenovo,
+}
+
+impl BmcProfile {
+    pub const NAMES: [&str; 6] = ["generic", "dell", "hpe", "supermicro", "openbmc", "lenovo"];
+
+    pub fn parse(name: &str) -> Result<BmcProfile, String> {
+        Ok(match name {
+            "generic" => BmcProfile::Generic,
+            "dell" => BmcProfile::Dell,
+            "hpe" => BmcProfile::Hpe,
+            "supermicro" => BmcProfile::Supermicro,
+            "openbmc" => BmcProfile::Openbmc,
+            "lenovo" => BmcProfile::Lenovo,
+            other => {
+                return Err(format!(
+                    "unknown BMC profile `{other}` (one of: {})",
+                    BmcProfile::NAMES.join(", ")
+                ));
+            }
+        })
+    }
+
+    /// The one system's id.
+    pub(super) fn system_id(self) -> &'static str {
+        match self {
+            BmcProfile::Generic | BmcProfile::Dell => "System.Embedded.1",
+            BmcProfile::Openbmc => "system",
+            BmcProfile::Hpe | BmcProfile::Supermicro | BmcProfile::Lenovo => "1",
+        }
+    }
+
+    pub(super) fn allowed_resets(self) -> &'static [&'static str] {
+        match self {
+            BmcProfile::Generic => &[
+                "On",
+                "ForceOn",
+                "ForceRestart",
+                "GracefulRestart",
+                "PowerCycle",
+            ],
+            BmcProfile::Dell => &[
+                "On",
+                "ForceOff",
+                "ForceRestart",
+                "GracefulRestart",
+                "GracefulShutdown",
+                "PushPowerButton",
+                "Nmi",
+                "PowerCycle",
+            ],
+            BmcProfile::Hpe => &[
+                "On",
+                "ForceOff",
+                "GracefulShutdown",
+                "ForceRestart",
+                "Nmi",
+                "PushPowerButton",
+                "GracefulRestart",
+            ],
+            BmcProfile::Supermicro => &[
+                "On",
+                "ForceOff",
+                "GracefulShutdown",
+                "GracefulRestart",
+                "ForceRestart",
+                "Nmi",
+                "ForceOn",
+            ],
+            BmcProfile::Openbmc => &[
+                "On",
+                "ForceOff",
+                "ForceOn",
+                "ForceRestart",
+                "GracefulRestart",
+                "GracefulShutdown",
+                "PowerCycle",
+                "Nmi",
+            ],
+            BmcProfile::Lenovo => &[
+                "Nmi",
+                "GracefulShutdown",
+                "GracefulRestart",
+                "ForceOn",
+                "ForceOff",
+                "ForceRestart",
+            ],
+        }
+    }
+
+    /// Requests answered 503 (`Openbmc`) or logins refused as a full session
+    /// table (`Hpe`) before the BMC serves normally.
+    pub(super) fn busy_answers(self) -> u32 {
+        match self {
+            BmcProfile::Openbmc | BmcProfile::Hpe => 2,
+            _ => 0,
+        }
+    }
+}
+
 /// Everything [`super::Fleet::start`] needs.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -321,7 +463,7 @@ pub struct FleetConfig {
     /// How long a `bmc_unreachable` BMC refuses connections after the start.
     pub bmc_outage: Duration,
     /// How every BMC behaves (`--bmc-profile`).
-    pub bmc_profile: super::bmc::BmcProfile,
+    pub bmc_profile: BmcProfile,
     /// Connections between hosts (`sim --deps`), shown in their `/proc/net/tcp`.
     pub deps: Vec<super::deps::Edge>,
 }
@@ -354,7 +496,7 @@ impl FleetConfig {
             power_on_delay: Duration::from_secs(1),
             reboot_grace: REBOOT_GRACE,
             bmc_outage: Duration::from_secs(10),
-            bmc_profile: super::bmc::BmcProfile::default(),
+            bmc_profile: BmcProfile::default(),
             deps: Vec::new(),
         }
     }

@@ -1,7 +1,8 @@
 //! One simulated host's state: its phase and power, its boot id, its fault,
 //! and the status it reports. The listeners that serve it are `host`'s, the
 //! SSH protocol `ssh`'s, the BMC `bmc`'s; all of them read and change a host
-//! through [`HostCore`], and this module imports none of them.
+//! through [`HostCore`], and this module imports none of them: only the
+//! fleet's shape (`config`).
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,28 +51,28 @@ impl Phase {
 /// A host's `PowerState` as its BMC reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Power {
+pub enum HostPower {
     #[default]
     On,
     Off,
     PoweringOn,
 }
 
-impl Power {
+impl HostPower {
     pub fn as_str(self) -> &'static str {
         match self {
-            Power::On => "on",
-            Power::Off => "off",
-            Power::PoweringOn => "powering_on",
+            HostPower::On => "on",
+            HostPower::Off => "off",
+            HostPower::PoweringOn => "powering_on",
         }
     }
 
     /// The Redfish spelling.
     pub fn redfish(self) -> &'static str {
         match self {
-            Power::On => "On",
-            Power::Off => "Off",
-            Power::PoweringOn => "PoweringOn",
+            HostPower::On => "On",
+            HostPower::Off => "Off",
+            HostPower::PoweringOn => "PoweringOn",
         }
     }
 }
@@ -83,7 +84,7 @@ pub struct HostStatus {
     pub reboots: u32,
     pub boot_id: String,
     #[serde(default)]
-    pub power: Power,
+    pub power: HostPower,
     /// Power-on reset actions its BMC received (`On`, `ForceOn`, `GracefulRestart`).
     #[serde(default)]
     pub power_ons: u32,
@@ -106,7 +107,7 @@ pub(crate) struct Shared {
     pub reboot_grace: Duration,
     pub seed: u64,
     /// The BMCs of a powered-off fleet.
-    pub bmc: Option<super::bmc::BmcConfig>,
+    pub bmc: Option<super::config::BmcConfig>,
 }
 
 pub(super) struct State {
@@ -118,7 +119,7 @@ pub(super) struct State {
     pub(super) boots: u32,
     pub(super) flaps_left: u8,
     pub(super) reboot_pending: bool,
-    pub(super) power: Power,
+    pub(super) power: HostPower,
     pub(super) power_ons: u32,
     pub(super) power_cycles: u32,
     /// A power cycle cured its `never_returns` or `stuck_powering_on` fault.
@@ -186,7 +187,7 @@ impl HostCore {
                     0
                 },
                 reboot_pending: false,
-                power: Power::On,
+                power: HostPower::On,
                 power_ons: 0,
                 power_cycles: 0,
                 cured: false,
@@ -206,13 +207,13 @@ impl HostCore {
     pub fn powered_off(self) -> Self {
         {
             let mut s = self.lock();
-            s.power = Power::Off;
+            s.power = HostPower::Off;
             s.phase = Phase::Off;
         }
         self
     }
 
-    pub fn power(&self) -> Power {
+    pub fn power(&self) -> HostPower {
         self.lock().power
     }
 
@@ -238,16 +239,16 @@ impl HostCore {
         s.reset_at_ms = Some(unix_ms());
         s.dirty = true;
         match s.power {
-            Power::Off => {
-                s.power = Power::PoweringOn;
+            HostPower::Off => {
+                s.power = HostPower::PoweringOn;
                 drop(s);
                 self.power_button.notify_one();
             }
-            Power::On if restart => {
+            HostPower::On if restart => {
                 drop(s);
                 self.request_reboot();
             }
-            Power::On | Power::PoweringOn => {}
+            HostPower::On | HostPower::PoweringOn => {}
         }
         Ok(())
     }
@@ -264,8 +265,8 @@ impl HostCore {
                 ^ u64::from(s.power_cycles) << 40);
             s.cured = (draw as f64 / u64::MAX as f64) < self.recover;
         }
-        if s.power == Power::Off {
-            s.power = Power::PoweringOn;
+        if s.power == HostPower::Off {
+            s.power = HostPower::PoweringOn;
             drop(s);
             self.power_button.notify_one();
         } else {

@@ -13,10 +13,8 @@ use tokio::sync::watch;
 
 use super::config::FaultKind;
 use super::core::*;
+use super::net::bind;
 use super::ssh;
-
-// The BMC's listener rebinds with it too (until it imports `net` itself).
-pub(crate) use super::net::bind;
 
 /// What took the host down, which decides how long and how it comes back.
 enum Outage {
@@ -33,7 +31,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut listeners: Option<(TcpListener, TcpListener)>,
 ) {
-    if core.power() != Power::On {
+    if core.power() != HostPower::On {
         power_up(&core, &shared).await;
     }
     loop {
@@ -90,7 +88,7 @@ pub(crate) async fn run(
 /// time. Returns when the host should start listening.
 async fn power_up(core: &HostCore, shared: &Shared) {
     // Bounded by the fleet's life: the host task is aborted when it stops.
-    while core.power() == Power::Off {
+    while core.power() == HostPower::Off {
         core.power_button.notified().await;
     }
     // Stuck until a power cycle cures it (`stuck_powering_on=F:recover=P`).
@@ -105,7 +103,7 @@ async fn power_up(core: &HostCore, shared: &Shared) {
     let down = core.has(FaultKind::NeverReturns);
     {
         let mut s = core.lock();
-        s.power = Power::On;
+        s.power = HostPower::On;
         // Booting: refuses connections like a rebooting host. A
         // `never_returns` host does not come back from a power loss either.
         s.phase = if down { Phase::Down } else { Phase::Rebooting };

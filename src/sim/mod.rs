@@ -29,11 +29,10 @@ mod ssh;
 
 use std::net::SocketAddr;
 
-pub use bmc::BmcProfile;
 pub use config::{
-    BootTimeRange, FailSpec, FaultKind, FleetConfig, SimHost, parse_fail, parse_faults,
+    BmcProfile, BootTimeRange, FailSpec, FaultKind, FleetConfig, SimHost, parse_fail, parse_faults,
 };
-pub use core::{Phase, Power};
+pub use core::{HostPower, Phase};
 pub use fleet::{Fleet, FleetHandle, FleetPaths, FleetStatus, HostReport};
 pub use shard::run_worker;
 

@@ -63,7 +63,7 @@ pub(crate) struct ShardSpec {
     pub client_key: String,
     /// Fleets with BMCs: each host has a Redfish BMC.
     #[serde(default)]
-    pub bmc: Option<super::bmc::BmcConfig>,
+    pub bmc: Option<super::config::BmcConfig>,
     /// Hosts start off (only with `bmc`): nothing but the BMC listens.
     #[serde(default)]
     pub powered_off: bool,
@@ -122,7 +122,7 @@ impl ShardRuntime {
             };
             let bmc = match &spec.bmc {
                 Some(_) if h.fault == Some(FaultKind::BmcUnreachable) => None,
-                Some(b) => Some(host::bind(h.address, b.port)?),
+                Some(b) => Some(super::net::bind(h.address, b.port)?),
                 None => None,
             };
             listeners.push((host, bmc));

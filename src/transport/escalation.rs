@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use super::redfish::Secret;
 use crate::inventory::escalation::{Become, BecomeMethod};
+use crate::secret::Secret;
 use crate::shell::quote as shell_quote;
 
 /// How a wrapped command is authorised on the host.

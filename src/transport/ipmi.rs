@@ -67,7 +67,7 @@ impl fmt::Debug for Ipmi {
 
 /// What `chassis power status` said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Power {
+pub enum ChassisPower {
     On,
     Off,
 }
@@ -237,7 +237,7 @@ impl Ipmi {
         &self,
         target: &Target,
         account: Option<&str>,
-    ) -> Result<(Power, Option<&'static str>), BmcError> {
+    ) -> Result<(ChassisPower, Option<&'static str>), BmcError> {
         let out = self.call(target, account, &["chassis", "status"]).await?;
         parse_chassis(&out).ok_or_else(|| {
             BmcError::new(
@@ -251,7 +251,11 @@ impl Ipmi {
     }
 
     /// `chassis power status`.
-    pub async fn power(&self, target: &Target, account: Option<&str>) -> Result<Power, BmcError> {
+    pub async fn power(
+        &self,
+        target: &Target,
+        account: Option<&str>,
+    ) -> Result<ChassisPower, BmcError> {
         let out = self
             .call(target, account, &["chassis", "power", "status"])
             .await?;
@@ -296,7 +300,7 @@ fn suite_refused(stderr: &str) -> bool {
 /// `Chassis Power is on|off`.
 /// `System Power : on` and `Power Restore Policy : previous` of
 /// `ipmitool chassis status`.
-fn parse_chassis(out: &str) -> Option<(Power, Option<&'static str>)> {
+fn parse_chassis(out: &str) -> Option<(ChassisPower, Option<&'static str>)> {
     let field = |name: &str| {
         out.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -304,8 +308,8 @@ fn parse_chassis(out: &str) -> Option<(Power, Option<&'static str>)> {
         })
     };
     let power = match field("System Power")?.as_str() {
-        "on" => Power::On,
-        "off" => Power::Off,
+        "on" => ChassisPower::On,
+        "off" => ChassisPower::Off,
         _ => return None,
     };
     let policy = field("Power Restore Policy").and_then(|p| match p.as_str() {
@@ -317,11 +321,11 @@ fn parse_chassis(out: &str) -> Option<(Power, Option<&'static str>)> {
     Some((power, policy))
 }
 
-fn parse_status(out: &str) -> Option<Power> {
+fn parse_status(out: &str) -> Option<ChassisPower> {
     out.lines().find_map(
         |l| match l.trim().strip_prefix("Chassis Power is ")?.trim() {
-            "on" => Some(Power::On),
-            "off" => Some(Power::Off),
+            "on" => Some(ChassisPower::On),
+            "off" => Some(ChassisPower::Off),
             _ => None,
         },
     )
@@ -450,7 +454,7 @@ impl Bmc for Bmcs {
                 let (power, policy) = self.ipmi.chassis(&target, auth.account()).await?;
                 Ok(json!({
                     "@odata.id": IPMI_SYSTEM,
-                    "PowerState": match power { Power::On => "On", Power::Off => "Off" },
+                    "PowerState": match power { ChassisPower::On => "On", ChassisPower::Off => "Off" },
                     "PowerRestorePolicy": policy,
                     "Actions": {"#ComputerSystem.Reset": {
                         "target": IPMI_SYSTEM,
@@ -507,16 +511,28 @@ mod tests {
         // ipmitool 1.8.19 against ipmi_sim (openipmi 2.0.33), as printed.
         let said = "System Power         : off\nPower Overload       : false\n\
                     Power Restore Policy : always-off\nLast Power Event     : \n";
-        assert_eq!(parse_chassis(said), Some((Power::Off, Some("AlwaysOff"))));
+        assert_eq!(
+            parse_chassis(said),
+            Some((ChassisPower::Off, Some("AlwaysOff")))
+        );
         let said = "System Power : on\nPower Restore Policy : previous\n";
-        assert_eq!(parse_chassis(said), Some((Power::On, Some("LastState"))));
+        assert_eq!(
+            parse_chassis(said),
+            Some((ChassisPower::On, Some("LastState")))
+        );
         assert_eq!(
             parse_chassis("System Power : on\n"),
-            Some((Power::On, None))
+            Some((ChassisPower::On, None))
         );
         assert_eq!(parse_chassis("Chassis Power is on"), None);
-        assert_eq!(parse_status("Chassis Power is on\n"), Some(Power::On));
-        assert_eq!(parse_status("Chassis Power is off"), Some(Power::Off));
+        assert_eq!(
+            parse_status("Chassis Power is on\n"),
+            Some(ChassisPower::On)
+        );
+        assert_eq!(
+            parse_status("Chassis Power is off"),
+            Some(ChassisPower::Off)
+        );
         assert_eq!(parse_status("garbage"), None);
         let t = Target {
             host: "h".into(),

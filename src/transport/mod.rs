@@ -55,7 +55,7 @@ pub trait Connection: Send + Sync + 'static {
     fn exec_with_stdin(
         &self,
         command: &str,
-        input: &redfish::Secret,
+        input: &crate::secret::Secret,
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send {
         let _ = (command, input, timeout);

@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::bmc_trust::{Fingerprint, KnownCerts, Policy, Verifier};
-use crate::inventory::Host;
+use crate::inventory::{BmcAddress, Host};
 
 /// Where the login goes (DMTF Redfish spec, SessionService).
 pub const SESSIONS_PATH: &str = "/redfish/v1/SessionService/Sessions";
@@ -34,32 +34,8 @@ pub const PASSWORD_VAR: &str = "REKINDLE_BMC_PASSWORD";
 const MAX_FILE: u64 = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
 
-/// A secret string: its `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// Secrets are the leaf module's; re-exported where BMC credentials hold them.
+pub use crate::secret::Secret;
 
 /// BMC login credentials and where they came from (for messages).
 #[derive(Debug, Clone)]
@@ -83,7 +59,7 @@ impl Credentials {
             (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
                 Ok(Credentials {
                     user,
-                    password: Secret(password),
+                    password: Secret::new(password),
                     source: format!("{USER_VAR}/{PASSWORD_VAR}"),
                 })
             }
@@ -185,7 +161,7 @@ impl CredentialStore {
             };
             let credentials = Credentials {
                 user: user.to_owned(),
-                password: Secret(password.to_owned()),
+                password: Secret::new(password),
                 source: entry_source,
             };
             match name {
@@ -253,29 +229,11 @@ impl CredentialStore {
 pub struct Endpoint(String);
 
 impl Endpoint {
+    /// Reads a `bmc` label (the inventory's rule: [`BmcAddress::parse`]).
     pub fn parse(label: &str) -> Result<Endpoint, BmcError> {
-        let label = label.trim();
-        if label.is_empty() {
-            return Err(BmcError::new(BmcErrorKind::Protocol, "empty `bmc` label"));
-        }
-        if let Some(ipmi) = super::ipmi::Target::parse(label) {
-            let target = ipmi.map_err(|e| BmcError::new(BmcErrorKind::Protocol, e))?;
-            return Ok(Endpoint(target.to_string()));
-        }
-        let url = if label.contains("://") {
-            label.to_owned()
-        } else {
-            format!("https://{label}")
-        };
-        let parsed = reqwest::Url::parse(&url)
-            .map_err(|e| BmcError::new(BmcErrorKind::Protocol, format!("bmc `{label}`: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(BmcError::new(
-                BmcErrorKind::Protocol,
-                format!("bmc `{label}`: expected an address, an http(s) URL or ipmi://ADDR[:PORT]"),
-            ));
-        }
-        Ok(Endpoint(url.trim_end_matches('/').to_owned()))
+        BmcAddress::parse(label)
+            .map(|a| Endpoint::from(&a))
+            .map_err(|e| BmcError::new(BmcErrorKind::Protocol, e.0))
     }
 
     pub fn as_str(&self) -> &str {
@@ -313,6 +271,14 @@ impl Endpoint {
             }
             _ => format!("{}/{}", self.0, path.trim_start_matches('/')),
         }
+    }
+}
+
+/// The address the inventory read, as the clients address it: the base
+/// URL, or `ipmi://ADDR:PORT`.
+impl From<&BmcAddress> for Endpoint {
+    fn from(address: &BmcAddress) -> Endpoint {
+        Endpoint(address.to_string())
     }
 }
 

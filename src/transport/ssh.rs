@@ -28,10 +28,10 @@ use tokio::time::Instant;
 
 use super::algorithms::{AlgorithmKind, Algorithms};
 use super::known_hosts::{KnownHosts, Verdict};
-use super::redfish::Secret;
 use super::ssh_config::{Agent, ClientConfig, Endpoint, Strictness};
 use super::{ConnectError, ConnectErrorKind, Connection, Connector, ExecError, ExecOutput};
 use crate::inventory::Host;
+use crate::secret::Secret;
 
 /// Keepalive every 5 s, give up after 3 unanswered: a vanished host is
 /// noticed within about 20 s (docs/findings.md, russh), under the ~30 s the engine expects.
