@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::redfish::{
-    Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CredentialStore, Endpoint, Redfish, SYSTEMS_PATH,
+use super::bmc::{
+    Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CredentialStore, Endpoint, SYSTEMS_PATH,
 };
+use super::redfish::Redfish;
 
 /// The IANA port of RMCP.
 pub use crate::inventory::bmc::IPMI_PORT as DEFAULT_PORT;

@@ -138,6 +138,7 @@ impl ConnectErrorKind {
 }
 
 pub mod algorithms;
+pub mod bmc;
 pub mod bmc_trust;
 pub mod escalation;
 pub mod ipmi;
