@@ -15,6 +15,14 @@
 # `max_unavailable: { rack: 2 }`, racks of 20), `rate` (bound by a stage
 # rate), `waves` (growing waves), `gate` (a second stage at an 80 %
 # readiness gate of the first).
+#
+# Each shape and boot range writes to its own directory,
+# bench/out/drill-accuracy-$SHAPE-$BOOT, so two can run at once (each in its
+# own network namespace; TAG=x appends -x to it). With long boots, fewer rounds keep a full run
+# within minutes: WINDOW (the `window` shape's `parallel`, 10%), RACK_LIMIT
+# (`unavailable`'s hosts per rack, 2), RATE (`rate`'s stage rate, 2/s), WAVES
+# (`waves`' sizes, [1, 2%, 5%, 10%]), GATE_PAR (`gate`'s `parallel`, 20%);
+# REBOOT_TIMEOUT (80s) must stay above the longest boot.
 source "$(dirname "$0")/lib.sh"
 HOSTS="${HOSTS:-2000}"
 BOOT="${BOOT:-10s..60s}"
@@ -27,12 +35,20 @@ SHAPE="${SHAPE:-tiers}"
 # REUSE_RUN=1: keep the last full run (bench/out/drill-accuracy/run*) and
 # only drill again, e.g. after changing the drill's model.
 REUSE_RUN="${REUSE_RUN:-}"
+WINDOW="${WINDOW:-10%}"
+RACK_LIMIT="${RACK_LIMIT:-2}"
+RATE="${RATE:-2/s}"
+WAVES="${WAVES:-[1, 2%, 5%, 10%]}"
+GATE_PAR="${GATE_PAR:-20%}"
+# Every shape's reboot timeout: above the longest boot.
+REBOOT_TIMEOUT="${REBOOT_TIMEOUT:-80s}"
+NAME="drill-accuracy-$SHAPE-${BOOT//./}${TAG:+-$TAG}"
 # Bounds: the full run takes several minutes in real time.
 LIMIT="${LIMIT:-1200}"
 DRILL_LIMIT="${DRILL_LIMIT:-600}"
 
 if [[ -n "$REUSE_RUN" ]]; then
-    D="$OUT/drill-accuracy"
+    D="$OUT/$NAME"
     [[ -s "$D/run.json" ]] || die "REUSE_RUN: no earlier full run in $D"
     RESULTS="$D/results.tsv"
     trap 'sim_stop; netns_down' EXIT
@@ -40,10 +56,14 @@ if [[ -n "$REUSE_RUN" ]]; then
     rm -rf "$D"/drill-*
     grep -P '^run\t' "$RESULTS" >"$D/results.keep" && mv "$D/results.keep" "$RESULTS"
 else
-    bench_outdir drill-accuracy
+    bench_outdir "$NAME"
 fi
 build_release
 netns_up drill
+# A run registry of its own: two shapes measured at once have hosts of the
+# same names (in two namespaces), which one registry would take for one fleet.
+export XDG_STATE_HOME="$D/state"
+mkdir -p "$XDG_STATE_HOME"
 
 # Three tiers, 20 % / 30 % / 50 % of the hosts; racks of 20 (a `rack` label).
 python3 - "$HOSTS" >"$D/inventory.yaml" <<'PY'
@@ -61,7 +81,7 @@ for role, count in tiers:
 PY
 case "$SHAPE" in
   tiers)
-    cat >"$D/playbook.yaml" <<'YAML'
+    cat >"$D/playbook.yaml" <<YAML
 version: 1
 name: drill-accuracy
 defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
@@ -70,7 +90,7 @@ stages:
     select: { role: storage }
     parallel: 30%
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { tcp: 8080 }, { ssh: "systemctl is-system-running" } ]
           timeout: 20s
@@ -81,7 +101,7 @@ stages:
     parallel: 30%
     rate: 5/s
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { ssh: "systemctl is-active postgres" } ]
           timeout: 20s
@@ -92,7 +112,7 @@ stages:
     parallel: 30%
     rate: 10/s
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { http: "http://{address}:8080/healthz" } ]
           timeout: 20s
@@ -100,16 +120,16 @@ stages:
 YAML
     ;;
   window)
-    cat >"$D/playbook.yaml" <<'YAML'
+    cat >"$D/playbook.yaml" <<YAML
 version: 1
 name: drill-accuracy-window
 defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
 stages:
   - name: all
     select: { role: [storage, db, app] }
-    parallel: 10%
+    parallel: $WINDOW
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { ssh: "systemctl is-system-running" } ]
           timeout: 20s
@@ -117,7 +137,7 @@ stages:
 YAML
     ;;
   unavailable)
-    cat >"$D/playbook.yaml" <<'YAML'
+    cat >"$D/playbook.yaml" <<YAML
 version: 1
 name: drill-accuracy-unavailable
 defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
@@ -125,9 +145,9 @@ stages:
   - name: all
     select: { role: [storage, db, app] }
     parallel: 100%
-    max_unavailable: { rack: 2 }
+    max_unavailable: { rack: $RACK_LIMIT }
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { ssh: "systemctl is-system-running" } ]
           timeout: 20s
@@ -135,7 +155,7 @@ stages:
 YAML
     ;;
   rate)
-    cat >"$D/playbook.yaml" <<'YAML'
+    cat >"$D/playbook.yaml" <<YAML
 version: 1
 name: drill-accuracy-rate
 defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
@@ -143,9 +163,9 @@ stages:
   - name: all
     select: { role: [storage, db, app] }
     parallel: 100%
-    rate: 2/s
+    rate: $RATE
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { ssh: "systemctl is-system-running" } ]
           timeout: 20s
@@ -153,16 +173,16 @@ stages:
 YAML
     ;;
   waves)
-    cat >"$D/playbook.yaml" <<'YAML'
+    cat >"$D/playbook.yaml" <<YAML
 version: 1
 name: drill-accuracy-waves
 defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
 stages:
   - name: all
     select: { role: [storage, db, app] }
-    parallel: [1, 2%, 5%, 10%]
+    parallel: $WAVES
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { ssh: "systemctl is-system-running" } ]
           timeout: 20s
@@ -170,16 +190,16 @@ stages:
 YAML
     ;;
   gate)
-    cat >"$D/playbook.yaml" <<'YAML'
+    cat >"$D/playbook.yaml" <<YAML
 version: 1
 name: drill-accuracy-gate
 defaults: { connect_timeout: 20s, command_timeout: 1m, max_failures: 15% }
 stages:
   - name: first
     select: { role: [storage, db] }
-    parallel: 20%
+    parallel: $GATE_PAR
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { ssh: "systemctl is-system-running" } ]
           timeout: 20s
@@ -187,9 +207,9 @@ stages:
   - name: second
     after: { first: 80% }
     select: { role: app }
-    parallel: 20%
+    parallel: $GATE_PAR
     steps:
-      - reboot: { timeout: 80s }
+      - reboot: { timeout: $REBOOT_TIMEOUT }
       - health:
           checks: [ { ssh: "systemctl is-system-running" } ]
           timeout: 20s
@@ -225,6 +245,8 @@ for ((i = 1; i <= DRILLS; i++)); do
 done
 
 echo "### Drill accuracy ($SHAPE): $HOSTS hosts, boot $BOOT, faults $FAIL; drills at --sample $SAMPLE --speed $SPEED ($(machine))"
+echo
+echo "Plan: $(grep -E '^ +(parallel|rate|max_unavailable|after):' "$D/playbook.yaml" | sed 's/^ *//' | paste -sd';' -)"
 echo
 python3 - "$D" "$SPEED" "$DRILLS" "$RESULTS" <<'PY'
 import json, sys

@@ -127,8 +127,14 @@ fn print_preamble(r: &Ready<'_>, shape: &Shape) {
     if r.sample.fraction < 1.0 {
         println!(
             "drill: counts in the plan (parallel, max_failures, rates) shrink with each stage's sample; \
-             max_unavailable and canaries do not, so a stage bound by them runs faster than it would"
+             canaries do not"
         );
+        for w in &r.sample.whole {
+            println!(
+                "drill: the sample keeps whole `{}` groups ({} of {}), so max_unavailable per `{}` holds as in full",
+                w.key, w.kept, w.groups, w.key
+            );
+        }
     }
     println!(
         "drill: tcp/http checks go to the simulator's HTTP port {}; commands it cannot run \

@@ -179,6 +179,10 @@ pub enum Record {
     Drill {
         speed: f64,
         sample: f64,
+        /// What the rehearsal cannot model, one sentence each (its report
+        /// says them; `report` shows them as notes).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        caveats: Vec<String>,
     },
     Event {
         /// Wall-clock time, RFC 3339 UTC with milliseconds.

@@ -192,9 +192,14 @@ impl Collector {
                     self.touch(t);
                 }
             }
-            Record::Drill { speed, .. } => self.note(format!(
-                "a drill on simulated hosts: times are drill time, compressed {speed}x"
-            )),
+            Record::Drill { speed, caveats, .. } => {
+                self.note(format!(
+                    "a drill on simulated hosts: times are drill time, compressed {speed}x"
+                ));
+                for c in caveats {
+                    self.note(format!("not modelled by the drill: {c}"));
+                }
+            }
             Record::Event { at, ms, kind } => {
                 let t = parse_rfc3339(at).unwrap_or(SystemTime::UNIX_EPOCH);
                 self.event_at(t, *ms, kind);

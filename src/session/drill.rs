@@ -28,7 +28,8 @@ use crate::plan::Plan;
 use crate::playbook::{Playbook, Rate};
 use crate::report::summary::Collector;
 use crate::sim::drill::{
-    Rehearsal, Sample, rehearse, scale_rate, sim_hosts, stage_faults, unmeetable_faults,
+    Rehearsal, Sample, limits_not_modelled, rehearse, scale_rate, sim_hosts, stage_faults,
+    unmeetable_faults,
 };
 use crate::sim::{BootTimeRange, FaultKind, Fleet, FleetConfig, FleetHandle};
 use crate::transport::ssh::{SshConnector, SshOptions};
@@ -215,6 +216,10 @@ impl Drill<'_> {
         };
         let result = self.rehearse_on(&fleet, views, ready, cancel_rx).await;
         ctrl_c.abort();
+        let (result, caveats) = match result {
+            Ok((finished, caveats)) => (Ok(finished), caveats),
+            Err(e) => (Err(e), Vec::new()),
+        };
         let injected: HashMap<String, String> = fleet
             .status()
             .hosts
@@ -247,7 +252,6 @@ impl Drill<'_> {
                 (st.name.clone(), kinds)
             })
             .collect();
-        let caveats = self.caveats();
         Ok(Drilled::Finished(Box::new(Rehearsed {
             finished,
             sample: self.sample,
@@ -257,15 +261,39 @@ impl Drill<'_> {
         })))
     }
 
-    /// What this rehearsal cannot model: faults no step can meet, steps
-    /// that take no time on the simulator, limits that do not shrink with
-    /// the sample.
-    fn caveats(&self) -> Vec<String> {
+    /// What this rehearsal (`rehearsed`: its plan) cannot model: faults no
+    /// step can meet, time that does not shrink with the speed, the boot
+    /// times it assumes, steps that take no time on the simulator, limits
+    /// the sample cannot keep ([`limits_not_modelled`]).
+    fn caveats(&self, rehearsed: &Plan) -> Vec<String> {
         let mut out = unmeetable_faults(self.plan, &self.config.shape.faults);
         let speed = self.config.shape.speed;
         if speed > 1.0 {
             out.push(format!(
                 "SSH connection set-up and command round trips take real time at any speed, so the prediction counts them {speed}x (a few % long when boots are short)"
+            ));
+        }
+        let boots = self.plan.stages.iter().any(|st| {
+            st.steps.iter().any(|s| {
+                matches!(
+                    s,
+                    crate::playbook::Step::Reboot { .. } | crate::playbook::Step::PowerOn(_)
+                )
+            })
+        });
+        if boots {
+            let boot = &self.config.shape.boot_time;
+            let range = if boot.min == boot.max {
+                crate::engine::steps::humane(boot.min)
+            } else {
+                format!(
+                    "{}..{}, each host uniformly at random",
+                    crate::engine::steps::humane(boot.min),
+                    crate::engine::steps::humane(boot.max)
+                )
+            };
+            out.push(format!(
+                "boot times come from `--boot-time` ({range}): the prediction is as good as that is for the real hosts, and has no slower tail than the `slow_boot` fault gives"
             ));
         }
         let idle: Vec<&str> = self
@@ -290,21 +318,12 @@ impl Drill<'_> {
                 idle.join(", ")
             ));
         }
-        if self.sample.fraction < 1.0 {
-            let bound: Vec<&str> = self
-                .plan
-                .stages
-                .iter()
-                .filter(|st| !st.max_unavailable.is_empty() || st.canaries > 0)
-                .map(|st| st.name.as_str())
-                .collect();
-            if !bound.is_empty() {
-                out.push(format!(
-                    "`max_unavailable` and canaries do not shrink with the sample: stages bound by them run faster here than in full (stages {})",
-                    bound.join(", ")
-                ));
-            }
-        }
+        out.extend(limits_not_modelled(
+            self.plan,
+            self.inventory,
+            &self.sample,
+            rehearsed,
+        ));
         out
     }
 
@@ -398,6 +417,7 @@ impl Drill<'_> {
                 .iter()
                 .map(|s| (s.name.clone(), s.hosts.len()))
                 .collect(),
+            whole: self.sample.whole.iter().map(|w| w.key.clone()).collect(),
         };
         let book = rehearse(self.book, &rehearsal);
         let plan = match crate::plan::build(&book, &inventory, None) {
@@ -476,9 +496,10 @@ impl Drill<'_> {
         views: Box<Views<'_>>,
         ready: &mut dyn FnMut(&Ready<'_>),
         cancel: watch::Receiver<CancelLevel>,
-    ) -> anyhow::Result<Finished> {
+    ) -> anyhow::Result<(Finished, Vec<String>)> {
         let c = self.config;
         let prepared = self.prepare(fleet)?;
+        let caveats = self.caveats(&prepared.plan);
         // A journal like any run's, marked as a drill.
         let header = super::header(
             &prepared.plan,
@@ -492,6 +513,7 @@ impl Drill<'_> {
         let marker = journal::Record::Drill {
             speed: c.shape.speed,
             sample: self.sample.fraction,
+            caveats: caveats.clone(),
         };
         let opened = super::open_new(
             &c.journal_dir,
@@ -527,6 +549,6 @@ impl Drill<'_> {
             consumers,
             mirror: None,
         };
-        Ok(super::execute_in(execution, cancel).await)
+        Ok((super::execute_in(execution, cancel).await, caveats))
     }
 }

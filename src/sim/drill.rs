@@ -23,7 +23,10 @@
 //!   stays above zero in a sample of 32, which gets a fault all the same); a small stage keeps relatively more hosts than the
 //!   whole (every stratum keeps one), so its own fraction is the right one;
 //! - unchanged: `command_timeout`, `run`/`local`/`restart_service` timeouts
-//!   (simulated commands take no time), `canary`, `max_unavailable`;
+//!   (simulated commands take no time), `canary`, `max_unavailable` (the
+//!   sample keeps whole groups of the label it counts by, [`sample_units`],
+//!   so the limit holds per group as in full; a `rate_per` on such a label
+//!   is compressed by the speed only);
 //! - `tcp: PORT` checks probe the simulator's HTTP port (open while the host
 //!   is up); `http:` URLs go to `http://{address}:HTTP_PORT/PATH` expecting 200
 //!   (the simulator's health endpoint: 503 while unhealthy);
@@ -68,15 +71,45 @@ pub struct Rehearsal {
     /// stage whose full budget tolerates a failure tolerates one here too
     /// (the sample gets at least one fault where the full stage expects one).
     pub stage_hosts: BTreeMap<String, usize>,
+    /// Labels whose groups the sample keeps whole ([`Sample::whole`]): a
+    /// `rate_per` on one of them keeps its per-group rate (times the speed).
+    pub whole: Vec<String>,
 }
 
 /// The hosts a plan touches, as inventory indices in inventory order,
-/// sampled to about `fraction` of them. Strata are (the set of stages that
-/// select the host, `dc`, `role`); each non-empty stratum keeps
-/// `round(fraction * size)` hosts and at least one, so every stage and every
-/// (dc, role) pair stays represented. The choice inside a stratum is a
-/// seeded hash of the host name: the same seed picks the same hosts.
+/// sampled to about `fraction` of them ([`sample_units`]).
 pub fn sample_hosts(plan: &Plan, inventory: &Inventory, fraction: f64, seed: u64) -> Vec<usize> {
+    sample_units(plan, inventory, fraction, seed).0
+}
+
+/// A label whose groups the sample keeps whole: a stage's `max_unavailable`
+/// counts hosts per value of it, so a sample that kept a tenth of each
+/// group would let ten times as many of the group's hosts go at once
+/// relative to its size (a group keeps whole, or not at all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WholeGroups {
+    pub key: String,
+    /// Groups (label values) kept, and how many the plan's hosts form.
+    pub kept: usize,
+    pub groups: usize,
+}
+
+/// The sampling rule. Hosts a stage limits with `max_unavailable` are
+/// sampled by group: each such host belongs to the group of its value of
+/// the first `max_unavailable` key (in plan order) that names a label it
+/// has, and groups are kept whole, `round(fraction × groups)` and at least
+/// one per stratum (the key and the set of stages the group's hosts are in).
+/// Every other host is sampled alone, in strata of (the set of stages that
+/// select it, `dc`, `role`): each keeps `round(fraction × size)` hosts and
+/// at least one, so every stage and every (dc, role) pair stays represented.
+/// The choice inside a stratum is a seeded hash of the host's (or the
+/// group's) name: the same seed picks the same hosts.
+pub fn sample_units(
+    plan: &Plan,
+    inventory: &Inventory,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<WholeGroups>) {
     let mut stages_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (s, stage) in plan.stages.iter().enumerate() {
         for &h in &stage.hosts {
@@ -84,30 +117,95 @@ pub fn sample_hosts(plan: &Plan, inventory: &Inventory, fraction: f64, seed: u64
         }
     }
     if fraction >= 1.0 {
-        return stages_of.into_keys().collect();
+        return (stages_of.into_keys().collect(), Vec::new());
+    }
+    // Per host, the key whose group it is sampled with, if any.
+    let mut key_of: BTreeMap<usize, &str> = BTreeMap::new();
+    for stage in &plan.stages {
+        for &h in &stage.hosts {
+            let Some(host) = inventory.hosts.get(h) else {
+                continue;
+            };
+            if key_of.contains_key(&h) {
+                continue;
+            }
+            if let Some((key, _)) = stage
+                .max_unavailable
+                .iter()
+                .find(|(key, _)| host.label(key).is_some())
+            {
+                key_of.insert(h, key.as_str());
+            }
+        }
     }
     type Stratum<'a> = (Vec<usize>, Option<&'a str>, Option<&'a str>);
     let mut strata: BTreeMap<Stratum<'_>, Vec<usize>> = BTreeMap::new();
+    // Groups by (key, value), then in strata by (key, stages of their hosts).
+    // Per (key, value): the group's hosts, and the stages they are in.
+    type Group = (Vec<usize>, Vec<usize>);
+    let mut groups: BTreeMap<(&str, &str), Group> = BTreeMap::new();
     for (h, stages) in stages_of {
         let Some(host) = inventory.hosts.get(h) else {
             continue;
         };
-        strata
-            .entry((stages, host.label("dc"), host.label("role")))
-            .or_default()
-            .push(h);
+        match key_of.get(&h).and_then(|k| Some((*k, host.label(k)?))) {
+            Some(group) => {
+                let (members, in_stages) = groups.entry(group).or_default();
+                members.push(h);
+                in_stages.extend(stages);
+            }
+            None => strata
+                .entry((stages, host.label("dc"), host.label("role")))
+                .or_default()
+                .push(h),
+        }
     }
+    let keep = |len: usize| ((len as f64 * fraction).round() as usize).clamp(1, len);
     let mut chosen = Vec::new();
     for mut members in strata.into_values() {
-        let keep = ((members.len() as f64 * fraction).round() as usize).clamp(1, members.len());
         members.sort_by_key(|&h| {
             let name = inventory.hosts.get(h).map_or("", |x| x.name.as_str());
             (mix(seed ^ fnv1a(name.as_bytes())), h)
         });
-        chosen.extend(members.into_iter().take(keep));
+        let kept = keep(members.len());
+        chosen.extend(members.into_iter().take(kept));
+    }
+    type GroupStratum<'a> = (&'a str, Vec<usize>);
+    let mut group_strata: BTreeMap<GroupStratum<'_>, Vec<(&str, Vec<usize>)>> = BTreeMap::new();
+    for ((key, value), (members, mut in_stages)) in groups {
+        in_stages.sort_unstable();
+        in_stages.dedup();
+        group_strata
+            .entry((key, in_stages))
+            .or_default()
+            .push((value, members));
+    }
+    let mut whole: Vec<WholeGroups> = Vec::new();
+    for ((key, _), mut members) in group_strata {
+        members.sort_by_key(|(value, _)| {
+            let name = format!("{key}={value}");
+            (mix(seed ^ fnv1a(name.as_bytes())), *value)
+        });
+        let kept = keep(members.len());
+        let entry = match whole.iter_mut().find(|w| w.key == key) {
+            Some(w) => w,
+            None => {
+                whole.push(WholeGroups {
+                    key: key.to_owned(),
+                    kept: 0,
+                    groups: 0,
+                });
+                whole.last_mut().expect("just pushed")
+            }
+        };
+        entry.kept += kept;
+        entry.groups += members.len();
+        for (_, hosts) in members.into_iter().take(kept) {
+            chosen.extend(hosts);
+        }
     }
     chosen.sort_unstable();
-    chosen
+    (chosen, whole)
 }
 
 /// The hosts a drill simulates, and what share of the plan they are.
@@ -121,13 +219,15 @@ pub struct Sample {
     pub fraction: f64,
     /// Per stage name, the fraction of its hosts that are simulated.
     pub stage_sample: BTreeMap<String, f64>,
+    /// Labels whose groups the sample keeps whole ([`sample_units`]).
+    pub whole: Vec<WholeGroups>,
 }
 
 impl Sample {
-    /// About `fraction` of the plan's hosts ([`sample_hosts`]), with the
+    /// About `fraction` of the plan's hosts ([`sample_units`]), with the
     /// fractions the sample really kept, whole and per stage.
     pub fn of(plan: &Plan, inventory: &Inventory, fraction: f64, seed: u64) -> Sample {
-        let chosen = sample_hosts(plan, inventory, fraction, seed);
+        let (chosen, whole) = sample_units(plan, inventory, fraction, seed);
         let selected = plan.distinct_hosts();
         let simulated: std::collections::HashSet<usize> = chosen.iter().copied().collect();
         let stage_sample = plan
@@ -143,8 +243,132 @@ impl Sample {
             chosen,
             selected,
             stage_sample,
+            whole,
         }
     }
+
+    /// Whether the sample keeps `key`'s groups whole.
+    pub fn keeps_whole(&self, key: &str) -> bool {
+        self.fraction >= 1.0 || self.whole.iter().any(|w| w.key == key)
+    }
+}
+
+/// What a rehearsal of `plan` on `sample` cannot model of the plan's
+/// limits, one sentence each: a `max_unavailable` whose groups the sample
+/// kept only part of (its hosts were sampled by another limit's label, whose
+/// groups cut across them), canaries the sample has fewer hosts for, and a
+/// window or growing waves that round to whole hosts so differently in the
+/// sample that it runs a different number of rounds of hosts than the full
+/// stage (`rehearsed` is the rehearsal's plan: the sample's windows).
+pub fn limits_not_modelled(
+    plan: &Plan,
+    inventory: &Inventory,
+    sample: &Sample,
+    rehearsed: &Plan,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if sample.fraction >= 1.0 {
+        return out;
+    }
+    let simulated: std::collections::HashSet<usize> = sample.chosen.iter().copied().collect();
+    for stage in &plan.stages {
+        for (key, limit) in &stage.max_unavailable {
+            // A group of `key` the sample has only part of: its hosts go
+            // `limit` at a time out of fewer, relatively more than in full.
+            let mut groups: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+            for &h in &stage.hosts {
+                if let Some(value) = inventory.hosts.get(h).and_then(|x| x.label(key)) {
+                    let (all, kept) = groups.entry(value).or_default();
+                    *all += 1;
+                    *kept += usize::from(simulated.contains(&h));
+                }
+            }
+            let split = groups.values().any(|&(all, kept)| kept > 0 && kept < all);
+            if split {
+                out.push(format!(
+                    "stage `{}`: `max_unavailable: {{ {key}: {limit} }}` counts hosts per `{key}`, and the sample could not keep every `{key}` group whole (its hosts were sampled by another limit's label): a group with part of its hosts keeps the same limit, so the stage runs faster here than in full",
+                    stage.name
+                ));
+            } else {
+                // Whole groups run side by side, and the stage ends with its
+                // slowest one: of fewer groups, the slowest is less slow.
+                let total = groups.len();
+                let have = groups.values().filter(|&&(_, kept)| kept > 0).count();
+                if have < total && stage.window >= total.saturating_mul(*limit) {
+                    out.push(format!(
+                        "stage `{}`: its `{key}` groups go side by side and it ends with the slowest; the sample has {have} of the {total}, and the slowest of {have} is less slow than the slowest of {total}, so its time comes out short (by several % when groups take several rounds of long boots)",
+                        stage.name
+                    ));
+                }
+            }
+        }
+        let kept = stage.hosts.iter().filter(|h| simulated.contains(h)).count();
+        if stage.canaries > kept {
+            out.push(format!(
+                "stage `{}`: {} canaries, but the sample keeps {kept} of its hosts",
+                stage.name, stage.canaries
+            ));
+        }
+        let Some(small) = rehearsed.stages.iter().find(|s| s.name == stage.name) else {
+            continue;
+        };
+        // Rounds of hosts only decide a stage's time when nothing else limits it.
+        if stage.rate.is_some() || !stage.max_unavailable.is_empty() || kept == 0 {
+            continue;
+        }
+        let full = rounds(stage.hosts.len(), stage.canaries, &stage.ramp, stage.window);
+        let here = rounds(small.hosts.len(), small.canaries, &small.ramp, small.window);
+        let off = here / full - 1.0;
+        if off.abs() >= 0.03 {
+            let sizes = |s: &crate::plan::StagePlan| {
+                let mut v: Vec<String> = s.ramp.iter().map(usize::to_string).collect();
+                v.push(s.window.to_string());
+                v.join(", ")
+            };
+            out.push(format!(
+                "stage `{}`: its window rounds to whole hosts ({} at a time for {} hosts here, {} for {} in full): {here:.1} rounds of hosts here against {full:.1}, so its time comes out about {:.0} % {}",
+                stage.name,
+                sizes(small),
+                small.hosts.len(),
+                sizes(stage),
+                stage.hosts.len(),
+                off.abs() * 100.0,
+                if off < 0.0 { "short" } else { "long" }
+            ));
+        }
+        // A wave ends with its slowest host; the sample's waves have fewer.
+        if small.ramp.iter().zip(&stage.ramp).any(|(s, f)| s < f) {
+            let list = |v: &[usize]| {
+                v.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push(format!(
+                "stage `{}`: each growing wave ends with its slowest host, and the sample's waves are smaller ({} hosts here, {} in full): the slowest of a few boots is less slow than the slowest of many, so its time comes out short (by several % with long boots)",
+                stage.name,
+                list(&small.ramp),
+                list(&stage.ramp)
+            ));
+        }
+    }
+    out
+}
+
+/// How many rounds of hosts a stage of `n` hosts runs: one per canary (they
+/// go one at a time), one per growing wave, then its hosts left over its
+/// window (fractional: a rolling window refills as hosts land).
+fn rounds(n: usize, canaries: usize, ramp: &[usize], window: usize) -> f64 {
+    let mut left = n.saturating_sub(canaries);
+    let mut rounds = canaries.min(n) as f64;
+    for &wave in ramp {
+        if left == 0 {
+            break;
+        }
+        rounds += 1.0;
+        left = left.saturating_sub(wave);
+    }
+    rounds + left as f64 / window.max(1) as f64
 }
 
 /// Each simulated host's fault (in [`Sample::chosen`] order), placed per
@@ -293,7 +517,13 @@ pub fn rehearse(book: &Playbook, r: &Rehearsal) -> Playbook {
             (a, _) => a,
         };
         stage.max_failures = shrink(budget, sample);
-        stage.rate = stage.rate.map(|rate| scale_rate(rate, r.speed * sample));
+        // A rate per group of a label kept whole paces as many hosts per
+        // group as in full; otherwise each group keeps about `sample` of them.
+        let factor = match &stage.rate_per {
+            Some(key) if r.whole.contains(key) => r.speed,
+            _ => r.speed * sample,
+        };
+        stage.rate = stage.rate.map(|rate| scale_rate(rate, factor));
         stage.connect_timeout = compress(stage.connect_timeout, r.speed).max(MIN_CONNECT_TIMEOUT);
         if let Some(cycles) = &mut stage.remediate {
             cycles.pdu_interval = compress(cycles.pdu_interval, r.speed);
@@ -645,6 +875,194 @@ stages:
         assert_eq!(faulty, 8);
     }
 
+    /// 300 hosts in 15 racks of 20 (`rack`), on 30 PDUs of 10 (`pdu`, two
+    /// to a rack), in 10 rows across the racks (`row`), and 20 hosts of
+    /// another role with no rack.
+    const RACKS: &str = r#"
+version: 1
+datacenters:
+  a:
+    hosts:
+      - name: "n[000-299]"
+        labels: { role: node }
+      - name: "misc[01-20]"
+        labels: { role: misc }
+"#;
+
+    /// RACKS with its labels: rack `r{i / 20}`, pdu `p{i / 10}`, row `w{i % 10}`.
+    fn racks() -> Inventory {
+        let mut inv = inventory(RACKS);
+        for (i, h) in inv.hosts.iter_mut().enumerate().take(300) {
+            h.labels.insert("rack".into(), format!("r{:02}", i / 20));
+            h.labels.insert("pdu".into(), format!("p{:02}", i / 10));
+            h.labels.insert("row".into(), format!("w{}", i % 10));
+        }
+        inv
+    }
+
+    #[test]
+    fn a_sample_keeps_whole_racks_where_max_unavailable_counts_per_rack() {
+        let inv = racks();
+        let text = "version: 1\nstages:\n  - name: nodes\n    select: { role: node }\n    parallel: 100%\n    max_unavailable: { rack: 2 }\n    steps: [ reboot ]\n  - name: misc\n    select: { role: misc }\n    steps: [ reboot ]\n";
+        let plan = crate::plan::build(&playbook(text, &inv), &inv, None).unwrap();
+        for seed in 1..=5 {
+            let sample = Sample::of(&plan, &inv, 0.1, seed);
+            let mut per_rack: BTreeMap<&str, usize> = BTreeMap::new();
+            for &h in &sample.chosen {
+                if let Some(r) = inv.hosts[h].label("rack") {
+                    *per_rack.entry(r).or_default() += 1;
+                }
+            }
+            // round(15 × 0.1) = 2 racks, all 20 hosts of each.
+            assert_eq!(per_rack.len(), 2, "seed {seed}: {per_rack:?}");
+            assert!(per_rack.values().all(|&n| n == 20), "{per_rack:?}");
+            assert_eq!(
+                sample.whole,
+                [WholeGroups {
+                    key: "rack".into(),
+                    kept: 2,
+                    groups: 15
+                }]
+            );
+            // Hosts no limit counts are sampled one by one: 2 of 20.
+            let misc = sample.chosen.iter().filter(|&&h| h >= 300).count();
+            assert_eq!(misc, 2);
+            assert_eq!(sample.stage_sample["nodes"], 40.0 / 300.0);
+            assert!(sample.keeps_whole("rack") && !sample.keeps_whole("pdu"));
+            // The limit holds per rack as in full, and a 100 % window rounds
+            // exactly: only that the slowest of 2 racks is less slow than the
+            // slowest of 15.
+            let r = Rehearsal {
+                speed: 10.0,
+                sample: sample.fraction,
+                stage_sample: sample.stage_sample.clone(),
+                http_port: 1,
+                stage_hosts: BTreeMap::new(),
+                whole: vec!["rack".into()],
+            };
+            let rehearsed = rehearse(&playbook(text, &inv), &r);
+            let small = crate::plan::build(&rehearsed, &inv, None).unwrap();
+            assert_eq!(
+                limits_not_modelled(&plan, &inv, &sample, &small),
+                [
+                    "stage `nodes`: its `rack` groups go side by side and it ends with the slowest; the sample has 2 of the 15, and the slowest of 2 is less slow than the slowest of 15, so its time comes out short (by several % when groups take several rounds of long boots)"
+                ]
+            );
+        }
+        // The same seed keeps the same racks; another seed may not.
+        let a = Sample::of(&plan, &inv, 0.1, 1).chosen;
+        assert_eq!(a, Sample::of(&plan, &inv, 0.1, 1).chosen);
+        assert!((2..=20).any(|seed| Sample::of(&plan, &inv, 0.1, seed).chosen != a));
+        // Without the limit, hosts are sampled one by one: 30 of 300.
+        let free = text.replace("    max_unavailable: { rack: 2 }\n", "");
+        let plan = crate::plan::build(&playbook(&free, &inv), &inv, None).unwrap();
+        let sample = Sample::of(&plan, &inv, 0.1, 1);
+        assert!(sample.whole.is_empty());
+        assert_eq!(sample.chosen.iter().filter(|&&h| h < 300).count(), 30);
+    }
+
+    #[test]
+    fn a_second_limit_the_sample_cannot_keep_whole_is_said() {
+        let inv = racks();
+        let text = "version: 1\nstages:\n  - name: nodes\n    select: { role: node }\n    parallel: 100%\n    max_unavailable: { rack: 2, pdu: 1, row: 3 }\n    steps: [ reboot ]\n";
+        let plan = crate::plan::build(&playbook(text, &inv), &inv, None).unwrap();
+        let sample = Sample::of(&plan, &inv, 0.1, 3);
+        // Racks (the first key) are kept whole; so are the two PDUs of each
+        // rack, but a row spans every rack and keeps 4 of its 30 hosts.
+        assert_eq!(sample.whole.len(), 1);
+        assert_eq!(sample.whole[0].key, "rack");
+        let said = limits_not_modelled(&plan, &inv, &sample, &plan);
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert!(
+            said[0].contains("its `rack` groups go side by side"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].contains("its `pdu` groups go side by side"),
+            "{said:?}"
+        );
+        assert_eq!(
+            said[2..],
+            [
+                "stage `nodes`: `max_unavailable: { row: 3 }` counts hosts per `row`, and the sample could not keep every `row` group whole (its hosts were sampled by another limit's label): a group with part of its hosts keeps the same limit, so the stage runs faster here than in full"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rate_per_rack_kept_whole_is_compressed_by_the_speed_only() {
+        let inv = racks();
+        let text = "version: 1\nstages:\n  - name: nodes\n    select: { role: node }\n    parallel: 100%\n    rate: 2/s\n    rate_per: rack\n    max_unavailable: { rack: 5 }\n    steps: [ reboot ]\n";
+        let book = playbook(text, &inv);
+        let mut r = Rehearsal {
+            speed: 10.0,
+            sample: 0.1,
+            stage_sample: BTreeMap::new(),
+            http_port: 1,
+            stage_hosts: BTreeMap::new(),
+            whole: vec!["rack".into()],
+        };
+        let per_s = |count| Rate {
+            count,
+            per: Duration::from_secs(1),
+        };
+        // Each kept rack has all its hosts: 2/s per rack, 10x faster.
+        assert_eq!(rehearse(&book, &r).stages[0].rate, Some(per_s(20)));
+        // Racks sampled host by host keep a tenth of their hosts each.
+        r.whole.clear();
+        assert_eq!(rehearse(&book, &r).stages[0].rate, Some(per_s(2)));
+    }
+
+    #[test]
+    fn windows_that_round_differently_in_the_sample_are_said_with_how_much() {
+        let inv = racks();
+        let plan_of = |parallel: &str| {
+            let text = format!(
+                "version: 1\nstages:\n  - name: nodes\n    select: {{ role: node }}\n    parallel: {parallel}\n    steps: [ reboot ]\n"
+            );
+            let book = playbook(&text, &inv);
+            let plan = crate::plan::build(&book, &inv, None).unwrap();
+            let sample = Sample::of(&plan, &inv, 0.1, 1);
+            let r = Rehearsal {
+                speed: 10.0,
+                sample: sample.fraction,
+                stage_sample: sample.stage_sample.clone(),
+                http_port: 1,
+                stage_hosts: BTreeMap::new(),
+                whole: Vec::new(),
+            };
+            // The rehearsal is planned on the sampled hosts only.
+            let mut sim = inv.clone();
+            sim.hosts = sample
+                .chosen
+                .iter()
+                .map(|&h| inv.hosts[h].clone())
+                .collect();
+            let small = crate::plan::build(&rehearse(&book, &r), &sim, None).unwrap();
+            limits_not_modelled(&plan, &inv, &sample, &small)
+        };
+        // 10 % of 300 is 30, of 30 it is 3: ten rounds either way.
+        assert_eq!(plan_of("10%"), Vec::<String>::new());
+        // 25 % of 30 rounds up to 8: 3.75 rounds where the full stage has 4.
+        assert_eq!(
+            plan_of("25%"),
+            [
+                "stage `nodes`: its window rounds to whole hosts (8 at a time for 30 hosts here, 75 for 300 in full): 3.8 rounds of hosts here against 4.0, so its time comes out about 6 % short"
+            ]
+        );
+        // Growing waves: 1, 1, 2, then 3 against 1, 6, 15, then 30.
+        let waves = plan_of("[1, 2%, 5%, 10%]");
+        assert_eq!(waves.len(), 2, "{waves:?}");
+        assert_eq!(
+            waves[1],
+            "stage `nodes`: each growing wave ends with its slowest host, and the sample's waves are smaller (1, 1, 2 hosts here, 1, 6, 15 in full): the slowest of a few boots is less slow than the slowest of many, so its time comes out short (by several % with long boots)"
+        );
+        assert!(
+            waves[0].contains("(1, 1, 2, 3 at a time for 30 hosts here, 1, 6, 15, 30 for 300 in full): 11.7 rounds of hosts here against 12.3, so its time comes out about 5 % short"),
+            "{waves:?}"
+        );
+    }
+
     #[test]
     fn hosts_no_stage_selects_are_not_simulated() {
         let inv = inventory(INV);
@@ -670,6 +1088,7 @@ stages:
             stage_sample: BTreeMap::new(),
             http_port: 18081,
             stage_hosts: BTreeMap::from([("app".to_owned(), 300)]),
+            whole: Vec::new(),
         };
         // 1 % of 300 is 3; a tenth of it, rounded up, 1 (1 % of the 30
         // sampled hosts would round down to 0, and the sample's one fault
@@ -692,6 +1111,7 @@ stages:
             stage_sample: BTreeMap::from([("dns".to_owned(), 0.5)]),
             http_port: 18081,
             stage_hosts: BTreeMap::new(),
+            whole: Vec::new(),
         };
         let out = rehearse(&book, &r);
         let dns = &out.stages[0];
@@ -795,6 +1215,7 @@ stages:
             stage_sample: BTreeMap::new(),
             http_port: 18081,
             stage_hosts: BTreeMap::new(),
+            whole: Vec::new(),
         };
         let rehearsed = pacing(&rehearse(&book, &r));
         assert_eq!(rehearsed[0].0, defaults.pdu_interval / 4);

@@ -456,3 +456,99 @@ fn a_drill_names_a_fault_no_step_of_the_plan_can_meet() {
         "{out}"
     );
 }
+
+/// Four racks of four hosts; rows cut across the racks (a host's place in
+/// its rack).
+const RACKS: &str = r#"
+version: 1
+datacenters:
+  lab:
+    hosts:
+      - name: "a[1-4]"
+        labels: { role: node, rack: ra, row: "w{1}" }
+      - name: "b[1-4]"
+        labels: { role: node, rack: rb, row: "w{1}" }
+      - name: "c[1-4]"
+        labels: { role: node, rack: rc, row: "w{1}" }
+      - name: "d[1-4]"
+        labels: { role: node, rack: rd, row: "w{1}" }
+"#;
+
+/// `max_unavailable` counts per rack: a sample that kept one host of each
+/// rack would reboot all four at once, where the full run reboots each
+/// rack's hosts one after the other. The drill keeps whole racks, and says
+/// what it still cannot model (rows cut across the racks it kept), in its
+/// report and in the journal `report --format json` reads.
+#[test]
+fn a_drill_keeps_whole_racks_for_max_unavailable_and_says_what_it_cannot_model() {
+    let files = Files::new(
+        r#"
+version: 1
+name: racks
+stages:
+  - name: nodes
+    select: { role: node }
+    parallel: 100%
+    max_unavailable: { rack: 1, row: 2 }
+    steps:
+      - reboot: { timeout: 5m }
+      - health: { checks: [ { ssh: "systemctl is-system-running" } ], timeout: 1m }
+"#,
+    );
+    std::fs::write(files.dir.path().join("inv.yaml"), RACKS).expect("inventory");
+    let (code, out, err) = files.drill(&[
+        "--sample",
+        "0.25",
+        "--speed",
+        "20",
+        "--boot-time",
+        "20s",
+        "--journal",
+        "drills",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("on 4 simulated hosts (25% of the 16"), "{out}");
+    assert!(
+        out.contains("drill: the sample keeps whole `rack` groups (1 of 4), so max_unavailable per `rack` holds as in full"),
+        "{out}"
+    );
+    let done: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("ok "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(done.len(), 4, "{out}");
+    let rack = done[0].chars().next();
+    assert!(
+        done.iter().all(|h| h.chars().next() == rack),
+        "one whole rack: {done:?}\n{out}"
+    );
+    // One host of the rack at a time, each booting 20 s: four boots.
+    assert!(predicted(&out) >= 80, "{out}");
+    let row = "stage `nodes`: `max_unavailable: { row: 2 }` counts hosts per `row`, and the sample could not keep every `row` group whole";
+    let boot = "boot times come from `--boot-time` (20s): the prediction is as good as that is for the real hosts";
+    for said in [row, boot] {
+        assert!(out.contains(&format!("not modelled: {said}")), "{out}");
+    }
+    let journal = out
+        .lines()
+        .find_map(|l| l.strip_prefix("journal: "))
+        .unwrap_or_else(|| panic!("no journal line:\n{out}"));
+    let (code, json, err) = support::run(
+        support::rekindle_in(files.dir.path()).args(["report", journal, "--format", "json"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let notes: Vec<&str> = summary["notes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    for said in [row, boot] {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with(&format!("not modelled by the drill: {said}"))),
+            "{notes:?}"
+        );
+    }
+}
