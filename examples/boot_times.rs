@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rekindle::sim::BootTime;
+use rekindle::sim::BootTimeRange;
 
 /// The simulator drops a rebooting host's sessions this long after the
 /// command (sim::host::REBOOT_GRACE); it is part of every host's outage.
@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     let hosts: usize = hosts.parse().context("HOSTS")?;
     let window: usize = window.parse().context("WINDOW")?;
     let seed: u64 = seed.parse().context("SEED")?;
-    let boot = BootTime::parse(boot)?;
+    let boot = BootTimeRange::parse(boot)?;
     if hosts == 0 || window == 0 {
         bail!("HOSTS and WINDOW must be positive");
     }

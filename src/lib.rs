@@ -7,30 +7,64 @@
 //! ```text
 //! inventory + playbook -> plan (pure) -> engine -> events -> journal / progress / report
 //!                                          |
-//!                                      transport (SSH, HTTP, Redfish)
+//!                                      transport (SSH, HTTP, Redfish, IPMI)
 //! ```
 //!
-//! - [`diag`], [`yaml`]: spans, diagnostics, the spanned YAML tree.
-//! - [`inventory`], [`playbook`], [`select`]: input formats into typed models.
-//! - [`plan`]: models into an execution plan; no I/O.
-//! - [`engine`]: executes a plan, reports only through events.
-//! - [`transport`]: SSH, TCP/HTTP probes, Redfish.
-//! - [`journal`], [`report`]: consumers of the event stream; the run's one
-//!   state (`report::state::RunState`) that progress, the live page, the
-//!   summary, `report` and `status --etcd` read.
-//! - [`live`]: the live status page, JSON status and metrics of `--listen`.
-//! - [`etcd`]: a run kept in etcd (`--etcd`): journal mirror, lease, fencing, takeover.
+//! The floors, top first; each imports only the floors below it, and
+//! `tests/it/layers.rs` fails on a circle or an arrow that runs up:
+//!
+//! - [`cli`], [`commands`]: the command line: arguments into typed
+//!   settings, confirmation, printing; [`exit`]: the exit codes and the one
+//!   mapping from a command's error to one.
+//! - [`audit`]: `rekindle audit`: the plan checked against the dependencies
+//!   hosts show and what rekindle itself needs; read-only.
 //! - [`session`]: the execution pipeline `run`, `resume` and `drill` share
 //!   (inputs checked, lock, journal, engine, consumers, exit code), the
 //!   resume itself, a takeover from etcd and the standby loop.
-//! - [`audit`]: `rekindle audit`: the plan checked against the dependencies
-//!   hosts show and what rekindle itself needs; read-only.
-//! - [`sim`]: the simulated fleet; the engine never imports it.
-//! - [`files`]: a private file written whole (temporary file and rename).
-//! - [`child_env`]: the environment of programs rekindle starts, without its secrets.
-//! - [`cli`], [`commands`]: the command line: arguments into typed
-//!   settings, confirmation, printing.
-//! - [`exit`]: exit codes and the one mapping from a command's error to one.
+//! - [`live`]: the live status page, JSON status and metrics of `--listen`;
+//!   [`etcd`]: a run kept in etcd (`--etcd`): journal mirror, lease, fencing, takeover.
+//! - [`report`]: progress, summary and `report` formats, folded from events
+//!   into the run's one state (`report::state::RunState`) that progress, the
+//!   live page, the summary, `report` and `status --etcd` read.
+//! - [`journal`]: events into an append-only file; locks, the run registry, replay.
+//! - [`engine`]: executes a plan, reports only through events; [`sim`]: the
+//!   simulated fleet beside it (the engine never imports it).
+//! - [`plan`]: models into an execution plan; no I/O.
+//! - [`playbook`], [`select`]: playbooks and host selectors into typed models.
+//! - [`transport`]: SSH, TCP/HTTP probes, Redfish and IPMI; takes model data
+//!   as input, never a playbook or a journal.
+//! - [`inventory`]: every inventory format into [`inventory::Host`]s with
+//!   typed fields (address, jump, [`inventory::BmcAddress`], [`inventory::Become`]).
+//! - Leaves, used by all and importing none of the above: [`diag`], [`yaml`]
+//!   (spans, diagnostics, the spanned YAML tree), [`time`] (durations and
+//!   time stamps), [`shell`] (quoting), [`files`] (a private file written
+//!   whole), [`child_env`] (the environment of programs rekindle starts,
+//!   without its secrets).
+//!
+//! Where a behaviour lives, by what a user sees:
+//!
+//! | behaviour | module |
+//! |---|---|
+//! | inventory formats, `group_vars/`, host patterns | [`inventory`] (one file per format) |
+//! | the `bmc` label, `become`/`ansible_become*` | [`inventory::bmc`], [`inventory::escalation`] |
+//! | playbook keys, their checks and messages | [`playbook::parse`], [`playbook::validate`] |
+//! | `90s`, `1h30m` (every duration flag and key) | [`time`]; rates and amounts: [`playbook::units`] |
+//! | `--select`, `--limit` selectors | [`select`] |
+//! | stage order, windows, estimates (`plan`) | [`plan`] |
+//! | `plan --preflight` | [`session::preflight`], [`session::power_check`] |
+//! | what may start now: parallelism, rates, budgets, PDUs | [`engine::admission`] |
+//! | one host's steps: connect, run, reboot proof, health | [`engine::steps`] |
+//! | `power_on`, `remediate` power cycles, BMC etiquette | [`engine::power`] |
+//! | why a host failed, "unreachable" | [`engine::failure`], [`transport::ConnectErrorKind`] |
+//! | SSH, `~/.ssh/config`, known_hosts | [`transport::ssh`], [`transport::ssh_config`], [`transport::known_hosts`] |
+//! | Redfish, IPMI, BMC certificates | [`transport::redfish`], [`transport::ipmi`], [`transport::bmc_trust`] |
+//! | sudo/doas wrapping and refusals | [`transport::escalation`] |
+//! | the journal file, locks, `resume` | [`journal`], [`session::resume`] |
+//! | terminal progress, summary, `report` formats, the ETA | [`report`] ([`report::state`]) |
+//! | `--listen` page and metrics, `--notify` | [`live`] |
+//! | `--etcd`, standby and takeover | [`etcd`], [`session::takeover`] |
+//! | `sim` and `drill` | [`sim`], [`session::drill`] |
+//! | `audit` | [`audit`] |
 
 pub mod audit;
 pub mod child_env;
@@ -47,9 +81,12 @@ pub mod live;
 pub mod plan;
 pub mod playbook;
 pub mod report;
+pub mod secret;
 pub mod select;
 pub mod session;
+pub mod shell;
 pub mod sim;
+pub mod time;
 pub mod transport;
 pub mod yaml;
 

@@ -61,7 +61,7 @@ pub struct StagePlan {
     /// BMC power cycles for a host that does not come back (`None`: none).
     pub remediate: Option<crate::playbook::Remediate>,
     /// The stage's `become` (a host's own escalation takes precedence).
-    pub escalation: Option<crate::transport::escalation::Escalation>,
+    pub escalation: Option<crate::inventory::Become>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub steps: Vec<Step>,
@@ -71,6 +71,13 @@ pub struct StagePlan {
 }
 
 impl StagePlan {
+    /// Whether the stage reaches its hosts through their BMCs: it powers
+    /// them on, or `remediate` may power-cycle them. The one definition of
+    /// "hosts reached through a BMC" (credentials, pins, client, preflight).
+    pub fn reaches_bmcs(&self) -> bool {
+        self.remediate.is_some() || self.steps.iter().any(|s| matches!(s, Step::PowerOn(_)))
+    }
+
     /// The readiness gate this stage has on stage `dependency` (percent), if any.
     pub fn gate(&self, dependency: usize) -> Option<f64> {
         self.gates
@@ -137,6 +144,20 @@ impl Plan {
     }
 
     /// How many distinct hosts the stages select (a host in two stages counts once).
+    /// Hosts some stage reaches through their BMCs
+    /// ([`StagePlan::reaches_bmcs`]), once each, in inventory order.
+    pub fn bmc_hosts(&self) -> Vec<usize> {
+        let mut hosts: Vec<usize> = self
+            .stages
+            .iter()
+            .filter(|s| s.reaches_bmcs())
+            .flat_map(|s| s.hosts.iter().copied())
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts
+    }
+
     pub fn distinct_hosts(&self) -> usize {
         let mut all: Vec<usize> = self
             .stages

@@ -242,9 +242,11 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
             span: Span::file(Arc::from("t")),
         }
+        .read_bmc_label()
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::deps::plural;
 use super::{Finding, Kind, Severity};
-use crate::engine::power::Power;
+use crate::engine::power::PowerControl;
 use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::playbook::Step;
@@ -86,7 +86,7 @@ pub fn targets(plan: &Plan, inventory: &Inventory) -> Vec<usize> {
 
 /// Reads every target's system, at most `parallel` at once.
 pub async fn read(
-    power: Arc<Power>,
+    power: Arc<PowerControl>,
     inventory: &Inventory,
     hosts: &[usize],
     parallel: usize,

@@ -34,7 +34,7 @@ use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::select::Selector;
 use crate::session::preflight::ProblemKind;
-use crate::transport::{Connector, Session};
+use crate::transport::{Connection, Connector};
 
 /// Reads both socket tables. A host without IPv6 has no `/proc/net/tcp6`;
 /// that is no error. A missing `/proc/net/tcp` shows as output without a
@@ -434,7 +434,7 @@ pub fn run(
     if !targets.is_empty() {
         match crate::session::bmc_client_for(&targets, inventory, &settings.bmc) {
             Ok(client) => {
-                let power = Arc::new(crate::engine::power::Power::new(client));
+                let power = Arc::new(crate::engine::power::PowerControl::new(client));
                 observed.bmcs =
                     runtime.block_on(bmc::read(power, inventory, &targets, settings.parallel));
             }

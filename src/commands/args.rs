@@ -20,7 +20,7 @@ use crate::plan::Plan;
 use crate::playbook::Rate;
 use crate::session::front::Front;
 use crate::session::{self, BmcSettings, LoadError, Loaded, Settings};
-use crate::sim::{BootTime, FailSpec, FleetConfig, SimHost, parse_fail};
+use crate::sim::{BootTimeRange, FailSpec, FleetConfig, SimHost, parse_fail};
 use crate::transport::ssh::SshOptions;
 
 /// The fastest a drill may compress time: beyond it, simulated commands and
@@ -100,7 +100,7 @@ pub(crate) fn drill_shape(
             "--speed must be between 1 and {MAX_SPEED}, got {speed}"
         ));
     }
-    let boot_time = BootTime::parse(&fleet.boot_time).map_err(|e| e.to_string())?;
+    let boot_time = BootTimeRange::parse(&fleet.boot_time).map_err(|e| e.to_string())?;
     let fail = match &fleet.fail {
         Some(f) => parse_fail(f).map_err(|e| e.to_string())?,
         None => FailSpec::default(),
@@ -129,7 +129,7 @@ pub(crate) fn fleet(
     if let Some(p) = args.http_port {
         config.http_port = p;
     }
-    config.boot_time = BootTime::parse(&args.fleet.boot_time)?;
+    config.boot_time = BootTimeRange::parse(&args.fleet.boot_time)?;
     if let Some(p) = args.bmc_port {
         config.bmc_port = p;
     }
@@ -233,8 +233,8 @@ fn etcd_endpoints(list: &str) -> anyhow::Result<Vec<String>> {
 
 /// `--bmc-outage`, checked.
 pub(crate) fn outage(input: &str) -> Result<Duration, String> {
-    crate::sim::config::parse_duration(input)
-        .ok_or_else(|| format!("bad --bmc-outage `{input}` (e.g. 30s)"))
+    crate::time::parse_duration_as(input, crate::time::Fractions::Allowed)
+        .map_err(|_| format!("bad --bmc-outage `{input}` (e.g. 30s)"))
 }
 
 /// `--etcd` and its companions, checked; `None` without `--etcd`. A TLS
@@ -511,6 +511,9 @@ mod tests {
         };
         assert!(drill_shape(1.0, 1.0, &bad_boot, &exec).is_err());
         assert!(outage("30s").is_ok());
+        // One duration rule for every flag: `--etcd-ttl 1m30s` was always taken.
+        assert_eq!(outage("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(outage("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(outage("later").is_err());
     }
 }

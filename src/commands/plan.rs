@@ -15,12 +15,6 @@ use crate::session::plan_check::Refused;
 use crate::session::preflight;
 
 pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
-    let limit = args
-        .limit
-        .as_deref()
-        .map(Selector::parse)
-        .transpose()
-        .map_err(|e| usage(format!("--limit: {e}")))?;
     let mut sources = Sources::new();
     let loaded = match crate::session::load(
         &args.inventories,
@@ -39,6 +33,7 @@ pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
         book: playbook,
         mut plan,
         warnings: mut notes,
+        limit,
     } = loaded;
     match crate::session::plan_check::check(&plan, &inventory, args.bmc_credentials.as_deref()) {
         Ok(warnings) => notes.extend(warnings),

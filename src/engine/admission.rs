@@ -1233,21 +1233,25 @@ mod tests {
     use crate::playbook::OnUnreachable;
 
     fn host(i: usize, labels: &[(&str, &str)]) -> Arc<Host> {
-        Arc::new(Host {
-            name: format!("h{i}"),
-            address: format!("10.0.0.{i}"),
-            port: 22,
-            user: None,
-            jump: None,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            identity_file: None,
-            escalation: None,
-            groups: vec![],
-            span: Span::file(Arc::from("t")),
-        })
+        Arc::new(
+            Host {
+                name: format!("h{i}"),
+                address: format!("10.0.0.{i}"),
+                port: 22,
+                user: None,
+                jump: None,
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+                identity_file: None,
+                escalation: None,
+                bmc: None,
+                groups: vec![],
+                span: Span::file(Arc::from("t")),
+            }
+            .read_bmc_label(),
+        )
     }
 
     fn stage(name: &str, hosts: &[usize]) -> StagePlan {

@@ -229,44 +229,8 @@ impl HostOutcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    WaitSsh,
-    Run,
-    Reboot,
-    RestartService,
-    PowerOn,
-    Health,
-    Local,
-}
-
-impl StepKind {
-    pub fn of(step: &crate::playbook::Step) -> StepKind {
-        use crate::playbook::Step;
-        match step {
-            Step::WaitSsh { .. } => StepKind::WaitSsh,
-            Step::Run { .. } => StepKind::Run,
-            Step::Reboot { .. } => StepKind::Reboot,
-            Step::RestartService { .. } => StepKind::RestartService,
-            Step::PowerOn(_) => StepKind::PowerOn,
-            Step::Health(_) => StepKind::Health,
-            Step::Local { .. } => StepKind::Local,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::WaitSsh => "wait_ssh",
-            StepKind::Run => "run",
-            StepKind::Reboot => "reboot",
-            StepKind::RestartService => "restart_service",
-            StepKind::PowerOn => "power_on",
-            StepKind::Health => "health",
-            StepKind::Local => "local",
-        }
-    }
-}
+/// The kind of a step, as events carry it: the playbook's own.
+pub use crate::playbook::StepKind;
 
 /// The engine's side of the event channel: stamps times and waits for acks
 /// (and, while the run is paused, holds hosts between steps).

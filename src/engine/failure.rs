@@ -11,48 +11,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::transport::ConnectErrorKind;
 use crate::transport::redfish::BmcErrorKind;
 
-/// How a connection attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectKind {
-    Unreachable,
-    Timeout,
-    HostKeyUnknown,
-    HostKeyChanged,
-    HostCertificate,
-    Auth,
-    Jump,
-    Protocol,
-}
-
-impl From<ConnectErrorKind> for ConnectKind {
-    fn from(k: ConnectErrorKind) -> Self {
-        match k {
-            ConnectErrorKind::Unreachable => ConnectKind::Unreachable,
-            ConnectErrorKind::Timeout => ConnectKind::Timeout,
-            ConnectErrorKind::HostKeyUnknown => ConnectKind::HostKeyUnknown,
-            ConnectErrorKind::HostKeyChanged => ConnectKind::HostKeyChanged,
-            ConnectErrorKind::HostCertificate => ConnectKind::HostCertificate,
-            ConnectErrorKind::Auth => ConnectKind::Auth,
-            ConnectErrorKind::Jump => ConnectKind::Jump,
-            ConnectErrorKind::Protocol => ConnectKind::Protocol,
-        }
-    }
-}
+/// How a connection attempt failed: the transport's kind, carried as it is
+/// (one enum, one "unreachable" rule: [`ConnectKind::is_unreachable`]).
+pub use crate::transport::ConnectErrorKind as ConnectKind;
 
 impl ConnectKind {
-    /// Refused, timed out, or the jump host failed: the host may be set
-    /// aside (`on_unreachable: skip`). Key and login problems never are.
-    pub fn is_unreachable(self) -> bool {
-        matches!(
-            self,
-            ConnectKind::Unreachable | ConnectKind::Timeout | ConnectKind::Jump
-        )
-    }
-
     fn title(self) -> &'static str {
         match self {
             ConnectKind::Unreachable | ConnectKind::Timeout | ConnectKind::Jump => "unreachable",

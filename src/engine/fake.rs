@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::inventory::Host;
-use crate::transport::{ConnectError, ConnectErrorKind, Connector, ExecError, ExecOutput, Session};
+use crate::transport::{
+    ConnectError, ConnectErrorKind, Connection, Connector, ExecError, ExecOutput,
+};
 
 pub const REBOOT_COMMAND: &str = "systemctl reboot";
 
@@ -87,15 +89,15 @@ pub struct Call {
     pub what: String,
 }
 
-pub struct Fleet {
+pub struct FakeFleet {
     origin: Instant,
     hosts: Mutex<HashMap<String, HostState>>,
     log: Mutex<Vec<Call>>,
 }
 
-impl Fleet {
-    pub fn new() -> Arc<Fleet> {
-        Arc::new(Fleet {
+impl FakeFleet {
+    pub fn new() -> Arc<FakeFleet> {
+        Arc::new(FakeFleet {
             origin: Instant::now(),
             hosts: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
@@ -191,16 +193,16 @@ impl Fleet {
     }
 }
 
-pub struct FakeConnector(pub Arc<Fleet>);
+pub struct FakeConnector(pub Arc<FakeFleet>);
 
 pub struct FakeSession {
-    fleet: Arc<Fleet>,
+    fleet: Arc<FakeFleet>,
     host: String,
     boot: u32,
 }
 
 impl Connector for FakeConnector {
-    type Session = FakeSession;
+    type Connection = FakeSession;
 
     async fn connect(&self, host: &Host, timeout: Duration) -> Result<FakeSession, ConnectError> {
         self.0.record(&host.name, "connect");
@@ -238,7 +240,7 @@ impl Connector for FakeConnector {
     }
 }
 
-impl Session for FakeSession {
+impl Connection for FakeSession {
     async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ExecError> {
         self.fleet.record(&self.host, command);
         if self.is_closed() {
@@ -318,7 +320,7 @@ impl Session for FakeSession {
 /// time, into the fleet's call log as `bmc login` and so on.
 #[derive(Debug)]
 pub struct FakeBmc {
-    fleet: Arc<Fleet>,
+    fleet: Arc<FakeFleet>,
     /// The system's `ResetType@Redfish.AllowableValues` (`None`: not given).
     pub allowed: Option<Vec<String>>,
     /// PowerState every system reports until a reset changes it.
@@ -327,14 +329,14 @@ pub struct FakeBmc {
     states: Mutex<HashMap<String, &'static str>>,
 }
 
-impl std::fmt::Debug for Fleet {
+impl std::fmt::Debug for FakeFleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fleet").finish_non_exhaustive()
+        f.debug_struct("FakeFleet").finish_non_exhaustive()
     }
 }
 
 impl FakeBmc {
-    pub fn new(fleet: &Arc<Fleet>) -> FakeBmc {
+    pub fn new(fleet: &Arc<FakeFleet>) -> FakeBmc {
         FakeBmc {
             fleet: Arc::clone(fleet),
             allowed: Some(vec![

@@ -84,7 +84,7 @@ pub struct EngineOptions {
     pub bmc_time_scale: f64,
     /// `--become-password-file`: the password sudo reads on stdin (`None`:
     /// sudo runs non-interactively and a host that wants one fails).
-    pub become_password: Option<crate::transport::redfish::Secret>,
+    pub become_password: Option<crate::secret::Secret>,
     /// The pause switch (`rekindle pause`): while true no host starts and no
     /// host in flight starts a new step. `None`: never paused.
     pub pause: Option<tokio::sync::watch::Receiver<bool>>,

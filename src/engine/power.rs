@@ -79,7 +79,7 @@ type Gate = Arc<BmcGate>;
 type Collection = Arc<AsyncMutex<Option<serde_json::Value>>>;
 
 /// Shared by every host of a run: the BMC client and per-BMC etiquette.
-pub struct Power {
+pub struct PowerControl {
     bmc: Arc<dyn Bmc>,
     bmcs: Mutex<HashMap<Endpoint, Gate>>,
     /// Each BMC's systems collection, read once per run by the first host
@@ -95,9 +95,9 @@ pub struct Power {
     cycle_timeout: Duration,
 }
 
-impl std::fmt::Debug for Power {
+impl std::fmt::Debug for PowerControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Power")
+        f.debug_struct("PowerControl")
             .field("bmc", &self.bmc)
             .finish_non_exhaustive()
     }
@@ -112,9 +112,9 @@ pub enum PowerOutcome {
     PoweredOn,
 }
 
-impl Power {
-    pub fn new(bmc: Arc<dyn Bmc>) -> Power {
-        Power {
+impl PowerControl {
+    pub fn new(bmc: Arc<dyn Bmc>) -> PowerControl {
+        PowerControl {
             bmc,
             bmcs: Mutex::new(HashMap::new()),
             collections: Mutex::new(HashMap::new()),
@@ -127,7 +127,7 @@ impl Power {
 
     /// Divides BMC etiquette and polling by `scale` (a drill's `--speed`:
     /// its simulated BMCs answer in compressed time too). 1 leaves them.
-    pub fn time_scaled(mut self, scale: f64) -> Power {
+    pub fn time_scaled(mut self, scale: f64) -> PowerControl {
         if scale > 1.0 {
             self.scale = scale;
             self.poll = (POLL_BASE.div_f64(scale), POLL_CAP.div_f64(scale));
@@ -178,10 +178,8 @@ impl Power {
     /// system, logout), under the same etiquette as a power-on; changes
     /// nothing. For `plan --preflight` and `audit`.
     pub async fn system(&self, host: &Host) -> Result<serde_json::Value, BmcError> {
-        let label = host
-            .label("bmc")
-            .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))?;
-        let bmc = Endpoint::parse(label)?;
+        let bmc = endpoint(host)
+            .ok_or_else(|| BmcError::new(BmcErrorKind::Protocol, "no `bmc` label"))??;
         let gate = self.bmc_gate(&bmc, host);
         let mut auth = None;
         let result = self.discover_json(&gate, &bmc, host, &mut auth).await;
@@ -212,16 +210,17 @@ impl Power {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
-        let label = host.label("bmc").ok_or_else(|| {
-            StepFailure::new(
-                Failure::NoBmc,
-                format!(
-                    "host {} has no `bmc` label: remediate needs its BMC address",
-                    host.name
-                ),
-            )
-        })?;
-        let bmc = Endpoint::parse(label).map_err(fail)?;
+        let bmc = endpoint(host)
+            .ok_or_else(|| {
+                StepFailure::new(
+                    Failure::NoBmc,
+                    format!(
+                        "host {} has no `bmc` label: remediate needs its BMC address",
+                        host.name
+                    ),
+                )
+            })?
+            .map_err(fail)?;
         let gate = self.bmc_gate(&bmc, host);
         let mut auth = None;
         let result = self
@@ -335,16 +334,17 @@ impl Power {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), NotAcknowledged>>,
     {
-        let label = host.label("bmc").ok_or_else(|| {
-            StepFailure::new(
-                Failure::NoBmc,
-                format!(
-                    "host {} has no `bmc` label: power_on needs its BMC address",
-                    host.name
-                ),
-            )
-        })?;
-        let bmc = Endpoint::parse(label).map_err(fail)?;
+        let bmc = endpoint(host)
+            .ok_or_else(|| {
+                StepFailure::new(
+                    Failure::NoBmc,
+                    format!(
+                        "host {} has no `bmc` label: power_on needs its BMC address",
+                        host.name
+                    ),
+                )
+            })?
+            .map_err(fail)?;
         let mut last = Last {
             what: String::from("no answer yet"),
             unreachable: false,
@@ -534,7 +534,7 @@ impl Power {
         // The hosts of one BMC log in and read its collection one after
         // another, so the first one's answers (a fallback to Basic, the
         // collection) spare the others their requests.
-        let slot = Power::gate(&self.collections, bmc);
+        let slot = PowerControl::gate(&self.collections, bmc);
         let mut known = slot.lock().await;
         if auth_slot.is_none() {
             let account = host.label(CREDENTIALS_LABEL);
@@ -700,6 +700,15 @@ impl Last {
     }
 }
 
+/// `host`'s BMC as the transport addresses it, from the address the
+/// inventory read; `None` without a `bmc` label.
+fn endpoint(host: &Host) -> Option<Result<Endpoint, BmcError>> {
+    Some(match host.bmc.as_ref()? {
+        Ok(address) => Ok(Endpoint::from(address)),
+        Err(bad) => Err(BmcError::new(BmcErrorKind::Protocol, bad.0.clone())),
+    })
+}
+
 fn fail(e: BmcError) -> StepFailure {
     StepFailure::new(e.kind.into(), e.message)
 }
@@ -793,7 +802,7 @@ mod tests {
                 self.enter(bmc, "login")?;
                 self.slow().await;
                 Ok(Auth::Session {
-                    token: crate::transport::redfish::Secret::new("t"),
+                    token: crate::secret::Secret::new("t"),
                     location: Some("/s/1".into()),
                     account: account.map(str::to_owned),
                 })
@@ -872,9 +881,11 @@ mod tests {
             ]),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }
+        .read_bmc_label()
     }
 
     fn step(pdu_interval: f64, rate: u32) -> PowerOn {
@@ -894,7 +905,7 @@ mod tests {
     /// Powers hosts on side by side, every turn given at once (pacing is
     /// admission's, tested through the engine below): BMC etiquette alone.
     async fn power_all(
-        power: &Arc<Power>,
+        power: &Arc<PowerControl>,
         hosts: Vec<Host>,
         step: PowerOn,
     ) -> Vec<Result<PowerOutcome, StepFailure>> {
@@ -995,7 +1006,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
         let log = bmcs.log.lock().unwrap().clone();
@@ -1014,7 +1025,7 @@ mod tests {
         let mut fast = host(0, "a");
         fast.labels
             .insert(SPACING_LABEL.to_owned(), "250ms".to_owned());
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![fast, host(1, "b")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn); 2]);
         let log = bmcs.log.lock().unwrap().clone();
@@ -1058,7 +1069,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::AlreadyOn)]);
         assert!(bmcs.calls("reset").is_empty());
@@ -1076,7 +1087,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
         // Read again after the 409, then no second reset.
@@ -1106,7 +1117,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         let Err(f) = &r[0] else { panic!("{r:?}") };
         assert_eq!(
@@ -1128,7 +1139,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         assert_eq!(r, vec![Ok(PowerOutcome::PoweredOn)]);
         let logins: Vec<Duration> = bmcs.calls("login").iter().map(|(t, _)| *t).collect();
@@ -1147,7 +1158,7 @@ mod tests {
                 ..FakeState::default()
             },
         );
-        let power = Arc::new(Power::new(bmcs.clone()));
+        let power = Arc::new(PowerControl::new(bmcs.clone()));
         let r = power_all(&power, vec![host(0, "a")], step(2.0, 20)).await;
         let Err(f) = &r[0] else { panic!("{r:?}") };
         assert!(f.unreachable(), "{f:?}");
@@ -1167,7 +1178,7 @@ mod tests {
         power_on: PowerOn,
         bmcs: &Arc<FakeBmcs>,
     ) -> (Vec<crate::engine::EventKind>, Vec<String>) {
-        use crate::engine::fake::{FakeConnector, Fleet};
+        use crate::engine::fake::{FakeConnector, FakeFleet};
         use crate::engine::{CancelLevel, EngineOptions};
         use crate::plan::{Plan, StagePlan};
         let stage = StagePlan {
@@ -1225,7 +1236,7 @@ mod tests {
         crate::engine::run(
             Arc::new(plan),
             Arc::new(inventory),
-            Arc::new(FakeConnector(Fleet::new())),
+            Arc::new(FakeConnector(FakeFleet::new())),
             opts,
             tx,
             cancel,

@@ -19,7 +19,7 @@ use super::events::{
     Emitter, Event, EventKind, Failure, HostOutcome, HostRef, RunOutcome, StageOutcome, StageRef,
     StepKind,
 };
-use super::power::Power;
+use super::power::PowerControl;
 use super::steps::HostRun;
 use super::{CancelLevel, EngineOptions, HostStart};
 use crate::inventory::{Host, Inventory};
@@ -74,8 +74,8 @@ struct Coordinator<C: Connector> {
     emitter: Emitter,
     starts: HashMap<(usize, usize), HostStart>,
     /// The BMC client and per-BMC etiquette, shared by every host of the run.
-    power: Option<Arc<Power>>,
-    become_password: Option<crate::transport::redfish::Secret>,
+    power: Option<Arc<PowerControl>>,
+    become_password: Option<crate::secret::Secret>,
     hold_resumed_until: Option<Instant>,
     flights: HashMap<u64, Flight>,
     next_slot: u64,
@@ -133,7 +133,7 @@ impl<C: Connector> Coordinator<C> {
             starts: opts.starts,
             power: opts
                 .bmc
-                .map(|b| Arc::new(Power::new(b).time_scaled(opts.bmc_time_scale))),
+                .map(|b| Arc::new(PowerControl::new(b).time_scaled(opts.bmc_time_scale))),
             become_password: opts.become_password,
             hold_resumed_until: opts.hold_resumed_until,
             flights: HashMap::new(),

@@ -19,14 +19,14 @@ use super::events::{
     Emitter, EventKind, HostOutcome, HostRef, NotAcknowledged, StageRef, StepKind,
 };
 use super::failure::{Failure, StepFailure};
-use super::power::Power;
+use super::power::PowerControl;
 use crate::inventory::Host;
+use crate::inventory::escalation::{Become, BecomeMethod};
 use crate::plan::StagePlan;
-use crate::playbook::template::shell_quote;
 use crate::playbook::{Check, Health, PowerOn, Step, Template};
-use crate::transport::escalation::{Escalation, EscalationMethod, Prompt, Refusal};
-use crate::transport::redfish::Secret;
-use crate::transport::{ConnectError, Connector, ExecError, ExecOutput, Session};
+use crate::secret::Secret;
+use crate::transport::escalation::{Prompt, Refusal};
+use crate::transport::{ConnectError, Connection, Connector, ExecError, ExecOutput};
 
 /// Where Linux exposes the id of the current boot; it changes on every boot.
 pub const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
@@ -67,9 +67,7 @@ const GOING_DOWN_WAIT_MAX: Duration = Duration::from_secs(10);
 /// A connection for a command could not be made.
 fn connect_failure(err: &ConnectError) -> StepFailure {
     StepFailure::new(
-        Failure::Connect {
-            error: err.kind.into(),
-        },
+        Failure::Connect { error: err.kind },
         format!("cannot connect: {err}"),
     )
 }
@@ -113,10 +111,10 @@ pub struct HostRun<C: Connector> {
     pub stage: Arc<StagePlan>,
     pub stage_ref: StageRef,
     pub emitter: Emitter,
-    session: Option<C::Session>,
+    session: Option<C::Connection>,
     /// BMC client shared by the run, and this host's line for power-on
     /// turns (`None`: no BMC configured).
-    power: Option<(Arc<Power>, TurnLine)>,
+    power: Option<(Arc<PowerControl>, TurnLine)>,
     /// `--become-password-file`: fed to `sudo -S` on stdin.
     become_password: Option<Secret>,
 }
@@ -150,7 +148,7 @@ impl<C: Connector> HostRun<C> {
     }
 
     /// Gives this host the run's BMC client and its line for power-on turns.
-    pub fn with_power(mut self, power: Option<Arc<Power>>, turns: TurnLine) -> Self {
+    pub fn with_power(mut self, power: Option<Arc<PowerControl>>, turns: TurnLine) -> Self {
         self.power = power.map(|p| (p, turns));
         self
     }
@@ -270,7 +268,7 @@ impl<C: Connector> HostRun<C> {
     async fn session_within(
         &mut self,
         deadline: Option<Instant>,
-    ) -> Result<&C::Session, ConnectError> {
+    ) -> Result<&C::Connection, ConnectError> {
         if self.session.as_ref().is_none_or(|s| s.is_closed()) {
             self.session = None;
             let mut timeout = self.stage.connect_timeout;
@@ -407,7 +405,7 @@ impl<C: Connector> HostRun<C> {
             let Err(e) = self.wait_for_ssh(deadline).await else {
                 return Ok(());
             };
-            let error = crate::engine::failure::ConnectKind::from(e.kind);
+            let error = e.kind;
             let failure = StepFailure::new(
                 Failure::NoSsh { error },
                 format!(
@@ -512,7 +510,7 @@ impl<C: Connector> HostRun<C> {
         self.session = None;
         let deadline = Instant::now() + self.stage.connect_timeout;
         if let Err(e) = self.session_within(Some(deadline)).await {
-            let kind = crate::engine::failure::ConnectKind::from(e.kind);
+            let kind = e.kind;
             return (!kind.is_unreachable()).then(|| Err(connect_failure(&e)));
         }
         let Some(before) = old_boot else {
@@ -806,7 +804,7 @@ impl<C: Connector> HostRun<C> {
         timeout: Duration,
     ) -> Result<(), StepFailure> {
         let unit = fill(unit, &self.host)?;
-        let quoted = shell_quote(&unit);
+        let quoted = crate::shell::quote(&unit);
         // The step's timeout bounds all of it: connect, restart and check.
         let deadline = Instant::now() + timeout;
         // Connect before the intent, so an unreachable host records no action.
@@ -973,17 +971,14 @@ enum Escalated {
 
 /// The words for a refused escalation; never the password.
 fn become_refused(
-    escalation: &Escalation,
+    escalation: &Become,
     refusal: &Refusal,
     host: &str,
     had_password: bool,
 ) -> String {
-    let method = match escalation.method {
-        EscalationMethod::Sudo => "sudo",
-        EscalationMethod::Doas => "doas",
-    };
+    let method = escalation.method.name();
     match refusal {
-        Refusal::NeedsPassword if escalation.method == EscalationMethod::Doas => format!(
+        Refusal::NeedsPassword if escalation.method == BecomeMethod::Doas => format!(
             "doas requires a password on {host} (doas reads passwords only from a \
              terminal: allow the login user with `permit nopass`)"
         ),
@@ -1069,6 +1064,7 @@ mod tests {
             ]),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }

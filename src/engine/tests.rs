@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::fake::{FakeConnector, Fleet, REBOOT_COMMAND, Reboot, Script};
+use super::fake::{FakeConnector, FakeFleet, REBOOT_COMMAND, Reboot, Script};
 use super::steps::BOOT_ID_COMMAND;
 use super::*;
 use crate::diag::Span;
@@ -43,9 +43,11 @@ fn host(name: &str, labels: &[(&str, &str)]) -> Host {
             .collect::<BTreeMap<_, _>>(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: Span::file(Arc::from("test")),
     }
+    .read_bmc_label()
 }
 
 fn run_step() -> Step {
@@ -153,7 +155,7 @@ enum Acks {
 async fn execute(
     plan: Plan,
     hosts: Vec<Host>,
-    fleet: &Arc<Fleet>,
+    fleet: &Arc<FakeFleet>,
     opts: EngineOptions,
     cancel: watch::Receiver<CancelLevel>,
     acks: Acks,
@@ -195,7 +197,7 @@ async fn execute(
     Outcome { outcome, events }
 }
 
-async fn simple(plan: Plan, hosts: Vec<Host>, fleet: &Arc<Fleet>) -> Outcome {
+async fn simple(plan: Plan, hosts: Vec<Host>, fleet: &Arc<FakeFleet>) -> Outcome {
     let (_tx, rx) = watch::channel(CancelLevel::None);
     execute(
         plan,
@@ -229,7 +231,7 @@ fn hosts(n: usize) -> Vec<Host> {
 
 #[tokio::test(start_paused = true)]
 async fn rolling_window_replaces_a_finished_host_at_once() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for (i, d) in [1.0, 5.0, 1.0, 1.0].into_iter().enumerate() {
         fleet.script(&format!("h{i}"), working(d));
     }
@@ -247,7 +249,7 @@ async fn rolling_window_replaces_a_finished_host_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn canaries_go_first_and_alone() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..5 {
         fleet.script(&format!("h{i}"), working(1.0));
     }
@@ -274,7 +276,7 @@ async fn canaries_go_first_and_alone() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_canary_aborts_the_stage() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", failing(1.0));
     for i in 1..4 {
         fleet.script(&format!("h{i}"), working(1.0));
@@ -310,7 +312,7 @@ async fn a_failed_canary_aborts_the_stage() {
 
 #[tokio::test(start_paused = true)]
 async fn failure_budget_stops_new_starts_lets_in_flight_finish_and_skips_dependants() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", failing(1.0));
     fleet.script("h1", working(3.0));
     fleet.script("h2", failing(1.0));
@@ -366,7 +368,7 @@ async fn failure_budget_stops_new_starts_lets_in_flight_finish_and_skips_dependa
 
 #[tokio::test(start_paused = true)]
 async fn unreachable_is_skipped_when_the_stage_says_so() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", working(1.0));
     fleet.script(
         "h1",
@@ -390,7 +392,7 @@ async fn unreachable_is_skipped_when_the_stage_says_so() {
 
 #[tokio::test(start_paused = true)]
 async fn unreachable_spends_the_budget_by_default() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -413,7 +415,7 @@ async fn unreachable_spends_the_budget_by_default() {
 /// the coordinator waited for its outcome forever.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_host_task_is_an_internal_failure_and_the_run_finishes() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..4 {
         fleet.script(&format!("h{i}"), working(1.0));
     }
@@ -468,7 +470,7 @@ async fn a_step_timeout_bounds_the_first_connect_too() {
         },
     ];
     for step in steps {
-        let fleet = Fleet::new();
+        let fleet = FakeFleet::new();
         fleet.script(
             "h0",
             Script {
@@ -497,7 +499,7 @@ async fn a_step_timeout_bounds_the_first_connect_too() {
 
 #[tokio::test(start_paused = true)]
 async fn max_unavailable_holds_across_concurrent_stages() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     let mut inv = Vec::new();
     for (i, name) in ["a0", "a1", "b0", "b1", "a2", "b2"].into_iter().enumerate() {
         let rack = if i < 4 { "r1" } else { "r2" };
@@ -528,7 +530,7 @@ async fn max_unavailable_holds_across_concurrent_stages() {
 
 #[tokio::test(start_paused = true)]
 async fn global_rate_spaces_starts_across_stages() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..4 {
         fleet.script(&format!("h{i}"), working(0.1));
     }
@@ -563,7 +565,7 @@ async fn global_rate_spaces_starts_across_stages() {
 
 #[tokio::test(start_paused = true)]
 async fn stage_rate_keyed_by_label_spaces_each_value() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     let inv = vec![
         host("a0", &[("pdu", "a")]),
         host("a1", &[("pdu", "a")]),
@@ -590,7 +592,7 @@ async fn stage_rate_keyed_by_label_spaces_each_value() {
 
 #[tokio::test(start_paused = true)]
 async fn stage_rate_without_key_spaces_the_stage() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..3 {
         fleet.script(&format!("h{i}"), working(0.0));
     }
@@ -614,7 +616,7 @@ fn reboot(timeout: f64) -> Step {
 
 #[tokio::test(start_paused = true)]
 async fn reboot_proves_a_new_boot_id() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -643,7 +645,7 @@ async fn a_host_still_shutting_down_is_not_polled_on_its_old_boot() {
     // `systemctl reboot` returns at once; the host takes 5 s to stop its
     // services and drop our connection. Polling before that would log in to
     // the old boot again, a wasted login per host.
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -675,7 +677,7 @@ async fn a_host_still_shutting_down_is_not_polled_on_its_old_boot() {
 
 #[tokio::test(start_paused = true)]
 async fn reboot_with_unchanged_boot_id_fails_did_not_reboot() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -709,7 +711,7 @@ async fn reboot_with_unchanged_boot_id_fails_did_not_reboot() {
 #[tokio::test(start_paused = true)]
 async fn a_look_cut_short_by_the_deadline_keeps_did_not_reboot() {
     for delay in [0.5, 1.0, 2.0, 3.0, 5.0] {
-        let fleet = Fleet::new();
+        let fleet = FakeFleet::new();
         fleet.script(
             "h0",
             Script {
@@ -732,7 +734,7 @@ async fn a_look_cut_short_by_the_deadline_keeps_did_not_reboot() {
 
 #[tokio::test(start_paused = true)]
 async fn reboot_whose_host_never_returns_fails_naming_the_timeout() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -760,7 +762,7 @@ async fn reboot_whose_host_never_returns_fails_naming_the_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn the_reboot_is_sent_only_after_its_intent_is_acknowledged() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", Script::default());
     let s = stage("s", &[0], vec![reboot(600.0)]);
     let (_tx, rx) = watch::channel(CancelLevel::None);
@@ -785,7 +787,7 @@ async fn the_reboot_is_sent_only_after_its_intent_is_acknowledged() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unacknowledged_intent_sends_nothing() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", Script::default());
     let s = stage("s", &[0], vec![reboot(600.0)]);
     let (_tx, rx) = watch::channel(CancelLevel::None);
@@ -812,7 +814,7 @@ async fn an_unacknowledged_intent_sends_nothing() {
 #[tokio::test(start_paused = true)]
 async fn an_acknowledged_intent_is_not_sent_once_the_driver_may_no_longer_act() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", Script::default());
     fleet.script("h1", Script::default());
     let s = stage("s", &[0, 1], vec![reboot(600.0)]);
@@ -850,7 +852,7 @@ async fn an_acknowledged_intent_is_not_sent_once_the_driver_may_no_longer_act() 
 
 #[tokio::test(start_paused = true)]
 async fn drain_lets_in_flight_hosts_finish_and_starts_nothing_new() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..4 {
         fleet.script(&format!("h{i}"), working(2.0));
     }
@@ -887,7 +889,7 @@ async fn drain_lets_in_flight_hosts_finish_and_starts_nothing_new() {
 
 #[tokio::test(start_paused = true)]
 async fn abort_stops_now_and_reports_hosts_mid_step() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..4 {
         fleet.script(&format!("h{i}"), working(10.0));
     }
@@ -933,7 +935,7 @@ async fn abort_stops_now_and_reports_hosts_mid_step() {
 
 #[tokio::test(start_paused = true)]
 async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..3 {
         fleet.script(&format!("h{i}"), Script::default());
     }
@@ -1011,7 +1013,7 @@ async fn resume_skips_done_hosts_and_reboots_each_host_exactly_once() {
 /// slot starts at once.
 #[tokio::test(start_paused = true)]
 async fn a_takeover_hold_keeps_only_the_resumed_hosts_back() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", Script::default());
     fleet.script("h1", Script::default());
     fleet.set_boot("h0", 1);
@@ -1055,7 +1057,7 @@ async fn a_takeover_hold_keeps_only_the_resumed_hosts_back() {
 
 #[tokio::test(start_paused = true)]
 async fn resume_starts_at_the_given_step() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", Script::default());
     let s = stage(
         "s",
@@ -1087,7 +1089,7 @@ async fn resume_starts_at_the_given_step() {
 
 #[tokio::test(start_paused = true)]
 async fn global_parallel_caps_hosts_in_flight() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..6 {
         fleet.script(&format!("h{i}"), working(1.0));
     }
@@ -1121,7 +1123,7 @@ async fn global_parallel_caps_hosts_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn health_checks_are_polled_until_they_pass() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -1161,7 +1163,7 @@ async fn health_checks_are_polled_until_they_pass() {
 
 #[tokio::test(start_paused = true)]
 async fn a_busy_rack_never_hides_a_free_one() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     let mut inv = Vec::new();
     for r in 0..3 {
         for n in 0..3 {
@@ -1187,7 +1189,7 @@ async fn a_busy_rack_never_hides_a_free_one() {
 /// rack in flight: every host runs exactly once and the rack limit holds.
 #[tokio::test(start_paused = true)]
 async fn thirty_two_thousand_hosts_each_run_once() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     let n = 32_000;
     let inv: Vec<Host> = (0..n)
         .map(|i| host(&format!("h{i}"), &[("rack", &format!("r{}", i / 40))]))
@@ -1214,7 +1216,7 @@ async fn thirty_two_thousand_hosts_each_run_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stage_starts_when_its_dependencies_are_done_and_independent_ones_run_together() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", working(2.0));
     fleet.script("h1", working(5.0));
     fleet.script("h2", failing(1.0));
@@ -1241,7 +1243,7 @@ async fn a_stage_starts_when_its_dependencies_are_done_and_independent_ones_run_
 
 #[tokio::test(start_paused = true)]
 async fn restart_service_records_its_intent_then_checks_the_unit() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", Script::default());
     fleet.script(
         "h1",
@@ -1284,7 +1286,7 @@ async fn restart_service_records_its_intent_then_checks_the_unit() {
 
 #[tokio::test(start_paused = true)]
 async fn wait_ssh_gives_up_at_its_timeout_and_counts_as_unreachable() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -1316,7 +1318,7 @@ async fn wait_ssh_gives_up_at_its_timeout_and_counts_as_unreachable() {
 
 #[tokio::test(start_paused = true)]
 async fn a_power_on_step_without_a_bmc_client_fails_clearly() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     let s = stage(
         "s",
         &[0],
@@ -1346,7 +1348,7 @@ async fn a_power_on_step_without_a_bmc_client_fails_clearly() {
 /// (jittered backoff), so this runs many hosts to meet that case.
 #[tokio::test(start_paused = true)]
 async fn health_reports_the_last_real_failure_not_a_round_cut_short() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     let n = 40;
     for h in 0..n {
         fleet.script(

@@ -275,7 +275,7 @@ impl Consumer for MirrorConsumer {
 }
 
 /// The mirror task's state.
-pub(crate) struct Mirror {
+pub(crate) struct MirrorTask {
     pub client: Arc<Client>,
     pub keys: Keys,
     pub token: i64,
@@ -284,7 +284,7 @@ pub(crate) struct Mirror {
     pub notice: fn(&str),
 }
 
-impl Mirror {
+impl MirrorTask {
     /// The consumer, and the task that commits what it is given.
     pub(crate) fn start(self) -> (MirrorConsumer, tokio::task::JoinHandle<u64>) {
         let (tx, rx) = mpsc::unbounded_channel();

@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 
 use crate::journal::{self, Header, Record};
 use client::{Client, ClientOptions, Compare, EtcdError, Op};
-use lead::{Fenced, Guard, Mirror};
+use lead::{Fenced, Guard, MirrorTask};
 
 /// Where runs are kept unless `--etcd-prefix` says otherwise.
 pub const DEFAULT_PREFIX: &str = "/rekindle/";
@@ -953,7 +953,7 @@ impl Lead {
     /// local journal), and what turns true once this driver is fenced.
     pub fn mirror(&mut self) -> crate::engine::consumer::Mirror {
         let _entered = self.rt.enter();
-        let (consumer, task) = Mirror {
+        let (consumer, task) = MirrorTask {
             client: Arc::clone(&self.client),
             keys: self.keys.clone(),
             token: self.token,

@@ -22,17 +22,7 @@ use super::connection::{self, Refusal, Reports};
 use super::template::{Compiled, HostData, is_template};
 use crate::diag::{Diagnostic, Span};
 
-/// A variable value, reduced to what rekindle can use.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Var {
-    /// Strings, numbers and booleans, as Ansible's JSON shows them (`true`, `22`, `db`).
-    Scalar(String),
-    /// Text that is never a template (`!unsafe`, `{"__ansible_unsafe": ...}`).
-    Unsafe(String),
-    Null,
-    /// Lists and mappings: kept by Ansible, not usable as a label.
-    Complex,
-}
+pub(crate) use super::var::Var;
 
 /// One variable setting with the place it came from.
 pub(crate) type Setting = (String, Var, Span);

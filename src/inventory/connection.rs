@@ -28,12 +28,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use super::ansible::Var;
+use super::escalation::{Become, BecomeMethod};
 use super::pattern::tidy_ipv4;
 use super::template::{Compiled, is_template};
+use super::var::Var;
 use super::{Host, check_label_key};
 use crate::diag::{Diagnostic, Severity, Span};
-use crate::transport::escalation::{Escalation, EscalationMethod};
 
 /// How rekindle treats a connection-affecting variable it does not map.
 #[derive(Debug, Clone, Copy)]
@@ -448,6 +448,7 @@ pub(crate) fn to_host(
         labels,
         identity_file,
         escalation,
+        bmc: None,
         groups,
         span: span.clone(),
     };
@@ -493,13 +494,13 @@ fn boolean(text: &str) -> Option<bool> {
     }
 }
 
-fn escalation(v: &mut Vars<'_>, reports: &mut Reports) -> Option<Escalation> {
+fn escalation(v: &mut Vars<'_>, reports: &mut Reports) -> Option<Become> {
     let host = v.host;
     let method = match v.text("ansible_become_method", reports) {
-        None => Some(EscalationMethod::Sudo),
+        None => Some(BecomeMethod::Sudo),
         Some((text, span)) => {
             let plugin = text.strip_prefix("ansible.builtin.").unwrap_or(&text);
-            let method = EscalationMethod::parse(plugin);
+            let method = BecomeMethod::parse(plugin);
             if method.is_none() {
                 reports.push(
                     Severity::Error,
@@ -532,7 +533,7 @@ fn escalation(v: &mut Vars<'_>, reports: &mut Reports) -> Option<Escalation> {
     let user = v
         .text("ansible_become_user", reports)
         .map_or_else(|| "root".to_owned(), |(u, _)| u);
-    Some(Escalation {
+    Some(Become {
         method: method?,
         user,
     })

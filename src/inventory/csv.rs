@@ -211,6 +211,7 @@ pub(crate) fn read(
             labels: BTreeMap::new(),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: Vec::new(),
             span: name_span,
         };

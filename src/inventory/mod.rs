@@ -6,7 +6,9 @@
 //! Plus host-pattern expansion.
 //!
 //! Owns file formats, range expansion, `{N}` captures, merging several `-i`
-//! sources and the diagnostics for all of that. Every Ansible source of one
+//! sources, the typed fields a host carries for the layers above (its BMC
+//! address, [`bmc`], and its become policy, [`escalation`], each read once)
+//! and the diagnostics for all of that. Every Ansible source of one
 //! load feeds one Ansible model (as Ansible merges its sources); native and
 //! CSV files are merged host by host. It must not know about playbooks,
 //! plans or SSH sessions.
@@ -14,12 +16,15 @@
 mod ansible;
 mod ansible_ini;
 mod ansible_yaml;
+pub mod bmc;
 mod connection;
 mod csv;
+pub mod escalation;
 mod native;
 pub mod pattern;
 mod script;
 mod template;
+mod var;
 mod vars_dirs;
 
 use std::collections::hash_map::Entry;
@@ -48,7 +53,12 @@ pub struct Host {
     pub identity_file: Option<std::path::PathBuf>,
     /// Privilege escalation this host asks for (Ansible's `ansible_become*`);
     /// it takes precedence over the playbook's `become`.
-    pub escalation: Option<crate::transport::escalation::Escalation>,
+    pub escalation: Option<Become>,
+    /// The `bmc` label, read once when the inventory loads; `None` without
+    /// one. A label that is no BMC address keeps its error: it is one only
+    /// for the stages that reach the host through its BMC (validate's
+    /// `bad-bmc`), as a host never powered may carry any label.
+    pub bmc: Option<Result<BmcAddress, BadBmc>>,
     /// Groups the host belongs to, sorted: Ansible groups with their ancestors,
     /// without `all` (Ansible's `group_names`). Empty for native inventories.
     pub groups: Vec<String>,
@@ -59,6 +69,18 @@ pub struct Host {
 impl Host {
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(key).map(String::as_str)
+    }
+
+    /// The host's BMC, when its `bmc` label is a BMC address.
+    pub fn bmc_address(&self) -> Option<&BmcAddress> {
+        self.bmc.as_ref()?.as_ref().ok()
+    }
+
+    /// Reads [`Host::bmc`] from the labels: what [`load`] does for every
+    /// host once its labels are merged (and code that builds hosts itself).
+    pub fn read_bmc_label(mut self) -> Self {
+        self.bmc = BmcAddress::from_labels(&self.labels);
+        self
     }
 }
 
@@ -77,7 +99,9 @@ pub struct Inventory {
     pub vars_files: Vec<VarsFile>,
 }
 
+pub use bmc::{BadBmc, BmcAddress};
 pub use connection::Refusal;
+pub use escalation::{Become, BecomeMethod};
 
 /// One `group_vars/` or `host_vars/` file read for an Ansible inventory.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,6 +236,9 @@ pub fn load_with(
         }
     }
     let mut inventory = merged.finish();
+    for host in &mut inventory.hosts {
+        host.bmc = BmcAddress::from_labels(&host.labels);
+    }
     inventory.refused = refused;
     inventory.vars_files = vars_files;
     if inventory.hosts.is_empty() && !crate::diag::has_errors(&diags) {

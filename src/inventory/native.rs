@@ -343,6 +343,7 @@ fn read_host(
             labels,
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: Vec::new(),
             span: name_node.span.clone(),
         });

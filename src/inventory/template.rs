@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use minijinja::value::{Enumerator, Object, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
-use super::ansible::Var;
+use super::var::Var;
 
 /// True when Ansible would template this value.
 pub(crate) fn is_template(s: &str) -> bool {

@@ -192,8 +192,8 @@ pub fn remove_if_ours(path: &Path, ours: &Identity) -> io::Result<bool> {
 /// Holds the lock until dropped.
 #[derive(Debug)]
 pub struct Lock {
-    path: PathBuf,
-    identity: Identity,
+    pub(super) path: PathBuf,
+    pub(super) identity: Identity,
     pub taken: Taken,
 }
 
@@ -216,39 +216,10 @@ impl Lock {
     }
 }
 
-/// Both places a run holds: its plan's lock file and its entry in the
-/// per-user run registry. Released (each only if still this run's) on drop.
-#[derive(Debug)]
-pub struct RunLock {
-    pub plan: Lock,
-    pub registry: super::registry::Entry,
-}
-
-impl RunLock {
-    /// What the journal checks before writing and before acknowledging
-    /// intents: cheap (two `stat`s), so it runs for every batch.
-    pub fn held(&self) -> Held {
-        Held {
-            files: vec![
-                (
-                    self.plan.path.clone(),
-                    self.plan.identity,
-                    "the plan's lock",
-                ),
-                (
-                    self.registry.path().to_owned(),
-                    self.registry.identity(),
-                    "the run's registry entry",
-                ),
-            ],
-        }
-    }
-}
-
-/// Files a run must still hold to act: see [`RunLock::held`].
+/// Files a run must still hold to act: see [`super::RunLock::held`].
 #[derive(Debug, Clone)]
 pub struct Held {
-    files: Vec<(PathBuf, Identity, &'static str)>,
+    pub(super) files: Vec<(PathBuf, Identity, &'static str)>,
 }
 
 impl Held {

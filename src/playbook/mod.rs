@@ -62,7 +62,7 @@ pub struct Stage {
     pub remediate: Option<Remediate>,
     /// `become`: how commands that need privilege are run (the host's own
     /// escalation, from its inventory, takes precedence).
-    pub escalation: Option<crate::transport::escalation::Escalation>,
+    pub escalation: Option<crate::inventory::Become>,
     /// The operator's own estimate of one host's duration, for `plan`.
     pub estimate: Option<Duration>,
     pub connect_timeout: Duration,
@@ -140,6 +140,58 @@ impl Remediate {
 /// The most power cycles `remediate` may ask for: a host that did not come
 /// back after that many needs a person, not another cycle.
 pub const MAX_POWER_CYCLES: u32 = 5;
+
+/// What a step does, without its settings: the one place a step kind's
+/// name is written (the playbook key, events, journal, `plan` output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    WaitSsh,
+    Run,
+    Reboot,
+    RestartService,
+    PowerOn,
+    Health,
+    Local,
+}
+
+impl StepKind {
+    /// Every kind, in the order messages list them.
+    pub const ALL: [StepKind; 7] = [
+        StepKind::WaitSsh,
+        StepKind::Run,
+        StepKind::Reboot,
+        StepKind::RestartService,
+        StepKind::PowerOn,
+        StepKind::Health,
+        StepKind::Local,
+    ];
+
+    pub fn of(step: &Step) -> StepKind {
+        match step {
+            Step::WaitSsh { .. } => StepKind::WaitSsh,
+            Step::Run { .. } => StepKind::Run,
+            Step::Reboot { .. } => StepKind::Reboot,
+            Step::RestartService { .. } => StepKind::RestartService,
+            Step::PowerOn(_) => StepKind::PowerOn,
+            Step::Health(_) => StepKind::Health,
+            Step::Local { .. } => StepKind::Local,
+        }
+    }
+
+    /// The name playbooks write it with (`wait_ssh`, `power_on`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StepKind::WaitSsh => "wait_ssh",
+            StepKind::Run => "run",
+            StepKind::Reboot => "reboot",
+            StepKind::RestartService => "restart_service",
+            StepKind::PowerOn => "power_on",
+            StepKind::Health => "health",
+            StepKind::Local => "local",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {

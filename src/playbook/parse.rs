@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::StepKind;
 use super::template;
 use super::units::{parse_amount, parse_duration, parse_rate};
 use super::{
@@ -15,8 +16,8 @@ use super::{
     Stage, Step,
 };
 use crate::diag::{Diagnostic, Span, suggest};
+use crate::inventory::{Become, BecomeMethod};
 use crate::select::Selector;
-use crate::transport::escalation::{Escalation, EscalationMethod};
 use crate::yaml::{MapReader, Node, Value};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,16 +52,16 @@ pub const RESET_TYPES: &[&str] = &[
     "GracefulRestart",
 ];
 
-pub const STEP_KINDS: &[&str] = &[
-    "wait_ssh",
-    "run",
-    "reboot",
-    "restart_service",
-    "power_on",
-    "health",
-    "local",
-];
-
+/// The step keys, as [`StepKind::as_str`] names them.
+pub const STEP_KINDS: [&str; StepKind::ALL.len()] = {
+    let mut names = [""; StepKind::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = StepKind::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 const PLAYBOOK_KEYS: &[&str] = &["version", "name", "defaults", "stages"];
 const DEFAULTS_KEYS: &[&str] = &[
     "connect_timeout",
@@ -77,7 +78,7 @@ const DEFAULTS_KEYS: &[&str] = &[
 ];
 const BECOME_KEYS: &[&str] = &["method", "user"];
 const REMEDIATE_KEYS: &[&str] = &["power_cycle"];
-const BECOME_METHODS: &[&str] = &["sudo", "doas"];
+const BECOME_METHODS: &[&str] = &[BecomeMethod::Sudo.name(), BecomeMethod::Doas.name()];
 const STAGE_KEYS: &[&str] = &[
     "name",
     "after",
@@ -145,7 +146,7 @@ struct Policy {
     on_unreachable: OnUnreachable,
     retry_failed_hosts: bool,
     remediate: Option<(Remediate, Span)>,
-    escalation: Option<Escalation>,
+    escalation: Option<Become>,
 }
 
 impl Default for Policy {
@@ -358,11 +359,8 @@ fn read_remediate(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Remediate>
 /// `become: true|false` or `become: { method: sudo|doas, user: NAME }`
 /// (method defaults to sudo, user to root). `Some(None)` turns it off;
 /// `None` means an error was reported.
-fn read_become(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Option<Escalation>> {
-    let root = || Escalation {
-        method: EscalationMethod::Sudo,
-        user: "root".into(),
-    };
+fn read_become(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Option<Become>> {
+    let root = Become::root;
     if let Some(on) = node.as_bool() {
         return Some(on.then(root));
     }
@@ -375,7 +373,7 @@ fn read_become(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Option<Escala
     let mut ok = true;
     if let Some(m) = r.get("method") {
         match m.as_scalar() {
-            Some(name) => match EscalationMethod::parse(name) {
+            Some(name) => match BecomeMethod::parse(name) {
                 Some(method) => escalation.method = method,
                 None => {
                     diags.push(

@@ -343,7 +343,7 @@ impl Template {
             };
             match self.quote {
                 Quote::None => out.push_str(&value),
-                Quote::Shell => out.push_str(&shell_quote(&value)),
+                Quote::Shell => out.push_str(&crate::shell::quote(&value)),
                 Quote::Url => percent_encode(&value, &mut out),
             }
         }
@@ -384,13 +384,6 @@ pub fn percent_encode(s: &str, out: &mut String) {
     }
 }
 
-/// `s` as one POSIX shell word, unchanged when read back: always single
-/// quotes (a `'` inside becomes `'\''`). The one quoting rule for values
-/// rekindle puts into commands (placeholders, units, escalation).
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -416,6 +409,7 @@ mod tests {
             ]),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }
@@ -464,12 +458,6 @@ mod tests {
     fn a_missing_label_is_an_error() {
         let e = expand("echo {label.pdu}", &host(), Quote::Shell).unwrap_err();
         assert!(e.message.contains("no label `pdu`"), "{e}");
-    }
-
-    #[test]
-    fn quotes_in_values_survive_one_shell_word() {
-        assert_eq!(shell_quote("r'1"), r"'r'\''1'");
-        assert_eq!(shell_quote(""), "''");
     }
 
     proptest::proptest! {

@@ -729,18 +729,19 @@ fn unselected(
     }
 }
 
-/// ` (e.g. a, b, c)` naming up to three hosts.
 /// A `bmc` label that is no BMC address (a broken `ipmi://ADDR[:PORT]`, a
-/// URL of another scheme), at the host's place; the first ten, then a count.
+/// URL of another scheme), as the inventory read it ([`Host::bmc`]), at the
+/// host's place; the first ten, then a count.
+///
+/// [`Host::bmc`]: crate::inventory::Host::bmc
 fn bad_bmc_labels(diags: &mut Vec<Diagnostic>, inventory: &Inventory, hosts: &[usize]) {
     const SHOWN: usize = 10;
     let bad: Vec<(&crate::inventory::Host, String)> = hosts
         .iter()
         .filter_map(|&h| {
             let host = &inventory.hosts[h];
-            let label = host.label("bmc")?;
-            let e = crate::transport::redfish::Endpoint::parse(label).err()?;
-            Some((host, e.message))
+            let bad = host.bmc.as_ref()?.as_ref().err()?;
+            Some((host, bad.0.clone()))
         })
         .collect();
     for (host, message) in bad.iter().take(SHOWN) {
@@ -762,6 +763,7 @@ fn bad_bmc_labels(diags: &mut Vec<Diagnostic>, inventory: &Inventory, hosts: &[u
     }
 }
 
+/// ` (e.g. a, b, c)` naming up to three hosts.
 fn examples(inventory: &Inventory, hosts: impl Iterator<Item = usize>) -> String {
     let names: Vec<&str> = hosts
         .take(EXAMPLES)
@@ -793,9 +795,11 @@ pub(crate) fn test_host(name: &str, labels: &[(&str, &str)]) -> crate::inventory
             .collect(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: Span::file(Arc::from("inv.yaml")),
     }
+    .read_bmc_label()
 }
 
 /// A small fleet for tests: pangyo has two racks of three storage hosts, two

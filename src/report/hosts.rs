@@ -136,10 +136,7 @@ pub fn write_json(out: &mut impl Write, hosts: &[&Host]) -> io::Result<()> {
             groups: &h.groups,
             identity_file: h.identity_file.as_deref().map(|p| p.to_string_lossy()),
             escalation: h.escalation.as_ref().map(|e| JsonBecome {
-                method: match e.method {
-                    crate::transport::escalation::EscalationMethod::Sudo => "sudo",
-                    crate::transport::escalation::EscalationMethod::Doas => "doas",
-                },
+                method: e.method.name(),
                 user: &e.user,
             }),
         })

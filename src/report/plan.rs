@@ -45,15 +45,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 fn step_kind(step: &Step) -> &'static str {
-    match step {
-        Step::WaitSsh { .. } => "wait_ssh",
-        Step::Run { .. } => "run",
-        Step::Reboot { .. } => "reboot",
-        Step::RestartService { .. } => "restart_service",
-        Step::PowerOn(_) => "power_on",
-        Step::Health(_) => "health",
-        Step::Local { .. } => "local",
-    }
+    crate::playbook::StepKind::of(step).as_str()
 }
 
 fn step_timeout(step: &Step) -> Duration {

@@ -578,6 +578,7 @@ fn host_selectors_read_back_exactly_what_they_list() {
         labels: Default::default(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: crate::diag::Span::file(std::sync::Arc::from("t")),
     };

@@ -15,7 +15,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -36,8 +35,7 @@ use crate::sim::drill::{
     Rehearsal, Sample, limits_not_modelled, rehearse, scale_rate, sim_hosts, stage_faults,
     unmeetable_faults,
 };
-use crate::sim::{BootTime, FaultKind, Fleet, FleetConfig, FleetHandle};
-use crate::transport::redfish::{CredentialStore, Redfish, RedfishOptions};
+use crate::sim::{BootTimeRange, FaultKind, Fleet, FleetConfig, FleetHandle};
 use crate::transport::ssh::{SshConnector, SshOptions};
 
 /// Fleets bigger than this run in worker processes, so the engine's own
@@ -51,7 +49,7 @@ const PORT_ATTEMPTS: u32 = 8;
 pub struct Shape {
     pub sample: f64,
     pub speed: f64,
-    pub boot_time: BootTime,
+    pub boot_time: BootTimeRange,
     pub faults: Vec<(FaultKind, f64)>,
     /// Per fault, the chance a power cycle cures it (`:recover=P`).
     pub recover: Vec<(FaultKind, f64)>,
@@ -407,7 +405,7 @@ impl Drill<'_> {
             config.bmcs = self.bmcs;
             config.power_on_delay = config.power_on_delay.div_f64(shape.speed);
             config.reboot_grace = config.reboot_grace.div_f64(shape.speed);
-            config.boot_time = BootTime {
+            config.boot_time = BootTimeRange {
                 min: shape.boot_time.min.div_f64(shape.speed),
                 max: shape.boot_time.max.div_f64(shape.speed),
             };
@@ -513,13 +511,17 @@ impl Drill<'_> {
                 0
             },
         );
+        // The run's own BMC client, with the simulated fleet's credentials
+        // (its BMCs are loopback http, which their inventory allows).
         let bmc = match &paths.bmc_credentials {
-            Some(file) if self.bmcs => {
-                let credentials = CredentialStore::from_file(file)?;
-                let client = Redfish::new(Arc::new(credentials), &RedfishOptions::default())
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                Some(Arc::new(client) as Arc<dyn crate::transport::redfish::Bmc>)
-            }
+            Some(file) if self.bmcs => Some(super::bmc_client_for(
+                &plan.bmc_hosts(),
+                &inventory,
+                &super::BmcSettings {
+                    credentials: Some(file.clone()),
+                    ..super::BmcSettings::default()
+                },
+            )?),
             _ => None,
         };
         let opts = EngineOptions {

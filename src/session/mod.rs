@@ -68,6 +68,8 @@ pub struct Loaded {
     pub book: crate::playbook::Playbook,
     pub plan: Plan,
     pub warnings: Vec<Diagnostic>,
+    /// `--limit`, parsed here once.
+    pub limit: Option<Selector>,
 }
 
 /// Why inputs could not be loaded: diagnostics with places, or a bad `--limit`.
@@ -104,6 +106,7 @@ pub fn load(
         book,
         plan,
         warnings,
+        limit,
     })
 }
 
@@ -229,15 +232,10 @@ pub fn powers_on(plan: &Plan) -> bool {
         .any(|s| matches!(s, Step::PowerOn(_)))
 }
 
-/// Whether any stage reaches hosts through their BMCs: a `power_on` step,
-/// or `remediate` power cycles.
+/// Whether any stage reaches hosts through their BMCs
+/// ([`crate::plan::StagePlan::reaches_bmcs`]).
 pub fn uses_bmcs(plan: &Plan) -> bool {
-    plan.stages.iter().any(uses_bmc)
-}
-
-/// A stage that powers hosts on or may power-cycle them.
-fn uses_bmc(stage: &crate::plan::StagePlan) -> bool {
-    stage.remediate.is_some() || stage.steps.iter().any(|s| matches!(s, Step::PowerOn(_)))
+    plan.stages.iter().any(|s| s.reaches_bmcs())
 }
 
 /// The BMC client when the plan has power_on steps (credentials are
@@ -338,8 +336,8 @@ pub fn bmc_cert_pins(
             }
         };
         let Some(bmc) = h
-            .label("bmc")
-            .and_then(|b| crate::transport::redfish::Endpoint::parse(b).ok())
+            .bmc_address()
+            .map(crate::transport::redfish::Endpoint::from)
         else {
             continue;
         };
@@ -393,7 +391,7 @@ pub fn bmc_spacing_problems(hosts: &[usize], inventory: &Inventory) -> Vec<Diagn
                 continue;
             }
         };
-        let Some(bmc) = h.label("bmc").and_then(|b| Endpoint::parse(b).ok()) else {
+        let Some(bmc) = h.bmc_address().map(Endpoint::from) else {
             continue;
         };
         let shown = |d: Option<std::time::Duration>| match d {
@@ -424,7 +422,7 @@ pub fn ipmi_suite_pins(
     hosts: &[usize],
     inventory: &Inventory,
 ) -> Result<HashMap<String, u8>, Vec<Diagnostic>> {
-    use crate::transport::ipmi::{SUITE_LABEL, Target};
+    use crate::transport::ipmi::SUITE_LABEL;
     let mut pins: HashMap<String, (u8, String)> = HashMap::new();
     let mut problems = Vec::new();
     for h in hosts.iter().filter_map(|&i| inventory.hosts.get(i)) {
@@ -444,7 +442,7 @@ pub fn ipmi_suite_pins(
             ));
             continue;
         };
-        let Some(Ok(target)) = h.label("bmc").and_then(Target::parse) else {
+        let Some(target) = h.bmc_address().and_then(|b| b.ipmi()) else {
             problem("the host's `bmc` is not an ipmi:// address".to_owned());
             continue;
         };
@@ -483,11 +481,11 @@ pub fn plain_http_bmcs(hosts: &[usize], inventory: &Inventory, allowed: bool) ->
         .filter_map(|&i| inventory.hosts.get(i))
         .filter(|h| h.label(ALLOW_HTTP_LABEL) != Some("true"))
         .filter_map(|h| {
+            // The label as written, for the message; the address decides.
             let bmc = h.label("bmc")?;
-            let http = bmc
-                .trim()
-                .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+            let http = h
+                .bmc_address()
+                .is_some_and(crate::inventory::BmcAddress::is_plain_http);
             http.then(|| {
                 Diagnostic::error(
                     "plain-http-bmc",
@@ -506,17 +504,9 @@ pub fn plain_http_bmcs(hosts: &[usize], inventory: &Inventory, allowed: bool) ->
         .collect()
 }
 
-/// Hosts some power_on or remediate stage reaches, once each, in inventory order.
+/// Hosts some power_on or remediate stage reaches ([`Plan::bmc_hosts`]).
 pub(crate) fn power_on_hosts(plan: &Plan) -> Vec<usize> {
-    let mut hosts: Vec<usize> = plan
-        .stages
-        .iter()
-        .filter(|s| uses_bmc(s))
-        .flat_map(|s| s.hosts.iter().copied())
-        .collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    hosts
+    plan.bmc_hosts()
 }
 
 /// One error per host a power_on step reaches whose `bmc_credentials`
@@ -588,7 +578,7 @@ pub fn header(
 pub struct Opened {
     pub writer: journal::Writer,
     pub path: PathBuf,
-    pub lock: Option<lock::RunLock>,
+    pub lock: Option<journal::RunLock>,
     /// What taking the lock found (a stale lock taken over, ...).
     pub notes: Vec<String>,
 }
@@ -641,7 +631,7 @@ fn take_lock(
     (plan, inventory): (&Plan, &Inventory),
     led_in_etcd: bool,
     notes: &mut Vec<String>,
-) -> anyhow::Result<lock::RunLock> {
+) -> anyhow::Result<journal::RunLock> {
     let flag = match breaking {
         lock::Break::Live => "--break-live-lock",
         _ => "--break-lock",
@@ -690,7 +680,7 @@ fn take_lock(
             journal::registry::Replaced::Stale(_) => {}
         }
     }
-    Ok(lock::RunLock { plan: l, registry })
+    Ok(journal::RunLock { plan: l, registry })
 }
 
 /// A new run's journal in `dir`, named after its run id, with `extra`
@@ -748,7 +738,7 @@ pub fn lock_existing(
     breaking: lock::Break,
     selected: (&Plan, &Inventory),
     led_in_etcd: bool,
-) -> anyhow::Result<(lock::RunLock, Vec<String>)> {
+) -> anyhow::Result<(journal::RunLock, Vec<String>)> {
     let dir = journal_file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -768,7 +758,7 @@ pub fn lock_existing(
 }
 
 /// An existing journal opened for appending under a lock already held.
-pub fn open_append(journal_file: &Path, lock: lock::RunLock) -> anyhow::Result<Opened> {
+pub fn open_append(journal_file: &Path, lock: journal::RunLock) -> anyhow::Result<Opened> {
     let mut writer = journal::append(journal_file)
         .with_context(|| format!("cannot append to {}", journal_file.display()))?;
     writer.fence(lock.held());
@@ -1226,7 +1216,7 @@ mod lock_tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("run.jsonl");
         let me = lock::Holder::me(&journal);
-        let take = |breaking| lock::RunLock {
+        let take = |breaking| journal::RunLock {
             plan: lock::acquire(&dir.path().join("p.lock"), &journal, breaking).unwrap(),
             registry: journal::registry::register(
                 &dir.path().join("runs"),
@@ -1255,7 +1245,7 @@ mod lock_tests {
     async fn ctrl_c_levels_pass_through_the_lock_watch() {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("run.jsonl");
-        let l = lock::RunLock {
+        let l = journal::RunLock {
             plan: lock::acquire(&dir.path().join("p.lock"), &journal, lock::Break::No).unwrap(),
             registry: journal::registry::register(
                 &dir.path().join("runs"),

@@ -1,4 +1,5 @@
-//! `plan --preflight` for `power_on` hosts: read each one's power state
+//! `plan --preflight` for the hosts reached through a BMC (`power_on` and
+//! `remediate`): read each one's power state
 //! through its BMC (Redfish or IPMI), changing nothing.
 //!
 //! Owns the bounded fan-out and its report. The BMC calls and their
@@ -10,10 +11,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::engine::power::Power;
+use crate::engine::power::PowerControl;
 use crate::inventory::Inventory;
 use crate::plan::Plan;
-use crate::playbook::Step;
 use crate::transport::redfish::{BmcError, BmcErrorKind, PowerState};
 
 /// One host's power state, or why it could not be read.
@@ -24,27 +24,16 @@ pub struct PowerCheck {
     pub result: Result<PowerState, BmcError>,
 }
 
-/// Every host a `power_on` step reaches, once, in inventory order.
-fn targets(plan: &Plan) -> Vec<usize> {
-    let mut hosts: Vec<usize> = plan
-        .stages
-        .iter()
-        .filter(|s| s.steps.iter().any(|s| matches!(s, Step::PowerOn(_))))
-        .flat_map(|s| s.hosts.iter().copied())
-        .collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    hosts
-}
-
-/// Reads every power_on host's state, at most `parallel` at once.
+/// Reads the state of every host reached through its BMC
+/// ([`Plan::bmc_hosts`]: power_on and remediate), at most `parallel` at once.
 pub async fn check(
-    power: Arc<Power>,
+    power: Arc<PowerControl>,
     inventory: &Inventory,
     plan: &Plan,
     parallel: usize,
 ) -> Vec<PowerCheck> {
-    let work = targets(plan)
+    let work = plan
+        .bmc_hosts()
         .into_iter()
         .filter_map(|i| Some((i, inventory.hosts.get(i)?)));
     let mut out: Vec<PowerCheck> = futures::stream::iter(work)

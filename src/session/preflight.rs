@@ -19,7 +19,7 @@ use crate::engine::steps::BOOT_ID_COMMAND;
 use crate::inventory::{Host, Inventory};
 use crate::plan::Plan;
 use crate::playbook::{Check, Step};
-use crate::transport::{ConnectErrorKind, Connector, Session};
+use crate::transport::{ConnectErrorKind, Connection, Connector};
 
 /// Hosts checked at once. sshd handles about 40 handshakes a second per
 /// core; more in flight only queues them and risks `MaxStartups` drops.
@@ -298,8 +298,8 @@ pub fn render_json(inventory: &Inventory, plan: &Plan, checks: &[HostCheck]) -> 
 /// What `plan --preflight` found.
 pub struct Found {
     pub checks: Vec<HostCheck>,
-    /// The power state of every host a power_on step reaches; `None` when
-    /// the plan powers nothing on or it could not be read (see `warnings`).
+    /// The power state of every host reached through its BMC; `None` when
+    /// the plan reaches no BMC or it could not be read (see `warnings`).
     pub power: Option<Vec<super::power_check::PowerCheck>>,
     pub warnings: Vec<String>,
 }
@@ -346,8 +346,8 @@ pub fn run(
     })
 }
 
-/// The power state of every host a power_on step reaches, through its BMC
-/// (Redfish or IPMI); `None` when the plan powers nothing on.
+/// The power state of every host reached through its BMC (power_on and
+/// remediate; Redfish or IPMI); `None` when the plan reaches no BMC.
 fn power_states(
     plan: &Plan,
     inventory: &Inventory,
@@ -358,7 +358,7 @@ fn power_states(
     let Some(bmc) = super::bmc_client(plan, inventory, settings)? else {
         return Ok(None);
     };
-    let power = Arc::new(crate::engine::power::Power::new(bmc));
+    let power = Arc::new(crate::engine::power::PowerControl::new(bmc));
     Ok(Some(runtime.block_on(super::power_check::check(
         power, inventory, plan, parallel,
     ))))
@@ -396,7 +396,7 @@ mod tests {
 
     struct FakeSession(String);
 
-    impl Session for FakeSession {
+    impl Connection for FakeSession {
         async fn exec(&self, command: &str, _: Duration) -> Result<ExecOutput, ExecError> {
             assert_eq!(command, BOOT_ID_COMMAND, "preflight only reads the boot id");
             let output = if self.0.starts_with("weird") {
@@ -420,7 +420,7 @@ mod tests {
     }
 
     impl Connector for Fake {
-        type Session = FakeSession;
+        type Connection = FakeSession;
 
         async fn connect(&self, host: &Host, _: Duration) -> Result<FakeSession, ConnectError> {
             let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -457,6 +457,7 @@ mod tests {
             labels: BTreeMap::new(),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: vec![],
             span: Span::file(Arc::from("t")),
         }

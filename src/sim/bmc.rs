@@ -29,11 +29,10 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::config::FaultKind;
+use super::config::{BmcConfig, BmcProfile, FaultKind};
 use super::core::{HostCore, Shared};
 
 pub const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
@@ -44,146 +43,6 @@ const MAX_SESSIONS: usize = 16;
 const MAX_REQUEST_BODY: usize = 16 * 1024;
 /// A connection is held at most this long.
 const CONN_CAP: Duration = Duration::from_secs(600);
-
-/// The BMC side of a powered-off fleet, shared by every host of a process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct BmcConfig {
-    pub port: u16,
-    pub user: String,
-    /// The default account's password.
-    pub password: String,
-    /// Passwords of the named entries (`bmc_credentials` label values).
-    #[serde(default)]
-    pub accounts: std::collections::BTreeMap<String, String>,
-    pub power_on_delay: Duration,
-    pub outage: Duration,
-    #[serde(default)]
-    pub profile: BmcProfile,
-}
-
-/// How a simulated BMC behaves (`sim --bmc-profile`). Not firmware
-/// replicas: each bundles behaviours a client must handle, named after the
-/// vendor family it is modelled on (docs/bmc.md says which are documented
-/// and which are modelled for coverage).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BmcProfile {
-    /// rekindle's own: `System.Embedded.1`, sessions, 204.
-    #[default]
-    Generic,
-    /// iDRAC-like: `System.Embedded.1`, 409 to `On` when already On.
-    Dell,
-    /// iLO-like: system `1`, 200 with a message to a reset, 400 to `On`
-    /// when already On, the first two logins refused with
-    /// `SessionLimitExceeded` (sessions of other tools not yet expired).
-    Hpe,
-    /// system `1`, a session without a `Location` header (only its
-    /// `@odata.id` in the body).
-    Supermicro,
-    /// bmcweb-like: system `system`, 503 with `Retry-After: 1` to the first
-    /// two requests (the BMC still starting after power returned).
-    Openbmc,
-    /// XCC-like: system `1`, no `On` among the allowed reset types (only
-    /// `ForceOn`), a reset answered 202 Accepted with a task monitor.
-    Lenovo,
-}
-
-impl BmcProfile {
-    pub const NAMES: [&str; 6] = ["generic", "dell", "hpe", "supermicro", "openbmc", "lenovo"];
-
-    pub fn parse(name: &str) -> Result<BmcProfile, String> {
-        Ok(match name {
-            "generic" => BmcProfile::Generic,
-            "dell" => BmcProfile::Dell,
-            "hpe" => BmcProfile::Hpe,
-            "supermicro" => BmcProfile::Supermicro,
-            "openbmc" => BmcProfile::Openbmc,
-            "lenovo" => BmcProfile::Lenovo,
-            other => {
-                return Err(format!(
-                    "unknown BMC profile `{other}` (one of: {})",
-                    BmcProfile::NAMES.join(", ")
-                ));
-            }
-        })
-    }
-
-    /// The one system's id.
-    fn system_id(self) -> &'static str {
-        match self {
-            BmcProfile::Generic | BmcProfile::Dell => "System.Embedded.1",
-            BmcProfile::Openbmc => "system",
-            BmcProfile::Hpe | BmcProfile::Supermicro | BmcProfile::Lenovo => "1",
-        }
-    }
-
-    fn allowed_resets(self) -> &'static [&'static str] {
-        match self {
-            BmcProfile::Generic => &[
-                "On",
-                "ForceOn",
-                "ForceRestart",
-                "GracefulRestart",
-                "PowerCycle",
-            ],
-            BmcProfile::Dell => &[
-                "On",
-                "ForceOff",
-                "ForceRestart",
-                "GracefulRestart",
-                "GracefulShutdown",
-                "PushPowerButton",
-                "Nmi",
-                "PowerCycle",
-            ],
-            BmcProfile::Hpe => &[
-                "On",
-                "ForceOff",
-                "GracefulShutdown",
-                "ForceRestart",
-                "Nmi",
-                "PushPowerButton",
-                "GracefulRestart",
-            ],
-            BmcProfile::Supermicro => &[
-                "On",
-                "ForceOff",
-                "GracefulShutdown",
-                "GracefulRestart",
-                "ForceRestart",
-                "Nmi",
-                "ForceOn",
-            ],
-            BmcProfile::Openbmc => &[
-                "On",
-                "ForceOff",
-                "ForceOn",
-                "ForceRestart",
-                "GracefulRestart",
-                "GracefulShutdown",
-                "PowerCycle",
-                "Nmi",
-            ],
-            BmcProfile::Lenovo => &[
-                "Nmi",
-                "GracefulShutdown",
-                "GracefulRestart",
-                "ForceOn",
-                "ForceOff",
-                "ForceRestart",
-            ],
-        }
-    }
-
-    /// Requests answered 503 (`Openbmc`) or logins refused as a full session
-    /// table (`Hpe`) before the BMC serves normally.
-    fn busy_answers(self) -> u32 {
-        match self {
-            BmcProfile::Openbmc | BmcProfile::Hpe => 2,
-            _ => 0,
-        }
-    }
-}
 
 /// One BMC's live sessions: (id, token), oldest first; and how many busy
 /// answers its profile still owes.
@@ -218,7 +77,7 @@ pub(crate) async fn run(
             // Bounded: the address was free at the start.
             let mut bound = None;
             for _ in 0..50 {
-                if let Ok(l) = super::host::bind(core.address, config.port) {
+                if let Ok(l) = super::net::bind(core.address, config.port) {
                     bound = Some(l);
                     break;
                 }
@@ -433,7 +292,7 @@ async fn handle(
                     &format!("ResetType `{reset_type}` is not among the allowable values"),
                 );
             }
-            let already_on = core.power() != super::core::Power::Off;
+            let already_on = core.power() != super::core::HostPower::Off;
             if matches!(reset_type, "On" | "ForceOn") && already_on {
                 match profile {
                     BmcProfile::Dell => {

@@ -1,5 +1,7 @@
-//! The simulated fleet's shape: hosts, faults, boot times, ports, and the
-//! deterministic placement of faults by seed. Pure data and parsing; no I/O.
+//! The simulated fleet's shape: hosts, faults, boot times, ports, its BMCs'
+//! settings and vendor profiles ([`BmcProfile`]), and the deterministic
+//! placement of faults by seed. Pure data and parsing; no I/O. The modules
+//! that run the fleet read it; it imports none of them (only `deps`, data).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +16,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::SimError;
+use crate::time::{Fractions, parse_duration_as};
 
 /// Hosts per worker process by default: 2 listeners per host plus sessions
 /// must stay well under the 20,000 descriptors one process may hold.
@@ -194,20 +197,27 @@ fn parse_fraction(s: &str) -> Option<f64> {
     (value.is_finite() && (0.0..=1.0).contains(&value)).then_some(value)
 }
 
+/// Sessions of a host are dropped this long after it accepts a reboot, so the
+/// reboot command's own exit status reaches the client first (the host's
+/// shutdown, as far as a client sees it). A drill divides it by its speed
+/// like the boot time, or every reboot would count a tenth of a second ten
+/// times over.
+pub const REBOOT_GRACE: Duration = Duration::from_millis(100);
+
 /// A boot time, fixed or drawn uniformly from a range per reboot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct BootTime {
+pub struct BootTimeRange {
     pub min: Duration,
     pub max: Duration,
 }
 
-impl BootTime {
+impl BootTimeRange {
     pub fn fixed(d: Duration) -> Self {
-        BootTime { min: d, max: d }
+        BootTimeRange { min: d, max: d }
     }
 
     /// `20s`, `1.5s`, `500ms`, `2m`, or a range `20s..60s`.
-    pub fn parse(input: &str) -> Result<BootTime, SimError> {
+    pub fn parse(input: &str) -> Result<BootTimeRange, SimError> {
         let bad = || {
             SimError::config(format!(
                 "bad boot time `{input}` (e.g. `30s` or `20s..60s`)"
@@ -215,11 +225,11 @@ impl BootTime {
         };
         let (min, max) = match input.split_once("..") {
             Some((a, b)) => (
-                parse_duration(a.trim()).ok_or_else(bad)?,
-                parse_duration(b.trim()).ok_or_else(bad)?,
+                parse_duration_as(a.trim(), Fractions::Allowed).map_err(|_| bad())?,
+                parse_duration_as(b.trim(), Fractions::Allowed).map_err(|_| bad())?,
             ),
             None => {
-                let d = parse_duration(input.trim()).ok_or_else(bad)?;
+                let d = parse_duration_as(input.trim(), Fractions::Allowed).map_err(|_| bad())?;
                 (d, d)
             }
         };
@@ -228,7 +238,7 @@ impl BootTime {
                 "boot time range `{input}` runs backwards"
             )));
         }
-        Ok(BootTime { min, max })
+        Ok(BootTimeRange { min, max })
     }
 
     /// The boot time of a host's `boot`-th boot: deterministic in (seed, host, boot).
@@ -241,21 +251,6 @@ impl BootTime {
             mix(seed ^ (host as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(boot) << 48);
         self.min + Duration::from_millis(r % (span + 1))
     }
-}
-
-/// A humane duration: integer or decimal number with `ms`, `s`, `m` or `h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 /// splitmix64: a cheap, well-mixed hash so placements need no per-host RNG state.
@@ -289,6 +284,146 @@ impl SimHost {
     }
 }
 
+/// The BMC side of a powered-off fleet, shared by every host of a process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BmcConfig {
+    pub port: u16,
+    pub user: String,
+    /// The default account's password.
+    pub password: String,
+    /// Passwords of the named entries (`bmc_credentials` label values).
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, String>,
+    pub power_on_delay: Duration,
+    pub outage: Duration,
+    #[serde(default)]
+    pub profile: BmcProfile,
+}
+
+/// How a simulated BMC behaves (`sim --bmc-profile`). Not firmware
+/// replicas: each bundles behaviours a client must handle, named after the
+/// vendor family it is modelled on (docs/bmc.md says which are documented
+/// and which are modelled for coverage).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BmcProfile {
+    /// rekindle's own: `System.Embedded.1`, sessions, 204.
+    #[default]
+    Generic,
+    /// iDRAC-like: `System.Embedded.1`, 409 to `On` when already On.
+    Dell,
+    /// iLO-like: system `1`, 200 with a message to a reset, 400 to `On`
+    /// when already On, the first two logins refused with
+    /// `SessionLimitExceeded` (sessions of other tools not yet expired).
+    Hpe,
+    /// system `1`, a session without a `Location` header (only its
+    /// `@odata.id` in the body).
+    Supermicro,
+    /// bmcweb-like: system `system`, 503 with `Retry-After: 1` to the first
+    /// two requests (the BMC still starting after power returned).
+    Openbmc,
+    /// XCC-like: system `1`, no `On` among the allowed reset types (only
+    /// `ForceOn`), a reset answered 202 Accepted with a task monitor.
+    Lenovo,
+}
+
+impl BmcProfile {
+    pub const NAMES: [&str; 6] = ["generic", "dell", "hpe", "supermicro", "openbmc", "lenovo"];
+
+    pub fn parse(name: &str) -> Result<BmcProfile, String> {
+        Ok(match name {
+            "generic" => BmcProfile::Generic,
+            "dell" => BmcProfile::Dell,
+            "hpe" => BmcProfile::Hpe,
+            "supermicro" => BmcProfile::Supermicro,
+            "openbmc" => BmcProfile::Openbmc,
+            "lenovo" => BmcProfile::Lenovo,
+            other => {
+                return Err(format!(
+                    "unknown BMC profile `{other}` (one of: {})",
+                    BmcProfile::NAMES.join(", ")
+                ));
+            }
+        })
+    }
+
+    /// The one system's id.
+    pub(super) fn system_id(self) -> &'static str {
+        match self {
+            BmcProfile::Generic | BmcProfile::Dell => "System.Embedded.1",
+            BmcProfile::Openbmc => "system",
+            BmcProfile::Hpe | BmcProfile::Supermicro | BmcProfile::Lenovo => "1",
+        }
+    }
+
+    pub(super) fn allowed_resets(self) -> &'static [&'static str] {
+        match self {
+            BmcProfile::Generic => &[
+                "On",
+                "ForceOn",
+                "ForceRestart",
+                "GracefulRestart",
+                "PowerCycle",
+            ],
+            BmcProfile::Dell => &[
+                "On",
+                "ForceOff",
+                "ForceRestart",
+                "GracefulRestart",
+                "GracefulShutdown",
+                "PushPowerButton",
+                "Nmi",
+                "PowerCycle",
+            ],
+            BmcProfile::Hpe => &[
+                "On",
+                "ForceOff",
+                "GracefulShutdown",
+                "ForceRestart",
+                "Nmi",
+                "PushPowerButton",
+                "GracefulRestart",
+            ],
+            BmcProfile::Supermicro => &[
+                "On",
+                "ForceOff",
+                "GracefulShutdown",
+                "GracefulRestart",
+                "ForceRestart",
+                "Nmi",
+                "ForceOn",
+            ],
+            BmcProfile::Openbmc => &[
+                "On",
+                "ForceOff",
+                "ForceOn",
+                "ForceRestart",
+                "GracefulRestart",
+                "GracefulShutdown",
+                "PowerCycle",
+                "Nmi",
+            ],
+            BmcProfile::Lenovo => &[
+                "Nmi",
+                "GracefulShutdown",
+                "GracefulRestart",
+                "ForceOn",
+                "ForceOff",
+                "ForceRestart",
+            ],
+        }
+    }
+
+    /// Requests answered 503 (`Openbmc`) or logins refused as a full session
+    /// table (`Hpe`) before the BMC serves normally.
+    pub(super) fn busy_answers(self) -> u32 {
+        match self {
+            BmcProfile::Openbmc | BmcProfile::Hpe => 2,
+            _ => 0,
+        }
+    }
+}
+
 /// Everything [`super::Fleet::start`] needs.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -297,7 +432,7 @@ pub struct FleetConfig {
     pub port: u16,
     /// HTTP health port on every host address.
     pub http_port: u16,
-    pub boot_time: BootTime,
+    pub boot_time: BootTimeRange,
     pub faults: Vec<(FaultKind, f64)>,
     /// Each host's fault, chosen by the caller (a drill places them per
     /// stage); `None`: `faults` placed by `seed` ([`place_faults`]).
@@ -328,7 +463,7 @@ pub struct FleetConfig {
     /// How long a `bmc_unreachable` BMC refuses connections after the start.
     pub bmc_outage: Duration,
     /// How every BMC behaves (`--bmc-profile`).
-    pub bmc_profile: super::bmc::BmcProfile,
+    pub bmc_profile: BmcProfile,
     /// Connections between hosts (`sim --deps`), shown in their `/proc/net/tcp`.
     pub deps: Vec<super::deps::Edge>,
 }
@@ -346,7 +481,7 @@ impl FleetConfig {
             hosts,
             port: if root { 22 } else { 2222 },
             http_port: if root { 8080 } else { 8081 },
-            boot_time: BootTime::default(),
+            boot_time: BootTimeRange::default(),
             faults: Vec::new(),
             placed_faults: None,
             recover: Vec::new(),
@@ -359,9 +494,9 @@ impl FleetConfig {
             bmcs: false,
             bmc_port: if root { 443 } else { 8443 },
             power_on_delay: Duration::from_secs(1),
-            reboot_grace: super::core::REBOOT_GRACE,
+            reboot_grace: REBOOT_GRACE,
             bmc_outage: Duration::from_secs(10),
-            bmc_profile: super::bmc::BmcProfile::default(),
+            bmc_profile: BmcProfile::default(),
             deps: Vec::new(),
         }
     }
@@ -491,7 +626,7 @@ mod tests {
 
     #[test]
     fn boot_times_parse_and_sample_in_range() {
-        let b = BootTime::parse("20s..60s").unwrap();
+        let b = BootTimeRange::parse("20s..60s").unwrap();
         assert_eq!(b.min, Duration::from_secs(20));
         for host in 0..100 {
             let d = b.sample(1, host, 1);
@@ -499,10 +634,10 @@ mod tests {
             assert_eq!(d, b.sample(1, host, 1));
         }
         assert_eq!(
-            BootTime::parse("500ms").unwrap(),
-            BootTime::fixed(Duration::from_millis(500))
+            BootTimeRange::parse("500ms").unwrap(),
+            BootTimeRange::fixed(Duration::from_millis(500))
         );
-        assert!(BootTime::parse("60s..20s").is_err());
-        assert!(BootTime::parse("soon").is_err());
+        assert!(BootTimeRange::parse("60s..20s").is_err());
+        assert!(BootTimeRange::parse("soon").is_err());
     }
 }

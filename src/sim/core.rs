@@ -1,7 +1,8 @@
 //! One simulated host's state: its phase and power, its boot id, its fault,
 //! and the status it reports. The listeners that serve it are `host`'s, the
 //! SSH protocol `ssh`'s, the BMC `bmc`'s; all of them read and change a host
-//! through [`HostCore`], and this module imports none of them.
+//! through [`HostCore`], and this module imports none of them: only the
+//! fleet's shape (`config`).
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,14 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use super::config::{BootTime, FaultKind, mix};
+use super::config::{BootTimeRange, FaultKind, mix};
 
-/// Sessions of a host are dropped this long after it accepts a reboot, so the
-/// reboot command's own exit status reaches the client first (the host's
-/// shutdown, as far as a client sees it). A drill divides it by its speed
-/// like the boot time, or every reboot would count a tenth of a second ten
-/// times over.
-pub const REBOOT_GRACE: Duration = Duration::from_millis(100);
 /// How long a flapping host stays up between its disappearances.
 pub(super) const FLAP_UP: Duration = Duration::from_secs(1);
 /// A hung handshake is held at most this long (bounded even if the client never gives up).
@@ -56,28 +51,28 @@ impl Phase {
 /// A host's `PowerState` as its BMC reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Power {
+pub enum HostPower {
     #[default]
     On,
     Off,
     PoweringOn,
 }
 
-impl Power {
+impl HostPower {
     pub fn as_str(self) -> &'static str {
         match self {
-            Power::On => "on",
-            Power::Off => "off",
-            Power::PoweringOn => "powering_on",
+            HostPower::On => "on",
+            HostPower::Off => "off",
+            HostPower::PoweringOn => "powering_on",
         }
     }
 
     /// The Redfish spelling.
     pub fn redfish(self) -> &'static str {
         match self {
-            Power::On => "On",
-            Power::Off => "Off",
-            Power::PoweringOn => "PoweringOn",
+            HostPower::On => "On",
+            HostPower::Off => "Off",
+            HostPower::PoweringOn => "PoweringOn",
         }
     }
 }
@@ -89,7 +84,7 @@ pub struct HostStatus {
     pub reboots: u32,
     pub boot_id: String,
     #[serde(default)]
-    pub power: Power,
+    pub power: HostPower,
     /// Power-on reset actions its BMC received (`On`, `ForceOn`, `GracefulRestart`).
     #[serde(default)]
     pub power_ons: u32,
@@ -107,12 +102,12 @@ pub(crate) struct Shared {
     pub client_key: russh::keys::PublicKey,
     pub port: u16,
     pub http_port: u16,
-    pub boot_time: BootTime,
-    /// See [`REBOOT_GRACE`].
+    pub boot_time: BootTimeRange,
+    /// See [`super::config::REBOOT_GRACE`].
     pub reboot_grace: Duration,
     pub seed: u64,
     /// The BMCs of a powered-off fleet.
-    pub bmc: Option<super::bmc::BmcConfig>,
+    pub bmc: Option<super::config::BmcConfig>,
 }
 
 pub(super) struct State {
@@ -124,7 +119,7 @@ pub(super) struct State {
     pub(super) boots: u32,
     pub(super) flaps_left: u8,
     pub(super) reboot_pending: bool,
-    pub(super) power: Power,
+    pub(super) power: HostPower,
     pub(super) power_ons: u32,
     pub(super) power_cycles: u32,
     /// A power cycle cured its `never_returns` or `stuck_powering_on` fault.
@@ -192,7 +187,7 @@ impl HostCore {
                     0
                 },
                 reboot_pending: false,
-                power: Power::On,
+                power: HostPower::On,
                 power_ons: 0,
                 power_cycles: 0,
                 cured: false,
@@ -212,13 +207,13 @@ impl HostCore {
     pub fn powered_off(self) -> Self {
         {
             let mut s = self.lock();
-            s.power = Power::Off;
+            s.power = HostPower::Off;
             s.phase = Phase::Off;
         }
         self
     }
 
-    pub fn power(&self) -> Power {
+    pub fn power(&self) -> HostPower {
         self.lock().power
     }
 
@@ -244,16 +239,16 @@ impl HostCore {
         s.reset_at_ms = Some(unix_ms());
         s.dirty = true;
         match s.power {
-            Power::Off => {
-                s.power = Power::PoweringOn;
+            HostPower::Off => {
+                s.power = HostPower::PoweringOn;
                 drop(s);
                 self.power_button.notify_one();
             }
-            Power::On if restart => {
+            HostPower::On if restart => {
                 drop(s);
                 self.request_reboot();
             }
-            Power::On | Power::PoweringOn => {}
+            HostPower::On | HostPower::PoweringOn => {}
         }
         Ok(())
     }
@@ -270,8 +265,8 @@ impl HostCore {
                 ^ u64::from(s.power_cycles) << 40);
             s.cured = (draw as f64 / u64::MAX as f64) < self.recover;
         }
-        if s.power == Power::Off {
-            s.power = Power::PoweringOn;
+        if s.power == HostPower::Off {
+            s.power = HostPower::PoweringOn;
             drop(s);
             self.power_button.notify_one();
         } else {

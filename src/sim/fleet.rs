@@ -16,9 +16,9 @@ use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
 use super::SimError;
-use super::bmc::BmcConfig;
+use super::config::BmcConfig;
 use super::config::{FaultKind, FleetConfig, POWERED_OFF_SHARD_SIZE, host_address, place_faults};
-use super::core::{HostStatus, Phase, Power};
+use super::core::{HostPower, HostStatus, Phase};
 use super::shard::{DELTA_INTERVAL, ShardHost, ShardRuntime, ShardSpec, WorkerMsg};
 use crate::transport::redfish::CREDENTIALS_LABEL;
 
@@ -60,7 +60,7 @@ pub struct HostReport {
     pub state: Phase,
     pub reboots: u32,
     pub boot_id: String,
-    pub power: Power,
+    pub power: HostPower,
     /// Power-on reset actions (`On`, `ForceOn`, `GracefulRestart`) the host's BMC received.
     pub power_ons: u32,
     /// Power cycles (`PowerCycle`, `ForceRestart`) the host's BMC received.
@@ -319,9 +319,9 @@ impl Fleet {
                 reboots: 0,
                 boot_id: String::new(),
                 power: if config.powered_off {
-                    Power::Off
+                    HostPower::Off
                 } else {
-                    Power::On
+                    HostPower::On
                 },
                 power_ons: 0,
                 power_cycles: 0,
@@ -885,7 +885,7 @@ mod tests {
                 state: Phase::Up,
                 reboots: 0,
                 boot_id: String::new(),
-                power: Power::On,
+                power: HostPower::On,
                 power_ons: 0,
                 power_cycles: 0,
                 reset_at_ms: None,
@@ -899,7 +899,7 @@ mod tests {
                 state: Phase::Rebooting,
                 reboots: 2,
                 boot_id: "b".into(),
-                power: Power::On,
+                power: HostPower::On,
                 power_ons: 1,
                 power_cycles: 3,
                 reset_at_ms: Some(5),

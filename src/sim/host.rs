@@ -1,9 +1,9 @@
 //! One simulated host's life: its boot cycle (up, rebooting, flapping,
 //! down, power-cycled by its BMC) and its listeners (SSH and HTTP health on its own loopback
 //! address). Its state is `core`'s; the SSH protocol and the commands live
-//! in `ssh`; this module owns only the cycle and the sockets.
+//! in `ssh`; binding is `net`'s; this module owns only the cycle and its
+//! listeners.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,17 +13,8 @@ use tokio::sync::watch;
 
 use super::config::FaultKind;
 use super::core::*;
-use super::{SimError, ssh};
-
-/// Binds a listener the way a restarting daemon would (SO_REUSEADDR, so a
-/// port left in TIME_WAIT by the previous boot does not block it).
-pub(crate) fn bind(address: Ipv4Addr, port: u16) -> Result<TcpListener, SimError> {
-    let addr = SocketAddr::from((address, port));
-    let std = StdListener::bind(addr).map_err(|e| SimError::bind(addr, e))?;
-    std.set_nonblocking(true)
-        .map_err(|e| SimError::bind(addr, e))?;
-    TcpListener::from_std(std).map_err(|e| SimError::bind(addr, e))
-}
+use super::net::bind;
+use super::ssh;
 
 /// What took the host down, which decides how long and how it comes back.
 enum Outage {
@@ -40,7 +31,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut listeners: Option<(TcpListener, TcpListener)>,
 ) {
-    if core.power() != Power::On {
+    if core.power() != HostPower::On {
         power_up(&core, &shared).await;
     }
     loop {
@@ -97,7 +88,7 @@ pub(crate) async fn run(
 /// time. Returns when the host should start listening.
 async fn power_up(core: &HostCore, shared: &Shared) {
     // Bounded by the fleet's life: the host task is aborted when it stops.
-    while core.power() == Power::Off {
+    while core.power() == HostPower::Off {
         core.power_button.notified().await;
     }
     // Stuck until a power cycle cures it (`stuck_powering_on=F:recover=P`).
@@ -112,7 +103,7 @@ async fn power_up(core: &HostCore, shared: &Shared) {
     let down = core.has(FaultKind::NeverReturns);
     {
         let mut s = core.lock();
-        s.power = Power::On;
+        s.power = HostPower::On;
         // Booting: refuses connections like a rebooting host. A
         // `never_returns` host does not come back from a power loss either.
         s.phase = if down { Phase::Down } else { Phase::Rebooting };
@@ -284,8 +275,10 @@ async fn serve_http(core: Arc<HostCore>, stream: TcpStream) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use crate::sim::config::BootTime;
+    use crate::sim::config::{BootTimeRange, REBOOT_GRACE};
 
     #[test]
     fn boot_ids_look_like_the_kernels() {
@@ -304,7 +297,7 @@ mod tests {
             client_key: key.public_key().clone(),
             port: 1,
             http_port: 2,
-            boot_time: BootTime::fixed(boot),
+            boot_time: BootTimeRange::fixed(boot),
             reboot_grace: REBOOT_GRACE,
             seed: 1,
             bmc: None,

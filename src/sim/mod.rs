@@ -23,14 +23,16 @@ pub mod deps;
 pub mod drill;
 pub mod fleet;
 mod host;
+mod net;
 mod shard;
 mod ssh;
 
 use std::net::SocketAddr;
 
-pub use bmc::BmcProfile;
-pub use config::{BootTime, FailSpec, FaultKind, FleetConfig, SimHost, parse_fail, parse_faults};
-pub use core::{Phase, Power};
+pub use config::{
+    BmcProfile, BootTimeRange, FailSpec, FaultKind, FleetConfig, SimHost, parse_fail, parse_faults,
+};
+pub use core::{HostPower, Phase};
 pub use fleet::{Fleet, FleetHandle, FleetPaths, FleetStatus, HostReport};
 pub use shard::run_worker;
 

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::task::AbortHandle;
 
 use super::SimError;
-use super::config::{BootTime, FaultKind};
+use super::config::{BootTimeRange, FaultKind};
 use super::core::{HostCore, HostStatus, Shared};
 use super::host;
 
@@ -52,8 +52,8 @@ pub(crate) struct ShardSpec {
     pub hosts: Vec<ShardHost>,
     pub port: u16,
     pub http_port: u16,
-    pub boot_time: BootTime,
-    /// See [`super::core::REBOOT_GRACE`].
+    pub boot_time: BootTimeRange,
+    /// See [`super::config::REBOOT_GRACE`].
     #[serde(default = "default_reboot_grace")]
     pub reboot_grace: std::time::Duration,
     pub seed: u64,
@@ -63,14 +63,14 @@ pub(crate) struct ShardSpec {
     pub client_key: String,
     /// Fleets with BMCs: each host has a Redfish BMC.
     #[serde(default)]
-    pub bmc: Option<super::bmc::BmcConfig>,
+    pub bmc: Option<super::config::BmcConfig>,
     /// Hosts start off (only with `bmc`): nothing but the BMC listens.
     #[serde(default)]
     pub powered_off: bool,
 }
 
 fn default_reboot_grace() -> std::time::Duration {
-    super::core::REBOOT_GRACE
+    super::config::REBOOT_GRACE
 }
 
 /// A worker's report, one JSON object per stdout line.
@@ -116,13 +116,13 @@ impl ShardRuntime {
                 None
             } else {
                 Some((
-                    host::bind(h.address, spec.port)?,
-                    host::bind(h.address, spec.http_port)?,
+                    super::net::bind(h.address, spec.port)?,
+                    super::net::bind(h.address, spec.http_port)?,
                 ))
             };
             let bmc = match &spec.bmc {
                 Some(_) if h.fault == Some(FaultKind::BmcUnreachable) => None,
-                Some(b) => Some(host::bind(h.address, b.port)?),
+                Some(b) => Some(super::net::bind(h.address, b.port)?),
                 None => None,
             };
             listeners.push((host, bmc));

@@ -373,10 +373,7 @@ mod tests {
     #[tokio::test]
     async fn become_wrapped_commands_run_as_root_does() {
         let h = HostCore::new(0, "h".into(), Ipv4Addr::LOCALHOST, None, 1);
-        let esc = crate::transport::escalation::Escalation {
-            method: crate::transport::escalation::EscalationMethod::Sudo,
-            user: "root".into(),
-        };
+        let esc = crate::inventory::escalation::Become::root();
         let wrapped = esc.wrap(
             "echo it's && systemctl restart 'a b'",
             crate::transport::escalation::Prompt::Never,

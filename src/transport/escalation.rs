@@ -1,7 +1,8 @@
 //! Privilege escalation on the host: which program (`sudo`, `doas`) and which
 //! target user wrap the commands that need it.
 //!
-//! Owns the policy's type, the wrapping of a command (a pure function: the
+//! Owns the wrapping of a command with the policy (a model type,
+//! [`Become`]; a pure function: the
 //! command becomes one shell-quoted `sh -c` argument), reading what sudo or
 //! doas said when they refused, and the `--become-password-file` reader. The
 //! playbook (`become:`) and Ansible inventories (`ansible_become*`) produce
@@ -10,33 +11,9 @@
 
 use std::path::Path;
 
-use super::redfish::Secret;
-
-/// How a command is run as another user on the host.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Escalation {
-    pub method: EscalationMethod,
-    /// Target user (`root` unless the playbook or inventory says otherwise).
-    pub user: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EscalationMethod {
-    Sudo,
-    Doas,
-}
-
-impl EscalationMethod {
-    /// Parses a method name as playbooks and Ansible spell it; `None` for one
-    /// rekindle does not support (the caller names it in an error).
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "sudo" => Some(Self::Sudo),
-            "doas" => Some(Self::Doas),
-            _ => None,
-        }
-    }
-}
+use crate::inventory::escalation::{Become, BecomeMethod};
+use crate::secret::Secret;
+use crate::shell::quote as shell_quote;
 
 /// How a wrapped command is authorised on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +24,9 @@ pub enum Prompt {
     Stdin,
 }
 
-impl Escalation {
-    /// Whether this method can read a password from stdin (`doas` reads
-    /// only a terminal, so it always runs non-interactively).
-    pub fn takes_stdin_password(&self) -> bool {
-        self.method == EscalationMethod::Sudo
-    }
-
+// The policy is model data (`inventory::escalation`); wrapping commands
+// with it is the transport's, so its methods are written here.
+impl Become {
     /// `command` run as `self.user` through `self.method`. The command is
     /// one shell-quoted argument of `sh -c`, so placeholders already quoted
     /// into it stay quoted; with [`Prompt::Stdin`] the inner shell's stdin is
@@ -61,14 +34,14 @@ impl Escalation {
     pub fn wrap(&self, command: &str, prompt: Prompt) -> String {
         let user = shell_quote(&self.user);
         match (self.method, prompt) {
-            (EscalationMethod::Sudo, Prompt::Never) => {
+            (BecomeMethod::Sudo, Prompt::Never) => {
                 format!("sudo -n -u {user} -- sh -c {}", shell_quote(command))
             }
-            (EscalationMethod::Sudo, Prompt::Stdin) => format!(
+            (BecomeMethod::Sudo, Prompt::Stdin) => format!(
                 "sudo -S -p '' -u {user} -- sh -c {}",
                 shell_quote(&format!("exec </dev/null; {command}"))
             ),
-            (EscalationMethod::Doas, _) => {
+            (BecomeMethod::Doas, _) => {
                 format!("doas -n -u {user} sh -c {}", shell_quote(command))
             }
         }
@@ -83,8 +56,8 @@ impl Escalation {
             return None;
         }
         let prefix = match self.method {
-            EscalationMethod::Sudo => "sudo: ",
-            EscalationMethod::Doas => "doas: ",
+            BecomeMethod::Sudo => "sudo: ",
+            BecomeMethod::Doas => "doas: ",
         };
         // The output tail holds stdout and stderr interleaved; sudo's refusal
         // is the whole of it, since nothing ran.
@@ -179,15 +152,13 @@ pub fn read_password_file(path: &Path) -> Result<Secret, PasswordFileError> {
 #[error("{0}")]
 pub struct PasswordFileError(String);
 
-use crate::playbook::template::shell_quote;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sudo() -> Escalation {
-        Escalation {
-            method: EscalationMethod::Sudo,
+    fn sudo() -> Become {
+        Become {
+            method: BecomeMethod::Sudo,
             user: "root".into(),
         }
     }
@@ -226,8 +197,8 @@ mod tests {
         let reads = sudo().wrap("cat", Prompt::Stdin);
         assert_eq!(sh(&format!("echo hunter2 | {{ {shim}{reads}; }}")), "");
 
-        let odd_user = Escalation {
-            method: EscalationMethod::Doas,
+        let odd_user = Become {
+            method: BecomeMethod::Doas,
             user: "svc'x".into(),
         };
         assert_eq!(
@@ -312,8 +283,8 @@ mod tests {
         // The command's own exit 1 is the command's.
         assert_eq!(s.refusal(Some(1), "grep: no match"), None);
         assert_eq!(s.refusal(Some(2), "sudo: a password is required"), None);
-        let doas = Escalation {
-            method: EscalationMethod::Doas,
+        let doas = Become {
+            method: BecomeMethod::Doas,
             user: "root".into(),
         };
         assert_eq!(

@@ -24,12 +24,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::redfish::{
-    Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CredentialStore, Endpoint, Redfish, SYSTEMS_PATH,
+use super::bmc::{
+    Auth, Bmc, BmcError, BmcErrorKind, BmcFuture, CredentialStore, Endpoint, SYSTEMS_PATH,
 };
+use super::redfish::Redfish;
 
 /// The IANA port of RMCP.
-pub const DEFAULT_PORT: u16 = 623;
+pub use crate::inventory::bmc::IPMI_PORT as DEFAULT_PORT;
+/// Where an `ipmi://` BMC listens: the model's type, read with the inventory.
+pub use crate::inventory::bmc::IpmiTarget as Target;
 /// One `ipmitool` run: a session handshake and one command.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// The one "system" an IPMI BMC has, as the engine addresses it.
@@ -43,74 +46,6 @@ pub const CIPHER_SUITES: [u8; 2] = [17, 3];
 pub const SUITE_LABEL: &str = "ipmi_cipher_suite";
 /// Output kept from a failed call, for the message.
 const TAIL: usize = 300;
-
-/// Where an `ipmi://` BMC listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Target {
-    /// `ipmi://ADDR[:PORT]`, `ipmi://[V6]:PORT`; `None` when `label` is not
-    /// an `ipmi://` address at all, an error when it is a broken one.
-    pub fn parse(label: &str) -> Option<Result<Target, String>> {
-        let rest = label.trim().strip_prefix("ipmi://")?;
-        Some(Target::parse_authority(label, rest))
-    }
-
-    fn parse_authority(label: &str, rest: &str) -> Result<Target, String> {
-        let bad = |why: &str| format!("bmc `{label}`: {why} (expected ipmi://ADDR[:PORT])");
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.is_empty() {
-            return Err(bad("no address"));
-        }
-        if rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace) {
-            return Err(bad("an IPMI address has no path, user or query"));
-        }
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (host, tail) = v6.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
-            match tail {
-                "" => (host, None),
-                t => (
-                    host,
-                    Some(t.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?),
-                ),
-            }
-        } else if rest.matches(':').count() > 1 {
-            return Err(bad("an IPv6 address goes in brackets: ipmi://[ADDR]:PORT"));
-        } else {
-            match rest.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (rest, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("no address"));
-        }
-        let port = match port {
-            None => DEFAULT_PORT,
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(bad(&format!("`{p}` is not a port"))),
-            },
-        };
-        Ok(Target {
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "ipmi://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "ipmi://{}:{}", self.host, self.port)
-        }
-    }
-}
 
 /// The `ipmitool` client.
 pub struct Ipmi {
@@ -133,7 +68,7 @@ impl fmt::Debug for Ipmi {
 
 /// What `chassis power status` said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Power {
+pub enum ChassisPower {
     On,
     Off,
 }
@@ -303,7 +238,7 @@ impl Ipmi {
         &self,
         target: &Target,
         account: Option<&str>,
-    ) -> Result<(Power, Option<&'static str>), BmcError> {
+    ) -> Result<(ChassisPower, Option<&'static str>), BmcError> {
         let out = self.call(target, account, &["chassis", "status"]).await?;
         parse_chassis(&out).ok_or_else(|| {
             BmcError::new(
@@ -317,7 +252,11 @@ impl Ipmi {
     }
 
     /// `chassis power status`.
-    pub async fn power(&self, target: &Target, account: Option<&str>) -> Result<Power, BmcError> {
+    pub async fn power(
+        &self,
+        target: &Target,
+        account: Option<&str>,
+    ) -> Result<ChassisPower, BmcError> {
         let out = self
             .call(target, account, &["chassis", "power", "status"])
             .await?;
@@ -362,7 +301,7 @@ fn suite_refused(stderr: &str) -> bool {
 /// `Chassis Power is on|off`.
 /// `System Power : on` and `Power Restore Policy : previous` of
 /// `ipmitool chassis status`.
-fn parse_chassis(out: &str) -> Option<(Power, Option<&'static str>)> {
+fn parse_chassis(out: &str) -> Option<(ChassisPower, Option<&'static str>)> {
     let field = |name: &str| {
         out.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -370,8 +309,8 @@ fn parse_chassis(out: &str) -> Option<(Power, Option<&'static str>)> {
         })
     };
     let power = match field("System Power")?.as_str() {
-        "on" => Power::On,
-        "off" => Power::Off,
+        "on" => ChassisPower::On,
+        "off" => ChassisPower::Off,
         _ => return None,
     };
     let policy = field("Power Restore Policy").and_then(|p| match p.as_str() {
@@ -383,11 +322,11 @@ fn parse_chassis(out: &str) -> Option<(Power, Option<&'static str>)> {
     Some((power, policy))
 }
 
-fn parse_status(out: &str) -> Option<Power> {
+fn parse_status(out: &str) -> Option<ChassisPower> {
     out.lines().find_map(
         |l| match l.trim().strip_prefix("Chassis Power is ")?.trim() {
-            "on" => Some(Power::On),
-            "off" => Some(Power::Off),
+            "on" => Some(ChassisPower::On),
+            "off" => Some(ChassisPower::Off),
             _ => None,
         },
     )
@@ -516,7 +455,7 @@ impl Bmc for Bmcs {
                 let (power, policy) = self.ipmi.chassis(&target, auth.account()).await?;
                 Ok(json!({
                     "@odata.id": IPMI_SYSTEM,
-                    "PowerState": match power { Power::On => "On", Power::Off => "Off" },
+                    "PowerState": match power { ChassisPower::On => "On", ChassisPower::Off => "Off" },
                     "PowerRestorePolicy": policy,
                     "Actions": {"#ComputerSystem.Reset": {
                         "target": IPMI_SYSTEM,
@@ -569,53 +508,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ipmi_addresses() {
-        let t = |s: &str| Target::parse(s).expect("ipmi").expect("valid");
-        assert_eq!(
-            t("ipmi://10.0.0.5"),
-            Target {
-                host: "10.0.0.5".into(),
-                port: 623
-            }
-        );
-        assert_eq!(t("ipmi://bmc.example:6230/").port, 6230);
-        assert_eq!(t("ipmi://[fe80::1]:624").host, "fe80::1");
-        assert_eq!(t("ipmi://[fe80::1]").port, 623);
-        assert_eq!(
-            t("ipmi://[fe80::1]:624").to_string(),
-            "ipmi://[fe80::1]:624"
-        );
-        assert!(Target::parse("https://x").is_none());
-        for bad in [
-            "ipmi://",
-            "ipmi://:623",
-            "ipmi://h:0",
-            "ipmi://h:port",
-            "ipmi://fe80::1",
-            "ipmi://h/path",
-            "ipmi://u@h",
-            "ipmi://[fe80::1",
-        ] {
-            let e = Target::parse(bad).expect("ipmi").expect_err(bad);
-            assert!(e.contains("expected ipmi://ADDR[:PORT]"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
     fn ipmitool_answers_are_read() {
         // ipmitool 1.8.19 against ipmi_sim (openipmi 2.0.33), as printed.
         let said = "System Power         : off\nPower Overload       : false\n\
                     Power Restore Policy : always-off\nLast Power Event     : \n";
-        assert_eq!(parse_chassis(said), Some((Power::Off, Some("AlwaysOff"))));
+        assert_eq!(
+            parse_chassis(said),
+            Some((ChassisPower::Off, Some("AlwaysOff")))
+        );
         let said = "System Power : on\nPower Restore Policy : previous\n";
-        assert_eq!(parse_chassis(said), Some((Power::On, Some("LastState"))));
+        assert_eq!(
+            parse_chassis(said),
+            Some((ChassisPower::On, Some("LastState")))
+        );
         assert_eq!(
             parse_chassis("System Power : on\n"),
-            Some((Power::On, None))
+            Some((ChassisPower::On, None))
         );
         assert_eq!(parse_chassis("Chassis Power is on"), None);
-        assert_eq!(parse_status("Chassis Power is on\n"), Some(Power::On));
-        assert_eq!(parse_status("Chassis Power is off"), Some(Power::Off));
+        assert_eq!(
+            parse_status("Chassis Power is on\n"),
+            Some(ChassisPower::On)
+        );
+        assert_eq!(
+            parse_status("Chassis Power is off"),
+            Some(ChassisPower::Off)
+        );
         assert_eq!(parse_status("garbage"), None);
         let t = Target {
             host: "h".into(),

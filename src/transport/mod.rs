@@ -30,18 +30,18 @@ use crate::inventory::Host;
 /// Opens sessions to hosts. The engine is generic over this so scheduling
 /// logic can be tested with a recording fake.
 pub trait Connector: Send + Sync + 'static {
-    type Session: Session;
+    type Connection: Connection;
 
     /// One connection attempt (TCP, handshake, host key, auth), bounded by `timeout`.
     fn connect(
         &self,
         host: &Host,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Self::Session, ConnectError>> + Send;
+    ) -> impl Future<Output = Result<Self::Connection, ConnectError>> + Send;
 }
 
 /// An authenticated connection to one host.
-pub trait Session: Send + Sync + 'static {
+pub trait Connection: Send + Sync + 'static {
     /// Runs `command` through the login shell, bounded by `timeout`.
     fn exec(
         &self,
@@ -55,7 +55,7 @@ pub trait Session: Send + Sync + 'static {
     fn exec_with_stdin(
         &self,
         command: &str,
-        input: &redfish::Secret,
+        input: &crate::secret::Secret,
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecOutput, ExecError>> + Send {
         let _ = (command, input, timeout);
@@ -99,7 +99,12 @@ pub struct ConnectError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a connection attempt failed. The engine's failures, the journal and
+/// reports carry it as it is (`engine::failure::ConnectKind`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ConnectErrorKind {
     /// Connection refused, reset, no route, or DNS failure.
     Unreachable,
@@ -121,7 +126,9 @@ pub enum ConnectErrorKind {
 }
 
 impl ConnectErrorKind {
-    /// Unreachable hosts may be set aside (`on_unreachable: skip`) instead of failed.
+    /// Refused, timed out, or the jump host failed: the host may be set
+    /// aside (`on_unreachable: skip`) instead of failed. Key and login
+    /// problems never are. The one "unreachable" rule.
     pub fn is_unreachable(self) -> bool {
         matches!(
             self,
@@ -131,6 +138,7 @@ impl ConnectErrorKind {
 }
 
 pub mod algorithms;
+pub mod bmc;
 pub mod bmc_trust;
 pub mod escalation;
 pub mod ipmi;

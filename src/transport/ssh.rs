@@ -28,10 +28,10 @@ use tokio::time::Instant;
 
 use super::algorithms::{AlgorithmKind, Algorithms};
 use super::known_hosts::{KnownHosts, Verdict};
-use super::redfish::Secret;
 use super::ssh_config::{Agent, ClientConfig, Endpoint, Strictness};
-use super::{ConnectError, ConnectErrorKind, Connector, ExecError, ExecOutput, Session};
+use super::{ConnectError, ConnectErrorKind, Connection, Connector, ExecError, ExecOutput};
 use crate::inventory::Host;
+use crate::secret::Secret;
 
 /// Keepalive every 5 s, give up after 3 unanswered: a vanished host is
 /// noticed within about 20 s (docs/findings.md, russh), under the ~30 s the engine expects.
@@ -499,7 +499,7 @@ const PHASE_HANDSHAKE: u8 = 2;
 const PHASE_AUTH: u8 = 3;
 
 impl Connector for SshConnector {
-    type Session = SshSession;
+    type Connection = SshSession;
 
     async fn connect(&self, host: &Host, timeout: Duration) -> Result<SshSession, ConnectError> {
         let ep = self
@@ -1475,7 +1475,7 @@ impl Client {
 fn unix_time(secs: u64) -> String {
     // Far-future `valid_before` (forever) stays printable.
     let secs = secs.min(253_402_300_799);
-    crate::journal::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    crate::time::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 impl client::Handler for Client {
@@ -1549,7 +1549,7 @@ impl client::Handler for Client {
     }
 }
 
-impl Session for SshSession {
+impl Connection for SshSession {
     async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, ExecError> {
         self.run(command, None, timeout).await
     }

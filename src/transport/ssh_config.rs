@@ -1176,6 +1176,7 @@ mod tests {
             labels: BTreeMap::new(),
             identity_file: None,
             escalation: None,
+            bmc: None,
             groups: vec![],
             span: crate::diag::Span::new("inv.yaml".into(), 1, 1, 1),
         }

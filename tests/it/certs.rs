@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rekindle::inventory::Host;
 use rekindle::transport::ssh::{SshConnector, SshOptions};
-use rekindle::transport::{ConnectError, ConnectErrorKind, Connector, Session};
+use rekindle::transport::{ConnectError, ConnectErrorKind, Connection, Connector};
 
 use crate::sshd::{ClientKeys, Sshd, keygen};
 
@@ -27,6 +27,7 @@ fn host(name: &str, sshd: &Sshd) -> Host {
         labels: BTreeMap::new(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: rekindle::diag::Span::new("test".into(), 1, 1, 1),
     }

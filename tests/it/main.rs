@@ -16,6 +16,7 @@ mod inventory;
 mod inventory_ansible;
 mod ipmi;
 mod journal;
+mod layers;
 mod live;
 mod openssh_conformance;
 mod plan;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rekindle::inventory::Host;
 use rekindle::transport::ssh::{SshConnector, SshOptions};
-use rekindle::transport::{ConnectErrorKind, Connector, Session};
+use rekindle::transport::{ConnectErrorKind, Connection, Connector};
 
 use crate::sshd::{ClientKeys, Sshd};
 use crate::support::KillOnDrop;
@@ -405,6 +405,7 @@ async fn run_rekindle(config: &Path, default_known: &Path) -> (Verdict, String) 
         labels: BTreeMap::new(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: rekindle::diag::Span::new("test".into(), 1, 1, 1),
     };

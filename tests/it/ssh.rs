@@ -8,7 +8,7 @@ use std::time::Duration;
 use rekindle::inventory::Host;
 use rekindle::transport::ssh::{SshConnector, SshOptions, SshSession};
 use rekindle::transport::{
-    ConnectError, ConnectErrorKind, Connector, ExecError, Session, local, probe,
+    ConnectError, ConnectErrorKind, Connection, Connector, ExecError, local, probe,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,6 +27,7 @@ fn host(name: &str, address: &str, port: u16) -> Host {
         labels: BTreeMap::new(),
         identity_file: None,
         escalation: None,
+        bmc: None,
         groups: vec![],
         span: rekindle::diag::Span::new("test".into(), 1, 1, 1),
     }

@@ -6,7 +6,7 @@ use super::*;
 
 /// Stage `storage` of hosts h0..h3 (h3 the straggler, `straggler` seconds),
 /// stage `dns` of `dns_hosts` after it at a 75 % gate.
-fn gated(fleet: &Arc<Fleet>, straggler: Script, dns_hosts: &[usize], dns_delay: f64) -> Plan {
+fn gated(fleet: &Arc<FakeFleet>, straggler: Script, dns_hosts: &[usize], dns_delay: f64) -> Plan {
     for i in 0..3 {
         fleet.script(&format!("h{i}"), working(1.0));
     }
@@ -24,7 +24,7 @@ fn gated(fleet: &Arc<Fleet>, straggler: Script, dns_hosts: &[usize], dns_delay: 
 
 #[tokio::test(start_paused = true)]
 async fn a_gated_stage_starts_at_its_share_while_the_straggler_still_runs() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     let p = gated(&fleet, working(50.0), &[4, 5], 1.0);
     let out = simple(p, hosts(6), &fleet).await;
     assert_eq!(out.outcome, RunOutcome::Success);
@@ -38,7 +38,7 @@ async fn a_gated_stage_starts_at_its_share_while_the_straggler_still_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_straggler_that_breaks_the_budget_stops_the_gated_dependant() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     // dns runs one host at a time, 30 s each: h4 1-31 s, h5 31-61 s; the
     // straggler fails at 50 s, over storage's budget of 0.
     let p = gated(&fleet, failing(50.0), &[4, 5, 6], 30.0);
@@ -64,7 +64,7 @@ async fn a_straggler_that_breaks_the_budget_stops_the_gated_dependant() {
 
 #[tokio::test(start_paused = true)]
 async fn waves_grow_only_after_a_clean_wave() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..7 {
         fleet.script(&format!("h{i}"), working(1.0));
     }
@@ -92,7 +92,7 @@ async fn waves_grow_only_after_a_clean_wave() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_wave_stops_the_growth_and_its_size_holds() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", failing(1.0));
     for i in 1..5 {
         fleet.script(&format!("h{i}"), working(1.0));
@@ -111,7 +111,7 @@ async fn a_failing_wave_stops_the_growth_and_its_size_holds() {
 
 #[tokio::test(start_paused = true)]
 async fn waves_count_only_hosts_after_the_canaries_and_keep_other_limits() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     let mut inv = Vec::new();
     for i in 0..6 {
         let rack = if i % 2 == 0 { "r1" } else { "r2" };
@@ -136,7 +136,7 @@ async fn waves_count_only_hosts_after_the_canaries_and_keep_other_limits() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rate_paces_the_hosts_inside_each_wave() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..6 {
         fleet.script(&format!("h{i}"), working(1.0));
     }

@@ -8,7 +8,7 @@ use super::*;
 /// Far beyond any run below: reaching it means the scheduler hung.
 const DEADLINE: Duration = Duration::from_secs(3600);
 
-async fn bounded(p: Plan, hosts: Vec<Host>, fleet: &Arc<Fleet>) -> Outcome {
+async fn bounded(p: Plan, hosts: Vec<Host>, fleet: &Arc<FakeFleet>) -> Outcome {
     tokio::time::timeout(DEADLINE, simple(p, hosts, fleet))
         .await
         .expect("the run ended: no stage waits forever for another's hosts")
@@ -42,7 +42,7 @@ fn started_in(out: &Outcome, stage_name: &str, host_name: &str) -> Option<Durati
 }
 
 /// How many times `host` ran the work command.
-fn works(fleet: &Arc<Fleet>, host: &str) -> usize {
+fn works(fleet: &Arc<FakeFleet>, host: &str) -> usize {
     fleet
         .calls_to(host)
         .iter()
@@ -102,7 +102,7 @@ fn counts(out: &Outcome, stage_name: &str) -> Option<(usize, usize, usize)> {
 
 #[tokio::test(start_paused = true)]
 async fn an_independent_stage_waits_for_hosts_busy_in_another() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..4 {
         fleet.script(&format!("h{i}"), working(10.0));
     }
@@ -131,7 +131,7 @@ async fn an_independent_stage_waits_for_hosts_busy_in_another() {
 
 #[tokio::test(start_paused = true)]
 async fn two_stages_waiting_for_each_others_hosts_both_finish() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for (h, d) in [("h0", 5.0), ("h1", 5.0), ("h2", 1.0), ("h3", 1.0)] {
         fleet.script(h, working(d));
     }
@@ -161,7 +161,7 @@ async fn two_stages_waiting_for_each_others_hosts_both_finish() {
 
 #[tokio::test(start_paused = true)]
 async fn a_gated_stage_takes_a_shared_host_only_after_the_earlier_stage_finished_it() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..4 {
         fleet.script(&format!("h{i}"), working(1.0));
     }
@@ -183,7 +183,7 @@ async fn a_gated_stage_takes_a_shared_host_only_after_the_earlier_stage_finished
 
 #[tokio::test(start_paused = true)]
 async fn a_host_that_failed_is_skipped_by_later_stages_without_spending_their_budget() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", working(1.0));
     fleet.script("h1", failing(1.0));
     fleet.script("h2", working(1.0));
@@ -208,7 +208,7 @@ async fn a_host_that_failed_is_skipped_by_later_stages_without_spending_their_bu
     assert_eq!(works(&fleet, "h1"), 1, "run once, in db only");
 
     // A stage that says so runs it again, and spends its budget on it.
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", working(1.0));
     fleet.script("h1", failing(1.0));
     fleet.script("h2", working(1.0));
@@ -227,7 +227,7 @@ async fn a_host_that_failed_is_skipped_by_later_stages_without_spending_their_bu
 
 #[tokio::test(start_paused = true)]
 async fn a_host_waiting_for_a_stage_it_then_fails_in_is_skipped_with_that_stage_named() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", failing(2.0));
     fleet.script("h1", working(1.0));
     // Independent stages: audit has h0 first; db's turn for it comes while it runs.

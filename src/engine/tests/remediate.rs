@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::super::fake::{FakeBmc, FakeConnector, Fleet, Reboot, Script};
+use super::super::fake::{FakeBmc, FakeConnector, FakeFleet, Reboot, Script};
 use super::*;
 use crate::playbook::{Check, Health, Remediate};
 use crate::transport::redfish::Bmc;
@@ -37,7 +37,7 @@ fn ladder_stage(n: usize, steps: Vec<Step>, cycles: u32) -> StagePlan {
 async fn with_bmc(
     s: StagePlan,
     n: usize,
-    fleet: &Arc<Fleet>,
+    fleet: &Arc<FakeFleet>,
     bmc: FakeBmc,
     starts: HashMap<(usize, usize), HostStart>,
     acks: Acks,
@@ -50,7 +50,7 @@ async fn with_bmc(
 async fn with_bmc_on(
     s: StagePlan,
     hosts: Vec<Host>,
-    fleet: &Arc<Fleet>,
+    fleet: &Arc<FakeFleet>,
     bmc: FakeBmc,
     starts: HashMap<(usize, usize), HostStart>,
     acks: Acks,
@@ -81,7 +81,7 @@ fn cycle_intents(out: &Outcome, name: &str) -> Vec<(Duration, u32, String)> {
         .collect()
 }
 
-fn resets(fleet: &Fleet, name: &str) -> Vec<String> {
+fn resets(fleet: &FakeFleet, name: &str) -> Vec<String> {
     fleet
         .calls_to(name)
         .into_iter()
@@ -103,7 +103,7 @@ fn failure(out: &Outcome, name: &str) -> (Failure, String) {
 
 #[tokio::test(start_paused = true)]
 async fn a_host_that_never_returns_from_a_reboot_is_cycled_exactly_once_then_quarantined() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -145,7 +145,7 @@ async fn a_host_that_never_returns_from_a_reboot_is_cycled_exactly_once_then_qua
 
 #[tokio::test(start_paused = true)]
 async fn a_cycle_that_brings_the_host_back_passes_the_step_on_its_new_boot() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -172,7 +172,7 @@ async fn a_cycle_that_brings_the_host_back_passes_the_step_on_its_new_boot() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_host_that_comes_back_within_the_wait_is_never_cycled() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -202,7 +202,7 @@ async fn a_slow_host_that_comes_back_within_the_wait_is_never_cycled() {
 
 #[tokio::test(start_paused = true)]
 async fn a_host_back_by_the_last_look_is_not_cycled() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     // Comes back exactly at the end of the wait: only the last look sees it.
     fleet.script(
         "h0",
@@ -227,7 +227,7 @@ async fn a_host_back_by_the_last_look_is_not_cycled() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_host_in_wait_ssh_is_cycled_and_waited_for_again() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -261,7 +261,7 @@ async fn a_silent_host_in_wait_ssh_is_cycled_and_waited_for_again() {
 
 #[tokio::test(start_paused = true)]
 async fn a_bmc_without_a_power_cycle_type_is_a_clear_failure_and_nothing_is_sent() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -287,7 +287,7 @@ async fn a_bmc_without_a_power_cycle_type_is_a_clear_failure_and_nothing_is_sent
 
 #[tokio::test(start_paused = true)]
 async fn failing_health_checks_are_never_remediated() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -318,7 +318,7 @@ async fn failing_health_checks_are_never_remediated() {
 
 #[tokio::test(start_paused = true)]
 async fn without_remediate_a_silent_host_is_not_cycled() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -343,7 +343,7 @@ async fn without_remediate_a_silent_host_is_not_cycled() {
 
 #[tokio::test(start_paused = true)]
 async fn the_cycle_waits_for_its_intent_and_an_unrecorded_intent_sends_nothing() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -374,7 +374,7 @@ async fn the_cycle_waits_for_its_intent_and_an_unrecorded_intent_sends_nothing()
         "{reset_at:?} {intents:?}"
     );
 
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -398,7 +398,7 @@ async fn the_cycle_waits_for_its_intent_and_an_unrecorded_intent_sends_nothing()
 
 #[tokio::test(start_paused = true)]
 async fn quarantine_follows_on_unreachable_skip_and_spends_no_budget() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -436,7 +436,7 @@ async fn quarantine_follows_on_unreachable_skip_and_spends_no_budget() {
 
 #[tokio::test(start_paused = true)]
 async fn a_resumed_host_never_gets_a_cycle_it_already_had() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for h in ["h0", "h1"] {
         fleet.script(
             h,
@@ -493,7 +493,7 @@ async fn a_resumed_host_never_gets_a_cycle_it_already_had() {
 
 #[tokio::test(start_paused = true)]
 async fn remediate_without_bmc_credentials_says_so() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -522,19 +522,19 @@ async fn remediate_without_bmc_credentials_says_so() {
 #[tokio::test(start_paused = true)]
 async fn a_fake_connector_session_is_closed_by_a_cycle() {
     // The fake's own rule the tests above lean on: a cycle is a new boot.
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script("h0", Script::default());
     let c = FakeConnector(Arc::clone(&fleet));
     let s = crate::transport::Connector::connect(&c, &bmc_host(0), secs(1.0))
         .await
         .expect("up");
     fleet.power_cycle_for_test("h0");
-    assert!(crate::transport::Session::is_closed(&s));
+    assert!(crate::transport::Connection::is_closed(&s));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_host_stuck_powering_on_is_cycled_and_its_power_on_read_again() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     // Stuck, so not answering SSH either, until a cycle.
     fleet.script(
         "h0",
@@ -569,7 +569,7 @@ async fn a_host_stuck_powering_on_is_cycled_and_its_power_on_read_again() {
     );
 
     // Never revived: quarantined after its one cycle.
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     fleet.script(
         "h0",
         Script {
@@ -595,7 +595,7 @@ async fn a_host_stuck_powering_on_is_cycled_and_its_power_on_read_again() {
 /// back by them.
 #[tokio::test(start_paused = true)]
 async fn power_cycles_on_one_pdu_are_spaced_like_power_ons() {
-    let fleet = Fleet::new();
+    let fleet = FakeFleet::new();
     for i in 0..4 {
         fleet.script(
             &format!("h{i}"),
