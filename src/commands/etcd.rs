@@ -43,19 +43,13 @@ pub(crate) fn stand_by(
     exec: ExecArgs,
     verbose: u8,
 ) -> anyhow::Result<Exit> {
-    let request = Request {
-        journal_file: run.into(),
-        force: false,
-        failed_only: false,
-        limit: None,
-        accept_failures: false,
-        without_etcd: false,
-        yes: true,
-        quiet: exec.quiet,
-        verbose: verbose > 0,
-        breaking: args::breaking(&exec),
-        journal_dir: exec.journal.clone(),
-    };
+    let request = Request::standby(
+        run,
+        exec.quiet,
+        verbose > 0,
+        args::breaking(&exec),
+        exec.journal.clone(),
+    );
     let become_password = exec.become_password_file.is_some();
     crate::session::takeover::stand_by(store, run, request, become_password, &Terminal::new(exec))
 }

@@ -299,6 +299,32 @@ pub struct Request {
     pub journal_dir: std::path::PathBuf,
 }
 
+impl Request {
+    /// What a standby resumes with when it takes run `run_id` over: the
+    /// whole run as journaled, confirmed by starting the standby.
+    pub fn standby(
+        run_id: &str,
+        quiet: bool,
+        verbose: bool,
+        breaking: lock::Break,
+        journal_dir: std::path::PathBuf,
+    ) -> Request {
+        Request {
+            journal_file: run_id.into(),
+            force: false,
+            failed_only: false,
+            limit: None,
+            accept_failures: false,
+            without_etcd: false,
+            yes: true,
+            quiet,
+            verbose,
+            breaking,
+            journal_dir,
+        }
+    }
+}
+
 /// Resumes the run journaled in `request.journal_file`: the journal and its
 /// inputs checked, replayed into per-host starts (narrowed as asked), the
 /// plan confirmed, then executed by the session's pipeline appending to the

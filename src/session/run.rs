@@ -90,19 +90,13 @@ pub fn run(
             takeover::driver_words(&d)
         ));
         let store = store.ok_or_else(|| usage("--etcd is needed"))?;
-        let standby = super::resume::Request {
-            journal_file: d.run_id.clone().into(),
-            force: false,
-            failed_only: false,
-            limit: None,
-            accept_failures: false,
-            without_etcd: false,
-            yes: true,
-            quiet: request.quiet,
-            verbose: request.verbose,
-            breaking: request.breaking,
-            journal_dir: request.journal_dir.clone(),
-        };
+        let standby = super::resume::Request::standby(
+            &d.run_id,
+            request.quiet,
+            request.verbose,
+            request.breaking,
+            request.journal_dir.clone(),
+        );
         return super::takeover::stand_by(
             store,
             &d.run_id,
