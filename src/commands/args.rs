@@ -346,13 +346,12 @@ pub(crate) fn live_views(
     run_id: &str,
     plan: &Plan,
     state: &crate::report::state::Shared,
-    done_before: &[usize],
 ) -> Result<Vec<Box<dyn crate::session::consume::Consumer>>, String> {
     let views = crate::live::Views {
         listen: exec.listen.as_deref(),
         notify: &exec.notify,
     };
-    crate::live::start(&views, run_id, plan, state, done_before, notice)
+    crate::live::start(&views, run_id, plan, state, notice)
 }
 
 /// Where the interrupt notices go.
@@ -450,9 +449,8 @@ impl Front for Terminal {
         run_id: &str,
         plan: &Plan,
         state: &crate::report::state::Shared,
-        done_before: &[usize],
     ) -> anyhow::Result<Vec<Box<dyn crate::session::consume::Consumer>>> {
-        live_views(&self.exec, run_id, plan, state, done_before).map_err(usage)
+        live_views(&self.exec, run_id, plan, state).map_err(usage)
     }
 
     fn finished(&self, finished: &session::Finished) {

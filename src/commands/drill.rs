@@ -44,7 +44,7 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
     };
     let exec = &args.exec;
     let views = Box::new(|header: &crate::journal::Header, plan: &_, fed: &_| {
-        args::live_views(exec, &header.run_id, plan, fed, &[]).map_err(|e| anyhow::anyhow!("{e}"))
+        args::live_views(exec, &header.run_id, plan, fed).map_err(|e| anyhow::anyhow!("{e}"))
     });
     let drilled = drill::run(
         loaded,

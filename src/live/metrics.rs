@@ -47,7 +47,7 @@ pub fn render(live: &Live) -> String {
         "gauge",
         "1 while the run is paused (no new host or action starts).",
     );
-    let _ = writeln!(out, "rekindle_run_paused {}", u8::from(live.paused));
+    let _ = writeln!(out, "rekindle_run_paused {}", u8::from(live.paused()));
     head(
         &mut out,
         "rekindle_run_finished",
@@ -57,7 +57,7 @@ pub fn render(live: &Live) -> String {
     let _ = writeln!(
         out,
         "rekindle_run_finished {}",
-        u8::from(live.outcome.is_some())
+        u8::from(live.outcome().is_some())
     );
     head(
         &mut out,
@@ -77,10 +77,10 @@ pub fn render(live: &Live) -> String {
         "gauge",
         "Hosts by stage and state (pending, in_flight, done, failed, skipped).",
     );
-    for s in &live.stages {
+    for s in &live.stages() {
         let stage = label(&s.name);
         for (state, n) in [
-            ("pending", s.pending()),
+            ("pending", s.pending),
             ("in_flight", s.in_flight),
             ("done", s.done),
             ("failed", s.failed),
@@ -110,24 +110,14 @@ pub fn render(live: &Live) -> String {
         "counter",
         "Hosts that failed or were set aside unreachable, by stage, status, failure kind and the kind of step that failed.",
     );
-    let mut by_kind: std::collections::BTreeMap<(&str, &str, &str, &str), usize> =
-        std::collections::BTreeMap::new();
-    for (cause, hosts) in &live.failures {
-        *by_kind
-            .entry((
-                &cause.stage,
-                cause.status,
-                &cause.kind,
-                cause.step.unwrap_or("none"),
-            ))
-            .or_default() += hosts.len();
-    }
-    for ((stage, status, kind, step), n) in by_kind {
+    for (key, n) in &live.failures {
         let _ = writeln!(
             out,
-            "rekindle_failures_total{{stage=\"{}\",status=\"{status}\",kind=\"{}\",step=\"{step}\"}} {n}",
-            label(stage),
-            label(kind)
+            "rekindle_failures_total{{stage=\"{}\",status=\"{}\",kind=\"{}\",step=\"{}\"}} {n}",
+            label(&key.stage),
+            key.status.as_str(),
+            label(&key.kind),
+            key.step.unwrap_or("none")
         );
     }
 

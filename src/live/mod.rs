@@ -2,7 +2,7 @@
 //! process itself with `--listen ADDR` (no external service): a status page
 //! that updates itself, the same facts as JSON, and Prometheus metrics.
 //!
-//! - [`state`]: the live state, folded from the event stream.
+//! - [`state`]: the live state: the run's state, and what only these views fold.
 //! - [`metrics`]: that state in the Prometheus text format.
 //! - [`server`]: the read-only HTTP server and the listen-address policy.
 //! - [`notify`]: `--notify` messages to webhooks (Slack-compatible).
@@ -56,27 +56,8 @@ fn capped(text: &str) -> String {
 /// The live state as `/api/status` serves it.
 pub fn status_json(live: &Live) -> serde_json::Value {
     let now = live.elapsed_ms;
-    let sum = |f: &dyn Fn(&state::StageLive) -> usize| live.stages.iter().map(f).sum::<usize>();
-    let stages: Vec<serde_json::Value> = live
-        .stages
-        .iter()
-        .map(|s| {
-            json!({
-                "name": s.name,
-                "hosts": s.hosts,
-                "done": s.done,
-                "failed": s.failed,
-                "skipped": s.skipped,
-                "in_flight": s.in_flight,
-                "pending": s.pending(),
-                "status": s.status,
-                "reason": s.reason,
-                "started_ms": s.started_ms,
-                "finished_ms": s.finished_ms,
-                "eta_ms": live.eta_ms(s),
-            })
-        })
-        .collect();
+    let stages = live.stages();
+    let sum = |f: &dyn Fn(&state::StageLive) -> usize| stages.iter().map(f).sum::<usize>();
     // The longest in flight first: those are the ones to look at.
     let mut flights: Vec<&state::Flight> = live.flights.values().collect();
     flights.sort_by_key(|f| (f.since_ms, f.host.as_str()));
@@ -121,8 +102,8 @@ pub fn status_json(live: &Live) -> serde_json::Value {
         "run_id": live.run_id,
         "plan": live.plan,
         "state": live.state(),
-        "paused": live.paused,
-        "outcome": live.outcome,
+        "paused": live.paused(),
+        "outcome": live.outcome(),
         "elapsed_ms": now,
         "totals": {
             "hosts": sum(&|s| s.hosts),
@@ -130,7 +111,7 @@ pub fn status_json(live: &Live) -> serde_json::Value {
             "failed": sum(&|s| s.failed),
             "skipped": sum(&|s| s.skipped),
             "in_flight": sum(&|s| s.in_flight),
-            "pending": sum(&|s| s.pending()),
+            "pending": sum(&|s| s.pending),
         },
         "stages": stages,
         "in_flight": { "count": live.flights.len(), "hosts": listed },
@@ -215,19 +196,13 @@ pub struct Listening {
 
 /// Binds `--listen`, builds the live state and starts serving it. An error
 /// (bad address, port taken) comes before anything ran.
-pub fn listen(
-    addr: &str,
-    run_id: &str,
-    plan: &Plan,
-    state: &Shared,
-    done_before: &[usize],
-) -> Result<Listening, String> {
+pub fn listen(addr: &str, run_id: &str, plan: &Plan, state: &Shared) -> Result<Listening, String> {
     let want = server::parse_listen(addr)?;
     let listener = server::bind(want)?;
     let local = listener
         .local_addr()
         .map_err(|e| format!("--listen {want}: {e}"))?;
-    let live = Arc::new(Mutex::new(Live::new(run_id, plan, state, done_before)));
+    let live = Arc::new(Mutex::new(Live::new(run_id, plan, state)));
     server::spawn(listener, Arc::clone(&live))
         .map_err(|e| format!("--listen {want}: cannot start the server: {e}"))?;
     let warning = server::is_public(local.ip()).then(|| {
@@ -258,7 +233,6 @@ pub fn start(
     run_id: &str,
     plan: &Plan,
     state: &Shared,
-    done_before: &[usize],
     say: fn(&str),
 ) -> Result<Vec<Box<dyn Consumer>>, String> {
     let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
@@ -271,7 +245,7 @@ pub fn start(
     let Some(addr) = views.listen else {
         return Ok(consumers);
     };
-    let l = listen(addr, run_id, plan, state, done_before)?;
+    let l = listen(addr, run_id, plan, state)?;
     if let Some(w) = &l.warning {
         say(&format!("warning: {w}"));
     }

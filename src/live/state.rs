@@ -1,10 +1,12 @@
-//! What only the live views show of a run, folded from its events:
-//! per-stage counts as the page shows them, hosts in flight, actions sent,
-//! failures by cause, step-duration histograms. The timeline, the failure
-//! groups and each stage's ETA come from the run's state
-//! ([`crate::report::state::RunState`], fed by the session), which [`Live`]
-//! holds. The status page, the JSON API and the metrics all read one
-//! [`Live`] through a mutex the consumer shares with the HTTP server.
+//! What the live views show of a run. The stages (status, counts, hosts
+//! waiting for another stage, ETA), the timeline, the failure groups,
+//! paused and finished are read from the run's state
+//! ([`crate::report::state::RunState`], fed once by the session), which
+//! [`Live`] holds. Folded here from the events is only what no other face
+//! shows: where each host in flight is, and the metrics' counters (actions
+//! sent, failures by kind, step-duration histograms). The status page, the
+//! JSON API and the metrics all read one [`Live`] through a mutex the
+//! consumer shares with the HTTP server.
 //!
 //! Owns what the live views know. It must not serve, print or touch hosts.
 
@@ -13,11 +15,11 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::engine::events::{EventKind, Failure, HostOutcome, RunOutcome, StageOutcome};
+use crate::engine::events::{EventKind, Failure, HostOutcome, RunOutcome};
 use crate::plan::Plan;
 use crate::playbook::Step;
-use crate::report::state::Shared;
-use crate::report::summary::{HostStatus, Summary};
+use crate::report::state::{Shared, lock};
+use crate::report::summary::{HostStatus, StageStatus, Summary};
 
 /// Upper bounds (seconds) of the step-duration histogram buckets: from a
 /// quick command to an hour-long power-on.
@@ -56,31 +58,29 @@ impl Action {
     }
 }
 
-/// One stage as the live views show it.
+/// One stage as the live views show it, read from the run's state.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageLive {
     pub name: String,
     pub hosts: usize,
-    /// Hosts a resume skips because they finished before (counted in `done`).
+    /// Hosts done, with those a resume skips because they finished before.
     pub done: usize,
     pub failed: usize,
+    /// Set aside unreachable, or skipped for an earlier failure.
     pub skipped: usize,
     pub in_flight: usize,
-    /// `waiting`, `running`, `done`, `aborted`, `skipped` or `interrupted`.
-    pub status: &'static str,
+    /// Neither finished nor in flight.
+    pub pending: usize,
+    pub status: StageStatus,
     pub reason: Option<String>,
+    /// Milliseconds since the run started (its first process, for a resume).
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
+    /// Time left while it runs, by the run's one ETA rule.
+    pub eta_ms: Option<u64>,
     /// Hosts whose turn came while another stage had them, by the stage
     /// they wait for (a host is in one stage at a time).
     pub held: BTreeMap<String, usize>,
-}
-
-impl StageLive {
-    pub fn pending(&self) -> usize {
-        self.hosts
-            .saturating_sub(self.done + self.failed + self.skipped + self.in_flight)
-    }
 }
 
 /// A host in flight: where it is.
@@ -94,16 +94,15 @@ pub struct Flight {
     pub since_ms: u64,
 }
 
-/// Failures of one cause: the stage, how it failed (failed or
-/// unreachable), the kind of step that failed, the failure's kind
-/// (`did_not_reboot`, `connect`, ...) and its reason.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Cause {
+/// What the failures counter counts by: the stage, how the host ended
+/// (failed or unreachable), the failure's kind as the journal spells it
+/// (`did_not_reboot`, `connect`, ...) and the kind of step that failed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FailureKey {
     pub stage: String,
-    pub status: &'static str,
-    pub step: Option<&'static str>,
+    pub status: HostStatus,
     pub kind: String,
-    pub reason: String,
+    pub step: Option<&'static str>,
 }
 
 /// A failure's kind as the journal spells it (`did_not_reboot`).
@@ -138,65 +137,41 @@ impl Histogram {
     }
 }
 
-/// What a run looks like right now.
+/// What a run looks like right now: the run's state, and what only the
+/// live views keep.
 #[derive(Debug)]
 pub struct Live {
     pub run_id: String,
     pub plan: String,
-    pub stages: Vec<StageLive>,
     pub flights: BTreeMap<(usize, usize), Flight>,
+    /// Counters since this process started (Prometheus counters only grow:
+    /// a resume's earlier failures are not counted again).
     pub actions: BTreeMap<Action, u64>,
-    /// Hosts per cause, in the order they failed.
-    pub failures: BTreeMap<Cause, Vec<String>>,
+    pub failures: BTreeMap<FailureKey, u64>,
     pub durations: BTreeMap<&'static str, Histogram>,
     /// Milliseconds since the run started, as of the last event or tick.
     pub elapsed_ms: u64,
-    pub outcome: Option<RunOutcome>,
-    pub paused: bool,
     /// Per stage, per step: whether a power_on step is a power cycle.
     cycles: Vec<Vec<bool>>,
     /// When the step of a host in flight started, by (stage, host).
     step_started: HashMap<(usize, usize), u64>,
-    /// Hosts waiting for another stage, by (stage, host): that stage's name.
-    held: HashMap<(usize, usize), String>,
-    /// The run's state, which the session feeds: read here for the
-    /// timeline, the failure groups and the ETA.
+    /// The run's state, which the session feeds: the stages, their counts
+    /// and ETAs, the timeline, the failure groups, paused and finished.
     state: Shared,
 }
 
 impl Live {
-    /// The state before the first event. `state` is the run's state (fed
-    /// by the session, with what happened before for a resume);
-    /// `done_before` counts, per stage, hosts a resume skips.
-    pub fn new(run_id: &str, plan: &Plan, state: &Shared, done_before: &[usize]) -> Live {
+    /// The views' own part before the first event. `state` is the run's
+    /// state (fed by the session, with what happened before for a resume).
+    pub fn new(run_id: &str, plan: &Plan, state: &Shared) -> Live {
         Live {
             run_id: run_id.to_owned(),
             plan: plan.name.clone(),
-            stages: plan
-                .stages
-                .iter()
-                .enumerate()
-                .map(|(i, s)| StageLive {
-                    name: s.name.clone(),
-                    hosts: s.hosts.len(),
-                    done: done_before.get(i).copied().unwrap_or(0),
-                    failed: 0,
-                    skipped: 0,
-                    in_flight: 0,
-                    status: "waiting",
-                    reason: None,
-                    started_ms: None,
-                    finished_ms: None,
-                    held: BTreeMap::new(),
-                })
-                .collect(),
             flights: BTreeMap::new(),
             actions: Action::ALL.iter().map(|a| (*a, 0)).collect(),
             failures: BTreeMap::new(),
             durations: BTreeMap::new(),
             elapsed_ms: 0,
-            outcome: None,
-            paused: false,
             cycles: plan
                 .stages
                 .iter()
@@ -208,7 +183,6 @@ impl Live {
                 })
                 .collect(),
             step_started: HashMap::new(),
-            held: HashMap::new(),
             state: std::sync::Arc::clone(state),
         }
     }
@@ -218,51 +192,13 @@ impl Live {
         self.elapsed_ms = self.elapsed_ms.max(elapsed_ms);
     }
 
+    /// Folds what only the live views keep: hosts in flight and their
+    /// steps, actions sent, failures counted, step durations.
     pub fn event(&mut self, _at: SystemTime, elapsed_ms: u64, kind: &EventKind) {
         self.tick(elapsed_ms);
         let now = self.elapsed_ms;
         match kind {
-            EventKind::RunStarted { .. } => {}
-            EventKind::RunPaused => self.paused = true,
-            EventKind::RunContinued => self.paused = false,
-            EventKind::RunFinished { outcome } => self.outcome = Some(*outcome),
-            EventKind::StageStarted { stage, hosts } => {
-                if let Some(s) = self.stages.get_mut(stage.index) {
-                    s.hosts = *hosts;
-                    s.status = "running";
-                    s.started_ms.get_or_insert(now);
-                }
-            }
-            EventKind::StageFinished { stage, outcome, .. } => {
-                if let Some(s) = self.stages.get_mut(stage.index) {
-                    s.finished_ms = Some(now);
-                    let (status, reason) = match outcome {
-                        StageOutcome::Done => ("done", None),
-                        StageOutcome::Aborted { reason } => ("aborted", Some(reason.clone())),
-                        StageOutcome::Skipped { dependency } => {
-                            ("skipped", Some(format!("waits for `{dependency}`")))
-                        }
-                        StageOutcome::Interrupted => ("interrupted", None),
-                    };
-                    s.status = status;
-                    s.reason = reason;
-                }
-            }
-            EventKind::HostWaiting { stage, host, on } => {
-                if let Some(s) = self.stages.get_mut(stage.index)
-                    && self
-                        .held
-                        .insert((stage.index, host.index), on.name.clone())
-                        .is_none()
-                {
-                    *s.held.entry(on.name.clone()).or_default() += 1;
-                }
-            }
             EventKind::HostStarted { stage, host, .. } => {
-                self.unhold(stage.index, host.index);
-                if let Some(s) = self.stages.get_mut(stage.index) {
-                    s.in_flight += 1;
-                }
                 self.flights.insert(
                     (stage.index, host.index),
                     Flight {
@@ -318,69 +254,26 @@ impl Live {
                 outcome,
                 ..
             } => {
-                self.unhold(stage.index, host.index);
                 self.flights.remove(&(stage.index, host.index));
                 self.step_started.remove(&(stage.index, host.index));
-                let Some(s) = self.stages.get_mut(stage.index) else {
-                    return;
-                };
-                // A host skipped for an earlier failure never started here.
-                if !matches!(outcome, HostOutcome::Skipped { .. }) {
-                    s.in_flight = s.in_flight.saturating_sub(1);
-                }
-                let cause = match outcome {
-                    HostOutcome::Done => {
-                        s.done += 1;
-                        None
-                    }
-                    HostOutcome::Failed {
-                        kind,
-                        failure,
-                        reason,
-                        ..
-                    } => {
-                        s.failed += 1;
-                        Some(("failed", Some(kind.as_str()), failure, reason))
-                    }
-                    HostOutcome::Unreachable {
-                        failure, reason, ..
-                    } => {
-                        s.skipped += 1;
-                        Some(("unreachable", None, failure, reason))
-                    }
-                    // Not finished: a resume runs it again.
-                    HostOutcome::Interrupted { .. } => None,
-                    HostOutcome::Skipped { .. } => {
-                        s.skipped += 1;
-                        None
-                    }
-                };
-                if let Some((status, step, failure, reason)) = cause {
-                    let cause = Cause {
+                let key = match outcome {
+                    HostOutcome::Failed { kind, failure, .. } => FailureKey {
                         stage: stage.name.clone(),
-                        status,
-                        step,
+                        status: HostStatus::Failed,
                         kind: failure_kind(failure),
-                        reason: reason.clone(),
-                    };
-                    self.failures
-                        .entry(cause)
-                        .or_default()
-                        .push(host.name.clone());
-                }
+                        step: Some(kind.as_str()),
+                    },
+                    HostOutcome::Unreachable { failure, .. } => FailureKey {
+                        stage: stage.name.clone(),
+                        status: HostStatus::Unreachable,
+                        kind: failure_kind(failure),
+                        step: None,
+                    },
+                    _ => return,
+                };
+                *self.failures.entry(key).or_default() += 1;
             }
-        }
-    }
-
-    fn unhold(&mut self, stage: usize, host: usize) {
-        if let Some(on) = self.held.remove(&(stage, host))
-            && let Some(s) = self.stages.get_mut(stage)
-            && let Some(n) = s.held.get_mut(&on)
-        {
-            *n -= 1;
-            if *n == 0 {
-                s.held.remove(&on);
-            }
+            _ => {}
         }
     }
 
@@ -388,44 +281,66 @@ impl Live {
         *self.actions.entry(action).or_default() += 1;
     }
 
+    /// The stages as they stand, with their ETAs at this moment.
+    pub fn stages(&self) -> Vec<StageLive> {
+        let state = lock(&self.state);
+        let now = std::time::Duration::from_millis(self.elapsed_ms);
+        state
+            .summary
+            .stages_now()
+            .into_iter()
+            .map(|s| {
+                let in_flight = state.totals.stage_in_flight(&s.name);
+                let eta_ms = (s.status == StageStatus::Running)
+                    .then(|| state.stage_eta(&s.name, now))
+                    .flatten()
+                    .map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+                StageLive {
+                    held: state.totals.stage_held(&s.name),
+                    pending: s
+                        .hosts
+                        .saturating_sub(s.done + s.failed + s.skipped + in_flight),
+                    in_flight,
+                    eta_ms,
+                    name: s.name,
+                    hosts: s.hosts,
+                    done: s.done,
+                    failed: s.failed,
+                    skipped: s.skipped,
+                    status: s.status,
+                    reason: s.reason,
+                    started_ms: s.start_ms,
+                    finished_ms: s.end_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// Paused by the operator (`rekindle pause`).
+    pub fn paused(&self) -> bool {
+        lock(&self.state).totals.paused()
+    }
+
+    /// How the run ended, once it did.
+    pub fn outcome(&self) -> Option<RunOutcome> {
+        lock(&self.state).summary.outcome()
+    }
+
     /// `running`, `paused`, or `finished`.
     pub fn state(&self) -> &'static str {
-        if self.outcome.is_some() {
+        if self.outcome().is_some() {
             "finished"
-        } else if self.paused {
+        } else if self.paused() {
             "paused"
         } else {
             "running"
         }
     }
 
-    /// Failure causes, largest first, then in a stable order.
-    pub fn causes(&self) -> Vec<(&Cause, &[String])> {
-        let mut v: Vec<(&Cause, &[String])> = self
-            .failures
-            .iter()
-            .map(|(c, h)| (c, h.as_slice()))
-            .collect();
-        v.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
-        v
-    }
-
-    /// Milliseconds left in running stage `s`, by the run's one ETA rule
-    /// ([`crate::report::state`]); `None` before it started and once it ended.
-    pub fn eta_ms(&self, s: &StageLive) -> Option<u64> {
-        s.started_ms?;
-        if s.finished_ms.is_some() {
-            return None;
-        }
-        let now = std::time::Duration::from_millis(self.elapsed_ms);
-        let left = crate::report::state::lock(&self.state).stage_eta(&s.name, now)?;
-        Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
-    }
-
     /// The run so far as a summary, hosts in flight drawn up to now (the
     /// timeline shows them as in flight, not as zero-length).
     pub fn summary(&self) -> Summary {
-        let mut s = crate::report::state::lock(&self.state).summary();
+        let mut s = lock(&self.state).summary();
         s.elapsed_ms = s.elapsed_ms.max(self.elapsed_ms);
         let now = s.elapsed_ms;
         for h in s
@@ -462,27 +377,19 @@ mod tests {
         }
     }
 
-    fn plan() -> Plan {
-        Plan {
-            name: "p".into(),
-            stages: Vec::new(),
-            waves: Vec::new(),
-            warnings: Vec::new(),
-            estimate: Duration::ZERO,
-        }
-    }
-
     /// The run's state with the shape of a plan whose stage `db` reboots
-    /// the test inventory's 4 db hosts, all at once; one host's estimate.
-    fn state() -> (Shared, Duration) {
+    /// the test inventory's 4 db hosts, all at once; the plan.
+    fn state() -> (Shared, Plan) {
         let text = "version: 1\nstages:\n  - name: db\n    select: { role: db }\n    parallel: 4\n    steps: [ { reboot: { timeout: 10m } } ]\n";
         let mut sources = crate::diag::Sources::new();
         let inv = crate::playbook::validate::test_inventory();
         let (book, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
         let plan = crate::plan::build(&book, &inv, None).unwrap();
-        let mut state = RunState::new(Collector::new());
+        let mut summary = Collector::new();
+        summary.stages([("db".to_owned(), 4)]);
+        let mut state = RunState::new(summary);
         state.totals = Totals::new([("db".to_owned(), 4)], 0).with_plan(&plan, &HashMap::new());
-        (state.shared(), plan.stages[0].host_estimate)
+        (state.shared(), plan)
     }
 
     /// An event as the session delivers it: the run's state first, then the page.
@@ -493,21 +400,12 @@ mod tests {
 
     #[test]
     fn counts_eta_failures_and_histograms_follow_the_events() {
-        let (state, estimate) = state();
-        let mut live = Live::new("r1", &plan(), &state, &[]);
-        live.stages.push(StageLive {
-            name: "db".into(),
-            hosts: 4,
-            done: 0,
-            failed: 0,
-            skipped: 0,
-            in_flight: 0,
-            status: "waiting",
-            reason: None,
-            started_ms: None,
-            finished_ms: None,
-            held: BTreeMap::new(),
-        });
+        let (state, plan) = state();
+        let estimate = plan.stages[0].host_estimate;
+        let mut live = Live::new("r1", &plan, &state);
+        let stage0 = |live: &Live| live.stages().remove(0);
+        assert_eq!(stage0(&live).status, StageStatus::Waiting);
+        assert_eq!(stage0(&live).pending, 4);
         let t = SystemTime::now();
         feed(
             &mut live,
@@ -556,15 +454,16 @@ mod tests {
                 },
             );
         }
-        assert_eq!(live.stages[0].in_flight, 3);
-        assert_eq!(live.stages[0].pending(), 1);
+        assert_eq!(stage0(&live).status, StageStatus::Running);
+        assert_eq!(stage0(&live).in_flight, 3);
+        assert_eq!(stage0(&live).pending, 1);
         // The run's one ETA rule (report::state): before any host finished,
         // one host takes the stage's estimate; 3 in flight for 1 s, then
         // the fourth.
         live.tick(1000);
         let per_host = u64::try_from(estimate.as_millis()).unwrap();
         assert_eq!(
-            live.eta_ms(&live.stages[0]),
+            stage0(&live).eta_ms,
             Some(2 * per_host - 1000),
             "no host finished yet: the estimate"
         );
@@ -613,15 +512,18 @@ mod tests {
                 },
             );
         }
-        let s = &live.stages[0];
-        assert_eq!((s.done, s.failed, s.in_flight, s.pending()), (1, 2, 0, 1));
+        let s = stage0(&live);
+        assert_eq!((s.done, s.failed, s.in_flight, s.pending), (1, 2, 0, 1));
         // 3 hosts took 8 s in all: the one left needs their average.
-        assert_eq!(live.eta_ms(s), Some(2666));
+        assert_eq!(s.eta_ms, Some(2666));
         assert_eq!(live.actions[&Action::Reboot], 3);
         assert_eq!(live.actions[&Action::PowerCycle], 0);
-        let causes = live.causes();
-        assert_eq!(causes.len(), 1);
-        assert_eq!(causes[0].1, ["pg1".to_owned(), "pg2".to_owned()]);
+        let failures: Vec<(&FailureKey, &u64)> = live.failures.iter().collect();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(
+            (failures[0].0.status, failures[0].0.step, *failures[0].1),
+            (HostStatus::Failed, Some("reboot"), 2)
+        );
         let h = &live.durations["reboot"];
         assert_eq!((h.count, h.sum), (1, 2.0));
         // 2 s is in the 2.5 s bucket and every bucket above it, not below.

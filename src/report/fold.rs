@@ -110,7 +110,7 @@ impl Collector {
             skipped: 0,
             interrupted: 0,
             not_run: 0,
-            status: StageStatus::Incomplete,
+            status: StageStatus::Waiting,
             reason: None,
             start_ms: None,
             end_ms: None,
@@ -321,23 +321,18 @@ impl Collector {
         }
     }
 
-    pub fn summary(&self) -> Summary {
+    /// Each stage as it stands: its counts from the hosts' rows, its
+    /// status as last seen (waiting and running included). The live page
+    /// reads this; [`Collector::summary`] closes it for a report.
+    pub fn stages_now(&self) -> Vec<StageSummary> {
         let mut stages = self.stages.clone();
-        let mut hosts = self.hosts.clone();
-        for h in &mut hosts {
-            if h.status == HostStatus::Running {
-                // Cut off (killed run): it ran until the journal ends.
-                h.end_ms = self.last_ms;
-                h.duration_ms = self.last_ms.saturating_sub(h.start_ms);
-            }
-        }
         for s in &mut stages {
             s.done = 0;
             s.failed = 0;
             s.skipped = 0;
             s.interrupted = 0;
         }
-        for h in &hosts {
+        for h in &self.hosts {
             if let Some(&i) = self.stage_ix.get(&h.stage) {
                 let s = &mut stages[i];
                 match h.status {
@@ -353,7 +348,27 @@ impl Collector {
             s.not_run = s
                 .hosts
                 .saturating_sub(s.done + s.failed + s.skipped + s.interrupted);
-            if s.status == StageStatus::Running {
+        }
+        stages
+    }
+
+    /// How the run ended, once it did.
+    pub fn outcome(&self) -> Option<RunOutcome> {
+        self.outcome
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut stages = self.stages_now();
+        let mut hosts = self.hosts.clone();
+        for h in &mut hosts {
+            if h.status == HostStatus::Running {
+                // Cut off (killed run): it ran until the journal ends.
+                h.end_ms = self.last_ms;
+                h.duration_ms = self.last_ms.saturating_sub(h.start_ms);
+            }
+        }
+        for s in &mut stages {
+            if matches!(s.status, StageStatus::Waiting | StageStatus::Running) {
                 s.status = StageStatus::Incomplete;
             }
         }

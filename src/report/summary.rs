@@ -39,19 +39,23 @@ pub struct Summary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
+    /// Declared, not started yet. Only a run in progress shows it (the
+    /// live page); a summary says `incomplete`.
+    Waiting,
     Running,
     Done,
     Aborted,
     /// Not started: a stage it waits for did not finish inside its budget.
     Skipped,
     Interrupted,
-    /// Started, and no finish recorded.
+    /// No finish recorded: not started, or cut off while running.
     Incomplete,
 }
 
 impl StageStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            StageStatus::Waiting => "waiting",
             StageStatus::Running => "running",
             StageStatus::Done => "done",
             StageStatus::Aborted => "aborted",
@@ -63,7 +67,7 @@ impl StageStatus {
 }
 
 /// What became of a host, as the summary (and its JSON) spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {
     /// Started, and no finish recorded (yet).

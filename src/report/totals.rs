@@ -6,7 +6,7 @@
 //! Owns the ETA's one rule ([`Totals::eta`]) and the progress line's words.
 //! It must not print or touch hosts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::engine::HostStart;
@@ -121,6 +121,28 @@ impl Totals {
         self
     }
 
+    /// Hosts of stage `stage` in flight in this process.
+    pub fn stage_in_flight(&self, stage: &str) -> usize {
+        self.stages.get(stage).map_or(0, |s| s.flying.len())
+    }
+
+    /// Hosts of stage `stage` whose turn came while another stage had
+    /// them, by the stage they wait for.
+    pub fn stage_held(&self, stage: &str) -> BTreeMap<String, usize> {
+        let mut held = BTreeMap::new();
+        for (st, on) in self.held.values() {
+            if st == stage {
+                *held.entry(on.clone()).or_default() += 1;
+            }
+        }
+        held
+    }
+
+    /// Paused by the operator.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
     pub fn waiting(&self) -> usize {
         self.total
             .saturating_sub(self.done + self.failed + self.skipped + self.in_flight + self.not_run)
@@ -195,7 +217,7 @@ impl Totals {
     /// `; app waits for 3 hosts busy in db`, per (stage, stage waited for),
     /// or nothing.
     fn held_text(&self) -> String {
-        let mut pairs: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        let mut pairs: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (stage, on) in self.held.values() {
             *pairs.entry((stage.as_str(), on.as_str())).or_default() += 1;
         }

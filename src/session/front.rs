@@ -33,7 +33,6 @@ pub trait Front {
         run_id: &str,
         plan: &Plan,
         state: &Shared,
-        done_before: &[usize],
     ) -> anyhow::Result<Vec<Box<dyn Consumer>>>;
     /// Shows a finished execution (summary, warnings, journal).
     fn finished(&self, finished: &Finished);

@@ -60,19 +60,6 @@ pub fn to_run(plan: &Plan, resume: &Resume) -> usize {
         .sum()
 }
 
-/// Per stage, the hosts done before the resume.
-pub fn done_before(plan: &Plan, resume: &Resume) -> Vec<usize> {
-    let mut done = vec![0; plan.stages.len()];
-    for ((stage, _), start) in &resume.starts {
-        if *start == HostStart::Done
-            && let Some(n) = done.get_mut(*stage)
-        {
-            *n += 1;
-        }
-    }
-    done
-}
-
 /// A collector fed with the journal's records and the resume's own record.
 pub fn collector(records: &[journal::Record], resumed: &journal::Record) -> Collector {
     let mut c = Collector::new();
@@ -538,12 +525,7 @@ pub fn resume(
         ));
     }
     let state = RunState::new(collector).shared();
-    let mut consumers = front.live_views(
-        &header.run_id,
-        &prepared.plan,
-        &state,
-        &done_before(&prepared.plan, &replayed),
-    )?;
+    let mut consumers = front.live_views(&header.run_id, &prepared.plan, &state)?;
     let mut opened = super::open_append(&request.journal_file, lock)?;
     opened.writer.push(&resumed, None);
     opened.writer.commit();

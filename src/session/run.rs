@@ -71,7 +71,7 @@ pub fn run(
     let mut collector = Collector::new();
     collector.record(&journal::Record::Header(header.clone()));
     let state = RunState::new(collector).shared();
-    let consumers = front.live_views(&header.run_id, &prepared.plan, &state, &[])?;
+    let consumers = front.live_views(&header.run_id, &prepared.plan, &state)?;
     let locking = Locking::Lock {
         breaking: request.breaking,
         plan: &prepared.plan,

@@ -324,6 +324,73 @@ fn live_page_in_chromium_shows_bars_moving_and_more_hosts_done_later() {
     assert_eq!(code, 0, "{out}\n{err}");
 }
 
+/// Two stages selecting the same hosts, neither waiting for the other: a
+/// host is in one stage at a time, so `audit`'s hosts wait while `db`
+/// reboots them, and the wait shows in the status API, on the page in
+/// Chromium and on the progress line; then `audit` runs every host.
+#[test]
+fn hosts_busy_in_another_stage_show_as_waiting_on_the_page_and_the_progress_line() {
+    let work = tempfile::tempdir().unwrap();
+    let hosts = 4;
+    // Boots longer than the progress line's 10 s, so one line falls inside them.
+    let sim = sim(hosts, "12s..13s", &[]);
+    let book = work.path().join("book.yaml");
+    std::fs::write(
+        &book,
+        "version: 1\nname: overlap\ndefaults: { connect_timeout: 5s, command_timeout: 20s }\n\
+         stages:\n  - name: db\n    select: { name: \"sim-*\" }\n    parallel: 4\n\
+         \x20   steps: [ { reboot: { timeout: 90s } } ]\n\
+         \x20 - name: audit\n    select: { name: \"sim-*\" }\n    parallel: 4\n\
+         \x20   steps: [ { run: \"true\" } ]\n",
+    )
+    .unwrap();
+    let run = Bg::start(run_cmd(work.path(), &sim, &book, &["--listen", "0"]));
+    let addr = live_addr(&run.wait_stderr("live: status page", Duration::from_secs(30)));
+    let held = wait_status(
+        &addr,
+        "audit waiting for db",
+        Duration::from_secs(30),
+        |s| s["stages"][1]["held"]["db"].as_u64() > Some(0),
+    );
+    assert_eq!(held["stages"][1]["name"], "audit", "{held}");
+    assert_eq!(
+        held["stages"][1]["in_flight"], 0,
+        "no host in two stages: {held}"
+    );
+    assert_eq!(held["stages"][0]["status"], "running", "{held}");
+    let dom = browse(&format!("http://{addr}/"), "--dump-dom");
+    assert!(
+        dom.contains("busy in db"),
+        "the page shows the wait:\n{dom}"
+    );
+    let (code, out, err) = run.finish(Duration::from_secs(120));
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Off a terminal the progress is a status line every 10 s, on stdout.
+    assert!(
+        out.lines().any(|l| l.contains("in flight")
+            && l.contains("; audit waits for")
+            && l.contains("busy in db")),
+        "the progress line names the wait:\n{out}"
+    );
+    let r = support::run(
+        support::rekindle_in(work.path())
+            .arg("report")
+            .arg(only_journal(&work.path().join("journal")))
+            .args(["--format", "json"]),
+    );
+    assert_eq!(r.0, 0, "{}", r.2);
+    let report: Value = serde_json::from_str(&r.1).expect("report JSON");
+    for stage in ["db", "audit"] {
+        let done = report["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .filter(|h| h["stage"] == stage && h["status"] == "done")
+            .count();
+        assert_eq!(done, hosts, "{stage}: {report}");
+    }
+}
+
 /// The value of the one sample of `name` whose labels include `want`.
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, want: &[(&str, &str)]) -> f64 {
     let found: Vec<&prometheus_parse::Sample> = scrape
