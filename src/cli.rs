@@ -145,17 +145,25 @@ pub struct SshConfigArgs {
     pub ssh: SshArgs,
 }
 
-#[derive(Debug, Args)]
-pub struct PlanArgs {
-    /// The playbook (YAML) to plan.
+/// What a command that plans works on: a playbook, the inventories its
+/// selectors read, and an optional `--limit` (plan, audit, run, drill).
+#[derive(Debug, Clone, Args)]
+pub struct Inputs {
+    /// The playbook (YAML): its stages in dependency order.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: String,
     /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
     #[arg(short, long = "inventory", value_name = "INV", required = true)]
     pub inventories: Vec<String>,
-    /// Narrow every stage to hosts matching this selector.
+    /// Narrow every stage to hosts matching this selector, e.g. `rack=pg-r017`.
     #[arg(long, value_name = "SELECTOR")]
     pub limit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub input: Inputs,
     /// Output format: text for people, JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -173,15 +181,8 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// The playbook (YAML) whose order to check.
-    #[arg(value_name = "PLAYBOOK")]
-    pub playbook: String,
-    /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
-    #[arg(short, long = "inventory", value_name = "INV", required = true)]
-    pub inventories: Vec<String>,
-    /// Narrow every stage to hosts matching this selector.
-    #[arg(long, value_name = "SELECTOR")]
-    pub limit: Option<String>,
+    #[command(flatten)]
+    pub input: Inputs,
     /// Output format: text for people, JSON for tools.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -254,15 +255,8 @@ pub struct SshArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The playbook (YAML) to execute.
-    #[arg(value_name = "PLAYBOOK")]
-    pub playbook: String,
-    /// Inventory files (repeatable): native YAML, Ansible INI or Ansible YAML.
-    #[arg(short, long = "inventory", value_name = "INV", required = true)]
-    pub inventories: Vec<String>,
-    /// Narrow every stage to hosts matching this selector, e.g. `rack=pg-r017`.
-    #[arg(long, value_name = "SELECTOR")]
-    pub limit: Option<String>,
+    #[command(flatten)]
+    pub input: Inputs,
     #[command(flatten)]
     pub exec: ExecArgs,
     #[command(flatten)]
@@ -514,15 +508,8 @@ pub struct SimArgs {
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    /// The playbook (YAML) to rehearse.
-    #[arg(value_name = "PLAYBOOK")]
-    pub playbook: String,
-    /// Inventory files (repeatable) to copy onto the simulated fleet.
-    #[arg(short, long = "inventory", value_name = "INV", required = true)]
-    pub inventories: Vec<String>,
-    /// Narrow every stage to hosts matching this selector, e.g. `dc=pangyo`.
-    #[arg(long, value_name = "SELECTOR")]
-    pub limit: Option<String>,
+    #[command(flatten)]
+    pub input: Inputs,
     /// Simulate this fraction of the inventory, keeping label proportions.
     #[arg(long, value_name = "FRACTION", default_value_t = 1.0)]
     pub sample: f64,

@@ -143,7 +143,20 @@ impl Plan {
         times
     }
 
-    /// How many distinct hosts the stages select (a host in two stages counts once).
+    /// Whether any stage reaches hosts through their BMCs
+    /// ([`StagePlan::reaches_bmcs`]): BMC credentials and TLS settings matter.
+    pub fn reaches_bmcs(&self) -> bool {
+        self.stages.iter().any(StagePlan::reaches_bmcs)
+    }
+
+    /// Whether any stage powers hosts on (a drill then starts them off).
+    pub fn powers_on(&self) -> bool {
+        self.stages
+            .iter()
+            .flat_map(|s| s.steps.iter())
+            .any(|s| matches!(s, Step::PowerOn(_)))
+    }
+
     /// Hosts some stage reaches through their BMCs
     /// ([`StagePlan::reaches_bmcs`]), once each, in inventory order.
     pub fn bmc_hosts(&self) -> Vec<usize> {
@@ -158,6 +171,7 @@ impl Plan {
         hosts
     }
 
+    /// How many distinct hosts the stages select (a host in two stages counts once).
     pub fn distinct_hosts(&self) -> usize {
         let mut all: Vec<usize> = self
             .stages

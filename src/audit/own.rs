@@ -115,7 +115,7 @@ pub async fn resolve(sources: &Sources, inventory: &Inventory, plan: &Plan) -> V
             found.entry((Role::NameServer, ns)).or_default();
         }
     }
-    let bmc_hosts: BTreeSet<usize> = crate::session::power_on_hosts(plan).into_iter().collect();
+    let bmc_hosts: BTreeSet<usize> = plan.bmc_hosts().into_iter().collect();
     let jumps: Vec<(usize, String)> = match &sources.jumps {
         Some(j) => j.clone(),
         None => super::selected(plan)

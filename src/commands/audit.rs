@@ -11,9 +11,9 @@ pub fn execute(args: AuditArgs) -> anyhow::Result<Exit> {
     let settings = super::args::audit(&args)?;
     let mut sources = Sources::new();
     let loaded = match crate::session::load(
-        &args.inventories,
-        &args.playbook,
-        args.limit.as_deref(),
+        &args.input.inventories,
+        &args.input.playbook,
+        args.input.limit.as_deref(),
         &mut sources,
     ) {
         Ok(l) => l,
@@ -45,7 +45,7 @@ pub fn execute(args: AuditArgs) -> anyhow::Result<Exit> {
     match args.format {
         OutputFormat::Text => print!(
             "{}",
-            audit::render::text(&args.playbook, &inventory, &result, settings.samples)
+            audit::render::text(&args.input.playbook, &inventory, &result, settings.samples)
         ),
         OutputFormat::Json => println!(
             "{}",

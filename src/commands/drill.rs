@@ -24,9 +24,9 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         args::drill_shape(args.sample, args.speed, &args.fleet, &args.exec).map_err(usage)?;
     let mut sources = Sources::new();
     let loaded = args::load(
-        &args.inventories,
-        &args.playbook,
-        args.limit.as_deref(),
+        &args.input.inventories,
+        &args.input.playbook,
+        args.input.limit.as_deref(),
         &mut sources,
     )?;
     let config = DrillConfig {
@@ -35,9 +35,9 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         bmcs: args.fleet.bmcs,
         parallel: args.exec.parallel,
         journal_dir: args.exec.journal.clone(),
-        playbook: args.playbook.clone(),
-        inventories: args.inventories.clone(),
-        limit: args.limit.clone(),
+        playbook: args.input.playbook.clone(),
+        inventories: args.input.inventories.clone(),
+        limit: args.input.limit.clone(),
         rate_text: args.exec.rate.clone(),
         quiet: args.exec.quiet,
         verbose: verbose > 0,

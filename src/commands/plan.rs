@@ -17,9 +17,9 @@ use crate::session::preflight;
 pub fn execute(args: PlanArgs) -> anyhow::Result<Exit> {
     let mut sources = Sources::new();
     let loaded = match crate::session::load(
-        &args.inventories,
-        &args.playbook,
-        args.limit.as_deref(),
+        &args.input.inventories,
+        &args.input.playbook,
+        args.input.limit.as_deref(),
         &mut sources,
     ) {
         Ok(l) => l,

@@ -11,9 +11,9 @@ use crate::session::{self, run::Request, run::run};
 pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
     let mut sources = Sources::new();
     let loaded = args::load(
-        &args.inventories,
-        &args.playbook,
-        args.limit.as_deref(),
+        &args.input.inventories,
+        &args.input.playbook,
+        args.input.limit.as_deref(),
         &mut sources,
     )?;
     let rate = args::rate(&args.exec).map_err(usage)?;
@@ -29,9 +29,9 @@ pub fn execute(args: RunArgs, verbose: u8) -> anyhow::Result<Exit> {
     });
     let store = etcd.map(args::etcd_store).transpose().map_err(usage)?;
     let request = Request {
-        playbook: args.playbook.clone(),
-        inventories: args.inventories.clone(),
-        limit: args.limit.clone(),
+        playbook: args.input.playbook.clone(),
+        inventories: args.input.inventories.clone(),
+        limit: args.input.limit.clone(),
         parallel: args.exec.parallel,
         rate: args.exec.rate.clone(),
         yes: args.exec.yes,

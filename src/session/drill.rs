@@ -201,9 +201,9 @@ pub fn run(
         sample,
         // A playbook that powers hosts on is rehearsed on a powered-off
         // fleet with a Redfish BMC per simulated host.
-        powered_off: config.powered_off || super::powers_on(&plan),
+        powered_off: config.powered_off || plan.powers_on(),
         // A plan that power-cycles stragglers is rehearsed with BMCs too.
-        bmcs: config.bmcs || config.powered_off || super::uses_bmcs(&plan),
+        bmcs: config.bmcs || config.powered_off || plan.reaches_bmcs(),
         dir: dir.clone(),
     };
     let result = runtime.block_on(drill.run(views, ready, notice));

@@ -52,7 +52,7 @@ use crate::exit::Exit;
 use crate::inventory::Inventory;
 use crate::journal::{self, lock};
 use crate::plan::Plan;
-use crate::playbook::{Rate, Step};
+use crate::playbook::Rate;
 
 use crate::report::summary::Summary;
 use crate::select::Selector;
@@ -224,32 +224,18 @@ pub fn prepare(plan: Plan, inventory: Inventory, settings: &Settings) -> anyhow:
     })
 }
 
-/// Whether any stage powers hosts on.
-pub fn powers_on(plan: &Plan) -> bool {
-    plan.stages
-        .iter()
-        .flat_map(|s| s.steps.iter())
-        .any(|s| matches!(s, Step::PowerOn(_)))
-}
-
-/// Whether any stage reaches hosts through their BMCs
-/// ([`crate::plan::StagePlan::reaches_bmcs`]).
-pub fn uses_bmcs(plan: &Plan) -> bool {
-    plan.stages.iter().any(|s| s.reaches_bmcs())
-}
-
-/// The BMC client when the plan has power_on steps (credentials are
-/// loaded only then, and every host's entry is checked before any host is
-/// touched).
+/// The BMC client when a stage reaches hosts through their BMCs
+/// ([`Plan::reaches_bmcs`]: credentials are loaded only then, and every
+/// host's entry is checked before any host is touched).
 pub fn bmc_client(
     plan: &Plan,
     inventory: &Inventory,
     bmc: &BmcSettings,
 ) -> anyhow::Result<Option<Arc<dyn Bmc>>> {
-    if !uses_bmcs(plan) {
+    if !plan.reaches_bmcs() {
         return Ok(None);
     }
-    bmc_client_for(&power_on_hosts(plan), inventory, bmc).map(Some)
+    bmc_client_for(&plan.bmc_hosts(), inventory, bmc).map(Some)
 }
 
 /// The BMC client for `hosts` (indices in the inventory), every host's
@@ -502,11 +488,6 @@ pub fn plain_http_bmcs(hosts: &[usize], inventory: &Inventory, allowed: bool) ->
             })
         })
         .collect()
-}
-
-/// Hosts some power_on or remediate stage reaches ([`Plan::bmc_hosts`]).
-pub(crate) fn power_on_hosts(plan: &Plan) -> Vec<usize> {
-    plan.bmc_hosts()
 }
 
 /// One error per host a power_on step reaches whose `bmc_credentials`

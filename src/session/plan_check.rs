@@ -1,6 +1,6 @@
 //! What `rekindle plan` checks of a plan's BMC inputs without reaching a
-//! host: the credentials file holds an account for every host a power_on
-//! step reaches, certificate and IPMI cipher-suite pins and `bmc_spacing`
+//! host: the credentials file holds an account for every host a stage
+//! reaches through its BMC (power_on and remediate), certificate and IPMI cipher-suite pins and `bmc_spacing`
 //! labels read, and plain http BMCs (a run refuses them without
 //! `--bmc-allow-http`; the plan warns).
 //!
@@ -27,10 +27,11 @@ pub fn check(
     inventory: &Inventory,
     credentials: Option<&Path>,
 ) -> Result<Vec<Diagnostic>, Refused> {
-    let bmc_hosts = super::power_on_hosts(plan);
-    if let Some(file) = credentials
-        && super::powers_on(plan)
-    {
+    if !plan.reaches_bmcs() {
+        return Ok(Vec::new());
+    }
+    let bmc_hosts = plan.bmc_hosts();
+    if let Some(file) = credentials {
         let store =
             CredentialStore::from_file(file).map_err(|e| Refused::Credentials(e.to_string()))?;
         let problems = super::bmc_credential_problems(&bmc_hosts, inventory, &store);
@@ -38,19 +39,17 @@ pub fn check(
             return Err(Refused::Diagnostics(problems));
         }
     }
-    if super::uses_bmcs(plan) {
-        let mut problems = super::bmc_cert_pins(&bmc_hosts, inventory)
+    let mut problems = super::bmc_cert_pins(&bmc_hosts, inventory)
+        .err()
+        .unwrap_or_default();
+    problems.extend(
+        super::ipmi_suite_pins(&bmc_hosts, inventory)
             .err()
-            .unwrap_or_default();
-        problems.extend(
-            super::ipmi_suite_pins(&bmc_hosts, inventory)
-                .err()
-                .unwrap_or_default(),
-        );
-        problems.extend(super::bmc_spacing_problems(&bmc_hosts, inventory));
-        if !problems.is_empty() {
-            return Err(Refused::Diagnostics(problems));
-        }
+            .unwrap_or_default(),
+    );
+    problems.extend(super::bmc_spacing_problems(&bmc_hosts, inventory));
+    if !problems.is_empty() {
+        return Err(Refused::Diagnostics(problems));
     }
     Ok(super::plain_http_bmcs(&bmc_hosts, inventory, false)
         .into_iter()

@@ -506,6 +506,41 @@ fn plain_http_bmcs_are_refused_unless_allowed_and_plan_warns() {
     );
 }
 
+/// `plan --bmc-credentials` checks every host a stage reaches through its
+/// BMC, `remediate`'s power cycles as well as `power_on`: before, a plan
+/// whose only BMC use was `remediate` passed with a file that had no account
+/// for its hosts, and the run then failed each straggler on the spot.
+#[test]
+fn plan_checks_bmc_credentials_for_remediate_as_well_as_power_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = support::inputs(
+        "version: 1\ndatacenters:\n  dc:\n    hosts:\n      - name: h1\n        labels: { bmc: \"https://127.0.0.1:9\", bmc_credentials: rack7 }\n",
+        "version: 1\nstages:\n  - name: s\n    select: { dc: dc }\n    remediate: { power_cycle: 1 }\n    steps: [ { reboot: { timeout: 5m } } ]\n",
+    );
+    let creds = dir.path().join("creds");
+    std::fs::write(&creds, "rack1 admin:secret-5512\n").expect("credentials");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let plan = |creds: &std::path::Path| {
+        support::run(
+            support::rekindle_in(dir.path())
+                .args(["plan", "pb.yaml", "-i", "inv.yaml", "--bmc-credentials"])
+                .arg(creds),
+        )
+    };
+    let (code, out, err) = plan(&creds);
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("inv.yaml:5:")
+            && err.contains("host h1: BMC credentials")
+            && err.contains("no entry `rack7`"),
+        "{err}"
+    );
+    assert!(!err.contains("secret-5512") && !out.contains("secret-5512"));
+    std::fs::write(&creds, "rack7 admin:secret-5512\n").expect("credentials");
+    let (code, out, err) = plan(&creds);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+}
+
 /// Every `sim --bmc-profile`: the BMC behaviours of one vendor family (see
 /// src/sim/bmc.rs and docs/bmc.md): system ids `System.Embedded.1`, `1`,
 /// `system`; 200 and 202-with-a-task-monitor answers to a reset; a session
