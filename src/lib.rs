@@ -14,8 +14,7 @@
 //! `tests/it/layers.rs` fails on a circle or an arrow that runs up:
 //!
 //! - [`cli`], [`commands`]: the command line: arguments into typed
-//!   settings, confirmation, printing; [`exit`]: the exit codes and the one
-//!   mapping from a command's error to one.
+//!   settings, confirmation, printing.
 //! - [`audit`]: `rekindle audit`: the plan checked against the dependencies
 //!   hosts show and what rekindle itself needs; read-only.
 //! - [`session`]: the execution pipeline `run`, `resume` and `drill` share
@@ -25,14 +24,15 @@
 //!   [`etcd`]: a run kept in etcd (`--etcd`): journal mirror, lease, fencing, takeover.
 //! - [`report`]: progress, summary and `report` formats, folded from events
 //!   into the run's one state (`report::state::RunState`) that progress, the
-//!   live page, the summary, `report` and `status --etcd` read.
-//! - [`journal`]: events into an append-only file; locks, the run registry, replay.
+//!   live page and metrics, the summary, `report` and `status --etcd` read.
+//! - [`journal`]: events into an append-only file; locks, the run registry,
+//!   replay. [`exit`]: the exit codes and the one mapping from an error to one.
 //! - [`engine`]: executes a plan, reports only through events; [`sim`]: the
 //!   simulated fleet beside it (the engine never imports it).
+//! - [`transport`]: SSH, TCP/HTTP probes, Redfish and IPMI; takes
+//!   inventory data as input, never a playbook or a journal.
 //! - [`plan`]: models into an execution plan; no I/O.
 //! - [`playbook`], [`select`]: playbooks and host selectors into typed models.
-//! - [`transport`]: SSH, TCP/HTTP probes, Redfish and IPMI; takes model data
-//!   as input, never a playbook or a journal.
 //! - [`inventory`]: every inventory format into [`inventory::Host`]s with
 //!   typed fields (address, jump, [`inventory::BmcAddress`], [`inventory::Become`]).
 //! - Leaves, used by all and importing none of the above: [`diag`], [`yaml`]
