@@ -5,7 +5,7 @@
 //!
 //! The counts and the ETA are [`Totals`]', which the run's state
 //! ([`super::state::RunState`]) holds and the session feeds; the display
-//! reads them (a display used alone folds its own).
+//! only reads them.
 //!
 //! Owns the live display's wording and the ETA's rule. It must not touch
 //! hosts or the journal, and prints nothing that events did not tell it.
@@ -105,53 +105,22 @@ fn host_line(kind: &EventKind) -> Option<(bool, String)> {
     })
 }
 
-/// Where a display reads its counts: the run's state, which the session
-/// feeds once per event before the display sees it, or a fold of its own
-/// (a display used alone, as the tests do).
-enum Counts {
-    Own(Totals),
-    Run(super::state::Shared),
-}
-
-impl Counts {
-    /// Folds the event when the counts are the display's own.
-    fn fold(&mut self, kind: &EventKind, elapsed: Duration) {
-        if let Counts::Own(t) = self {
-            t.event(kind, elapsed);
-        }
-    }
-
-    fn line(&self, elapsed: Duration) -> String {
-        match self {
-            Counts::Own(t) => t.line(elapsed),
-            Counts::Run(s) => super::state::lock(s).totals.line(elapsed),
-        }
-    }
-}
-
 /// Off-terminal progress: host lines and a periodic status line.
 pub struct Lines<W: Write> {
     out: W,
-    totals: Counts,
+    /// The run's state, which the session feeds before a display sees the event.
+    state: super::state::Shared,
     next_status: Duration,
     /// Step lines too (`-v`).
     verbose: bool,
 }
 
 impl<W: Write> Lines<W> {
-    pub fn new(out: W, totals: Totals) -> Self {
-        Self::with_counts(out, Counts::Own(totals))
-    }
-
     /// Lines that read the run's state (the session feeds it).
     pub fn reading(out: W, state: super::state::Shared) -> Self {
-        Self::with_counts(out, Counts::Run(state))
-    }
-
-    fn with_counts(out: W, totals: Counts) -> Self {
         Lines {
             out,
-            totals,
+            state,
             next_status: STATUS_EVERY,
             verbose: false,
         }
@@ -167,7 +136,6 @@ impl<W: Write> Lines<W> {
     }
 
     pub fn event(&mut self, kind: &EventKind, elapsed: Duration) -> io::Result<()> {
-        self.totals.fold(kind, elapsed);
         if let Some((_, line)) = host_line(kind) {
             writeln!(self.out, "{line}")?;
         }
@@ -209,7 +177,7 @@ impl<W: Write> Lines<W> {
             self.out,
             "[{}] {}",
             humane(Duration::from_secs(elapsed.as_secs())),
-            self.totals.line(elapsed)
+            super::state::lock(&self.state).totals.line(elapsed)
         )?;
         self.out.flush()
     }
@@ -220,7 +188,8 @@ pub struct Bars {
     multi: MultiProgress,
     header: ProgressBar,
     stages: HashMap<String, ProgressBar>,
-    totals: Counts,
+    /// The run's state, which the session feeds before a display sees the event.
+    state: super::state::Shared,
 }
 
 impl Bars {
@@ -236,12 +205,11 @@ impl Bars {
             multi,
             header,
             stages: HashMap::new(),
-            totals: Counts::Run(state),
+            state,
         }
     }
 
     pub fn event(&mut self, kind: &EventKind, elapsed: Duration) {
-        self.totals.fold(kind, elapsed);
         match kind {
             EventKind::StageStarted { stage, hosts } => {
                 let bar = self.multi.add(ProgressBar::new(*hosts as u64));
@@ -279,7 +247,8 @@ impl Bars {
     }
 
     pub fn tick(&mut self, elapsed: Duration) {
-        self.header.set_message(self.totals.line(elapsed));
+        let line = super::state::lock(&self.state).totals.line(elapsed);
+        self.header.set_message(line);
         self.header.tick();
     }
 

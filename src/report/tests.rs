@@ -187,10 +187,19 @@ pub(crate) fn summary() -> super::summary::Summary {
     c.summary()
 }
 
+/// The run's state with `totals`, as the session makes it.
+fn counted(totals: Totals) -> super::state::Shared {
+    let mut state = super::state::RunState::new(Collector::new());
+    state.totals = totals;
+    state.shared()
+}
+
 #[test]
 fn progress_lines_off_a_terminal() {
-    let mut lines = Lines::new(Vec::new(), Totals::new(stages(), 0));
+    let state = counted(Totals::new(stages(), 0));
+    let mut lines = Lines::reading(Vec::new(), std::sync::Arc::clone(&state));
     for (t, e) in events() {
+        super::state::lock(&state).event(t0() + t, t, &e);
         lines.event(&e, t).unwrap();
     }
     let out = String::from_utf8(lines.into_inner()).unwrap();
@@ -199,7 +208,7 @@ fn progress_lines_off_a_terminal() {
 
 #[test]
 fn status_line_every_ten_seconds_and_not_in_bursts() {
-    let mut lines = Lines::new(Vec::new(), Totals::new(stages(), 0));
+    let mut lines = Lines::reading(Vec::new(), counted(Totals::new(stages(), 0)));
     lines.tick(secs(9)).unwrap();
     lines.tick(secs(10)).unwrap();
     lines.tick(secs(15)).unwrap();
