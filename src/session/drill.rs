@@ -345,9 +345,10 @@ impl Drill<'_> {
                 crate::engine::steps::humane(boot.min)
             } else {
                 format!(
-                    "{}..{}, each host uniformly at random",
+                    "{}..{}, spread over the range: one boot of each of its {} equal parts, to hosts in random order",
                     crate::engine::steps::humane(boot.min),
-                    crate::engine::steps::humane(boot.max)
+                    crate::engine::steps::humane(boot.max),
+                    self.sample.chosen.len()
                 )
             };
             out.push(format!(
