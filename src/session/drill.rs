@@ -345,10 +345,9 @@ impl Drill<'_> {
                 crate::engine::steps::humane(boot.min)
             } else {
                 format!(
-                    "{}..{}, spread over the range: one boot of each of its {} equal parts, to hosts in random order",
+                    "{}..{}, each host uniformly at random",
                     crate::engine::steps::humane(boot.min),
-                    crate::engine::steps::humane(boot.max),
-                    self.sample.chosen.len()
+                    crate::engine::steps::humane(boot.max)
                 )
             };
             out.push(format!(
@@ -406,13 +405,10 @@ impl Drill<'_> {
             config.bmcs = self.bmcs;
             config.power_on_delay = config.power_on_delay.div_f64(shape.speed);
             config.reboot_grace = config.reboot_grace.div_f64(shape.speed);
-            // A sample of a few dozen hosts drawn on its own came out 10-15 %
-            // short on one seed in three with 1-2 minute boots (BENCHMARKS 8b).
-            config.boot_time = BootTimeRange::stratified(
-                shape.boot_time.min.div_f64(shape.speed),
-                shape.boot_time.max.div_f64(shape.speed),
-                hosts.len(),
-            );
+            config.boot_time = BootTimeRange {
+                min: shape.boot_time.min.div_f64(shape.speed),
+                max: shape.boot_time.max.div_f64(shape.speed),
+            };
             config.faults = shape.faults.clone();
             config.placed_faults = Some(stage_faults(self.plan, &self.sample, &shape.faults));
             config.recover = shape.recover.clone();

@@ -209,32 +209,11 @@ pub const REBOOT_GRACE: Duration = Duration::from_millis(100);
 pub struct BootTimeRange {
     pub min: Duration,
     pub max: Duration,
-    /// 0: each boot drawn on its own (a fleet's hosts, as `rekindle sim`
-    /// draws them). N > 1: the boots number k of hosts 0..N are drawn one
-    /// from each N-th of the range, in an order shuffled per (seed, k) (a
-    /// drill's sample: its few hosts still cover the range as the fleet's
-    /// many do, so one seed does not draw mostly short or long boots; which
-    /// hosts boot slowly, and so clusters of them, stays random).
-    #[serde(default)]
-    pub strata: u32,
 }
 
 impl BootTimeRange {
     pub fn fixed(d: Duration) -> Self {
-        BootTimeRange {
-            min: d,
-            max: d,
-            strata: 0,
-        }
-    }
-
-    /// `min..max` drawn in `strata` strata (see [`BootTimeRange::strata`]).
-    pub fn stratified(min: Duration, max: Duration, strata: usize) -> Self {
-        BootTimeRange {
-            min,
-            max,
-            strata: u32::try_from(strata).unwrap_or(u32::MAX),
-        }
+        BootTimeRange { min: d, max: d }
     }
 
     /// `20s`, `1.5s`, `500ms`, `2m`, or a range `20s..60s`.
@@ -259,11 +238,7 @@ impl BootTimeRange {
                 "boot time range `{input}` runs backwards"
             )));
         }
-        Ok(BootTimeRange {
-            min,
-            max,
-            strata: 0,
-        })
+        Ok(BootTimeRange { min, max })
     }
 
     /// The boot time of a host's `boot`-th boot: deterministic in (seed, host, boot).
@@ -274,39 +249,8 @@ impl BootTimeRange {
         let span = (self.max - self.min).as_millis() as u64;
         let r =
             mix(seed ^ (host as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(boot) << 48);
-        let n = u64::from(self.strata);
-        if n > 1 && (host as u64) < n {
-            // Stratum `permute(host)` of n, a uniform point inside it.
-            let stratum = permute(host as u64, n, mix(seed ^ u64::from(boot) << 40));
-            let inside = (r >> 11) as f64 / (1u64 << 53) as f64;
-            let at = (stratum as f64 + inside) / n as f64;
-            return self.min + Duration::from_millis((span as f64 * at) as u64);
-        }
         self.min + Duration::from_millis(r % (span + 1))
     }
-}
-
-/// A pseudo-random permutation of `0..n` keyed by `key`, without a table:
-/// a four-round Feistel network over the smallest even power of two that
-/// holds `n`, walking the cycle until the value falls inside `0..n` (the
-/// walk ends: `i` itself is on the cycle, and the domain is under 4n).
-fn permute(i: u64, n: u64, key: u64) -> u64 {
-    let bits = (64 - (n - 1).leading_zeros()).max(2).next_multiple_of(2);
-    let half = bits / 2;
-    let mask = (1u64 << half) - 1;
-    let mut x = i;
-    for _ in 0..(1u64 << bits) {
-        let (mut l, mut r) = (x >> half, x & mask);
-        for round in 0..4u64 {
-            let f = mix(r ^ key ^ (round << 56)) & mask;
-            (l, r) = (r, l ^ f);
-        }
-        x = (l << half) | r;
-        if x < n {
-            return x;
-        }
-    }
-    i % n
 }
 
 /// splitmix64: a cheap, well-mixed hash so placements need no per-host RNG state.
@@ -667,44 +611,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("the one option is `:recover=P`"), "{e}");
-    }
-
-    #[test]
-    fn stratified_boots_take_one_from_each_stratum_in_a_shuffled_order() {
-        for n in [1usize, 2, 3, 30, 37, 64, 200] {
-            let mut seen: Vec<u64> = (0..n as u64).map(|i| permute(i, n as u64, 5)).collect();
-            seen.sort_unstable();
-            assert_eq!(
-                seen,
-                (0..n as u64).collect::<Vec<_>>(),
-                "a permutation of {n}"
-            );
-        }
-        let (min, max) = (Duration::from_secs(60), Duration::from_secs(120));
-        let range = BootTimeRange::stratified(min, max, 30);
-        for seed in 1..=3 {
-            for boot in 0..3 {
-                let mut strata: Vec<u128> = (0..30)
-                    .map(|h| (range.sample(seed, h, boot) - min).as_millis() / 2000)
-                    .collect();
-                // Hosts in a row do not get strata in a row: clusters stay possible.
-                let order = strata.clone();
-                strata.sort_unstable();
-                assert_eq!(strata, (0..30).collect::<Vec<u128>>(), "seed {seed}");
-                assert_ne!(order, strata, "seed {seed}: not shuffled");
-            }
-        }
-        // The same host's boots land in different strata, and seeds differ.
-        let first = |seed| {
-            (0..30)
-                .map(|h| range.sample(seed, h, 0))
-                .collect::<Vec<_>>()
-        };
-        assert_ne!(first(1), first(2));
-        assert_ne!(range.sample(1, 0, 0), range.sample(1, 0, 1));
-        // Drawn on its own (a fleet), a boot stays inside the range.
-        let plain = BootTimeRange::parse("60s..120s").unwrap();
-        assert!((0..100).all(|h| (min..=max).contains(&plain.sample(1, h, 0))));
     }
 
     #[test]
