@@ -359,9 +359,9 @@ pub fn limits_not_modelled(
 /// Sampled hosts a stage needs for its time to come out within 10 %: a
 /// stage ends with its slowest hosts, and the slowest of fewer end sooner.
 /// Measured on five plan shapes, boots of 10-20 s and 1-2 min, three seeds
-/// each (BENCHMARKS.md 8c): stages of 100 and 200 sampled hosts (fleets of
-/// 2,000) came within 7 % of the full run, stages of 15 to 40 (fleets of
-/// 300) up to 16 % short.
+/// each (BENCHMARKS.md 8b, 8c): stages of 100 and 200 sampled hosts (fleets
+/// of 2,000) came within 6.3 % of the full run, stages of 15 to 40 (fleets
+/// of 300) up to 20 % short.
 pub const MIN_STAGE_SAMPLE: usize = 100;
 
 /// The stages with fewer than [`MIN_STAGE_SAMPLE`] hosts in the sample (and
@@ -383,7 +383,7 @@ fn few_sampled(plan: &Plan, simulated: &std::collections::HashSet<usize>) -> Opt
     }
     let fraction = ((need * 100.0).ceil() / 100.0).min(1.0);
     Some(format!(
-        "stage{} {} {} fewer than {MIN_STAGE_SAMPLE} hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 16 % with 15 to 40 sampled hosts, where stages of {MIN_STAGE_SAMPLE} or more came within 7 %); `--sample {fraction}` gives each {MIN_STAGE_SAMPLE} hosts or all of its own",
+        "stage{} {} {} fewer than {MIN_STAGE_SAMPLE} hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts, where stages of {MIN_STAGE_SAMPLE} or more came within 7 %); `--sample {fraction}` gives each {MIN_STAGE_SAMPLE} hosts or all of its own",
         if few.len() == 1 { "" } else { "s" },
         few.join(", "),
         if few.len() == 1 { "has" } else { "have" },
@@ -981,7 +981,7 @@ datacenters:
                 limits_not_modelled(&plan, &inv, &sample, &small),
                 [
                     "stage `nodes`: its `rack` groups go side by side and it ends with the slowest; the sample has 2 of the 15, and the slowest of 2 is less slow than the slowest of 15, so its time comes out short (by several % when groups take several rounds of long boots)",
-                    "stages `nodes` (40 of 300), `misc` (2 of 20) have fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 16 % with 15 to 40 sampled hosts, where stages of 100 or more came within 7 %); `--sample 1` gives each 100 hosts or all of its own"
+                    "stages `nodes` (40 of 300), `misc` (2 of 20) have fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts, where stages of 100 or more came within 7 %); `--sample 1` gives each 100 hosts or all of its own"
                 ]
             );
         }
@@ -1086,7 +1086,7 @@ datacenters:
             assert_eq!(
                 said.pop().as_deref(),
                 Some(
-                    "stage `nodes` (30 of 300) has fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 16 % with 15 to 40 sampled hosts, where stages of 100 or more came within 7 %); `--sample 0.34` gives each 100 hosts or all of its own"
+                    "stage `nodes` (30 of 300) has fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts, where stages of 100 or more came within 7 %); `--sample 0.34` gives each 100 hosts or all of its own"
                 )
             );
             said
