@@ -477,15 +477,19 @@ mod tests {
             "/tests/fixtures/playbooks/valid.yaml"
         );
         let text = std::fs::read_to_string(path).unwrap();
+        rendered_from("valid.yaml", &text, &test_inventory(), json)
+    }
+
+    /// Playbook `text` (read from `path`) planned on `inv`, as `plan`
+    /// renders it: JSON or text.
+    pub(super) fn rendered_from(path: &str, text: &str, inv: &Inventory, json: bool) -> String {
         let mut sources = Sources::new();
-        let inv = test_inventory();
-        let (playbook, _) =
-            crate::playbook::load_str("valid.yaml", &text, None, &mut sources).unwrap();
-        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
+        let (playbook, _) = crate::playbook::load_str(path, text, None, &mut sources).unwrap();
+        let plan = crate::plan::build(&playbook, inv, None).unwrap();
         if json {
-            render_json(&plan, &playbook, &inv, None)
+            render_json(&plan, &playbook, inv, None)
         } else {
-            render_text(&plan, &playbook, &inv, None, &sources)
+            render_text(&plan, &playbook, inv, None, &sources)
         }
     }
 
@@ -497,11 +501,8 @@ mod tests {
     #[test]
     fn a_gated_start_shows_in_the_estimate() {
         let text = "version: 1\nstages:\n  - name: storage\n    select: { role: storage }\n    parallel: 2\n    steps: [ { reboot: { timeout: 10m } } ]\n  - name: db\n    select: { role: db }\n    after: { storage: 50% }\n    steps: [ { reboot: { timeout: 10m } } ]\n";
-        let mut sources = Sources::new();
         let inv = test_inventory();
-        let (playbook, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
-        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
-        let out = render_text(&plan, &playbook, &inv, None, &sources);
+        let out = rendered_from("p.yaml", text, &inv, false);
         // storage: 6 hosts two at a time, 10m each: 30m; 3 done after 20m.
         assert!(out.contains("  stage db (after storage at 50%)\n"), "{out}");
         assert!(
@@ -509,7 +510,7 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("for the stage (20m to "), "{out}");
-        let json: Value = serde_json::from_str(&render_json(&plan, &playbook, &inv, None)).unwrap();
+        let json: Value = serde_json::from_str(&rendered_from("p.yaml", text, &inv, true)).unwrap();
         assert_eq!(json["stages"][1]["gates"]["storage"]["hosts"], 3);
         assert_eq!(json["stages"][1]["start_ms"], 1_200_000);
     }
@@ -517,18 +518,15 @@ mod tests {
     #[test]
     fn growing_waves_show_in_the_window_and_the_estimate() {
         let text = "version: 1\nstages:\n  - name: storage\n    select: { role: storage }\n    parallel: [1, 2, 50%]\n    steps: [ { reboot: { timeout: 10m } } ]\n";
-        let mut sources = Sources::new();
         let inv = test_inventory();
-        let (playbook, _) = crate::playbook::load_str("p.yaml", text, None, &mut sources).unwrap();
-        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
-        let out = render_text(&plan, &playbook, &inv, None, &sources);
+        let out = rendered_from("p.yaml", text, &inv, false);
         assert!(
             out.contains("    window           1 -> 2 -> 3 in flight: growing waves, each must finish without a failure before the next size; 3 holds to the end\n"),
             "{out}"
         );
         // 6 hosts: a wave of 1, a wave of 2, then 3 at once: 3 rounds of 10m.
         assert!(out.contains("10m per host, 30m for the stage"), "{out}");
-        let json: Value = serde_json::from_str(&render_json(&plan, &playbook, &inv, None)).unwrap();
+        let json: Value = serde_json::from_str(&rendered_from("p.yaml", text, &inv, true)).unwrap();
         assert_eq!(json["stages"][0]["ramp"], json!([1, 2]));
         assert_eq!(json["stages"][0]["window"], 3);
     }
@@ -546,21 +544,13 @@ mod tests {
 mod example_snapshots {
     //! The examples' plans over a hand-built kakao-like fleet, until the real
     //! inventories/kakao-like.yaml can be loaded here.
-    use super::*;
 
     fn rendered(name: &str, json: bool) -> String {
         let inv = crate::plan::examples::fleet(4, 10);
         let path = format!("playbooks/{name}");
         let text =
             std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let mut sources = Sources::new();
-        let (playbook, _) = crate::playbook::load_str(&path, &text, None, &mut sources).unwrap();
-        let plan = crate::plan::build(&playbook, &inv, None).unwrap();
-        if json {
-            render_json(&plan, &playbook, &inv, None)
-        } else {
-            render_text(&plan, &playbook, &inv, None, &sources)
-        }
+        super::tests::rendered_from(&path, &text, &inv, json)
     }
 
     #[test]

@@ -156,21 +156,19 @@ pub fn flip(run: &str, journal_dir: &Path, pause: bool, say: fn(&str)) -> anyhow
         ));
         return Ok(());
     }
-    let start = Instant::now();
-    while start.elapsed() < ACK_WITHIN {
-        if acknowledgements(&path, pause) > before {
-            if pause {
-                say(&format!(
-                    "paused run {run_id}: no host starts and no host starts a new step; steps in flight finish \
-                     (`rekindle continue {}` goes on)",
-                    run
-                ));
-            } else {
-                say(&format!("continued run {run_id}"));
-            }
-            return Ok(());
+    if acknowledged(Duration::from_millis(100), || {
+        acknowledgements(&path, pause) > before
+    }) {
+        if pause {
+            say(&format!(
+                "paused run {run_id}: no host starts and no host starts a new step; steps in flight finish \
+                 (`rekindle continue {}` goes on)",
+                run
+            ));
+        } else {
+            say(&format!("continued run {run_id}"));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        return Ok(());
     }
     say(&format!(
         "note: run {run_id} is {} as soon as its process looks (none acknowledged within {}s: is it running? \
@@ -180,6 +178,19 @@ pub fn flip(run: &str, journal_dir: &Path, pause: bool, say: fn(&str)) -> anyhow
         if pause { "paused" } else { "unpaused" },
     ));
     Ok(())
+}
+
+/// Asks `acked` every `every`, for at most [`ACK_WITHIN`]: whether the run
+/// acknowledged the flip (the control file's and etcd's ways alike).
+fn acknowledged(every: Duration, mut acked: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < ACK_WITHIN {
+        if acked() {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    false
 }
 
 /// How many times the journal says the run paused (or continued).
@@ -228,26 +239,24 @@ pub fn flip_in_etcd(store: &Store, run: &str, pause: bool, say: fn(&str)) -> any
         ));
         return Ok(());
     }
-    let start = Instant::now();
-    while start.elapsed() < ACK_WITHIN {
-        std::thread::sleep(Duration::from_millis(250));
-        if store.acknowledgements(run, pause).is_ok_and(|n| n > before) {
-            let by = store
-                .driver(run)
-                .ok()
-                .flatten()
-                .map(|d| format!(" (driven by {})", driver_words(&d)))
-                .unwrap_or_default();
-            if pause {
-                say(&format!(
-                    "paused run {run}{by}: no host starts and no host starts a new step; steps in flight finish. \
-                     The pause is kept in etcd and binds whoever drives the run (`rekindle continue {run}` goes on)"
-                ));
-            } else {
-                say(&format!("continued run {run}{by}"));
-            }
-            return Ok(());
+    if acknowledged(Duration::from_millis(250), || {
+        store.acknowledgements(run, pause).is_ok_and(|n| n > before)
+    }) {
+        let by = store
+            .driver(run)
+            .ok()
+            .flatten()
+            .map(|d| format!(" (driven by {})", driver_words(&d)))
+            .unwrap_or_default();
+        if pause {
+            say(&format!(
+                "paused run {run}{by}: no host starts and no host starts a new step; steps in flight finish. \
+                 The pause is kept in etcd and binds whoever drives the run (`rekindle continue {run}` goes on)"
+            ));
+        } else {
+            say(&format!("continued run {run}{by}"));
         }
+        return Ok(());
     }
     let what = if pause { "paused" } else { "continued" };
     match store.driver(run) {
