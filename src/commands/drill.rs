@@ -75,6 +75,7 @@ pub fn execute(args: DrillArgs, verbose: u8) -> anyhow::Result<Exit> {
         "{}",
         crate::report::drill::render(
             &finished.summary,
+            &rehearsed.prediction,
             config.shape.speed,
             rehearsed.sample.fraction,
             finished.elapsed,

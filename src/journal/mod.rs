@@ -184,6 +184,9 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         caveats: Vec<String>,
     },
+    /// A drill's prediction, in real time, written when its rehearsal
+    /// ended ([`Prediction`]).
+    Predicted(Prediction),
     Event {
         /// Wall-clock time, RFC 3339 UTC with milliseconds.
         at: String,
@@ -192,6 +195,42 @@ pub enum Record {
         #[serde(flatten)]
         kind: EventKind,
     },
+}
+
+/// What a drill predicts for the real run: its measured times multiplied
+/// by its speed, except the stages it extended from the groups it
+/// simulated to all the full stage has (and, after them, the stages that
+/// wait for them, and the whole run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The whole run, in real time.
+    pub total_ms: u64,
+    /// Every stage, in plan order.
+    pub stages: Vec<PredictedStage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictedStage {
+    pub name: String,
+    /// From its start to its end, in real time; `None` when it did not end
+    /// in the drill.
+    pub duration_ms: Option<u64>,
+    /// Set when the drill extended the stage from the groups it simulated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended: Option<Extension>,
+}
+
+/// How a stage's time was extended from the groups the drill simulated to
+/// all of the full stage's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extension {
+    /// The `max_unavailable` label whose groups go side by side.
+    pub key: String,
+    /// Groups simulated, and how many the full stage has.
+    pub kept: usize,
+    pub groups: usize,
+    /// The stage's time as the drill measured it, in real time.
+    pub measured_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

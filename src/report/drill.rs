@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use super::summary::{HostResult, HostStatus, Summary};
 use crate::engine;
+use crate::journal::{Extension, PredictedStage, Prediction};
+use crate::plan::Plan;
 
 /// `25%`, `2.5%`: a sample fraction as people read it.
 pub fn percent(f: f64) -> String {
@@ -44,13 +46,105 @@ pub struct Faults<'a> {
     pub caveats: &'a [String],
 }
 
-/// The drill's report: the run's summary in real time. `speed` is how many
-/// times the drill compressed time, `fraction` the share of the selection
-/// it simulated, `elapsed` the drill's own duration, `faults` the fault
-/// each simulated host was given (by name, as people read it), the count
-/// per stage, and what the drill cannot model.
+/// A stage the drill extends, with the time it predicts for it (real ms).
+pub struct Extended {
+    pub stage: String,
+    pub extension: Extension,
+    pub predicted_ms: u64,
+}
+
+/// The drill's prediction for the real run: every measured time (the run's
+/// `elapsed`, the stages' in `summary`) times `speed`, except the stages in
+/// `extended`, which take their predicted time; the difference moves the
+/// end of every stage that waits for an extended one to finish (as `plan`
+/// orders them: a readiness gate is not moved, it opens before the tail of
+/// the stage it waits on), and the run's end with the last stage's.
+pub fn predict(
+    summary: &Summary,
+    plan: &Plan,
+    speed: f64,
+    elapsed: Duration,
+    extended: &[Extended],
+) -> Prediction {
+    let real = |ms: u64| (ms as f64 * speed).round() as i64;
+    let measured: Vec<Option<(i64, i64)>> = plan
+        .stages
+        .iter()
+        .map(|st| {
+            let s = summary.stages.iter().find(|x| x.name == st.name)?;
+            Some((real(s.start_ms?), real(s.end_ms?)))
+        })
+        .collect();
+    let own = |i: usize| -> i64 {
+        let name = &plan.stages[i].name;
+        match (extended.iter().find(|x| &x.stage == name), measured[i]) {
+            (Some(x), Some((a, b))) => x.predicted_ms as i64 - (b - a),
+            _ => 0,
+        }
+    };
+    // End shifts, settled in at most one pass per stage (the stages form
+    // a DAG, so a chain is never longer than that).
+    let n = plan.stages.len();
+    let mut shift = vec![0i64; n];
+    for _ in 0..n {
+        for (i, st) in plan.stages.iter().enumerate() {
+            let start = st
+                .after
+                .iter()
+                .filter(|&&d| st.gate(d).is_none() && measured[d].is_some())
+                .map(|&d| shift[d])
+                .max()
+                .unwrap_or(0);
+            shift[i] = if measured[i].is_some() {
+                start + own(i)
+            } else {
+                0
+            };
+        }
+    }
+    let last = |moved: bool| {
+        measured
+            .iter()
+            .zip(&shift)
+            .filter_map(|(m, s)| m.map(|(_, end)| end + if moved { *s } else { 0 }))
+            .max()
+            .unwrap_or(0)
+    };
+    let total = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
+    let total = (total as f64 * speed).round() as i64 + last(true) - last(false);
+    Prediction {
+        total_ms: u64::try_from(total).unwrap_or(0),
+        stages: plan
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let extension = extended
+                    .iter()
+                    .find(|x| x.stage == st.name)
+                    .filter(|_| measured[i].is_some());
+                PredictedStage {
+                    name: st.name.clone(),
+                    duration_ms: measured[i].map(|(a, b)| match extension {
+                        Some(x) => x.predicted_ms,
+                        None => u64::try_from(b - a).unwrap_or(0),
+                    }),
+                    extended: extension.map(|x| x.extension.clone()),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The drill's report: the run's summary in real time, with the drill's
+/// `prediction` ([`predict`]). `speed` is how many times the drill
+/// compressed time, `fraction` the share of the selection it simulated,
+/// `elapsed` the drill's own duration, `faults` the fault each simulated
+/// host was given (by name, as people read it), the count per stage, and
+/// what the drill cannot model.
 pub fn render(
     summary: &Summary,
+    prediction: &Prediction,
     speed: f64,
     fraction: f64,
     elapsed: Duration,
@@ -59,15 +153,30 @@ pub fn render(
     let injected = faults.injected;
     let real = |d: Duration| engine::steps::humane(d.mul_f64(speed));
     let real_ms = |ms: u64| real(Duration::from_millis(ms));
+    let humane_ms = |ms: u64| engine::steps::humane(Duration::from_millis(ms));
     let mut out = String::new();
     let _ = writeln!(out, "\n== drill report ==");
     let _ = writeln!(
         out,
         "predicted recovery time: {} (the drill took {} at {}x)",
-        real(elapsed),
+        humane_ms(prediction.total_ms),
         engine::steps::humane(elapsed),
         speed
     );
+    for st in &prediction.stages {
+        if let (Some(x), Some(d)) = (&st.extended, st.duration_ms) {
+            let _ = writeln!(
+                out,
+                "  stage {} extended from the {} of its {} `{}` groups the drill simulated to all of them: {} measured, {} predicted",
+                st.name,
+                x.kept,
+                x.groups,
+                x.key,
+                humane_ms(x.measured_ms),
+                humane_ms(d)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "{:<20} {:>6} {:>6} {:>6} {:>7}  {:>10}  outcome",
@@ -75,10 +184,11 @@ pub fn render(
     );
     let mut slowest: Option<(&str, u64)> = None;
     for st in &summary.stages {
-        let duration = match (st.start_ms, st.end_ms) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-            _ => None,
-        };
+        let duration = prediction
+            .stages
+            .iter()
+            .find(|p| p.name == st.name)
+            .and_then(|p| p.duration_ms);
         if let Some(d) = duration
             && slowest.is_none_or(|(_, best)| d > best)
         {
@@ -98,11 +208,11 @@ pub fn render(
             st.done,
             st.failed,
             st.skipped,
-            duration.map_or_else(|| "-".to_owned(), real_ms)
+            duration.map_or_else(|| "-".to_owned(), humane_ms)
         );
     }
     if let Some((name, d)) = slowest {
-        let _ = writeln!(out, "slowest stage: {name} ({})", real_ms(d));
+        let _ = writeln!(out, "slowest stage: {name} ({})", humane_ms(d));
     }
     let mut durations: Vec<u64> = summary
         .hosts
@@ -285,7 +395,23 @@ mod tests {
             placed: &placed,
             caveats: &caveats,
         };
-        let text = render(&c.summary(), 10.0, 1.0, Duration::from_secs(2), &faults);
+        let summary = c.summary();
+        let prediction = Prediction {
+            total_ms: 20_000,
+            stages: vec![PredictedStage {
+                name: "db".into(),
+                duration_ms: Some(10_000),
+                extended: None,
+            }],
+        };
+        let text = render(
+            &summary,
+            &prediction,
+            10.0,
+            1.0,
+            Duration::from_secs(2),
+            &faults,
+        );
         assert!(
             text.contains("faults placed: 1 host (db: never_returns 1)"),
             "{text}"
@@ -306,5 +432,120 @@ mod tests {
         );
         assert!(text.contains("  unreachable: 1"), "{text}");
         assert!(text.contains("host time: median 10s, max 10s"), "{text}");
+    }
+
+    /// Three stages: `b` waits for `a` to finish, `c` has a 50 % gate on
+    /// `a`. Drill times (ms): a 0-100, b 100-150, c 40-90; the run 160.
+    fn three_stages() -> (Summary, Plan) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("inv.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\ndatacenters:\n  a:\n    hosts:\n      - name: \"h[1-6]\"\n",
+        )
+        .expect("inventory");
+        let mut sources = crate::diag::Sources::new();
+        let inv = crate::inventory::load(&[path.to_string_lossy().into_owned()], &mut sources)
+            .expect("inventory")
+            .0;
+        let book = crate::playbook::load_str(
+            "book.yaml",
+            "version: 1\nstages:\n  - { name: a, select: { name: \"h[1-2]\" }, steps: [ reboot ] }\n  - { name: b, after: [a], select: { name: \"h[3-4]\" }, steps: [ reboot ] }\n  - { name: c, after: { a: 50% }, select: { name: \"h[5-6]\" }, steps: [ reboot ] }\n",
+            Some(&inv),
+            &mut sources,
+        )
+        .expect("playbook")
+        .0;
+        let plan = crate::plan::build(&book, &inv, None).expect("plan");
+        let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut c = Collector::new();
+        c.stages(plan.stages.iter().map(|s| (s.name.clone(), s.hosts.len())));
+        for (i, name, from, to) in [(0, "a", 0, 100), (1, "b", 100, 150), (2, "c", 40, 90)] {
+            let stage = StageRef {
+                index: i,
+                name: name.into(),
+            };
+            c.event(
+                t0 + Duration::from_millis(from),
+                &EventKind::StageStarted {
+                    stage: stage.clone(),
+                    hosts: 2,
+                },
+            );
+            c.event(
+                t0 + Duration::from_millis(to),
+                &EventKind::StageFinished {
+                    stage,
+                    outcome: crate::engine::events::StageOutcome::Done,
+                    done: 2,
+                    failed: 0,
+                    skipped: 0,
+                },
+            );
+        }
+        (c.summary(), plan)
+    }
+
+    #[test]
+    fn an_extended_stage_moves_the_stages_that_wait_for_it_and_the_run() {
+        let (summary, plan) = three_stages();
+        let elapsed = Duration::from_millis(160);
+        // Nothing extended: every time is the drill's, times the speed.
+        let plain = predict(&summary, &plan, 10.0, elapsed, &[]);
+        let durations = |p: &Prediction| -> Vec<Option<u64>> {
+            p.stages.iter().map(|s| s.duration_ms).collect()
+        };
+        assert_eq!(plain.total_ms, 1600);
+        assert_eq!(durations(&plain), [Some(1000), Some(500), Some(500)]);
+        assert!(plain.stages.iter().all(|s| s.extended.is_none()));
+        // `a` takes 300 ms longer: `b` waits for it to finish, so it and the
+        // run end 300 ms later; `c`'s gate opened before `a`'s tail.
+        let extension = Extension {
+            key: "rack".into(),
+            kept: 2,
+            groups: 20,
+            measured_ms: 1000,
+        };
+        let longer = predict(
+            &summary,
+            &plan,
+            10.0,
+            elapsed,
+            &[Extended {
+                stage: "a".into(),
+                extension: extension.clone(),
+                predicted_ms: 1300,
+            }],
+        );
+        assert_eq!(longer.total_ms, 1900);
+        assert_eq!(durations(&longer), [Some(1300), Some(500), Some(500)]);
+        assert_eq!(longer.stages[0].extended, Some(extension.clone()));
+        // `c` extended by 1 s: it ends at 1.9 s, after `b` (1.5 s), and the
+        // run's 100 ms tail after its last stage stays.
+        let gated = predict(
+            &summary,
+            &plan,
+            10.0,
+            elapsed,
+            &[Extended {
+                stage: "c".into(),
+                extension: extension.clone(),
+                predicted_ms: 1500,
+            }],
+        );
+        assert_eq!(gated.total_ms, 2000);
+        // Shorter: `a` 200 ms less moves `b` and the run back as much.
+        let shorter = predict(
+            &summary,
+            &plan,
+            10.0,
+            elapsed,
+            &[Extended {
+                stage: "a".into(),
+                extension,
+                predicted_ms: 800,
+            }],
+        );
+        assert_eq!(shorter.total_ms, 1400);
     }
 }

@@ -192,6 +192,7 @@ mod tests {
             hosts,
             boot_time: None,
             notes: Vec::new(),
+            predicted: None,
         }
     }
 

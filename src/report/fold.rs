@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use super::summary::{BootTime, HostResult, HostStatus, StageStatus, StageSummary, Summary};
 use crate::engine::events::{EventKind, HostOutcome, RunOutcome, StageOutcome};
-use crate::journal::{Record, parse_rfc3339};
+use crate::journal::{Prediction, Record, parse_rfc3339};
 
 /// Folds events into a [`Summary`]. Feed it journal records, live events, or both.
 #[derive(Debug, Default)]
@@ -34,6 +34,7 @@ pub struct Collector {
     mono: Option<Mono>,
     boot_ms: Vec<u64>,
     notes: Vec<String>,
+    predicted: Option<Prediction>,
 }
 
 /// A point on one process's monotonic clock: (which process of the run,
@@ -82,6 +83,13 @@ impl Collector {
                 for c in caveats {
                     self.note(format!("not modelled by the drill: {c}"));
                 }
+            }
+            Record::Predicted(p) => {
+                self.note(format!(
+                    "the drill predicts a recovery time of {} in real time",
+                    crate::engine::steps::humane(Duration::from_millis(p.total_ms))
+                ));
+                self.predicted = Some(p.clone());
             }
             Record::Event { at, ms, kind } => {
                 let t = parse_rfc3339(at).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -390,6 +398,7 @@ impl Collector {
             hosts,
             boot_time,
             notes: self.notes.clone(),
+            predicted: self.predicted.clone(),
         }
     }
 }

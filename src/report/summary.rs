@@ -33,6 +33,9 @@ pub struct Summary {
     pub boot_time: Option<BootTime>,
     /// Extra facts for people (what a resume retried, ...).
     pub notes: Vec<String>,
+    /// A drill's prediction for the real run, once the drill ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<crate::journal::Prediction>,
 }
 
 /// Where a stage is, as the summary (and its JSON) spells it.

@@ -32,8 +32,8 @@ use crate::report::drill::percent;
 use crate::report::fold::Collector;
 use crate::report::state::{RunState, Shared};
 use crate::sim::drill::{
-    Rehearsal, Sample, limits_not_modelled, rehearse, scale_rate, sim_hosts, stage_faults,
-    unmeetable_faults,
+    Rehearsal, Sample, SideBySide, limits_not_modelled, rehearse, scale_rate, side_by_side,
+    sim_hosts, slowest_group, stage_faults, unmeetable_faults,
 };
 use crate::sim::{BootTimeRange, FaultKind, Fleet, FleetConfig, FleetHandle};
 use crate::transport::ssh::{SshConnector, SshOptions};
@@ -163,6 +163,8 @@ pub struct Rehearsed {
     pub placed: Vec<(String, BTreeMap<String, usize>)>,
     /// What the rehearsal cannot model, for its report.
     pub caveats: Vec<String>,
+    /// What it predicts for the real run (also the journal's last record).
+    pub prediction: journal::Prediction,
 }
 
 /// The live views to add (`--listen`, `--notify`), given the journal's
@@ -274,9 +276,9 @@ impl Drill<'_> {
         };
         let result = self.rehearse_on(&fleet, views, ready, cancel_rx).await;
         ctrl_c.abort();
-        let (result, caveats) = match result {
-            Ok((finished, caveats)) => (Ok(finished), caveats),
-            Err(e) => (Err(e), Vec::new()),
+        let (result, caveats, sides) = match result {
+            Ok((finished, caveats, sides)) => (Ok(finished), caveats, sides),
+            Err(e) => (Err(e), Vec::new(), Vec::new()),
         };
         let injected: HashMap<String, String> = fleet
             .status()
@@ -310,20 +312,82 @@ impl Drill<'_> {
                 (st.name.clone(), kinds)
             })
             .collect();
+        let prediction = self.predict(&finished, &sides);
+        if let Some(path) = &finished.journal {
+            let written = journal::append(path).and_then(|mut w| {
+                w.push(&journal::Record::Predicted(prediction.clone()), None);
+                w.finish()
+            });
+            if let Err(e) = written {
+                finished
+                    .warnings
+                    .push(format!("the prediction is not in the journal: {e}"));
+            }
+        }
         Ok(Drilled::Finished(Box::new(Rehearsed {
             finished,
             sample: self.sample,
             injected,
             placed,
             caveats,
+            prediction,
         })))
+    }
+
+    /// The prediction for the real run ([`crate::report::drill::predict`]):
+    /// a stage whose groups went side by side (`sides`), that finished, is
+    /// extended from the groups simulated to all of the full stage's, with
+    /// its hosts' times as the drill measured them ([`slowest_group`]).
+    fn predict(&self, finished: &Finished, sides: &[SideBySide]) -> journal::Prediction {
+        use crate::report::summary::{HostStatus, StageStatus};
+        let speed = self.config.shape.speed;
+        let real = |ms: u64| (ms as f64 * speed).round() as u64;
+        let summary = &finished.summary;
+        let extended: Vec<crate::report::drill::Extended> = sides
+            .iter()
+            .filter_map(|x| {
+                let st = summary.stages.iter().find(|s| s.name == x.stage)?;
+                if st.status != StageStatus::Done {
+                    return None;
+                }
+                let measured = st.end_ms?.saturating_sub(st.start_ms?);
+                let durations: Vec<u64> = summary
+                    .hosts
+                    .iter()
+                    .filter(|h| {
+                        h.stage == x.stage
+                            && matches!(
+                                h.status,
+                                HostStatus::Done | HostStatus::Failed | HostStatus::Unreachable
+                            )
+                    })
+                    .map(|h| real(h.duration_ms))
+                    .collect();
+                Some(crate::report::drill::Extended {
+                    stage: x.stage.clone(),
+                    extension: journal::Extension {
+                        key: x.key.clone(),
+                        kept: x.kept,
+                        groups: x.sizes.len(),
+                        measured_ms: real(measured),
+                    },
+                    predicted_ms: slowest_group(
+                        &durations,
+                        &x.sizes,
+                        x.limit,
+                        self.config.shape.seed,
+                    )?,
+                })
+            })
+            .collect();
+        crate::report::drill::predict(summary, self.plan, speed, finished.elapsed, &extended)
     }
 
     /// What this rehearsal (`rehearsed`: its plan) cannot model: faults no
     /// step can meet, time that does not shrink with the speed, the boot
     /// times it assumes, steps that take no time on the simulator, limits
     /// the sample cannot keep ([`limits_not_modelled`]).
-    fn caveats(&self, rehearsed: &Plan) -> Vec<String> {
+    fn caveats(&self, rehearsed: &Plan, sides: &[SideBySide]) -> Vec<String> {
         let mut out = unmeetable_faults(self.plan, &self.config.shape.faults);
         let speed = self.config.shape.speed;
         if speed > 1.0 {
@@ -381,6 +445,7 @@ impl Drill<'_> {
             self.inventory,
             &self.sample,
             rehearsed,
+            sides,
         ));
         out
     }
@@ -554,10 +619,22 @@ impl Drill<'_> {
         views: Box<Views<'_>>,
         ready: &mut dyn FnMut(&Ready<'_>),
         cancel: watch::Receiver<CancelLevel>,
-    ) -> anyhow::Result<(Finished, Vec<String>)> {
+    ) -> anyhow::Result<(Finished, Vec<String>, Vec<SideBySide>)> {
         let c = self.config;
         let prepared = self.prepare(fleet)?;
-        let caveats = self.caveats(&prepared.plan);
+        // A run-wide `--rate` paces every stage: none ends with its slowest group.
+        let sides = if c.shape.rate.is_some() {
+            Vec::new()
+        } else {
+            side_by_side(
+                self.plan,
+                self.inventory,
+                &self.sample,
+                &prepared.plan,
+                (c.parallel, Some(prepared.opts.parallel)),
+            )
+        };
+        let caveats = self.caveats(&prepared.plan, &sides);
         // A journal like any run's, marked as a drill.
         let header = super::header(
             &prepared.plan,
@@ -605,6 +682,6 @@ impl Drill<'_> {
             consumers,
             mirror: None,
         };
-        Ok((super::execute_in(execution, cancel).await, caveats))
+        Ok((super::execute_in(execution, cancel).await, caveats, sides))
     }
 }

@@ -552,3 +552,107 @@ stages:
         );
     }
 }
+
+/// A stage paced by `max_unavailable` alone ends with its slowest rack; the
+/// sample keeps one rack of four, and the slowest of one is less slow than
+/// the slowest of four. The prediction extends the stage to all four racks
+/// (each drawn from the simulated hosts' times, one host at a time), says
+/// so, and keeps it in the journal, where `report --format json` gives it.
+/// Whether that lands near a full run is measured against full real-time
+/// runs in BENCHMARKS.md 8c; here, that the extension is wired and sane:
+/// four hosts one after the other, the slowest of four such racks is
+/// slower than the one rack measured (boot times vary 10-30 s) and no
+/// slower than four of the slowest host.
+#[test]
+fn a_drill_extends_a_stage_its_racks_pace_from_the_racks_it_ran_to_all() {
+    let files = Files::new(
+        r#"
+version: 1
+name: racks
+stages:
+  - name: nodes
+    select: { role: node }
+    parallel: 100%
+    max_unavailable: { rack: 1 }
+    steps:
+      - reboot: { timeout: 5m }
+      - health: { checks: [ { ssh: "systemctl is-system-running" } ], timeout: 1m }
+"#,
+    );
+    std::fs::write(files.dir.path().join("inv.yaml"), RACKS).expect("inventory");
+    let (code, out, err) = files.drill(&[
+        "--sample",
+        "0.25",
+        "--speed",
+        "20",
+        "--boot-time",
+        "10s..30s",
+        "--journal",
+        "drills",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("not modelled: stage `nodes`: its `rack` groups go side by side and it ends with the slowest; the sample ran 1 of the 4, and the slowest of few is less slow than the slowest of many, so the prediction extends the stage to all 4"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  stage nodes extended from the 1 of its 4 `rack` groups the drill simulated to all of them: "),
+        "{out}"
+    );
+    let journal = out
+        .lines()
+        .find_map(|l| l.strip_prefix("journal: "))
+        .unwrap_or_else(|| panic!("no journal line:\n{out}"));
+    let (code, json, err) = support::run(
+        support::rekindle_in(files.dir.path()).args(["report", journal, "--format", "json"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let predicted = &summary["predicted"];
+    let stage = &predicted["stages"][0];
+    assert_eq!(stage["name"], "nodes", "{json}");
+    let extended = &stage["extended"];
+    assert_eq!(extended["key"], "rack", "{json}");
+    assert_eq!(extended["kept"], 1, "{json}");
+    assert_eq!(extended["groups"], 4, "{json}");
+    let ms = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not ms: {v}\n{json}"));
+    let (measured, extended_ms, total) = (
+        ms(&extended["measured_ms"]),
+        ms(&stage["duration_ms"]),
+        ms(&predicted["total_ms"]),
+    );
+    // The hosts' times, in real time (the journal's are drill time).
+    let hosts: Vec<u64> = summary["hosts"]
+        .as_array()
+        .map(|a| a.iter().map(|h| ms(&h["duration_ms"]) * 20).collect())
+        .unwrap_or_default();
+    assert_eq!(hosts.len(), 4, "{json}");
+    let slowest = hosts.iter().copied().max().unwrap_or(0);
+    assert!(
+        measured < extended_ms && extended_ms <= 4 * slowest + 20,
+        "measured {measured}, extended {extended_ms}, hosts {hosts:?}"
+    );
+    // One stage: the run ends with it, later by as much as it was extended.
+    let drilled = ms(&summary["elapsed_ms"]) * 20;
+    let moved = extended_ms - measured;
+    assert!(
+        total + 100 >= drilled + moved && total <= drilled + moved + 100,
+        "total {total}, drilled {drilled}, moved {moved}"
+    );
+    assert!(
+        out.contains(&format!(
+            "predicted recovery time: {} ",
+            rekindle::time::humane(Duration::from_millis(total))
+        )),
+        "{out}"
+    );
+    let (_, text, _) =
+        support::run(support::rekindle_in(files.dir.path()).args(["report", journal]));
+    assert!(
+        text.contains(&format!(
+            "the drill predicts a recovery time of {} in real time",
+            rekindle::time::humane(Duration::from_millis(total))
+        )),
+        "{text}"
+    );
+}
