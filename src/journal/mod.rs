@@ -198,9 +198,8 @@ pub enum Record {
 }
 
 /// What a drill predicts for the real run: its measured times multiplied
-/// by its speed, except the stages it extended from the groups it
-/// simulated to all the full stage has (and, after them, the stages that
-/// wait for them, and the whole run).
+/// by its speed, except the stages it replayed at their full size (and,
+/// after them, the stages that wait for them, and the whole run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     /// The whole run, in real time.
@@ -215,20 +214,20 @@ pub struct PredictedStage {
     /// From its start to its end, in real time; `None` when it did not end
     /// in the drill.
     pub duration_ms: Option<u64>,
-    /// Set when the drill extended the stage from the groups it simulated.
+    /// Set when the drill replayed the stage at its full size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extended: Option<Extension>,
+    pub replayed: Option<Replayed>,
 }
 
-/// How a stage's time was extended from the groups the drill simulated to
-/// all of the full stage's.
+/// A stage replayed at its full size: its pace run with its hosts' times
+/// drawn from the simulated hosts'.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Extension {
-    /// The `max_unavailable` label whose groups go side by side.
-    pub key: String,
-    /// Groups simulated, and how many the full stage has.
-    pub kept: usize,
-    pub groups: usize,
+pub struct Replayed {
+    /// The full stage's hosts, and how many the drill simulated.
+    pub hosts: usize,
+    pub simulated: usize,
+    /// The pace the replay ran, as people read it.
+    pub pace: String,
     /// The stage's time as the drill measured it, in real time.
     pub measured_ms: u64,
 }

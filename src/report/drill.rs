@@ -2,9 +2,13 @@
 //! time (a drill compresses time `--speed` times): the predicted recovery
 //! time, each stage's duration, the slowest stage, failures grouped by step
 //! and failure kind, with the fault the simulator injected into each host.
+//! And the prediction itself ([`predict`]): the drill's times in real time,
+//! with the stages it replayed at full size in their place and the stages
+//! after them moved.
 //!
-//! Owns that wording. It must not touch hosts or the simulator; it gets the
-//! injected faults as text.
+//! Owns that wording and that arithmetic. It must not touch hosts or the
+//! simulator; it gets the injected faults as text and the replayed stages'
+//! times as numbers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -12,7 +16,7 @@ use std::time::Duration;
 
 use super::summary::{HostResult, HostStatus, Summary};
 use crate::engine;
-use crate::journal::{Extension, PredictedStage, Prediction};
+use crate::journal::{PredictedStage, Prediction, Replayed};
 use crate::plan::Plan;
 
 /// `25%`, `2.5%`: a sample fraction as people read it.
@@ -46,17 +50,18 @@ pub struct Faults<'a> {
     pub caveats: &'a [String],
 }
 
-/// A stage the drill extends, with the time it predicts for it (real ms).
-pub struct Extended {
+/// A stage the drill replayed at its full size, with the time the replay
+/// predicts for it (real ms).
+pub struct ReplayedStage {
     pub stage: String,
-    pub extension: Extension,
+    pub replayed: Replayed,
     pub predicted_ms: u64,
 }
 
 /// The drill's prediction for the real run: every measured time (the run's
 /// `elapsed`, the stages' in `summary`) times `speed`, except the stages in
-/// `extended`, which take their predicted time; the difference moves the
-/// end of every stage that waits for an extended one to finish (as `plan`
+/// `replayed`, which take their predicted time; the difference moves the
+/// end of every stage that waits for a replayed one to finish (as `plan`
 /// orders them: a readiness gate is not moved, it opens before the tail of
 /// the stage it waits on), and the run's end with the last stage's.
 pub fn predict(
@@ -64,7 +69,7 @@ pub fn predict(
     plan: &Plan,
     speed: f64,
     elapsed: Duration,
-    extended: &[Extended],
+    replayed: &[ReplayedStage],
 ) -> Prediction {
     let real = |ms: u64| (ms as f64 * speed).round() as i64;
     let measured: Vec<Option<(i64, i64)>> = plan
@@ -77,7 +82,7 @@ pub fn predict(
         .collect();
     let own = |i: usize| -> i64 {
         let name = &plan.stages[i].name;
-        match (extended.iter().find(|x| &x.stage == name), measured[i]) {
+        match (replayed.iter().find(|x| &x.stage == name), measured[i]) {
             (Some(x), Some((a, b))) => x.predicted_ms as i64 - (b - a),
             _ => 0,
         }
@@ -119,17 +124,17 @@ pub fn predict(
             .iter()
             .enumerate()
             .map(|(i, st)| {
-                let extension = extended
+                let replay = replayed
                     .iter()
                     .find(|x| x.stage == st.name)
                     .filter(|_| measured[i].is_some());
                 PredictedStage {
                     name: st.name.clone(),
-                    duration_ms: measured[i].map(|(a, b)| match extension {
+                    duration_ms: measured[i].map(|(a, b)| match replay {
                         Some(x) => x.predicted_ms,
                         None => u64::try_from(b - a).unwrap_or(0),
                     }),
-                    extended: extension.map(|x| x.extension.clone()),
+                    replayed: replay.map(|x| x.replayed.clone()),
                 }
             })
             .collect(),
@@ -164,14 +169,14 @@ pub fn render(
         speed
     );
     for st in &prediction.stages {
-        if let (Some(x), Some(d)) = (&st.extended, st.duration_ms) {
+        if let (Some(x), Some(d)) = (&st.replayed, st.duration_ms) {
             let _ = writeln!(
                 out,
-                "  stage {} extended from the {} of its {} `{}` groups the drill simulated to all of them: {} measured, {} predicted",
+                "  stage {} replayed at its full size ({} hosts, {} simulated; {}): {} as drilled, {} replayed",
                 st.name,
-                x.kept,
-                x.groups,
-                x.key,
+                x.hosts,
+                x.simulated,
+                x.pace,
                 humane_ms(x.measured_ms),
                 humane_ms(d)
             );
@@ -401,7 +406,7 @@ mod tests {
             stages: vec![PredictedStage {
                 name: "db".into(),
                 duration_ms: Some(10_000),
-                extended: None,
+                replayed: None,
             }],
         };
         let text = render(
@@ -487,23 +492,23 @@ mod tests {
     }
 
     #[test]
-    fn an_extended_stage_moves_the_stages_that_wait_for_it_and_the_run() {
+    fn a_replayed_stage_moves_the_stages_that_wait_for_it_and_the_run() {
         let (summary, plan) = three_stages();
         let elapsed = Duration::from_millis(160);
-        // Nothing extended: every time is the drill's, times the speed.
+        // Nothing replayed: every time is the drill's, times the speed.
         let plain = predict(&summary, &plan, 10.0, elapsed, &[]);
         let durations = |p: &Prediction| -> Vec<Option<u64>> {
             p.stages.iter().map(|s| s.duration_ms).collect()
         };
         assert_eq!(plain.total_ms, 1600);
         assert_eq!(durations(&plain), [Some(1000), Some(500), Some(500)]);
-        assert!(plain.stages.iter().all(|s| s.extended.is_none()));
+        assert!(plain.stages.iter().all(|s| s.replayed.is_none()));
         // `a` takes 300 ms longer: `b` waits for it to finish, so it and the
         // run end 300 ms later; `c`'s gate opened before `a`'s tail.
-        let extension = Extension {
-            key: "rack".into(),
-            kept: 2,
-            groups: 20,
+        let replayed = Replayed {
+            hosts: 400,
+            simulated: 40,
+            pace: "20 `rack` groups side by side (2 simulated), 2 of each at a time".into(),
             measured_ms: 1000,
         };
         let longer = predict(
@@ -511,25 +516,25 @@ mod tests {
             &plan,
             10.0,
             elapsed,
-            &[Extended {
+            &[ReplayedStage {
                 stage: "a".into(),
-                extension: extension.clone(),
+                replayed: replayed.clone(),
                 predicted_ms: 1300,
             }],
         );
         assert_eq!(longer.total_ms, 1900);
         assert_eq!(durations(&longer), [Some(1300), Some(500), Some(500)]);
-        assert_eq!(longer.stages[0].extended, Some(extension.clone()));
-        // `c` extended by 1 s: it ends at 1.9 s, after `b` (1.5 s), and the
+        assert_eq!(longer.stages[0].replayed, Some(replayed.clone()));
+        // `c` 1 s longer: it ends at 1.9 s, after `b` (1.5 s), and the
         // run's 100 ms tail after its last stage stays.
         let gated = predict(
             &summary,
             &plan,
             10.0,
             elapsed,
-            &[Extended {
+            &[ReplayedStage {
                 stage: "c".into(),
-                extension: extension.clone(),
+                replayed: replayed.clone(),
                 predicted_ms: 1500,
             }],
         );
@@ -540,9 +545,9 @@ mod tests {
             &plan,
             10.0,
             elapsed,
-            &[Extended {
+            &[ReplayedStage {
                 stage: "a".into(),
-                extension,
+                replayed,
                 predicted_ms: 800,
             }],
         );

@@ -6,10 +6,12 @@
 //! a drill so it is never resumed against real hosts; no plan lock.
 //!
 //! Owns the fleet's lifetime (stopped on every path: success, errors,
-//! Ctrl-C) and the scaling of the command line into the rehearsal
+//! Ctrl-C), the scaling of the command line into the rehearsal
 //! (`--parallel` and `--rate` with the sample, `--rate` and boot times with
-//! the speed). It does not print: what the command shows comes back in
-//! [`Ready`] and [`Drilled`]. Scheduling is the engine's; what a simulated
+//! the speed), and the prediction once the rehearsal ended: the stages
+//! `sim::replay` can replay at full size, replayed with the times the
+//! simulated hosts took, written as the journal's last record. It does not
+//! print: what the command shows comes back in [`Ready`] and [`Drilled`]. Scheduling is the engine's; what a simulated
 //! host does is the simulator's.
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,9 +34,10 @@ use crate::report::drill::percent;
 use crate::report::fold::Collector;
 use crate::report::state::{RunState, Shared};
 use crate::sim::drill::{
-    Rehearsal, Sample, SideBySide, limits_not_modelled, rehearse, scale_rate, side_by_side,
-    sim_hosts, slowest_group, stage_faults, unmeetable_faults,
+    Rehearsal, Sample, limits_not_modelled, rehearse, scale_rate, sim_hosts, stage_faults,
+    unmeetable_faults,
 };
+use crate::sim::replay::{HostTime, Replay, replay, replays};
 use crate::sim::{BootTimeRange, FaultKind, Fleet, FleetConfig, FleetHandle};
 use crate::transport::ssh::{SshConnector, SshOptions};
 
@@ -276,8 +279,8 @@ impl Drill<'_> {
         };
         let result = self.rehearse_on(&fleet, views, ready, cancel_rx).await;
         ctrl_c.abort();
-        let (result, caveats, sides) = match result {
-            Ok((finished, caveats, sides)) => (Ok(finished), caveats, sides),
+        let (result, caveats, replayed) = match result {
+            Ok((finished, caveats, replayed)) => (Ok(finished), caveats, replayed),
             Err(e) => (Err(e), Vec::new(), Vec::new()),
         };
         let injected: HashMap<String, String> = fleet
@@ -312,7 +315,7 @@ impl Drill<'_> {
                 (st.name.clone(), kinds)
             })
             .collect();
-        let prediction = self.predict(&finished, &sides);
+        let prediction = self.predict(&finished, &replayed, &injected);
         if let Some(path) = &finished.journal {
             let written = journal::append(path).and_then(|mut w| {
                 w.push(&journal::Record::Predicted(prediction.clone()), None);
@@ -335,59 +338,67 @@ impl Drill<'_> {
     }
 
     /// The prediction for the real run ([`crate::report::drill::predict`]):
-    /// a stage whose groups went side by side (`sides`), that finished, is
-    /// extended from the groups simulated to all of the full stage's, with
-    /// its hosts' times as the drill measured them ([`slowest_group`]).
-    fn predict(&self, finished: &Finished, sides: &[SideBySide]) -> journal::Prediction {
+    /// each stage of `replays` that finished is replayed at its full size
+    /// with its simulated hosts' times as the drill measured them
+    /// ([`replay`]).
+    fn predict(
+        &self,
+        finished: &Finished,
+        replays: &[Replay],
+        injected: &HashMap<String, String>,
+    ) -> journal::Prediction {
         use crate::report::summary::{HostStatus, StageStatus};
-        let speed = self.config.shape.speed;
+        let shape = &self.config.shape;
+        let speed = shape.speed;
         let real = |ms: u64| (ms as f64 * speed).round() as u64;
+        // The full fleet's share of faulty hosts.
+        let fault_share: f64 = shape.faults.iter().map(|(_, f)| f).sum();
         let summary = &finished.summary;
-        let extended: Vec<crate::report::drill::Extended> = sides
+        let replayed: Vec<crate::report::drill::ReplayedStage> = replays
             .iter()
-            .filter_map(|x| {
-                let st = summary.stages.iter().find(|s| s.name == x.stage)?;
+            .filter_map(|r| {
+                let st = summary.stages.iter().find(|s| s.name == r.stage)?;
                 if st.status != StageStatus::Done {
                     return None;
                 }
                 let measured = st.end_ms?.saturating_sub(st.start_ms?);
-                let durations: Vec<u64> = summary
+                let times: Vec<HostTime> = summary
                     .hosts
                     .iter()
-                    .filter(|h| {
-                        h.stage == x.stage
-                            && matches!(
-                                h.status,
-                                HostStatus::Done | HostStatus::Failed | HostStatus::Unreachable
-                            )
+                    .filter(|h| h.stage == r.stage)
+                    .filter_map(|h| {
+                        let failed = match h.status {
+                            HostStatus::Done => false,
+                            HostStatus::Failed | HostStatus::Unreachable => true,
+                            _ => return None,
+                        };
+                        Some(HostTime {
+                            ms: real(h.duration_ms),
+                            failed,
+                            faulty: injected.contains_key(&h.host),
+                        })
                     })
-                    .map(|h| real(h.duration_ms))
                     .collect();
-                Some(crate::report::drill::Extended {
-                    stage: x.stage.clone(),
-                    extension: journal::Extension {
-                        key: x.key.clone(),
-                        kept: x.kept,
-                        groups: x.sizes.len(),
+                Some(crate::report::drill::ReplayedStage {
+                    stage: r.stage.clone(),
+                    replayed: journal::Replayed {
+                        hosts: r.hosts,
+                        simulated: r.kept,
+                        pace: r.pace.describe(),
                         measured_ms: real(measured),
                     },
-                    predicted_ms: slowest_group(
-                        &durations,
-                        &x.sizes,
-                        x.limit,
-                        self.config.shape.seed,
-                    )?,
+                    predicted_ms: replay(&r.pace, r.hosts, &times, fault_share, shape.seed)?,
                 })
             })
             .collect();
-        crate::report::drill::predict(summary, self.plan, speed, finished.elapsed, &extended)
+        crate::report::drill::predict(summary, self.plan, speed, finished.elapsed, &replayed)
     }
 
     /// What this rehearsal (`rehearsed`: its plan) cannot model: faults no
     /// step can meet, time that does not shrink with the speed, the boot
     /// times it assumes, steps that take no time on the simulator, limits
     /// the sample cannot keep ([`limits_not_modelled`]).
-    fn caveats(&self, rehearsed: &Plan, sides: &[SideBySide]) -> Vec<String> {
+    fn caveats(&self, rehearsed: &Plan, replayed: &[Replay]) -> Vec<String> {
         let mut out = unmeetable_faults(self.plan, &self.config.shape.faults);
         let speed = self.config.shape.speed;
         if speed > 1.0 {
@@ -445,7 +456,7 @@ impl Drill<'_> {
             self.inventory,
             &self.sample,
             rehearsed,
-            sides,
+            replayed,
         ));
         out
     }
@@ -619,22 +630,21 @@ impl Drill<'_> {
         views: Box<Views<'_>>,
         ready: &mut dyn FnMut(&Ready<'_>),
         cancel: watch::Receiver<CancelLevel>,
-    ) -> anyhow::Result<(Finished, Vec<String>, Vec<SideBySide>)> {
+    ) -> anyhow::Result<(Finished, Vec<String>, Vec<Replay>)> {
         let c = self.config;
         let prepared = self.prepare(fleet)?;
-        // A run-wide `--rate` paces every stage: none ends with its slowest group.
-        let sides = if c.shape.rate.is_some() {
+        // A run-wide `--rate` paces all stages together: none is replayed.
+        let replayed = if c.shape.rate.is_some() {
             Vec::new()
         } else {
-            side_by_side(
+            replays(
                 self.plan,
                 self.inventory,
                 &self.sample,
-                &prepared.plan,
                 (c.parallel, Some(prepared.opts.parallel)),
             )
         };
-        let caveats = self.caveats(&prepared.plan, &sides);
+        let caveats = self.caveats(&prepared.plan, &replayed);
         // A journal like any run's, marked as a drill.
         let header = super::header(
             &prepared.plan,
@@ -682,6 +692,10 @@ impl Drill<'_> {
             consumers,
             mirror: None,
         };
-        Ok((super::execute_in(execution, cancel).await, caveats, sides))
+        Ok((
+            super::execute_in(execution, cancel).await,
+            caveats,
+            replayed,
+        ))
     }
 }

@@ -37,11 +37,15 @@
 //!   becomes `systemctl reboot`;
 //! - `--fail` faults are placed per stage ([`stage_faults`]), where the full
 //!   stage's last faulty hosts are expected, not at random across the sample.
+//!
+//! The prediction replays what it can of a stage at its full size with the
+//! times the simulated hosts took: that is [`super::replay`]'s.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::config::{FaultKind, SimHost, mix};
+use super::replay::Replay;
 use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::playbook::template::Quote;
@@ -260,14 +264,15 @@ impl Sample {
 /// window or growing waves that round to whole hosts so differently in the
 /// sample that it runs a different number of rounds of hosts than the full
 /// stage (`rehearsed` is the rehearsal's plan: the sample's windows).
-/// A stage of whole groups side by side that the prediction extends
-/// (`extended`, [`side_by_side`]) is said as extended.
+/// A stage the prediction replays at its full size (`replayed`,
+/// [`super::replay`]) runs the full stage's window, waves and groups there:
+/// of it, only what the replay cannot know is said.
 pub fn limits_not_modelled(
     plan: &Plan,
     inventory: &Inventory,
     sample: &Sample,
     rehearsed: &Plan,
-    extended: &[SideBySide],
+    replayed: &[Replay],
 ) -> Vec<String> {
     let mut out = Vec::new();
     if sample.fraction >= 1.0 {
@@ -275,6 +280,9 @@ pub fn limits_not_modelled(
     }
     let simulated: std::collections::HashSet<usize> = sample.chosen.iter().copied().collect();
     for stage in &plan.stages {
+        if replayed.iter().any(|r| r.stage == stage.name) {
+            continue;
+        }
         for (key, limit) in &stage.max_unavailable {
             // A group of `key` the sample has only part of: its hosts go
             // `limit` at a time out of fewer, relatively more than in full.
@@ -297,15 +305,7 @@ pub fn limits_not_modelled(
                 // slowest one: of fewer groups, the slowest is less slow.
                 let total = groups.len();
                 let have = groups.values().filter(|&&(_, kept)| kept > 0).count();
-                if let Some(x) = extended.iter().find(|x| x.stage == stage.name) {
-                    out.push(format!(
-                        "stage `{}`: its `{key}` groups go side by side and it ends with the slowest; the sample ran {} of the {}, and the slowest of few is less slow than the slowest of many, so the prediction extends the stage to all {} (the slowest of that many groups drawn from the simulated hosts' times, run {limit} at a time, the mean of {EXTENSION_DRAWS} draws): a group slower than the sampled hosts' times make up is not in it",
-                        stage.name,
-                        x.kept,
-                        x.sizes.len(),
-                        x.sizes.len()
-                    ));
-                } else if have < total && stage.window >= total.saturating_mul(*limit) {
+                if have < total && stage.window >= total.saturating_mul(*limit) {
                     out.push(format!(
                         "stage `{}`: its `{key}` groups go side by side and it ends with the slowest; the sample has {have} of the {total}, and the slowest of {have} is less slow than the slowest of {total}, so its time comes out short (by several % when groups take several rounds of long boots)",
                         stage.name
@@ -363,198 +363,76 @@ pub fn limits_not_modelled(
             ));
         }
     }
-    out.extend(few_sampled(plan, &simulated, extended));
+    if !replayed.is_empty() {
+        let names: Vec<String> = replayed.iter().map(|r| format!("`{}`", r.stage)).collect();
+        out.push(format!(
+            "stage{} {} {} replayed at full size for the prediction: a stage ends with its slowest slot, wave or group, and a sample has fewer of them, so the replay runs the full stage's pace with its hosts' times drawn one by one from the simulated hosts' (the mean of {} draws); a host slower than every simulated one is not in it",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if names.len() == 1 { "is" } else { "are" },
+            super::replay::DRAWS
+        ));
+    }
+    out.extend(few_sampled(plan, &simulated, replayed));
     out
 }
 
-/// A stage whose groups of one label run side by side, at most `limit`
-/// hosts of each at a time, and nothing else paces it, so it ends with its
-/// slowest group: the sample keeps some of the groups whole, and the
-/// slowest of few groups is less slow than the slowest of many. The
-/// drill's prediction extends such a stage to all its groups
-/// ([`slowest_group`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SideBySide {
-    pub stage: String,
-    /// The `max_unavailable` label and its limit.
-    pub key: String,
-    pub limit: usize,
-    /// The full stage's groups: how many of its hosts each has.
-    pub sizes: Vec<usize>,
-    /// How many of them the sample kept (whole).
-    pub kept: usize,
-}
-
-/// The stages of `plan` whose time the drill extends from the groups it
-/// simulated to all of them ([`SideBySide`]). A stage qualifies when: the
-/// sample is partial; the stage has one `max_unavailable` and every host
-/// of it has that label; the sample kept its groups whole and not all of
-/// them; no canaries, growing waves, `rate` or `rate_per`; its window, in
-/// full and in the rehearsal (`rehearsed`), and `parallel` (the run's
-/// `--parallel`, in full and in the rehearsal) hold every group's limit at
-/// once; and no host of another stage shares one of its groups (whose hosts
-/// would count against the same limit). Anything else keeps the time the
-/// drill measured.
-pub fn side_by_side(
-    plan: &Plan,
-    inventory: &Inventory,
-    sample: &Sample,
-    rehearsed: &Plan,
-    parallel: (Option<usize>, Option<usize>),
-) -> Vec<SideBySide> {
-    let mut out = Vec::new();
-    if sample.fraction >= 1.0 {
-        return out;
-    }
-    let simulated: std::collections::HashSet<usize> = sample.chosen.iter().copied().collect();
-    for (s, stage) in plan.stages.iter().enumerate() {
-        let [(key, limit)] = stage.max_unavailable.as_slice() else {
-            continue;
-        };
-        let Some(small) = rehearsed.stages.iter().find(|x| x.name == stage.name) else {
-            continue;
-        };
-        let paced = |st: &crate::plan::StagePlan| {
-            st.canaries > 0 || !st.ramp.is_empty() || st.rate.is_some() || st.rate_per.is_some()
-        };
-        if paced(stage) || paced(small) || *limit == 0 {
-            continue;
-        }
-        // Per group: the stage's hosts in it, and how many the sample kept.
-        let mut groups: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        let mut labelled = true;
-        for &h in &stage.hosts {
-            match inventory.hosts.get(h).and_then(|x| x.label(key)) {
-                Some(value) => {
-                    let (all, kept) = groups.entry(value).or_default();
-                    *all += 1;
-                    *kept += usize::from(simulated.contains(&h));
-                }
-                None => labelled = false,
-            }
-        }
-        let whole = groups.values().all(|&(all, kept)| kept == 0 || kept == all);
-        let kept: Vec<usize> = groups
-            .values()
-            .filter(|&&(_, kept)| kept > 0)
-            .map(|&(all, _)| all)
-            .collect();
-        if !labelled || !whole || kept.is_empty() || kept.len() == groups.len() {
-            continue;
-        }
-        let shared = plan.stages.iter().enumerate().any(|(o, other)| {
-            o != s
-                && other.hosts.iter().any(|&h| {
-                    inventory
-                        .hosts
-                        .get(h)
-                        .and_then(|x| x.label(key))
-                        .is_some_and(|v| groups.contains_key(v))
-                })
-        });
-        let at_once = |sizes: &mut dyn Iterator<Item = usize>| -> usize {
-            sizes.map(|n| n.min(*limit)).sum()
-        };
-        let full = at_once(&mut groups.values().map(|&(all, _)| all));
-        let here = at_once(&mut kept.iter().copied());
-        let fits = |need: usize, window: usize, cap: Option<usize>| {
-            need <= window && cap.is_none_or(|c| need <= c)
-        };
-        if shared || !fits(full, stage.window, parallel.0) || !fits(here, small.window, parallel.1)
-        {
-            continue;
-        }
-        out.push(SideBySide {
-            stage: stage.name.clone(),
-            key: key.clone(),
-            limit: *limit,
-            sizes: groups.values().map(|&(all, _)| all).collect(),
-            kept: kept.len(),
-        });
-    }
-    out
-}
-
-/// Draws [`slowest_group`] averages over.
-pub const EXTENSION_DRAWS: usize = 200;
-
-/// The expected time of a stage of groups of `sizes` hosts, each group
-/// running at most `limit` of them at once (the next starts as one ends,
-/// in order), when each host takes one of `durations` drawn at random:
-/// the mean, over [`EXTENSION_DRAWS`] seeded draws, of the slowest group's
-/// time. `None` without durations. Host times are drawn one by one, so a
-/// group's time mixes the simulated hosts' times anew: the slowest of many
-/// groups can be slower than any group the drill ran, as in full.
-pub fn slowest_group(durations: &[u64], sizes: &[usize], limit: usize, seed: u64) -> Option<u64> {
-    use rand::{Rng, SeedableRng};
-    if durations.is_empty() || sizes.is_empty() {
-        return None;
-    }
-    let limit = limit.max(1);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    // Each slot's end time; the next host goes to the one that frees first.
-    let mut slots: std::collections::BinaryHeap<std::cmp::Reverse<u64>> =
-        std::collections::BinaryHeap::with_capacity(limit);
-    let mut sum: u128 = 0;
-    for _ in 0..EXTENSION_DRAWS {
-        let mut slowest = 0;
-        for &size in sizes {
-            slots.clear();
-            slots.extend((0..limit.min(size)).map(|_| std::cmp::Reverse(0)));
-            for _ in 0..size {
-                let d = durations[rng.random_range(0..durations.len())];
-                if let Some(std::cmp::Reverse(free)) = slots.pop() {
-                    slots.push(std::cmp::Reverse(free + d));
-                }
-            }
-            let end = slots.iter().map(|r| r.0).max().unwrap_or(0);
-            slowest = slowest.max(end);
-        }
-        sum += u128::from(slowest);
-    }
-    Some((sum / EXTENSION_DRAWS as u128) as u64)
-}
-
-/// Sampled hosts a stage needs for its time to come out within 10 %: a
-/// stage ends with its slowest hosts, and the slowest of fewer end sooner.
-/// Measured on five plan shapes, boots of 10-20 s and 1-2 min, three seeds
-/// each (BENCHMARKS.md 8b, 8c): stages of 100 and 200 sampled hosts (fleets
-/// of 2,000) came within 6.3 % of the full run, stages of 15 to 40 (fleets
-/// of 300) up to 20 % short.
+/// Sampled hosts a stage needs for its time to come out within 5 %. Taken
+/// as drilled, a stage ends with its slowest sampled hosts, and the slowest
+/// of fewer end sooner; replayed at full size ([`super::replay`]), its time
+/// rests on how well its sampled hosts' times draw the spread of the
+/// fleet's. Measured on five plan shapes, boots of 10-20 s and 1-2 min,
+/// three seeds each (BENCHMARKS.md 8b, 8c): replayed, stages of 100 and 200
+/// sampled hosts (fleets of 2,000) came within 3 % of the full run, stages
+/// of 15 to 40 (fleets of 300) within 8 %; taken as drilled, those of 15 to
+/// 40 came out up to 20 % short.
 pub const MIN_STAGE_SAMPLE: usize = 100;
 
 /// The stages with fewer than [`MIN_STAGE_SAMPLE`] hosts in the sample (and
-/// fewer than in full), said in one sentence with the `--sample` that gives
-/// each that many, or all of its own. A stage the prediction extends
-/// ([`side_by_side`]) is not said: its time does not end with its sampled hosts.
+/// fewer than in full), said in one sentence each for those taken as
+/// drilled and those replayed (`replayed`), with the `--sample` that gives
+/// each that many, or all of its own.
 fn few_sampled(
     plan: &Plan,
     simulated: &std::collections::HashSet<usize>,
-    extended: &[SideBySide],
-) -> Option<String> {
-    let mut few = Vec::new();
-    let mut need: f64 = 0.0;
+    replayed: &[Replay],
+) -> Vec<String> {
+    // (stages, the fraction that gives each enough), as drilled and replayed.
+    let mut few: [(Vec<String>, f64); 2] = [(Vec::new(), 0.0), (Vec::new(), 0.0)];
     for stage in &plan.stages {
-        if extended.iter().any(|x| x.stage == stage.name) {
-            continue;
-        }
         let all = stage.hosts.len();
         let kept = stage.hosts.iter().filter(|h| simulated.contains(h)).count();
         if kept < MIN_STAGE_SAMPLE && kept < all {
-            few.push(format!("`{}` ({kept} of {all})", stage.name));
-            need = need.max(MIN_STAGE_SAMPLE.min(all) as f64 / all as f64);
+            let which = usize::from(replayed.iter().any(|r| r.stage == stage.name));
+            let (names, need) = &mut few[which];
+            names.push(format!("`{}` ({kept} of {all})", stage.name));
+            *need = need.max(MIN_STAGE_SAMPLE.min(all) as f64 / all as f64);
         }
     }
-    if few.is_empty() {
-        return None;
+    let [drilled, replayed] = few;
+    let say = |(names, need): (Vec<String>, f64), why: &str| {
+        let fraction = ((need * 100.0).ceil() / 100.0).min(1.0);
+        format!(
+            "stage{} {} {} fewer than {MIN_STAGE_SAMPLE} hosts in the sample: {why}; `--sample {fraction}` gives each {MIN_STAGE_SAMPLE} hosts or all of its own",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if names.len() == 1 { "has" } else { "have" },
+        )
+    };
+    let mut out = Vec::new();
+    if !drilled.0.is_empty() {
+        out.push(say(
+            drilled,
+            "a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts)",
+        ));
     }
-    let fraction = ((need * 100.0).ceil() / 100.0).min(1.0);
-    Some(format!(
-        "stage{} {} {} fewer than {MIN_STAGE_SAMPLE} hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts, where stages of {MIN_STAGE_SAMPLE} or more came within 7 %); `--sample {fraction}` gives each {MIN_STAGE_SAMPLE} hosts or all of its own",
-        if few.len() == 1 { "" } else { "s" },
-        few.join(", "),
-        if few.len() == 1 { "has" } else { "have" },
-    ))
+    if !replayed.0.is_empty() {
+        out.push(say(
+            replayed,
+            "replayed at full size, a stage's time rests on its sampled hosts' times, and a few dozen draw the fleet's spread of boot times roughly (stages of 15 to 40 sampled hosts came within 8 % of full runs, stages of 100 or more within 3 %)",
+        ));
+    }
+    out
 }
 
 /// How many rounds of hosts a stage of `n` hosts runs: one per canary (they
@@ -1144,30 +1022,24 @@ datacenters:
             };
             let rehearsed = rehearse(&playbook(text, &inv), &r);
             let small = crate::plan::build(&rehearsed, &inv, None).unwrap();
-            let sides = side_by_side(&plan, &inv, &sample, &small, (None, None));
-            assert_eq!(
-                sides,
-                [SideBySide {
-                    stage: "nodes".into(),
-                    key: "rack".into(),
-                    limit: 2,
-                    sizes: vec![20; 15],
-                    kept: 2,
-                }]
-            );
-            // Not extended, it is said as short, and as sampled thin.
+            let replayed = crate::sim::replay::replays(&plan, &inv, &sample, (None, None));
+            let names: Vec<&str> = replayed.iter().map(|r| r.stage.as_str()).collect();
+            assert_eq!(names, ["nodes", "misc"]);
+            // Not replayed, it is said as short, and as sampled thin.
             assert_eq!(
                 limits_not_modelled(&plan, &inv, &sample, &small, &[]),
                 [
                     "stage `nodes`: its `rack` groups go side by side and it ends with the slowest; the sample has 2 of the 15, and the slowest of 2 is less slow than the slowest of 15, so its time comes out short (by several % when groups take several rounds of long boots)",
-                    "stages `nodes` (40 of 300), `misc` (2 of 20) have fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts, where stages of 100 or more came within 7 %); `--sample 1` gives each 100 hosts or all of its own"
+                    "stages `nodes` (40 of 300), `misc` (2 of 20) have fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts); `--sample 1` gives each 100 hosts or all of its own"
                 ]
             );
+            // Replayed at full size: neither is short for its sample, and
+            // both rest on few hosts' times.
             assert_eq!(
-                limits_not_modelled(&plan, &inv, &sample, &small, &sides),
+                limits_not_modelled(&plan, &inv, &sample, &small, &replayed),
                 [
-                    "stage `nodes`: its `rack` groups go side by side and it ends with the slowest; the sample ran 2 of the 15, and the slowest of few is less slow than the slowest of many, so the prediction extends the stage to all 15 (the slowest of that many groups drawn from the simulated hosts' times, run 2 at a time, the mean of 200 draws): a group slower than the sampled hosts' times make up is not in it",
-                    "stage `misc` (2 of 20) has fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts, where stages of 100 or more came within 7 %); `--sample 1` gives each 100 hosts or all of its own"
+                    "stages `nodes`, `misc` are replayed at full size for the prediction: a stage ends with its slowest slot, wave or group, and a sample has fewer of them, so the replay runs the full stage's pace with its hosts' times drawn one by one from the simulated hosts' (the mean of 200 draws); a host slower than every simulated one is not in it",
+                    "stages `nodes` (40 of 300), `misc` (2 of 20) have fewer than 100 hosts in the sample: replayed at full size, a stage's time rests on its sampled hosts' times, and a few dozen draw the fleet's spread of boot times roughly (stages of 15 to 40 sampled hosts came within 8 % of full runs, stages of 100 or more within 3 %); `--sample 1` gives each 100 hosts or all of its own",
                 ]
             );
         }
@@ -1183,80 +1055,6 @@ datacenters:
         assert_eq!(sample.chosen.iter().filter(|&&h| h < 300).count(), 30);
     }
 
-    /// Only a stage its groups alone pace is extended: canaries, waves, a
-    /// rate, a window or `--parallel` too small for every group's limit at
-    /// once, or another stage's hosts in its groups each keep the time the
-    /// drill measured (and the caveat that says it comes out short).
-    #[test]
-    fn only_a_stage_its_side_by_side_groups_pace_is_extended() {
-        let inv = racks();
-        let base = "version: 1\nstages:\n  - name: nodes\n    select: { role: node }\n    parallel: 100%\n    max_unavailable: { rack: 2 }\n    steps: [ reboot ]\n";
-        let sides = |text: &str, parallel: (Option<usize>, Option<usize>)| {
-            let plan = crate::plan::build(&playbook(text, &inv), &inv, None).unwrap();
-            let sample = Sample::of(&plan, &inv, 0.1, 1);
-            let r = Rehearsal {
-                speed: 10.0,
-                sample: sample.fraction,
-                stage_sample: sample.stage_sample.clone(),
-                http_port: 1,
-                stage_hosts: BTreeMap::new(),
-                whole: vec!["rack".into()],
-            };
-            let small =
-                crate::plan::build(&rehearse(&playbook(text, &inv), &r), &inv, None).unwrap();
-            side_by_side(&plan, &inv, &sample, &small, parallel)
-                .into_iter()
-                .map(|x| x.stage)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(sides(base, (None, None)), ["nodes"]);
-        // 15 racks × 2 = 30 at once: a window or a cap of 30 holds them.
-        assert_eq!(sides(base, (Some(30), Some(4))), ["nodes"]);
-        let paced = [
-            base.replace("parallel: 100%", "parallel: 100%\n    canary: 1"),
-            base.replace("parallel: 100%", "parallel: [10, 100%]"),
-            base.replace("parallel: 100%", "parallel: 100%\n    rate: 1/s"),
-            base.replace("parallel: 100%", "parallel: 29"),
-            format!(
-                "{base}  - name: misc\n    select: {{ name: \"n00[0-4]\" }}\n    steps: [ reboot ]\n"
-            ),
-        ];
-        for text in &paced {
-            assert_eq!(sides(text, (None, None)), Vec::<String>::new(), "{text}");
-        }
-        assert_eq!(sides(base, (Some(29), None)), Vec::<String>::new());
-        assert_eq!(sides(base, (None, Some(3))), Vec::<String>::new());
-        // A whole fleet has every group: nothing to extend.
-        let plan = crate::plan::build(&playbook(base, &inv), &inv, None).unwrap();
-        let all = Sample::of(&plan, &inv, 1.0, 1);
-        assert_eq!(side_by_side(&plan, &inv, &all, &plan, (None, None)), []);
-    }
-
-    #[test]
-    fn the_slowest_group_is_drawn_from_the_simulated_hosts_times() {
-        // One time for all: 20 hosts 5 at a time are 4 rounds; 3 hosts 5
-        // at a time, one.
-        assert_eq!(slowest_group(&[90_000], &[20; 100], 5, 1), Some(360_000));
-        assert_eq!(slowest_group(&[7], &[3], 5, 1), Some(7));
-        assert_eq!(slowest_group(&[], &[20], 5, 1), None);
-        assert_eq!(slowest_group(&[7], &[], 5, 1), None);
-        // One host per group, 0 or 1000 ms at even odds: one group is slow
-        // half the time; of ten, the slowest is slow unless all ten are
-        // fast (1 in 1,024).
-        let coin = [0, 1000];
-        let one = slowest_group(&coin, &[1], 1, 1).unwrap();
-        assert!((400..=600).contains(&one), "{one}");
-        let ten = slowest_group(&coin, &[1; 10], 1, 1).unwrap();
-        assert!(ten >= 990, "{ten}");
-        // The slowest of 100 racks is slower than of 10, and no slower than
-        // every host slow; the same seed draws the same.
-        let boots = [60_000, 75_000, 90_000, 105_000, 120_000];
-        let of10 = slowest_group(&boots, &[20; 10], 5, 1).unwrap();
-        let of100 = slowest_group(&boots, &[20; 100], 5, 1).unwrap();
-        assert!(of10 < of100 && of100 <= 480_000, "{of10} {of100}");
-        assert_eq!(slowest_group(&boots, &[20; 100], 5, 1), Some(of100));
-    }
-
     #[test]
     fn a_second_limit_the_sample_cannot_keep_whole_is_said() {
         let inv = racks();
@@ -1267,8 +1065,11 @@ datacenters:
         // rack, but a row spans every rack and keeps 4 of its 30 hosts.
         assert_eq!(sample.whole.len(), 1);
         assert_eq!(sample.whole[0].key, "rack");
-        // Three limits: none is the one that paces the stage alone.
-        assert_eq!(side_by_side(&plan, &inv, &sample, &plan, (None, None)), []);
+        // Three limits: the replay models one.
+        assert_eq!(
+            crate::sim::replay::replays(&plan, &inv, &sample, (None, None)),
+            []
+        );
         let said = limits_not_modelled(&plan, &inv, &sample, &plan, &[]);
         assert_eq!(said.len(), 4, "{said:?}");
         assert!(
@@ -1348,7 +1149,7 @@ datacenters:
             assert_eq!(
                 said.pop().as_deref(),
                 Some(
-                    "stage `nodes` (30 of 300) has fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts, where stages of 100 or more came within 7 %); `--sample 0.34` gives each 100 hosts or all of its own"
+                    "stage `nodes` (30 of 300) has fewer than 100 hosts in the sample: a stage ends with its slowest hosts, and the slowest of few end sooner, so such a stage comes out short (up to 20 % with 15 to 40 sampled hosts); `--sample 0.34` gives each 100 hosts or all of its own"
                 )
             );
             said

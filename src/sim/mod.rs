@@ -13,7 +13,8 @@
 //!   `bmc`: its Redfish BMC (powered-off fleets).
 //! - `shard`: hosts of one process, and the worker-process protocol.
 //! - [`fleet`]: [`Fleet::start`] -> [`FleetHandle`]: files, workers, status.
-//! - [`drill`]: an inventory and playbook mapped onto a fleet for `rekindle drill`.
+//! - [`drill`]: an inventory and playbook mapped onto a fleet for `rekindle drill`;
+//!   [`replay`]: a drill's stage replayed at the full stage's size, for its prediction.
 //! - [`deps`]: connections between hosts (`sim --deps`), as `/proc/net/tcp` shows them.
 
 mod bmc;
@@ -24,6 +25,7 @@ pub mod drill;
 pub mod fleet;
 mod host;
 mod net;
+pub mod replay;
 mod shard;
 mod ssh;
 

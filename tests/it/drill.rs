@@ -555,16 +555,16 @@ stages:
 
 /// A stage paced by `max_unavailable` alone ends with its slowest rack; the
 /// sample keeps one rack of four, and the slowest of one is less slow than
-/// the slowest of four. The prediction extends the stage to all four racks
-/// (each drawn from the simulated hosts' times, one host at a time), says
-/// so, and keeps it in the journal, where `report --format json` gives it.
-/// Whether that lands near a full run is measured against full real-time
-/// runs in BENCHMARKS.md 8c; here, that the extension is wired and sane:
-/// four hosts one after the other, the slowest of four such racks is
-/// slower than the one rack measured (boot times vary 10-30 s) and no
-/// slower than four of the slowest host.
+/// the slowest of four. The prediction replays the stage at its full size
+/// (four racks, each host drawn from the simulated hosts' times, one host of
+/// a rack at a time), says so, and keeps it in the journal, where `report
+/// --format json` gives it. Whether that lands near a full run is measured
+/// against full real-time runs in BENCHMARKS.md 8c; here, that the replay
+/// is wired and sane: four hosts one after the other, the slowest of four
+/// such racks is slower than the one rack drilled (boot times vary 10-30 s)
+/// and no slower than four of the slowest host.
 #[test]
-fn a_drill_extends_a_stage_its_racks_pace_from_the_racks_it_ran_to_all() {
+fn a_drill_replays_a_stage_its_racks_pace_at_its_full_size() {
     let files = Files::new(
         r#"
 version: 1
@@ -592,11 +592,14 @@ stages:
     ]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
-        out.contains("not modelled: stage `nodes`: its `rack` groups go side by side and it ends with the slowest; the sample ran 1 of the 4, and the slowest of few is less slow than the slowest of many, so the prediction extends the stage to all 4"),
+        out.contains("not modelled: stage `nodes` is replayed at full size for the prediction: a stage ends with its slowest slot, wave or group"),
         "{out}"
     );
+    let pace = "4 `rack` groups side by side (1 simulated), 1 of each at a time";
     assert!(
-        out.contains("  stage nodes extended from the 1 of its 4 `rack` groups the drill simulated to all of them: "),
+        out.contains(&format!(
+            "  stage nodes replayed at its full size (16 hosts, 4 simulated; {pace}): "
+        )),
         "{out}"
     );
     let journal = out
@@ -611,13 +614,13 @@ stages:
     let predicted = &summary["predicted"];
     let stage = &predicted["stages"][0];
     assert_eq!(stage["name"], "nodes", "{json}");
-    let extended = &stage["extended"];
-    assert_eq!(extended["key"], "rack", "{json}");
-    assert_eq!(extended["kept"], 1, "{json}");
-    assert_eq!(extended["groups"], 4, "{json}");
+    let replayed = &stage["replayed"];
+    assert_eq!(replayed["hosts"], 16, "{json}");
+    assert_eq!(replayed["simulated"], 4, "{json}");
+    assert_eq!(replayed["pace"], pace, "{json}");
     let ms = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not ms: {v}\n{json}"));
-    let (measured, extended_ms, total) = (
-        ms(&extended["measured_ms"]),
+    let (measured, replayed_ms, total) = (
+        ms(&replayed["measured_ms"]),
         ms(&stage["duration_ms"]),
         ms(&predicted["total_ms"]),
     );
@@ -629,29 +632,26 @@ stages:
     assert_eq!(hosts.len(), 4, "{json}");
     let slowest = hosts.iter().copied().max().unwrap_or(0);
     assert!(
-        measured < extended_ms && extended_ms <= 4 * slowest + 20,
-        "measured {measured}, extended {extended_ms}, hosts {hosts:?}"
+        measured < replayed_ms && replayed_ms <= 4 * slowest + 20,
+        "measured {measured}, replayed {replayed_ms}, hosts {hosts:?}"
     );
-    // One stage: the run ends with it, later by as much as it was extended.
+    // One stage: the run ends with it, later by as much as the replay adds.
     let drilled = ms(&summary["elapsed_ms"]) * 20;
-    let moved = extended_ms - measured;
+    let moved = replayed_ms - measured;
     assert!(
         total + 100 >= drilled + moved && total <= drilled + moved + 100,
         "total {total}, drilled {drilled}, moved {moved}"
     );
+    let total = rekindle::time::humane(Duration::from_millis(total));
     assert!(
-        out.contains(&format!(
-            "predicted recovery time: {} ",
-            rekindle::time::humane(Duration::from_millis(total))
-        )),
+        out.contains(&format!("predicted recovery time: {total} ")),
         "{out}"
     );
     let (_, text, _) =
         support::run(support::rekindle_in(files.dir.path()).args(["report", journal]));
     assert!(
         text.contains(&format!(
-            "the drill predicts a recovery time of {} in real time",
-            rekindle::time::humane(Duration::from_millis(total))
+            "the drill predicts a recovery time of {total} in real time"
         )),
         "{text}"
     );
