@@ -3,7 +3,7 @@
 //! runs a stage with fewer hosts, slots, waves or racks than the full stage,
 //! and a stage ends with its slowest of those: the slowest of a few is less
 //! slow than the slowest of many, so a sampled stage comes out short (by
-//! up to 20 % with a few dozen sampled hosts). The replay takes the times
+//! up to 21 % with a few dozen sampled hosts). The replay takes the times
 //! the simulated hosts measured and runs the full stage's pace with them:
 //! its hosts drawn one by one from those times, started as the engine
 //! would (canaries one at a time, growing waves, the window, the stage
