@@ -442,25 +442,13 @@ mod tests {
     /// Three stages: `b` waits for `a` to finish, `c` has a 50 % gate on
     /// `a`. Drill times (ms): a 0-100, b 100-150, c 40-90; the run 160.
     fn three_stages() -> (Summary, Plan) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("inv.yaml");
-        std::fs::write(
-            &path,
-            "version: 1\ndatacenters:\n  a:\n    hosts:\n      - name: \"h[1-6]\"\n",
-        )
-        .expect("inventory");
-        let mut sources = crate::diag::Sources::new();
-        let inv = crate::inventory::load(&[path.to_string_lossy().into_owned()], &mut sources)
-            .expect("inventory")
-            .0;
-        let book = crate::playbook::load_str(
-            "book.yaml",
+        use crate::sim::drill::tests::{inventory, playbook};
+        let inv =
+            inventory("version: 1\ndatacenters:\n  a:\n    hosts:\n      - name: \"h[1-6]\"\n");
+        let book = playbook(
             "version: 1\nstages:\n  - { name: a, select: { name: \"h[1-2]\" }, steps: [ reboot ] }\n  - { name: b, after: [a], select: { name: \"h[3-4]\" }, steps: [ reboot ] }\n  - { name: c, after: { a: 50% }, select: { name: \"h[5-6]\" }, steps: [ reboot ] }\n",
-            Some(&inv),
-            &mut sources,
-        )
-        .expect("playbook")
-        .0;
+            &inv,
+        );
         let plan = crate::plan::build(&book, &inv, None).expect("plan");
         let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let mut c = Collector::new();
@@ -511,46 +499,24 @@ mod tests {
             pace: "20 `rack` groups side by side (2 simulated), 2 of each at a time".into(),
             measured_ms: 1000,
         };
-        let longer = predict(
-            &summary,
-            &plan,
-            10.0,
-            elapsed,
-            &[ReplayedStage {
-                stage: "a".into(),
+        // The prediction with one stage replayed to `ms`.
+        let with = |stage: &str, ms: u64| {
+            let one = ReplayedStage {
+                stage: stage.into(),
                 replayed: replayed.clone(),
-                predicted_ms: 1300,
-            }],
-        );
+                predicted_ms: ms,
+            };
+            predict(&summary, &plan, 10.0, elapsed, &[one])
+        };
+        let longer = with("a", 1300);
         assert_eq!(longer.total_ms, 1900);
         assert_eq!(durations(&longer), [Some(1300), Some(500), Some(500)]);
         assert_eq!(longer.stages[0].replayed, Some(replayed.clone()));
         // `c` 1 s longer: it ends at 1.9 s, after `b` (1.5 s), and the
         // run's 100 ms tail after its last stage stays.
-        let gated = predict(
-            &summary,
-            &plan,
-            10.0,
-            elapsed,
-            &[ReplayedStage {
-                stage: "c".into(),
-                replayed: replayed.clone(),
-                predicted_ms: 1500,
-            }],
-        );
-        assert_eq!(gated.total_ms, 2000);
+        assert_eq!(with("c", 1500).total_ms, 2000);
         // Shorter: `a` 200 ms less moves `b` and the run back as much.
-        let shorter = predict(
-            &summary,
-            &plan,
-            10.0,
-            elapsed,
-            &[ReplayedStage {
-                stage: "a".into(),
-                replayed,
-                predicted_ms: 800,
-            }],
-        );
+        let shorter = with("a", 800);
         assert_eq!(shorter.total_ms, 1400);
     }
 }

@@ -767,13 +767,14 @@ pub fn scale_rate(rate: Rate, factor: f64) -> Rate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
     use crate::diag::Sources;
 
-    fn inventory(yaml: &str) -> Inventory {
+    /// An inventory file's models (the sim's tests share it).
+    pub(crate) fn inventory(yaml: &str) -> Inventory {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("inv.yaml");
         std::fs::write(&path, yaml).unwrap();
@@ -783,7 +784,8 @@ mod tests {
             .0
     }
 
-    fn playbook(yaml: &str, inv: &Inventory) -> Playbook {
+    /// A playbook's models, checked against `inv`.
+    pub(crate) fn playbook(yaml: &str, inv: &Inventory) -> Playbook {
         let mut sources = Sources::new();
         crate::playbook::load_str("book.yaml", yaml, Some(inv), &mut sources)
             .unwrap()

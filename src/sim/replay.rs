@@ -339,25 +339,7 @@ fn window_end(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diag::Sources;
-    use crate::playbook::Playbook;
-
-    fn inventory(yaml: &str) -> Inventory {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("inv.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let mut sources = Sources::new();
-        crate::inventory::load(&[path.to_string_lossy().into_owned()], &mut sources)
-            .unwrap()
-            .0
-    }
-
-    fn playbook(yaml: &str, inv: &Inventory) -> Playbook {
-        let mut sources = Sources::new();
-        crate::playbook::load_str("book.yaml", yaml, Some(inv), &mut sources)
-            .unwrap()
-            .0
-    }
+    use crate::sim::drill::tests::{inventory, playbook};
 
     /// 300 hosts in 15 racks of 20 (`rack`), 20 `misc` hosts with none; a
     /// `bmc` each.

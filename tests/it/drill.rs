@@ -474,27 +474,23 @@ datacenters:
         labels: { role: node, rack: rd, row: "w{1}" }
 "#;
 
-/// `max_unavailable` counts per rack: a sample that kept one host of each
-/// rack would reboot all four at once, where the full run reboots each
-/// rack's hosts one after the other. The drill keeps whole racks, and says
-/// what it still cannot model (rows cut across the racks it kept), in its
-/// report and in the journal `report --format json` reads.
-#[test]
-fn a_drill_keeps_whole_racks_for_max_unavailable_and_says_what_it_cannot_model() {
-    let files = Files::new(
+/// The RACKS fleet rebooted one stage, `max_unavailable: LIMIT`, drilled
+/// at `--sample 0.25 --speed 20 --boot-time BOOT` into `drills/`.
+fn racks_drill(limit: &str, boot: &str) -> (Files, i32, String, String) {
+    let files = Files::new(&format!(
         r#"
 version: 1
 name: racks
 stages:
   - name: nodes
-    select: { role: node }
+    select: {{ role: node }}
     parallel: 100%
-    max_unavailable: { rack: 1, row: 2 }
+    max_unavailable: {limit}
     steps:
-      - reboot: { timeout: 5m }
-      - health: { checks: [ { ssh: "systemctl is-system-running" } ], timeout: 1m }
-"#,
-    );
+      - reboot: {{ timeout: 5m }}
+      - health: {{ checks: [ {{ ssh: "systemctl is-system-running" }} ], timeout: 1m }}
+"#
+    ));
     std::fs::write(files.dir.path().join("inv.yaml"), RACKS).expect("inventory");
     let (code, out, err) = files.drill(&[
         "--sample",
@@ -502,10 +498,35 @@ stages:
         "--speed",
         "20",
         "--boot-time",
-        "20s",
+        boot,
         "--journal",
         "drills",
     ]);
+    (files, code, out, err)
+}
+
+/// The journal a drill printed (`journal: PATH`), and `report --format
+/// json` of it.
+fn drill_report<'a>(files: &Files, out: &'a str) -> (&'a str, String) {
+    let journal = out
+        .lines()
+        .find_map(|l| l.strip_prefix("journal: "))
+        .unwrap_or_else(|| panic!("no journal line:\n{out}"));
+    let (code, json, err) = support::run(
+        support::rekindle_in(files.dir.path()).args(["report", journal, "--format", "json"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    (journal, json)
+}
+
+/// `max_unavailable` counts per rack: a sample that kept one host of each
+/// rack would reboot all four at once, where the full run reboots each
+/// rack's hosts one after the other. The drill keeps whole racks, and says
+/// what it still cannot model (rows cut across the racks it kept), in its
+/// report and in the journal `report --format json` reads.
+#[test]
+fn a_drill_keeps_whole_racks_for_max_unavailable_and_says_what_it_cannot_model() {
+    let (files, code, out, err) = racks_drill("{ rack: 1, row: 2 }", "20s");
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("on 4 simulated hosts (25% of the 16"), "{out}");
     assert!(
@@ -530,14 +551,7 @@ stages:
     for said in [row, boot] {
         assert!(out.contains(&format!("not modelled: {said}")), "{out}");
     }
-    let journal = out
-        .lines()
-        .find_map(|l| l.strip_prefix("journal: "))
-        .unwrap_or_else(|| panic!("no journal line:\n{out}"));
-    let (code, json, err) = support::run(
-        support::rekindle_in(files.dir.path()).args(["report", journal, "--format", "json"]),
-    );
-    assert_eq!(code, 0, "{err}");
+    let (_, json) = drill_report(&files, &out);
     let summary: serde_json::Value = serde_json::from_str(&json).expect("json");
     let notes: Vec<&str> = summary["notes"]
         .as_array()
@@ -565,31 +579,7 @@ stages:
 /// and no slower than four of the slowest host.
 #[test]
 fn a_drill_replays_a_stage_its_racks_pace_at_its_full_size() {
-    let files = Files::new(
-        r#"
-version: 1
-name: racks
-stages:
-  - name: nodes
-    select: { role: node }
-    parallel: 100%
-    max_unavailable: { rack: 1 }
-    steps:
-      - reboot: { timeout: 5m }
-      - health: { checks: [ { ssh: "systemctl is-system-running" } ], timeout: 1m }
-"#,
-    );
-    std::fs::write(files.dir.path().join("inv.yaml"), RACKS).expect("inventory");
-    let (code, out, err) = files.drill(&[
-        "--sample",
-        "0.25",
-        "--speed",
-        "20",
-        "--boot-time",
-        "10s..30s",
-        "--journal",
-        "drills",
-    ]);
+    let (files, code, out, err) = racks_drill("{ rack: 1 }", "10s..30s");
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
         out.contains("not modelled: stage `nodes` is replayed at full size for the prediction: a stage ends with its slowest slot, wave or group"),
@@ -602,14 +592,7 @@ stages:
         )),
         "{out}"
     );
-    let journal = out
-        .lines()
-        .find_map(|l| l.strip_prefix("journal: "))
-        .unwrap_or_else(|| panic!("no journal line:\n{out}"));
-    let (code, json, err) = support::run(
-        support::rekindle_in(files.dir.path()).args(["report", journal, "--format", "json"]),
-    );
-    assert_eq!(code, 0, "{err}");
+    let (journal, json) = drill_report(&files, &out);
     let summary: serde_json::Value = serde_json::from_str(&json).expect("json");
     let predicted = &summary["predicted"];
     let stage = &predicted["stages"][0];
