@@ -640,7 +640,7 @@ impl Drill<'_> {
             replays(
                 self.plan,
                 self.inventory,
-                &self.sample,
+                &self.sample.chosen,
                 (c.parallel, Some(prepared.opts.parallel)),
             )
         };

@@ -1024,7 +1024,7 @@ datacenters:
             };
             let rehearsed = rehearse(&playbook(text, &inv), &r);
             let small = crate::plan::build(&rehearsed, &inv, None).unwrap();
-            let replayed = crate::sim::replay::replays(&plan, &inv, &sample, (None, None));
+            let replayed = crate::sim::replay::replays(&plan, &inv, &sample.chosen, (None, None));
             let names: Vec<&str> = replayed.iter().map(|r| r.stage.as_str()).collect();
             assert_eq!(names, ["nodes", "misc"]);
             // Not replayed, it is said as short, and as sampled thin.
@@ -1069,7 +1069,7 @@ datacenters:
         assert_eq!(sample.whole[0].key, "rack");
         // Three limits: the replay models one.
         assert_eq!(
-            crate::sim::replay::replays(&plan, &inv, &sample, (None, None)),
+            crate::sim::replay::replays(&plan, &inv, &sample.chosen, (None, None)),
             []
         );
         let said = limits_not_modelled(&plan, &inv, &sample, &plan, &[]);

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
-use super::drill::Sample;
 use crate::inventory::Inventory;
 use crate::plan::{Plan, StagePlan};
 
@@ -100,9 +99,10 @@ pub struct Replay {
     pub pace: Pace,
 }
 
-/// The stages of `plan` the prediction replays at their full size. A stage
-/// qualifies when the sample kept only part of it and nothing the replay
-/// does not model paces it:
+/// The stages of `plan` the prediction replays at their full size, given
+/// the hosts the drill simulated (`chosen`, inventory indices: the drill's
+/// sample). A stage qualifies when the sample kept only part of it and
+/// nothing the replay does not model paces it:
 /// - no other stage selects any of its hosts (a shared host waits for the
 ///   other stage), nor, for `max_unavailable`, a host of its groups (whose
 ///   hosts count against the same limit);
@@ -118,14 +118,11 @@ pub struct Replay {
 pub fn replays(
     plan: &Plan,
     inventory: &Inventory,
-    sample: &Sample,
+    chosen: &[usize],
     parallel: (Option<usize>, Option<usize>),
 ) -> Vec<Replay> {
     let mut out = Vec::new();
-    if sample.fraction >= 1.0 {
-        return out;
-    }
-    let simulated: HashSet<usize> = sample.chosen.iter().copied().collect();
+    let simulated: HashSet<usize> = chosen.iter().copied().collect();
     let mut stages_of: BTreeMap<usize, usize> = BTreeMap::new();
     for stage in &plan.stages {
         for &h in &stage.hosts {
@@ -339,6 +336,7 @@ fn window_end(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::drill::Sample;
     use crate::sim::drill::tests::{inventory, playbook};
 
     /// 300 hosts in 15 racks of 20 (`rack`), 20 `misc` hosts with none; a
@@ -360,7 +358,12 @@ mod tests {
     fn staged(text: &str, parallel: (Option<usize>, Option<usize>)) -> Vec<Replay> {
         let inv = racks();
         let plan = crate::plan::build(&playbook(text, &inv), &inv, None).unwrap();
-        replays(&plan, &inv, &Sample::of(&plan, &inv, 0.1, 1), parallel)
+        replays(
+            &plan,
+            &inv,
+            &Sample::of(&plan, &inv, 0.1, 1).chosen,
+            parallel,
+        )
     }
 
     const RACKED: &str = "version: 1\nstages:\n  - name: nodes\n    select: { role: node }\n    parallel: 100%\n    max_unavailable: { rack: 2 }\n    steps: [ reboot ]\n";
@@ -406,7 +409,12 @@ mod tests {
             "{RACKED}  - name: misc\n    select: {{ role: misc }}\n    steps: [ reboot ]\n"
         );
         let plan = crate::plan::build(&playbook(&text, &inv), &inv, None).unwrap();
-        let got = replays(&plan, &inv, &Sample::of(&plan, &inv, 0.1, 1), (None, None));
+        let got = replays(
+            &plan,
+            &inv,
+            &Sample::of(&plan, &inv, 0.1, 1).chosen,
+            (None, None),
+        );
         assert!(got.iter().all(|r| r.stage != "nodes"), "{got:?}");
     }
 
@@ -456,7 +464,12 @@ mod tests {
         let inv = racks();
         let plan = crate::plan::build(&playbook(text, &inv), &inv, None).unwrap();
         assert_eq!(
-            replays(&plan, &inv, &Sample::of(&plan, &inv, 1.0, 1), (None, None)),
+            replays(
+                &plan,
+                &inv,
+                &Sample::of(&plan, &inv, 1.0, 1).chosen,
+                (None, None)
+            ),
             []
         );
     }
