@@ -87,25 +87,22 @@ pub fn predict(
             _ => 0,
         }
     };
-    // End shifts, settled in at most one pass per stage (the stages form
-    // a DAG, so a chain is never longer than that).
-    let n = plan.stages.len();
-    let mut shift = vec![0i64; n];
-    for _ in 0..n {
-        for (i, st) in plan.stages.iter().enumerate() {
-            let start = st
-                .after
-                .iter()
-                .filter(|&&d| st.gate(d).is_none() && measured[d].is_some())
-                .map(|&d| shift[d])
-                .max()
-                .unwrap_or(0);
-            shift[i] = if measured[i].is_some() {
-                start + own(i)
-            } else {
-                0
-            };
-        }
+    // End shifts, in one pass: a plan's stages are in dependency order
+    // (`after` points to earlier stages only).
+    let mut shift = vec![0i64; plan.stages.len()];
+    for (i, st) in plan.stages.iter().enumerate() {
+        let start = st
+            .after
+            .iter()
+            .filter(|&&d| st.gate(d).is_none() && measured[d].is_some())
+            .map(|&d| shift[d])
+            .max()
+            .unwrap_or(0);
+        shift[i] = if measured[i].is_some() {
+            start + own(i)
+        } else {
+            0
+        };
     }
     let last = |moved: bool| {
         measured

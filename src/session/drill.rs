@@ -11,8 +11,9 @@
 //! the speed), and the prediction once the rehearsal ended: the stages
 //! `sim::replay` can replay at full size, replayed with the times the
 //! simulated hosts took, written as the journal's last record. It does not
-//! print: what the command shows comes back in [`Ready`] and [`Drilled`]. Scheduling is the engine's; what a simulated
-//! host does is the simulator's.
+//! print: what the command shows comes back in [`Ready`] and [`Drilled`].
+//! Scheduling is the engine's; what a simulated host does is the
+//! simulator's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

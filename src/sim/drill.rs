@@ -286,14 +286,7 @@ pub fn limits_not_modelled(
         for (key, limit) in &stage.max_unavailable {
             // A group of `key` the sample has only part of: its hosts go
             // `limit` at a time out of fewer, relatively more than in full.
-            let mut groups: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-            for &h in &stage.hosts {
-                if let Some(value) = inventory.hosts.get(h).and_then(|x| x.label(key)) {
-                    let (all, kept) = groups.entry(value).or_default();
-                    *all += 1;
-                    *kept += usize::from(simulated.contains(&h));
-                }
-            }
+            let (groups, _) = super::replay::group_counts(inventory, stage, key, &simulated);
             let split = groups.values().any(|&(all, kept)| kept > 0 && kept < all);
             if split {
                 out.push(format!(

@@ -189,13 +189,9 @@ fn groups(
     if stage.canaries > 0 || !stage.ramp.is_empty() || stage.rate.is_some() || limit == 0 {
         return None;
     }
-    // Per group: the stage's hosts in it, and how many the sample kept.
-    let mut groups: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for &h in &stage.hosts {
-        let value = inventory.hosts.get(h)?.label(key)?;
-        let (all, kept) = groups.entry(value).or_default();
-        *all += 1;
-        *kept += usize::from(simulated.contains(&h));
+    let (groups, unlabelled) = group_counts(inventory, stage, key, simulated);
+    if unlabelled > 0 {
+        return None;
     }
     let whole = groups.values().all(|&(all, kept)| kept == 0 || kept == all);
     let kept = groups.values().filter(|&&(_, kept)| kept > 0).count();
@@ -220,6 +216,30 @@ fn groups(
         sizes,
         kept,
     })
+}
+
+/// Per value of `key` among `stage`'s hosts: how many of them have it, and
+/// how many of those the sample kept (`simulated`); and how many of its
+/// hosts have no such label (they are in no group).
+pub fn group_counts<'a>(
+    inventory: &'a Inventory,
+    stage: &StagePlan,
+    key: &str,
+    simulated: &HashSet<usize>,
+) -> (BTreeMap<&'a str, (usize, usize)>, usize) {
+    let mut groups: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut unlabelled = 0;
+    for &h in &stage.hosts {
+        match inventory.hosts.get(h).and_then(|x| x.label(key)) {
+            Some(value) => {
+                let (all, kept) = groups.entry(value).or_default();
+                *all += 1;
+                *kept += usize::from(simulated.contains(&h));
+            }
+            None => unlabelled += 1,
+        }
+    }
+    (groups, unlabelled)
 }
 
 /// One simulated host's time in a stage, whether it failed there, and
@@ -516,40 +536,35 @@ mod tests {
             replay(&window(0, &[2, 4], 10, None), 10, &failing, 0.0, 1),
             Some(5000)
         );
-        // Groups: 100 racks of 20, 5 at a time: 4 rounds each.
-        let racks = Pace::Groups {
+        // `n` racks of `size`, `limit` of each at a time.
+        let racks = |n: usize, size: usize, limit: usize| Pace::Groups {
             key: "rack".into(),
-            limit: 5,
-            sizes: vec![20; 100],
-            kept: 10,
+            limit,
+            sizes: vec![size; n],
+            kept: 1,
         };
-        assert_eq!(replay(&racks, 2000, &[ok(90_000)], 0.0, 1), Some(360_000));
-        assert_eq!(replay(&racks, 2000, &[], 0.0, 1), None);
+        // Groups: 100 racks of 20, 5 at a time: 4 rounds each.
+        assert_eq!(
+            replay(&racks(100, 20, 5), 2000, &[ok(90_000)], 0.0, 1),
+            Some(360_000)
+        );
+        assert_eq!(replay(&racks(100, 20, 5), 2000, &[], 0.0, 1), None);
         // One host per group, 0 or 1000 ms at even odds: one group is slow
         // half the time; of ten, the slowest is slow unless all ten are fast.
         let coin = [ok(0), ok(1000)];
-        let groups = |n: usize| Pace::Groups {
-            key: "rack".into(),
-            limit: 1,
-            sizes: vec![1; n],
-            kept: 1,
-        };
-        let of1 = replay(&groups(1), 1, &coin, 0.0, 1).unwrap();
+        let of1 = replay(&racks(1, 1, 1), 1, &coin, 0.0, 1).unwrap();
         assert!((400..=600).contains(&of1), "{of1}");
-        assert!(replay(&groups(10), 10, &coin, 0.0, 1).unwrap() >= 990);
+        assert!(replay(&racks(10, 1, 1), 10, &coin, 0.0, 1).unwrap() >= 990);
         // The slowest of 100 racks is slower than of 10, no slower than every
         // host slow; the same seed draws the same.
         let boots: Vec<HostTime> = [60, 75, 90, 105, 120].map(|s| ok(s * 1000)).to_vec();
-        let of = |n: usize| Pace::Groups {
-            key: "rack".into(),
-            limit: 5,
-            sizes: vec![20; n],
-            kept: 1,
-        };
-        let of10 = replay(&of(10), 200, &boots, 0.0, 1).unwrap();
-        let of100 = replay(&of(100), 2000, &boots, 0.0, 1).unwrap();
+        let of10 = replay(&racks(10, 20, 5), 200, &boots, 0.0, 1).unwrap();
+        let of100 = replay(&racks(100, 20, 5), 2000, &boots, 0.0, 1).unwrap();
         assert!(of10 < of100 && of100 <= 480_000, "{of10} {of100}");
-        assert_eq!(replay(&of(100), 2000, &boots, 0.0, 1), Some(of100));
+        assert_eq!(
+            replay(&racks(100, 20, 5), 2000, &boots, 0.0, 1),
+            Some(of100)
+        );
         // One faulty host of ten, 60 s against 1 s: drawn at the fleet's
         // share (1 %), not the sample's (10 %), 10 hosts one at a time take
         // about 10 × (0.99 + 0.6) s.
